@@ -1,0 +1,45 @@
+"""Reading the identity back, whatever the framework."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from .identity import Identity
+
+__all__ = ["IDENTITY_KEY", "get_identity"]
+
+#: The key under which both middlewares store the identity.
+IDENTITY_KEY = "lwa.identity"
+
+
+def get_identity(source: Any) -> Identity | None:
+    """The :class:`Identity` of a request, or ``None`` when anonymous or unprotected.
+
+    :param source: an ASGI scope or WSGI environ (any mapping), or a request
+        object exposing ``.scope`` (Starlette, FastAPI), ``.environ``
+        (Werkzeug, Flask) or ``.META`` (Django).
+    :raises TypeError: for anything else, so a wrong argument is caught early.
+
+    Example::
+
+        @app.route("/me")
+        def me():
+            identity = get_identity(flask.request)
+            return {"user_id": identity.user_id if identity else None}
+    """
+    if isinstance(source, Mapping):
+        mapping: Mapping[str, Any] = source
+    else:
+        for attribute in ("scope", "environ", "META"):
+            candidate = getattr(source, attribute, None)
+            if isinstance(candidate, Mapping):
+                mapping = candidate
+                break
+        else:
+            raise TypeError(
+                "get_identity() takes an ASGI scope, a WSGI environ, or a request with "
+                f".scope, .environ or .META, not {type(source).__name__}"
+            )
+    identity = mapping.get(IDENTITY_KEY)
+    return identity if isinstance(identity, Identity) else None

@@ -1,0 +1,198 @@
+"""The pure ASGI 3 middleware."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Collection, Mapping, MutableMapping
+from typing import Any
+
+from starlette.authentication import AuthCredentials, UnauthenticatedUser
+
+from .config import Settings
+from .core import Authenticator, Stats
+from .errors import AuthError, MissingToken, UpstreamUnavailable
+from .identity import Identity, expand_scopes
+from .routes import Access, Policy, PolicySpec
+from .tokens import TOKEN_HEADERS, extract_token, strip_query
+
+__all__ = ["LWAMiddleware"]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+#: RFC 6455 close codes: policy violation, and "try again later".
+WS_POLICY_VIOLATION = 1008
+WS_TRY_AGAIN_LATER = 1013
+
+
+def _credentials(identity: Identity) -> AuthCredentials:
+    return AuthCredentials(sorted(expand_scopes(identity.scopes)))
+
+
+def _is_preflight(scope: Scope) -> bool:
+    if scope["method"] != "OPTIONS":
+        return False
+    return any(name == b"access-control-request-method" for name, _ in scope["headers"])
+
+
+class LWAMiddleware:
+    """Protects an ASGI app with Login with Amazon access tokens.
+
+    For each HTTP or WebSocket request it finds the route's policy, reads the
+    token (``Authorization: Bearer``, ``x-amz-access-token`` or
+    ``?access_token=``), resolves it through LWA (tokeninfo, ``aud`` check,
+    profile) or its caches, and either answers the error itself or calls the
+    app with ``scope["lwa.identity"]`` (an :class:`~lwa_middleware.Identity`,
+    or ``None`` when anonymous), ``scope["user"]`` and ``scope["auth"]`` set,
+    so Starlette's ``request.user`` and ``@requires(...)`` work. ``lifespan``
+    and other scope types pass through untouched.
+
+    **When not to use it.** If your clients send LWA *authorization codes* or
+    you need Amazon Pay or Alexa tokens, this is not the tool: it checks
+    access tokens of customers of *your* LWA client. Don't put it behind a
+    proxy that already strips ``Authorization``.
+
+    **Security.** ``client_id`` is mandatory: a token issued to any other app
+    (``aud``) is refused, or anyone could replay a token their own app
+    obtained. Failures of LWA fail *closed* (503 with ``Retry-After``);
+    opt into ``stale_if_error`` to keep serving identities whose tokens have
+    not expired. Cached identities are never served past their token's
+    expiry, and a token revoked at Amazon stays usable here for at most
+    ``cache_ttl`` seconds (call :meth:`invalidate` on logout).
+
+    :param app: the ASGI app to protect.
+    :param client_id: your LWA client id, or a collection of them.
+    :param api_base_url: LWA API origin (default ``https://api.amazon.com``);
+        plain ``http://`` only on loopback, as for the bundled emulator.
+    :param region: ``"na"``, ``"eu"`` or ``"fe"``, instead of ``api_base_url``.
+    :param routes: path pattern → policy: ``"public"``, ``"optional"``,
+        ``"required"`` or a list of scopes. Patterns are exact (``/me``),
+        ``*`` for one segment, or end in ``/**`` for a whole subtree.
+    :param default: policy for paths no pattern matches (``"required"``).
+    :param cache_ttl: seconds a resolved token is served without asking LWA
+        again (300). This is also the longest a revocation goes unnoticed.
+    :param cache_maxsize: resolved tokens kept in memory (10 000).
+    :param options: see :class:`~lwa_middleware.config.Settings`:
+        ``negative_cache_ttl``, ``timeout``, ``connect_timeout``,
+        ``retry_after``, ``realm``, ``stale_if_error``,
+        ``strip_credentials``, ``allow_preflight``, ``max_concurrent_lookups``,
+        ``breaker_threshold``, ``breaker_cooldown``, ``redis_url``,
+        ``cache_key_secret``, ``on_event``.
+
+    Example::
+
+        from starlette.applications import Starlette
+        from lwa_middleware import LWAMiddleware
+
+        app = LWAMiddleware(
+            Starlette(routes=...),
+            client_id="amzn1.application-oa2-client.0123",
+            routes={"/health": "public", "/": "optional", "/shipping/**": ["postal_code"]},
+        )
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        client_id: str | Collection[str] | None = None,
+        api_base_url: str | None = None,
+        region: str | None = None,
+        routes: Mapping[str, PolicySpec | Policy] | None = None,
+        default: PolicySpec | Policy = "required",
+        cache_ttl: float | None = None,
+        cache_maxsize: int | None = None,
+        **options: Any,
+    ) -> None:
+        self.app = app
+        self.settings = Settings.from_options(
+            client_id=client_id,
+            api_base_url=api_base_url,
+            region=region,
+            routes=routes,
+            default=default,
+            cache_ttl=cache_ttl,
+            cache_maxsize=cache_maxsize,
+            **options,
+        )
+        self.authenticator = Authenticator(self.settings, decorate=_credentials)
+        self._lookup = self.settings.routes.lookup
+        self._resolve = self.authenticator.resolve_async
+        self._realm = self.settings.realm
+        self._strip = self.settings.strip_credentials
+        self._preflight = self.settings.allow_preflight
+
+    def __repr__(self) -> str:
+        return f"LWAMiddleware({self.app!r}, {self.authenticator!r})"
+
+    @property
+    def stats(self) -> Stats:
+        """Cache and upstream counters (hits, misses, coalesced, …)."""
+        return self.authenticator.stats
+
+    async def invalidate(self, token: str) -> None:
+        """Forget ``token`` (logout, revocation), here and in the shared cache."""
+        await self.authenticator.ainvalidate(token)
+
+    async def aclose(self) -> None:
+        """Close pooled connections to LWA (and Redis)."""
+        await self.authenticator.aclose()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind != "http" and kind != "websocket":
+            await self.app(scope, receive, send)
+            return
+        policy = self._lookup(scope["path"])
+        if policy.access is Access.PUBLIC or (
+            self._preflight and kind == "http" and _is_preflight(scope)
+        ):
+            await self.app(scope, receive, send)
+            return
+        try:
+            token = extract_token(scope["headers"], scope.get("query_string", b""))
+            if token is None:
+                if policy.access is not Access.OPTIONAL:
+                    raise MissingToken()
+                scope["lwa.identity"] = None
+                scope["user"] = UnauthenticatedUser()
+                scope["auth"] = AuthCredentials()
+            else:
+                entry = await self._resolve(token, policy)
+                if policy.scopes:
+                    Authenticator.authorize(entry, policy)
+                scope["lwa.identity"] = entry.identity
+                scope["user"] = entry.identity
+                scope["auth"] = entry.extra
+        except AuthError as error:
+            await self._refuse(error, kind, send)
+            return
+        if self._strip:
+            scope = self._stripped(scope)
+        await self.app(scope, receive, send)
+
+    async def _refuse(self, error: AuthError, kind: str, send: Send) -> None:
+        if kind == "websocket":
+            code = WS_TRY_AGAIN_LATER if isinstance(error, UpstreamUnavailable) else WS_POLICY_VIOLATION
+            await send({"type": "websocket.close", "code": code, "reason": error.error})
+            return
+        status, headers, body = error.response(self._realm)
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    @staticmethod
+    def _stripped(scope: Scope) -> Scope:
+        # A copy: the server's scope object may be shared with other layers.
+        scope = dict(scope)
+        scope["headers"] = [(n, v) for n, v in scope["headers"] if n not in TOKEN_HEADERS]
+        query = scope.get("query_string", b"")
+        stripped = strip_query(query)
+        if stripped != query:
+            scope["query_string"] = stripped
+            raw_path = scope.get("raw_path")
+            if raw_path and b"?" in raw_path:
+                path, _, raw_query = raw_path.partition(b"?")
+                scope["raw_path"] = path + (b"?" + strip_query(raw_query) if stripped else b"")
+        return scope

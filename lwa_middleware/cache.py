@@ -1,0 +1,172 @@
+"""The in-process cache of resolved tokens, and of tokens LWA rejected.
+
+Keys are a keyed BLAKE2b digest of the *whole* token (never a prefix, never
+the token itself), so neither a memory dump nor a shared store holds anything
+that can be turned back into a token, and two tokens sharing a long prefix
+never share an entry.
+
+Positive entries live in a :class:`cachetools.TLRUCache` whose per-item
+expiry is the token's own expiry, and also ``cache_ttl`` unless stale entries
+are kept for *stale-if-error* (then an entry is *fresh* for ``cache_ttl`` and
+kept, stale, until the token expires). Rejections live in a short
+:class:`cachetools.TTLCache`. cachetools caches are not thread-safe, so every
+access takes one lock, which is never held across I/O.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import threading
+import time
+from typing import Any
+
+from cachetools import TLRUCache, TTLCache
+
+from .errors import InvalidToken
+from .identity import Identity, expand_scopes
+
+__all__ = ["Entry", "IdentityCache", "token_digest"]
+
+
+def token_digest(token: str, secret: bytes) -> bytes:
+    """A keyed digest of the whole token: the only form a token is ever stored in."""
+    return hashlib.blake2b(token.encode(), key=secret, digest_size=32).digest()
+
+
+class Entry:
+    """A resolved token, with what the adapters attach built once, not per hit.
+
+    :param fresh_until: monotonic time until which the entry may be served
+        without asking LWA again.
+    :param expires_mono: monotonic time at which the cache drops the entry:
+        the token's expiry when stale entries are kept, else ``fresh_until``.
+        Never later than the token's expiry.
+    :param extra: adapter-specific objects built once per identity (for ASGI,
+        Starlette's ``AuthCredentials``).
+    """
+
+    __slots__ = ("expires_mono", "extra", "fresh_until", "granted", "has_profile", "identity")
+
+    def __init__(
+        self,
+        identity: Identity,
+        *,
+        expires_mono: float,
+        fresh_until: float,
+        has_profile: bool,
+        extra: Any = None,
+    ) -> None:
+        self.identity = identity
+        #: The identity's scopes plus those they imply, for policy checks.
+        self.granted = expand_scopes(identity.scopes)
+        self.expires_mono = expires_mono
+        self.fresh_until = fresh_until
+        self.has_profile = has_profile
+        self.extra = extra
+
+    def __repr__(self) -> str:
+        return f"Entry({self.identity!r}, has_profile={self.has_profile})"
+
+
+def _expiry(_key: bytes, entry: Entry, _now: float) -> float:
+    return entry.expires_mono
+
+
+class IdentityCache:
+    """Thread-safe positive and negative caches.
+
+    :param maxsize: resolved tokens kept.
+    :param ttl: seconds an entry is fresh.
+    :param keep_stale: keep entries past ``ttl`` until the token expires, for
+        stale-if-error; otherwise they are dropped at ``ttl``.
+    :param negative_ttl: seconds a rejection is remembered (0 disables).
+    :param negative_maxsize: rejections kept.
+    """
+
+    def __init__(
+        self,
+        *,
+        maxsize: int,
+        ttl: float,
+        keep_stale: bool = False,
+        negative_ttl: float = 30.0,
+        negative_maxsize: int = 10_000,
+    ) -> None:
+        self.ttl = ttl
+        self.keep_stale = keep_stale
+        self._lock = threading.Lock()
+        self._entries: TLRUCache[bytes, Entry] = TLRUCache(
+            maxsize, ttu=_expiry, timer=time.monotonic
+        )
+        self._rejections: TTLCache[bytes, InvalidToken] | None = (
+            TTLCache(negative_maxsize, ttl=negative_ttl, timer=time.monotonic)
+            if negative_ttl > 0
+            else None
+        )
+
+    def get(self, key: bytes) -> Entry | None:
+        with self._lock:
+            return self._entries.get(key)
+
+    def rejection(self, key: bytes) -> InvalidToken | None:
+        if self._rejections is None:
+            return None
+        with self._lock:
+            return self._rejections.get(key)
+
+    def make_entry(
+        self,
+        identity: Identity,
+        expires_mono: float,
+        has_profile: bool,
+        extra: Any = None,
+        *,
+        fresh_for: float | None = None,
+    ) -> Entry:
+        """An entry fresh for ``cache_ttl`` (or less: ``fresh_for``), never past expiry."""
+        ttl = self.ttl if fresh_for is None else min(self.ttl, fresh_for)
+        fresh_until = min(time.monotonic() + ttl, expires_mono)
+        return Entry(
+            identity,
+            expires_mono=expires_mono if self.keep_stale else fresh_until,
+            fresh_until=fresh_until,
+            has_profile=has_profile,
+            extra=extra,
+        )
+
+    def put(self, key: bytes, entry: Entry) -> None:
+        if self.ttl <= 0 and not self.keep_stale:
+            return
+        with self._lock:
+            self._entries[key] = entry
+            if self._rejections is not None:
+                self._rejections.pop(key, None)
+
+    def reject(self, key: bytes, error: InvalidToken) -> None:
+        if self._rejections is None or not error.remember:
+            return
+        with self._lock:
+            self._rejections[key] = error
+            self._entries.pop(key, None)
+
+    def discard(self, key: bytes) -> None:
+        with self._lock:
+            self._entries.pop(key, None)
+            if self._rejections is not None:
+                self._rejections.pop(key, None)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            if self._rejections is not None:
+                self._rejections.clear()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._entries)
+
+
+def new_secret() -> bytes:
+    """A per-process key for :func:`token_digest` when none is configured."""
+    return secrets.token_bytes(32)

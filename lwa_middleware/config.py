@@ -1,0 +1,234 @@
+"""Options shared by both middlewares, validated once at construction.
+
+Every option can be given as a keyword argument; the most common ones also
+fall back to environment variables, so a twelve-factor deployment needs no
+code change:
+
+=====================  ==========================================
+environment variable   option
+=====================  ==========================================
+``LWA_CLIENT_ID``      ``client_id`` (comma-separated for several)
+``LWA_REGION``         ``region``
+``LWA_API_BASE_URL``   ``api_base_url``
+``LWA_CACHE_TTL``      ``cache_ttl``
+``LWA_CACHE_MAXSIZE``  ``cache_maxsize``
+``LWA_REDIS_URL``      ``redis_url``
+``LWA_CACHE_KEY_SECRET``  ``cache_key_secret``
+=====================  ==========================================
+
+An explicit keyword always wins over the environment.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from .errors import ConfigurationError
+from .routes import Policy, PolicySpec, RouteTable
+
+__all__ = ["REGIONS", "Settings"]
+
+logger = logging.getLogger("lwa_middleware.config")
+
+REGIONS: dict[str, str] = {
+    "na": "https://api.amazon.com",
+    "eu": "https://api.amazon.co.uk",
+    "fe": "https://api.amazon.co.jp",
+}
+CLIENT_ID_PREFIX = "amzn1.application-oa2-client."
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _base_url(url: str) -> str:
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise ConfigurationError(f"api_base_url {url!r} is not a URL: {exc}") from None
+    host = parts.hostname or ""
+    if parts.scheme not in ("https", "http") or not host:
+        raise ConfigurationError(f"api_base_url {url!r} must be an https:// origin")
+    if parts.username or parts.password or parts.query or parts.fragment:
+        raise ConfigurationError(
+            f"api_base_url {url!r} must not carry credentials, a query or a fragment"
+        )
+    if parts.scheme == "http" and not _is_loopback(host):
+        raise ConfigurationError(
+            f"api_base_url {url!r}: plain http is only allowed on loopback; "
+            "tokens must not cross a network unencrypted"
+        )
+    del port
+    return url.rstrip("/")
+
+
+def _env_float(name: str) -> float | None:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name}={raw!r} is not a number") from None
+
+
+def _client_ids(client_id: str | Collection[str] | None) -> frozenset[str]:
+    if client_id is None:
+        raw = os.environ.get("LWA_CLIENT_ID", "")
+        client_id = [part.strip() for part in raw.split(",") if part.strip()]
+    ids = frozenset([client_id] if isinstance(client_id, str) else client_id)
+    if not ids:
+        raise ConfigurationError(
+            "client_id is required (or set LWA_CLIENT_ID): tokens issued to other "
+            "clients must be refused"
+        )
+    for cid in ids:
+        if not isinstance(cid, str) or not cid.strip():
+            raise ConfigurationError(f"client_id {cid!r} is not a client id")
+        if not cid.startswith(CLIENT_ID_PREFIX):
+            logger.warning(
+                "client_id %r does not look like an LWA client id (%s…)", cid, CLIENT_ID_PREFIX
+            )
+    return ids
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """Validated configuration; build it with :meth:`from_options`."""
+
+    client_ids: frozenset[str]
+    api_base_url: str
+    routes: RouteTable
+    cache_ttl: float = 300.0
+    cache_maxsize: int = 10_000
+    negative_cache_ttl: float = 30.0
+    negative_cache_maxsize: int = 10_000
+    timeout: float = 5.0
+    connect_timeout: float = 2.0
+    max_response_bytes: int = 64 * 1024
+    retry_after: int = 5
+    realm: str = "lwa"
+    stale_if_error: bool = False
+    strip_credentials: bool = False
+    allow_preflight: bool = True
+    max_concurrent_lookups: int = 100
+    breaker_threshold: int = 5
+    breaker_cooldown: float = 5.0
+    redis_url: str | None = None
+    cache_key_secret: bytes | None = None
+    redis_timeout: float = 0.05
+    on_event: Callable[[str, Mapping[str, Any]], None] | None = field(default=None)
+
+    @property
+    def tokeninfo_url(self) -> str:
+        return self.api_base_url + "/auth/o2/tokeninfo"
+
+    @property
+    def profile_url(self) -> str:
+        return self.api_base_url + "/user/profile"
+
+    @classmethod
+    def from_options(
+        cls,
+        *,
+        client_id: str | Collection[str] | None = None,
+        api_base_url: str | None = None,
+        region: str | None = None,
+        routes: Mapping[str, PolicySpec | Policy] | None = None,
+        default: PolicySpec | Policy = "required",
+        cache_ttl: float | None = None,
+        cache_maxsize: int | None = None,
+        redis_url: str | None = None,
+        cache_key_secret: str | bytes | None = None,
+        **rest: Any,
+    ) -> Settings:
+        """Validate user options; raise :class:`ConfigurationError` on any mistake."""
+        unknown = set(rest) - {f for f in cls.__dataclass_fields__} - {"client_ids"}
+        if unknown:
+            raise ConfigurationError(f"unknown option(s): {', '.join(sorted(unknown))}")
+
+        if api_base_url is None and region is None:
+            api_base_url = os.environ.get("LWA_API_BASE_URL") or None
+            region = os.environ.get("LWA_REGION") or None
+        if api_base_url is not None and region is not None:
+            raise ConfigurationError("give region or api_base_url, not both")
+        if region is not None:
+            try:
+                api_base_url = REGIONS[region.lower()]
+            except KeyError:
+                raise ConfigurationError(
+                    f"region {region!r} is not one of {', '.join(REGIONS)}"
+                ) from None
+        base = _base_url(api_base_url or REGIONS["na"])
+
+        ttl = cache_ttl if cache_ttl is not None else _env_float("LWA_CACHE_TTL")
+        maxsize = cache_maxsize
+        if maxsize is None:
+            env_size = _env_float("LWA_CACHE_MAXSIZE")
+            maxsize = int(env_size) if env_size is not None else None
+        if redis_url is None:
+            redis_url = os.environ.get("LWA_REDIS_URL") or None
+        if cache_key_secret is None:
+            cache_key_secret = os.environ.get("LWA_CACHE_KEY_SECRET") or None
+        secret = cache_key_secret.encode() if isinstance(cache_key_secret, str) else cache_key_secret
+
+        values: dict[str, Any] = dict(rest)
+        if ttl is not None:
+            values["cache_ttl"] = ttl
+        if maxsize is not None:
+            values["cache_maxsize"] = maxsize
+        settings = cls(
+            client_ids=_client_ids(client_id),
+            api_base_url=base,
+            routes=RouteTable(routes, default),
+            redis_url=redis_url,
+            cache_key_secret=secret,
+            **values,
+        )
+        settings._validate()
+        return settings
+
+    def _validate(self) -> None:
+        def positive(name: str, allow_zero: bool = False) -> None:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ConfigurationError(f"{name} must be a number, not {value!r}")
+            if value < 0 or (value == 0 and not allow_zero):
+                raise ConfigurationError(f"{name} must be {'>= 0' if allow_zero else '> 0'}")
+
+        positive("cache_ttl", allow_zero=True)
+        positive("negative_cache_ttl", allow_zero=True)
+        for name in ("timeout", "connect_timeout", "breaker_cooldown", "redis_timeout"):
+            positive(name)
+        for name in (
+            "cache_maxsize",
+            "negative_cache_maxsize",
+            "max_response_bytes",
+            "retry_after",
+            "max_concurrent_lookups",
+            "breaker_threshold",
+        ):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigurationError(f"{name} must be an integer >= 1, not {value!r}")
+        if self.redis_url is not None and urlsplit(self.redis_url).scheme not in (
+            "redis",
+            "rediss",
+            "unix",
+        ):
+            raise ConfigurationError("redis_url must be redis://, rediss:// or unix://")
+        if not self.realm or '"' in self.realm or "\\" in self.realm:
+            raise ConfigurationError("realm must be a non-empty string without quotes")

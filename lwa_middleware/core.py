@@ -1,0 +1,397 @@
+"""The framework-neutral heart shared by the ASGI and WSGI middlewares.
+
+:class:`Authenticator` owns the route table, the caches, the circuit breaker,
+the statistics and the upstream drivers. Given a token and the route's
+policy it answers with a cached :class:`~.cache.Entry` or raises an
+:class:`~.errors.AuthError`. The order of business for one token is:
+
+1. the in-process cache (fresh entry, or a remembered rejection);
+2. an in-flight lookup for the same token, which it joins (single-flight,
+   under asyncio and under threads alike);
+3. the shared Redis cache, when configured;
+4. LWA, through :func:`~.flow.resolution_flow`, unless the breaker is open.
+
+Only rejections are remembered; transient failures never are. With
+``stale_if_error`` an LWA failure falls back to a cached identity whose token
+has not yet expired.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Any
+
+from .cache import Entry, IdentityCache, new_secret, token_digest
+from .errors import AuthError, InsufficientScope, InvalidToken, UpstreamUnavailable
+from .flow import Flow, Resolved, resolution_flow
+from .guard import CircuitBreaker
+from .identity import Identity
+from .routes import Policy
+from .tokens import looks_like_lwa_token
+
+if TYPE_CHECKING:
+    from .config import Settings
+    from .shared_cache import AsyncSharedCache, SharedHit, SyncSharedCache
+    from .transport import AsyncDriver, SyncDriver
+
+__all__ = ["Authenticator", "Stats"]
+
+logger = logging.getLogger("lwa_middleware")
+
+
+@dataclass
+class Stats:
+    """Counters since start, for metrics. Reads are cheap; writes are unlocked
+    increments, exact under asyncio and the GIL's usual scheduling."""
+
+    hits: int = 0
+    misses: int = 0
+    coalesced: int = 0
+    stale_served: int = 0
+    rejections_cached: int = 0
+    shared_hits: int = 0
+    lookups: int = 0
+    upstream_errors: int = 0
+    rejected: int = 0
+    upstream_seconds: float = 0.0
+
+    def snapshot(self) -> dict[str, float]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+class _Flight:
+    """A lookup in progress under threads; followers wait on ``done``."""
+
+    __slots__ = ("done", "entry", "error")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.entry: Entry | None = None
+        self.error: AuthError | None = None
+
+
+Decorate = Callable[[Identity], Any]
+
+
+class Authenticator:
+    """Resolves tokens to identities for one middleware instance.
+
+    :param settings: validated options.
+    :param decorate: builds, once per identity, the adapter objects stored in
+        :attr:`Entry.extra` (Starlette's credentials for ASGI).
+    """
+
+    def __init__(self, settings: Settings, decorate: Decorate | None = None) -> None:
+        self.settings = settings
+        self.routes = settings.routes
+        self.stats = Stats()
+        self.cache = IdentityCache(
+            maxsize=settings.cache_maxsize,
+            ttl=settings.cache_ttl,
+            keep_stale=settings.stale_if_error,
+            negative_ttl=settings.negative_cache_ttl,
+            negative_maxsize=settings.negative_cache_maxsize,
+        )
+        self.breaker = CircuitBreaker(settings.breaker_threshold, settings.breaker_cooldown)
+        self._secret = settings.cache_key_secret or new_secret()
+        self._decorate = decorate
+        self._on_event = settings.on_event
+        self._sync_flights: dict[bytes, _Flight] = {}
+        self._flights_lock = threading.Lock()
+        self._async_flights: dict[bytes, asyncio.Task[Entry]] = {}
+        self._sync_driver: SyncDriver | None = None
+        self._async_driver: AsyncDriver | None = None
+        self._sync_shared: SyncSharedCache | None = None
+        self._async_shared: AsyncSharedCache | None = None
+        self._lazy_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return (
+            f"Authenticator(api_base_url={self.settings.api_base_url!r}, "
+            f"client_ids={sorted(self.settings.client_ids)!r})"
+        )
+
+    # -- shared steps --------------------------------------------------------
+
+    def digest(self, token: str) -> bytes:
+        return token_digest(token, self._secret)
+
+    def _emit(self, event: str, **data: Any) -> None:
+        if self._on_event is not None:
+            try:
+                self._on_event(event, data)
+            except Exception:  # a metrics hook must never break a request
+                logger.exception("lwa_middleware: on_event hook failed for %r", event)
+
+    def cached(self, key: bytes, policy: Policy) -> Entry | None:
+        """A fresh entry good enough for ``policy``; raise a remembered rejection."""
+        entry = self.cache.get(key)
+        if (
+            entry is not None
+            and entry.fresh_until > time.monotonic()
+            and (entry.has_profile or not policy.needs_profile)
+        ):
+            self.stats.hits += 1
+            if self._on_event is not None:
+                self._emit("hit")
+            return entry
+        rejection = self.cache.rejection(key)
+        if rejection is not None:
+            self.stats.rejections_cached += 1
+            self._emit("rejection_cached")
+            raise rejection
+        return None
+
+    @staticmethod
+    def authorize(entry: Entry, policy: Policy) -> None:
+        """Raise :class:`InsufficientScope` unless the entry holds the policy's scopes."""
+        if policy.scopes and not policy.scopes <= entry.granted:
+            raise InsufficientScope(policy.scopes - entry.granted)
+
+    def _sufficient(self, entry: Entry | None, policy: Policy) -> Entry | None:
+        if entry is not None and (entry.has_profile or not policy.needs_profile):
+            return entry
+        return None
+
+    def _flow(self, token: str, policy: Policy) -> Flow:
+        retry = self.breaker.check()
+        if retry is not None:
+            raise UpstreamUnavailable("LWA is failing; not asking it for a moment.", retry)
+        self.stats.misses += 1
+        self.stats.lookups += 1
+        settings = self.settings
+        return resolution_flow(
+            token,
+            tokeninfo_url=settings.tokeninfo_url,
+            profile_url=settings.profile_url,
+            client_ids=settings.client_ids,
+            want_profile=policy.needs_profile,
+            parallel=looks_like_lwa_token(token),
+        )
+
+    def _entry(self, resolved: Resolved) -> Entry:
+        identity = resolved.identity
+        extra = self._decorate(identity) if self._decorate is not None else None
+        return self.cache.make_entry(identity, resolved.expires_mono, resolved.has_profile, extra)
+
+    def _succeeded(self, key: bytes, resolved: Resolved, started: float) -> Entry:
+        elapsed = time.monotonic() - started
+        self.stats.upstream_seconds += elapsed
+        self.breaker.success()
+        entry = self._entry(resolved)
+        self.cache.put(key, entry)
+        self._emit("resolved", seconds=elapsed)
+        return entry
+
+    def _failed(self, key: bytes, error: AuthError, policy: Policy, started: float) -> Entry:
+        """Record a failed lookup; return a stale entry if allowed, else raise."""
+        elapsed = time.monotonic() - started
+        if isinstance(error, InvalidToken):
+            self.breaker.success()
+            self.stats.rejected += 1
+            self.cache.reject(key, error)
+            self._emit("rejected", seconds=elapsed)
+            raise error
+        if isinstance(error, UpstreamUnavailable):
+            self.breaker.failure()
+            self.stats.upstream_errors += 1
+            if error.retry_after is None:
+                error.retry_after = self.settings.retry_after
+            logger.warning("lwa_middleware: %s", error.description)
+            self._emit("upstream_error", seconds=elapsed, reason=error.description)
+            stale = self.stale(key, policy)
+            if stale is not None:
+                return stale
+        raise error
+
+    def stale(self, key: bytes, policy: Policy) -> Entry | None:
+        """With stale-if-error, a cached entry whose token is still live."""
+        if not self.settings.stale_if_error:
+            return None
+        entry = self._sufficient(self.cache.get(key), policy)
+        if entry is not None and entry.expires_mono > time.monotonic():
+            self.stats.stale_served += 1
+            self._emit("stale_served")
+            return entry
+        return None
+
+    def invalidate(self, token: str) -> None:
+        """Forget ``token`` in this process and, blocking, in the shared cache."""
+        key = self.digest(token)
+        self.cache.discard(key)
+        if self.settings.redis_url:
+            _, shared = self._sync_parts()
+            if shared is not None:
+                shared.discard(token)
+
+    async def ainvalidate(self, token: str) -> None:
+        """Forget ``token`` in this process and in the shared cache."""
+        key = self.digest(token)
+        self.cache.discard(key)
+        if self.settings.redis_url:
+            _, shared = self._async_parts()
+            if shared is not None:
+                await shared.discard(token)
+
+    # -- threads -------------------------------------------------------------
+
+    def _sync_parts(self) -> tuple[SyncDriver, SyncSharedCache | None]:
+        if self._sync_driver is None:
+            with self._lazy_lock:
+                if self._sync_driver is None:
+                    from .transport import SyncDriver
+
+                    if self.settings.redis_url:
+                        from .shared_cache import SyncSharedCache
+
+                        self._sync_shared = SyncSharedCache(self.settings)
+                    self._sync_driver = SyncDriver(self.settings)
+        return self._sync_driver, self._sync_shared
+
+    def resolve_sync(self, token: str, policy: Policy) -> Entry:
+        """The entry for ``token`` (cache, shared lookup, or LWA) from a worker thread."""
+        key = self.digest(token)
+        entry = self.cached(key, policy)
+        if entry is not None:
+            return entry
+        with self._flights_lock:
+            flight = self._sync_flights.get(key)
+            leader = flight is None
+            if flight is None:
+                flight = self._sync_flights[key] = _Flight()
+        if not leader:
+            self.stats.coalesced += 1
+            self._emit("coalesced")
+            if not flight.done.wait(self.settings.timeout * 2 + 1):
+                raise UpstreamUnavailable("LWA lookup timed out.", self.settings.retry_after)
+            if flight.error is not None:
+                raise flight.error
+            entry = self._sufficient(flight.entry, policy)
+            if entry is not None:
+                return entry
+            # The leader fetched less than this route needs (no profile): fetch it.
+        try:
+            flight.entry = self._lookup_sync(token, key, policy)
+            return flight.entry
+        except AuthError as error:
+            flight.error = error
+            raise
+        finally:
+            if leader:
+                with self._flights_lock:
+                    self._sync_flights.pop(key, None)
+                flight.done.set()
+
+    def _lookup_sync(self, token: str, key: bytes, policy: Policy) -> Entry:
+        driver, shared = self._sync_parts()
+        if shared is not None:
+            entry = self._from_shared(key, shared.get(token), policy)
+            if entry is not None:
+                return entry
+        started = time.monotonic()
+        try:
+            resolved = driver.run(self._flow(token, policy))
+        except AuthError as error:
+            if shared is not None:
+                shared.record_failure(token, error)
+            return self._failed(key, error, policy, started)
+        if shared is not None:
+            shared.put(token, resolved)
+        return self._succeeded(key, resolved, started)
+
+    # -- asyncio -------------------------------------------------------------
+
+    def _async_parts(self) -> tuple[AsyncDriver, AsyncSharedCache | None]:
+        if self._async_driver is None:
+            from .transport import AsyncDriver
+
+            if self.settings.redis_url:
+                from .shared_cache import AsyncSharedCache
+
+                self._async_shared = AsyncSharedCache(self.settings)
+            self._async_driver = AsyncDriver(self.settings)
+        return self._async_driver, self._async_shared
+
+    async def resolve_async(self, token: str, policy: Policy) -> Entry:
+        """The entry for ``token`` (cache, shared lookup, or LWA) on an event loop."""
+        key = self.digest(token)
+        entry = self.cached(key, policy)
+        if entry is not None:
+            return entry
+        task = self._async_flights.get(key)
+        loop = asyncio.get_running_loop()
+        if task is not None and task.get_loop() is loop:
+            self.stats.coalesced += 1
+            self._emit("coalesced")
+            # shield: a follower whose client went away must not cancel the
+            # lookup the others are waiting for.
+            entry = self._sufficient(await asyncio.shield(task), policy)
+            if entry is not None:
+                return entry
+        task = loop.create_task(self._lookup_async(token, key, policy))
+        self._async_flights[key] = task
+        task.add_done_callback(lambda _t: self._forget_flight(key, task))
+        return await asyncio.shield(task)
+
+    def _forget_flight(self, key: bytes, task: asyncio.Task[Entry]) -> None:
+        if self._async_flights.get(key) is task:
+            del self._async_flights[key]
+        if not task.cancelled():
+            task.exception()  # mark retrieved: every waiter may have gone away
+
+    async def _lookup_async(self, token: str, key: bytes, policy: Policy) -> Entry:
+        driver, shared = self._async_parts()
+        if shared is not None:
+            entry = self._from_shared(key, await shared.get(token), policy)
+            if entry is not None:
+                return entry
+        started = time.monotonic()
+        try:
+            resolved = await driver.run(self._flow(token, policy))
+        except AuthError as error:
+            if shared is not None:
+                await shared.record_failure(token, error)
+            return self._failed(key, error, policy, started)
+        if shared is not None:
+            await shared.put(token, resolved)
+        return self._succeeded(key, resolved, started)
+
+    # -- shared cache --------------------------------------------------------
+
+    def _from_shared(
+        self, key: bytes, found: SharedHit | InvalidToken | None, policy: Policy
+    ) -> Entry | None:
+        if found is None:
+            return None
+        if isinstance(found, InvalidToken):
+            self.cache.reject(key, found)
+            raise found
+        resolved = found.resolved
+        if not resolved.has_profile and policy.needs_profile:
+            return None
+        self.stats.shared_hits += 1
+        self._emit("shared_hit")
+        extra = self._decorate(resolved.identity) if self._decorate is not None else None
+        entry = self.cache.make_entry(
+            resolved.identity, resolved.expires_mono, resolved.has_profile, extra,
+            fresh_for=found.fresh_for,
+        )
+        self.cache.put(key, entry)
+        return entry
+
+    async def aclose(self) -> None:
+        if self._async_driver is not None:
+            await self._async_driver.aclose()
+        if self._async_shared is not None:
+            await self._async_shared.aclose()
+
+    def close(self) -> None:
+        if self._sync_driver is not None:
+            self._sync_driver.close()
+        if self._sync_shared is not None:
+            self._sync_shared.close()

@@ -1,0 +1,152 @@
+"""The one error tree of lwa-middleware, and how each error becomes an HTTP answer.
+
+::
+
+    LWAError                        base of everything this package raises
+    ├── ConfigurationError          bad arguments at construction (never per request)
+    └── AuthError                   a request is refused; carries status, RFC 6750 code
+        ├── MissingToken            401, challenge without ``error=`` (RFC 6750 §3.1)
+        ├── InvalidRequest          400 invalid_request (two tokens, malformed header)
+        ├── InvalidToken            401 invalid_token (unknown, expired, revoked, wrong aud)
+        ├── InsufficientScope       403 insufficient_scope, with ``scope=``
+        └── UpstreamUnavailable     503 temporarily_unavailable + ``Retry-After``
+
+Messages never contain a token: they are built from fixed text and from what LWA
+said about the token, never from the token itself. Every :class:`AuthError`
+knows how to render itself (:meth:`AuthError.response`) so the ASGI and WSGI
+adapters share the exact same status, headers and JSON body.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+
+__all__ = [
+    "AuthError",
+    "ConfigurationError",
+    "InsufficientScope",
+    "InvalidRequest",
+    "InvalidToken",
+    "LWAError",
+    "MissingToken",
+    "UpstreamUnavailable",
+]
+
+
+class LWAError(Exception):
+    """Base class of every exception raised by lwa-middleware."""
+
+
+class ConfigurationError(LWAError, ValueError):
+    """An argument given to a middleware (or found in the environment) is wrong."""
+
+
+def _quote(value: str) -> str:
+    # RFC 7230 quoted-string: escape backslash and double quote; drop what a
+    # header cannot carry so a description can never break the header.
+    cleaned = "".join(c for c in value if " " <= c <= "~")
+    return '"' + cleaned.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+class AuthError(LWAError):
+    """A request is refused. Subclasses fix :attr:`status` and :attr:`error`."""
+
+    status: int = 401
+    error: str = "invalid_token"
+    #: Whether the RFC 6750 challenge carries ``error=`` (not for a missing token).
+    challenge_error: bool = True
+
+    def __init__(self, description: str) -> None:
+        super().__init__(description)
+        self.description = description
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.description!r})"
+
+    def challenge(self, realm: str) -> str:
+        """The ``WWW-Authenticate`` value for this error."""
+        parts = [f"Bearer realm={_quote(realm)}"]
+        if self.challenge_error:
+            parts.append(f"error={_quote(self.error)}")
+            parts.append(f"error_description={_quote(self.description)}")
+        return ", ".join(parts)
+
+    def response(self, realm: str) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        """``(status, headers, body)`` ready to send; headers are lowercase bytes."""
+        body = json.dumps(
+            {"error": self.error, "error_description": self.description}
+        ).encode()
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"cache-control", b"no-store"),
+        ]
+        headers.extend(self.extra_headers(realm))
+        return self.status, headers, body
+
+    def extra_headers(self, realm: str) -> list[tuple[bytes, bytes]]:
+        return [(b"www-authenticate", self.challenge(realm).encode("latin-1"))]
+
+
+class MissingToken(AuthError):
+    """No LWA token on a route that needs one."""
+
+    status = 401
+    error = "missing_token"
+    challenge_error = False
+
+    def __init__(self, description: str = "An LWA access token is required.") -> None:
+        super().__init__(description)
+
+
+class InvalidRequest(AuthError):
+    """The request carries credentials in a malformed way."""
+
+    status = 400
+    error = "invalid_request"
+
+
+class InvalidToken(AuthError):
+    """LWA does not vouch for the token, or it belongs to another client."""
+
+    status = 401
+    error = "invalid_token"
+
+    def __init__(self, description: str, *, remember: bool = True) -> None:
+        super().__init__(description)
+        #: Whether the negative cache may keep this verdict.
+        self.remember = remember
+
+
+class InsufficientScope(AuthError):
+    """The token is valid but lacks scopes the route requires."""
+
+    status = 403
+    error = "insufficient_scope"
+
+    def __init__(self, required: Iterable[str], description: str | None = None) -> None:
+        self.required = tuple(sorted(required))
+        super().__init__(
+            description
+            or "The access token lacks the scope(s) this resource needs: "
+            + " ".join(self.required)
+            + "."
+        )
+
+    def challenge(self, realm: str) -> str:
+        return super().challenge(realm) + f", scope={_quote(' '.join(self.required))}"
+
+
+class UpstreamUnavailable(AuthError):
+    """LWA could not give a usable answer: fail closed, ask the client to retry."""
+
+    status = 503
+    error = "temporarily_unavailable"
+
+    def __init__(self, description: str, retry_after: int | None = None) -> None:
+        super().__init__(description)
+        self.retry_after = retry_after
+
+    def extra_headers(self, realm: str) -> list[tuple[bytes, bytes]]:
+        return [(b"retry-after", str(self.retry_after or 1).encode())]

@@ -1,0 +1,253 @@
+"""The tokeninfo → ``aud`` check → profile flow, written once and sans-IO.
+
+Like httpx's auth flows, :func:`resolution_flow` is a generator that *yields*
+batches of :class:`UpstreamRequest` and is *sent* back, for each batch, one
+:class:`UpstreamResponse` or :class:`UpstreamFailure` per request, in order.
+It returns a :class:`Resolved`, or raises an :class:`~.errors.AuthError`. It
+never touches a socket, so the sync (``httpx.Client``) and async
+(``httpx.AsyncClient``) drivers in :mod:`.transport` are a few lines each, and
+the whole decision logic is tested without any I/O.
+
+A batch of two requests means "send these concurrently". When a token has
+the shape of a real LWA token, tokeninfo and profile go out together, so a
+cold token costs one round trip; the profile answer is thrown away unless
+tokeninfo says the token is live *and* its ``aud`` is ours. A token of any
+other shape asks tokeninfo alone first, so garbage costs LWA one call.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Generator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import InvalidToken, UpstreamUnavailable
+from .identity import PROFILE_USER_ID, Identity, infer_scopes
+
+__all__ = [
+    "Flow",
+    "Resolved",
+    "UpstreamFailure",
+    "UpstreamRequest",
+    "UpstreamResponse",
+    "resolution_flow",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamRequest:
+    """One GET to LWA. The token travels in ``headers`` only, and is never shown."""
+
+    endpoint: str
+    url: str
+    headers: Mapping[str, str] = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamResponse:
+    status: int
+    body: bytes = field(repr=False)
+    retry_after: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamFailure:
+    """No HTTP answer: refused, reset, timed out, oversized. ``reason`` is safe to log."""
+
+    reason: str
+
+
+Outcome = UpstreamResponse | UpstreamFailure
+
+
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    """What a successful flow proves.
+
+    :param identity: the customer.
+    :param expires_mono: ``time.monotonic()`` deadline of the token, measured
+        from *before* tokeninfo was asked, so it errs on the early side.
+    :param has_profile: whether the profile was fetched (else ``identity``
+        carries only what tokeninfo proves).
+    """
+
+    identity: Identity
+    expires_mono: float
+    has_profile: bool
+
+
+Flow = Generator[list[UpstreamRequest], list[Outcome], Resolved]
+
+_REJECTED = "The access token is invalid, expired or revoked."
+_OTHER_CLIENT = "The access token was issued to another client."
+
+
+class _Nonsense(Exception):
+    """LWA answered something that is not a valid answer."""
+
+
+def _json_object(response: UpstreamResponse) -> dict[str, Any]:
+    try:
+        data = json.loads(response.body)
+    except (ValueError, UnicodeDecodeError):
+        raise _Nonsense("not JSON") from None
+    if not isinstance(data, dict):
+        raise _Nonsense("not a JSON object")
+    return data
+
+
+def _retry_after(value: str | None) -> int | None:
+    if value is not None and value.strip().isdigit():
+        return max(1, min(int(value.strip()), 3600))
+    return None
+
+
+def _unavailable(endpoint: str, outcome: Outcome, detail: str = "") -> UpstreamUnavailable:
+    if isinstance(outcome, UpstreamFailure):
+        why = outcome.reason
+        retry = None
+    else:
+        why = detail or f"HTTP {outcome.status}"
+        retry = _retry_after(outcome.retry_after)
+    return UpstreamUnavailable(f"LWA {endpoint} is unavailable ({why}).", retry_after=retry)
+
+
+def _is_rejection(response: UpstreamResponse) -> bool:
+    """LWA's definitive "no": 400/401 with an OAuth error body."""
+    if response.status not in (400, 401):
+        return False
+    try:
+        error = _json_object(response).get("error")
+    except _Nonsense:
+        return False
+    return error in ("invalid_token", "invalid_request", "expired_token", "unauthorized")
+
+
+def _seconds(value: Any) -> float:
+    # LWA documents numbers, but strings have been seen in the wild.
+    if isinstance(value, bool):
+        raise _Nonsense("exp is a boolean")
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value.strip())
+        except ValueError:
+            raise _Nonsense("exp is not numeric") from None
+    raise _Nonsense("exp is missing or of the wrong type")
+
+
+def _optional_str(data: Mapping[str, Any], key: str) -> str | None:
+    value = data.get(key)
+    if value is None or isinstance(value, str):
+        return value
+    raise _Nonsense(f"{key} is not a string")
+
+
+def _profile_fields(data: dict[str, Any]) -> dict[str, str | None]:
+    legacy = data.get("Profile")
+    if isinstance(legacy, dict) and "user_id" not in data:
+        return {
+            "user_id": _optional_str(legacy, "CustomerId"),
+            "name": _optional_str(legacy, "Name"),
+            "email": _optional_str(legacy, "PrimaryEmail"),
+            "postal_code": _optional_str(legacy, "PostalCode"),
+        }
+    return {key: _optional_str(data, key) for key in ("user_id", "name", "email", "postal_code")}
+
+
+def resolution_flow(
+    token: str,
+    *,
+    tokeninfo_url: str,
+    profile_url: str,
+    client_ids: frozenset[str],
+    want_profile: bool = True,
+    parallel: bool = True,
+    monotonic: Callable[[], float] = time.monotonic,
+    wall: Callable[[], float] = time.time,
+) -> Flow:
+    """Resolve ``token`` to an identity; see the module docstring.
+
+    :param want_profile: fetch the profile (name, email, postal code). When
+        false, tokeninfo alone proves ``user_id`` (scope ``profile:user_id``).
+    :param parallel: send tokeninfo and profile in one batch.
+    :raises InvalidToken: LWA rejected the token, or it belongs to another client.
+    :raises UpstreamUnavailable: LWA failed or answered nonsense.
+    """
+    tokeninfo = UpstreamRequest("tokeninfo", tokeninfo_url, {"x-amz-access-token": token})
+    profile = UpstreamRequest(
+        "profile",
+        profile_url,
+        {"authorization": "Bearer " + token, "accept": "application/json"},
+    )
+    started_mono, started_wall = monotonic(), wall()
+    batch = [tokeninfo, profile] if want_profile and parallel else [tokeninfo]
+    outcomes = yield batch
+    info = outcomes[0]
+
+    if isinstance(info, UpstreamFailure) or info.status != 200:
+        if isinstance(info, UpstreamResponse) and _is_rejection(info):
+            raise InvalidToken(_REJECTED)
+        raise _unavailable("tokeninfo", info)
+    try:
+        data = _json_object(info)
+        aud = data.get("aud")
+        user_id = data.get("user_id")
+        remaining = _seconds(data.get("exp"))
+        if not isinstance(aud, str) or not isinstance(user_id, str) or not user_id:
+            raise _Nonsense("aud or user_id is missing or not a string")
+    except _Nonsense as exc:
+        raise _unavailable("tokeninfo", info, f"unusable answer: {exc}") from None
+    if aud not in client_ids:
+        raise InvalidToken(_OTHER_CLIENT)
+    if remaining <= 0:
+        raise InvalidToken(_REJECTED)
+    expires_mono = started_mono + remaining
+    expires_at = started_wall + remaining
+
+    if not want_profile:
+        identity = Identity(
+            user_id=user_id,
+            scopes=frozenset({PROFILE_USER_ID}),
+            client_id=aud,
+            expires_at=expires_at,
+        )
+        return Resolved(identity, expires_mono, has_profile=False)
+
+    prof = outcomes[1] if len(outcomes) > 1 else (yield [profile])[0]
+    if isinstance(prof, UpstreamFailure) or prof.status != 200:
+        if isinstance(prof, UpstreamResponse) and prof.status in (401, 403):
+            try:
+                error = _json_object(prof).get("error")
+            except _Nonsense:
+                error = None
+            if error == "insufficient_scope":
+                # A live token with no profile scope (say, only Alexa scopes):
+                # tokeninfo still proves who it is.
+                identity = Identity(user_id=user_id, client_id=aud, expires_at=expires_at)
+                return Resolved(identity, expires_mono, has_profile=True)
+            if error == "invalid_token":
+                # Revoked between the two calls.
+                raise InvalidToken(_REJECTED)
+        raise _unavailable("profile", prof)
+    try:
+        fields = _profile_fields(_json_object(prof))
+    except _Nonsense as exc:
+        raise _unavailable("profile", prof, f"unusable answer: {exc}") from None
+    if fields["user_id"] != user_id:
+        # Two LWA answers disagree about who this is: trust neither, and do
+        # not remember the verdict, since it is not the token's fault.
+        raise InvalidToken("LWA gave inconsistent answers for this token.", remember=False)
+    identity = Identity(
+        user_id=user_id,
+        name=fields["name"],
+        email=fields["email"],
+        postal_code=fields["postal_code"],
+        scopes=infer_scopes(**fields),
+        client_id=aud,
+        expires_at=expires_at,
+    )
+    return Resolved(identity, expires_mono, has_profile=True)

@@ -1,0 +1,97 @@
+"""Who is calling: the immutable :class:`Identity` and the scope rules of LWA."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+
+__all__ = ["Identity", "expand_scopes", "infer_scopes", "missing_scopes"]
+
+PROFILE = "profile"
+PROFILE_USER_ID = "profile:user_id"
+POSTAL_CODE = "postal_code"
+
+#: A granted scope also satisfies the scopes it implies.
+_IMPLIES: dict[str, frozenset[str]] = {PROFILE: frozenset({PROFILE_USER_ID})}
+
+
+def infer_scopes(
+    *, user_id: str | None, name: str | None, email: str | None, postal_code: str | None
+) -> frozenset[str]:
+    """Scopes a profile answer proves, since tokeninfo does not list them.
+
+    ``name`` or ``email`` prove ``profile``; ``user_id`` alone proves
+    ``profile:user_id``; ``postal_code`` proves ``postal_code``.
+    """
+    scopes: set[str] = set()
+    if name is not None or email is not None:
+        scopes.add(PROFILE)
+    elif user_id is not None:
+        scopes.add(PROFILE_USER_ID)
+    if postal_code is not None:
+        scopes.add(POSTAL_CODE)
+    return frozenset(scopes)
+
+
+def expand_scopes(scopes: Iterable[str]) -> frozenset[str]:
+    """``scopes`` plus everything they imply (``profile`` ⇒ ``profile:user_id``)."""
+    expanded = set(scopes)
+    for scope in list(expanded):
+        expanded |= _IMPLIES.get(scope, frozenset())
+    return frozenset(expanded)
+
+
+def missing_scopes(granted: frozenset[str], required: frozenset[str]) -> frozenset[str]:
+    """The required scopes that ``granted`` (already expanded) does not satisfy."""
+    return required - granted
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class Identity:
+    """The LWA customer behind a request, as LWA vouched for it.
+
+    Instances are immutable and never hold the access token, so they are safe
+    to log, cache, pickle or hand to templates.
+
+    It also quacks like a Starlette user (``is_authenticated``,
+    ``display_name``, ``identity``), which is what the ASGI middleware puts in
+    ``scope["user"]``.
+
+    :param user_id: LWA's stable customer id (``amzn1.account.…``).
+    :param email: primary email, when the token has the ``profile`` scope.
+    :param name: customer name, when the token has the ``profile`` scope.
+    :param postal_code: when the token has the ``postal_code`` scope.
+    :param scopes: the scopes the token was proven to hold.
+    :param client_id: the token's ``aud``: the client it was issued to.
+    :param expires_at: epoch seconds at which the token expires.
+    """
+
+    user_id: str
+    email: str | None = None
+    name: str | None = None
+    postal_code: str | None = None
+    scopes: frozenset[str] = frozenset()
+    client_id: str
+    expires_at: float
+
+    @property
+    def is_authenticated(self) -> bool:
+        return True
+
+    @property
+    def display_name(self) -> str:
+        return self.name or self.email or self.user_id
+
+    @property
+    def identity(self) -> str:
+        return self.user_id
+
+    def has_scopes(self, *required: str) -> bool:
+        """Whether the token holds every scope in ``required`` (with implication)."""
+        return not missing_scopes(expand_scopes(self.scopes), frozenset(required))
+
+    def to_dict(self) -> dict[str, object]:
+        """A JSON-ready view, scopes sorted."""
+        data = dataclasses.asdict(self)
+        data["scopes"] = sorted(self.scopes)
+        return data

@@ -1,0 +1,188 @@
+"""Per-route policy: which requests need a token, and which scopes.
+
+Patterns are compiled once, at construction:
+
+* an exact path (``/me``) lands in a dict, so its lookup is one hash probe;
+* ``*`` stands for exactly one non-empty path segment (``/users/*/orders``);
+* a trailing ``/**`` matches the prefix itself and everything under it
+  (``/static/**`` matches ``/static`` and ``/static/a/b``).
+
+Precedence: an exact pattern beats any wildcard; among wildcards the longest
+pattern wins. All wildcards are folded into one alternation regex ordered by
+that precedence, and its answers are memoised per path in a bounded LRU, so a
+lookup never walks a list in Python.
+
+Paths are matched after folding repeated slashes and a trailing slash, which
+frameworks route to the same view. A path with ``.`` or ``..`` segments is
+judged by the *stricter* of its raw and resolved forms: the app might route
+either, and a traversal must never make a protected view look public.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import posixpath
+import re
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+
+from .errors import ConfigurationError
+from .identity import expand_scopes
+
+__all__ = ["Access", "Policy", "PolicySpec", "RouteTable"]
+
+
+class Access(enum.IntEnum):
+    """How much a route asks for, ordered from least to most."""
+
+    PUBLIC = 0
+    OPTIONAL = 1
+    REQUIRED = 2
+
+
+#: What users write: ``"public"``, ``"optional"``, ``"required"`` or scope names.
+PolicySpec = str | Collection[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """A compiled policy. ``scopes`` is only ever non-empty when ``REQUIRED``."""
+
+    access: Access
+    scopes: frozenset[str] = frozenset()
+
+    @classmethod
+    def parse(cls, spec: PolicySpec | Policy, where: str = "policy") -> Policy:
+        if isinstance(spec, Policy):
+            return spec
+        if isinstance(spec, str):
+            try:
+                return _NAMED[spec.lower()]
+            except KeyError:
+                raise ConfigurationError(
+                    f"{where}: unknown policy {spec!r}; use 'public', 'optional', "
+                    f"'required' or a list of scopes such as [{spec!r}]"
+                ) from None
+        if not isinstance(spec, Collection):
+            raise ConfigurationError(f"{where}: a policy is a string or a list of scopes")
+        scopes = frozenset(spec)
+        for scope in scopes:
+            if not isinstance(scope, str) or not scope or any(c.isspace() for c in scope):
+                raise ConfigurationError(f"{where}: {scope!r} is not a scope name")
+        return cls(Access.REQUIRED, scopes)
+
+    def stricter(self, other: Policy) -> Policy:
+        if self.access != other.access:
+            return self if self.access > other.access else other
+        return Policy(self.access, self.scopes | other.scopes)
+
+    @property
+    def needs_profile(self) -> bool:
+        """Whether the identity needs a profile call, or tokeninfo is enough.
+
+        Tokeninfo already proves ``user_id``; only richer scopes need the
+        profile. An empty scope set still wants the profile, to fill the
+        identity's name and email.
+        """
+        return not self.scopes or bool(expand_scopes(self.scopes) - {"profile:user_id"})
+
+
+_NAMED = {
+    "public": Policy(Access.PUBLIC),
+    "optional": Policy(Access.OPTIONAL),
+    "required": Policy(Access.REQUIRED),
+}
+
+_SLASHES = re.compile(r"//+")
+
+
+def _fold(path: str) -> str:
+    if "//" in path:
+        path = _SLASHES.sub("/", path)
+    if len(path) > 1 and path.endswith("/"):
+        path = path.rstrip("/") or "/"
+    return path
+
+
+def _has_dot_segment(path: str) -> bool:
+    return any(seg in (".", "..") for seg in path.split("/"))
+
+
+def _pattern_regex(pattern: str) -> str:
+    prefix = pattern[:-3] if pattern.endswith("/**") else pattern
+    parts = []
+    for segment in prefix.split("/")[1:] if prefix else []:
+        if segment == "*":
+            parts.append("/[^/]+")
+        elif "*" in segment:
+            raise ConfigurationError(
+                f"route {pattern!r}: '*' must be a whole segment, '**' only at the end"
+            )
+        else:
+            parts.append("/" + re.escape(segment))
+    body = "".join(parts)
+    if pattern.endswith("/**"):
+        return body + "(?:/.*)?" if body else "(?:/.*)?"
+    return body
+
+
+class RouteTable:
+    """Maps a request path to its :class:`Policy`.
+
+    :param routes: pattern → policy spec.
+    :param default: the policy for paths no pattern matches.
+    :param cache_size: how many distinct wildcard-matched paths to memoise.
+    """
+
+    __slots__ = ("_exact", "_regex", "_wild_policies", "default", "lookup_wild")
+
+    def __init__(
+        self,
+        routes: Mapping[str, PolicySpec | Policy] | None,
+        default: PolicySpec | Policy = "required",
+        *,
+        cache_size: int = 4096,
+    ) -> None:
+        self.default = Policy.parse(default, "default")
+        self._exact: dict[str, Policy] = {}
+        wild: list[tuple[tuple[int, int], str, Policy]] = []
+        for pattern, spec in (routes or {}).items():
+            if not isinstance(pattern, str) or not pattern.startswith("/"):
+                raise ConfigurationError(f"route {pattern!r}: a pattern starts with '/'")
+            policy = Policy.parse(spec, f"route {pattern!r}")
+            if "*" not in pattern:
+                self._exact[_fold(pattern)] = policy
+                continue
+            regex = _pattern_regex(_fold(pattern))
+            literal = sum(1 for s in pattern.split("/") if s and "*" not in s)
+            wild.append(((len(pattern), literal), regex, policy))
+        wild.sort(key=lambda item: item[0], reverse=True)
+        self._wild_policies = [policy for _, _, policy in wild]
+        self._regex = (
+            re.compile("|".join(f"(?P<r{i}>{rx})" for i, (_, rx, _) in enumerate(wild)))
+            if wild
+            else None
+        )
+        self.lookup_wild = functools.lru_cache(maxsize=cache_size)(self._match)
+
+    def _match(self, path: str) -> Policy:
+        policy = self._exact.get(path)
+        if policy is not None:
+            return policy
+        if self._regex is not None:
+            match = self._regex.fullmatch(path)
+            if match is not None and match.lastgroup is not None:
+                return self._wild_policies[int(match.lastgroup[1:])]
+        return self.default
+
+    def lookup(self, path: str) -> Policy:
+        """The policy for ``path`` (a decoded path, as ASGI and WSGI give it)."""
+        policy = self._exact.get(path)
+        if policy is not None:
+            return policy
+        path = _fold(path) if path else "/"
+        if "/." in path and _has_dot_segment(path):
+            resolved = _fold(posixpath.normpath(path)) if path.startswith("/") else path
+            return self.lookup_wild(path).stricter(self.lookup_wild(resolved))
+        return self.lookup_wild(path)

@@ -1,0 +1,129 @@
+"""Finding the LWA access token in a request, framework-neutrally.
+
+A token may come as ``Authorization: Bearer <token>`` (scheme in any case), as an
+``x-amz-access-token`` header, or as an ``access_token`` query parameter. The
+rules, in order of precedence of the error they raise:
+
+* A non-Bearer ``Authorization`` (``Basic …``) is simply not an LWA token.
+* ``Authorization: Bearer`` with nothing, or with several words, after it, and an
+  empty header or parameter, are malformed: :class:`~.errors.InvalidRequest`.
+* Two *different* tokens in one request, by two methods or twice by one, are
+  malformed too. The same token repeated is tolerated.
+* A value that cannot be an LWA token (over 2048 bytes, or not visible ASCII)
+  is :class:`~.errors.InvalidToken` and never reaches LWA.
+
+Everything works on bytes, as ASGI delivers headers; the WSGI adapter encodes
+its latin-1 native strings back, which is lossless.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from urllib.parse import parse_qsl
+
+from .errors import InvalidRequest, InvalidToken
+
+__all__ = ["MAX_TOKEN_BYTES", "TOKEN_HEADERS", "extract_token", "looks_like_lwa_token"]
+
+MAX_TOKEN_BYTES = 2048
+LWA_TOKEN_PREFIX = "Atza|"
+#: Lowercase header names that may carry a token.
+TOKEN_HEADERS = frozenset({b"authorization", b"x-amz-access-token"})
+
+_VISIBLE = re.compile(rb"[\x21-\x7e]+")
+_QUERY_KEY = b"access_token"
+
+
+def _checked(raw: bytes, source: str) -> str:
+    if not raw:
+        raise InvalidRequest(f"The {source} is empty.")
+    if len(raw) > MAX_TOKEN_BYTES:
+        raise InvalidToken(f"The {source} is longer than an LWA access token can be.")
+    if _VISIBLE.fullmatch(raw) is None:
+        raise InvalidToken(f"The {source} holds characters an LWA access token cannot.")
+    return raw.decode("ascii")
+
+
+def _from_authorization(value: bytes) -> str | None:
+    scheme, _, rest = value.strip(b" \t").partition(b" ")
+    if scheme.lower() != b"bearer":
+        return None
+    rest = rest.strip(b" \t")
+    if not rest:
+        raise InvalidRequest("The Authorization header has no Bearer token.")
+    if b" " in rest or b"\t" in rest or b"," in rest:
+        raise InvalidRequest("The Authorization header is malformed.")
+    return _checked(rest, "bearer token")
+
+
+def _from_query(query: bytes) -> list[str]:
+    found = []
+    # latin-1 keeps every byte as one character, so the visible-ASCII check
+    # below sees exactly what was sent after percent-decoding.
+    for key, value in parse_qsl(
+        query.decode("latin-1"), keep_blank_values=True, encoding="latin-1"
+    ):
+        if key == "access_token":
+            found.append(_checked(value.encode("latin-1"), "access_token parameter"))
+    return found
+
+
+def extract_token(headers: Iterable[tuple[bytes, bytes]], query: bytes = b"") -> str | None:
+    """The request's LWA token, ``None`` when it carries none.
+
+    :param headers: ``(lowercase name, value)`` pairs; only names in
+        :data:`TOKEN_HEADERS` are looked at, so callers may pass them all.
+    :param query: the raw query string.
+    :raises InvalidRequest: malformed credentials, or two different tokens.
+    :raises InvalidToken: a value that cannot be an LWA token.
+    """
+    token: str | None = None
+    for name, value in headers:
+        if name == b"authorization":
+            candidate = _from_authorization(value)
+            if candidate is None:
+                continue
+        elif name == b"x-amz-access-token":
+            candidate = _checked(value.strip(b" \t"), "x-amz-access-token header")
+        else:
+            continue
+        if token is None:
+            token = candidate
+        elif candidate != token:
+            raise InvalidRequest("The request carries two different access tokens.")
+    # A percent-encoded key (access%5Ftoken) is still the same parameter.
+    if query and (_QUERY_KEY in query or b"%" in query):
+        for candidate in _from_query(query):
+            if token is None:
+                token = candidate
+            elif candidate != token:
+                raise InvalidRequest("The request carries two different access tokens.")
+    return token
+
+
+def looks_like_lwa_token(token: str) -> bool:
+    """Whether ``token`` has the shape of a real LWA token (``Atza|``…, 350+ chars).
+
+    Only used to decide how eagerly to call LWA, never to accept a token.
+    """
+    return token.startswith(LWA_TOKEN_PREFIX) and len(token) >= 350
+
+
+def strip_query(query: bytes) -> bytes:
+    """``query`` without its ``access_token`` parameters, other bytes untouched."""
+    if not query or (_QUERY_KEY not in query and b"%" not in query):
+        return query
+    kept = []
+    for part in query.split(b"&"):
+        key = part.split(b"=", 1)[0]
+        if key == _QUERY_KEY or (b"%" in key and _unquote_key(key) == _QUERY_KEY):
+            continue
+        kept.append(part)
+    return b"&".join(kept)
+
+
+def _unquote_key(key: bytes) -> bytes:
+    from urllib.parse import unquote_to_bytes
+
+    return unquote_to_bytes(key.replace(b"+", b" "))

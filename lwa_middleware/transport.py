@@ -1,0 +1,216 @@
+"""Thin drivers that run a :mod:`.flow` over real HTTP.
+
+:class:`SyncDriver` uses a pooled ``httpx.Client`` (plus a small thread pool to
+send a two-request batch concurrently); :class:`AsyncDriver` uses a pooled
+``httpx.AsyncClient``. Both enforce, per lookup:
+
+* one overall deadline (httpx's read timeout is per chunk, so a body dripped
+  a byte at a time would otherwise hold a request for ever);
+* a cap on the bytes read from LWA;
+* a cap on lookups in flight, so an outage cannot pile up unbounded work.
+
+Any transport problem becomes an :class:`~.flow.UpstreamFailure` whose reason
+is a fixed phrase: httpx exception messages are never forwarded, since they
+may quote URLs or peers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
+
+import httpx
+
+from .errors import UpstreamUnavailable
+from .flow import Flow, Outcome, Resolved, UpstreamFailure, UpstreamRequest, UpstreamResponse
+
+if TYPE_CHECKING:
+    from .config import Settings
+
+__all__ = ["AsyncDriver", "SyncDriver"]
+
+_USER_AGENT = "lwa-middleware (+https://pypi.org/project/lwa-middleware/)"
+
+
+def _client_options(settings: Settings) -> dict[str, object]:
+    return {
+        "timeout": httpx.Timeout(settings.timeout, connect=settings.connect_timeout),
+        "limits": httpx.Limits(
+            max_connections=settings.max_concurrent_lookups * 2,
+            max_keepalive_connections=32,
+            keepalive_expiry=60.0,
+        ),
+        "follow_redirects": False,
+        "headers": {"user-agent": _USER_AGENT},
+    }
+
+
+def _failure(exc: Exception) -> UpstreamFailure:
+    if isinstance(exc, httpx.TimeoutException | TimeoutError):
+        return UpstreamFailure("timed out")
+    if isinstance(exc, httpx.ConnectError):
+        return UpstreamFailure("connection failed")
+    return UpstreamFailure("transport error: " + type(exc).__name__)
+
+
+class _Body:
+    """Accumulates a response body under a size cap and a deadline."""
+
+    __slots__ = ("chunks", "deadline", "limit", "size")
+
+    def __init__(self, response: httpx.Response, limit: int, deadline: float) -> None:
+        self.chunks: list[bytes] = []
+        self.size = 0
+        self.limit = limit
+        self.deadline = deadline
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise _TooLarge
+
+    def feed(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        if self.size > self.limit:
+            raise _TooLarge
+        if time.monotonic() > self.deadline:
+            raise TimeoutError
+        self.chunks.append(chunk)
+
+    def outcome(self, response: httpx.Response) -> UpstreamResponse:
+        return UpstreamResponse(
+            response.status_code, b"".join(self.chunks), response.headers.get("retry-after")
+        )
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _busy(settings: Settings) -> UpstreamUnavailable:
+    return UpstreamUnavailable(
+        "Too many LWA lookups are in flight.", retry_after=settings.retry_after
+    )
+
+
+class SyncDriver:
+    """Runs flows with a pooled, reused ``httpx.Client``; safe across threads."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._client = httpx.Client(**_client_options(settings))  # type: ignore[arg-type]
+        # Threads are made on demand, so sizing the pool to the cap costs nothing idle.
+        self._pool = ThreadPoolExecutor(
+            max_workers=settings.max_concurrent_lookups, thread_name_prefix="lwa-upstream"
+        )
+        self._slots = threading.BoundedSemaphore(settings.max_concurrent_lookups)
+
+    def run(self, flow: Flow) -> Resolved:
+        deadline = time.monotonic() + self._settings.timeout
+        if not self._slots.acquire(timeout=self._settings.timeout):
+            flow.close()
+            raise _busy(self._settings)
+        try:
+            batch = next(flow)
+            while True:
+                batch = flow.send(self._send_batch(batch, deadline))
+        except StopIteration as stop:
+            return stop.value
+        finally:
+            self._slots.release()
+
+    def _send_batch(self, batch: list[UpstreamRequest], deadline: float) -> list[Outcome]:
+        others = [self._pool.submit(self._send, req, deadline) for req in batch[1:]]
+        first = self._send(batch[0], deadline)
+        return [first, *(future.result() for future in others)]
+
+    def _send(self, request: UpstreamRequest, deadline: float) -> Outcome:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return UpstreamFailure("timed out")
+        try:
+            with self._client.stream(
+                "GET", request.url, headers=request.headers, timeout=remaining
+            ) as response:
+                body = _Body(response, self._settings.max_response_bytes, deadline)
+                for chunk in response.iter_bytes():
+                    body.feed(chunk)
+                return body.outcome(response)
+        except _TooLarge:
+            return UpstreamFailure("response too large")
+        except (httpx.HTTPError, OSError, TimeoutError) as exc:
+            return _failure(exc)
+
+    def close(self) -> None:
+        self._client.close()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+class AsyncDriver:
+    """Runs flows with a pooled, reused ``httpx.AsyncClient``.
+
+    An ``AsyncClient`` and its connections belong to one event loop, so the
+    driver keeps one client per running loop (normally exactly one; test
+    clients that start a loop per test get a fresh client each).
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._client: httpx.AsyncClient | None = None
+        self._slots: asyncio.Semaphore | None = None
+
+    def _bind(self) -> tuple[httpx.AsyncClient, asyncio.Semaphore]:
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop or self._client is None or self._slots is None:
+            self._client = httpx.AsyncClient(**_client_options(self._settings))  # type: ignore[arg-type]
+            self._slots = asyncio.Semaphore(self._settings.max_concurrent_lookups)
+            self._loop = loop
+        return self._client, self._slots
+
+    async def run(self, flow: Flow) -> Resolved:
+        client, slots = self._bind()
+        deadline = time.monotonic() + self._settings.timeout
+        try:
+            async with asyncio.timeout(self._settings.timeout):
+                await slots.acquire()
+        except TimeoutError:
+            flow.close()
+            raise _busy(self._settings) from None
+        try:
+            batch = next(flow)
+            while True:
+                outcomes = await asyncio.gather(
+                    *(self._send(client, req, deadline) for req in batch)
+                )
+                batch = flow.send(list(outcomes))
+        except StopIteration as stop:
+            return stop.value
+        finally:
+            slots.release()
+
+    async def _send(
+        self, client: httpx.AsyncClient, request: UpstreamRequest, deadline: float
+    ) -> Outcome:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return UpstreamFailure("timed out")
+        try:
+            async with asyncio.timeout(remaining):
+                async with client.stream(
+                    "GET", request.url, headers=request.headers, timeout=remaining
+                ) as response:
+                    body = _Body(response, self._settings.max_response_bytes, deadline)
+                    async for chunk in response.aiter_bytes():
+                        body.feed(chunk)
+                    return body.outcome(response)
+        except _TooLarge:
+            return UpstreamFailure("response too large")
+        except (httpx.HTTPError, OSError, TimeoutError) as exc:
+            return _failure(exc)
+
+    async def aclose(self) -> None:
+        if self._client is not None and self._loop is asyncio.get_running_loop():
+            await self._client.aclose()
+        self._client = None

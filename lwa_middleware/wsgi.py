@@ -1,0 +1,167 @@
+"""The PEP 3333 WSGI middleware."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any
+
+from .config import Settings
+from .core import Authenticator, Stats
+from .errors import AuthError, InvalidRequest, MissingToken
+from .routes import Access, Policy, PolicySpec
+from .tokens import extract_token, strip_query
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+else:
+    StartResponse = WSGIApplication = WSGIEnvironment = Any
+
+__all__ = ["LWAWSGIMiddleware"]
+
+_HEADER_KEYS = (("HTTP_AUTHORIZATION", b"authorization"), ("HTTP_X_AMZ_ACCESS_TOKEN", b"x-amz-access-token"))
+
+
+def _latin1(value: str) -> bytes:
+    # PEP 3333 native strings are latin-1 decoded bytes; anything else came
+    # from a broken server and cannot be a token.
+    try:
+        return value.encode("latin-1")
+    except UnicodeEncodeError:
+        raise InvalidRequest("The request's credentials are not valid header bytes.") from None
+
+
+def _path(environ: WSGIEnvironment) -> str:
+    path: str = environ.get("PATH_INFO") or "/"
+    if not path.isascii():
+        # Match patterns against the UTF-8 text, as ASGI servers give it.
+        path = path.encode("latin-1", "replace").decode("utf-8", "replace")
+    return path
+
+
+def _status_line(status: int) -> str:
+    return f"{status} {HTTPStatus(status).phrase}"
+
+
+class LWAWSGIMiddleware:
+    """Protects a WSGI app (Flask, Django, Pyramid, bare PEP 3333) with LWA tokens.
+
+    It mirrors :class:`~lwa_middleware.LWAMiddleware` option for option; see
+    its docstring for the policies, the security rules and every option. The
+    identity is put in ``environ["lwa.identity"]`` (``None`` when anonymous);
+    read it with :func:`~lwa_middleware.get_identity` from the environ or any
+    Werkzeug, Flask or Django request.
+
+    Concurrent requests for one new token in a threaded server share one
+    lookup. Each lookup blocks its worker thread for at most ``timeout``
+    seconds; profile and tokeninfo are fetched concurrently.
+
+    **When not to use it.** Under an ASGI server use the ASGI middleware: this
+    one blocks a thread per lookup.
+
+    Example::
+
+        from flask import Flask
+        from lwa_middleware import LWAWSGIMiddleware
+
+        app = Flask(__name__)
+        app.wsgi_app = LWAWSGIMiddleware(
+            app.wsgi_app,
+            client_id="amzn1.application-oa2-client.0123",
+            routes={"/health": "public", "/shipping/**": ["postal_code"]},
+        )
+    """
+
+    def __init__(
+        self,
+        app: WSGIApplication,
+        *,
+        client_id: str | Collection[str] | None = None,
+        api_base_url: str | None = None,
+        region: str | None = None,
+        routes: Mapping[str, PolicySpec | Policy] | None = None,
+        default: PolicySpec | Policy = "required",
+        cache_ttl: float | None = None,
+        cache_maxsize: int | None = None,
+        **options: Any,
+    ) -> None:
+        self.app = app
+        self.settings = Settings.from_options(
+            client_id=client_id,
+            api_base_url=api_base_url,
+            region=region,
+            routes=routes,
+            default=default,
+            cache_ttl=cache_ttl,
+            cache_maxsize=cache_maxsize,
+            **options,
+        )
+        self.authenticator = Authenticator(self.settings)
+        self._lookup = self.settings.routes.lookup
+        self._resolve = self.authenticator.resolve_sync
+        self._realm = self.settings.realm
+        self._strip = self.settings.strip_credentials
+        self._preflight = self.settings.allow_preflight
+
+    def __repr__(self) -> str:
+        return f"LWAWSGIMiddleware({self.app!r}, {self.authenticator!r})"
+
+    @property
+    def stats(self) -> Stats:
+        """Cache and upstream counters (hits, misses, coalesced, …)."""
+        return self.authenticator.stats
+
+    def invalidate(self, token: str) -> None:
+        """Forget ``token`` (logout, revocation), here and in the shared cache."""
+        self.authenticator.invalidate(token)
+
+    def close(self) -> None:
+        """Close pooled connections to LWA (and Redis)."""
+        self.authenticator.close()
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        policy = self._lookup(_path(environ))
+        if policy.access is Access.PUBLIC or (
+            self._preflight
+            and environ.get("REQUEST_METHOD") == "OPTIONS"
+            and "HTTP_ACCESS_CONTROL_REQUEST_METHOD" in environ
+        ):
+            return self.app(environ, start_response)
+        try:
+            headers = [(name, _latin1(environ[key])) for key, name in _HEADER_KEYS if key in environ]
+            query = environ.get("QUERY_STRING", "")
+            token = extract_token(headers, _latin1(query) if query else b"")
+            if token is None:
+                if policy.access is not Access.OPTIONAL:
+                    raise MissingToken()
+                environ["lwa.identity"] = None
+            else:
+                entry = self._resolve(token, policy)
+                if policy.scopes:
+                    Authenticator.authorize(entry, policy)
+                environ["lwa.identity"] = entry.identity
+        except AuthError as error:
+            status, response_headers, body = error.response(self._realm)
+            start_response(
+                _status_line(status),
+                [(k.decode("latin-1"), v.decode("latin-1")) for k, v in response_headers],
+            )
+            return [body]
+        if self._strip:
+            self._strip_environ(environ)
+        return self.app(environ, start_response)
+
+    @staticmethod
+    def _strip_environ(environ: WSGIEnvironment) -> None:
+        for key, _ in _HEADER_KEYS:
+            environ.pop(key, None)
+        query = environ.get("QUERY_STRING", "")
+        if query:
+            environ["QUERY_STRING"] = strip_query(query.encode("latin-1")).decode("latin-1")
+        for key in ("REQUEST_URI", "RAW_URI"):
+            uri = environ.get(key)
+            if uri and "?" in uri:
+                path, _, raw_query = uri.partition("?")
+                kept = strip_query(raw_query.encode("latin-1")).decode("latin-1")
+                environ[key] = path + ("?" + kept if kept else "")
+
