@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable, Collection, Mapping, MutableMapping
 from typing import Any
 
@@ -14,6 +15,10 @@ from .identity import Identity, expand_scopes
 from .routes import Access, Policy, PolicySpec
 from .tokens import TOKEN_HEADERS, extract_token, strip_query
 
+# Module constants: an enum member lookup per request is measurably slower.
+_PUBLIC = Access.PUBLIC
+_OPTIONAL = Access.OPTIONAL
+
 __all__ = ["LWAMiddleware"]
 
 Scope = MutableMapping[str, Any]
@@ -22,13 +27,23 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
+_BEARER = (b"Bearer ", b"bearer ")
+
 #: RFC 6455 close codes: policy violation, and "try again later".
 WS_POLICY_VIOLATION = 1008
 WS_TRY_AGAIN_LATER = 1013
 
 
 def _credentials(identity: Identity) -> AuthCredentials:
-    return AuthCredentials(sorted(expand_scopes(identity.scopes)))
+    return _credentials_for(identity.scopes)
+
+
+@functools.lru_cache(maxsize=256)
+def _credentials_for(scopes: frozenset[str]) -> AuthCredentials:
+    # One object per distinct scope set, shared by every identity holding it:
+    # nothing is built per request or per identity. Apps must treat
+    # ``request.auth`` as read-only (Starlette never mutates it).
+    return AuthCredentials(sorted(expand_scopes(scopes)))
 
 
 def _is_preflight(scope: Scope) -> bool:
@@ -120,6 +135,7 @@ class LWAMiddleware:
         self.authenticator = Authenticator(self.settings, decorate=_credentials)
         self._lookup = self.settings.routes.lookup
         self._resolve = self.authenticator.resolve_async
+        self._hit = self.authenticator.hit
         self._realm = self.settings.realm
         self._strip = self.settings.strip_credentials
         self._preflight = self.settings.allow_preflight
@@ -146,15 +162,46 @@ class LWAMiddleware:
             await self.app(scope, receive, send)
             return
         policy = self._lookup(scope["path"])
-        if policy.access is Access.PUBLIC or (
-            self._preflight and kind == "http" and _is_preflight(scope)
-        ):
+        if policy.access is _PUBLIC:
+            await self.app(scope, receive, send)
+            return
+
+        # Hot path: one credential header, no token in the query, token cached.
+        # It reads the raw header bytes without parsing them: only tokens that
+        # were validated and resolved earlier are in the cache, so anything
+        # unusual misses here and gets the full treatment below.
+        raw = None
+        seen = 0
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                seen += 1
+                raw = value[7:] if value.startswith(_BEARER) else None
+            elif name == b"x-amz-access-token":
+                seen += 1
+                raw = value
+        if seen == 1 and raw is not None:
+            query = scope.get("query_string")
+            if not query or (b"access_token" not in query and b"%" not in query):
+                entry = self._hit(raw, policy)
+                if entry is not None:
+                    scope["lwa.identity"] = scope["user"] = entry.identity
+                    scope["auth"] = entry.extra
+                    if self._strip:
+                        scope = self._stripped(scope)
+                    await self.app(scope, receive, send)
+                    return
+        await self._full(scope, receive, send, kind, policy)
+
+    async def _full(
+        self, scope: Scope, receive: Receive, send: Send, kind: str, policy: Policy
+    ) -> None:
+        if self._preflight and kind == "http" and _is_preflight(scope):
             await self.app(scope, receive, send)
             return
         try:
             token = extract_token(scope["headers"], scope.get("query_string", b""))
             if token is None:
-                if policy.access is not Access.OPTIONAL:
+                if policy.access is not _OPTIONAL:
                     raise MissingToken()
                 scope["lwa.identity"] = None
                 scope["user"] = UnauthenticatedUser()
@@ -163,8 +210,7 @@ class LWAMiddleware:
                 entry = await self._resolve(token, policy)
                 if policy.scopes:
                     Authenticator.authorize(entry, policy)
-                scope["lwa.identity"] = entry.identity
-                scope["user"] = entry.identity
+                scope["lwa.identity"] = scope["user"] = entry.identity
                 scope["auth"] = entry.extra
         except AuthError as error:
             await self._refuse(error, kind, send)

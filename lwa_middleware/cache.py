@@ -1,22 +1,30 @@
 """The in-process cache of resolved tokens, and of tokens LWA rejected.
 
-Keys are a keyed BLAKE2b digest of the *whole* token (never a prefix, never
-the token itself), so neither a memory dump nor a shared store holds anything
-that can be turned back into a token, and two tokens sharing a long prefix
-never share an entry.
+Keys are the SHA-256 digest of the *whole* token (never a prefix, never the
+token itself), so a memory dump holds nothing that can be turned back into a
+token, and two tokens sharing a long prefix never share an entry. SHA-256 is
+the cheapest whole-token cryptographic digest here (hardware-accelerated on
+current CPUs: about 0.6 µs for a 400-byte token), and it is computed straight
+from the header bytes, before any decoding.
 
 Positive entries live in a :class:`cachetools.TLRUCache` whose per-item
 expiry is the token's own expiry, and also ``cache_ttl`` unless stale entries
 are kept for *stale-if-error* (then an entry is *fresh* for ``cache_ttl`` and
 kept, stale, until the token expires). Rejections live in a short
 :class:`cachetools.TTLCache`. cachetools caches are not thread-safe, so every
-access takes one lock, which is never held across I/O.
+write takes one lock, which is never held across I/O.
+
+Reads on the hot path take no lock: the TLRU cache keeps a plain dict
+mirror of its live items (kept in step through the documented subclassing
+hooks), and a ``dict.get`` is atomic. The price is that a hit does not
+refresh the item's LRU position, so under ``maxsize`` pressure eviction is in
+insertion order. Every read still checks the entry's own deadline, so an
+entry is never served past ``cache_ttl`` or its token's expiry.
 """
 
 from __future__ import annotations
 
 import hashlib
-import secrets
 import threading
 import time
 from typing import Any
@@ -29,9 +37,35 @@ from .identity import Identity, expand_scopes
 __all__ = ["Entry", "IdentityCache", "token_digest"]
 
 
-def token_digest(token: str, secret: bytes) -> bytes:
-    """A keyed digest of the whole token: the only form a token is ever stored in."""
-    return hashlib.blake2b(token.encode(), key=secret, digest_size=32).digest()
+
+def token_digest(raw: bytes) -> bytes:
+    """The digest of a whole token (its ASCII bytes): the only form a token is kept in."""
+    return hashlib.sha256(raw).digest()
+
+
+class _MirroredTLRU(TLRUCache[bytes, "Entry"]):
+    """A TLRU cache that keeps ``mirror``, a plain dict of its items, in step."""
+
+    def __init__(self, maxsize: int) -> None:
+        super().__init__(maxsize, ttu=_expiry, timer=time.monotonic)
+        self.mirror: dict[bytes, Entry] = {}
+
+    def __setitem__(self, key: bytes, value: Entry) -> None:
+        super().__setitem__(key, value)  # may evict (popitem -> __delitem__) or expire
+        if super().__contains__(key):
+            self.mirror[key] = value
+        else:
+            self.mirror.pop(key, None)
+
+    def __delitem__(self, key: bytes) -> None:
+        self.mirror.pop(key, None)
+        super().__delitem__(key)
+
+    def expire(self, time: float | None = None) -> Any:
+        expired = super().expire(time)
+        for key, _ in expired:
+            self.mirror.pop(key, None)
+        return expired
 
 
 class Entry:
@@ -96,9 +130,9 @@ class IdentityCache:
         self.ttl = ttl
         self.keep_stale = keep_stale
         self._lock = threading.Lock()
-        self._entries: TLRUCache[bytes, Entry] = TLRUCache(
-            maxsize, ttu=_expiry, timer=time.monotonic
-        )
+        self._entries = _MirroredTLRU(maxsize)
+        #: Lock-free read of a possibly stale entry; callers check its deadlines.
+        self.peek = self._entries.mirror.get
         self._rejections: TTLCache[bytes, InvalidToken] | None = (
             TTLCache(negative_maxsize, ttl=negative_ttl, timer=time.monotonic)
             if negative_ttl > 0
@@ -106,6 +140,7 @@ class IdentityCache:
         )
 
     def get(self, key: bytes) -> Entry | None:
+        """The live entry for ``key`` (within its cache lifetime), refreshing its LRU rank."""
         with self._lock:
             return self._entries.get(key)
 
@@ -167,6 +202,3 @@ class IdentityCache:
             return len(self._entries)
 
 
-def new_secret() -> bytes:
-    """A per-process key for :func:`token_digest` when none is configured."""
-    return secrets.token_bytes(32)

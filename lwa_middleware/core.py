@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
-from .cache import Entry, IdentityCache, new_secret, token_digest
+from .cache import Entry, IdentityCache, token_digest
 from .errors import AuthError, InsufficientScope, InvalidToken, UpstreamUnavailable
 from .flow import Flow, Resolved, resolution_flow
 from .guard import CircuitBreaker
@@ -98,8 +98,8 @@ class Authenticator:
             negative_maxsize=settings.negative_cache_maxsize,
         )
         self.breaker = CircuitBreaker(settings.breaker_threshold, settings.breaker_cooldown)
-        self._secret = settings.cache_key_secret or new_secret()
         self._decorate = decorate
+        self._peek = self.cache.peek
         self._on_event = settings.on_event
         self._sync_flights: dict[bytes, _Flight] = {}
         self._flights_lock = threading.Lock()
@@ -118,8 +118,30 @@ class Authenticator:
 
     # -- shared steps --------------------------------------------------------
 
-    def digest(self, token: str) -> bytes:
-        return token_digest(token, self._secret)
+    @staticmethod
+    def digest(token: str) -> bytes:
+        return token_digest(token.encode("ascii"))
+
+    def hit(self, raw: bytes, policy: Policy) -> Entry | None:
+        """The hot path: a fresh cached entry that fully satisfies ``policy``.
+
+        ``raw`` is the token's bytes exactly as they arrived. Only tokens that
+        were validated and resolved before are in the cache, so a hit on the
+        raw bytes needs no parsing; anything unusual simply misses and takes
+        the full path (:func:`~.tokens.extract_token`, :meth:`resolve_async`).
+        """
+        entry = self._peek(token_digest(raw))
+        if (
+            entry is not None
+            and entry.fresh_until > time.monotonic()
+            and (entry.has_profile or not policy.needs_profile)
+            and policy.scopes <= entry.granted
+        ):
+            self.stats.hits += 1
+            if self._on_event is not None:
+                self._emit("hit")
+            return entry
+        return None
 
     def _emit(self, event: str, **data: Any) -> None:
         if self._on_event is not None:
@@ -130,7 +152,7 @@ class Authenticator:
 
     def cached(self, key: bytes, policy: Policy) -> Entry | None:
         """A fresh entry good enough for ``policy``; raise a remembered rejection."""
-        entry = self.cache.get(key)
+        entry = self._peek(key)
         if (
             entry is not None
             and entry.fresh_until > time.monotonic()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Iterable
 
 __all__ = ["Identity", "expand_scopes", "infer_scopes", "missing_scopes"]
@@ -23,20 +24,34 @@ def infer_scopes(
     ``name`` or ``email`` prove ``profile``; ``user_id`` alone proves
     ``profile:user_id``; ``postal_code`` proves ``postal_code``.
     """
+    return _scope_set(
+        name is not None or email is not None, user_id is not None, postal_code is not None
+    )
+
+
+@functools.lru_cache(maxsize=8)
+def _scope_set(profile: bool, user_id: bool, postal_code: bool) -> frozenset[str]:
+    # Memoised so that a hundred thousand cached identities share a handful
+    # of frozensets instead of owning one each.
     scopes: set[str] = set()
-    if name is not None or email is not None:
+    if profile:
         scopes.add(PROFILE)
-    elif user_id is not None:
+    elif user_id:
         scopes.add(PROFILE_USER_ID)
-    if postal_code is not None:
+    if postal_code:
         scopes.add(POSTAL_CODE)
     return frozenset(scopes)
 
 
 def expand_scopes(scopes: Iterable[str]) -> frozenset[str]:
     """``scopes`` plus everything they imply (``profile`` ⇒ ``profile:user_id``)."""
+    return _expand(scopes if isinstance(scopes, frozenset) else frozenset(scopes))
+
+
+@functools.lru_cache(maxsize=256)
+def _expand(scopes: frozenset[str]) -> frozenset[str]:
     expanded = set(scopes)
-    for scope in list(expanded):
+    for scope in scopes:
         expanded |= _IMPLIES.get(scope, frozenset())
     return frozenset(expanded)
 

@@ -24,8 +24,8 @@ import enum
 import functools
 import posixpath
 import re
-from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
 
 from .errors import ConfigurationError
 from .identity import expand_scopes
@@ -47,10 +47,22 @@ PolicySpec = str | Collection[str]
 
 @dataclass(frozen=True, slots=True)
 class Policy:
-    """A compiled policy. ``scopes`` is only ever non-empty when ``REQUIRED``."""
+    """A compiled policy. ``scopes`` is only ever non-empty when ``REQUIRED``.
+
+    ``needs_profile`` tells whether the identity needs a profile call, or
+    tokeninfo is enough: tokeninfo already proves ``user_id``, so only richer
+    scopes need the profile. An empty scope set still wants the profile, to
+    fill the identity's name and email.
+    """
 
     access: Access
     scopes: frozenset[str] = frozenset()
+    needs_profile: bool = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Precomputed: it is read on every request.
+        needs = not self.scopes or bool(expand_scopes(self.scopes) - {"profile:user_id"})
+        object.__setattr__(self, "needs_profile", needs)
 
     @classmethod
     def parse(cls, spec: PolicySpec | Policy, where: str = "policy") -> Policy:
@@ -76,17 +88,6 @@ class Policy:
         if self.access != other.access:
             return self if self.access > other.access else other
         return Policy(self.access, self.scopes | other.scopes)
-
-    @property
-    def needs_profile(self) -> bool:
-        """Whether the identity needs a profile call, or tokeninfo is enough.
-
-        Tokeninfo already proves ``user_id``; only richer scopes need the
-        profile. An empty scope set still wants the profile, to fill the
-        identity's name and email.
-        """
-        return not self.scopes or bool(expand_scopes(self.scopes) - {"profile:user_id"})
-
 
 _NAMED = {
     "public": Policy(Access.PUBLIC),
@@ -135,7 +136,10 @@ class RouteTable:
     :param cache_size: how many distinct wildcard-matched paths to memoise.
     """
 
-    __slots__ = ("_exact", "_regex", "_wild_policies", "default", "lookup_wild")
+    #: ``lookup(path) -> Policy`` for a decoded path, as ASGI and WSGI give it:
+    #: a C-level LRU memo of :meth:`_resolve`, so a repeated path costs one
+    #: hash probe.
+    lookup: Callable[[str], Policy]
 
     def __init__(
         self,
@@ -164,7 +168,7 @@ class RouteTable:
             if wild
             else None
         )
-        self.lookup_wild = functools.lru_cache(maxsize=cache_size)(self._match)
+        self.lookup = functools.lru_cache(maxsize=cache_size)(self._resolve)
 
     def _match(self, path: str) -> Policy:
         policy = self._exact.get(path)
@@ -176,13 +180,9 @@ class RouteTable:
                 return self._wild_policies[int(match.lastgroup[1:])]
         return self.default
 
-    def lookup(self, path: str) -> Policy:
-        """The policy for ``path`` (a decoded path, as ASGI and WSGI give it)."""
-        policy = self._exact.get(path)
-        if policy is not None:
-            return policy
+    def _resolve(self, path: str) -> Policy:
         path = _fold(path) if path else "/"
         if "/." in path and _has_dot_segment(path):
             resolved = _fold(posixpath.normpath(path)) if path.startswith("/") else path
-            return self.lookup_wild(path).stricter(self.lookup_wild(resolved))
-        return self.lookup_wild(path)
+            return self._match(path).stricter(self._match(resolved))
+        return self._match(path)

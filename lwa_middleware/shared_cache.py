@@ -1,0 +1,670 @@
+"""The shared Redis cache, so that N worker processes resolve a token once.
+
+:class:`~.core.Authenticator` asks this cache after its in-process cache and
+its in-process single-flight, and before LWA. Under ASGI it uses
+:class:`AsyncSharedCache` (redis-py's asyncio client), under WSGI
+:class:`SyncSharedCache` (the blocking client). Both speak to Redis through a
+:class:`redis.BlockingConnectionPool`, so a burst waits briefly for a
+connection instead of failing with "too many connections".
+
+What is stored
+--------------
+
+Keys are ``lwa:v1:id:<hex>`` (a resolved identity), ``lwa:v1:rej:<hex>`` (a
+token LWA rejected) and ``lwa:v1:lease:<hex>`` (a lookup in progress), where
+``<hex>`` is an HMAC-SHA256 of the *whole* token, prefixed by the LWA origin
+and the accepted client ids, under a server-side secret. Two tokens sharing a
+long prefix never share an entry, and two applications with different client
+ids sharing one Redis never see each other's verdicts.
+
+Values are JSON, never pickle: the identity fields, the scopes, the client
+id, the epoch ``expires_at``, whether the profile was fetched, and a schema
+version. Nothing stored can be turned back into a token. Every value is
+validated when read; a value that does not validate is deleted and treated
+as a miss.
+
+An identity's Redis TTL is the smaller of ``cache_ttl`` and the token's
+remaining life, and the reader rebuilds the token's deadline from
+``expires_at``, so a shared entry never outlives its token even across
+clocks. A worker that picks an entry up late keeps it fresh only for the
+entry's remaining TTL (:attr:`SharedHit.fresh_for`). Rejections live for
+``negative_cache_ttl``; transient failures are never stored.
+
+The key secret
+--------------
+
+With ``cache_key_secret`` set, that secret keys the HMAC and never leaves the
+process. Without it, the first worker to reach Redis stores 32 random bytes
+with ``SET lwa:v1:secret <random> NX`` and every worker reads it back, so
+every worker sharing the Redis shares the key space with no configuration.
+The trade-off: anyone who can read that Redis can read the secret, and with
+it test whether a token they already hold is cached (they still cannot
+recover a token from a key). Set ``cache_key_secret`` (or
+``LWA_CACHE_KEY_SECRET``) to keep the secret out of Redis. A generated secret
+is re-read every :data:`SECRET_RECHECK` seconds and after any Redis failure,
+so workers converge again if Redis restarts empty or evicts the key.
+
+Cross-process single-flight
+---------------------------
+
+On a miss the reader also tries to take ``lwa:v1:lease:<hex>`` (``SET NX``
+for twice the LWA ``timeout``), in the same round trip. The worker that gets
+it asks LWA; the others poll the entry every :data:`POLL_INTERVAL` seconds
+for at most ``min(timeout, 1)`` seconds, and then ask LWA themselves: a lease
+only ever saves calls, it never fails a request. :meth:`put` and
+:meth:`record_failure` release the lease (only if it is still the one this
+worker took).
+
+Failures
+--------
+
+Redis down, slow or black-holed is a cache miss, never an authentication
+failure and never a hang: every connect, reply and pool wait is bounded by
+``redis_timeout`` (and each asyncio call by an overall deadline), redis-py's
+retries are off, and after a failure Redis is skipped for :data:`BACKOFF`
+seconds so a dead Redis does not add its timeout to every request. Failures
+are logged on ``lwa_middleware.shared_cache`` at most once per
+:data:`LOG_INTERVAL` seconds; recovery is automatic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import logging
+import math
+import secrets
+import threading
+import time
+import weakref
+from collections.abc import Generator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final, TypeVar
+
+import redis
+import redis.asyncio
+import redis.asyncio.retry
+import redis.retry
+from redis.backoff import NoBackoff
+
+from .errors import AuthError, InvalidToken
+from .flow import Resolved
+from .identity import Identity
+
+if TYPE_CHECKING:
+    from .config import Settings
+
+__all__ = ["AsyncSharedCache", "SharedHit", "SyncSharedCache"]
+
+logger = logging.getLogger("lwa_middleware.shared_cache")
+
+#: Version of the stored JSON; bump it (and the key prefix) on any change.
+SCHEMA: Final = 1
+PREFIX: Final = "lwa:v1:"
+SECRET_KEY: Final = PREFIX + "secret"
+#: Seconds Redis is skipped after a failure.
+BACKOFF: Final = 1.0
+#: Failures are logged at most once per this many seconds.
+LOG_INTERVAL: Final = 30.0
+#: Seconds between two polls of an entry another worker is resolving.
+POLL_INTERVAL: Final = 0.015
+#: Seconds after which a generated secret is read from Redis again.
+SECRET_RECHECK: Final = 30.0
+#: Largest value accepted from Redis; anything bigger is corrupt.
+MAX_VALUE_BYTES: Final = 16 * 1024
+_MIN_SECRET_BYTES: Final = 16
+_POOL_EXHAUSTED: Final = "No connection available."
+
+_IDENTITY_FIELDS: Final = frozenset(
+    {"v", "user_id", "email", "name", "postal_code", "scopes", "client_id", "expires_at",
+     "has_profile"}
+)
+_REJECTION_FIELDS: Final = frozenset({"v", "error", "description"})
+
+# Replies of _READ.
+_MISS, _HIT, _REJECTED, _LEASE_TAKEN, _LEASE_HELD = 0, 1, 2, 3, 4
+
+# A value of the wrong type (someone else's data under our key) must be a
+# miss, not a script error that would look like Redis being down.
+_LUA_GET = """
+local function get(key)
+  local value = redis.pcall('GET', key)
+  if type(value) == 'table' and value.err then
+    redis.call('DEL', key)
+    return false
+  end
+  return value
+end
+"""
+
+#: KEYS: id, rej, lease. ARGV: lease id, lease PX (0: do not take a lease).
+_READ = _LUA_GET + """
+local value = get(KEYS[1])
+if value then return {1, value, redis.call('PTTL', KEYS[1])} end
+value = get(KEYS[2])
+if value then return {2, value, redis.call('PTTL', KEYS[2])} end
+if ARGV[2] == '0' then return {0} end
+if get(KEYS[3]) then return {4} end
+redis.call('SET', KEYS[3], ARGV[1], 'PX', ARGV[2])
+return {3}
+"""
+
+#: KEYS: key to set, key to delete, lease. ARGV: value, PX (0: do not set), lease id.
+_WRITE = _LUA_GET + """
+if ARGV[2] ~= '0' then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) end
+redis.call('DEL', KEYS[2])
+if ARGV[3] ~= '' and get(KEYS[3]) == ARGV[3] then redis.call('DEL', KEYS[3]) end
+return 1
+"""
+
+#: KEYS: lease. ARGV: lease id. Deletes the lease only if it is still ours.
+_RELEASE = _LUA_GET + """
+if get(KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 1
+"""
+
+#: KEYS: secret. ARGV: a fresh random secret, kept only if none is there.
+_SECRET = _LUA_GET + """
+if not get(KEYS[1]) then redis.call('SET', KEYS[1], ARGV[1], 'NX') end
+return redis.call('GET', KEYS[1])
+"""
+
+_SCRIPTS: Final = {"read": _READ, "write": _WRITE, "release": _RELEASE, "secret": _SECRET}
+
+
+@dataclass(frozen=True, slots=True)
+class SharedHit:
+    """A resolved token found in Redis.
+
+    :param resolved: the identity, with ``expires_mono`` rebuilt for this
+        process from the stored epoch expiry.
+    :param fresh_for: seconds the entry stays in Redis (its remaining TTL):
+        the longest this process may serve it without asking again.
+    """
+
+    resolved: Resolved
+    fresh_for: float
+
+
+@dataclass(frozen=True, slots=True)
+class _Call:
+    """One Redis round trip: a script of :data:`_SCRIPTS`, or ``"delete"`` (DEL keys)."""
+
+    name: str
+    keys: tuple[str, ...]
+    args: tuple[str | bytes | int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class _Sleep:
+    seconds: float
+
+
+_T = TypeVar("_T")
+#: Like :mod:`.flow`, the logic is written once as a generator that yields
+#: Redis round trips (and pauses) and is sent their replies; the sync and
+#: async classes only drive it.
+_Plan = Generator[_Call | _Sleep, Any, _T]
+_Found = SharedHit | InvalidToken | None
+
+
+class _SharedCacheBase:
+    """What both flavours share: keys, codec, leases, back-off, logging.
+
+    :param settings: validated options; ``redis_url`` must be set.
+    :param lease: take a lease on a miss (cross-process single-flight).
+    """
+
+    def __init__(self, settings: Settings, *, lease: bool = True) -> None:
+        if not settings.redis_url:
+            raise ValueError("redis_url is not set")
+        self.settings = settings
+        self.lease = lease
+        self._url = settings.redis_url
+        self._timeout = settings.redis_timeout
+        self._max_connections = max(8, settings.max_concurrent_lookups)
+        self._configured_secret = settings.cache_key_secret
+        self._secret: bytes | None = settings.cache_key_secret
+        self._secret_checked = time.monotonic()
+        self._namespace = "\0".join(
+            ["lwa:v1", settings.api_base_url, *sorted(settings.client_ids), ""]
+        ).encode()
+        self._lease_px = max(1, int(settings.timeout * 2 * 1000))
+        self._lease_wait = min(settings.timeout, 1.0)
+        self._leases: dict[str, tuple[str, float]] = {}
+        self._leases_lock = threading.Lock()
+        self._skip_until = 0.0
+        self._next_log = 0.0
+        self._down = False
+        #: Counters, for tests and metrics: Redis errors, calls skipped while
+        #: backing off, waits on another worker's lease, corrupt values dropped.
+        self.errors = 0
+        self.skipped = 0
+        self.waits = 0
+        self.corrupt = 0
+
+    def __repr__(self) -> str:
+        # The URL may carry a password: show neither.
+        return f"{type(self).__name__}(lease={self.lease})"
+
+    # -- keys and leases ----------------------------------------------------
+
+    def _hex(self, secret: bytes, token: str) -> str:
+        return hmac.new(secret, self._namespace + token.encode(), hashlib.sha256).hexdigest()
+
+    def _secret_plan(self) -> _Plan[bytes]:
+        secret = self._secret
+        if secret is not None and (
+            self._configured_secret is not None
+            or time.monotonic() - self._secret_checked < SECRET_RECHECK
+        ):
+            return secret
+        reply = yield _Call("secret", (SECRET_KEY,), (secrets.token_bytes(32),))
+        if not isinstance(reply, bytes) or len(reply) < _MIN_SECRET_BYTES:
+            raise _Unusable(f"{SECRET_KEY} does not hold a usable secret")
+        self._secret = reply
+        self._secret_checked = time.monotonic()
+        return reply
+
+    def _take_lease(self, token: str) -> tuple[str, str]:
+        """``(hex, lease id)`` of the lease this process holds for ``token``, if any."""
+        secret = self._secret
+        if secret is None:
+            return "", ""
+        digest = self._hex(secret, token)
+        with self._leases_lock:
+            held = self._leases.pop(digest, None)
+        return digest, held[0] if held is not None else ""
+
+    def _hold(self, digest: str, lease_id: str) -> None:
+        now = time.monotonic()
+        with self._leases_lock:
+            if len(self._leases) > 1024:
+                # Leases of lookups that never reported back (a cancelled
+                # task) expire in Redis; forget them here too.
+                horizon = now - self._lease_px / 1000
+                for key in [k for k, (_, at) in self._leases.items() if at < horizon]:
+                    del self._leases[key]
+            self._leases[digest] = (lease_id, now)
+
+    # -- codec ---------------------------------------------------------------
+
+    @staticmethod
+    def _encode(resolved: Resolved) -> bytes:
+        identity = resolved.identity
+        return json.dumps(
+            {
+                "v": SCHEMA,
+                "user_id": identity.user_id,
+                "email": identity.email,
+                "name": identity.name,
+                "postal_code": identity.postal_code,
+                "scopes": sorted(identity.scopes),
+                "client_id": identity.client_id,
+                "expires_at": identity.expires_at,
+                "has_profile": resolved.has_profile,
+            },
+            separators=(",", ":"),
+        ).encode()
+
+    def _decode_identity(self, raw: bytes, pttl: int) -> SharedHit | None:
+        """The hit, or ``None`` for an expired entry; raise ``ValueError`` if corrupt."""
+        data = _json_object(raw, _IDENTITY_FIELDS)
+        user_id, client_id = data["user_id"], data["client_id"]
+        expires_at, has_profile, scopes = data["expires_at"], data["has_profile"], data["scopes"]
+        if not isinstance(user_id, str) or not user_id or not isinstance(client_id, str):
+            raise ValueError("user_id or client_id")
+        optional = [data[name] for name in ("email", "name", "postal_code")]
+        if not all(value is None or isinstance(value, str) for value in optional):
+            raise ValueError("profile fields")
+        if not isinstance(scopes, list) or not all(isinstance(s, str) for s in scopes):
+            raise ValueError("scopes")
+        if (
+            isinstance(expires_at, bool)
+            or not isinstance(expires_at, int | float)
+            or not math.isfinite(expires_at)
+        ):
+            raise ValueError("expires_at")
+        if not isinstance(has_profile, bool):
+            raise ValueError("has_profile")
+        if client_id not in self.settings.client_ids:
+            # Not ours to serve (the namespace in the key makes this a
+            # corrupt or forged value).
+            raise ValueError("client_id")
+        remaining = expires_at - time.time()
+        if remaining <= 0:
+            return None
+        identity = Identity(
+            user_id=user_id,
+            email=optional[0],
+            name=optional[1],
+            postal_code=optional[2],
+            scopes=frozenset(scopes),
+            client_id=client_id,
+            expires_at=float(expires_at),
+        )
+        ttl = self.settings.cache_ttl
+        fresh_for = min(ttl, pttl / 1000) if pttl > 0 else min(ttl, remaining)
+        if fresh_for <= 0:
+            return None
+        resolved = Resolved(identity, time.monotonic() + remaining, has_profile)
+        return SharedHit(resolved, fresh_for)
+
+    @staticmethod
+    def _decode_rejection(raw: bytes) -> InvalidToken:
+        data = _json_object(raw, _REJECTION_FIELDS)
+        description = data["description"]
+        if data["error"] != InvalidToken.error or not isinstance(description, str):
+            raise ValueError("rejection")
+        if not description or len(description) > 200:
+            raise ValueError("description")
+        return InvalidToken(description)
+
+    # -- plans ---------------------------------------------------------------
+
+    def _get_plan(self, token: str) -> _Plan[_Found]:
+        secret = yield from self._secret_plan()
+        digest = self._hex(secret, token)
+        keys = (PREFIX + "id:" + digest, PREFIX + "rej:" + digest, PREFIX + "lease:" + digest)
+        lease_id = secrets.token_hex(8)
+        lease_px = self._lease_px if self.lease else 0
+        deadline: float | None = None
+        while True:
+            reply = yield _Call("read", keys, (lease_id, lease_px))
+            kind = int(reply[0])
+            if kind in (_HIT, _REJECTED):
+                raw, pttl = reply[1], int(reply[2])
+                try:
+                    if not isinstance(raw, bytes) or len(raw) > MAX_VALUE_BYTES:
+                        raise ValueError("size")
+                    if kind == _HIT:
+                        return self._decode_identity(raw, pttl)
+                    return self._decode_rejection(raw)
+                except (ValueError, KeyError, TypeError):
+                    self.corrupt += 1
+                    self._log("a corrupt shared cache entry was dropped")
+                    yield _Call("delete", (keys[0] if kind == _HIT else keys[1],))
+                    return None
+            if kind == _LEASE_TAKEN:
+                self._hold(digest, lease_id)
+                return None
+            if kind != _LEASE_HELD:
+                return None
+            # Another worker is asking LWA: wait a little for its answer.
+            now = time.monotonic()
+            if deadline is None:
+                self.waits += 1
+                deadline = now + self._lease_wait
+            if now >= deadline:
+                return None
+            yield _Sleep(min(POLL_INTERVAL, deadline - now))
+
+    def _put_plan(self, token: str, resolved: Resolved, lease: tuple[str, str]) -> _Plan[None]:
+        secret = yield from self._secret_plan()
+        digest = self._hex(secret, token)
+        lease_id = lease[1] if lease[0] == digest else ""
+        seconds = min(self.settings.cache_ttl, resolved.expires_mono - time.monotonic())
+        px = max(1, int(seconds * 1000)) if seconds > 0 else 0
+        if px == 0 and not lease_id:
+            return None
+        value = self._encode(resolved) if px else b""
+        keys = (PREFIX + "id:" + digest, PREFIX + "rej:" + digest, PREFIX + "lease:" + digest)
+        yield _Call("write", keys, (value, px, lease_id))
+        return None
+
+    def _failure_plan(self, token: str, error: AuthError, lease: tuple[str, str]) -> _Plan[None]:
+        secret = yield from self._secret_plan()
+        digest = self._hex(secret, token)
+        lease_id = lease[1] if lease[0] == digest else ""
+        lease_key = PREFIX + "lease:" + digest
+        if isinstance(error, InvalidToken) and error.remember:
+            seconds = self.settings.negative_cache_ttl
+            px = max(1, int(seconds * 1000)) if seconds > 0 else 0
+            value = json.dumps(
+                {"v": SCHEMA, "error": error.error, "description": error.description}
+            ).encode()
+            # The identity goes too: LWA just said this token is no good.
+            keys = (PREFIX + "rej:" + digest, PREFIX + "id:" + digest, lease_key)
+            yield _Call("write", keys, (value if px else b"", px, lease_id))
+        elif lease_id:
+            yield _Call("release", (lease_key,), (lease_id,))
+        return None
+
+    def _discard_plan(self, token: str) -> _Plan[None]:
+        secret = yield from self._secret_plan()
+        digest = self._hex(secret, token)
+        yield _Call("delete", (PREFIX + "id:" + digest, PREFIX + "rej:" + digest))
+        return None
+
+    # -- health --------------------------------------------------------------
+
+    def _usable(self) -> bool:
+        if self._skip_until and time.monotonic() < self._skip_until:
+            self.skipped += 1
+            return False
+        return True
+
+    def _succeeded(self) -> None:
+        if self._down:
+            self._down = False
+            logger.info("lwa_middleware: the shared cache (Redis) answers again")
+
+    def _failed(self, exc: Exception) -> None:
+        self.errors += 1
+        if isinstance(exc, redis.ConnectionError) and str(exc) == _POOL_EXHAUSTED:
+            # Every connection is busy: Redis is fine, this process is
+            # loaded. Skip Redis for this request only.
+            self._log("no Redis connection was free in time; treating as a miss")
+            return
+        self._down = True
+        self._skip_until = time.monotonic() + BACKOFF
+        if self._configured_secret is None:
+            # Redis may come back empty: read the secret again first.
+            self._secret_checked = -math.inf
+        reason = str(exc)[:200] or "no detail"
+        self._log(
+            f"the shared cache (Redis) failed ({type(exc).__name__}: {reason}); "
+            f"treating it as a miss and skipping it for {BACKOFF:g} s"
+        )
+
+    def _log(self, message: str) -> None:
+        now = time.monotonic()
+        if now >= self._next_log:
+            self._next_log = now + LOG_INTERVAL
+            logger.warning("lwa_middleware: %s", message)
+
+
+class _Unusable(Exception):
+    """Redis answered, but not something this cache can use."""
+
+
+def _json_object(raw: bytes, expected: frozenset[str]) -> dict[str, Any]:
+    data = json.loads(raw)
+    if not isinstance(data, dict) or data.get("v") != SCHEMA or set(data) != expected:
+        raise ValueError("not a value of this schema")
+    return data
+
+
+def _pool_options(settings: Settings) -> dict[str, Any]:
+    timeout = settings.redis_timeout
+    return {
+        "timeout": timeout,
+        "max_connections": max(8, settings.max_concurrent_lookups),
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout,
+        # One attempt only: a retry would double the deadline, and a miss
+        # is cheap.
+        "retry_on_timeout": False,
+        # RESP2 keeps the connection handshake to what every Redis speaks.
+        "protocol": 2,
+    }
+
+
+class SyncSharedCache(_SharedCacheBase):
+    """The shared cache for threads, on redis-py's blocking client.
+
+    :param settings: validated options; ``redis_url`` must be set.
+    :param lease: take a lease on a miss (cross-process single-flight).
+    """
+
+    def __init__(self, settings: Settings, *, lease: bool = True) -> None:
+        super().__init__(settings, lease=lease)
+        self._pool = redis.BlockingConnectionPool.from_url(
+            self._url, retry=redis.retry.Retry(NoBackoff(), 0), **_pool_options(settings)
+        )
+        self._client = redis.Redis(connection_pool=self._pool)
+        self._scripts = {name: self._client.register_script(s) for name, s in _SCRIPTS.items()}
+
+    def _run(self, plan: _Plan[_T], default: _T, *, always: bool = False) -> _T:
+        if not always and not self._usable():
+            plan.close()
+            return default
+        try:
+            step = next(plan)
+            while True:
+                if isinstance(step, _Sleep):
+                    time.sleep(step.seconds)
+                    reply = None
+                elif step.name in self._scripts:
+                    reply = self._scripts[step.name](keys=step.keys, args=step.args)
+                else:
+                    reply = self._client.delete(*step.keys)
+                step = plan.send(reply)
+        except StopIteration as stop:
+            self._succeeded()
+            result: _T = stop.value
+            return result
+        except Exception as exc:  # never let Redis fail a request
+            self._failed(exc)
+            return default
+
+    def get(self, token: str) -> _Found:
+        """The shared verdict on ``token``, or ``None`` for a miss (ask LWA)."""
+        return self._run(self._get_plan(token), None)
+
+    def put(self, token: str, resolved: Resolved) -> None:
+        """Share a resolved token and release this worker's lease on it."""
+        lease = self._take_lease(token)
+        self._run(self._put_plan(token, resolved, lease), None)
+
+    def record_failure(self, token: str, error: AuthError) -> None:
+        """Share a remembered rejection; for anything else only release the lease."""
+        lease = self._take_lease(token)
+        if not lease[1] and not (isinstance(error, InvalidToken) and error.remember):
+            return
+        self._run(self._failure_plan(token, error, lease), None)
+
+    def discard(self, token: str) -> None:
+        """Forget ``token`` for every worker (logout). Tried even while backing off."""
+        self._run(self._discard_plan(token), None, always=True)
+
+    def close(self) -> None:
+        """Close the pooled Redis connections."""
+        self._client.close()
+        self._pool.disconnect()
+
+
+class _LoopClient:
+    """The asyncio client of one event loop: its connections belong to it."""
+
+    __slots__ = ("client", "pool", "scripts")
+
+    def __init__(self, settings: Settings) -> None:
+        url = settings.redis_url
+        assert url is not None
+        self.pool = redis.asyncio.BlockingConnectionPool.from_url(
+            url, retry=redis.asyncio.retry.Retry(NoBackoff(), 0), **_pool_options(settings)
+        )
+        self.client = redis.asyncio.Redis(connection_pool=self.pool)
+        self.scripts = {name: self.client.register_script(s) for name, s in _SCRIPTS.items()}
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+        await self.pool.disconnect()
+
+
+class AsyncSharedCache(_SharedCacheBase):
+    """The shared cache for asyncio, on redis-py's asyncio client.
+
+    Connections are kept per event loop, so an app driven by several loops
+    in turn (Starlette's ``TestClient`` makes one per request) keeps working.
+    Each Redis round trip is also bounded as a whole by ``asyncio.timeout``
+    (pool wait, connect and reply: three times ``redis_timeout``).
+
+    :param settings: validated options; ``redis_url`` must be set.
+    :param lease: take a lease on a miss (cross-process single-flight).
+    """
+
+    def __init__(self, settings: Settings, *, lease: bool = True) -> None:
+        super().__init__(settings, lease=lease)
+        self._deadline = 3 * settings.redis_timeout
+        self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopClient] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def _loop_client(self) -> _LoopClient:
+        loop = asyncio.get_running_loop()
+        found = self._loops.get(loop)
+        if found is None:
+            found = self._loops[loop] = _LoopClient(self.settings)
+        return found
+
+    async def _run(self, plan: _Plan[_T], default: _T, *, always: bool = False) -> _T:
+        if not always and not self._usable():
+            plan.close()
+            return default
+        try:
+            conn = self._loop_client()
+            step = next(plan)
+            while True:
+                if isinstance(step, _Sleep):
+                    await asyncio.sleep(step.seconds)
+                    reply = None
+                else:
+                    async with asyncio.timeout(self._deadline):
+                        if step.name in conn.scripts:
+                            reply = await conn.scripts[step.name](keys=step.keys, args=step.args)
+                        else:
+                            reply = await conn.client.delete(*step.keys)
+                step = plan.send(reply)
+        except StopIteration as stop:
+            self._succeeded()
+            result: _T = stop.value
+            return result
+        except Exception as exc:  # never let Redis fail a request
+            self._failed(exc)
+            return default
+
+    async def get(self, token: str) -> _Found:
+        """The shared verdict on ``token``, or ``None`` for a miss (ask LWA)."""
+        return await self._run(self._get_plan(token), None)
+
+    async def put(self, token: str, resolved: Resolved) -> None:
+        """Share a resolved token and release this worker's lease on it."""
+        lease = self._take_lease(token)
+        await self._run(self._put_plan(token, resolved, lease), None)
+
+    async def record_failure(self, token: str, error: AuthError) -> None:
+        """Share a remembered rejection; for anything else only release the lease."""
+        lease = self._take_lease(token)
+        if not lease[1] and not (isinstance(error, InvalidToken) and error.remember):
+            return
+        await self._run(self._failure_plan(token, error, lease), None)
+
+    async def discard(self, token: str) -> None:
+        """Forget ``token`` for every worker (logout). Tried even while backing off."""
+        await self._run(self._discard_plan(token), None, always=True)
+
+    async def aclose(self) -> None:
+        """Close this loop's Redis connections; other loops' are dropped."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        clients = list(self._loops.items())
+        self._loops.clear()
+        for owner, conn in clients:
+            if owner is loop:
+                await conn.aclose()
