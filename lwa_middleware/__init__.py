@@ -26,6 +26,7 @@ from .errors import (
     UpstreamUnavailable,
 )
 from .identity import Identity
+from .routes import revalidate
 from .wsgi import LWAWSGIMiddleware
 
 __version__ = "0.1.0"
@@ -44,4 +45,5 @@ __all__ = [
     "UpstreamUnavailable",
     "__version__",
     "get_identity",
+    "revalidate",
 ]

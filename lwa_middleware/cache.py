@@ -37,7 +37,6 @@ from .identity import Identity, expand_scopes
 __all__ = ["Entry", "IdentityCache", "token_digest"]
 
 
-
 def token_digest(raw: bytes) -> bytes:
     """The digest of a whole token (its ASCII bytes): the only form a token is kept in."""
     return hashlib.sha256(raw).digest()
@@ -200,5 +199,3 @@ class IdentityCache:
     def __len__(self) -> int:
         with self._lock:
             return len(self._entries)
-
-

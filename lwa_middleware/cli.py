@@ -23,6 +23,7 @@ import contextlib
 import importlib.util
 import ipaddress
 import json
+import math
 import signal
 import sys
 import threading
@@ -34,9 +35,9 @@ from typing import Any, NoReturn, TextIO
 
 from . import __version__
 from .config import REGIONS, Settings
-from .errors import AuthError, ConfigurationError, InvalidToken, UpstreamUnavailable
+from .errors import AuthError, ConfigurationError, UpstreamUnavailable
 from .flow import resolution_flow
-from .tokens import MAX_TOKEN_BYTES, extract_token, looks_like_lwa_token
+from .tokens import extract_token, looks_like_lwa_token
 
 __all__ = [
     "EXIT_OK",
@@ -189,13 +190,15 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             url = url_for(sock) + "/"
             # This prints a token on purpose: it is a fake one, minted by the
             # local emulator for this demo, and is worthless anywhere else.
-            token = emulator.issue_token(scopes=DEMO_TOKEN_SCOPES, customer=BUILTIN_CUSTOMERS[0])
+            customer = BUILTIN_CUSTOMERS[0]
+            token = emulator.issue_token(scopes=DEMO_TOKEN_SCOPES, customer=customer)
+            scopes = " ".join(DEMO_TOKEN_SCOPES)
             _say(
                 f"lwa-middleware demo running at {url}",
                 f"  LWA emulator:  {emulator.base_url}  (client id {emulator.client_id})",
                 "",
                 "Open the URL and click 'Login with Amazon', or call the API directly with a",
-                f"fake token for {BUILTIN_CUSTOMERS[0].name} (scopes: {' '.join(DEMO_TOKEN_SCOPES)}):",
+                f"fake token for {customer.name} (scopes: {scopes}):",
                 f'  curl -H "Authorization: Bearer {token}" {url}api/me',
                 "",
                 "Press Ctrl-C to stop.",
@@ -244,7 +247,7 @@ def _cmd_emulator(args: argparse.Namespace) -> int:
                 " redirect_uri on loopback)",
                 "",
                 "Mint a token:",
-                f"  curl -X POST {base}/_emulator/tokens -d '{{\"scopes\":[\"profile\"]}}'",
+                f'  curl -X POST {base}/_emulator/tokens -d \'{{"scopes":["profile"]}}\'',
                 "",
                 "Point your app at it:",
                 f"  export LWA_API_BASE_URL={base} LWA_CLIENT_ID={emulator.client_id}",
@@ -302,13 +305,20 @@ def _refused(error: AuthError, settings: Settings) -> dict[str, Any]:
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
     token = _read_token(args.token, sys.stdin)
+    if not (math.isfinite(args.timeout) and args.timeout > 0):
+        raise _UsageError("--timeout must be a number of seconds > 0")
+    for client_id in args.client_id or ():
+        # Checked here so that a token pasted in the wrong place is neither
+        # sent anywhere nor quoted back by the configuration's warnings.
+        if "|" in client_id or len(client_id) > 200:
+            raise _UsageError("--client-id looks like an access token, not a client id")
     try:
         settings = Settings.from_options(
             client_id=args.client_id,
             api_base_url=args.api_base_url,
             region=args.region,
             timeout=args.timeout,
-            connect_timeout=min(args.timeout, 2.0) if args.timeout > 0 else args.timeout,
+            connect_timeout=min(args.timeout, 2.0),
             max_concurrent_lookups=2,
         )
     except ConfigurationError as exc:
@@ -339,7 +349,7 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     except UpstreamUnavailable as error:
         _print_json(_refused(error, settings))
         return EXIT_UNAVAILABLE
-    except (InvalidToken, AuthError) as error:
+    except AuthError as error:
         _print_json(_refused(error, settings))
         return EXIT_REJECTED
     finally:
@@ -404,7 +414,7 @@ keeps it out of your shell history and the process list:
   lwa-middleware inspect - --client-id amzn1.application-oa2-client.0123 < token.txt
   pbpaste | lwa-middleware inspect - --client-id amzn1.application-oa2-client.0123
 
-Regions: {", ".join(f"{k} ({v})" for k, v in REGIONS.items())}.
+Regions: {", ".join(f"{k} ({v.removeprefix('https://')})" for k, v in REGIONS.items())}.
 --client-id, --region and --api-base-url fall back to LWA_CLIENT_ID, LWA_REGION
 and LWA_API_BASE_URL.
 
@@ -464,7 +474,11 @@ def build_parser() -> argparse.ArgumentParser:
         description=_INSPECT_HELP,
         formatter_class=formatter,
     )
-    inspect.add_argument("token", metavar="TOKEN", help="the access token, or - to read stdin")
+    inspect.add_argument(
+        "token",
+        metavar="TOKEN",
+        help="the access token, or - to read it from stdin (keeps it out of shell history)",
+    )
     inspect.add_argument(
         "--client-id",
         metavar="ID",
@@ -510,7 +524,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         code: int = args.handler(args)
     except _UsageError as exc:
-        _say(f"lwa-middleware {args.command}: error: {exc}", stream=sys.stderr)
+        message = _redact(str(exc), words)
+        _say(f"lwa-middleware {args.command}: error: {message}", stream=sys.stderr)
         return EXIT_USAGE
     return code
 

@@ -183,7 +183,9 @@ class Settings:
             redis_url = os.environ.get("LWA_REDIS_URL") or None
         if cache_key_secret is None:
             cache_key_secret = os.environ.get("LWA_CACHE_KEY_SECRET") or None
-        secret = cache_key_secret.encode() if isinstance(cache_key_secret, str) else cache_key_secret
+        secret = (
+            cache_key_secret.encode() if isinstance(cache_key_secret, str) else cache_key_secret
+        )
 
         values: dict[str, Any] = dict(rest)
         if ttl is not None:

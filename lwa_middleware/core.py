@@ -136,14 +136,15 @@ class Authenticator:
             and entry.fresh_until > time.monotonic()
             and (entry.has_profile or not policy.needs_profile)
             and policy.scopes <= entry.granted
+            and not policy.revalidate
         ):
             self.stats.hits += 1
             if self._on_event is not None:
-                self._emit("hit")
+                self.emit("hit")
             return entry
         return None
 
-    def _emit(self, event: str, **data: Any) -> None:
+    def emit(self, event: str, **data: Any) -> None:
         if self._on_event is not None:
             try:
                 self._on_event(event, data)
@@ -155,17 +156,18 @@ class Authenticator:
         entry = self._peek(key)
         if (
             entry is not None
+            and not policy.revalidate
             and entry.fresh_until > time.monotonic()
             and (entry.has_profile or not policy.needs_profile)
         ):
             self.stats.hits += 1
             if self._on_event is not None:
-                self._emit("hit")
+                self.emit("hit")
             return entry
         rejection = self.cache.rejection(key)
         if rejection is not None:
             self.stats.rejections_cached += 1
-            self._emit("rejection_cached")
+            self.emit("rejection_cached")
             raise rejection
         return None
 
@@ -207,7 +209,7 @@ class Authenticator:
         self.breaker.success()
         entry = self._entry(resolved)
         self.cache.put(key, entry)
-        self._emit("resolved", seconds=elapsed)
+        self.emit("resolved", seconds=elapsed)
         return entry
 
     def _failed(self, key: bytes, error: AuthError, policy: Policy, started: float) -> Entry:
@@ -217,7 +219,7 @@ class Authenticator:
             self.breaker.success()
             self.stats.rejected += 1
             self.cache.reject(key, error)
-            self._emit("rejected", seconds=elapsed)
+            self.emit("rejected", seconds=elapsed)
             raise error
         if isinstance(error, UpstreamUnavailable):
             self.breaker.failure()
@@ -225,7 +227,7 @@ class Authenticator:
             if error.retry_after is None:
                 error.retry_after = self.settings.retry_after
             logger.warning("lwa_middleware: %s", error.description)
-            self._emit("upstream_error", seconds=elapsed, reason=error.description)
+            self.emit("upstream_error", seconds=elapsed, reason=error.description)
             stale = self.stale(key, policy)
             if stale is not None:
                 return stale
@@ -238,7 +240,7 @@ class Authenticator:
         entry = self._sufficient(self.cache.get(key), policy)
         if entry is not None and entry.expires_mono > time.monotonic():
             self.stats.stale_served += 1
-            self._emit("stale_served")
+            self.emit("stale_served")
             return entry
         return None
 
@@ -288,7 +290,7 @@ class Authenticator:
                 flight = self._sync_flights[key] = _Flight()
         if not leader:
             self.stats.coalesced += 1
-            self._emit("coalesced")
+            self.emit("coalesced")
             if not flight.done.wait(self.settings.timeout * 2 + 1):
                 raise UpstreamUnavailable("LWA lookup timed out.", self.settings.retry_after)
             if flight.error is not None:
@@ -349,7 +351,7 @@ class Authenticator:
         loop = asyncio.get_running_loop()
         if task is not None and task.get_loop() is loop:
             self.stats.coalesced += 1
-            self._emit("coalesced")
+            self.emit("coalesced")
             # shield: a follower whose client went away must not cancel the
             # lookup the others are waiting for.
             entry = self._sufficient(await asyncio.shield(task), policy)
@@ -397,10 +399,13 @@ class Authenticator:
         if not resolved.has_profile and policy.needs_profile:
             return None
         self.stats.shared_hits += 1
-        self._emit("shared_hit")
+        self.emit("shared_hit")
         extra = self._decorate(resolved.identity) if self._decorate is not None else None
         entry = self.cache.make_entry(
-            resolved.identity, resolved.expires_mono, resolved.has_profile, extra,
+            resolved.identity,
+            resolved.expires_mono,
+            resolved.has_profile,
+            extra,
             fresh_for=found.fresh_for,
         )
         self.cache.put(key, entry)

@@ -74,9 +74,7 @@ class AuthError(LWAError):
 
     def response(self, realm: str) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         """``(status, headers, body)`` ready to send; headers are lowercase bytes."""
-        body = json.dumps(
-            {"error": self.error, "error_description": self.description}
-        ).encode()
+        body = json.dumps({"error": self.error, "error_description": self.description}).encode()
         headers = [
             (b"content-type", b"application/json"),
             (b"content-length", str(len(body)).encode()),

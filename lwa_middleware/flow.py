@@ -18,6 +18,7 @@ other shape asks tokeninfo alone first, so garbage costs LWA one call.
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
@@ -125,18 +126,27 @@ def _is_rejection(response: UpstreamResponse) -> bool:
     return error in ("invalid_token", "invalid_request", "expired_token", "unauthorized")
 
 
+#: LWA access tokens live an hour; an answer claiming more than a day is
+#: clamped, so a broken upstream cannot pin an identity in a cache for ever.
+MAX_TOKEN_LIFETIME = 86_400.0
+
+
 def _seconds(value: Any) -> float:
     # LWA documents numbers, but strings have been seen in the wild.
     if isinstance(value, bool):
         raise _Nonsense("exp is a boolean")
     if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
+        seconds = float(value)
+    elif isinstance(value, str):
         try:
-            return float(value.strip())
+            seconds = float(value.strip())
         except ValueError:
             raise _Nonsense("exp is not numeric") from None
-    raise _Nonsense("exp is missing or of the wrong type")
+    else:
+        raise _Nonsense("exp is missing or of the wrong type")
+    if not math.isfinite(seconds):
+        raise _Nonsense("exp is not a finite number")
+    return min(seconds, MAX_TOKEN_LIFETIME)
 
 
 def _optional_str(data: Mapping[str, Any], key: str) -> str | None:

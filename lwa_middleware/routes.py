@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from .errors import ConfigurationError
 from .identity import expand_scopes
 
-__all__ = ["Access", "Policy", "PolicySpec", "RouteTable"]
+__all__ = ["Access", "Policy", "PolicySpec", "RouteTable", "revalidate"]
 
 
 class Access(enum.IntEnum):
@@ -53,10 +53,14 @@ class Policy:
     tokeninfo is enough: tokeninfo already proves ``user_id``, so only richer
     scopes need the profile. An empty scope set still wants the profile, to
     fill the identity's name and email.
+
+    ``revalidate`` makes every request on the route ask LWA again instead of
+    trusting the cache (see :func:`revalidate`).
     """
 
     access: Access
     scopes: frozenset[str] = frozenset()
+    revalidate: bool = False
     needs_profile: bool = field(init=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -86,8 +90,29 @@ class Policy:
 
     def stricter(self, other: Policy) -> Policy:
         if self.access != other.access:
-            return self if self.access > other.access else other
-        return Policy(self.access, self.scopes | other.scopes)
+            winner = self if self.access > other.access else other
+            return Policy(winner.access, winner.scopes, self.revalidate or other.revalidate)
+        return Policy(self.access, self.scopes | other.scopes, self.revalidate or other.revalidate)
+
+
+def revalidate(spec: PolicySpec | Policy = "required") -> Policy:
+    """A policy whose requests always ask LWA, for sensitive routes.
+
+    Use it where a revoked token must stop working at once (payments,
+    account changes): the cache is not trusted for these requests, though
+    concurrent lookups of one token are still shared, and the fresh answer
+    refreshes the cache for other routes. It costs one LWA round trip per
+    request, so keep it to the few routes that need it.
+
+    Example::
+
+        routes={"/account/delete": revalidate(), "/checkout/**": revalidate(["postal_code"])}
+    """
+    policy = Policy.parse(spec, "revalidate()")
+    if policy.access is not Access.REQUIRED:
+        raise ConfigurationError("revalidate() applies to 'required' or scope policies")
+    return Policy(policy.access, policy.scopes, revalidate=True)
+
 
 _NAMED = {
     "public": Policy(Access.PUBLIC),

@@ -116,7 +116,8 @@ class SyncDriver:
             while True:
                 batch = flow.send(self._send_batch(batch, deadline))
         except StopIteration as stop:
-            return stop.value
+            resolved: Resolved = stop.value
+            return resolved
         finally:
             self._slots.release()
 
@@ -186,7 +187,8 @@ class AsyncDriver:
                 )
                 batch = flow.send(list(outcomes))
         except StopIteration as stop:
-            return stop.value
+            resolved: Resolved = stop.value
+            return resolved
         finally:
             slots.release()
 

@@ -164,7 +164,9 @@ class LWAWSGIMiddleware:
         ):
             return self.app(environ, start_response)
         try:
-            headers = [(name, _latin1(environ[key])) for key, name in _HEADER_KEYS if key in environ]
+            headers = [
+                (name, _latin1(environ[key])) for key, name in _HEADER_KEYS if key in environ
+            ]
             query = environ.get("QUERY_STRING", "")
             token = extract_token(headers, _latin1(query) if query else b"")
             if token is None:
@@ -200,4 +202,3 @@ class LWAWSGIMiddleware:
                 path, _, raw_query = uri.partition("?")
                 kept = strip_query(raw_query.encode("latin-1")).decode("latin-1")
                 environ[key] = path + ("?" + kept if kept else "")
-

@@ -82,7 +82,9 @@ def wsgi_echo(environ: dict[str, Any], start_response: Callable[..., Any]) -> It
             "query": environ.get("QUERY_STRING", ""),
         }
     ).encode()
-    start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+    start_response(
+        "200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+    )
     return [body]
 
 

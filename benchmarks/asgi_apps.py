@@ -1,0 +1,28 @@
+"""Apps served by uvicorn in ``bench_uvicorn.py``: the same trivial app, bare and wrapped."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from lwa_middleware import LWAMiddleware
+
+
+async def bare(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] != "http":
+        return
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", b"text/plain"), (b"content-length", b"2")],
+        }
+    )
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+wrapped = LWAMiddleware(
+    bare,
+    client_id=os.environ.get("LWA_CLIENT_ID", "amzn1.application-oa2-client.emulator"),
+    api_base_url=os.environ.get("LWA_API_BASE_URL", "http://127.0.0.1:9"),
+)

@@ -1,0 +1,128 @@
+"""Run every benchmark and print one Markdown table (``--write`` also saves BENCHMARKS.md).
+
+Run: ``python benchmarks/run.py [--write] [--quick]``. Figures are ratios of
+variants measured side by side in one run, since shared machines are noisy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))
+
+import bench_cold_path  # noqa: E402
+import bench_hot_path  # noqa: E402
+import bench_memory  # noqa: E402
+import bench_uvicorn  # noqa: E402
+
+from lwa_middleware.testing import LWAEmulator  # noqa: E402
+
+
+def _hot_rows(rounds: int, n: int) -> list[tuple[str, str, str]]:
+    with LWAEmulator() as emulator:
+        asgi = bench_hot_path.bench_asgi(emulator, rounds=rounds, n=n)
+        wsgi = bench_hot_path.bench_wsgi(emulator, rounds=rounds, n=n)
+    lwa, star, floor = (
+        asgi["LWAMiddleware"],
+        asgi["Starlette AuthenticationMiddleware"],
+        asgi["floor middleware"],
+    )
+    wlwa, wfloor = wsgi["LWAWSGIMiddleware"], wsgi["floor middleware"]
+    return [
+        (
+            "ASGI cache hit ÷ Starlette AuthenticationMiddleware (dict backend)",
+            f"{lwa / star:.2f} ({lwa:.2f} vs {star:.2f} µs/request)",
+            "≤ 0.6",
+        ),
+        (
+            "ASGI cache hit ÷ bare floor middleware",
+            f"{lwa / floor:.2f} ({lwa:.2f} vs {floor:.2f} µs; bare app {asgi['bare app']:.2f} µs)",
+            "≤ 1.3",
+        ),
+        (
+            "ASGI cache hit ÷ floor that also hashes the token (SHA-256)",
+            f"{lwa / asgi['floor + SHA-256']:.2f} ({asgi['floor + SHA-256']:.2f} µs)",
+            "(context)",
+        ),
+        (
+            "WSGI cache hit ÷ bare WSGI floor",
+            f"{wlwa / wfloor:.2f} ({wlwa:.2f} vs {wfloor:.2f} µs;"
+            f" bare app {wsgi['bare app']:.2f} µs)",
+            "≤ 1.5",
+        ),
+        (
+            "WSGI cache hit ÷ WSGI floor that also hashes the token (SHA-256)",
+            f"{wlwa / wsgi['floor + SHA-256']:.2f} ({wsgi['floor + SHA-256']:.2f} µs)",
+            "(context)",
+        ),
+    ]
+
+
+def _shared_rows() -> list[tuple[str, str, str]]:
+    script = HERE / "bench_shared_cache.py"
+    if not script.exists():
+        return []
+    out = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=600, check=False
+    )
+    if out.returncode != 0:
+        return [("shared Redis cache", "failed: " + out.stderr.strip()[-200:], "")]
+    rows = []
+    for line in out.stdout.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) >= 2 and not set(cells[0]) <= {"-", " "} and cells[0].lower() != "figure":
+            rows.append((cells[0], cells[1], cells[2] if len(cells) > 2 else ""))
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--write", action="store_true", help="also write BENCHMARKS.md")
+    parser.add_argument("--quick", action="store_true", help="fewer rounds (a smoke run)")
+    args = parser.parse_args()
+    rounds, n = (3, 5_000) if args.quick else (7, 20_000)
+
+    rows: list[tuple[str, str, str]] = []
+    rows += _hot_rows(rounds, n)
+    rows += bench_cold_path.run(n=5 if args.quick else 15)
+    rows += bench_uvicorn.run(rounds=1 if args.quick else 3, seconds=2 if args.quick else 4)
+    rows += bench_memory.run()
+    if not args.quick:
+        rows += _shared_rows()
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        model = next(
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        )
+        cpu = model
+    except (OSError, StopIteration):
+        pass
+    header = (
+        f"Measured {datetime.date.today().isoformat()} on {cpu}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}, {platform.system()} {platform.release()}; "
+        f"command: `python benchmarks/run.py{' --quick' if args.quick else ''}`.\n\n"
+    )
+    table = "| figure | measured | target |\n|---|---|---|\n" + "".join(
+        "| " + " | ".join(row) + " |\n" for row in rows
+    )
+    print(header + table)
+    if args.write:
+        (HERE.parent / "BENCHMARKS.md").write_text(
+            "# Benchmarks\n\n" + header + table + "\nSee benchmarks/*.py for what each figure "
+            "measures and how.\n"
+        )
+
+
+if __name__ == "__main__":
+    main()
