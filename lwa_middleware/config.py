@@ -22,6 +22,7 @@ An explicit keyword always wins over the environment.
 from __future__ import annotations
 
 import ipaddress
+import math
 import logging
 import os
 from collections.abc import Callable, Collection, Mapping
@@ -208,6 +209,8 @@ class Settings:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise ConfigurationError(f"{name} must be a number, not {value!r}")
+            if not math.isfinite(value):
+                raise ConfigurationError(f"{name} must be a finite number, not {value!r}")
             if value < 0 or (value == 0 and not allow_zero):
                 raise ConfigurationError(f"{name} must be {'>= 0' if allow_zero else '> 0'}")
 

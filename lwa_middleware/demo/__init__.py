@@ -1,0 +1,22 @@
+"""A clickable demo of lwa-middleware, wired to the bundled LWA emulator.
+
+Run it with ``lwa-middleware demo`` (needs the ``demo`` extra, for uvicorn),
+or build the app yourself::
+
+    from lwa_middleware.demo import build_demo_app, serve_in_thread
+    from lwa_middleware.testing import LWAEmulator
+
+    with LWAEmulator() as lwa, serve_in_thread(build_demo_app(lwa)) as url:
+        print("open", url)
+
+The page (``/``) signs in through the emulator's "Login with Amazon" page,
+calls a protected API with the token it got back, shows what a missing scope
+looks like, and displays the middleware's cache counters as it goes.
+"""
+
+from __future__ import annotations
+
+from .app import DEMO_ROUTES, build_demo_app
+from .server import bind_socket, serve_in_thread
+
+__all__ = ["DEMO_ROUTES", "bind_socket", "build_demo_app", "serve_in_thread"]

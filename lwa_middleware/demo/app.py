@@ -1,0 +1,202 @@
+"""The demo web app: a static page and a small JSON API behind :class:`LWAMiddleware`.
+
+=====================  ======================  ===============================================
+path                   policy                  what it does
+=====================  ======================  ===============================================
+``/``, ``/callback``   public                  the page; ``/callback`` is where the LWA
+                                               sign-in page sends the browser back, with the
+                                               token in the URL fragment (never seen here)
+``/static/**``         public                  the page's script and style sheet
+``/api/config``        public                  where the page should send the browser to sign in
+``/api/stats``         public                  the middleware's cache and lookup counters
+``/api/me``            required                the signed-in customer, as LWA vouched for it
+``/api/shipping``      ``["postal_code"]``     a shipping quote; needs the ``postal_code`` scope
+``/api/logout``        required (``POST``)     forgets the token in the middleware's cache
+=====================  ======================  ===============================================
+
+Anything else falls under the default policy, ``required``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from ..access import get_identity
+from ..asgi import LWAMiddleware
+from ..errors import AuthError
+from ..testing.emulator import AUTHORIZE_PATH
+from ..tokens import extract_token
+
+if TYPE_CHECKING:
+    from ..testing import LWAEmulator
+
+__all__ = ["DEMO_ROUTES", "build_demo_app"]
+
+STATIC_DIR = Path(__file__).with_name("static")
+
+#: The route table the demo protects itself with; a good template for your own.
+DEMO_ROUTES: Mapping[str, Any] = {
+    "/": "public",
+    "/callback": "public",
+    "/static/**": "public",
+    "/favicon.ico": "public",
+    "/api/config": "public",
+    "/api/stats": "public",
+    "/api/me": "required",
+    "/api/shipping": ["postal_code"],
+    "/api/logout": "required",
+}
+
+#: Scopes the sign-in button asks for; the customer may untick some on the LWA page.
+REQUESTED_SCOPES = ("profile", "postal_code")
+
+# The page loads nothing from elsewhere and runs no inline script, so a strict
+# policy costs nothing and shows newcomers what a token-handling page should send.
+_PAGE_HEADERS = {
+    "content-security-policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+        "img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    ),
+    "referrer-policy": "no-referrer",
+    "x-content-type-options": "nosniff",
+    "cache-control": "no-store",
+}
+_NO_STORE = {"cache-control": "no-store"}
+
+
+def _middleware(request: Request) -> LWAMiddleware:
+    middleware: LWAMiddleware = request.app.state.lwa
+    return middleware
+
+
+async def _page(request: Request) -> Response:
+    return FileResponse(STATIC_DIR / "index.html", headers=_PAGE_HEADERS)
+
+
+async def _favicon(request: Request) -> Response:
+    return Response(status_code=204)
+
+
+async def _config(request: Request) -> JSONResponse:
+    state = request.app.state
+    return JSONResponse(
+        {
+            "authorize_url": state.authorize_url,
+            "client_id": state.client_id,
+            "scopes": list(REQUESTED_SCOPES),
+        },
+        headers=_NO_STORE,
+    )
+
+
+async def _stats(request: Request) -> JSONResponse:
+    return JSONResponse(_middleware(request).stats.snapshot(), headers=_NO_STORE)
+
+
+async def _me(request: Request) -> JSONResponse:
+    identity = get_identity(request)
+    # The middleware guarantees an identity on a "required" route; the check
+    # only keeps this endpoint honest if someone loosens the route table.
+    if identity is None:
+        return JSONResponse({"error": "anonymous"}, status_code=401, headers=_NO_STORE)
+    return JSONResponse(
+        {
+            "identity": identity.to_dict(),
+            "display_name": identity.display_name,
+            "expires_in": max(0, int(identity.expires_at - time.time())),
+        },
+        headers=_NO_STORE,
+    )
+
+
+async def _shipping(request: Request) -> JSONResponse:
+    identity = get_identity(request)
+    if identity is None or identity.postal_code is None:
+        return JSONResponse({"error": "no postal code"}, status_code=403, headers=_NO_STORE)
+    postal_code = identity.postal_code
+    # A made-up but stable quote, so the same customer always sees the same answer.
+    days = 1 + sum(map(ord, postal_code)) % 4
+    return JSONResponse(
+        {
+            "postal_code": postal_code,
+            "carrier": "Demo Parcel Service",
+            "days": days,
+            "message": f"Ships to {postal_code} in {days} business day{'s' if days > 1 else ''}.",
+        },
+        headers=_NO_STORE,
+    )
+
+
+async def _logout(request: Request) -> JSONResponse:
+    try:
+        token = extract_token(request.scope["headers"], request.scope.get("query_string", b""))
+    except AuthError:
+        token = None
+    # The middleware already admitted this request, so a token is there; the
+    # guard is for a route table loosened by hand.
+    if token is not None:
+        await _middleware(request).invalidate(token)
+    return JSONResponse({"logged_out": True}, headers=_NO_STORE)
+
+
+def build_demo_app(emulator: LWAEmulator, **options: Any) -> LWAMiddleware:
+    """Build the demo app, protected by an :class:`LWAMiddleware` that trusts ``emulator``.
+
+    The emulator must be started (its :attr:`~LWAEmulator.base_url` is read
+    here). The returned middleware *is* the ASGI app to serve; the endpoints
+    reach it through ``request.app.state.lwa``, which is how ``/api/logout``
+    calls :meth:`LWAMiddleware.invalidate` and ``/api/stats`` reads
+    :attr:`LWAMiddleware.stats`.
+
+    :param emulator: a running :class:`~lwa_middleware.testing.LWAEmulator`.
+    :param options: more :class:`LWAMiddleware` keyword arguments
+        (``cache_ttl``, ``timeout``, ...).
+    :returns: the ASGI app.
+
+    Example::
+
+        with LWAEmulator() as lwa:
+            app = build_demo_app(lwa)
+            uvicorn.run(app, port=8000)
+    """
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        await app.state.lwa.aclose()
+
+    starlette = Starlette(
+        routes=[
+            Route("/", _page),
+            Route("/callback", _page),
+            Route("/favicon.ico", _favicon),
+            Route("/api/config", _config),
+            Route("/api/stats", _stats),
+            Route("/api/me", _me),
+            Route("/api/shipping", _shipping),
+            Route("/api/logout", _logout, methods=["POST"]),
+            Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
+        ],
+        lifespan=lifespan,
+    )
+    middleware = LWAMiddleware(
+        starlette,
+        client_id=emulator.client_id,
+        api_base_url=emulator.base_url,
+        routes=DEMO_ROUTES,
+        **options,
+    )
+    starlette.state.lwa = middleware
+    starlette.state.client_id = emulator.client_id
+    starlette.state.authorize_url = emulator.base_url + AUTHORIZE_PATH
+    return middleware

@@ -1,0 +1,442 @@
+"""The ``lwa-middleware`` command line.
+
+``inspect`` runs in-process against the emulator fixture; ``emulator`` and
+``demo`` run as real subprocesses (``python -m lwa_middleware ...``), are
+talked to over HTTP at the URL they print, and are stopped with a signal.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import queue
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+import lwa_middleware
+from lwa_middleware.cli import main
+from lwa_middleware.testing import BUILTIN_CUSTOMERS, Fault, LWAEmulator
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def inspect(lwa: LWAEmulator, token: str, *extra: str) -> list[str]:
+    return ["inspect", token, "--client-id", lwa.client_id, "--api-base-url", lwa.base_url, *extra]
+
+
+def run(
+    capsys: pytest.CaptureFixture[str], argv: list[str], secret: str | None = None
+) -> tuple[int, str, str]:
+    code = main(argv)
+    out, err = capsys.readouterr()
+    if secret is not None:
+        assert secret not in out
+        assert secret not in err
+    return code, out, err
+
+
+# -- inspect ---------------------------------------------------------------------
+
+
+def test_inspect_valid_token(lwa_emulator: LWAEmulator, capsys: pytest.CaptureFixture[str]) -> None:
+    ada = BUILTIN_CUSTOMERS[0]
+    token = lwa_emulator.issue_token(scopes=["profile", "postal_code"], customer=ada)
+    code, out, _ = run(capsys, inspect(lwa_emulator, token), secret=token)
+    assert code == 0
+    result = json.loads(out)
+    assert result["valid"] is True
+    assert result["client_id"] == lwa_emulator.client_id
+    assert 3500 < result["expires_in"] <= 3600
+    identity = result["identity"]
+    assert identity["user_id"] == ada.user_id
+    assert identity["name"] == ada.name
+    assert identity["email"] == ada.email
+    assert identity["postal_code"] == ada.postal_code
+    assert identity["scopes"] == ["postal_code", "profile"]
+    assert lwa_emulator.calls["tokeninfo"] == 1
+    assert lwa_emulator.calls["profile"] == 1
+
+
+def test_inspect_reads_the_token_from_stdin(
+    lwa_emulator: LWAEmulator,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    token = lwa_emulator.issue_token(scopes=["profile:user_id"])
+    monkeypatch.setattr(sys, "stdin", io.StringIO(token + "\n"))
+    code, out, _ = run(capsys, inspect(lwa_emulator, "-"), secret=token)
+    assert code == 0
+    result = json.loads(out)
+    assert result["identity"]["scopes"] == ["profile:user_id"]
+    assert result["identity"]["name"] is None
+
+
+def test_inspect_accepts_a_pasted_bearer_header(
+    lwa_emulator: LWAEmulator,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    token = lwa_emulator.issue_token()
+    monkeypatch.setattr(sys, "stdin", io.StringIO(f"Bearer {token}\n"))
+    code, out, _ = run(capsys, inspect(lwa_emulator, "-"), secret=token)
+    assert code == 0
+    assert json.loads(out)["valid"] is True
+
+
+def test_inspect_token_of_another_client(
+    lwa_emulator: LWAEmulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    token = lwa_emulator.issue_token(aud="amzn1.application-oa2-client.someone-else")
+    code, out, _ = run(capsys, inspect(lwa_emulator, token), secret=token)
+    assert code == 1
+    result = json.loads(out)
+    assert result["valid"] is False
+    assert result["error"] == "invalid_token"
+    assert "another client" in result["reason"]
+    # The aud check comes before any identity is trusted.
+    assert "identity" not in result
+
+
+def test_inspect_several_client_ids(
+    lwa_emulator: LWAEmulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    other = "amzn1.application-oa2-client.other"
+    token = lwa_emulator.issue_token(aud=other)
+    argv = inspect(lwa_emulator, token, "--client-id", other)
+    code, out, _ = run(capsys, argv, secret=token)
+    assert code == 0
+    assert json.loads(out)["client_id"] == other
+
+
+@pytest.mark.parametrize("how", ["revoked", "expired", "unknown"])
+def test_inspect_rejected_token(
+    lwa_emulator: LWAEmulator, capsys: pytest.CaptureFixture[str], how: str
+) -> None:
+    if how == "unknown":
+        token = "Atza|" + "Q" * 400
+    else:
+        token = lwa_emulator.issue_token(expires_in=0 if how == "expired" else 3600)
+        if how == "revoked":
+            lwa_emulator.revoke(token)
+    code, out, _ = run(capsys, inspect(lwa_emulator, token), secret=token)
+    assert code == 1
+    result = json.loads(out)
+    assert result == {
+        "valid": False,
+        "error": "invalid_token",
+        "reason": "The access token is invalid, expired or revoked.",
+        "api_base_url": lwa_emulator.base_url,
+    }
+    assert lwa_emulator.calls["tokeninfo"] == 1
+
+
+def test_inspect_impossible_token_never_reaches_lwa(
+    lwa_emulator: LWAEmulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    token = "Atza|" + "x" * 3000
+    code, out, _ = run(capsys, inspect(lwa_emulator, token), secret=token)
+    assert code == 1
+    result = json.loads(out)
+    assert result["error"] == "invalid_token"
+    assert "longer than" in result["reason"]
+    assert lwa_emulator.calls["tokeninfo"] == 0
+
+
+def test_inspect_lwa_down(lwa_emulator: LWAEmulator, capsys: pytest.CaptureFixture[str]) -> None:
+    token = lwa_emulator.issue_token()
+    lwa_emulator.inject(Fault.DOWN)
+    started = time.monotonic()
+    code, out, _ = run(capsys, inspect(lwa_emulator, token), secret=token)
+    assert time.monotonic() - started < 5  # refused at once, not a hang
+    assert code == 3
+    result = json.loads(out)
+    assert result["valid"] is False
+    assert result["error"] == "temporarily_unavailable"
+    assert "unavailable" in result["reason"]
+
+
+def test_inspect_lwa_answering_503(
+    lwa_emulator: LWAEmulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    token = lwa_emulator.issue_token()
+    lwa_emulator.inject(Fault.UNAVAILABLE, endpoint="tokeninfo", retry_after=7)
+    code, out, _ = run(capsys, inspect(lwa_emulator, token), secret=token)
+    assert code == 3
+    result = json.loads(out)
+    assert result["error"] == "temporarily_unavailable"
+    assert "HTTP 503" in result["reason"]
+    assert result["retry_after"] == 7
+
+
+def test_inspect_times_out(lwa_emulator: LWAEmulator, capsys: pytest.CaptureFixture[str]) -> None:
+    token = lwa_emulator.issue_token()
+    lwa_emulator.inject(Fault.HANG)
+    started = time.monotonic()
+    code, out, _ = run(capsys, inspect(lwa_emulator, token, "--timeout", "0.5"), secret=token)
+    assert time.monotonic() - started < 5
+    assert code == 3
+    assert "timed out" in json.loads(out)["reason"]
+
+
+CLIENT_X = ["inspect", "{token}", "--client-id", "x"]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        pytest.param(["inspect", "{token}"], id="no-client-id"),
+        pytest.param(["inspect", "{token}", "--client-id", "x", "--region", "mars"], id="region"),
+        pytest.param(
+            [*CLIENT_X, "--region", "eu", "--api-base-url", "{base}"], id="region-and-url"
+        ),
+        pytest.param(
+            ["inspect", "{token}", "--client-id", "x", "--api-base-url", "http://example.com"],
+            id="plain-http-off-loopback",
+        ),
+        pytest.param([*CLIENT_X, "--api-base-url", "{base}", "--timeout", "0"], id="zero-timeout"),
+        pytest.param([*CLIENT_X, "--api-base-url", "{base}", "--timeout", "nan"], id="nan-timeout"),
+        pytest.param(["inspect", "{token}", "{token}", "--client-id", "x"], id="token-twice"),
+        pytest.param(["inspect", "--client-id", "{token}", "{token}"], id="token-as-client-id"),
+        pytest.param(["inspect", "--client-id", "x", "--bogus", "{token}"], id="unknown-flag"),
+        pytest.param(["frobnicate", "{token}"], id="unknown-command"),
+        pytest.param([], id="no-command"),
+    ],
+)
+def test_usage_errors_exit_2_and_never_echo_the_token(
+    lwa_emulator: LWAEmulator,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    argv: list[str],
+) -> None:
+    for name in ("LWA_CLIENT_ID", "LWA_REGION", "LWA_API_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    token = lwa_emulator.issue_token()
+    words = [w.format(token=token, base=lwa_emulator.base_url) for w in argv]
+    code, _, err = run(capsys, words, secret=token)
+    assert code == 2
+    assert err  # a usage error says what is wrong
+    assert lwa_emulator.calls["tokeninfo"] == 0
+
+
+@pytest.mark.parametrize("stdin", ["", "   \n"])
+def test_inspect_empty_stdin_is_a_usage_error(
+    lwa_emulator: LWAEmulator,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    stdin: str,
+) -> None:
+    monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+    code, out, err = run(capsys, inspect(lwa_emulator, "-"))
+    assert code == 2
+    assert out == ""
+    assert "no token" in err
+
+
+def test_client_id_from_the_environment(
+    lwa_emulator: LWAEmulator,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("LWA_CLIENT_ID", lwa_emulator.client_id)
+    monkeypatch.setenv("LWA_API_BASE_URL", lwa_emulator.base_url)
+    token = lwa_emulator.issue_token()
+    code, out, _ = run(capsys, ["inspect", token], secret=token)
+    assert code == 0
+    assert json.loads(out)["api_base_url"] == lwa_emulator.base_url
+
+
+def test_version_and_help(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, ["--version"])
+    assert code == 0
+    assert out.strip() == f"lwa-middleware {lwa_middleware.__version__}"
+    code, out, _ = run(capsys, ["--help"])
+    assert code == 0
+    for command in ("demo", "emulator", "inspect"):
+        assert command in out
+    code, out, _ = run(capsys, ["inspect", "--help"])
+    assert code == 0
+    assert "stdin" in out
+    assert "lwa-middleware inspect - --client-id" in out
+    assert "3 LWA unavailable" in out
+
+
+# -- subprocesses ----------------------------------------------------------------
+
+
+class Proc:
+    """A ``python -m lwa_middleware`` child whose output is read line by line."""
+
+    def __init__(self, *args: str) -> None:
+        env = dict(os.environ)
+        # The package may not be installed yet: run it from this checkout.
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+        env["PYTHONUNBUFFERED"] = "1"
+        self.popen = subprocess.Popen(
+            [sys.executable, "-m", "lwa_middleware", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            env=env,
+        )
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        self.seen: list[str] = []
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        assert self.popen.stdout is not None
+        for line in self.popen.stdout:
+            self.lines.put(line)
+        self.lines.put(None)
+
+    def read_until(self, marker: str, timeout: float = 15.0) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                line = self.lines.get(timeout=max(0.01, deadline - time.monotonic()))
+            except queue.Empty:
+                break
+            if line is None:
+                break
+            self.seen.append(line)
+            if marker in line:
+                return "".join(self.seen)
+        raise AssertionError(f"{marker!r} never printed; output so far:\n{''.join(self.seen)}")
+
+    def stop(self, sig: signal.Signals, timeout: float = 5.0) -> int:
+        self.popen.send_signal(sig)
+        return self.popen.wait(timeout=timeout)
+
+    def rest(self) -> str:
+        tail = []
+        while True:
+            try:
+                line = self.lines.get(timeout=2)
+            except queue.Empty:
+                break
+            if line is None:
+                break
+            tail.append(line)
+        return "".join(tail)
+
+    def kill(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.kill()
+            self.popen.wait(timeout=5)
+
+
+@pytest.fixture
+def spawn() -> Iterator[type[Proc]]:
+    started: list[Proc] = []
+
+    class Tracked(Proc):
+        def __init__(self, *args: str) -> None:
+            super().__init__(*args)
+            started.append(self)
+
+    yield Tracked
+    for proc in started:
+        proc.kill()
+
+
+def test_emulator_command(spawn: type[Proc], capsys: pytest.CaptureFixture[str]) -> None:
+    proc = spawn("emulator", "--port", "0", "--mint", "profile postal_code")
+    out = proc.read_until("Press Ctrl-C")
+    base = re.search(r"LWA emulator running at (http://127\.0\.0\.1:\d+)", out)
+    assert base is not None, out
+    base_url = base.group(1)
+    assert "client id     amzn1.application-oa2-client.emulator" in out
+    assert f"curl -X POST {base_url}/_emulator/tokens" in out
+    printed = re.search(r"^\s+(Atza\|\S+)$", out, re.MULTILINE)
+    assert printed is not None, out
+    token = printed.group(1)
+
+    with httpx.Client(timeout=5) as http:
+        minted = http.post(base_url + "/_emulator/tokens", json={"scopes": ["profile"]})
+        assert minted.status_code == 200
+        assert minted.json()["access_token"].startswith("Atza|")
+        info = http.get(base_url + "/auth/o2/tokeninfo", headers={"x-amz-access-token": token})
+        assert info.status_code == 200
+        assert info.json()["aud"] == "amzn1.application-oa2-client.emulator"
+
+    argv = ["inspect", token, "--client-id", "amzn1.application-oa2-client.emulator"]
+    code, result, _ = run(capsys, [*argv, "--api-base-url", base_url], secret=token)
+    assert code == 0
+    assert json.loads(result)["identity"]["scopes"] == ["postal_code", "profile"]
+
+    assert proc.stop(signal.SIGINT) == 0
+    assert "LWA emulator stopped." in proc.rest()
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(base_url + "/auth/o2/tokeninfo", timeout=2)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["sigint", "sigterm"])
+def test_demo_command(spawn: type[Proc], sig: signal.Signals) -> None:
+    proc = spawn("demo", "--port", "0", "--no-browser")
+    out = proc.read_until("Press Ctrl-C")
+    found = re.search(r"demo running at (http://127\.0\.0\.1:(\d+)/)", out)
+    assert found is not None, out
+    url, port = found.group(1), int(found.group(2))
+    assert port != 0
+    curl = re.search(r'curl -H "Authorization: Bearer (\S+)" (\S+)', out)
+    assert curl is not None, out
+    token, me_url = curl.groups()
+    assert me_url == url + "api/me"
+
+    with httpx.Client(timeout=5) as http:
+        page = http.get(url)
+        assert page.status_code == 200
+        assert 'id="login"' in page.text
+        assert http.get(me_url).status_code == 401
+        me = http.get(me_url, headers={"Authorization": f"Bearer {token}"})
+        assert me.status_code == 200
+        assert me.json()["identity"]["name"] == BUILTIN_CUSTOMERS[0].name
+        shipping = http.get(url + "api/shipping", headers={"Authorization": f"Bearer {token}"})
+        assert shipping.status_code == 200
+        assert http.get(url + "api/stats").json()["lookups"] == 1
+
+    assert proc.stop(sig) == 0
+    assert "Demo stopped." in proc.rest()
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(url, timeout=2)
+
+
+def test_demo_refuses_a_non_loopback_host(spawn: type[Proc]) -> None:
+    proc = spawn("demo", "--host", "0.0.0.0", "--port", "0", "--no-browser")
+    assert proc.popen.wait(timeout=10) == 2
+    assert "loopback" in proc.rest()
+
+
+def test_demo_without_uvicorn_says_how_to_install_it(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # None in sys.modules makes "import uvicorn" fail, as if it were not installed.
+    monkeypatch.setitem(sys.modules, "uvicorn", None)
+    code, out, err = run(capsys, ["demo", "--port", "0", "--no-browser"])
+    assert code == 2
+    assert "pip install 'lwa-middleware[demo]'" in err
+    assert out == ""
+
+
+@pytest.mark.parametrize("command", ["demo", "emulator"])
+def test_port_in_use_is_a_usage_error(capsys: pytest.CaptureFixture[str], command: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = str(taken.getsockname()[1])
+        extra = ["--no-browser"] if command == "demo" else []
+        code, _, err = run(capsys, [command, "--port", port, *extra])
+    assert code == 2
+    assert f"cannot listen on http://127.0.0.1:{port}" in err
+    assert "--port 0" in err
