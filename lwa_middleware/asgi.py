@@ -153,8 +153,21 @@ class LWAMiddleware:
         return self.authenticator.stats
 
     async def invalidate(self, token: str) -> None:
-        """Forget ``token`` (logout, revocation), here and in the shared cache."""
+        """Forget what is cached about ``token``, here and in the shared cache.
+
+        The next request with it asks LWA again (to pick up a changed profile,
+        or a revocation made at Amazon). To refuse the token from now on, as
+        a logout should, use :meth:`revoke`.
+        """
         await self.authenticator.ainvalidate(token)
+
+    async def revoke(self, token: str) -> None:
+        """Refuse ``token`` until it expires (logout), here and on every worker.
+
+        Other workers sharing the Redis cache refuse it within
+        ``local_cache_ttl`` seconds (5 by default).
+        """
+        await self.authenticator.arevoke(token)
 
     async def aclose(self) -> None:
         """Close pooled connections to LWA (and Redis)."""

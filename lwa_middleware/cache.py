@@ -60,6 +60,11 @@ class _MirroredTLRU(TLRUCache[bytes, "Entry"]):
         self.mirror.pop(key, None)
         super().__delitem__(key)
 
+    def clear(self) -> None:
+        # cachetools' clear() does not go through __delitem__.
+        super().clear()
+        self.mirror.clear()
+
     def expire(self, time: float | None = None) -> Any:
         expired = super().expire(time)
         for key, _ in expired:
@@ -106,6 +111,14 @@ def _expiry(_key: bytes, entry: Entry, _now: float) -> float:
     return entry.expires_mono
 
 
+def _until(_key: bytes, until: float, _now: float) -> float:
+    return until
+
+
+#: What a revoked token is told.
+REVOKED = "The access token was revoked."
+
+
 class IdentityCache:
     """Thread-safe positive and negative caches.
 
@@ -132,6 +145,11 @@ class IdentityCache:
         self._entries = _MirroredTLRU(maxsize)
         #: Lock-free read of a possibly stale entry; callers check its deadlines.
         self.peek = self._entries.mirror.get
+        # Revocations live apart from rejections: a flood of garbage tokens
+        # filling the negative cache must not be able to evict them.
+        self._revoked: TLRUCache[bytes, float] = TLRUCache(
+            maxsize, ttu=_until, timer=time.monotonic
+        )
         self._rejections: TTLCache[bytes, InvalidToken] | None = (
             TTLCache(negative_maxsize, ttl=negative_ttl, timer=time.monotonic)
             if negative_ttl > 0
@@ -144,10 +162,19 @@ class IdentityCache:
             return self._entries.get(key)
 
     def rejection(self, key: bytes) -> InvalidToken | None:
-        if self._rejections is None:
-            return None
+        """A remembered verdict against ``key``: revoked here, or rejected by LWA."""
         with self._lock:
+            if key in self._revoked:
+                return InvalidToken(REVOKED)
+            if self._rejections is None:
+                return None
             return self._rejections.get(key)
+
+    def revoke(self, key: bytes, until: float) -> None:
+        """Refuse ``key`` until the monotonic time ``until`` (its token's expiry)."""
+        with self._lock:
+            self._entries.pop(key, None)
+            self._revoked[key] = until
 
     def make_entry(
         self,

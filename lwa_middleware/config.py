@@ -22,8 +22,8 @@ An explicit keyword always wins over the environment.
 from __future__ import annotations
 
 import ipaddress
-import math
 import logging
+import math
 import os
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
@@ -36,6 +36,9 @@ from .routes import Policy, PolicySpec, RouteTable
 __all__ = ["REGIONS", "Settings"]
 
 logger = logging.getLogger("lwa_middleware.config")
+
+#: Fields computed from other options, never given directly.
+_DERIVED = frozenset({"client_ids", "routes"})
 
 REGIONS: dict[str, str] = {
     "na": "https://api.amazon.com",
@@ -131,6 +134,8 @@ class Settings:
     redis_url: str | None = None
     cache_key_secret: bytes | None = None
     redis_timeout: float = 0.05
+    local_cache_ttl: float = 5.0
+    user_id_from_tokeninfo: bool = False
     on_event: Callable[[str, Mapping[str, Any]], None] | None = field(default=None)
 
     @property
@@ -157,7 +162,7 @@ class Settings:
         **rest: Any,
     ) -> Settings:
         """Validate user options; raise :class:`ConfigurationError` on any mistake."""
-        unknown = set(rest) - {f for f in cls.__dataclass_fields__} - {"client_ids"}
+        unknown = set(rest) - set(cls.__dataclass_fields__) | (set(rest) & _DERIVED)
         if unknown:
             raise ConfigurationError(f"unknown option(s): {', '.join(sorted(unknown))}")
 
@@ -216,7 +221,13 @@ class Settings:
 
         positive("cache_ttl", allow_zero=True)
         positive("negative_cache_ttl", allow_zero=True)
-        for name in ("timeout", "connect_timeout", "breaker_cooldown", "redis_timeout"):
+        for name in (
+            "timeout",
+            "connect_timeout",
+            "breaker_cooldown",
+            "redis_timeout",
+            "local_cache_ttl",
+        ):
             positive(name)
         for name in (
             "cache_maxsize",
@@ -229,6 +240,16 @@ class Settings:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigurationError(f"{name} must be an integer >= 1, not {value!r}")
+        for name in (
+            "stale_if_error",
+            "strip_credentials",
+            "allow_preflight",
+            "user_id_from_tokeninfo",
+        ):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigurationError(f"{name} must be True or False")
+        if self.on_event is not None and not callable(self.on_event):
+            raise ConfigurationError("on_event must be callable")
         if self.redis_url is not None and urlsplit(self.redis_url).scheme not in (
             "redis",
             "rediss",

@@ -19,6 +19,7 @@ has not yet expired.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import threading
 import time
@@ -39,9 +40,15 @@ if TYPE_CHECKING:
     from .shared_cache import AsyncSharedCache, SharedHit, SyncSharedCache
     from .transport import AsyncDriver, SyncDriver
 
-__all__ = ["Authenticator", "Stats"]
+__all__ = ["Authenticator", "Stats", "check_scopes"]
 
 logger = logging.getLogger("lwa_middleware")
+
+#: How many in-flight lookups one request joins before looking up itself.
+_MAX_JOINS = 3
+
+#: LWA access tokens live 60 minutes: the longest a revocation must be kept.
+MAX_LIFETIME = 3600.0
 
 
 @dataclass
@@ -62,6 +69,15 @@ class Stats:
 
     def snapshot(self) -> dict[str, float]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def check_scopes(granted: frozenset[str], required: frozenset[str]) -> None:
+    """Raise :class:`InsufficientScope` unless ``granted`` (expanded) covers ``required``.
+
+    The one scope decision: route policies and per-view decorators both use it.
+    """
+    if required and not required <= granted:
+        raise InsufficientScope(required, missing=required - granted)
 
 
 class _Flight:
@@ -100,6 +116,7 @@ class Authenticator:
         self.breaker = CircuitBreaker(settings.breaker_threshold, settings.breaker_cooldown)
         self._decorate = decorate
         self._peek = self.cache.peek
+        self._local_ttl = settings.local_cache_ttl if settings.redis_url else None
         self._on_event = settings.on_event
         self._sync_flights: dict[bytes, _Flight] = {}
         self._flights_lock = threading.Lock()
@@ -174,8 +191,7 @@ class Authenticator:
     @staticmethod
     def authorize(entry: Entry, policy: Policy) -> None:
         """Raise :class:`InsufficientScope` unless the entry holds the policy's scopes."""
-        if policy.scopes and not policy.scopes <= entry.granted:
-            raise InsufficientScope(policy.scopes - entry.granted)
+        check_scopes(entry.granted, policy.scopes)
 
     def _sufficient(self, entry: Entry | None, policy: Policy) -> Entry | None:
         if entry is not None and (entry.has_profile or not policy.needs_profile):
@@ -194,14 +210,20 @@ class Authenticator:
             tokeninfo_url=settings.tokeninfo_url,
             profile_url=settings.profile_url,
             client_ids=settings.client_ids,
-            want_profile=policy.needs_profile,
+            want_profile=policy.needs_profile or not settings.user_id_from_tokeninfo,
             parallel=looks_like_lwa_token(token),
         )
 
-    def _entry(self, resolved: Resolved) -> Entry:
+    def _entry(self, resolved: Resolved, fresh_for: float | None = None) -> Entry:
         identity = resolved.identity
         extra = self._decorate(identity) if self._decorate is not None else None
-        return self.cache.make_entry(identity, resolved.expires_mono, resolved.has_profile, extra)
+        if self._local_ttl is not None:
+            # With a shared cache, trust this process's copy only briefly, so
+            # an invalidate() or revoke() on another worker reaches this one.
+            fresh_for = self._local_ttl if fresh_for is None else min(fresh_for, self._local_ttl)
+        return self.cache.make_entry(
+            identity, resolved.expires_mono, resolved.has_profile, extra, fresh_for=fresh_for
+        )
 
     def _succeeded(self, key: bytes, resolved: Resolved, started: float) -> Entry:
         elapsed = time.monotonic() - started
@@ -253,6 +275,33 @@ class Authenticator:
             if shared is not None:
                 shared.discard(token)
 
+    def _revocation(self, key: bytes) -> tuple[float, float]:
+        """``(monotonic deadline, seconds left)`` of a token about to be revoked."""
+        entry = self.cache.get(key)
+        left = entry.identity.expires_at - time.time() if entry is not None else MAX_LIFETIME
+        left = max(1.0, min(left, MAX_LIFETIME))
+        return time.monotonic() + left, left
+
+    def revoke(self, token: str) -> None:
+        """Refuse ``token`` until it expires, here and (blocking) in the shared cache."""
+        key = self.digest(token)
+        until, left = self._revocation(key)
+        self.cache.revoke(key, until)
+        if self.settings.redis_url:
+            _, shared = self._sync_parts()
+            if shared is not None:
+                shared.revoke(token, left)
+
+    async def arevoke(self, token: str) -> None:
+        """Refuse ``token`` until it expires, here and in the shared cache."""
+        key = self.digest(token)
+        until, left = self._revocation(key)
+        self.cache.revoke(key, until)
+        if self.settings.redis_url:
+            _, shared = self._async_parts()
+            if shared is not None:
+                await shared.revoke(token, left)
+
     async def ainvalidate(self, token: str) -> None:
         """Forget ``token`` in this process and in the shared cache."""
         key = self.digest(token)
@@ -283,12 +332,16 @@ class Authenticator:
         entry = self.cached(key, policy)
         if entry is not None:
             return entry
-        with self._flights_lock:
-            flight = self._sync_flights.get(key)
-            leader = flight is None
-            if flight is None:
-                flight = self._sync_flights[key] = _Flight()
-        if not leader:
+        # A joined lookup may bring less than this route needs (tokeninfo only);
+        # then the first follower leads an upgrade and the others join it.
+        for _ in range(_MAX_JOINS):
+            with self._flights_lock:
+                flight = self._sync_flights.get(key)
+                leader = flight is None
+                if flight is None:
+                    flight = self._sync_flights[key] = _Flight()
+            if leader:
+                return self._lead_sync(token, key, policy, flight)
             self.stats.coalesced += 1
             self.emit("coalesced")
             if not flight.done.wait(self.settings.timeout * 2 + 1):
@@ -298,7 +351,9 @@ class Authenticator:
             entry = self._sufficient(flight.entry, policy)
             if entry is not None:
                 return entry
-            # The leader fetched less than this route needs (no profile): fetch it.
+        return self._lookup_sync(token, key, policy)
+
+    def _lead_sync(self, token: str, key: bytes, policy: Policy, flight: _Flight) -> Entry:
         try:
             flight.entry = self._lookup_sync(token, key, policy)
             return flight.entry
@@ -306,10 +361,9 @@ class Authenticator:
             flight.error = error
             raise
         finally:
-            if leader:
-                with self._flights_lock:
-                    self._sync_flights.pop(key, None)
-                flight.done.set()
+            with self._flights_lock:
+                self._sync_flights.pop(key, None)
+            flight.done.set()
 
     def _lookup_sync(self, token: str, key: bytes, policy: Policy) -> Entry:
         driver, shared = self._sync_parts()
@@ -347,22 +401,28 @@ class Authenticator:
         entry = self.cached(key, policy)
         if entry is not None:
             return entry
-        task = self._async_flights.get(key)
         loop = asyncio.get_running_loop()
-        if task is not None and task.get_loop() is loop:
+        for _ in range(_MAX_JOINS):
+            task = self._async_flights.get(key)
+            if task is None or task.get_loop() is not loop:
+                task = loop.create_task(self._lookup_async(token, key, policy))
+                self._async_flights[key] = task
+                task.add_done_callback(functools.partial(self._forget_flight, key))
+                # shield: a waiter whose client went away must not cancel the
+                # lookup the others are waiting for.
+                return await asyncio.shield(task)
             self.stats.coalesced += 1
             self.emit("coalesced")
-            # shield: a follower whose client went away must not cancel the
-            # lookup the others are waiting for.
+            # The task's done-callback (which forgets the flight) runs before
+            # any waiter resumes, so an upgrade started by the first waiter
+            # back is the flight the others find on their next turn.
             entry = self._sufficient(await asyncio.shield(task), policy)
             if entry is not None:
                 return entry
-        task = loop.create_task(self._lookup_async(token, key, policy))
-        self._async_flights[key] = task
-        task.add_done_callback(lambda _t: self._forget_flight(key, task))
-        return await asyncio.shield(task)
+        return await self._lookup_async(token, key, policy)
 
     def _forget_flight(self, key: bytes, task: asyncio.Task[Entry]) -> None:
+        # Runs as the task's first done-callback, before any waiter resumes.
         if self._async_flights.get(key) is task:
             del self._async_flights[key]
         if not task.cancelled():
@@ -400,14 +460,7 @@ class Authenticator:
             return None
         self.stats.shared_hits += 1
         self.emit("shared_hit")
-        extra = self._decorate(resolved.identity) if self._decorate is not None else None
-        entry = self.cache.make_entry(
-            resolved.identity,
-            resolved.expires_mono,
-            resolved.has_profile,
-            extra,
-            fresh_for=found.fresh_for,
-        )
+        entry = self._entry(resolved, fresh_for=found.fresh_for)
         self.cache.put(key, entry)
         return entry
 

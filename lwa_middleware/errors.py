@@ -123,12 +123,22 @@ class InsufficientScope(AuthError):
     status = 403
     error = "insufficient_scope"
 
-    def __init__(self, required: Iterable[str], description: str | None = None) -> None:
+    def __init__(
+        self,
+        required: Iterable[str],
+        description: str | None = None,
+        *,
+        missing: Iterable[str] | None = None,
+    ) -> None:
+        #: Every scope the resource needs: the challenge's ``scope=`` names them
+        #: all (RFC 6750 §3.1), so a client asks for a token that will do.
         self.required = tuple(sorted(required))
+        #: The ones the token lacks, for the human-readable description.
+        self.missing = tuple(sorted(missing)) if missing is not None else self.required
         super().__init__(
             description
             or "The access token lacks the scope(s) this resource needs: "
-            + " ".join(self.required)
+            + " ".join(self.missing)
             + "."
         )
 

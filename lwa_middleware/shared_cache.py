@@ -89,6 +89,7 @@ import redis.asyncio.retry
 import redis.retry
 from redis.backoff import NoBackoff
 
+from .cache import REVOKED
 from .errors import AuthError, InvalidToken
 from .flow import Resolved
 from .identity import Identity
@@ -414,13 +415,20 @@ class _SharedCacheBase:
         yield _Call("write", keys, (value, px, lease_id))
         return None
 
-    def _failure_plan(self, token: str, error: AuthError, lease: tuple[str, str]) -> _Plan[None]:
+    def _failure_plan(
+        self,
+        token: str,
+        error: AuthError,
+        lease: tuple[str, str],
+        seconds: float | None = None,
+    ) -> _Plan[None]:
         secret = yield from self._secret_plan()
         digest = self._hex(secret, token)
         lease_id = lease[1] if lease[0] == digest else ""
         lease_key = PREFIX + "lease:" + digest
         if isinstance(error, InvalidToken) and error.remember:
-            seconds = self.settings.negative_cache_ttl
+            if seconds is None:
+                seconds = self.settings.negative_cache_ttl
             px = max(1, int(seconds * 1000)) if seconds > 0 else 0
             value = json.dumps(
                 {"v": SCHEMA, "error": error.error, "description": error.description}
@@ -494,9 +502,6 @@ def _pool_options(settings: Settings) -> dict[str, Any]:
         "max_connections": max(8, settings.max_concurrent_lookups),
         "socket_timeout": timeout,
         "socket_connect_timeout": timeout,
-        # One attempt only: a retry would double the deadline, and a miss
-        # is cheap.
-        "retry_on_timeout": False,
         # RESP2 keeps the connection handshake to what every Redis speaks.
         "protocol": 2,
     }
@@ -511,6 +516,8 @@ class SyncSharedCache(_SharedCacheBase):
 
     def __init__(self, settings: Settings, *, lease: bool = True) -> None:
         super().__init__(settings, lease=lease)
+        # One attempt only (redis-py retries by default): a retry would
+        # multiply the deadline, and a miss is cheap.
         self._pool = redis.BlockingConnectionPool.from_url(
             self._url, retry=redis.retry.Retry(NoBackoff(), 0), **_pool_options(settings)
         )
@@ -559,6 +566,11 @@ class SyncSharedCache(_SharedCacheBase):
     def discard(self, token: str) -> None:
         """Forget ``token`` for every worker (logout). Tried even while backing off."""
         self._run(self._discard_plan(token), None, always=True)
+
+    def revoke(self, token: str, seconds: float) -> None:
+        """Refuse ``token`` on every worker for ``seconds``. Tried even while backing off."""
+        plan = self._failure_plan(token, InvalidToken(REVOKED), ("", ""), seconds)
+        self._run(plan, None, always=True)
 
     def close(self) -> None:
         """Close the pooled Redis connections."""
@@ -656,6 +668,11 @@ class AsyncSharedCache(_SharedCacheBase):
     async def discard(self, token: str) -> None:
         """Forget ``token`` for every worker (logout). Tried even while backing off."""
         await self._run(self._discard_plan(token), None, always=True)
+
+    async def revoke(self, token: str, seconds: float) -> None:
+        """Refuse ``token`` on every worker for ``seconds``. Tried even while backing off."""
+        plan = self._failure_plan(token, InvalidToken(REVOKED), ("", ""), seconds)
+        await self._run(plan, None, always=True)
 
     async def aclose(self) -> None:
         """Close this loop's Redis connections; other loops' are dropped."""

@@ -91,10 +91,12 @@ class LWAWSGIMiddleware:
         default: PolicySpec | Policy = "required",
         cache_ttl: float | None = None,
         cache_maxsize: int | None = None,
+        settings: Settings | None = None,
         **options: Any,
     ) -> None:
         self.app = app
-        self.settings = Settings.from_options(
+        #: Validated options; pass ``settings=`` to reuse ones built elsewhere.
+        self.settings = settings or Settings.from_options(
             client_id=client_id,
             api_base_url=api_base_url,
             region=region,
@@ -121,17 +123,39 @@ class LWAWSGIMiddleware:
         return self.authenticator.stats
 
     def invalidate(self, token: str) -> None:
-        """Forget ``token`` (logout, revocation), here and in the shared cache."""
+        """Forget what is cached about ``token``; see ``LWAMiddleware.invalidate``."""
         self.authenticator.invalidate(token)
+
+    def revoke(self, token: str) -> None:
+        """Refuse ``token`` until it expires (logout); see ``LWAMiddleware.revoke``."""
+        self.authenticator.revoke(token)
 
     def close(self) -> None:
         """Close pooled connections to LWA (and Redis)."""
         self.authenticator.close()
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        error = self.authenticate(environ)
+        if error is None:
+            return self.app(environ, start_response)
+        status, headers, body = error.response(self._realm)
+        start_response(
+            _status_line(status), [(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers]
+        )
+        return [body]
+
+    def authenticate(self, environ: WSGIEnvironment) -> AuthError | None:
+        """Judge a request by its environ, without calling the app.
+
+        On success it sets ``environ["lwa.identity"]`` (left unset on public
+        routes and passed preflights), strips credentials if configured, and
+        returns ``None``; otherwise it returns the error to answer. Framework
+        integrations whose request wraps a WSGI environ (Django's ``META``)
+        use it to share this exact logic.
+        """
         policy = self._lookup(_path(environ))
         if policy.access is _PUBLIC:
-            return self.app(environ, start_response)
+            return None
 
         # Hot path: see LWAMiddleware.__call__; a miss falls through to _full.
         auth = environ.get("HTTP_AUTHORIZATION")
@@ -151,18 +175,16 @@ class LWAWSGIMiddleware:
                     environ["lwa.identity"] = entry.identity
                     if self._strip:
                         self._strip_environ(environ)
-                    return self.app(environ, start_response)
-        return self._full(environ, start_response, policy)
+                    return None
+        return self._full(environ, policy)
 
-    def _full(
-        self, environ: WSGIEnvironment, start_response: StartResponse, policy: Policy
-    ) -> Iterable[bytes]:
+    def _full(self, environ: WSGIEnvironment, policy: Policy) -> AuthError | None:
         if (
             self._preflight
             and environ.get("REQUEST_METHOD") == "OPTIONS"
             and "HTTP_ACCESS_CONTROL_REQUEST_METHOD" in environ
         ):
-            return self.app(environ, start_response)
+            return None
         try:
             headers = [
                 (name, _latin1(environ[key])) for key, name in _HEADER_KEYS if key in environ
@@ -179,15 +201,10 @@ class LWAWSGIMiddleware:
                     Authenticator.authorize(entry, policy)
                 environ["lwa.identity"] = entry.identity
         except AuthError as error:
-            status, response_headers, body = error.response(self._realm)
-            start_response(
-                _status_line(status),
-                [(k.decode("latin-1"), v.decode("latin-1")) for k, v in response_headers],
-            )
-            return [body]
+            return error
         if self._strip:
             self._strip_environ(environ)
-        return self.app(environ, start_response)
+        return None
 
     @staticmethod
     def _strip_environ(environ: WSGIEnvironment) -> None:

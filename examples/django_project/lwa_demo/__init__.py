@@ -1,0 +1,1 @@
+"""A minimal Django project protected by LWA (settings, urls, views, wsgi)."""

@@ -1,0 +1,337 @@
+"""Django: a native ``MIDDLEWARE`` class, a view decorator and a small user object.
+
+Add the middleware and configure it with ``settings.LWA`` (keys are the
+middleware's options in upper case)::
+
+    MIDDLEWARE = [
+        "django.middleware.security.SecurityMiddleware",
+        "lwa_middleware.integrations.django.LWAMiddleware",
+        # ...
+    ]
+    LWA = {
+        "CLIENT_ID": "amzn1.application-oa2-client.0123",
+        "ROUTES": {"/health": "public", "/": "optional", "/shipping/**": ["postal_code"]},
+        "DEFAULT": "required",
+        "CACHE_TTL": 300,
+        "SET_USER": False,
+    }
+
+Every key maps to the option of the same name in lower case (``CLIENT_ID``,
+``API_BASE_URL``, ``REGION``, ``ROUTES``, ``DEFAULT``, ``CACHE_TTL``,
+``CACHE_MAXSIZE``, ``REDIS_URL``, ``REALM``, ``TIMEOUT``, …, see
+:class:`~lwa_middleware.config.Settings`), plus ``SET_USER``. Environment
+variables (``LWA_CLIENT_ID``, ``LWA_API_BASE_URL``, …) fill what is not given.
+A mistake raises :class:`~django.core.exceptions.ImproperlyConfigured` when
+Django loads the middleware.
+
+Patterns are matched against ``request.path_info`` (the path below
+``SCRIPT_NAME``). The request then carries ``request.lwa_identity`` (an
+:class:`~lwa_middleware.Identity`, or ``None`` when anonymous or on a
+``"public"`` route) and ``get_identity(request)`` works. With ``"SET_USER": True`` an authenticated
+request's ``request.user`` becomes an :class:`LWAUser`; it is off by default
+because ``django.contrib.auth`` usually owns ``request.user``.
+
+The middleware is **synchronous only** (``async_capable = False``): under
+ASGI, Django runs it in a worker thread, where a token lookup blocks that
+thread for at most the ``timeout`` option, never the event loop.
+
+Example view::
+
+    from lwa_middleware.integrations.django import lwa_required
+
+    @lwa_required("postal_code")
+    def shipping(request):
+        return JsonResponse({"postal_code": request.lwa_identity.postal_code})
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, cast
+
+from django.conf import settings as django_settings
+from django.core.exceptions import ImproperlyConfigured
+from django.http import HttpRequest, HttpResponse
+
+from ..access import IDENTITY_KEY
+from ..config import Settings
+from ..core import Stats
+from ..errors import AuthError, ConfigurationError
+from ..identity import Identity
+from ..wsgi import LWAWSGIMiddleware
+from ._common import authorize, normalize_scopes, warn_unprotected
+
+__all__ = [
+    "OPTION_KEYS",
+    "LWAAnonymousUser",
+    "LWAMiddleware",
+    "LWAUser",
+    "error_response",
+    "lwa_required",
+    "settings_from_django",
+]
+
+DEFAULT_REALM = "lwa"
+
+#: ``settings.LWA`` key → middleware option.
+OPTION_KEYS: dict[str, str] = {
+    name.upper(): name
+    for name in ({"client_id", "region", "default"} | set(Settings.__dataclass_fields__))
+    - {"client_ids"}
+}
+_EXTRA_KEYS = frozenset({"SET_USER"})
+
+View = Callable[..., Any]
+
+
+def _no_app(environ: Any, start_response: Any) -> Any:  # pragma: no cover
+    raise RuntimeError("the Django middleware only uses LWAWSGIMiddleware.authenticate()")
+
+
+def _lwa_config() -> Mapping[str, Any]:
+    config = getattr(django_settings, "LWA", None)
+    if config is None:
+        return {}
+    if not isinstance(config, Mapping):
+        raise ImproperlyConfigured(
+            f"settings.LWA must be a dict of options, not {type(config).__name__}"
+        )
+    return config
+
+
+def settings_from_django(config: Mapping[str, Any] | None = None) -> tuple[Settings, bool]:
+    """Validated middleware :class:`Settings` and ``SET_USER`` from ``settings.LWA``.
+
+    :param config: the ``LWA`` dict; defaults to ``django.conf.settings.LWA``.
+    :raises ImproperlyConfigured: unknown keys, bad values, no client id.
+    """
+    if config is None:
+        config = _lwa_config()
+    elif not isinstance(config, Mapping):
+        raise ImproperlyConfigured(
+            f"settings.LWA must be a dict of options, not {type(config).__name__}"
+        )
+    unknown = sorted(
+        str(key) for key in config if key not in OPTION_KEYS and key not in _EXTRA_KEYS
+    )
+    if unknown:
+        raise ImproperlyConfigured(
+            f"settings.LWA: unknown key(s) {', '.join(unknown)}; known keys are "
+            f"{', '.join(sorted([*OPTION_KEYS, *_EXTRA_KEYS]))}"
+        )
+    options = {OPTION_KEYS[key]: value for key, value in config.items() if key in OPTION_KEYS}
+    set_user = config.get("SET_USER", False)
+    if not isinstance(set_user, bool):
+        raise ImproperlyConfigured("settings.LWA['SET_USER'] must be True or False")
+    try:
+        return Settings.from_options(**options), set_user
+    except ConfigurationError as exc:
+        raise ImproperlyConfigured(f"settings.LWA: {exc}") from exc
+
+
+def error_response(error: AuthError, realm: str = DEFAULT_REALM) -> HttpResponse:
+    """The middleware's answer to ``error`` as a Django :class:`HttpResponse`."""
+    status, headers, body = error.response(realm)
+    response = HttpResponse(body, status=status)
+    for name, value in headers:
+        response[name.decode("latin-1")] = value.decode("latin-1")
+    return response
+
+
+class LWAUser:
+    """What ``request.user`` is for an LWA identity when ``SET_USER`` is on.
+
+    It is not a database user: it has no ``pk``, no permissions and no
+    groups, so it cannot be logged in, saved or used by the admin.
+
+    :param identity: the request's identity.
+    """
+
+    is_authenticated = True
+    is_anonymous = False
+    is_active = True
+    is_staff = False
+    is_superuser = False
+
+    def __init__(self, identity: Identity) -> None:
+        self.identity = identity
+        self.username = identity.user_id
+
+    def __repr__(self) -> str:
+        return f"<LWAUser {self.username}>"
+
+    def __str__(self) -> str:
+        return self.username
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, LWAUser) and other.username == self.username
+
+    def __hash__(self) -> int:
+        return hash(self.username)
+
+    @property
+    def email(self) -> str:
+        return self.identity.email or ""
+
+    @property
+    def display_name(self) -> str:
+        return self.identity.display_name
+
+    def get_username(self) -> str:
+        return self.username
+
+    def has_perm(self, perm: str, obj: object = None) -> bool:
+        return False
+
+    def has_perms(self, perm_list: Any, obj: object = None) -> bool:
+        return False
+
+    def has_module_perms(self, module: str) -> bool:
+        return False
+
+
+class LWAAnonymousUser:
+    """``request.user`` of an anonymous request when ``SET_USER`` is on and no
+    other middleware set one."""
+
+    is_authenticated = False
+    is_anonymous = True
+    is_active = False
+    is_staff = False
+    is_superuser = False
+    username = ""
+
+    def __str__(self) -> str:
+        return "AnonymousUser"
+
+    def get_username(self) -> str:
+        return ""
+
+    def has_perm(self, perm: str, obj: object = None) -> bool:
+        return False
+
+    def has_perms(self, perm_list: Any, obj: object = None) -> bool:
+        return False
+
+    def has_module_perms(self, module: str) -> bool:
+        return False
+
+
+class LWAMiddleware:
+    """Protects a Django project with LWA tokens, as ``LWAWSGIMiddleware`` does.
+
+    Built from ``settings.LWA`` (see the module docs) when Django loads its
+    middleware. The route table, the policies, the caches, the errors and
+    their bodies are those of the core middlewares.
+
+    :param get_response: the next layer, given by Django.
+    :raises ImproperlyConfigured: on a bad ``settings.LWA``.
+    """
+
+    sync_capable = True
+    async_capable = False
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+        self.settings, self.set_user = settings_from_django()
+        self._wsgi = LWAWSGIMiddleware(_no_app, settings=self.settings)
+        self.authenticator = self._wsgi.authenticator
+        self._realm = self.settings.realm
+
+    def __repr__(self) -> str:
+        return f"LWAMiddleware({self.authenticator!r})"
+
+    @property
+    def stats(self) -> Stats:
+        """Cache and upstream counters (hits, misses, coalesced, …)."""
+        return self.authenticator.stats
+
+    def invalidate(self, token: str) -> None:
+        """Forget what is cached about ``token``; see ``LWAMiddleware.invalidate``."""
+        self.authenticator.invalidate(token)
+
+    def revoke(self, token: str) -> None:
+        """Refuse ``token`` until it expires (logout); see ``LWAMiddleware.revoke``."""
+        self.authenticator.revoke(token)
+
+    def close(self) -> None:
+        """Close pooled connections to LWA (and Redis)."""
+        self.authenticator.close()
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        meta = request.META
+        # Any: these attributes are ours to add; HttpRequest does not declare them.
+        target: Any = request
+        # META is the WSGI environ: the WSGI middleware's own logic judges it.
+        error = self._wsgi.authenticate(meta)
+        if error is not None:
+            return error_response(error, self._realm)
+        # Always there, so views on public routes can read it; META keeps the
+        # environ's meaning (absent: the middleware read no token).
+        identity = meta.get(IDENTITY_KEY)
+        target.lwa_identity = identity
+        if self.set_user:
+            if identity is not None:
+                target.user = LWAUser(identity)
+            elif not hasattr(request, "user"):
+                target.user = LWAAnonymousUser()
+        if self.settings.strip_credentials:
+            # request.GET and request.headers are cached from META on first use.
+            for cached in ("GET", "headers"):
+                request.__dict__.pop(cached, None)
+        return self.get_response(request)
+
+
+def _realm() -> str:
+    try:
+        realm = _lwa_config().get("REALM", DEFAULT_REALM)
+    except ImproperlyConfigured:
+        return DEFAULT_REALM
+    return realm if isinstance(realm, str) and realm else DEFAULT_REALM
+
+
+def _check(request: HttpRequest, required: frozenset[str]) -> HttpResponse | None:
+    if IDENTITY_KEY not in request.META:
+        warn_unprotected("Django", request.path)
+    try:
+        authorize(getattr(request, "lwa_identity", None), required)
+    except AuthError as error:
+        return error_response(error, _realm())
+    return None
+
+
+def lwa_required(*scopes: str) -> Callable[[View], View]:
+    """Decorate a Django view so it needs an identity holding ``scopes``.
+
+    Answers like the middleware: 401 ``missing_token`` when anonymous, 403
+    ``insufficient_scope`` with ``scope="…"``. Works on function views,
+    ``async`` views and, through ``method_decorator``, on class-based views.
+    The route's policy should be ``"optional"`` or ``"required"``.
+    """
+    required = normalize_scopes(scopes, "lwa_required")
+
+    def decorator(view: View) -> View:
+        if inspect.iscoroutinefunction(view):
+            async_view = cast(Callable[..., Awaitable[Any]], view)
+
+            @functools.wraps(view)
+            async def async_wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+                refused = _check(request, required)
+                if refused is not None:
+                    return refused
+                return await async_view(request, *args, **kwargs)
+
+            return async_wrapper
+
+        @functools.wraps(view)
+        def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+            refused = _check(request, required)
+            if refused is not None:
+                return refused
+            return view(request, *args, **kwargs)
+
+        return wrapper
+
+    return decorator

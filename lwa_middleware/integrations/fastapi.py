@@ -1,0 +1,224 @@
+"""FastAPI: dependencies that hand the LWA identity to path operations.
+
+:class:`~lwa_middleware.LWAMiddleware` resolves the token; these
+dependencies only read what it attached (``scope["lwa.identity"]``) and never
+call LWA. They are also an OpenAPI security scheme (HTTP ``bearer``, format
+``LWA access token``), so ``/openapi.json`` lists it under
+``components.securitySchemes``, every operation using them carries
+``security``, and ``/docs`` shows the lock and an *Authorize* button.
+
+Example::
+
+    from typing import Annotated
+    from fastapi import Depends, FastAPI
+    from lwa_middleware import Identity, LWAMiddleware
+    from lwa_middleware.integrations.fastapi import (
+        current_identity, install_error_handlers, optional_identity, require_scopes,
+    )
+
+    api = FastAPI()
+    install_error_handlers(api)
+
+    @api.get("/me")
+    def me(identity: Annotated[Identity, Depends(current_identity)]):
+        return identity.to_dict()
+
+    @api.get("/shipping")
+    def shipping(identity: Annotated[Identity, Depends(require_scopes("postal_code"))]):
+        return {"postal_code": identity.postal_code}
+
+    app = LWAMiddleware(
+        api,
+        client_id="amzn1.application-oa2-client.0123",
+        default="optional",
+        routes={"/docs": "public", "/openapi.json": "public"},
+    )
+
+Errors are the middleware's: 401 ``missing_token`` when there is no
+identity, 403 ``insufficient_scope`` with ``scope="…"``. They are raised as
+:class:`LWAHTTPException`, an :class:`~fastapi.HTTPException`; with
+:func:`install_error_handlers` the body is the middleware's exact
+``{"error", "error_description"}``, without it FastAPI's default handler
+nests that object under ``"detail"`` (status and headers are right either
+way). On WebSocket routes the handler closes a refused socket with code
+1008 before the handshake completes, as the middleware does; without it,
+Starlette answers the handshake with an HTTP denial response instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi import FastAPI, HTTPException, Security
+from fastapi.openapi.models import HTTPBearer as HTTPBearerModel
+from fastapi.security import SecurityScopes
+from fastapi.security.base import SecurityBase
+from starlette.requests import HTTPConnection
+from starlette.responses import Response
+from starlette.websockets import WebSocket
+
+from ..access import IDENTITY_KEY, get_identity
+from ..asgi import WS_POLICY_VIOLATION
+from ..errors import AuthError, MissingToken
+from ..identity import Identity
+from ._common import authorize, normalize_scopes, warn_unprotected
+
+__all__ = [
+    "LWABearer",
+    "LWAHTTPException",
+    "current_identity",
+    "install_error_handlers",
+    "optional_identity",
+    "require_scopes",
+]
+
+DEFAULT_REALM = "lwa"
+DEFAULT_DESCRIPTION = (
+    "A Login with Amazon access token (Atza|…), as `Authorization: Bearer`, "
+    "`x-amz-access-token` or `?access_token=`."
+)
+
+
+class LWAHTTPException(HTTPException):
+    """An :class:`~lwa_middleware.AuthError` carried through FastAPI.
+
+    ``detail`` is the middleware's JSON object and ``headers`` its
+    ``WWW-Authenticate`` and ``Cache-Control``, so even FastAPI's default
+    handler answers the right status and challenge.
+
+    :param error: what the middleware would have raised.
+    :param realm: the ``realm`` of ``WWW-Authenticate``.
+    """
+
+    def __init__(self, error: AuthError, realm: str = DEFAULT_REALM) -> None:
+        status, headers, _ = error.response(realm)
+        super().__init__(
+            status_code=status,
+            detail={"error": error.error, "error_description": error.description},
+            headers={
+                name.decode("latin-1"): value.decode("latin-1")
+                for name, value in headers
+                # FastAPI's JSONResponse computes its own.
+                if name not in (b"content-type", b"content-length")
+            },
+        )
+        self.error = error
+        self.realm = realm
+
+    def response(self) -> Response:
+        """The middleware's exact response: status, headers and JSON body."""
+        status, headers, body = self.error.response(self.realm)
+        return Response(
+            body,
+            status_code=status,
+            headers={n.decode("latin-1"): v.decode("latin-1") for n, v in headers},
+        )
+
+
+class LWABearer(SecurityBase):
+    """A FastAPI security dependency returning the request's :class:`Identity`.
+
+    Use it with ``Depends(scheme)`` or, to require scopes, with
+    ``Security(scheme, scopes=[...])``. Scopes from enclosing ``Security``
+    dependencies add up, as FastAPI's ``SecurityScopes`` do, and appear in the
+    operation's OpenAPI ``security`` requirement.
+
+    :param scheme_name: the name in ``components.securitySchemes``; instances
+        sharing a name share one scheme entry.
+    :param bearer_format: the scheme's ``bearerFormat``.
+    :param description: the scheme's description in ``/docs``.
+    :param realm: the ``realm`` of ``WWW-Authenticate``; match the
+        middleware's ``realm`` option.
+    :param auto_error: with ``False``, an anonymous request gives ``None``
+        instead of a 401 (scopes, if any, are then still checked on an
+        identity that is present).
+    """
+
+    def __init__(
+        self,
+        *,
+        scheme_name: str = "LWA",
+        bearer_format: str = "LWA access token",
+        description: str | None = DEFAULT_DESCRIPTION,
+        realm: str = DEFAULT_REALM,
+        auto_error: bool = True,
+    ) -> None:
+        self.model = HTTPBearerModel(bearerFormat=bearer_format, description=description)
+        self.scheme_name = scheme_name
+        self.realm = realm
+        self.auto_error = auto_error
+
+    def __repr__(self) -> str:
+        return (
+            f"LWABearer(scheme_name={self.scheme_name!r}, realm={self.realm!r}, "
+            f"auto_error={self.auto_error!r})"
+        )
+
+    async def __call__(
+        self, connection: HTTPConnection, security_scopes: SecurityScopes
+    ) -> Identity | None:
+        if IDENTITY_KEY not in connection.scope:
+            warn_unprotected("FastAPI", connection.url.path)
+        identity = get_identity(connection.scope)
+        if identity is None and not self.auto_error:
+            return None
+        try:
+            return authorize(identity, frozenset(security_scopes.scopes))
+        except AuthError as error:
+            raise LWAHTTPException(error, self.realm) from None
+
+
+#: ``Depends(current_identity)``: the :class:`Identity`, or 401.
+current_identity = LWABearer()
+
+#: ``Depends(optional_identity)``: the :class:`Identity`, or ``None`` when anonymous.
+optional_identity = LWABearer(auto_error=False)
+
+
+def require_scopes(
+    *scopes: str, scheme: LWABearer = current_identity
+) -> Callable[..., Awaitable[Identity]]:
+    """A dependency returning the :class:`Identity` if it holds ``scopes``.
+
+    ``Depends(require_scopes("postal_code"))`` is the same as
+    ``Security(current_identity, scopes=["postal_code"])``: 401 when
+    anonymous, 403 ``insufficient_scope`` (with ``scope=``) when the token
+    lacks a scope, and the scopes listed in the operation's OpenAPI
+    ``security``.
+
+    :param scopes: LWA scope names.
+    :param scheme: the :class:`LWABearer` to use (its realm and scheme name).
+    """
+    required = sorted(normalize_scopes(scopes, "require_scopes"))
+
+    # A default, not Annotated: with postponed annotations FastAPI resolves
+    # annotations in module globals, where this closure's names do not exist.
+    async def dependency(
+        identity: Identity | None = Security(scheme, scopes=required),  # noqa: B008
+    ) -> Identity:
+        if identity is None:  # only if scheme.auto_error is False
+            raise LWAHTTPException(MissingToken(), scheme.realm)
+        return identity
+
+    dependency.__name__ = f"require_scopes_{'_'.join(required) or 'identity'}"
+    return dependency
+
+
+async def _handle(connection: HTTPConnection, exc: Exception) -> Response | None:
+    assert isinstance(exc, LWAHTTPException)
+    if isinstance(connection, WebSocket):
+        # Before accept(): the client sees the handshake refused, as with the middleware.
+        await connection.close(WS_POLICY_VIOLATION, reason=exc.error.error)
+        return None
+    return exc.response()
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Make :class:`LWAHTTPException` answer the middleware's exact body.
+
+    Without it FastAPI answers ``{"detail": {"error": …, "error_description": …}}``.
+    WebSocket routes are closed with code 1008, as the middleware does.
+    """
+    handler: Any = _handle
+    app.add_exception_handler(LWAHTTPException, handler)

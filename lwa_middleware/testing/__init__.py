@@ -1,0 +1,43 @@
+"""Test helpers for code protected by Login with Amazon.
+
+:class:`LWAEmulator` is a local HTTP server that answers like Amazon's LWA
+API (tokeninfo, profile, authorize and token endpoints) and can be told to
+fail in every way a remote service fails.  The pytest plugin in
+:mod:`lwa_middleware.testing.pytest_plugin` provides it as the
+``lwa_emulator`` fixture.
+
+Example::
+
+    import httpx
+    from lwa_middleware.testing import Fault, LWAEmulator
+
+    with LWAEmulator() as lwa:
+        token = lwa.issue_token(scopes=["profile"], name="Ada Lovelace")
+        profile = httpx.get(
+            lwa.profile_url, headers={"Authorization": f"Bearer {token}"}
+        ).json()
+        assert profile["name"] == "Ada Lovelace"
+
+        lwa.inject(Fault.UNAVAILABLE, endpoint="tokeninfo", times=1)
+        assert httpx.get(
+            lwa.tokeninfo_url, headers={"x-amz-access-token": token}
+        ).status_code == 503
+"""
+
+from lwa_middleware.testing.emulator import (
+    BUILTIN_CUSTOMERS,
+    ENDPOINTS,
+    Customer,
+    Fault,
+    LWAEmulator,
+    RecordedRequest,
+)
+
+__all__ = [
+    "BUILTIN_CUSTOMERS",
+    "ENDPOINTS",
+    "Customer",
+    "Fault",
+    "LWAEmulator",
+    "RecordedRequest",
+]

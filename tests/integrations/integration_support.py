@@ -1,0 +1,153 @@
+"""Helpers for the framework integration tests: examples, real servers, assertions.
+
+The examples live in ``examples/`` (not a package); :func:`load_example`
+imports one by path under a unique module name. :func:`uvicorn_server` and
+:func:`wsgi_server` serve an app on a loopback port in a thread, as users
+run it. Every HTTP client is built with ``trust_env=False`` so no proxy
+setting can send a request off loopback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import socket
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import httpx
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+DJANGO_PROJECT = EXAMPLES / "django_project"
+
+
+def load_example(name: str) -> ModuleType:
+    """Import ``examples/<name>.py`` (once) as ``lwa_example_<name>``."""
+    module_name = f"lwa_example_{name}"
+    if module_name in sys.modules:
+        return sys.modules[module_name]
+    spec = importlib.util.spec_from_file_location(module_name, EXAMPLES / f"{name}.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def http_client(base_url: str = "", timeout: float = 10.0) -> httpx.Client:
+    return httpx.Client(base_url=base_url, timeout=timeout, trust_env=False)
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def uvicorn_server(app: Any) -> Iterator[str]:
+    """Serve an ASGI app with uvicorn on a loopback port; yield its base URL."""
+    import uvicorn
+
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(app, log_level="error", lifespan="off", ws="websockets-sansio")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
+
+
+@contextlib.contextmanager
+def wsgi_server(app: Any) -> Iterator[str]:
+    """Serve a WSGI app with Werkzeug's threaded server; yield its base URL."""
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.daemon = True
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+
+
+def body_of(response: Any) -> bytes:
+    """The body of an httpx, Werkzeug or Django test response."""
+    content = getattr(response, "content", None)
+    if isinstance(content, bytes):
+        return content
+    return bytes(response.get_data())
+
+
+def json_of(response: Any) -> Any:
+    return json.loads(body_of(response))
+
+
+@contextlib.contextmanager
+def fresh_warnings() -> Iterator[None]:
+    """Forget which unprotected paths were warned about, so a test sees its warning."""
+    from lwa_middleware.integrations import _common
+
+    saved = set(_common._warned)
+    _common._warned.clear()
+    try:
+        yield
+    finally:
+        _common._warned.clear()
+        _common._warned.update(saved)
+
+
+def same_error(response: Any, reference: Any) -> None:
+    """Assert two error answers are identical: status, challenge, type, body."""
+    assert response.status_code == reference.status_code
+    for name in ("www-authenticate", "content-type", "cache-control"):
+        assert response.headers.get(name) == reference.headers.get(name), name
+    assert body_of(response) == body_of(reference)
+
+
+def assert_missing_token(response: Any, realm: str = "lwa") -> None:
+    assert response.status_code == 401
+    assert response.headers["content-type"] == "application/json"
+    assert response.headers["www-authenticate"] == f'Bearer realm="{realm}"'
+    assert json_of(response) == {
+        "error": "missing_token",
+        "error_description": "An LWA access token is required.",
+    }
+
+
+def assert_insufficient(response: Any, scopes: str, realm: str = "lwa") -> None:
+    assert response.status_code == 403
+    assert response.headers["content-type"] == "application/json"
+    challenge = response.headers["www-authenticate"]
+    assert challenge.startswith(f'Bearer realm="{realm}", error="insufficient_scope"')
+    assert challenge.endswith(f', scope="{scopes}"')
+    body = json_of(response)
+    assert set(body) == {"error", "error_description"}
+    assert body["error"] == "insufficient_scope"

@@ -1,0 +1,350 @@
+"""The framework-free examples (WSGI, ASGI, metrics), and every example run as a script.
+
+The script tests start each ``examples/*.py`` exactly as the docs say
+(``python examples/<name>.py``, Django through ``manage.py runserver``), all
+at once so the interpreters start in parallel, then follow the curl line each
+one prints.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from integration_support import (
+    DJANGO_PROJECT,
+    EXAMPLES,
+    assert_insufficient,
+    assert_missing_token,
+    bearer,
+    free_port,
+    http_client,
+    load_example,
+    uvicorn_server,
+)
+from starlette.testclient import TestClient
+
+from lwa_middleware.testing import Fault, LWAEmulator
+
+REPO = EXAMPLES.parent
+
+# -- plain WSGI: the example's own threaded wsgiref server ------------------------
+
+
+def test_wsgi_example_over_wsgiref(lwa_emulator: LWAEmulator) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    example = load_example("wsgi_app")
+    app = example.create_app(lwa_emulator.base_url, lwa_emulator.client_id)
+    server = example.make_wsgi_server(app, "127.0.0.1", 0)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.daemon = True
+    thread.start()
+    full = lwa_emulator.issue_token(scopes=["profile", "postal_code"], name="Ada")
+    poor = lwa_emulator.issue_token(scopes=["profile"])
+    customer = lwa_emulator.customer_for(full)
+    lwa_emulator.set_latency(0.2, "tokeninfo")
+    try:
+        with http_client(f"http://127.0.0.1:{server.server_port}") as client:
+            with ThreadPoolExecutor(5) as pool:
+                answers = list(
+                    pool.map(lambda _: client.get("/shipping", headers=bearer(full)), range(5))
+                )
+            assert [a.status_code for a in answers] == [200] * 5
+            assert answers[0].json() == {
+                "user_id": customer.user_id,
+                "postal_code": customer.postal_code,
+            }
+            assert lwa_emulator.calls["tokeninfo"] == 1
+            assert client.get("/health").json() == {"status": "ok"}
+            assert client.get("/").json() == {"hello": "anonymous"}
+            assert client.get("/", headers=bearer(full)).json() == {"hello": "Ada"}
+            assert client.get("/me", headers=bearer(full)).json()["identity"]["name"] == "Ada"
+            assert_missing_token(client.get("/me"))
+            assert_insufficient(client.get("/shipping", headers=bearer(poor)), "postal_code")
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+
+
+# -- plain ASGI: uvicorn ------------------------------------------------------------
+
+
+def test_asgi_example_over_uvicorn(lwa_emulator: LWAEmulator) -> None:
+    example = load_example("asgi_app")
+    app = example.create_app(lwa_emulator.base_url, lwa_emulator.client_id)
+    full = lwa_emulator.issue_token(scopes=["profile", "postal_code"], name="Ada")
+    poor = lwa_emulator.issue_token(scopes=["profile"])
+    customer = lwa_emulator.customer_for(full)
+    with uvicorn_server(app) as url, http_client(url) as client:
+        assert client.get("/health").json() == {"status": "ok"}
+        assert client.get("/").json() == {"hello": "anonymous"}
+        assert client.get("/", headers=bearer(full)).json() == {"hello": "Ada"}
+        assert client.get("/shipping", params={"access_token": full}).json() == {
+            "user_id": customer.user_id,
+            "postal_code": customer.postal_code,
+        }
+        assert_missing_token(client.get("/me"))
+        assert_insufficient(client.get("/shipping", headers=bearer(poor)), "postal_code")
+    assert lwa_emulator.calls["tokeninfo"] == 2
+
+
+# -- metrics --------------------------------------------------------------------------
+
+_SAMPLE = re.compile(r"^([a-z_]+)(\{[^}]*\})? ([0-9.e+-]+)$")
+
+
+def scrape(client: Any) -> dict[str, float]:
+    """``/metrics`` as ``{'name{labels}': value}``."""
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    samples = {}
+    for line in response.text.splitlines():
+        if line and not line.startswith("#"):
+            match = _SAMPLE.match(line)
+            assert match is not None, line
+            samples[match.group(1) + (match.group(2) or "")] = float(match.group(3))
+    return samples
+
+
+def event(samples: dict[str, float], name: str) -> float:
+    return samples.get(f'lwa_events_total{{event="{name}"}}', 0.0)
+
+
+def test_metrics_example_counts_events(lwa_emulator: LWAEmulator) -> None:
+    example = load_example("metrics_prometheus")
+    app = example.create_app(lwa_emulator.base_url, lwa_emulator.client_id)
+    metrics = app.app.state.metrics
+    expected_backend = "in-memory" if example.prometheus_client is None else "prometheus_client"
+    assert metrics.backend == expected_backend
+    token = lwa_emulator.issue_token(scopes=["profile"])
+    revoked = lwa_emulator.issue_token(scopes=["profile"])
+    lwa_emulator.revoke(revoked)
+    with TestClient(app) as client:
+        assert event(scrape(client), "resolved") == 0
+
+        assert client.get("/me", headers=bearer(token)).status_code == 200
+        after_miss = scrape(client)
+        assert event(after_miss, "resolved") == 1
+        assert event(after_miss, "hit") == 0
+        assert after_miss['lwa_upstream_seconds_count{outcome="resolved"}'] == 1
+        assert after_miss['lwa_upstream_seconds_bucket{outcome="resolved",le="+Inf"}'] == 1
+        assert after_miss['lwa_upstream_seconds_sum{outcome="resolved"}'] > 0
+
+        for _ in range(3):
+            assert client.get("/me", headers=bearer(token)).status_code == 200
+        after_hits = scrape(client)
+        assert event(after_hits, "hit") == 3
+        assert event(after_hits, "resolved") == 1
+
+        for _ in range(2):
+            assert client.get("/me", headers=bearer(revoked)).status_code == 401
+        after_rejections = scrape(client)
+        assert event(after_rejections, "rejected") == 1
+        assert event(after_rejections, "rejection_cached") == 1
+        assert after_rejections['lwa_upstream_seconds_count{outcome="rejected"}'] == 1
+
+        lwa_emulator.inject(Fault.SERVER_ERROR, endpoint="tokeninfo")
+        fresh = lwa_emulator.issue_token(scopes=["profile"])
+        assert client.get("/me", headers=bearer(fresh)).status_code == 503
+        after_error = scrape(client)
+        assert event(after_error, "upstream_error") == 1
+        assert after_error['lwa_upstream_seconds_count{outcome="upstream_error"}'] == 1
+    # The hook only counted: LWA saw each token once.
+    assert lwa_emulator.calls["tokeninfo"] == 3
+
+
+def test_metrics_hook_shape_without_a_server() -> None:
+    example = load_example("metrics_prometheus")
+    metrics = example.Metrics()
+    metrics.on_event("coalesced", {})
+    metrics.on_event("resolved", {"seconds": 0.02})
+    metrics.on_event("resolved", {"seconds": 3.0})
+    text = metrics.render().decode()
+    assert 'lwa_events_total{event="coalesced"} 1.0' in text
+    assert 'lwa_events_total{event="resolved"} 2.0' in text
+    assert 'lwa_upstream_seconds_bucket{le="0.025",outcome="resolved"} 1.0' in text or (
+        'lwa_upstream_seconds_bucket{outcome="resolved",le="0.025"} 1.0' in text
+    )
+    assert 'lwa_upstream_seconds_count{outcome="resolved"} 2.0' in text
+
+
+# -- optional frameworks stay optional --------------------------------------------------
+
+
+def test_importing_the_package_imports_no_framework() -> None:
+    code = (
+        "import json, sys\n"
+        "import lwa_middleware, lwa_middleware.integrations\n"
+        "import lwa_middleware.integrations.starlette\n"
+        "before = sorted(m for m in sys.modules if m.split('.')[0] in "
+        "{'fastapi', 'flask', 'django', 'werkzeug'})\n"
+        "import lwa_middleware.integrations.flask\n"
+        "after = sorted({m.split('.')[0] for m in sys.modules} & {'fastapi', 'flask', 'django'})\n"
+        "print(json.dumps([before, after]))\n"
+    )
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=env,
+        check=True,
+    )
+    before, after = json.loads(result.stdout)
+    assert before == []
+    assert after == ["flask"]
+
+
+# -- every example, run as a script ---------------------------------------------------
+
+SCRIPTS: dict[str, list[str]] = {
+    "starlette_app": [str(EXAMPLES / "starlette_app.py")],
+    "fastapi_app": [str(EXAMPLES / "fastapi_app.py")],
+    "flask_app": [str(EXAMPLES / "flask_app.py")],
+    "wsgi_app": [str(EXAMPLES / "wsgi_app.py")],
+    "asgi_app": [str(EXAMPLES / "asgi_app.py")],
+    "metrics_prometheus": [str(EXAMPLES / "metrics_prometheus.py")],
+    # --noreload: one process, so terminating it stops the server.
+    "django_project": [str(DJANGO_PROJECT / "manage.py"), "runserver", "--noreload"],
+}
+
+
+@dataclass
+class Running:
+    process: subprocess.Popen[str]
+    port: int
+    lines: list[str] = field(default_factory=list)
+    ready: threading.Event = field(default_factory=threading.Event)
+
+    def read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line.rstrip("\n"))
+            if line.startswith("curl "):
+                self.ready.set()
+        self.ready.set()  # exited: let the waiter see what it printed
+
+    def line(self, prefix: str) -> str:
+        return next(line for line in self.lines if line.startswith(prefix))
+
+
+def _env(port: int, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LWA_", "DJANGO_"))}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
+    env["PORT"] = str(port)
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra)
+    return env
+
+
+def _start(argv: list[str], **extra: str) -> Running:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, *argv],
+        cwd=REPO,
+        env=_env(port, **extra),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    running = Running(process, port)
+    threading.Thread(target=running.read, daemon=True).start()
+    return running
+
+
+def _stop(running: Running) -> None:
+    running.process.terminate()
+    try:
+        running.process.wait(10)
+    except subprocess.TimeoutExpired:
+        running.process.kill()
+        running.process.wait(10)
+
+
+@pytest.fixture(scope="module")
+def scripts() -> Iterator[dict[str, Running]]:
+    started = {name: _start(argv) for name, argv in SCRIPTS.items()}
+    try:
+        yield started
+    finally:
+        for running in started.values():
+            _stop(running)
+
+
+def _get_until_up(url: str, headers: dict[str, str], deadline: float) -> Any:
+    import httpx
+
+    with http_client() as client:
+        while True:
+            try:
+                return client.get(url, headers=headers)
+            except httpx.TransportError:
+                # The banner can come just before the socket listens.
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+
+@pytest.mark.parametrize("name", list(SCRIPTS))
+def test_script_serves_with_its_emulator(scripts: dict[str, Running], name: str) -> None:
+    running = scripts[name]
+    assert running.ready.wait(30), f"{name} printed no curl line"
+    assert running.process.poll() is None, f"{name} exited: {running.lines}"
+    token = running.line("token: ").split(" ", 1)[1]
+    curl = running.line("curl ")
+    assert f"'Authorization: Bearer {token}'" in curl
+    url = curl.rsplit(" ", 1)[1]
+    assert url.startswith(f"http://127.0.0.1:{running.port}/")
+    assert running.line("LWA emulator: ").startswith("LWA emulator: http://127.0.0.1:")
+
+    deadline = time.monotonic() + 20
+    ok = _get_until_up(url, {"Authorization": f"Bearer {token}"}, deadline)
+    assert ok.status_code == 200
+    assert ok.json()["postal_code"] == "98109"
+    assert_missing_token(_get_until_up(url, {}, deadline))
+
+
+def test_script_uses_the_given_lwa(lwa_emulator: LWAEmulator) -> None:
+    running = _start(
+        [str(EXAMPLES / "wsgi_app.py")],
+        LWA_API_BASE_URL=lwa_emulator.base_url,
+        LWA_CLIENT_ID=lwa_emulator.client_id,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while not any(line.startswith("LWA: ") for line in running.lines):
+            assert time.monotonic() < deadline, running.lines
+            assert running.process.poll() is None, running.lines
+            time.sleep(0.05)
+        assert running.line("LWA: ") == f"LWA: {lwa_emulator.base_url}"
+        assert not any(line.startswith(("token: ", "curl ")) for line in running.lines)
+        token = lwa_emulator.issue_token(scopes=["postal_code"], postal_code="10115")
+        url = f"http://127.0.0.1:{running.port}/shipping"
+        answer = _get_until_up(url, bearer(token), deadline)
+        assert answer.status_code == 200
+        assert answer.json()["postal_code"] == "10115"
+        assert lwa_emulator.calls["tokeninfo"] == 1
+    finally:
+        _stop(running)
+
+
+def test_every_example_is_covered() -> None:
+    scripts = {p.stem for p in Path(EXAMPLES).glob("*.py") if not p.stem.startswith("_")}
+    assert scripts | {"django_project"} == set(SCRIPTS)
