@@ -204,9 +204,7 @@ class LWAMiddleware:
                 if (
                     entry is not None
                     and entry.fresh_until > monotonic()
-                    and policy.scopes <= entry.granted
-                    and (entry.has_profile or not policy.needs_profile)
-                    and not policy.revalidate
+                    and policy.hot <= entry.serves
                 ):
                     self._stats.hits += 1
                     if self._on_event is not None:

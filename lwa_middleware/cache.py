@@ -24,6 +24,7 @@ entry is never served past ``cache_ttl`` or its token's expiry.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import threading
 import time
@@ -33,6 +34,7 @@ from cachetools import TLRUCache, TTLCache
 
 from .errors import InvalidToken
 from .identity import Identity, expand_scopes
+from .routes import PROFILE_FETCHED
 
 __all__ = ["Entry", "IdentityCache", "token_digest"]
 
@@ -84,7 +86,15 @@ class Entry:
         Starlette's ``AuthCredentials``).
     """
 
-    __slots__ = ("expires_mono", "extra", "fresh_until", "granted", "has_profile", "identity")
+    __slots__ = (
+        "expires_mono",
+        "extra",
+        "fresh_until",
+        "granted",
+        "has_profile",
+        "identity",
+        "serves",
+    )
 
     def __init__(
         self,
@@ -98,6 +108,8 @@ class Entry:
         self.identity = identity
         #: The identity's scopes plus those they imply, for policy checks.
         self.granted = expand_scopes(identity.scopes)
+        #: ``granted`` plus the profile marker: what ``Policy.hot`` is tested against.
+        self.serves = _serves(self.granted, has_profile)
         self.expires_mono = expires_mono
         self.fresh_until = fresh_until
         self.has_profile = has_profile
@@ -105,6 +117,12 @@ class Entry:
 
     def __repr__(self) -> str:
         return f"Entry({self.identity!r}, has_profile={self.has_profile})"
+
+
+@functools.lru_cache(maxsize=64)
+def _serves(granted: frozenset[str], has_profile: bool) -> frozenset[str]:
+    # Memoised: a handful of distinct sets shared by every entry.
+    return granted | {PROFILE_FETCHED} if has_profile else granted
 
 
 def _expiry(_key: bytes, entry: Entry, _now: float) -> float:

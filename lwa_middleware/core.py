@@ -151,9 +151,7 @@ class Authenticator:
         if (
             entry is not None
             and entry.fresh_until > time.monotonic()
-            and (entry.has_profile or not policy.needs_profile)
-            and policy.scopes <= entry.granted
-            and not policy.revalidate
+            and policy.hot <= entry.serves
         ):
             self.stats.hits += 1
             if self._on_event is not None:

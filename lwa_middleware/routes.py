@@ -33,6 +33,11 @@ from .identity import expand_scopes
 __all__ = ["Access", "Policy", "PolicySpec", "RouteTable", "revalidate"]
 
 
+#: Markers in ``Policy.hot`` and ``Entry.serves``; not scope names (they hold a NUL).
+PROFILE_FETCHED = "\0profile-fetched"
+NEVER_CACHED = "\0never-cached"
+
+
 class Access(enum.IntEnum):
     """How much a route asks for, ordered from least to most."""
 
@@ -63,10 +68,22 @@ class Policy:
     revalidate: bool = False
     needs_profile: bool = field(init=False, compare=False)
 
+    #: Everything a cached entry must hold to be served on the hot path, as one
+    #: set: the scopes, a marker for "the profile was fetched" when needed, and
+    #: a marker no entry holds when the route revalidates. One C-level subset
+    #: test then replaces three checks per request (see ``Entry.serves``).
+    hot: frozenset[str] = field(init=False, compare=False, repr=False)
+
     def __post_init__(self) -> None:
-        # Precomputed: it is read on every request.
+        # Precomputed: they are read on every request.
         needs = not self.scopes or bool(expand_scopes(self.scopes) - {"profile:user_id"})
         object.__setattr__(self, "needs_profile", needs)
+        hot = set(self.scopes)
+        if needs:
+            hot.add(PROFILE_FETCHED)
+        if self.revalidate:
+            hot.add(NEVER_CACHED)
+        object.__setattr__(self, "hot", frozenset(hot))
 
     @classmethod
     def parse(cls, spec: PolicySpec | Policy, where: str = "policy") -> Policy:
