@@ -1,0 +1,204 @@
+"""The in-process caches: TLRU bounded by token expiry, negative cache, keys."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from starlette.testclient import TestClient
+from werkzeug.test import Client
+
+from lwa_middleware import Identity, InvalidToken, LWAMiddleware, LWAWSGIMiddleware
+from lwa_middleware.cache import IdentityCache, token_digest
+from lwa_middleware.testing import LWAEmulator
+
+IDENTITY = Identity(
+    user_id="amzn1.account.AFUSER000000000000000000001",
+    scopes=frozenset({"profile"}),
+    client_id="amzn1.application-oa2-client.ours",
+    expires_at=time.time() + 3600,
+)
+
+
+def key(token: str) -> bytes:
+    return token_digest(token.encode("ascii"))
+
+
+def test_entry_lives_until_cache_ttl() -> None:
+    cache = IdentityCache(maxsize=10, ttl=0.2)
+    entry = cache.make_entry(IDENTITY, time.monotonic() + 3600, True)
+    cache.put(key("a"), entry)
+    assert cache.get(key("a")) is entry
+    assert len(cache) == 1
+    time.sleep(0.25)
+    assert cache.get(key("a")) is None
+
+
+def test_entry_never_outlives_the_token() -> None:
+    cache = IdentityCache(maxsize=10, ttl=3600)
+    entry = cache.make_entry(IDENTITY, time.monotonic() + 0.2, True)
+    assert entry.fresh_until <= time.monotonic() + 0.2
+    assert entry.expires_mono <= time.monotonic() + 0.2
+    cache.put(key("a"), entry)
+    assert cache.get(key("a")) is entry
+    time.sleep(0.25)
+    assert cache.get(key("a")) is None
+    peeked = cache.peek(key("a"))
+    # A lock-free read may still see it, but never as fresh.
+    assert peeked is None or peeked.fresh_until < time.monotonic()
+
+
+def test_stale_entries_kept_until_token_expiry_but_not_fresh() -> None:
+    cache = IdentityCache(maxsize=10, ttl=0.1, keep_stale=True)
+    entry = cache.make_entry(IDENTITY, time.monotonic() + 0.4, True)
+    cache.put(key("a"), entry)
+    time.sleep(0.15)
+    kept = cache.get(key("a"))
+    assert kept is entry
+    assert kept.fresh_until < time.monotonic()
+    time.sleep(0.3)
+    assert cache.get(key("a")) is None
+
+
+def test_fresh_for_shortens_but_never_lengthens() -> None:
+    cache = IdentityCache(maxsize=10, ttl=10)
+    now = time.monotonic()
+    shorter = cache.make_entry(IDENTITY, now + 3600, True, fresh_for=1)
+    assert shorter.fresh_until <= time.monotonic() + 1
+    longer = cache.make_entry(IDENTITY, now + 3600, True, fresh_for=100)
+    assert longer.fresh_until <= time.monotonic() + 10
+
+
+def test_cache_ttl_zero_caches_nothing() -> None:
+    cache = IdentityCache(maxsize=10, ttl=0)
+    cache.put(key("a"), cache.make_entry(IDENTITY, time.monotonic() + 3600, True))
+    assert cache.get(key("a")) is None
+    assert len(cache) == 0
+
+
+def test_maxsize_bounds_the_cache() -> None:
+    cache = IdentityCache(maxsize=2, ttl=100)
+    for name in ("a", "b", "c", "d"):
+        cache.put(key(name), cache.make_entry(IDENTITY, time.monotonic() + 3600, True))
+    assert len(cache) == 2
+    live = [name for name in ("a", "b", "c", "d") if cache.peek(key(name)) is not None]
+    assert len(live) <= 2
+    assert cache.get(key("d")) is not None
+
+
+def test_negative_cache_ttl() -> None:
+    cache = IdentityCache(maxsize=10, ttl=100, negative_ttl=0.2)
+    error = InvalidToken("rejected")
+    cache.reject(key("bad"), error)
+    assert cache.rejection(key("bad")) is error
+    assert cache.rejection(key("other")) is None
+    time.sleep(0.25)
+    assert cache.rejection(key("bad")) is None
+
+
+def test_remember_false_is_not_cached() -> None:
+    cache = IdentityCache(maxsize=10, ttl=100, negative_ttl=30)
+    cache.reject(key("bad"), InvalidToken("inconsistent", remember=False))
+    assert cache.rejection(key("bad")) is None
+
+
+def test_negative_ttl_zero_disables_rejections() -> None:
+    cache = IdentityCache(maxsize=10, ttl=100, negative_ttl=0)
+    cache.reject(key("bad"), InvalidToken("rejected"))
+    assert cache.rejection(key("bad")) is None
+
+
+def test_rejection_and_entry_replace_each_other() -> None:
+    cache = IdentityCache(maxsize=10, ttl=100, negative_ttl=30)
+    cache.put(key("t"), cache.make_entry(IDENTITY, time.monotonic() + 3600, True))
+    cache.reject(key("t"), InvalidToken("revoked"))
+    assert cache.get(key("t")) is None
+    assert cache.rejection(key("t")) is not None
+    cache.put(key("t"), cache.make_entry(IDENTITY, time.monotonic() + 3600, True))
+    assert cache.rejection(key("t")) is None
+    cache.discard(key("t"))
+    assert cache.get(key("t")) is None
+    assert cache.rejection(key("t")) is None
+
+
+def test_keys_cover_the_whole_token() -> None:
+    prefix = "Atza|" + "P" * 1995
+    a, b = prefix + "AAAAA", prefix + "AAAAB"
+    assert len(a) == len(b) == 2005
+    assert key(a) != key(b)
+    assert key(prefix) not in (key(a), key(b))
+    assert key(a) == key(a)
+    assert b"PPPP" not in key(a)
+    assert len(key(a)) <= 64
+
+
+def test_long_shared_prefix_tokens_never_share_an_entry(
+    lwa_emulator: LWAEmulator,
+    make_asgi: Callable[..., LWAMiddleware],
+    make_wsgi: Callable[..., LWAWSGIMiddleware],
+) -> None:
+    token = lwa_emulator.issue_token()
+    # Same first len(token) characters, one more at the end / last one changed.
+    impostors = [token + "x", token[:-1] + ("A" if token[-1] != "A" else "B"), token[:-1]]
+    asgi = make_asgi()
+    with TestClient(asgi) as client:
+        assert client.get("/me", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+        for impostor in impostors:
+            r = client.get("/me", headers={"Authorization": f"Bearer {impostor}"})
+            assert r.status_code == 401, impostor[-10:]
+    wsgi = make_wsgi()
+    wclient = Client(wsgi)
+    assert wclient.get("/me", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    for impostor in impostors:
+        assert wclient.get("/me", headers={"x-amz-access-token": impostor}).status_code == 401
+    wsgi.close()
+
+
+def test_cache_ttl_in_the_middlewares(
+    lwa_emulator: LWAEmulator,
+    make_asgi: Callable[..., LWAMiddleware],
+    make_wsgi: Callable[..., LWAWSGIMiddleware],
+) -> None:
+    token = lwa_emulator.issue_token()
+    headers = {"Authorization": f"Bearer {token}"}
+    # Generous: the repeats below must land within cache_ttl even on a busy box.
+    asgi = make_asgi(cache_ttl=1.0)
+    wsgi = make_wsgi(cache_ttl=1.0)
+    wclient = Client(wsgi)
+    with TestClient(asgi) as client:
+        for _ in range(3):
+            assert client.get("/me", headers=headers).status_code == 200
+            assert wclient.get("/me", headers=headers).status_code == 200
+        assert lwa_emulator.calls["tokeninfo"] == 2
+        time.sleep(1.05)
+        assert client.get("/me", headers=headers).status_code == 200
+        assert wclient.get("/me", headers=headers).status_code == 200
+    assert lwa_emulator.calls["tokeninfo"] == 4
+    wsgi.close()
+
+
+def test_revocation_is_seen_after_cache_ttl_and_invalidate_forgets(
+    lwa_emulator: LWAEmulator, make_wsgi: Callable[..., LWAWSGIMiddleware]
+) -> None:
+    token = lwa_emulator.issue_token()
+    headers = {"Authorization": f"Bearer {token}"}
+    wsgi = make_wsgi()
+    client = Client(wsgi)
+    assert client.get("/me", headers=headers).status_code == 200
+    lwa_emulator.revoke(token)
+    assert client.get("/me", headers=headers).status_code == 200  # cached, by design
+    wsgi.invalidate(token)
+    assert client.get("/me", headers=headers).status_code == 401
+    wsgi.close()
+
+
+def test_cache_maxsize_in_the_middleware(
+    lwa_emulator: LWAEmulator, make_wsgi: Callable[..., LWAWSGIMiddleware]
+) -> None:
+    wsgi = make_wsgi(cache_maxsize=2)
+    client = Client(wsgi)
+    tokens = [lwa_emulator.issue_token() for _ in range(5)]
+    for token in tokens:
+        assert client.get("/me", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    assert len(wsgi.authenticator.cache) <= 2
+    wsgi.close()

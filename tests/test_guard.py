@@ -1,0 +1,161 @@
+"""The circuit breaker, alone and inside the middlewares."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+from starlette.testclient import TestClient
+from werkzeug.test import Client
+
+from lwa_middleware import LWAMiddleware, LWAWSGIMiddleware
+from lwa_middleware.guard import CircuitBreaker
+from lwa_middleware.testing import Fault, LWAEmulator
+
+
+def test_opens_after_threshold_consecutive_failures() -> None:
+    breaker = CircuitBreaker(threshold=3, cooldown=30)
+    assert breaker.check() is None
+    breaker.failure()
+    breaker.failure()
+    assert breaker.check() is None
+    assert not breaker.is_open
+    breaker.failure()
+    assert breaker.is_open
+    retry = breaker.check()
+    assert retry is not None
+    assert 1 <= retry <= 30
+
+
+def test_success_resets_the_count() -> None:
+    breaker = CircuitBreaker(threshold=2, cooldown=30)
+    breaker.failure()
+    breaker.success()
+    breaker.failure()
+    assert breaker.check() is None
+    breaker.failure()
+    assert breaker.check() is not None
+
+
+def test_probe_after_cooldown_then_close_on_success() -> None:
+    breaker = CircuitBreaker(threshold=1, cooldown=0.2)
+    breaker.failure()
+    assert breaker.check() is not None
+    time.sleep(0.25)
+    assert breaker.check() is None  # the probe
+    assert breaker.check() is not None  # only one probe at a time
+    breaker.success()
+    assert not breaker.is_open
+    assert breaker.check() is None
+    assert breaker.check() is None
+
+
+def test_failed_probe_reopens() -> None:
+    breaker = CircuitBreaker(threshold=5, cooldown=0.2)
+    for _ in range(5):
+        breaker.failure()
+    time.sleep(0.25)
+    assert breaker.check() is None
+    breaker.failure()  # the probe failed: one failure is enough now
+    assert breaker.check() is not None
+    time.sleep(0.25)
+    assert breaker.check() is None
+
+
+def test_a_lost_probe_does_not_keep_it_open_for_ever() -> None:
+    breaker = CircuitBreaker(threshold=1, cooldown=0.1)
+    breaker.failure()
+    time.sleep(0.12)
+    assert breaker.check() is None  # probe that never reports back
+    assert breaker.check() is not None
+    time.sleep(0.22)
+    assert breaker.check() is None
+
+
+def test_one_probe_among_threads() -> None:
+    breaker = CircuitBreaker(threshold=1, cooldown=0.1)
+    breaker.failure()
+    time.sleep(0.12)
+    barrier = threading.Barrier(16)
+    results: list[int | None] = []
+    lock = threading.Lock()
+
+    def worker() -> None:
+        barrier.wait(timeout=5)
+        got = breaker.check()
+        with lock:
+            results.append(got)
+
+    threads = [threading.Thread(target=worker) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=5)
+    assert len(results) == 16
+    assert results.count(None) == 1
+
+
+def _through_asgi(mw: LWAMiddleware, token: str, n: int) -> list[int]:
+    with TestClient(mw) as client:
+        return [
+            client.get("/me", headers={"Authorization": f"Bearer {token}"}).status_code
+            for _ in range(n)
+        ]
+
+
+def _through_wsgi(mw: LWAWSGIMiddleware, token: str, n: int) -> list[int]:
+    client = Client(mw)
+    return [
+        client.get("/me", headers={"Authorization": f"Bearer {token}"}).status_code
+        for _ in range(n)
+    ]
+
+
+def test_breaker_in_the_middlewares_stops_calling_lwa(
+    lwa_emulator: LWAEmulator,
+    make_asgi: Callable[..., LWAMiddleware],
+    make_wsgi: Callable[..., LWAWSGIMiddleware],
+) -> None:
+    token = lwa_emulator.issue_token()
+    lwa_emulator.inject(Fault.SERVER_ERROR, endpoint="tokeninfo")
+    asgi = make_asgi(breaker_threshold=2, breaker_cooldown=30)
+    assert _through_asgi(asgi, token, 4) == [503] * 4
+    assert lwa_emulator.calls["tokeninfo"] == 2
+    wsgi = make_wsgi(breaker_threshold=2, breaker_cooldown=30)
+    assert _through_wsgi(wsgi, token, 4) == [503] * 4
+    assert lwa_emulator.calls["tokeninfo"] == 4
+    wsgi.close()
+
+
+def test_breaker_recovers_after_cooldown(
+    lwa_emulator: LWAEmulator, make_asgi: Callable[..., LWAMiddleware]
+) -> None:
+    token = lwa_emulator.issue_token()
+    lwa_emulator.inject(Fault.SERVER_ERROR, endpoint="tokeninfo")
+    mw = make_asgi(breaker_threshold=1, breaker_cooldown=0.3)
+    headers = {"Authorization": f"Bearer {token}"}
+    with TestClient(mw) as client:
+        first = client.get("/me", headers=headers)
+        assert first.status_code == 503
+        blocked = client.get("/me", headers=headers)
+        assert blocked.status_code == 503
+        assert int(blocked.headers["retry-after"]) >= 1
+        assert lwa_emulator.calls["tokeninfo"] == 1
+        lwa_emulator.clear_faults()
+        time.sleep(0.35)
+        assert client.get("/me", headers=headers).status_code == 200
+        assert client.get("/me", headers=headers).status_code == 200
+    assert lwa_emulator.calls["tokeninfo"] == 2
+
+
+def test_rejections_do_not_open_the_breaker(
+    lwa_emulator: LWAEmulator, make_asgi: Callable[..., LWAMiddleware]
+) -> None:
+    mw = make_asgi(breaker_threshold=2, negative_cache_ttl=0)
+    good = lwa_emulator.issue_token()
+    with TestClient(mw) as client:
+        for i in range(4):
+            r = client.get("/me", headers={"Authorization": f"Bearer bogus-{i}"})
+            assert r.status_code == 401
+        assert client.get("/me", headers={"Authorization": f"Bearer {good}"}).status_code == 200
