@@ -29,17 +29,22 @@ def get_identity(source: Any) -> Identity | None:
             return {"user_id": identity.user_id if identity else None}
     """
     if isinstance(source, Mapping):
-        mapping: Mapping[str, Any] = source
+        mappings: list[Mapping[str, Any]] = [source]
     else:
-        for attribute in ("scope", "environ", "META"):
-            candidate = getattr(source, attribute, None)
-            if isinstance(candidate, Mapping):
-                mapping = candidate
-                break
-        else:
+        # Django's ASGIRequest has both .scope and .META; the identity is in
+        # whichever the middleware in use wrote to, so look in each.
+        mappings = [
+            candidate
+            for attribute in ("scope", "environ", "META")
+            if isinstance(candidate := getattr(source, attribute, None), Mapping)
+        ]
+        if not mappings:
             raise TypeError(
                 "get_identity() takes an ASGI scope, a WSGI environ, or a request with "
                 f".scope, .environ or .META, not {type(source).__name__}"
             )
-    identity = mapping.get(IDENTITY_KEY)
-    return identity if isinstance(identity, Identity) else None
+    for mapping in mappings:
+        identity = mapping.get(IDENTITY_KEY)
+        if isinstance(identity, Identity):
+            return identity
+    return None

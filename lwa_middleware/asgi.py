@@ -77,7 +77,7 @@ class LWAMiddleware:
     opt into ``stale_if_error`` to keep serving identities whose tokens have
     not expired. Cached identities are never served past their token's
     expiry, and a token revoked at Amazon stays usable here for at most
-    ``cache_ttl`` seconds (call :meth:`invalidate` on logout).
+    ``cache_ttl`` seconds (call :meth:`revoke` on logout).
 
     :param app: the ASGI app to protect.
     :param client_id: your LWA client id, or a collection of them.
@@ -136,6 +136,7 @@ class LWAMiddleware:
         )
         self.authenticator = Authenticator(self.settings, decorate=_credentials)
         self._lookup = self.settings.routes.lookup
+        self._lookup_mounted = self.settings.routes.lookup_mounted
         self._resolve = self.authenticator.resolve_async
         self._peek = self.authenticator.cache.peek
         self._stats = self.authenticator.stats
@@ -178,7 +179,11 @@ class LWAMiddleware:
         if kind != "http" and kind != "websocket":
             await self.app(scope, receive, send)
             return
-        policy = self._lookup(scope["path"])
+        root_path = scope.get("root_path")
+        if root_path:
+            policy = self._lookup_mounted(scope["path"], root_path)
+        else:
+            policy = self._lookup(scope["path"])
         if policy.access is _PUBLIC:
             await self.app(scope, receive, send)
             return

@@ -186,7 +186,10 @@ class IdentityCache:
                 return InvalidToken(REVOKED)
             if self._rejections is None:
                 return None
-            return self._rejections.get(key)
+            remembered = self._rejections.get(key)
+        # A fresh exception each time: raising one stored instance again and
+        # again would chain every request's frames (and their locals) onto it.
+        return None if remembered is None else InvalidToken(remembered.description)
 
     def revoke(self, key: bytes, until: float) -> None:
         """Refuse ``key`` until the monotonic time ``until`` (its token's expiry)."""
@@ -218,6 +221,10 @@ class IdentityCache:
         if self.ttl <= 0 and not self.keep_stale:
             return
         with self._lock:
+            if key in self._revoked:
+                # A lookup that was in flight when revoke() ran must not bring
+                # the identity back.
+                return
             self._entries[key] = entry
             if self._rejections is not None:
                 self._rejections.pop(key, None)
@@ -226,7 +233,8 @@ class IdentityCache:
         if self._rejections is None or not error.remember:
             return
         with self._lock:
-            self._rejections[key] = error
+            # Only the verdict is kept, never the raised exception (and its frames).
+            self._rejections[key] = InvalidToken(error.description)
             self._entries.pop(key, None)
 
     def discard(self, key: bytes) -> None:

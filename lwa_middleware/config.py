@@ -49,7 +49,8 @@ CLIENT_ID_PREFIX = "amzn1.application-oa2-client."
 
 
 def _is_loopback(host: str) -> bool:
-    if host == "localhost" or host.endswith(".localhost"):
+    # Only "localhost" itself: resolvers need not map *.localhost to loopback.
+    if host == "localhost":
         return True
     try:
         return ipaddress.ip_address(host).is_loopback

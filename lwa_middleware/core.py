@@ -28,7 +28,13 @@ from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
 from .cache import Entry, IdentityCache, token_digest
-from .errors import AuthError, InsufficientScope, InvalidToken, UpstreamUnavailable
+from .errors import (
+    AuthError,
+    BreakerOpen,
+    InsufficientScope,
+    InvalidToken,
+    UpstreamUnavailable,
+)
 from .flow import Flow, Resolved, resolution_flow
 from .guard import CircuitBreaker
 from .identity import Identity
@@ -197,19 +203,24 @@ class Authenticator:
         return None
 
     def _flow(self, token: str, policy: Policy) -> Flow:
+        # A generator: its body, breaker check included, runs at the driver's
+        # first next(), after the lookup got its in-flight slot, so requests
+        # that queued for a slot while LWA went down do not call it anyway.
         retry = self.breaker.check()
         if retry is not None:
-            raise UpstreamUnavailable("LWA is failing; not asking it for a moment.", retry)
+            raise BreakerOpen("LWA is failing; not asking it for a moment.", retry)
         self.stats.misses += 1
         self.stats.lookups += 1
         settings = self.settings
-        return resolution_flow(
-            token,
-            tokeninfo_url=settings.tokeninfo_url,
-            profile_url=settings.profile_url,
-            client_ids=settings.client_ids,
-            want_profile=policy.needs_profile or not settings.user_id_from_tokeninfo,
-            parallel=looks_like_lwa_token(token),
+        return (
+            yield from resolution_flow(
+                token,
+                tokeninfo_url=settings.tokeninfo_url,
+                profile_url=settings.profile_url,
+                client_ids=settings.client_ids,
+                want_profile=policy.needs_profile or not settings.user_id_from_tokeninfo,
+                parallel=looks_like_lwa_token(token),
+            )
         )
 
     def _entry(self, resolved: Resolved, fresh_for: float | None = None) -> Entry:
@@ -242,12 +253,14 @@ class Authenticator:
             self.emit("rejected", seconds=elapsed)
             raise error
         if isinstance(error, UpstreamUnavailable):
-            self.breaker.failure()
-            self.stats.upstream_errors += 1
+            if not isinstance(error, BreakerOpen):
+                # The breaker's own refusals must not restart its cooldown.
+                self.breaker.failure()
+                self.stats.upstream_errors += 1
+                logger.warning("lwa_middleware: %s", error.description)
+                self.emit("upstream_error", seconds=elapsed, reason=error.description)
             if error.retry_after is None:
                 error.retry_after = self.settings.retry_after
-            logger.warning("lwa_middleware: %s", error.description)
-            self.emit("upstream_error", seconds=elapsed, reason=error.description)
             stale = self.stale(key, policy)
             if stale is not None:
                 return stale
@@ -255,7 +268,8 @@ class Authenticator:
 
     def stale(self, key: bytes, policy: Policy) -> Entry | None:
         """With stale-if-error, a cached entry whose token is still live."""
-        if not self.settings.stale_if_error:
+        if not self.settings.stale_if_error or policy.revalidate:
+            # revalidate() promises a revoked token stops at once: no stale copy.
             return None
         entry = self._sufficient(self.cache.get(key), policy)
         if entry is not None and entry.expires_mono > time.monotonic():
@@ -469,7 +483,12 @@ class Authenticator:
             await self._async_shared.aclose()
 
     def close(self) -> None:
-        if self._sync_driver is not None:
-            self._sync_driver.close()
-        if self._sync_shared is not None:
-            self._sync_shared.close()
+        # Forget the closed parts: a later request builds fresh ones rather
+        # than failing on a shut-down pool.
+        with self._lazy_lock:
+            driver, shared = self._sync_driver, self._sync_shared
+            self._sync_driver = self._sync_shared = None
+        if driver is not None:
+            driver.close()
+        if shared is not None:
+            shared.close()

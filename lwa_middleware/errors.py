@@ -10,6 +10,7 @@
         ├── InvalidToken            401 invalid_token (unknown, expired, revoked, wrong aud)
         ├── InsufficientScope       403 insufficient_scope, with ``scope=``
         └── UpstreamUnavailable     503 temporarily_unavailable + ``Retry-After``
+            └── BreakerOpen         503 while the circuit breaker fails fast
 
 Messages never contain a token: they are built from fixed text and from what LWA
 said about the token, never from the token itself. Every :class:`AuthError`
@@ -24,6 +25,7 @@ from collections.abc import Iterable
 
 __all__ = [
     "AuthError",
+    "BreakerOpen",
     "ConfigurationError",
     "InsufficientScope",
     "InvalidRequest",
@@ -158,3 +160,11 @@ class UpstreamUnavailable(AuthError):
 
     def extra_headers(self, realm: str) -> list[tuple[bytes, bytes]]:
         return [(b"retry-after", str(self.retry_after or 1).encode())]
+
+
+class BreakerOpen(UpstreamUnavailable):
+    """LWA failed repeatedly; the circuit breaker refuses lookups for a moment.
+
+    Not itself an upstream failure: it neither counts towards the breaker
+    nor is logged, and a stale identity may still be served.
+    """

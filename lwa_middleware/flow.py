@@ -100,8 +100,12 @@ def _json_object(response: UpstreamResponse) -> dict[str, Any]:
 
 
 def _retry_after(value: str | None) -> int | None:
-    if value is not None and value.strip().isdigit():
-        return max(1, min(int(value.strip()), 3600))
+    if value is None:
+        return None
+    value = value.strip()
+    # isascii(): str.isdigit() also accepts "²" and other digits int() refuses.
+    if value.isascii() and value.isdigit() and len(value) <= 6:
+        return max(1, min(int(value), 3600))
     return None
 
 
@@ -136,7 +140,10 @@ def _seconds(value: Any) -> float:
     if isinstance(value, bool):
         raise _Nonsense("exp is a boolean")
     if isinstance(value, int | float):
-        seconds = float(value)
+        try:
+            seconds = float(value)
+        except OverflowError:  # a JSON integer of 400 digits
+            raise _Nonsense("exp is out of range") from None
     elif isinstance(value, str):
         try:
             seconds = float(value.strip())

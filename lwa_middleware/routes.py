@@ -182,6 +182,9 @@ class RouteTable:
     #: a C-level LRU memo of :meth:`_resolve`, so a repeated path costs one
     #: hash probe.
     lookup: Callable[[str], Policy]
+    #: ``lookup_mounted(path, root_path)``: the stricter of the policies of the
+    #: full ASGI path and of the path below a non-empty ``root_path``.
+    lookup_mounted: Callable[[str, str], Policy]
 
     def __init__(
         self,
@@ -206,11 +209,12 @@ class RouteTable:
         wild.sort(key=lambda item: item[0], reverse=True)
         self._wild_policies = [policy for _, _, policy in wild]
         self._regex = (
-            re.compile("|".join(f"(?P<r{i}>{rx})" for i, (_, rx, _) in enumerate(wild)))
+            re.compile("|".join(f"(?P<r{i}>{rx})" for i, (_, rx, _) in enumerate(wild)), re.DOTALL)
             if wild
             else None
         )
         self.lookup = functools.lru_cache(maxsize=cache_size)(self._resolve)
+        self.lookup_mounted = functools.lru_cache(maxsize=cache_size)(self._resolve_mounted)
 
     def _match(self, path: str) -> Policy:
         policy = self._exact.get(path)
@@ -223,6 +227,22 @@ class RouteTable:
         return self.default
 
     def _resolve(self, path: str) -> Policy:
+        if "\n" in path or "\r" in path:
+            # Python's "$" also matches before a final newline, so Starlette
+            # routes "/admin\n" to "/admin": judge both, keep the stricter.
+            trimmed = path.rstrip("\r\n") or "/"
+            return self._resolve_plain(path).stricter(self._resolve_plain(trimmed))
+        return self._resolve_plain(path)
+
+    def _resolve_mounted(self, path: str, root_path: str) -> Policy:
+        policy = self.lookup(path)
+        if path.startswith(root_path) and path[len(root_path) : len(root_path) + 1] in ("", "/"):
+            # ASGI's path includes root_path, but the app routes on what
+            # follows it (uvicorn --root-path, Starlette Mount): judge both.
+            policy = policy.stricter(self.lookup(path[len(root_path) :] or "/"))
+        return policy
+
+    def _resolve_plain(self, path: str) -> Policy:
         path = _fold(path) if path else "/"
         if "/." in path and _has_dot_segment(path):
             resolved = _fold(posixpath.normpath(path)) if path.startswith("/") else path

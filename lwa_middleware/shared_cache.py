@@ -119,8 +119,17 @@ _MIN_SECRET_BYTES: Final = 16
 _POOL_EXHAUSTED: Final = "No connection available."
 
 _IDENTITY_FIELDS: Final = frozenset(
-    {"v", "user_id", "email", "name", "postal_code", "scopes", "client_id", "expires_at",
-     "has_profile"}
+    {
+        "v",
+        "user_id",
+        "email",
+        "name",
+        "postal_code",
+        "scopes",
+        "client_id",
+        "expires_at",
+        "has_profile",
+    }
 )
 _REJECTION_FIELDS: Final = frozenset({"v", "error", "description"})
 
@@ -140,9 +149,14 @@ local function get(key)
 end
 """
 
-#: KEYS: id, rej, lease. ARGV: lease id, lease PX (0: do not take a lease).
-_READ = _LUA_GET + """
-local value = get(KEYS[1])
+#: KEYS: id, rej, lease, rev. ARGV: lease id, lease PX (0: do not take a lease).
+#: A revocation (rev) outranks everything, even an identity written after it.
+_READ = (
+    _LUA_GET
+    + """
+local value = get(KEYS[4])
+if value then return {2, value, redis.call('PTTL', KEYS[4])} end
+value = get(KEYS[1])
 if value then return {1, value, redis.call('PTTL', KEYS[1])} end
 value = get(KEYS[2])
 if value then return {2, value, redis.call('PTTL', KEYS[2])} end
@@ -151,26 +165,40 @@ if get(KEYS[3]) then return {4} end
 redis.call('SET', KEYS[3], ARGV[1], 'PX', ARGV[2])
 return {3}
 """
+)
 
-#: KEYS: key to set, key to delete, lease. ARGV: value, PX (0: do not set), lease id.
-_WRITE = _LUA_GET + """
-if ARGV[2] ~= '0' then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) end
+#: KEYS: key to set, key to delete, lease, rev. ARGV: value, PX (0: do not set), lease id.
+#: Nothing is written once the token is revoked (rev exists): a lookup that was
+#: in flight when revoke() ran must not bring the identity back.
+_WRITE = (
+    _LUA_GET
+    + """
+if ARGV[2] ~= '0' and not get(KEYS[4]) then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+end
 redis.call('DEL', KEYS[2])
 if ARGV[3] ~= '' and get(KEYS[3]) == ARGV[3] then redis.call('DEL', KEYS[3]) end
 return 1
 """
+)
 
 #: KEYS: lease. ARGV: lease id. Deletes the lease only if it is still ours.
-_RELEASE = _LUA_GET + """
+_RELEASE = (
+    _LUA_GET
+    + """
 if get(KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
 return 1
 """
+)
 
 #: KEYS: secret. ARGV: a fresh random secret, kept only if none is there.
-_SECRET = _LUA_GET + """
+_SECRET = (
+    _LUA_GET
+    + """
 if not get(KEYS[1]) then redis.call('SET', KEYS[1], ARGV[1], 'NX') end
 return redis.call('GET', KEYS[1])
 """
+)
 
 _SCRIPTS: Final = {"read": _READ, "write": _WRITE, "release": _RELEASE, "secret": _SECRET}
 
@@ -368,7 +396,12 @@ class _SharedCacheBase:
     def _get_plan(self, token: str) -> _Plan[_Found]:
         secret = yield from self._secret_plan()
         digest = self._hex(secret, token)
-        keys = (PREFIX + "id:" + digest, PREFIX + "rej:" + digest, PREFIX + "lease:" + digest)
+        keys = (
+            PREFIX + "id:" + digest,
+            PREFIX + "rej:" + digest,
+            PREFIX + "lease:" + digest,
+            PREFIX + "rev:" + digest,
+        )
         lease_id = secrets.token_hex(8)
         lease_px = self._lease_px if self.lease else 0
         deadline: float | None = None
@@ -411,7 +444,12 @@ class _SharedCacheBase:
         if px == 0 and not lease_id:
             return None
         value = self._encode(resolved) if px else b""
-        keys = (PREFIX + "id:" + digest, PREFIX + "rej:" + digest, PREFIX + "lease:" + digest)
+        keys = (
+            PREFIX + "id:" + digest,
+            PREFIX + "rej:" + digest,
+            PREFIX + "lease:" + digest,
+            PREFIX + "rev:" + digest,
+        )
         yield _Call("write", keys, (value, px, lease_id))
         return None
 
@@ -434,7 +472,8 @@ class _SharedCacheBase:
                 {"v": SCHEMA, "error": error.error, "description": error.description}
             ).encode()
             # The identity goes too: LWA just said this token is no good.
-            keys = (PREFIX + "rej:" + digest, PREFIX + "id:" + digest, lease_key)
+            target = PREFIX + ("rev:" if error.description == REVOKED else "rej:") + digest
+            keys = (target, PREFIX + "id:" + digest, lease_key, PREFIX + "rev:" + digest)
             yield _Call("write", keys, (value if px else b"", px, lease_id))
         elif lease_id:
             yield _Call("release", (lease_key,), (lease_id,))

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 import httpx
 
-from .errors import UpstreamUnavailable
+from .errors import AuthError, UpstreamUnavailable
 from .flow import Flow, Outcome, Resolved, UpstreamFailure, UpstreamRequest, UpstreamResponse
 
 if TYPE_CHECKING:
@@ -88,6 +88,12 @@ class _TooLarge(Exception):
     pass
 
 
+def _unusable() -> UpstreamUnavailable:
+    # Defence in depth: whatever the flow choked on came from LWA's answer,
+    # and a client must never see a 500 for it.
+    return UpstreamUnavailable("LWA answered something unusable.")
+
+
 def _busy(settings: Settings) -> UpstreamUnavailable:
     return UpstreamUnavailable(
         "Too many LWA lookups are in flight.", retry_after=settings.retry_after
@@ -118,6 +124,10 @@ class SyncDriver:
         except StopIteration as stop:
             resolved: Resolved = stop.value
             return resolved
+        except AuthError:
+            raise
+        except Exception:
+            raise _unusable() from None
         finally:
             self._slots.release()
 
@@ -189,6 +199,10 @@ class AsyncDriver:
         except StopIteration as stop:
             resolved: Resolved = stop.value
             return resolved
+        except AuthError:
+            raise
+        except Exception:
+            raise _unusable() from None
         finally:
             slots.release()
 

@@ -144,16 +144,17 @@ class LWAWSGIMiddleware:
         )
         return [body]
 
-    def authenticate(self, environ: WSGIEnvironment) -> AuthError | None:
+    def authenticate(self, environ: WSGIEnvironment, path: str | None = None) -> AuthError | None:
         """Judge a request by its environ, without calling the app.
 
         On success it sets ``environ["lwa.identity"]`` (left unset on public
         routes and passed preflights), strips credentials if configured, and
         returns ``None``; otherwise it returns the error to answer. Framework
         integrations whose request wraps a WSGI environ (Django's ``META``)
-        use it to share this exact logic.
+        use it to share this exact logic; ``path`` overrides ``PATH_INFO``
+        when the framework has already decoded it (Django's ``path_info``).
         """
-        policy = self._lookup(_path(environ))
+        policy = self._lookup(path if path is not None else _path(environ))
         if policy.access is _PUBLIC:
             return None
 
@@ -186,8 +187,13 @@ class LWAWSGIMiddleware:
         ):
             return None
         try:
+            # WSGI servers join repeated headers with "," (LWA tokens never
+            # hold one): split them back, so two tokens are seen as two.
             headers = [
-                (name, _latin1(environ[key])) for key, name in _HEADER_KEYS if key in environ
+                (name, _latin1(part))
+                for key, name in _HEADER_KEYS
+                if key in environ
+                for part in environ[key].split(",")
             ]
             query = environ.get("QUERY_STRING", "")
             token = extract_token(headers, _latin1(query) if query else b"")

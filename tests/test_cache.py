@@ -90,10 +90,44 @@ def test_negative_cache_ttl() -> None:
     cache = IdentityCache(maxsize=10, ttl=100, negative_ttl=0.2)
     error = InvalidToken("rejected")
     cache.reject(key("bad"), error)
-    assert cache.rejection(key("bad")) is error
+    remembered = cache.rejection(key("bad"))
+    assert remembered is not None
+    assert remembered.description == "rejected"
+    # A fresh exception each time: re-raising one instance would chain every
+    # request's frames (holding the token) onto its traceback.
+    assert remembered is not error
+    assert cache.rejection(key("bad")) is not remembered
     assert cache.rejection(key("other")) is None
     time.sleep(0.25)
     assert cache.rejection(key("bad")) is None
+
+
+def test_repeated_rejection_does_not_grow_a_traceback() -> None:
+    cache = IdentityCache(maxsize=10, ttl=100, negative_ttl=30)
+    cache.reject(key("bad"), InvalidToken("rejected"))
+    depths = []
+    for _ in range(50):
+        try:
+            rejection = cache.rejection(key("bad"))
+            assert rejection is not None
+            raise rejection
+        except InvalidToken as exc:
+            depth, tb = 0, exc.__traceback__
+            while tb is not None:
+                depth, tb = depth + 1, tb.tb_next
+            depths.append(depth)
+    assert max(depths) == 1
+
+
+def test_revoked_key_is_not_brought_back_by_a_late_put() -> None:
+    cache = IdentityCache(maxsize=10, ttl=100)
+    identity = Identity(user_id="u", client_id="c", expires_at=time.time() + 100)
+    cache.revoke(key("t"), time.monotonic() + 100)
+    cache.put(key("t"), cache.make_entry(identity, time.monotonic() + 100, True))
+    assert cache.peek(key("t")) is None
+    rejection = cache.rejection(key("t"))
+    assert rejection is not None
+    assert "revoked" in rejection.description
 
 
 def test_remember_false_is_not_cached() -> None:

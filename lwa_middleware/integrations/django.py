@@ -265,7 +265,7 @@ class LWAMiddleware:
         # Any: these attributes are ours to add; HttpRequest does not declare them.
         target: Any = request
         # META is the WSGI environ: the WSGI middleware's own logic judges it.
-        error = self._wsgi.authenticate(meta)
+        error = self._wsgi.authenticate(meta, request.path_info or "/")
         if error is not None:
             return error_response(error, self._realm)
         # Always there, so views on public routes can read it; META keeps the

@@ -1,0 +1,1 @@
+"""Reliability and security proofs: faults, back-pressure, hostile input, soak, hygiene."""

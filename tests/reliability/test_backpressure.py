@@ -1,0 +1,175 @@
+"""Back-pressure: an LWA outage must shed load fast instead of piling it up.
+
+Hundreds of requests with distinct tokens hit a dead (``DOWN``) or hanging
+(``HANG``) LWA. The deadline, the in-flight cap and the circuit breaker
+together must answer every one of them 503 with ``Retry-After`` within a few
+seconds, let only a handful of lookups reach LWA, and let the service recover
+as soon as LWA is back: the breaker's probe closes it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import Counter
+from collections.abc import Callable
+
+import pytest
+
+from lwa_middleware.testing import Fault, LWAEmulator
+
+from .conftest import Caller, assert_unavailable
+
+TIMEOUT = 2.0
+CAP = 10
+THRESHOLD = 5
+COOLDOWN = 0.5
+#: "Finished instead of queueing": without the breaker and the cap, a hanging
+#: LWA would hold these requests for TIMEOUT each, in waves of CAP.
+BOUND = 10.0
+
+
+def _burst_size(caller: Caller) -> int:
+    # Threads are dearer than tasks: ~100 through a thread pool for WSGI.
+    return 500 if caller.kind == "asgi" else 100
+
+
+def _options(**extra: object) -> dict[str, object]:
+    return {
+        "timeout": TIMEOUT,
+        "max_concurrent_lookups": CAP,
+        "breaker_threshold": THRESHOLD,
+        "breaker_cooldown": COOLDOWN,
+        **extra,
+    }
+
+
+def _lwa_calls(lwa: LWAEmulator) -> int:
+    return lwa.calls["tokeninfo"] + lwa.calls["profile"]
+
+
+def _assert_recovers(caller: Caller, lwa: LWAEmulator, cooldown: float = COOLDOWN) -> None:
+    """Once LWA is back and the cooldown has passed, one probe closes the breaker."""
+    lwa.clear_faults()
+    time.sleep(cooldown + 0.1)
+    token = lwa.issue_token()
+    reply = caller.get(token=token)
+    assert reply.status == 200, reply.body
+    assert reply.user_id == lwa.customer_for(token).user_id
+    assert not caller.mw.authenticator.breaker.is_open
+    again = lwa.issue_token()
+    assert caller.get(token=again).status == 200
+
+
+@pytest.mark.parametrize("fault", [Fault.DOWN, Fault.HANG], ids=str)
+def test_cold_burst_into_an_outage_is_shed(
+    fault: Fault, make_caller: Callable[..., Caller], lwa_emulator: LWAEmulator
+) -> None:
+    caller = make_caller(**_options())
+    tokens = [lwa_emulator.issue_token() for _ in range(_burst_size(caller))]
+    lwa_emulator.inject(fault)
+    started = time.monotonic()
+    replies = caller.many(tokens)
+    elapsed = time.monotonic() - started
+
+    assert Counter(r.status for r in replies) == {503: len(tokens)}
+    for reply in replies:
+        assert_unavailable(reply)
+    assert elapsed < BOUND
+    # At most CAP lookups in flight, and THRESHOLD failures open the breaker:
+    # each lookup is one tokeninfo and one profile call.
+    assert _lwa_calls(lwa_emulator) <= 2 * (CAP + THRESHOLD), dict(lwa_emulator.calls)
+    assert caller.mw.stats.upstream_errors >= THRESHOLD
+    _assert_recovers(caller, lwa_emulator)
+
+
+def test_steady_arrivals_into_a_hanging_lwa_are_bounded(
+    make_caller: Callable[..., Caller], lwa_emulator: LWAEmulator
+) -> None:
+    """Requests keep arriving while the first lookups hang.
+
+    Those that queued for an in-flight slot before the breaker opened must
+    not go on to call LWA once it has opened: LWA should see about CAP +
+    THRESHOLD lookups, plus one probe per cooldown, not one per request that
+    arrived during the first TIMEOUT seconds.
+    """
+    caller = make_caller(**_options())
+    if caller.kind == "asgi":
+        count, spread = 200, 0.008
+    else:
+        count, spread = 60, 0.025
+    tokens = [lwa_emulator.issue_token() for _ in range(count)]
+    lwa_emulator.inject(Fault.HANG)
+    started = time.monotonic()
+    replies = caller.many(tokens, spread=spread)
+    elapsed = time.monotonic() - started
+
+    assert Counter(r.status for r in replies) == {503: count}
+    for reply in replies:
+        assert_unavailable(reply)
+    assert elapsed < BOUND
+    probes = math.ceil(elapsed / COOLDOWN) + 1
+    assert _lwa_calls(lwa_emulator) <= 2 * (CAP + THRESHOLD + probes), (
+        f"{dict(lwa_emulator.calls)} LWA calls for {count} requests in {elapsed:.1f}s"
+    )
+    _assert_recovers(caller, lwa_emulator)
+
+
+def test_open_breaker_sheds_a_burst_without_asking_lwa(
+    make_caller: Callable[..., Caller], lwa_emulator: LWAEmulator
+) -> None:
+    cooldown = 1.0
+    caller = make_caller(**_options(breaker_cooldown=cooldown))
+    lwa_emulator.inject(Fault.SERVER_ERROR)
+    for _ in range(THRESHOLD):
+        assert_unavailable(caller.get(token=lwa_emulator.issue_token()))
+    assert caller.mw.authenticator.breaker.is_open
+    calls = _lwa_calls(lwa_emulator)
+    assert calls == 2 * THRESHOLD
+
+    tokens = [lwa_emulator.issue_token() for _ in range(_burst_size(caller))]
+    started = time.monotonic()
+    replies = caller.many(tokens)
+    elapsed = time.monotonic() - started
+    for reply in replies:
+        assert_unavailable(reply)
+        # Retry-After tells the client when the breaker lets a probe through.
+        assert 1 <= int(reply.headers["retry-after"]) <= math.ceil(cooldown)
+    assert elapsed < BOUND
+    probes = math.ceil(elapsed / cooldown)
+    assert _lwa_calls(lwa_emulator) - calls <= 2 * probes
+    _assert_recovers(caller, lwa_emulator, cooldown)
+
+
+def test_breaker_recovers_under_steady_traffic(
+    make_caller: Callable[..., Caller], lwa_emulator: LWAEmulator
+) -> None:
+    """Traffic never pauses for a whole cooldown in production.
+
+    After LWA is back, requests refused by the open breaker must not keep it
+    open: within a couple of cooldowns a probe goes through and new tokens
+    resolve again.
+    """
+    caller = make_caller(**_options())
+    lwa_emulator.inject(Fault.DOWN)
+    for _ in range(THRESHOLD):
+        assert_unavailable(caller.get(token=lwa_emulator.issue_token()))
+    assert caller.mw.authenticator.breaker.is_open
+    lwa_emulator.clear_faults()
+
+    cleared = time.monotonic()
+    recovered: float | None = None
+    statuses: Counter[int] = Counter()
+    # One request every COOLDOWN/5 for up to 4 cooldowns (bounded in count and time).
+    for _ in range(20):
+        reply = caller.get(token=lwa_emulator.issue_token())
+        statuses[reply.status] += 1
+        assert reply.status in (200, 503)
+        if reply.status == 200:
+            recovered = time.monotonic() - cleared
+            break
+        time.sleep(COOLDOWN / 5)
+    assert recovered is not None, (
+        f"still refused {4 * COOLDOWN:.1f}s after LWA came back: {dict(statuses)}"
+    )
+    assert recovered < 3 * COOLDOWN + 1.0
