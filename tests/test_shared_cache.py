@@ -261,8 +261,15 @@ def test_nothing_in_redis_can_be_turned_back_into_a_token(
             assert data["v"] == 1
     identity = json.loads(stored[keys_of(rclient, "id")[0]])
     assert set(identity) == {
-        "v", "user_id", "email", "name", "postal_code", "scopes", "client_id",
-        "expires_at", "has_profile",
+        "v",
+        "user_id",
+        "email",
+        "name",
+        "postal_code",
+        "scopes",
+        "client_id",
+        "expires_at",
+        "has_profile",
     }
     w.close()
 
@@ -661,3 +668,30 @@ def test_a_worker_that_clears_its_own_cache_is_served_from_redis(
     # The in-process cache answers first; once it forgot, Redis does, not LWA.
     assert lwa_emulator.calls["tokeninfo"] == 1
     assert a.stats.shared_hits == 1
+
+
+def test_a_revocation_survives_a_lookup_that_was_in_flight(
+    redis_srv: RedisServer, lwa_emulator: LWAEmulator
+) -> None:
+    from lwa_middleware.config import Settings
+    from lwa_middleware.errors import InvalidToken
+    from lwa_middleware.flow import Resolved
+    from lwa_middleware.identity import Identity
+    from lwa_middleware.shared_cache import SyncSharedCache
+
+    settings = Settings.from_options(
+        client_id=lwa_emulator.client_id,
+        api_base_url=lwa_emulator.base_url,
+        redis_url=redis_srv.url,
+        redis_timeout=SLACK,
+    )
+    worker_a, worker_b = SyncSharedCache(settings), SyncSharedCache(settings)
+    token = lwa_emulator.issue_token()
+    assert worker_a.get(token) is None  # A starts a lookup and holds the lease
+    worker_b.revoke(token, 60)  # B logs the user out meanwhile
+    identity = Identity(user_id="u", client_id=lwa_emulator.client_id, expires_at=time.time() + 60)
+    worker_a.put(token, Resolved(identity, time.monotonic() + 60, has_profile=True))
+    for worker in (worker_a, worker_b, SyncSharedCache(settings)):
+        found = worker.get(token)
+        assert isinstance(found, InvalidToken), found
+        assert "revoked" in found.description
