@@ -192,7 +192,9 @@ class LWAMiddleware:
         # It reads the raw header bytes without parsing them: only tokens that
         # were validated and resolved earlier are in the cache, so anything
         # unusual misses here and gets the full treatment in _full(). The
-        # checks are Authenticator.hit() inlined: a call costs ~5% here.
+        # check is inlined (a function call costs ~5% here); wsgi.py has its
+        # twin, and both must keep to the rule: a fresh entry whose
+        # ``serves`` covers ``policy.hot``.
         raw = None
         seen = 0
         for name, value in scope["headers"]:

@@ -145,26 +145,6 @@ class Authenticator:
     def digest(token: str) -> bytes:
         return token_digest(token.encode("ascii"))
 
-    def hit(self, raw: bytes, policy: Policy) -> Entry | None:
-        """The hot path: a fresh cached entry that fully satisfies ``policy``.
-
-        ``raw`` is the token's bytes exactly as they arrived. Only tokens that
-        were validated and resolved before are in the cache, so a hit on the
-        raw bytes needs no parsing; anything unusual simply misses and takes
-        the full path (:func:`~.tokens.extract_token`, :meth:`resolve_async`).
-        """
-        entry = self._peek(token_digest(raw))
-        if (
-            entry is not None
-            and entry.fresh_until > time.monotonic()
-            and policy.hot <= entry.serves
-        ):
-            self.stats.hits += 1
-            if self._on_event is not None:
-                self.emit("hit")
-            return entry
-        return None
-
     def emit(self, event: str, **data: Any) -> None:
         if self._on_event is not None:
             try:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
+from hashlib import sha256
 from http import HTTPStatus
+from time import monotonic
 from typing import TYPE_CHECKING, Any
 
 from .config import Settings
@@ -39,12 +41,9 @@ def _latin1(value: str) -> bytes:
         raise InvalidRequest("The request's credentials are not valid header bytes.") from None
 
 
-def _path(environ: WSGIEnvironment) -> str:
-    path: str = environ.get("PATH_INFO") or "/"
-    if not path.isascii():
-        # Match patterns against the UTF-8 text, as ASGI servers give it.
-        path = path.encode("latin-1", "replace").decode("utf-8", "replace")
-    return path
+def _utf8(path: str) -> str:
+    # Match patterns against the UTF-8 text, as ASGI servers give it.
+    return path.encode("latin-1", "replace").decode("utf-8", "replace")
 
 
 def _status_line(status: int) -> str:
@@ -109,7 +108,9 @@ class LWAWSGIMiddleware:
         self.authenticator = Authenticator(self.settings)
         self._lookup = self.settings.routes.lookup
         self._resolve = self.authenticator.resolve_sync
-        self._hit = self.authenticator.hit
+        self._peek = self.authenticator.cache.peek
+        self._stats = self.authenticator.stats
+        self._on_event = self.settings.on_event
         self._realm = self.settings.realm
         self._strip = self.settings.strip_credentials
         self._preflight = self.settings.allow_preflight
@@ -154,7 +155,11 @@ class LWAWSGIMiddleware:
         use it to share this exact logic; ``path`` overrides ``PATH_INFO``
         when the framework has already decoded it (Django's ``path_info``).
         """
-        policy = self._lookup(path if path is not None else _path(environ))
+        if path is None:
+            path = environ.get("PATH_INFO") or "/"
+            if not path.isascii():
+                path = _utf8(path)
+        policy = self._lookup(path)
         if policy.access is _PUBLIC:
             return None
 
@@ -168,11 +173,19 @@ class LWAWSGIMiddleware:
         if raw is not None:
             query = environ.get("QUERY_STRING")
             if not query or ("access_token" not in query and "%" not in query):
+                # The hot-path check, inlined as in LWAMiddleware.__call__.
                 try:
-                    entry = self._hit(raw.encode("latin-1"), policy)
+                    entry = self._peek(sha256(raw.encode("latin-1")).digest())
                 except UnicodeEncodeError:
                     entry = None
-                if entry is not None:
+                if (
+                    entry is not None
+                    and entry.fresh_until > monotonic()
+                    and policy.hot <= entry.serves
+                ):
+                    self._stats.hits += 1
+                    if self._on_event is not None:
+                        self.authenticator.emit("hit")
                     environ["lwa.identity"] = entry.identity
                     if self._strip:
                         self._strip_environ(environ)
