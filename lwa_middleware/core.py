@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     from .shared_cache import AsyncSharedCache, SharedHit, SyncSharedCache
     from .transport import AsyncDriver, SyncDriver
 
-__all__ = ["Authenticator", "Stats", "check_scopes"]
+__all__ = ["Authenticator", "Stats", "SyncControls", "check_scopes"]
 
 logger = logging.getLogger("lwa_middleware")
 
@@ -472,3 +472,29 @@ class Authenticator:
             driver.close()
         if shared is not None:
             shared.close()
+
+
+class SyncControls:
+    """What a blocking middleware offers its users, over its ``authenticator``.
+
+    Shared by the WSGI middleware and the Django integration.
+    """
+
+    authenticator: Authenticator
+
+    @property
+    def stats(self) -> Stats:
+        """Cache and upstream counters (hits, misses, coalesced, …)."""
+        return self.authenticator.stats
+
+    def invalidate(self, token: str) -> None:
+        """Forget what is cached about ``token``; see ``LWAMiddleware.invalidate``."""
+        self.authenticator.invalidate(token)
+
+    def revoke(self, token: str) -> None:
+        """Refuse ``token`` until it expires (logout); see ``LWAMiddleware.revoke``."""
+        self.authenticator.revoke(token)
+
+    def close(self) -> None:
+        """Close pooled connections to LWA (and Redis)."""
+        self.authenticator.close()

@@ -9,7 +9,7 @@ from time import monotonic
 from typing import TYPE_CHECKING, Any
 
 from .config import Settings
-from .core import Authenticator, Stats
+from .core import Authenticator, SyncControls
 from .errors import AuthError, InvalidRequest, MissingToken
 from .routes import Access, Policy, PolicySpec
 from .tokens import extract_token, strip_query
@@ -50,7 +50,7 @@ def _status_line(status: int) -> str:
     return f"{status} {HTTPStatus(status).phrase}"
 
 
-class LWAWSGIMiddleware:
+class LWAWSGIMiddleware(SyncControls):
     """Protects a WSGI app (Flask, Django, Pyramid, bare PEP 3333) with LWA tokens.
 
     It mirrors :class:`~lwa_middleware.LWAMiddleware` option for option; see
@@ -117,23 +117,6 @@ class LWAWSGIMiddleware:
 
     def __repr__(self) -> str:
         return f"LWAWSGIMiddleware({self.app!r}, {self.authenticator!r})"
-
-    @property
-    def stats(self) -> Stats:
-        """Cache and upstream counters (hits, misses, coalesced, …)."""
-        return self.authenticator.stats
-
-    def invalidate(self, token: str) -> None:
-        """Forget what is cached about ``token``; see ``LWAMiddleware.invalidate``."""
-        self.authenticator.invalidate(token)
-
-    def revoke(self, token: str) -> None:
-        """Refuse ``token`` until it expires (logout); see ``LWAMiddleware.revoke``."""
-        self.authenticator.revoke(token)
-
-    def close(self) -> None:
-        """Close pooled connections to LWA (and Redis)."""
-        self.authenticator.close()
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         error = self.authenticate(environ)

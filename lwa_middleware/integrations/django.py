@@ -57,7 +57,7 @@ from django.http import HttpRequest, HttpResponse
 
 from ..access import IDENTITY_KEY
 from ..config import Settings
-from ..core import Stats
+from ..core import SyncControls
 from ..errors import AuthError, ConfigurationError
 from ..identity import Identity
 from ..wsgi import LWAWSGIMiddleware
@@ -219,7 +219,7 @@ class LWAAnonymousUser:
         return False
 
 
-class LWAMiddleware:
+class LWAMiddleware(SyncControls):
     """Protects a Django project with LWA tokens, as ``LWAWSGIMiddleware`` does.
 
     Built from ``settings.LWA`` (see the module docs) when Django loads its
@@ -242,23 +242,6 @@ class LWAMiddleware:
 
     def __repr__(self) -> str:
         return f"LWAMiddleware({self.authenticator!r})"
-
-    @property
-    def stats(self) -> Stats:
-        """Cache and upstream counters (hits, misses, coalesced, …)."""
-        return self.authenticator.stats
-
-    def invalidate(self, token: str) -> None:
-        """Forget what is cached about ``token``; see ``LWAMiddleware.invalidate``."""
-        self.authenticator.invalidate(token)
-
-    def revoke(self, token: str) -> None:
-        """Refuse ``token`` until it expires (logout); see ``LWAMiddleware.revoke``."""
-        self.authenticator.revoke(token)
-
-    def close(self) -> None:
-        """Close pooled connections to LWA (and Redis)."""
-        self.authenticator.close()
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         meta = request.META
