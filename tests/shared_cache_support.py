@@ -8,6 +8,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -279,7 +280,7 @@ class Workers:
         self.procs = [
             subprocess.Popen(
                 [
-                    os.environ.get("PYTHON", "python"), "-m", "uvicorn",
+                    sys.executable, "-m", "uvicorn",
                     "lwa_worker_app:app", "--host", "127.0.0.1", "--port", str(port),
                     "--log-level", "warning", "--no-access-log", "--lifespan", "off",
                 ],
