@@ -139,6 +139,9 @@ _NAMED = {
 
 _SLASHES = re.compile(r"//+")
 
+#: Longest path (in characters) whose policy is memoised; see RouteTable.
+MEMO_MAX_PATH = 512
+
 
 def _fold(path: str) -> str:
     if "//" in path:
@@ -179,8 +182,8 @@ class RouteTable:
     """
 
     #: ``lookup(path) -> Policy`` for a decoded path, as ASGI and WSGI give it:
-    #: a C-level LRU memo of :meth:`_resolve`, so a repeated path costs one
-    #: hash probe.
+    #: a C-level LRU memo of :meth:`_resolve` for paths up to
+    #: :data:`MEMO_MAX_PATH` characters, so a repeated path costs one hash probe.
     lookup: Callable[[str], Policy]
     #: ``lookup_mounted(path, root_path)``: the stricter of the policies of the
     #: full ASGI path and of the path below a non-empty ``root_path``.
@@ -213,8 +216,23 @@ class RouteTable:
             if wild
             else None
         )
-        self.lookup = functools.lru_cache(maxsize=cache_size)(self._resolve)
-        self.lookup_mounted = functools.lru_cache(maxsize=cache_size)(self._resolve_mounted)
+        memo = functools.lru_cache(maxsize=cache_size)(self._resolve)
+        memo_mounted = functools.lru_cache(maxsize=cache_size)(self._resolve_mounted)
+        resolve, resolve_mounted = self._resolve, self._resolve_mounted
+
+        # Only short paths are memoised: a client choosing 4096 distinct 60 KiB
+        # paths would otherwise pin 240 MiB in the memo. Real routes are far
+        # shorter than the cap; a longer path costs one match, unmemoised.
+        def lookup(path: str) -> Policy:
+            return memo(path) if len(path) <= MEMO_MAX_PATH else resolve(path)
+
+        def lookup_mounted(path: str, root_path: str) -> Policy:
+            if len(path) + len(root_path) <= MEMO_MAX_PATH:
+                return memo_mounted(path, root_path)
+            return resolve_mounted(path, root_path)
+
+        self.lookup = lookup
+        self.lookup_mounted = lookup_mounted
 
     def _match(self, path: str) -> Policy:
         policy = self._exact.get(path)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -298,3 +299,42 @@ def test_pattern_strategy_sanity() -> None:
     assert _matches("/**", "/")
     assert not _matches("/a/**", "/ab")
     assert re.fullmatch(r"/[^/]*", "/a")
+
+
+# -- bounded memory under hostile paths ----------------------------------------
+
+
+def _grown_by(run: Any) -> int:
+    import gc
+    import tracemalloc
+
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        run()
+        gc.collect()
+        return tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+
+
+def test_long_hostile_paths_are_not_pinned_by_the_memo() -> None:
+    """2000 distinct 60 KiB paths must not grow the process by more than a few MiB."""
+    table = RouteTable({"/static/**": "public", "/users/*/orders": "required"})
+    paths = (f"/users/{i:05d}/" + "x" * 60 * 1024 for i in range(2000))
+
+    def lookups() -> None:
+        for path in paths:
+            assert table.lookup(path) is table.default
+            assert table.lookup_mounted(path, "/api") is table.default
+
+    assert _grown_by(lookups) < 4 * 1024 * 1024
+
+
+def test_long_paths_get_their_policy_without_the_memo() -> None:
+    table = RouteTable({"/static/**": "public", "/users/*/orders": ["profile"]})
+    long_tail = "x" * 4096
+    assert table.lookup("/static/" + long_tail) == PUBLIC
+    assert table.lookup("/users/" + long_tail + "/orders") == scopes("profile")
+    assert table.lookup("/static/" + long_tail + "/../../admin") == REQUIRED
