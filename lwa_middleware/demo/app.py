@@ -11,7 +11,7 @@ path                   policy                  what it does
 ``/api/stats``         public                  the middleware's cache and lookup counters
 ``/api/me``            required                the signed-in customer, as LWA vouched for it
 ``/api/shipping``      ``["postal_code"]``     a shipping quote; needs the ``postal_code`` scope
-``/api/logout``        required (``POST``)     forgets the token in the middleware's cache
+``/api/logout``        required (``POST``)     revokes the token (logout): refused from now on
 =====================  ======================  ===============================================
 
 Anything else falls under the default policy, ``required``.
@@ -143,9 +143,11 @@ async def _logout(request: Request) -> JSONResponse:
     except AuthError:
         token = None
     # The middleware already admitted this request, so a token is there; the
-    # guard is for a route table loosened by hand.
+    # guard is for a route table loosened by hand. revoke(), not invalidate():
+    # a logout must refuse the token from now on, not merely forget it (the
+    # next request would resolve it again while it is live at Amazon).
     if token is not None:
-        await _middleware(request).invalidate(token)
+        await _middleware(request).revoke(token)
     return JSONResponse({"logged_out": True}, headers=_NO_STORE)
 
 
@@ -155,7 +157,7 @@ def build_demo_app(emulator: LWAEmulator, **options: Any) -> LWAMiddleware:
     The emulator must be started (its :attr:`~LWAEmulator.base_url` is read
     here). The returned middleware *is* the ASGI app to serve; the endpoints
     reach it through ``request.app.state.lwa``, which is how ``/api/logout``
-    calls :meth:`LWAMiddleware.invalidate` and ``/api/stats`` reads
+    calls :meth:`LWAMiddleware.revoke` and ``/api/stats`` reads
     :attr:`LWAMiddleware.stats`.
 
     :param emulator: a running :class:`~lwa_middleware.testing.LWAEmulator`.
