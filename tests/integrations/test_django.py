@@ -333,11 +333,16 @@ def test_query_token_and_strip_credentials(configure: Any, lwa_emulator: LWAEmul
     assert body["auth_header"] is False
 
 
-def test_cors_preflight_passes(configure: Any) -> None:
-    client = configure()
-    response = client.options("/required", headers={"Access-Control-Request-Method": "GET"})
-    assert response.status_code == 200
+def test_cors_preflight_is_judged_unless_opted_in(configure: Any) -> None:
+    preflight = {"Origin": "https://app.example", "Access-Control-Request-Method": "GET"}
+    assert_missing_token(configure().options("/required", headers=preflight))
+    client = configure(ALLOW_PREFLIGHT=True)
+    assert client.options("/required", headers=preflight).status_code == 200
     assert_missing_token(client.options("/required"))
+    # Origin is part of a real preflight.
+    assert_missing_token(
+        client.options("/required", headers={"Access-Control-Request-Method": "GET"})
+    )
 
 
 def test_sync_only() -> None:
@@ -375,3 +380,25 @@ def test_bad_settings_are_improperly_configured(
         pytest.raises(ImproperlyConfigured, match=message),
     ):
         Client().get("/required")
+
+
+def test_the_asgi_middleware_refuses_django_with_force_script_name(
+    django_app: Any, lwa_emulator: LWAEmulator
+) -> None:
+    """Django routes on ``path`` minus ``FORCE_SCRIPT_NAME``, a path the ASGI
+    middleware never sees: wrapping it would let one URL form slip past the
+    route table, so it is refused with a pointer to the Django integration."""
+    from django.core.handlers.asgi import ASGIHandler
+
+    from lwa_middleware import ConfigurationError
+    from lwa_middleware import LWAMiddleware as ASGIMiddleware
+
+    options = {"client_id": lwa_emulator.client_id, "api_base_url": lwa_emulator.base_url}
+    with (
+        override_settings(FORCE_SCRIPT_NAME="/public"),
+        pytest.raises(ConfigurationError, match=r"integrations\.django\.LWAMiddleware"),
+    ):
+        ASGIMiddleware(ASGIHandler(), routes={"/public/**": "public"}, **options)
+    # Without it Django routes on the path below root_path, which the
+    # middleware judges too.
+    ASGIMiddleware(ASGIHandler(), routes={"/public/**": "public"}, **options)
