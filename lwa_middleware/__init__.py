@@ -23,6 +23,7 @@ from .errors import (
     InvalidToken,
     LWAError,
     MissingToken,
+    UnsupportedScope,
     UpstreamUnavailable,
 )
 from .identity import Identity
@@ -42,6 +43,7 @@ __all__ = [
     "LWAMiddleware",
     "LWAWSGIMiddleware",
     "MissingToken",
+    "UnsupportedScope",
     "UpstreamUnavailable",
     "__version__",
     "get_identity",

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable, Collection, Mapping, MutableMapping
+import sys
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, MutableMapping
 from hashlib import sha256
 from time import monotonic
 from typing import Any
@@ -12,7 +13,13 @@ from starlette.authentication import AuthCredentials, UnauthenticatedUser
 
 from .config import Settings
 from .core import Authenticator, Stats
-from .errors import AuthError, MissingToken, UpstreamUnavailable
+from .errors import (
+    AuthError,
+    ConfigurationError,
+    MissingToken,
+    UnsupportedScope,
+    UpstreamUnavailable,
+)
 from .identity import Identity, expand_scopes
 from .routes import Access, Policy, PolicySpec
 from .tokens import TOKEN_HEADERS, extract_token, strip_query
@@ -21,7 +28,7 @@ from .tokens import TOKEN_HEADERS, extract_token, strip_query
 _PUBLIC = Access.PUBLIC
 _OPTIONAL = Access.OPTIONAL
 
-__all__ = ["LWAMiddleware"]
+__all__ = ["FrozenCredentials", "LWAMiddleware"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -36,22 +43,71 @@ WS_POLICY_VIOLATION = 1008
 WS_TRY_AGAIN_LATER = 1013
 
 
+class FrozenCredentials(AuthCredentials):
+    """Starlette's ``AuthCredentials``, read-only.
+
+    One object is shared by every identity holding the same scope set (so a
+    hit builds nothing), which is only safe because nobody can change it:
+    ``scopes`` is a tuple, and attributes cannot be set. A view that did
+    ``request.auth.scopes.append("admin")`` would otherwise grant ``admin`` to
+    every other user with that scope set, process-wide.
+    """
+
+    __slots__ = ()
+
+    def __init__(self, scopes: Iterable[str] = ()) -> None:
+        object.__setattr__(self, "scopes", tuple(scopes))
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("request.auth is read-only: it is shared by every such identity")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError("request.auth is read-only: it is shared by every such identity")
+
+    def __repr__(self) -> str:
+        return f"FrozenCredentials({list(self.scopes)!r})"
+
+
 def _credentials(identity: Identity) -> AuthCredentials:
     return _credentials_for(identity.scopes)
 
 
 @functools.lru_cache(maxsize=256)
 def _credentials_for(scopes: frozenset[str]) -> AuthCredentials:
-    # One object per distinct scope set, shared by every identity holding it:
-    # nothing is built per request or per identity. Apps must treat
-    # ``request.auth`` as read-only (Starlette never mutates it).
-    return AuthCredentials(sorted(expand_scopes(scopes)))
+    # One read-only object per distinct scope set: nothing is built per
+    # request or per identity.
+    return FrozenCredentials(sorted(expand_scopes(scopes)))
 
 
 def _is_preflight(scope: Scope) -> bool:
+    # A browser's CORS preflight: OPTIONS, with Origin and
+    # Access-Control-Request-Method (Fetch standard). Both are required, so a
+    # hand-made OPTIONS with one header is judged like any other request.
     if scope["method"] != "OPTIONS":
         return False
-    return any(name == b"access-control-request-method" for name, _ in scope["headers"])
+    names = {name for name, _ in scope["headers"]}
+    return b"origin" in names and b"access-control-request-method" in names
+
+
+def _refuse_django_script_name(app: object) -> None:
+    """Refuse to wrap Django's ASGI handler when ``FORCE_SCRIPT_NAME`` is set.
+
+    Django then routes on ``scope["path"]`` minus ``FORCE_SCRIPT_NAME``
+    (ignoring ``root_path``), a path this middleware never sees, so its route
+    table would judge one URL while Django serves another. The Django
+    integration judges ``request.path_info``, the path Django routes on.
+    """
+    handlers = sys.modules.get("django.core.handlers.asgi")
+    if handlers is None or not isinstance(app, handlers.ASGIHandler):
+        return
+    from django.conf import settings
+
+    if settings.configured and getattr(settings, "FORCE_SCRIPT_NAME", None):
+        raise ConfigurationError(
+            "LWAMiddleware cannot wrap Django's ASGI handler while FORCE_SCRIPT_NAME is set: "
+            "Django routes on a path this middleware does not see. Put "
+            "'lwa_middleware.integrations.django.LWAMiddleware' in settings.MIDDLEWARE instead"
+        )
 
 
 class LWAMiddleware:
@@ -123,6 +179,7 @@ class LWAMiddleware:
         cache_maxsize: int | None = None,
         **options: Any,
     ) -> None:
+        _refuse_django_script_name(app)
         self.app = app
         self.settings = Settings.from_options(
             client_id=client_id,
@@ -177,8 +234,12 @@ class LWAMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind != "http" and kind != "websocket":
-            await self.app(scope, receive, send)
-            return
+            if kind == "lifespan":
+                await self.app(scope, receive, send)
+                return
+            # A scope type this middleware does not know could carry a
+            # request it has no rule for: fail closed.
+            raise UnsupportedScope(kind)
         root_path = scope.get("root_path")
         if root_path:
             policy = self._lookup_mounted(scope["path"], root_path)
@@ -191,11 +252,11 @@ class LWAMiddleware:
         # Hot path: one credential header, no token in the query, token cached.
         # It reads the raw header bytes without parsing them: only tokens that
         # were validated and resolved earlier are in the cache, so anything
-        # unusual misses here and gets the full treatment in _full(). The
+        # unusual misses here and gets the full treatment in _judge(). The
         # check is inlined (a function call costs ~5% here); wsgi.py has its
         # twin, and both must keep to the rule: a fresh entry whose
         # ``serves`` covers ``policy.hot``.
-        raw = None
+        raw = value = None
         seen = 0
         for name, value in scope["headers"]:
             if name in TOKEN_HEADERS:
@@ -204,6 +265,7 @@ class LWAMiddleware:
                     raw = value
                 else:
                     raw = value[7:] if value.startswith(_BEARER) else None
+        entry = None
         if seen == 1 and raw is not None:
             query = scope.get("query_string")
             if not query or (b"access_token" not in query and b"%" not in query):
@@ -218,18 +280,29 @@ class LWAMiddleware:
                         self.authenticator.emit("hit")
                     scope["lwa.identity"] = scope["user"] = entry.identity
                     scope["auth"] = entry.extra
-                    if self._strip:
-                        scope = self._stripped(scope)
-                    await self.app(scope, receive, send)
-                    return
-        await self._full(scope, receive, send, kind, policy)
+                else:
+                    entry = None
+            query = None
+        # No credential may stay in this frame while the app runs: error
+        # reporters (Sentry, capture_locals) record the locals of every frame.
+        raw = value = None
+        if entry is None:
+            judged = await self._judge(scope, send, kind, policy)
+            if judged is None:
+                return
+            scope = judged
+        elif self._strip:
+            scope = self._stripped(scope)
+        await self.app(scope, receive, send)
 
-    async def _full(
-        self, scope: Scope, receive: Receive, send: Send, kind: str, policy: Policy
-    ) -> None:
+    async def _judge(self, scope: Scope, send: Send, kind: str, policy: Policy) -> Scope | None:
+        """The scope to call the app with, or ``None`` once the refusal was sent.
+
+        It returns before the app runs, so the token it read never sits in a
+        frame below the app's.
+        """
         if self._preflight and kind == "http" and _is_preflight(scope):
-            await self.app(scope, receive, send)
-            return
+            return scope
         try:
             token = extract_token(scope["headers"], scope.get("query_string", b""))
             if token is None:
@@ -246,10 +319,8 @@ class LWAMiddleware:
                 scope["auth"] = entry.extra
         except AuthError as error:
             await self._refuse(error, kind, send)
-            return
-        if self._strip:
-            scope = self._stripped(scope)
-        await self.app(scope, receive, send)
+            return None
+        return self._stripped(scope) if self._strip else scope
 
     async def _refuse(self, error: AuthError, kind: str, send: Send) -> None:
         if kind == "websocket":

@@ -128,7 +128,7 @@ class Settings:
     realm: str = "lwa"
     stale_if_error: bool = False
     strip_credentials: bool = False
-    allow_preflight: bool = True
+    allow_preflight: bool = False
     max_concurrent_lookups: int = 100
     breaker_threshold: int = 5
     breaker_cooldown: float = 5.0

@@ -4,6 +4,7 @@
 
     LWAError                        base of everything this package raises
     ├── ConfigurationError          bad arguments at construction (never per request)
+    ├── UnsupportedScope            an ASGI scope type this middleware cannot judge
     └── AuthError                   a request is refused; carries status, RFC 6750 code
         ├── MissingToken            401, challenge without ``error=`` (RFC 6750 §3.1)
         ├── InvalidRequest          400 invalid_request (two tokens, malformed header)
@@ -32,6 +33,7 @@ __all__ = [
     "InvalidToken",
     "LWAError",
     "MissingToken",
+    "UnsupportedScope",
     "UpstreamUnavailable",
 ]
 
@@ -42,6 +44,17 @@ class LWAError(Exception):
 
 class ConfigurationError(LWAError, ValueError):
     """An argument given to a middleware (or found in the environment) is wrong."""
+
+
+class UnsupportedScope(LWAError, RuntimeError):
+    """The ASGI server sent a scope type that is neither ``http``, ``websocket``
+    nor ``lifespan``. It is refused (fail closed), never passed through."""
+
+    def __init__(self, kind: object) -> None:
+        super().__init__(
+            f"LWAMiddleware refuses ASGI scope type {str(kind)[:40]!r}: it judges 'http' "
+            "and 'websocket' requests and passes 'lifespan' through; nothing else"
+        )
 
 
 def _quote(value: str) -> str:

@@ -180,6 +180,7 @@ class LWAWSGIMiddleware(SyncControls):
             self._preflight
             and environ.get("REQUEST_METHOD") == "OPTIONS"
             and "HTTP_ACCESS_CONTROL_REQUEST_METHOD" in environ
+            and "HTTP_ORIGIN" in environ
         ):
             return None
         try:

@@ -290,3 +290,106 @@ def test_emulator_requests_carry_the_token_only_in_headers(
     assert lwa_emulator.token_in_url == 0
     for request in lwa_emulator.requests:
         secrets.assert_absent(request.target, "an upstream URL")
+
+
+# -- no token in frame locals while the app runs -------------------------------
+
+
+class _AppFailed(Exception):
+    pass
+
+
+def _middleware_frames_hold(tb: Any, token: str) -> list[str]:
+    """Names of lwa_middleware frames in ``tb`` whose locals mention ``token``.
+
+    Error reporters (Sentry, ``TracebackException(capture_locals=True)``)
+    record exactly these locals.
+    """
+    needles = (token, token.encode(), quote(token, safe=""), quote(token, safe="").encode())
+    found = []
+    for frame, _ in traceback.walk_tb(tb):
+        if "lwa_middleware" not in frame.f_code.co_filename:
+            continue
+        for name, value in frame.f_locals.items():
+            text = repr(value)
+            if any(repr(needle)[1:-1] in text or str(needle) in text for needle in needles):
+                found.append(f"{frame.f_code.co_name}:{name}")
+    return found
+
+
+@pytest.mark.parametrize("source", ["header", "query"])
+@pytest.mark.parametrize("cached", [False, True])
+def test_asgi_frames_hold_no_token_while_the_app_runs(
+    source: str, cached: bool, lwa_emulator: LWAEmulator
+) -> None:
+    token = lwa_emulator.issue_token()
+
+    async def failing(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"] == "/boom":
+            raise _AppFailed("the app failed")
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    mw = LWAMiddleware(
+        failing,
+        client_id=lwa_emulator.client_id,
+        api_base_url=lwa_emulator.base_url,
+        strip_credentials=True,
+    )
+
+    def scope(path: str) -> dict[str, Any]:
+        headers = [(b"authorization", b"Bearer " + token.encode())] if source == "header" else []
+        query = b"" if source == "header" else b"access_token=" + quote(token, safe="").encode()
+        return {
+            "type": "http", "method": "GET", "path": path, "raw_path": path.encode(),
+            "root_path": "", "query_string": query, "headers": headers,
+        }
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Any) -> None:
+        pass
+
+    async def run() -> BaseException:
+        if cached:
+            await mw(scope("/warm"), receive, send)
+        try:
+            await mw(scope("/boom"), receive, send)
+        except _AppFailed as error:
+            return error
+        finally:
+            await mw.aclose()
+        raise AssertionError("the app did not run")
+
+    error = asyncio.run(run())
+    assert lwa_emulator.calls["tokeninfo"] == 1
+    assert _middleware_frames_hold(error.__traceback__, token) == []
+
+
+@pytest.mark.parametrize("cached", [False, True])
+def test_wsgi_frames_hold_no_token_while_the_app_runs(
+    cached: bool, lwa_emulator: LWAEmulator
+) -> None:
+    token = lwa_emulator.issue_token()
+
+    def failing(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        if environ["PATH_INFO"] == "/boom":
+            raise _AppFailed("the app failed")
+        start_response("204 No Content", [])
+        return [b""]
+
+    mw = LWAWSGIMiddleware(
+        failing,
+        client_id=lwa_emulator.client_id,
+        api_base_url=lwa_emulator.base_url,
+        strip_credentials=True,
+    )
+    client = Client(mw)
+    if cached:
+        client.get("/warm", headers={"Authorization": f"Bearer {token}"})
+    with pytest.raises(_AppFailed) as caught:
+        client.get("/boom", headers={"Authorization": f"Bearer {token}"})
+    mw.close()
+    assert lwa_emulator.calls["tokeninfo"] == 1
+    assert _middleware_frames_hold(caught.value.__traceback__, token) == []

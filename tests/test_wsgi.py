@@ -362,19 +362,6 @@ def test_several_client_ids(
     assert client.get("/me", headers=bearer(stranger)).status_code == 401
 
 
-def test_preflight_passes_without_token(
-    lwa_emulator: LWAEmulator, validated: Callable[..., tuple[Client, Spy, LWAWSGIMiddleware]]
-) -> None:
-    preflight = {"Origin": "https://app.example", "Access-Control-Request-Method": "POST"}
-    client, _, _ = validated()
-    assert client.options("/zip", headers=preflight).status_code == 200
-    assert client.options("/zip").status_code == 401
-    assert client.get("/zip", headers=preflight).status_code == 401
-    strict, _, _ = validated(allow_preflight=False)
-    assert strict.options("/zip", headers=preflight).status_code == 401
-    assert lwa_emulator.calls["tokeninfo"] == 0
-
-
 @pytest.mark.parametrize("cached", [False, True])
 def test_strip_credentials(
     cached: bool,

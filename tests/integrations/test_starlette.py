@@ -258,3 +258,42 @@ def test_example_over_uvicorn(lwa_emulator: LWAEmulator) -> None:
             connect(ws_url, additional_headers=bearer(poor), open_timeout=5)
     # Cached: the full token was resolved once for all its requests.
     assert lwa_emulator.calls["tokeninfo"] == 3
+
+
+def test_one_users_request_auth_cannot_grant_scopes_to_another(
+    lwa_emulator: LWAEmulator,
+) -> None:
+    """``request.auth`` is shared by identities with one scope set, so it is read-only."""
+    from starlette.authentication import requires
+
+    attempts: list[str] = []
+
+    async def escalate(request: Request) -> JSONResponse:
+        try:
+            request.auth.scopes.append("admin")
+        except AttributeError as error:
+            attempts.append(f"append: {error}")
+        try:
+            request.auth.scopes = [*request.auth.scopes, "admin"]
+        except AttributeError as error:
+            attempts.append(f"assign: {error}")
+        return JSONResponse(list(request.auth.scopes))
+
+    @requires("admin")
+    async def admin(request: Request) -> JSONResponse:
+        return JSONResponse({"admin": True})
+
+    app = LWAMiddleware(
+        Starlette(routes=[Route("/escalate", escalate), Route("/admin", admin)]),
+        client_id=lwa_emulator.client_id,
+        api_base_url=lwa_emulator.base_url,
+    )
+    mallory = lwa_emulator.issue_token(scopes=["profile"])
+    alice = lwa_emulator.issue_token(scopes=["profile"])
+    with TestClient(app) as client:
+        assert "admin" not in client.get("/escalate", headers=bearer(mallory)).json()
+        assert len(attempts) == 2
+        assert client.get("/admin", headers=bearer(alice)).status_code == 403
+        assert client.get("/admin", headers=bearer(mallory)).status_code == 403
+        # Starlette's own check still reads the scopes.
+        assert "profile" in client.get("/escalate", headers=bearer(alice)).json()
