@@ -234,7 +234,8 @@ class RouteTable:
         self.lookup = lookup
         self.lookup_mounted = lookup_mounted
 
-    def _match(self, path: str) -> Policy:
+    def _explicit(self, path: str) -> Policy | None:
+        """The policy of the pattern ``path`` matches, or ``None`` (the default applies)."""
         policy = self._exact.get(path)
         if policy is not None:
             return policy
@@ -242,7 +243,11 @@ class RouteTable:
             match = self._regex.fullmatch(path)
             if match is not None and match.lastgroup is not None:
                 return self._wild_policies[int(match.lastgroup[1:])]
-        return self.default
+        return None
+
+    def _match(self, path: str) -> Policy:
+        policy = self._explicit(path)
+        return self.default if policy is None else policy
 
     def _resolve(self, path: str) -> Policy:
         if "\n" in path or "\r" in path:
@@ -253,12 +258,30 @@ class RouteTable:
         return self._resolve_plain(path)
 
     def _resolve_mounted(self, path: str, root_path: str) -> Policy:
-        policy = self.lookup(path)
-        if path.startswith(root_path) and path[len(root_path) : len(root_path) + 1] in ("", "/"):
-            # ASGI's path includes root_path, but the app routes on what
-            # follows it (uvicorn --root-path, Starlette Mount): judge both.
-            policy = policy.stricter(self.lookup(path[len(root_path) :] or "/"))
-        return policy
+        """The policy of a request to an app mounted at ``root_path``.
+
+        ASGI's ``path`` includes ``root_path`` (uvicorn ``--root-path``,
+        Starlette's ``Mount``), but the app routes on what follows it; some
+        servers (hypercorn) leave ``root_path`` out of ``path``. Patterns may be
+        written either way, so both forms are looked up, and an *explicit*
+        match beats the default of the other form: ``{"/health": "public"}``
+        makes ``/api/health`` public below ``root_path="/api"``, and so does
+        ``{"/api/health": "public"}``. When both forms match a pattern, the
+        stricter wins. A path with dot segments, encoded or raw newlines is
+        judged by the stricter of every reading, default included, as
+        without a mount: those are the forms a bypass would use.
+        """
+        below = path[len(root_path) :] if path.startswith(root_path) else None
+        if below is None or below[:1] not in ("", "/"):
+            return self.lookup(path)
+        below = below or "/"
+        if "/." in path or "\n" in path or "\r" in path:
+            return self.lookup(path).stricter(self.lookup(below))
+        inner = self._explicit(_fold(below))
+        outer = self._explicit(_fold(path))
+        if inner is None:
+            return self.default if outer is None else outer
+        return inner if outer is None else inner.stricter(outer)
 
     def _resolve_plain(self, path: str) -> Policy:
         path = _fold(path) if path else "/"

@@ -1,0 +1,227 @@
+"""Mounted apps and ``root_path``: public and optional patterns work, bypasses don't.
+
+An app wrapped in its own :class:`LWAMiddleware` and mounted below a prefix
+(``uvicorn --root-path /api``, Starlette's or FastAPI's ``Mount``) sees
+``scope["root_path"] == "/api"``. uvicorn and Starlette put the prefix in
+``scope["path"]`` too; hypercorn leaves ``path`` as the client sent it. The
+route table must give the app's own patterns (``/health``) their policy in
+both styles, and an explicit match beats the default of the other form.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from integration_support import bearer
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Mount, Route
+
+from lwa_middleware import LWAMiddleware, get_identity
+from lwa_middleware.routes import Access, Policy, RouteTable
+from lwa_middleware.testing import LWAEmulator
+
+PUBLIC = Policy(Access.PUBLIC)
+OPTIONAL = Policy(Access.OPTIONAL)
+REQUIRED = Policy(Access.REQUIRED)
+ROUTES = {"/health": "public", "/": "optional", "/shipping": ["postal_code"]}
+
+
+# -- the rule ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("/api/health", PUBLIC),  # uvicorn style: path includes root_path
+        ("/health", PUBLIC),  # hypercorn style: it does not
+        ("/api", OPTIONAL),
+        ("/api/", OPTIONAL),
+        ("/api/me", REQUIRED),
+        ("/me", REQUIRED),
+        ("/api/shipping", Policy(Access.REQUIRED, frozenset({"postal_code"}))),
+        ("/apihealth", REQUIRED),  # not below the root: judged whole
+    ],
+)
+def test_app_patterns_hold_below_a_root_path(path: str, expected: Policy) -> None:
+    table = RouteTable(ROUTES)
+    assert table.lookup_mounted(path, "/api") == expected
+
+
+def test_an_explicit_match_of_the_full_path_beats_the_default() -> None:
+    table = RouteTable({"/api/health": "public", "/api/admin/**": "required"}, default="public")
+    assert table.lookup_mounted("/api/health", "/api") == PUBLIC
+    # The full path's explicit "required" beats the inner default "public".
+    assert table.lookup_mounted("/api/admin/x", "/api") == REQUIRED
+
+
+def test_when_both_forms_match_the_stricter_wins() -> None:
+    table = RouteTable({"/api/**": "public", "/admin": "required"})
+    assert table.lookup_mounted("/api/admin", "/api") == REQUIRED
+    assert table.lookup_mounted("/api/other", "/api") == PUBLIC
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("/api/health/../admin", REQUIRED),
+        ("/api/./admin/../health/../admin", REQUIRED),
+        ("/api/admin\n", REQUIRED),
+        ("/api//admin/", REQUIRED),
+        # The raw form matches nothing: the default (optional), not public.
+        ("/api/health\n", OPTIONAL),
+        ("/api/admin/../health", OPTIONAL),
+    ],
+)
+def test_mount_bypasses_stay_closed(path: str, expected: Policy) -> None:
+    table = RouteTable({"/health": "public", "/admin": "required"}, default="optional")
+    assert table.lookup_mounted(path, "/api") == expected
+
+
+# -- real servers --------------------------------------------------------------
+
+
+async def _who(request: Request) -> JSONResponse:
+    identity = get_identity(request)
+    return JSONResponse(
+        {"user_id": identity.user_id if identity else None, "path": request.url.path}
+    )
+
+
+def _protected(lwa: LWAEmulator) -> LWAMiddleware:
+    inner = Starlette(routes=[Route(path, _who) for path in ("/health", "/", "/me", "/shipping")])
+    return LWAMiddleware(inner, client_id=lwa.client_id, api_base_url=lwa.base_url, routes=ROUTES)
+
+
+def _bound() -> socket.socket:
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+@contextlib.contextmanager
+def _uvicorn(app: Any, root_path: str = "") -> Iterator[str]:
+    import uvicorn
+
+    sock = _bound()
+    server = uvicorn.Server(
+        uvicorn.Config(app, log_level="error", lifespan="off", root_path=root_path)
+    )
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(20)
+        sock.close()
+
+
+@contextlib.contextmanager
+def _hypercorn(app: Any, root_path: str = "") -> Iterator[str]:
+    hypercorn = pytest.importorskip("hypercorn")
+    from hypercorn.asyncio import serve
+
+    sock = _bound()
+    sock.listen(64)
+    port = sock.getsockname()[1]
+    fd = sock.detach()  # hypercorn owns (and closes) the listening socket
+    config = hypercorn.Config()
+    config.root_path = root_path
+    config.loglevel = "ERROR"
+    config.accesslog = None
+    ready = threading.Event()
+    state: dict[str, Any] = {}
+
+    async def main() -> None:
+        state["loop"] = asyncio.get_running_loop()
+        state["stop"] = asyncio.Event()
+        config.bind = [f"fd://{fd}"]
+        ready.set()
+        await serve(app, config, shutdown_trigger=state["stop"].wait)
+
+    thread = threading.Thread(target=asyncio.run, args=(main(),), daemon=True)
+    thread.start()
+    assert ready.wait(20)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            httpx.get(url + "/__ready__", timeout=2)
+            break
+        except httpx.HTTPError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+    try:
+        yield url
+    finally:
+        state["loop"].call_soon_threadsafe(state["stop"].set)
+        thread.join(20)
+
+
+def _check(base: str, prefix: str, lwa: LWAEmulator) -> None:
+    """The app's own patterns hold at ``base + prefix``."""
+    poor = lwa.issue_token(scopes=["profile"])
+    with httpx.Client(base_url=base, timeout=10) as client:
+        health = client.get(prefix + "/health")
+        assert health.status_code == 200, health.text
+        assert health.json()["user_id"] is None
+        anonymous = client.get(prefix + "/")
+        assert anonymous.status_code == 200, anonymous.text
+        assert client.get(prefix + "/me").status_code == 401
+        signed = client.get(prefix + "/", headers=bearer(poor))
+        assert signed.json()["user_id"] == lwa.customer_for(poor).user_id
+        assert client.get(prefix + "/shipping", headers=bearer(poor)).status_code == 403
+        assert client.get(prefix + "/health/../me").status_code == 401
+        assert client.get(prefix + "/health%2F..%2Fme").status_code in (401, 404)
+
+
+def test_uvicorn_root_path(lwa_emulator: LWAEmulator) -> None:
+    # Behind a proxy that strips /api: the client path is /health, uvicorn
+    # gives path="/api/health" and root_path="/api".
+    with _uvicorn(_protected(lwa_emulator), root_path="/api") as base:
+        _check(base, "", lwa_emulator)
+
+
+def test_hypercorn_root_path(lwa_emulator: LWAEmulator) -> None:
+    # hypercorn gives path="/health" (as sent) and root_path="/api".
+    with _hypercorn(_protected(lwa_emulator), root_path="/api") as base:
+        _check(base, "", lwa_emulator)
+
+
+def test_hypercorn_root_path_with_the_prefix_in_the_path(lwa_emulator: LWAEmulator) -> None:
+    # A proxy that does not strip: path="/api/health", root_path="/api".
+    with _hypercorn(_protected(lwa_emulator), root_path="/api") as base:
+        _check(base, "/api", lwa_emulator)
+
+
+@pytest.mark.parametrize("server", ["uvicorn", "hypercorn"])
+def test_starlette_mount(server: str, lwa_emulator: LWAEmulator) -> None:
+    outer = Starlette(routes=[Mount("/api", app=_protected(lwa_emulator))])
+    serve = _uvicorn if server == "uvicorn" else _hypercorn
+    with serve(outer) as base:
+        _check(base, "/api", lwa_emulator)
+
+
+def test_fastapi_mount(lwa_emulator: LWAEmulator) -> None:
+    fastapi = pytest.importorskip("fastapi")
+    outer = fastapi.FastAPI()
+    outer.mount("/api", _protected(lwa_emulator))
+    with _uvicorn(outer) as base:
+        _check(base, "/api", lwa_emulator)
