@@ -46,6 +46,15 @@ REGIONS: dict[str, str] = {
     "fe": "https://api.amazon.co.jp",
 }
 CLIENT_ID_PREFIX = "amzn1.application-oa2-client."
+#: LWA client secrets start so; one pasted as a client id is refused, unechoed.
+CLIENT_SECRET_PREFIX = "amzn1.oa2-cs."
+
+
+def _looks_like_secret(value: str) -> bool:
+    # Secrets are 64 hex characters after their prefix; a bare one pasted
+    # without it is long lowercase hex, which no client id is.
+    bare = value.strip()
+    return len(bare) >= 48 and all(c in "0123456789abcdef" for c in bare)
 
 
 def _is_loopback(host: str) -> bool:
@@ -69,7 +78,15 @@ def _base_url(url: str) -> str:
         raise ConfigurationError(f"api_base_url {url!r} must be an https:// origin")
     if parts.username or parts.password or parts.query or parts.fragment:
         raise ConfigurationError(
-            f"api_base_url {url!r} must not carry credentials, a query or a fragment"
+            "api_base_url must not carry credentials, a query or a fragment: "
+            f"give the origin only, such as {REGIONS['na']!r}"
+        )
+    if parts.path not in ("", "/"):
+        # The endpoints are fixed paths below the origin ({origin}/auth/o2/
+        # tokeninfo): with a path, every lookup would miss and answer 503.
+        raise ConfigurationError(
+            f"api_base_url {url!r} must be an origin without a path: use "
+            f"{parts.scheme}://{parts.netloc!s} (the LWA paths are added to it)"
         )
     if parts.scheme == "http" and not _is_loopback(host):
         raise ConfigurationError(
@@ -103,6 +120,18 @@ def _client_ids(client_id: str | Collection[str] | None) -> frozenset[str]:
     for cid in ids:
         if not isinstance(cid, str) or not cid.strip():
             raise ConfigurationError(f"client_id {cid!r} is not a client id")
+        if cid.startswith(CLIENT_SECRET_PREFIX) or _looks_like_secret(cid):
+            # Never echo it: it is a secret, and error messages end up in logs.
+            raise ConfigurationError(
+                "client_id holds what looks like a client *secret* (amzn1.oa2-cs.…): pass "
+                "the client id (amzn1.application-oa2-client.…), and rotate the secret if "
+                "it was exposed"
+            )
+        if cid != cid.strip() or "," in cid:
+            raise ConfigurationError(
+                f"client_id {cid!r} holds commas or surrounding spaces; pass several client "
+                "ids as a list, such as client_id=['amzn1.application-oa2-client.a', ...]"
+            )
         if not cid.startswith(CLIENT_ID_PREFIX):
             logger.warning(
                 "client_id %r does not look like an LWA client id (%s…)", cid, CLIENT_ID_PREFIX

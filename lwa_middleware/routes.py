@@ -20,6 +20,7 @@ either, and a traversal must never make a protected view look public.
 
 from __future__ import annotations
 
+import difflib
 import enum
 import functools
 import posixpath
@@ -28,10 +29,13 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 
 from .errors import ConfigurationError
-from .identity import expand_scopes
+from .identity import POSTAL_CODE, PROFILE, PROFILE_USER_ID, expand_scopes
 
 __all__ = ["Access", "Policy", "PolicySpec", "RouteTable", "revalidate"]
 
+
+#: The scopes an LWA profile answer can prove; see :func:`~.identity.infer_scopes`.
+PROVABLE_SCOPES = frozenset({PROFILE, PROFILE_USER_ID, POSTAL_CODE})
 
 #: Markers in ``Policy.hot`` and ``Entry.serves``; not scope names (they hold a NUL).
 PROFILE_FETCHED = "\0profile-fetched"
@@ -103,6 +107,15 @@ class Policy:
         for scope in scopes:
             if not isinstance(scope, str) or not scope or any(c.isspace() for c in scope):
                 raise ConfigurationError(f"{where}: {scope!r} is not a scope name")
+            if scope not in PROVABLE_SCOPES:
+                # LWA's profile can only prove these: any other name would
+                # refuse every token on the route.
+                near = difflib.get_close_matches(scope, sorted(PROVABLE_SCOPES), n=1)
+                hint = f"did you mean {near[0]!r}? " if near else ""
+                raise ConfigurationError(
+                    f"{where}: LWA cannot prove the scope {scope!r}, so every token would be "
+                    f"refused; {hint}use {', '.join(map(repr, sorted(PROVABLE_SCOPES)))}"
+                )
         return cls(Access.REQUIRED, scopes)
 
     def stricter(self, other: Policy) -> Policy:
@@ -155,6 +168,24 @@ def _has_dot_segment(path: str) -> bool:
     return any(seg in (".", "..") for seg in path.split("/"))
 
 
+#: Path parameters of Starlette/FastAPI (``{id}``), Flask/Werkzeug (``<int:id>``)
+#: and Express-style routers (``:id``): not this table's syntax.
+_PLACEHOLDER = re.compile(r"\{[^/]*\}|<[^/]*>|(?:^|/):[^/]+")
+
+
+def _refuse_placeholders(pattern: str) -> None:
+    # Taken literally, "/users/{id}" would match no request, so the route
+    # would silently fall to the default: protection lost without a word.
+    found = _PLACEHOLDER.search(pattern)
+    if found is not None:
+        fixed = _PLACEHOLDER.sub(lambda m: ("/" if m.group().startswith("/") else "") + "*", pattern)
+        raise ConfigurationError(
+            f"route {pattern!r}: {found.group().lstrip('/')!r} is a framework's path "
+            f"parameter, which this table would match literally; write {fixed!r} "
+            "('*' is one segment, a trailing '/**' a whole subtree)"
+        )
+
+
 def _pattern_regex(pattern: str) -> str:
     prefix = pattern[:-3] if pattern.endswith("/**") else pattern
     parts = []
@@ -199,9 +230,16 @@ class RouteTable:
         self.default = Policy.parse(default, "default")
         self._exact: dict[str, Policy] = {}
         wild: list[tuple[tuple[int, int], str, Policy]] = []
+        if routes is not None and not isinstance(routes, Mapping):
+            raise ConfigurationError(
+                f"routes must be a mapping of pattern to policy, such as "
+                f"{{'/health': 'public'}}, not a {type(routes).__name__}; "
+                "for a list of (pattern, policy) pairs, pass dict(pairs)"
+            )
         for pattern, spec in (routes or {}).items():
             if not isinstance(pattern, str) or not pattern.startswith("/"):
                 raise ConfigurationError(f"route {pattern!r}: a pattern starts with '/'")
+            _refuse_placeholders(pattern)
             policy = Policy.parse(spec, f"route {pattern!r}")
             if "*" not in pattern:
                 self._exact[_fold(pattern)] = policy

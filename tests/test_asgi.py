@@ -645,14 +645,31 @@ def test_region_plumbing(make_asgi: Callable[..., LWAMiddleware]) -> None:
         assert app.settings.profile_url == f"https://{host}/user/profile"
 
 
-def test_wrong_api_base_url_fails_closed(
+def test_an_lwa_answering_404_fails_closed(
     lwa_emulator: LWAEmulator, make_asgi: Callable[..., LWAMiddleware]
 ) -> None:
-    # The emulator answers 404 under an unknown prefix: that is not a "no".
-    token = lwa_emulator.issue_token()
-    app = make_asgi(api_base_url=lwa_emulator.base_url + "/nope")
-    with TestClient(app) as client:
-        response = client.get("/me", headers=bearer(token))
+    # A 404 (a wrong host, a proxy in the way) is not LWA saying "no".
+    import http.server
+    import threading
+
+    class NotFound(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_error(404)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NotFound)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        token = lwa_emulator.issue_token()
+        app = make_asgi(api_base_url=f"http://127.0.0.1:{server.server_port}")
+        with TestClient(app) as client:
+            response = client.get("/me", headers=bearer(token))
+    finally:
+        server.shutdown()
+        server.server_close()
     assert response.status_code == 503
     assert "retry-after" in response.headers
 

@@ -318,3 +318,60 @@ def test_routes_and_default_are_validated_at_construction() -> None:
     s = settings(routes={"/health": "public"}, default="optional")
     assert s.routes.lookup("/health").access is Access.PUBLIC
     assert s.routes.lookup("/other").access is Access.OPTIONAL
+
+
+# -- mistakes that used to weaken or break protection silently -----------------
+
+
+@pytest.mark.parametrize(
+    "url", ["https://api.amazon.com/auth/o2", "https://api.amazon.com/v1/", "http://127.0.0.1:9/x"]
+)
+def test_api_base_url_with_a_path_is_refused_with_the_origin_to_use(url: str) -> None:
+    with pytest.raises(ConfigurationError, match="without a path") as caught:
+        settings(api_base_url=url)
+    assert url.split("/")[2] in str(caught.value)
+
+
+def test_api_base_url_credentials_are_not_echoed() -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        settings(api_base_url="https://user:hunter2@api.amazon.com")
+    assert "hunter2" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "client_id",
+    [
+        f"{CLIENT},amzn1.application-oa2-client.theirs",
+        f"{CLIENT}, amzn1.application-oa2-client.theirs",
+        f" {CLIENT}",
+        f"{CLIENT}\n",
+        [f"{CLIENT} "],
+    ],
+)
+def test_client_id_keyword_with_commas_or_spaces_says_to_pass_a_list(client_id: Any) -> None:
+    with pytest.raises(ConfigurationError, match="as a list"):
+        settings(client_id=client_id)
+
+
+@pytest.mark.parametrize(
+    "secret",
+    [
+        "amzn1.oa2-cs.v1.0f3c0e8a2b5d4c6e9f1a7b3d5e8c2a4f6b9d1e3f5a7c9b2d4e6f8a1c3e5b7d9f0a",
+        "0f3c0e8a2b5d4c6e9f1a7b3d5e8c2a4f6b9d1e3f5a7c9b2d4e6f8a1c3e5b7d9f",
+    ],
+)
+def test_a_client_secret_pasted_as_client_id_is_named_and_never_echoed(secret: str) -> None:
+    for kind in (settings, lambda **kw: LWAMiddleware(_asgi, **kw)):
+        with pytest.raises(ConfigurationError, match="client \\*secret\\*") as caught:
+            kind(client_id=secret)
+        assert secret not in str(caught.value)
+        assert secret[-16:] not in str(caught.value)
+        assert secret[-16:] not in repr(caught.value)
+
+
+def test_routes_as_a_list_of_pairs_says_to_pass_a_mapping() -> None:
+    with pytest.raises(ConfigurationError, match=r"dict\(pairs\)"):
+        settings(routes=[("/health", "public")])
+    for middleware, app in ((LWAMiddleware, _asgi), (LWAWSGIMiddleware, _wsgi)):
+        with pytest.raises(ConfigurationError, match="mapping"):
+            middleware(app, client_id=CLIENT, routes=[("/health", "public")])  # type: ignore[arg-type]

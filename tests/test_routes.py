@@ -110,7 +110,7 @@ def test_longest_wildcard_wins() -> None:
         {
             "/**": "public",
             "/api/**": "optional",
-            "/api/admin/**": ["admin"],
+            "/api/admin/**": ["postal_code"],
             "/api/*/orders": ["profile"],
         }
     )
@@ -118,13 +118,13 @@ def test_longest_wildcard_wins() -> None:
     assert table.lookup("/home") == PUBLIC
     assert table.lookup("/api") == OPTIONAL
     assert table.lookup("/api/x") == OPTIONAL
-    assert table.lookup("/api/admin") == scopes("admin")
-    assert table.lookup("/api/admin/users/1") == scopes("admin")
+    assert table.lookup("/api/admin") == scopes("postal_code")
+    assert table.lookup("/api/admin/users/1") == scopes("postal_code")
     assert table.lookup("/api/42/orders") == scopes("profile")
     # "/api/admin/**" (13 chars) is longer than "/api/*/orders" (13 chars) … tie on
     # length: both match "/api/admin/orders"; either is a defensible answer,
     # but it must be one of them.
-    assert table.lookup("/api/admin/orders") in (scopes("admin"), scopes("profile"))
+    assert table.lookup("/api/admin/orders") in (scopes("postal_code"), scopes("profile"))
 
 
 def test_star_is_exactly_one_non_empty_segment() -> None:
@@ -227,7 +227,7 @@ def test_revalidate_survives_lookup_and_dot_segments() -> None:
     assert table.lookup("/pay/./x").revalidate is True
     assert table.lookup("/other").revalidate is False
     assert REQUIRED.stricter(revalidate()).revalidate is True
-    assert PUBLIC.stricter(revalidate(["a"])) == revalidate(["a"])
+    assert PUBLIC.stricter(revalidate(["profile"])) == revalidate(["profile"])
 
 
 # -- brute-force reference -----------------------------------------------------
@@ -338,3 +338,42 @@ def test_long_paths_get_their_policy_without_the_memo() -> None:
     assert table.lookup("/static/" + long_tail) == PUBLIC
     assert table.lookup("/users/" + long_tail + "/orders") == scopes("profile")
     assert table.lookup("/static/" + long_tail + "/../../admin") == REQUIRED
+
+
+# -- framework placeholders and unprovable scopes ------------------------------
+
+
+@pytest.mark.parametrize(
+    ("pattern", "fixed"),
+    [
+        ("/users/{id}", "/users/*"),
+        ("/users/{user_id}/orders", "/users/*/orders"),
+        ("/users/<int:id>", "/users/*"),
+        ("/files/<path:rest>", "/files/*"),
+        ("/users/:id", "/users/*"),
+        ("/users/:id/orders/:order", "/users/*/orders/*"),
+    ],
+)
+def test_framework_placeholders_are_refused_with_the_pattern_to_write(
+    pattern: str, fixed: str
+) -> None:
+    with pytest.raises(ConfigurationError, match="path parameter") as caught:
+        RouteTable({pattern: "public"})
+    assert repr(fixed) in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("scope", "hint"),
+    [("postalcode", "postal_code"), ("Profile", "profile"), ("profile:userid", "profile:user_id")],
+)
+def test_a_scope_lwa_cannot_prove_is_refused_with_a_suggestion(scope: str, hint: str) -> None:
+    with pytest.raises(ConfigurationError, match="cannot prove") as caught:
+        RouteTable({"/zip": [scope]})
+    assert f"did you mean {hint!r}" in str(caught.value)
+    with pytest.raises(ConfigurationError, match="cannot prove"):
+        revalidate([scope])
+
+
+def test_an_unknown_scope_without_a_near_match_lists_the_provable_ones() -> None:
+    with pytest.raises(ConfigurationError, match="'postal_code', 'profile', 'profile:user_id'"):
+        RouteTable({"/admin": ["admin"]})
