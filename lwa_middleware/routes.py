@@ -178,7 +178,7 @@ def _refuse_placeholders(pattern: str) -> None:
     # would silently fall to the default: protection lost without a word.
     found = _PLACEHOLDER.search(pattern)
     if found is not None:
-        fixed = _PLACEHOLDER.sub(lambda m: ("/" if m.group().startswith("/") else "") + "*", pattern)
+        fixed = _PLACEHOLDER.sub(lambda m: "/*" if m.group().startswith("/") else "*", pattern)
         raise ConfigurationError(
             f"route {pattern!r}: {found.group().lstrip('/')!r} is a framework's path "
             f"parameter, which this table would match literally; write {fixed!r} "
