@@ -201,6 +201,10 @@ class LWAMiddleware:
         self._realm = self.settings.realm
         self._strip = self.settings.strip_credentials
         self._preflight = self.settings.allow_preflight
+        self._sources = self.settings.token_sources
+        # With header tokens turned off the hot path finds no header, so every
+        # request goes through _judge(), which refuses them.
+        self._token_headers = TOKEN_HEADERS if "header" in self._sources else frozenset()
 
     def __repr__(self) -> str:
         return f"LWAMiddleware({self.app!r}, {self.authenticator!r})"
@@ -258,8 +262,9 @@ class LWAMiddleware:
         # ``serves`` covers ``policy.hot``.
         raw = value = None
         seen = 0
+        token_headers = self._token_headers
         for name, value in scope["headers"]:
-            if name in TOKEN_HEADERS:
+            if name in token_headers:
                 seen += 1
                 if name == b"x-amz-access-token":
                     raw = value
@@ -304,7 +309,9 @@ class LWAMiddleware:
         if self._preflight and kind == "http" and _is_preflight(scope):
             return scope
         try:
-            token = extract_token(scope["headers"], scope.get("query_string", b""))
+            token = extract_token(
+                scope["headers"], scope.get("query_string", b""), self._sources
+            )
             if token is None:
                 if policy.access is not _OPTIONAL:
                     raise MissingToken()

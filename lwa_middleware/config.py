@@ -32,6 +32,7 @@ from urllib.parse import urlsplit
 
 from .errors import ConfigurationError
 from .routes import Policy, PolicySpec, RouteTable
+from .tokens import TOKEN_SOURCES
 
 __all__ = ["REGIONS", "Settings"]
 
@@ -139,6 +140,21 @@ def _client_ids(client_id: str | Collection[str] | None) -> frozenset[str]:
     return ids
 
 
+def _token_sources(sources: Collection[str]) -> frozenset[str]:
+    if isinstance(sources, str) or not isinstance(sources, Collection):
+        raise ConfigurationError(
+            f"token_sources must be a collection such as ('header',), not {sources!r}"
+        )
+    chosen = frozenset(sources)
+    unknown = chosen - TOKEN_SOURCES
+    if unknown or not chosen:
+        raise ConfigurationError(
+            f"token_sources {sorted(map(str, chosen))!r}: choose one or more of "
+            f"{', '.join(map(repr, sorted(TOKEN_SOURCES)))}"
+        )
+    return chosen
+
+
 @dataclass(frozen=True, kw_only=True)
 class Settings:
     """Validated configuration; build it with :meth:`from_options`."""
@@ -166,6 +182,8 @@ class Settings:
     redis_timeout: float = 0.05
     local_cache_ttl: float = 5.0
     user_id_from_tokeninfo: bool = False
+    #: Where tokens are accepted from: ``"header"`` and/or ``"query"``.
+    token_sources: frozenset[str] = TOKEN_SOURCES
     on_event: Callable[[str, Mapping[str, Any]], None] | None = field(default=None)
 
     @property
@@ -189,6 +207,7 @@ class Settings:
         cache_maxsize: int | None = None,
         redis_url: str | None = None,
         cache_key_secret: str | bytes | None = None,
+        token_sources: Collection[str] = TOKEN_SOURCES,
         **rest: Any,
     ) -> Settings:
         """Validate user options; raise :class:`ConfigurationError` on any mistake."""
@@ -224,6 +243,7 @@ class Settings:
         )
 
         values: dict[str, Any] = dict(rest)
+        values["token_sources"] = _token_sources(token_sources)
         if ttl is not None:
             values["cache_ttl"] = ttl
         if maxsize is not None:

@@ -24,12 +24,22 @@ from urllib.parse import parse_qsl
 
 from .errors import InvalidRequest, InvalidToken
 
-__all__ = ["MAX_TOKEN_BYTES", "TOKEN_HEADERS", "extract_token", "looks_like_lwa_token"]
+__all__ = [
+    "MAX_TOKEN_BYTES",
+    "TOKEN_HEADERS",
+    "TOKEN_SOURCES",
+    "extract_token",
+    "looks_like_lwa_token",
+]
 
 MAX_TOKEN_BYTES = 2048
 LWA_TOKEN_PREFIX = "Atza|"
 #: Lowercase header names that may carry a token.
 TOKEN_HEADERS = frozenset({b"authorization", b"x-amz-access-token"})
+
+#: Where a token may come from: ``"header"`` (``Authorization: Bearer`` and
+#: ``x-amz-access-token``) and ``"query"`` (``?access_token=``).
+TOKEN_SOURCES = frozenset({"header", "query"})
 
 _VISIBLE = re.compile(rb"[\x21-\x7e]+")
 _QUERY_KEY = b"access_token"
@@ -69,13 +79,20 @@ def _from_query(query: bytes) -> list[str]:
     return found
 
 
-def extract_token(headers: Iterable[tuple[bytes, bytes]], query: bytes = b"") -> str | None:
+def extract_token(
+    headers: Iterable[tuple[bytes, bytes]],
+    query: bytes = b"",
+    sources: frozenset[str] = TOKEN_SOURCES,
+) -> str | None:
     """The request's LWA token, ``None`` when it carries none.
 
     :param headers: ``(lowercase name, value)`` pairs; only names in
         :data:`TOKEN_HEADERS` are looked at, so callers may pass them all.
     :param query: the raw query string.
-    :raises InvalidRequest: malformed credentials, or two different tokens.
+    :param sources: the accepted :data:`TOKEN_SOURCES`. A token sent by
+        another way is refused rather than ignored, so the client learns why.
+    :raises InvalidRequest: malformed credentials, two different tokens, or a
+        token sent by a source that is turned off.
     :raises InvalidToken: a value that cannot be an LWA token.
     """
     token: str | None = None
@@ -88,6 +105,11 @@ def extract_token(headers: Iterable[tuple[bytes, bytes]], query: bytes = b"") ->
             candidate = _checked(value.strip(b" \t"), "x-amz-access-token header")
         else:
             continue
+        if "header" not in sources:
+            raise InvalidRequest(
+                "This API does not accept access tokens in headers; "
+                "send it as the access_token query parameter."
+            )
         if token is None:
             token = candidate
         elif candidate != token:
@@ -95,6 +117,11 @@ def extract_token(headers: Iterable[tuple[bytes, bytes]], query: bytes = b"") ->
     # A percent-encoded key (access%5Ftoken) is still the same parameter.
     if query and (_QUERY_KEY in query or b"%" in query):
         for candidate in _from_query(query):
+            if "query" not in sources:
+                raise InvalidRequest(
+                    "This API does not accept access tokens in the query string, which "
+                    "ends up in logs; send an Authorization: Bearer header."
+                )
             if token is None:
                 token = candidate
             elif candidate != token:

@@ -114,6 +114,8 @@ class LWAWSGIMiddleware(SyncControls):
         self._realm = self.settings.realm
         self._strip = self.settings.strip_credentials
         self._preflight = self.settings.allow_preflight
+        self._sources = self.settings.token_sources
+        self._header_tokens = "header" in self._sources
 
     def __repr__(self) -> str:
         return f"LWAWSGIMiddleware({self.app!r}, {self.authenticator!r})"
@@ -153,7 +155,7 @@ class LWAWSGIMiddleware(SyncControls):
             raw = auth[7:] if auth is not None and auth.startswith(_BEARER) else None
         else:
             raw = amz if auth is None else None
-        if raw is not None:
+        if raw is not None and self._header_tokens:
             query = environ.get("QUERY_STRING")
             if not query or ("access_token" not in query and "%" not in query):
                 # The hot-path check, inlined as in LWAMiddleware.__call__.
@@ -193,7 +195,7 @@ class LWAWSGIMiddleware(SyncControls):
                 for part in environ[key].split(",")
             ]
             query = environ.get("QUERY_STRING", "")
-            token = extract_token(headers, _latin1(query) if query else b"")
+            token = extract_token(headers, _latin1(query) if query else b"", self._sources)
             if token is None:
                 if policy.access is not _OPTIONAL:
                     raise MissingToken()

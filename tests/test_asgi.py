@@ -816,3 +816,21 @@ async def test_invalidate_forgets_a_token(
         assert (await client.get("/me", headers=bearer(token))).status_code == 401
     await app.aclose()
     assert lwa_emulator.calls["tokeninfo"] == 2
+
+
+def test_token_sources_turn_a_source_off_even_for_cached_tokens(
+    lwa_emulator: LWAEmulator, make_asgi: Callable[..., LWAMiddleware]
+) -> None:
+    token = lwa_emulator.issue_token()
+    query = "/me?access_token=" + quote(token, safe="")
+    with TestClient(make_asgi(token_sources=("header",))) as client:
+        assert client.get("/me", headers=bearer(token)).status_code == 200
+        refused = client.get(query)
+        assert refused.status_code == 400
+        assert "query string" in refused.json()["error_description"]
+    with TestClient(make_asgi(token_sources=("query",))) as client:
+        assert client.get(query).status_code == 200
+        # Cached now: the hot path must still refuse a header token.
+        refused = client.get("/me", headers=bearer(token))
+        assert refused.status_code == 400
+        assert "in headers" in refused.json()["error_description"]

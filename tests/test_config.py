@@ -375,3 +375,14 @@ def test_routes_as_a_list_of_pairs_says_to_pass_a_mapping() -> None:
     for middleware, app in ((LWAMiddleware, _asgi), (LWAWSGIMiddleware, _wsgi)):
         with pytest.raises(ConfigurationError, match="mapping"):
             middleware(app, client_id=CLIENT, routes=[("/health", "public")])  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("sources", ["header", (), ["header", "cookie"], [1]])
+def test_bad_token_sources(sources: Any) -> None:
+    with pytest.raises(ConfigurationError, match="token_sources"):
+        settings(token_sources=sources)
+
+
+def test_token_sources_default_to_header_and_query() -> None:
+    assert settings().token_sources == frozenset({"header", "query"})
+    assert settings(token_sources=["header"]).token_sources == frozenset({"header"})

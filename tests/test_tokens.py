@@ -347,3 +347,26 @@ def extract_token_keys(query: bytes) -> list[str]:
         for k, _ in parse_qsl(query.decode("latin-1"), keep_blank_values=True, encoding="latin-1")
         if k == "access_token"
     ]
+
+
+# -- token_sources -------------------------------------------------------------
+
+_TOKEN = "Atza|" + "t" * 400
+
+
+def test_a_query_token_is_refused_when_the_query_source_is_off() -> None:
+    with pytest.raises(InvalidRequest, match="query string"):
+        extract_token([], b"access_token=" + _TOKEN.encode(), frozenset({"header"}))
+    with pytest.raises(InvalidRequest, match="query string"):
+        extract_token([], b"access%5Ftoken=" + _TOKEN.encode(), frozenset({"header"}))
+    headers = [(b"authorization", b"Bearer " + _TOKEN.encode())]
+    assert extract_token(headers, b"page=2", frozenset({"header"})) == _TOKEN
+
+
+def test_a_header_token_is_refused_when_the_header_source_is_off() -> None:
+    for name, value in ((b"authorization", b"Bearer "), (b"x-amz-access-token", b"")):
+        with pytest.raises(InvalidRequest, match="in headers"):
+            extract_token([(name, value + _TOKEN.encode())], b"", frozenset({"query"}))
+    # A non-Bearer Authorization is not a token, so it is no reason to refuse.
+    assert extract_token([(b"authorization", b"Basic eDp5")], b"", frozenset({"query"})) is None
+    assert extract_token([], b"access_token=" + _TOKEN.encode(), frozenset({"query"})) == _TOKEN

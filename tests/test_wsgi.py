@@ -514,3 +514,20 @@ def test_flask_app(lwa_emulator: LWAEmulator) -> None:
     assert down.headers["Retry-After"] == "4"
     assert lwa_emulator.calls["tokeninfo"] == 3
     mw.close()
+
+
+def test_token_sources_turn_a_source_off_even_for_cached_tokens(
+    lwa_emulator: LWAEmulator, validated: Callable[..., tuple[Client, Spy, LWAWSGIMiddleware]]
+) -> None:
+    token = lwa_emulator.issue_token()
+    query = "/me?access_token=" + quote(token, safe="")
+    client, _, _ = validated(token_sources=("header",))
+    assert client.get("/me", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    refused = client.get(query)
+    assert refused.status_code == 400
+    assert "query string" in refused.get_json()["error_description"]
+    client, _, _ = validated(token_sources=("query",))
+    assert client.get(query).status_code == 200
+    refused = client.get("/me", headers={"Authorization": f"Bearer {token}"})
+    assert refused.status_code == 400
+    assert "in headers" in refused.get_json()["error_description"]
