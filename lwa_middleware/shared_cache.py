@@ -134,7 +134,7 @@ _IDENTITY_FIELDS: Final = frozenset(
 _REJECTION_FIELDS: Final = frozenset({"v", "error", "description"})
 
 # Replies of _READ.
-_MISS, _HIT, _REJECTED, _LEASE_TAKEN, _LEASE_HELD = 0, 1, 2, 3, 4
+_MISS, _HIT, _REJECTED, _LEASE_TAKEN, _LEASE_HELD, _REVOKED = 0, 1, 2, 3, 4, 5
 
 # A value of the wrong type (someone else's data under our key) must be a
 # miss, not a script error that would look like Redis being down.
@@ -149,13 +149,15 @@ local function get(key)
 end
 """
 
-#: KEYS: id, rej, lease, rev. ARGV: lease id, lease PX (0: do not take a lease).
+#: KEYS: id, rej, lease, rev. ARGV: lease id, lease PX (0: do not take a lease),
+#: '1' to read only the revocation (a revalidate() route), else '0'.
 #: A revocation (rev) outranks everything, even an identity written after it.
 _READ = (
     _LUA_GET
     + """
 local value = get(KEYS[4])
-if value then return {2, value, redis.call('PTTL', KEYS[4])} end
+if value then return {5, value, redis.call('PTTL', KEYS[4])} end
+if ARGV[3] == '1' then return {0} end
 value = get(KEYS[1])
 if value then return {1, value, redis.call('PTTL', KEYS[1])} end
 value = get(KEYS[2])
@@ -393,7 +395,7 @@ class _SharedCacheBase:
 
     # -- plans ---------------------------------------------------------------
 
-    def _get_plan(self, token: str) -> _Plan[_Found]:
+    def _get_plan(self, token: str, revocation_only: bool = False) -> _Plan[_Found]:
         secret = yield from self._secret_plan()
         digest = self._hex(secret, token)
         keys = (
@@ -403,12 +405,13 @@ class _SharedCacheBase:
             PREFIX + "rev:" + digest,
         )
         lease_id = secrets.token_hex(8)
-        lease_px = self._lease_px if self.lease else 0
+        lease_px = self._lease_px if self.lease and not revocation_only else 0
+        mode = "1" if revocation_only else "0"
         deadline: float | None = None
         while True:
-            reply = yield _Call("read", keys, (lease_id, lease_px))
+            reply = yield _Call("read", keys, (lease_id, lease_px, mode))
             kind = int(reply[0])
-            if kind in (_HIT, _REJECTED):
+            if kind in (_HIT, _REJECTED, _REVOKED):
                 raw, pttl = reply[1], int(reply[2])
                 try:
                     if not isinstance(raw, bytes) or len(raw) > MAX_VALUE_BYTES:
@@ -419,7 +422,8 @@ class _SharedCacheBase:
                 except (ValueError, KeyError, TypeError):
                     self.corrupt += 1
                     self._log("a corrupt shared cache entry was dropped")
-                    yield _Call("delete", (keys[0] if kind == _HIT else keys[1],))
+                    where = {_HIT: keys[0], _REJECTED: keys[1], _REVOKED: keys[3]}[kind]
+                    yield _Call("delete", (where,))
                     return None
             if kind == _LEASE_TAKEN:
                 self._hold(digest, lease_id)
@@ -464,14 +468,15 @@ class _SharedCacheBase:
         digest = self._hex(secret, token)
         lease_id = lease[1] if lease[0] == digest else ""
         lease_key = PREFIX + "lease:" + digest
-        if isinstance(error, InvalidToken) and error.remember:
+        if isinstance(error, InvalidToken):
+            # Whatever is remembered, the identity goes: LWA just said this
+            # token is no good (so no worker serves it again, stale or not).
             if seconds is None:
-                seconds = self.settings.negative_cache_ttl
+                seconds = self.settings.negative_cache_ttl if error.remember else 0.0
             px = max(1, int(seconds * 1000)) if seconds > 0 else 0
             value = json.dumps(
                 {"v": SCHEMA, "error": error.error, "description": error.description}
             ).encode()
-            # The identity goes too: LWA just said this token is no good.
             target = PREFIX + ("rev:" if error.description == REVOKED else "rej:") + digest
             keys = (target, PREFIX + "id:" + digest, lease_key, PREFIX + "rev:" + digest)
             yield _Call("write", keys, (value if px else b"", px, lease_id))
@@ -586,9 +591,13 @@ class SyncSharedCache(_SharedCacheBase):
             self._failed(exc)
             return default
 
-    def get(self, token: str) -> _Found:
-        """The shared verdict on ``token``, or ``None`` for a miss (ask LWA)."""
-        return self._run(self._get_plan(token), None)
+    def get(self, token: str, revocation_only: bool = False) -> _Found:
+        """The shared verdict on ``token``, or ``None`` for a miss (ask LWA).
+
+        With ``revocation_only`` (a ``revalidate()`` route) only a revocation
+        is read: the identity must come from LWA.
+        """
+        return self._run(self._get_plan(token, revocation_only), None)
 
     def put(self, token: str, resolved: Resolved) -> None:
         """Share a resolved token and release this worker's lease on it."""
@@ -596,9 +605,10 @@ class SyncSharedCache(_SharedCacheBase):
         self._run(self._put_plan(token, resolved, lease), None)
 
     def record_failure(self, token: str, error: AuthError) -> None:
-        """Share a remembered rejection; for anything else only release the lease."""
+        """Drop the identity of a rejected token and share a remembered
+        rejection; for anything else only release the lease."""
         lease = self._take_lease(token)
-        if not lease[1] and not (isinstance(error, InvalidToken) and error.remember):
+        if not lease[1] and not isinstance(error, InvalidToken):
             return
         self._run(self._failure_plan(token, error, lease), None)
 
@@ -688,9 +698,10 @@ class AsyncSharedCache(_SharedCacheBase):
             self._failed(exc)
             return default
 
-    async def get(self, token: str) -> _Found:
-        """The shared verdict on ``token``, or ``None`` for a miss (ask LWA)."""
-        return await self._run(self._get_plan(token), None)
+    async def get(self, token: str, revocation_only: bool = False) -> _Found:
+        """The shared verdict on ``token``, or ``None`` for a miss (ask LWA); see
+        :meth:`SyncSharedCache.get`."""
+        return await self._run(self._get_plan(token, revocation_only), None)
 
     async def put(self, token: str, resolved: Resolved) -> None:
         """Share a resolved token and release this worker's lease on it."""
@@ -698,9 +709,10 @@ class AsyncSharedCache(_SharedCacheBase):
         await self._run(self._put_plan(token, resolved, lease), None)
 
     async def record_failure(self, token: str, error: AuthError) -> None:
-        """Share a remembered rejection; for anything else only release the lease."""
+        """Drop the identity of a rejected token and share a remembered
+        rejection; for anything else only release the lease."""
         lease = self._take_lease(token)
-        if not lease[1] and not (isinstance(error, InvalidToken) and error.remember):
+        if not lease[1] and not isinstance(error, InvalidToken):
             return
         await self._run(self._failure_plan(token, error, lease), None)
 
