@@ -19,9 +19,15 @@ ids sharing one Redis never see each other's verdicts.
 
 Values are JSON, never pickle: the identity fields, the scopes, the client
 id, the epoch ``expires_at``, whether the profile was fetched, and a schema
-version. Nothing stored can be turned back into a token. Every value is
-validated when read; a value that does not validate is deleted and treated
-as a miss.
+version. Nothing stored can be turned back into a token. Every value (an
+identity, a rejection, a revocation) is *sealed*: it starts with the hex
+HMAC-SHA256, under a MAC key derived from the key secret
+(``HMAC(secret, b"lwa:v1:mac")``), of the key's name and the JSON, checked
+with :func:`hmac.compare_digest`. So whoever can write to Redis without the
+secret can neither plant nor edit a value, nor copy one onto another token's
+key. Every value is validated when read; a value whose MAC fails or that does
+not validate is deleted and treated as a miss (values of schema 1, unsealed,
+read as misses and are replaced).
 
 An identity's Redis TTL is the smaller of ``cache_ttl`` and the token's
 remaining life, and the reader rebuilds the token's deadline from
@@ -39,8 +45,10 @@ with ``SET lwa:v1:secret <random> NX`` and every worker reads it back, so
 every worker sharing the Redis shares the key space with no configuration.
 The trade-off: anyone who can read that Redis can read the secret, and with
 it test whether a token they already hold is cached (they still cannot
-recover a token from a key). Set ``cache_key_secret`` (or
-``LWA_CACHE_KEY_SECRET``) to keep the secret out of Redis. A generated secret
+recover a token from a key) and, if they can also write, seal forged values:
+the MAC then only stops someone who can write Redis but not read it. Set
+``cache_key_secret`` (or ``LWA_CACHE_KEY_SECRET``) to keep the secret out of
+Redis; a warning is logged (once a process) when it is not set. A generated secret
 is re-read every :data:`SECRET_RECHECK` seconds and after any Redis failure,
 so workers converge again if Redis restarts empty or evicts the key.
 
@@ -101,9 +109,14 @@ __all__ = ["AsyncSharedCache", "SharedHit", "SyncSharedCache"]
 
 logger = logging.getLogger("lwa_middleware.shared_cache")
 
-#: Version of the stored JSON; bump it (and the key prefix) on any change.
-SCHEMA: Final = 1
+#: Version of the stored JSON. 2: every value is sealed with a MAC (a value
+#: of version 1 fails the MAC check, so it reads as a miss and is replaced).
+SCHEMA: Final = 2
 PREFIX: Final = "lwa:v1:"
+#: Label of the MAC key, derived from the key secret: HMAC(secret, label).
+_MAC_LABEL: Final = b"lwa:v1:mac"
+#: A stored value is the hex HMAC-SHA256 (this many characters) then the JSON.
+_MAC_HEX: Final = 64
 SECRET_KEY: Final = PREFIX + "secret"
 #: Seconds Redis is skipped after a failure.
 BACKOFF: Final = 1.0
@@ -241,6 +254,34 @@ _Plan = Generator[_Call | _Sleep, Any, _T]
 _Found = SharedHit | InvalidToken | None
 
 
+#: Whether the missing ``cache_key_secret`` was warned about (once a process).
+_warned_no_secret = False
+_warn_lock = threading.Lock()
+
+
+def _warn_generated_secret() -> None:
+    global _warned_no_secret
+    with _warn_lock:
+        if _warned_no_secret:
+            return
+        _warned_no_secret = True
+    logger.warning(
+        "lwa_middleware: redis_url is set without cache_key_secret: the key and MAC "
+        "secret is generated and stored in Redis (%s), so anyone who can read Redis can "
+        "forge shared-cache entries. Set cache_key_secret (LWA_CACHE_KEY_SECRET).",
+        SECRET_KEY,
+    )
+
+
+def _mac_key(secret: bytes) -> bytes:
+    # Derived, so the MAC key and the key-naming HMAC never share a key.
+    return hmac.new(secret, _MAC_LABEL, hashlib.sha256).digest()
+
+
+def _tag(mac_key: bytes, key: str, body: bytes) -> bytes:
+    return hmac.new(mac_key, key.encode() + b"\n" + body, hashlib.sha256).hexdigest().encode()
+
+
 class _SharedCacheBase:
     """What both flavours share: keys, codec, leases, back-off, logging.
 
@@ -257,7 +298,10 @@ class _SharedCacheBase:
         self._timeout = settings.redis_timeout
         self._max_connections = max(8, settings.max_concurrent_lookups)
         self._configured_secret = settings.cache_key_secret
+        if settings.cache_key_secret is None:
+            _warn_generated_secret()
         self._secret: bytes | None = settings.cache_key_secret
+        self._mac: tuple[bytes, bytes] | None = None  # (secret, MAC key derived from it)
         self._secret_checked = time.monotonic()
         self._namespace = "\0".join(
             ["lwa:v1", settings.api_base_url, *sorted(settings.client_ids), ""]
@@ -321,6 +365,23 @@ class _SharedCacheBase:
             self._leases[digest] = (lease_id, now)
 
     # -- codec ---------------------------------------------------------------
+
+    def _mac_key(self, secret: bytes) -> bytes:
+        mac = self._mac
+        if mac is None or mac[0] is not secret:
+            mac = self._mac = (secret, _mac_key(secret))
+        return mac[1]
+
+    def _seal(self, secret: bytes, key: str, body: bytes) -> bytes:
+        """``body`` with a MAC bound to ``key`` in front: what is stored under ``key``."""
+        return _tag(self._mac_key(secret), key, body) + body
+
+    def _unseal(self, secret: bytes, key: str, raw: bytes) -> bytes:
+        """The body of a value read from ``key``; ``ValueError`` unless its MAC holds."""
+        tag, body = raw[:_MAC_HEX], raw[_MAC_HEX:]
+        if not hmac.compare_digest(tag, _tag(self._mac_key(secret), key, body)):
+            raise ValueError("MAC")
+        return body
 
     @staticmethod
     def _encode(resolved: Resolved) -> bytes:
@@ -413,16 +474,18 @@ class _SharedCacheBase:
             kind = int(reply[0])
             if kind in (_HIT, _REJECTED, _REVOKED):
                 raw, pttl = reply[1], int(reply[2])
+                where = {_HIT: keys[0], _REJECTED: keys[1], _REVOKED: keys[3]}[kind]
                 try:
                     if not isinstance(raw, bytes) or len(raw) > MAX_VALUE_BYTES:
                         raise ValueError("size")
+                    body = self._unseal(secret, where, raw)
                     if kind == _HIT:
-                        return self._decode_identity(raw, pttl)
-                    return self._decode_rejection(raw)
+                        return self._decode_identity(body, pttl)
+                    return self._decode_rejection(body)
                 except (ValueError, KeyError, TypeError):
+                    # Corrupt, of another schema, or forged (its MAC fails).
                     self.corrupt += 1
-                    self._log("a corrupt shared cache entry was dropped")
-                    where = {_HIT: keys[0], _REJECTED: keys[1], _REVOKED: keys[3]}[kind]
+                    self._log("a corrupt or forged shared cache entry was dropped")
                     yield _Call("delete", (where,))
                     return None
             if kind == _LEASE_TAKEN:
@@ -447,7 +510,7 @@ class _SharedCacheBase:
         px = max(1, int(seconds * 1000)) if seconds > 0 else 0
         if px == 0 and not lease_id:
             return None
-        value = self._encode(resolved) if px else b""
+        value = self._seal(secret, PREFIX + "id:" + digest, self._encode(resolved)) if px else b""
         keys = (
             PREFIX + "id:" + digest,
             PREFIX + "rej:" + digest,
@@ -474,12 +537,10 @@ class _SharedCacheBase:
             if seconds is None:
                 seconds = self.settings.negative_cache_ttl if error.remember else 0.0
             px = max(1, int(seconds * 1000)) if seconds > 0 else 0
-            value = json.dumps(
-                {"v": SCHEMA, "error": error.error, "description": error.description}
-            ).encode()
             target = PREFIX + ("rev:" if error.description == REVOKED else "rej:") + digest
+            value = self._seal(secret, target, _rejection_body(error.description)) if px else b""
             keys = (target, PREFIX + "id:" + digest, lease_key, PREFIX + "rev:" + digest)
-            yield _Call("write", keys, (value if px else b"", px, lease_id))
+            yield _Call("write", keys, (value, px, lease_id))
         elif lease_id:
             yield _Call("release", (lease_key,), (lease_id,))
         return None
@@ -530,6 +591,12 @@ class _SharedCacheBase:
 
 class _Unusable(Exception):
     """Redis answered, but not something this cache can use."""
+
+
+def _rejection_body(description: str) -> bytes:
+    return json.dumps(
+        {"v": SCHEMA, "error": InvalidToken.error, "description": description}
+    ).encode()
 
 
 def _json_object(raw: bytes, expected: frozenset[str]) -> dict[str, Any]:
