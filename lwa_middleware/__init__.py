@@ -23,6 +23,7 @@ from .errors import (
     InvalidToken,
     LWAError,
     MissingToken,
+    SharedCacheError,
     UpstreamUnavailable,
 )
 from .identity import Identity
@@ -42,6 +43,7 @@ __all__ = [
     "LWAMiddleware",
     "LWAWSGIMiddleware",
     "MissingToken",
+    "SharedCacheError",
     "UpstreamUnavailable",
     "__version__",
     "get_identity",

@@ -266,7 +266,11 @@ class Authenticator:
         return None
 
     def invalidate(self, token: str) -> None:
-        """Forget ``token`` in this process and, blocking, in the shared cache."""
+        """Forget ``token`` in this process and, blocking, in the shared cache.
+
+        Raises :class:`~.errors.SharedCacheError` (after forgetting it here)
+        if Redis could not be written within its own deadline and retries.
+        """
         key = self.digest(token)
         self.cache.discard(key)
         if self.settings.redis_url:
@@ -282,7 +286,12 @@ class Authenticator:
         return time.monotonic() + left, left
 
     def revoke(self, token: str) -> None:
-        """Refuse ``token`` until it expires, here and (blocking) in the shared cache."""
+        """Refuse ``token`` until it expires, here and (blocking) in the shared cache.
+
+        Raises :class:`~.errors.SharedCacheError` (after refusing it here) if
+        Redis could not be written; the revocation is then published as soon
+        as Redis answers again.
+        """
         key = self.digest(token)
         until, left = self._revocation(key)
         self.cache.revoke(key, until)
@@ -501,11 +510,18 @@ class SyncControls:
         return self.authenticator.stats
 
     def invalidate(self, token: str) -> None:
-        """Forget what is cached about ``token``; see ``LWAMiddleware.invalidate``."""
+        """Forget what is cached about ``token``; see ``LWAMiddleware.invalidate``.
+
+        Raises :class:`~.errors.SharedCacheError` if Redis could not be written.
+        """
         self.authenticator.invalidate(token)
 
     def revoke(self, token: str) -> None:
-        """Refuse ``token`` until it expires (logout); see ``LWAMiddleware.revoke``."""
+        """Refuse ``token`` until it expires (logout); see ``LWAMiddleware.revoke``.
+
+        Raises :class:`~.errors.SharedCacheError` if Redis could not be written
+        (the token is refused in this process all the same).
+        """
         self.authenticator.revoke(token)
 
     def close(self) -> None:
