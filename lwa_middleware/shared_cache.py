@@ -11,7 +11,8 @@ What is stored
 --------------
 
 Keys are ``lwa:v1:id:<hex>`` (a resolved identity), ``lwa:v1:rej:<hex>`` (a
-token LWA rejected) and ``lwa:v1:lease:<hex>`` (a lookup in progress), where
+token LWA rejected), ``lwa:v1:rev:<hex>`` (a token revoked by ``revoke()``)
+and ``lwa:v1:lease:<hex>`` (a lookup in progress), where
 ``<hex>`` is an HMAC-SHA256 of the *whole* token, prefixed by the LWA origin
 and the accepted client ids, under a server-side secret. Two tokens sharing a
 long prefix never share an entry, and two applications with different client
@@ -49,8 +50,24 @@ recover a token from a key) and, if they can also write, seal forged values:
 the MAC then only stops someone who can write Redis but not read it. Set
 ``cache_key_secret`` (or ``LWA_CACHE_KEY_SECRET``) to keep the secret out of
 Redis; a warning is logged (once a process) when it is not set. A generated secret
-is re-read every :data:`SECRET_RECHECK` seconds and after any Redis failure,
-so workers converge again if Redis restarts empty or evicts the key.
+is re-read every :data:`SECRET_RECHECK` seconds and after any Redis failure;
+a worker that finds it gone puts back the secret it already uses (never a
+new one), so workers keep one key space if Redis restarts empty.
+
+Data loss and revocations
+-------------------------
+
+Every read and write script also compares ``lwa:v1:epoch``, a random marker
+of the Redis data set, with the one this worker knows. Missing or changed
+means Redis lost its data (flush, restart without persistence, failover) or
+another worker noticed first: the worker then restores the marker and the
+generated secret and publishes again the revocations it made (kept in memory
+as Redis hex and expiry, never the token), with their remaining TTL. That is
+on the worker's first Redis round trip after the loss. :meth:`revoke` and
+:meth:`discard` use connections of their own with a longer deadline
+(:data:`DURABLE_TIMEOUT`, :data:`DURABLE_ATTEMPTS` within
+:data:`DURABLE_BUDGET`), even while backing off, and raise
+:class:`~.errors.SharedCacheError` when Redis could not be written.
 
 Cross-process single-flight
 ---------------------------
