@@ -23,6 +23,7 @@ from .errors import (
     InvalidToken,
     LWAError,
     MissingToken,
+    SharedCacheError,
     UnsupportedScope,
     UpstreamUnavailable,
 )
@@ -43,6 +44,7 @@ __all__ = [
     "LWAMiddleware",
     "LWAWSGIMiddleware",
     "MissingToken",
+    "SharedCacheError",
     "UnsupportedScope",
     "UpstreamUnavailable",
     "__version__",

@@ -219,7 +219,8 @@ class LWAMiddleware:
 
         The next request with it asks LWA again (to pick up a changed profile,
         or a revocation made at Amazon). To refuse the token from now on, as
-        a logout should, use :meth:`revoke`.
+        a logout should, use :meth:`revoke`. Raises
+        :class:`~lwa_middleware.SharedCacheError` if Redis could not be written.
         """
         await self.authenticator.ainvalidate(token)
 
@@ -227,7 +228,9 @@ class LWAMiddleware:
         """Refuse ``token`` until it expires (logout), here and on every worker.
 
         Other workers sharing the Redis cache refuse it within
-        ``local_cache_ttl`` seconds (5 by default).
+        ``local_cache_ttl`` seconds (5 by default). Raises
+        :class:`~lwa_middleware.SharedCacheError` if Redis could not be written
+        (it is refused here all the same, and published when Redis is back).
         """
         await self.authenticator.arevoke(token)
 

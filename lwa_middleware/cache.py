@@ -230,12 +230,13 @@ class IdentityCache:
                 self._rejections.pop(key, None)
 
     def reject(self, key: bytes, error: InvalidToken) -> None:
-        if self._rejections is None or not error.remember:
-            return
+        """LWA rejected ``key``: drop its identity (always, so that not even
+        stale-if-error serves it again) and remember the verdict if allowed."""
         with self._lock:
-            # Only the verdict is kept, never the raised exception (and its frames).
-            self._rejections[key] = InvalidToken(error.description)
             self._entries.pop(key, None)
+            if self._rejections is not None and error.remember:
+                # Only the verdict is kept, never the raised exception (and its frames).
+                self._rejections[key] = InvalidToken(error.description)
 
     def discard(self, key: bytes) -> None:
         with self._lock:

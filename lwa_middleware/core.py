@@ -8,7 +8,8 @@ policy it answers with a cached :class:`~.cache.Entry` or raises an
 1. the in-process cache (fresh entry, or a remembered rejection);
 2. an in-flight lookup for the same token, which it joins (single-flight,
    under asyncio and under threads alike);
-3. the shared Redis cache, when configured;
+3. the shared Redis cache, when configured (on a ``revalidate()`` route only
+   a shared revocation is read there: the identity always comes from LWA);
 4. LWA, through :func:`~.flow.resolution_flow`, unless the breaker is open.
 
 Only rejections are remembered; transient failures never are. With
@@ -98,6 +99,12 @@ class _Flight:
 
 
 Decorate = Callable[[Identity], Any]
+
+
+def _flight_slot(key: bytes, policy: Policy) -> bytes:
+    """The single-flight slot of a lookup: a ``revalidate()`` lookup only
+    joins others that also ask LWA, never one answered from Redis."""
+    return key + b"\0revalidate" if policy.revalidate else key
 
 
 class Authenticator:
@@ -259,7 +266,11 @@ class Authenticator:
         return None
 
     def invalidate(self, token: str) -> None:
-        """Forget ``token`` in this process and, blocking, in the shared cache."""
+        """Forget ``token`` in this process and, blocking, in the shared cache.
+
+        Raises :class:`~.errors.SharedCacheError` (after forgetting it here)
+        if Redis could not be written within its own deadline and retries.
+        """
         key = self.digest(token)
         self.cache.discard(key)
         if self.settings.redis_url:
@@ -275,7 +286,12 @@ class Authenticator:
         return time.monotonic() + left, left
 
     def revoke(self, token: str) -> None:
-        """Refuse ``token`` until it expires, here and (blocking) in the shared cache."""
+        """Refuse ``token`` until it expires, here and (blocking) in the shared cache.
+
+        Raises :class:`~.errors.SharedCacheError` (after refusing it here) if
+        Redis could not be written; the revocation is then published as soon
+        as Redis answers again.
+        """
         key = self.digest(token)
         until, left = self._revocation(key)
         self.cache.revoke(key, until)
@@ -324,16 +340,17 @@ class Authenticator:
         entry = self.cached(key, policy)
         if entry is not None:
             return entry
+        slot = _flight_slot(key, policy)
         # A joined lookup may bring less than this route needs (tokeninfo only);
         # then the first follower leads an upgrade and the others join it.
         for _ in range(_MAX_JOINS):
             with self._flights_lock:
-                flight = self._sync_flights.get(key)
+                flight = self._sync_flights.get(slot)
                 leader = flight is None
                 if flight is None:
-                    flight = self._sync_flights[key] = _Flight()
+                    flight = self._sync_flights[slot] = _Flight()
             if leader:
-                return self._lead_sync(token, key, policy, flight)
+                return self._lead_sync(token, key, policy, flight, slot)
             self.stats.coalesced += 1
             self.emit("coalesced")
             if not flight.done.wait(self.settings.timeout * 2 + 1):
@@ -345,7 +362,9 @@ class Authenticator:
                 return entry
         return self._lookup_sync(token, key, policy)
 
-    def _lead_sync(self, token: str, key: bytes, policy: Policy, flight: _Flight) -> Entry:
+    def _lead_sync(
+        self, token: str, key: bytes, policy: Policy, flight: _Flight, slot: bytes
+    ) -> Entry:
         try:
             flight.entry = self._lookup_sync(token, key, policy)
             return flight.entry
@@ -354,13 +373,13 @@ class Authenticator:
             raise
         finally:
             with self._flights_lock:
-                self._sync_flights.pop(key, None)
+                self._sync_flights.pop(slot, None)
             flight.done.set()
 
     def _lookup_sync(self, token: str, key: bytes, policy: Policy) -> Entry:
         driver, shared = self._sync_parts()
         if shared is not None:
-            entry = self._from_shared(key, shared.get(token), policy)
+            entry = self._from_shared(key, shared.get(token, policy.revalidate), policy)
             if entry is not None:
                 return entry
         started = time.monotonic()
@@ -394,12 +413,13 @@ class Authenticator:
         if entry is not None:
             return entry
         loop = asyncio.get_running_loop()
+        slot = _flight_slot(key, policy)
         for _ in range(_MAX_JOINS):
-            task = self._async_flights.get(key)
+            task = self._async_flights.get(slot)
             if task is None or task.get_loop() is not loop:
                 task = loop.create_task(self._lookup_async(token, key, policy))
-                self._async_flights[key] = task
-                task.add_done_callback(functools.partial(self._forget_flight, key))
+                self._async_flights[slot] = task
+                task.add_done_callback(functools.partial(self._forget_flight, slot))
                 # shield: a waiter whose client went away must not cancel the
                 # lookup the others are waiting for.
                 return await asyncio.shield(task)
@@ -423,7 +443,7 @@ class Authenticator:
     async def _lookup_async(self, token: str, key: bytes, policy: Policy) -> Entry:
         driver, shared = self._async_parts()
         if shared is not None:
-            entry = self._from_shared(key, await shared.get(token), policy)
+            entry = self._from_shared(key, await shared.get(token, policy.revalidate), policy)
             if entry is not None:
                 return entry
         started = time.monotonic()
@@ -447,6 +467,8 @@ class Authenticator:
         if isinstance(found, InvalidToken):
             self.cache.reject(key, found)
             raise found
+        if policy.revalidate:  # never asked for: a revalidate() route asks LWA
+            return None
         resolved = found.resolved
         if not resolved.has_profile and policy.needs_profile:
             return None
@@ -488,11 +510,18 @@ class SyncControls:
         return self.authenticator.stats
 
     def invalidate(self, token: str) -> None:
-        """Forget what is cached about ``token``; see ``LWAMiddleware.invalidate``."""
+        """Forget what is cached about ``token``; see ``LWAMiddleware.invalidate``.
+
+        Raises :class:`~.errors.SharedCacheError` if Redis could not be written.
+        """
         self.authenticator.invalidate(token)
 
     def revoke(self, token: str) -> None:
-        """Refuse ``token`` until it expires (logout); see ``LWAMiddleware.revoke``."""
+        """Refuse ``token`` until it expires (logout); see ``LWAMiddleware.revoke``.
+
+        Raises :class:`~.errors.SharedCacheError` if Redis could not be written
+        (the token is refused in this process all the same).
+        """
         self.authenticator.revoke(token)
 
     def close(self) -> None:

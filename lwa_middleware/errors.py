@@ -5,6 +5,7 @@
     LWAError                        base of everything this package raises
     ├── ConfigurationError          bad arguments at construction (never per request)
     ├── UnsupportedScope            an ASGI scope type this middleware cannot judge
+    ├── SharedCacheError            revoke()/invalidate() could not reach Redis in time
     └── AuthError                   a request is refused; carries status, RFC 6750 code
         ├── MissingToken            401, challenge without ``error=`` (RFC 6750 §3.1)
         ├── InvalidRequest          400 invalid_request (two tokens, malformed header)
@@ -33,6 +34,7 @@ __all__ = [
     "InvalidToken",
     "LWAError",
     "MissingToken",
+    "SharedCacheError",
     "UnsupportedScope",
     "UpstreamUnavailable",
 ]
@@ -55,6 +57,17 @@ class UnsupportedScope(LWAError, RuntimeError):
             f"LWAMiddleware refuses ASGI scope type {str(kind)[:40]!r}: it judges 'http' "
             "and 'websocket' requests and passes 'lifespan' through; nothing else"
         )
+
+
+class SharedCacheError(LWAError):
+    """``revoke(token)`` or ``invalidate(token)`` could not be written to the
+    shared cache (Redis), even with its own longer deadline and retries.
+
+    It is raised only after the change took effect in this process; other
+    workers may not see it. A revocation is still remembered by this process
+    and published again as soon as Redis answers. Never a request failure:
+    requests treat Redis trouble as a cache miss.
+    """
 
 
 def _quote(value: str) -> str:
