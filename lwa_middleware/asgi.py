@@ -328,22 +328,32 @@ class LWAMiddleware:
                 scope["lwa.identity"] = scope["user"] = entry.identity
                 scope["auth"] = entry.extra
         except AuthError as error:
-            await self._refuse(error, kind, send)
+            await self._refuse(error, scope, send)
             return None
         return self._stripped(scope) if self._strip else scope
 
-    async def _refuse(self, error: AuthError, kind: str, send: Send) -> None:
-        if kind == "websocket":
-            code = (
-                WS_TRY_AGAIN_LATER
-                if isinstance(error, UpstreamUnavailable)
-                else WS_POLICY_VIOLATION
-            )
-            await send({"type": "websocket.close", "code": code, "reason": error.error})
-            return
+    async def _refuse(self, error: AuthError, scope: Scope, send: Send) -> None:
         status, headers, body = error.response(self._realm)
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        if scope["type"] == "websocket":
+            extensions = scope.get("extensions") or {}
+            if "websocket.http.response" not in extensions:
+                # No way to say why: close before accepting (the server answers
+                # the handshake with 403), with a code that tells "retry later"
+                # from "not allowed".
+                code = (
+                    WS_TRY_AGAIN_LATER
+                    if isinstance(error, UpstreamUnavailable)
+                    else WS_POLICY_VIOLATION
+                )
+                await send({"type": "websocket.close", "code": code, "reason": error.error})
+                return
+            # The ASGI denial-response extension: the client gets the real
+            # status, challenge or Retry-After, and JSON body, as over HTTP.
+            start, chunk = "websocket.http.response.start", "websocket.http.response.body"
+        else:
+            start, chunk = "http.response.start", "http.response.body"
+        await send({"type": start, "status": status, "headers": headers})
+        await send({"type": chunk, "body": body})
 
     @staticmethod
     def _stripped(scope: Scope) -> Scope:

@@ -17,8 +17,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
-from starlette.testclient import TestClient
-from starlette.websockets import WebSocketDisconnect
+from starlette.testclient import TestClient, WebSocketDenialResponse
 
 from lwa_middleware import LWAMiddleware, UnsupportedScope
 from lwa_middleware.testing import Fault, LWAEmulator
@@ -531,26 +530,32 @@ def test_websocket_with_a_valid_token(
 
 
 @pytest.mark.parametrize(
-    "headers",
+    ("headers", "status"),
     [
-        {},
-        {"Authorization": "Bearer Atza|" + "n" * 400},
-        {"Authorization": "Bearer"},
-        {"Authorization": "Bearer a", "x-amz-access-token": "b"},
-        {"x-amz-access-token": "x" * 3000},
+        ({}, 401),
+        ({"Authorization": "Bearer Atza|" + "n" * 400}, 401),
+        ({"Authorization": "Bearer"}, 400),
+        ({"Authorization": "Bearer a", "x-amz-access-token": "b"}, 400),
+        ({"x-amz-access-token": "x" * 3000}, 401),
     ],
     ids=["missing", "invalid", "malformed", "two-tokens", "oversized"],
 )
 def test_websocket_without_a_valid_token_is_never_accepted(
-    headers: dict[str, str], lwa_emulator: LWAEmulator, make_asgi: Callable[..., LWAMiddleware]
+    headers: dict[str, str],
+    status: int,
+    lwa_emulator: LWAEmulator,
+    make_asgi: Callable[..., LWAMiddleware],
 ) -> None:
+    # TestClient offers the websocket.http.response extension: the refusal
+    # is the HTTP answer itself.
     with TestClient(make_asgi()) as client:
         with (
-            pytest.raises(WebSocketDisconnect) as excinfo,
+            pytest.raises(WebSocketDenialResponse) as excinfo,
             client.websocket_connect("/ws", headers=headers) as ws,
         ):
             ws.receive_json()  # pragma: no cover - must not get here
-        assert excinfo.value.code == 1008
+        assert excinfo.value.status_code == status
+        assert excinfo.value.headers["www-authenticate"].startswith('Bearer realm="lwa"')
 
 
 def test_websocket_with_revoked_token_and_wrong_scope(
@@ -561,18 +566,20 @@ def test_websocket_with_revoked_token_and_wrong_scope(
     app = make_asgi(routes={"/ws": ["postal_code"]})
     with TestClient(app) as client:
         with (
-            pytest.raises(WebSocketDisconnect) as excinfo,
+            pytest.raises(WebSocketDenialResponse) as excinfo,
             client.websocket_connect("/ws", headers=bearer(token)),
         ):
             pass  # pragma: no cover
-        assert excinfo.value.code == 1008
+        assert excinfo.value.status_code == 401
+        assert excinfo.value.json()["error"] == "invalid_token"
         no_zip = lwa_emulator.issue_token(scopes=["profile"])
         with (
-            pytest.raises(WebSocketDisconnect) as excinfo,
+            pytest.raises(WebSocketDenialResponse) as excinfo,
             client.websocket_connect("/ws", headers=bearer(no_zip)),
         ):
             pass  # pragma: no cover
-        assert excinfo.value.code == 1008
+        assert excinfo.value.status_code == 403
+        assert 'scope="postal_code"' in excinfo.value.headers["www-authenticate"]
 
 
 def test_websocket_when_lwa_is_down_is_not_accepted(
@@ -582,11 +589,12 @@ def test_websocket_when_lwa_is_down_is_not_accepted(
     lwa_emulator.inject(Fault.DOWN)
     with TestClient(make_asgi()) as client:
         with (
-            pytest.raises(WebSocketDisconnect) as excinfo,
+            pytest.raises(WebSocketDenialResponse) as excinfo,
             client.websocket_connect("/ws", headers=bearer(token)),
         ):
             pass  # pragma: no cover
-        assert excinfo.value.code != 1000
+        assert excinfo.value.status_code == 503
+        assert "retry-after" in excinfo.value.headers
 
 
 def test_optional_websocket_without_token(
