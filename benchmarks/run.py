@@ -1,6 +1,7 @@
 """Run every benchmark and print one Markdown table (``--write`` also saves BENCHMARKS.md).
 
-Run: ``python benchmarks/run.py [--write] [--quick]``. Figures are ratios of
+Run: ``python benchmarks/run.py [--write] [--quick] [--flood]`` (``--flood``:
+only the garbage-flood benchmark, ``bench_flood.py``). Figures are ratios of
 variants measured side by side in one run, since shared machines are noisy.
 """
 
@@ -19,6 +20,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
 import bench_cold_path  # noqa: E402
+import bench_flood  # noqa: E402
 import bench_hot_path  # noqa: E402
 import bench_memory  # noqa: E402
 import bench_uvicorn  # noqa: E402
@@ -77,18 +79,32 @@ def _shared_section() -> str:
     return "\n### Shared Redis cache (`benchmarks/bench_shared_cache.py`)\n\n" + out.stdout
 
 
+def _flood_section() -> str:
+    """bench_flood.py's figures: a garbage flood must not open the breaker."""
+    rows = bench_flood.run(rounds=3)
+    return (
+        "\n### Garbage-token flood at a healthy, slow LWA (`benchmarks/bench_flood.py`)\n\n"
+        "| figure | measured | target |\n|---|---|---|\n"
+        + "".join("| " + " | ".join(row) + " |\n" for row in rows)
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--write", action="store_true", help="also write BENCHMARKS.md")
     parser.add_argument("--quick", action="store_true", help="fewer rounds (a smoke run)")
+    parser.add_argument(
+        "--flood", action="store_true", help="only the garbage-flood benchmark (bench_flood.py)"
+    )
     args = parser.parse_args()
     rounds, n = (3, 5_000) if args.quick else (7, 20_000)
 
     rows: list[tuple[str, str, str]] = []
-    rows += _hot_rows(rounds, n)
-    rows += bench_cold_path.run(n=5 if args.quick else 15)
-    rows += bench_uvicorn.run(rounds=3 if args.quick else 6, seconds=2 if args.quick else 3)
-    rows += bench_memory.run()
+    if not args.flood:
+        rows += _hot_rows(rounds, n)
+        rows += bench_cold_path.run(n=5 if args.quick else 15)
+        rows += bench_uvicorn.run(rounds=3 if args.quick else 6, seconds=2 if args.quick else 3)
+        rows += bench_memory.run()
 
     cpu = platform.processor() or platform.machine()
     try:
@@ -103,16 +119,21 @@ def main() -> None:
     header = (
         f"Measured {datetime.date.today().isoformat()} on {cpu}, {os.cpu_count()} cores, "
         f"Python {platform.python_version()}, {platform.system()} {platform.release()}; "
-        f"command: `python benchmarks/run.py{' --quick' if args.quick else ''}`.\n\n"
+        f"command: `python benchmarks/run.py{' --quick' if args.quick else ''}"
+        f"{' --flood' if args.flood else ''}`.\n\n"
     )
     table = "| figure | measured | target |\n|---|---|---|\n" + "".join(
         "| " + " | ".join(row) + " |\n" for row in rows
     )
-    shared = "" if args.quick else _shared_section()
-    print(header + table + shared)
+    shared = "" if args.quick or args.flood else _shared_section()
+    flood = _flood_section()
+    if args.flood:
+        print(header + flood.lstrip("\n"))
+        return
+    print(header + table + shared + flood)
     if args.write:
         (HERE.parent / "BENCHMARKS.md").write_text(
-            "# Benchmarks\n\n" + header + table + shared + "\nSee benchmarks/*.py for what "
+            "# Benchmarks\n\n" + header + table + shared + flood + "\nSee benchmarks/*.py for what "
             "each figure measures and how.\n"
         )
 

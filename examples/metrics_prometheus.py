@@ -15,6 +15,8 @@ event                when                         data
 ``resolved``         LWA vouched for a token      ``seconds``
 ``rejected``         LWA refused a token          ``seconds``
 ``upstream_error``   LWA failed (fail closed)     ``seconds``, ``reason``
+``saturated``        every lookup slot was busy   ``seconds``
+``breaker_open``     the circuit breaker opened
 ``stale_served``     stale identity on LWA error
 ==================== ============================ ===============================
 

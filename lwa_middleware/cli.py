@@ -36,7 +36,7 @@ from typing import Any, NoReturn, TextIO
 from . import __version__
 from .config import REGIONS, Settings
 from .errors import AuthError, ConfigurationError, UpstreamUnavailable
-from .flow import resolution_flow
+from .flow import Lookup, resolution_flow
 from .tokens import extract_token, looks_like_lwa_token
 
 __all__ = [
@@ -336,16 +336,16 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 
     driver = SyncDriver(settings)
     try:
-        resolved = driver.run(
-            resolution_flow(
-                token,
-                tokeninfo_url=settings.tokeninfo_url,
-                profile_url=settings.profile_url,
-                client_ids=settings.client_ids,
-                want_profile=True,
-                parallel=looks_like_lwa_token(token),
-            )
+        shaped = looks_like_lwa_token(token)
+        flow = resolution_flow(
+            token,
+            tokeninfo_url=settings.tokeninfo_url,
+            profile_url=settings.profile_url,
+            client_ids=settings.client_ids,
+            want_profile=True,
+            parallel=shaped,
         )
+        resolved = driver.run(Lookup(flow, lwa_shaped=shaped))
     except UpstreamUnavailable as error:
         _print_json(_refused(error, settings))
         return EXIT_UNAVAILABLE

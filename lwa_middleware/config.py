@@ -25,6 +25,7 @@ import ipaddress
 import logging
 import math
 import os
+import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -177,6 +178,8 @@ class Settings:
     max_concurrent_lookups: int = 100
     breaker_threshold: int = 5
     breaker_cooldown: float = 5.0
+    #: Monotonic seconds for the breaker and the warning throttle; tests pass a fake one.
+    clock: Callable[[], float] = time.monotonic
     redis_url: str | None = None
     cache_key_secret: bytes | None = None
     redis_timeout: float = 0.05
@@ -298,6 +301,8 @@ class Settings:
         ):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigurationError(f"{name} must be True or False")
+        if not callable(self.clock):
+            raise ConfigurationError("clock must be callable, like time.monotonic")
         if self.on_event is not None and not callable(self.on_event):
             raise ConfigurationError("on_event must be callable")
         if self.redis_url is not None and urlsplit(self.redis_url).scheme not in (

@@ -34,10 +34,11 @@ from .errors import (
     BreakerOpen,
     InsufficientScope,
     InvalidToken,
+    Saturated,
     UpstreamUnavailable,
 )
-from .flow import Flow, Resolved, resolution_flow
-from .guard import CircuitBreaker
+from .flow import Flow, Lookup, Resolved, resolution_flow
+from .guard import CircuitBreaker, Throttle
 from .identity import Identity
 from .routes import Policy
 from .tokens import looks_like_lwa_token
@@ -57,6 +58,10 @@ _MAX_JOINS = 3
 #: LWA access tokens live 60 minutes: the longest a revocation must be kept.
 MAX_LIFETIME = 3600.0
 
+#: Seconds between two "LWA unavailable" (or "saturated") warnings: an outage
+#: fails every lookup, and one line per interval with a count says as much.
+WARNING_INTERVAL = 10.0
+
 
 @dataclass
 class Stats:
@@ -71,6 +76,10 @@ class Stats:
     shared_hits: int = 0
     lookups: int = 0
     upstream_errors: int = 0
+    #: Lookups shed because every in-flight slot stayed busy (not LWA's fault).
+    saturated: int = 0
+    #: Times the circuit breaker went from closed to open.
+    breaker_opened: int = 0
     rejected: int = 0
     upstream_seconds: float = 0.0
 
@@ -126,7 +135,11 @@ class Authenticator:
             negative_ttl=settings.negative_cache_ttl,
             negative_maxsize=settings.negative_cache_maxsize,
         )
-        self.breaker = CircuitBreaker(settings.breaker_threshold, settings.breaker_cooldown)
+        self.breaker = CircuitBreaker(
+            settings.breaker_threshold, settings.breaker_cooldown, clock=settings.clock
+        )
+        self._unavailable_log = Throttle(WARNING_INTERVAL, clock=settings.clock)
+        self._saturated_log = Throttle(WARNING_INTERVAL, clock=settings.clock)
         self._decorate = decorate
         self._peek = self.cache.peek
         self._local_ttl = settings.local_cache_ttl if settings.redis_url else None
@@ -189,7 +202,12 @@ class Authenticator:
             return entry
         return None
 
-    def _flow(self, token: str, policy: Policy) -> Flow:
+    def _flow(self, token: str, policy: Policy) -> Lookup:
+        """The lookup of ``token``, with its shape, which decides its share of slots."""
+        shaped = looks_like_lwa_token(token)
+        return Lookup(self._resolution(token, policy, shaped), lwa_shaped=shaped)
+
+    def _resolution(self, token: str, policy: Policy, shaped: bool) -> Flow:
         # A generator: its body, breaker check included, runs at the driver's
         # first next(), after the lookup got its in-flight slot, so requests
         # that queued for a slot while LWA went down do not call it anyway.
@@ -206,7 +224,7 @@ class Authenticator:
                 profile_url=settings.profile_url,
                 client_ids=settings.client_ids,
                 want_profile=policy.needs_profile or not settings.user_id_from_tokeninfo,
-                parallel=looks_like_lwa_token(token),
+                parallel=shaped,
             )
         )
 
@@ -240,11 +258,19 @@ class Authenticator:
             self.emit("rejected", seconds=elapsed)
             raise error
         if isinstance(error, UpstreamUnavailable):
-            if not isinstance(error, BreakerOpen):
+            if isinstance(error, Saturated):
+                # This process is too busy, LWA is not failing: opening the
+                # breaker would refuse real customers for a whole cooldown.
+                self.stats.saturated += 1
+                self._warn(self._saturated_log, "every LWA lookup slot stayed busy; shedding.")
+                self.emit("saturated", seconds=elapsed)
+            elif not isinstance(error, BreakerOpen):
                 # The breaker's own refusals must not restart its cooldown.
-                self.breaker.failure()
+                if self.breaker.failure():
+                    self.stats.breaker_opened += 1
+                    self.emit("breaker_open")
                 self.stats.upstream_errors += 1
-                logger.warning("lwa_middleware: %s", error.description)
+                self._warn(self._unavailable_log, error.description)
                 self.emit("upstream_error", seconds=elapsed, reason=error.description)
             if error.retry_after is None:
                 error.retry_after = self.settings.retry_after
@@ -252,6 +278,14 @@ class Authenticator:
             if stale is not None:
                 return stale
         raise error
+
+    @staticmethod
+    def _warn(throttle: Throttle, description: str) -> None:
+        held = throttle.allow()
+        if held:
+            logger.warning("lwa_middleware: %s (%d more since the last warning)", description, held)
+        elif held is not None:
+            logger.warning("lwa_middleware: %s", description)
 
     def stale(self, key: bytes, policy: Policy) -> Entry | None:
         """With stale-if-error, a cached entry whose token is still live."""

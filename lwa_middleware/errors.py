@@ -12,7 +12,8 @@
         ├── InvalidToken            401 invalid_token (unknown, expired, revoked, wrong aud)
         ├── InsufficientScope       403 insufficient_scope, with ``scope=``
         └── UpstreamUnavailable     503 temporarily_unavailable + ``Retry-After``
-            └── BreakerOpen         503 while the circuit breaker fails fast
+            ├── BreakerOpen         503 while the circuit breaker fails fast
+            └── Saturated           503 when every in-flight lookup slot stays busy
 
 Messages never contain a token: they are built from fixed text and from what LWA
 said about the token, never from the token itself. Every :class:`AuthError`
@@ -34,6 +35,7 @@ __all__ = [
     "InvalidToken",
     "LWAError",
     "MissingToken",
+    "Saturated",
     "SharedCacheError",
     "UnsupportedScope",
     "UpstreamUnavailable",
@@ -193,4 +195,15 @@ class BreakerOpen(UpstreamUnavailable):
 
     Not itself an upstream failure: it neither counts towards the breaker
     nor is logged, and a stale identity may still be served.
+    """
+
+
+class Saturated(UpstreamUnavailable):
+    """Every in-flight lookup slot stayed busy for as long as a request may wait.
+
+    This process is overloaded, not LWA: a flood of new (often garbage) tokens
+    against a healthy but slow LWA must not open the breaker and turn real
+    customers away for a cooldown. So, like :class:`BreakerOpen`, it neither
+    counts towards the breaker nor as an upstream error (``stats.saturated``
+    instead), and a stale identity may still be served.
     """

@@ -29,6 +29,7 @@ from .identity import PROFILE_USER_ID, Identity, infer_scopes
 
 __all__ = [
     "Flow",
+    "Lookup",
     "Resolved",
     "UpstreamFailure",
     "UpstreamRequest",
@@ -80,6 +81,19 @@ class Resolved:
 
 
 Flow = Generator[list[UpstreamRequest], list[Outcome], Resolved]
+
+
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    """A flow plus what a driver must know to schedule it before it starts.
+
+    :param lwa_shaped: whether the token has the shape of an LWA token. Other
+        tokens may hold only part of the in-flight slots, so a flood of
+        garbage cannot take every slot from real customers.
+    """
+
+    flow: Flow
+    lwa_shaped: bool = True
 
 _REJECTED = "The access token is invalid, expired or revoked."
 _OTHER_CLIENT = "The access token was issued to another client."

@@ -4,7 +4,12 @@ After ``threshold`` consecutive upstream failures the breaker *opens*: for
 ``cooldown`` seconds every lookup is refused at once (503, with the seconds
 left as ``Retry-After``). Then one lookup is let through as a *probe*; its
 success closes the breaker, its failure opens it again. Answers from LWA that
-reject a token are successes here: LWA is up.
+reject a token are successes here: LWA is up. So is this process being too
+busy to ask (:class:`~.errors.Saturated`): that is never reported here at all.
+
+Both classes read time through an injected ``clock`` (``time.monotonic`` by
+default), so tests can hold time still or step past a cooldown without
+sleeping.
 """
 
 from __future__ import annotations
@@ -12,8 +17,11 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections.abc import Callable
 
-__all__ = ["CircuitBreaker"]
+__all__ = ["CircuitBreaker", "Throttle"]
+
+Clock = Callable[[], float]
 
 
 class CircuitBreaker:
@@ -21,11 +29,13 @@ class CircuitBreaker:
 
     :param threshold: consecutive failures that open the breaker.
     :param cooldown: seconds it stays open before a probe.
+    :param clock: monotonic seconds.
     """
 
-    def __init__(self, threshold: int, cooldown: float) -> None:
+    def __init__(self, threshold: int, cooldown: float, clock: Clock = time.monotonic) -> None:
         self.threshold = threshold
         self.cooldown = cooldown
+        self._clock = clock
         self._lock = threading.Lock()
         self._failures = 0
         self._opened_at: float | None = None
@@ -42,7 +52,7 @@ class CircuitBreaker:
         with self._lock:
             if self._opened_at is None:
                 return None
-            now = time.monotonic()
+            now = self._clock()
             left = self._opened_at + self.cooldown - now
             # A probe that never reported (its request was cancelled) must not
             # keep the breaker open for ever: after another cooldown, probe again.
@@ -59,9 +69,44 @@ class CircuitBreaker:
                 self._opened_at = None
                 self._probing = False
 
-    def failure(self) -> None:
+    def failure(self) -> bool:
+        """Count a failure; ``True`` when it is the one that opened a closed breaker.
+
+        A failed probe, or a late failure while open, restarts the cooldown
+        but is not a new opening: metrics count outages, not failures.
+        """
         with self._lock:
             self._failures += 1
             if self._probing or self._failures >= self.threshold:
-                self._opened_at = time.monotonic()
+                opened = self._opened_at is None
+                self._opened_at = self._clock()
                 self._probing = False
+                return opened
+            return False
+
+
+class Throttle:
+    """Lets an event through at most once per ``interval`` and counts the rest.
+
+    Used for log lines: an outage or a flood fails thousands of lookups a
+    second, and one warning per interval, saying how many it stands for,
+    tells an operator as much without drowning the log.
+    """
+
+    def __init__(self, interval: float, clock: Clock = time.monotonic) -> None:
+        self.interval = interval
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._next: float | None = None
+        self._suppressed = 0
+
+    def allow(self) -> int | None:
+        """``None`` to stay quiet, else how many were held back since the last one."""
+        with self._lock:
+            now = self._clock()
+            if self._next is not None and now < self._next:
+                self._suppressed += 1
+                return None
+            self._next = now + self.interval
+            held, self._suppressed = self._suppressed, 0
+            return held

@@ -9,6 +9,14 @@ send a two-request batch concurrently); :class:`AsyncDriver` uses a pooled
 * a cap on the bytes read from LWA;
 * a cap on lookups in flight, so an outage cannot pile up unbounded work.
 
+The deadline starts once the lookup holds an in-flight slot: time spent
+queueing for one is this process being busy, not LWA being slow, and it has
+its own bound (also ``timeout``). A lookup that cannot get a slot in time is
+:class:`~.errors.Saturated`, which the breaker ignores. Tokens not shaped like
+LWA's hold at most half the slots (:func:`_lanes`), so a flood of random
+strings cannot starve real customers; LWA-shaped garbage cannot be told from
+a customer before LWA answers, so it competes fairly.
+
 Any transport problem becomes an :class:`~.flow.UpstreamFailure` whose reason
 is a fixed phrase: httpx exception messages are never forwarded, since they
 may quote URLs or peers.
@@ -20,12 +28,12 @@ import asyncio
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import httpx
 
-from .errors import AuthError, UpstreamUnavailable
-from .flow import Flow, Outcome, Resolved, UpstreamFailure, UpstreamRequest, UpstreamResponse
+from .errors import AuthError, Saturated, UpstreamUnavailable
+from .flow import Lookup, Outcome, Resolved, UpstreamFailure, UpstreamRequest, UpstreamResponse
 
 if TYPE_CHECKING:
     from .config import Settings
@@ -94,10 +102,25 @@ def _unusable() -> UpstreamUnavailable:
     return UpstreamUnavailable("LWA answered something unusable.")
 
 
-def _busy(settings: Settings) -> UpstreamUnavailable:
-    return UpstreamUnavailable(
-        "Too many LWA lookups are in flight.", retry_after=settings.retry_after
-    )
+def _saturated(settings: Settings) -> Saturated:
+    return Saturated("Too many LWA lookups are in flight.", retry_after=settings.retry_after)
+
+
+def _odd_slots(settings: Settings) -> int:
+    """How many slots tokens not shaped like LWA's may hold at once."""
+    return max(1, settings.max_concurrent_lookups // 2)
+
+
+_Slots = TypeVar("_Slots")
+
+
+def _lanes(lookup: Lookup, every: _Slots, odd: _Slots) -> tuple[_Slots, ...]:
+    """The semaphores ``lookup`` takes, in order: ``odd`` first for odd-shaped tokens.
+
+    Holding ``odd`` while waiting for ``every`` is what bounds odd-shaped
+    lookups to their share of ``every``, whatever the arrival order.
+    """
+    return (every,) if lookup.lwa_shaped else (odd, every)
 
 
 class SyncDriver:
@@ -111,13 +134,19 @@ class SyncDriver:
             max_workers=settings.max_concurrent_lookups, thread_name_prefix="lwa-upstream"
         )
         self._slots = threading.BoundedSemaphore(settings.max_concurrent_lookups)
+        self._odd = threading.BoundedSemaphore(_odd_slots(settings))
 
-    def run(self, flow: Flow) -> Resolved:
-        deadline = time.monotonic() + self._settings.timeout
-        if not self._slots.acquire(timeout=self._settings.timeout):
-            flow.close()
-            raise _busy(self._settings)
+    def run(self, lookup: Lookup) -> Resolved:
+        flow, timeout = lookup.flow, self._settings.timeout
+        held: list[threading.BoundedSemaphore] = []
         try:
+            give_up = time.monotonic() + timeout
+            for slots in _lanes(lookup, self._slots, self._odd):
+                if not slots.acquire(timeout=max(0.0, give_up - time.monotonic())):
+                    flow.close()
+                    raise _saturated(self._settings)
+                held.append(slots)
+            deadline = time.monotonic() + timeout
             batch = next(flow)
             while True:
                 batch = flow.send(self._send_batch(batch, deadline))
@@ -129,7 +158,8 @@ class SyncDriver:
         except Exception:
             raise _unusable() from None
         finally:
-            self._slots.release()
+            for slots in held:
+                slots.release()
 
     def _send_batch(self, batch: list[UpstreamRequest], deadline: float) -> list[Outcome]:
         others = [self._pool.submit(self._send, req, deadline) for req in batch[1:]]
@@ -171,25 +201,36 @@ class AsyncDriver:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._client: httpx.AsyncClient | None = None
         self._slots: asyncio.Semaphore | None = None
+        self._odd: asyncio.Semaphore | None = None
 
-    def _bind(self) -> tuple[httpx.AsyncClient, asyncio.Semaphore]:
+    def _bind(self) -> tuple[httpx.AsyncClient, asyncio.Semaphore, asyncio.Semaphore]:
         loop = asyncio.get_running_loop()
-        if self._loop is not loop or self._client is None or self._slots is None:
+        if (
+            self._loop is not loop
+            or self._client is None
+            or self._slots is None
+            or self._odd is None
+        ):
             self._client = httpx.AsyncClient(**_client_options(self._settings))  # type: ignore[arg-type]
             self._slots = asyncio.Semaphore(self._settings.max_concurrent_lookups)
+            self._odd = asyncio.Semaphore(_odd_slots(self._settings))
             self._loop = loop
-        return self._client, self._slots
+        return self._client, self._slots, self._odd
 
-    async def run(self, flow: Flow) -> Resolved:
-        client, slots = self._bind()
-        deadline = time.monotonic() + self._settings.timeout
+    async def run(self, lookup: Lookup) -> Resolved:
+        client, every, odd = self._bind()
+        flow, timeout = lookup.flow, self._settings.timeout
+        held: list[asyncio.Semaphore] = []
         try:
-            async with asyncio.timeout(self._settings.timeout):
-                await slots.acquire()
-        except TimeoutError:
-            flow.close()
-            raise _busy(self._settings) from None
-        try:
+            try:
+                async with asyncio.timeout(timeout):
+                    for slots in _lanes(lookup, every, odd):
+                        await slots.acquire()
+                        held.append(slots)
+            except TimeoutError:
+                flow.close()
+                raise _saturated(self._settings) from None
+            deadline = time.monotonic() + timeout
             batch = next(flow)
             while True:
                 outcomes = await asyncio.gather(
@@ -204,7 +245,8 @@ class AsyncDriver:
         except Exception:
             raise _unusable() from None
         finally:
-            slots.release()
+            for slots in held:
+                slots.release()
 
     async def _send(
         self, client: httpx.AsyncClient, request: UpstreamRequest, deadline: float

@@ -267,6 +267,8 @@ def test_empty_env_values_are_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
         ("realm", 'say "hi"'),
         ("realm", "back\\slash"),
         ("redis_url", "http://127.0.0.1:6379"),
+        ("clock", 5.0),
+        ("clock", "monotonic"),
     ],
 )
 def test_bad_option_values(option: str, value: Any) -> None:

@@ -56,6 +56,18 @@ def test_the_tree() -> None:
     assert not issubclass(AuthError, ConfigurationError)
 
 
+def test_saturated_is_a_503_with_retry_after_but_not_the_breaker() -> None:
+    from lwa_middleware.errors import BreakerOpen, Saturated
+
+    assert issubclass(Saturated, UpstreamUnavailable)
+    assert not issubclass(Saturated, BreakerOpen)
+    status, headers, body = render(Saturated("Too many LWA lookups are in flight.", 7))
+    assert status == 503
+    assert headers["retry-after"] == "7"
+    assert "www-authenticate" not in headers
+    assert body["error"] == "temporarily_unavailable"
+
+
 def test_missing_token() -> None:
     status, headers, body = render(MissingToken())
     assert status == 401

@@ -1,31 +1,39 @@
-"""The circuit breaker, alone and inside the middlewares."""
+"""The circuit breaker, alone and inside the middlewares.
+
+Time is a :class:`~clock_support.FakeClock`: cooldowns pass when a test says
+so, never by sleeping.
+"""
 
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
+from typing import Any
 
+from clock_support import FakeClock
 from starlette.testclient import TestClient
 from werkzeug.test import Client
 
 from lwa_middleware import LWAMiddleware, LWAWSGIMiddleware
-from lwa_middleware.guard import CircuitBreaker
+from lwa_middleware.guard import CircuitBreaker, Throttle
 from lwa_middleware.testing import Fault, LWAEmulator
 
 
 def test_opens_after_threshold_consecutive_failures() -> None:
-    breaker = CircuitBreaker(threshold=3, cooldown=30)
+    clock = FakeClock()
+    breaker = CircuitBreaker(threshold=3, cooldown=30, clock=clock)
     assert breaker.check() is None
-    breaker.failure()
-    breaker.failure()
+    assert breaker.failure() is False
+    assert breaker.failure() is False
     assert breaker.check() is None
     assert not breaker.is_open
-    breaker.failure()
+    assert breaker.failure() is True  # this one opened it
     assert breaker.is_open
-    retry = breaker.check()
-    assert retry is not None
-    assert 1 <= retry <= 30
+    assert breaker.check() == 30
+    clock.advance(12.5)
+    assert breaker.check() == 18
+    assert breaker.failure() is False  # a late failure restarts the cooldown, no new opening
+    assert breaker.check() == 30
 
 
 def test_success_resets_the_count() -> None:
@@ -39,10 +47,13 @@ def test_success_resets_the_count() -> None:
 
 
 def test_probe_after_cooldown_then_close_on_success() -> None:
-    breaker = CircuitBreaker(threshold=1, cooldown=0.2)
+    clock = FakeClock()
+    breaker = CircuitBreaker(threshold=1, cooldown=0.2, clock=clock)
     breaker.failure()
     assert breaker.check() is not None
-    time.sleep(0.25)
+    clock.advance(0.19)
+    assert breaker.check() is not None
+    clock.advance(0.02)
     assert breaker.check() is None  # the probe
     assert breaker.check() is not None  # only one probe at a time
     breaker.success()
@@ -52,31 +63,37 @@ def test_probe_after_cooldown_then_close_on_success() -> None:
 
 
 def test_failed_probe_reopens() -> None:
-    breaker = CircuitBreaker(threshold=5, cooldown=0.2)
+    clock = FakeClock()
+    breaker = CircuitBreaker(threshold=5, cooldown=0.2, clock=clock)
     for _ in range(5):
         breaker.failure()
-    time.sleep(0.25)
+    clock.advance(0.25)
     assert breaker.check() is None
-    breaker.failure()  # the probe failed: one failure is enough now
+    # The probe failed: one failure is enough now, and it is no new opening.
+    assert breaker.failure() is False
     assert breaker.check() is not None
-    time.sleep(0.25)
+    clock.advance(0.25)
     assert breaker.check() is None
 
 
 def test_a_lost_probe_does_not_keep_it_open_for_ever() -> None:
-    breaker = CircuitBreaker(threshold=1, cooldown=0.1)
+    clock = FakeClock()
+    breaker = CircuitBreaker(threshold=1, cooldown=0.1, clock=clock)
     breaker.failure()
-    time.sleep(0.12)
+    clock.advance(0.12)
     assert breaker.check() is None  # probe that never reports back
     assert breaker.check() is not None
-    time.sleep(0.22)
+    clock.advance(0.05)
+    assert breaker.check() is not None  # the probe may still be on its way
+    clock.advance(0.1)
     assert breaker.check() is None
 
 
 def test_one_probe_among_threads() -> None:
-    breaker = CircuitBreaker(threshold=1, cooldown=0.1)
+    clock = FakeClock()
+    breaker = CircuitBreaker(threshold=1, cooldown=0.1, clock=clock)
     breaker.failure()
-    time.sleep(0.12)
+    clock.advance(0.12)
     barrier = threading.Barrier(16)
     results: list[int | None] = []
     lock = threading.Lock()
@@ -133,7 +150,14 @@ def test_breaker_recovers_after_cooldown(
 ) -> None:
     token = lwa_emulator.issue_token()
     lwa_emulator.inject(Fault.SERVER_ERROR, endpoint="tokeninfo")
-    mw = make_asgi(breaker_threshold=1, breaker_cooldown=0.3)
+    clock = FakeClock()
+    events: list[str] = []
+    mw = make_asgi(
+        breaker_threshold=1,
+        breaker_cooldown=0.3,
+        clock=clock,
+        on_event=lambda name, data: events.append(name),
+    )
     headers = {"Authorization": f"Bearer {token}"}
     with TestClient(mw) as client:
         first = client.get("/me", headers=headers)
@@ -143,10 +167,50 @@ def test_breaker_recovers_after_cooldown(
         assert int(blocked.headers["retry-after"]) >= 1
         assert lwa_emulator.calls["tokeninfo"] == 1
         lwa_emulator.clear_faults()
-        time.sleep(0.35)
+        clock.advance(0.35)
         assert client.get("/me", headers=headers).status_code == 200
         assert client.get("/me", headers=headers).status_code == 200
     assert lwa_emulator.calls["tokeninfo"] == 2
+    assert mw.stats.breaker_opened == 1
+    assert events.count("breaker_open") == 1
+
+
+def test_throttle_lets_one_through_per_interval_and_counts_the_rest() -> None:
+    clock = FakeClock()
+    throttle = Throttle(10.0, clock=clock)
+    assert throttle.allow() == 0
+    assert [throttle.allow() for _ in range(3)] == [None, None, None]
+    clock.advance(9.9)
+    assert throttle.allow() is None
+    clock.advance(0.1)
+    assert throttle.allow() == 4
+    assert throttle.allow() is None
+    clock.advance(60)
+    assert throttle.allow() == 1
+
+
+def test_garbage_lwa_rejects_never_counts_as_a_failure_even_when_slow(
+    lwa_emulator: LWAEmulator,
+    make_wsgi: Callable[..., LWAWSGIMiddleware],
+) -> None:
+    """LWA-shaped garbage that a slow LWA rejects (400) is a success for the breaker."""
+    events: list[tuple[str, Any]] = []
+    mw = make_wsgi(
+        breaker_threshold=1,
+        negative_cache_ttl=0,
+        on_event=lambda name, data: events.append((name, dict(data))),
+    )
+    lwa_emulator.set_latency(0.1)
+    client = Client(mw)
+    for i in range(5):
+        garbage = "Atza|" + f"{i:04d}" * 100
+        reply = client.get("/me", headers={"Authorization": f"Bearer {garbage}"})
+        assert reply.status_code == 401
+    assert mw.stats.rejected == 5
+    assert mw.stats.upstream_errors == 0
+    assert not mw.authenticator.breaker.is_open
+    assert [name for name, _ in events if name != "rejected"] == []
+    mw.close()
 
 
 def test_rejections_do_not_open_the_breaker(

@@ -5,6 +5,10 @@ Hundreds of requests with distinct tokens hit a dead (``DOWN``) or hanging
 together must answer every one of them 503 with ``Retry-After`` within a few
 seconds, let only a handful of lookups reach LWA, and let the service recover
 as soon as LWA is back: the breaker's probe closes it.
+
+The breaker reads a :class:`~clock_support.FakeClock`, held still while a
+burst is in flight, so no probe falls due however slowly the machine runs the
+burst; a test then steps the clock past the cooldown instead of sleeping.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from collections import Counter
 from collections.abc import Callable
 
 import pytest
+from clock_support import FakeClock
 
 from lwa_middleware.testing import Fault, LWAEmulator
 
@@ -34,8 +39,9 @@ def _burst_size(caller: Caller) -> int:
     return 500 if caller.kind == "asgi" else 100
 
 
-def _options(**extra: object) -> dict[str, object]:
+def _options(clock: FakeClock, **extra: object) -> dict[str, object]:
     return {
+        "clock": clock,
         "timeout": TIMEOUT,
         "max_concurrent_lookups": CAP,
         "breaker_threshold": THRESHOLD,
@@ -48,10 +54,12 @@ def _lwa_calls(lwa: LWAEmulator) -> int:
     return lwa.calls["tokeninfo"] + lwa.calls["profile"]
 
 
-def _assert_recovers(caller: Caller, lwa: LWAEmulator, cooldown: float = COOLDOWN) -> None:
+def _assert_recovers(
+    caller: Caller, lwa: LWAEmulator, clock: FakeClock, cooldown: float = COOLDOWN
+) -> None:
     """Once LWA is back and the cooldown has passed, one probe closes the breaker."""
     lwa.clear_faults()
-    time.sleep(cooldown + 0.1)
+    clock.advance(cooldown + 0.1)
     token = lwa.issue_token()
     reply = caller.get(token=token)
     assert reply.status == 200, reply.body
@@ -65,7 +73,8 @@ def _assert_recovers(caller: Caller, lwa: LWAEmulator, cooldown: float = COOLDOW
 def test_cold_burst_into_an_outage_is_shed(
     fault: Fault, make_caller: Callable[..., Caller], lwa_emulator: LWAEmulator
 ) -> None:
-    caller = make_caller(**_options())
+    clock = FakeClock()
+    caller = make_caller(**_options(clock))
     tokens = [lwa_emulator.issue_token() for _ in range(_burst_size(caller))]
     lwa_emulator.inject(fault)
     started = time.monotonic()
@@ -80,7 +89,8 @@ def test_cold_burst_into_an_outage_is_shed(
     # each lookup is one tokeninfo and one profile call.
     assert _lwa_calls(lwa_emulator) <= 2 * (CAP + THRESHOLD), dict(lwa_emulator.calls)
     assert caller.mw.stats.upstream_errors >= THRESHOLD
-    _assert_recovers(caller, lwa_emulator)
+    assert caller.mw.stats.breaker_opened == 1
+    _assert_recovers(caller, lwa_emulator, clock)
 
 
 def test_steady_arrivals_into_a_hanging_lwa_are_bounded(
@@ -90,10 +100,11 @@ def test_steady_arrivals_into_a_hanging_lwa_are_bounded(
 
     Those that queued for an in-flight slot before the breaker opened must
     not go on to call LWA once it has opened: LWA should see about CAP +
-    THRESHOLD lookups, plus one probe per cooldown, not one per request that
-    arrived during the first TIMEOUT seconds.
+    THRESHOLD lookups (the clock is held, so no probe), not one per request
+    that arrived during the first TIMEOUT seconds.
     """
-    caller = make_caller(**_options())
+    clock = FakeClock()
+    caller = make_caller(**_options(clock))
     if caller.kind == "asgi":
         count, spread = 200, 0.008
     else:
@@ -108,18 +119,26 @@ def test_steady_arrivals_into_a_hanging_lwa_are_bounded(
     for reply in replies:
         assert_unavailable(reply)
     assert elapsed < BOUND
-    probes = math.ceil(elapsed / COOLDOWN) + 1
-    assert _lwa_calls(lwa_emulator) <= 2 * (CAP + THRESHOLD + probes), (
+    assert _lwa_calls(lwa_emulator) <= 2 * (CAP + THRESHOLD), (
         f"{dict(lwa_emulator.calls)} LWA calls for {count} requests in {elapsed:.1f}s"
     )
-    _assert_recovers(caller, lwa_emulator)
+    _assert_recovers(caller, lwa_emulator, clock)
 
 
 def test_open_breaker_sheds_a_burst_without_asking_lwa(
     make_caller: Callable[..., Caller], lwa_emulator: LWAEmulator
 ) -> None:
-    cooldown = 1.0
-    caller = make_caller(**_options(breaker_cooldown=cooldown))
+    """While the breaker is open and no probe is due, LWA hears nothing at all.
+
+    The clock is held still during the burst, so however long the machine
+    takes to run it, no probe falls due: zero LWA calls, and every refusal is
+    the breaker's, its ``Retry-After`` the whole cooldown (30 s, unlike the
+    configured RETRY_AFTER). Then the clock steps past the cooldown and one
+    probe closes the breaker.
+    """
+    cooldown = 30.0
+    clock = FakeClock()
+    caller = make_caller(**_options(clock, breaker_cooldown=cooldown))
     lwa_emulator.inject(Fault.SERVER_ERROR)
     for _ in range(THRESHOLD):
         assert_unavailable(caller.get(token=lwa_emulator.issue_token()))
@@ -132,13 +151,13 @@ def test_open_breaker_sheds_a_burst_without_asking_lwa(
     replies = caller.many(tokens)
     elapsed = time.monotonic() - started
     for reply in replies:
-        assert_unavailable(reply)
         # Retry-After tells the client when the breaker lets a probe through.
-        assert 1 <= int(reply.headers["retry-after"]) <= math.ceil(cooldown)
+        assert_unavailable(reply, retry_after=math.ceil(cooldown))
     assert elapsed < BOUND
-    probes = math.ceil(elapsed / cooldown)
-    assert _lwa_calls(lwa_emulator) - calls <= 2 * probes
-    _assert_recovers(caller, lwa_emulator, cooldown)
+    assert _lwa_calls(lwa_emulator) == calls, dict(lwa_emulator.calls)
+    assert caller.mw.stats.upstream_errors == THRESHOLD
+    assert caller.mw.stats.breaker_opened == 1
+    _assert_recovers(caller, lwa_emulator, clock, cooldown)
 
 
 def test_breaker_recovers_under_steady_traffic(
@@ -150,26 +169,28 @@ def test_breaker_recovers_under_steady_traffic(
     open: within a couple of cooldowns a probe goes through and new tokens
     resolve again.
     """
-    caller = make_caller(**_options())
+    clock = FakeClock()
+    caller = make_caller(**_options(clock))
     lwa_emulator.inject(Fault.DOWN)
     for _ in range(THRESHOLD):
         assert_unavailable(caller.get(token=lwa_emulator.issue_token()))
     assert caller.mw.authenticator.breaker.is_open
     lwa_emulator.clear_faults()
 
-    cleared = time.monotonic()
+    step = COOLDOWN / 5
     recovered: float | None = None
     statuses: Counter[int] = Counter()
-    # One request every COOLDOWN/5 for up to 4 cooldowns (bounded in count and time).
-    for _ in range(20):
+    # One request every COOLDOWN/5 (of the breaker's clock) for up to 4 cooldowns.
+    for n in range(20):
         reply = caller.get(token=lwa_emulator.issue_token())
         statuses[reply.status] += 1
         assert reply.status in (200, 503)
         if reply.status == 200:
-            recovered = time.monotonic() - cleared
+            recovered = n * step
             break
-        time.sleep(COOLDOWN / 5)
+        clock.advance(step)
     assert recovered is not None, (
         f"still refused {4 * COOLDOWN:.1f}s after LWA came back: {dict(statuses)}"
     )
-    assert recovered < 3 * COOLDOWN + 1.0
+    # Refusals do not restart the cooldown: the first request once it is over probes.
+    assert recovered <= COOLDOWN + step
