@@ -65,8 +65,6 @@ from rest_framework.authentication import BaseAuthentication
 from rest_framework.exceptions import APIException
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
-from rest_framework.views import exception_handler as drf_exception_handler
-from rest_framework.views import set_rollback
 
 from ..access import get_identity
 from ..errors import AuthError, MissingToken
@@ -105,6 +103,11 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> HttpResponse |
     are identical too. Opt in with ``REST_FRAMEWORK = {"EXCEPTION_HANDLER":
     "lwa_middleware.integrations.drf.exception_handler"}``.
     """
+    # Imported here: DRF imports this module (DEFAULT_AUTHENTICATION_CLASSES)
+    # while rest_framework.views is itself still being imported.
+    from rest_framework.views import exception_handler as drf_exception_handler
+    from rest_framework.views import set_rollback
+
     if isinstance(exc, LWAAPIException):
         set_rollback()
         return error_response(exc.error, exc.realm)

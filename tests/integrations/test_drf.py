@@ -299,3 +299,27 @@ def test_drf_over_a_threaded_wsgi_server(drf: Any, lwa_emulator: LWAEmulator) ->
         )
         assert posted.status_code == 201
         assert posted.json()["data"] == {"n": 2}
+
+
+def test_default_authentication_classes_setting_imports_cleanly() -> None:
+    # DRF imports the classes named in its settings while rest_framework.views
+    # is half-imported: our module must not import it back at import time.
+    import subprocess
+
+    code = (
+        "import django\n"
+        "from django.conf import settings\n"
+        "settings.configure(REST_FRAMEWORK={'DEFAULT_AUTHENTICATION_CLASSES': "
+        "['lwa_middleware.integrations.drf.LWAAuthentication'], 'EXCEPTION_HANDLER': "
+        "'lwa_middleware.integrations.drf.exception_handler', 'UNAUTHENTICATED_USER': "
+        "'lwa_middleware.integrations.django.LWAAnonymousUser'})\n"
+        "django.setup()\n"
+        "from rest_framework.views import APIView\n"
+        "print(APIView.authentication_classes[0].__name__, APIView.settings.EXCEPTION_HANDLER"
+        ".__name__)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["LWAAuthentication", "exception_handler"]
