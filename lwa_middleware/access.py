@@ -17,8 +17,9 @@ def get_identity(source: Any) -> Identity | None:
     """The :class:`Identity` of a request, or ``None`` when anonymous or unprotected.
 
     :param source: an ASGI scope or WSGI environ (any mapping), or a request
-        object exposing ``.scope`` (Starlette, FastAPI), ``.environ``
-        (Werkzeug, Flask) or ``.META`` (Django).
+        object exposing ``.scope`` (Starlette, FastAPI, Litestar, Quart,
+        Falcon ASGI), ``.environ`` (Werkzeug, Flask), ``.META`` (Django) or
+        ``.env`` (Falcon WSGI).
     :raises TypeError: for anything else, so a wrong argument is caught early.
 
     Example::
@@ -35,13 +36,13 @@ def get_identity(source: Any) -> Identity | None:
         # whichever the middleware in use wrote to, so look in each.
         mappings = [
             candidate
-            for attribute in ("scope", "environ", "META")
+            for attribute in ("scope", "environ", "META", "env")
             if isinstance(candidate := getattr(source, attribute, None), Mapping)
         ]
         if not mappings:
             raise TypeError(
                 "get_identity() takes an ASGI scope, a WSGI environ, or a request with "
-                f".scope, .environ or .META, not {type(source).__name__}"
+                f".scope, .environ, .META or .env, not {type(source).__name__}"
             )
     for mapping in mappings:
         identity = mapping.get(IDENTITY_KEY)

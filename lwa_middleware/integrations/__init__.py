@@ -12,7 +12,10 @@ module                                                 gives
                                                        security scheme, ``install_error_handlers``
 :mod:`lwa_middleware.integrations.flask`               the ``LWA`` extension, ``lwa_required``
 :mod:`lwa_middleware.integrations.django`              ``LWAMiddleware`` for ``MIDDLEWARE``,
-                                                       ``lwa_required``, ``LWAUser``
+                                                       ``lwa_required``, ``LWAUser``, a system
+                                                       check (``LWAConfig``)
+:mod:`lwa_middleware.integrations.drf`                 ``LWAAuthentication``, ``HasLWAScopes``
+                                                       for Django REST framework
 =====================================================  ============================================
 
 All of them read the identity the middleware attached and never call LWA

@@ -35,6 +35,15 @@ The middleware is **synchronous only** (``async_capable = False``): under
 ASGI, Django runs it in a worker thread, where a token lookup blocks that
 thread for at most the ``timeout`` option, never the event loop.
 
+**System check.** ``manage.py check`` (and ``runserver``, ``migrate``, …)
+reports a missing or bad ``settings.LWA`` as ``lwa_middleware.E001``, with
+the same message the middleware would raise, and warns
+(``lwa_middleware.W001``) when the app is installed but the middleware is
+not in ``MIDDLEWARE``. The check is registered when this module is imported;
+to be sure ``check`` imports it, add the app config::
+
+    INSTALLED_APPS = [..., "lwa_middleware.integrations.django.LWAConfig"]
+
 Example view::
 
     from lwa_middleware.integrations.django import lwa_required
@@ -51,7 +60,9 @@ import inspect
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, cast
 
+from django.apps import AppConfig
 from django.conf import settings as django_settings
+from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse
 
@@ -64,10 +75,13 @@ from ..wsgi import LWAWSGIMiddleware
 from ._common import authorize, normalize_scopes, warn_unprotected
 
 __all__ = [
+    "MIDDLEWARE_PATH",
     "OPTION_KEYS",
     "LWAAnonymousUser",
+    "LWAConfig",
     "LWAMiddleware",
     "LWAUser",
+    "check_settings",
     "error_response",
     "lwa_required",
     "settings_from_django",
@@ -82,6 +96,9 @@ OPTION_KEYS: dict[str, str] = {
     - {"client_ids"}
 }
 _EXTRA_KEYS = frozenset({"SET_USER"})
+
+#: How ``settings.MIDDLEWARE`` names :class:`LWAMiddleware`.
+MIDDLEWARE_PATH = "lwa_middleware.integrations.django.LWAMiddleware"
 
 View = Callable[..., Any]
 
@@ -318,3 +335,62 @@ def lwa_required(*scopes: str) -> Callable[[View], View]:
         return wrapper
 
     return decorator
+
+
+def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """Django system check: ``settings.LWA`` would build a middleware.
+
+    ``lwa_middleware.E001``: missing or bad ``settings.LWA`` (no client id,
+    unknown key, bad value), with the ``ImproperlyConfigured`` message the
+    middleware would raise on the first request. ``lwa_middleware.W001``: the
+    app config is installed but the middleware is not in ``MIDDLEWARE``.
+    """
+    middleware = list(getattr(django_settings, "MIDDLEWARE", None) or [])
+    installed = any(
+        isinstance(entry, str) and entry.startswith("lwa_middleware.")
+        for entry in getattr(django_settings, "INSTALLED_APPS", None) or []
+    )
+    if MIDDLEWARE_PATH not in middleware:
+        if not installed:
+            # Imported for lwa_required or get_identity only: nothing to check.
+            return []
+        return [
+            checks.Warning(
+                f"{MIDDLEWARE_PATH} is not in settings.MIDDLEWARE: no request is judged.",
+                hint=f"Add {MIDDLEWARE_PATH!r} to MIDDLEWARE, after SecurityMiddleware.",
+                id="lwa_middleware.W001",
+            )
+        ]
+    try:
+        settings_from_django()
+    except ImproperlyConfigured as exc:
+        return [
+            checks.Error(
+                str(exc),
+                hint=(
+                    "Set settings.LWA to a dict of the middleware's options in upper case, "
+                    'at least {"CLIENT_ID": "amzn1.application-oa2-client...."} (or the '
+                    "LWA_CLIENT_ID environment variable); see "
+                    "lwa_middleware.integrations.django."
+                ),
+                obj="settings.LWA",
+                id="lwa_middleware.E001",
+            )
+        ]
+    return []
+
+
+# Registered at import (not as a decorator: Django's is untyped).
+checks.register(check_settings, "lwa")
+
+
+class LWAConfig(AppConfig):  # type: ignore[misc]
+    """Install it (``INSTALLED_APPS``) so ``manage.py check`` always runs :func:`check_settings`.
+
+    It has no models and no migrations: naming it imports this module, which
+    registers the check.
+    """
+
+    name = "lwa_middleware.integrations"
+    label = "lwa_middleware"
+    verbose_name = "Login with Amazon"

@@ -1,12 +1,17 @@
 """Flask: the ``LWA`` extension and a per-view scope decorator.
 
-:class:`LWA` wraps ``app.wsgi_app`` in
-:class:`~lwa_middleware.LWAWSGIMiddleware`, configured from its keyword
-arguments and from ``app.config`` (``LWA_CLIENT_ID``, ``LWA_REGION``,
+:class:`LWA` judges every request *inside* Flask, in a ``before_request``
+hook that runs before any other, with the exact logic of
+:class:`~lwa_middleware.LWAWSGIMiddleware` (its
+:meth:`~lwa_middleware.LWAWSGIMiddleware.authenticate`). A refusal is a
+Flask response, returned from that hook: Flask's ``after_request`` hooks
+(flask-cors, security headers, logging) see it, and it has the middleware's
+status, headers and JSON body, byte for byte. It is configured from its
+keyword arguments and from ``app.config`` (``LWA_CLIENT_ID``, ``LWA_REGION``,
 ``LWA_API_BASE_URL``, ``LWA_ROUTES``, ``LWA_DEFAULT``, ``LWA_CACHE_TTL``, and
-``LWA_<OPTION>`` for every other option of the middleware; keyword
-arguments win). The identity is then ``flask.g.lwa_identity`` (``None`` when
-anonymous) and :func:`current_identity`.
+``LWA_<OPTION>`` for every other option of the middleware; keyword arguments
+win). The identity is then ``flask.g.lwa_identity`` (``None`` when anonymous)
+and :func:`current_identity`.
 
 Example::
 
@@ -29,7 +34,40 @@ Example::
 :meth:`LWA.required` (or :func:`lwa_required`) answers exactly as the
 middleware: 401 ``missing_token`` when anonymous, 403 ``insufficient_scope``
 with ``scope="…"``. Use it on routes whose policy is ``"optional"`` or
-``"required"``: on a ``"public"`` route no token is read.
+``"required"``: on a ``"public"`` route no token is read. Put it *below*
+``@app.get``/``@app.route``: above it, the route would register the unguarded
+function, so this module raises :class:`~lwa_middleware.ConfigurationError`
+instead (when the decorator runs if it can tell, else when the app is set up,
+else on the route's first request, which never runs the unguarded view).
+
+**CORS with flask-cors.** flask-cors is an ``after_request`` hook, so it
+decorates our refusals: a page on another origin can read the 401/403 and,
+with ``expose_headers=["WWW-Authenticate"]``, its challenge. Browsers send
+preflights (``OPTIONS`` with ``Origin`` and ``Access-Control-Request-Method``)
+without credentials, and flask-cors answers them by decorating Flask's
+*automatic* ``OPTIONS`` response. So, unless ``allow_preflight`` is given,
+the extension lets a preflight through without a token only when Flask itself
+answers it: the route provides automatic ``OPTIONS``, so no view runs (only
+``before_request``/``after_request`` hooks). A view that handles ``OPTIONS``
+itself is judged like any request. ``LWA_ALLOW_PREFLIGHT=True`` lets every
+real preflight through (the middleware's opt-in, views included);
+``False`` judges every preflight (no token: 401)::
+
+    from flask_cors import CORS
+
+    CORS(app, origins=["https://app.example"], allow_headers=["authorization"],
+         expose_headers=["WWW-Authenticate", "Retry-After"])
+    lwa = LWA(app)
+
+**Security rule.** Nothing of the app runs before the judgement except
+Flask's URL matching and ``url_value_preprocessor`` functions: the hook is
+inserted first among the app's ``before_request`` hooks, so a hook that
+reads the database or ``g`` runs only for an accepted request.
+
+**When not to use it.** To protect several apps mounted in one WSGI
+process (``DispatcherMiddleware``), wrap the combined app in
+:class:`~lwa_middleware.LWAWSGIMiddleware` instead (put a CORS layer outside
+it, or use its ``allow_preflight`` option).
 """
 
 from __future__ import annotations
@@ -45,7 +83,7 @@ from flask import Flask, Response, current_app, g, has_request_context, request
 from ..access import IDENTITY_KEY, get_identity
 from ..config import Settings
 from ..core import Stats
-from ..errors import AuthError
+from ..errors import AuthError, ConfigurationError
 from ..identity import Identity
 from ..wsgi import LWAWSGIMiddleware
 from ._common import authorize, normalize_scopes, warn_unprotected
@@ -64,6 +102,18 @@ OPTION_NAMES: tuple[str, ...] = tuple(
     )
 )
 
+#: Functions that ``lwa_required`` wrapped. One of them registered as a view
+#: means the decorator sat above the route decorator: the route serves the
+#: unguarded original.
+_guarded: weakref.WeakSet[Callable[..., Any]] = weakref.WeakSet()
+
+#: Apps set up by any ``LWA`` extension, to look for misplaced decorators.
+_apps: weakref.WeakSet[Flask] = weakref.WeakSet()
+
+#: Werkzeug request attributes cached from the query string or the headers;
+#: dropped after ``strip_credentials`` so the view sees the stripped request.
+_CACHED = ("args", "values", "full_path", "url", "authorization")
+
 
 def error_response(error: AuthError, realm: str = DEFAULT_REALM) -> Response:
     """The middleware's answer to ``error`` as a Flask :class:`~flask.Response`."""
@@ -76,6 +126,34 @@ def error_response(error: AuthError, realm: str = DEFAULT_REALM) -> Response:
     )
 
 
+def _judged_inside_flask(environ: Any, start_response: Any) -> Any:  # pragma: no cover
+    raise RuntimeError("the Flask extension only uses LWAWSGIMiddleware.authenticate()")
+
+
+def _misplaced(view: Callable[..., Any], endpoint: str) -> ConfigurationError:
+    name = getattr(view, "__qualname__", repr(view))
+    return ConfigurationError(
+        f"@lwa.required/@lwa_required on {name!r} (endpoint {endpoint!r}) is placed above "
+        "@app.route/@app.get, so the route registered the unguarded function and it would "
+        "run unprotected. Put @lwa.required below @app.route/@app.get, next to the function. "
+        "(To serve one function both guarded and unguarded, register two functions.)"
+    )
+
+
+def _is_guarded(view: Any) -> bool:
+    try:
+        return view in _guarded
+    except TypeError:  # unhashable view callable: never one of ours
+        return False
+
+
+def _check_views(app: Flask) -> None:
+    """Raise if a view registered in ``app`` is the unguarded original of a guarded one."""
+    for endpoint, view in app.view_functions.items():
+        if _is_guarded(view):
+            raise _misplaced(view, endpoint)
+
+
 class LWA:
     """The Flask extension: protects the whole app, exposes the identity.
 
@@ -83,11 +161,14 @@ class LWA:
         (application factories), once per app.
     :param options: options of :class:`~lwa_middleware.LWAWSGIMiddleware`
         (``client_id``, ``routes``, ``default``, ``cache_ttl``, …); they win
-        over ``app.config``.
+        over ``app.config``. ``allow_preflight`` is three-way here: unset
+        (default) lets through only preflights Flask answers itself, ``True``
+        every real preflight, ``False`` none (see the module docs).
 
     After :meth:`init_app`, ``app.extensions["lwa"]`` is this extension and
     :meth:`middleware` gives the app's middleware (for ``stats``,
-    ``invalidate`` and ``close``).
+    ``invalidate`` and ``close``). ``app.wsgi_app`` is left as it is: the
+    judgement happens inside Flask, so Flask's hooks see refusals.
     """
 
     def __init__(self, app: Flask | None = None, **options: Any) -> None:
@@ -112,18 +193,27 @@ class LWA:
         return options
 
     def init_app(self, app: Flask) -> None:
-        """Wrap ``app.wsgi_app`` and register the ``g.lwa_identity`` hook.
+        """Build the app's middleware and register the judging ``before_request`` hook.
 
-        :raises lwa_middleware.ConfigurationError: bad options, at once.
+        :raises lwa_middleware.ConfigurationError: bad options, or a view
+            already registered with ``@lwa.required`` above its route, at once.
         :raises RuntimeError: ``init_app`` was already called for ``app``.
         """
         if "lwa" in app.extensions:
             raise RuntimeError("LWA is already set up on this app")
-        middleware = LWAWSGIMiddleware(app.wsgi_app, **self.options_for(app))
-        app.wsgi_app = middleware  # type: ignore[method-assign]
+        options = self.options_for(app)
+        # None: the extension's own preflight rule (Flask's automatic OPTIONS only).
+        flask_preflights = options.get("allow_preflight") is None
+        if flask_preflights:
+            options["allow_preflight"] = False
+        middleware = LWAWSGIMiddleware(_judged_inside_flask, **options)
+        _check_views(app)
         self._middlewares[app] = middleware
+        _apps.add(app)
         app.extensions["lwa"] = self
-        app.before_request(_load_identity)
+        hook = _make_hook(app, middleware, flask_preflights)
+        # First of the app's hooks: no other hook runs for a refused request.
+        app.before_request_funcs.setdefault(None, []).insert(0, hook)
 
     def middleware(self, app: Flask | None = None) -> LWAWSGIMiddleware:
         """The middleware of ``app`` (default: the current app)."""
@@ -151,8 +241,44 @@ class LWA:
         return lwa_required(*scopes)
 
 
-def _load_identity() -> None:
-    g.lwa_identity = get_identity(request.environ)
+def _make_hook(
+    app: Flask, middleware: LWAWSGIMiddleware, flask_preflights: bool
+) -> Callable[[], Response | None]:
+    realm = middleware.settings.realm
+    strip = middleware.settings.strip_credentials
+    authenticate = middleware.authenticate
+
+    def lwa_before_request() -> Response | None:
+        environ = request.environ
+        rule = request.url_rule
+        if rule is not None:
+            view = app.view_functions.get(rule.endpoint)
+            if view is not None and _is_guarded(view):
+                # Registered after init_app (a blueprint): never run it unguarded.
+                raise _misplaced(view, rule.endpoint)
+            if (
+                flask_preflights
+                and request.method == "OPTIONS"
+                and getattr(rule, "provide_automatic_options", False)
+                and "HTTP_ORIGIN" in environ
+                and "HTTP_ACCESS_CONTROL_REQUEST_METHOD" in environ
+            ):
+                # Flask answers it with its default OPTIONS response; no view runs.
+                g.lwa_identity = None
+                return None
+        error = authenticate(environ)
+        if error is not None:
+            return error_response(error, realm)
+        if strip:
+            # Werkzeug copied the query string and cached parsed views of the
+            # request when it built it; rebuild them from the stripped environ.
+            request.query_string = environ.get("QUERY_STRING", "").encode("latin-1")
+            for name in _CACHED:
+                request.__dict__.pop(name, None)
+        g.lwa_identity = get_identity(environ)
+        return None
+
+    return lwa_before_request
 
 
 def current_identity() -> Identity | None:
@@ -190,11 +316,18 @@ def lwa_required(*scopes: str) -> Callable[[Callable[P, R]], Callable[P, R | Res
     Answers like the middleware: 401 ``missing_token`` when anonymous, 403
     ``insufficient_scope`` with ``scope="…"``, with the realm of the app's
     :class:`LWA` extension. Works on plain and ``async`` views. Put it
-    *below* ``@app.route`` so the route registers the guarded view.
+    *below* ``@app.route`` so the route registers the guarded view; above
+    it raises :class:`~lwa_middleware.ConfigurationError` (see the module docs).
     """
     required = normalize_scopes(scopes, "lwa_required")
 
     def decorator(view: Callable[P, R]) -> Callable[P, R | Response]:
+        for app in list(_apps):
+            for endpoint, registered in app.view_functions.items():
+                if registered is view:
+                    raise _misplaced(view, endpoint)
+        _guarded.add(view)
+
         if inspect.iscoroutinefunction(view):
             async_view = cast(Callable[P, Awaitable[Any]], view)
 

@@ -56,7 +56,7 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def uvicorn_server(app: Any) -> Iterator[str]:
+def uvicorn_server(app: Any, lifespan: str = "off") -> Iterator[str]:
     """Serve an ASGI app with uvicorn on a loopback port; yield its base URL."""
     import uvicorn
 
@@ -64,7 +64,7 @@ def uvicorn_server(app: Any) -> Iterator[str]:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="error", lifespan="off", ws="websockets-sansio")
+    config = uvicorn.Config(app, log_level="error", lifespan=lifespan, ws="websockets-sansio")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()

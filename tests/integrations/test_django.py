@@ -402,3 +402,84 @@ def test_the_asgi_middleware_refuses_django_with_force_script_name(
     # Without it Django routes on the path below root_path, which the
     # middleware judges too.
     ASGIMiddleware(ASGIHandler(), routes={"/public/**": "public"}, **options)
+
+
+# -- the system check: manage.py check reports a missing or bad settings.LWA ------------
+
+
+def _lwa_messages() -> list[Any]:
+    from django.core.checks import run_checks
+
+    return [m for m in run_checks(tags=["lwa"]) if m.id.startswith("lwa_middleware.")]
+
+
+@pytest.fixture
+def no_lwa_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("LWA_CLIENT_ID", "LWA_API_BASE_URL", "LWA_REGION"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.mark.usefixtures("no_lwa_env")
+def test_check_passes_on_good_settings(django_app: Any, lwa_emulator: LWAEmulator) -> None:
+    with override_settings(LWA=lwa_settings(lwa_emulator)):
+        assert _lwa_messages() == []
+
+
+@pytest.mark.usefixtures("no_lwa_env")
+@pytest.mark.parametrize(
+    ("config", "words"),
+    [
+        ({"CLIENT_ID": "amzn1.application-oa2-client.x", "CACHE_TLL": 3}, "unknown key"),
+        ({"CLIENT_ID": "amzn1.application-oa2-client.x", "DEFAULT": "sometimes"}, "policy"),
+        ({"CLIENT_ID": "amzn1.application-oa2-client.x", "SET_USER": "yes"}, "SET_USER"),
+        (["CLIENT_ID"], "must be a dict"),
+        ({"ROUTES": {"/": "public"}}, "client"),
+    ],
+)
+def test_check_reports_bad_settings(django_app: Any, config: Any, words: str) -> None:
+    with override_settings(LWA=config):
+        messages = _lwa_messages()
+    assert [m.id for m in messages] == ["lwa_middleware.E001"]
+    error = messages[0]
+    assert words.lower() in error.msg.lower()
+    assert error.is_serious()
+    assert "settings.LWA" in error.hint
+
+
+@pytest.mark.usefixtures("no_lwa_env")
+def test_check_reports_missing_settings(django_app: Any) -> None:
+    from django.conf import settings
+    from django.core.management import call_command
+    from django.core.management.base import SystemCheckError
+
+    with override_settings():
+        del settings.LWA
+        assert [m.id for m in _lwa_messages()] == ["lwa_middleware.E001"]
+        with pytest.raises(SystemCheckError, match=r"lwa_middleware\.E001"):
+            call_command("check", "--tag", "lwa")
+
+
+def test_check_warns_when_the_middleware_is_missing(
+    django_app: Any, lwa_emulator: LWAEmulator
+) -> None:
+    from django.conf import settings
+
+    assert "lwa_middleware.integrations.django.LWAConfig" in settings.INSTALLED_APPS
+    middleware = [m for m in settings.MIDDLEWARE if "lwa_middleware" not in m]
+    with override_settings(LWA=lwa_settings(lwa_emulator), MIDDLEWARE=middleware):
+        assert [m.id for m in _lwa_messages()] == ["lwa_middleware.W001"]
+
+
+def test_manage_py_check_on_the_example_project(tmp_path: Any) -> None:
+    import os
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LWA_", "DJANGO_"))}
+    manage = [sys.executable, str(DJANGO_PROJECT / "manage.py"), "check"]
+    broken = subprocess.run(manage, env=env, capture_output=True, text=True, timeout=60)
+    assert broken.returncode != 0
+    assert "lwa_middleware.E001" in broken.stderr
+    env["LWA_CLIENT_ID"] = "amzn1.application-oa2-client.0123"
+    fixed = subprocess.run(manage, env=env, capture_output=True, text=True, timeout=60)
+    assert fixed.returncode == 0, fixed.stderr
+    assert "no issues" in fixed.stdout

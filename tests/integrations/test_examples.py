@@ -100,6 +100,38 @@ def test_asgi_example_over_uvicorn(lwa_emulator: LWAEmulator) -> None:
     assert lwa_emulator.calls["tokeninfo"] == 2
 
 
+# -- Litestar and Quart: pure ASGI apps behind LWAMiddleware, on uvicorn ----------------
+
+
+@pytest.mark.parametrize("name", ["litestar_app", "quart_app"])
+def test_asgi_framework_example_over_uvicorn(lwa_emulator: LWAEmulator, name: str) -> None:
+    pytest.importorskip(name.split("_")[0])
+    example = load_example(name)
+    app = example.create_app(lwa_emulator.base_url, lwa_emulator.client_id)
+    full = lwa_emulator.issue_token(scopes=["profile", "postal_code"], name="Ada")
+    poor = lwa_emulator.issue_token(scopes=["profile"])
+    customer = lwa_emulator.customer_for(full)
+    # lifespan on: Litestar and Quart run their startup hooks, which pass through.
+    with uvicorn_server(app, lifespan="on") as url, http_client(url) as client:
+        assert client.get("/health").json() == {"status": "ok"}
+        assert client.get("/").json() == {"hello": "anonymous"}
+        assert client.get("/", headers=bearer(full)).json() == {"hello": "Ada"}
+        me = client.get("/me", headers=bearer(full))
+        assert me.status_code == 200
+        assert me.json()["user_id"] == customer.user_id
+        assert client.get("/shipping", headers=bearer(full)).json() == {
+            "user_id": customer.user_id,
+            "postal_code": customer.postal_code,
+        }
+        assert_missing_token(client.get("/me"))
+        assert_missing_token(client.get("/shipping"))
+        assert_insufficient(client.get("/shipping", headers=bearer(poor)), "postal_code")
+        # An unknown path on a "required" default is refused before the framework's 404.
+        assert_missing_token(client.get("/nowhere"))
+        assert client.get("/nowhere", headers=bearer(full)).status_code == 404
+    assert lwa_emulator.calls["tokeninfo"] == 2
+
+
 # -- metrics --------------------------------------------------------------------------
 
 _SAMPLE = re.compile(r"^([a-z_]+)(\{[^}]*\})? ([0-9.e+-]+)$")
@@ -217,6 +249,8 @@ def test_importing_the_package_imports_no_framework() -> None:
 SCRIPTS: dict[str, list[str]] = {
     "starlette_app": [str(EXAMPLES / "starlette_app.py")],
     "fastapi_app": [str(EXAMPLES / "fastapi_app.py")],
+    "litestar_app": [str(EXAMPLES / "litestar_app.py")],
+    "quart_app": [str(EXAMPLES / "quart_app.py")],
     "flask_app": [str(EXAMPLES / "flask_app.py")],
     "wsgi_app": [str(EXAMPLES / "wsgi_app.py")],
     "asgi_app": [str(EXAMPLES / "asgi_app.py")],

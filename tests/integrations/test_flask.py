@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from flask import Flask, g
+from flask import Flask, g, request
 from integration_support import (
     assert_insufficient,
     assert_missing_token,
@@ -18,6 +18,7 @@ from integration_support import (
     same_error,
     wsgi_server,
 )
+from werkzeug.test import Client
 
 from lwa_middleware import ConfigurationError, LWAWSGIMiddleware
 from lwa_middleware.integrations.flask import LWA, current_identity, lwa_required
@@ -95,10 +96,12 @@ def test_extension_wraps_the_app_and_registers(lwa_emulator: LWAEmulator) -> Non
     app = make_app(lwa_emulator)
     ext = app.extensions["lwa"]
     assert isinstance(ext, LWA)
-    assert isinstance(app.wsgi_app, LWAWSGIMiddleware)
-    assert ext.middleware(app) is app.wsgi_app
-    assert app.wsgi_app.settings.api_base_url == lwa_emulator.base_url
-    assert app.wsgi_app.settings.client_ids == frozenset({lwa_emulator.client_id})
+    middleware = ext.middleware(app)
+    assert isinstance(middleware, LWAWSGIMiddleware)
+    # Refusals are Flask responses: the WSGI app is not wrapped.
+    assert not isinstance(app.wsgi_app, LWAWSGIMiddleware)
+    assert middleware.settings.api_base_url == lwa_emulator.base_url
+    assert middleware.settings.client_ids == frozenset({lwa_emulator.client_id})
     with pytest.raises(RuntimeError):
         ext.init_app(app)
 
@@ -160,8 +163,8 @@ def test_keywords_win_over_config_and_realm_follows(lwa_emulator: LWAEmulator) -
         config={"LWA_REALM": "ignored", "LWA_CACHE_TTL": 5},
         realm="shop",
     )
-    assert app.wsgi_app.settings.realm == "shop"
-    assert app.wsgi_app.settings.cache_ttl == 5
+    assert app.extensions["lwa"].middleware(app).settings.realm == "shop"
+    assert app.extensions["lwa"].middleware(app).settings.cache_ttl == 5
     token = lwa_emulator.issue_token(scopes=["profile"])
     client = app.test_client()
     assert_missing_token(client.get("/required"), realm="shop")
@@ -243,3 +246,241 @@ def test_example_over_threaded_server(lwa_emulator: LWAEmulator) -> None:
         assert_missing_token(client.get("/shipping"))
         assert_insufficient(client.get("/shipping", headers=bearer(poor)), "postal_code")
     assert lwa_emulator.calls["tokeninfo"] == 2
+
+
+# -- refusals are Flask responses: flask-cors and other after_request hooks see them ----
+
+ORIGIN = "http://127.0.0.1:8000"
+PREFLIGHT = {"Origin": ORIGIN, "Access-Control-Request-Method": "GET"}
+
+
+def cors_app(lwa: LWAEmulator, **options: Any) -> tuple[Flask, list[str]]:
+    """flask-cors then the extension, as the module docs lay them out."""
+    from flask_cors import CORS
+
+    app = Flask("lwa_flask_cors")
+    CORS(
+        app,
+        origins=[ORIGIN],
+        allow_headers=["authorization"],
+        expose_headers=["WWW-Authenticate", "Retry-After"],
+    )
+    ran: list[str] = []
+
+    @app.before_request
+    def earlier_hook() -> None:
+        # Registered before the extension: must not run for a refused request.
+        ran.append("hook")
+
+    ext = LWA(app, client_id=lwa.client_id, api_base_url=lwa.base_url, **options)
+
+    @app.get("/me")
+    def me() -> Any:
+        ran.append("me")
+        identity = current_identity()
+        return {"user_id": identity.user_id if identity else None}
+
+    @app.get("/zip")
+    @ext.required("postal_code")
+    def zip_() -> Any:
+        ran.append("zip")
+        return {}
+
+    @app.route("/own-options", methods=["GET", "OPTIONS"])
+    def own_options() -> Any:
+        ran.append("own-options")
+        return {"identity": g.lwa_identity is not None}
+
+    return app, ran
+
+
+def test_flask_cors_decorates_refusals(lwa_emulator: LWAEmulator) -> None:
+    app, ran = cors_app(lwa_emulator)
+    client = app.test_client()
+    anonymous = client.get("/me", headers={"Origin": ORIGIN})
+    assert_missing_token(anonymous)
+    assert anonymous.headers["Access-Control-Allow-Origin"] == ORIGIN
+    exposed = {
+        h.strip().lower() for h in anonymous.headers["Access-Control-Expose-Headers"].split(",")
+    }
+    assert {"www-authenticate", "retry-after"} <= exposed
+    # The refusal is the middleware's, byte for byte.
+    reference = Client(
+        LWAWSGIMiddleware(
+            lambda e, s: [], client_id=lwa_emulator.client_id, api_base_url=lwa_emulator.base_url
+        )
+    ).get("/me")
+    same_error(anonymous, reference)
+
+    poor = lwa_emulator.issue_token(scopes=["profile"])
+    refused = client.get("/zip", headers={"Origin": ORIGIN, **bearer(poor)})
+    assert_insufficient(refused, "postal_code")
+    assert refused.headers["Access-Control-Allow-Origin"] == ORIGIN
+    # No other hook, and no view, ran for the 401; the 403 came from the view's guard.
+    assert ran == ["hook"]
+
+    ok = client.get("/me", headers={"Origin": ORIGIN, **bearer(poor)})
+    assert ok.status_code == 200
+    assert ok.headers["Access-Control-Allow-Origin"] == ORIGIN
+    assert ran == ["hook", "hook", "me"]
+
+
+def test_preflight_flask_answers_passes_without_a_token(lwa_emulator: LWAEmulator) -> None:
+    app, ran = cors_app(lwa_emulator)
+    client = app.test_client()
+    for path in ("/me", "/zip"):
+        preflight = client.options(
+            path, headers={**PREFLIGHT, "Access-Control-Request-Headers": "authorization"}
+        )
+        assert preflight.status_code == 200, path
+        assert preflight.headers["Access-Control-Allow-Origin"] == ORIGIN
+        assert "authorization" in preflight.headers["Access-Control-Allow-Headers"].lower()
+    assert ran == ["hook", "hook"]  # no view ran
+    assert lwa_emulator.calls["tokeninfo"] == 0
+    # An OPTIONS that is not a preflight, and a preflight to a view that handles
+    # OPTIONS itself, are judged like any request.
+    assert_missing_token(client.options("/me"))
+    assert_missing_token(client.options("/me", headers={"Origin": ORIGIN}))
+    assert_missing_token(client.options("/own-options", headers=PREFLIGHT))
+    assert "own-options" not in ran
+
+
+def test_preflight_options_are_three_way(lwa_emulator: LWAEmulator) -> None:
+    strict, _ = cors_app(lwa_emulator, allow_preflight=False)
+    assert_missing_token(strict.test_client().options("/me", headers=PREFLIGHT))
+    loose, ran = cors_app(lwa_emulator, allow_preflight=True)
+    answer = loose.test_client().options("/own-options", headers=PREFLIGHT)
+    assert answer.status_code == 200
+    assert answer.json == {"identity": False}
+    assert ran == ["hook", "own-options"]
+    with pytest.raises(ConfigurationError, match="allow_preflight"):
+        cors_app(lwa_emulator, allow_preflight="yes")
+
+
+def test_strip_credentials_reaches_the_flask_request(lwa_emulator: LWAEmulator) -> None:
+    token = lwa_emulator.issue_token(scopes=["profile"])
+    app = Flask("lwa_flask_strip")
+    LWA(
+        app,
+        client_id=lwa_emulator.client_id,
+        api_base_url=lwa_emulator.base_url,
+        strip_credentials=True,
+    )
+
+    @app.before_request
+    def touch() -> None:
+        # Parsed before the view: the extension must rebuild it after stripping.
+        assert request.args
+
+    @app.get("/echo")
+    def echo() -> Any:
+        return {
+            "args": sorted(request.args),
+            "query": request.query_string.decode(),
+            "url": request.url,
+            "authorization": request.headers.get("Authorization"),
+            "user": current_identity().user_id,
+        }
+
+    client = app.test_client()
+    by_query = client.get("/echo", query_string={"access_token": token, "page": "2"}).json
+    assert by_query["args"] == ["page"]
+    assert by_query["query"] == "page=2"
+    assert token not in by_query["url"]
+    by_header = client.get("/echo", query_string={"page": "2"}, headers=bearer(token)).json
+    assert by_header["authorization"] is None
+    assert by_header["user"] == lwa_emulator.customer_for(token).user_id
+
+
+# -- @lwa.required above @app.get fails loudly ------------------------------------------
+
+
+def test_required_above_route_raises_at_decoration(lwa_emulator: LWAEmulator) -> None:
+    app = Flask("lwa_flask_misplaced")
+    lwa = LWA(
+        app,
+        client_id=lwa_emulator.client_id,
+        api_base_url=lwa_emulator.base_url,
+        default="optional",
+    )
+    with pytest.raises(ConfigurationError, match=r"below @app\.route/@app\.get"):
+
+        @lwa.required("postal_code")
+        @app.get("/shipping")
+        def shipping() -> Any:
+            return {"secret": True}
+
+    with pytest.raises(ConfigurationError, match="'async_shipping'"):
+
+        @lwa_required()
+        @app.get("/async-shipping")
+        async def async_shipping() -> Any:
+            return {"secret": True}
+
+
+def test_required_above_route_raises_at_init_app(lwa_emulator: LWAEmulator) -> None:
+    app = Flask("lwa_flask_misplaced_early")
+    lwa = LWA(client_id=lwa_emulator.client_id, api_base_url=lwa_emulator.base_url)
+
+    @lwa.required("postal_code")  # no app known yet: caught by init_app
+    @app.get("/shipping")
+    def shipping() -> Any:
+        return {"secret": True}
+
+    with pytest.raises(ConfigurationError, match=r"below @app\.route"):
+        lwa.init_app(app)
+
+
+def test_required_above_blueprint_route_never_runs_unguarded(lwa_emulator: LWAEmulator) -> None:
+    from flask import Blueprint
+
+    app = Flask("lwa_flask_misplaced_bp")
+    lwa = LWA(
+        app,
+        client_id=lwa_emulator.client_id,
+        api_base_url=lwa_emulator.base_url,
+        default="optional",
+    )
+    shop = Blueprint("shop", __name__)
+    ran: list[str] = []
+
+    @lwa.required("postal_code")  # the blueprint registers later: only a request can tell
+    @shop.get("/shipping")
+    def shipping() -> Any:
+        ran.append("shipping")
+        return {"secret": True}
+
+    app.register_blueprint(shop)
+    app.config["PROPAGATE_EXCEPTIONS"] = True
+    token = lwa_emulator.issue_token(scopes=["profile"])
+    with pytest.raises(ConfigurationError, match=r"below @app\.route"):
+        app.test_client().get("/shipping", headers=bearer(token))
+    app.config["PROPAGATE_EXCEPTIONS"] = False
+    assert app.test_client().get("/shipping").status_code == 500
+    assert ran == []
+
+
+def test_required_below_route_in_a_blueprint_works(lwa_emulator: LWAEmulator) -> None:
+    from flask import Blueprint
+
+    app = Flask("lwa_flask_bp")
+    lwa = LWA(
+        app,
+        client_id=lwa_emulator.client_id,
+        api_base_url=lwa_emulator.base_url,
+        default="optional",
+    )
+    shop = Blueprint("shop", __name__)
+
+    @shop.get("/shipping")
+    @lwa.required("postal_code")
+    def shipping() -> Any:
+        return {"postal_code": current_identity().postal_code}
+
+    app.register_blueprint(shop)
+    full = lwa_emulator.issue_token(scopes=["postal_code"], postal_code="10115")
+    poor = lwa_emulator.issue_token(scopes=["profile"])
+    client = app.test_client()
+    assert client.get("/shipping", headers=bearer(full)).json == {"postal_code": "10115"}
+    assert_insufficient(client.get("/shipping", headers=bearer(poor)), "postal_code")
+    assert_missing_token(client.get("/shipping"))

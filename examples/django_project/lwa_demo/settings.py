@@ -13,7 +13,8 @@ SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "insecure-demo-key-do-not-deplo
 DEBUG = False
 ALLOWED_HOSTS = ["127.0.0.1", "localhost", "[::1]", "testserver"]
 
-INSTALLED_APPS = ["lwa_demo"]
+# LWAConfig: ``manage.py check`` reports a missing or bad settings.LWA (lwa_middleware.E001).
+INSTALLED_APPS = ["lwa_demo", "lwa_middleware.integrations.django.LWAConfig"]
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "lwa_middleware.integrations.django.LWAMiddleware",
