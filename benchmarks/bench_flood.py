@@ -76,7 +76,7 @@ def _openings(mw: LWAMiddleware | LWAWSGIMiddleware) -> Callable[[], int]:
     versions without it (so the same script measures the code before the fix)."""
     if hasattr(mw.stats, "breaker_opened"):
         return lambda: int(mw.stats.breaker_opened)
-    breaker = mw.authenticator.breaker
+    breaker = mw.resolver.breaker
     count = [0]
     failure = breaker.failure
 

@@ -542,7 +542,7 @@ class FloodReport:
 
 def rejections_size(mw: LWAMiddleware | LWAWSGIMiddleware) -> int:
     # No public accessor for the negative cache's size; read it under its lock.
-    cache = mw.authenticator.cache
+    cache = mw.resolver.cache
     with cache._lock:
         rejections = cache._rejections
         return len(rejections) if rejections is not None else 0
@@ -656,12 +656,12 @@ def run_flood(
         asyncio.run(flood(tokens))
         report.seconds = time.monotonic() - started
         report.rss_after = rss_bytes()
-        report.cache_size = len(mw.authenticator.cache)
+        report.cache_size = len(mw.resolver.cache)
         report.rejections_size = rejections_size(mw)
         report.valid = len(issued)
         # Private, but a leak there would grow with every distinct token.
-        auth = mw.authenticator
-        report.flights_left = len(auth._async_flights) + len(auth._sync_flights)
+        auth = mw.resolver
+        report.flights_left = len(auth._tasks) + len(auth._threads)
     return report
 
 

@@ -13,7 +13,6 @@ emulator for tests and demos.
 
 from __future__ import annotations
 
-from .access import get_identity
 from .asgi import LWAMiddleware
 from .errors import (
     AuthError,
@@ -27,7 +26,7 @@ from .errors import (
     UnsupportedScope,
     UpstreamUnavailable,
 )
-from .identity import Identity
+from .identity import Identity, get_identity
 from .routes import revalidate
 from .wsgi import LWAWSGIMiddleware
 

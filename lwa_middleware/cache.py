@@ -28,13 +28,16 @@ import functools
 import hashlib
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from cachetools import TLRUCache, TTLCache
 
 from .errors import InvalidToken
 from .identity import Identity, expand_scopes
-from .routes import PROFILE_FETCHED
+from .routes import PROFILE_FETCHED, Policy
+
+Clock = Callable[[], float]
 
 __all__ = ["Entry", "IdentityCache", "token_digest"]
 
@@ -47,8 +50,8 @@ def token_digest(raw: bytes) -> bytes:
 class _MirroredTLRU(TLRUCache[bytes, "Entry"]):
     """A TLRU cache that keeps ``mirror``, a plain dict of its items, in step."""
 
-    def __init__(self, maxsize: int) -> None:
-        super().__init__(maxsize, ttu=_expiry, timer=time.monotonic)
+    def __init__(self, maxsize: int, clock: Clock) -> None:
+        super().__init__(maxsize, ttu=_expiry, timer=clock)
         self.mirror: dict[bytes, Entry] = {}
 
     def __setitem__(self, key: bytes, value: Entry) -> None:
@@ -92,8 +95,8 @@ class Entry:
         "fresh_until",
         "granted",
         "has_profile",
+        "holds",
         "identity",
-        "serves",
     )
 
     def __init__(
@@ -109,18 +112,30 @@ class Entry:
         #: The identity's scopes plus those they imply, for policy checks.
         self.granted = expand_scopes(identity.scopes)
         #: ``granted`` plus the profile marker: what ``Policy.hot`` is tested against.
-        self.serves = _serves(self.granted, has_profile)
+        self.holds = _holds(self.granted, has_profile)
         self.expires_mono = expires_mono
         self.fresh_until = fresh_until
         self.has_profile = has_profile
         self.extra = extra
+
+    def serves(self, policy: Policy, now: float) -> bool:
+        """Whether this entry may answer a request under ``policy`` at ``now``.
+
+        The one cache-hit rule: fresh, holding the profile when the policy
+        needs it, and never on a ``revalidate()`` route (whose marker no entry
+        holds). Whether it also holds the policy's scopes is the next, separate
+        question (:meth:`~.gate.Gate.admit`: 403, not a lookup). The ASGI hot
+        path inlines both at once, ``fresh_until > now and policy.hot <=
+        holds``; a property test ties it to this method.
+        """
+        return self.fresh_until > now and policy.needs <= self.holds
 
     def __repr__(self) -> str:
         return f"Entry({self.identity!r}, has_profile={self.has_profile})"
 
 
 @functools.lru_cache(maxsize=64)
-def _serves(granted: frozenset[str], has_profile: bool) -> frozenset[str]:
+def _holds(granted: frozenset[str], has_profile: bool) -> frozenset[str]:
     # Memoised: a handful of distinct sets shared by every entry.
     return granted | {PROFILE_FETCHED} if has_profile else granted
 
@@ -146,6 +161,7 @@ class IdentityCache:
         stale-if-error; otherwise they are dropped at ``ttl``.
     :param negative_ttl: seconds a rejection is remembered (0 disables).
     :param negative_maxsize: rejections kept.
+    :param clock: the monotonic clock every deadline is read on.
     """
 
     def __init__(
@@ -156,20 +172,22 @@ class IdentityCache:
         keep_stale: bool = False,
         negative_ttl: float = 30.0,
         negative_maxsize: int = 10_000,
+        clock: Clock = time.monotonic,
     ) -> None:
         self.ttl = ttl
+        self.clock = clock
         self.keep_stale = keep_stale
         self._lock = threading.Lock()
-        self._entries = _MirroredTLRU(maxsize)
+        self._entries = _MirroredTLRU(maxsize, clock)
         #: Lock-free read of a possibly stale entry; callers check its deadlines.
         self.peek = self._entries.mirror.get
         # Revocations live apart from rejections: a flood of garbage tokens
         # filling the negative cache must not be able to evict them.
         self._revoked: TLRUCache[bytes, float] = TLRUCache(
-            maxsize, ttu=_until, timer=time.monotonic
+            maxsize, ttu=_until, timer=clock
         )
         self._rejections: TTLCache[bytes, InvalidToken] | None = (
-            TTLCache(negative_maxsize, ttl=negative_ttl, timer=time.monotonic)
+            TTLCache(negative_maxsize, ttl=negative_ttl, timer=clock)
             if negative_ttl > 0
             else None
         )
@@ -208,7 +226,7 @@ class IdentityCache:
     ) -> Entry:
         """An entry fresh for ``cache_ttl`` (or less: ``fresh_for``), never past expiry."""
         ttl = self.ttl if fresh_for is None else min(self.ttl, fresh_for)
-        fresh_until = min(time.monotonic() + ttl, expires_mono)
+        fresh_until = min(self.clock() + ttl, expires_mono)
         return Entry(
             identity,
             expires_mono=expires_mono if self.keep_stale else fresh_until,

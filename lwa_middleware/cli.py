@@ -332,7 +332,7 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
         _print_json(_refused(error, settings))
         return EXIT_REJECTED
 
-    from .transport import SyncDriver
+    from .upstream import SyncDriver
 
     driver = SyncDriver(settings)
     try:

@@ -28,14 +28,14 @@ import os
 import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 from urllib.parse import urlsplit
 
 from .errors import ConfigurationError
 from .routes import Policy, PolicySpec, RouteTable
 from .tokens import TOKEN_SOURCES
 
-__all__ = ["REGIONS", "Settings"]
+__all__ = ["REGIONS", "Options", "Settings"]
 
 logger = logging.getLogger("lwa_middleware.config")
 
@@ -156,6 +156,72 @@ def _token_sources(sources: Collection[str]) -> frozenset[str]:
     return chosen
 
 
+class Options(TypedDict, total=False):
+    """Every keyword option of both middlewares, typed; defaults in brackets.
+
+    Give them as keywords (``LWAMiddleware(app, client_id=..., routes=...)``)
+    or build a :class:`Settings` once with :meth:`Settings.from_options` and
+    pass ``settings=``.
+    """
+
+    #: Your LWA client id, or a collection of them: other ``aud`` are refused [$LWA_CLIENT_ID].
+    client_id: str | Collection[str]
+    #: LWA API origin [https://api.amazon.com]; plain http only on loopback [$LWA_API_BASE_URL].
+    api_base_url: str
+    #: ``"na"``, ``"eu"`` or ``"fe"``, instead of ``api_base_url`` [$LWA_REGION].
+    region: str
+    #: Path pattern → ``"public"``, ``"optional"``, ``"required"`` or a list of scopes.
+    routes: Mapping[str, PolicySpec | Policy]
+    #: Policy of paths no pattern matches ["required"].
+    default: PolicySpec | Policy
+    #: Seconds a resolved token is served without asking LWA [300] [$LWA_CACHE_TTL].
+    cache_ttl: float
+    #: Resolved tokens kept in memory [10000] [$LWA_CACHE_MAXSIZE].
+    cache_maxsize: int
+    #: Seconds a token LWA rejected is remembered [30]; 0 turns it off.
+    negative_cache_ttl: float
+    #: Rejections remembered [10000].
+    negative_cache_maxsize: int
+    #: Overall deadline of one lookup, both calls and every byte [5].
+    timeout: float
+    #: TCP/TLS connect deadline [2].
+    connect_timeout: float
+    #: Larger LWA answers are refused unread, as a 503 [65536].
+    max_response_bytes: int
+    #: ``Retry-After`` seconds of a 503 when LWA did not say [5].
+    retry_after: int
+    #: The ``realm`` of ``WWW-Authenticate`` challenges ["lwa"].
+    realm: str
+    #: While LWA fails, serve cached identities whose tokens are still live [False].
+    stale_if_error: bool
+    #: Remove the token (headers, query, raw path) before the app sees the request [False].
+    strip_credentials: bool
+    #: Let real CORS preflights through without a token, for a CORS layer inside [False].
+    allow_preflight: bool
+    #: LWA lookups in flight at once; beyond it a request waits up to ``timeout`` [100].
+    max_concurrent_lookups: int
+    #: Consecutive LWA failures that open the circuit breaker [5].
+    breaker_threshold: int
+    #: Seconds the breaker fails fast before one probe [5].
+    breaker_cooldown: float
+    #: The monotonic clock of every deadline and cache [time.monotonic]; tests pass a fake.
+    clock: Callable[[], float]
+    #: ``redis://``, ``rediss://`` or ``unix://``: share resolutions between processes.
+    redis_url: str | None
+    #: Secret keying and sealing shared entries [$LWA_CACHE_KEY_SECRET; else kept in Redis].
+    cache_key_secret: str | bytes | None
+    #: Deadline of every Redis call on the request path [0.05].
+    redis_timeout: float
+    #: With Redis: seconds this process trusts its own copy before asking again [5].
+    local_cache_ttl: float
+    #: Let ``["profile:user_id"]`` routes skip the profile call [False].
+    user_id_from_tokeninfo: bool
+    #: Where tokens are accepted from: ``"header"`` and/or ``"query"`` [both].
+    token_sources: Collection[str]
+    #: Metrics hook, called as ``on_event(name, data)`` [None].
+    on_event: Callable[[str, Mapping[str, Any]], None] | None
+
+
 @dataclass(frozen=True, kw_only=True)
 class Settings:
     """Validated configuration; build it with :meth:`from_options`."""
@@ -178,7 +244,7 @@ class Settings:
     max_concurrent_lookups: int = 100
     breaker_threshold: int = 5
     breaker_cooldown: float = 5.0
-    #: Monotonic seconds for the breaker and the warning throttle; tests pass a fake one.
+    #: Monotonic seconds for every deadline and cache; tests pass a fake one.
     clock: Callable[[], float] = time.monotonic
     redis_url: str | None = None
     cache_key_secret: bytes | None = None

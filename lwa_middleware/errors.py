@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from typing import Self
 
 __all__ = [
     "AuthError",
@@ -93,6 +94,18 @@ class AuthError(LWAError):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.description!r})"
+
+    def copy(self) -> Self:
+        """The same verdict as a new exception, with no traceback.
+
+        Raising one stored exception again and again would chain every
+        raiser's frames (and their locals) onto it: a remembered or shared
+        verdict is raised as a copy.
+        """
+        clone = type(self).__new__(type(self))
+        clone.args = self.args
+        clone.__dict__.update(self.__dict__)
+        return clone
 
     def challenge(self, realm: str) -> str:
         """The ``WWW-Authenticate`` value for this error."""

@@ -1,12 +1,25 @@
-"""Who is calling: the immutable :class:`Identity` and the scope rules of LWA."""
+"""Who is calling: the immutable :class:`Identity`, the scope rules of LWA,
+and :func:`get_identity`, which reads the identity back in any framework."""
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
-__all__ = ["Identity", "expand_scopes", "infer_scopes", "missing_scopes"]
+from .errors import InsufficientScope
+
+__all__ = [
+    "IDENTITY_KEY",
+    "REALM_KEY",
+    "Identity",
+    "check_scopes",
+    "expand_scopes",
+    "get_identity",
+    "infer_scopes",
+    "missing_scopes",
+]
 
 PROFILE = "profile"
 PROFILE_USER_ID = "profile:user_id"
@@ -110,3 +123,57 @@ class Identity:
         data = dataclasses.asdict(self)
         data["scopes"] = sorted(self.scopes)
         return data
+
+
+def check_scopes(granted: frozenset[str], required: frozenset[str]) -> None:
+    """Raise :class:`InsufficientScope` unless ``granted`` (expanded) covers ``required``.
+
+    The one scope decision: route policies and per-view decorators both use it.
+    """
+    if required and not required <= granted:
+        raise InsufficientScope(required, missing=required - granted)
+
+
+#: The key under which both middlewares store the identity.
+IDENTITY_KEY = "lwa.identity"
+#: The key under which both middlewares publish their realm, so per-view
+#: checks answer with the same challenge without being told it again.
+REALM_KEY = "lwa.realm"
+
+
+def get_identity(source: Any) -> Identity | None:
+    """The :class:`Identity` of a request, or ``None`` when anonymous or unprotected.
+
+    :param source: an ASGI scope or WSGI environ (any mapping), or a request
+        object exposing ``.scope`` (Starlette, FastAPI, Litestar, Quart,
+        Falcon ASGI), ``.environ`` (Werkzeug, Flask), ``.META`` (Django) or
+        ``.env`` (Falcon WSGI).
+    :raises TypeError: for anything else, so a wrong argument is caught early.
+
+    Example::
+
+        @app.route("/me")
+        def me():
+            identity = get_identity(flask.request)
+            return {"user_id": identity.user_id if identity else None}
+    """
+    if isinstance(source, Mapping):
+        mappings: list[Mapping[str, Any]] = [source]
+    else:
+        # Django's ASGIRequest has both .scope and .META; the identity is in
+        # whichever the middleware in use wrote to, so look in each.
+        mappings = [
+            candidate
+            for attribute in ("scope", "environ", "META", "env")
+            if isinstance(candidate := getattr(source, attribute, None), Mapping)
+        ]
+        if not mappings:
+            raise TypeError(
+                "get_identity() takes an ASGI scope, a WSGI environ, or a request with "
+                f".scope, .environ, .META or .env, not {type(source).__name__}"
+            )
+    for mapping in mappings:
+        identity = mapping.get(IDENTITY_KEY)
+        if isinstance(identity, Identity):
+            return identity
+    return None

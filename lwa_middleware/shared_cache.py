@@ -1,6 +1,6 @@
 """The shared Redis cache, so that N worker processes resolve a token once.
 
-:class:`~.core.Authenticator` asks this cache after its in-process cache and
+:class:`~.resolver.Resolver` asks this cache after its in-process cache and
 its in-process single-flight, and before LWA. Under ASGI it uses
 :class:`AsyncSharedCache` (redis-py's asyncio client), under WSGI
 :class:`SyncSharedCache` (the blocking client). Both speak to Redis through a

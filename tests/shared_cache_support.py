@@ -246,7 +246,7 @@ async def app(scope, receive, send):
         await send({"type": "http.response.body", "body": b"ok"})
         return
     if scope["type"] == "http" and scope["path"] == "/stats":
-        shared = with_redis.authenticator._async_shared
+        shared = with_redis.resolver._async_shared
         data = dict(with_redis.stats.snapshot(), pid=os.getpid())
         if shared is not None:
             data.update(redis_errors=shared.errors, redis_skipped=shared.skipped,

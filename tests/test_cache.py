@@ -234,5 +234,5 @@ def test_cache_maxsize_in_the_middleware(
     tokens = [lwa_emulator.issue_token() for _ in range(5)]
     for token in tokens:
         assert client.get("/me", headers={"Authorization": f"Bearer {token}"}).status_code == 200
-    assert len(wsgi.authenticator.cache) <= 2
+    assert len(wsgi.resolver.cache) <= 2
     wsgi.close()

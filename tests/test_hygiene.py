@@ -164,7 +164,7 @@ def _assert_logs_clean(caplog: pytest.LogCaptureFixture, secrets: Secrets) -> No
 
 
 def _assert_internals_clean(mw: Any, secrets: Secrets) -> None:
-    auth = mw.authenticator
+    auth = mw.resolver
     secrets.assert_absent(repr(mw), "the middleware's repr")
     secrets.assert_absent(repr(auth), "the authenticator's repr")
     secrets.assert_absent(repr(mw.settings), "the settings' repr")
@@ -249,7 +249,7 @@ def test_errors_raised_by_the_core_hold_no_token(
     make_wsgi: Callable[..., LWAWSGIMiddleware],
 ) -> None:
     mw = make_wsgi()
-    auth = mw.authenticator
+    auth = mw.resolver
     required = Policy.parse("required")
     revoked = secrets.add(lwa_emulator.issue_token())
     lwa_emulator.revoke(revoked)

@@ -682,8 +682,8 @@ def test_a_worker_that_clears_its_own_cache_is_served_from_redis(
     token = lwa_emulator.issue_token()
     with uvicorn_server(a) as base:
         assert call(http, base, "/me", token).status_code == 200
-        a.authenticator.cache.clear()
-        assert len(a.authenticator.cache) == 0
+        a.resolver.cache.clear()
+        assert len(a.resolver.cache) == 0
         assert call(http, base, "/me", token).status_code == 200
     # The in-process cache answers first; once it forgot, Redis does, not LWA.
     assert lwa_emulator.calls["tokeninfo"] == 1

@@ -119,7 +119,7 @@ def test_a_rejection_or_revocation_moved_to_another_key_is_a_miss(
         with serve(first) as base:
             assert call(http, base, "/me", bad).status_code == 401
     else:
-        first.authenticator.revoke(bad)
+        first.resolver.revoke(bad)
     [bad_key] = keys_of(rclient, kind)
     target = bad_key.replace(bad_key.split(b":")[-1], good_key.split(b":")[-1])
     rclient.set(target, rclient.get(bad_key), px=60_000)

@@ -85,7 +85,7 @@ def test_revalidate_with_a_cleared_memory_asks_lwa_not_redis(
     with serve(mw) as base:
         assert call(http, base, "/me", token).status_code == 200
         lwa_emulator.revoke(token)
-        mw.authenticator.cache.clear()
+        mw.resolver.cache.clear()
         assert call(http, base, "/pay", token).status_code == 401
     assert mw.stats.shared_hits == 0
 
@@ -96,7 +96,7 @@ def test_revalidate_still_honours_a_shared_revocation(
     """LWA still vouches for the token, but a worker logged it out."""
     first, serve = make(redis_url=redis_srv.url, redis_timeout=SLACK)
     token = lwa_emulator.issue_token()
-    first.authenticator.revoke(token)
+    first.resolver.revoke(token)
     other, serve = make(redis_url=redis_srv.url, redis_timeout=SLACK)
     with serve(other) as base:
         response = call(http, base, "/pay", token)

@@ -31,9 +31,9 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from ..access import get_identity
 from ..asgi import LWAMiddleware
 from ..errors import AuthError
+from ..identity import get_identity
 from ..testing.emulator import AUTHORIZE_PATH
 from ..tokens import extract_token
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
-from ..core import check_scopes
 from ..errors import MissingToken
-from ..identity import Identity, expand_scopes
+from ..identity import Identity, check_scopes, expand_scopes
 from ..routes import Policy
 
 __all__ = ["authorize", "normalize_scopes", "warn_unprotected"]
@@ -27,7 +26,7 @@ def authorize(identity: Identity | None, scopes: frozenset[str]) -> Identity:
     """Return ``identity`` if it holds ``scopes``, else raise the middleware's error.
 
     The scope decision and the error are the core's own
-    (:func:`lwa_middleware.core.check_scopes`),
+    (:func:`lwa_middleware.identity.check_scopes`),
     so a view-level check can never judge or word it differently from a
     route policy with the same scopes.
 

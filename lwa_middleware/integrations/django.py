@@ -66,12 +66,12 @@ from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse
 
-from ..access import IDENTITY_KEY
 from ..config import Settings
-from ..core import SyncControls
 from ..errors import AuthError, ConfigurationError
-from ..identity import Identity
-from ..wsgi import LWAWSGIMiddleware
+from ..gate import Gate
+from ..identity import IDENTITY_KEY, Identity
+from ..resolver import BlockingControls, Resolver
+from ..wsgi import judge_environ
 from ._common import authorize, normalize_scopes, warn_unprotected
 
 __all__ = [
@@ -101,10 +101,6 @@ _EXTRA_KEYS = frozenset({"SET_USER"})
 MIDDLEWARE_PATH = "lwa_middleware.integrations.django.LWAMiddleware"
 
 View = Callable[..., Any]
-
-
-def _no_app(environ: Any, start_response: Any) -> Any:  # pragma: no cover
-    raise RuntimeError("the Django middleware only uses LWAWSGIMiddleware.authenticate()")
 
 
 def _lwa_config() -> Mapping[str, Any]:
@@ -236,7 +232,7 @@ class LWAAnonymousUser:
         return False
 
 
-class LWAMiddleware(SyncControls):
+class LWAMiddleware(BlockingControls):
     """Protects a Django project with LWA tokens, as ``LWAWSGIMiddleware`` does.
 
     Built from ``settings.LWA`` (see the module docs) when Django loads its
@@ -253,19 +249,20 @@ class LWAMiddleware(SyncControls):
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
         self.settings, self.set_user = settings_from_django()
-        self._wsgi = LWAWSGIMiddleware(_no_app, settings=self.settings)
-        self.authenticator = self._wsgi.authenticator
+        self.resolver = Resolver(self.settings)
+        self.gate = Gate(self.settings, self.resolver)
         self._realm = self.settings.realm
 
     def __repr__(self) -> str:
-        return f"LWAMiddleware({self.authenticator!r})"
+        return f"LWAMiddleware({self.resolver!r})"
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         meta = request.META
         # Any: these attributes are ours to add; HttpRequest does not declare them.
         target: Any = request
-        # META is the WSGI environ: the WSGI middleware's own logic judges it.
-        error = self._wsgi.authenticate(meta, request.path_info or "/")
+        # META is the WSGI environ: the gate judges it as for any WSGI app, on
+        # the path Django routes on.
+        error = judge_environ(self.gate, self.resolver, meta, request.path_info or "/")
         if error is not None:
             return error_response(error, self._realm)
         # Always there, so views on public routes can read it; META keeps the

@@ -66,9 +66,8 @@ from rest_framework.exceptions import APIException
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 
-from ..access import get_identity
 from ..errors import AuthError, MissingToken
-from ..identity import Identity
+from ..identity import Identity, get_identity
 from ._common import authorize, normalize_scopes, warn_unprotected
 from .django import LWAUser, error_response
 from .django import _realm as _django_realm

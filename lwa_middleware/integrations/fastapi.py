@@ -58,10 +58,9 @@ from starlette.requests import HTTPConnection
 from starlette.responses import Response
 from starlette.websockets import WebSocket
 
-from ..access import IDENTITY_KEY, get_identity
 from ..asgi import WS_POLICY_VIOLATION
 from ..errors import AuthError, MissingToken
-from ..identity import Identity
+from ..identity import IDENTITY_KEY, Identity, get_identity
 from ._common import authorize, normalize_scopes, warn_unprotected
 
 __all__ = [

@@ -80,11 +80,10 @@ from typing import Any, ParamSpec, TypeVar, cast
 
 from flask import Flask, Response, current_app, g, has_request_context, request
 
-from ..access import IDENTITY_KEY, get_identity
 from ..config import Settings
-from ..core import Stats
 from ..errors import AuthError, ConfigurationError
-from ..identity import Identity
+from ..identity import IDENTITY_KEY, Identity, get_identity
+from ..stats import Stats
 from ..wsgi import LWAWSGIMiddleware
 from ._common import authorize, normalize_scopes, warn_unprotected
 

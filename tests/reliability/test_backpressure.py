@@ -64,7 +64,7 @@ def _assert_recovers(
     reply = caller.get(token=token)
     assert reply.status == 200, reply.body
     assert reply.user_id == lwa.customer_for(token).user_id
-    assert not caller.mw.authenticator.breaker.is_open
+    assert not caller.mw.resolver.breaker.is_open
     again = lwa.issue_token()
     assert caller.get(token=again).status == 200
 
@@ -142,7 +142,7 @@ def test_open_breaker_sheds_a_burst_without_asking_lwa(
     lwa_emulator.inject(Fault.SERVER_ERROR)
     for _ in range(THRESHOLD):
         assert_unavailable(caller.get(token=lwa_emulator.issue_token()))
-    assert caller.mw.authenticator.breaker.is_open
+    assert caller.mw.resolver.breaker.is_open
     calls = _lwa_calls(lwa_emulator)
     assert calls == 2 * THRESHOLD
 
@@ -174,7 +174,7 @@ def test_breaker_recovers_under_steady_traffic(
     lwa_emulator.inject(Fault.DOWN)
     for _ in range(THRESHOLD):
         assert_unavailable(caller.get(token=lwa_emulator.issue_token()))
-    assert caller.mw.authenticator.breaker.is_open
+    assert caller.mw.resolver.breaker.is_open
     lwa_emulator.clear_faults()
 
     step = COOLDOWN / 5

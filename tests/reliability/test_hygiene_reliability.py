@@ -67,7 +67,7 @@ def _assert_no_token_in(text: str, tokens: Iterable[str], where: str) -> None:
 
 def _cache_dump(mw: LWAMiddleware | LWAWSGIMiddleware) -> tuple[list[bytes], str, bytes]:
     """Keys, the reprs of values, and a pickle of everything both caches hold."""
-    cache = mw.authenticator.cache
+    cache = mw.resolver.cache
     # Private, but this is exactly what a heap dump of the process would show.
     with cache._lock:
         entries = list(cache._entries.items())
@@ -134,7 +134,7 @@ def test_tokens_never_leak_under_faults(
     for token in sent:
         assert token.encode() not in blob
         assert token.encode() not in keys
-    _assert_no_token_in(repr(caller.mw) + repr(caller.mw.authenticator), sent, "a repr")
+    _assert_no_token_in(repr(caller.mw) + repr(caller.mw.resolver), sent, "a repr")
 
 
 @pytest.mark.parametrize(
@@ -164,14 +164,14 @@ def test_exceptions_never_carry_the_token(
     if flavour == "sync":
         mw = make_wsgi(timeout=1.0)
         with pytest.raises(AuthError) as caught:
-            mw.authenticator.resolve_sync(token, policy)
+            mw.resolver.resolve_sync(token, policy)
         mw.close()
     else:
         mw = make_asgi(timeout=1.0)
 
         async def resolve() -> None:
             try:
-                await mw.authenticator.resolve_async(token, policy)
+                await mw.resolver.resolve_async(token, policy)
             finally:
                 await mw.aclose()
 

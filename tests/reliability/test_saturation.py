@@ -57,7 +57,7 @@ def _assert_breaker_untouched(caller: Caller) -> None:
     stats = caller.mw.stats
     assert stats.upstream_errors == 0, stats
     assert stats.breaker_opened == 0, stats
-    assert not caller.mw.authenticator.breaker.is_open
+    assert not caller.mw.resolver.breaker.is_open
 
 
 def _wait_until(condition: Callable[[], bool], limit: float = 30.0) -> None:

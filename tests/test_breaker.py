@@ -15,7 +15,7 @@ from starlette.testclient import TestClient
 from werkzeug.test import Client
 
 from lwa_middleware import LWAMiddleware, LWAWSGIMiddleware
-from lwa_middleware.guard import CircuitBreaker, Throttle
+from lwa_middleware.breaker import CircuitBreaker, Throttle
 from lwa_middleware.testing import Fault, LWAEmulator
 
 
@@ -208,7 +208,7 @@ def test_garbage_lwa_rejects_never_counts_as_a_failure_even_when_slow(
         assert reply.status_code == 401
     assert mw.stats.rejected == 5
     assert mw.stats.upstream_errors == 0
-    assert not mw.authenticator.breaker.is_open
+    assert not mw.resolver.breaker.is_open
     assert [name for name, _ in events if name != "rejected"] == []
     mw.close()
 

@@ -1,0 +1,150 @@
+"""The request decision, written once, sans-IO, for every adapter.
+
+Given what any server gives (method, path, ``root_path``, headers, query),
+:class:`Gate` answers what to do with a request:
+
+* :data:`PASS`: call the app untouched (a public route, or an opted-in CORS
+  preflight): no credential was read, LWA is not asked;
+* :data:`ANONYMOUS`: an ``optional`` route without a token;
+* an :class:`~.cache.Entry`: a cache hit that serves the route (its scopes
+  already checked);
+* :class:`Resolve`: the adapter resolves ``token`` (its :class:`~.resolver.
+  Resolver` driver, blocking or async), then calls :meth:`Gate.admit`;
+
+or raises the :class:`~.errors.AuthError` to answer. The ASGI middleware, the
+WSGI middleware and the Django integration are thin translations of it: they
+only turn their request into these arguments and a verdict into their
+response.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from hashlib import sha256
+from typing import TYPE_CHECKING, Final
+
+from .errors import MissingToken
+from .identity import check_scopes
+from .routes import Access, Policy
+from .tokens import extract_token
+
+if TYPE_CHECKING:
+    from .cache import Entry
+    from .config import Settings
+    from .resolver import Resolver
+
+__all__ = ["ANONYMOUS", "PASS", "Gate", "Resolve", "Verdict"]
+
+
+class _Mark:
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+#: Call the app untouched.
+PASS: Final = _Mark("PASS")
+#: Call the app with no identity (an ``optional`` route, no token).
+ANONYMOUS: Final = _Mark("ANONYMOUS")
+
+
+@dataclass(frozen=True, slots=True)
+class Resolve:
+    """Resolve ``token`` for ``policy``, then :meth:`Gate.admit` the entry.
+
+    The token lives only as long as this verdict: adapters drop it before
+    the app runs.
+    """
+
+    token: str
+    policy: Policy
+
+    def __repr__(self) -> str:  # never the token
+        return f"Resolve(policy={self.policy!r})"
+
+
+Verdict = _Mark | Resolve
+
+
+def _preflight(headers: Iterable[tuple[bytes, bytes]]) -> bool:
+    # A browser's CORS preflight carries Origin and Access-Control-Request-
+    # Method (Fetch standard); both are required, so a hand-made OPTIONS with
+    # one of them is judged like any other request.
+    names = {name for name, _ in headers}
+    return b"origin" in names and b"access-control-request-method" in names
+
+
+class Gate:
+    """The request decision for one middleware instance.
+
+    :param settings: validated options (routes, preflights, token sources).
+    :param resolver: whose cache :meth:`hit` reads and whose stats it counts.
+    """
+
+    def __init__(self, settings: Settings, resolver: Resolver) -> None:
+        routes = settings.routes
+        self.lookup = routes.lookup
+        self.lookup_mounted = routes.lookup_mounted
+        self.realm = settings.realm
+        self._preflight = settings.allow_preflight
+        self._sources = settings.token_sources
+        #: Whether header tokens are accepted: the fast path reads only those.
+        self.headers_allowed = "header" in settings.token_sources
+        self._peek = resolver.cache.peek
+        self._clock = resolver.clock
+        self._stats = resolver.stats
+        self._resolver = resolver
+
+    def policy(self, path: str, root_path: str = "") -> Policy:
+        """The policy of ``path`` (the ASGI path, which may include ``root_path``)."""
+        return self.lookup_mounted(path, root_path) if root_path else self.lookup(path)
+
+    def decide(
+        self,
+        policy: Policy,
+        method: str,
+        headers: Iterable[tuple[bytes, bytes]],
+        query: bytes,
+    ) -> Verdict:
+        """The verdict on a request to a non-public route (see the module docstring).
+
+        :param headers: ``(lowercase name, value)`` pairs; only the credential
+            headers and, for ``OPTIONS``, ``Origin`` and
+            ``Access-Control-Request-Method`` are looked at.
+        :raises AuthError: the refusal to answer.
+        """
+        if self._preflight and method == "OPTIONS" and _preflight(headers):
+            return PASS
+        token = extract_token(headers, query, self._sources)
+        if token is None:
+            if policy.access is not Access.OPTIONAL:
+                raise MissingToken()
+            return ANONYMOUS
+        return Resolve(token, policy)
+
+    def hit(self, raw: bytes, policy: Policy) -> Entry | None:
+        """The fast path: the entry of a token seen as one raw header value,
+        if cached and serving ``policy`` with its scopes; else ``None`` (go on
+        with :meth:`decide`). Only tokens validated and resolved earlier are
+        in the cache, so nothing unusual can hit here.
+
+        The ASGI middleware inlines this; a property test ties the two.
+        """
+        entry = self._peek(sha256(raw).digest())
+        if entry is not None and entry.fresh_until > self._clock() and policy.hot <= entry.holds:
+            self._stats.hits += 1
+            self._resolver.emit("hit")
+            return entry
+        return None
+
+    @staticmethod
+    def admit(entry: Entry, policy: Policy) -> Entry:
+        """``entry`` if it holds the policy's scopes; else raise ``InsufficientScope``."""
+        if policy.scopes:
+            check_scopes(entry.granted, policy.scopes)
+        return entry

@@ -1,0 +1,514 @@
+"""Resolution: from a token to a cached :class:`~.cache.Entry`, once per process.
+
+:class:`Resolver` owns the caches, the circuit breaker, the statistics, the
+upstream drivers and the shared cache. Given a token and a route's policy it
+answers with an entry or raises an :class:`~.errors.AuthError`. The order of
+business for one token:
+
+1. the in-process cache (a fresh entry that serves the policy, or a
+   remembered rejection);
+2. a lookup in flight for the same token, which it joins
+   (:mod:`.singleflight`);
+3. the shared Redis cache, when configured (on a ``revalidate()`` route only
+   a shared revocation is read there: the identity always comes from LWA);
+4. LWA, through :func:`~.flow.resolution_flow`, unless the breaker is open;
+5. the answer written back: memory, and Redis.
+
+Steps 3 to 5 (and ``revoke``/``invalidate``) are written once, as *plans*:
+generators that yield what they need done (ask LWA, call the shared cache)
+and are sent the results, in the style of :mod:`.flow`. A blocking driver
+(:meth:`Resolver._drive`) and an async one (:meth:`Resolver._adrive`, on any
+anyio backend) only carry them out.
+
+Only rejections are remembered; transient failures never are. With
+``stale_if_error`` an LWA failure falls back to a cached identity whose token
+has not yet expired, never to one LWA rejected.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+import time
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import anyio
+import anyio.to_thread
+import sniffio
+
+from .breaker import CircuitBreaker, Throttle
+from .cache import Entry, IdentityCache, token_digest
+from .errors import AuthError, BreakerOpen, InvalidToken, Saturated, UpstreamUnavailable
+from .flow import Flow, Lookup, Resolved, resolution_flow
+from .identity import Identity
+from .routes import Policy
+from .singleflight import TaskFlights, ThreadFlights
+from .stats import Stats
+from .tokens import looks_like_lwa_token
+
+if TYPE_CHECKING:
+    from .config import Settings
+    from .shared_cache import AsyncSharedCache, SharedHit, SyncSharedCache
+    from .upstream import AsyncDriver, SyncDriver
+
+__all__ = ["BlockingControls", "Resolver"]
+
+logger = logging.getLogger("lwa_middleware")
+
+#: LWA access tokens live 60 minutes: the longest a revocation must be kept
+#: when the token's own expiry is unknown here.
+ACCESS_TOKEN_LIFETIME = 3600.0
+
+#: Seconds between two "LWA unavailable" (or "saturated") warnings: an outage
+#: fails every lookup, and one line per interval with a count says as much.
+WARNING_INTERVAL = 10.0
+
+Decorate = Callable[[Identity], Any]
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True, slots=True)
+class _AskLWA:
+    """Plan step: run this lookup against LWA; the plan is sent a ``Resolved``,
+    or has the lookup's :class:`AuthError` thrown into it."""
+
+    lookup: Lookup
+
+
+@dataclass(frozen=True, slots=True)
+class _Share:
+    """Plan step: call ``method(*args)`` on the shared cache; send its result."""
+
+    method: str
+    args: tuple[Any, ...]
+
+
+_Plan = Generator[_AskLWA | _Share, Any, _T]
+
+
+def _flight_slot(key: bytes, policy: Policy) -> bytes:
+    """The single-flight slot of a lookup: a ``revalidate()`` lookup only
+    joins others that also ask LWA, never one answered from Redis."""
+    return key + b"\0revalidate" if policy.revalidate else key
+
+
+def _sufficient(policy: Policy, entry: Entry) -> Entry | None:
+    """A joined lookup's entry, if it brought what ``policy`` needs."""
+    return entry if entry.has_profile or not policy.needs_profile else None
+
+
+class Resolver:
+    """Resolves tokens to identities for one middleware instance.
+
+    :param settings: validated options (its ``clock`` is the monotonic clock
+        of every deadline here).
+    :param decorate: builds, once per identity, the adapter objects stored in
+        :attr:`Entry.extra` (Starlette's credentials for ASGI).
+    """
+
+    def __init__(self, settings: Settings, decorate: Decorate | None = None) -> None:
+        self.settings = settings
+        self.stats = Stats()
+        self.clock = clock = settings.clock
+        self.cache = IdentityCache(
+            maxsize=settings.cache_maxsize,
+            ttl=settings.cache_ttl,
+            keep_stale=settings.stale_if_error,
+            negative_ttl=settings.negative_cache_ttl,
+            negative_maxsize=settings.negative_cache_maxsize,
+            clock=clock,
+        )
+        self.breaker = CircuitBreaker(
+            settings.breaker_threshold, settings.breaker_cooldown, clock=clock
+        )
+        self._unavailable_log = Throttle(WARNING_INTERVAL, clock=clock)
+        self._saturated_log = Throttle(WARNING_INTERVAL, clock=clock)
+        self._decorate = decorate
+        self._local_ttl = settings.local_cache_ttl if settings.redis_url else None
+        self._on_event = settings.on_event
+        self._threads: ThreadFlights[Entry] = ThreadFlights(
+            settings.timeout * 2 + 1, settings.retry_after
+        )
+        self._tasks: TaskFlights[Entry] = TaskFlights()
+        self._sync_driver: SyncDriver | None = None
+        self._async_driver: AsyncDriver | None = None
+        self._sync_shared: SyncSharedCache | None = None
+        self._async_shared: AsyncSharedCache | None = None
+        self._lazy_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return (
+            f"Resolver(api_base_url={self.settings.api_base_url!r}, "
+            f"client_ids={sorted(self.settings.client_ids)!r})"
+        )
+
+    # -- the cache rule ------------------------------------------------------
+
+    @staticmethod
+    def digest(token: str) -> bytes:
+        return token_digest(token.encode("ascii"))
+
+    def emit(self, event: str, **data: Any) -> None:
+        if self._on_event is not None:
+            try:
+                self._on_event(event, data)
+            except Exception:  # a metrics hook must never break a request
+                logger.exception("lwa_middleware: on_event hook failed for %r", event)
+
+    def cached(self, key: bytes, policy: Policy) -> Entry | None:
+        """A cached entry that serves ``policy``; raise a remembered rejection."""
+        entry = self.cache.peek(key)
+        if entry is not None and entry.serves(policy, self.clock()):
+            self.stats.hits += 1
+            if self._on_event is not None:
+                self.emit("hit")
+            return entry
+        rejection = self.cache.rejection(key)
+        if rejection is not None:
+            self.stats.rejections_cached += 1
+            self.emit("rejection_cached")
+            raise rejection
+        return None
+
+    # -- the plans -----------------------------------------------------------
+
+    def _lookup_plan(self, token: str, key: bytes, policy: Policy) -> _Plan[Entry]:
+        """Shared cache, then LWA, then write back: the one order of business."""
+        shared = self.settings.redis_url is not None
+        if shared:
+            found = yield _Share("get", (token, policy.revalidate))
+            entry = self._from_shared(key, found, policy)
+            if entry is not None:
+                return entry
+        started = self.clock()
+        try:
+            resolved = yield _AskLWA(self._lookup(token, policy))
+        except AuthError as error:
+            if shared:
+                yield _Share("record_failure", (token, error))
+            return self._failed(key, error, policy, started)
+        if shared:
+            yield _Share("put", (token, resolved))
+        return self._succeeded(key, resolved, started)
+
+    def _forget_plan(self, token: str, *, revoke: bool) -> _Plan[None]:
+        """``revoke``: refuse the token until it expires; else forget it. Here
+        first, then on every worker (the shared write may raise
+        :class:`~.errors.SharedCacheError` once it took effect here)."""
+        key = self.digest(token)
+        if revoke:
+            entry = self.cache.get(key)
+            left = (
+                entry.identity.expires_at - time.time()
+                if entry is not None
+                else ACCESS_TOKEN_LIFETIME
+            )
+            left = max(1.0, min(left, ACCESS_TOKEN_LIFETIME))
+            self.cache.revoke(key, self.clock() + left)
+            if self.settings.redis_url is not None:
+                yield _Share("revoke", (token, left))
+        else:
+            self.cache.discard(key)
+            if self.settings.redis_url is not None:
+                yield _Share("discard", (token,))
+
+    def _lookup(self, token: str, policy: Policy) -> Lookup:
+        """The LWA lookup of ``token``, with its shape, which decides its share of slots."""
+        shaped = looks_like_lwa_token(token)
+        return Lookup(self._resolution(token, policy, shaped), lwa_shaped=shaped)
+
+    def _resolution(self, token: str, policy: Policy, shaped: bool) -> Flow:
+        # A generator: its body, breaker check included, runs at the driver's
+        # first next(), after the lookup got its in-flight slot, so requests
+        # that queued for a slot while LWA went down do not call it anyway.
+        retry = self.breaker.check()
+        if retry is not None:
+            raise BreakerOpen("LWA is failing; not asking it for a moment.", retry)
+        self.stats.misses += 1
+        self.stats.lookups += 1
+        settings = self.settings
+        return (
+            yield from resolution_flow(
+                token,
+                tokeninfo_url=settings.tokeninfo_url,
+                profile_url=settings.profile_url,
+                client_ids=settings.client_ids,
+                want_profile=policy.needs_profile or not settings.user_id_from_tokeninfo,
+                parallel=shaped,
+                monotonic=self.clock,
+            )
+        )
+
+    def _entry(self, resolved: Resolved, fresh_for: float | None = None) -> Entry:
+        identity = resolved.identity
+        extra = self._decorate(identity) if self._decorate is not None else None
+        if self._local_ttl is not None:
+            # With a shared cache, trust this process's copy only briefly, so
+            # an invalidate() or revoke() on another worker reaches this one.
+            fresh_for = self._local_ttl if fresh_for is None else min(fresh_for, self._local_ttl)
+        return self.cache.make_entry(
+            identity, resolved.expires_mono, resolved.has_profile, extra, fresh_for=fresh_for
+        )
+
+    def _succeeded(self, key: bytes, resolved: Resolved, started: float) -> Entry:
+        elapsed = self.clock() - started
+        self.stats.upstream_seconds += elapsed
+        self.breaker.success()
+        entry = self._entry(resolved)
+        self.cache.put(key, entry)
+        self.emit("resolved", seconds=elapsed)
+        return entry
+
+    def _failed(self, key: bytes, error: AuthError, policy: Policy, started: float) -> Entry:
+        """Record a failed lookup; return a stale entry if allowed, else raise."""
+        elapsed = self.clock() - started
+        if isinstance(error, InvalidToken):
+            self.breaker.success()
+            self.stats.rejected += 1
+            self.cache.reject(key, error)
+            self.emit("rejected", seconds=elapsed)
+            raise error
+        if isinstance(error, UpstreamUnavailable):
+            if isinstance(error, Saturated):
+                # This process is too busy, LWA is not failing: opening the
+                # breaker would refuse real customers for a whole cooldown.
+                self.stats.saturated += 1
+                self._warn(self._saturated_log, "every LWA lookup slot stayed busy; shedding.")
+                self.emit("saturated", seconds=elapsed)
+            elif not isinstance(error, BreakerOpen):
+                # The breaker's own refusals must not restart its cooldown.
+                if self.breaker.failure():
+                    self.stats.breaker_opened += 1
+                    self.emit("breaker_open")
+                self.stats.upstream_errors += 1
+                self._warn(self._unavailable_log, error.description)
+                self.emit("upstream_error", seconds=elapsed, reason=error.description)
+            if error.retry_after is None:
+                error.retry_after = self.settings.retry_after
+            stale = self.stale(key, policy)
+            if stale is not None:
+                return stale
+        raise error
+
+    @staticmethod
+    def _warn(throttle: Throttle, description: str) -> None:
+        held = throttle.allow()
+        if held:
+            logger.warning("lwa_middleware: %s (%d more since the last warning)", description, held)
+        elif held is not None:
+            logger.warning("lwa_middleware: %s", description)
+
+    def stale(self, key: bytes, policy: Policy) -> Entry | None:
+        """With stale-if-error, a cached entry whose token is still live."""
+        if not self.settings.stale_if_error or policy.revalidate:
+            # revalidate() promises a revoked token stops at once: no stale copy.
+            return None
+        entry = self.cache.get(key)
+        if entry is not None and _sufficient(policy, entry) and entry.expires_mono > self.clock():
+            self.stats.stale_served += 1
+            self.emit("stale_served")
+            return entry
+        return None
+
+    def _from_shared(
+        self, key: bytes, found: SharedHit | InvalidToken | None, policy: Policy
+    ) -> Entry | None:
+        if found is None:
+            return None
+        if isinstance(found, InvalidToken):
+            self.cache.reject(key, found)
+            raise found
+        if policy.revalidate:  # never asked for: a revalidate() route asks LWA
+            return None
+        resolved = found.resolved
+        if not resolved.has_profile and policy.needs_profile:
+            return None
+        self.stats.shared_hits += 1
+        self.emit("shared_hit")
+        entry = self._entry(resolved, fresh_for=found.fresh_for)
+        self.cache.put(key, entry)
+        return entry
+
+    def _joined(self) -> None:
+        self.stats.coalesced += 1
+        self.emit("coalesced")
+
+    # -- the blocking driver -------------------------------------------------
+
+    def _sync_parts(self) -> tuple[SyncDriver, SyncSharedCache | None]:
+        if self._sync_driver is None:
+            with self._lazy_lock:
+                if self._sync_driver is None:
+                    from .upstream import SyncDriver
+
+                    self._sync_driver = SyncDriver(self.settings)
+        return self._sync_driver, self._blocking_shared()
+
+    def _blocking_shared(self) -> SyncSharedCache | None:
+        if self._sync_shared is None and self.settings.redis_url is not None:
+            with self._lazy_lock:
+                if self._sync_shared is None:
+                    from .shared_cache import SyncSharedCache
+
+                    self._sync_shared = SyncSharedCache(self.settings)
+        return self._sync_shared
+
+    def _drive(self, plan: _Plan[_T]) -> _T:
+        driver, shared = self._sync_parts()
+        try:
+            step = next(plan)
+            while True:
+                if isinstance(step, _AskLWA):
+                    try:
+                        reply: Any = driver.run(step.lookup)
+                    except AuthError as error:
+                        step = plan.throw(error)
+                        continue
+                else:
+                    reply = getattr(shared, step.method)(*step.args)
+                step = plan.send(reply)
+        except StopIteration as stop:
+            result: _T = stop.value
+            return result
+        finally:
+            plan.close()
+
+    def resolve_sync(self, token: str, policy: Policy) -> Entry:
+        """The entry for ``token`` (cache, shared lookup, or LWA) from a worker thread."""
+        key = self.digest(token)
+        entry = self.cached(key, policy)
+        if entry is not None:
+            return entry
+        return self._threads.run(
+            _flight_slot(key, policy),
+            lambda: self._drive(self._lookup_plan(token, key, policy)),
+            functools.partial(_sufficient, policy),
+            self._joined,
+        )
+
+    def invalidate(self, token: str) -> None:
+        """Forget ``token`` here and, blocking, in the shared cache (see
+        :meth:`LWAMiddleware.invalidate <lwa_middleware.LWAMiddleware.invalidate>`)."""
+        self._drive(self._forget_plan(token, revoke=False))
+
+    def revoke(self, token: str) -> None:
+        """Refuse ``token`` until it expires, here and (blocking) in the shared
+        cache (see :meth:`LWAMiddleware.revoke <lwa_middleware.LWAMiddleware.revoke>`)."""
+        self._drive(self._forget_plan(token, revoke=True))
+
+    def close(self) -> None:
+        """Close pooled connections; a later request builds fresh ones."""
+        with self._lazy_lock:
+            driver, shared = self._sync_driver, self._sync_shared
+            self._sync_driver = self._sync_shared = None
+        if driver is not None:
+            driver.close()
+        if shared is not None:
+            shared.close()
+
+    # -- the async driver (asyncio or trio) ----------------------------------
+
+    def _async_parts(self) -> tuple[AsyncDriver, AsyncSharedCache | SyncSharedCache | None]:
+        if self._async_driver is None:
+            from .upstream import AsyncDriver
+
+            self._async_driver = AsyncDriver(self.settings)
+        if self.settings.redis_url is None:
+            return self._async_driver, None
+        if sniffio.current_async_library() != "asyncio":
+            # redis-py's async client is asyncio-only: elsewhere (trio) the
+            # blocking client runs in a worker thread.
+            return self._async_driver, self._blocking_shared()
+        if self._async_shared is None:
+            from .shared_cache import AsyncSharedCache
+
+            self._async_shared = AsyncSharedCache(self.settings)
+        return self._async_driver, self._async_shared
+
+    async def _adrive(self, plan: _Plan[_T]) -> _T:
+        driver, shared = self._async_parts()
+        try:
+            step = next(plan)
+            while True:
+                if isinstance(step, _AskLWA):
+                    try:
+                        reply: Any = await driver.run(step.lookup)
+                    except AuthError as error:
+                        step = plan.throw(error)
+                        continue
+                elif shared is self._sync_shared:
+                    call = functools.partial(getattr(shared, step.method), *step.args)
+                    reply = await anyio.to_thread.run_sync(call)
+                else:
+                    reply = await getattr(shared, step.method)(*step.args)
+                step = plan.send(reply)
+        except StopIteration as stop:
+            result: _T = stop.value
+            return result
+        finally:
+            plan.close()
+
+    async def resolve_async(self, token: str, policy: Policy) -> Entry:
+        """The entry for ``token`` (cache, shared lookup, or LWA) on an event loop."""
+        key = self.digest(token)
+        entry = self.cached(key, policy)
+        if entry is not None:
+            return entry
+        return await self._tasks.run(
+            _flight_slot(key, policy),
+            lambda: self._adrive(self._lookup_plan(token, key, policy)),
+            functools.partial(_sufficient, policy),
+            self._joined,
+        )
+
+    async def ainvalidate(self, token: str) -> None:
+        """:meth:`invalidate`, on an event loop."""
+        await self._adrive(self._forget_plan(token, revoke=False))
+
+    async def arevoke(self, token: str) -> None:
+        """:meth:`revoke`, on an event loop."""
+        await self._adrive(self._forget_plan(token, revoke=True))
+
+    async def aclose(self) -> None:
+        """Close this event loop's pooled connections (and the blocking ones)."""
+        if self._async_driver is not None:
+            await self._async_driver.aclose()
+        if self._async_shared is not None:
+            await self._async_shared.aclose()
+        self.close()
+
+
+class BlockingControls:
+    """What a blocking middleware offers its users, over its ``resolver``.
+
+    Shared by the WSGI middleware and the Django integration.
+    """
+
+    resolver: Resolver
+
+    @property
+    def stats(self) -> Stats:
+        """Cache and upstream counters (hits, misses, coalesced, …)."""
+        return self.resolver.stats
+
+    def invalidate(self, token: str) -> None:
+        """Forget what is cached about ``token``; see ``LWAMiddleware.invalidate``.
+
+        Raises :class:`~.errors.SharedCacheError` if Redis could not be written.
+        """
+        self.resolver.invalidate(token)
+
+    def revoke(self, token: str) -> None:
+        """Refuse ``token`` until it expires (logout); see ``LWAMiddleware.revoke``.
+
+        Raises :class:`~.errors.SharedCacheError` if Redis could not be written
+        (the token is refused in this process all the same).
+        """
+        self.resolver.revoke(token)
+
+    def close(self) -> None:
+        """Close pooled connections to LWA (and Redis)."""
+        self.resolver.close()
