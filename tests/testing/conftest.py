@@ -15,7 +15,8 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from emulator_support import make_client
+
+from .emulator_support import make_client
 
 
 @pytest.fixture

@@ -11,7 +11,10 @@ from collections import Counter
 
 import httpx
 import pytest
-from emulator_support import (
+
+from lwa_middleware.testing import LWAEmulator
+
+from .emulator_support import (
     APP_ID,
     INVALID_TOKEN,
     JSON_TYPE,
@@ -21,8 +24,6 @@ from emulator_support import (
     profile,
     tokeninfo,
 )
-
-from lwa_middleware.testing import LWAEmulator
 
 # -- tokeninfo -----------------------------------------------------------------
 

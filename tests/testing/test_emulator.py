@@ -13,7 +13,10 @@ from collections import Counter
 
 import httpx
 import pytest
-from emulator_support import (
+
+from lwa_middleware.testing import BUILTIN_CUSTOMERS, Customer, Fault, LWAEmulator
+
+from .emulator_support import (
     INVALID_TOKEN,
     TOKEN,
     USER_ID,
@@ -21,8 +24,6 @@ from emulator_support import (
     profile,
     tokeninfo,
 )
-
-from lwa_middleware.testing import BUILTIN_CUSTOMERS, Customer, Fault, LWAEmulator
 
 # -- tokens --------------------------------------------------------------------
 

@@ -13,7 +13,10 @@ from collections import Counter
 
 import httpx
 import pytest
-from emulator_support import (
+
+from lwa_middleware.testing import Fault, LWAEmulator
+
+from .emulator_support import (
     INVALID_TOKEN,
     JSON_TYPE,
     USER_ID,
@@ -22,8 +25,6 @@ from emulator_support import (
     profile,
     tokeninfo,
 )
-
-from lwa_middleware.testing import Fault, LWAEmulator
 
 # -- answers replaced ----------------------------------------------------------
 

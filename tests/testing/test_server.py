@@ -11,14 +11,15 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-from emulator_support import (
+
+from lwa_middleware.testing import LWAEmulator
+
+from .emulator_support import (
     JSON_TYPE,
     make_client,
     profile,
     tokeninfo,
 )
-
-from lwa_middleware.testing import LWAEmulator
 
 # -- routing -------------------------------------------------------------------
 

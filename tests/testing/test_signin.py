@@ -12,16 +12,17 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-from emulator_support import (
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from lwa_middleware.testing import BUILTIN_CUSTOMERS, LWAEmulator
+
+from .emulator_support import (
     REDIRECT,
     make_client,
     profile,
     tokeninfo,
 )
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
-from lwa_middleware.testing import BUILTIN_CUSTOMERS, LWAEmulator
 
 # -- authorize page ------------------------------------------------------------
 
