@@ -554,8 +554,10 @@ def emulator_process(client_id: str = "amzn1.application-oa2-client.flood") -> I
 
     Yields its base URL; tokens are minted through ``POST /_emulator/tokens``.
     """
+    # --quiet: the first line of stdout is the base URL, and nothing else.
+    command = ["emulator", "--port", "0", "--quiet", "--client-id", client_id]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "lwa_middleware.testing", "--client-id", client_id],
+        [sys.executable, "-m", "lwa_middleware", *command],
         stdout=subprocess.PIPE,
         text=True,
     )

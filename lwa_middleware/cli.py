@@ -31,13 +31,16 @@ import time
 import webbrowser
 from collections.abc import Iterator, Sequence
 from types import FrameType
-from typing import Any, NoReturn, TextIO
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from . import __version__
 from .config import REGIONS, Settings
 from .errors import AuthError, ConfigurationError, UpstreamUnavailable
 from .flow import Lookup, resolution_flow
 from .tokens import extract_token, looks_like_lwa_token
+
+if TYPE_CHECKING:
+    from .testing import LWAEmulator
 
 __all__ = [
     "EXIT_OK",
@@ -237,34 +240,51 @@ def _cmd_emulator(args: argparse.Namespace) -> int:
     stop = threading.Event()
     try:
         with _sigterm_as_interrupt():
-            base = emulator.base_url
-            _say(
-                f"LWA emulator running at {base}",
-                f"  client id     {emulator.client_id}",
-                f"  tokeninfo     {emulator.tokeninfo_url}",
-                f"  profile       {emulator.profile_url}",
-                f"  sign-in page  {base}/ap/oa  (client_id, scope, response_type,"
-                " redirect_uri on loopback)",
-                "",
-                "Mint a token:",
-                f'  curl -X POST {base}/_emulator/tokens -d \'{{"scopes":["profile"]}}\'',
-                "",
-                "Point your app at it:",
-                f"  export LWA_API_BASE_URL={base} LWA_CLIENT_ID={emulator.client_id}",
-            )
-            if mint is not None:
-                # A fake token from this local emulator, printed on purpose.
-                token = emulator.issue_token(scopes=mint)
-                _say("", f"Token (scopes: {' '.join(mint)}; valid for 1 hour):", f"  {token}")
-            _say("", "Press Ctrl-C to stop.")
+            if args.quiet:
+                _say_for_scripts(emulator, mint)
+            else:
+                _say_for_people(emulator, mint)
             while not stop.wait(0.5):
                 pass
     except KeyboardInterrupt:
         pass
     finally:
         emulator.stop()
-    _say("LWA emulator stopped.")
+    if not args.quiet:
+        _say("LWA emulator stopped.")
     return EXIT_OK
+
+
+def _say_for_scripts(emulator: LWAEmulator, mint: tuple[str, ...] | None) -> None:
+    # One value a line, nothing else, so a script can read the URL (and the
+    # token) from the first lines of stdout without parsing prose.
+    _say(emulator.base_url)
+    if mint is not None:
+        # A fake token from this local emulator, printed on purpose.
+        _say(emulator.issue_token(scopes=mint))
+
+
+def _say_for_people(emulator: LWAEmulator, mint: tuple[str, ...] | None) -> None:
+    base = emulator.base_url
+    _say(
+        f"LWA emulator running at {base}",
+        f"  client id     {emulator.client_id}",
+        f"  tokeninfo     {emulator.tokeninfo_url}",
+        f"  profile       {emulator.profile_url}",
+        f"  sign-in page  {base}/ap/oa  (client_id, scope, response_type,"
+        " redirect_uri on loopback)",
+        "",
+        "Mint a token:",
+        f'  curl -X POST {base}/_emulator/tokens -d \'{{"scopes":["profile"]}}\'',
+        "",
+        "Point your app at it:",
+        f"  export LWA_API_BASE_URL={base} LWA_CLIENT_ID={emulator.client_id}",
+    )
+    if mint is not None:
+        # A fake token from this local emulator, printed on purpose.
+        token = emulator.issue_token(scopes=mint)
+        _say("", f"Token (scopes: {' '.join(mint)}; valid for 1 hour):", f"  {token}")
+    _say("", "Press Ctrl-C to stop.")
 
 
 # -- inspect ---------------------------------------------------------------------
@@ -398,6 +418,9 @@ example:
   lwa-middleware emulator --port 8765 --mint 'profile postal_code'
   curl -X POST http://127.0.0.1:8765/_emulator/tokens -d '{{"scopes":["profile"]}}'
 
+From a script: `lwa-middleware emulator --port 0 --quiet` prints only the base
+URL, on the first line, once it listens.
+
 The default client id is {DEFAULT_CLIENT_ID}."""
 
 _INSPECT_HELP = f"""\
@@ -465,6 +488,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--mint",
         metavar="SCOPES",
         help="mint a token at start with these scopes and print it, e.g. 'profile postal_code'",
+    )
+    emulator.add_argument(
+        "--quiet",
+        action="store_true",
+        help="for scripts: print only the base URL once listening (and the --mint token on the"
+        " next line)",
     )
     emulator.set_defaults(handler=_cmd_emulator)
 

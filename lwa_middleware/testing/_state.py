@@ -1,0 +1,175 @@
+"""What the emulator's handler threads share: tokens, codes, faults, counters.
+
+One :class:`_State` per emulator, behind one lock.  It outlives the HTTP
+server (``stop``/``start`` and ``Fault.DOWN`` replace the server, not the
+state), which is why issued tokens survive a restart.  The request log is
+:class:`RecordedRequest` entries, kept free of token values.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import dataclasses
+import socket
+import threading
+import time
+from typing import TYPE_CHECKING, Final
+
+from lwa_middleware.testing._grants import Customer, _Grant, _new_secret, _PendingCode
+from lwa_middleware.testing._wire import ENDPOINTS
+from lwa_middleware.testing.faults import _fresh_schedules, _Injection
+
+if TYPE_CHECKING:
+    from lwa_middleware.testing._server import _Server
+
+__all__ = ["RecordedRequest"]
+
+# Set once and never cleared: handed to requests that arrive on a server that
+# is shutting down, so nothing they do can block.
+_ALWAYS_RELEASED: Final = threading.Event()
+_ALWAYS_RELEASED.set()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RecordedRequest:
+    """One request the emulator received, as kept in :attr:`LWAEmulator.requests`.
+
+    Header *values* are deliberately not kept: they carry tokens.  For the
+    same reason the value of an ``access_token`` query parameter is replaced
+    by ``<redacted>`` in :attr:`target` (the parameter name stays, so a test
+    can still see that a token travelled in the URL).
+
+    :param method: the HTTP method, e.g. ``"GET"``.
+    :param target: the request-target (path and query) with token values
+        redacted.
+    :param endpoint: ``"tokeninfo"``, ``"profile"``, ``"mint"``,
+        ``"authorize"``, ``"token"`` or ``"unknown"``.
+    :param header_names: the request's header names, lower-cased, in order.
+    """
+
+    method: str
+    target: str
+    endpoint: str
+    header_names: tuple[str, ...]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Plan:
+    """How to treat one request, decided under the lock and acted on outside it."""
+
+    stale: bool
+    fault: _Injection | None
+    latency: float
+    release: threading.Event
+
+
+class _State:
+    """Everything the handler threads share, behind one lock.
+
+    Kept apart from :class:`LWAEmulator` so the handler never reaches into
+    the public object's private members.
+    """
+
+    def __init__(self, client_id: str) -> None:
+        self.lock = threading.Lock()
+        self.changed = threading.Condition(self.lock)
+        self.client_id = client_id
+        self.tokens: dict[str, _Grant] = {}
+        self.revoked: set[str] = set()
+        self.codes: dict[str, _PendingCode] = {}
+        self.refresh_tokens: dict[str, tuple[Customer, tuple[str, ...], str]] = {}
+        self.faults = _fresh_schedules()
+        self.latency: dict[str, float] = {}
+        self.calls: collections.Counter[str] = collections.Counter()
+        self.connections = 0
+        self.requests: list[RecordedRequest] = []
+        self.token_in_url = 0
+        self.release = threading.Event()
+        self.open_sockets: set[socket.socket] = set()
+        self.server: _Server | None = None
+
+    def clear(self) -> None:
+        """Forget tokens, codes, faults, latency, counters and the request log."""
+        with self.lock:
+            self.tokens.clear()
+            self.revoked.clear()
+            self.codes.clear()
+            self.refresh_tokens.clear()
+            self.faults = _fresh_schedules()
+            self.latency.clear()
+            self.calls.clear()
+            self.connections = 0
+            self.requests.clear()
+            self.token_in_url = 0
+
+    # -- connection tracking -------------------------------------------------
+
+    def track(self, server: _Server, conn: socket.socket) -> bool:
+        with self.lock:
+            if server is not self.server:
+                return False
+            self.connections += 1
+            self.open_sockets.add(conn)
+            return True
+
+    def untrack(self, conn: socket.socket) -> None:
+        with self.lock:
+            self.open_sockets.discard(conn)
+
+    def drop_connections(self) -> None:
+        with self.lock:
+            sockets = list(self.open_sockets)
+        for conn in sockets:
+            # shutdown, not close: the handler thread owns the descriptor and
+            # closing it under the thread could hit a reused file number.
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+
+    def release_waiters(self) -> None:
+        with self.lock:
+            released, self.release = self.release, threading.Event()
+        released.set()
+
+    # -- per request ---------------------------------------------------------
+
+    def begin(
+        self,
+        server: _Server,
+        record: RecordedRequest,
+        token_in_url: bool,
+    ) -> _Plan:
+        with self.changed:
+            if server is not self.server:
+                return _Plan(True, None, 0.0, _ALWAYS_RELEASED)
+            self.requests.append(record)
+            if token_in_url:
+                self.token_in_url += 1
+            fault: _Injection | None = None
+            latency = 0.0
+            if record.endpoint in ENDPOINTS:
+                self.calls[record.endpoint] += 1
+                fault = self.faults[record.endpoint].take()
+                latency = self.latency.get(record.endpoint, 0.0)
+                self.changed.notify_all()
+            return _Plan(False, fault, latency, self.release)
+
+    # -- tokens --------------------------------------------------------------
+
+    def add_token(self, grant: _Grant) -> str:
+        token = _new_secret("Atza|")
+        with self.lock:
+            self.tokens[token] = grant
+        return token
+
+    def grant_for(self, token: str | None) -> _Grant | None:
+        """The grant of a live token, or ``None`` if unknown, revoked or expired."""
+        if not token:
+            return None
+        with self.lock:
+            grant = self.tokens.get(token)
+            if grant is None or token in self.revoked:
+                return None
+        if time.time() >= grant.expires_at:
+            return None
+        return grant

@@ -1,0 +1,1 @@
+"""Tests of the LWA emulator, :mod:`lwa_middleware.testing`, one module per module."""
