@@ -24,12 +24,15 @@ may quote URLs or peers.
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
+import types
+from collections.abc import AsyncGenerator
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, TypeVar, cast
 
+import anyio
+import anyio.lowlevel
 import httpx
 
 from .errors import AuthError, Saturated, UpstreamUnavailable
@@ -189,54 +192,61 @@ class SyncDriver:
 
 
 class AsyncDriver:
-    """Runs flows with a pooled, reused ``httpx.AsyncClient``.
+    """Runs flows with a pooled, reused ``httpx.AsyncClient``, on asyncio or trio.
 
     An ``AsyncClient`` and its connections belong to one event loop, so the
-    driver keeps one client per running loop (normally exactly one; test
-    clients that start a loop per test get a fresh client each).
+    driver keeps one client per running loop (normally exactly one; a test
+    client that starts a loop per request gets a fresh one each time). A
+    client is never dropped with its connections open: it is closed by
+    :meth:`aclose` (lifespan shutdown calls it), or else when its event loop
+    shuts down, through an async generator that the loop finalizes then
+    (asyncio's ``shutdown_asyncgens``; trio does the same at the end of a run).
     """
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop: object = None
         self._client: httpx.AsyncClient | None = None
-        self._slots: asyncio.Semaphore | None = None
-        self._odd: asyncio.Semaphore | None = None
+        self._slots: anyio.Semaphore | None = None
+        self._odd: anyio.Semaphore | None = None
+        self._keepers: list[types.AsyncGeneratorType[None, None]] = []
 
-    def _bind(self) -> tuple[httpx.AsyncClient, asyncio.Semaphore, asyncio.Semaphore]:
-        loop = asyncio.get_running_loop()
-        if (
-            self._loop is not loop
-            or self._client is None
-            or self._slots is None
-            or self._odd is None
-        ):
-            self._client = httpx.AsyncClient(**_client_options(self._settings))  # type: ignore[arg-type]
-            self._slots = asyncio.Semaphore(self._settings.max_concurrent_lookups)
-            self._odd = asyncio.Semaphore(_odd_slots(self._settings))
-            self._loop = loop
-        return self._client, self._slots, self._odd
+    async def _bind(self) -> tuple[httpx.AsyncClient, anyio.Semaphore, anyio.Semaphore]:
+        loop = anyio.lowlevel.current_token()
+        client, every, odd = self._client, self._slots, self._odd
+        if self._loop != loop or client is None or every is None or odd is None:
+            client = httpx.AsyncClient(**_client_options(self._settings))  # type: ignore[arg-type]
+            every = anyio.Semaphore(self._settings.max_concurrent_lookups)
+            odd = anyio.Semaphore(_odd_slots(self._settings))
+            keeper = cast("types.AsyncGeneratorType[None, None]", _closes_at_shutdown(client))
+            await keeper.asend(None)
+            # Finished keepers (their loop shut down) are forgotten; the
+            # others keep their client until their own loop closes it.
+            self._keepers = [k for k in self._keepers if k.ag_frame is not None]
+            self._keepers.append(keeper)
+            self._client, self._slots, self._odd, self._loop = client, every, odd, loop
+        return client, every, odd
 
     async def run(self, lookup: Lookup) -> Resolved:
-        client, every, odd = self._bind()
+        client, every, odd = await self._bind()
         flow, timeout = lookup.flow, self._settings.timeout
-        held: list[asyncio.Semaphore] = []
+        held: list[anyio.Semaphore] = []
         try:
-            try:
-                async with asyncio.timeout(timeout):
-                    for slots in _lanes(lookup, every, odd):
-                        await slots.acquire()
-                        held.append(slots)
-            except TimeoutError:
+            with anyio.move_on_after(timeout) as waiting:
+                for slots in _lanes(lookup, every, odd):
+                    await slots.acquire()
+                    held.append(slots)
+            if waiting.cancelled_caught:
                 flow.close()
-                raise _saturated(self._settings) from None
+                raise _saturated(self._settings)
             deadline = time.monotonic() + timeout
             batch = next(flow)
             while True:
-                outcomes = await asyncio.gather(
-                    *(self._send(client, req, deadline) for req in batch)
-                )
-                batch = flow.send(list(outcomes))
+                outcomes: list[Outcome] = [UpstreamFailure("not sent")] * len(batch)
+                async with anyio.create_task_group() as group:
+                    for index, request in enumerate(batch):
+                        group.start_soon(self._send, client, request, deadline, outcomes, index)
+                batch = flow.send(outcomes)
         except StopIteration as stop:
             resolved: Resolved = stop.value
             return resolved
@@ -249,26 +259,42 @@ class AsyncDriver:
                 slots.release()
 
     async def _send(
-        self, client: httpx.AsyncClient, request: UpstreamRequest, deadline: float
-    ) -> Outcome:
+        self,
+        client: httpx.AsyncClient,
+        request: UpstreamRequest,
+        deadline: float,
+        outcomes: list[Outcome],
+        index: int,
+    ) -> None:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            return UpstreamFailure("timed out")
+            outcomes[index] = UpstreamFailure("timed out")
+            return
         try:
-            async with asyncio.timeout(remaining):
+            with anyio.fail_after(remaining):
                 async with client.stream(
                     "GET", request.url, headers=request.headers, timeout=remaining
                 ) as response:
                     body = _Body(response, self._settings.max_response_bytes, deadline)
                     async for chunk in response.aiter_bytes():
                         body.feed(chunk)
-                    return body.outcome(response)
+                    outcomes[index] = body.outcome(response)
         except _TooLarge:
-            return UpstreamFailure("response too large")
+            outcomes[index] = UpstreamFailure("response too large")
         except (httpx.HTTPError, OSError, TimeoutError) as exc:
-            return _failure(exc)
+            outcomes[index] = _failure(exc)
 
     async def aclose(self) -> None:
-        if self._client is not None and self._loop is asyncio.get_running_loop():
-            await self._client.aclose()
-        self._client = None
+        """Close the client of the running loop; a later request makes a new one."""
+        if self._keepers and self._loop == anyio.lowlevel.current_token():
+            await self._keepers.pop().aclose()  # the last keeper is this loop's
+            self._client = None
+
+
+async def _closes_at_shutdown(client: httpx.AsyncClient) -> AsyncGenerator[None, None]:
+    """Holds ``client`` open until closed: by :meth:`AsyncDriver.aclose`, or by
+    the event loop finalizing its async generators as it shuts down."""
+    try:
+        yield
+    finally:
+        await client.aclose()
