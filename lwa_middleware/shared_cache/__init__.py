@@ -90,6 +90,25 @@ retries are off, and after a failure Redis is skipped for :data:`BACKOFF`
 seconds so a dead Redis does not add its timeout to every request. Failures
 are logged on ``lwa_middleware.shared_cache`` at most once per
 :data:`LOG_INTERVAL` seconds; recovery is automatic.
+
+Clocks
+------
+
+Every monotonic reading (back-off, lease waits, the secret recheck, the log
+throttle, the durable retry budget, the ``expires_mono`` of a hit and the
+TTL of a put) is of ``settings.clock`` (``time.monotonic`` by default), so a
+test can move time without sleeping. The one wall-clock reading, now against
+the stored epoch ``expires_at``, goes through the cache's ``_wall``
+(``time.time``).
+
+Layout
+------
+
+:mod:`._codec` names the keys and seals and validates the values,
+:mod:`._scripts` holds the Lua scripts, :mod:`._steps` what a plan yields,
+:mod:`._plans` the logic (sans-IO generators that yield Redis round trips),
+:mod:`._health` the back-off, durable retries and log throttle, and
+:mod:`._drivers` the two thin drivers on redis-py.
 """
 
 from __future__ import annotations

@@ -83,14 +83,18 @@ def _warn_generated_secret() -> None:
 class _Plans(_Health):
     """The state of one worker's shared cache, and the plans that use it.
 
-    :param settings: validated options; ``redis_url`` must be set.
+    :param settings: validated options; ``redis_url`` must be set. Monotonic
+        time is read from ``settings.clock``.
     :param lease: take a lease on a miss (cross-process single-flight).
     """
 
     def __init__(self, settings: Settings, *, lease: bool = True) -> None:
         if not settings.redis_url:
             raise ValueError("redis_url is not set")
-        super().__init__(time.monotonic)
+        # Also the clock a Resolved's expires_mono is read against (a hit's is
+        # rebuilt on it, a put's TTL measured on it), so it must be the one the
+        # caller measures expires_mono with: time.monotonic, the default.
+        super().__init__(settings.clock)
         self.settings = settings
         self.lease = lease
         #: Epoch seconds, for ``expires_at`` (the only wall-clock reading).
