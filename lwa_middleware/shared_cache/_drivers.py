@@ -82,19 +82,21 @@ class SyncSharedCache(_Plans):
         try:
             step = next(plan)
             while True:
+                reply, failure = None, None
                 if isinstance(step, _Sleep):
                     time.sleep(step.seconds)
-                    reply = None
                 else:
                     try:
                         if step.name in conn.scripts:
                             reply = conn.scripts[step.name](keys=step.keys, args=step.args)
                         else:
                             reply = conn.client.delete(*step.keys)
-                    except Exception as exc:  # the plan decides: give up or retry
-                        step = plan.throw(exc)
-                        continue
-                step = plan.send(reply)
+                    except Exception as exc:
+                        failure = exc
+                # The plan decides what a failure means (a miss, a retry). It
+                # is thrown in outside the handler, so an error the plan
+                # raises is not chained to it.
+                step = plan.send(reply) if failure is None else plan.throw(failure)
         except StopIteration as stop:
             result: _T = stop.value
             return result
@@ -192,9 +194,9 @@ class AsyncSharedCache(_Plans):
         try:
             step = next(plan)
             while True:
+                reply, failure = None, None
                 if isinstance(step, _Sleep):
                     await asyncio.sleep(step.seconds)
-                    reply = None
                 else:
                     try:
                         conn = self._loop_client(durable)
@@ -204,10 +206,10 @@ class AsyncSharedCache(_Plans):
                                 reply = await script(keys=step.keys, args=step.args)
                             else:
                                 reply = await conn.client.delete(*step.keys)
-                    except Exception as exc:  # the plan decides: give up or retry
-                        step = plan.throw(exc)
-                        continue
-                step = plan.send(reply)
+                    except Exception as exc:
+                        failure = exc
+                # As in SyncSharedCache._drive.
+                step = plan.send(reply) if failure is None else plan.throw(failure)
         except StopIteration as stop:
             result: _T = stop.value
             return result
