@@ -1,0 +1,216 @@
+"""What the shared cache stores: key names, the sealed JSON values, the MAC.
+
+Pure functions and one small :class:`Codec` (it caches the derived MAC key
+and knows the namespace); no Redis, no clock of its own: the plans pass the
+current monotonic and epoch seconds in, so every reading is theirs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import math
+from dataclasses import dataclass
+from typing import Any, Final
+
+from ..errors import InvalidToken
+from ..flow import Resolved
+from ..identity import Identity
+
+#: Version of the stored JSON. 2: every value is sealed with a MAC (a value
+#: of version 1 fails the MAC check, so it reads as a miss and is replaced).
+SCHEMA: Final = 2
+PREFIX: Final = "lwa:v1:"
+#: Label of the MAC key, derived from the key secret: HMAC(secret, label).
+_MAC_LABEL: Final = b"lwa:v1:mac"
+#: A stored value is the hex HMAC-SHA256 (this many characters) then the JSON.
+_MAC_HEX: Final = 64
+SECRET_KEY: Final = PREFIX + "secret"
+#: A random marker of the Redis data set, re-created after data loss.
+EPOCH_KEY: Final = PREFIX + "epoch"
+#: Largest value accepted from Redis; anything bigger is corrupt.
+MAX_VALUE_BYTES: Final = 16 * 1024
+
+_IDENTITY_FIELDS: Final = frozenset(
+    {
+        "v",
+        "user_id",
+        "email",
+        "name",
+        "postal_code",
+        "scopes",
+        "client_id",
+        "expires_at",
+        "has_profile",
+    }
+)
+_REJECTION_FIELDS: Final = frozenset({"v", "error", "description"})
+
+
+@dataclass(frozen=True, slots=True)
+class SharedHit:
+    """A resolved token found in Redis.
+
+    :param resolved: the identity, with ``expires_mono`` rebuilt for this
+        process from the stored epoch expiry.
+    :param fresh_for: seconds the entry stays in Redis (its remaining TTL):
+        the longest this process may serve it without asking again.
+    """
+
+    resolved: Resolved
+    fresh_for: float
+
+
+def entry_keys(digest: str) -> tuple[str, str, str, str, str]:
+    """The keys of one token, in the order the read and write scripts take
+    them: identity, rejection, lease, revocation, and the data set's marker."""
+    return (
+        PREFIX + "id:" + digest,
+        PREFIX + "rej:" + digest,
+        PREFIX + "lease:" + digest,
+        PREFIX + "rev:" + digest,
+        EPOCH_KEY,
+    )
+
+
+def _mac_key(secret: bytes) -> bytes:
+    # Derived, so the MAC key and the key-naming HMAC never share a key.
+    return hmac.new(secret, _MAC_LABEL, hashlib.sha256).digest()
+
+
+def _tag(mac_key: bytes, key: str, body: bytes) -> bytes:
+    return hmac.new(mac_key, key.encode() + b"\n" + body, hashlib.sha256).hexdigest().encode()
+
+
+def rejection_body(description: str) -> bytes:
+    """The JSON of a rejection (or, with :data:`~.cache.REVOKED`, a revocation)."""
+    return json.dumps(
+        {"v": SCHEMA, "error": InvalidToken.error, "description": description}
+    ).encode()
+
+
+def _json_object(raw: bytes, expected: frozenset[str]) -> dict[str, Any]:
+    data = json.loads(raw)
+    if not isinstance(data, dict) or data.get("v") != SCHEMA or set(data) != expected:
+        raise ValueError("not a value of this schema")
+    return data
+
+
+def encode_identity(resolved: Resolved) -> bytes:
+    """The JSON of a resolved token: what it proves, never the token."""
+    identity = resolved.identity
+    return json.dumps(
+        {
+            "v": SCHEMA,
+            "user_id": identity.user_id,
+            "email": identity.email,
+            "name": identity.name,
+            "postal_code": identity.postal_code,
+            "scopes": sorted(identity.scopes),
+            "client_id": identity.client_id,
+            "expires_at": identity.expires_at,
+            "has_profile": resolved.has_profile,
+        },
+        separators=(",", ":"),
+    ).encode()
+
+
+def decode_rejection(raw: bytes) -> InvalidToken:
+    """The rejection (or revocation) in ``raw``; ``ValueError`` if corrupt."""
+    data = _json_object(raw, _REJECTION_FIELDS)
+    description = data["description"]
+    if data["error"] != InvalidToken.error or not isinstance(description, str):
+        raise ValueError("rejection")
+    if not description or len(description) > 200:
+        raise ValueError("description")
+    return InvalidToken(description)
+
+
+class Codec:
+    """Names keys and seals, opens and validates values for one configuration.
+
+    :param api_base_url: the LWA origin, part of every key's namespace.
+    :param client_ids: the accepted client ids, part of the namespace too, and
+        the only ones an identity read back may carry.
+    :param cache_ttl: the longest an identity read back is served.
+    """
+
+    __slots__ = ("_client_ids", "_mac", "_namespace", "_ttl")
+
+    def __init__(self, api_base_url: str, client_ids: frozenset[str], cache_ttl: float) -> None:
+        self._namespace = "\0".join(["lwa:v1", api_base_url, *sorted(client_ids), ""]).encode()
+        self._client_ids = client_ids
+        self._ttl = cache_ttl
+        self._mac: tuple[bytes, bytes] | None = None  # (secret, MAC key derived from it)
+
+    def digest(self, secret: bytes, token: str) -> str:
+        """The hex naming ``token``'s keys: an HMAC of the namespace and token."""
+        return hmac.new(secret, self._namespace + token.encode(), hashlib.sha256).hexdigest()
+
+    def _mac_key(self, secret: bytes) -> bytes:
+        mac = self._mac
+        if mac is None or mac[0] is not secret:
+            mac = self._mac = (secret, _mac_key(secret))
+        return mac[1]
+
+    def seal(self, secret: bytes, key: str, body: bytes) -> bytes:
+        """``body`` with a MAC bound to ``key`` in front: what is stored under ``key``."""
+        return _tag(self._mac_key(secret), key, body) + body
+
+    def unseal(self, secret: bytes, key: str, raw: bytes) -> bytes:
+        """The body of a value read from ``key``; ``ValueError`` unless its MAC holds."""
+        tag, body = raw[:_MAC_HEX], raw[_MAC_HEX:]
+        if not hmac.compare_digest(tag, _tag(self._mac_key(secret), key, body)):
+            raise ValueError("MAC")
+        return body
+
+    def decode_identity(
+        self, raw: bytes, pttl: int, now_mono: float, now_wall: float
+    ) -> SharedHit | None:
+        """The hit, or ``None`` for an expired entry; raise ``ValueError`` if corrupt.
+
+        :param pttl: the entry's remaining Redis TTL in milliseconds.
+        :param now_mono: the monotonic reading ``expires_mono`` is rebuilt from.
+        :param now_wall: the epoch reading ``expires_at`` is compared with.
+        """
+        data = _json_object(raw, _IDENTITY_FIELDS)
+        user_id, client_id = data["user_id"], data["client_id"]
+        expires_at, has_profile, scopes = data["expires_at"], data["has_profile"], data["scopes"]
+        if not isinstance(user_id, str) or not user_id or not isinstance(client_id, str):
+            raise ValueError("user_id or client_id")
+        optional = [data[name] for name in ("email", "name", "postal_code")]
+        if not all(value is None or isinstance(value, str) for value in optional):
+            raise ValueError("profile fields")
+        if not isinstance(scopes, list) or not all(isinstance(s, str) for s in scopes):
+            raise ValueError("scopes")
+        if (
+            isinstance(expires_at, bool)
+            or not isinstance(expires_at, int | float)
+            or not math.isfinite(expires_at)
+        ):
+            raise ValueError("expires_at")
+        if not isinstance(has_profile, bool):
+            raise ValueError("has_profile")
+        if client_id not in self._client_ids:
+            # Not ours to serve (the namespace in the key makes this a
+            # corrupt or forged value).
+            raise ValueError("client_id")
+        remaining = expires_at - now_wall
+        if remaining <= 0:
+            return None
+        identity = Identity(
+            user_id=user_id,
+            email=optional[0],
+            name=optional[1],
+            postal_code=optional[2],
+            scopes=frozenset(scopes),
+            client_id=client_id,
+            expires_at=float(expires_at),
+        )
+        ttl = self._ttl
+        fresh_for = min(ttl, pttl / 1000) if pttl > 0 else min(ttl, remaining)
+        if fresh_for <= 0:
+            return None
+        resolved = Resolved(identity, now_mono + remaining, has_profile)
+        return SharedHit(resolved, fresh_for)

@@ -1,0 +1,249 @@
+"""The two drivers: they carry the plans' steps to redis-py, and nothing else.
+
+:class:`SyncSharedCache` on the blocking client, :class:`AsyncSharedCache`
+on the asyncio one. Each has one ``_drive`` (run a plan's calls and pauses,
+throw a failed call into the plan) and one-line public methods; what to ask
+Redis, when to retry and what a reply means is all in :mod:`._plans`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import weakref
+from typing import TYPE_CHECKING, Any
+
+import redis
+import redis.asyncio
+import redis.asyncio.retry
+import redis.retry
+from redis.backoff import NoBackoff
+
+from ._health import DURABLE_TIMEOUT
+from ._plans import _Found, _Plans
+from ._scripts import SCRIPTS
+from ._steps import _T, _Plan, _Sleep
+
+if TYPE_CHECKING:
+    from ..config import Settings
+    from ..errors import AuthError
+    from ..flow import Resolved
+
+
+def _pool_options(settings: Settings, durable: bool = False) -> dict[str, Any]:
+    timeout = DURABLE_TIMEOUT if durable else settings.redis_timeout
+    return {
+        "timeout": timeout,
+        "max_connections": 2 if durable else max(8, settings.max_concurrent_lookups),
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout,
+        # RESP2 keeps the connection handshake to what every Redis speaks.
+        "protocol": 2,
+    }
+
+
+class _Client:
+    """A blocking client, its pool and its registered scripts."""
+
+    __slots__ = ("client", "pool", "scripts")
+
+    def __init__(self, settings: Settings, durable: bool = False) -> None:
+        url = settings.redis_url
+        assert url is not None
+        # One attempt only (redis-py retries by default): a retry would
+        # multiply the deadline, and a miss is cheap.
+        self.pool = redis.BlockingConnectionPool.from_url(
+            url, retry=redis.retry.Retry(NoBackoff(), 0), **_pool_options(settings, durable)
+        )
+        self.client = redis.Redis(connection_pool=self.pool)
+        self.scripts = {name: self.client.register_script(s) for name, s in SCRIPTS.items()}
+
+    def close(self) -> None:
+        self.client.close()
+        self.pool.disconnect()
+
+
+class SyncSharedCache(_Plans):
+    """The shared cache for threads, on redis-py's blocking client.
+
+    :param settings: validated options; ``redis_url`` must be set.
+    :param lease: take a lease on a miss (cross-process single-flight).
+    """
+
+    def __init__(self, settings: Settings, *, lease: bool = True) -> None:
+        super().__init__(settings, lease=lease)
+        self._conn = _Client(settings)
+        # revoke() and invalidate() have connections of their own, with the
+        # longer DURABLE_TIMEOUT deadline.
+        self._durable_conn = _Client(settings, durable=True)
+
+    def _drive(self, plan: _Plan[_T], durable: bool = False) -> _T:
+        conn = self._durable_conn if durable else self._conn
+        try:
+            step = next(plan)
+            while True:
+                reply, failure = None, None
+                if isinstance(step, _Sleep):
+                    time.sleep(step.seconds)
+                else:
+                    try:
+                        if step.name in conn.scripts:
+                            reply = conn.scripts[step.name](keys=step.keys, args=step.args)
+                        else:
+                            reply = conn.client.delete(*step.keys)
+                    except Exception as exc:
+                        failure = exc
+                # The plan decides what a failure means (a miss, a retry). It
+                # is thrown in outside the handler, so an error the plan
+                # raises is not chained to it.
+                step = plan.send(reply) if failure is None else plan.throw(failure)
+        except StopIteration as stop:
+            result: _T = stop.value
+            return result
+
+    def get(self, token: str, revocation_only: bool = False) -> _Found:
+        """The shared verdict on ``token``, or ``None`` for a miss (ask LWA).
+
+        With ``revocation_only`` (a ``revalidate()`` route) only a revocation
+        is read: the identity must come from LWA.
+        """
+        return self._drive(self._get(token, revocation_only))
+
+    def put(self, token: str, resolved: Resolved) -> None:
+        """Share a resolved token and release this worker's lease on it."""
+        self._drive(self._put(token, resolved))
+
+    def record_failure(self, token: str, error: AuthError) -> None:
+        """Drop the identity of a rejected token and share a remembered
+        rejection; for anything else only release the lease."""
+        self._drive(self._record_failure(token, error))
+
+    def discard(self, token: str) -> None:
+        """Forget ``token`` for every worker. Tried even while backing off, with
+        retries; raise :class:`SharedCacheError` if Redis could not be written."""
+        self._drive(self._discard(token), durable=True)
+
+    def revoke(self, token: str, seconds: float) -> None:
+        """Refuse ``token`` on every worker for ``seconds`` (see :meth:`discard`).
+
+        The revocation is also remembered by this process, and published again
+        after Redis lost its data.
+        """
+        self._drive(self._revoke(token, seconds), durable=True)
+
+    def close(self) -> None:
+        """Close the pooled Redis connections."""
+        self._conn.close()
+        self._durable_conn.close()
+
+
+class _LoopClient:
+    """The asyncio client of one event loop: its connections belong to it."""
+
+    __slots__ = ("client", "pool", "scripts")
+
+    def __init__(self, settings: Settings, durable: bool = False) -> None:
+        url = settings.redis_url
+        assert url is not None
+        self.pool = redis.asyncio.BlockingConnectionPool.from_url(
+            url,
+            retry=redis.asyncio.retry.Retry(NoBackoff(), 0),
+            **_pool_options(settings, durable),
+        )
+        self.client = redis.asyncio.Redis(connection_pool=self.pool)
+        self.scripts = {name: self.client.register_script(s) for name, s in SCRIPTS.items()}
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+        await self.pool.disconnect()
+
+
+class AsyncSharedCache(_Plans):
+    """The shared cache for asyncio, on redis-py's asyncio client.
+
+    Connections are kept per event loop, so an app driven by several loops
+    in turn (Starlette's ``TestClient`` makes one per request) keeps working.
+    Each Redis round trip is also bounded as a whole by ``asyncio.timeout``
+    (pool wait, connect and reply: three times ``redis_timeout``).
+
+    :param settings: validated options; ``redis_url`` must be set.
+    :param lease: take a lease on a miss (cross-process single-flight).
+    """
+
+    def __init__(self, settings: Settings, *, lease: bool = True) -> None:
+        super().__init__(settings, lease=lease)
+        self._deadline = 3 * settings.redis_timeout
+        self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopClient] = (
+            weakref.WeakKeyDictionary()
+        )
+        # revoke() and invalidate(): connections of their own, longer deadline.
+        self._durable_loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopClient] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def _loop_client(self, durable: bool = False) -> _LoopClient:
+        loop = asyncio.get_running_loop()
+        loops = self._durable_loops if durable else self._loops
+        found = loops.get(loop)
+        if found is None:
+            found = loops[loop] = _LoopClient(self.settings, durable)
+        return found
+
+    async def _drive(self, plan: _Plan[_T], durable: bool = False) -> _T:
+        deadline = DURABLE_TIMEOUT if durable else self._deadline
+        try:
+            step = next(plan)
+            while True:
+                reply, failure = None, None
+                if isinstance(step, _Sleep):
+                    await asyncio.sleep(step.seconds)
+                else:
+                    try:
+                        conn = self._loop_client(durable)
+                        async with asyncio.timeout(deadline):
+                            if step.name in conn.scripts:
+                                script = conn.scripts[step.name]
+                                reply = await script(keys=step.keys, args=step.args)
+                            else:
+                                reply = await conn.client.delete(*step.keys)
+                    except Exception as exc:
+                        failure = exc
+                # As in SyncSharedCache._drive.
+                step = plan.send(reply) if failure is None else plan.throw(failure)
+        except StopIteration as stop:
+            result: _T = stop.value
+            return result
+
+    async def get(self, token: str, revocation_only: bool = False) -> _Found:
+        """The shared verdict on ``token``, or ``None`` for a miss (ask LWA); see
+        :meth:`SyncSharedCache.get`."""
+        return await self._drive(self._get(token, revocation_only))
+
+    async def put(self, token: str, resolved: Resolved) -> None:
+        """Share a resolved token and release this worker's lease on it."""
+        await self._drive(self._put(token, resolved))
+
+    async def record_failure(self, token: str, error: AuthError) -> None:
+        """As :meth:`SyncSharedCache.record_failure`."""
+        await self._drive(self._record_failure(token, error))
+
+    async def discard(self, token: str) -> None:
+        """As :meth:`SyncSharedCache.discard`."""
+        await self._drive(self._discard(token), durable=True)
+
+    async def revoke(self, token: str, seconds: float) -> None:
+        """As :meth:`SyncSharedCache.revoke`."""
+        await self._drive(self._revoke(token, seconds), durable=True)
+
+    async def aclose(self) -> None:
+        """Close this loop's Redis connections; other loops' are dropped."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        clients = [*self._loops.items(), *self._durable_loops.items()]
+        self._loops.clear()
+        self._durable_loops.clear()
+        for owner, conn in clients:
+            if owner is loop:
+                await conn.aclose()

@@ -1,0 +1,375 @@
+"""The shared cache's logic, written once as sans-IO plans.
+
+Like :mod:`..flow`, each operation is a generator that yields the Redis round
+trips it needs (:class:`_Call`) and the pauses it takes (:class:`_Sleep`), and
+is sent each reply; a failed round trip is thrown into it. The drivers in
+:mod:`._drivers` only carry these steps to redis-py, blocking or asyncio, so
+both behave alike and a test can drive a plan with scripted replies and a
+fake clock, without Redis.
+
+:class:`_Plans` also holds what a worker keeps between requests: the key
+secret, the leases it holds, the revocations it made (to publish them again
+after data loss) and, through :class:`._health._Health`, the back-off.
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Final
+
+from ..cache import REVOKED
+from ..errors import AuthError, InvalidToken
+from ..flow import Resolved
+from ._codec import (
+    EPOCH_KEY,
+    MAX_VALUE_BYTES,
+    PREFIX,
+    SECRET_KEY,
+    Codec,
+    SharedHit,
+    decode_rejection,
+    encode_identity,
+    entry_keys,
+    rejection_body,
+)
+from ._health import _Health, logger
+from ._scripts import READ_HIT, READ_LEASE_HELD, READ_LEASE_TAKEN, READ_REJECTED, READ_REVOKED
+from ._steps import _Call, _nothing, _Plan, _Sleep
+
+if TYPE_CHECKING:
+    from ..config import Settings
+
+#: Revocations a process remembers, to publish them again after data loss.
+MAX_REMEMBERED: Final = 10_000
+#: Revocations re-published per round trip.
+_REPLAY_BATCH: Final = 256
+#: Seconds between two polls of an entry another worker is resolving.
+POLL_INTERVAL: Final = 0.015
+#: Seconds after which a generated secret is read from Redis again.
+SECRET_RECHECK: Final = 30.0
+_MIN_SECRET_BYTES: Final = 16
+
+
+_Found = SharedHit | InvalidToken | None
+
+
+class _Unusable(Exception):
+    """Redis answered, but not something this cache can use."""
+
+
+#: Whether the missing ``cache_key_secret`` was warned about (once a process).
+_warned_no_secret = False
+_warn_lock = threading.Lock()
+
+
+def _warn_generated_secret() -> None:
+    global _warned_no_secret
+    with _warn_lock:
+        if _warned_no_secret:
+            return
+        _warned_no_secret = True
+    logger.warning(
+        "lwa_middleware: redis_url is set without cache_key_secret: the key and MAC "
+        "secret is generated and stored in Redis (%s), so anyone who can read Redis can "
+        "forge shared-cache entries. Set cache_key_secret (LWA_CACHE_KEY_SECRET).",
+        SECRET_KEY,
+    )
+
+
+class _Plans(_Health):
+    """The state of one worker's shared cache, and the plans that use it.
+
+    :param settings: validated options; ``redis_url`` must be set. Monotonic
+        time is read from ``settings.clock``.
+    :param lease: take a lease on a miss (cross-process single-flight).
+    """
+
+    def __init__(self, settings: Settings, *, lease: bool = True) -> None:
+        if not settings.redis_url:
+            raise ValueError("redis_url is not set")
+        # Also the clock a Resolved's expires_mono is read against (a hit's is
+        # rebuilt on it, a put's TTL measured on it), so it must be the one the
+        # caller measures expires_mono with: time.monotonic, the default.
+        super().__init__(settings.clock)
+        self.settings = settings
+        self.lease = lease
+        #: Epoch seconds, for ``expires_at`` (the only wall-clock reading).
+        self._wall: Callable[[], float] = time.time
+        self._configured_secret = settings.cache_key_secret
+        if settings.cache_key_secret is None:
+            _warn_generated_secret()
+        self._secret: bytes | None = settings.cache_key_secret
+        self._secret_checked = self._clock()
+        self._codec = Codec(settings.api_base_url, settings.client_ids, settings.cache_ttl)
+        self._lease_px = max(1, int(settings.timeout * 2 * 1000))
+        self._lease_wait = min(settings.timeout, 1.0)
+        self._leases: dict[str, tuple[str, float]] = {}
+        self._leases_lock = threading.Lock()
+        #: The marker of the Redis data set this worker last saw (b"": none yet).
+        self._epoch = b""
+        #: Revocations this process made: Redis hex -> (monotonic expiry, the
+        #: secret the hex was made with). Never the token.
+        self._revocations: dict[str, tuple[float, bytes]] = {}
+        self._revocations_lock = threading.Lock()
+        #: Counters, for tests and metrics (with errors and skipped): waits on
+        #: another worker's lease, corrupt values dropped, times this worker
+        #: found Redis had lost its data, and revocations it published again then.
+        self.waits = 0
+        self.corrupt = 0
+        self.restores = 0
+        self.republished = 0
+
+    def __repr__(self) -> str:
+        # The URL may carry a password: show neither.
+        return f"{type(self).__name__}(lease={self.lease})"
+
+    def _failed(self, exc: Exception) -> bool:
+        backed_off = super()._failed(exc)
+        if backed_off and self._configured_secret is None:
+            # Redis may come back empty: read the secret again first.
+            self._secret_checked = -math.inf
+        return backed_off
+
+    # -- what the drivers run -------------------------------------------------
+
+    def _get(self, token: str, revocation_only: bool) -> _Plan[_Found]:
+        return self._guarded(self._get_plan(token, revocation_only), None)
+
+    def _put(self, token: str, resolved: Resolved) -> _Plan[None]:
+        # The lease is taken off now, even if Redis is then skipped.
+        lease = self._take_lease(token)
+        return self._guarded(self._put_plan(token, resolved, lease), None)
+
+    def _record_failure(self, token: str, error: AuthError) -> _Plan[None]:
+        lease = self._take_lease(token)
+        if not lease[1] and not isinstance(error, InvalidToken):
+            return _nothing()
+        return self._guarded(self._failure_plan(token, error, lease), None)
+
+    def _discard(self, token: str) -> _Plan[None]:
+        return self._durable("invalidation", lambda: self._discard_plan(token))
+
+    def _revoke(self, token: str, seconds: float) -> _Plan[None]:
+        return self._durable("revocation", lambda: self._revoke_plan(token, seconds))
+
+    # -- keys and leases ----------------------------------------------------
+
+    def _hex(self, secret: bytes, token: str) -> str:
+        return self._codec.digest(secret, token)
+
+    def _secret_plan(self) -> _Plan[bytes]:
+        secret = self._secret
+        if secret is not None and (
+            self._configured_secret is not None
+            or self._clock() - self._secret_checked < SECRET_RECHECK
+        ):
+            return secret
+        # The secret this worker already uses, if any: a vanished secret is
+        # put back, never replaced, so workers never split into two key spaces.
+        mine = secret if secret is not None else secrets.token_bytes(32)
+        reply = yield _Call("secret", (SECRET_KEY,), (mine,))
+        if not isinstance(reply, bytes) or len(reply) < _MIN_SECRET_BYTES:
+            raise _Unusable(f"{SECRET_KEY} does not hold a usable secret")
+        self._secret = reply
+        self._secret_checked = self._clock()
+        return reply
+
+    def _take_lease(self, token: str) -> tuple[str, str]:
+        """``(hex, lease id)`` of the lease this process holds for ``token``, if any."""
+        secret = self._secret
+        if secret is None:
+            return "", ""
+        digest = self._hex(secret, token)
+        with self._leases_lock:
+            held = self._leases.pop(digest, None)
+        return digest, held[0] if held is not None else ""
+
+    def _hold(self, digest: str, lease_id: str) -> None:
+        now = self._clock()
+        with self._leases_lock:
+            if len(self._leases) > 1024:
+                # Leases of lookups that never reported back (a cancelled
+                # task) expire in Redis; forget them here too.
+                horizon = now - self._lease_px / 1000
+                for key in [k for k, (_, at) in self._leases.items() if at < horizon]:
+                    del self._leases[key]
+            self._leases[digest] = (lease_id, now)
+
+    # -- data loss -------------------------------------------------------------
+
+    def _remember(self, digest: str, secret: bytes, seconds: float) -> None:
+        """Keep a revocation (its Redis hex, never the token) to publish it again."""
+        now = self._clock()
+        with self._revocations_lock:
+            revocations = self._revocations
+            revocations.pop(digest, None)
+            if len(revocations) >= MAX_REMEMBERED:
+                for key in [k for k, (until, _) in revocations.items() if until <= now]:
+                    del revocations[key]
+                while len(revocations) >= MAX_REMEMBERED:
+                    del revocations[next(iter(revocations))]  # the oldest
+            revocations[digest] = (now + seconds, secret)
+
+    def _restore_plan(self) -> _Plan[None]:
+        """Redis lost its data (or this worker just met it): put back the
+        generated secret and the data set's marker, then publish again every
+        live revocation this process made."""
+        generated = self._secret if self._configured_secret is None else None
+        reply = yield _Call(
+            "restore", (SECRET_KEY, EPOCH_KEY), (generated or b"", secrets.token_hex(16))
+        )
+        stored, epoch = reply[0], reply[1]
+        if not isinstance(epoch, bytes):
+            raise _Unusable(f"{EPOCH_KEY} does not hold a marker")
+        if self._configured_secret is None:
+            if not isinstance(stored, bytes) or len(stored) < _MIN_SECRET_BYTES:
+                raise _Unusable(f"{SECRET_KEY} does not hold a usable secret")
+            if generated is not None and stored != generated:
+                self._log("another worker replaced the generated key secret in Redis")
+            self._secret, self._secret_checked = stored, self._clock()
+        first = not self._epoch
+        self._epoch = epoch
+        if not first:
+            self.restores += 1
+        secret = self._secret
+        now = self._clock()
+        with self._revocations_lock:
+            live = [
+                (digest, until)
+                for digest, (until, made_with) in self._revocations.items()
+                if until > now and made_with == secret
+            ]
+        if secret is None or not live:
+            return None
+        for start in range(0, len(live), _REPLAY_BATCH):
+            keys: list[str] = []
+            args: list[bytes | int] = []
+            for digest, until in live[start : start + _REPLAY_BATCH]:
+                px = int((until - self._clock()) * 1000)
+                if px <= 0:
+                    continue
+                key = PREFIX + "rev:" + digest
+                keys.append(key)
+                args += [self._codec.seal(secret, key, rejection_body(REVOKED)), px]
+            if keys:
+                yield _Call("replay", tuple(keys), tuple(args))
+                self.republished += len(keys)
+        return None
+
+    def _check_lost(self, lost: Any) -> _Plan[None]:
+        if lost is not None and int(lost):
+            yield from self._restore_plan()
+        return None
+
+    # -- plans ---------------------------------------------------------------
+
+    def _get_plan(self, token: str, revocation_only: bool = False) -> _Plan[_Found]:
+        secret = yield from self._secret_plan()
+        digest = self._hex(secret, token)
+        keys = entry_keys(digest)
+        lease_id = secrets.token_hex(8)
+        lease_px = self._lease_px if self.lease and not revocation_only else 0
+        mode = "1" if revocation_only else "0"
+        deadline: float | None = None
+        while True:
+            reply = yield _Call("read", keys, (lease_id, lease_px, mode, self._epoch))
+            yield from self._check_lost(reply[0])
+            reply = reply[1:]
+            kind = int(reply[0])
+            if kind in (READ_HIT, READ_REJECTED, READ_REVOKED):
+                raw, pttl = reply[1], int(reply[2])
+                where = {READ_HIT: keys[0], READ_REJECTED: keys[1], READ_REVOKED: keys[3]}[kind]
+                try:
+                    if not isinstance(raw, bytes) or len(raw) > MAX_VALUE_BYTES:
+                        raise ValueError("size")
+                    body = self._codec.unseal(secret, where, raw)
+                    if kind == READ_HIT:
+                        return self._codec.decode_identity(body, pttl, self._clock(), self._wall())
+                    return decode_rejection(body)
+                except (ValueError, KeyError, TypeError):
+                    # Corrupt, of another schema, or forged (its MAC fails).
+                    self.corrupt += 1
+                    self._log("a corrupt or forged shared cache entry was dropped")
+                    yield _Call("delete", (where,))
+                    return None
+            if kind == READ_LEASE_TAKEN:
+                self._hold(digest, lease_id)
+                return None
+            if kind != READ_LEASE_HELD:
+                return None
+            # Another worker is asking LWA: wait a little for its answer.
+            now = self._clock()
+            if deadline is None:
+                self.waits += 1
+                deadline = now + self._lease_wait
+            if now >= deadline:
+                return None
+            yield _Sleep(min(POLL_INTERVAL, deadline - now))
+
+    def _put_plan(self, token: str, resolved: Resolved, lease: tuple[str, str]) -> _Plan[None]:
+        secret = yield from self._secret_plan()
+        digest = self._hex(secret, token)
+        lease_id = lease[1] if lease[0] == digest else ""
+        seconds = min(self.settings.cache_ttl, resolved.expires_mono - self._clock())
+        px = max(1, int(seconds * 1000)) if seconds > 0 else 0
+        if px == 0 and not lease_id:
+            return None
+        keys = entry_keys(digest)
+        value = self._codec.seal(secret, keys[0], encode_identity(resolved)) if px else b""
+        lost = yield _Call("write", keys, (value, px, lease_id, self._epoch))
+        yield from self._check_lost(lost)
+        return None
+
+    def _failure_plan(
+        self,
+        token: str,
+        error: AuthError,
+        lease: tuple[str, str],
+        seconds: float | None = None,
+    ) -> _Plan[None]:
+        secret = yield from self._secret_plan()
+        digest = self._hex(secret, token)
+        lease_id = lease[1] if lease[0] == digest else ""
+        lease_key = PREFIX + "lease:" + digest
+        if isinstance(error, InvalidToken):
+            # Whatever is remembered, the identity goes: LWA just said this
+            # token is no good (so no worker serves it again, stale or not).
+            if seconds is None:
+                seconds = self.settings.negative_cache_ttl if error.remember else 0.0
+            px = max(1, int(seconds * 1000)) if seconds > 0 else 0
+            revoked = error.description == REVOKED
+            target = PREFIX + ("rev:" if revoked else "rej:") + digest
+            value = (
+                self._codec.seal(secret, target, rejection_body(error.description)) if px else b""
+            )
+            keys = (
+                target,
+                PREFIX + "id:" + digest,
+                lease_key,
+                PREFIX + "rev:" + digest,
+                EPOCH_KEY,
+            )
+            lost = yield _Call("write", keys, (value, px, lease_id, self._epoch))
+            yield from self._check_lost(lost)
+        elif lease_id:
+            yield _Call("release", (lease_key,), (lease_id,))
+        return None
+
+    def _revoke_plan(self, token: str, seconds: float) -> _Plan[None]:
+        if self._secret is not None:
+            # Remembered even if Redis cannot be reached now: then it is
+            # published when Redis answers again.
+            self._remember(self._hex(self._secret, token), self._secret, seconds)
+        secret = yield from self._secret_plan()
+        self._remember(self._hex(secret, token), secret, seconds)
+        return (yield from self._failure_plan(token, InvalidToken(REVOKED), ("", ""), seconds))
+
+    def _discard_plan(self, token: str) -> _Plan[None]:
+        secret = yield from self._secret_plan()
+        digest = self._hex(secret, token)
+        yield _Call("delete", (PREFIX + "id:" + digest, PREFIX + "rej:" + digest))
+        return None

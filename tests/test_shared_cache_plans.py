@@ -1,0 +1,418 @@
+"""The shared cache's plans, driven directly: no Redis, no sleeping.
+
+A plan is a generator that yields Redis round trips (``_Call``) and pauses
+(``_Sleep``) and is sent the replies. Here :func:`drive` plays Redis from a
+script of replies and plays time on a :class:`~clock_support.FakeClock`
+(a pause advances it), and each test asserts on the calls the plan made and
+on what it returned. What the Lua scripts do inside Redis is covered against
+a real redis-server in ``test_shared_cache.py`` and ``test_trust_*.py``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import redis
+from clock_support import FakeClock
+
+from lwa_middleware.cache import REVOKED
+from lwa_middleware.config import Settings
+from lwa_middleware.errors import InvalidToken, SharedCacheError, UpstreamUnavailable
+from lwa_middleware.flow import Resolved
+from lwa_middleware.identity import Identity
+from lwa_middleware.shared_cache import BACKOFF, POLL_INTERVAL, SharedHit
+from lwa_middleware.shared_cache._codec import (
+    EPOCH_KEY,
+    SECRET_KEY,
+    encode_identity,
+    entry_keys,
+    rejection_body,
+)
+from lwa_middleware.shared_cache._plans import _Plans
+from lwa_middleware.shared_cache._scripts import (
+    READ_HIT,
+    READ_LEASE_HELD,
+    READ_LEASE_TAKEN,
+    READ_MISS,
+    READ_REJECTED,
+    READ_REVOKED,
+    SCRIPTS,
+)
+from lwa_middleware.shared_cache._steps import _Call, _Plan, _Sleep
+
+CLIENT = "amzn1.application-oa2-client.plans"
+SECRET = b"s" * 32
+TOKEN = "Atza|plan-test-token-0123456789"
+WALL = 1_700_000_000.0  # the epoch "now" of every test
+EPOCH = b"epoch-1"
+
+Reply = Any  # what Redis answers, or an Exception to throw into the plan
+
+
+def make(clock: FakeClock, **options: Any) -> _Plans:
+    """A worker's plans, configured secret, having already met this Redis."""
+    options = {"cache_key_secret": SECRET, "timeout": 5.0, **options}
+    settings = Settings.from_options(
+        client_id=CLIENT,
+        # Never connected to: plans do no IO.
+        redis_url="redis://127.0.0.1:1/0",
+        cache_ttl=300.0,
+        negative_cache_ttl=30.0,
+        clock=clock,
+        **options,
+    )
+    plans = _Plans(settings)
+    plans._wall = lambda: WALL
+    plans._epoch = EPOCH
+    return plans
+
+
+def drive(
+    plan: _Plan[Any],
+    replies: list[Reply] | Callable[[_Call], Reply],
+    clock: FakeClock,
+    steps: list[_Call | _Sleep] | None = None,
+) -> tuple[list[_Call | _Sleep], Any]:
+    """Run ``plan`` to its end: each ``_Call`` gets the next reply (an
+    exception is thrown in instead), each ``_Sleep`` advances ``clock``.
+    Returns the steps (also appended to ``steps``) and the plan's result;
+    every reply of a list must be used."""
+    steps = [] if steps is None else steps
+    queue = list(replies) if isinstance(replies, list) else None
+    try:
+        step = next(plan)
+        while True:
+            steps.append(step)
+            assert TOKEN not in repr(step)  # no token in keys or values
+            if isinstance(step, _Sleep):
+                clock.advance(step.seconds)
+                step = plan.send(None)
+                continue
+            reply = queue.pop(0) if queue is not None else replies(step)  # type: ignore[operator]
+            step = plan.throw(reply) if isinstance(reply, Exception) else plan.send(reply)
+    except StopIteration as stop:
+        assert not queue, f"unused replies: {queue}"
+        return steps, stop.value
+
+
+def calls(steps: list[_Call | _Sleep]) -> list[_Call]:
+    return [step for step in steps if isinstance(step, _Call)]
+
+
+def digest(plans: _Plans, secret: bytes = SECRET) -> str:
+    return plans._hex(secret, TOKEN)
+
+
+def identity_value(
+    plans: _Plans, expires_at: float = WALL + 600, secret: bytes = SECRET, key: str | None = None
+) -> bytes:
+    """A sealed identity, as a worker would have stored it under ``key``."""
+    identity = Identity(user_id="amzn1.account.A", client_id=CLIENT, expires_at=expires_at)
+    body = encode_identity(Resolved(identity, 0.0, has_profile=False))
+    return plans._codec.seal(secret, key or entry_keys(digest(plans, secret))[0], body)
+
+
+def rejection_value(plans: _Plans, key: str, description: str) -> bytes:
+    return plans._codec.seal(SECRET, key, rejection_body(description))
+
+
+def opened(plans: _Plans, key: str, value: object) -> bytes:
+    """The body of a value a plan wrote under ``key`` (its MAC must hold)."""
+    assert isinstance(value, bytes)
+    return plans._codec.unseal(SECRET, key, value)
+
+
+def resolved(clock: FakeClock, seconds: float) -> Resolved:
+    identity = Identity(user_id="amzn1.account.A", client_id=CLIENT, expires_at=WALL + seconds)
+    return Resolved(identity, clock() + seconds, has_profile=True)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+# -- reads -------------------------------------------------------------------
+
+
+def test_a_hit_is_one_read_and_rebuilds_the_deadline_on_this_clock(clock: FakeClock) -> None:
+    plans = make(clock)
+    keys = entry_keys(digest(plans))
+    steps, found = drive(
+        plans._get(TOKEN, False), [[0, READ_HIT, identity_value(plans), 120_000]], clock
+    )
+    (read,) = calls(steps)
+    assert read.name == "read"
+    assert read.keys == keys
+    assert keys[4] == EPOCH_KEY
+    assert read.args[1:] == (10_000, "0", EPOCH)  # lease for 2 x timeout, full read
+    assert isinstance(found, SharedHit)
+    assert found.resolved.identity.user_id == "amzn1.account.A"
+    assert found.resolved.expires_mono == clock() + 600  # from expires_at - wall now
+    assert found.fresh_for == 120.0  # the entry's remaining Redis TTL
+
+
+def test_a_remembered_rejection_is_served(clock: FakeClock) -> None:
+    plans = make(clock)
+    rej = entry_keys(digest(plans))[1]
+    value = rejection_value(plans, rej, "The access token is invalid.")
+    _, found = drive(plans._get(TOKEN, False), [[0, READ_REJECTED, value, 20_000]], clock)
+    assert isinstance(found, InvalidToken)
+    assert found.description == "The access token is invalid."
+
+
+def test_a_revocation_outranks_an_identity(clock: FakeClock) -> None:
+    """The read script looks at the revocation before anything else, and the
+    plan opens it as the revocation key's value: the token is refused."""
+    read = SCRIPTS["read"]
+    assert read.index("get(KEYS[4])") < read.index("get(KEYS[1])") < read.index("get(KEYS[2])")
+    plans = make(clock)
+    rev = entry_keys(digest(plans))[3]
+    value = rejection_value(plans, rev, REVOKED)
+    _, found = drive(plans._get(TOKEN, False), [[0, READ_REVOKED, value, 50_000]], clock)
+    assert isinstance(found, InvalidToken)
+    assert found.description == REVOKED
+
+
+def test_revalidate_reads_only_the_revocation_and_takes_no_lease(clock: FakeClock) -> None:
+    plans = make(clock)
+    steps, found = drive(plans._get(TOKEN, True), [[0, READ_MISS]], clock)
+    (read,) = calls(steps)
+    assert read.args[1:3] == (0, "1")  # no lease, revocation only
+    assert found is None
+    assert not plans._leases
+
+
+# -- leases ------------------------------------------------------------------
+
+
+def test_a_lease_taken_is_handed_to_the_put(clock: FakeClock) -> None:
+    plans = make(clock)
+    steps, found = drive(plans._get(TOKEN, False), [[0, READ_LEASE_TAKEN]], clock)
+    assert found is None
+    lease_id = calls(steps)[0].args[0]
+    assert plans._leases[digest(plans)][0] == lease_id
+    steps, _ = drive(plans._put(TOKEN, resolved(clock, 60)), [0], clock)
+    (write,) = calls(steps)
+    assert write.name == "write"
+    assert write.args[2] == lease_id
+    assert not plans._leases
+
+
+def test_a_lease_held_elsewhere_is_polled_until_the_answer_lands(clock: FakeClock) -> None:
+    plans = make(clock)
+    held = [0, READ_LEASE_HELD]
+    replies = [held, held, [0, READ_HIT, identity_value(plans), 300_000]]
+    start = clock()
+    steps, found = drive(plans._get(TOKEN, False), replies, clock)
+    assert [type(s).__name__ for s in steps] == ["_Call", "_Sleep", "_Call", "_Sleep", "_Call"]
+    assert [s.seconds for s in steps if isinstance(s, _Sleep)] == [POLL_INTERVAL] * 2
+    assert isinstance(found, SharedHit)
+    assert plans.waits == 1
+    assert clock() - start == pytest.approx(2 * POLL_INTERVAL)
+
+
+def test_a_lease_held_too_long_gives_up_after_the_wait(clock: FakeClock) -> None:
+    """The wait is min(timeout, 1 s) of the clock; then the worker asks LWA."""
+    plans = make(clock, timeout=0.05)
+    start = clock()
+    steps, found = drive(plans._get(TOKEN, False), lambda call: [0, READ_LEASE_HELD], clock)
+    sleeps = [s.seconds for s in steps if isinstance(s, _Sleep)]
+    assert sleeps[:3] == [POLL_INTERVAL] * 3
+    assert sleeps[3] == pytest.approx(0.005)
+    assert sum(sleeps) == pytest.approx(0.05)
+    assert len(sleeps) <= 5
+    assert found is None
+    assert plans.waits == 1
+    assert clock() - start == pytest.approx(0.05)
+
+
+# -- corrupt and forged values -----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        pytest.param("forged", id="sealed-with-another-secret"),
+        pytest.param("moved", id="sealed-for-another-key"),
+        pytest.param("unsealed", id="schema-1-json"),
+        pytest.param("huge", id="oversized"),
+        pytest.param("not-bytes", id="not-bytes"),
+    ],
+)
+def test_a_corrupt_or_forged_value_is_a_miss_and_is_deleted(clock: FakeClock, value: str) -> None:
+    plans = make(clock)
+    keys = entry_keys(digest(plans))
+    raw: Any = {
+        "forged": identity_value(plans, secret=b"x" * 32, key=keys[0]),
+        "moved": identity_value(plans, key=keys[1]),
+        "unsealed": json.dumps({"v": 1, "user_id": "amzn1.account.A"}).encode(),
+        "huge": b"0" * 20_000,
+        "not-bytes": 7,
+    }[value]
+    steps, found = drive(plans._get(TOKEN, False), [[0, READ_HIT, raw, 1000], 1], clock)
+    assert found is None
+    assert plans.corrupt == 1
+    assert calls(steps)[-1] == _Call("delete", (keys[0],))
+
+
+def test_an_expired_identity_is_a_miss_without_a_delete(clock: FakeClock) -> None:
+    plans = make(clock)
+    value = identity_value(plans, expires_at=WALL - 1)
+    steps, found = drive(plans._get(TOKEN, False), [[0, READ_HIT, value, 1000]], clock)
+    assert found is None
+    assert len(calls(steps)) == 1
+    assert plans.corrupt == 0
+
+
+# -- writes ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("life", "px"), [(30.0, 30_000), (10_000.0, 300_000)])
+def test_a_put_lives_for_the_smaller_of_cache_ttl_and_the_token(
+    clock: FakeClock, life: float, px: int
+) -> None:
+    plans = make(clock)
+    keys = entry_keys(digest(plans))
+    steps, _ = drive(plans._put(TOKEN, resolved(clock, life)), [0], clock)
+    (write,) = calls(steps)
+    assert write.keys == keys
+    assert write.args[1:] == (px, "", EPOCH)
+    # What was written reads back as the same identity.
+    _, found = drive(plans._get(TOKEN, False), [[0, READ_HIT, write.args[0], px]], clock)
+    assert isinstance(found, SharedHit)
+    assert found.resolved.identity.expires_at == WALL + life
+    assert found.resolved.has_profile
+
+
+def test_a_put_of_an_expired_token_without_a_lease_asks_nothing(clock: FakeClock) -> None:
+    plans = make(clock)
+    token = resolved(clock, 5)
+    clock.advance(6)
+    steps, _ = drive(plans._put(TOKEN, token), [], clock)
+    assert steps == []
+
+
+def test_a_rejection_is_remembered_for_negative_cache_ttl(clock: FakeClock) -> None:
+    plans = make(clock)
+    keys = entry_keys(digest(plans))
+    error = InvalidToken("The access token is invalid.")
+    steps, _ = drive(plans._record_failure(TOKEN, error), [0], clock)
+    (write,) = calls(steps)
+    # Set the rejection, delete the identity, under the revocation guard.
+    assert write.keys == (keys[1], keys[0], keys[2], keys[3], EPOCH_KEY)
+    assert write.args[1:] == (30_000, "", EPOCH)
+    assert opened(plans, keys[1], write.args[0]) == rejection_body(error.description)
+
+
+def test_a_rejection_not_to_remember_only_drops_the_identity(clock: FakeClock) -> None:
+    plans = make(clock)
+    error = InvalidToken("The token belongs to another client.", remember=False)
+    steps, _ = drive(plans._record_failure(TOKEN, error), [0], clock)
+    (write,) = calls(steps)
+    assert write.args[:2] == (b"", 0)
+
+
+def test_a_transient_failure_only_releases_the_lease(clock: FakeClock) -> None:
+    plans = make(clock)
+    steps, _ = drive(plans._get(TOKEN, False), [[0, READ_LEASE_TAKEN]], clock)
+    lease_id = calls(steps)[0].args[0]
+    steps, _ = drive(plans._record_failure(TOKEN, UpstreamUnavailable("LWA is down")), [1], clock)
+    assert calls(steps) == [_Call("release", (entry_keys(digest(plans))[2],), (lease_id,))]
+    # Without a lease there is nothing to say: no round trip at all.
+    steps, _ = drive(plans._record_failure(TOKEN, UpstreamUnavailable("LWA is down")), [], clock)
+    assert steps == []
+
+
+# -- data loss ---------------------------------------------------------------
+
+
+def test_a_lost_epoch_replays_the_remembered_revocations(clock: FakeClock) -> None:
+    plans = make(clock)
+    rev = entry_keys(digest(plans))[3]
+    steps, _ = drive(plans._revoke(TOKEN, 60.0), [0], clock)
+    (write,) = calls(steps)
+    assert write.keys[0] == rev
+    assert write.args[1] == 60_000
+    clock.advance(10)
+    # Redis lost its data: the next read says so, the worker restores the
+    # marker and publishes the revocation again with its remaining life.
+    replies = [[1, READ_LEASE_TAKEN], [b"", b"epoch-2"], 1]
+    steps, found = drive(plans._get(TOKEN, False), replies, clock)
+    _read, restore, replay = calls(steps)
+    assert restore.name == "restore"
+    assert restore.keys == (SECRET_KEY, EPOCH_KEY)
+    assert restore.args[0] == b""  # a configured secret never goes to Redis
+    assert replay.name == "replay"
+    assert replay.keys == (rev,)
+    assert replay.args[1] == 50_000
+    assert opened(plans, rev, replay.args[0]) == rejection_body(REVOKED)
+    assert plans._epoch == b"epoch-2"
+    assert plans.restores == 1
+    assert plans.republished == 1
+    assert found is None  # then the read goes on: the lease was taken
+
+
+def test_a_generated_secret_is_fetched_once_and_put_back_after_data_loss(
+    clock: FakeClock,
+) -> None:
+    plans = make(clock, cache_key_secret=None)
+    stored = b"g" * 32
+    steps, _ = drive(plans._get(TOKEN, False), [stored, [0, READ_MISS]], clock)
+    secret_call = calls(steps)[0]
+    assert secret_call.name == "secret"
+    assert secret_call.keys == (SECRET_KEY,)
+    assert plans._secret == stored
+    # Within SECRET_RECHECK no second fetch; a lost epoch restores *this* secret.
+    steps, _ = drive(plans._get(TOKEN, False), [[1, READ_MISS], [stored, b"epoch-2"]], clock)
+    assert [c.name for c in calls(steps)] == ["read", "restore"]
+    assert calls(steps)[1].args[0] == stored
+
+
+# -- failures, back-off and durable writes ------------------------------------
+
+
+def test_a_failed_read_is_a_miss_and_redis_is_skipped_for_the_backoff(
+    clock: FakeClock,
+) -> None:
+    plans = make(clock)
+    _, found = drive(plans._get(TOKEN, False), [redis.ConnectionError("refused")], clock)
+    assert found is None
+    assert plans.errors == 1
+    steps, found = drive(plans._get(TOKEN, False), [], clock)
+    assert steps == []
+    assert found is None
+    assert plans.skipped == 1
+    clock.advance(BACKOFF)
+    steps, _ = drive(plans._get(TOKEN, False), [[0, READ_MISS]], clock)
+    assert len(steps) == 1
+
+
+def test_a_durable_write_retries_within_its_budget_then_raises(clock: FakeClock) -> None:
+    plans = make(clock)
+    steps: list[_Call | _Sleep] = []
+    down = [redis.ConnectionError("refused") for _ in range(3)]
+    with pytest.raises(SharedCacheError):
+        drive(plans._revoke(TOKEN, 60.0), down, clock, steps)
+    # Three attempts, pausing 0.05 then 0.1 s of the clock. The 0.2 s pause
+    # after the last attempt only delays the error (as before the split; a
+    # fix would drop it from this list).
+    assert [s.seconds for s in steps if isinstance(s, _Sleep)] == [0.05, 0.1, 0.2]
+    assert len(calls(steps)) == 3
+    assert plans.errors == 1  # the last error, once
+    # The revocation is still remembered, to publish when Redis answers.
+    assert digest(plans) in plans._revocations
+
+
+def test_a_durable_write_pauses_between_attempts_on_the_clock(clock: FakeClock) -> None:
+    plans = make(clock)
+    steps, _ = drive(plans._discard(TOKEN), [redis.TimeoutError("slow"), 1], clock)
+    keys = entry_keys(digest(plans))
+    assert steps == [
+        _Call("delete", (keys[0], keys[1])),
+        _Sleep(0.05),
+        _Call("delete", (keys[0], keys[1])),
+    ]
