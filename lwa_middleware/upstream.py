@@ -27,14 +27,14 @@ from __future__ import annotations
 import threading
 import time
 import types
-from collections.abc import AsyncGenerator
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, TypeVar, cast
+from typing import TYPE_CHECKING, TypeVar
 
 import anyio
 import anyio.lowlevel
 import httpx
 
+from ._loopbound import keep_until_shutdown
 from .errors import AuthError, Saturated, UpstreamUnavailable
 from .flow import Lookup, Outcome, Resolved, UpstreamFailure, UpstreamRequest, UpstreamResponse
 
@@ -218,8 +218,7 @@ class AsyncDriver:
             client = httpx.AsyncClient(**_client_options(self._settings))  # type: ignore[arg-type]
             every = anyio.Semaphore(self._settings.max_concurrent_lookups)
             odd = anyio.Semaphore(_odd_slots(self._settings))
-            keeper = cast("types.AsyncGeneratorType[None, None]", _closes_at_shutdown(client))
-            await keeper.asend(None)
+            keeper = await keep_until_shutdown(client.aclose)
             # Finished keepers (their loop shut down) are forgotten; the
             # others keep their client until their own loop closes it.
             self._keepers = [k for k in self._keepers if k.ag_frame is not None]
@@ -289,12 +288,3 @@ class AsyncDriver:
         if self._keepers and self._loop == anyio.lowlevel.current_token():
             await self._keepers.pop().aclose()  # the last keeper is this loop's
             self._client = None
-
-
-async def _closes_at_shutdown(client: httpx.AsyncClient) -> AsyncGenerator[None, None]:
-    """Holds ``client`` open until closed: by :meth:`AsyncDriver.aclose`, or by
-    the event loop finalizing its async generators as it shuts down."""
-    try:
-        yield
-    finally:
-        await client.aclose()

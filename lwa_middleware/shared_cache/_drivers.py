@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import types
 import weakref
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +20,7 @@ import redis.asyncio.retry
 import redis.retry
 from redis.backoff import NoBackoff
 
+from .._loopbound import keep_until_shutdown
 from ._health import DURABLE_TIMEOUT
 from ._plans import _Found, _Plans
 from ._scripts import SCRIPTS
@@ -45,7 +47,7 @@ def _pool_options(settings: Settings, durable: bool = False) -> dict[str, Any]:
 class _Client:
     """A blocking client, its pool and its registered scripts."""
 
-    __slots__ = ("client", "pool", "scripts")
+    __slots__ = ("client", "keeper", "pool", "scripts")
 
     def __init__(self, settings: Settings, durable: bool = False) -> None:
         url = settings.redis_url
@@ -140,7 +142,7 @@ class SyncSharedCache(_Plans):
 class _LoopClient:
     """The asyncio client of one event loop: its connections belong to it."""
 
-    __slots__ = ("client", "pool", "scripts")
+    __slots__ = ("client", "keeper", "pool", "scripts")
 
     def __init__(self, settings: Settings, durable: bool = False) -> None:
         url = settings.redis_url
@@ -152,6 +154,8 @@ class _LoopClient:
         )
         self.client = redis.asyncio.Redis(connection_pool=self.pool)
         self.scripts = {name: self.client.register_script(s) for name, s in SCRIPTS.items()}
+        #: Closes the client when its loop shuts down, if aclose() did not.
+        self.keeper: types.AsyncGeneratorType[None, None] | None = None
 
     async def aclose(self) -> None:
         await self.client.aclose()
@@ -181,12 +185,13 @@ class AsyncSharedCache(_Plans):
             weakref.WeakKeyDictionary()
         )
 
-    def _loop_client(self, durable: bool = False) -> _LoopClient:
+    async def _loop_client(self, durable: bool = False) -> _LoopClient:
         loop = asyncio.get_running_loop()
         loops = self._durable_loops if durable else self._loops
         found = loops.get(loop)
         if found is None:
             found = loops[loop] = _LoopClient(self.settings, durable)
+            found.keeper = await keep_until_shutdown(found.aclose)
         return found
 
     async def _drive(self, plan: _Plan[_T], durable: bool = False) -> _T:
@@ -199,7 +204,7 @@ class AsyncSharedCache(_Plans):
                     await asyncio.sleep(step.seconds)
                 else:
                     try:
-                        conn = self._loop_client(durable)
+                        conn = await self._loop_client(durable)
                         async with asyncio.timeout(deadline):
                             if step.name in conn.scripts:
                                 script = conn.scripts[step.name]
@@ -236,7 +241,7 @@ class AsyncSharedCache(_Plans):
         await self._drive(self._revoke(token, seconds), durable=True)
 
     async def aclose(self) -> None:
-        """Close this loop's Redis connections; other loops' are dropped."""
+        """Close this loop's Redis connections; other loops close theirs as they shut down."""
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
@@ -245,5 +250,5 @@ class AsyncSharedCache(_Plans):
         self._loops.clear()
         self._durable_loops.clear()
         for owner, conn in clients:
-            if owner is loop:
-                await conn.aclose()
+            if owner is loop and conn.keeper is not None:
+                await conn.keeper.aclose()  # closes conn
