@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypedDict
 from urllib.parse import urlsplit
 
-from .errors import ConfigurationError
+from .errors import DEFAULT_REALM, ConfigurationError
 from .routes import Policy, PolicySpec, RouteTable
 from .tokens import TOKEN_SOURCES
 
@@ -237,7 +237,7 @@ class Settings:
     connect_timeout: float = 2.0
     max_response_bytes: int = 64 * 1024
     retry_after: int = 5
-    realm: str = "lwa"
+    realm: str = DEFAULT_REALM
     stale_if_error: bool = False
     strip_credentials: bool = False
     allow_preflight: bool = False

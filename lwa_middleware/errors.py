@@ -43,6 +43,10 @@ __all__ = [
 ]
 
 
+#: The ``realm`` of challenges unless configured (the ``realm`` option).
+DEFAULT_REALM = "lwa"
+
+
 class LWAError(Exception):
     """Base class of every exception raised by lwa-middleware."""
 
@@ -128,6 +132,11 @@ class AuthError(LWAError):
 
     def extra_headers(self, realm: str) -> list[tuple[bytes, bytes]]:
         return [(b"www-authenticate", self.challenge(realm).encode("latin-1"))]
+
+    def text_headers(self, realm: str) -> list[tuple[str, str]]:
+        """:meth:`response`'s headers as text, for frameworks' response classes
+        (the one rendering every integration uses)."""
+        return [(n.decode("latin-1"), v.decode("latin-1")) for n, v in self.response(realm)[1]]
 
 
 class MissingToken(AuthError):

@@ -8,7 +8,7 @@ import functools
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from .errors import InsufficientScope
+from .errors import DEFAULT_REALM, InsufficientScope
 
 __all__ = [
     "IDENTITY_KEY",
@@ -19,6 +19,7 @@ __all__ = [
     "get_identity",
     "infer_scopes",
     "missing_scopes",
+    "realm_of",
 ]
 
 PROFILE = "profile"
@@ -139,6 +140,12 @@ IDENTITY_KEY = "lwa.identity"
 #: The key under which both middlewares publish their realm, so per-view
 #: checks answer with the same challenge without being told it again.
 REALM_KEY = "lwa.realm"
+
+
+def realm_of(environ_or_scope: Mapping[str, Any]) -> str:
+    """The realm the middleware that judged this request answers with."""
+    realm = environ_or_scope.get(REALM_KEY)
+    return realm if isinstance(realm, str) else DEFAULT_REALM
 
 
 def get_identity(source: Any) -> Identity | None:

@@ -67,9 +67,9 @@ from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse
 
 from ..config import Settings
-from ..errors import AuthError, ConfigurationError
+from ..errors import DEFAULT_REALM, AuthError, ConfigurationError
 from ..gate import Gate
-from ..identity import IDENTITY_KEY, Identity
+from ..identity import IDENTITY_KEY, REALM_KEY, Identity, realm_of
 from ..resolver import BlockingControls, Resolver
 from ..wsgi import judge_environ
 from ._common import authorize, normalize_scopes, warn_unprotected
@@ -87,7 +87,6 @@ __all__ = [
     "settings_from_django",
 ]
 
-DEFAULT_REALM = "lwa"
 
 #: ``settings.LWA`` key → middleware option.
 OPTION_KEYS: dict[str, str] = {
@@ -146,10 +145,9 @@ def settings_from_django(config: Mapping[str, Any] | None = None) -> tuple[Setti
 
 def error_response(error: AuthError, realm: str = DEFAULT_REALM) -> HttpResponse:
     """The middleware's answer to ``error`` as a Django :class:`HttpResponse`."""
-    status, headers, body = error.response(realm)
-    response = HttpResponse(body, status=status)
-    for name, value in headers:
-        response[name.decode("latin-1")] = value.decode("latin-1")
+    response = HttpResponse(error.response(realm)[2], status=error.status)
+    for name, value in error.text_headers(realm):
+        response[name] = value
     return response
 
 
@@ -281,7 +279,10 @@ class LWAMiddleware(BlockingControls):
         return self.get_response(request)
 
 
-def _realm() -> str:
+def _realm(request: HttpRequest | None = None) -> str:
+    """The realm published with ``request`` by the middleware; else the settings'."""
+    if request is not None and REALM_KEY in request.META:
+        return realm_of(request.META)
     try:
         realm = _lwa_config().get("REALM", DEFAULT_REALM)
     except ImproperlyConfigured:
@@ -295,7 +296,7 @@ def _check(request: HttpRequest, required: frozenset[str]) -> HttpResponse | Non
     try:
         authorize(getattr(request, "lwa_identity", None), required)
     except AuthError as error:
-        return error_response(error, _realm())
+        return error_response(error, _realm(request))
     return None
 
 

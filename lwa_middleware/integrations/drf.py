@@ -140,7 +140,7 @@ class LWAAuthentication(BaseAuthentication):  # type: ignore[misc]
         return LWAUser(identity), identity
 
     def authenticate_header(self, request: Request) -> str:
-        return MissingToken().challenge(_django_realm())
+        return MissingToken().challenge(_django_realm(getattr(request, "_request", None)))
 
 
 class HasLWAScopes(BasePermission):  # type: ignore[misc]
@@ -178,5 +178,5 @@ class HasLWAScopes(BasePermission):  # type: ignore[misc]
         try:
             authorize(_identity(request), required)
         except AuthError as error:
-            raise LWAAPIException(error, _django_realm()) from None
+            raise LWAAPIException(error, _django_realm(request._request)) from None
         return True

@@ -58,10 +58,10 @@ from starlette.requests import HTTPConnection
 from starlette.responses import Response
 from starlette.websockets import WebSocket
 
-from ..asgi import WS_POLICY_VIOLATION
-from ..errors import AuthError, MissingToken
-from ..identity import IDENTITY_KEY, Identity, get_identity
+from ..errors import DEFAULT_REALM, AuthError, MissingToken
+from ..identity import IDENTITY_KEY, Identity, get_identity, realm_of
 from ._common import authorize, normalize_scopes, warn_unprotected
+from .starlette import error_response, refuse_websocket
 
 __all__ = [
     "LWABearer",
@@ -72,7 +72,6 @@ __all__ = [
     "require_scopes",
 ]
 
-DEFAULT_REALM = "lwa"
 DEFAULT_DESCRIPTION = (
     "A Login with Amazon access token (Atza|…), as `Authorization: Bearer`, "
     "`x-amz-access-token` or `?access_token=`."
@@ -91,15 +90,14 @@ class LWAHTTPException(HTTPException):
     """
 
     def __init__(self, error: AuthError, realm: str = DEFAULT_REALM) -> None:
-        status, headers, _ = error.response(realm)
         super().__init__(
-            status_code=status,
+            status_code=error.status,
             detail={"error": error.error, "error_description": error.description},
             headers={
-                name.decode("latin-1"): value.decode("latin-1")
-                for name, value in headers
+                name: value
+                for name, value in error.text_headers(realm)
                 # FastAPI's JSONResponse computes its own.
-                if name not in (b"content-type", b"content-length")
+                if name not in ("content-type", "content-length")
             },
         )
         self.error = error
@@ -107,12 +105,7 @@ class LWAHTTPException(HTTPException):
 
     def response(self) -> Response:
         """The middleware's exact response: status, headers and JSON body."""
-        status, headers, body = self.error.response(self.realm)
-        return Response(
-            body,
-            status_code=status,
-            headers={n.decode("latin-1"): v.decode("latin-1") for n, v in headers},
-        )
+        return error_response(self.error, self.realm)
 
 
 class LWABearer(SecurityBase):
@@ -127,8 +120,8 @@ class LWABearer(SecurityBase):
         sharing a name share one scheme entry.
     :param bearer_format: the scheme's ``bearerFormat``.
     :param description: the scheme's description in ``/docs``.
-    :param realm: the ``realm`` of ``WWW-Authenticate``; match the
-        middleware's ``realm`` option.
+    :param realm: the ``realm`` of ``WWW-Authenticate``; by default the one
+        the middleware published with the request (its ``realm`` option).
     :param auto_error: with ``False``, an anonymous request gives ``None``
         instead of a 401 (scopes, if any, are then still checked on an
         identity that is present).
@@ -140,7 +133,7 @@ class LWABearer(SecurityBase):
         scheme_name: str = "LWA",
         bearer_format: str = "LWA access token",
         description: str | None = DEFAULT_DESCRIPTION,
-        realm: str = DEFAULT_REALM,
+        realm: str | None = None,
         auto_error: bool = True,
     ) -> None:
         self.model = HTTPBearerModel(bearerFormat=bearer_format, description=description)
@@ -165,7 +158,8 @@ class LWABearer(SecurityBase):
         try:
             return authorize(identity, frozenset(security_scopes.scopes))
         except AuthError as error:
-            raise LWAHTTPException(error, self.realm) from None
+            realm = self.realm or realm_of(connection.scope)
+            raise LWAHTTPException(error, realm) from None
 
 
 #: ``Depends(current_identity)``: the :class:`Identity`, or 401.
@@ -194,10 +188,11 @@ def require_scopes(
     # A default, not Annotated: with postponed annotations FastAPI resolves
     # annotations in module globals, where this closure's names do not exist.
     async def dependency(
+        connection: HTTPConnection,
         identity: Identity | None = Security(scheme, scopes=required),  # noqa: B008
     ) -> Identity:
         if identity is None:  # only if scheme.auto_error is False
-            raise LWAHTTPException(MissingToken(), scheme.realm)
+            raise LWAHTTPException(MissingToken(), scheme.realm or realm_of(connection.scope))
         return identity
 
     dependency.__name__ = f"require_scopes_{'_'.join(required) or 'identity'}"
@@ -208,7 +203,7 @@ async def _handle(connection: HTTPConnection, exc: Exception) -> Response | None
     assert isinstance(exc, LWAHTTPException)
     if isinstance(connection, WebSocket):
         # Before accept(): the client sees the handshake refused, as with the middleware.
-        await connection.close(WS_POLICY_VIOLATION, reason=exc.error.error)
+        await refuse_websocket(connection, exc.error, exc.realm)
         return None
     return exc.response()
 

@@ -81,8 +81,8 @@ from typing import Any, ParamSpec, TypeVar, cast
 from flask import Flask, Response, current_app, g, has_request_context, request
 
 from ..config import Settings
-from ..errors import AuthError, ConfigurationError
-from ..identity import IDENTITY_KEY, Identity, get_identity
+from ..errors import DEFAULT_REALM, AuthError, ConfigurationError
+from ..identity import IDENTITY_KEY, Identity, get_identity, realm_of
 from ..stats import Stats
 from ..wsgi import LWAWSGIMiddleware
 from ._common import authorize, normalize_scopes, warn_unprotected
@@ -91,8 +91,6 @@ __all__ = ["LWA", "OPTION_NAMES", "current_identity", "error_response", "lwa_req
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
-DEFAULT_REALM = "lwa"
 
 #: Every option of the middleware; ``app.config["LWA_" + name.upper()]`` sets it.
 OPTION_NAMES: tuple[str, ...] = tuple(
@@ -116,13 +114,9 @@ _CACHED = ("args", "values", "full_path", "url", "authorization")
 
 def error_response(error: AuthError, realm: str = DEFAULT_REALM) -> Response:
     """The middleware's answer to ``error`` as a Flask :class:`~flask.Response`."""
-    status, headers, body = error.response(realm)
     # A content-type among the headers keeps Werkzeug from adding its default.
-    return Response(
-        body,
-        status=status,
-        headers=[(name.decode("latin-1"), value.decode("latin-1")) for name, value in headers],
-    )
+    body = error.response(realm)[2]
+    return Response(body, status=error.status, headers=error.text_headers(realm))
 
 
 def _judged_inside_flask(environ: Any, start_response: Any) -> Any:  # pragma: no cover
@@ -289,23 +283,13 @@ def current_identity() -> Identity | None:
     return get_identity(request.environ)
 
 
-def _realm() -> str:
-    extension = current_app.extensions.get("lwa")
-    if isinstance(extension, LWA):
-        try:
-            return extension.realm()
-        except RuntimeError:
-            pass
-    return DEFAULT_REALM
-
-
 def _check(required: frozenset[str]) -> Response | None:
     if IDENTITY_KEY not in request.environ:
         warn_unprotected("Flask", request.path)
     try:
         authorize(get_identity(request.environ), required)
     except AuthError as error:
-        return error_response(error, _realm())
+        return error_response(error, realm_of(request.environ))
     return None
 
 

@@ -43,26 +43,29 @@ from starlette.responses import Response
 from starlette.websockets import WebSocket
 
 from ..asgi import WS_POLICY_VIOLATION
-from ..errors import AuthError
-from ..identity import IDENTITY_KEY, Identity, get_identity
+from ..errors import DEFAULT_REALM, AuthError
+from ..identity import IDENTITY_KEY, Identity, get_identity, realm_of
 from ._common import authorize, normalize_scopes, warn_unprotected
 
-__all__ = ["error_response", "require_scopes"]
+__all__ = ["error_response", "refuse_websocket", "require_scopes"]
 
 P = ParamSpec("P")
 
-DEFAULT_REALM = "lwa"
 
 
 def error_response(error: AuthError, realm: str = DEFAULT_REALM) -> Response:
     """The middleware's answer to ``error`` as a Starlette :class:`Response`."""
-    status, headers, body = error.response(realm)
     # Response keeps a given content-type/length instead of adding its own.
-    return Response(
-        body,
-        status_code=status,
-        headers={name.decode("latin-1"): value.decode("latin-1") for name, value in headers},
-    )
+    return Response(error.response(realm)[2], error.status, dict(error.text_headers(realm)))
+
+
+async def refuse_websocket(websocket: WebSocket, error: AuthError, realm: str) -> None:
+    """Refuse a WebSocket handshake as the middleware does: the real HTTP answer
+    where the server offers the denial-response extension, else close 1008."""
+    if "websocket.http.response" in websocket.scope.get("extensions", {}):
+        await websocket.send_denial_response(error_response(error, realm))
+    else:
+        await websocket.close(WS_POLICY_VIOLATION, reason=error.error)
 
 
 def _is_async(endpoint: Any) -> bool:
@@ -90,7 +93,7 @@ def check(connection: HTTPConnection, scopes: frozenset[str]) -> Identity:
 
 
 def require_scopes(
-    *scopes: str, realm: str = DEFAULT_REALM
+    *scopes: str, realm: str | None = None
 ) -> Callable[[Callable[P, Any]], Callable[P, Any]]:
     """Decorate a Starlette endpoint so it needs an identity holding ``scopes``.
 
@@ -101,8 +104,8 @@ def require_scopes(
 
     :param scopes: LWA scope names, e.g. ``"postal_code"``; ``"profile"``
         satisfies ``"profile:user_id"``, as in route policies.
-    :param realm: the ``realm`` of ``WWW-Authenticate``; give the same value
-        as the middleware's ``realm`` option if you changed it.
+    :param realm: the ``realm`` of ``WWW-Authenticate``; by default the one
+        the middleware published with the request (its ``realm`` option).
     """
     required = normalize_scopes(scopes, "require_scopes")
 
@@ -116,20 +119,22 @@ def require_scopes(
                 try:
                     check(connection, required)
                 except AuthError as error:
+                    answer_realm = realm or realm_of(connection.scope)
                     if isinstance(connection, WebSocket):
-                        await connection.close(WS_POLICY_VIOLATION, reason=error.error)
+                        await refuse_websocket(connection, error, answer_realm)
                         return None
-                    return error_response(error, realm)
+                    return error_response(error, answer_realm)
                 return await async_endpoint(*args, **kwargs)
 
             return async_wrapper
 
         @functools.wraps(endpoint)
         def sync_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+            connection = _connection(args, kwargs)
             try:
-                check(_connection(args, kwargs), required)
+                check(connection, required)
             except AuthError as error:
-                return error_response(error, realm)
+                return error_response(error, realm or realm_of(connection.scope))
             return endpoint(*args, **kwargs)
 
         return sync_wrapper

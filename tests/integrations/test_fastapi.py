@@ -13,8 +13,7 @@ from integration_support import (
     same_error,
     uvicorn_server,
 )
-from starlette.testclient import TestClient
-from starlette.websockets import WebSocketDisconnect
+from starlette.testclient import TestClient, WebSocketDenialResponse
 
 from lwa_middleware import Identity, LWAMiddleware
 from lwa_middleware.integrations.fastapi import (
@@ -205,13 +204,16 @@ def test_websocket_dependency(lwa_emulator: LWAEmulator) -> None:
     with TestClient(make_app(lwa_emulator)) as client:
         with client.websocket_connect("/ws", headers=bearer(good)) as ws:
             assert ws.receive_json() == {"user_id": lwa_emulator.customer_for(good).user_id}
-        for headers in (bearer(poor), {}):
+        for headers, status in ((bearer(poor), 403), ({}, 401)):
+            # TestClient offers websocket.http.response: the refusal is the
+            # middleware's own HTTP answer.
             with (
-                pytest.raises(WebSocketDisconnect) as refused,
+                pytest.raises(WebSocketDenialResponse) as refused,
                 client.websocket_connect("/ws", headers=headers),
             ):
                 pass
-            assert refused.value.code == 1008
+            assert refused.value.status_code == status
+            assert refused.value.headers["www-authenticate"].startswith('Bearer realm="lwa"')
 
 
 def test_exception_carries_the_error() -> None:
@@ -262,3 +264,13 @@ def test_example_over_uvicorn(lwa_emulator: LWAEmulator) -> None:
         assert "security" not in spec["paths"]["/health"]["get"]
         assert client.get("/docs").status_code == 200
     assert lwa_emulator.calls["tokeninfo"] == 2
+
+
+def test_dependencies_answer_with_the_middlewares_realm(lwa_emulator: LWAEmulator) -> None:
+    """The middleware publishes its realm: dependencies need no ``realm=``."""
+    poor = lwa_emulator.issue_token(scopes=["profile"])
+    with TestClient(make_app(lwa_emulator, realm="shop")) as client:
+        refused = client.get("/zip", headers=bearer(poor))
+        assert refused.status_code == 403
+        assert refused.headers["www-authenticate"].startswith('Bearer realm="shop"')
+        assert client.get("/me").headers["www-authenticate"] == 'Bearer realm="shop"'

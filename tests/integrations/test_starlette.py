@@ -22,8 +22,8 @@ from starlette.endpoints import HTTPEndpoint
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
-from starlette.testclient import TestClient
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.testclient import TestClient, WebSocketDenialResponse
+from starlette.websockets import WebSocket
 
 from lwa_middleware import ConfigurationError, LWAMiddleware, get_identity
 from lwa_middleware.integrations.starlette import require_scopes
@@ -199,13 +199,16 @@ def test_websocket_endpoint(lwa_emulator: LWAEmulator) -> None:
     with TestClient(make_app(lwa_emulator)) as client:
         with client.websocket_connect("/ws/zip", headers=bearer(good)) as ws:
             assert ws.receive_json() == {"user_id": lwa_emulator.customer_for(good).user_id}
-        for headers in (bearer(poor), {}):
+        for headers, status in ((bearer(poor), 403), ({}, 401)):
+            # TestClient offers websocket.http.response: the refusal is the
+            # middleware's own HTTP answer.
             with (
-                pytest.raises(WebSocketDisconnect) as refused,
+                pytest.raises(WebSocketDenialResponse) as refused,
                 client.websocket_connect("/ws/zip", headers=headers),
             ):
                 pass
-            assert refused.value.code == 1008
+            assert refused.value.status_code == status
+            assert refused.value.headers["www-authenticate"].startswith('Bearer realm="lwa"')
 
 
 def test_bad_scope_name_is_refused_at_decoration() -> None:
@@ -297,3 +300,21 @@ def test_one_users_request_auth_cannot_grant_scopes_to_another(
         assert client.get("/admin", headers=bearer(mallory)).status_code == 403
         # Starlette's own check still reads the scopes.
         assert "profile" in client.get("/escalate", headers=bearer(alice)).json()
+
+
+def test_require_scopes_answers_with_the_middlewares_realm(lwa_emulator: LWAEmulator) -> None:
+    """The middleware publishes its realm: ``@require_scopes`` needs no ``realm=``."""
+    app = LWAMiddleware(
+        Starlette(routes=[Route("/zip", async_zip), Route("/sync-zip", sync_zip)]),
+        client_id=lwa_emulator.client_id,
+        api_base_url=lwa_emulator.base_url,
+        default="optional",
+        realm="shop",
+    )
+    poor = lwa_emulator.issue_token(scopes=["profile"])
+    with TestClient(app) as client:
+        for path in ("/zip", "/sync-zip"):
+            refused = client.get(path, headers=bearer(poor))
+            assert refused.status_code == 403
+            assert refused.headers["www-authenticate"].startswith('Bearer realm="shop"')
+            assert client.get(path).headers["www-authenticate"] == 'Bearer realm="shop"'
