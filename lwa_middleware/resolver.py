@@ -33,7 +33,7 @@ import threading
 import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import anyio
 import anyio.to_thread
@@ -72,8 +72,8 @@ _T = TypeVar("_T")
 
 @dataclass(frozen=True, slots=True)
 class _AskLWA:
-    """Plan step: run this lookup against LWA; the plan is sent a ``Resolved``,
-    or has the lookup's :class:`AuthError` thrown into it."""
+    """Plan step: run this lookup against LWA; the plan is sent the
+    ``Resolved``, or the :class:`AuthError` the lookup raised."""
 
     lookup: Lookup
 
@@ -87,6 +87,22 @@ class _Share:
 
 
 _Plan = Generator[_AskLWA | _Share, Any, _T]
+
+
+def _advance(plan: _Plan[Any], reply: Any) -> tuple[bool, Any]:
+    """``(False, next step)`` of ``plan`` sent ``reply``, or ``(True, its result)``."""
+    try:
+        return False, plan.send(reply)
+    except StopIteration as stop:
+        return True, stop.value
+
+
+def _outcome(run: Callable[[Lookup], Resolved], lookup: Lookup) -> Resolved | AuthError:
+    """What a lookup gives, failure included: plans are sent it, not thrown it."""
+    try:
+        return run(lookup)
+    except AuthError as error:
+        return error
 
 
 def _flight_slot(key: bytes, policy: Policy) -> bytes:
@@ -184,12 +200,11 @@ class Resolver:
             if entry is not None:
                 return entry
         started = self.clock()
-        try:
-            resolved = yield _AskLWA(self._lookup(token, policy))
-        except AuthError as error:
+        resolved = yield _AskLWA(self._lookup(token, policy))
+        if isinstance(resolved, AuthError):
             if shared:
-                yield _Share("record_failure", (token, error))
-            return self._failed(key, error, policy, started)
+                yield _Share("record_failure", (token, resolved))
+            return self._failed(key, resolved, policy, started)
         if shared:
             yield _Share("put", (token, resolved))
         return self._succeeded(key, resolved, started)
@@ -358,23 +373,13 @@ class Resolver:
 
     def _drive(self, plan: _Plan[_T]) -> _T:
         driver, shared = self._sync_parts()
-        try:
-            step = next(plan)
-            while True:
-                if isinstance(step, _AskLWA):
-                    try:
-                        reply: Any = driver.run(step.lookup)
-                    except AuthError as error:
-                        step = plan.throw(error)
-                        continue
-                else:
-                    reply = getattr(shared, step.method)(*step.args)
-                step = plan.send(reply)
-        except StopIteration as stop:
-            result: _T = stop.value
-            return result
-        finally:
-            plan.close()
+        done, step = _advance(plan, None)
+        while not done:
+            if isinstance(step, _AskLWA):
+                done, step = _advance(plan, _outcome(driver.run, step.lookup))
+            else:
+                done, step = _advance(plan, getattr(shared, step.method)(*step.args))
+        return cast(_T, step)
 
     def resolve_sync(self, token: str, policy: Policy) -> Entry:
         """The entry for ``token`` (cache, shared lookup, or LWA) from a worker thread."""
@@ -430,26 +435,21 @@ class Resolver:
 
     async def _adrive(self, plan: _Plan[_T]) -> _T:
         driver, shared = self._async_parts()
-        try:
-            step = next(plan)
-            while True:
-                if isinstance(step, _AskLWA):
-                    try:
-                        reply: Any = await driver.run(step.lookup)
-                    except AuthError as error:
-                        step = plan.throw(error)
-                        continue
-                elif shared is self._sync_shared:
-                    call = functools.partial(getattr(shared, step.method), *step.args)
-                    reply = await anyio.to_thread.run_sync(call)
-                else:
-                    reply = await getattr(shared, step.method)(*step.args)
-                step = plan.send(reply)
-        except StopIteration as stop:
-            result: _T = stop.value
-            return result
-        finally:
-            plan.close()
+        done, step = _advance(plan, None)
+        while not done:
+            reply: Any
+            if isinstance(step, _AskLWA):
+                try:
+                    reply = await driver.run(step.lookup)
+                except AuthError as error:
+                    reply = error
+            elif shared is self._sync_shared:
+                call = functools.partial(getattr(shared, step.method), *step.args)
+                reply = await anyio.to_thread.run_sync(call)
+            else:
+                reply = await getattr(shared, step.method)(*step.args)
+            done, step = _advance(plan, reply)
+        return cast(_T, step)
 
     async def resolve_async(self, token: str, policy: Policy) -> Entry:
         """The entry for ``token`` (cache, shared lookup, or LWA) on an event loop."""
