@@ -3,33 +3,28 @@
 from __future__ import annotations
 
 from hashlib import sha256
-from typing import TYPE_CHECKING, Unpack
+from typing import Unpack
 
 from starlette.authentication import AuthCredentials, UnauthenticatedUser
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ._wrapped import credentials_for, refuse_django_script_name
+from ._asgi_parts import credentials_for, refusal, refuse_django_script_name, strip_scope
 from .config import Options, Settings
-from .errors import AuthError, UnsupportedScope, UpstreamUnavailable
+from .errors import AuthError, UnsupportedScope
 from .gate import PASS, Gate, Resolve
 from .identity import REALM_KEY
-from .resolver import Resolver
+from .resolver import AsyncControls, Resolver
 from .routes import Access, Policy
-from .tokens import TOKEN_HEADERS, strip_query
-
-if TYPE_CHECKING:
-    from .stats import Stats
+from .tokens import TOKEN_HEADERS
 
 __all__ = ["LWAMiddleware"]
 
 _PUBLIC = Access.PUBLIC  # a module constant: an enum lookup per request shows
 _BEARER = (b"Bearer ", b"bearer ")
-#: RFC 6455 close codes: policy violation, and "try again later".
-WS_POLICY_VIOLATION, WS_TRY_AGAIN_LATER = 1008, 1013
 _SHUTDOWN = frozenset({"lifespan.shutdown.complete", "lifespan.shutdown.failed"})
 
 
-class LWAMiddleware:
+class LWAMiddleware(AsyncControls):
     """Protects an ASGI app with Login with Amazon access tokens.
 
     For each HTTP or WebSocket request it finds the route's policy, reads the
@@ -87,29 +82,6 @@ class LWAMiddleware:
     def __repr__(self) -> str:
         return f"LWAMiddleware({self.app!r}, {self.resolver!r})"
 
-    @property
-    def stats(self) -> Stats:
-        """Cache and upstream counters (hits, misses, coalesced, …)."""
-        return self.resolver.stats
-
-    async def invalidate(self, token: str) -> None:
-        """Forget what is cached about ``token``, here and in the shared cache, so
-        the next request asks LWA again. To refuse it from now on (logout), use
-        :meth:`revoke`. Raises :class:`~lwa_middleware.SharedCacheError` if Redis
-        could not be written."""
-        await self.resolver.ainvalidate(token)
-
-    async def revoke(self, token: str) -> None:
-        """Refuse ``token`` until it expires (logout), here and on every worker
-        sharing the Redis cache (within ``local_cache_ttl``). Raises
-        :class:`~lwa_middleware.SharedCacheError` if Redis could not be written
-        (refused here all the same, and published when Redis is back)."""
-        await self.resolver.arevoke(token)
-
-    async def aclose(self) -> None:
-        """Close pooled connections to LWA (and Redis); lifespan shutdown does it too."""
-        await self.resolver.aclose()
-
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind != "http" and kind != "websocket":
@@ -166,7 +138,7 @@ class LWAMiddleware:
                 return
             scope = judged
         elif self._strip:
-            scope = _stripped(scope)
+            scope = strip_scope(scope)
         await self.app(scope, receive, send)
 
     async def _judge(self, scope: Scope, send: Send, policy: Policy) -> Scope | None:
@@ -190,41 +162,7 @@ class LWAMiddleware:
                 scope["lwa.identity"], scope["user"] = None, UnauthenticatedUser()
                 scope["auth"] = AuthCredentials()
         except AuthError as error:
-            await self._refuse(error, scope, send)
+            for message in refusal(error, self._realm, scope):
+                await send(message)
             return None
-        return _stripped(scope) if self._strip else scope
-
-    async def _refuse(self, error: AuthError, scope: Scope, send: Send) -> None:
-        status, headers, body = error.response(self._realm)
-        if scope["type"] == "websocket":
-            if "websocket.http.response" not in (scope.get("extensions") or {}):
-                # No way to say why: close before accepting (the server answers
-                # the handshake with 403), telling "retry later" from "no".
-                code = (
-                    WS_TRY_AGAIN_LATER if isinstance(error, UpstreamUnavailable)
-                    else WS_POLICY_VIOLATION
-                )
-                await send({"type": "websocket.close", "code": code, "reason": error.error})
-                return
-            # The ASGI denial-response extension: the real status, challenge
-            # or Retry-After, and JSON body, as over HTTP.
-            start, chunk = "websocket.http.response.start", "websocket.http.response.body"
-        else:
-            start, chunk = "http.response.start", "http.response.body"
-        await send({"type": start, "status": status, "headers": headers})
-        await send({"type": chunk, "body": body})
-
-
-def _stripped(scope: Scope) -> Scope:
-    # A copy: the server's scope object may be shared with other layers.
-    scope = dict(scope)
-    scope["headers"] = [(n, v) for n, v in scope["headers"] if n not in TOKEN_HEADERS]
-    query = scope.get("query_string", b"")
-    stripped = strip_query(query)
-    if stripped != query:
-        scope["query_string"] = stripped
-        raw_path = scope.get("raw_path")
-        if raw_path and b"?" in raw_path:
-            path, _, raw_query = raw_path.partition(b"?")
-            scope["raw_path"] = path + (b"?" + strip_query(raw_query) if stripped else b"")
-    return scope
+        return strip_scope(scope) if self._strip else scope

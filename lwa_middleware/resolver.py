@@ -54,7 +54,7 @@ if TYPE_CHECKING:
     from .shared_cache import AsyncSharedCache, SharedHit, SyncSharedCache
     from .upstream import AsyncDriver, SyncDriver
 
-__all__ = ["BlockingControls", "Resolver"]
+__all__ = ["AsyncControls", "BlockingControls", "Resolver"]
 
 logger = logging.getLogger("lwa_middleware")
 
@@ -512,3 +512,32 @@ class BlockingControls:
     def close(self) -> None:
         """Close pooled connections to LWA (and Redis)."""
         self.resolver.close()
+
+
+class AsyncControls:
+    """What the ASGI middleware offers its users, over its ``resolver``."""
+
+    resolver: Resolver
+
+    @property
+    def stats(self) -> Stats:
+        """Cache and upstream counters (hits, misses, coalesced, …)."""
+        return self.resolver.stats
+
+    async def invalidate(self, token: str) -> None:
+        """Forget what is cached about ``token``, here and in the shared cache, so
+        the next request asks LWA again. To refuse it from now on (logout), use
+        :meth:`revoke`. Raises :class:`~lwa_middleware.SharedCacheError` if Redis
+        could not be written."""
+        await self.resolver.ainvalidate(token)
+
+    async def revoke(self, token: str) -> None:
+        """Refuse ``token`` until it expires (logout), here and on every worker
+        sharing the Redis cache (within ``local_cache_ttl``). Raises
+        :class:`~lwa_middleware.SharedCacheError` if Redis could not be written
+        (refused here all the same, and published when Redis is back)."""
+        await self.resolver.arevoke(token)
+
+    async def aclose(self) -> None:
+        """Close pooled connections to LWA (and Redis); lifespan shutdown does it too."""
+        await self.resolver.aclose()

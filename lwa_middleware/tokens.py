@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from typing import Any
 from urllib.parse import parse_qsl
 
 from .errors import InvalidRequest, InvalidToken
@@ -29,7 +30,10 @@ __all__ = [
     "TOKEN_HEADERS",
     "TOKEN_SOURCES",
     "extract_token",
+    "header_bytes",
     "looks_like_lwa_token",
+    "strip_environ",
+    "strip_query",
 ]
 
 MAX_TOKEN_BYTES = 2048
@@ -154,3 +158,32 @@ def _unquote_key(key: bytes) -> bytes:
     from urllib.parse import unquote_to_bytes
 
     return unquote_to_bytes(key.replace(b"+", b" "))
+
+
+def header_bytes(value: str) -> bytes:
+    """A WSGI header value (a PEP 3333 native string) back as its bytes."""
+    # Native strings are latin-1 decoded bytes; anything else came from a
+    # broken server and cannot be a token.
+    try:
+        return value.encode("latin-1")
+    except UnicodeEncodeError:
+        raise InvalidRequest("The request's credentials are not valid header bytes.") from None
+
+
+#: The environ keys of the token headers (PEP 3333 ``HTTP_*`` names).
+ENVIRON_TOKEN_KEYS = ("HTTP_AUTHORIZATION", "HTTP_X_AMZ_ACCESS_TOKEN")
+
+
+def strip_environ(environ: dict[str, Any]) -> None:
+    """Remove the token from a WSGI environ, in place (headers, query, URIs)."""
+    for key in ENVIRON_TOKEN_KEYS:
+        environ.pop(key, None)
+    query = environ.get("QUERY_STRING", "")
+    if query:
+        environ["QUERY_STRING"] = strip_query(query.encode("latin-1")).decode("latin-1")
+    for key in ("REQUEST_URI", "RAW_URI"):
+        uri = environ.get(key)
+        if uri and "?" in uri:
+            path, _, raw_query = uri.partition("?")
+            kept = strip_query(raw_query.encode("latin-1")).decode("latin-1")
+            environ[key] = path + ("?" + kept if kept else "")

@@ -7,12 +7,12 @@ from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, Unpack
 
 from .config import Options, Settings
-from .errors import AuthError, InvalidRequest
+from .errors import AuthError
 from .gate import PASS, Gate, Resolve
 from .identity import IDENTITY_KEY, REALM_KEY
 from .resolver import BlockingControls, Resolver
 from .routes import Access
-from .tokens import strip_query
+from .tokens import header_bytes, strip_environ
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -30,15 +30,6 @@ _PREFLIGHT_KEYS = (
     ("HTTP_ACCESS_CONTROL_REQUEST_METHOD", b"access-control-request-method"),
 )
 _BEARER = ("Bearer ", "bearer ")
-
-
-def _latin1(value: str) -> bytes:
-    # PEP 3333 native strings are latin-1 decoded bytes; anything else came
-    # from a broken server and cannot be a token.
-    try:
-        return value.encode("latin-1")
-    except UnicodeEncodeError:
-        raise InvalidRequest("The request's credentials are not valid header bytes.") from None
 
 
 def judge_environ(
@@ -74,10 +65,10 @@ def judge_environ(
             # WSGI servers join repeated headers with "," (LWA tokens never
             # hold one): split them back, so two tokens are seen as two.
             headers = [
-                (name, _latin1(part)) for key, name in keys if key in environ
+                (name, header_bytes(part)) for key, name in keys if key in environ
                 for part in environ[key].split(",")
             ]
-            verdict = gate.decide(policy, method, headers, _latin1(query))
+            verdict = gate.decide(policy, method, headers, header_bytes(query))
             if verdict is PASS:
                 return None
             if isinstance(verdict, Resolve):
@@ -87,33 +78,17 @@ def judge_environ(
     except AuthError as error:
         return error
     if resolver.settings.strip_credentials:
-        _strip(environ)
+        strip_environ(environ)
     return None
-
-
-def _strip(environ: WSGIEnvironment) -> None:
-    for key, _ in _TOKEN_KEYS:
-        environ.pop(key, None)
-    query = environ.get("QUERY_STRING", "")
-    if query:
-        environ["QUERY_STRING"] = strip_query(query.encode("latin-1")).decode("latin-1")
-    for key in ("REQUEST_URI", "RAW_URI"):
-        uri = environ.get(key)
-        if uri and "?" in uri:
-            path, _, raw_query = uri.partition("?")
-            kept = strip_query(raw_query.encode("latin-1")).decode("latin-1")
-            environ[key] = path + ("?" + kept if kept else "")
 
 
 class LWAWSGIMiddleware(BlockingControls):
     """Protects a WSGI app (Flask, Django, Pyramid, bare PEP 3333) with LWA tokens.
 
     It mirrors :class:`~lwa_middleware.LWAMiddleware` option for option (see
-    its docstring and :class:`~lwa_middleware.config.Options`). The identity is
-    put in ``environ["lwa.identity"]`` (``None`` when anonymous); read it with
-    :func:`~lwa_middleware.get_identity`. Concurrent requests for one new
-    token in a threaded server share one lookup, which blocks its thread for
-    at most ``timeout`` seconds.
+    its docstring and :class:`~lwa_middleware.config.Options`) and puts the
+    identity in ``environ["lwa.identity"]`` (``None`` when anonymous). Threads
+    asking for one new token share one lookup, of at most ``timeout`` seconds.
 
     **When not to use it.** Under an ASGI server use the ASGI middleware: this
     one blocks a thread per lookup.
@@ -147,9 +122,6 @@ class LWAWSGIMiddleware(BlockingControls):
         error = judge_environ(self.gate, self.resolver, environ)
         if error is None:
             return self.app(environ, start_response)
-        status, headers, body = error.response(self.gate.realm)
-        start_response(
-            f"{status} {HTTPStatus(status).phrase}",
-            [(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers],
-        )
-        return [body]
+        status, realm = error.status, self.gate.realm
+        start_response(f"{status} {HTTPStatus(status).phrase}", error.text_headers(realm))
+        return [error.response(realm)[2]]

@@ -42,7 +42,7 @@ from starlette.requests import HTTPConnection
 from starlette.responses import Response
 from starlette.websockets import WebSocket
 
-from ..asgi import WS_POLICY_VIOLATION
+from .._asgi_parts import WS_POLICY_VIOLATION
 from ..errors import DEFAULT_REALM, AuthError
 from ..identity import IDENTITY_KEY, Identity, get_identity, realm_of
 from ._common import authorize, normalize_scopes, warn_unprotected

@@ -1,5 +1,6 @@
-"""What the ASGI middleware attaches for Starlette, and what it checks about
-the app it wraps."""
+"""The ASGI middleware's parts that are not the request decision: what it
+attaches for Starlette, how it words a refusal (HTTP or WebSocket), how it
+strips credentials from a scope, and what it checks about the app it wraps."""
 
 from __future__ import annotations
 
@@ -8,11 +9,24 @@ import sys
 from collections.abc import Iterable
 
 from starlette.authentication import AuthCredentials
+from starlette.types import Message, Scope
 
-from .errors import ConfigurationError
+from .errors import AuthError, ConfigurationError, UpstreamUnavailable
 from .identity import Identity, expand_scopes
+from .tokens import TOKEN_HEADERS, strip_query
 
-__all__ = ["FrozenCredentials", "credentials_for", "refuse_django_script_name"]
+__all__ = [
+    "WS_POLICY_VIOLATION",
+    "WS_TRY_AGAIN_LATER",
+    "FrozenCredentials",
+    "credentials_for",
+    "refusal",
+    "refuse_django_script_name",
+    "strip_scope",
+]
+
+#: RFC 6455 close codes: policy violation, and "try again later".
+WS_POLICY_VIOLATION, WS_TRY_AGAIN_LATER = 1008, 1013
 
 
 class FrozenCredentials(AuthCredentials):
@@ -69,3 +83,44 @@ def refuse_django_script_name(app: object) -> None:
             "Django routes on a path this middleware does not see. Put "
             "'lwa_middleware.integrations.django.LWAMiddleware' in settings.MIDDLEWARE instead"
         )
+
+
+def refusal(error: AuthError, realm: str, scope: Scope) -> list[Message]:
+    """The ASGI messages that answer ``error`` on ``scope``."""
+    status, headers, body = error.response(realm)
+    if scope["type"] == "websocket":
+        if "websocket.http.response" not in (scope.get("extensions") or {}):
+            # No way to say why: close before accepting (the server answers
+            # the handshake with 403), telling "retry later" from "no".
+            code = (
+                WS_TRY_AGAIN_LATER if isinstance(error, UpstreamUnavailable)
+                else WS_POLICY_VIOLATION
+            )
+            return [{"type": "websocket.close", "code": code, "reason": error.error}]
+        # The ASGI denial-response extension: the real status, challenge or
+        # Retry-After, and JSON body, as over HTTP.
+        start, chunk = "websocket.http.response.start", "websocket.http.response.body"
+    else:
+        start, chunk = "http.response.start", "http.response.body"
+    return [
+        {"type": start, "status": status, "headers": headers},
+        {"type": chunk, "body": body},
+    ]
+
+
+def strip_scope(scope: Scope) -> Scope:
+    """A copy of ``scope`` without its token (headers, query string, raw path).
+
+    A copy: the server's scope object may be shared with other layers.
+    """
+    scope = dict(scope)
+    scope["headers"] = [(n, v) for n, v in scope["headers"] if n not in TOKEN_HEADERS]
+    query = scope.get("query_string", b"")
+    stripped = strip_query(query)
+    if stripped != query:
+        scope["query_string"] = stripped
+        raw_path = scope.get("raw_path")
+        if raw_path and b"?" in raw_path:
+            path, _, raw_query = raw_path.partition(b"?")
+            scope["raw_path"] = path + (b"?" + strip_query(raw_query) if stripped else b"")
+    return scope
