@@ -144,9 +144,11 @@ def _is_rejection(response: UpstreamResponse) -> bool:
     return error in ("invalid_token", "invalid_request", "expired_token", "unauthorized")
 
 
-#: LWA access tokens live an hour; an answer claiming more than a day is
-#: clamped, so a broken upstream cannot pin an identity in a cache for ever.
-MAX_TOKEN_LIFETIME = 86_400.0
+#: The longest remaining life (``exp``) believed from tokeninfo. LWA access
+#: tokens live an hour (see ``resolver.ACCESS_TOKEN_LIFETIME``); an answer
+#: claiming more than a day is clamped, so a broken upstream cannot pin an
+#: identity in a cache for ever.
+MAX_CLAIMED_LIFETIME = 86_400.0
 
 
 def _seconds(value: Any) -> float:
@@ -167,7 +169,7 @@ def _seconds(value: Any) -> float:
         raise _Nonsense("exp is missing or of the wrong type")
     if not math.isfinite(seconds):
         raise _Nonsense("exp is not a finite number")
-    return min(seconds, MAX_TOKEN_LIFETIME)
+    return min(seconds, MAX_CLAIMED_LIFETIME)
 
 
 def _optional_str(data: Mapping[str, Any], key: str) -> str | None:

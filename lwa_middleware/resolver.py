@@ -59,7 +59,8 @@ __all__ = ["AsyncControls", "BlockingControls", "Resolver"]
 logger = logging.getLogger("lwa_middleware")
 
 #: LWA access tokens live 60 minutes: the longest a revocation must be kept
-#: when the token's own expiry is unknown here.
+#: when the token's own expiry is unknown here (tokeninfo's claims are capped
+#: apart, at ``flow.MAX_CLAIMED_LIFETIME``).
 ACCESS_TOKEN_LIFETIME = 3600.0
 
 #: Seconds between two "LWA unavailable" (or "saturated") warnings: an outage
