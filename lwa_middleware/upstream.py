@@ -27,6 +27,7 @@ from __future__ import annotations
 import threading
 import time
 import types
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, TypeVar
 
@@ -138,6 +139,10 @@ class SyncDriver:
         )
         self._slots = threading.BoundedSemaphore(settings.max_concurrent_lookups)
         self._odd = threading.BoundedSemaphore(_odd_slots(settings))
+        # A middleware dropped without close() (a test building one per
+        # test, Django rebuilding its middleware) must not leave its pooled
+        # sockets to the garbage collector: they are closed with the driver.
+        self._finalizer = weakref.finalize(self, _close_blocking, self._client, self._pool)
 
     def run(self, lookup: Lookup) -> Resolved:
         flow, timeout = lookup.flow, self._settings.timeout
@@ -187,8 +192,12 @@ class SyncDriver:
             return _failure(exc)
 
     def close(self) -> None:
-        self._client.close()
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._finalizer()
+
+
+def _close_blocking(client: httpx.Client, pool: ThreadPoolExecutor) -> None:
+    client.close()
+    pool.shutdown(wait=False, cancel_futures=True)
 
 
 class AsyncDriver:
