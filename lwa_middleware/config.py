@@ -53,10 +53,19 @@ CLIENT_SECRET_PREFIX = "amzn1.oa2-cs."
 
 
 def _looks_like_secret(value: str) -> bool:
-    # Secrets are 64 hex characters after their prefix; a bare one pasted
-    # without it is long lowercase hex, which no client id is.
-    bare = value.strip()
-    return len(bare) >= 48 and all(c in "0123456789abcdef" for c in bare)
+    """Whether any comma-separated part of ``value`` looks like a client secret.
+
+    Secrets start with :data:`CLIENT_SECRET_PREFIX`; one pasted without it is
+    long hex, which no client id is. Checked before any message quotes the
+    value, since messages end up in logs.
+    """
+    for part in value.split(","):
+        bare = part.strip().lower()
+        if bare.startswith(CLIENT_SECRET_PREFIX) or (
+            len(bare) >= 48 and all(c in "0123456789abcdef" for c in bare)
+        ):
+            return True
+    return False
 
 
 def _is_loopback(host: str) -> bool:
@@ -122,7 +131,7 @@ def _client_ids(client_id: str | Collection[str] | None) -> frozenset[str]:
     for cid in ids:
         if not isinstance(cid, str) or not cid.strip():
             raise ConfigurationError(f"client_id {cid!r} is not a client id")
-        if cid.startswith(CLIENT_SECRET_PREFIX) or _looks_like_secret(cid):
+        if _looks_like_secret(cid):
             # Never echo it: it is a secret, and error messages end up in logs.
             raise ConfigurationError(
                 "client_id holds what looks like a client *secret* (amzn1.oa2-cs.…): pass "

@@ -90,6 +90,7 @@ class Gate:
         routes = settings.routes
         self.lookup = routes.lookup
         self.lookup_mounted = routes.lookup_mounted
+        self.lookup_below = routes.lookup_below
         self.realm = settings.realm
         self._preflight = settings.allow_preflight
         self._sources = settings.token_sources

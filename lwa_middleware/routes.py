@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from .errors import ConfigurationError
 from .identity import POSTAL_CODE, PROFILE, PROFILE_USER_ID, expand_scopes
 
-__all__ = ["Access", "Policy", "PolicySpec", "RouteTable", "revalidate"]
+__all__ = ["Access", "Policy", "PolicySpec", "RouteTable", "revalidate", "wsgi_path"]
 
 
 #: The scopes an LWA profile answer can prove; see :func:`~.identity.infer_scopes`.
@@ -168,6 +168,13 @@ def _fold(path: str) -> str:
     return path
 
 
+def wsgi_path(native: str) -> str:
+    """A PEP 3333 path (latin-1 decoded bytes) as the UTF-8 text ASGI servers give."""
+    if native.isascii():
+        return native
+    return native.encode("latin-1", "replace").decode("utf-8", "replace")
+
+
 def _has_dot_segment(path: str) -> bool:
     return any(seg in (".", "..") for seg in path.split("/"))
 
@@ -220,9 +227,11 @@ class RouteTable:
     #: a C-level LRU memo of :meth:`_resolve` for paths up to
     #: :data:`MEMO_MAX_PATH` characters, so a repeated path costs one hash probe.
     lookup: Callable[[str], Policy]
-    #: ``lookup_mounted(path, root_path)``: the stricter of the policies of the
-    #: full ASGI path and of the path below a non-empty ``root_path``.
+    #: ``lookup_mounted(path, root_path)``: the policy of an ASGI request below
+    #: a non-empty ``root_path`` (see :meth:`_resolve_forms`).
     lookup_mounted: Callable[[str, str], Policy]
+    #: ``lookup_below(path_info, script_name)``: the same for WSGI.
+    lookup_below: Callable[[str, str], Policy]
 
     def __init__(
         self,
@@ -259,8 +268,8 @@ class RouteTable:
             else None
         )
         memo = functools.lru_cache(maxsize=cache_size)(self._resolve)
-        memo_mounted = functools.lru_cache(maxsize=cache_size)(self._resolve_mounted)
-        resolve, resolve_mounted = self._resolve, self._resolve_mounted
+        memo_forms = functools.lru_cache(maxsize=cache_size)(self._resolve_forms)
+        resolve, resolve_forms = self._resolve, self._resolve_forms
 
         # Only short paths are memoised: a client choosing 4096 distinct 60 KiB
         # paths would otherwise pin 240 MiB in the memo. Real routes are far
@@ -268,13 +277,29 @@ class RouteTable:
         def lookup(path: str) -> Policy:
             return memo(path) if len(path) <= MEMO_MAX_PATH else resolve(path)
 
+        def forms(inner: str, outer: str) -> Policy:
+            if len(outer) <= MEMO_MAX_PATH:
+                return memo_forms(inner, outer)
+            return resolve_forms(inner, outer)
+
         def lookup_mounted(path: str, root_path: str) -> Policy:
-            if len(path) + len(root_path) <= MEMO_MAX_PATH:
-                return memo_mounted(path, root_path)
-            return resolve_mounted(path, root_path)
+            # ASGI: uvicorn and Starlette put root_path in path, hypercorn does
+            # not; the app strips it when there (Starlette's get_route_path,
+            # Django's removeprefix), so do the same to find what it routes on.
+            root = root_path.rstrip("/")
+            if path.startswith(root) and path[len(root) : len(root) + 1] in ("", "/"):
+                return forms(path[len(root) :] or "/", path)
+            return forms(path, root + path)
+
+        def lookup_below(path_info: str, script_name: str) -> Policy:
+            # WSGI: PATH_INFO never includes SCRIPT_NAME.
+            if not script_name:
+                return lookup(path_info)
+            return forms(path_info, script_name.rstrip("/") + path_info)
 
         self.lookup = lookup
         self.lookup_mounted = lookup_mounted
+        self.lookup_below = lookup_below
 
     def _explicit(self, path: str) -> Policy | None:
         """The policy of the pattern ``path`` matches, or ``None`` (the default applies)."""
@@ -299,31 +324,27 @@ class RouteTable:
             return self._resolve_plain(path).stricter(self._resolve_plain(trimmed))
         return self._resolve_plain(path)
 
-    def _resolve_mounted(self, path: str, root_path: str) -> Policy:
-        """The policy of a request to an app mounted at ``root_path``.
+    def _resolve_forms(self, inner: str, outer: str) -> Policy:
+        """The policy of a request to a mounted app, given both forms of its path.
 
-        ASGI's ``path`` includes ``root_path`` (uvicorn ``--root-path``,
-        Starlette's ``Mount``), but the app routes on what follows it; some
-        servers (hypercorn) leave ``root_path`` out of ``path``. Patterns may be
-        written either way, so both forms are looked up, and an *explicit*
-        match beats the default of the other form: ``{"/health": "public"}``
-        makes ``/api/health`` public below ``root_path="/api"``, and so does
-        ``{"/api/health": "public"}``. When both forms match a pattern, the
-        stricter wins. A path with dot segments, encoded or raw newlines is
-        judged by the stricter of every reading, default included, as
-        without a mount: those are the forms a bypass would use.
+        ``inner`` is the path the app routes on (below its mount point),
+        ``outer`` the full path (mount point included). Patterns may be
+        written either way, so both are looked up, and an *explicit* match
+        beats the default of the other form: ``{"/health": "public"}`` makes
+        ``/api/health`` public below ``/api``, and so does
+        ``{"/api/health": "public"}``; ``{"/api/admin": "required"}`` protects
+        ``/admin`` below ``/api`` even where the default is public. When both
+        forms match a pattern, the stricter wins. A path with dot segments or
+        newlines is judged by the stricter of every reading, default included:
+        those are the forms a bypass would use.
         """
-        below = path[len(root_path) :] if path.startswith(root_path) else None
-        if below is None or below[:1] not in ("", "/"):
-            return self.lookup(path)
-        below = below or "/"
-        if "/." in path or "\n" in path or "\r" in path:
-            return self.lookup(path).stricter(self.lookup(below))
-        inner = self._explicit(_fold(below))
-        outer = self._explicit(_fold(path))
-        if inner is None:
-            return self.default if outer is None else outer
-        return inner if outer is None else inner.stricter(outer)
+        if "/." in outer or "\n" in outer or "\r" in outer:
+            return self.lookup(outer).stricter(self.lookup(inner))
+        below = self._explicit(_fold(inner))
+        full = self._explicit(_fold(outer))
+        if below is None:
+            return self.default if full is None else full
+        return below if full is None else below.stricter(full)
 
     def _resolve_plain(self, path: str) -> Policy:
         path = _fold(path) if path else "/"

@@ -11,7 +11,7 @@ from .errors import AuthError
 from .gate import PASS, Gate, Resolve
 from .identity import IDENTITY_KEY, REALM_KEY
 from .resolver import BlockingControls, Resolver
-from .routes import Access
+from .routes import Access, wsgi_path
 from .tokens import header_bytes, strip_environ
 
 if TYPE_CHECKING:
@@ -33,21 +33,25 @@ _BEARER = ("Bearer ", "bearer ")
 
 
 def judge_environ(
-    gate: Gate, resolver: Resolver, environ: WSGIEnvironment, path: str | None = None
+    gate: Gate,
+    resolver: Resolver,
+    environ: WSGIEnvironment,
+    path: str | None = None,
+    script_name: str | None = None,
 ) -> AuthError | None:
     """Judge a request by its environ, without calling the app.
 
-    On success it sets ``environ["lwa.identity"]`` (left unset on public
-    routes and passed preflights), strips credentials if configured, and
-    returns ``None``; otherwise it returns the error to answer. The Django
-    integration uses it on ``request.META``, with ``path`` its decoded
-    ``path_info``.
+    On success it sets ``environ["lwa.identity"]`` (unset on public routes and
+    passed preflights), strips credentials if configured, and returns ``None``;
+    otherwise it returns the error to answer. The Django
+    integration uses it on ``request.META``, with ``path`` and
+    ``script_name`` as Django decoded them (``path_info`` and its prefix).
     """
     if path is None:
-        path = environ.get("PATH_INFO") or "/"
-        if not path.isascii():  # match the UTF-8 text, as ASGI servers give it
-            path = path.encode("latin-1", "replace").decode("utf-8", "replace")
-    policy = gate.lookup(path)
+        path = wsgi_path(environ.get("PATH_INFO") or "/")
+    if script_name is None:
+        script_name = wsgi_path(environ.get("SCRIPT_NAME") or "")
+    policy = gate.lookup_below(path, script_name)
     if policy.access is Access.PUBLIC:
         return None
     query = environ.get("QUERY_STRING", "")
@@ -106,7 +110,6 @@ class LWAWSGIMiddleware(BlockingControls):
         self, app: WSGIApplication, *, settings: Settings | None = None, **options: Unpack[Options]
     ) -> None:
         self.app = app
-        #: Validated options; pass ``settings=`` to reuse ones built elsewhere.
         self.settings = settings or Settings.from_options(**options)
         self.resolver = Resolver(self.settings)
         self.gate = Gate(self.settings, self.resolver)

@@ -355,20 +355,32 @@ def test_client_id_keyword_with_commas_or_spaces_says_to_pass_a_list(client_id: 
         settings(client_id=client_id)
 
 
+_SECRET = "amzn1.oa2-cs.v1.0f3c0e8a2b5d4c6e9f1a7b3d5e8c2a4f6b9d1e3f5a7c9b2d4e6f8a1c3e5b7d9f0a"
+
+
 @pytest.mark.parametrize(
     "secret",
     [
-        "amzn1.oa2-cs.v1.0f3c0e8a2b5d4c6e9f1a7b3d5e8c2a4f6b9d1e3f5a7c9b2d4e6f8a1c3e5b7d9f0a",
+        _SECRET,
         "0f3c0e8a2b5d4c6e9f1a7b3d5e8c2a4f6b9d1e3f5a7c9b2d4e6f8a1c3e5b7d9f",
+        " " + _SECRET,
+        _SECRET.upper(),
+        f"{CLIENT},{_SECRET}",
     ],
+    ids=["prefixed", "bare", "leading-space", "upper-case", "after-a-comma"],
 )
-def test_a_client_secret_pasted_as_client_id_is_named_and_never_echoed(secret: str) -> None:
+def test_a_client_secret_pasted_as_client_id_is_named_and_never_echoed(
+    secret: str, caplog: pytest.LogCaptureFixture
+) -> None:
     for kind in (settings, lambda **kw: LWAMiddleware(_asgi, **kw)):
         with pytest.raises(ConfigurationError, match="client \\*secret\\*") as caught:
             kind(client_id=secret)
         assert secret not in str(caught.value)
         assert secret[-16:] not in str(caught.value)
         assert secret[-16:] not in repr(caught.value)
+        with pytest.raises(ConfigurationError):
+            kind(client_id=[secret])
+    assert secret[-16:].lower() not in caplog.text.lower()
 
 
 def test_routes_as_a_list_of_pairs_says_to_pass_a_mapping() -> None:

@@ -229,3 +229,12 @@ def test_build_demo_app_refuses_bad_options(
 ) -> None:
     with pytest.raises(ConfigurationError):
         build_demo_app(lwa_emulator, **options)
+
+
+def test_the_demo_refuses_strip_credentials_since_logout_needs_the_token() -> None:
+    from lwa_middleware import ConfigurationError
+    from lwa_middleware.demo import build_demo_app
+    from lwa_middleware.testing import LWAEmulator
+
+    with LWAEmulator() as lwa, pytest.raises(ConfigurationError, match="strip_credentials"):
+        build_demo_app(lwa, strip_credentials=True)

@@ -32,7 +32,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from ..asgi import LWAMiddleware
-from ..errors import AuthError
+from ..errors import AuthError, ConfigurationError, SharedCacheError
 from ..identity import get_identity
 from ..testing.emulator import AUTHORIZE_PATH
 from ..tokens import extract_token
@@ -147,7 +147,12 @@ async def _logout(request: Request) -> JSONResponse:
     # a logout must refuse the token from now on, not merely forget it (the
     # next request would resolve it again while it is live at Amazon).
     if token is not None:
-        await _middleware(request).revoke(token)
+        try:
+            await _middleware(request).revoke(token)
+        except SharedCacheError:
+            # Refused here, but other workers may not know yet: say so.
+            body = {"error": "temporarily_unavailable", "error_description": "Logout not shared."}
+            return JSONResponse(body, status_code=503, headers={**_NO_STORE, "retry-after": "1"})
     return JSONResponse({"logged_out": True}, headers=_NO_STORE)
 
 
@@ -171,6 +176,11 @@ def build_demo_app(emulator: LWAEmulator, **options: Any) -> LWAMiddleware:
             app = build_demo_app(lwa)
             uvicorn.run(app, port=8000)
     """
+
+    if options.get("strip_credentials"):
+        # /api/logout reads the token to revoke it: stripped, logout would
+        # silently do nothing.
+        raise ConfigurationError("the demo's logout needs the token: leave strip_credentials off")
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

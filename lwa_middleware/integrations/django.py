@@ -260,7 +260,10 @@ class LWAMiddleware(BlockingControls):
         target: Any = request
         # META is the WSGI environ: the gate judges it as for any WSGI app, on
         # the path Django routes on.
-        error = judge_environ(self.gate, self.resolver, meta, request.path_info or "/")
+        path_info = request.path_info or "/"
+        full = request.path
+        script_name = full[: len(full) - len(path_info)] if full.endswith(path_info) else ""
+        error = judge_environ(self.gate, self.resolver, meta, path_info, script_name)
         if error is not None:
             return error_response(error, self._realm)
         # Always there, so views on public routes can read it; META keeps the

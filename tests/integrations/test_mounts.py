@@ -27,7 +27,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route
 
 from lwa_middleware import LWAMiddleware, get_identity
-from lwa_middleware.routes import Access, Policy, RouteTable
+from lwa_middleware.routes import Access, Policy, RouteTable, revalidate
 from lwa_middleware.testing import LWAEmulator
 
 PUBLIC = Policy(Access.PUBLIC)
@@ -225,3 +225,67 @@ def test_fastapi_mount(lwa_emulator: LWAEmulator) -> None:
     outer.mount("/api", _protected(lwa_emulator))
     with _uvicorn(outer) as base:
         _check(base, "/api", lwa_emulator)
+
+
+# -- the full form under hypercorn, WSGI and Django (review findings) ----------
+
+
+def test_full_form_patterns_hold_when_the_path_lacks_the_prefix() -> None:
+    """hypercorn and WSGI give the path below the mount: the full form is
+    ``root_path + path``, and its explicit patterns still apply."""
+    table = RouteTable(
+        {"/api/admin": "required", "/api/shipping": ["postal_code"], "/api/pay": revalidate()},
+        default="optional",
+    )
+    assert table.lookup_mounted("/admin", "/api") == REQUIRED
+    assert table.lookup_mounted("/shipping", "/api").scopes == {"postal_code"}
+    assert table.lookup_mounted("/pay", "/api").revalidate is True
+    assert table.lookup_below("/admin", "/api") == REQUIRED
+    assert table.lookup_below("/shipping", "/api/").scopes == {"postal_code"}
+    assert table.lookup_below("/other", "/api") == OPTIONAL
+
+
+def test_hypercorn_full_form_patterns_protect_unprefixed_requests(
+    lwa_emulator: LWAEmulator,
+) -> None:
+    inner = Starlette(routes=[Route("/admin", _who), Route("/shipping", _who)])
+    app = LWAMiddleware(
+        inner,
+        client_id=lwa_emulator.client_id,
+        api_base_url=lwa_emulator.base_url,
+        routes={"/api/admin": "required", "/api/shipping": ["postal_code"]},
+        default="optional",
+    )
+    poor = lwa_emulator.issue_token(scopes=["profile"])
+    with _hypercorn(app, root_path="/api") as base, httpx.Client(base_url=base) as client:
+        assert client.get("/admin").status_code == 401
+        assert client.get("/shipping", headers=bearer(poor)).status_code == 403
+
+
+def test_a_wsgi_app_mounted_below_script_name_keeps_full_form_patterns(
+    lwa_emulator: LWAEmulator,
+) -> None:
+    from werkzeug.middleware.dispatcher import DispatcherMiddleware
+    from werkzeug.test import Client
+
+    from lwa_middleware import LWAWSGIMiddleware
+
+    def admin(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"admin"]
+
+    def not_found(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        start_response("404 Not Found", [])
+        return [b""]
+
+    inner = LWAWSGIMiddleware(
+        admin,
+        client_id=lwa_emulator.client_id,
+        api_base_url=lwa_emulator.base_url,
+        routes={"/api/admin": "required", "/health": "public"},
+        default="optional",
+    )
+    client = Client(DispatcherMiddleware(not_found, {"/api": inner}))
+    assert client.get("/api/admin").status_code == 401
+    assert client.get("/api/health").status_code == 200
+    assert client.get("/api/other").status_code == 200  # optional: anonymous
