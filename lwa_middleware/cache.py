@@ -26,18 +26,21 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import logging
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
-from cachetools import TLRUCache, TTLCache
+from cachetools import Cache, TLRUCache, TTLCache
 
 from .errors import InvalidToken
 from .identity import Identity, expand_scopes
 from .routes import PROFILE_FETCHED, Policy
 
 Clock = Callable[[], float]
+
+logger = logging.getLogger("lwa_middleware")
 
 __all__ = ["Entry", "IdentityCache", "token_digest"]
 
@@ -148,6 +151,33 @@ def _until(_key: bytes, until: float, _now: float) -> float:
     return until
 
 
+#: Revocations kept at least (each about 150 bytes): a logout must outlive
+#: many cache evictions, so they get a bound of their own.
+REVOCATIONS_MIN_SIZE = 100_000
+
+
+class _Revocations(TLRUCache[bytes, float]):
+    """Revoked digests until their token's expiry. Full, it drops the one
+    whose token expires soonest (the least harm), and counts it: an evicted
+    revocation that had not expired is a logout undone, never silently."""
+
+    def __init__(self, maxsize: int, clock: Clock) -> None:
+        super().__init__(maxsize, ttu=_until, timer=clock)
+        self.evicted = 0
+
+    def popitem(self) -> tuple[bytes, float]:
+        # The value is the expiry; read it raw (no LRU touch, no expiry check).
+        key = min(self, key=functools.partial(Cache.__getitem__, self))
+        until = self.pop(key)
+        self.evicted += 1
+        logger.warning(
+            "lwa_middleware: %d revocations are held, the most kept: the one expiring "
+            "soonest was dropped (raise cache_maxsize, or shorten token lifetimes)",
+            self.maxsize,
+        )
+        return key, until
+
+
 #: What a revoked token is told.
 REVOKED = "The access token was revoked."
 
@@ -183,9 +213,7 @@ class IdentityCache:
         self.peek = self._entries.mirror.get
         # Revocations live apart from rejections: a flood of garbage tokens
         # filling the negative cache must not be able to evict them.
-        self._revoked: TLRUCache[bytes, float] = TLRUCache(
-            maxsize, ttu=_until, timer=clock
-        )
+        self._revoked = _Revocations(max(maxsize, REVOCATIONS_MIN_SIZE), clock)
         self._rejections: TTLCache[bytes, InvalidToken] | None = (
             TTLCache(negative_maxsize, ttl=negative_ttl, timer=clock)
             if negative_ttl > 0
