@@ -43,8 +43,7 @@ def make_signin(lwa: LWAEmulator, origin: str = ORIGIN, **options: Any) -> SignI
         session_secret=SESSION_SECRET,
         api_base_url=lwa.base_url,
         authorize_url=f"{lwa.base_url}/ap/oa",
-        scopes=("profile",),
-        **options,
+        **{"scopes": ("profile",), **options},
     )
 
 
@@ -124,3 +123,33 @@ def session_cookie(response: Any) -> str | None:
         if match:
             return match.group(1)
     return None
+
+
+class Recorder(httpx.BaseTransport):
+    """Every request SignIn sends to LWA (method, URL, form body); ``delay`` slows them."""
+
+    def __init__(self, delay: float = 0.0) -> None:
+        import threading
+
+        self.sent: list[tuple[str, str, dict[str, str]]] = []
+        self.delay = delay
+        self._lock = threading.Lock()
+        self._inner = httpx.HTTPTransport()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        import time
+
+        form = dict(parse_qsl(request.read().decode()))
+        with self._lock:
+            self.sent.append((request.method, str(request.url), form))
+        if self.delay:
+            time.sleep(self.delay)
+        return self._inner.handle_request(request)
+
+    def grants(self, kind: str) -> list[dict[str, str]]:
+        return [form for _, _, form in self.sent if form.get("grant_type") == kind]
+
+
+def session_of(signin: SignIn, session_id: str) -> Any:
+    """The stored session (test-only peek through the sealer)."""
+    return signin._load(signin._key("session", session_id))
