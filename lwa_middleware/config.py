@@ -28,12 +28,15 @@ import os
 import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 from urllib.parse import urlsplit
 
 from .errors import DEFAULT_REALM, ConfigurationError
 from .routes import Policy, PolicySpec, RouteTable
 from .tokens import TOKEN_SOURCES
+
+if TYPE_CHECKING:
+    from .signin._source import SessionSource
 
 __all__ = ["REGIONS", "Options", "Settings"]
 
@@ -156,11 +159,11 @@ def _token_sources(sources: Collection[str]) -> frozenset[str]:
             f"token_sources must be a collection such as ('header',), not {sources!r}"
         )
     chosen = frozenset(sources)
-    unknown = chosen - TOKEN_SOURCES
+    unknown = chosen - TOKEN_SOURCES - {"session"}
     if unknown or not chosen:
         raise ConfigurationError(
             f"token_sources {sorted(map(str, chosen))!r}: choose one or more of "
-            f"{', '.join(map(repr, sorted(TOKEN_SOURCES)))}"
+            f"{', '.join(map(repr, sorted(TOKEN_SOURCES | {'session'})))}"
         )
     return chosen
 
@@ -225,8 +228,11 @@ class Options(TypedDict, total=False):
     local_cache_ttl: float
     #: Let ``["profile:user_id"]`` routes skip the profile call [False].
     user_id_from_tokeninfo: bool
-    #: Where tokens are accepted from: ``"header"`` and/or ``"query"`` [both].
+    #: Where tokens are accepted from: ``"header"``, ``"query"``, ``"session"`` [header, query;
+    #: and session when ``session`` is given].
     token_sources: Collection[str]
+    #: A session cookie source (a :class:`~lwa_middleware.signin.SignIn`) [None].
+    session: SessionSource | None
     #: Metrics hook, called as ``on_event(name, data)`` [None].
     on_event: Callable[[str, Mapping[str, Any]], None] | None
 
@@ -262,6 +268,8 @@ class Settings:
     user_id_from_tokeninfo: bool = False
     #: Where tokens are accepted from: ``"header"`` and/or ``"query"``.
     token_sources: frozenset[str] = TOKEN_SOURCES
+    #: The session cookie source of ``token_sources`` ``"session"``.
+    session: SessionSource | None = None
     on_event: Callable[[str, Mapping[str, Any]], None] | None = field(default=None)
 
     @property
@@ -285,7 +293,7 @@ class Settings:
         cache_maxsize: int | None = None,
         redis_url: str | None = None,
         cache_key_secret: str | bytes | None = None,
-        token_sources: Collection[str] = TOKEN_SOURCES,
+        token_sources: Collection[str] | None = None,
         **rest: Any,
     ) -> Settings:
         """Validate user options; raise :class:`ConfigurationError` on any mistake."""
@@ -321,7 +329,15 @@ class Settings:
         )
 
         values: dict[str, Any] = dict(rest)
+        session = rest.get("session")
+        if token_sources is None:
+            token_sources = TOKEN_SOURCES | ({"session"} if session is not None else set())
         values["token_sources"] = _token_sources(token_sources)
+        if ("session" in values["token_sources"]) != (session is not None):
+            raise ConfigurationError(
+                "token_sources 'session' needs session=SignIn(...), and session= needs "
+                "'session' in token_sources"
+            )
         if ttl is not None:
             values["cache_ttl"] = ttl
         if maxsize is not None:

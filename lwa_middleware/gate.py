@@ -10,6 +10,9 @@ Given what any server gives (method, path, ``root_path``, headers, query),
   already checked);
 * :class:`Resolve`: the adapter resolves ``token`` (its :class:`~.resolver.
   Resolver` driver, blocking or async), then calls :meth:`Gate.admit`;
+* :class:`FromSession` (``token_sources`` ``"session"``, a session cookie and
+  no token): the adapter asks :attr:`Gate.session` for the session's access
+  token, then :meth:`Gate.from_session` gives the verdict on it;
 
 or raises the :class:`~.errors.AuthError` to answer. The ASGI middleware, the
 WSGI middleware and the Django integration are thin translations of it: they
@@ -33,8 +36,9 @@ if TYPE_CHECKING:
     from .cache import Entry
     from .config import Settings
     from .resolver import Resolver
+    from .signin._source import SessionSource
 
-__all__ = ["ANONYMOUS", "PASS", "Gate", "Resolve", "Verdict"]
+__all__ = ["ANONYMOUS", "PASS", "FromSession", "Gate", "Resolve", "Verdict"]
 
 
 class _Mark:
@@ -68,7 +72,21 @@ class Resolve:
         return f"Resolve(policy={self.policy!r})"
 
 
-Verdict = _Mark | Resolve
+@dataclass(frozen=True, slots=True)
+class FromSession:
+    """Look up the access token of session ``session_id``, then :meth:`Gate.from_session`."""
+
+    session_id: str
+    policy: Policy
+
+    def __repr__(self) -> str:  # never the session id
+        return f"FromSession(policy={self.policy!r})"
+
+
+Verdict = _Mark | Resolve | FromSession
+
+#: Methods a cookie-authenticated request may use without a same-origin proof.
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 
 
 def _preflight(headers: Iterable[tuple[bytes, bytes]]) -> bool:
@@ -100,6 +118,10 @@ class Gate:
         self._clock = resolver.clock
         self._stats = resolver.stats
         self._resolver = resolver
+        #: The session cookie source, when ``token_sources`` holds ``"session"``.
+        self.session: SessionSource | None = settings.session
+        if self.session is not None:
+            self.session.attach(resolver)
 
     def policy(self, path: str, root_path: str = "") -> Policy:
         """The policy of ``path`` (the ASGI path, which may include ``root_path``)."""
@@ -122,6 +144,21 @@ class Gate:
         if self._preflight and method == "OPTIONS" and _preflight(headers):
             return PASS
         token = extract_token(headers, query, self._sources)
+        if token is None and self.session is not None:
+            session_id = self.session.session_id(headers)
+            if session_id is not None:
+                # Browsers send cookies on cross-site requests too: an unsafe
+                # one must prove it comes from the app (Bearer is exempt).
+                if method not in _SAFE_METHODS and not self.session.same_origin(headers):
+                    from .signin._source import CrossSiteRequest
+
+                    raise CrossSiteRequest()
+                return FromSession(session_id, policy)
+        return self.from_session(token, policy)
+
+    @staticmethod
+    def from_session(token: str | None, policy: Policy) -> Verdict:
+        """The verdict on ``token`` (a session's, or ``None`` when it has none)."""
         if token is None:
             if policy.access is not Access.OPTIONAL:
                 raise MissingToken()

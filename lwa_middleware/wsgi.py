@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Unpack
 
 from .config import Options, Settings
 from .errors import AuthError
-from .gate import PASS, Gate, Resolve
+from .gate import PASS, FromSession, Gate, Resolve
 from .identity import IDENTITY_KEY, REALM_KEY
 from .resolver import BlockingControls, Resolver
 from .routes import Access, wsgi_path
@@ -30,6 +30,12 @@ _PREFLIGHT_KEYS = (
     ("HTTP_ACCESS_CONTROL_REQUEST_METHOD", b"access-control-request-method"),
 )
 _BEARER = ("Bearer ", "bearer ")
+#: Read too with a session source: the cookie, and the CSRF check's headers.
+_SESSION_KEYS = (
+    ("HTTP_COOKIE", b"cookie"),
+    ("HTTP_ORIGIN", b"origin"),
+    ("HTTP_SEC_FETCH_SITE", b"sec-fetch-site"),
+)
 
 
 def judge_environ(
@@ -65,7 +71,11 @@ def judge_environ(
     try:
         if entry is None:
             method = environ.get("REQUEST_METHOD", "GET")
-            keys = _TOKEN_KEYS + _PREFLIGHT_KEYS if method == "OPTIONS" else _TOKEN_KEYS
+            keys: tuple[tuple[str, bytes], ...] = (
+                _TOKEN_KEYS + _PREFLIGHT_KEYS if method == "OPTIONS" else _TOKEN_KEYS
+            )
+            if gate.session is not None:
+                keys += _SESSION_KEYS
             # WSGI servers join repeated headers with "," (LWA tokens never
             # hold one): split them back, so two tokens are seen as two.
             headers = [
@@ -73,6 +83,9 @@ def judge_environ(
                 for part in environ[key].split(",")
             ]
             verdict = gate.decide(policy, method, headers, header_bytes(query))
+            if isinstance(verdict, FromSession) and gate.session is not None:
+                token = gate.session.access_token(verdict.session_id)
+                verdict, token = gate.from_session(token, policy), None
             if verdict is PASS:
                 return None
             if isinstance(verdict, Resolve):

@@ -1,0 +1,27 @@
+"""Server-side sign-in with Login with Amazon: the code flow with PKCE, sessions
+kept on the server (encrypted at rest), and a ``"session"`` token source for
+the middlewares.
+
+Example (Starlette; Flask, Django and FastAPI glue beside this module)::
+
+    signin = SignIn(client_id=..., client_secret=..., session_secret=...,
+                    redirect_uri="https://app.example/callback")
+    app = LWAMiddleware(Starlette(routes=[*signin_routes(signin), ...]),
+                        client_id=..., session=signin,
+                        routes={**signin.route_policies(), "/": "optional"})
+"""
+
+from ._source import CrossSiteRequest, SessionSource
+from .core import AUTHORIZE_URL, Reply, SignIn
+from .sessions import MemorySessionStore, RedisSessionStore, SessionStore
+
+__all__ = [
+    "AUTHORIZE_URL",
+    "CrossSiteRequest",
+    "MemorySessionStore",
+    "RedisSessionStore",
+    "Reply",
+    "SessionSource",
+    "SessionStore",
+    "SignIn",
+]

@@ -1,0 +1,645 @@
+"""The server-side sign-in flow: login, callback, sessions, refresh, logout.
+
+Framework-neutral and blocking: each step takes what any framework gives
+(query pairs, ``Cookie`` header values, a few headers) and returns a
+:class:`Reply` (status, headers, body) that the glue turns into its own
+response. Under ASGI the glue runs these steps in a worker thread; the hot
+per-request path (:meth:`SignIn.access_token_async` on a fresh session in
+memory) stays on the event loop.
+
+Secrets: the access token, the refresh token, the authorization code and the
+PKCE verifier never leave the server except towards LWA's token endpoint
+(refresh token, code, verifier, client secret: in a POST body) and the
+tokeninfo and profile endpoints (the access token, in a header). They are
+never logged, never in a ``repr``, never in a URL, never in a response.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import html
+import json
+import logging
+import secrets
+import time
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import urlencode, urlsplit
+
+import anyio
+import httpx
+
+from ..config import Settings, _is_loopback
+from ..errors import AuthError, ConfigurationError, SharedCacheError, UpstreamUnavailable
+from ..identity import Identity
+from ..routes import PROVABLE_SCOPES, Access, Policy
+from ..singleflight import TaskFlights, ThreadFlights
+from ._source import CrossSiteRequest
+from .cookies import CookieJar, cookie_headers, read_cookie, safe_next
+from .sessions import MemorySessionStore, RedisSessionStore, Sealer, SessionStore
+
+if TYPE_CHECKING:
+    from ..resolver import Resolver
+
+__all__ = ["AUTHORIZE_URL", "CrossSiteRequest", "Reply", "SignIn"]
+
+logger = logging.getLogger("lwa_middleware.signin")
+
+#: LWA's authorize page; the same for every region.
+AUTHORIZE_URL: Final = "https://www.amazon.com/ap/oa"
+#: A pending login (state and PKCE verifier) lives this long: 10 minutes.
+LOGIN_TTL: Final = 600
+SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+_REQUIRED: Final = Policy(Access.REQUIRED)
+_POLL: Final = 0.05
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """What a sign-in step answers; the glue makes it a framework response."""
+
+    status: int
+    headers: tuple[tuple[str, str], ...]
+    body: bytes = b""
+
+    def header(self, name: str) -> str | None:
+        lowered = name.lower()
+        return next((v for k, v in self.headers if k.lower() == lowered), None)
+
+
+@dataclass(frozen=True, slots=True)
+class _Session:
+    access_token: str
+    refresh_token: str
+    expires_at: float  # epoch seconds (the SignIn clock) the access token expires
+    ends_at: float  # epoch seconds the session ends, whatever happens
+    user_id: str
+    user: Any
+
+    def __repr__(self) -> str:  # never a token
+        return f"_Session(user_id={self.user_id!r}, expires_at={self.expires_at!r})"
+
+    def dump(self) -> bytes:
+        return json.dumps(
+            {
+                "at": self.access_token,
+                "rt": self.refresh_token,
+                "exp": self.expires_at,
+                "end": self.ends_at,
+                "uid": self.user_id,
+                "user": self.user,
+            },
+            separators=(",", ":"),
+        ).encode()
+
+    @classmethod
+    def load(cls, raw: bytes) -> _Session | None:
+        try:
+            data = json.loads(raw)
+            return cls(
+                str(data["at"]),
+                str(data["rt"]),
+                float(data["exp"]),
+                float(data["end"]),
+                str(data["uid"]),
+                data.get("user"),
+            )
+        except (ValueError, KeyError, TypeError):
+            return None
+
+
+@dataclass(frozen=True, slots=True)
+class _Grant:
+    access_token: str
+    refresh_token: str | None
+    expires_in: float
+
+    def __repr__(self) -> str:
+        return f"_Grant(expires_in={self.expires_in!r})"
+
+
+class _Refused(Exception):
+    """LWA's token endpoint answered 4xx; ``error`` is its OAuth error code."""
+
+    def __init__(self, error: str) -> None:
+        super().__init__(error)
+        self.error = error
+
+
+def _challenge(verifier: str) -> str:
+    digest = hashlib.sha256(verifier.encode("ascii")).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+def _origin_of(url: str, what: str) -> tuple[str, bool]:
+    """``(origin, is_https)`` of ``url``; plain http only on loopback."""
+    try:
+        parts = urlsplit(url)
+        _ = parts.port
+    except ValueError:
+        raise ConfigurationError(f"{what} {url!r} is not a URL") from None
+    host = parts.hostname or ""
+    if parts.scheme not in ("https", "http") or not host or parts.fragment:
+        raise ConfigurationError(f"{what} {url!r} must be an https:// URL without a fragment")
+    if parts.scheme == "http" and not _is_loopback(host):
+        raise ConfigurationError(f"{what} {url!r}: plain http is only allowed on loopback")
+    if parts.username or parts.password:
+        raise ConfigurationError(f"{what} must not carry credentials")
+    return f"{parts.scheme}://{parts.netloc}", parts.scheme == "https"
+
+
+def _page(status: int, title: str, message: str, *extra: tuple[str, str]) -> Reply:
+    body = (
+        "<!doctype html><meta charset=utf-8><title>{0}</title><h1>{0}</h1><p>{1}</p>".format(
+            html.escape(title), message
+        )
+    ).encode()
+    headers = (
+        ("Content-Type", "text/html; charset=utf-8"),
+        ("Cache-Control", "no-store"),
+        ("Referrer-Policy", "no-referrer"),
+        *extra,
+    )
+    return Reply(status, headers, body)
+
+
+class SignIn:
+    """Signs users in with Login with Amazon, server-side (authorization code + PKCE).
+
+    The browser only ever holds an opaque session cookie; the access and
+    refresh tokens stay in the session store, encrypted. Give it to the
+    middleware as ``session=signin`` and a request carrying the cookie is
+    judged like one carrying the session's access token.
+
+    :param client_id: your LWA client id.
+    :param client_secret: its secret; sent only to the token endpoint, in the body.
+    :param redirect_uri: the callback URL registered with LWA; its origin is
+        the app's origin (cookies, CSRF checks, ``next`` paths).
+    :param session_secret: 32+ bytes; the key of the encryption at rest.
+    :param api_base_url: LWA API origin (``region`` instead: ``na``, ``eu``, ``fe``).
+    :param authorize_url: LWA's authorize page (``{emulator.base_url}/ap/oa`` in tests).
+    :param scopes: what to ask for: ``profile``, ``profile:user_id``, ``postal_code``.
+    :param redis_url: keep sessions in Redis (shared by workers) instead of memory.
+    :param store: or any :class:`~.sessions.SessionStore`.
+    :param link: ``link(identity) -> app_user``, called once per sign-in; its
+        JSON-serialisable result is kept with the session (e.g. your user's id).
+    :param session_ttl: seconds a session lasts at most [14 days].
+    :param refresh_margin: refresh the access token when fewer seconds are left [60].
+    :param clock: epoch seconds [time.time]; tests pass a fake one.
+    """
+
+    def __init__(
+        self,
+        *,
+        client_id: str,
+        client_secret: str,
+        redirect_uri: str,
+        session_secret: str | bytes,
+        api_base_url: str | None = None,
+        region: str | None = None,
+        authorize_url: str = AUTHORIZE_URL,
+        scopes: Collection[str] = ("profile",),
+        redis_url: str | None = None,
+        store: SessionStore | None = None,
+        link: Callable[[Identity], Any] | None = None,
+        login_path: str = "/login",
+        logout_path: str = "/logout",
+        after_login: str = "/",
+        after_logout: str = "/",
+        cookie_name: str = "lwa_session",
+        session_ttl: float = 14 * 86400,
+        refresh_margin: float = 60.0,
+        timeout: float = 5.0,
+        retry_after: int = 5,
+        max_sessions: int = 10_000,
+        clock: Callable[[], float] = time.time,
+        http: httpx.Client | None = None,
+    ) -> None:
+        self._settings = Settings.from_options(
+            client_id=client_id, api_base_url=api_base_url, region=region, timeout=timeout
+        )
+        if not isinstance(client_id, str):
+            raise ConfigurationError("client_id must be one client id (a string)")
+        if not isinstance(client_secret, str) or not client_secret.strip():
+            raise ConfigurationError("client_secret is required for the server-side flow")
+        self.client_id = client_id
+        self._secret = client_secret
+        self.redirect_uri = redirect_uri
+        self.origin, secure = _origin_of(redirect_uri, "redirect_uri")
+        self.callback_path = urlsplit(redirect_uri).path or "/"
+        _origin_of(authorize_url, "authorize_url")
+        self.authorize_url = authorize_url
+        chosen = tuple(dict.fromkeys([scopes] if isinstance(scopes, str) else scopes))
+        if not chosen or not set(chosen) <= PROVABLE_SCOPES:
+            raise ConfigurationError(
+                f"scopes {chosen!r}: choose from {', '.join(sorted(PROVABLE_SCOPES))}"
+            )
+        self.scopes = chosen
+        self.token_url = self._settings.api_base_url + "/auth/o2/token"
+        self._sealer = Sealer(session_secret)
+        if store is not None and redis_url is not None:
+            raise ConfigurationError("give redis_url or store, not both")
+        self.store: SessionStore = (
+            store
+            if store is not None
+            else RedisSessionStore(redis_url, timeout=min(timeout, 0.5))
+            if redis_url is not None
+            else MemorySessionStore(max_sessions)
+        )
+        #: Whether the store is this process's memory (no I/O: no thread needed under ASGI).
+        self.in_memory = isinstance(self.store, MemorySessionStore)
+        self.cookies = CookieJar(secure, cookie_name)
+        for name, path in (("login_path", login_path), ("logout_path", logout_path)):
+            if safe_next(path, "") != path:
+                raise ConfigurationError(f"{name} must be a path such as '/login'")
+        self.login_path, self.logout_path = login_path, logout_path
+        self.after_login = safe_next(after_login, "/")
+        self.after_logout = safe_next(after_logout, "/")
+        self.link = link
+        self.session_ttl = float(session_ttl)
+        self.refresh_margin = float(refresh_margin)
+        self.timeout = float(timeout)
+        self.retry_after = int(retry_after)
+        self.clock = clock
+        self._http = http
+        self._resolvers: list[Resolver] = []
+        self._own_resolver: Resolver | None = None
+        self._threads: ThreadFlights[tuple[str | None]] = ThreadFlights(
+            self.timeout * 2 + 1, self.retry_after
+        )
+        self._tasks: TaskFlights[tuple[str | None]] = TaskFlights()
+
+    def __repr__(self) -> str:  # never the secrets
+        return (
+            f"SignIn(client_id={self.client_id!r}, redirect_uri={self.redirect_uri!r}, "
+            f"store={self.store!r})"
+        )
+
+    # -- wiring --------------------------------------------------------------
+
+    def route_policies(self) -> dict[str, str]:
+        """The middleware route table entries of the sign-in endpoints: public
+        (each checks what it needs itself)."""
+        return {p: "public" for p in (self.login_path, self.callback_path, self.logout_path)}
+
+    def attach(self, resolver: Resolver) -> None:
+        if resolver not in self._resolvers:
+            self._resolvers.append(resolver)
+
+    def _resolver(self) -> Resolver:
+        if self._resolvers:
+            return self._resolvers[0]
+        if self._own_resolver is None:
+            from ..resolver import Resolver
+
+            self._own_resolver = Resolver(self._settings)
+        return self._own_resolver
+
+    def _client(self) -> httpx.Client:
+        if self._http is None:
+            self._http = httpx.Client(
+                timeout=httpx.Timeout(self.timeout, connect=min(self.timeout, 2.0)),
+                follow_redirects=False,
+            )
+        return self._http
+
+    def close(self) -> None:
+        if self._http is not None:
+            self._http.close()
+        if self._own_resolver is not None:
+            self._own_resolver.close()
+
+    # -- helpers ---------------------------------------------------------------
+
+    def session_id(self, headers: Iterable[tuple[bytes, bytes]]) -> str | None:
+        return read_cookie(cookie_headers(headers), self.cookies.session)
+
+    def same_origin(self, headers: Iterable[tuple[bytes, bytes]]) -> bool:
+        """``Origin`` is the app's, or else ``Sec-Fetch-Site: same-origin``."""
+        origin = site = None
+        for name, value in headers:
+            if name == b"origin":
+                origin = value.decode("latin-1")
+            elif name == b"sec-fetch-site":
+                site = value.decode("latin-1")
+        if origin is not None and origin != "null":
+            return hmac.compare_digest(origin.encode(), self.origin.encode())
+        return site == "same-origin"
+
+    def _key(self, kind: str, browser_id: str) -> str:
+        return self._sealer.name(kind, browser_id)
+
+    def _load(self, key: str) -> _Session | None:
+        raw = self.store.get(key)
+        plain = self._sealer.open(key, raw) if raw is not None else None
+        session = _Session.load(plain) if plain is not None else None
+        if session is None or session.ends_at <= self.clock():
+            return None
+        return session
+
+    def _save(self, key: str, session: _Session) -> None:
+        ttl = session.ends_at - self.clock()
+        self.store.put(key, self._sealer.seal(key, session.dump()), max(ttl, 1.0))
+
+    def _post(self, form: Mapping[str, str]) -> _Grant:
+        """POST to the token endpoint; :class:`_Refused` on 4xx, 503 on anything else odd."""
+        try:
+            response = self._client().post(
+                self.token_url, data=dict(form), headers={"Accept": "application/json"}
+            )
+        except httpx.HTTPError:
+            raise UpstreamUnavailable("LWA is unreachable.", self.retry_after) from None
+        try:
+            data = response.json()
+        except ValueError:
+            data = None
+        if 400 <= response.status_code < 500 and response.status_code != 429:
+            error = data.get("error") if isinstance(data, dict) else None
+            raise _Refused(error if isinstance(error, str) else "invalid_request")
+        at = data.get("access_token") if isinstance(data, dict) else None
+        rt = data.get("refresh_token") if isinstance(data, dict) else None
+        expires = data.get("expires_in") if isinstance(data, dict) else None
+        if (
+            response.status_code != 200
+            or not isinstance(at, str)
+            or not at
+            or (rt is not None and not isinstance(rt, str))
+            or isinstance(expires, bool)
+            or not isinstance(expires, int | float)
+            or expires <= 0
+        ):
+            raise UpstreamUnavailable("LWA answered the token request badly.", self.retry_after)
+        return _Grant(at, rt or None, float(expires))
+
+    def _revoke(self, token: str) -> None:
+        for resolver in self._resolvers or [self._resolver()]:
+            try:
+                resolver.revoke(token)
+            except SharedCacheError:
+                logger.warning("logout: the revocation could not be shared through Redis yet")
+
+    # -- /login ----------------------------------------------------------------
+
+    def login(self, next_path: str | None = None) -> Reply:
+        """Redirect to LWA with a fresh ``state`` and PKCE challenge, kept server-side."""
+        login_id = secrets.token_urlsafe(32)
+        state = secrets.token_urlsafe(32)
+        verifier = secrets.token_urlsafe(64)  # 86 characters, RFC 7636 allows 43-128
+        key = self._key("login", login_id)
+        record = json.dumps(
+            {"s": state, "v": verifier, "n": safe_next(next_path, self.after_login)}
+        ).encode()
+        self.store.put(key, self._sealer.seal(key, record), LOGIN_TTL)
+        query = urlencode(
+            {
+                "client_id": self.client_id,
+                "scope": " ".join(self.scopes),
+                "response_type": "code",
+                "redirect_uri": self.redirect_uri,
+                "state": state,
+                "code_challenge": _challenge(verifier),
+                "code_challenge_method": "S256",
+            }
+        )
+        return Reply(
+            302,
+            (
+                ("Location", f"{self.authorize_url}?{query}"),
+                ("Set-Cookie", self.cookies.set(self.cookies.login, login_id, LOGIN_TTL)),
+                ("Cache-Control", "no-store"),
+            ),
+        )
+
+    # -- /callback -------------------------------------------------------------
+
+    def callback(self, query: Sequence[tuple[str, str]], cookies: Iterable[str]) -> Reply:
+        """Check ``state``, exchange the code, open a new session; redirect to ``next``."""
+        cookies = list(cookies)
+        clear = ("Set-Cookie", self.cookies.clear(self.cookies.login))
+        retry = f'<a href="{html.escape(self.login_path)}">Sign in again</a>.'
+        login_id = read_cookie(cookies, self.cookies.login)
+        raw = None
+        if login_id is not None:
+            key = self._key("login", login_id)
+            sealed = self.store.take(key)  # used once, whatever happens next
+            raw = self._sealer.open(key, sealed) if sealed is not None else None
+        params = dict(reversed(query))  # the first of repeated parameters
+        if raw is None:
+            return _page(400, "Sign-in expired", f"This sign-in has expired. {retry}", clear)
+        pending = json.loads(raw)
+        state = params.get("state", "")
+        if not hmac.compare_digest(state.encode(), pending["s"].encode()):
+            logger.warning("sign-in refused: state mismatch")
+            return _page(
+                400, "Sign-in refused", f"This sign-in was not started here. {retry}", clear
+            )
+        error = params.get("error")
+        if error is not None:
+            if error == "access_denied":
+                return _page(403, "Sign-in cancelled", f"You cancelled the sign-in. {retry}", clear)
+            logger.warning("sign-in failed at LWA: %.40r", error)
+            return _page(400, "Sign-in failed", f"Amazon did not sign you in. {retry}", clear)
+        code = params.get("code", "")
+        if not code:
+            return _page(
+                400, "Sign-in failed", f"The answer from Amazon is incomplete. {retry}", clear
+            )
+        try:
+            grant = self._post(
+                {
+                    "grant_type": "authorization_code",
+                    "code": code,
+                    "redirect_uri": self.redirect_uri,
+                    "client_id": self.client_id,
+                    "client_secret": self._secret,
+                    "code_verifier": pending["v"],
+                }
+            )
+            identity = self._resolver().resolve_sync(grant.access_token, _REQUIRED).identity
+        except _Refused as refused:
+            logger.warning("sign-in: LWA refused the code (%.40r)", refused.error)
+            status = 400 if refused.error == "invalid_grant" else 502
+            return _page(status, "Sign-in failed", f"Amazon refused this sign-in. {retry}", clear)
+        except UpstreamUnavailable as down:
+            wait = str(down.retry_after or self.retry_after)
+            return _page(
+                503,
+                "Try again",
+                "Amazon is unavailable. Try again shortly.",
+                clear,
+                ("Retry-After", wait),
+            )
+        except AuthError:
+            logger.warning("sign-in: LWA refused the new access token")
+            return _page(400, "Sign-in failed", f"Amazon refused this sign-in. {retry}", clear)
+        if grant.refresh_token is None:
+            logger.warning("sign-in: LWA gave no refresh token; the session ends with the token")
+        user = self.link(identity) if self.link is not None else None
+        now = self.clock()
+        session = _Session(
+            grant.access_token,
+            grant.refresh_token or "",
+            now + grant.expires_in,
+            now + self.session_ttl,
+            identity.user_id,
+            user,
+        )
+        old = read_cookie(cookies, self.cookies.session)
+        if old is not None:  # rotated on sign-in: a planted id never becomes a session
+            self.store.delete(self._key("session", old))
+        session_id = secrets.token_urlsafe(32)
+        self._save(self._key("session", session_id), session)
+        logger.info("sign-in completed")
+        return Reply(
+            303,
+            (
+                ("Location", pending["n"]),
+                (
+                    "Set-Cookie",
+                    self.cookies.set(self.cookies.session, session_id, int(self.session_ttl)),
+                ),
+                clear,
+                ("Cache-Control", "no-store"),
+            ),
+        )
+
+    # -- /logout ---------------------------------------------------------------
+
+    def logout(self, method: str, headers: Iterable[tuple[bytes, bytes]]) -> Reply:
+        """``POST`` only, from the app's origin: end the session, revoke its access
+        token in the middleware (every worker, with Redis), clear the cookie."""
+        headers = list(headers)
+        if method != "POST":
+            return Reply(405, (("Allow", "POST"), ("Cache-Control", "no-store")))
+        if not self.same_origin(headers):
+            return _page(403, "Refused", "Sign out from this site's own page.")
+        session_id = self.session_id(headers)
+        if session_id is not None:
+            key = self._key("session", session_id)
+            sealed = self.store.take(key)
+            plain = self._sealer.open(key, sealed) if sealed is not None else None
+            session = _Session.load(plain) if plain is not None else None
+            if session is not None:
+                self._revoke(session.access_token)
+        return Reply(
+            303,
+            (
+                ("Location", self.after_logout),
+                ("Set-Cookie", self.cookies.clear(self.cookies.session)),
+                ("Cache-Control", "no-store"),
+            ),
+        )
+
+    # -- the session token source ------------------------------------------------
+
+    def _fresh(self, session: _Session) -> bool:
+        return session.expires_at - self.clock() > self.refresh_margin
+
+    def access_token(self, session_id: str) -> str | None:
+        key = self._key("session", session_id)
+        session = self._load(key)
+        if session is None:
+            return None
+        if self._fresh(session):
+            return session.access_token
+        return self._threads.run(key, lambda: (self._refresh(key),), _same, _nothing)[0]
+
+    async def access_token_async(self, session_id: str) -> str | None:
+        key = self._key("session", session_id)
+        if self.in_memory:  # microseconds: no thread for the common case
+            session = self._load(key)
+            if session is None:
+                return None
+            if self._fresh(session):
+                return session.access_token
+
+        async def lead() -> tuple[str | None]:
+            return (await anyio.to_thread.run_sync(self.access_token, session_id),)
+
+        return (await self._tasks.run(key, lead, _same, _nothing))[0]
+
+    def _refresh(self, key: str) -> str | None:
+        """One refresh per session: this process's threads share it (the caller's
+        single-flight), workers share it through a lease in the store."""
+        lease = "lease:" + key
+        give_up = time.monotonic() + self.timeout * 2
+        while True:
+            session = self._load(key)
+            if session is None:
+                return None
+            if self._fresh(session):
+                return session.access_token
+            if self.store.lease(lease, self.timeout * 2):
+                try:
+                    session = self._load(key)  # another worker may have just finished
+                    if session is None or self._fresh(session):
+                        return session.access_token if session is not None else None
+                    return self._refresh_now(key, session)
+                finally:
+                    self.store.release(lease)
+            if time.monotonic() > give_up:
+                raise UpstreamUnavailable("The session refresh timed out.", self.retry_after)
+            time.sleep(_POLL)
+
+    def _refresh_now(self, key: str, session: _Session) -> str | None:
+        if not session.refresh_token:
+            self.store.delete(key)
+            return None
+        try:
+            grant = self._post(
+                {
+                    "grant_type": "refresh_token",
+                    "refresh_token": session.refresh_token,
+                    "client_id": self.client_id,
+                    "client_secret": self._secret,
+                }
+            )
+        except _Refused as refused:
+            if refused.error == "invalid_grant":  # app removed, token revoked: the end
+                logger.info("session ended: LWA refused its refresh token")
+                self.store.delete(key)
+                self._revoke(session.access_token)
+                return None
+            logger.error("session refresh refused by LWA (%.40r): check the client", refused.error)
+            raise UpstreamUnavailable(
+                "The session could not be refreshed.", self.retry_after
+            ) from None
+        except UpstreamUnavailable:
+            if session.expires_at - self.clock() > 5:  # still valid: use it meanwhile
+                return session.access_token
+            raise
+        now = self.clock()
+        renewed = _Session(
+            grant.access_token,
+            grant.refresh_token or session.refresh_token,
+            now + grant.expires_in,
+            session.ends_at,
+            session.user_id,
+            session.user,
+        )
+        self._save(key, renewed)
+        return renewed.access_token
+
+    # -- the signed-in user, for the glue --------------------------------------------
+
+    def user_for(self, headers: Iterable[tuple[bytes, bytes]], identity: Identity | None) -> Any:
+        """The ``link`` result of the request's session, if the identity the
+        middleware attached is that session's (not a Bearer token's); else ``None``."""
+        if identity is None:
+            return None
+        session_id = self.session_id(headers)
+        session = self._load(self._key("session", session_id)) if session_id else None
+        if session is None or session.user_id != identity.user_id:
+            return None
+        return session.user
+
+
+def _same(found: tuple[str | None]) -> tuple[str | None]:
+    return found
+
+
+def _nothing() -> None:
+    return None

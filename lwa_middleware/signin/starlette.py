@@ -1,0 +1,78 @@
+"""Starlette and FastAPI glue: the three routes, and ``request.user`` as the linked user.
+
+::
+
+    app = Starlette(routes=[*signin_routes(signin), Route("/", home)])
+    app = LWAMiddleware(SignedInUser(app, signin), client_id=..., session=signin,
+                        routes={**signin.route_policies(), "/": "optional"})
+
+FastAPI: ``api.router.routes.extend(signin_routes(signin))``, then the same wrapping.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from ..identity import IDENTITY_KEY
+from .core import Reply, SignIn
+
+__all__ = ["SignedInUser", "signin_routes"]
+
+
+def _response(reply: Reply) -> Response:
+    response = Response(reply.body, status_code=reply.status)
+    for name, value in reply.headers:
+        response.headers.append(name, value)
+    return response
+
+
+def signin_routes(signin: SignIn) -> list[Route]:
+    """``GET login_path``, ``GET`` the callback path, ``POST logout_path``."""
+
+    async def login(request: Request) -> Response:
+        next_path = request.query_params.get("next")
+        return _response(await anyio.to_thread.run_sync(signin.login, next_path))
+
+    async def callback(request: Request) -> Response:
+        query = request.query_params.multi_items()
+        cookies = [v for k, v in request.headers.items() if k == "cookie"]
+        return _response(await anyio.to_thread.run_sync(signin.callback, query, cookies))
+
+    async def logout(request: Request) -> Response:
+        headers = list(request.scope["headers"])
+        return _response(await anyio.to_thread.run_sync(signin.logout, request.method, headers))
+
+    return [
+        Route(signin.login_path, login, methods=["GET"]),
+        Route(signin.callback_path, callback, methods=["GET"]),
+        Route(signin.logout_path, logout, methods=["POST"]),
+    ]
+
+
+class SignedInUser:
+    """Inside ``LWAMiddleware``: sets ``scope["user"]`` (``request.user``) to the
+    session's linked user (``link``'s result, through ``load_user`` if given)
+    when the identity came from the session. Other requests keep the
+    middleware's user (the :class:`~lwa_middleware.Identity`)."""
+
+    def __init__(self, app: ASGIApp, signin: SignIn, load_user: Any = None) -> None:
+        self.app, self.signin, self.load_user = app, signin, load_user
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        identity = scope.get(IDENTITY_KEY)
+        if identity is not None and scope["type"] in ("http", "websocket"):
+            if self.signin.in_memory:
+                user = self.signin.user_for(scope["headers"], identity)
+            else:
+                user = await anyio.to_thread.run_sync(
+                    self.signin.user_for, scope["headers"], identity
+                )
+            if user is not None:
+                scope["user"] = self.load_user(user) if self.load_user else user
+        await self.app(scope, receive, send)

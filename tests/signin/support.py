@@ -1,0 +1,155 @@
+"""Helpers of the sign-in tests: apps wired to the emulator, and a browser-ish sign-in."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import httpx
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from lwa_middleware import LWAMiddleware, LWAWSGIMiddleware, get_identity
+from lwa_middleware.signin import SignIn
+from lwa_middleware.signin.starlette import SignedInUser, signin_routes
+from lwa_middleware.testing import LWAEmulator
+
+SECRET = "amzn1.oa2-cs.v1." + "5e" * 32
+SESSION_SECRET = "s" * 40
+ORIGIN = "http://127.0.0.1:8000"
+
+
+class Clock:
+    """Epoch seconds that tests move forward."""
+
+    def __init__(self) -> None:
+        import time
+
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def make_signin(lwa: LWAEmulator, origin: str = ORIGIN, **options: Any) -> SignIn:
+    options.setdefault("link", lambda identity: {"id": identity.user_id, "name": identity.name})
+    return SignIn(
+        client_id=lwa.client_id,
+        client_secret=SECRET,
+        redirect_uri=f"{origin}/callback",
+        session_secret=SESSION_SECRET,
+        api_base_url=lwa.base_url,
+        authorize_url=f"{lwa.base_url}/ap/oa",
+        **{"scopes": ("profile",), **options},
+    )
+
+
+async def _me(request: Request) -> JSONResponse:
+    identity = get_identity(request)
+    user = request.scope.get("user")
+    return JSONResponse(
+        {
+            "user_id": identity.user_id if identity else None,
+            "app_user": user if isinstance(user, dict) else None,
+        }
+    )
+
+
+def starlette_app(lwa: LWAEmulator, signin: SignIn, **options: Any) -> LWAMiddleware:
+    app = Starlette(
+        routes=[
+            *signin_routes(signin),
+            Route("/me", _me, methods=["GET", "POST"]),
+            Route("/", _me),
+        ]
+    )
+    return LWAMiddleware(
+        SignedInUser(app, signin),
+        client_id=lwa.client_id,
+        api_base_url=lwa.base_url,
+        session=signin,
+        routes={**signin.route_policies(), "/": "optional"},
+        **options,
+    )
+
+
+def wsgi_app(lwa: LWAEmulator, signin: SignIn, **options: Any) -> LWAWSGIMiddleware:
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        identity = get_identity(environ)
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [(identity.user_id if identity else "anonymous").encode()]
+
+    return LWAWSGIMiddleware(
+        app,
+        client_id=lwa.client_id,
+        api_base_url=lwa.base_url,
+        session=signin,
+        routes={**signin.route_policies(), "/": "optional"},
+        **options,
+    )
+
+
+def authorize(lwa: LWAEmulator, location: str, customer: int = 0, deny: bool = False) -> str:
+    """Click through the emulator's authorize page; the redirect back to the app."""
+    query = dict(parse_qsl(urlsplit(location).query))
+    form = {k: query[k] for k in ("client_id", "response_type", "redirect_uri", "state", "scope")}
+    form["customer"] = str(customer)
+    if deny:
+        form["action"] = "deny"
+    answer = httpx.post(f"{lwa.base_url}/ap/oa", data=form)
+    assert answer.status_code == 302, answer.text
+    return answer.headers["location"]
+
+
+def path_of(url: str) -> str:
+    parts = urlsplit(url)
+    return parts.path + ("?" + parts.query if parts.query else "")
+
+
+def sign_in(client: Any, lwa: LWAEmulator, next_path: str | None = None) -> Any:
+    """The whole browser flow through a Starlette TestClient; the callback's answer."""
+    login = client.get("/login", params={"next": next_path} if next_path else None)
+    assert login.status_code == 302, login.text
+    back = authorize(lwa, login.headers["location"])
+    return client.get(path_of(back))
+
+
+def session_cookie(response: Any) -> str | None:
+    for value in response.headers.get_list("set-cookie"):
+        match = re.match(r"(?:__Host-)?lwa_session=([^;]*)", value)
+        if match:
+            return match.group(1)
+    return None
+
+
+class Recorder(httpx.BaseTransport):
+    """Every request SignIn sends to LWA (method, URL, form body); ``delay`` slows them."""
+
+    def __init__(self, delay: float = 0.0) -> None:
+        import threading
+
+        self.sent: list[tuple[str, str, dict[str, str]]] = []
+        self.delay = delay
+        self._lock = threading.Lock()
+        self._inner = httpx.HTTPTransport()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        import time
+
+        form = dict(parse_qsl(request.read().decode()))
+        with self._lock:
+            self.sent.append((request.method, str(request.url), form))
+        if self.delay:
+            time.sleep(self.delay)
+        return self._inner.handle_request(request)
+
+    def grants(self, kind: str) -> list[dict[str, str]]:
+        return [form for _, _, form in self.sent if form.get("grant_type") == kind]
+
+
+def session_of(signin: SignIn, session_id: str) -> Any:
+    """The stored session (test-only peek through the sealer)."""
+    return signin._load(signin._key("session", session_id))
