@@ -11,7 +11,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ._asgi_parts import credentials_for, refusal, refuse_django_script_name, strip_scope
 from .config import Options, Settings
 from .errors import AuthError, UnsupportedScope
-from .gate import PASS, FromSession, Gate, Resolve
+from .gate import PASS, Gate, Resolve
 from .identity import REALM_KEY
 from .resolver import AsyncControls, Resolver
 from .routes import Access, Policy
@@ -148,12 +148,9 @@ class LWAMiddleware(AsyncControls):
         frame below the app's."""
         gate = self.gate
         try:
-            verdict = gate.decide(
+            verdict = await gate.adecide(
                 policy, scope.get("method", "GET"), scope["headers"], scope.get("query_string", b"")
             )
-            if isinstance(verdict, FromSession) and gate.session is not None:
-                token = await gate.session.access_token_async(verdict.session_id)
-                verdict, token = gate.from_session(token, policy), None
             if verdict is PASS:
                 return scope
             scope[REALM_KEY] = self._realm

@@ -74,8 +74,10 @@ class Resolve:
 
 @dataclass(frozen=True, slots=True)
 class FromSession:
-    """Look up the access token of session ``session_id``, then :meth:`Gate.from_session`."""
+    """Ask ``source`` for the access token of session ``session_id``
+    (``access_token`` or ``access_token_async``), then :meth:`Gate.from_session`."""
 
+    source: SessionSource
     session_id: str
     policy: Policy
 
@@ -153,8 +155,28 @@ class Gate:
                     from .signin._source import CrossSiteRequest
 
                     raise CrossSiteRequest()
-                return FromSession(session_id, policy)
+                return FromSession(self.session, session_id, policy)
         return self.from_session(token, policy)
+
+    def decide_blocking(
+        self, policy: Policy, method: str, headers: Iterable[tuple[bytes, bytes]], query: bytes
+    ) -> Verdict:
+        """:meth:`decide`, with a session's token looked up (blocking): never
+        :class:`FromSession`."""
+        verdict = self.decide(policy, method, headers, query)
+        if isinstance(verdict, FromSession):
+            return self.from_session(verdict.source.access_token(verdict.session_id), policy)
+        return verdict
+
+    async def adecide(
+        self, policy: Policy, method: str, headers: Iterable[tuple[bytes, bytes]], query: bytes
+    ) -> Verdict:
+        """:meth:`decide_blocking` on an event loop."""
+        verdict = self.decide(policy, method, headers, query)
+        if isinstance(verdict, FromSession):
+            token = await verdict.source.access_token_async(verdict.session_id)
+            return self.from_session(token, policy)
+        return verdict
 
     @staticmethod
     def from_session(token: str | None, policy: Policy) -> Verdict:

@@ -29,6 +29,7 @@ __all__ = [
     "MAX_TOKEN_BYTES",
     "TOKEN_HEADERS",
     "TOKEN_SOURCES",
+    "environ_headers",
     "extract_token",
     "header_bytes",
     "looks_like_lwa_token",
@@ -39,7 +40,8 @@ __all__ = [
 MAX_TOKEN_BYTES = 2048
 LWA_TOKEN_PREFIX = "Atza|"
 #: Lowercase header names that may carry a token.
-TOKEN_HEADERS = frozenset({b"authorization", b"x-amz-access-token"})
+TOKEN_HEADER_NAMES = (b"authorization", b"x-amz-access-token")
+TOKEN_HEADERS = frozenset(TOKEN_HEADER_NAMES)
 
 #: Where a token may come from: ``"header"`` (``Authorization: Bearer`` and
 #: ``x-amz-access-token``) and ``"query"`` (``?access_token=``).
@@ -172,6 +174,37 @@ def header_bytes(value: str) -> bytes:
 
 #: The environ keys of the token headers (PEP 3333 ``HTTP_*`` names).
 ENVIRON_TOKEN_KEYS = ("HTTP_AUTHORIZATION", "HTTP_X_AMZ_ACCESS_TOKEN")
+
+_TOKEN_KEYS = tuple(zip(ENVIRON_TOKEN_KEYS, TOKEN_HEADER_NAMES, strict=True))
+_ORIGIN = ("HTTP_ORIGIN", b"origin")
+# What the gate reads beyond the token: a preflight's headers, and with a
+# session source the cookie and the headers of its CSRF check.
+_PREFLIGHT_KEYS = (
+    _ORIGIN,
+    ("HTTP_ACCESS_CONTROL_REQUEST_METHOD", b"access-control-request-method"),
+)
+_SESSION_KEYS = (("HTTP_COOKIE", b"cookie"), _ORIGIN, ("HTTP_SEC_FETCH_SITE", b"sec-fetch-site"))
+
+
+def environ_headers(
+    environ: dict[str, Any], method: str, session: bool
+) -> list[tuple[bytes, bytes]]:
+    """The ``(lowercase name, bytes)`` pairs of a WSGI environ that the gate reads.
+
+    WSGI servers join repeated headers with "," (LWA tokens never hold one):
+    they are split back, so two tokens are seen as two.
+    """
+    keys = _TOKEN_KEYS
+    if method == "OPTIONS":
+        keys += _PREFLIGHT_KEYS
+    if session:
+        keys += _SESSION_KEYS
+    return [
+        (name, header_bytes(part))
+        for key, name in keys
+        if key in environ
+        for part in environ[key].split(",")
+    ]
 
 
 def strip_environ(environ: dict[str, Any]) -> None:

@@ -8,11 +8,11 @@ from typing import TYPE_CHECKING, Any, Unpack
 
 from .config import Options, Settings
 from .errors import AuthError
-from .gate import PASS, FromSession, Gate, Resolve
+from .gate import PASS, Gate, Resolve
 from .identity import IDENTITY_KEY, REALM_KEY
 from .resolver import BlockingControls, Resolver
 from .routes import Access, wsgi_path
-from .tokens import header_bytes, strip_environ
+from .tokens import environ_headers, header_bytes, strip_environ
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -21,21 +21,7 @@ else:
 
 __all__ = ["LWAWSGIMiddleware", "judge_environ"]
 
-_TOKEN_KEYS = (
-    ("HTTP_AUTHORIZATION", b"authorization"),
-    ("HTTP_X_AMZ_ACCESS_TOKEN", b"x-amz-access-token"),
-)
-_PREFLIGHT_KEYS = (
-    ("HTTP_ORIGIN", b"origin"),
-    ("HTTP_ACCESS_CONTROL_REQUEST_METHOD", b"access-control-request-method"),
-)
 _BEARER = ("Bearer ", "bearer ")
-#: Read too with a session source: the cookie, and the CSRF check's headers.
-_SESSION_KEYS = (
-    ("HTTP_COOKIE", b"cookie"),
-    ("HTTP_ORIGIN", b"origin"),
-    ("HTTP_SEC_FETCH_SITE", b"sec-fetch-site"),
-)
 
 
 def judge_environ(
@@ -71,21 +57,8 @@ def judge_environ(
     try:
         if entry is None:
             method = environ.get("REQUEST_METHOD", "GET")
-            keys: tuple[tuple[str, bytes], ...] = (
-                _TOKEN_KEYS + _PREFLIGHT_KEYS if method == "OPTIONS" else _TOKEN_KEYS
-            )
-            if gate.session is not None:
-                keys += _SESSION_KEYS
-            # WSGI servers join repeated headers with "," (LWA tokens never
-            # hold one): split them back, so two tokens are seen as two.
-            headers = [
-                (name, header_bytes(part)) for key, name in keys if key in environ
-                for part in environ[key].split(",")
-            ]
-            verdict = gate.decide(policy, method, headers, header_bytes(query))
-            if isinstance(verdict, FromSession) and gate.session is not None:
-                token = gate.session.access_token(verdict.session_id)
-                verdict, token = gate.from_session(token, policy), None
+            headers = environ_headers(environ, method, gate.session is not None)
+            verdict = gate.decide_blocking(policy, method, headers, header_bytes(query))
             if verdict is PASS:
                 return None
             if isinstance(verdict, Resolve):

@@ -16,8 +16,6 @@ never logged, never in a ``repr``, never in a URL, never in a response.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import hmac
 import html
 import json
@@ -25,18 +23,18 @@ import logging
 import secrets
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlencode, urlsplit
 
 import anyio
 import httpx
 
-from ..config import Settings, _is_loopback
+from ..config import Settings
 from ..errors import AuthError, ConfigurationError, SharedCacheError, UpstreamUnavailable
 from ..identity import Identity
 from ..routes import PROVABLE_SCOPES, Access, Policy
 from ..singleflight import TaskFlights, ThreadFlights
+from ._parts import Reply, _challenge, _Grant, _origin_of, _page, _Refused, _Session
 from ._source import CrossSiteRequest
 from .cookies import CookieJar, cookie_headers, read_cookie, safe_next
 from .sessions import MemorySessionStore, RedisSessionStore, Sealer, SessionStore
@@ -55,115 +53,6 @@ LOGIN_TTL: Final = 600
 SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 _REQUIRED: Final = Policy(Access.REQUIRED)
 _POLL: Final = 0.05
-
-
-@dataclass(frozen=True, slots=True)
-class Reply:
-    """What a sign-in step answers; the glue makes it a framework response."""
-
-    status: int
-    headers: tuple[tuple[str, str], ...]
-    body: bytes = b""
-
-    def header(self, name: str) -> str | None:
-        lowered = name.lower()
-        return next((v for k, v in self.headers if k.lower() == lowered), None)
-
-
-@dataclass(frozen=True, slots=True)
-class _Session:
-    access_token: str
-    refresh_token: str
-    expires_at: float  # epoch seconds (the SignIn clock) the access token expires
-    ends_at: float  # epoch seconds the session ends, whatever happens
-    user_id: str
-    user: Any
-
-    def __repr__(self) -> str:  # never a token
-        return f"_Session(user_id={self.user_id!r}, expires_at={self.expires_at!r})"
-
-    def dump(self) -> bytes:
-        return json.dumps(
-            {
-                "at": self.access_token,
-                "rt": self.refresh_token,
-                "exp": self.expires_at,
-                "end": self.ends_at,
-                "uid": self.user_id,
-                "user": self.user,
-            },
-            separators=(",", ":"),
-        ).encode()
-
-    @classmethod
-    def load(cls, raw: bytes) -> _Session | None:
-        try:
-            data = json.loads(raw)
-            return cls(
-                str(data["at"]),
-                str(data["rt"]),
-                float(data["exp"]),
-                float(data["end"]),
-                str(data["uid"]),
-                data.get("user"),
-            )
-        except (ValueError, KeyError, TypeError):
-            return None
-
-
-@dataclass(frozen=True, slots=True)
-class _Grant:
-    access_token: str
-    refresh_token: str | None
-    expires_in: float
-
-    def __repr__(self) -> str:
-        return f"_Grant(expires_in={self.expires_in!r})"
-
-
-class _Refused(Exception):
-    """LWA's token endpoint answered 4xx; ``error`` is its OAuth error code."""
-
-    def __init__(self, error: str) -> None:
-        super().__init__(error)
-        self.error = error
-
-
-def _challenge(verifier: str) -> str:
-    digest = hashlib.sha256(verifier.encode("ascii")).digest()
-    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
-
-
-def _origin_of(url: str, what: str) -> tuple[str, bool]:
-    """``(origin, is_https)`` of ``url``; plain http only on loopback."""
-    try:
-        parts = urlsplit(url)
-        _ = parts.port
-    except ValueError:
-        raise ConfigurationError(f"{what} {url!r} is not a URL") from None
-    host = parts.hostname or ""
-    if parts.scheme not in ("https", "http") or not host or parts.fragment:
-        raise ConfigurationError(f"{what} {url!r} must be an https:// URL without a fragment")
-    if parts.scheme == "http" and not _is_loopback(host):
-        raise ConfigurationError(f"{what} {url!r}: plain http is only allowed on loopback")
-    if parts.username or parts.password:
-        raise ConfigurationError(f"{what} must not carry credentials")
-    return f"{parts.scheme}://{parts.netloc}", parts.scheme == "https"
-
-
-def _page(status: int, title: str, message: str, *extra: tuple[str, str]) -> Reply:
-    body = (
-        "<!doctype html><meta charset=utf-8><title>{0}</title><h1>{0}</h1><p>{1}</p>".format(
-            html.escape(title), message
-        )
-    ).encode()
-    headers = (
-        ("Content-Type", "text/html; charset=utf-8"),
-        ("Cache-Control", "no-store"),
-        ("Referrer-Policy", "no-referrer"),
-        *extra,
-    )
-    return Reply(status, headers, body)
 
 
 class SignIn:

@@ -1,0 +1,128 @@
+"""The sign-in flow's values: replies, sessions, grants, PKCE and pages.
+
+Kept apart from :mod:`.core` (the steps), so each stays short.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import html
+import json
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from ..config import _is_loopback
+from ..errors import ConfigurationError
+
+__all__ = ["Reply"]
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """What a sign-in step answers; the glue makes it a framework response."""
+
+    status: int
+    headers: tuple[tuple[str, str], ...]
+    body: bytes = b""
+
+    def header(self, name: str) -> str | None:
+        lowered = name.lower()
+        return next((v for k, v in self.headers if k.lower() == lowered), None)
+
+
+@dataclass(frozen=True, slots=True)
+class _Session:
+    access_token: str
+    refresh_token: str
+    expires_at: float  # epoch seconds (the SignIn clock) the access token expires
+    ends_at: float  # epoch seconds the session ends, whatever happens
+    user_id: str
+    user: Any
+
+    def __repr__(self) -> str:  # never a token
+        return f"_Session(user_id={self.user_id!r}, expires_at={self.expires_at!r})"
+
+    def dump(self) -> bytes:
+        return json.dumps(
+            {
+                "at": self.access_token,
+                "rt": self.refresh_token,
+                "exp": self.expires_at,
+                "end": self.ends_at,
+                "uid": self.user_id,
+                "user": self.user,
+            },
+            separators=(",", ":"),
+        ).encode()
+
+    @classmethod
+    def load(cls, raw: bytes) -> _Session | None:
+        try:
+            data = json.loads(raw)
+            return cls(
+                str(data["at"]),
+                str(data["rt"]),
+                float(data["exp"]),
+                float(data["end"]),
+                str(data["uid"]),
+                data.get("user"),
+            )
+        except (ValueError, KeyError, TypeError):
+            return None
+
+
+@dataclass(frozen=True, slots=True)
+class _Grant:
+    access_token: str
+    refresh_token: str | None
+    expires_in: float
+
+    def __repr__(self) -> str:
+        return f"_Grant(expires_in={self.expires_in!r})"
+
+
+class _Refused(Exception):
+    """LWA's token endpoint answered 4xx; ``error`` is its OAuth error code."""
+
+    def __init__(self, error: str) -> None:
+        super().__init__(error)
+        self.error = error
+
+
+def _challenge(verifier: str) -> str:
+    digest = hashlib.sha256(verifier.encode("ascii")).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+def _origin_of(url: str, what: str) -> tuple[str, bool]:
+    """``(origin, is_https)`` of ``url``; plain http only on loopback."""
+    try:
+        parts = urlsplit(url)
+        _ = parts.port
+    except ValueError:
+        raise ConfigurationError(f"{what} {url!r} is not a URL") from None
+    host = parts.hostname or ""
+    if parts.scheme not in ("https", "http") or not host or parts.fragment:
+        raise ConfigurationError(f"{what} {url!r} must be an https:// URL without a fragment")
+    if parts.scheme == "http" and not _is_loopback(host):
+        raise ConfigurationError(f"{what} {url!r}: plain http is only allowed on loopback")
+    if parts.username or parts.password:
+        raise ConfigurationError(f"{what} must not carry credentials")
+    return f"{parts.scheme}://{parts.netloc}", parts.scheme == "https"
+
+
+def _page(status: int, title: str, message: str, *extra: tuple[str, str]) -> Reply:
+    body = (
+        "<!doctype html><meta charset=utf-8><title>{0}</title><h1>{0}</h1><p>{1}</p>".format(
+            html.escape(title), message
+        )
+    ).encode()
+    headers = (
+        ("Content-Type", "text/html; charset=utf-8"),
+        ("Cache-Control", "no-store"),
+        ("Referrer-Policy", "no-referrer"),
+        *extra,
+    )
+    return Reply(status, headers, body)
