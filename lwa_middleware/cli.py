@@ -185,12 +185,13 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             f"cannot listen on {_origin(args.host, args.port)} ({exc.strerror or exc}); "
             "use --port 0 for any free port"
         ) from None
-    emulator = LWAEmulator(host="127.0.0.1", port=0)
+    url = url_for(sock) + "/"
+    # The page's callback is the one return URL its sign-in may come back to.
+    emulator = LWAEmulator(host="127.0.0.1", port=0, redirect_uris=[url + "callback"])
     try:
         with _sigterm_as_interrupt():
             emulator.start()
             server = make_server(build_demo_app(emulator), log_level="info")
-            url = url_for(sock) + "/"
             # This prints a token on purpose: it is a fake one, minted by the
             # local emulator for this demo, and is worthless anywhere else.
             customer = BUILTIN_CUSTOMERS[0]
@@ -227,7 +228,13 @@ def _cmd_emulator(args: argparse.Namespace) -> int:
     from .testing import LWAEmulator
 
     try:
-        emulator = LWAEmulator(client_id=args.client_id, host=args.host, port=args.port)
+        emulator = LWAEmulator(
+            client_id=args.client_id,
+            host=args.host,
+            port=args.port,
+            client_secret=args.client_secret,
+            redirect_uris=args.redirect_uri,
+        )
     except ValueError as exc:
         raise _UsageError(str(exc)) from None
     try:
@@ -271,8 +278,10 @@ def _say_for_people(emulator: LWAEmulator, mint: tuple[str, ...] | None) -> None
         f"  client id     {emulator.client_id}",
         f"  tokeninfo     {emulator.tokeninfo_url}",
         f"  profile       {emulator.profile_url}",
-        f"  sign-in page  {base}/ap/oa  (client_id, scope, response_type,"
-        " redirect_uri on loopback)",
+        f"  client secret {emulator.client_secret}",
+        f"  sign-in page  {emulator.authorize_url}  (response_type=code, PKCE S256 or plain)",
+        f"  token         {emulator.token_url}",
+        "  return URLs   " + ("\n                ".join(emulator.redirect_uris) or "(none)"),
         "",
         "Mint a token:",
         f'  curl -X POST {base}/_emulator/tokens -d \'{{"scopes":["profile"]}}\'',
@@ -410,9 +419,12 @@ A ready curl line with a fake token minted by the emulator is printed too.
 Nothing talks to Amazon. Stop with Ctrl-C."""
 
 _EMULATOR_HELP = f"""\
-Run the LWA emulator alone: tokeninfo, profile, a sign-in page (/ap/oa) and a
-token-minting endpoint for tests, on loopback. Point an app at it with
-api_base_url (or LWA_API_BASE_URL) and the same client id. Stop with Ctrl-C.
+Run the LWA emulator alone: tokeninfo, profile, a sign-in page (/ap/oa), the
+token endpoint (/auth/o2/token) and a token-minting endpoint for tests, on
+loopback. Point an app at it with api_base_url (or LWA_API_BASE_URL) and the
+same client id. Sign-in follows LWA's rules: only the --redirect-uri URLs are
+redirected to, codes are single-use, PKCE and the client secret are checked.
+Stop with Ctrl-C.
 
 example:
   lwa-middleware emulator --port 8765 --mint 'profile postal_code'
@@ -483,6 +495,18 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_CLIENT_ID,
         metavar="ID",
         help="the client id (aud) of the tokens it issues (default: %(default)s)",
+    )
+    emulator.add_argument(
+        "--client-secret",
+        metavar="SECRET",
+        help="the client secret the token endpoint checks (default: a random one, printed)",
+    )
+    emulator.add_argument(
+        "--redirect-uri",
+        action="append",
+        metavar="URL",
+        help="an allowed return URL for sign-in, matched exactly; repeat for more (default:"
+        " the demo's callback, http://127.0.0.1:8000/callback and http://localhost:8000/callback)",
     )
     emulator.add_argument(
         "--mint",

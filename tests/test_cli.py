@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
@@ -381,6 +382,76 @@ def test_emulator_command(spawn: type[Proc], capsys: pytest.CaptureFixture[str])
         httpx.get(base_url + "/auth/o2/tokeninfo", timeout=2)
 
 
+def test_emulator_command_registers_the_app_it_prints(spawn: type[Proc]) -> None:
+    callback = "http://127.0.0.1:9/cb"
+    proc = spawn(
+        "emulator",
+        "--port",
+        "0",
+        "--client-secret",
+        "s3cret",
+        "--redirect-uri",
+        callback,
+        "--redirect-uri",
+        "http://localhost:9/cb",
+    )
+    out = proc.read_until("Press Ctrl-C")
+    base = re.search(r"LWA emulator running at (http://127\.0\.0\.1:\d+)", out)
+    assert base is not None, out
+    base_url = base.group(1)
+    assert "client secret s3cret" in out
+    assert f"token         {base_url}/auth/o2/token" in out
+    assert f"return URLs   {callback}\n                http://localhost:9/cb\n" in out
+    client_id = "amzn1.application-oa2-client.emulator"
+    with httpx.Client(timeout=5, trust_env=False) as http:
+        form = {
+            "client_id": client_id,
+            "response_type": "code",
+            "scope": "profile",
+            "customer": "0",
+            "action": "allow",
+            "redirect_uri": callback,
+        }
+        elsewhere = http.post(base_url + "/ap/oa", data={**form, "redirect_uri": callback + "/x"})
+        assert elsewhere.status_code == 400
+        answer = http.post(base_url + "/ap/oa", data=form)
+        code = parse_qs(urlsplit(answer.headers["location"]).query)["code"][0]
+        exchange = {
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": callback,
+            "client_id": client_id,
+        }
+        wrong = http.post(base_url + "/auth/o2/token", data={**exchange, "client_secret": "x"})
+        assert wrong.status_code == 401
+        tokens = http.post(
+            base_url + "/auth/o2/token", data={**exchange, "client_secret": "s3cret"}
+        )
+        assert tokens.status_code == 200
+        assert tokens.json()["refresh_token"].startswith("Atzr|")
+    assert proc.stop(signal.SIGINT) == 0
+
+
+def test_emulator_command_default_secret_is_random(spawn: type[Proc]) -> None:
+    secrets = []
+    for _ in range(2):
+        proc = spawn("emulator", "--port", "0")
+        out = proc.read_until("Press Ctrl-C")
+        found = re.search(r"client secret (amzn1\.oa2-cs\.v1\.[0-9a-f]{64})$", out, re.MULTILINE)
+        assert found is not None, out
+        secrets.append(found.group(1))
+        assert "http://127.0.0.1:8000/callback" in out
+        assert proc.stop(signal.SIGTERM) == 0
+    assert secrets[0] != secrets[1]
+
+
+def test_emulator_refuses_a_bad_redirect_uri(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["emulator", "--port", "0", "--redirect-uri", "http://app.example/cb"]
+    code, _, err = run(capsys, argv)
+    assert code == 2
+    assert "redirect URI" in err
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["sigint", "sigterm"])
 def test_demo_command(spawn: type[Proc], sig: signal.Signals) -> None:
     proc = spawn("demo", "--port", "0", "--no-browser")
@@ -405,6 +476,15 @@ def test_demo_command(spawn: type[Proc], sig: signal.Signals) -> None:
         shipping = http.get(url + "api/shipping", headers={"Authorization": f"Bearer {token}"})
         assert shipping.status_code == 200
         assert http.get(url + "api/stats").json()["lookups"] == 1
+        # The page's callback is registered with the emulator, and only it.
+        config = http.get(url + "api/config").json()
+        query = {"client_id": config["client_id"], "scope": "profile", "response_type": "code"}
+        signin = http.get(
+            config["authorize_url"], params={**query, "redirect_uri": url + "callback"}
+        )
+        assert signin.status_code == 200
+        other = http.get(config["authorize_url"], params={**query, "redirect_uri": url + "other"})
+        assert other.status_code == 400
 
     assert proc.stop(sig) == 0
     assert "Demo stopped." in proc.rest()

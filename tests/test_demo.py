@@ -7,7 +7,10 @@ the same flow in headless Chromium.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import re
+import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -40,6 +43,7 @@ class Demo:
 def demo(lwa_emulator: LWAEmulator) -> Iterator[Demo]:
     app = build_demo_app(lwa_emulator)
     with serve_in_thread(app) as url, httpx.Client(timeout=5) as http:
+        lwa_emulator.add_redirect_uri(url + "/callback")
         yield Demo(url, app, lwa_emulator, http)
 
 
@@ -52,6 +56,8 @@ def test_page_and_assets_are_public(demo: Demo) -> None:
             assert f'id="{element_id}"' in page.text
         csp = page.headers["content-security-policy"]
         assert "script-src 'self'" in csp
+        # The page may talk to itself and to LWA's token endpoint, nothing else.
+        assert f"connect-src 'self' {demo.lwa.base_url};" in csp
         assert "frame-ancestors 'none'" in csp
         assert page.headers["referrer-policy"] == "no-referrer"
     script = demo.get("/static/app.js")
@@ -68,6 +74,7 @@ def test_page_and_assets_are_public(demo: Demo) -> None:
 def test_config_points_at_the_emulator(demo: Demo) -> None:
     config = demo.get("/api/config").json()
     assert config["authorize_url"] == demo.lwa.base_url + "/ap/oa"
+    assert config["token_url"] == demo.lwa.base_url + "/auth/o2/token"
     assert config["client_id"] == demo.lwa.client_id
     assert config["scopes"] == ["profile", "postal_code"]
 
@@ -173,37 +180,51 @@ def test_logout_needs_a_token_and_a_post(demo: Demo) -> None:
 
 
 def test_sign_in_round_trip_through_the_emulator(demo: Demo) -> None:
-    """What the page's Login button and the emulator's form do, over plain HTTP."""
+    """What the page's Login button, the emulator's form and the page's exchange do."""
     redirect_uri = demo.url + "/callback"
-    query = urlencode(
-        {
-            "client_id": demo.lwa.client_id,
-            "scope": "profile postal_code",
-            "response_type": "token",
-            "redirect_uri": redirect_uri,
-            "state": "s-123",
-        }
+    verifier = secrets.token_urlsafe(32)
+    challenge = (
+        base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
     )
-    page = demo.http.get(f"{demo.lwa.base_url}/ap/oa?{query}")
+    authorize = {
+        "client_id": demo.lwa.client_id,
+        "response_type": "code",
+        "redirect_uri": redirect_uri,
+        "state": "s-123",
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
+    }
+    page = demo.http.get(
+        f"{demo.lwa.base_url}/ap/oa?{urlencode({**authorize, 'scope': 'profile postal_code'})}"
+    )
     assert page.status_code == 200
     assert 'id="lwa-signin"' in page.text
 
-    form = {
-        "client_id": demo.lwa.client_id,
-        "response_type": "token",
-        "redirect_uri": redirect_uri,
-        "state": "s-123",
-        "customer": "1",
-        "scope": "profile",  # postal_code unticked
-        "action": "allow",
-    }
+    # postal_code unticked on the consent page.
+    form = {**authorize, "customer": "1", "scope": "profile", "action": "allow"}
     answer = demo.http.post(f"{demo.lwa.base_url}/ap/oa", data=form)
     assert answer.status_code == 302
     location = answer.headers["location"]
-    assert location.startswith(redirect_uri + "#")
-    fragment = parse_qs(urlsplit(location).fragment)
-    assert fragment["state"] == ["s-123"]
-    token = fragment["access_token"][0]
+    assert location.startswith(redirect_uri + "?")
+    query = parse_qs(urlsplit(location).query)
+    assert query["state"] == ["s-123"]
+    code = query["code"][0]
+
+    # As the page does it: from its own origin, with the verifier, no secret.
+    exchange = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": redirect_uri,
+        "client_id": demo.lwa.client_id,
+        "code_verifier": verifier,
+    }
+    tokens = demo.http.post(
+        demo.lwa.base_url + "/auth/o2/token", data=exchange, headers={"Origin": demo.url}
+    )
+    assert tokens.status_code == 200
+    assert tokens.headers["access-control-allow-origin"] == demo.url
+    assert "refresh_token" not in tokens.json()
+    token = tokens.json()["access_token"]
 
     me = demo.get("/api/me", token)
     assert me.status_code == 200
@@ -212,6 +233,29 @@ def test_sign_in_round_trip_through_the_emulator(demo: Demo) -> None:
     shipping = demo.get("/api/shipping", token)
     assert shipping.status_code == 403
     assert re.search(r'scope="postal_code"', shipping.headers["www-authenticate"])
+
+    replay = demo.http.post(
+        demo.lwa.base_url + "/auth/o2/token", data=exchange, headers={"Origin": demo.url}
+    )
+    assert replay.status_code == 400
+    assert replay.json()["error"] == "invalid_grant"
+
+
+def test_the_implicit_grant_is_refused(demo: Demo) -> None:
+    query = urlencode(
+        {
+            "client_id": demo.lwa.client_id,
+            "scope": "profile",
+            "response_type": "token",
+            "redirect_uri": demo.url + "/callback",
+            "state": "s-1",
+        }
+    )
+    answer = demo.http.get(f"{demo.lwa.base_url}/ap/oa?{query}")
+    assert answer.status_code == 302
+    query_back = parse_qs(urlsplit(answer.headers["location"]).query)
+    assert query_back["error"] == ["unsupported_response_type"]
+    assert query_back["state"] == ["s-1"]
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,9 @@
 """Click through the demo in headless Chromium (Playwright driving Debian's chromium).
 
+The page signs in with the Authorization Code grant and PKCE (S256): a
+normal sign-in, a denied consent, a tampered ``state`` (refused by the page)
+and a replayed code (refused by the emulator).
+
 Never runs ``playwright install``: it uses ``/usr/bin/chromium``. Without it
 the test is skipped, or fails when ``CI`` is set, so CI cannot go green by
 silently not running it. Set ``LWA_ARTIFACTS`` to a directory to keep the
@@ -13,6 +17,7 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -61,6 +66,29 @@ def _keep(screenshot: Path) -> None:
         shutil.copy(screenshot, Path(artifacts) / screenshot.name)
 
 
+@pytest.fixture
+def demo(browser: Any, lwa_emulator: LWAEmulator) -> Iterator[tuple[str, Any, list[Any]]]:
+    """The demo's URL, a fresh page on it, and every request the page made."""
+    from playwright.sync_api import expect
+
+    app = build_demo_app(lwa_emulator)
+    with serve_in_thread(app) as url:
+        lwa_emulator.add_redirect_uri(url + "/callback")
+        context = browser.new_context(viewport={"width": 1100, "height": 900})
+        page = context.new_page()
+        page.set_default_timeout(10_000)
+        expect.set_options(timeout=10_000)
+        errors: list[str] = []
+        requests: list[Any] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.on("request", lambda request: requests.append(request))
+        try:
+            yield url, page, requests
+            assert errors == []
+        finally:
+            context.close()
+
+
 def _sign_in(page: Any, lwa: LWAEmulator, customer: int, postal_code: bool) -> None:
     page.click("#login")
     page.wait_for_url(lwa.base_url + "/ap/oa?**")
@@ -73,71 +101,163 @@ def _sign_in(page: Any, lwa: LWAEmulator, customer: int, postal_code: bool) -> N
     page.click("#lwa-signin")
 
 
-def test_click_through_the_demo(browser: Any, lwa_emulator: LWAEmulator, tmp_path: Path) -> None:
+def _storage(page: Any, key: str) -> Any:
+    return page.evaluate(f"sessionStorage.getItem('lwa-demo:{key}')")
+
+
+def _token_requests(requests: list[Any], lwa: LWAEmulator) -> list[Any]:
+    return [r for r in requests if r.url == lwa.token_url and r.method == "POST"]
+
+
+def test_click_through_the_demo(
+    demo: tuple[str, Any, list[Any]], lwa_emulator: LWAEmulator, tmp_path: Path
+) -> None:
     from playwright.sync_api import expect
 
-    app = build_demo_app(lwa_emulator)
-    with serve_in_thread(app) as url:
-        context = browser.new_context(viewport={"width": 1100, "height": 900})
-        page = context.new_page()
-        page.set_default_timeout(10_000)
-        expect.set_options(timeout=10_000)
-        errors: list[str] = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        try:
-            # A sign-in answer the page did not ask for is ignored.
-            page.goto(url + "/callback#access_token=Atza%7Cforged&state=guess")
-            expect(page.locator("#message")).to_contain_text("did not ask for")
-            assert "access_token" not in page.url
-            expect(page.locator("#login")).to_be_visible()
-            assert lwa_emulator.calls["tokeninfo"] == 0
+    url, page, requests = demo
+    # A sign-in answer the page did not ask for is ignored, and not exchanged.
+    page.goto(url + "/callback?code=forged&state=guess")
+    expect(page.locator("#message")).to_contain_text("did not ask for")
+    assert page.url == url + "/"
+    expect(page.locator("#login")).to_be_visible()
+    assert lwa_emulator.calls["token"] == 0
+    assert lwa_emulator.calls["tokeninfo"] == 0
 
-            # First sign-in: Grace Hopper, without sharing her postal code.
-            grace = BUILTIN_CUSTOMERS[1]
-            _sign_in(page, lwa_emulator, customer=1, postal_code=False)
-            expect(page.locator("#name")).to_have_text(grace.name)
-            expect(page.locator("#email")).to_have_text(grace.email)
-            expect(page.locator("#postal-code")).to_have_text("(not shared)")
-            expect(page.locator("#scopes")).to_have_text("profile")
-            # The token left the address bar as soon as it was read.
-            assert page.url == url + "/"
-            token = page.evaluate("sessionStorage.getItem('lwa-demo:token')")
-            assert token.startswith("Atza|")
-            assert lwa_emulator.customer_for(token) == grace
+    # First sign-in: Grace Hopper, without sharing her postal code.
+    grace = BUILTIN_CUSTOMERS[1]
+    _sign_in(page, lwa_emulator, customer=1, postal_code=False)
+    expect(page.locator("#name")).to_have_text(grace.name)
+    expect(page.locator("#email")).to_have_text(grace.email)
+    expect(page.locator("#postal-code")).to_have_text("(not shared)")
+    expect(page.locator("#scopes")).to_have_text("profile")
+    # The code left the address bar as soon as it was read.
+    assert page.url == url + "/"
+    token = _storage(page, "token")
+    assert token.startswith("Atza|")
+    assert lwa_emulator.customer_for(token) == grace
+    # State and verifier are single-use: gone once the answer came back.
+    assert _storage(page, "state") is None
+    assert _storage(page, "verifier") is None
 
-            page.click("#shipping")
-            result = page.locator("#shipping-result")
-            expect(result).to_contain_text("403 Forbidden")
-            expect(result).to_contain_text("insufficient_scope")
-            expect(result).to_contain_text("needs the “postal_code” scope")
-            expect(result).to_contain_text('scope="postal_code"')
-            expect(page.locator(".stat-lookups")).to_have_text("1")
+    # The browser's side of PKCE: S256 challenge out, verifier to the token
+    # endpoint (cross-origin, allowed by CORS), no secret, token never in a URL.
+    authorize = next(r for r in requests if r.url.startswith(lwa_emulator.authorize_url + "?"))
+    assert "response_type=code" in authorize.url
+    assert "code_challenge_method=S256" in authorize.url
+    assert "code_challenge=" in authorize.url
+    (exchange,) = _token_requests(requests, lwa_emulator)
+    form = parse_qs(exchange.post_data)
+    assert set(form) == {"grant_type", "code", "redirect_uri", "client_id", "code_verifier"}
+    assert form["grant_type"] == ["authorization_code"]
+    assert form["redirect_uri"] == [url + "/callback"]
+    assert "authorization" not in exchange.headers
+    assert exchange.response().headers["access-control-allow-origin"] == url
+    assert form["code_verifier"][0] not in authorize.url
+    assert all(token not in r.url for r in requests)
+    api = [r for r in requests if r.url == url + "/api/me"]
+    assert api
+    assert api[0].headers["authorization"] == f"Bearer {token}"
 
-            screenshot = tmp_path / "demo.png"
-            page.screenshot(path=str(screenshot), full_page=True)
-            _keep(screenshot)
-            assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-            assert screenshot.stat().st_size > 10_000
+    page.click("#shipping")
+    result = page.locator("#shipping-result")
+    expect(result).to_contain_text("403 Forbidden")
+    expect(result).to_contain_text("insufficient_scope")
+    expect(result).to_contain_text("needs the “postal_code” scope")
+    expect(result).to_contain_text('scope="postal_code"')
+    expect(page.locator(".stat-lookups")).to_have_text("1")
 
-            # Log out, then sign in again as Ada, sharing the postal code.
-            page.click("#logout")
-            expect(page.locator("#login")).to_be_visible()
-            assert page.evaluate("sessionStorage.getItem('lwa-demo:token')") is None
+    screenshot = tmp_path / "demo.png"
+    page.screenshot(path=str(screenshot), full_page=True)
+    _keep(screenshot)
+    assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert screenshot.stat().st_size > 10_000
 
-            ada = BUILTIN_CUSTOMERS[0]
-            _sign_in(page, lwa_emulator, customer=0, postal_code=True)
-            expect(page.locator("#name")).to_have_text(ada.name)
-            expect(page.locator("#postal-code")).to_have_text(ada.postal_code)
-            page.click("#shipping")
-            expect(result).to_contain_text("200 OK")
-            expect(result).to_contain_text(f"Ships to {ada.postal_code}")
-            # One LWA lookup per sign-in; the other calls were cache hits.
-            expect(page.locator(".stat-lookups")).to_have_text("2")
-            assert lwa_emulator.calls["tokeninfo"] == 2
+    # Log out, then sign in again as Ada, sharing the postal code.
+    page.click("#logout")
+    expect(page.locator("#login")).to_be_visible()
+    assert _storage(page, "token") is None
 
-            second = tmp_path / "demo-shipping.png"
-            page.screenshot(path=str(second), full_page=True)
-            _keep(second)
-            assert errors == []
-        finally:
-            context.close()
+    ada = BUILTIN_CUSTOMERS[0]
+    _sign_in(page, lwa_emulator, customer=0, postal_code=True)
+    expect(page.locator("#name")).to_have_text(ada.name)
+    expect(page.locator("#postal-code")).to_have_text(ada.postal_code)
+    page.click("#shipping")
+    expect(result).to_contain_text("200 OK")
+    expect(result).to_contain_text(f"Ships to {ada.postal_code}")
+    # One LWA lookup per sign-in; the other calls were cache hits.
+    expect(page.locator(".stat-lookups")).to_have_text("2")
+    assert lwa_emulator.calls["tokeninfo"] == 2
+    assert lwa_emulator.calls["token"] == 2
+
+    second = tmp_path / "demo-shipping.png"
+    page.screenshot(path=str(second), full_page=True)
+    _keep(second)
+
+
+def test_denied_consent(demo: tuple[str, Any, list[Any]], lwa_emulator: LWAEmulator) -> None:
+    from playwright.sync_api import expect
+
+    url, page, _ = demo
+    page.goto(url + "/")
+    page.click("#login")
+    page.wait_for_url(lwa_emulator.base_url + "/ap/oa?**")
+    page.click("#lwa-cancel")
+    expect(page.locator("#message")).to_contain_text("Sign-in did not complete: access_denied")
+    assert page.url == url + "/"
+    expect(page.locator("#login")).to_be_visible()
+    assert _storage(page, "token") is None
+    assert lwa_emulator.calls["token"] == 0
+
+
+def test_tampered_state_is_refused_by_the_page(
+    demo: tuple[str, Any, list[Any]], lwa_emulator: LWAEmulator
+) -> None:
+    from playwright.sync_api import expect
+
+    url, page, requests = demo
+    page.goto(url + "/")
+    page.click("#login")
+    page.wait_for_url(lwa_emulator.base_url + "/ap/oa?**")
+    # The answer comes back with a state this tab did not send.
+    page.eval_on_selector('input[name="state"]', "field => { field.value = 'tampered'; }")
+    page.click("#lwa-signin")
+    expect(page.locator("#message")).to_contain_text("did not ask for")
+    assert page.url == url + "/"
+    assert any(r.url.startswith(url + "/callback?code=") for r in requests)
+    # The code was never exchanged, so no token.
+    assert _token_requests(requests, lwa_emulator) == []
+    assert lwa_emulator.calls["token"] == 0
+    assert _storage(page, "token") is None
+    expect(page.locator("#login")).to_be_visible()
+
+
+def test_replayed_code_is_refused_by_the_emulator(
+    demo: tuple[str, Any, list[Any]], lwa_emulator: LWAEmulator
+) -> None:
+    from playwright.sync_api import expect
+
+    url, page, requests = demo
+    page.goto(url + "/")
+    _sign_in(page, lwa_emulator, customer=2, postal_code=False)
+    expect(page.locator("#name")).to_have_text(BUILTIN_CUSTOMERS[2].name)
+    callback = next(r.url for r in requests if r.url.startswith(url + "/callback?code="))
+    (exchange,) = _token_requests(requests, lwa_emulator)
+    verifier = parse_qs(exchange.post_data)["code_verifier"][0]
+    state = parse_qs(urlsplit(callback).query)["state"][0]
+
+    # Replay the same answer with everything the page needs to accept it
+    # (its state and verifier): only the emulator can refuse it now.
+    page.click("#logout")
+    expect(page.locator("#login")).to_be_visible()
+    page.evaluate(
+        "([state, verifier]) => { sessionStorage.setItem('lwa-demo:state', state);"
+        " sessionStorage.setItem('lwa-demo:verifier', verifier); }",
+        [state, verifier],
+    )
+    with page.expect_response(lambda r: r.url == lwa_emulator.token_url) as replayed:
+        page.goto(callback)
+    assert replayed.value.status == 400
+    expect(page.locator("#message")).to_contain_text("LWA refused the sign-in code: invalid_grant")
+    assert page.url == url + "/"
+    assert _storage(page, "token") is None
+    assert lwa_emulator.calls["token"] == 2

@@ -7,10 +7,12 @@ or build the app yourself::
     from lwa_middleware.testing import LWAEmulator
 
     with LWAEmulator() as lwa, serve_in_thread(build_demo_app(lwa)) as url:
+        lwa.add_redirect_uri(url + "/callback")
         print("open", url)
 
-The page (``/``) signs in through the emulator's "Login with Amazon" page,
-calls a protected API with the token it got back, shows what a missing scope
+The page (``/``) signs in through the emulator's "Login with Amazon" page
+with the Authorization Code grant and PKCE, exchanges the code for a token
+itself, calls a protected API with it, shows what a missing scope
 looks like, and displays the middleware's cache counters as it goes.
 """
 

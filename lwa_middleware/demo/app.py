@@ -4,10 +4,11 @@
 path                   policy                  what it does
 =====================  ======================  ===============================================
 ``/``, ``/callback``   public                  the page; ``/callback`` is where the LWA
-                                               sign-in page sends the browser back, with the
-                                               token in the URL fragment (never seen here)
+                                               sign-in page sends the browser back with an
+                                               authorization code, which the page exchanges
+                                               (PKCE) at LWA's token endpoint itself
 ``/static/**``         public                  the page's script and style sheet
-``/api/config``        public                  where the page should send the browser to sign in
+``/api/config``        public                  where the page signs in and exchanges its code
 ``/api/stats``         public                  the middleware's cache and lookup counters
 ``/api/me``            required                the signed-in customer, as LWA vouched for it
 ``/api/shipping``      ``["postal_code"]``     a shipping quote; needs the ``postal_code`` scope
@@ -34,7 +35,7 @@ from starlette.staticfiles import StaticFiles
 from ..asgi import LWAMiddleware
 from ..errors import AuthError, ConfigurationError, SharedCacheError
 from ..identity import get_identity
-from ..testing.emulator import AUTHORIZE_PATH
+from ..testing.emulator import AUTHORIZE_PATH, TOKEN_PATH
 from ..tokens import extract_token
 
 if TYPE_CHECKING:
@@ -60,18 +61,27 @@ DEMO_ROUTES: Mapping[str, Any] = {
 #: Scopes the sign-in button asks for; the customer may untick some on the LWA page.
 REQUESTED_SCOPES = ("profile", "postal_code")
 
-# The page loads nothing from elsewhere and runs no inline script, so a strict
-# policy costs nothing and shows newcomers what a token-handling page should send.
-_PAGE_HEADERS = {
-    "content-security-policy": (
-        "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
-        "img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
-    ),
-    "referrer-policy": "no-referrer",
-    "x-content-type-options": "nosniff",
-    "cache-control": "no-store",
-}
 _NO_STORE = {"cache-control": "no-store"}
+
+
+def _page_headers(lwa_origin: str) -> dict[str, str]:
+    """The page's headers: it loads nothing from elsewhere and runs no inline script.
+
+    A strict policy costs nothing and shows newcomers what a token-handling
+    page should send. The one other origin it talks to is LWA's, whose
+    token endpoint it calls to exchange its code; ``no-referrer`` keeps the
+    ``/callback?code=...`` URL from leaking to anything it loads.
+    """
+    return {
+        "content-security-policy": (
+            "default-src 'none'; script-src 'self'; style-src 'self'; "
+            f"connect-src 'self' {lwa_origin}; img-src 'self' data:; base-uri 'none'; "
+            "form-action 'none'; frame-ancestors 'none'"
+        ),
+        "referrer-policy": "no-referrer",
+        "x-content-type-options": "nosniff",
+        "cache-control": "no-store",
+    }
 
 
 def _middleware(request: Request) -> LWAMiddleware:
@@ -80,7 +90,7 @@ def _middleware(request: Request) -> LWAMiddleware:
 
 
 async def _page(request: Request) -> Response:
-    return FileResponse(STATIC_DIR / "index.html", headers=_PAGE_HEADERS)
+    return FileResponse(STATIC_DIR / "index.html", headers=request.app.state.page_headers)
 
 
 async def _favicon(request: Request) -> Response:
@@ -92,6 +102,7 @@ async def _config(request: Request) -> JSONResponse:
     return JSONResponse(
         {
             "authorize_url": state.authorize_url,
+            "token_url": state.token_url,
             "client_id": state.client_id,
             "scopes": list(REQUESTED_SCOPES),
         },
@@ -160,10 +171,12 @@ def build_demo_app(emulator: LWAEmulator, **options: Any) -> LWAMiddleware:
     """Build the demo app, protected by an :class:`LWAMiddleware` that trusts ``emulator``.
 
     The emulator must be started (its :attr:`~LWAEmulator.base_url` is read
-    here). The returned middleware *is* the ASGI app to serve; the endpoints
-    reach it through ``request.app.state.lwa``, which is how ``/api/logout``
-    calls :meth:`LWAMiddleware.revoke` and ``/api/stats`` reads
-    :attr:`LWAMiddleware.stats`.
+    here), and the page's ``/callback`` URL registered with it as a return
+    URL (``redirect_uris=[...]`` or :meth:`~LWAEmulator.add_redirect_uri`)
+    once the demo's address is known. The returned middleware *is* the ASGI
+    app to serve; the endpoints reach it through ``request.app.state.lwa``,
+    which is how ``/api/logout`` calls :meth:`LWAMiddleware.revoke` and
+    ``/api/stats`` reads :attr:`LWAMiddleware.stats`.
 
     :param emulator: a running :class:`~lwa_middleware.testing.LWAEmulator`.
     :param options: more :class:`LWAMiddleware` keyword arguments
@@ -172,6 +185,7 @@ def build_demo_app(emulator: LWAEmulator, **options: Any) -> LWAMiddleware:
 
     Example::
 
+        # The emulator's default return URL is http://127.0.0.1:8000/callback.
         with LWAEmulator() as lwa:
             app = build_demo_app(lwa)
             uvicorn.run(app, port=8000)
@@ -211,4 +225,6 @@ def build_demo_app(emulator: LWAEmulator, **options: Any) -> LWAMiddleware:
     starlette.state.lwa = middleware
     starlette.state.client_id = emulator.client_id
     starlette.state.authorize_url = emulator.base_url + AUTHORIZE_PATH
+    starlette.state.token_url = emulator.base_url + TOKEN_PATH
+    starlette.state.page_headers = _page_headers(emulator.base_url)
     return middleware

@@ -26,6 +26,7 @@ Example::
 
 from lwa_middleware.testing.emulator import (
     BUILTIN_CUSTOMERS,
+    DEFAULT_REDIRECT_URIS,
     ENDPOINTS,
     Customer,
     Fault,
@@ -35,6 +36,7 @@ from lwa_middleware.testing.emulator import (
 
 __all__ = [
     "BUILTIN_CUSTOMERS",
+    "DEFAULT_REDIRECT_URIS",
     "ENDPOINTS",
     "Customer",
     "Fault",

@@ -31,10 +31,7 @@ from lwa_middleware.testing._wire import (
     _Response,
     _tokeninfo_payload,
 )
-from lwa_middleware.testing.faults import Fault, _broken_answer
-
-# Faults that break the body whatever the token, valid or not.
-_BROKEN_BODY = (Fault.BAD_JSON, Fault.WRONG_TYPES, Fault.OVERSIZED)
+from lwa_middleware.testing.faults import _BROKEN_BODY, Fault, _broken_answer
 
 # The format faults (EXP_STRING, LEGACY_PROFILE, USER_ID_MISMATCH) describe
 # a healthy server answering in another format, so they are applied only
@@ -47,12 +44,12 @@ def _tokeninfo(
     token = headers.get("x-amz-access-token") or _first(query, "access_token")
     grant = state.grant_for(token)
     if kind in _BROKEN_BODY:
-        return _broken_answer("tokeninfo", kind, grant, state.client_id)
+        return _broken_answer("tokeninfo", kind, grant, state.client_id, state.now())
     if not token:
         return _json(400, _MISSING_TOKEN)
     if grant is None:
         return _json(400, _INVALID_TOKEN)
-    info = _tokeninfo_payload(grant)
+    info = _tokeninfo_payload(grant, state.now())
     if kind is Fault.EXP_STRING:
         info["exp"] = str(info["exp"])
         info["iat"] = str(info["iat"])
@@ -69,7 +66,7 @@ def _profile(
     )
     grant = state.grant_for(token)
     if kind in _BROKEN_BODY:
-        return _broken_answer("profile", kind, grant, state.client_id)
+        return _broken_answer("profile", kind, grant, state.client_id, state.now())
     if not token:
         return _json(400, _MISSING_TOKEN)
     if grant is None:
@@ -94,7 +91,7 @@ def _mint(state: _State, body: bytes) -> _Response:
     if not isinstance(spec, dict):
         return _error(400, "invalid_request", "The body must be a JSON object.")
     try:
-        grant = _grant_from_spec(spec, state.client_id)
+        grant = _grant_from_spec(spec, state.client_id, state.now())
     except ValueError as exc:
         return _error(400, "invalid_request", str(exc))
     token = state.add_token(grant)

@@ -13,7 +13,6 @@ import dataclasses
 import math
 import secrets
 import string
-import time
 from collections.abc import Iterable, Mapping
 from typing import Final
 
@@ -83,13 +82,54 @@ class _Grant:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class _PendingCode:
-    """What an authorization code stands for until it is exchanged (or expires)."""
+    """What an authorization code stands for until it is exchanged (or expires).
+
+    ``code_challenge`` is empty when the authorize request sent none; then
+    ``code_challenge_method`` is empty too.
+    """
 
     customer: Customer
     scopes: tuple[str, ...]
     client_id: str
     redirect_uri: str
     expires_at: float
+    code_challenge: str = ""
+    code_challenge_method: str = ""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _RefreshGrant:
+    """What a refresh token stands for.  Never holds the token itself."""
+
+    customer: Customer
+    scopes: tuple[str, ...]
+    client_id: str
+
+
+@dataclasses.dataclass(slots=True)
+class _Client:
+    """An app registered with the emulator: LWA's security profile.
+
+    ``redirect_uris`` are its Allowed Return URLs, matched exactly; their
+    origins are its Allowed Origins (CORS on the token endpoint).
+    """
+
+    client_id: str
+    client_secret: str = dataclasses.field(repr=False)
+    redirect_uris: list[str] = dataclasses.field(default_factory=list)
+
+    def allows_origin(self, origin: str) -> bool:
+        return any(_origin_of(uri) == origin for uri in self.redirect_uris)
+
+
+def _origin_of(uri: str) -> str:
+    scheme, _, rest = uri.partition("://")
+    return f"{scheme}://{rest.split('/', 1)[0].split('?', 1)[0]}"
+
+
+def _new_client_secret() -> str:
+    # The shape of LWA's client secrets.
+    return "amzn1.oa2-cs.v1." + secrets.token_hex(32)
 
 
 def _random_upper(length: int) -> str:
@@ -133,7 +173,7 @@ def _normalize_scopes(scopes: Iterable[str]) -> tuple[str, ...]:
     return tuple(seen)
 
 
-def _grant_from_spec(spec: Mapping[str, object], default_aud: str) -> _Grant:
+def _grant_from_spec(spec: Mapping[str, object], default_aud: str, now: float) -> _Grant:
     """Validate a ``POST /_emulator/tokens`` body into a grant."""
     scopes_raw = spec.get("scopes", ("profile",))
     if isinstance(scopes_raw, str):
@@ -157,5 +197,4 @@ def _grant_from_spec(spec: Mapping[str, object], default_aud: str) -> _Grant:
                 raise ValueError(f"{name} must be a string")
             fields[name] = value
     customer = dataclasses.replace(_new_customer(), **fields)
-    now = time.time()
     return _Grant(customer, scopes, aud, now, now + float(expires_in))

@@ -205,5 +205,5 @@ class _Handler(BaseHTTPRequestHandler):
             case "authorize":
                 response = _authorize(state, self.command, query, body)
             case _:
-                response = _token(state, self.headers, body)
+                response = _token(state, self.command, self.headers, body, kind)
         self._send(response, drip=plan.release if kind is Fault.SLOW_DRIP else None)

@@ -14,10 +14,17 @@ import dataclasses
 import socket
 import threading
 import time
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Final
 
-from lwa_middleware.testing._grants import Customer, _Grant, _new_secret, _PendingCode
-from lwa_middleware.testing._wire import ENDPOINTS
+from lwa_middleware.testing._grants import (
+    _Client,
+    _Grant,
+    _new_secret,
+    _PendingCode,
+    _RefreshGrant,
+)
+from lwa_middleware.testing._wire import _FAULTABLE
 from lwa_middleware.testing.faults import _fresh_schedules, _Injection
 
 if TYPE_CHECKING:
@@ -71,14 +78,26 @@ class _State:
     the public object's private members.
     """
 
-    def __init__(self, client_id: str) -> None:
+    def __init__(
+        self,
+        client_id: str,
+        *,
+        client_secret: str = "",
+        redirect_uris: Iterable[str] = (),
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.lock = threading.Lock()
         self.changed = threading.Condition(self.lock)
         self.client_id = client_id
+        self.clock = clock
+        # The apps registered at construction; reset() comes back to them.
+        self._registered = (client_id, client_secret, tuple(redirect_uris))
+        self.clients: dict[str, _Client] = {}
+        self._register_initial_client()
         self.tokens: dict[str, _Grant] = {}
         self.revoked: set[str] = set()
         self.codes: dict[str, _PendingCode] = {}
-        self.refresh_tokens: dict[str, tuple[Customer, tuple[str, ...], str]] = {}
+        self.refresh_tokens: dict[str, _RefreshGrant] = {}
         self.faults = _fresh_schedules()
         self.latency: dict[str, float] = {}
         self.calls: collections.Counter[str] = collections.Counter()
@@ -92,6 +111,7 @@ class _State:
     def clear(self) -> None:
         """Forget tokens, codes, faults, latency, counters and the request log."""
         with self.lock:
+            self._register_initial_client()
             self.tokens.clear()
             self.revoked.clear()
             self.codes.clear()
@@ -102,6 +122,14 @@ class _State:
             self.connections = 0
             self.requests.clear()
             self.token_in_url = 0
+
+    def _register_initial_client(self) -> None:
+        client_id, secret, uris = self._registered
+        self.clients = {client_id: _Client(client_id, secret, list(uris))}
+
+    def now(self) -> float:
+        """The emulator's time (``time.time`` unless a clock was injected)."""
+        return self.clock()
 
     # -- connection tracking -------------------------------------------------
 
@@ -147,7 +175,7 @@ class _State:
                 self.token_in_url += 1
             fault: _Injection | None = None
             latency = 0.0
-            if record.endpoint in ENDPOINTS:
+            if record.endpoint in _FAULTABLE:
                 self.calls[record.endpoint] += 1
                 fault = self.faults[record.endpoint].take()
                 latency = self.latency.get(record.endpoint, 0.0)
@@ -170,6 +198,36 @@ class _State:
             grant = self.tokens.get(token)
             if grant is None or token in self.revoked:
                 return None
-        if time.time() >= grant.expires_at:
+        if self.now() >= grant.expires_at:
             return None
         return grant
+
+    def remove_app(self, user_id: str, client_id: str) -> int:
+        """The customer removes the app: its tokens and codes for them stop working.
+
+        :returns: how many access and refresh tokens were revoked.
+        """
+        with self.lock:
+            access = [
+                token
+                for token, grant in self.tokens.items()
+                if grant.customer.user_id == user_id
+                and grant.aud == client_id
+                and token not in self.revoked
+            ]
+            self.revoked.update(access)
+            refresh = [
+                token
+                for token, held in self.refresh_tokens.items()
+                if held.customer.user_id == user_id and held.client_id == client_id
+            ]
+            for token in refresh:
+                del self.refresh_tokens[token]
+            codes = [
+                code
+                for code, pending in self.codes.items()
+                if pending.customer.user_id == user_id and pending.client_id == client_id
+            ]
+            for code in codes:
+                del self.codes[code]
+        return len(access) + len(refresh)

@@ -15,7 +15,6 @@ import dataclasses
 import hashlib
 import json
 import math
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Final
 from urllib.parse import unquote_plus
@@ -30,8 +29,13 @@ MINT_PATH: Final = "/_emulator/tokens"
 AUTHORIZE_PATH: Final = "/ap/oa"
 TOKEN_PATH: Final = "/auth/o2/token"
 
-#: Endpoint names used by :attr:`LWAEmulator.calls`, faults and latency.
+#: The resource server's endpoints: where faults and latency go when no
+#: endpoint is named.
 ENDPOINTS: Final = ("tokeninfo", "profile")
+
+# Endpoints counted in ``calls`` and open to faults and latency: the resource
+# server's two and the token endpoint, which is named explicitly.
+_FAULTABLE: Final = (*ENDPOINTS, "token")
 
 # Route name and the methods the route answers.  Paths are matched
 # case-insensitively because Amazon's are (``/auth/O2/tokeninfo`` works).
@@ -40,7 +44,8 @@ _ROUTES: Final[Mapping[str, tuple[str, frozenset[str]]]] = {
     PROFILE_PATH: ("profile", frozenset({"GET"})),
     MINT_PATH: ("mint", frozenset({"POST"})),
     AUTHORIZE_PATH: ("authorize", frozenset({"GET", "POST"})),
-    TOKEN_PATH: ("token", frozenset({"POST"})),
+    # OPTIONS: the CORS preflight of a browser (PKCE public client).
+    TOKEN_PATH: ("token", frozenset({"POST", "OPTIONS"})),
 }
 
 _JSON_TYPE: Final = "application/json;charset=UTF-8"
@@ -105,8 +110,8 @@ def _app_id(aud: str) -> str:
     return "amzn1.application." + hashlib.sha256(aud.encode()).hexdigest()[:32]
 
 
-def _tokeninfo_payload(grant: _Grant) -> dict[str, object]:
-    remaining = max(0, math.floor(grant.expires_at - time.time()))
+def _tokeninfo_payload(grant: _Grant, now: float) -> dict[str, object]:
+    remaining = max(0, math.floor(grant.expires_at - now))
     return {
         "iss": _ISSUER,
         "user_id": grant.customer.user_id,
@@ -168,15 +173,31 @@ def _bearer(header: str | None) -> str | None:
     return _credentials(header, "bearer") or None
 
 
-def _basic_user(header: str | None) -> str | None:
+def _basic_credentials(header: str | None) -> tuple[str, str] | str | None:
+    """``(client_id, client_secret)`` of an HTTP Basic header.
+
+    ``None`` without Basic credentials, ``"malformed"`` if they do not decode.
+    Both halves are form-decoded, as RFC 6749 section 2.3.1 asks.
+    """
     credentials = _credentials(header, "basic")
     if credentials is None:
         return None
     try:
         decoded = base64.b64decode(credentials, validate=True).decode()
     except (binascii.Error, UnicodeDecodeError):
-        return None
-    return decoded.partition(":")[0] or None
+        return "malformed"
+    user, colon, password = decoded.partition(":")
+    if not colon or not user:
+        return "malformed"
+    return unquote_plus(user), unquote_plus(password)
+
+
+# Query parameters whose values never reach the request log: the access
+# token (which tokeninfo and profile accept there) and everything that a
+# careless client might put in the token endpoint's URL instead of its body.
+_SECRET_PARAMETERS: Final = frozenset(
+    {"access_token", "refresh_token", "code", "code_verifier", "client_secret"}
+)
 
 
 def _redact_target(target: str) -> str:
@@ -187,6 +208,6 @@ def _redact_target(target: str) -> str:
     for item in query.split("&"):
         name, eq, _ = item.partition("=")
         # Decoded, so access%5Ftoken=... (which parse_qsl accepts) is caught too.
-        secret = unquote_plus(name) == "access_token" and eq
+        secret = unquote_plus(name) in _SECRET_PARAMETERS and eq
         parts.append(f"{name}=<redacted>" if secret else item)
     return f"{path}?{'&'.join(parts)}"

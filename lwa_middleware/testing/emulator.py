@@ -32,13 +32,21 @@ import dataclasses
 import math
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Self
 
 from lwa_middleware.testing._grants import BUILTIN_CUSTOMERS as BUILTIN_CUSTOMERS
-from lwa_middleware.testing._grants import Customer, _Grant, _new_customer, _normalize_scopes
+from lwa_middleware.testing._grants import (
+    Customer,
+    _Client,
+    _Grant,
+    _new_client_secret,
+    _new_customer,
+    _normalize_scopes,
+)
 from lwa_middleware.testing._server import _Server
+from lwa_middleware.testing._signin import _is_valid_redirect_uri
 from lwa_middleware.testing._state import RecordedRequest, _State
 from lwa_middleware.testing._wire import AUTHORIZE_PATH as AUTHORIZE_PATH
 from lwa_middleware.testing._wire import ENDPOINTS as ENDPOINTS
@@ -56,11 +64,19 @@ from lwa_middleware.testing.faults import (
 
 __all__ = [
     "BUILTIN_CUSTOMERS",
+    "DEFAULT_REDIRECT_URIS",
     "Customer",
     "Fault",
     "LWAEmulator",
     "RecordedRequest",
 ]
+
+#: The return URLs registered when none are given: the demo's callback on
+#: its default port (``lwa-middleware demo``).
+DEFAULT_REDIRECT_URIS: tuple[str, ...] = (
+    "http://127.0.0.1:8000/callback",
+    "http://localhost:8000/callback",
+)
 
 
 class LWAEmulator:
@@ -75,14 +91,27 @@ class LWAEmulator:
       tests written in other languages;
     - ``GET``/``POST /ap/oa`` (a sign-in page listing three test customers)
       and ``POST /auth/o2/token`` (code and refresh token exchange), so a
-      browser demo works end to end.
+      browser demo works end to end.  They enforce LWA's rules: registered
+      redirect URIs only, single-use codes that expire after five minutes,
+      PKCE (``S256`` and ``plain``), the client secret (body or HTTP Basic),
+      refresh tokens only for clients that sent their secret, and
+      :meth:`remove_app`.
 
     Every request is counted and recorded (without header values or token
     values), and faults and latency can be injected per endpoint.  The
     server runs in daemon threads; nothing it does is logged or printed, and
     its ``repr`` never shows a token.
 
-    :param client_id: the ``aud`` of tokens issued without an explicit one.
+    :param client_id: the ``aud`` of tokens issued without an explicit one,
+        and the app registered for sign-in.
+    :param client_secret: that app's client secret, which the token
+        endpoint checks; a fresh random ``amzn1.oa2-cs.v1.…`` by default.
+    :param redirect_uris: that app's Allowed Return URLs: ``/ap/oa``
+        redirects only to one of them, matched exactly.  https URLs, or
+        http ones on loopback; :data:`DEFAULT_REDIRECT_URIS` by default.
+        Their origins may call the token endpoint from a browser (CORS).
+    :param clock: the emulator's time source (``time.time`` by default), so
+        tests can expire codes and tokens without sleeping.
     :param host: the loopback address to bind, ``127.0.0.1`` by default
         (``::1`` works too).
     :param port: the port to bind; ``0`` picks a free one.  Once bound, the
@@ -104,16 +133,31 @@ class LWAEmulator:
         client_id: str = "amzn1.application-oa2-client.emulator",
         host: str = "127.0.0.1",
         port: int = 0,
+        client_secret: str | None = None,
+        redirect_uris: Iterable[str] | None = None,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         if not client_id:
             raise ValueError("client_id must not be empty")
         if not 0 <= port <= 65535:
             raise ValueError(f"port out of range: {port}")
+        if client_secret == "":
+            raise ValueError("client_secret must not be empty")
+        uris = _checked_redirect_uris(
+            DEFAULT_REDIRECT_URIS if redirect_uris is None else redirect_uris
+        )
         self.client_id = client_id
+        #: The client secret of :attr:`client_id`; never in a ``repr``.
+        self.client_secret = client_secret or _new_client_secret()
         self._host = host
         self._port = port
         self._bound = False
-        self._state = _State(client_id)
+        self._state = _State(
+            client_id,
+            client_secret=self.client_secret,
+            redirect_uris=uris,
+            clock=clock or time.time,
+        )
         # Serialises start/stop/DOWN; distinct from the state lock so that
         # joining threads never happens while a handler could need the state.
         self._lifecycle = threading.Lock()
@@ -237,9 +281,9 @@ class LWAEmulator:
 
     @property
     def calls(self) -> collections.Counter[str]:
-        """Requests received per endpoint (``"tokeninfo"``, ``"profile"``).
+        """Requests received per endpoint (``"tokeninfo"``, ``"profile"``, ``"token"``).
 
-        Faulted requests count; minting, authorize and token exchange do not.
+        Faulted requests count; minting and the sign-in page do not.
         """
         return self._state.calls
 
@@ -308,7 +352,7 @@ class LWAEmulator:
             if value is not None
         }
         who = dataclasses.replace(base, **overrides)
-        now = time.time()
+        now = self._state.now()
         grant = _Grant(who, normalized, aud or self.client_id, now, now + float(expires_in))
         return self._state.add_token(grant)
 
@@ -333,10 +377,95 @@ class LWAEmulator:
             raise KeyError("unknown token")
         return grant.customer
 
+    # -- sign-in -------------------------------------------------------------
+
+    @property
+    def token_url(self) -> str:
+        """The full URL of the token endpoint (``POST /auth/o2/token``)."""
+        return self.base_url + TOKEN_PATH
+
+    @property
+    def authorize_url(self) -> str:
+        """The full URL of the sign-in page (``/ap/oa``)."""
+        return self.base_url + AUTHORIZE_PATH
+
+    @property
+    def redirect_uris(self) -> tuple[str, ...]:
+        """The Allowed Return URLs of :attr:`client_id`, as registered now."""
+        with self._state.lock:
+            return tuple(self._state.clients[self.client_id].redirect_uris)
+
+    def add_redirect_uri(self, uri: str, *, client_id: str | None = None) -> None:
+        """Register one more Allowed Return URL, as in LWA's console.
+
+        :meth:`reset` forgets it, and comes back to the ones given at
+        construction.
+
+        :param client_id: the app; :attr:`client_id` by default.
+        :raises ValueError: not https nor http on loopback, or has a fragment.
+        :raises KeyError: no app has this client id.
+
+        Example::
+
+            with serve_in_thread(build_demo_app(lwa)) as url:
+                lwa.add_redirect_uri(url + "/callback")
+        """
+        (checked,) = _checked_redirect_uris([uri])
+        with self._state.lock:
+            client = self._state.clients[client_id or self.client_id]
+            if checked not in client.redirect_uris:
+                client.redirect_uris.append(checked)
+
+    def add_client(
+        self,
+        client_id: str,
+        *,
+        client_secret: str | None = None,
+        redirect_uris: Iterable[str] = (),
+    ) -> str:
+        """Register another app (security profile) for sign-in, until :meth:`reset`.
+
+        :returns: its client secret (``client_secret``, or a random one).
+        :raises ValueError: the client id is empty or taken, or a URL is invalid.
+
+        Example::
+
+            other_secret = lwa.add_client("amzn1.application-oa2-client.other")
+        """
+        if not client_id:
+            raise ValueError("client_id must not be empty")
+        if client_secret == "":
+            raise ValueError("client_secret must not be empty")
+        uris = _checked_redirect_uris(redirect_uris)
+        secret = client_secret or _new_client_secret()
+        with self._state.lock:
+            if client_id in self._state.clients:
+                raise ValueError("client_id is already registered")
+            self._state.clients[client_id] = _Client(client_id, secret, list(uris))
+        return secret
+
+    def remove_app(self, customer: Customer | str, *, client_id: str | None = None) -> int:
+        """The customer removes the app from their Amazon account.
+
+        Their refresh tokens for it are refused from now on (``invalid_grant``),
+        their access tokens for it too (tokeninfo and profile answer
+        ``invalid_token``), and codes not yet exchanged are void.  Signing in
+        again gets new tokens.
+
+        :param customer: a :class:`Customer` or a ``user_id``.
+        :param client_id: the app; :attr:`client_id` by default.
+        :returns: how many access and refresh tokens stopped working.
+        """
+        user_id = customer.user_id if isinstance(customer, Customer) else customer
+        return self._state.remove_app(user_id, client_id or self.client_id)
+
     # -- faults --------------------------------------------------------------
 
     def set_latency(self, seconds: float, endpoint: str | None = None) -> None:
-        """Delay every answer at ``endpoint`` (both if ``None``) by ``seconds``.
+        """Delay every answer at ``endpoint`` by ``seconds``.
+
+        ``endpoint`` is ``"tokeninfo"``, ``"profile"``, ``"token"`` or ``None``
+        for tokeninfo and profile.
 
         Other requests are served meanwhile.  ``0`` removes the delay.
         """
@@ -357,9 +486,11 @@ class LWAEmulator:
         """Make the emulator misbehave.
 
         :param kind: a :class:`Fault`, its value (``"503"``) or its name.
-        :param endpoint: ``"tokeninfo"``, ``"profile"`` or ``None`` for both.
-            Profile-only and tokeninfo-only faults with ``None`` go to their
-            own endpoint.  Ignored for :attr:`Fault.DOWN`.
+        :param endpoint: ``"tokeninfo"``, ``"profile"``, ``"token"`` (the
+            token endpoint, ``POST /auth/o2/token``) or ``None`` for the first
+            two.  Profile-only and tokeninfo-only faults with ``None`` go to
+            their own endpoint.  Ignored for :attr:`Fault.DOWN`.  A faulted
+            token request is not processed: its code stays unused.
         :param times: fault only the next ``times`` requests at the endpoint,
             then answer normally; ``None`` keeps faulting until
             :meth:`clear_faults`.  Counted faults queue up in injection order
@@ -431,3 +562,16 @@ class LWAEmulator:
         with self._state.lock:
             count = len(self._state.tokens)
         return f"<LWAEmulator {status} {where} client_id={self.client_id!r} tokens={count}>"
+
+
+def _checked_redirect_uris(uris: Iterable[str]) -> tuple[str, ...]:
+    if isinstance(uris, str):
+        raise TypeError("redirect_uris must be a list of URLs, not one string")
+    checked = tuple(uris)
+    for uri in checked:
+        if not isinstance(uri, str) or not _is_valid_redirect_uri(uri):
+            raise ValueError(
+                "a redirect URI must be an https URL, or http on a loopback host, "
+                f"without a fragment: {uri!r}"
+            )
+    return checked

@@ -13,12 +13,12 @@ from __future__ import annotations
 import collections
 import dataclasses
 import enum
-import time
 from collections.abc import Mapping
 from typing import Final
 
-from lwa_middleware.testing._grants import BUILTIN_CUSTOMERS, _Grant
+from lwa_middleware.testing._grants import BUILTIN_CUSTOMERS, _Grant, _new_secret
 from lwa_middleware.testing._wire import (
+    _FAULTABLE,
     ENDPOINTS,
     _error,
     _json,
@@ -97,6 +97,10 @@ _FAULT_ENDPOINTS: Final[Mapping[Fault, tuple[str, ...]]] = {
 }
 
 
+# Faults that break the body whatever the token, valid or not.
+_BROKEN_BODY: Final = (Fault.BAD_JSON, Fault.WRONG_TYPES, Fault.OVERSIZED)
+
+
 # -- scheduling ----------------------------------------------------------------
 
 
@@ -138,24 +142,27 @@ class _FaultSchedule:
 
 
 def _fresh_schedules() -> dict[str, _FaultSchedule]:
-    return {e: _FaultSchedule() for e in ENDPOINTS}
+    return {e: _FaultSchedule() for e in _FAULTABLE}
 
 
 def _check_endpoint(endpoint: str | None) -> tuple[str, ...]:
+    """The endpoints named by ``endpoint``: ``None`` is the resource server's two."""
     if endpoint is None:
         return ENDPOINTS
-    if endpoint not in ENDPOINTS:
-        raise ValueError(f"endpoint must be one of {ENDPOINTS} or None, not {endpoint!r}")
+    if endpoint not in _FAULTABLE:
+        raise ValueError(f"endpoint must be one of {_FAULTABLE} or None, not {endpoint!r}")
     return (endpoint,)
 
 
 def _fault_targets(fault: Fault, endpoint: str | None) -> tuple[str, ...]:
     """The endpoints ``fault`` goes to when injected at ``endpoint``."""
     targets = _check_endpoint(endpoint)
-    allowed = _FAULT_ENDPOINTS.get(fault, ENDPOINTS)
+    allowed = _FAULT_ENDPOINTS.get(fault)
+    if allowed is None:
+        return targets
     if endpoint is None:
-        targets = allowed
-    elif endpoint not in allowed:
+        return allowed
+    if endpoint not in allowed:
         raise ValueError(f"{fault.name} only applies to {allowed[0]}")
     return targets
 
@@ -199,14 +206,25 @@ def _transport_fault(fault: _Injection) -> _Response | None:
 
 
 def _broken_answer(
-    endpoint: str, kind: Fault | None, grant: _Grant | None, client_id: str
+    endpoint: str, kind: Fault | None, grant: _Grant | None, client_id: str, now: float
 ) -> _Response:
-    """A ``200`` whose body is unusable, whatever token was sent."""
+    """A ``200`` whose body is unusable, whatever token (or code) was sent.
+
+    At the token endpoint the request is not processed: its code is not
+    used up, and the tokens in the answer are worthless.
+    """
     if grant is None:
-        now = time.time()
         grant = _Grant(BUILTIN_CUSTOMERS[0], ("profile",), client_id, now, now + 3600)
+    payload: dict[str, object]
     if endpoint == "tokeninfo":
-        payload = _tokeninfo_payload(grant)
+        payload = _tokeninfo_payload(grant, now)
+    elif endpoint == "token":
+        payload = {
+            "access_token": _new_secret("Atza|"),
+            "refresh_token": _new_secret("Atzr|"),
+            "token_type": "bearer",
+            "expires_in": 3600,
+        }
     else:
         payload = _profile_payload(grant.customer, grant.scopes)
     if kind is Fault.BAD_JSON:
@@ -216,6 +234,9 @@ def _broken_answer(
     if kind is Fault.WRONG_TYPES:
         if endpoint == "tokeninfo":
             payload.update(user_id=None, aud=123, app_id=["app"], exp=[1], iat="yesterday")
+        elif endpoint == "token":
+            payload.update(access_token=123, refresh_token=None, token_type=["bearer"])
+            payload["expires_in"] = "3600"
         else:
             payload.update(user_id=5, name=["Ada"], email=False, postal_code=98109)
         return _json(200, payload)

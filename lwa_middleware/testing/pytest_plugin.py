@@ -10,6 +10,13 @@ the entry point, load it with ``-p lwa_middleware.testing.pytest_plugin``.
     Function-scoped: the same emulator, reset before and after each test
     (no tokens, faults or latency; counters and request log at zero).
 
+For sign-in tests the emulator carries its app's registration:
+``lwa_emulator.client_id``, ``lwa_emulator.client_secret`` (random per
+session) and ``lwa_emulator.redirect_uris``; register your app's callback
+with ``lwa_emulator.add_redirect_uri(url)`` (the reset between tests
+forgets it again), and use ``lwa_emulator.authorize_url`` and
+``lwa_emulator.token_url``.
+
 Example::
 
     def test_needs_a_profile(lwa_emulator):

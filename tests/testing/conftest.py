@@ -16,10 +16,19 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from .emulator_support import make_client
+from lwa_middleware.testing import LWAEmulator
+
+from .emulator_support import REDIRECT, make_client
 
 
 @pytest.fixture
 def client() -> Iterator[httpx.Client]:
     with make_client() as c:
         yield c
+
+
+@pytest.fixture
+def signin(lwa_emulator: LWAEmulator) -> LWAEmulator:
+    """The clean emulator with :data:`REDIRECT` registered as a return URL."""
+    lwa_emulator.add_redirect_uri(REDIRECT)
+    return lwa_emulator

@@ -6,9 +6,13 @@ a request anywhere but loopback.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import re
+import secrets
 import ssl
 import threading
+from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 
@@ -38,6 +42,7 @@ APP_ID = re.compile(r"amzn1\.application\.[0-9a-f]{32}")
 TOKEN = re.compile(r"Atza\|[A-Za-z0-9_-]+")
 
 
+#: The return URL the sign-in tests use; the ``signin`` fixture registers it.
 REDIRECT = "http://127.0.0.1:9/callback"
 
 
@@ -71,3 +76,94 @@ def call_in_thread(url: str, token: str) -> tuple[threading.Thread, dict[str, ob
     thread = threading.Thread(target=call, daemon=True)
     thread.start()
     return thread, outcome
+
+
+# -- sign-in ---------------------------------------------------------------------
+
+
+def pkce_pair(verifier: str | None = None) -> tuple[str, str]:
+    """A code verifier and its S256 challenge (RFC 7636, appendix B)."""
+    verifier = verifier or secrets.token_urlsafe(32)
+    digest = hashlib.sha256(verifier.encode("ascii")).digest()
+    return verifier, base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+def authorize_form(lwa: LWAEmulator, **overrides: str) -> dict[str, str]:
+    """What the consent page posts when the customer clicks Sign in."""
+    form = {
+        "client_id": lwa.client_id,
+        "scope": "profile",
+        "response_type": "code",
+        "redirect_uri": REDIRECT,
+        "state": "xyz",
+        "customer": "0",
+        "action": "allow",
+    }
+    form.update(overrides)
+    return {k: v for k, v in form.items() if v is not None}
+
+
+def redirect_params(response: httpx.Response) -> dict[str, str]:
+    """The query of a redirect to :data:`REDIRECT`, one value per name."""
+    assert response.status_code == 302, response.text
+    location = urlsplit(response.headers["location"])
+    assert location.fragment == ""
+    return dict(parse_qsl(location.query, keep_blank_values=True))
+
+
+def get_code(c: httpx.Client, lwa: LWAEmulator, **overrides: str) -> str:
+    """Sign in on the consent page and return the authorization code."""
+    answer = c.post(lwa.base_url + "/ap/oa", data=authorize_form(lwa, **overrides))
+    return redirect_params(answer)["code"]
+
+
+def exchange(
+    c: httpx.Client,
+    lwa: LWAEmulator,
+    code: str,
+    *,
+    auth: tuple[str, str] | None = None,
+    **fields: str | None,
+) -> httpx.Response:
+    """``POST /auth/o2/token`` for ``code``; a field set to ``None`` is left out."""
+    form: dict[str, str | None] = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": REDIRECT,
+        "client_id": lwa.client_id,
+    }
+    form.update(fields)
+    data = {k: v for k, v in form.items() if v is not None}
+    return c.post(lwa.token_url, data=data, auth=auth)
+
+
+def refresh(
+    c: httpx.Client, lwa: LWAEmulator, refresh_token: str, **fields: str | None
+) -> httpx.Response:
+    form: dict[str, str | None] = {
+        "grant_type": "refresh_token",
+        "refresh_token": refresh_token,
+        "client_id": lwa.client_id,
+        "client_secret": lwa.client_secret,
+    }
+    form.update(fields)
+    return c.post(lwa.token_url, data={k: v for k, v in form.items() if v is not None})
+
+
+def error_of(response: httpx.Response) -> str:
+    body = response.json()
+    assert set(body) == {"error", "error_description"}
+    return str(body["error"])
+
+
+class FakeClock:
+    """A clock for ``LWAEmulator(clock=...)`` that moves only when told."""
+
+    def __init__(self, now: float = 1_800_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds

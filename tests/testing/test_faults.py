@@ -351,7 +351,9 @@ def test_inject_validates(lwa_emulator: LWAEmulator) -> None:
     with pytest.raises(ValueError):
         lwa_emulator.inject("no_such_fault")
     with pytest.raises(ValueError):
-        lwa_emulator.inject(Fault.HANG, endpoint="token")
+        lwa_emulator.inject(Fault.HANG, endpoint="authorize")
+    with pytest.raises(ValueError):
+        lwa_emulator.inject(Fault.EXP_STRING, endpoint="token")
     with pytest.raises(ValueError):
         lwa_emulator.inject(Fault.HANG, times=0)
     with pytest.raises(ValueError):

@@ -1,49 +1,63 @@
-"""The sign-in flow (:mod:`lwa_middleware.testing._signin`).
+"""The sign-in page (``/ap/oa`` of :mod:`lwa_middleware.testing._signin`).
 
-The authorize page, the implicit and code grants, and the token endpoint.
+Registered redirect URIs only, errors redirected as LWA does (with
+``state``), the implicit grant refused, and PKCE parameters carried through
+the consent page.  The token endpoint is in ``test_token_endpoint``.
 """
 
 from __future__ import annotations
 
 import html
 import re
-from collections import Counter
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lwa_middleware.testing import BUILTIN_CUSTOMERS, LWAEmulator
+from lwa_middleware.testing import BUILTIN_CUSTOMERS, DEFAULT_REDIRECT_URIS, LWAEmulator
 
 from .emulator_support import (
     REDIRECT,
+    authorize_form,
+    exchange,
+    get_code,
     make_client,
+    pkce_pair,
     profile,
-    tokeninfo,
+    redirect_params,
 )
 
-# -- authorize page ------------------------------------------------------------
 
-
-def authorize_params(**overrides: str) -> dict[str, str]:
-    params = {
-        "client_id": "amzn1.application-oa2-client.demo",
+def authorize_params(lwa: LWAEmulator, **overrides: str | None) -> dict[str, str]:
+    """The query of the authorize URL an app sends the browser to."""
+    params: dict[str, str | None] = {
+        "client_id": lwa.client_id,
         "scope": "profile postal_code",
-        "response_type": "token",
+        "response_type": "code",
         "redirect_uri": REDIRECT,
         "state": "xyz",
     }
     params.update(overrides)
-    return params
+    return {k: v for k, v in params.items() if v is not None}
 
 
+def hidden(page: str, name: str) -> str:
+    found = re.search(rf'<input type="hidden" name="{name}" value="([^"]*)">', page)
+    assert found is not None, name
+    return html.unescape(found.group(1))
 
-def test_authorize_page(lwa_emulator: LWAEmulator, client: httpx.Client) -> None:
+
+# -- the consent page --------------------------------------------------------------
+
+
+def test_authorize_page(signin: LWAEmulator, client: httpx.Client) -> None:
     response = client.get(
-        lwa_emulator.base_url + "/ap/oa",
-        params=authorize_params(state='"><script>alert(1)</script>', scope="profile:user_id"),
+        signin.authorize_url,
+        params=authorize_params(
+            signin, state='"><script>alert(1)</script>', scope="profile:user_id"
+        ),
     )
     assert response.status_code == 200
     assert response.headers["content-type"] == "text/html;charset=UTF-8"
@@ -61,92 +75,229 @@ def test_authorize_page(lwa_emulator: LWAEmulator, client: httpx.Client) -> None
     assert "http" not in re.sub(r'value="http://127\.0\.0\.1:9/callback"', "", page)
 
 
+def test_pkce_parameters_travel_through_the_consent_page(
+    signin: LWAEmulator, client: httpx.Client
+) -> None:
+    verifier, challenge = pkce_pair()
+    query = authorize_params(
+        signin, state="s-1", code_challenge=challenge, code_challenge_method="S256"
+    )
+    page = client.get(signin.authorize_url, params=query).text
+    assert hidden(page, "state") == "s-1"
+    assert hidden(page, "code_challenge") == challenge
+    assert hidden(page, "code_challenge_method") == "S256"
+    assert hidden(page, "response_type") == "code"
+    assert verifier not in page
+
+    # Submit the form as a browser does: its hidden fields plus the choices.
+    form = {
+        name: hidden(page, name)
+        for name in ("client_id", "response_type", "redirect_uri", "state", "code_challenge")
+    }
+    form |= {"code_challenge_method": hidden(page, "code_challenge_method")}
+    form |= {"customer": "1", "scope": "profile", "action": "allow"}
+    answer = redirect_params(client.post(signin.authorize_url, data=form))
+    assert answer.keys() == {"code", "scope", "state"}
+    assert answer["state"] == "s-1"
+    tokens = exchange(client, signin, answer["code"], code_verifier=verifier)
+    assert tokens.status_code == 200, tokens.text
+    assert profile(client, signin, tokens.json()["access_token"]).json()["name"] == (
+        BUILTIN_CUSTOMERS[1].name
+    )
+
+
+# -- redirect_uri: registered, exact match -----------------------------------------
+
 
 @pytest.mark.parametrize(
     "redirect_uri",
     [
+        "http://127.0.0.1:9/other",
+        "http://127.0.0.1:9/callback/",
+        "http://127.0.0.1:9/callback?x=1",
+        "http://127.0.0.1:10/callback",
+        "http://localhost:9/callback",
+        "https://127.0.0.1:9/callback",
         "https://evil.example/cb",
         "http://127.0.0.1.evil.example/cb",
         "http://localhost@evil.example/cb",
-        "http://evil.example/cb?http://127.0.0.1/",
         "javascript:alert(1)//127.0.0.1",
-        "http://127.0.0.1:9/cb#fragment",
-        "//127.0.0.1/cb",
+        "http://127.0.0.1:9/callback#fragment",
+        "//127.0.0.1:9/callback",
         "",
     ],
 )
-def test_non_loopback_redirect_uri_is_rejected(
-    lwa_emulator: LWAEmulator, client: httpx.Client, redirect_uri: str
+def test_unregistered_redirect_uri_gets_a_page_never_a_redirect(
+    signin: LWAEmulator, client: httpx.Client, redirect_uri: str
 ) -> None:
-    params = authorize_params(redirect_uri=redirect_uri)
-    page = client.get(lwa_emulator.base_url + "/ap/oa", params=params)
+    params = authorize_params(signin, redirect_uri=redirect_uri)
+    page = client.get(signin.authorize_url, params=params)
     assert page.status_code == 400
     assert page.headers["content-type"].startswith("text/html")
-    assert "loopback" in page.text
-    submit = client.post(lwa_emulator.base_url + "/ap/oa", data={**params, "customer": "0"})
-    assert submit.status_code == 400
-    assert "location" not in submit.headers
+    assert "registered return URLs" in page.text
+    for action in ("allow", "deny"):
+        form = authorize_form(signin, redirect_uri=redirect_uri, action=action)
+        submit = client.post(signin.authorize_url, data=form)
+        assert submit.status_code == 400
+        assert "location" not in submit.headers
+    # Even errors that would otherwise be redirected stay on the page.
+    implicit = client.get(signin.authorize_url, params={**params, "response_type": "token"})
+    assert implicit.status_code == 400
+    assert "location" not in implicit.headers
 
 
-
-@pytest.mark.parametrize("redirect_uri", ["http://localhost/cb", "http://[::1]:8000/cb"])
-def test_loopback_redirect_uris_are_accepted(
-    lwa_emulator: LWAEmulator, client: httpx.Client, redirect_uri: str
+def test_unknown_or_missing_client_id_gets_a_page(
+    signin: LWAEmulator, client: httpx.Client
 ) -> None:
-    params = authorize_params(redirect_uri=redirect_uri)
-    assert client.get(lwa_emulator.base_url + "/ap/oa", params=params).status_code == 200
+    for client_id in ("amzn1.application-oa2-client.nobody", ""):
+        page = client.get(
+            signin.authorize_url, params=authorize_params(signin, client_id=client_id)
+        )
+        assert page.status_code == 400
+        assert "location" not in page.headers
+        submit = client.post(signin.authorize_url, data=authorize_form(signin, client_id=client_id))
+        assert submit.status_code == 400
+        assert "location" not in submit.headers
 
 
+def test_defaults_and_registered_redirect_uris(client: httpx.Client) -> None:
+    with LWAEmulator() as lwa:
+        assert lwa.redirect_uris == DEFAULT_REDIRECT_URIS
+        assert lwa.client_secret.startswith("amzn1.oa2-cs.v1.")
+        assert lwa.client_secret not in repr(lwa)
+        assert LWAEmulator().client_secret != lwa.client_secret
+        for uri in DEFAULT_REDIRECT_URIS:
+            params = authorize_params(lwa, redirect_uri=uri)
+            assert client.get(lwa.authorize_url, params=params).status_code == 200
+    uris = ["https://app.example/cb", "http://[::1]:8000/cb", "http://localhost/cb?x=1"]
+    with LWAEmulator(redirect_uris=uris, client_secret="s3cret") as lwa:
+        assert lwa.redirect_uris == tuple(uris)
+        assert lwa.client_secret == "s3cret"
+        for uri in uris:
+            params = authorize_params(lwa, redirect_uri=uri)
+            assert client.get(lwa.authorize_url, params=params).status_code == 200
+        code = client.post(
+            lwa.authorize_url, data=authorize_form(lwa, redirect_uri="http://localhost/cb?x=1")
+        ).headers["location"]
+        # An existing query is kept; the answer is appended to it.
+        assert code.startswith("http://localhost/cb?x=1&code=")
 
-def test_authorize_rejects_unknown_scopes(lwa_emulator: LWAEmulator, client: httpx.Client) -> None:
-    params = authorize_params(scope="profile openid")
-    assert client.get(lwa_emulator.base_url + "/ap/oa", params=params).status_code == 400
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "http://app.example/cb",  # plain http off loopback
+        "https://app.example/cb#top",
+        "https://user@app.example/cb",
+        "ftp://127.0.0.1/cb",
+        "/callback",
+        "",
+    ],
+)
+def test_redirect_uris_are_validated(lwa_emulator: LWAEmulator, uri: str) -> None:
+    with pytest.raises(ValueError):
+        LWAEmulator(redirect_uris=[uri])
+    with pytest.raises(ValueError):
+        lwa_emulator.add_redirect_uri(uri)
+    assert uri not in lwa_emulator.redirect_uris
 
 
-# -- implicit grant ------------------------------------------------------------
+def test_constructor_and_add_client_validate(lwa_emulator: LWAEmulator) -> None:
+    with pytest.raises(TypeError):
+        LWAEmulator(redirect_uris="http://127.0.0.1:8000/callback")
+    with pytest.raises(ValueError):
+        LWAEmulator(client_secret="")
+    with pytest.raises(ValueError):
+        lwa_emulator.add_client(lwa_emulator.client_id)
+    with pytest.raises(ValueError):
+        lwa_emulator.add_client("")
+    with pytest.raises(KeyError):
+        lwa_emulator.add_redirect_uri(REDIRECT, client_id="amzn1.application-oa2-client.nobody")
 
 
-def test_implicit_grant(lwa_emulator: LWAEmulator, client: httpx.Client) -> None:
-    # As a browser submits it: one ``scope`` field per ticked box.
+def test_reset_comes_back_to_the_registered_apps(lwa_emulator: LWAEmulator) -> None:
+    before = lwa_emulator.redirect_uris
+    lwa_emulator.add_redirect_uri(REDIRECT)
+    lwa_emulator.add_redirect_uri(REDIRECT)  # once is enough
+    assert lwa_emulator.redirect_uris == (*before, REDIRECT)
+    lwa_emulator.add_client("amzn1.application-oa2-client.other")
+    lwa_emulator.reset()
+    assert lwa_emulator.redirect_uris == before
+    # The other app is gone too: its id can be registered again.
+    lwa_emulator.add_client("amzn1.application-oa2-client.other")
+
+
+# -- errors go back to the app, with state ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("overrides", "error"),
+    [
+        pytest.param({"response_type": "token"}, "unsupported_response_type", id="implicit"),
+        pytest.param({"response_type": "id_token"}, "unsupported_response_type", id="id-token"),
+        pytest.param({"response_type": None}, "invalid_request", id="no-response-type"),
+        pytest.param({"scope": "profile openid"}, "invalid_scope", id="unknown-scope"),
+        pytest.param({"scope": None}, "invalid_scope", id="no-scope"),
+        pytest.param(
+            {"code_challenge": "x" * 43, "code_challenge_method": "S512"},
+            "invalid_request",
+            id="unknown-method",
+        ),
+        pytest.param({"code_challenge_method": "S256"}, "invalid_request", id="method-only"),
+        pytest.param({"code_challenge": "short"}, "invalid_request", id="short-challenge"),
+        pytest.param({"code_challenge": "x" * 129}, "invalid_request", id="long-challenge"),
+        pytest.param({"code_challenge": "!" * 43}, "invalid_request", id="bad-characters"),
+    ],
+)
+def test_errors_redirect_to_the_app_with_state(
+    signin: LWAEmulator,
+    client: httpx.Client,
+    overrides: dict[str, str | None],
+    error: str,
+) -> None:
+    page = client.get(signin.authorize_url, params=authorize_params(signin, **overrides))
+    answer = redirect_params(page)
+    assert answer.keys() == {"error", "error_description", "state"}
+    assert answer["error"] == error
+    assert answer["state"] == "xyz"
+    assert page.headers["location"].startswith(REDIRECT + "?")
+    if overrides.get("scope", "") is None:
+        return  # the form always carries the ticked scopes
+    submitted = client.post(signin.authorize_url, data=authorize_form(signin, **overrides))
+    assert redirect_params(submitted)["error"] == error
+    assert signin.requests[-1].endpoint == "authorize"
+
+
+def test_denied_consent_redirects_with_access_denied_and_state(
+    signin: LWAEmulator, client: httpx.Client
+) -> None:
+    response = client.post(signin.authorize_url, data=authorize_form(signin, action="deny"))
+    answer = redirect_params(response)
+    assert answer["error"] == "access_denied"
+    assert answer["state"] == "xyz"
+    assert "code" not in answer
+    # No state in the request: none in the answer.
+    answer = redirect_params(
+        client.post(signin.authorize_url, data=authorize_form(signin, action="deny", state=""))
+    )
+    assert answer.keys() == {"error", "error_description"}
+
+
+def test_no_scope_ticked_is_invalid_scope(signin: LWAEmulator, client: httpx.Client) -> None:
+    form = authorize_form(signin)
+    del form["scope"]
+    answer = redirect_params(client.post(signin.authorize_url, data=form))
+    assert answer["error"] == "invalid_scope"
+    assert answer["state"] == "xyz"
+
+
+def test_one_scope_field_per_ticked_box(signin: LWAEmulator, client: httpx.Client) -> None:
     form: dict[str, str | list[str]] = {
-        **authorize_params(customer="1", action="allow"),
+        **authorize_form(signin, customer="1"),
         "scope": ["profile", "postal_code"],
     }
-    response = client.post(lwa_emulator.base_url + "/ap/oa", data=form)
-    assert response.status_code == 302
-    location = urlsplit(response.headers["location"])
-    assert f"{location.scheme}://{location.netloc}{location.path}" == REDIRECT
-    assert location.query == ""
-    fragment = {k: v[0] for k, v in parse_qs(location.fragment).items()}
-    assert fragment.keys() == {"access_token", "token_type", "expires_in", "scope", "state"}
-    assert fragment["token_type"] == "bearer"
-    assert fragment["expires_in"] == "3600"
-    assert fragment["scope"] == "profile postal_code"
-    assert fragment["state"] == "xyz"
-    token = fragment["access_token"]
-    assert tokeninfo(client, lwa_emulator, token).json()["aud"] == (
-        "amzn1.application-oa2-client.demo"
-    )
-    grace = BUILTIN_CUSTOMERS[1]
-    assert profile(client, lwa_emulator, token).json() == {
-        "user_id": grace.user_id,
-        "name": grace.name,
-        "email": grace.email,
-        "postal_code": grace.postal_code,
-    }
-
-
-
-def test_cancel_redirects_with_access_denied(
-    lwa_emulator: LWAEmulator, client: httpx.Client
-) -> None:
-    data = authorize_params(response_type="code", action="deny", scope="profile")
-    response = client.post(lwa_emulator.base_url + "/ap/oa", data=data)
-    assert response.status_code == 302
-    query = parse_qs(urlsplit(response.headers["location"]).query)
-    assert query["error"] == ["access_denied"]
-    assert query["state"] == ["xyz"]
-
+    answer = redirect_params(client.post(signin.authorize_url, data=form))
+    assert answer["scope"] == "profile postal_code"
 
 
 @settings(
@@ -155,93 +306,23 @@ def test_cancel_redirects_with_access_denied(
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(state=st.text(st.characters(codec="utf-8"), min_size=1, max_size=40))
-def test_state_round_trips_through_the_implicit_grant(
-    lwa_emulator_server: LWAEmulator, state: str
-) -> None:
+def test_state_round_trips(signin: LWAEmulator, state: str) -> None:
     with make_client() as c:
-        page = c.get(lwa_emulator_server.base_url + "/ap/oa", params=authorize_params(state=state))
+        page = c.get(signin.authorize_url, params=authorize_params(signin, state=state))
         assert page.status_code == 200
         assert f'name="state" value="{html.escape(state)}"' in page.text
-        data = authorize_params(state=state)
-        response = c.post(lwa_emulator_server.base_url + "/ap/oa", data=data)
-    assert response.status_code == 302
-    fragment = parse_qs(urlsplit(response.headers["location"]).fragment, keep_blank_values=True)
-    assert fragment["state"] == [state]
+        response = c.post(signin.authorize_url, data=authorize_form(signin, state=state))
+        denied = c.post(
+            signin.authorize_url, data=authorize_form(signin, state=state, action="deny")
+        )
+    for answer in (response, denied):
+        assert answer.status_code == 302
+        query = parse_qsl(urlsplit(answer.headers["location"]).query, keep_blank_values=True)
+        assert dict(query)["state"] == state
 
 
-# -- code grant and token endpoint ---------------------------------------------
-
-
-def test_authorization_code_flow(lwa_emulator: LWAEmulator, client: httpx.Client) -> None:
-    data = authorize_params(response_type="code", customer="2", state="s1")
-    data["scope"] = "profile:user_id"
-    response = client.post(lwa_emulator.base_url + "/ap/oa", data=data)
-    assert response.status_code == 302
-    location = urlsplit(response.headers["location"])
-    assert location.fragment == ""
-    query = {k: v[0] for k, v in parse_qs(location.query).items()}
-    assert query.keys() == {"code", "scope", "state"}
-    assert query["scope"] == "profile:user_id"
-    assert query["state"] == "s1"
-
-    exchange = {
-        "grant_type": "authorization_code",
-        "code": query["code"],
-        "redirect_uri": REDIRECT,
-        "client_id": "amzn1.application-oa2-client.demo",
-        "client_secret": "ignored",
-    }
-    wrong = client.post(
-        lwa_emulator.base_url + "/auth/o2/token",
-        data={**exchange, "redirect_uri": "http://127.0.0.1:9/other"},
-    )
-    assert wrong.status_code == 400
-    assert wrong.json()["error"] == "invalid_grant"
-
-    # A failed exchange burns the code, as a one-time code should.
-    data["state"] = "s2"
-    response = client.post(lwa_emulator.base_url + "/ap/oa", data=data)
-    exchange["code"] = parse_qs(urlsplit(response.headers["location"]).query)["code"][0]
-    tokens = client.post(lwa_emulator.base_url + "/auth/o2/token", data=exchange)
-    assert tokens.status_code == 200
-    body = tokens.json()
-    assert set(body) == {"access_token", "refresh_token", "token_type", "expires_in"}
-    assert body["token_type"] == "bearer"
-    assert body["expires_in"] == 3600
-    assert body["refresh_token"].startswith("Atzr|")
-    turing = BUILTIN_CUSTOMERS[2]
-    assert profile(client, lwa_emulator, body["access_token"]).json() == {"user_id": turing.user_id}
-
-    again = client.post(lwa_emulator.base_url + "/auth/o2/token", data=exchange)
-    assert again.status_code == 400
-    assert again.json()["error"] == "invalid_grant"
-
-    refreshed = client.post(
-        lwa_emulator.base_url + "/auth/o2/token",
-        data={
-            "grant_type": "refresh_token",
-            "refresh_token": body["refresh_token"],
-            "client_id": "amzn1.application-oa2-client.demo",
-        },
-    )
-    assert refreshed.status_code == 200
-    new_token = refreshed.json()["access_token"]
-    assert new_token != body["access_token"]
-    assert tokeninfo(client, lwa_emulator, new_token).json()["user_id"] == turing.user_id
-
-    unsupported = client.post(
-        lwa_emulator.base_url + "/auth/o2/token",
-        data={"grant_type": "password", "client_id": "x"},
-    )
-    assert unsupported.json()["error"] == "unsupported_grant_type"
-    assert lwa_emulator.calls == Counter(profile=1, tokeninfo=1)
-
-
-
-def test_code_redirect_keeps_an_existing_query(
-    lwa_emulator: LWAEmulator, client: httpx.Client
-) -> None:
-    data = authorize_params(response_type="code", redirect_uri="http://localhost:8080/cb?x=1")
-    response = client.post(lwa_emulator.base_url + "/ap/oa", data=data)
-    location = response.headers["location"]
-    assert location.startswith("http://localhost:8080/cb?x=1&code=")
+def test_codes_are_distinct_and_opaque(signin: LWAEmulator, client: httpx.Client) -> None:
+    codes = {get_code(client, signin) for _ in range(10)}
+    assert len(codes) == 10
+    for code in codes:
+        assert re.fullmatch(r"[A-Za-z0-9_-]{16,}", code)

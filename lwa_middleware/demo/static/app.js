@@ -1,13 +1,21 @@
-// The demo page: implicit-grant sign-in through the LWA emulator, then calls
-// to the protected API with the token in an Authorization header.
+// The demo page: Login with Amazon with the Authorization Code grant and PKCE
+// (S256), then calls to the protected API with the token in an Authorization
+// header.
 //
-// The token lives in sessionStorage (this tab only) and leaves the address bar
-// as soon as it is read, so it is neither bookmarked nor kept in history.
+// 1. Sign in: a random state and code verifier go to sessionStorage, the
+//    browser goes to LWA's /ap/oa with the verifier's SHA-256 (the challenge).
+// 2. Back on /callback?code=...&state=...: the code leaves the address bar at
+//    once (history.replaceState), the state must be the one this tab sent,
+//    and the code is exchanged at LWA's token endpoint with the verifier. No
+//    client secret: a browser cannot keep one.
+// 3. The access token lives in sessionStorage (this tab only), never in a URL,
+//    and travels as "Authorization: Bearer ..." to the API.
 "use strict";
 
 (() => {
   const TOKEN_KEY = "lwa-demo:token";
   const STATE_KEY = "lwa-demo:state";
+  const VERIFIER_KEY = "lwa-demo:verifier";
   const STAT_LABELS = {
     lookups: "Lookups sent to LWA",
     hits: "Answered from the cache",
@@ -40,10 +48,26 @@
     box.hidden = !text;
   }
 
-  function randomState() {
-    const bytes = new Uint8Array(16);
+  function base64url(bytes) {
+    let binary = "";
+    for (const b of bytes) binary += String.fromCharCode(b);
+    return btoa(binary).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+  }
+
+  function randomString(size) {
+    const bytes = new Uint8Array(size);
     crypto.getRandomValues(bytes);
-    return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+    return base64url(bytes);
+  }
+
+  // RFC 7636: the S256 challenge is BASE64URL(SHA-256(verifier)).
+  async function s256(verifier) {
+    const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(verifier));
+    return base64url(new Uint8Array(digest));
+  }
+
+  function redirectUri() {
+    return location.origin + "/callback";
   }
 
   function challengeParam(challenge, name) {
@@ -95,42 +119,76 @@
 
   // -- sign in ----------------------------------------------------------------
 
-  function login() {
+  async function login() {
     if (!config) return;
-    const state = randomState();
+    const state = randomString(16);
+    const verifier = randomString(32); // 43 characters, the RFC 7636 minimum
     sessionStorage.setItem(STATE_KEY, state);
-    const params = [
-      ["client_id", config.client_id],
-      ["scope", config.scopes.join(" ")],
-      ["response_type", "token"],
-      ["redirect_uri", location.origin + "/callback"],
-      ["state", state],
-    ];
-    const query = params.map(([k, v]) => k + "=" + encodeURIComponent(v)).join("&");
-    location.assign(config.authorize_url + "?" + query);
+    sessionStorage.setItem(VERIFIER_KEY, verifier);
+    const params = new URLSearchParams({
+      client_id: config.client_id,
+      scope: config.scopes.join(" "),
+      response_type: "code",
+      redirect_uri: redirectUri(),
+      state: state,
+      code_challenge: await s256(verifier),
+      code_challenge_method: "S256",
+    });
+    location.assign(config.authorize_url + "?" + params.toString());
   }
 
-  // Reads the answer of the sign-in page from the URL fragment, if any.
-  function takeFragment() {
-    if (!location.hash || location.hash.length < 2) return;
-    const params = new URLSearchParams(location.hash.slice(1));
+  // Reads the answer of the sign-in page (?code=...&state=... or ?error=...)
+  // and, if this tab asked for it, exchanges the code for a token.
+  async function takeCallback() {
+    if (location.pathname !== "/callback" || !location.search) return;
+    const params = new URLSearchParams(location.search);
+    // The code must not stay in the address bar, the history or a bookmark.
     history.replaceState(null, "", "/");
     const expected = sessionStorage.getItem(STATE_KEY);
+    const verifier = sessionStorage.getItem(VERIFIER_KEY);
+    // One answer per sign-in: whatever happens next, these are used up.
     sessionStorage.removeItem(STATE_KEY);
-    if (!expected || params.get("state") !== expected) {
+    sessionStorage.removeItem(VERIFIER_KEY);
+    if (!expected || !verifier || params.get("state") !== expected) {
       // Someone else started this sign-in (login CSRF): drop what it carries.
       notice("Ignored a sign-in answer this page did not ask for (its state does not match).", "error");
       return;
     }
     if (params.get("error")) {
-      notice("Sign-in did not complete: " + (params.get("error_description") || params.get("error")), "error");
+      notice("Sign-in did not complete: " + params.get("error") + " (" + (params.get("error_description") || "") + ")", "error");
       return;
     }
-    const received = params.get("access_token");
-    if (!received) return;
-    token = received;
+    const code = params.get("code");
+    if (!code) return;
+    let response;
+    let body = {};
+    try {
+      response = await fetch(config.token_url, {
+        method: "POST",
+        // A form body: a "simple" cross-origin request, no preflight needed.
+        body: new URLSearchParams({
+          grant_type: "authorization_code",
+          code: code,
+          redirect_uri: redirectUri(),
+          client_id: config.client_id,
+          code_verifier: verifier,
+        }),
+        cache: "no-store",
+        credentials: "omit",
+        referrerPolicy: "no-referrer",
+      });
+      body = await response.json();
+    } catch (_) {
+      notice("LWA's token endpoint cannot be reached or answered nonsense.", "error");
+      return;
+    }
+    if (!response.ok || typeof body.access_token !== "string") {
+      notice("LWA refused the sign-in code: " + (body.error || "HTTP " + response.status) + " (" + (body.error_description || "") + ")", "error");
+      return;
+    }
+    token = body.access_token;
     sessionStorage.setItem(TOKEN_KEY, token);
-    notice("Signed in. The token came back in the URL fragment, which browsers never send to a server.", "ok");
+    notice("Signed in. The page exchanged its one-time code for a token (PKCE); the token never appeared in a URL.", "ok");
   }
 
   function signedOut(message, kind) {
@@ -239,7 +297,7 @@
     $("logout").addEventListener("click", logout);
     config = await (await fetch("/api/config", { cache: "no-store" })).json();
     $("login").disabled = false;
-    takeFragment();
+    await takeCallback();
     if (token) {
       await loadProfile();
     } else {
