@@ -36,9 +36,12 @@ class Clock:
 
 def make_signin(lwa: LWAEmulator, origin: str = ORIGIN, **options: Any) -> SignIn:
     options.setdefault("link", lambda identity: {"id": identity.user_id, "name": identity.name})
+    # The emulator, as LWA, redirects only to registered return URLs and
+    # checks the app's secret.
+    lwa.add_redirect_uri(f"{origin}/callback")
     return SignIn(
         client_id=lwa.client_id,
-        client_secret=SECRET,
+        client_secret=lwa.client_secret,
         redirect_uri=f"{origin}/callback",
         session_secret=SESSION_SECRET,
         api_base_url=lwa.base_url,
@@ -95,7 +98,8 @@ def wsgi_app(lwa: LWAEmulator, signin: SignIn, **options: Any) -> LWAWSGIMiddlew
 def authorize(lwa: LWAEmulator, location: str, customer: int = 0, deny: bool = False) -> str:
     """Click through the emulator's authorize page; the redirect back to the app."""
     query = dict(parse_qsl(urlsplit(location).query))
-    form = {k: query[k] for k in ("client_id", "response_type", "redirect_uri", "state", "scope")}
+    keys = ("client_id", "response_type", "redirect_uri", "state", "scope")
+    form = {k: query[k] for k in (*keys, "code_challenge", "code_challenge_method") if k in query}
     form["customer"] = str(customer)
     if deny:
         form["action"] = "deny"

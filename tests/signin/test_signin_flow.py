@@ -16,6 +16,7 @@ from lwa_middleware.signin import SignIn
 from lwa_middleware.signin.cookies import safe_next
 from tests.signin.support import (
     ORIGIN,
+    SESSION_SECRET,
     Recorder,
     authorize,
     make_signin,
@@ -200,6 +201,12 @@ def test_configuration_is_checked(lwa_emulator):
             api_base_url=lwa_emulator.base_url,
         )
     with pytest.raises(ConfigurationError, match="plain http"):
-        make_signin(lwa_emulator, origin="http://app.example")
+        SignIn(
+            client_id=lwa_emulator.client_id,
+            client_secret="x",
+            session_secret=SESSION_SECRET,
+            redirect_uri="http://app.example/callback",
+            api_base_url=lwa_emulator.base_url,
+        )
     with pytest.raises(ConfigurationError, match="scopes"):
         make_signin(lwa_emulator, scopes=("alexa:all",))

@@ -10,7 +10,6 @@ from starlette.testclient import TestClient
 
 from tests.signin.support import (
     ORIGIN,
-    SECRET,
     Clock,
     Recorder,
     authorize,
@@ -55,7 +54,7 @@ def test_no_secret_in_responses_urls_logs_or_reprs(lwa_emulator, caplog):
         "refresh token": first.refresh_token,
         "code": code,
         "verifier": verifier,
-        "client secret": SECRET,
+        "client secret": lwa_emulator.client_secret,
     }
     assert len(seen) == 7
     sent_to_browser = "\n".join(f"{r.status_code} {r.headers.multi_items()} {r.text}" for r in seen)
