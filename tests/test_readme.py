@@ -33,8 +33,10 @@ the line above it; the test skips it, showing why.
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 import textwrap
@@ -80,7 +82,7 @@ def parse_readme(text: str) -> list[Block]:
         fence = _FENCE.match(line)
         if fence is None:
             if line.startswith("#"):
-                heading = line.lstrip("#").strip().strip("`")
+                heading = line.lstrip("#").strip().replace("`", "")
             i += 1
             continue
         start = i
@@ -476,3 +478,171 @@ def test_django_pool_is_closed_by_itself(tmp_path: Path) -> None:
     proc = run(python("probe.py"), tmp_path, env=env)
     assert "PROBE-OK" in proc.stdout, proc.stderr  # the app itself works
     assert_clean(proc, "the Django block, left to exit without close()")
+
+
+# -- shell blocks -----------------------------------------------------------------
+
+ROOT = README.parent
+BIN = Path(sys.executable).parent
+PYPROJECT = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+
+
+def _commands(block: Block) -> list[tuple[str, list[str]]]:
+    """(command, expected output lines) for each command of a shell block."""
+    found: list[tuple[str, list[str]]] = []
+    if block.lang == "console":
+        for line in block.code.splitlines():
+            if line.startswith("$ "):
+                found.append((line[2:], []))
+            elif found:
+                found[-1][1].append(line)
+        return found
+    for line in block.code.splitlines():
+        words = shlex.split(line, comments=True)
+        if not words:
+            continue
+        command: list[str] = []
+        for word in [*words, "&&"]:
+            if word == "&&":
+                found.append((shlex.join(command), []))
+                command = []
+            else:
+                command.append(word)
+    return found
+
+
+def _extras() -> set[str]:
+    section = PYPROJECT.split("[project.optional-dependencies]", 1)[1].split("\n[", 1)[0]
+    return set(re.findall(r"^([\w-]+) = \[", section, re.MULTILINE))
+
+
+def _check_pip_install(argv: list[str]) -> str:
+    specs = [a for a in argv[argv.index("install") + 1:] if not a.startswith("-")]
+    for spec in specs:
+        name, _, extras = spec.partition("[")
+        assert name in (".", "lwa-middleware"), f"installs {spec!r}, not this project"
+        for extra in filter(None, extras.rstrip("]").split(",")):
+            assert extra in _extras(), f"no [{extra}] extra in pyproject.toml"
+    assert 'name = "lwa-middleware"' in PYPROJECT
+    return "not run (installs packages); the project and its extras exist"
+
+
+def _lwa_middleware() -> Path:
+    exe = BIN / "lwa-middleware"
+    assert exe.exists(), f"no lwa-middleware entry point next to {sys.executable}"
+    return exe
+
+
+def _check_long_running(argv: list[str], tmp: Path) -> str:
+    sub = argv[1]
+    proc = run([str(_lwa_middleware()), sub, "--help"], tmp)
+    assert_clean(proc, f"lwa-middleware {sub} --help")
+    for flag in (a for a in argv[2:] if a.startswith("--")):
+        assert flag in proc.stdout, f"lwa-middleware {sub} has no {flag}:\n{proc.stdout}"
+    return f"not run (a server until Ctrl-C); `lwa-middleware {sub} --help` lists its flags"
+
+
+def _keys(value: object) -> object:
+    """The shape of a JSON value: its keys, recursively."""
+    if isinstance(value, dict):
+        return {k: _keys(v) for k, v in value.items()}
+    return type(value).__name__
+
+
+def _inspect(argv: list[str], tmp: Path, emulator: object, *, aud: str | None = None,
+             scopes: tuple[str, ...] = ("profile", "postal_code"),
+             ) -> subprocess.CompletedProcess[str]:
+    """Run an ``inspect`` command line, ``< token.txt`` holding an emulator token."""
+    assert argv[-2:] == ["<", "token.txt"], argv
+    client_id = argv[argv.index("--client-id") + 1]
+    token = emulator.issue_token(scopes=list(scopes), aud=aud or client_id)  # type: ignore[attr-defined]
+    env = _env(tmp)
+    env["LWA_API_BASE_URL"] = emulator.base_url  # type: ignore[attr-defined]
+    return run([str(_lwa_middleware()), *argv[1:-2]], tmp, stdin=token + "\n", env=env)
+
+
+def _check_transcript(expected: list[str], proc: subprocess.CompletedProcess[str]) -> None:
+    shown = json.loads("\n".join(expected))
+    got = json.loads(proc.stdout)
+    assert _keys(got) == _keys(shown), (got, shown)
+    for key in ("valid", "client_id", "error", "reason"):
+        assert got.get(key) == shown.get(key), (key, got, shown)
+    if "identity" in shown:
+        assert got["identity"]["scopes"] == shown["identity"]["scopes"]
+        assert got["identity"]["client_id"] == shown["identity"]["client_id"]
+
+
+@pytest.mark.parametrize("block", SHELL_BLOCKS, ids=[b.id for b in SHELL_BLOCKS])
+def test_shell_block(block: Block, tmp_path: Path, lwa_emulator: object) -> None:
+    """Run what is cheap and offline; check what every other command refers to."""
+    if block.not_runnable:
+        pytest.skip(f"README marks it not-runnable: {block.not_runnable}")
+    commands = _commands(block)
+    assert commands, f"README.md:{block.line}: no command found"
+    last_rc: int | None = None
+    for command, expected in commands:
+        argv = shlex.split(command, comments=True)
+        exe = Path(argv[0]).name
+        if argv[:3] == ["python3", "-m", "venv"]:
+            proc = run([sys.executable, "-m", "venv", "--help"], tmp_path)
+            assert_clean(proc, "python -m venv --help")
+        elif exe == "pip" and "install" in argv:
+            _check_pip_install(argv)
+        elif exe == "lwa-middleware" and argv[1] in ("demo", "emulator"):
+            _check_long_running(argv, tmp_path)
+        elif exe == "lwa-middleware" and argv[1] == "inspect":
+            proc = _inspect(argv, tmp_path, lwa_emulator)
+            last_rc = proc.returncode
+            assert "README-TEST:" not in proc.stderr, proc.stderr
+            cut = next((i for i, e in enumerate(expected) if e.startswith("$ ")), len(expected))
+            _check_transcript(expected[:cut], proc)
+        elif argv == ["echo", "$?"]:
+            assert last_rc is not None, "echo $? before any command that was run"
+            assert [str(last_rc)] == [e for e in expected if e.strip()], (last_rc, expected)
+        elif argv[0] == "scripts/test":
+            script = ROOT / "scripts" / "test"
+            assert os.access(script, os.X_OK), "scripts/test is not executable"
+            assert subprocess.run(["bash", "-n", str(script)], timeout=TIMEOUT).returncode == 0
+        elif argv[0] == "tox":
+            tox = (ROOT / "tox.ini").read_text(encoding="utf-8")
+            for env in argv[argv.index("-e") + 1].split(","):
+                assert f"[testenv:{env}]" in tox, f"tox.ini has no {env} env"
+        elif argv[0] == "python" and argv[1].endswith(".py"):
+            script = ROOT / argv[1]
+            assert script.exists(), script
+            proc = run([sys.executable, str(script), "--help"], tmp_path)
+            assert_clean(proc, f"{argv[1]} --help")
+        else:
+            pytest.fail(f"README.md:{block.line}: no rule for command {command!r}: "
+                        "run it here if it is cheap and offline, else check what it needs")
+
+
+def test_rejected_token_example(tmp_path: Path, lwa_emulator: object) -> None:
+    """The "A rejected token" JSON is what `inspect` prints, and it exits 1."""
+    (block,) = [b for b in OTHER_BLOCKS if b.lang == "json"
+                and b.heading == "inspect: is this token any good?"]
+    (console,) = [b for b in SHELL_BLOCKS if b.heading == block.heading]
+    command = next(c for c, _ in _commands(console) if "inspect" in c)
+    proc = _inspect(shlex.split(command), tmp_path, lwa_emulator,
+                    aud="amzn1.application-oa2-client.another")
+    assert proc.returncode == 1, proc
+    _check_transcript(block.code.splitlines(), proc)
+
+
+@pytest.mark.parametrize("block", OTHER_BLOCKS, ids=[b.id for b in OTHER_BLOCKS])
+def test_other_block(block: Block) -> None:
+    """JSON must parse; an untagged block is prose (the directory tree)."""
+    if block.lang == "json":
+        json.loads(block.code)
+    else:
+        assert block.lang == "", f"README.md:{block.line}: no rule for ```{block.lang} blocks"
+
+
+def test_first_lines_are_the_demo_and_the_tests() -> None:
+    """The README opens with two commands: the demo, and the whole suite."""
+    first = BLOCKS[0]
+    assert first.line < 10, first
+    assert first.lang == "sh", first
+    commands = [c for c, _ in _commands(first)]
+    assert commands[-2].endswith("lwa-middleware demo"), commands
+    assert commands[-1] == "scripts/test", commands
