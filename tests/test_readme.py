@@ -646,3 +646,62 @@ def test_first_lines_are_the_demo_and_the_tests() -> None:
     commands = [c for c, _ in _commands(first)]
     assert commands[-2].endswith("lwa-middleware demo"), commands
     assert commands[-1] == "scripts/test", commands
+
+
+def test_demo_needs_only_what_demo_extra_installs() -> None:
+    """``pip install -e '.[demo]' && lwa-middleware demo`` on a fresh machine: every
+    third-party module the package imports (outside ``integrations/``, whose
+    frameworks are yours to install, and the pytest plugin) comes with
+    ``lwa-middleware[demo]``. Only imports at import time count: not those
+    guarded by ``try`` or ``TYPE_CHECKING``, nor those inside functions."""
+    import ast
+    from importlib.metadata import packages_distributions, requires
+
+    from packaging.requirements import Requirement
+
+    def closure(name: str, extras: tuple[str, ...] = ()) -> set[str]:
+        seen: set[str] = set()
+        todo = [(name, extras)]
+        while todo:
+            dist, wanted = todo.pop()
+            key = dist.lower().replace("_", "-")
+            if key in seen:
+                continue
+            seen.add(key)
+            for spec in requires(dist) or []:
+                req = Requirement(spec)
+                envs = [{"extra": e} for e in ("", *wanted)]
+                if req.marker is None or any(req.marker.evaluate(e) for e in envs):
+                    todo.append((req.name, tuple(req.extras)))
+        return seen
+
+    def imports(tree: ast.AST) -> set[str]:
+        found: set[str] = set()
+        for node in ast.iter_child_nodes(tree):
+            if isinstance(node, ast.Try | ast.FunctionDef | ast.AsyncFunctionDef):
+                continue  # optional, or imported lazily when a feature is used
+            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+                continue
+            if isinstance(node, ast.Import):
+                found |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                found.add(node.module.split(".")[0])
+            found |= imports(node)
+        return found
+
+    package = ROOT / "lwa_middleware"
+    needed: dict[str, str] = {}
+    for path in package.rglob("*.py"):
+        rel = path.relative_to(package).as_posix()
+        if rel.startswith("integrations/") or rel == "testing/pytest_plugin.py":
+            continue
+        for name in imports(ast.parse(path.read_text(encoding="utf-8"))):
+            if name not in sys.stdlib_module_names and name != "lwa_middleware":
+                needed.setdefault(name, rel)
+    allowed = closure("lwa-middleware", ("demo",))
+    owners = packages_distributions()
+    for module, where in sorted(needed.items()):
+        dists = {d.lower().replace("_", "-") for d in owners.get(module, [module])}
+        assert dists & allowed, (
+            f"lwa_middleware/{where} imports {module!r}, which lwa-middleware[demo] does "
+            "not install: declare it in pyproject.toml")
