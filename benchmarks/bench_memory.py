@@ -14,7 +14,7 @@ import gc
 import time
 import tracemalloc
 
-from lwa_middleware.asgi import _credentials
+from lwa_middleware._asgi_parts import credentials_for
 from lwa_middleware.cache import IdentityCache, token_digest
 from lwa_middleware.identity import Identity, infer_scopes
 
@@ -40,7 +40,7 @@ def per_entry(count: int = 100_000) -> float:
             expires_at=time.time() + 3600,
         )
         key = token_digest(f"Atza|IwEBI{i:0400d}".encode())
-        cache.put(key, cache.make_entry(identity, expires, True, _credentials(identity)))
+        cache.put(key, cache.make_entry(identity, expires, True, credentials_for(identity)))
     gc.collect()
     after = tracemalloc.take_snapshot()
     tracemalloc.stop()

@@ -1,0 +1,707 @@
+"""Every code block in README.md runs as written.
+
+Each fenced block gets its own test, named after its README line and section.
+
+``python`` blocks run in a fresh ``sys.executable`` subprocess, in a temporary
+working directory, with ``-W error::ResourceWarning``, no ``LWA_*`` variables
+inherited, and a ``sitecustomize`` that refuses any connection off loopback
+(and says so on stderr, which fails the test even when the snippet would
+swallow the error).  How a block runs depends on what it is:
+
+* a block with a probe in :data:`PROBES` defines an app: the probe imports it
+  as a module (as ``uvicorn module:app`` or gunicorn would), points it at an
+  :class:`~lwa_middleware.testing.LWAEmulator` through ``LWA_API_BASE_URL`` (the
+  variable the middleware reads when ``api_base_url`` is not given) and
+  exercises it in-process (Starlette's ``TestClient``, Werkzeug's ``Client``,
+  Django's test ``Client``);
+* a block defining ``test_*`` functions is a pytest file: it runs as
+  ``python -m pytest -W error::ResourceWarning snippet.py``, as a user would;
+* a block made of files (its lines include ``# settings.py``, ``# views.py``
+  markers) is written as those files;
+* anything else runs as ``python snippet.py``.
+
+``sh``/``console`` blocks are command lines: each command is either run (cheap,
+offline ones) or, for installs, servers and the whole suite, checked for what
+it refers to (the entry point answers ``--help``, the script exists, the tox
+env is defined).  A command no rule knows fails the test, so a new one cannot
+slip in unverified.  ``json`` blocks must parse; untagged blocks (the
+directory tree) are prose.
+
+A block that cannot run standalone is marked ``<!-- not-runnable: why -->`` on
+the line above it; the test skips it, showing why.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+TIMEOUT = 120  # seconds per subprocess: generous, for a loaded 2-core machine
+_FENCE = re.compile(r"^```(\S*)\s*$")
+_NOT_RUNNABLE = re.compile(r"^<!--\s*not-runnable:\s*(.+?)\s*-->\s*$")
+_FILE_MARKER = re.compile(r"^# ([\w/]+\.py)\b.*$")
+
+
+@dataclass(frozen=True)
+class Block:
+    line: int  # README line of the opening fence
+    lang: str
+    code: str
+    heading: str
+    ordinal: int  # index among the blocks of this language under this heading
+    not_runnable: str | None
+
+    @property
+    def id(self) -> str:
+        slug = re.sub(r"[^a-z0-9]+", "-", self.heading.lower()).strip("-")
+        return f"L{self.line}-{slug}"
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return (self.heading, self.ordinal)
+
+
+def parse_readme(text: str) -> list[Block]:
+    blocks: list[Block] = []
+    heading = ""
+    counts: dict[tuple[str, str], int] = {}
+    lines = text.splitlines()
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        fence = _FENCE.match(line)
+        if fence is None:
+            if line.startswith("#"):
+                heading = line.lstrip("#").strip().replace("`", "")
+            i += 1
+            continue
+        start = i
+        i += 1
+        body: list[str] = []
+        while i < len(lines) and not lines[i].startswith("```"):
+            body.append(lines[i])
+            i += 1
+        assert i < len(lines), f"README.md:{start + 1}: unclosed code fence"
+        i += 1
+        lang = fence.group(1)
+        prev = next((p for p in reversed(lines[:start]) if p.strip()), "")
+        marker = _NOT_RUNNABLE.match(prev)
+        n = counts.get((heading, lang), 0)
+        counts[(heading, lang)] = n + 1
+        blocks.append(
+            Block(start + 1, lang, "\n".join(body) + "\n", heading, n,
+                  marker.group(1) if marker else None)
+        )
+    return blocks
+
+
+BLOCKS = parse_readme(README.read_text(encoding="utf-8"))
+PY_BLOCKS = [b for b in BLOCKS if b.lang == "python"]
+SHELL_BLOCKS = [b for b in BLOCKS if b.lang in ("sh", "bash", "console", "shell")]
+OTHER_BLOCKS = [b for b in BLOCKS if b not in PY_BLOCKS and b not in SHELL_BLOCKS]
+
+
+# -- the subprocess -------------------------------------------------------------
+
+_GUARD = '''
+"""Loaded at start-up (PYTHONPATH): no connection leaves loopback."""
+import ipaddress, socket, sys
+
+def _loopback(host):
+    if host in (None, "", b"", "localhost", b"localhost"):
+        return True
+    if isinstance(host, bytes):
+        host = host.decode("ascii", "replace")
+    try:
+        return ipaddress.ip_address(host.split("%")[0]).is_loopback
+    except ValueError:
+        return False
+
+def _refuse(host):
+    sys.stderr.write(f"README-TEST: network access off loopback refused: {host!r}\\n")
+    sys.stderr.flush()
+    raise OSError(f"README test: no network off loopback ({host!r})")
+
+_getaddrinfo = socket.getaddrinfo
+def getaddrinfo(host, *args, **kwargs):
+    if not _loopback(host):
+        _refuse(host)
+    return _getaddrinfo(host, *args, **kwargs)
+socket.getaddrinfo = getaddrinfo
+
+for _name in ("connect", "connect_ex"):
+    def _wrap(orig):
+        def connect(self, address):
+            if self.family in (socket.AF_INET, socket.AF_INET6) and not _loopback(address[0]):
+                _refuse(address[0])
+            return orig(self, address)
+        return connect
+    setattr(socket.socket, _name, _wrap(getattr(socket.socket, _name)))
+'''
+
+
+def _env(tmp: Path) -> dict[str, str]:
+    guard = tmp / "_guard"
+    guard.mkdir(exist_ok=True)
+    (guard / "sitecustomize.py").write_text(_GUARD, encoding="utf-8")
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("LWA_", "PYTHON", "DJANGO_", "PYTEST_"))}
+    env["PYTHONPATH"] = str(guard)
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    return env
+
+
+def run(args: list[str], tmp: Path, *, stdin: str | None = None,
+        env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(
+        args, cwd=tmp, env=env or _env(tmp), input=stdin, capture_output=True,
+        text=True, timeout=TIMEOUT,
+    )
+    return proc
+
+
+def assert_clean(proc: subprocess.CompletedProcess[str], what: str) -> None:
+    out = f"--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}"
+    assert proc.returncode == 0, f"{what} exited {proc.returncode}\n{out}"
+    for bad in ("README-TEST:", "ResourceWarning", "Exception ignored", "Traceback"):
+        assert bad not in proc.stderr + proc.stdout, f"{what}: {bad!r} in output\n{out}"
+
+
+def python(*args: str) -> list[str]:
+    return [sys.executable, "-W", "error::ResourceWarning", *args]
+
+
+# -- probes: how a block that defines an app is exercised -------------------------
+# Each runs after ``import snippet`` in the subprocess, with ``lwa`` an emulator
+# whose client id is the snippet's, ``token(scopes)`` minting one for Ada
+# Lovelace, and ``bearer(t)`` the header dict.
+
+_PRELUDE = '''
+import gc, json, os, re, sys
+sys.path.insert(0, os.getcwd())
+from pathlib import Path
+from lwa_middleware.testing import LWAEmulator
+
+_src = "".join(p.read_text() for p in sorted(Path().glob("*.py")) if p.name != "probe.py")
+_ids = re.findall(r"amzn1\\.application-oa2-client\\.\\w+", _src)
+CLIENT_ID = _ids[0] if _ids else "amzn1.application-oa2-client.emulator"
+
+def bearer(t):
+    return {"Authorization": f"Bearer {t}"}
+
+with LWAEmulator(client_id=CLIENT_ID) as lwa:
+    os.environ["LWA_API_BASE_URL"] = lwa.base_url
+    def token(scopes=("profile", "postal_code")):
+        return lwa.issue_token(scopes=list(scopes), name="Ada Lovelace",
+                               postal_code="SW1A 1AA")
+'''
+
+_EPILOGUE = '''
+gc.collect()
+print("PROBE-OK")
+'''
+
+# Starlette app with /me (required) and /shipping (postal_code).
+_ASGI_ME_SHIPPING = '''
+from starlette.testclient import TestClient
+with TestClient(snippet.app) as c:
+    r = c.get("/me")
+    assert r.status_code == 401 and r.headers["www-authenticate"] == 'Bearer realm="lwa"', r
+    assert r.json()["error"] == "missing_token", r.text
+    t = token()
+    r = c.get("/me", headers=bearer(t))
+    assert r.status_code == 200 and r.json()["name"] == "Ada Lovelace", r.text
+    r = c.get("/shipping", headers=bearer(t))
+    assert r.status_code == 200 and r.json() == {"postal_code": "SW1A 1AA"}, r.text
+    r = c.get("/shipping", headers=bearer(token(["profile"])))
+    assert r.status_code == 403 and 'scope="postal_code"' in r.headers["www-authenticate"], r
+    assert r.json()["error"] == "insufficient_scope", r.text
+'''
+
+PROBES: dict[tuple[str, int], str] = {
+    ("Quickstart", 0): '''
+from starlette.testclient import TestClient
+with TestClient(snippet.app) as c:
+    assert c.get("/me").status_code == 401
+    assert c.get("/health").status_code == 404          # public: straight to the app
+    r = c.get("/me", headers=bearer(token()))
+    assert r.status_code == 200, r.text
+    assert r.json()["name"] == "Ada Lovelace" and r.json()["user_id"].startswith("amzn1.account.")
+    r = c.get("/shipping/quote", headers=bearer(token(["profile"])))
+    assert r.status_code == 403 and r.json()["error"] == "insufficient_scope", r.text
+''',
+    ("Quickstart", 1): '''
+import dataclasses, typing
+import lwa_middleware
+assert dataclasses.is_dataclass(snippet.Identity)
+real = typing.get_type_hints(lwa_middleware.Identity)
+doc = typing.get_type_hints(snippet.Identity)
+assert list(doc) == list(real), (list(doc), list(real))
+assert doc == real, (doc, real)
+assert snippet.Identity.__dataclass_params__.frozen
+''',
+    ("Starlette", 0): _ASGI_ME_SHIPPING,
+    ("FastAPI", 0): _ASGI_ME_SHIPPING + '''
+    spec = c.get("/openapi.json").json()
+    assert "LWA" in spec["components"]["securitySchemes"], spec
+''',
+    ("Flask", 0): '''
+app = snippet.app
+c = app.test_client()
+r = c.get("/me")
+assert r.status_code == 401 and r.json["error"] == "missing_token", r.data
+t = token()
+r = c.get("/me", headers=bearer(t))
+assert r.status_code == 200 and r.json["name"] == "Ada Lovelace", r.data
+r = c.get("/shipping", headers=bearer(t))
+assert r.status_code == 200 and r.json == {"postal_code": "SW1A 1AA"}, r.data
+r = c.get("/shipping", headers=bearer(token(["profile"])))
+assert r.status_code == 403 and r.json["error"] == "insufficient_scope", r.data
+snippet.lwa.middleware(app).close()
+''',
+    ("Flask", 1): '''
+app = snippet.app
+c = app.test_client()
+r = c.get("/", headers={"Origin": "https://app.example"})
+assert r.status_code == 401, r.data
+assert r.headers["Access-Control-Allow-Origin"] == "https://app.example", r.headers
+assert "WWW-Authenticate" in r.headers["Access-Control-Expose-Headers"], r.headers
+snippet.lwa.middleware(app).close()
+''',
+    ("Falcon, Litestar, Quart", 0): '''
+from werkzeug.test import Client
+c = Client(snippet.application)
+assert c.get("/me").status_code == 401
+r = c.get("/me", headers=bearer(token()))
+assert r.status_code == 200 and r.json["user_id"].startswith("amzn1.account."), r.data
+snippet.application.close()
+''',
+    ("Plain WSGI", 0): '''
+from werkzeug.test import Client
+c = Client(snippet.application)
+assert c.get("/health").text == "anonymous"
+assert c.get("/").text == "anonymous"
+assert c.get("/me").status_code == 401
+t = token()
+r = c.get("/shipping", headers=bearer(t))
+assert r.status_code == 200 and r.text.startswith("amzn1.account."), r.text
+r = c.get("/shipping", headers=bearer(token(["profile"])))
+assert r.status_code == 403, r.text
+snippet.application.close()
+''',
+    ("Plain ASGI", 0): '''
+from starlette.testclient import TestClient
+c = TestClient(snippet.application)
+assert c.get("/health").text == "anonymous"
+assert c.get("/").text == "anonymous"
+assert c.get("/me").status_code == 401
+r = c.get("/shipping", headers=bearer(token()))
+assert r.status_code == 200 and r.text.startswith("amzn1.account."), r.text
+assert c.get("/shipping", headers=bearer(token(["profile"]))).status_code == 403
+''',
+    ("CORS: put it outside", 0): '''
+from starlette.testclient import TestClient
+with TestClient(snippet.app) as c:
+    r = c.get("/", headers={"Origin": "https://app.example"})
+    assert r.status_code == 401, r.text
+    assert r.headers["access-control-allow-origin"] == "https://app.example", r.headers
+    assert "WWW-Authenticate" in r.headers["access-control-expose-headers"], r.headers
+    r = c.options("/", headers={"Origin": "https://app.example",
+                                "Access-Control-Request-Method": "GET"})
+    assert r.status_code == 200, r.text                 # answered by CORS, no token
+''',
+    ("Shared Redis cache", 0): '''
+from starlette.testclient import TestClient
+with TestClient(snippet.app) as c:
+    assert c.get("/").status_code == 401                # no token: Redis never asked
+''',
+}
+
+# Extra environment for a block, as a user would have set it.
+ENV: dict[tuple[str, int], dict[str, str]] = {
+    ("Shared Redis cache", 0): {"LWA_KEY": "a-secret-of-your-own-0123456789"},
+}
+
+# Blocks written as several files (``# settings.py`` ... ``# views.py``): the
+# rest of the project, which the README leaves to you, and the probe.
+_DJANGO_PROJECT = {
+    "project_settings.py": '''
+from settings import *  # noqa: F403  (the README's settings.py)
+SECRET_KEY = "readme-test"
+ALLOWED_HOSTS = ["testserver"]
+ROOT_URLCONF = "urls"
+DATABASES = {}
+INSTALLED_APPS = {installed_apps}
+{extra}
+''',
+    "urls.py": '''
+from django.urls import path
+import views
+urlpatterns = [path("shipping", views.shipping)]
+''',
+}
+_DJANGO_PROBE = '''
+    os.environ["DJANGO_SETTINGS_MODULE"] = "project_settings"
+    import django
+    django.setup()
+    from django.test import Client
+    c = Client()
+    r = c.get("/shipping")
+    assert r.status_code == 401 and r.json()["error"] == "missing_token", r.content
+    assert r.headers["WWW-Authenticate"] == 'Bearer realm="lwa"', r.headers
+    r = c.get("/shipping", headers=bearer(token()))
+    assert r.status_code == 200 and r.json() == {"postal_code": "SW1A 1AA"}, r.content
+    r = c.get("/shipping", headers=bearer(token(["profile"])))
+    assert r.status_code == 403 and 'scope="postal_code"' in r.headers["WWW-Authenticate"]
+    # The process would exit here. The middleware has close(), but Django gives
+    # no shutdown hook to call it from: see test_django_pool_is_closed_by_itself.
+    if not os.environ.get("README_TEST_LEAVE_OPEN"):
+        from lwa_middleware.integrations.django import LWAMiddleware
+        for m in [o for o in gc.get_objects() if type(o) is LWAMiddleware]:
+            m.close()
+'''
+FILE_PROJECTS: dict[tuple[str, int], tuple[dict[str, str], str]] = {
+    ("Django", 0): (
+        {k: v.replace("{installed_apps}", '["lwa_middleware.integrations.django.LWAConfig"]')
+         .replace("{extra}", "") for k, v in _DJANGO_PROJECT.items()},
+        _DJANGO_PROBE,
+    ),
+    ("Django REST framework", 0): (
+        {k: v.replace("{installed_apps}", '["django.contrib.contenttypes", '
+                      '"django.contrib.auth", "rest_framework"]')
+         .replace("{extra}", textwrap.dedent('''
+            # "with the Django middleware above installed"
+            MIDDLEWARE = ["lwa_middleware.integrations.django.LWAMiddleware"]
+            LWA = {"CLIENT_ID": "amzn1.application-oa2-client.0123", "DEFAULT": "optional"}
+         ''')) for k, v in _DJANGO_PROJECT.items()},
+        _DJANGO_PROBE,
+    ),
+}
+
+
+def _split_files(code: str) -> dict[str, str] | None:
+    """``# settings.py`` ... ``# views.py`` blocks: {file name: its lines}."""
+    files: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    for line in code.splitlines():
+        marker = _FILE_MARKER.match(line)
+        if marker:
+            current = files.setdefault(marker.group(1), [])
+        elif current is not None:
+            current.append(line)
+        elif line.strip():
+            return None  # code before the first marker: not a file block
+    return {name: "\n".join(body) + "\n" for name, body in files.items()} or None
+
+
+def _indent(body: str) -> str:
+    return textwrap.indent(textwrap.dedent(body), "    ")
+
+
+@pytest.mark.parametrize("block", PY_BLOCKS, ids=[b.id for b in PY_BLOCKS])
+def test_python_block_runs(block: Block, tmp_path: Path) -> None:
+    if block.not_runnable:
+        pytest.skip(f"README marks it not-runnable: {block.not_runnable}")
+    env = _env(tmp_path)
+    env.update(ENV.get(block.key, {}))
+    files = _split_files(block.code)
+    if files is not None:
+        assert block.key in FILE_PROJECTS, (
+            f"README.md:{block.line} is a multi-file block ({', '.join(files)}): "
+            "add the rest of its project to FILE_PROJECTS")
+        project, probe = FILE_PROJECTS[block.key]
+        for name, body in {**files, **project}.items():
+            (tmp_path / name).write_text(body, encoding="utf-8")
+        (tmp_path / "probe.py").write_text(_PRELUDE + probe + _EPILOGUE, encoding="utf-8")
+        proc = run(python("probe.py"), tmp_path, env=env)
+        assert_clean(proc, f"README.md:{block.line} ({', '.join(files)})")
+        assert "PROBE-OK" in proc.stdout
+        return
+    if re.search(r"^def test_", block.code, re.MULTILINE):
+        path = tmp_path / "test_snippet.py"
+        path.write_text(block.code, encoding="utf-8")
+        proc = run(python("-m", "pytest", "-W", "error::ResourceWarning", "-p",
+                          "no:cacheprovider", "-q", path.name), tmp_path, env=env)
+        assert_clean(proc, f"README.md:{block.line} under pytest")
+        assert re.search(r"\b\d+ passed\b", proc.stdout), proc.stdout
+        assert not re.search(r"\b(failed|errors?|skipped|xfailed)\b", proc.stdout), proc.stdout
+        return
+    (tmp_path / "snippet.py").write_text(block.code, encoding="utf-8")
+    probe = PROBES.get(block.key)
+    if probe is None:
+        proc = run(python("snippet.py"), tmp_path, env=env)
+        assert_clean(proc, f"README.md:{block.line}")
+        return
+    (tmp_path / "probe.py").write_text(
+        _PRELUDE + _indent("import snippet\n" + probe) + _EPILOGUE, encoding="utf-8")
+    proc = run(python("probe.py"), tmp_path, env=env)
+    assert_clean(proc, f"README.md:{block.line} imported and exercised")
+    assert "PROBE-OK" in proc.stdout
+
+
+def test_every_probe_has_its_block() -> None:
+    """A probe whose block moved to another heading would silently stop running."""
+    keys = {b.key for b in PY_BLOCKS}
+    for table in (PROBES, ENV, FILE_PROJECTS):
+        stale = set(table) - keys
+        assert not stale, f"no README python block for {sorted(stale)}"
+
+
+def test_not_runnable_is_rare() -> None:
+    marked = [b.id for b in BLOCKS if b.not_runnable]
+    assert len(marked) <= 2, f"too many blocks marked not-runnable: {marked}"
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "library gap: lwa_middleware.integrations.django.LWAMiddleware keeps a pool of LWA "
+    "connections that nothing closes (Django has no shutdown hook and the middleware "
+    "instance is not reachable), so a Django process that served a token reports "
+    "unclosed sockets at exit under -W error::ResourceWarning"))
+def test_django_pool_is_closed_by_itself(tmp_path: Path) -> None:
+    (block,) = [b for b in PY_BLOCKS if b.key == ("Django", 0)]
+    project, probe = FILE_PROJECTS[block.key]
+    for name, body in {**(_split_files(block.code) or {}), **project}.items():
+        (tmp_path / name).write_text(body, encoding="utf-8")
+    (tmp_path / "probe.py").write_text(_PRELUDE + probe + _EPILOGUE, encoding="utf-8")
+    env = _env(tmp_path)
+    env["README_TEST_LEAVE_OPEN"] = "1"
+    proc = run(python("probe.py"), tmp_path, env=env)
+    assert "PROBE-OK" in proc.stdout, proc.stderr  # the app itself works
+    assert_clean(proc, "the Django block, left to exit without close()")
+
+
+# -- shell blocks -----------------------------------------------------------------
+
+ROOT = README.parent
+BIN = Path(sys.executable).parent
+PYPROJECT = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+
+
+def _commands(block: Block) -> list[tuple[str, list[str]]]:
+    """(command, expected output lines) for each command of a shell block."""
+    found: list[tuple[str, list[str]]] = []
+    if block.lang == "console":
+        for line in block.code.splitlines():
+            if line.startswith("$ "):
+                found.append((line[2:], []))
+            elif found:
+                found[-1][1].append(line)
+        return found
+    for line in block.code.splitlines():
+        words = shlex.split(line, comments=True)
+        if not words:
+            continue
+        command: list[str] = []
+        for word in [*words, "&&"]:
+            if word == "&&":
+                found.append((shlex.join(command), []))
+                command = []
+            else:
+                command.append(word)
+    return found
+
+
+def _extras() -> set[str]:
+    section = PYPROJECT.split("[project.optional-dependencies]", 1)[1].split("\n[", 1)[0]
+    return set(re.findall(r"^([\w-]+) = \[", section, re.MULTILINE))
+
+
+def _check_pip_install(argv: list[str]) -> str:
+    specs = [a for a in argv[argv.index("install") + 1:] if not a.startswith("-")]
+    for spec in specs:
+        name, _, extras = spec.partition("[")
+        assert name in (".", "lwa-middleware"), f"installs {spec!r}, not this project"
+        for extra in filter(None, extras.rstrip("]").split(",")):
+            assert extra in _extras(), f"no [{extra}] extra in pyproject.toml"
+    assert 'name = "lwa-middleware"' in PYPROJECT
+    return "not run (installs packages); the project and its extras exist"
+
+
+def _lwa_middleware() -> Path:
+    exe = BIN / "lwa-middleware"
+    assert exe.exists(), f"no lwa-middleware entry point next to {sys.executable}"
+    return exe
+
+
+def _check_long_running(argv: list[str], tmp: Path) -> str:
+    sub = argv[1]
+    proc = run([str(_lwa_middleware()), sub, "--help"], tmp)
+    assert_clean(proc, f"lwa-middleware {sub} --help")
+    for flag in (a for a in argv[2:] if a.startswith("--")):
+        assert flag in proc.stdout, f"lwa-middleware {sub} has no {flag}:\n{proc.stdout}"
+    return f"not run (a server until Ctrl-C); `lwa-middleware {sub} --help` lists its flags"
+
+
+def _keys(value: object) -> object:
+    """The shape of a JSON value: its keys, recursively."""
+    if isinstance(value, dict):
+        return {k: _keys(v) for k, v in value.items()}
+    return type(value).__name__
+
+
+def _inspect(argv: list[str], tmp: Path, emulator: object, *, aud: str | None = None,
+             scopes: tuple[str, ...] = ("profile", "postal_code"),
+             ) -> subprocess.CompletedProcess[str]:
+    """Run an ``inspect`` command line, ``< token.txt`` holding an emulator token."""
+    assert argv[-2:] == ["<", "token.txt"], argv
+    client_id = argv[argv.index("--client-id") + 1]
+    token = emulator.issue_token(scopes=list(scopes), aud=aud or client_id)  # type: ignore[attr-defined]
+    env = _env(tmp)
+    env["LWA_API_BASE_URL"] = emulator.base_url  # type: ignore[attr-defined]
+    return run([str(_lwa_middleware()), *argv[1:-2]], tmp, stdin=token + "\n", env=env)
+
+
+def _check_transcript(expected: list[str], proc: subprocess.CompletedProcess[str]) -> None:
+    shown = json.loads("\n".join(expected))
+    got = json.loads(proc.stdout)
+    assert _keys(got) == _keys(shown), (got, shown)
+    for key in ("valid", "client_id", "error", "reason"):
+        assert got.get(key) == shown.get(key), (key, got, shown)
+    if "identity" in shown:
+        assert got["identity"]["scopes"] == shown["identity"]["scopes"]
+        assert got["identity"]["client_id"] == shown["identity"]["client_id"]
+
+
+@pytest.mark.parametrize("block", SHELL_BLOCKS, ids=[b.id for b in SHELL_BLOCKS])
+def test_shell_block(block: Block, tmp_path: Path, lwa_emulator: object) -> None:
+    """Run what is cheap and offline; check what every other command refers to."""
+    if block.not_runnable:
+        pytest.skip(f"README marks it not-runnable: {block.not_runnable}")
+    commands = _commands(block)
+    assert commands, f"README.md:{block.line}: no command found"
+    last_rc: int | None = None
+    for command, expected in commands:
+        argv = shlex.split(command, comments=True)
+        exe = Path(argv[0]).name
+        if argv[:3] == ["python3", "-m", "venv"]:
+            proc = run([sys.executable, "-m", "venv", "--help"], tmp_path)
+            assert_clean(proc, "python -m venv --help")
+        elif exe == "pip" and "install" in argv:
+            _check_pip_install(argv)
+        elif exe == "lwa-middleware" and argv[1] in ("demo", "emulator"):
+            _check_long_running(argv, tmp_path)
+        elif exe == "lwa-middleware" and argv[1] == "inspect":
+            proc = _inspect(argv, tmp_path, lwa_emulator)
+            last_rc = proc.returncode
+            assert "README-TEST:" not in proc.stderr, proc.stderr
+            cut = next((i for i, e in enumerate(expected) if e.startswith("$ ")), len(expected))
+            _check_transcript(expected[:cut], proc)
+        elif argv == ["echo", "$?"]:
+            assert last_rc is not None, "echo $? before any command that was run"
+            assert [str(last_rc)] == [e for e in expected if e.strip()], (last_rc, expected)
+        elif argv[0] == "scripts/test":
+            script = ROOT / "scripts" / "test"
+            assert os.access(script, os.X_OK), "scripts/test is not executable"
+            assert subprocess.run(["bash", "-n", str(script)], timeout=TIMEOUT).returncode == 0
+        elif argv[0] == "tox":
+            tox = (ROOT / "tox.ini").read_text(encoding="utf-8")
+            for env in argv[argv.index("-e") + 1].split(","):
+                assert f"[testenv:{env}]" in tox, f"tox.ini has no {env} env"
+        elif argv[0] == "python" and argv[1].endswith(".py"):
+            script = ROOT / argv[1]
+            assert script.exists(), script
+            proc = run([sys.executable, str(script), "--help"], tmp_path)
+            assert_clean(proc, f"{argv[1]} --help")
+        else:
+            pytest.fail(f"README.md:{block.line}: no rule for command {command!r}: "
+                        "run it here if it is cheap and offline, else check what it needs")
+
+
+def test_rejected_token_example(tmp_path: Path, lwa_emulator: object) -> None:
+    """The "A rejected token" JSON is what `inspect` prints, and it exits 1."""
+    (block,) = [b for b in OTHER_BLOCKS if b.lang == "json"
+                and b.heading == "inspect: is this token any good?"]
+    (console,) = [b for b in SHELL_BLOCKS if b.heading == block.heading]
+    command = next(c for c, _ in _commands(console) if "inspect" in c)
+    proc = _inspect(shlex.split(command), tmp_path, lwa_emulator,
+                    aud="amzn1.application-oa2-client.another")
+    assert proc.returncode == 1, proc
+    _check_transcript(block.code.splitlines(), proc)
+
+
+@pytest.mark.parametrize("block", OTHER_BLOCKS, ids=[b.id for b in OTHER_BLOCKS])
+def test_other_block(block: Block) -> None:
+    """JSON must parse; an untagged block is prose (the directory tree)."""
+    if block.lang == "json":
+        json.loads(block.code)
+    else:
+        assert block.lang == "", f"README.md:{block.line}: no rule for ```{block.lang} blocks"
+
+
+def test_first_lines_are_the_demo_and_the_tests() -> None:
+    """The README opens with two commands: the demo, and the whole suite."""
+    first = BLOCKS[0]
+    assert first.line < 10, first
+    assert first.lang == "sh", first
+    commands = [c for c, _ in _commands(first)]
+    assert commands[-2].endswith("lwa-middleware demo"), commands
+    assert commands[-1] == "scripts/test", commands
+
+
+def test_demo_needs_only_what_demo_extra_installs() -> None:
+    """``pip install -e '.[demo]' && lwa-middleware demo`` on a fresh machine: every
+    third-party module the package imports (outside ``integrations/``, whose
+    frameworks are yours to install, and the pytest plugin) comes with
+    ``lwa-middleware[demo]``. Only imports at import time count: not those
+    guarded by ``try`` or ``TYPE_CHECKING``, nor those inside functions."""
+    import ast
+    from importlib.metadata import packages_distributions, requires
+
+    from packaging.requirements import Requirement
+
+    def closure(name: str, extras: tuple[str, ...] = ()) -> set[str]:
+        seen: set[str] = set()
+        todo = [(name, extras)]
+        while todo:
+            dist, wanted = todo.pop()
+            key = dist.lower().replace("_", "-")
+            if key in seen:
+                continue
+            seen.add(key)
+            for spec in requires(dist) or []:
+                req = Requirement(spec)
+                envs = [{"extra": e} for e in ("", *wanted)]
+                if req.marker is None or any(req.marker.evaluate(e) for e in envs):
+                    todo.append((req.name, tuple(req.extras)))
+        return seen
+
+    def imports(tree: ast.AST) -> set[str]:
+        found: set[str] = set()
+        for node in ast.iter_child_nodes(tree):
+            if isinstance(node, ast.Try | ast.FunctionDef | ast.AsyncFunctionDef):
+                continue  # optional, or imported lazily when a feature is used
+            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+                continue
+            if isinstance(node, ast.Import):
+                found |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                found.add(node.module.split(".")[0])
+            found |= imports(node)
+        return found
+
+    package = ROOT / "lwa_middleware"
+    needed: dict[str, str] = {}
+    for path in package.rglob("*.py"):
+        rel = path.relative_to(package).as_posix()
+        if rel.startswith("integrations/") or rel == "testing/pytest_plugin.py":
+            continue
+        for name in imports(ast.parse(path.read_text(encoding="utf-8"))):
+            if name not in sys.stdlib_module_names and name != "lwa_middleware":
+                needed.setdefault(name, rel)
+    allowed = closure("lwa-middleware", ("demo",))
+    owners = packages_distributions()
+    for module, where in sorted(needed.items()):
+        dists = {d.lower().replace("_", "-") for d in owners.get(module, [module])}
+        assert dists & allowed, (
+            f"lwa_middleware/{where} imports {module!r}, which lwa-middleware[demo] does "
+            "not install: declare it in pyproject.toml")
