@@ -37,6 +37,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -363,14 +364,50 @@ _DJANGO_PROBE = '''
     assert r.status_code == 200 and r.json() == {"postal_code": "SW1A 1AA"}, r.content
     r = c.get("/shipping", headers=bearer(token(["profile"])))
     assert r.status_code == 403 and 'scope="postal_code"' in r.headers["WWW-Authenticate"]
-    # The process would exit here. The middleware has close(), but Django gives
-    # no shutdown hook to call it from: see test_django_pool_is_closed_by_itself.
+    # The process would exit here; test_django_pool_is_closed_by_itself checks
+    # that the pool closes itself even without this.
     if not os.environ.get("README_TEST_LEAVE_OPEN"):
         from lwa_middleware.integrations.django import LWAMiddleware
         for m in [o for o in gc.get_objects() if type(o) is LWAMiddleware]:
             m.close()
 '''
+_DJANGO_SIGNIN_PROBE = '''
+    os.environ["DJANGO_SETTINGS_MODULE"] = "project_settings"
+    import django
+    django.setup()
+    from django.core.management import call_command
+    call_command("migrate", verbosity=0)
+    from django.test import Client
+    c = Client()
+    r = c.get("/login")
+    assert r.status_code in (302, 303), r.content
+    where = r.headers["Location"]
+    assert "code_challenge=" in where and "code_challenge_method=S256" in where, where
+    assert "response_type=code" in where and "state=" in where, where
+    r = c.get("/")
+    assert r.status_code == 200, r.content  # "/" is optional: anonymous
+'''
 FILE_PROJECTS: dict[tuple[str, int], tuple[dict[str, str], str]] = {
+    ("Django", 1): (
+        {
+            "project_settings.py": '''
+from settings import *  # noqa: F403  (the README's settings.py)
+SECRET_KEY = "readme-test"
+ALLOWED_HOSTS = ["testserver"]
+ROOT_URLCONF = "project_urls"
+DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
+INSTALLED_APPS = ["django.contrib.contenttypes", "django.contrib.auth",
+                  "django.contrib.sessions", "lwa_middleware.integrations.django.LWAConfig"]
+''',
+            "project_urls.py": '''
+from django.http import JsonResponse
+from django.urls import path
+from urls import urlpatterns as signin  # the README's urls.py
+urlpatterns = [*signin, path("", lambda request: JsonResponse({"home": True}))]
+''',
+        },
+        _DJANGO_SIGNIN_PROBE,
+    ),
     ("Django", 0): (
         {k: v.replace("{installed_apps}", '["lwa_middleware.integrations.django.LWAConfig"]')
          .replace("{extra}", "") for k, v in _DJANGO_PROJECT.items()},
@@ -462,12 +499,10 @@ def test_not_runnable_is_rare() -> None:
     assert len(marked) <= 2, f"too many blocks marked not-runnable: {marked}"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "library gap: lwa_middleware.integrations.django.LWAMiddleware keeps a pool of LWA "
-    "connections that nothing closes (Django has no shutdown hook and the middleware "
-    "instance is not reachable), so a Django process that served a token reports "
-    "unclosed sockets at exit under -W error::ResourceWarning"))
 def test_django_pool_is_closed_by_itself(tmp_path: Path) -> None:
+    """Django has no shutdown hook and its middleware instance is not
+    reachable: a process that served a token and exits without close() must
+    still close its pooled LWA connections (the drivers' finalizers)."""
     (block,) = [b for b in PY_BLOCKS if b.key == ("Django", 0)]
     project, probe = FILE_PROJECTS[block.key]
     for name, body in {**(_split_files(block.code) or {}), **project}.items():
@@ -630,10 +665,19 @@ def test_rejected_token_example(tmp_path: Path, lwa_emulator: object) -> None:
 
 
 @pytest.mark.parametrize("block", OTHER_BLOCKS, ids=[b.id for b in OTHER_BLOCKS])
-def test_other_block(block: Block) -> None:
-    """JSON must parse; an untagged block is prose (the directory tree)."""
+def test_other_block(block: Block, tmp_path: Path) -> None:
+    """JSON must parse; JavaScript must parse (``node --check``: it runs in a
+    browser, against Amazon's SDK); an untagged block is prose (the tree)."""
     if block.lang == "json":
         json.loads(block.code)
+    elif block.lang == "javascript":
+        node = shutil.which("node")
+        if node is None:
+            pytest.skip("node is not installed")
+        script = tmp_path / "block.js"
+        script.write_text(block.code, encoding="utf-8")
+        proc = subprocess.run([node, "--check", str(script)], capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
     else:
         assert block.lang == "", f"README.md:{block.line}: no rule for ```{block.lang} blocks"
 
@@ -651,7 +695,8 @@ def test_first_lines_are_the_demo_and_the_tests() -> None:
 def test_demo_needs_only_what_demo_extra_installs() -> None:
     """``pip install -e '.[demo]' && lwa-middleware demo`` on a fresh machine: every
     third-party module the package imports (outside ``integrations/``, whose
-    frameworks are yours to install, and the pytest plugin) comes with
+    frameworks are yours to install, the sign-in glue for Django and Flask, and
+    the pytest plugin) comes with
     ``lwa-middleware[demo]``. Only imports at import time count: not those
     guarded by ``try`` or ``TYPE_CHECKING``, nor those inside functions."""
     import ast
@@ -693,7 +738,8 @@ def test_demo_needs_only_what_demo_extra_installs() -> None:
     needed: dict[str, str] = {}
     for path in package.rglob("*.py"):
         rel = path.relative_to(package).as_posix()
-        if rel.startswith("integrations/") or rel == "testing/pytest_plugin.py":
+        glue = rel.startswith("integrations/") or rel in ("signin/django.py", "signin/flask.py")
+        if glue or rel == "testing/pytest_plugin.py":
             continue
         for name in imports(ast.parse(path.read_text(encoding="utf-8"))):
             if name not in sys.stdlib_module_names and name != "lwa_middleware":
