@@ -163,10 +163,9 @@ class WsgiCaller:
             else:
                 plain.append((name, value))
         response = Client(self.app).open(
-            path,
+            _url(path, query),  # the path may carry its own query already
             method=method,
             headers=plain,
-            query_string=query,
             environ_overrides=environ,
             buffered=True,
         )

@@ -1,5 +1,0 @@
-"""Old name of :mod:`support.clock`."""
-
-from support.clock import FakeClock
-
-__all__ = ["FakeClock"]
