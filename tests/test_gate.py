@@ -141,3 +141,17 @@ def test_hit_misses_without_the_scopes_the_profile_or_on_revalidate() -> None:
     from lwa_middleware import revalidate
 
     assert g.hit(raw, revalidate(["profile:user_id"])) is None  # always asks LWA
+
+
+def test_admit_checks_the_scopes_and_marks_have_names() -> None:
+    from lwa_middleware import InsufficientScope
+
+    clock = FakeClock()
+    g = gate(clock)
+    _cached(g, clock, {"profile"}, has_profile=True, ttl=60)
+    entry = g._resolver.cache.peek(sha256(TOKEN.encode()).digest())
+    assert entry is not None
+    assert g.admit(entry, REQUIRED) is entry
+    with pytest.raises(InsufficientScope):
+        g.admit(entry, ZIP)
+    assert (repr(PASS), repr(ANONYMOUS)) == ("PASS", "ANONYMOUS")
