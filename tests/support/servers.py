@@ -193,13 +193,24 @@ def serve_waitress(app: Callable[..., Any], *, threads: int = 8, **options: Any)
     sock = listening_socket()
     url = _url(sock)
     server = create_server(app, sockets=[sock], threads=threads, **options)
-    thread = threading.Thread(target=server.run, name="waitress-test", daemon=True)
+    stopping = threading.Event()
+
+    def run() -> None:
+        # waitress's own run() loops until its sockets close under it (a
+        # select() on a closed fd): loop here, and close once it stopped.
+        while not stopping.is_set():
+            server.asyncore.loop(
+                timeout=0.05, map=server._map, use_poll=server.adj.asyncore_use_poll, count=1
+            )
+
+    thread = threading.Thread(target=run, name="waitress-test", daemon=True)
     thread.start()
     try:
         yield url
     finally:
-        server.close()
+        stopping.set()
         thread.join(timeout=15)
+        server.close()
         sock.close()
 
 
