@@ -6,9 +6,8 @@ import time
 from collections.abc import Callable
 
 from starlette.testclient import TestClient
-from werkzeug.test import Client
-
 from support.clock import FakeClock
+from werkzeug.test import Client
 
 from lwa_middleware import Identity, InvalidToken, LWAMiddleware, LWAWSGIMiddleware
 from lwa_middleware.cache import IdentityCache, token_digest

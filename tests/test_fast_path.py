@@ -70,7 +70,7 @@ async def _app(scope: Any, receive: Any, send: Any) -> None:
 
 
 PROPERTY = settings(
-    max_examples=80,
+    max_examples=50,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )

@@ -10,9 +10,8 @@ from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
-from werkzeug.test import Client
-
 from support.clock import FakeClock
+from werkzeug.test import Client
 
 from lwa_middleware import LWAMiddleware, LWAWSGIMiddleware
 from lwa_middleware.routes import revalidate
