@@ -1,331 +1,42 @@
-"""Real servers for the shared-cache tests and benchmark: redis-server, a
-black hole, uvicorn and a threaded WSGI server, each on a loopback port."""
+"""Old name of the shared-cache helpers, kept for the modules (and the
+benchmark) that import it: everything lives in the ``support`` package now."""
 
 from __future__ import annotations
 
 import contextlib
-import os
-import shutil
-import socket
-import subprocess
-import sys
-import tempfile
-import threading
-import time
 from collections.abc import Callable, Iterator
-from socketserver import ThreadingMixIn
 from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-import redis
+from support.redis_servers import (
+    WORKER_APP,
+    BlackHole,
+    RedisServer,
+    Workers,
+    free_port,
+    redis_binary,
+)
+from support.servers import closing_on_shutdown, serve_uvicorn, serve_wsgiref
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def redis_binary() -> str | None:
-    return shutil.which("redis-server")
-
-
-class RedisServer:
-    """A throwaway ``redis-server`` (no persistence) that can be killed and
-    started again on the same port."""
-
-    def __init__(self, binary: str, port: int | None = None) -> None:
-        self.binary = binary
-        self.port = port or free_port()
-        self._dir = tempfile.TemporaryDirectory(prefix="lwa-redis-")
-        self._proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    @property
-    def unix_path(self) -> str:
-        return os.path.join(self._dir.name, "redis.sock")
-
-    @property
-    def unix_url(self) -> str:
-        return f"unix://{self.unix_path}?db=0"
-
-    def client(self) -> redis.Redis:
-        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=2)
-
-    def start(self, timeout: float = 10.0) -> None:
-        self._proc = subprocess.Popen(
-            [
-                self.binary,
-                "--port", str(self.port),
-                "--bind", "127.0.0.1",
-                "--save", "",
-                "--appendonly", "no",
-                "--dir", self._dir.name,
-                "--unixsocket", self.unix_path,
-                "--unixsocketperm", "700",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + timeout
-        while True:
-            if self._proc.poll() is not None:
-                raise RuntimeError(f"redis-server exited with {self._proc.returncode}")
-            try:
-                with contextlib.closing(self.client()) as client:
-                    if client.ping():
-                        return
-            except redis.RedisError:
-                pass
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError("redis-server did not answer PING in time")
-            time.sleep(0.02)
-
-    def stop(self) -> None:
-        proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=10)
-
-    def close(self) -> None:
-        self.stop()
-        self._dir.cleanup()
-
-
-class BlackHole:
-    """A TCP server that accepts connections and never answers, like a
-    Redis behind a dead firewall rule that still completes handshakes."""
-
-    def __init__(self) -> None:
-        self._sock = socket.socket()
-        self._sock.bind(("127.0.0.1", 0))
-        self._sock.listen(64)
-        self._sock.settimeout(0.1)
-        self.port = int(self._sock.getsockname()[1])
-        self.accepted = 0
-        self._held: list[socket.socket] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self._sock.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            self.accepted += 1
-            self._held.append(conn)  # hold it open; never read, never write
-
-    def __enter__(self) -> BlackHole:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=2)
-        self._sock.close()
-        for conn in self._held:
-            conn.close()
-
-
-def _closing_on_shutdown(app: Any) -> Any:
-    """Answer lifespan messages, calling ``app.aclose()`` at shutdown, so the
-    middleware's Redis and LWA connections close on the loop that owns them."""
-
-    async def wrapped(scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "lifespan":
-            await app(scope, receive, send)
-            return
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                if hasattr(app, "aclose"):
-                    await app.aclose()
-                await send({"type": "lifespan.shutdown.complete"})
-                return
-
-    return wrapped
+__all__ = [
+    "WORKER_APP",
+    "BlackHole",
+    "RedisServer",
+    "Workers",
+    "closing_on_shutdown",
+    "free_port",
+    "redis_binary",
+    "uvicorn_server",
+    "wsgi_server",
+]
 
 
 @contextlib.contextmanager
 def uvicorn_server(app: Any) -> Iterator[str]:
-    """Serve an ASGI app with uvicorn in a thread; yield its base URL."""
-    import uvicorn
-
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(
-        _closing_on_shutdown(app), lifespan="on", log_level="warning", access_log=False
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=5)
-        sock.close()
+    """uvicorn in a thread, closing the middleware at lifespan shutdown."""
+    with serve_uvicorn(app, close_on_shutdown=True, log_level="warning") as url:
+        yield url
 
 
-class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
-    daemon_threads = True
-
-
-class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
-@contextlib.contextmanager
-def wsgi_server(app: Callable[..., Any]) -> Iterator[str]:
-    """Serve a WSGI app with a threaded wsgiref server; yield its base URL."""
-    server = make_server(
-        "127.0.0.1", 0, app, server_class=_ThreadingWSGIServer, handler_class=_QuietHandler
-    )
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                              daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
-
-
-#: A tiny ASGI app module for worker processes: two copies of the middleware,
-#: ``/r/...`` with Redis and ``/n/...`` without, over one echo app, so one set
-#: of processes measures both. Configured through the environment.
-WORKER_APP = '''
-import json, os
-from lwa_middleware import LWAMiddleware, get_identity
-
-async def echo(scope, receive, send):
-    identity = get_identity(scope)
-    body = json.dumps({"user_id": identity.user_id if identity else None,
-                       "pid": os.getpid()}).encode()
-    await send({"type": "http.response.start", "status": 200,
-                "headers": [(b"content-type", b"application/json")]})
-    await send({"type": "http.response.body", "body": body})
-
-common = dict(client_id=os.environ["W_CLIENT_ID"], api_base_url=os.environ["W_API"],
-              default="required")
-if os.environ.get("W_NO_LEASE"):
-    import lwa_middleware.shared_cache as sc
-    class NoLease(sc.AsyncSharedCache):
-        def __init__(self, settings):
-            super().__init__(settings, lease=False)
-    sc.AsyncSharedCache = NoLease
-with_redis = LWAMiddleware(echo, redis_url=os.environ["W_REDIS"],
-                           redis_timeout=float(os.environ.get("W_REDIS_TIMEOUT", "0.05")),
-                           **common)
-without = LWAMiddleware(echo, **common)
-
-async def app(scope, receive, send):
-    if scope["type"] == "http" and scope["path"] == "/ready":
-        await send({"type": "http.response.start", "status": 200, "headers": []})
-        await send({"type": "http.response.body", "body": b"ok"})
-        return
-    if scope["type"] == "http" and scope["path"] == "/stats":
-        shared = with_redis.resolver._async_shared
-        data = dict(with_redis.stats.snapshot(), pid=os.getpid())
-        if shared is not None:
-            data.update(redis_errors=shared.errors, redis_skipped=shared.skipped,
-                        lease_waits=shared.waits)
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"application/json")]})
-        await send({"type": "http.response.body", "body": json.dumps(data).encode()})
-        return
-    if scope["type"] == "http" and scope["path"].startswith("/r/"):
-        await with_redis(scope, receive, send)
-    else:
-        await without(scope, receive, send)
-'''
-
-
-class Workers:
-    """``count`` separate uvicorn processes serving :data:`WORKER_APP`."""
-
-    def __init__(self, directory: str, count: int, env: dict[str, str]) -> None:
-        import lwa_middleware
-
-        with open(os.path.join(directory, "lwa_worker_app.py"), "w") as handle:
-            handle.write(WORKER_APP)
-        root = os.path.dirname(os.path.dirname(os.path.abspath(lwa_middleware.__file__)))
-        full_env = dict(os.environ)
-        full_env.update(env)
-        full_env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (directory, root, os.environ.get("PYTHONPATH", "")) if p
-        )
-        self.ports = [free_port() for _ in range(count)]
-        self.procs = [
-            subprocess.Popen(
-                [
-                    sys.executable, "-m", "uvicorn",
-                    "lwa_worker_app:app", "--host", "127.0.0.1", "--port", str(port),
-                    "--log-level", "warning", "--no-access-log", "--lifespan", "off",
-                ],
-                env=full_env,
-                cwd=directory,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-            )
-            for port in self.ports
-        ]
-
-    @property
-    def urls(self) -> list[str]:
-        return [f"http://127.0.0.1:{port}" for port in self.ports]
-
-    def wait_ready(self, timeout: float = 30.0) -> None:
-        import httpx
-
-        deadline = time.monotonic() + timeout
-        pending = set(self.urls)
-        while pending:
-            for proc in self.procs:
-                if proc.poll() is not None:
-                    err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-                    raise RuntimeError(f"a worker exited: {err[-2000:]}")
-            for url in list(pending):
-                try:
-                    if httpx.get(url + "/ready", timeout=1).status_code == 200:
-                        pending.discard(url)
-                except httpx.HTTPError:
-                    pass
-            if pending:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("workers did not start in time")
-                time.sleep(0.05)
-
-    def close(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in self.procs:
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
-            if proc.stderr:
-                proc.stderr.close()
+def wsgi_server(app: Callable[..., Any]) -> contextlib.AbstractContextManager[str]:
+    """A threaded ``wsgiref`` server."""
+    return serve_wsgiref(app)

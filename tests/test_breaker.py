@@ -1,6 +1,6 @@
 """The circuit breaker, alone and inside the middlewares.
 
-Time is a :class:`~clock_support.FakeClock`: cooldowns pass when a test says
+Time is a :class:`~support.clock.FakeClock`: cooldowns pass when a test says
 so, never by sleeping.
 """
 
@@ -10,8 +10,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from clock_support import FakeClock
 from starlette.testclient import TestClient
+from support.clock import FakeClock
 from werkzeug.test import Client
 
 from lwa_middleware import LWAMiddleware, LWAWSGIMiddleware

@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 
 from starlette.testclient import TestClient
+from support.clock import FakeClock
 from werkzeug.test import Client
 
 from lwa_middleware import Identity, InvalidToken, LWAMiddleware, LWAWSGIMiddleware
@@ -25,48 +26,54 @@ def key(token: str) -> bytes:
 
 
 def test_entry_lives_until_cache_ttl() -> None:
-    cache = IdentityCache(maxsize=10, ttl=0.2)
-    entry = cache.make_entry(IDENTITY, time.monotonic() + 3600, True)
+    clock = FakeClock()
+    cache = IdentityCache(maxsize=10, ttl=60, clock=clock)
+    entry = cache.make_entry(IDENTITY, clock() + 3600, True)
     cache.put(key("a"), entry)
     assert cache.get(key("a")) is entry
     assert len(cache) == 1
-    time.sleep(0.25)
+    clock.advance(59.9)
+    assert cache.get(key("a")) is entry
+    clock.advance(0.2)
     assert cache.get(key("a")) is None
 
 
 def test_entry_never_outlives_the_token() -> None:
-    cache = IdentityCache(maxsize=10, ttl=3600)
-    entry = cache.make_entry(IDENTITY, time.monotonic() + 0.2, True)
-    assert entry.fresh_until <= time.monotonic() + 0.2
-    assert entry.expires_mono <= time.monotonic() + 0.2
+    clock = FakeClock()
+    cache = IdentityCache(maxsize=10, ttl=3600, clock=clock)
+    entry = cache.make_entry(IDENTITY, clock() + 20, True)
+    assert entry.fresh_until == clock() + 20
+    assert entry.expires_mono == clock() + 20
     cache.put(key("a"), entry)
     assert cache.get(key("a")) is entry
-    time.sleep(0.25)
+    clock.advance(21)
     assert cache.get(key("a")) is None
     peeked = cache.peek(key("a"))
     # A lock-free read may still see it, but never as fresh.
-    assert peeked is None or peeked.fresh_until < time.monotonic()
+    assert peeked is None or peeked.fresh_until < clock()
 
 
 def test_stale_entries_kept_until_token_expiry_but_not_fresh() -> None:
-    cache = IdentityCache(maxsize=10, ttl=0.1, keep_stale=True)
-    entry = cache.make_entry(IDENTITY, time.monotonic() + 0.4, True)
+    clock = FakeClock()
+    cache = IdentityCache(maxsize=10, ttl=10, keep_stale=True, clock=clock)
+    entry = cache.make_entry(IDENTITY, clock() + 40, True)
     cache.put(key("a"), entry)
-    time.sleep(0.15)
+    clock.advance(15)
     kept = cache.get(key("a"))
     assert kept is entry
-    assert kept.fresh_until < time.monotonic()
-    time.sleep(0.3)
+    assert kept.fresh_until < clock()
+    clock.advance(30)
     assert cache.get(key("a")) is None
 
 
 def test_fresh_for_shortens_but_never_lengthens() -> None:
-    cache = IdentityCache(maxsize=10, ttl=10)
-    now = time.monotonic()
+    clock = FakeClock()
+    cache = IdentityCache(maxsize=10, ttl=10, clock=clock)
+    now = clock()
     shorter = cache.make_entry(IDENTITY, now + 3600, True, fresh_for=1)
-    assert shorter.fresh_until <= time.monotonic() + 1
+    assert shorter.fresh_until == now + 1
     longer = cache.make_entry(IDENTITY, now + 3600, True, fresh_for=100)
-    assert longer.fresh_until <= time.monotonic() + 10
+    assert longer.fresh_until == now + 10
 
 
 def test_cache_ttl_zero_caches_nothing() -> None:
@@ -87,7 +94,8 @@ def test_maxsize_bounds_the_cache() -> None:
 
 
 def test_negative_cache_ttl() -> None:
-    cache = IdentityCache(maxsize=10, ttl=100, negative_ttl=0.2)
+    clock = FakeClock()
+    cache = IdentityCache(maxsize=10, ttl=100, negative_ttl=30, clock=clock)
     error = InvalidToken("rejected")
     cache.reject(key("bad"), error)
     remembered = cache.rejection(key("bad"))
@@ -98,7 +106,9 @@ def test_negative_cache_ttl() -> None:
     assert remembered is not error
     assert cache.rejection(key("bad")) is not remembered
     assert cache.rejection(key("other")) is None
-    time.sleep(0.25)
+    clock.advance(29.9)
+    assert cache.rejection(key("bad")) is not None
+    clock.advance(0.2)
     assert cache.rejection(key("bad")) is None
 
 
@@ -195,16 +205,20 @@ def test_cache_ttl_in_the_middlewares(
 ) -> None:
     token = lwa_emulator.issue_token()
     headers = {"Authorization": f"Bearer {token}"}
-    # Generous: the repeats below must land within cache_ttl even on a busy box.
-    asgi = make_asgi(cache_ttl=1.0)
-    wsgi = make_wsgi(cache_ttl=1.0)
+    clock = FakeClock()
+    asgi = make_asgi(cache_ttl=60, clock=clock)
+    wsgi = make_wsgi(cache_ttl=60, clock=clock)
     wclient = Client(wsgi)
     with TestClient(asgi) as client:
         for _ in range(3):
             assert client.get("/me", headers=headers).status_code == 200
             assert wclient.get("/me", headers=headers).status_code == 200
         assert lwa_emulator.calls["tokeninfo"] == 2
-        time.sleep(1.05)
+        clock.advance(59.9)
+        assert client.get("/me", headers=headers).status_code == 200
+        assert wclient.get("/me", headers=headers).status_code == 200
+        assert lwa_emulator.calls["tokeninfo"] == 2
+        clock.advance(0.2)
         assert client.get("/me", headers=headers).status_code == 200
         assert wclient.get("/me", headers=headers).status_code == 200
     assert lwa_emulator.calls["tokeninfo"] == 4

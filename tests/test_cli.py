@@ -520,3 +520,20 @@ def test_port_in_use_is_a_usage_error(capsys: pytest.CaptureFixture[str], comman
     assert code == 2
     assert f"cannot listen on http://127.0.0.1:{port}" in err
     assert "--port 0" in err
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [("localhost", True), ("127.0.0.1", True), ("127.9.9.9", True), ("[::1]", True),
+     ("::1", True), ("0.0.0.0", False), ("10.0.0.1", False), ("example.com", False)],
+)
+def test_only_loopback_hosts_are_accepted(host: str, loopback: bool) -> None:
+    from lwa_middleware import cli
+
+    assert cli._is_loopback(host) is loopback
+    if loopback:
+        cli._check_loopback(host)
+    else:
+        with pytest.raises(cli._UsageError, match="only listens on"):
+            cli._check_loopback(host)
+    assert cli._origin("::1", 8) == "http://[::1]:8"

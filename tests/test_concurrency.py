@@ -92,11 +92,16 @@ async def test_a_cancelled_leader_does_not_cancel_the_shared_lookup(
     headers = {"Authorization": f"Bearer {token}"}
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
         leader = asyncio.ensure_future(client.get("/me", headers=headers))
-        await asyncio.sleep(0.05)
+        # The leader's lookup has reached LWA (and is held there by the latency).
+        assert await asyncio.to_thread(lwa_emulator.wait_for_calls, "tokeninfo", 1, 30)
         followers = [asyncio.ensure_future(client.get("/me", headers=headers)) for _ in range(5)]
-        await asyncio.sleep(0.05)
+        for _ in range(10_000):  # until every follower joined the flight; no time passes
+            if app.stats.coalesced == 5:
+                break
+            await asyncio.sleep(0)
+        assert app.stats.coalesced == 5
         leader.cancel()
-        responses = await asyncio.wait_for(asyncio.gather(*followers), timeout=5)
+        responses = await asyncio.wait_for(asyncio.gather(*followers), timeout=30)
     await app.aclose()
     assert [r.status_code for r in responses] == [200] * 5
     assert lwa_emulator.calls["tokeninfo"] == 1

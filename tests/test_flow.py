@@ -389,3 +389,25 @@ def test_upstream_request_repr_hides_headers() -> None:
     request = UpstreamRequest("tokeninfo", TOKENINFO_URL, {"x-amz-access-token": LWA_TOKEN})
     assert LWA_TOKEN not in repr(request)
     assert "T" * 40 not in str(request)
+
+
+def _flow_with(info_body: bytes, *, status: int = 200, retry_after: str | None = None) -> None:
+    flow = resolution_flow(
+        "Atza|x",
+        tokeninfo_url="t",
+        profile_url="p",
+        client_ids=frozenset({"c"}),
+        parallel=False,
+    )
+    next(flow)
+    flow.send([UpstreamResponse(status, info_body, retry_after)])
+
+
+def test_absurd_numbers_from_lwa_are_a_503_not_a_crash() -> None:
+    body = b'{"aud": "c", "user_id": "u", "exp": 1' + b"0" * 400 + b"}"
+    with pytest.raises(UpstreamUnavailable):
+        _flow_with(body)
+    for header in ("\u00b2", "9" * 5000):
+        with pytest.raises(UpstreamUnavailable) as caught:
+            _flow_with(b"{}", status=503, retry_after=header)
+        assert caught.value.retry_after is None

@@ -163,3 +163,13 @@ def test_object_whose_scope_is_not_a_mapping_is_a_type_error() -> None:
 
     with pytest.raises(TypeError):
         get_identity(Weird())
+
+
+def test_get_identity_looks_in_meta_when_scope_lacks_it() -> None:
+    identity = Identity(user_id="u", client_id="c", expires_at=0.0)
+
+    class AsgiDjangoRequest:
+        scope: dict[str, Any] = {"type": "http"}
+        META = {"lwa.identity": identity}
+
+    assert get_identity(AsgiDjangoRequest()) is identity

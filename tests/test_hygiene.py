@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import traceback
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
 import pytest
+from support.callers import asgi_call, asgi_scope
+from support.leaks import Secrets, frames_holding
 from werkzeug.test import Client
 
 from lwa_middleware import AuthError, LWAMiddleware, LWAWSGIMiddleware
@@ -26,27 +27,6 @@ FAULTS = [
     Fault.USER_ID_MISMATCH,
     Fault.DOWN,
 ]
-
-
-class Secrets:
-    """Every token a test sent, and the fragments that must never show up."""
-
-    def __init__(self) -> None:
-        self.tokens: list[str] = []
-
-    def add(self, token: str) -> str:
-        self.tokens.append(token)
-        return token
-
-    def fragments(self) -> list[str]:
-        out = []
-        for token in self.tokens:
-            out += [token, token[-40:], quote(token, safe="")]
-        return out
-
-    def assert_absent(self, text: str, where: str) -> None:
-        for fragment in self.fragments():
-            assert fragment not in text, f"a token leaked into {where}"
 
 
 @pytest.fixture
@@ -93,32 +73,9 @@ def _requests(lwa: LWAEmulator, secrets: Secrets) -> list[tuple[str, dict[str, s
     ]
 
 
-async def _asgi_call(app: LWAMiddleware, path: str, headers: dict[str, str], query: str) -> int:
+async def _asgi_status(app: LWAMiddleware, path: str, headers: dict[str, str], query: str) -> int:
     """Call the ASGI app directly, so no HTTP client logs what it sends."""
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": path,
-        "raw_path": (path + ("?" + query if query else "")).encode(),
-        "query_string": query.encode(),
-        "root_path": "",
-        "headers": [(k.lower().encode(), v.encode("latin-1")) for k, v in headers.items()],
-        "server": ("testserver", 80),
-        "client": ("127.0.0.1", 1234),
-    }
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    await app(scope, receive, send)
-    return int(sent[0]["status"])
+    return int((await asgi_call(app, asgi_scope(path, headers, query)))[0]["status"])
 
 
 def _wsgi_call(client: Client, path: str, headers: dict[str, str], query: str) -> int:
@@ -127,11 +84,12 @@ def _wsgi_call(client: Client, path: str, headers: dict[str, str], query: str) -
 
 def _run_everything_asgi(app: LWAMiddleware, lwa: LWAEmulator, secrets: Secrets) -> list[int]:
     async def main() -> list[int]:
-        statuses = [await _asgi_call(app, *r) for r in _requests(lwa, secrets)]
+        statuses = [await _asgi_status(app, *r) for r in _requests(lwa, secrets)]
         for fault in FAULTS:
             token = secrets.add(lwa.issue_token())
             lwa.inject(fault)
-            statuses.append(await _asgi_call(app, "/me", {"Authorization": f"Bearer {token}"}, ""))
+            bad = {"Authorization": f"Bearer {token}"}
+            statuses.append(await _asgi_status(app, "/me", bad, ""))
             lwa.clear_faults()
         await app.aclose()
         return statuses
@@ -150,54 +108,6 @@ def _run_everything_wsgi(mw: LWAWSGIMiddleware, lwa: LWAEmulator, secrets: Secre
     return statuses
 
 
-def _assert_logs_clean(caplog: pytest.LogCaptureFixture, secrets: Secrets) -> None:
-    for record in caplog.records:
-        secrets.assert_absent(record.getMessage(), f"log message of {record.name}")
-        secrets.assert_absent(repr(record.msg), f"log msg of {record.name}")
-        secrets.assert_absent(repr(record.args), f"log args of {record.name}")
-        if record.exc_info and record.exc_info[1] is not None:
-            text = "".join(traceback.format_exception(record.exc_info[1]))
-            secrets.assert_absent(text, f"logged exception of {record.name}")
-        if record.exc_text:
-            secrets.assert_absent(record.exc_text, f"exc_text of {record.name}")
-    secrets.assert_absent(caplog.text, "the captured log text")
-
-
-def _assert_internals_clean(mw: Any, secrets: Secrets) -> None:
-    auth = mw.resolver
-    secrets.assert_absent(repr(mw), "the middleware's repr")
-    secrets.assert_absent(repr(auth), "the authenticator's repr")
-    secrets.assert_absent(repr(mw.settings), "the settings' repr")
-    secrets.assert_absent(repr(mw.stats), "the stats' repr")
-    cache = auth.cache
-    entries = cache._entries
-    secrets.assert_absent(repr(entries), "the cache's repr")
-    assert len(entries) > 0, "the test should have cached something"
-    for key, entry in list(entries.items()):
-        secrets.assert_absent(repr(key), "a cache key")
-        secrets.assert_absent(repr(entry), "a cache entry")
-        secrets.assert_absent(repr(entry.identity), "an identity")
-        secrets.assert_absent(repr(vars(entry) if hasattr(entry, "__dict__") else entry), "entry")
-        for token in secrets.tokens:
-            assert token.encode() not in key
-    rejections = getattr(cache, "_rejections", None)
-    if rejections is not None:
-        assert len(rejections) > 0, "the test should have remembered a rejection"
-        secrets.assert_absent(repr(rejections), "the negative cache")
-        for key, error in list(rejections.items()):
-            secrets.assert_absent(repr(key), "a negative cache key")
-            _assert_error_clean(error, secrets)
-
-
-def _assert_error_clean(error: BaseException, secrets: Secrets) -> None:
-    secrets.assert_absent(str(error), "an exception message")
-    secrets.assert_absent(repr(error), "an exception repr")
-    secrets.assert_absent(repr(error.args), "exception args")
-    secrets.assert_absent("".join(traceback.format_exception(error)), "a traceback")
-    if isinstance(error, AuthError):
-        secrets.assert_absent(repr(error.response("lwa")), "an error response")
-
-
 def test_asgi_hygiene(
     all_logs: pytest.LogCaptureFixture,
     capfd: pytest.CaptureFixture[str],
@@ -213,9 +123,9 @@ def test_asgi_hygiene(
     assert 400 in statuses
     assert 503 in statuses
     assert 403 in statuses
-    _assert_logs_clean(all_logs, secrets)
+    secrets.assert_logs_clean(all_logs.records, text=all_logs.text)
     assert any(r.name.startswith("httpx") for r in all_logs.records), "httpx logs were captured"
-    _assert_internals_clean(app, secrets)
+    secrets.assert_internals_clean(app)
     secrets.assert_absent(repr(events), "on_event data")
     out, err = capfd.readouterr()
     secrets.assert_absent(out + err, "stdout/stderr")
@@ -234,8 +144,8 @@ def test_wsgi_hygiene(
     statuses = _run_everything_wsgi(mw, lwa_emulator, secrets)
     mw.close()
     assert {200, 400, 401, 403, 503} <= set(statuses)
-    _assert_logs_clean(all_logs, secrets)
-    _assert_internals_clean(mw, secrets)
+    secrets.assert_logs_clean(all_logs.records, text=all_logs.text)
+    secrets.assert_internals_clean(mw)
     secrets.assert_absent(repr(events), "on_event data")
     out, err = capfd.readouterr()
     secrets.assert_absent(out + err, "stdout/stderr")
@@ -272,8 +182,8 @@ def test_errors_raised_by_the_core_hold_no_token(
         lwa_emulator.clear_faults()
     mw.close()
     for error in errors:
-        _assert_error_clean(error, secrets)
-    _assert_logs_clean(all_logs, secrets)
+        secrets.assert_error_clean(error)
+    secrets.assert_logs_clean(all_logs.records, text=all_logs.text)
     assert lwa_emulator.token_in_url == 0
 
 
@@ -297,24 +207,6 @@ def test_emulator_requests_carry_the_token_only_in_headers(
 
 class _AppFailed(Exception):
     pass
-
-
-def _middleware_frames_hold(tb: Any, token: str) -> list[str]:
-    """Names of lwa_middleware frames in ``tb`` whose locals mention ``token``.
-
-    Error reporters (Sentry, ``TracebackException(capture_locals=True)``)
-    record exactly these locals.
-    """
-    needles = (token, token.encode(), quote(token, safe=""), quote(token, safe="").encode())
-    found = []
-    for frame, _ in traceback.walk_tb(tb):
-        if "lwa_middleware" not in frame.f_code.co_filename:
-            continue
-        for name, value in frame.f_locals.items():
-            text = repr(value)
-            if any(repr(needle)[1:-1] in text or str(needle) in text for needle in needles):
-                found.append(f"{frame.f_code.co_name}:{name}")
-    return found
 
 
 @pytest.mark.parametrize("source", ["header", "query"])
@@ -364,7 +256,7 @@ def test_asgi_frames_hold_no_token_while_the_app_runs(
 
     error = asyncio.run(run())
     assert lwa_emulator.calls["tokeninfo"] == 1
-    assert _middleware_frames_hold(error.__traceback__, token) == []
+    assert frames_holding(error.__traceback__, token) == []
 
 
 @pytest.mark.parametrize("cached", [False, True])
@@ -392,4 +284,4 @@ def test_wsgi_frames_hold_no_token_while_the_app_runs(
         client.get("/boom", headers={"Authorization": f"Bearer {token}"})
     mw.close()
     assert lwa_emulator.calls["tokeninfo"] == 1
-    assert _middleware_frames_hold(caught.value.__traceback__, token) == []
+    assert frames_holding(caught.value.__traceback__, token) == []

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import re
-from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support.leaks import grown_by
 
 from lwa_middleware.errors import ConfigurationError
 from lwa_middleware.routes import Access, Policy, RouteTable, revalidate
@@ -304,21 +304,6 @@ def test_pattern_strategy_sanity() -> None:
 # -- bounded memory under hostile paths ----------------------------------------
 
 
-def _grown_by(run: Any) -> int:
-    import gc
-    import tracemalloc
-
-    gc.collect()
-    tracemalloc.start()
-    try:
-        before = tracemalloc.get_traced_memory()[0]
-        run()
-        gc.collect()
-        return tracemalloc.get_traced_memory()[0] - before
-    finally:
-        tracemalloc.stop()
-
-
 def test_long_hostile_paths_are_not_pinned_by_the_memo() -> None:
     """2000 distinct 60 KiB paths must not grow the process by more than a few MiB."""
     table = RouteTable({"/static/**": "public", "/users/*/orders": "required"})
@@ -329,7 +314,7 @@ def test_long_hostile_paths_are_not_pinned_by_the_memo() -> None:
             assert table.lookup(path) is table.default
             assert table.lookup_mounted(path, "/api") is table.default
 
-    assert _grown_by(lookups) < 4 * 1024 * 1024
+    assert grown_by(lookups) < 4 * 1024 * 1024
 
 
 def test_long_paths_get_their_policy_without_the_memo() -> None:

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
+from support.clock import FakeClock
 from werkzeug.test import Client
 
 from lwa_middleware import LWAMiddleware, LWAWSGIMiddleware
@@ -85,26 +86,30 @@ def test_cache_never_serves_past_token_expiry(
     make_asgi: Callable[..., LWAMiddleware],
     make_wsgi: Callable[..., LWAWSGIMiddleware],
 ) -> None:
-    short_a = lwa_emulator.issue_token(expires_in=2)
-    short_w = lwa_emulator.issue_token(expires_in=2)
-    asgi, wsgi = make_asgi(cache_ttl=300), make_wsgi(cache_ttl=300)
+    # The middleware's clock is a FakeClock: the token's lifetime passes when
+    # the test says so. (The emulator keeps real time, so it still says yes:
+    # what is checked is that the cache asks again.)
+    clock = FakeClock()
+    short_a = lwa_emulator.issue_token(expires_in=30)
+    short_w = lwa_emulator.issue_token(expires_in=30)
+    asgi = make_asgi(cache_ttl=300, clock=clock)
+    wsgi = make_wsgi(cache_ttl=300, clock=clock)
     wclient = Client(wsgi)
+    a_headers = {"Authorization": f"Bearer {short_a}"}
+    w_headers = {"Authorization": f"Bearer {short_w}"}
     with TestClient(asgi) as aclient:
-        first = aclient.get("/me", headers={"Authorization": f"Bearer {short_a}"})
+        first = aclient.get("/me", headers=a_headers)
         assert first.status_code == 200
-        assert first.json()["identity"]["expires_at"] <= time.time() + 2
-        # Repeats right away: LWA says exp=1 for a 2 s token (it rounds down).
-        assert aclient.get("/me", headers={"Authorization": f"Bearer {short_a}"}).status_code == 200
-        assert wclient.get("/me", headers={"Authorization": f"Bearer {short_w}"}).status_code == 200
-        assert wclient.get("/me", headers={"Authorization": f"Bearer {short_w}"}).status_code == 200
+        assert first.json()["identity"]["expires_at"] <= time.time() + 30
+        assert wclient.get("/me", headers=w_headers).status_code == 200
+        clock.advance(28)  # LWA said exp=29 for a 30 s token (it rounds down)
+        assert aclient.get("/me", headers=a_headers).status_code == 200
+        assert wclient.get("/me", headers=w_headers).status_code == 200
         assert lwa_emulator.calls["tokeninfo"] == 2  # the repeats were cached
-        time.sleep(2.5)
-        late = aclient.get("/me", headers={"Authorization": f"Bearer {short_a}"})
-        assert late.status_code == 401
-        assert late.json()["error"] == "invalid_token"
-        wlate = wclient.get("/me", headers={"Authorization": f"Bearer {short_w}"})
-        assert wlate.status_code == 401
-    assert lwa_emulator.calls["tokeninfo"] == 4
+        clock.advance(1.5)  # past the token's expiry, far within cache_ttl
+        assert aclient.get("/me", headers=a_headers).status_code == 200
+        assert wclient.get("/me", headers=w_headers).status_code == 200
+    assert lwa_emulator.calls["tokeninfo"] == 4  # asked again, not served from cache
     wsgi.close()
 
 
@@ -144,11 +149,13 @@ def test_revoked_token_is_remembered(
 
 
 def test_negative_cache_ttl_expires(lwa_emulator: LWAEmulator, world: Callable[..., World]) -> None:
-    w = world(negative_cache_ttl=0.5)
+    clock = FakeClock()
+    w = world(negative_cache_ttl=30, clock=clock)
     assert w.get(token="garbage-token").status == 401
+    clock.advance(29.9)
     assert w.get(token="garbage-token").status == 401
     assert lwa_emulator.calls["tokeninfo"] == 1
-    time.sleep(0.55)
+    clock.advance(0.2)
     assert w.get(token="garbage-token").status == 401
     assert lwa_emulator.calls["tokeninfo"] == 2
 

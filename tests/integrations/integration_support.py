@@ -3,8 +3,8 @@
 The examples live in ``examples/`` (not a package); :func:`load_example`
 imports one by path under a unique module name. :func:`uvicorn_server` and
 :func:`wsgi_server` serve an app on a loopback port in a thread, as users
-run it. Every HTTP client is built with ``trust_env=False`` so no proxy
-setting can send a request off loopback.
+run it (both from :mod:`support.servers`). Every HTTP client is built with
+``trust_env=False`` so no proxy setting can send a request off loopback.
 """
 
 from __future__ import annotations
@@ -14,14 +14,30 @@ import importlib.util
 import json
 import socket
 import sys
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import httpx
+from support.callers import bearer, http_client
+from support.servers import serve_uvicorn, serve_werkzeug
+
+__all__ = [
+    "DJANGO_PROJECT",
+    "EXAMPLES",
+    "assert_insufficient",
+    "assert_missing_token",
+    "bearer",
+    "body_of",
+    "free_port",
+    "fresh_warnings",
+    "http_client",
+    "json_of",
+    "load_example",
+    "same_error",
+    "uvicorn_server",
+    "wsgi_server",
+]
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 DJANGO_PROJECT = EXAMPLES / "django_project"
@@ -41,61 +57,22 @@ def load_example(name: str) -> ModuleType:
     return module
 
 
-def http_client(base_url: str = "", timeout: float = 10.0) -> httpx.Client:
-    return httpx.Client(base_url=base_url, timeout=timeout, trust_env=False)
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
 def free_port() -> int:
+    """A port free a moment ago: only for the example *scripts*, which take
+    a port number (``PORT``) and bind it themselves."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 
 
-@contextlib.contextmanager
-def uvicorn_server(app: Any, lifespan: str = "off") -> Iterator[str]:
-    """Serve an ASGI app with uvicorn on a loopback port; yield its base URL."""
-    import uvicorn
-
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="error", lifespan=lifespan, ws="websockets-sansio")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
+def uvicorn_server(app: Any, lifespan: str = "off") -> contextlib.AbstractContextManager[str]:
+    """Serve an ASGI app with uvicorn on a pre-bound loopback socket; yield its base URL."""
+    return serve_uvicorn(app, lifespan=lifespan)
 
 
-@contextlib.contextmanager
-def wsgi_server(app: Any) -> Iterator[str]:
+def wsgi_server(app: Any) -> contextlib.AbstractContextManager[str]:
     """Serve a WSGI app with Werkzeug's threaded server; yield its base URL."""
-    from werkzeug.serving import make_server
-
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.daemon = True
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(10)
+    return serve_werkzeug(app)
 
 
 def body_of(response: Any) -> bytes:

@@ -23,9 +23,7 @@ is set. Nothing sleeps: every wait is Playwright's or a fetch's own.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -36,6 +34,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse
 from starlette.routing import Route
+from support.servers import serve_waitress, serve_werkzeug
 
 from lwa_middleware import LWAMiddleware, get_identity
 from lwa_middleware.testing import LWAEmulator
@@ -231,45 +230,13 @@ def flask_app(lwa: LWAEmulator, origin: str) -> Any:
 # -- the servers --------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def werkzeug_server(app: Any) -> Iterator[str]:
-    from werkzeug.serving import make_server
-
-    # Bound and listening from here on: no start-up race.
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.daemon = True
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(10)
-
-
-@contextlib.contextmanager
-def waitress_server(app: Any) -> Iterator[str]:
-    from waitress.server import create_server
-
-    # create_server binds and listens before run(): no start-up race.
-    server = create_server(app, host="127.0.0.1", port=0, threads=4)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.effective_port}"
-    finally:
-        server.close()
-        thread.join(10)
-
-
 Layout = tuple[Callable[[LWAEmulator, str], Any], Callable[[Any], Any], str]
 
 LAYOUTS: dict[str, Layout] = {
     "starlette-uvicorn": (starlette_app, uvicorn_server, "asgi"),
     "fastapi-uvicorn": (fastapi_app, uvicorn_server, "asgi"),
-    "flask-werkzeug": (flask_app, werkzeug_server, "wsgi"),
-    "flask-waitress": (flask_app, waitress_server, "wsgi"),
+    "flask-werkzeug": (flask_app, serve_werkzeug, "wsgi"),
+    "flask-waitress": (flask_app, serve_waitress, "wsgi"),
 }
 
 

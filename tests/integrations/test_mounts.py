@@ -10,14 +10,6 @@ both styles, and an explicit match beats the default of the other form.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import socket
-import threading
-import time
-from collections.abc import Iterator
-from typing import Any
-
 import httpx
 import pytest
 from integration_support import bearer
@@ -25,6 +17,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route
+from support.servers import serve_hypercorn as _hypercorn
+from support.servers import serve_uvicorn as _uvicorn
 
 from lwa_middleware import LWAMiddleware, get_identity
 from lwa_middleware.routes import Access, Policy, RouteTable, revalidate
@@ -100,79 +94,6 @@ async def _who(request: Request) -> JSONResponse:
 def _protected(lwa: LWAEmulator) -> LWAMiddleware:
     inner = Starlette(routes=[Route(path, _who) for path in ("/health", "/", "/me", "/shipping")])
     return LWAMiddleware(inner, client_id=lwa.client_id, api_base_url=lwa.base_url, routes=ROUTES)
-
-
-def _bound() -> socket.socket:
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    return sock
-
-
-@contextlib.contextmanager
-def _uvicorn(app: Any, root_path: str = "") -> Iterator[str]:
-    import uvicorn
-
-    sock = _bound()
-    server = uvicorn.Server(
-        uvicorn.Config(app, log_level="error", lifespan="off", root_path=root_path)
-    )
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(20)
-        sock.close()
-
-
-@contextlib.contextmanager
-def _hypercorn(app: Any, root_path: str = "") -> Iterator[str]:
-    hypercorn = pytest.importorskip("hypercorn")
-    from hypercorn.asyncio import serve
-
-    sock = _bound()
-    sock.listen(64)
-    port = sock.getsockname()[1]
-    fd = sock.detach()  # hypercorn owns (and closes) the listening socket
-    config = hypercorn.Config()
-    config.root_path = root_path
-    config.loglevel = "ERROR"
-    config.accesslog = None
-    ready = threading.Event()
-    state: dict[str, Any] = {}
-
-    async def main() -> None:
-        state["loop"] = asyncio.get_running_loop()
-        state["stop"] = asyncio.Event()
-        config.bind = [f"fd://{fd}"]
-        ready.set()
-        await serve(app, config, shutdown_trigger=state["stop"].wait)
-
-    thread = threading.Thread(target=asyncio.run, args=(main(),), daemon=True)
-    thread.start()
-    assert ready.wait(20)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            httpx.get(url + "/__ready__", timeout=2)
-            break
-        except httpx.HTTPError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
-    try:
-        yield url
-    finally:
-        state["loop"].call_soon_threadsafe(state["stop"].set)
-        thread.join(20)
 
 
 def _check(base: str, prefix: str, lwa: LWAEmulator) -> None:

@@ -21,6 +21,7 @@ from urllib.parse import parse_qsl
 
 import httpx
 import pytest
+from support.leaks import assert_no_token_in
 from werkzeug.test import Client
 
 from lwa_middleware import AuthError, LWAMiddleware, LWAWSGIMiddleware
@@ -59,12 +60,6 @@ def _chain(error: BaseException) -> Iterable[BaseException]:
         todo += [current.__cause__, current.__context__]
 
 
-def _assert_no_token_in(text: str, tokens: Iterable[str], where: str) -> None:
-    for token in tokens:
-        assert token not in text, f"a token leaked into {where}"
-        assert token[-40:] not in text, f"a token fragment leaked into {where}"
-
-
 def _cache_dump(mw: LWAMiddleware | LWAWSGIMiddleware) -> tuple[list[bytes], str, bytes]:
     """Keys, the reprs of values, and a pickle of everything both caches hold."""
     cache = mw.resolver.cache
@@ -99,7 +94,7 @@ def test_tokens_never_leak_under_faults(
         reply = caller.get(**how)
         assert reply.status in (200, 401, 503)
         if reply.status != 200:  # the middleware's own answer (the echo app echoes the query)
-            _assert_no_token_in(
+            assert_no_token_in(
                 reply.body.decode() + repr(reply.headers), sent, f"the {fault} answer"
             )
         lwa_emulator.clear_faults()
@@ -130,11 +125,11 @@ def test_tokens_never_leak_under_faults(
     for key in keys:
         assert isinstance(key, bytes)
         assert len(key) == 32
-    _assert_no_token_in(values, sent, "a cached value")
+    assert_no_token_in(values, sent, "a cached value")
     for token in sent:
         assert token.encode() not in blob
         assert token.encode() not in keys
-    _assert_no_token_in(repr(caller.mw) + repr(caller.mw.resolver), sent, "a repr")
+    assert_no_token_in(repr(caller.mw) + repr(caller.mw.resolver), sent, "a repr")
 
 
 @pytest.mark.parametrize(
@@ -182,7 +177,7 @@ def test_exceptions_never_carry_the_token(
     texts = [repr(headers), body.decode()]
     for error in _chain(caught.value):
         texts += [str(error), repr(error), repr(error.args)]
-    _assert_no_token_in("\n".join(texts), [token], "an exception")
+    assert_no_token_in("\n".join(texts), [token], "an exception")
 
 
 def test_upstream_requests_carry_the_token_in_headers_only(
@@ -237,7 +232,7 @@ def _assert_scope_clean(scope: dict[str, Any], token: str) -> None:
         assert raw_path.partition(b"?")[2] == OTHER_PARAMS
     keys = [k for k, _ in parse_qsl(scope["query_string"].decode("latin-1"))]
     assert "access_token" not in keys
-    _assert_no_token_in(repr(scope), [token], "the app's scope")
+    assert_no_token_in(repr(scope), [token], "the app's scope")
 
 
 def _assert_environ_clean(environ: dict[str, Any], token: str) -> None:
@@ -249,7 +244,7 @@ def _assert_environ_clean(environ: dict[str, Any], token: str) -> None:
             assert environ[key].partition("?")[2] == OTHER_PARAMS.decode("latin-1"), key
     # Werkzeug's test client adds its own request object, built before any middleware.
     rest = {k: v for k, v in environ.items() if k != "werkzeug.request"}
-    _assert_no_token_in(repr(rest), [token], "the app's environ")
+    assert_no_token_in(repr(rest), [token], "the app's environ")
 
 
 @pytest.mark.parametrize("key", [b"access_token", b"access%5Ftoken"])
@@ -368,6 +363,6 @@ def test_strip_credentials_on_real_servers(server: str, lwa_emulator: LWAEmulato
     assert response.status_code == 200
     assert len(seen) == 1
     dump = json.dumps(seen[0])
-    _assert_no_token_in(dump, [token], f"what {server} handed the app")
+    assert_no_token_in(dump, [token], f"what {server} handed the app")
     assert "access_token=" not in dump.replace("x_access_token=", "")
     assert OTHER_PARAMS.decode() in dump

@@ -12,8 +12,9 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
+
+from support.clock import FakeClock
 
 from lwa_middleware import revalidate
 from lwa_middleware.testing import Fault, LWAEmulator
@@ -24,17 +25,17 @@ from .conftest import AsgiCaller, Caller, assert_invalid_token
 def test_revocation_at_amazon_is_noticed_within_cache_ttl(
     make_caller: Callable[..., Caller], lwa_emulator: LWAEmulator
 ) -> None:
-    ttl = 0.5
-    caller = make_caller(cache_ttl=ttl, routes={"/pay": revalidate()})
+    clock = FakeClock()
+    caller = make_caller(cache_ttl=60, routes={"/pay": revalidate()}, clock=clock)
     token = lwa_emulator.issue_token()
     assert caller.get(token=token).status == 200
     assert caller.get("/pay", token=token).status == 200
     lwa_emulator.revoke(token)
-    revoked_at = time.monotonic()
     # Within the window the cache still answers; a revalidate() route asks LWA.
+    clock.advance(59)
     assert caller.get(token=token).status == 200
     assert_invalid_token(caller.get("/pay", token=token))
-    time.sleep(max(0.0, revoked_at + ttl + 0.05 - time.monotonic()))
+    clock.advance(1.1)
     assert_invalid_token(caller.get(token=token))
 
 
@@ -75,10 +76,9 @@ def test_revoke_wins_over_a_lookup_in_flight(
             import asyncio
 
             first = asyncio.ensure_future(caller.aget(token=token))
-            for _ in range(100):  # until the lookup has reached LWA (bounded: 5 s)
-                if lwa_emulator.calls["tokeninfo"]:
-                    break
-                await asyncio.sleep(0.05)
+            # Until the lookup has reached LWA (held there by the latency).
+            reached = await asyncio.to_thread(lwa_emulator.wait_for_calls, "tokeninfo", 1, 30)
+            assert reached
             await caller.mw.revoke(token)
             replies.append((await first).status)
 
@@ -113,18 +113,19 @@ def test_stale_if_error_serves_a_token_revoked_during_an_outage(
     make_caller: Callable[..., Caller], lwa_emulator: LWAEmulator
 ) -> None:
     """The documented trade-off, and its limit: not past the token's expiry."""
-    caller = make_caller(cache_ttl=0.2, stale_if_error=True)
+    clock = FakeClock()
+    caller = make_caller(cache_ttl=60, stale_if_error=True, clock=clock)
     token = lwa_emulator.issue_token()
-    short = lwa_emulator.issue_token(expires_in=1.5)
+    short = lwa_emulator.issue_token(expires_in=100)
     assert caller.get(token=token).status == 200
     assert caller.get(token=short).status == 200
     lwa_emulator.revoke(token)
     lwa_emulator.inject(Fault.DOWN)
-    time.sleep(0.3)
+    clock.advance(61)
     assert caller.get(token=token).status == 200  # stale, and LWA cannot say otherwise
-    time.sleep(0.9)
+    assert caller.get(token=short).status == 200  # stale too, still live
+    clock.advance(40)
     reply = caller.get(token=short)  # expired: never served, outage or not
     assert reply.status == 503, reply.body
     lwa_emulator.clear_faults()
-    time.sleep(0.1)
     assert_invalid_token(caller.get(token=token))

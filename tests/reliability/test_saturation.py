@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from clock_support import FakeClock
+from support.clock import FakeClock
 
 from lwa_middleware.testing import Fault, LWAEmulator
 

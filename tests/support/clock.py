@@ -1,8 +1,9 @@
 """A clock that only moves when a test says so, for anything that takes ``clock=``.
 
-The circuit breaker and the warning limiter read time through an injected
-clock, so a test can hold time still during a burst (no probe falls due, however
-slow the machine) and then step past a cooldown without sleeping.
+Every clock-dependent part of the library (caches, breaker, warning limiter,
+resolver deadlines) reads time through ``settings.clock``, so a test holds time
+still during a burst (no probe falls due, however slow the machine) and then
+steps past a TTL or a cooldown without sleeping.
 """
 
 from __future__ import annotations

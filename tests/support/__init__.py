@@ -1,0 +1,22 @@
+"""Test support, one place for each thing the suite needs more than once.
+
+``support.servers``
+    serve an ASGI app (uvicorn, hypercorn asyncio/trio) or a WSGI app
+    (waitress, Werkzeug threaded, wsgiref) on a pre-bound loopback socket.
+``support.redis_servers``
+    throwaway ``redis-server``, a black-hole port, uvicorn worker processes.
+``support.callers``
+    one calling convention over both middlewares: ``AsgiCaller``,
+    ``WsgiCaller``, ``HttpCaller`` (a real server), ``Reply``; raw
+    ``asgi_call``/``wsgi_call`` with no HTTP client in between.
+``support.contract``
+    the contract's error table as data (``CASES``) and its checker.
+``support.leaks``
+    the leak checker: ``Secrets`` (no token in logs, errors, reprs, caches),
+    ``frames_holding`` (no token in frame locals), ``grown_by`` (memory).
+``support.clock``
+    ``FakeClock``, for every ``clock=`` option.
+
+``tests/`` is on ``sys.path`` (pytest's ``pythonpath``), so any test module
+imports these as ``from support.callers import AsgiCaller``.
+"""
