@@ -10,6 +10,8 @@ both styles, and an explicit match beats the default of the other form.
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 import pytest
 from integration_support import bearer

@@ -50,21 +50,8 @@ def _app(lwa: LWAEmulator, **options: Any) -> LWAMiddleware:
 
 @pytest.fixture(params=sorted(ASGI_SERVERS))
 def serve(request: pytest.FixtureRequest) -> Serve:
-    if request.param == "hypercorn-trio" and request.node.originalname in _ASKS_LWA:
-        # Found by these tests: upstream.AsyncDriver._bind calls
-        # asyncio.get_running_loop(), so any LWA lookup under trio is a 500.
-        request.applymarker(
-            pytest.mark.xfail(reason="AsyncDriver is asyncio-only (library bug)", strict=True)
-        )
+    # hypercorn's trio worker included: the async path runs on anyio.
     return ASGI_SERVERS[request.param]
-
-
-_ASKS_LWA = {
-    "test_a_valid_token_is_accepted",
-    "test_a_bad_token_gets_401_invalid_token",
-    "test_a_missing_scope_gets_403_with_scope",
-    "test_lwa_down_gets_503_with_retry_after",
-}
 
 
 def _bearer(token: str) -> dict[str, str]:
