@@ -2,7 +2,7 @@
 
 A plan is a generator that yields Redis round trips (``_Call``) and pauses
 (``_Sleep``) and is sent the replies. Here :func:`drive` plays Redis from a
-script of replies and plays time on a :class:`~clock_support.FakeClock`
+script of replies and plays time on a :class:`~support.clock.FakeClock`
 (a pause advances it), and each test asserts on the calls the plan made and
 on what it returned. What the Lua scripts do inside Redis is covered against
 a real redis-server in ``test_shared_cache.py`` and ``test_trust_*.py``.
@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 import redis
-from clock_support import FakeClock
+from support.clock import FakeClock
 
 from lwa_middleware.cache import REVOKED
 from lwa_middleware.config import Settings
