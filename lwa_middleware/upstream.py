@@ -24,6 +24,8 @@ may quote URLs or peers.
 
 from __future__ import annotations
 
+import os
+import ssl
 import threading
 import time
 import types
@@ -46,8 +48,25 @@ __all__ = ["AsyncDriver", "SyncDriver"]
 _USER_AGENT = "lwa-middleware (+https://pypi.org/project/lwa-middleware/)"
 
 
-def _client_options(settings: Settings) -> dict[str, object]:
+def ssl_context(settings: Settings) -> ssl.SSLContext:
+    """The client SSL context ``settings.verify`` asks for, built once per driver.
+
+    Building one (loading a CA bundle) costs milliseconds, so clients share it
+    rather than each making its own.
+    """
+    verify = settings.verify
+    if isinstance(verify, ssl.SSLContext):
+        return verify
+    if isinstance(verify, str):
+        if os.path.isdir(verify):
+            return ssl.create_default_context(capath=verify)
+        return ssl.create_default_context(cafile=verify)
+    return httpx.create_ssl_context(verify=verify)
+
+
+def _client_options(settings: Settings, context: ssl.SSLContext) -> dict[str, object]:
     return {
+        "verify": context,
         "timeout": httpx.Timeout(settings.timeout, connect=settings.connect_timeout),
         "limits": httpx.Limits(
             max_connections=settings.max_concurrent_lookups * 2,
@@ -131,7 +150,8 @@ class SyncDriver:
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self._client = httpx.Client(**_client_options(settings))  # type: ignore[arg-type]
+        options = _client_options(settings, ssl_context(settings))
+        self._client = httpx.Client(**options)  # type: ignore[arg-type]
         # Threads are made on demand, so sizing the pool to the cap costs nothing idle.
         self._pool = ThreadPoolExecutor(
             max_workers=settings.max_concurrent_lookups, thread_name_prefix="lwa-upstream"
@@ -205,6 +225,7 @@ class AsyncDriver:
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
+        self._ssl = ssl_context(settings)
         self._loop: object = None
         self._client: httpx.AsyncClient | None = None
         self._slots: anyio.Semaphore | None = None
@@ -215,7 +236,8 @@ class AsyncDriver:
         loop = anyio.lowlevel.current_token()
         client, every, odd = self._client, self._slots, self._odd
         if self._loop != loop or client is None or every is None or odd is None:
-            client = httpx.AsyncClient(**_client_options(self._settings))  # type: ignore[arg-type]
+            options = _client_options(self._settings, self._ssl)
+            client = httpx.AsyncClient(**options)  # type: ignore[arg-type]
             every = anyio.Semaphore(self._settings.max_concurrent_lookups)
             odd = anyio.Semaphore(_odd_slots(self._settings))
             keeper = await keep_until_shutdown(client.aclose)
