@@ -24,6 +24,7 @@ may quote URLs or peers.
 
 from __future__ import annotations
 
+import itertools
 import os
 import ssl
 import threading
@@ -64,13 +65,33 @@ def ssl_context(settings: Settings) -> ssl.SSLContext:
     return httpx.create_ssl_context(verify=verify)
 
 
+#: Connections per pooled client. The connection pool's bookkeeping grows with
+#: the requests and connections it juggles (httpcore scans them all on every
+#: request and release), so one big pool under 100 lookups in flight spends
+#: more CPU on itself than on HTTP; several small ones stay cheap.
+SHARD_CONNECTIONS = 16
+
+
+def pool_shape(settings: Settings) -> tuple[int, int]:
+    """``(clients, connections each)``: room for every lookup in flight to send
+    both its requests at once, in clients of at most :data:`SHARD_CONNECTIONS`.
+
+    Every connection may stay alive (keep-alive = the pool's maximum), so a
+    steady load opens each connection once instead of churning TLS handshakes.
+    """
+    total = settings.max_concurrent_lookups * 2
+    clients = -(-total // SHARD_CONNECTIONS)
+    return clients, -(-total // clients)
+
+
 def _client_options(settings: Settings, context: ssl.SSLContext) -> dict[str, object]:
+    _, connections = pool_shape(settings)
     return {
         "verify": context,
         "timeout": httpx.Timeout(settings.timeout, connect=settings.connect_timeout),
         "limits": httpx.Limits(
-            max_connections=settings.max_concurrent_lookups * 2,
-            max_keepalive_connections=32,
+            max_connections=connections,
+            max_keepalive_connections=connections,
             keepalive_expiry=60.0,
         ),
         "follow_redirects": False,
@@ -146,12 +167,15 @@ def _lanes(lookup: Lookup, every: _Slots, odd: _Slots) -> tuple[_Slots, ...]:
 
 
 class SyncDriver:
-    """Runs flows with a pooled, reused ``httpx.Client``; safe across threads."""
+    """Runs flows with pooled, reused clients (:func:`pool_shape`); safe across threads."""
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         options = _client_options(settings, ssl_context(settings))
-        self._client = httpx.Client(**options)  # type: ignore[arg-type]
+        clients, _ = pool_shape(settings)
+        self._clients = [httpx.Client(**options) for _ in range(clients)]  # type: ignore[arg-type]
+        # next() on a count is atomic under the GIL: requests take turns.
+        self._turn = itertools.count()
         # Threads are made on demand, so sizing the pool to the cap costs nothing idle.
         self._pool = ThreadPoolExecutor(
             max_workers=settings.max_concurrent_lookups, thread_name_prefix="lwa-upstream"
@@ -194,7 +218,8 @@ class SyncDriver:
         if remaining <= 0:
             return UpstreamFailure("timed out")
         try:
-            with self._client.stream(
+            client = self._clients[next(self._turn) % len(self._clients)]
+            with client.stream(
                 "GET", request.url, headers=request.headers, timeout=remaining
             ) as response:
                 body = _Body(response, self._settings.max_response_bytes, deadline)
@@ -207,17 +232,18 @@ class SyncDriver:
             return _failure(exc)
 
     def close(self) -> None:
-        self._client.close()
+        for client in self._clients:
+            client.close()
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 class AsyncDriver:
-    """Runs flows with a pooled, reused ``httpx.AsyncClient``, on asyncio or trio.
+    """Runs flows with pooled, reused ``AsyncClient``s, on asyncio or trio.
 
     An ``AsyncClient`` and its connections belong to one event loop, so the
-    driver keeps one client per running loop (normally exactly one; a test
-    client that starts a loop per request gets a fresh one each time). A
-    client is never dropped with its connections open: it is closed by
+    driver keeps one set of clients (:func:`pool_shape`) per running loop
+    (normally exactly one; a test client that starts a loop per request gets
+    a fresh set each time). A client is never dropped with its connections open: it is closed by
     :meth:`aclose` (lifespan shutdown calls it), or else when its event loop
     shuts down, through an async generator that the loop finalizes then
     (asyncio's ``shutdown_asyncgens``; trio does the same at the end of a run).
@@ -227,29 +253,45 @@ class AsyncDriver:
         self._settings = settings
         self._ssl = ssl_context(settings)
         self._loop: object = None
-        self._client: httpx.AsyncClient | None = None
+        self._clients: list[httpx.AsyncClient] | None = None
         self._slots: anyio.Semaphore | None = None
         self._odd: anyio.Semaphore | None = None
         self._keepers: list[types.AsyncGeneratorType[None, None]] = []
+        self._turn = itertools.count()
 
-    async def _bind(self) -> tuple[httpx.AsyncClient, anyio.Semaphore, anyio.Semaphore]:
+    async def _bind(
+        self,
+    ) -> tuple[list[httpx.AsyncClient], anyio.Semaphore, anyio.Semaphore]:
         loop = anyio.lowlevel.current_token()
-        client, every, odd = self._client, self._slots, self._odd
-        if self._loop != loop or client is None or every is None or odd is None:
+        clients, every, odd = self._clients, self._slots, self._odd
+        if self._loop != loop or clients is None or every is None or odd is None:
             options = _client_options(self._settings, self._ssl)
-            client = httpx.AsyncClient(**options)  # type: ignore[arg-type]
+            made = [
+                httpx.AsyncClient(**options)  # type: ignore[arg-type]
+                for _ in range(pool_shape(self._settings)[0])
+            ]
             every = anyio.Semaphore(self._settings.max_concurrent_lookups)
             odd = anyio.Semaphore(_odd_slots(self._settings))
-            keeper = await keep_until_shutdown(client.aclose)
+
+            async def close_all() -> None:
+                for client in made:
+                    await client.aclose()
+
+            keeper = await keep_until_shutdown(close_all)
             # Finished keepers (their loop shut down) are forgotten; the
-            # others keep their client until their own loop closes it.
+            # others keep their clients until their own loop closes them.
             self._keepers = [k for k in self._keepers if k.ag_frame is not None]
             self._keepers.append(keeper)
-            self._client, self._slots, self._odd, self._loop = client, every, odd, loop
-        return client, every, odd
+            clients = made
+            self._clients, self._slots, self._odd, self._loop = clients, every, odd, loop
+        return clients, every, odd
+
+    async def start(self) -> None:
+        """Make this loop's clients now (at lifespan startup), not on the first lookup."""
+        await self._bind()
 
     async def run(self, lookup: Lookup) -> Resolved:
-        client, every, odd = await self._bind()
+        clients, every, odd = await self._bind()
         flow, timeout = lookup.flow, self._settings.timeout
         held: list[anyio.Semaphore] = []
         try:
@@ -266,6 +308,7 @@ class AsyncDriver:
                 outcomes: list[Outcome] = [UpstreamFailure("not sent")] * len(batch)
                 async with anyio.create_task_group() as group:
                     for index, request in enumerate(batch):
+                        client = clients[next(self._turn) % len(clients)]
                         group.start_soon(self._send, client, request, deadline, outcomes, index)
                 batch = flow.send(outcomes)
         except StopIteration as stop:
@@ -309,4 +352,4 @@ class AsyncDriver:
         """Close the client of the running loop; a later request makes a new one."""
         if self._keepers and self._loop == anyio.lowlevel.current_token():
             await self._keepers.pop().aclose()  # the last keeper is this loop's
-            self._client = None
+            self._clients = None
