@@ -52,7 +52,7 @@ def libraries() -> dict[str, Any]:
     return libs
 
 
-RUNTIME_LIB = upstream.httpx
+RUNTIME_LIB = upstream.httpx2
 DEFAULT_SHARD = upstream.SHARD_CONNECTIONS
 #: Pool shapes compared: one client holding every connection (as before), or
 #: clients of SHARD_CONNECTIONS connections each (the default now).
@@ -60,7 +60,7 @@ SHAPES = {"one pool": 10_000, f"pools of {DEFAULT_SHARD}": DEFAULT_SHARD}
 
 
 def _use(lib: Any, shard: int = DEFAULT_SHARD) -> None:
-    upstream.httpx = lib  # type: ignore[attr-defined]
+    upstream.httpx2 = lib
     upstream.SHARD_CONNECTIONS = shard
 
 

@@ -1,10 +1,10 @@
 """Thin drivers that run a :mod:`.flow` over real HTTP.
 
-:class:`SyncDriver` uses a pooled ``httpx.Client`` (plus a small thread pool to
+:class:`SyncDriver` uses a pooled ``httpx2.Client`` (plus a small thread pool to
 send a two-request batch concurrently); :class:`AsyncDriver` uses a pooled
-``httpx.AsyncClient``. Both enforce, per lookup:
+``httpx2.AsyncClient``. Both enforce, per lookup:
 
-* one overall deadline (httpx's read timeout is per chunk, so a body dripped
+* one overall deadline (httpx2's read timeout is per chunk, so a body dripped
   a byte at a time would otherwise hold a request for ever);
 * a cap on the bytes read from LWA;
 * a cap on lookups in flight, so an outage cannot pile up unbounded work.
@@ -18,7 +18,7 @@ strings cannot starve real customers; LWA-shaped garbage cannot be told from
 a customer before LWA answers, so it competes fairly.
 
 Any transport problem becomes an :class:`~.flow.UpstreamFailure` whose reason
-is a fixed phrase: httpx exception messages are never forwarded, since they
+is a fixed phrase: httpx2 exception messages are never forwarded, since they
 may quote URLs or peers.
 """
 
@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 import anyio
 import anyio.lowlevel
-import httpx
+import httpx2
 
 from ._loopbound import keep_until_shutdown
 from .errors import AuthError, Saturated, UpstreamUnavailable
@@ -62,7 +62,7 @@ def ssl_context(settings: Settings) -> ssl.SSLContext:
         if os.path.isdir(verify):
             return ssl.create_default_context(capath=verify)
         return ssl.create_default_context(cafile=verify)
-    return httpx.create_ssl_context(verify=verify)
+    return httpx2.create_ssl_context(verify=verify)
 
 
 #: Connections per pooled client. The connection pool's bookkeeping grows with
@@ -88,8 +88,8 @@ def _client_options(settings: Settings, context: ssl.SSLContext) -> dict[str, ob
     _, connections = pool_shape(settings)
     return {
         "verify": context,
-        "timeout": httpx.Timeout(settings.timeout, connect=settings.connect_timeout),
-        "limits": httpx.Limits(
+        "timeout": httpx2.Timeout(settings.timeout, connect=settings.connect_timeout),
+        "limits": httpx2.Limits(
             max_connections=connections,
             max_keepalive_connections=connections,
             keepalive_expiry=60.0,
@@ -100,9 +100,9 @@ def _client_options(settings: Settings, context: ssl.SSLContext) -> dict[str, ob
 
 
 def _failure(exc: Exception) -> UpstreamFailure:
-    if isinstance(exc, httpx.TimeoutException | TimeoutError):
+    if isinstance(exc, httpx2.TimeoutException | TimeoutError):
         return UpstreamFailure("timed out")
-    if isinstance(exc, httpx.ConnectError):
+    if isinstance(exc, httpx2.ConnectError):
         return UpstreamFailure("connection failed")
     return UpstreamFailure("transport error: " + type(exc).__name__)
 
@@ -112,7 +112,7 @@ class _Body:
 
     __slots__ = ("chunks", "deadline", "limit", "size")
 
-    def __init__(self, response: httpx.Response, limit: int, deadline: float) -> None:
+    def __init__(self, response: httpx2.Response, limit: int, deadline: float) -> None:
         self.chunks: list[bytes] = []
         self.size = 0
         self.limit = limit
@@ -129,7 +129,7 @@ class _Body:
             raise TimeoutError
         self.chunks.append(chunk)
 
-    def outcome(self, response: httpx.Response) -> UpstreamResponse:
+    def outcome(self, response: httpx2.Response) -> UpstreamResponse:
         return UpstreamResponse(
             response.status_code, b"".join(self.chunks), response.headers.get("retry-after")
         )
@@ -173,7 +173,7 @@ class SyncDriver:
         self._settings = settings
         options = _client_options(settings, ssl_context(settings))
         clients, _ = pool_shape(settings)
-        self._clients = [httpx.Client(**options) for _ in range(clients)]  # type: ignore[arg-type]
+        self._clients = [httpx2.Client(**options) for _ in range(clients)]  # type: ignore[arg-type]
         # next() on a count is atomic under the GIL: requests take turns.
         self._turn = itertools.count()
         # Threads are made on demand, so sizing the pool to the cap costs nothing idle.
@@ -228,7 +228,7 @@ class SyncDriver:
                 return body.outcome(response)
         except _TooLarge:
             return UpstreamFailure("response too large")
-        except (httpx.HTTPError, OSError, TimeoutError) as exc:
+        except (httpx2.HTTPError, OSError, TimeoutError) as exc:
             return _failure(exc)
 
     def close(self) -> None:
@@ -253,7 +253,7 @@ class AsyncDriver:
         self._settings = settings
         self._ssl = ssl_context(settings)
         self._loop: object = None
-        self._clients: list[httpx.AsyncClient] | None = None
+        self._clients: list[httpx2.AsyncClient] | None = None
         self._slots: anyio.Semaphore | None = None
         self._odd: anyio.Semaphore | None = None
         self._keepers: list[types.AsyncGeneratorType[None, None]] = []
@@ -261,13 +261,13 @@ class AsyncDriver:
 
     async def _bind(
         self,
-    ) -> tuple[list[httpx.AsyncClient], anyio.Semaphore, anyio.Semaphore]:
+    ) -> tuple[list[httpx2.AsyncClient], anyio.Semaphore, anyio.Semaphore]:
         loop = anyio.lowlevel.current_token()
         clients, every, odd = self._clients, self._slots, self._odd
         if self._loop != loop or clients is None or every is None or odd is None:
             options = _client_options(self._settings, self._ssl)
             made = [
-                httpx.AsyncClient(**options)  # type: ignore[arg-type]
+                httpx2.AsyncClient(**options)  # type: ignore[arg-type]
                 for _ in range(pool_shape(self._settings)[0])
             ]
             every = anyio.Semaphore(self._settings.max_concurrent_lookups)
@@ -324,7 +324,7 @@ class AsyncDriver:
 
     async def _send(
         self,
-        client: httpx.AsyncClient,
+        client: httpx2.AsyncClient,
         request: UpstreamRequest,
         deadline: float,
         outcomes: list[Outcome],
@@ -345,7 +345,7 @@ class AsyncDriver:
                     outcomes[index] = body.outcome(response)
         except _TooLarge:
             outcomes[index] = UpstreamFailure("response too large")
-        except (httpx.HTTPError, OSError, TimeoutError) as exc:
+        except (httpx2.HTTPError, OSError, TimeoutError) as exc:
             outcomes[index] = _failure(exc)
 
     async def aclose(self) -> None:

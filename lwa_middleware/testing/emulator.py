@@ -19,7 +19,7 @@ Example::
 
     with LWAEmulator() as lwa:
         token = lwa.issue_token(scopes=["profile", "postal_code"])
-        info = httpx.get(
+        info = httpx2.get(
             lwa.tokeninfo_url, headers={"x-amz-access-token": token}
         ).json()
         assert info["aud"] == lwa.client_id
