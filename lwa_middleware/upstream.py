@@ -183,6 +183,10 @@ class SyncDriver:
         self._slots = threading.BoundedSemaphore(settings.max_concurrent_lookups)
         self._odd = threading.BoundedSemaphore(_odd_slots(settings))
 
+    def warm(self) -> None:
+        """Start one pool thread now; the clients and SSL context exist already."""
+        self._pool.submit(int).result()
+
     def run(self, lookup: Lookup) -> Resolved:
         flow, timeout = lookup.flow, self._settings.timeout
         held: list[threading.BoundedSemaphore] = []
