@@ -169,8 +169,8 @@ def run(n: int = 15) -> list[tuple[str, str, str]]:
         rows.append(
             (
                 "20 cold tokens one after another: TCP connections to LWA",
-                f"{emulator.connections} (tokeninfo and profile go out concurrently,"
-                " so the pool keeps 2 warm connections)",
+                f"{emulator.connections} (requests take turns over the pool's clients,"
+                " so each client keeps one warm connection)",
                 "reused, not N",
             )
         )

@@ -23,6 +23,7 @@ import bench_cold_path  # noqa: E402
 import bench_flood  # noqa: E402
 import bench_hot_path  # noqa: E402
 import bench_memory  # noqa: E402
+import bench_scale  # noqa: E402
 import bench_uvicorn  # noqa: E402
 
 from lwa_middleware.testing import LWAEmulator  # noqa: E402
@@ -103,6 +104,7 @@ def main() -> None:
     if not args.flood:
         rows += _hot_rows(rounds, n)
         rows += bench_cold_path.run(n=5 if args.quick else 15)
+        rows += bench_scale.run(rounds=1 if args.quick else 3)
         rows += bench_uvicorn.run(rounds=3 if args.quick else 6, seconds=2 if args.quick else 3)
         rows += bench_memory.run()
 
@@ -116,8 +118,9 @@ def main() -> None:
         cpu = model
     except (OSError, StopIteration):
         pass
+    date = os.environ.get("BENCH_DATE") or datetime.date.today().isoformat()
     header = (
-        f"Measured {datetime.date.today().isoformat()} on {cpu}, {os.cpu_count()} cores, "
+        f"Measured {date} on {cpu}, {os.cpu_count()} cores, "
         f"Python {platform.python_version()}, {platform.system()} {platform.release()}; "
         f"command: `python benchmarks/run.py{' --quick' if args.quick else ''}"
         f"{' --flood' if args.flood else ''}`.\n\n"

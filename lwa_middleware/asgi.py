@@ -35,7 +35,8 @@ class LWAMiddleware(AsyncControls):
     or ``None`` when anonymous), ``scope["user"]``, ``scope["auth"]`` (so
     Starlette's ``request.user`` and ``@requires(...)`` work) and
     ``scope["lwa.realm"]``. ``lifespan`` passes through (the pooled clients
-    are closed at its shutdown); any other scope type is refused.
+    are built at its startup and closed at its shutdown); any other scope type
+    is refused.
 
     **When not to use it.** If your clients send LWA *authorization codes* or
     you need Amazon Pay or Alexa tokens, this is not the tool: it checks
@@ -93,7 +94,15 @@ class LWAMiddleware(AsyncControls):
                     await self.aclose()
                 await send(message)
 
-            await self.app(scope, receive, relay)
+            async def starting() -> Message:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    # Warm start: httpx2, the SSL context and this loop's
+                    # clients are built before the first request, not by it.
+                    await self.resolver.warm_async()
+                return message
+
+            await self.app(scope, starting, relay)
             return
         root_path = scope.get("root_path")
         path = scope["path"]

@@ -25,6 +25,7 @@ import ipaddress
 import logging
 import math
 import os
+import ssl
 import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
@@ -198,6 +199,8 @@ class Options(TypedDict, total=False):
     timeout: float
     #: TCP/TLS connect deadline [2].
     connect_timeout: float
+    #: Trust for LWA's TLS: a CA file/dir path or an SSLContext; False only on loopback [True].
+    verify: str | ssl.SSLContext | bool
     #: Larger LWA answers are refused unread, as a 503 [65536].
     max_response_bytes: int
     #: ``Retry-After`` seconds of a 503 when LWA did not say [5].
@@ -250,6 +253,7 @@ class Settings:
     negative_cache_maxsize: int = 10_000
     timeout: float = 5.0
     connect_timeout: float = 2.0
+    verify: str | ssl.SSLContext | bool = True
     max_response_bytes: int = 64 * 1024
     retry_after: int = 5
     realm: str = DEFAULT_REALM
@@ -353,6 +357,30 @@ class Settings:
         settings._validate()
         return settings
 
+    def _validate_verify(self) -> None:
+        verify = self.verify
+        if isinstance(verify, str):
+            if not os.path.exists(verify):
+                raise ConfigurationError(
+                    f"verify={verify!r}: no such CA file or directory (give the path of a PEM "
+                    "bundle, an ssl.SSLContext, or True for the system's CAs)"
+                )
+            return
+        if isinstance(verify, ssl.SSLContext):
+            unchecked = verify.verify_mode == ssl.CERT_NONE or not verify.check_hostname
+        elif isinstance(verify, bool):
+            unchecked = not verify
+        else:
+            raise ConfigurationError(
+                f"verify must be True, a CA file path or an ssl.SSLContext, not {verify!r}"
+            )
+        if unchecked and not _is_loopback(urlsplit(self.api_base_url).hostname or ""):
+            raise ConfigurationError(
+                "verify=False (or an SSLContext that does not check certificates and host "
+                "names) is only allowed when api_base_url is on loopback: anyone on the path "
+                "could impersonate LWA. To trust a private CA, pass verify='/path/to/ca.pem'"
+            )
+
     def _validate(self) -> None:
         def positive(name: str, allow_zero: bool = False) -> None:
             value = getattr(self, name)
@@ -402,5 +430,6 @@ class Settings:
             "unix",
         ):
             raise ConfigurationError("redis_url must be redis://, rediss:// or unix://")
+        self._validate_verify()
         if not self.realm or '"' in self.realm or "\\" in self.realm:
             raise ConfigurationError("realm must be a non-empty string without quotes")

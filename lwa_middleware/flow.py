@@ -236,6 +236,9 @@ def resolution_flow(
         raise _unavailable("tokeninfo", info, f"unusable answer: {exc}") from None
     if aud not in client_ids:
         raise InvalidToken(_OTHER_CLIENT)
+    # The configured string, not this answer's copy: a hundred thousand cached
+    # identities then share one client id instead of holding one each.
+    aud = next(cid for cid in client_ids if cid == aud)
     if remaining <= 0:
         raise InvalidToken(_REJECTED)
     expires_mono = started_mono + remaining

@@ -405,6 +405,11 @@ class Resolver:
         cache (see :meth:`LWAMiddleware.revoke <lwa_middleware.LWAMiddleware.revoke>`)."""
         self._drive(self._forget_plan(token, revoke=True))
 
+    def warm_sync(self) -> None:
+        """Build the blocking driver now (httpx2, SSL context, clients, a pool
+        thread), so the first token does not pay for it."""
+        self._sync_parts()[0].warm()
+
     def close(self) -> None:
         """Close pooled connections; a later request builds fresh ones."""
         with self._lazy_lock:
@@ -433,6 +438,10 @@ class Resolver:
 
             self._async_shared = AsyncSharedCache(self.settings)
         return self._async_driver, self._async_shared
+
+    async def warm_async(self) -> None:
+        """Build the async driver and this loop's clients now (lifespan startup)."""
+        await self._async_parts()[0].start()
 
     async def _adrive(self, plan: _Plan[_T]) -> _T:
         driver, shared = self._async_parts()

@@ -1,10 +1,10 @@
 """Thin drivers that run a :mod:`.flow` over real HTTP.
 
-:class:`SyncDriver` uses a pooled ``httpx.Client`` (plus a small thread pool to
+:class:`SyncDriver` uses a pooled ``httpx2.Client`` (plus a small thread pool to
 send a two-request batch concurrently); :class:`AsyncDriver` uses a pooled
-``httpx.AsyncClient``. Both enforce, per lookup:
+``httpx2.AsyncClient``. Both enforce, per lookup:
 
-* one overall deadline (httpx's read timeout is per chunk, so a body dripped
+* one overall deadline (httpx2's read timeout is per chunk, so a body dripped
   a byte at a time would otherwise hold a request for ever);
 * a cap on the bytes read from LWA;
 * a cap on lookups in flight, so an outage cannot pile up unbounded work.
@@ -18,12 +18,15 @@ strings cannot starve real customers; LWA-shaped garbage cannot be told from
 a customer before LWA answers, so it competes fairly.
 
 Any transport problem becomes an :class:`~.flow.UpstreamFailure` whose reason
-is a fixed phrase: httpx exception messages are never forwarded, since they
+is a fixed phrase: httpx2 exception messages are never forwarded, since they
 may quote URLs or peers.
 """
 
 from __future__ import annotations
 
+import itertools
+import os
+import ssl
 import threading
 import time
 import types
@@ -33,7 +36,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 import anyio
 import anyio.lowlevel
-import httpx
+import httpx2
 
 from ._loopbound import keep_until_shutdown
 from .errors import AuthError, Saturated, UpstreamUnavailable
@@ -47,12 +50,49 @@ __all__ = ["AsyncDriver", "SyncDriver"]
 _USER_AGENT = "lwa-middleware (+https://pypi.org/project/lwa-middleware/)"
 
 
-def _client_options(settings: Settings) -> dict[str, object]:
+def ssl_context(settings: Settings) -> ssl.SSLContext:
+    """The client SSL context ``settings.verify`` asks for, built once per driver.
+
+    Building one (loading a CA bundle) costs milliseconds, so clients share it
+    rather than each making its own.
+    """
+    verify = settings.verify
+    if isinstance(verify, ssl.SSLContext):
+        return verify
+    if isinstance(verify, str):
+        if os.path.isdir(verify):
+            return ssl.create_default_context(capath=verify)
+        return ssl.create_default_context(cafile=verify)
+    return httpx2.create_ssl_context(verify=verify)
+
+
+#: Connections per pooled client. The connection pool's bookkeeping grows with
+#: the requests and connections it juggles (httpcore scans them all on every
+#: request and release), so one big pool under 100 lookups in flight spends
+#: more CPU on itself than on HTTP; several small ones stay cheap.
+SHARD_CONNECTIONS = 16
+
+
+def pool_shape(settings: Settings) -> tuple[int, int]:
+    """``(clients, connections each)``: room for every lookup in flight to send
+    both its requests at once, in clients of at most :data:`SHARD_CONNECTIONS`.
+
+    Every connection may stay alive (keep-alive = the pool's maximum), so a
+    steady load opens each connection once instead of churning TLS handshakes.
+    """
+    total = settings.max_concurrent_lookups * 2
+    clients = -(-total // SHARD_CONNECTIONS)
+    return clients, -(-total // clients)
+
+
+def _client_options(settings: Settings, context: ssl.SSLContext) -> dict[str, object]:
+    _, connections = pool_shape(settings)
     return {
-        "timeout": httpx.Timeout(settings.timeout, connect=settings.connect_timeout),
-        "limits": httpx.Limits(
-            max_connections=settings.max_concurrent_lookups * 2,
-            max_keepalive_connections=32,
+        "verify": context,
+        "timeout": httpx2.Timeout(settings.timeout, connect=settings.connect_timeout),
+        "limits": httpx2.Limits(
+            max_connections=connections,
+            max_keepalive_connections=connections,
             keepalive_expiry=60.0,
         ),
         "follow_redirects": False,
@@ -61,9 +101,9 @@ def _client_options(settings: Settings) -> dict[str, object]:
 
 
 def _failure(exc: Exception) -> UpstreamFailure:
-    if isinstance(exc, httpx.TimeoutException | TimeoutError):
+    if isinstance(exc, httpx2.TimeoutException | TimeoutError):
         return UpstreamFailure("timed out")
-    if isinstance(exc, httpx.ConnectError):
+    if isinstance(exc, httpx2.ConnectError):
         return UpstreamFailure("connection failed")
     return UpstreamFailure("transport error: " + type(exc).__name__)
 
@@ -73,7 +113,7 @@ class _Body:
 
     __slots__ = ("chunks", "deadline", "limit", "size")
 
-    def __init__(self, response: httpx.Response, limit: int, deadline: float) -> None:
+    def __init__(self, response: httpx2.Response, limit: int, deadline: float) -> None:
         self.chunks: list[bytes] = []
         self.size = 0
         self.limit = limit
@@ -90,7 +130,7 @@ class _Body:
             raise TimeoutError
         self.chunks.append(chunk)
 
-    def outcome(self, response: httpx.Response) -> UpstreamResponse:
+    def outcome(self, response: httpx2.Response) -> UpstreamResponse:
         return UpstreamResponse(
             response.status_code, b"".join(self.chunks), response.headers.get("retry-after")
         )
@@ -128,11 +168,15 @@ def _lanes(lookup: Lookup, every: _Slots, odd: _Slots) -> tuple[_Slots, ...]:
 
 
 class SyncDriver:
-    """Runs flows with a pooled, reused ``httpx.Client``; safe across threads."""
+    """Runs flows with pooled, reused clients (:func:`pool_shape`); safe across threads."""
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self._client = httpx.Client(**_client_options(settings))  # type: ignore[arg-type]
+        options = _client_options(settings, ssl_context(settings))
+        clients, _ = pool_shape(settings)
+        self._clients = [httpx2.Client(**options) for _ in range(clients)]  # type: ignore[arg-type]
+        # next() on a count is atomic under the GIL: requests take turns.
+        self._turn = itertools.count()
         # Threads are made on demand, so sizing the pool to the cap costs nothing idle.
         self._pool = ThreadPoolExecutor(
             max_workers=settings.max_concurrent_lookups, thread_name_prefix="lwa-upstream"
@@ -142,7 +186,11 @@ class SyncDriver:
         # A middleware dropped without close() (a test building one per
         # test, Django rebuilding its middleware) must not leave its pooled
         # sockets to the garbage collector: they are closed with the driver.
-        self._finalizer = weakref.finalize(self, _close_blocking, self._client, self._pool)
+        self._finalizer = weakref.finalize(self, _close_blocking, self._clients, self._pool)
+
+    def warm(self) -> None:
+        """Start one pool thread now; the clients and SSL context exist already."""
+        self._pool.submit(int).result()
 
     def run(self, lookup: Lookup) -> Resolved:
         flow, timeout = lookup.flow, self._settings.timeout
@@ -179,7 +227,8 @@ class SyncDriver:
         if remaining <= 0:
             return UpstreamFailure("timed out")
         try:
-            with self._client.stream(
+            client = self._clients[next(self._turn) % len(self._clients)]
+            with client.stream(
                 "GET", request.url, headers=request.headers, timeout=remaining
             ) as response:
                 body = _Body(response, self._settings.max_response_bytes, deadline)
@@ -188,25 +237,26 @@ class SyncDriver:
                 return body.outcome(response)
         except _TooLarge:
             return UpstreamFailure("response too large")
-        except (httpx.HTTPError, OSError, TimeoutError) as exc:
+        except (httpx2.HTTPError, OSError, TimeoutError) as exc:
             return _failure(exc)
 
     def close(self) -> None:
         self._finalizer()
 
 
-def _close_blocking(client: httpx.Client, pool: ThreadPoolExecutor) -> None:
-    client.close()
+def _close_blocking(clients: list[httpx2.Client], pool: ThreadPoolExecutor) -> None:
+    for client in clients:
+        client.close()
     pool.shutdown(wait=False, cancel_futures=True)
 
 
 class AsyncDriver:
-    """Runs flows with a pooled, reused ``httpx.AsyncClient``, on asyncio or trio.
+    """Runs flows with pooled, reused ``AsyncClient``s, on asyncio or trio.
 
     An ``AsyncClient`` and its connections belong to one event loop, so the
-    driver keeps one client per running loop (normally exactly one; a test
-    client that starts a loop per request gets a fresh one each time). A
-    client is never dropped with its connections open: it is closed by
+    driver keeps one set of clients (:func:`pool_shape`) per running loop
+    (normally exactly one; a test client that starts a loop per request gets
+    a fresh set each time). A client is never dropped with its connections open: it is closed by
     :meth:`aclose` (lifespan shutdown calls it), or else when its event loop
     shuts down, through an async generator that the loop finalizes then
     (asyncio's ``shutdown_asyncgens``; trio does the same at the end of a run).
@@ -214,29 +264,47 @@ class AsyncDriver:
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
+        self._ssl = ssl_context(settings)
         self._loop: object = None
-        self._client: httpx.AsyncClient | None = None
+        self._clients: list[httpx2.AsyncClient] | None = None
         self._slots: anyio.Semaphore | None = None
         self._odd: anyio.Semaphore | None = None
         self._keepers: list[types.AsyncGeneratorType[None, None]] = []
+        self._turn = itertools.count()
 
-    async def _bind(self) -> tuple[httpx.AsyncClient, anyio.Semaphore, anyio.Semaphore]:
+    async def _bind(
+        self,
+    ) -> tuple[list[httpx2.AsyncClient], anyio.Semaphore, anyio.Semaphore]:
         loop = anyio.lowlevel.current_token()
-        client, every, odd = self._client, self._slots, self._odd
-        if self._loop != loop or client is None or every is None or odd is None:
-            client = httpx.AsyncClient(**_client_options(self._settings))  # type: ignore[arg-type]
+        clients, every, odd = self._clients, self._slots, self._odd
+        if self._loop != loop or clients is None or every is None or odd is None:
+            options = _client_options(self._settings, self._ssl)
+            made = [
+                httpx2.AsyncClient(**options)  # type: ignore[arg-type]
+                for _ in range(pool_shape(self._settings)[0])
+            ]
             every = anyio.Semaphore(self._settings.max_concurrent_lookups)
             odd = anyio.Semaphore(_odd_slots(self._settings))
-            keeper = await keep_until_shutdown(client.aclose)
+
+            async def close_all() -> None:
+                for client in made:
+                    await client.aclose()
+
+            keeper = await keep_until_shutdown(close_all)
             # Finished keepers (their loop shut down) are forgotten; the
-            # others keep their client until their own loop closes it.
+            # others keep their clients until their own loop closes them.
             self._keepers = [k for k in self._keepers if k.ag_frame is not None]
             self._keepers.append(keeper)
-            self._client, self._slots, self._odd, self._loop = client, every, odd, loop
-        return client, every, odd
+            clients = made
+            self._clients, self._slots, self._odd, self._loop = clients, every, odd, loop
+        return clients, every, odd
+
+    async def start(self) -> None:
+        """Make this loop's clients now (at lifespan startup), not on the first lookup."""
+        await self._bind()
 
     async def run(self, lookup: Lookup) -> Resolved:
-        client, every, odd = await self._bind()
+        clients, every, odd = await self._bind()
         flow, timeout = lookup.flow, self._settings.timeout
         held: list[anyio.Semaphore] = []
         try:
@@ -253,6 +321,7 @@ class AsyncDriver:
                 outcomes: list[Outcome] = [UpstreamFailure("not sent")] * len(batch)
                 async with anyio.create_task_group() as group:
                     for index, request in enumerate(batch):
+                        client = clients[next(self._turn) % len(clients)]
                         group.start_soon(self._send, client, request, deadline, outcomes, index)
                 batch = flow.send(outcomes)
         except StopIteration as stop:
@@ -268,7 +337,7 @@ class AsyncDriver:
 
     async def _send(
         self,
-        client: httpx.AsyncClient,
+        client: httpx2.AsyncClient,
         request: UpstreamRequest,
         deadline: float,
         outcomes: list[Outcome],
@@ -289,11 +358,11 @@ class AsyncDriver:
                     outcomes[index] = body.outcome(response)
         except _TooLarge:
             outcomes[index] = UpstreamFailure("response too large")
-        except (httpx.HTTPError, OSError, TimeoutError) as exc:
+        except (httpx2.HTTPError, OSError, TimeoutError) as exc:
             outcomes[index] = _failure(exc)
 
     async def aclose(self) -> None:
         """Close the client of the running loop; a later request makes a new one."""
         if self._keepers and self._loop == anyio.lowlevel.current_token():
             await self._keepers.pop().aclose()  # the last keeper is this loop's
-            self._client = None
+            self._clients = None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Iterable
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, Unpack
@@ -22,6 +24,7 @@ else:
 __all__ = ["LWAWSGIMiddleware", "judge_environ"]
 
 _BEARER = ("Bearer ", "bearer ")
+logger = logging.getLogger("lwa_middleware")
 
 
 def judge_environ(
@@ -99,9 +102,24 @@ class LWAWSGIMiddleware(BlockingControls):
         self.settings = settings or Settings.from_options(**options)
         self.resolver = Resolver(self.settings)
         self.gate = Gate(self.settings, self.resolver)
+        # Warm start in the background: a request arriving meanwhile waits for
+        # the same build (the resolver's lock), never for a second one.
+        self._warming = threading.Thread(target=self._warm, name="lwa-warm-start", daemon=True)
+        self._warming.start()
 
     def __repr__(self) -> str:
         return f"LWAWSGIMiddleware({self.app!r}, {self.resolver!r})"
+
+    def _warm(self) -> None:
+        try:
+            self.resolver.warm_sync()
+        except Exception:  # the first lookup meets it again, and fails closed
+            logger.debug("warm start failed", exc_info=True)
+
+    def close(self) -> None:
+        """Close pooled connections to LWA (and Redis)."""
+        self._warming.join()
+        super().close()
 
     def authenticate(self, environ: WSGIEnvironment, path: str | None = None) -> AuthError | None:
         """Judge a request without calling the app (see :func:`judge_environ`)."""

@@ -91,7 +91,7 @@ def serve_in_thread(
     Example::
 
         with serve_in_thread(build_demo_app(lwa)) as url:
-            assert httpx.get(url + "/api/me").status_code == 401
+            assert httpx2.get(url + "/api/me").status_code == 401
     """
     server = make_server(app)
     sock = bind_socket(host, port)

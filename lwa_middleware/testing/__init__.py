@@ -8,18 +8,18 @@ fail in every way a remote service fails.  The pytest plugin in
 
 Example::
 
-    import httpx
+    import httpx2
     from lwa_middleware.testing import Fault, LWAEmulator
 
     with LWAEmulator() as lwa:
         token = lwa.issue_token(scopes=["profile"], name="Ada Lovelace")
-        profile = httpx.get(
+        profile = httpx2.get(
             lwa.profile_url, headers={"Authorization": f"Bearer {token}"}
         ).json()
         assert profile["name"] == "Ada Lovelace"
 
         lwa.inject(Fault.UNAVAILABLE, endpoint="tokeninfo", times=1)
-        assert httpx.get(
+        assert httpx2.get(
             lwa.tokeninfo_url, headers={"x-amz-access-token": token}
         ).status_code == 503
 """

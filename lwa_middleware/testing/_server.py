@@ -10,9 +10,11 @@ to :mod:`._api` and :mod:`._signin`.  Connections are tracked so that
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import socketserver
+import ssl
 import struct
 import sys
 import threading
@@ -32,6 +34,7 @@ from lwa_middleware.testing.faults import _DRIP_INTERVAL, Fault, _transport_faul
 _log = logging.getLogger("lwa_middleware.testing.emulator")
 
 _MAX_REQUEST_BODY: Final = 1024 * 1024
+_HANDSHAKE_TIMEOUT: Final = 10.0
 
 
 class _Server(ThreadingHTTPServer):
@@ -40,10 +43,31 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 512
 
-    def __init__(self, address: tuple[str, int], state: _State) -> None:
+    def __init__(
+        self, address: tuple[str, int], state: _State, tls: ssl.SSLContext | None = None
+    ) -> None:
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         self.state = state
+        self.tls = tls
         super().__init__(address, _Handler)
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        if self.tls is None:
+            super().finish_request(request, client_address)
+            return
+        # The handshake runs here, in the connection's own thread, so a slow
+        # or failing client never holds up accept().
+        request.settimeout(_HANDSHAKE_TIMEOUT)
+        try:
+            conn = self.tls.wrap_socket(request, server_side=True)
+        except (OSError, ValueError):
+            request.close()
+            return  # a client that refused our certificate, or went away
+        try:
+            self.RequestHandlerClass(conn, client_address, self)  # type: ignore[arg-type]
+        finally:
+            with contextlib.suppress(OSError):
+                conn.close()
 
     def server_bind(self) -> None:
         # HTTPServer.server_bind calls socket.getfqdn(), a reverse DNS lookup

@@ -19,7 +19,7 @@ Example::
 
     with LWAEmulator() as lwa:
         token = lwa.issue_token(scopes=["profile", "postal_code"])
-        info = httpx.get(
+        info = httpx2.get(
             lwa.tokeninfo_url, headers={"x-amz-access-token": token}
         ).json()
         assert info["aud"] == lwa.client_id
@@ -30,6 +30,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import math
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -48,6 +49,7 @@ from lwa_middleware.testing._grants import (
 from lwa_middleware.testing._server import _Server
 from lwa_middleware.testing._signin import _is_valid_redirect_uri
 from lwa_middleware.testing._state import RecordedRequest, _State
+from lwa_middleware.testing._tls import LocalCA
 from lwa_middleware.testing._wire import AUTHORIZE_PATH as AUTHORIZE_PATH
 from lwa_middleware.testing._wire import ENDPOINTS as ENDPOINTS
 from lwa_middleware.testing._wire import MINT_PATH as MINT_PATH
@@ -116,6 +118,9 @@ class LWAEmulator:
         (``::1`` works too).
     :param port: the port to bind; ``0`` picks a free one.  Once bound, the
         port is kept across :meth:`stop`/:meth:`start` and :attr:`Fault.DOWN`.
+    :param tls: serve HTTPS with a certificate signed by a CA made at start-up
+        (needs ``cryptography``); trust it with :attr:`ca_file` or
+        :attr:`ssl_context`, e.g. ``LWAMiddleware(..., verify=lwa.ca_file)``.
 
     Example::
 
@@ -136,6 +141,7 @@ class LWAEmulator:
         client_secret: str | None = None,
         redirect_uris: Iterable[str] | None = None,
         clock: Callable[[], float] | None = None,
+        tls: bool = False,
     ) -> None:
         if not client_id:
             raise ValueError("client_id must not be empty")
@@ -163,12 +169,13 @@ class LWAEmulator:
         self._lifecycle = threading.Lock()
         self._thread: threading.Thread | None = None
         self._down = False
+        self._tls: LocalCA | None = LocalCA() if tls else None
 
     # -- lifecycle -----------------------------------------------------------
 
     @property
     def base_url(self) -> str:
-        """``http://127.0.0.1:PORT`` (no trailing slash).
+        """``http://127.0.0.1:PORT`` (``https://`` with ``tls=True``; no trailing slash).
 
         Valid once :meth:`start` has bound the port; stays the same across
         :meth:`stop`/:meth:`start` and :attr:`Fault.DOWN`.
@@ -176,7 +183,26 @@ class LWAEmulator:
         if not self._bound:
             raise RuntimeError("the emulator has not been started")
         host = f"[{self._host}]" if ":" in self._host else self._host
-        return f"http://{host}:{self._port}"
+        return f"{'https' if self._tls else 'http'}://{host}:{self._port}"
+
+    @property
+    def tls(self) -> bool:
+        """Whether the emulator serves HTTPS."""
+        return self._tls is not None
+
+    @property
+    def ca_file(self) -> str:
+        """Path of the PEM file of the CA that signed the server certificate (``tls=True``)."""
+        if self._tls is None:
+            raise RuntimeError("the emulator serves plain http: start it with tls=True")
+        return self._tls.ca_file
+
+    @property
+    def ssl_context(self) -> ssl.SSLContext:
+        """A new client ``SSLContext`` trusting only the emulator's CA (``tls=True``)."""
+        if self._tls is None:
+            raise RuntimeError("the emulator serves plain http: start it with tls=True")
+        return self._tls.client_context()
 
     @property
     def port(self) -> int:
@@ -232,7 +258,8 @@ class LWAEmulator:
         self.stop()
 
     def _open(self) -> None:
-        server = _Server((self._host, self._port), self._state)
+        tls = self._tls.server_context if self._tls is not None else None
+        server = _Server((self._host, self._port), self._state, tls)
         self._port = int(server.server_address[1])
         self._bound = True
         with self._state.lock:
