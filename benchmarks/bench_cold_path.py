@@ -15,7 +15,7 @@ import threading
 import time
 from typing import Any
 
-import httpx
+import httpx2
 
 from lwa_middleware import LWAMiddleware, LWAWSGIMiddleware
 from lwa_middleware.testing import LWAEmulator
@@ -42,8 +42,8 @@ def _asgi(emulator: LWAEmulator, **options: Any) -> LWAMiddleware:
 async def _cold_latency_asgi(emulator: LWAEmulator, n: int) -> list[float]:
     app = _asgi(emulator)
     samples = []
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://app"
+    async with httpx2.AsyncClient(
+        transport=httpx2.ASGITransport(app=app), base_url="http://app"
     ) as client:
         for _ in range(n):
             token = emulator.issue_token(scopes=["profile", "postal_code"])
@@ -58,7 +58,7 @@ async def _cold_latency_asgi(emulator: LWAEmulator, n: int) -> list[float]:
 def _cold_latency_wsgi(emulator: LWAEmulator, n: int) -> list[float]:
     app = LWAWSGIMiddleware(_wsgi_ok, client_id=emulator.client_id, api_base_url=emulator.base_url)
     samples = []
-    with httpx.Client(transport=httpx.WSGITransport(app=app), base_url="http://app") as client:
+    with httpx2.Client(transport=httpx2.WSGITransport(app=app), base_url="http://app") as client:
         for _ in range(n):
             token = emulator.issue_token(scopes=["profile"])
             start = time.perf_counter()
@@ -72,8 +72,8 @@ def _cold_latency_wsgi(emulator: LWAEmulator, n: int) -> list[float]:
 async def _stampede(emulator: LWAEmulator, clients: int) -> tuple[dict[str, int], set[int]]:
     app = _asgi(emulator)
     token = emulator.issue_token(scopes=["profile"])
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://app"
+    async with httpx2.AsyncClient(
+        transport=httpx2.ASGITransport(app=app), base_url="http://app"
     ) as client:
         responses = await asyncio.gather(
             *(
@@ -92,7 +92,7 @@ def _stampede_wsgi(emulator: LWAEmulator, threads: int) -> dict[str, int]:
     statuses: list[int] = []
 
     def one() -> None:
-        with httpx.Client(transport=httpx.WSGITransport(app=app), base_url="http://a") as c:
+        with httpx2.Client(transport=httpx2.WSGITransport(app=app), base_url="http://a") as c:
             barrier.wait()
             statuses.append(c.get("/", headers={"Authorization": f"Bearer {token}"}).status_code)
 
@@ -109,8 +109,8 @@ def _stampede_wsgi(emulator: LWAEmulator, threads: int) -> dict[str, int]:
 async def _rejected_calls(emulator: LWAEmulator) -> dict[str, float]:
     app = _asgi(emulator)
     out: dict[str, float] = {}
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://app"
+    async with httpx2.AsyncClient(
+        transport=httpx2.ASGITransport(app=app), base_url="http://app"
     ) as client:
         for label, token in (
             ("garbage token (not LWA-shaped)", "not-a-real-token-" + "x" * 40),

@@ -14,7 +14,7 @@ a 1 s timeout, so the burst saturates it. What must hold:
   failures; an opening would refuse every customer for a whole cooldown);
 * at least 95 % of the customers get 200.
 
-ASGI is driven in-process (``httpx.ASGITransport``, one task per request);
+ASGI is driven in-process (``httpx2.ASGITransport``, one task per request);
 WSGI by direct calls from a pool of 50 threads, as a threaded server would.
 Loopback only, bounded in count and time: 3 rounds of each, min/median/max.
 
@@ -35,7 +35,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
+import httpx2
 
 from lwa_middleware import LWAMiddleware, LWAWSGIMiddleware
 from lwa_middleware.testing import LWAEmulator
@@ -114,8 +114,8 @@ async def _asgi_round(emulator: LWAEmulator) -> Round:
         _ok, client_id=emulator.client_id, api_base_url=emulator.base_url, **OPTIONS
     )
     openings = _openings(mw)
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=mw), base_url="http://app", timeout=60
+    async with httpx2.AsyncClient(
+        transport=httpx2.ASGITransport(app=mw), base_url="http://app", timeout=60
     ) as client:
 
         async def get(token: str, delay: float = 0.0) -> int:

@@ -15,7 +15,7 @@ Variants run round-robin in one process, so their ratios are comparable:
 
 ``revalidate()`` routes (every request asks LWA) are compared with a naive
 resolver written as Amazon's sample code does it: for each request a fresh
-``httpx.get`` to tokeninfo, then one to profile.
+``httpx2.get`` to tokeninfo, then one to profile.
 
 Run: ``python benchmarks/bench_scale.py [--rounds N]``.
 """
@@ -37,7 +37,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 
 import lwa_middleware.upstream as upstream
 from lwa_middleware import LWAMiddleware, LWAWSGIMiddleware
@@ -171,14 +171,14 @@ def naive_call(lwa: Any) -> Callable[[str], int]:
     """Amazon's sample code: a fresh request to tokeninfo, check aud, then profile."""
 
     def call(token: str) -> int:
-        info = httpx.get(
+        info = httpx2.get(
             lwa.base_url + "/auth/o2/tokeninfo",
             headers={"x-amz-access-token": token},
             verify=lwa.ca_file,
         )
         if info.status_code != 200 or info.json().get("aud") != lwa.client_id:
             return 401
-        profile = httpx.get(
+        profile = httpx2.get(
             lwa.base_url + "/user/profile",
             headers={"Authorization": "bearer " + token},
             verify=lwa.ca_file,
@@ -291,7 +291,7 @@ def revalidate_rows(lwa: Any, rounds: int, requests: int = 600) -> list[tuple[st
         rows.append(
             (
                 f"revalidate() route, {CLIENTS} clients, TLS, {name}: requests/s ÷ naive "
-                "(fresh httpx.get per call, Amazon's sample code)",
+                "(fresh httpx2.get per call, Amazon's sample code)",
                 f"{_spread(ratios)} ({statistics.median(r for r, _, _ in results[name]):,.0f}"
                 f" vs {statistics.median(naive_rates):,.0f} req/s)",
                 "≥ 3",

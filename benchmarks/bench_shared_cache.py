@@ -28,7 +28,7 @@ import threading
 import time
 from typing import Any
 
-import httpx
+import httpx2
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                 "tests"))
@@ -55,7 +55,7 @@ def _cold_bursts(
     :returns: tokeninfo calls per token, profile calls per token, latencies,
         non-200 answers.
     """
-    clients = [httpx.Client(timeout=10) for _ in urls]
+    clients = [httpx2.Client(timeout=10) for _ in urls]
     latencies: list[float] = []
     failures = 0
     lock = threading.Lock()
@@ -70,7 +70,7 @@ def _cold_bursts(
             token = emulator.issue_token()
             barrier = threading.Barrier(len(urls))
 
-            def hit(client: httpx.Client, url: str, token: str = token,
+            def hit(client: httpx2.Client, url: str, token: str = token,
                     barrier: threading.Barrier = barrier) -> None:
                 nonlocal failures
                 barrier.wait(timeout=10)

@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
+import httpx2
 
 from lwa_middleware.testing import LWAEmulator
 
@@ -108,7 +108,7 @@ def run(rounds: int = 6, seconds: int = 3, connections: int = 32) -> list[tuple[
         try:
             for port in ports.values():
                 _wait(port)
-            response = httpx.get(
+            response = httpx2.get(
                 f"http://127.0.0.1:{ports['wrapped']}/",
                 headers={"Authorization": f"Bearer {token}"},
             )

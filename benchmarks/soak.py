@@ -55,7 +55,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
+import httpx2
 
 from lwa_middleware import LWAMiddleware, LWAWSGIMiddleware
 from lwa_middleware.testing import Fault, LWAEmulator
@@ -405,13 +405,13 @@ class _Soak:
             elif status != 503:
                 report.violation(f"{kind} token answered {status} during the outage, not 503")
 
-    async def client(self, http: httpx.AsyncClient) -> None:
+    async def client(self, http: httpx2.AsyncClient) -> None:
         while not self.stop:
             kind, token = self.pick()
             phase = self.phase
             try:
                 response = await http.get("/me", headers={"Authorization": f"Bearer {token}"})
-            except httpx.TransportError as exc:
+            except httpx2.TransportError as exc:
                 # The server dropped the connection: the app or the middleware blew up.
                 self.report.violation(f"transport error {type(exc).__name__} ({phase}, {kind})")
                 continue
@@ -419,7 +419,7 @@ class _Soak:
             seen = phase if phase == self.phase else "straddle"
             self.judge(seen, kind, token, response.status_code, response.content)
 
-    async def recovery_probe(self, http: httpx.AsyncClient, cleared: float) -> None:
+    async def recovery_probe(self, http: httpx2.AsyncClient, cleared: float) -> None:
         """Until a brand-new valid token gets its 200, or the bound passes."""
         while time.monotonic() - cleared < self.plan.recovery_bound:
             token = self.lwa.issue_token()
@@ -433,8 +433,8 @@ class _Soak:
 
     async def run(self) -> None:
         plan = self.plan
-        limits = httpx.Limits(max_connections=plan.clients, max_keepalive_connections=plan.clients)
-        async with httpx.AsyncClient(base_url=self.url, limits=limits, timeout=30.0) as http:
+        limits = httpx2.Limits(max_connections=plan.clients, max_keepalive_connections=plan.clients)
+        async with httpx2.AsyncClient(base_url=self.url, limits=limits, timeout=30.0) as http:
             workers = [asyncio.create_task(self.client(http)) for _ in range(plan.clients)]
             try:
                 await asyncio.sleep(plan.warm)
@@ -611,7 +611,7 @@ def run_flood(
         )
         issued: dict[str, str] = {}
 
-        async def next_token(i: int, lwa: httpx.AsyncClient) -> str:
+        async def next_token(i: int, lwa: httpx2.AsyncClient) -> str:
             if i % valid_every == 0:
                 user_id = f"amzn1.account.FLOOD{i:021d}"
                 minted = await lwa.post("/_emulator/tokens", json={"user_id": user_id})
@@ -622,10 +622,10 @@ def run_flood(
 
         async def flood(count: int) -> None:
             queue = iter(range(count))
-            limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+            limits = httpx2.Limits(max_connections=clients, max_keepalive_connections=clients)
             async with (
-                httpx.AsyncClient(base_url=url, limits=limits, timeout=30.0) as http,
-                httpx.AsyncClient(base_url=lwa_url, timeout=30.0) as lwa,
+                httpx2.AsyncClient(base_url=url, limits=limits, timeout=30.0) as http,
+                httpx2.AsyncClient(base_url=lwa_url, timeout=30.0) as lwa,
             ):
 
                 async def worker() -> None:
@@ -635,7 +635,7 @@ def run_flood(
                             response = await http.get(
                                 "/me", headers={"Authorization": f"Bearer {token}"}
                             )
-                        except httpx.TransportError as exc:
+                        except httpx2.TransportError as exc:
                             report.transport_errors[type(exc).__name__] += 1
                             continue
                         report.statuses[response.status_code] += 1

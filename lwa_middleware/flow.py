@@ -4,8 +4,8 @@ Like httpx's auth flows, :func:`resolution_flow` is a generator that *yields*
 batches of :class:`UpstreamRequest` and is *sent* back, for each batch, one
 :class:`UpstreamResponse` or :class:`UpstreamFailure` per request, in order.
 It returns a :class:`Resolved`, or raises an :class:`~.errors.AuthError`. It
-never touches a socket, so the sync (``httpx.Client``) and async
-(``httpx.AsyncClient``) drivers in :mod:`.transport` are a few lines each, and
+never touches a socket, so the sync (``httpx2.Client``) and async
+(``httpx2.AsyncClient``) drivers in :mod:`.upstream` are a few lines each, and
 the whole decision logic is tested without any I/O.
 
 A batch of two requests means "send these concurrently". When a token has

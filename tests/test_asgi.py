@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 from urllib.parse import quote
 
-import httpx
+import httpx2
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -328,8 +328,8 @@ async def test_strip_credentials_raw_path_via_httpx(
         await inner(scope, receive, send)
 
     app.app = spy
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+    transport = httpx2.ASGITransport(app=app)
+    async with httpx2.AsyncClient(transport=transport, base_url="http://testserver") as client:
         url = "/me?x=1&access_token=" + quote(token, safe="")
         for _ in range(2):
             response = await client.get(url)

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-import httpx
+import httpx2
 import pytest
 
 import lwa_middleware
@@ -363,7 +363,7 @@ def test_emulator_command(spawn: type[Proc], capsys: pytest.CaptureFixture[str])
     assert printed is not None, out
     token = printed.group(1)
 
-    with httpx.Client(timeout=5) as http:
+    with httpx2.Client(timeout=5) as http:
         minted = http.post(base_url + "/_emulator/tokens", json={"scopes": ["profile"]})
         assert minted.status_code == 200
         assert minted.json()["access_token"].startswith("Atza|")
@@ -378,8 +378,8 @@ def test_emulator_command(spawn: type[Proc], capsys: pytest.CaptureFixture[str])
 
     assert proc.stop(signal.SIGINT) == 0
     assert "LWA emulator stopped." in proc.rest()
-    with pytest.raises(httpx.ConnectError):
-        httpx.get(base_url + "/auth/o2/tokeninfo", timeout=2)
+    with pytest.raises(httpx2.ConnectError):
+        httpx2.get(base_url + "/auth/o2/tokeninfo", timeout=2)
 
 
 def test_emulator_command_registers_the_app_it_prints(spawn: type[Proc]) -> None:
@@ -403,7 +403,7 @@ def test_emulator_command_registers_the_app_it_prints(spawn: type[Proc]) -> None
     assert f"token         {base_url}/auth/o2/token" in out
     assert f"return URLs   {callback}\n                http://localhost:9/cb\n" in out
     client_id = "amzn1.application-oa2-client.emulator"
-    with httpx.Client(timeout=5, trust_env=False) as http:
+    with httpx2.Client(timeout=5, trust_env=False) as http:
         form = {
             "client_id": client_id,
             "response_type": "code",
@@ -465,7 +465,7 @@ def test_demo_command(spawn: type[Proc], sig: signal.Signals) -> None:
     token, me_url = curl.groups()
     assert me_url == url + "api/me"
 
-    with httpx.Client(timeout=5) as http:
+    with httpx2.Client(timeout=5) as http:
         page = http.get(url)
         assert page.status_code == 200
         assert 'id="login"' in page.text
@@ -488,8 +488,8 @@ def test_demo_command(spawn: type[Proc], sig: signal.Signals) -> None:
 
     assert proc.stop(sig) == 0
     assert "Demo stopped." in proc.rest()
-    with pytest.raises(httpx.ConnectError):
-        httpx.get(url, timeout=2)
+    with pytest.raises(httpx2.ConnectError):
+        httpx2.get(url, timeout=2)
 
 
 def test_demo_refuses_a_non_loopback_host(spawn: type[Proc]) -> None:

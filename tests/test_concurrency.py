@@ -7,7 +7,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 from werkzeug.test import Client
 
@@ -24,9 +24,9 @@ def anyio_backend() -> str:
 
 async def _gather(
     app: LWAMiddleware, n: int, headers: dict[str, str], path: str = "/me"
-) -> list[httpx.Response]:
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+) -> list[httpx2.Response]:
+    transport = httpx2.ASGITransport(app=app)
+    async with httpx2.AsyncClient(transport=transport, base_url="http://testserver") as client:
         responses = await asyncio.gather(*(client.get(path, headers=headers) for _ in range(n)))
     await app.aclose()
     return list(responses)
@@ -88,9 +88,9 @@ async def test_a_cancelled_leader_does_not_cancel_the_shared_lookup(
     token = lwa_emulator.issue_token()
     lwa_emulator.set_latency(0.3)
     app = make_asgi()
-    transport = httpx.ASGITransport(app=app)
+    transport = httpx2.ASGITransport(app=app)
     headers = {"Authorization": f"Bearer {token}"}
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+    async with httpx2.AsyncClient(transport=transport, base_url="http://testserver") as client:
         leader = asyncio.ensure_future(client.get("/me", headers=headers))
         # The leader's lookup has reached LWA (and is held there by the latency).
         assert await asyncio.to_thread(lwa_emulator.wait_for_calls, "tokeninfo", 1, 30)
@@ -160,8 +160,8 @@ async def test_mixed_policies_in_flight_asgi(
     lwa_emulator.set_latency(LATENCY)
     app = make_asgi()
     headers = {"Authorization": f"Bearer {token}"}
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+    transport = httpx2.ASGITransport(app=app)
+    async with httpx2.AsyncClient(transport=transport, base_url="http://testserver") as client:
         first = asyncio.ensure_future(client.get("/uid", headers=headers))
         assert await asyncio.to_thread(lwa_emulator.wait_for_calls, "tokeninfo", 1, 5)
         paths = ["/uid", "/me"] * 10

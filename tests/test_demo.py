@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-import httpx
+import httpx2
 import pytest
 
 from lwa_middleware import ConfigurationError, LWAMiddleware
@@ -28,13 +28,13 @@ class Demo:
     url: str
     app: LWAMiddleware
     lwa: LWAEmulator
-    http: httpx.Client
+    http: httpx2.Client
 
-    def get(self, path: str, token: str | None = None) -> httpx.Response:
+    def get(self, path: str, token: str | None = None) -> httpx2.Response:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         return self.http.get(self.url + path, headers=headers)
 
-    def post(self, path: str, token: str | None = None) -> httpx.Response:
+    def post(self, path: str, token: str | None = None) -> httpx2.Response:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         return self.http.post(self.url + path, headers=headers)
 
@@ -42,7 +42,7 @@ class Demo:
 @pytest.fixture
 def demo(lwa_emulator: LWAEmulator) -> Iterator[Demo]:
     app = build_demo_app(lwa_emulator)
-    with serve_in_thread(app) as url, httpx.Client(timeout=5) as http:
+    with serve_in_thread(app) as url, httpx2.Client(timeout=5) as http:
         lwa_emulator.add_redirect_uri(url + "/callback")
         yield Demo(url, app, lwa_emulator, http)
 

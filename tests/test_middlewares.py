@@ -1,5 +1,5 @@
 """Behaviours both middlewares share, written once and run over each: the
-ASGI middleware through ``httpx.ASGITransport``, the WSGI one through
+ASGI middleware through ``httpx2.ASGITransport``, the WSGI one through
 Werkzeug's client between two ``wsgiref.validate`` validators. What only one
 of them has (websockets, lifespan, Starlette's ``user``; WSGI environ quirks)
 stays in ``test_asgi.py`` and ``test_wsgi.py``; the error table is

@@ -9,7 +9,7 @@ import threading
 from collections.abc import Callable
 from urllib.parse import quote
 
-import httpx
+import httpx2
 import pytest
 from support.servers import serve_uvicorn, serve_wsgiref
 
@@ -30,7 +30,7 @@ def test_uvicorn_concurrent_requests_share_one_lookup(
     lwa_emulator.set_latency(0.2)
 
     async def burst(base: str) -> list[int]:
-        async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+        async with httpx2.AsyncClient(base_url=base, timeout=10) as client:
             responses = await asyncio.gather(
                 *(
                     client.get("/me", headers={"Authorization": f"Bearer {token}"})
@@ -57,7 +57,7 @@ def test_threaded_wsgi_server_concurrent_requests_share_one_lookup(
     lock = threading.Lock()
 
     def worker(base: str) -> None:
-        with httpx.Client(base_url=base, timeout=10) as client:
+        with httpx2.Client(base_url=base, timeout=10) as client:
             barrier.wait(timeout=10)
             status = client.get("/me", headers={"Authorization": f"Bearer {token}"}).status_code
         with lock:

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 import redis
 from shared_cache_support import (
@@ -81,25 +81,25 @@ def rclient(redis_srv: RedisServer) -> Iterator[redis.Redis]:
 
 
 @pytest.fixture
-def http() -> Iterator[httpx.Client]:
-    with httpx.Client(timeout=10) as client:
+def http() -> Iterator[httpx2.Client]:
+    with httpx2.Client(timeout=10) as client:
         yield client
 
 
 # -- helpers -----------------------------------------------------------------
 
 
-def call(http: httpx.Client, base: str, path: str, token: str) -> httpx.Response:
+def call(http: httpx2.Client, base: str, path: str, token: str) -> httpx2.Response:
     return http.get(base + path, headers={"Authorization": f"Bearer {token}"})
 
 
-def timed(http: httpx.Client, base: str, path: str, token: str) -> tuple[httpx.Response, float]:
+def timed(http: httpx2.Client, base: str, path: str, token: str) -> tuple[httpx2.Response, float]:
     started = time.monotonic()
     response = call(http, base, path, token)
     return response, time.monotonic() - started
 
 
-def user_id(response: httpx.Response) -> str:
+def user_id(response: httpx2.Response) -> str:
     return str(response.json()["identity"]["user_id"])
 
 
@@ -147,7 +147,7 @@ def test_two_asgi_and_one_wsgi_resolve_a_token_once_between_them(
     make_wsgi: Callable[..., LWAWSGIMiddleware],
     lwa_emulator: LWAEmulator,
     redis_srv: RedisServer,
-    http: httpx.Client,
+    http: httpx2.Client,
 ) -> None:
     a1 = make_asgi(redis_url=redis_srv.url, redis_timeout=SLACK)
     a2 = make_asgi(redis_url=redis_srv.url, redis_timeout=SLACK)
@@ -186,7 +186,7 @@ def test_unix_socket_url_is_shared(
     make_wsgi: Callable[..., LWAWSGIMiddleware],
     lwa_emulator: LWAEmulator,
     redis_srv: RedisServer,
-    http: httpx.Client,
+    http: httpx2.Client,
 ) -> None:
     w1 = make_wsgi(redis_url=redis_srv.unix_url, redis_timeout=SLACK)
     w2 = make_wsgi(redis_url=redis_srv.unix_url, redis_timeout=SLACK)
@@ -205,7 +205,7 @@ def test_configured_secret_stays_out_of_redis_and_partitions_the_keys(
     lwa_emulator: LWAEmulator,
     rclient: redis.Redis,
     redis_srv: RedisServer,
-    http: httpx.Client,
+    http: httpx2.Client,
 ) -> None:
     w1 = make_wsgi(redis_url=redis_srv.url, redis_timeout=SLACK, cache_key_secret=b"k" * 32)
     w2 = make_wsgi(redis_url=redis_srv.url, redis_timeout=SLACK, cache_key_secret="k" * 32)
@@ -230,7 +230,7 @@ def test_nothing_in_redis_can_be_turned_back_into_a_token(
     lwa_emulator: LWAEmulator,
     rclient: redis.Redis,
     redis_srv: RedisServer,
-    http: httpx.Client,
+    http: httpx2.Client,
 ) -> None:
     a = make_asgi(redis_url=redis_srv.url, redis_timeout=SLACK)
     w = make_wsgi(redis_url=redis_srv.url, redis_timeout=SLACK)
@@ -299,7 +299,7 @@ def test_redis_ttls_are_bounded_by_cache_ttl_and_by_the_token(
     lwa_emulator: LWAEmulator,
     rclient: redis.Redis,
     redis_srv: RedisServer,
-    http: httpx.Client,
+    http: httpx2.Client,
 ) -> None:
     short_lived = make_wsgi(
         redis_url=redis_srv.url, redis_timeout=SLACK, cache_ttl=300, negative_cache_ttl=7
@@ -329,7 +329,7 @@ def test_transient_failures_are_not_stored(
     lwa_emulator: LWAEmulator,
     rclient: redis.Redis,
     redis_srv: RedisServer,
-    http: httpx.Client,
+    http: httpx2.Client,
 ) -> None:
     w1 = make_wsgi(redis_url=redis_srv.url, redis_timeout=SLACK)
     w2 = make_wsgi(redis_url=redis_srv.url, redis_timeout=SLACK)
@@ -350,7 +350,7 @@ def test_an_entry_kept_past_its_token_expiry_is_never_served(
     lwa_emulator: LWAEmulator,
     rclient: redis.Redis,
     redis_srv: RedisServer,
-    http: httpx.Client,
+    http: httpx2.Client,
 ) -> None:
     first = make_asgi(redis_url=redis_srv.url, redis_timeout=SLACK)
     late = make_asgi(redis_url=redis_srv.url, redis_timeout=SLACK)
@@ -378,7 +378,7 @@ def test_invalidate_on_one_middleware_reaches_the_others(
     lwa_emulator: LWAEmulator,
     rclient: redis.Redis,
     redis_srv: RedisServer,
-    http: httpx.Client,
+    http: httpx2.Client,
 ) -> None:
     a1 = make_asgi(redis_url=redis_srv.url, redis_timeout=SLACK)
     token = lwa_emulator.issue_token()
@@ -419,7 +419,7 @@ def test_a_lease_holder_failing_hands_over_instead_of_failing_the_others(
     make_asgi: Callable[..., LWAMiddleware],
     lwa_emulator: LWAEmulator,
     redis_srv: RedisServer,
-    http: httpx.Client,
+    http: httpx2.Client,
 ) -> None:
     a1 = make_asgi(redis_url=redis_srv.url, redis_timeout=SLACK)
     a2 = make_asgi(redis_url=redis_srv.url, redis_timeout=SLACK)
@@ -468,7 +468,7 @@ def test_four_worker_processes_resolve_a_new_token_once(
         workers.wait_ready()
         # Steady state: every worker has its LWA and Redis connections and
         # the shared key secret before the measured burst.
-        with httpx.Client(timeout=10) as client:
+        with httpx2.Client(timeout=10) as client:
             for url in workers.urls:
                 warm = lwa_emulator.issue_token()
                 for prefix in ("/r", "/n"):
@@ -485,7 +485,7 @@ def test_four_worker_processes_resolve_a_new_token_once(
             users: set[str] = set()
 
             def hit(base: str) -> None:
-                with httpx.Client(timeout=10) as client:
+                with httpx2.Client(timeout=10) as client:
                     barrier.wait(timeout=10)
                     response = call(client, base, prefix + "/me", token)
                 statuses.append(response.status_code)
@@ -501,7 +501,7 @@ def test_four_worker_processes_resolve_a_new_token_once(
 
         with_redis, statuses = burst("/r")
         assert statuses == [200] * 4
-        with httpx.Client(timeout=10) as client:
+        with httpx2.Client(timeout=10) as client:
             stats = [client.get(url + "/stats").json() for url in workers.urls]
         without_redis, statuses = burst("/n")
         assert statuses == [200] * 4
@@ -526,7 +526,7 @@ def test_redis_killed_mid_run_is_a_miss_and_sharing_resumes_after_restart(
     make_wsgi: Callable[..., LWAWSGIMiddleware],
     lwa_emulator: LWAEmulator,
     redis_bin: str,
-    http: httpx.Client,
+    http: httpx2.Client,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.WARNING, logger=SHARED_LOGGER)
@@ -581,7 +581,7 @@ def test_a_black_holed_redis_costs_no_hang(
     make_asgi: Callable[..., LWAMiddleware],
     make_wsgi: Callable[..., LWAWSGIMiddleware],
     lwa_emulator: LWAEmulator,
-    http: httpx.Client,
+    http: httpx2.Client,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.WARNING, logger=SHARED_LOGGER)
@@ -613,7 +613,7 @@ def test_corrupt_or_foreign_values_are_misses_and_are_replaced(
     lwa_emulator: LWAEmulator,
     rclient: redis.Redis,
     redis_srv: RedisServer,
-    http: httpx.Client,
+    http: httpx2.Client,
 ) -> None:
     token = lwa_emulator.issue_token()
     first = make_wsgi(redis_url=redis_srv.url, redis_timeout=SLACK)
@@ -676,7 +676,7 @@ def test_a_worker_that_clears_its_own_cache_is_served_from_redis(
     make_asgi: Callable[..., LWAMiddleware],
     lwa_emulator: LWAEmulator,
     redis_srv: RedisServer,
-    http: httpx.Client,
+    http: httpx2.Client,
 ) -> None:
     a = make_asgi(redis_url=redis_srv.url, redis_timeout=SLACK)
     token = lwa_emulator.issue_token()

@@ -6,7 +6,7 @@ import ssl
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 
 from lwa_middleware import ConfigurationError, LWAMiddleware, LWAWSGIMiddleware
@@ -41,15 +41,15 @@ def other_ca() -> Iterator[str]:
 
 
 async def _asgi_status(app: LWAMiddleware, token: str) -> tuple[int, str]:
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
+    transport = httpx2.ASGITransport(app=app)
+    async with httpx2.AsyncClient(transport=transport, base_url="http://app") as client:
         response = await client.get("/", headers={"Authorization": f"Bearer {token}"})
     await app.aclose()
     return response.status_code, response.text
 
 
 def _wsgi_status(app: LWAWSGIMiddleware, token: str) -> tuple[int, str]:
-    with httpx.Client(transport=httpx.WSGITransport(app=app), base_url="http://app") as client:
+    with httpx2.Client(transport=httpx2.WSGITransport(app=app), base_url="http://app") as client:
         response = client.get("/", headers={"Authorization": f"Bearer {token}"})
     app.close()
     return response.status_code, response.text

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 from test_shared_cache import (
     SLACK,
@@ -48,7 +48,7 @@ def test_a_forged_identity_is_a_miss(
     lwa_emulator: LWAEmulator,
     redis_srv: Any,
     rclient: Any,
-    http: httpx.Client,
+    http: httpx2.Client,
 ) -> None:
     options = dict(redis_url=redis_srv.url, redis_timeout=SLACK, cache_key_secret=secret)
     first, serve = make(**options)
@@ -79,7 +79,7 @@ def test_a_value_moved_to_another_tokens_key_is_a_miss(
     lwa_emulator: LWAEmulator,
     redis_srv: Any,
     rclient: Any,
-    http: httpx.Client,
+    http: httpx2.Client,
 ) -> None:
     options = dict(redis_url=redis_srv.url, redis_timeout=SLACK, cache_key_secret=secret)
     first, serve = make(**options)
@@ -106,7 +106,7 @@ def test_a_rejection_or_revocation_moved_to_another_key_is_a_miss(
     lwa_emulator: LWAEmulator,
     redis_srv: Any,
     rclient: Any,
-    http: httpx.Client,
+    http: httpx2.Client,
 ) -> None:
     options = dict(redis_url=redis_srv.url, redis_timeout=SLACK)
     first, serve = make(**options)

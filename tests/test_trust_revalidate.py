@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 from conftest import ROUTES
 from shared_cache_support import uvicorn_server, wsgi_server
@@ -59,7 +59,7 @@ def make(
 
 
 def test_revalidate_is_never_answered_from_redis(
-    make: Any, lwa_emulator: LWAEmulator, redis_srv: Any, rclient: Any, http: httpx.Client
+    make: Any, lwa_emulator: LWAEmulator, redis_srv: Any, rclient: Any, http: httpx2.Client
 ) -> None:
     first, serve = make(redis_url=redis_srv.url, redis_timeout=SLACK)
     token = lwa_emulator.issue_token()
@@ -78,7 +78,7 @@ def test_revalidate_is_never_answered_from_redis(
 
 
 def test_revalidate_with_a_cleared_memory_asks_lwa_not_redis(
-    make: Any, lwa_emulator: LWAEmulator, redis_srv: Any, http: httpx.Client
+    make: Any, lwa_emulator: LWAEmulator, redis_srv: Any, http: httpx2.Client
 ) -> None:
     mw, serve = make(redis_url=redis_srv.url, redis_timeout=SLACK)
     token = lwa_emulator.issue_token()
@@ -91,7 +91,7 @@ def test_revalidate_with_a_cleared_memory_asks_lwa_not_redis(
 
 
 def test_revalidate_still_honours_a_shared_revocation(
-    make: Any, lwa_emulator: LWAEmulator, redis_srv: Any, http: httpx.Client
+    make: Any, lwa_emulator: LWAEmulator, redis_srv: Any, http: httpx2.Client
 ) -> None:
     """LWA still vouches for the token, but a worker logged it out."""
     first, serve = make(redis_url=redis_srv.url, redis_timeout=SLACK)
@@ -105,7 +105,7 @@ def test_revalidate_still_honours_a_shared_revocation(
 
 
 def test_revalidate_writes_the_fresh_answer_back(
-    make: Any, lwa_emulator: LWAEmulator, redis_srv: Any, rclient: Any, http: httpx.Client
+    make: Any, lwa_emulator: LWAEmulator, redis_srv: Any, rclient: Any, http: httpx2.Client
 ) -> None:
     mw, serve = make(redis_url=redis_srv.url, redis_timeout=SLACK)
     token = lwa_emulator.issue_token()
@@ -122,7 +122,7 @@ def test_revalidate_writes_the_fresh_answer_back(
 
 
 def test_a_rejection_evicts_from_memory_so_stale_if_error_cannot_serve_it(
-    make: Any, lwa_emulator: LWAEmulator, http: httpx.Client
+    make: Any, lwa_emulator: LWAEmulator, http: httpx2.Client
 ) -> None:
     mw, serve = make(stale_if_error=True, negative_cache_ttl=0)
     token = lwa_emulator.issue_token()
@@ -138,7 +138,7 @@ def test_a_rejection_evicts_from_memory_so_stale_if_error_cannot_serve_it(
 
 
 def test_an_unremembered_rejection_evicts_too(
-    make: Any, lwa_emulator: LWAEmulator, http: httpx.Client
+    make: Any, lwa_emulator: LWAEmulator, http: httpx2.Client
 ) -> None:
     """LWA's inconsistent answers are not remembered, but still drop the identity."""
     mw, serve = make(stale_if_error=True)
@@ -161,7 +161,7 @@ def test_a_rejection_evicts_from_redis(
     lwa_emulator: LWAEmulator,
     redis_srv: Any,
     rclient: Any,
-    http: httpx.Client,
+    http: httpx2.Client,
 ) -> None:
     options = dict(
         redis_url=redis_srv.url, redis_timeout=SLACK, stale_if_error=True, negative_cache_ttl=0

@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 from shared_cache_support import RedisServer
 from test_shared_cache import (
@@ -51,7 +51,7 @@ def invalidate(mw: Any, token: str) -> None:
         mw.invalidate(token)
 
 
-def assert_refused_elsewhere(make: Any, url: str, token: str, http: httpx.Client) -> None:
+def assert_refused_elsewhere(make: Any, url: str, token: str, http: httpx2.Client) -> None:
     """A new worker (empty memory) sharing the Redis refuses ``token``."""
     other, serve = make(redis_url=url, redis_timeout=SLACK)
     with serve(other) as base:
@@ -70,7 +70,7 @@ def own_redis(redis_bin: str) -> Iterator[RedisServer]:
 
 
 def test_revoke_through_a_paused_redis_still_lands(
-    make: Any, lwa_emulator: LWAEmulator, redis_srv: Any, rclient: Any, http: httpx.Client
+    make: Any, lwa_emulator: LWAEmulator, redis_srv: Any, rclient: Any, http: httpx2.Client
 ) -> None:
     # The default 50 ms request deadline: far shorter than the pause.
     mw, serve = make(redis_url=redis_srv.url)
@@ -86,7 +86,7 @@ def test_revoke_through_a_paused_redis_still_lands(
 
 
 def test_invalidate_through_a_paused_redis_still_lands(
-    make: Any, lwa_emulator: LWAEmulator, redis_srv: Any, rclient: Any, http: httpx.Client
+    make: Any, lwa_emulator: LWAEmulator, redis_srv: Any, rclient: Any, http: httpx2.Client
 ) -> None:
     mw, serve = make(redis_url=redis_srv.url)
     token = lwa_emulator.issue_token()
@@ -99,7 +99,7 @@ def test_invalidate_through_a_paused_redis_still_lands(
 
 
 def test_revoke_with_redis_down_raises_and_still_refuses_here(
-    make: Any, lwa_emulator: LWAEmulator, own_redis: RedisServer, http: httpx.Client
+    make: Any, lwa_emulator: LWAEmulator, own_redis: RedisServer, http: httpx2.Client
 ) -> None:
     mw, serve = make(redis_url=own_redis.url, redis_timeout=SLACK)
     token, other = lwa_emulator.issue_token(), lwa_emulator.issue_token()
@@ -130,7 +130,7 @@ def test_revoke_with_redis_down_raises_and_still_refuses_here(
 
 
 def test_revocations_are_published_again_after_a_flushall(
-    make: Any, lwa_emulator: LWAEmulator, redis_srv: Any, rclient: Any, http: httpx.Client
+    make: Any, lwa_emulator: LWAEmulator, redis_srv: Any, rclient: Any, http: httpx2.Client
 ) -> None:
     mw, serve = make(redis_url=redis_srv.url, redis_timeout=SLACK)
     token = lwa_emulator.issue_token()
@@ -146,7 +146,7 @@ def test_revocations_are_published_again_after_a_flushall(
 
 
 def test_revocations_are_published_again_after_a_restart_without_persistence(
-    make: Any, lwa_emulator: LWAEmulator, own_redis: RedisServer, http: httpx.Client
+    make: Any, lwa_emulator: LWAEmulator, own_redis: RedisServer, http: httpx2.Client
 ) -> None:
     mw, serve = make(redis_url=own_redis.url, redis_timeout=SLACK)
     token = lwa_emulator.issue_token()
@@ -165,7 +165,7 @@ def test_revocations_are_published_again_after_a_restart_without_persistence(
 
 
 def test_a_vanished_generated_secret_is_restored_not_reminted(
-    make: Any, lwa_emulator: LWAEmulator, redis_srv: Any, rclient: Any, http: httpx.Client
+    make: Any, lwa_emulator: LWAEmulator, redis_srv: Any, rclient: Any, http: httpx2.Client
 ) -> None:
     a, serve_a = make(redis_url=redis_srv.url, redis_timeout=SLACK)
     b, serve_b = make(redis_url=redis_srv.url, redis_timeout=SLACK)

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlencode, urlsplit
 
 import anyio
-import httpx
+import httpx2
 
 from ..config import Settings
 from ..errors import AuthError, ConfigurationError, SharedCacheError, UpstreamUnavailable
@@ -105,7 +105,7 @@ class SignIn:
         retry_after: int = 5,
         max_sessions: int = 10_000,
         clock: Callable[[], float] = time.time,
-        http: httpx.Client | None = None,
+        http: httpx2.Client | None = None,
     ) -> None:
         self._settings = Settings.from_options(
             client_id=client_id, api_base_url=api_base_url, region=region, timeout=timeout
@@ -187,10 +187,10 @@ class SignIn:
             self._own_resolver = Resolver(self._settings)
         return self._own_resolver
 
-    def _client(self) -> httpx.Client:
+    def _client(self) -> httpx2.Client:
         if self._http is None:
-            self._http = httpx.Client(
-                timeout=httpx.Timeout(self.timeout, connect=min(self.timeout, 2.0)),
+            self._http = httpx2.Client(
+                timeout=httpx2.Timeout(self.timeout, connect=min(self.timeout, 2.0)),
                 follow_redirects=False,
             )
         return self._http
@@ -239,7 +239,7 @@ class SignIn:
             response = self._client().post(
                 self.token_url, data=dict(form), headers={"Accept": "application/json"}
             )
-        except httpx.HTTPError:
+        except httpx2.HTTPError:
             raise UpstreamUnavailable("LWA is unreachable.", self.retry_after) from None
         try:
             data = response.json()

@@ -323,13 +323,13 @@ def scripts() -> Iterator[dict[str, Running]]:
 
 
 def _get_until_up(url: str, headers: dict[str, str], deadline: float) -> Any:
-    import httpx
+    import httpx2
 
     with http_client() as client:
         while True:
             try:
                 return client.get(url, headers=headers)
-            except httpx.TransportError:
+            except httpx2.TransportError:
                 # The banner can come just before the socket listens.
                 if time.monotonic() > deadline:
                     raise

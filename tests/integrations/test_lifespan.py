@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 from integration_support import bearer, uvicorn_server
 from starlette.applications import Starlette
@@ -65,7 +65,7 @@ def test_uvicorn_lifespan_shutdown_closes_the_clients(lwa_emulator: LWAEmulator)
     events: list[str] = []
     mw = _app(lwa_emulator, events)
     with uvicorn_server(mw, lifespan="on") as base:
-        response = httpx.get(base + "/me", headers=bearer(lwa_emulator.issue_token()), timeout=10)
+        response = httpx2.get(base + "/me", headers=bearer(lwa_emulator.issue_token()), timeout=10)
         assert response.status_code == 200
         assert _open_upstream_clients(mw) == 1
     assert events == ["startup", "shutdown"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 from integration_support import bearer
 from starlette.applications import Starlette
@@ -101,7 +101,7 @@ def _protected(lwa: LWAEmulator) -> LWAMiddleware:
 def _check(base: str, prefix: str, lwa: LWAEmulator) -> None:
     """The app's own patterns hold at ``base + prefix``."""
     poor = lwa.issue_token(scopes=["profile"])
-    with httpx.Client(base_url=base, timeout=10) as client:
+    with httpx2.Client(base_url=base, timeout=10) as client:
         health = client.get(prefix + "/health")
         assert health.status_code == 200, health.text
         assert health.json()["user_id"] is None
@@ -180,7 +180,7 @@ def test_hypercorn_full_form_patterns_protect_unprefixed_requests(
         default="optional",
     )
     poor = lwa_emulator.issue_token(scopes=["profile"])
-    with _hypercorn(app, root_path="/api") as base, httpx.Client(base_url=base) as client:
+    with _hypercorn(app, root_path="/api") as base, httpx2.Client(base_url=base) as client:
         assert client.get("/admin").status_code == 401
         assert client.get("/shipping", headers=bearer(poor)).status_code == 403
 

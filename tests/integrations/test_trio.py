@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 from integration_support import bearer
 from starlette.applications import Starlette
@@ -66,8 +66,8 @@ def test_trio_tasks_share_one_lookup(lwa_emulator: LWAEmulator) -> None:
     statuses: list[int] = []
 
     async def main() -> None:
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        transport = httpx2.ASGITransport(app=app)
+        async with httpx2.AsyncClient(transport=transport, base_url="http://t") as client:
 
             async def one() -> None:
                 statuses.append((await client.get("/me", headers=bearer(token))).status_code)
@@ -92,8 +92,8 @@ def test_a_cancelled_trio_leader_does_not_cancel_the_shared_lookup(
     statuses: list[int] = []
 
     async def main() -> None:
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        transport = httpx2.ASGITransport(app=app)
+        async with httpx2.AsyncClient(transport=transport, base_url="http://t") as client:
 
             async def one() -> None:
                 statuses.append((await client.get("/me", headers=bearer(token))).status_code)
@@ -113,7 +113,7 @@ def test_a_cancelled_trio_leader_does_not_cancel_the_shared_lookup(
     assert lwa_emulator.calls["tokeninfo"] == 1
 
 
-async def _cancellable(scope: Any, client: httpx.AsyncClient, token: str) -> None:
+async def _cancellable(scope: Any, client: httpx2.AsyncClient, token: str) -> None:
     with scope:
         await client.get("/me", headers=bearer(token))
 
@@ -149,9 +149,9 @@ def _hypercorn_trio(app: Any) -> Iterator[str]:
     deadline = time.monotonic() + 20
     while True:
         try:
-            httpx.get(url + "/health", timeout=2)
+            httpx2.get(url + "/health", timeout=2)
             break
-        except httpx.HTTPError:
+        except httpx2.HTTPError:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.05)
@@ -171,7 +171,7 @@ def test_hypercorn_trio_worker(lwa_emulator: LWAEmulator) -> None:
         api_base_url=lwa_emulator.base_url,
         routes={"/health": "public", "/zip": ["postal_code"]},
     )
-    with _hypercorn_trio(app) as base, httpx.Client(base_url=base, timeout=10) as client:
+    with _hypercorn_trio(app) as base, httpx2.Client(base_url=base, timeout=10) as client:
         assert client.get("/me", headers=bearer(token)).json() == {
             "user_id": lwa_emulator.customer_for(token).user_id
         }

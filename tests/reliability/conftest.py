@@ -91,7 +91,7 @@ def assert_clean_logs(records: Sequence[logging.LogRecord], *secrets: str) -> No
 def debug_logs(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
     """Capture every logger, httpx's and httpcore's included, from DEBUG up."""
     caplog.set_level(logging.DEBUG)
-    for name in ("httpx", "httpcore", "lwa_middleware", "uvicorn", "waitress"):
+    for name in ("httpx2", "httpcore2", "lwa_middleware", "uvicorn", "waitress"):
         caplog.set_level(logging.DEBUG, logger=name)
     return caplog
 

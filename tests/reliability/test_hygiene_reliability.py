@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import parse_qsl
 
-import httpx
+import httpx2
 import pytest
 from support.leaks import assert_no_token_in
 from werkzeug.test import Client
@@ -262,8 +262,8 @@ def test_strip_credentials_asgi(key: bytes, lwa_emulator: LWAEmulator) -> None:
 
     async def run() -> None:
         # httpx's ASGITransport puts the query in raw_path, as some servers do.
-        transport = httpx.ASGITransport(app=mw)
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        transport = httpx2.ASGITransport(app=mw)
+        async with httpx2.AsyncClient(transport=transport, base_url="http://t") as client:
             url = "/me?" + _query_with(token, key).decode()
             for headers in (
                 {"Authorization": f"Bearer {token}", "X-Other": "kept"},
@@ -359,7 +359,7 @@ def test_strip_credentials_on_real_servers(server: str, lwa_emulator: LWAEmulato
         soak.protected_server(
             lwa_emulator, server, asgi_app=asgi_echo, wsgi_app=wsgi_echo, strip_credentials=True
         ) as (url, _, _),
-        httpx.Client(base_url=url) as client,
+        httpx2.Client(base_url=url) as client,
     ):
         response = client.get("/me?" + query, headers={"Authorization": f"Bearer {token}"})
     assert response.status_code == 200

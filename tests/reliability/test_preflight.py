@@ -20,7 +20,7 @@ import asyncio
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -93,9 +93,9 @@ class _Send:
     def __call__(self, method: str, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
         if self.kind == "asgi":
 
-            async def go() -> httpx.Response:
-                transport = httpx.ASGITransport(app=self.mw)
-                async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            async def go() -> httpx2.Response:
+                transport = httpx2.ASGITransport(app=self.mw)
+                async with httpx2.AsyncClient(transport=transport, base_url="http://t") as c:
                     return await c.request(method, "/me", headers=headers)
 
             response = self.runner.run(go())
@@ -136,10 +136,10 @@ def _viewed(lwa: LWAEmulator, **options: Any) -> tuple[LWAMiddleware, list[str]]
     return LWAMiddleware(app, client_id=lwa.client_id, api_base_url=lwa.base_url, **options), seen
 
 
-def _request(app: Any, method: str, headers: dict[str, str]) -> httpx.Response:
-    async def go() -> httpx.Response:
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+def _request(app: Any, method: str, headers: dict[str, str]) -> httpx2.Response:
+    async def go() -> httpx2.Response:
+        transport = httpx2.ASGITransport(app=app)
+        async with httpx2.AsyncClient(transport=transport, base_url="http://t") as client:
             return await client.request(method, "/me", headers=headers)
 
     return asyncio.run(go())

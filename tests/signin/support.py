@@ -6,7 +6,7 @@ import re
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-import httpx
+import httpx2
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -103,7 +103,7 @@ def authorize(lwa: LWAEmulator, location: str, customer: int = 0, deny: bool = F
     form["customer"] = str(customer)
     if deny:
         form["action"] = "deny"
-    answer = httpx.post(f"{lwa.base_url}/ap/oa", data=form)
+    answer = httpx2.post(f"{lwa.base_url}/ap/oa", data=form)
     assert answer.status_code == 302, answer.text
     return answer.headers["location"]
 
@@ -129,7 +129,7 @@ def session_cookie(response: Any) -> str | None:
     return None
 
 
-class Recorder(httpx.BaseTransport):
+class Recorder(httpx2.BaseTransport):
     """Every request SignIn sends to LWA (method, URL, form body); ``delay`` slows them."""
 
     def __init__(self, delay: float = 0.0) -> None:
@@ -138,9 +138,9 @@ class Recorder(httpx.BaseTransport):
         self.sent: list[tuple[str, str, dict[str, str]]] = []
         self.delay = delay
         self._lock = threading.Lock()
-        self._inner = httpx.HTTPTransport()
+        self._inner = httpx2.HTTPTransport()
 
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
+    def handle_request(self, request: httpx2.Request) -> httpx2.Response:
         import time
 
         form = dict(parse_qsl(request.read().decode()))

@@ -7,7 +7,7 @@ import hashlib
 import re
 from urllib.parse import parse_qsl, urlsplit
 
-import httpx
+import httpx2
 import pytest
 from starlette.testclient import TestClient
 
@@ -35,7 +35,7 @@ def recorder() -> Recorder:
 
 @pytest.fixture
 def client(lwa_emulator, recorder):
-    signin = make_signin(lwa_emulator, http=httpx.Client(transport=recorder))
+    signin = make_signin(lwa_emulator, http=httpx2.Client(transport=recorder))
     with TestClient(
         starlette_app(lwa_emulator, signin), base_url=ORIGIN, follow_redirects=False
     ) as client:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from urllib.parse import parse_qsl, urlsplit
 
-import httpx
+import httpx2
 from starlette.testclient import TestClient
 
 from tests.signin.support import (
@@ -24,9 +24,9 @@ from tests.signin.support import (
 def test_no_secret_in_responses_urls_logs_or_reprs(lwa_emulator, caplog):
     caplog.set_level(logging.DEBUG)  # every logger, httpx and httpcore included
     clock, recorder = Clock(), Recorder()
-    signin = make_signin(lwa_emulator, clock=clock, http=httpx.Client(transport=recorder))
+    signin = make_signin(lwa_emulator, clock=clock, http=httpx2.Client(transport=recorder))
     app = starlette_app(lwa_emulator, signin)
-    seen: list[httpx.Response] = []
+    seen: list[httpx2.Response] = []
     with TestClient(app, base_url=ORIGIN, follow_redirects=False) as client:
         client.event_hooks = {"request": [], "response": [seen.append]}
         login = client.get("/login")

@@ -7,7 +7,7 @@ import dataclasses
 import threading
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 from starlette.testclient import TestClient
 
@@ -28,7 +28,7 @@ from tests.signin.support import (
 @pytest.fixture
 def setup(lwa_emulator):
     clock, recorder = Clock(), Recorder(delay=0.3)  # a slow refresh: every request overlaps it
-    signin = make_signin(lwa_emulator, clock=clock, http=httpx.Client(transport=recorder))
+    signin = make_signin(lwa_emulator, clock=clock, http=httpx2.Client(transport=recorder))
     app = starlette_app(lwa_emulator, signin)
     with TestClient(app, base_url=ORIGIN, follow_redirects=False) as client:
         session_id = session_cookie(sign_in(client, lwa_emulator))
@@ -60,8 +60,8 @@ def test_asgi_50_concurrent_requests_on_an_expired_session_make_one_refresh(setu
     clock.now += 3600  # the access token just expired
 
     async def burst() -> list[int]:
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(
+        transport = httpx2.ASGITransport(app=app)
+        async with httpx2.AsyncClient(
             transport=transport, base_url=ORIGIN, cookies={"lwa_session": session_id}
         ) as http:
             answers = await asyncio.gather(*(http.get("/me") for _ in range(50)))

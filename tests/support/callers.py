@@ -3,12 +3,12 @@
 A *caller* sends requests the way a real server would and hands back a
 :class:`Reply`:
 
-* :class:`AsgiCaller`: ``httpx.ASGITransport`` on one event loop kept for the
-  caller's life (the middleware binds its pooled ``httpx.AsyncClient`` to the
+* :class:`AsgiCaller`: ``httpx2.ASGITransport`` on one event loop kept for the
+  caller's life (the middleware binds its pooled ``httpx2.AsyncClient`` to the
   loop it first runs on);
 * :class:`WsgiCaller`: Werkzeug's test ``Client`` (a fresh one per thread when
   requests are sent concurrently);
-* :class:`HttpCaller`: an ``httpx.Client`` against a real server's URL
+* :class:`HttpCaller`: an ``httpx2.Client`` against a real server's URL
   (``trust_env=False``: no proxy setting can send a request off loopback).
 
 :func:`asgi_call` and :func:`wsgi_call` call a middleware with no HTTP client
@@ -26,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
+import httpx2
 from werkzeug.test import Client
 
 __all__ = [
@@ -65,9 +65,9 @@ def bearer(token: str | None, scheme: str = "Bearer") -> dict[str, str]:
     return {} if token is None else {"Authorization": f"{scheme} {token}"}
 
 
-def http_client(base_url: str = "", timeout: float = 30.0) -> httpx.Client:
+def http_client(base_url: str = "", timeout: float = 30.0) -> httpx2.Client:
     """An httpx client for loopback servers, deaf to proxy settings."""
-    return httpx.Client(base_url=base_url, timeout=timeout, trust_env=False)
+    return httpx2.Client(base_url=base_url, timeout=timeout, trust_env=False)
 
 
 def _merge(token: str | None, headers: Headers | None) -> list[tuple[str, str | bytes]]:
@@ -91,8 +91,8 @@ class AsgiCaller:
     def __init__(self, mw: Any) -> None:
         self.mw = mw
         self.runner = asyncio.Runner()
-        self.client = httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=mw), base_url="http://testserver"
+        self.client = httpx2.AsyncClient(
+            transport=httpx2.ASGITransport(app=mw), base_url="http://testserver"
         )
 
     async def _get(

@@ -254,7 +254,7 @@ class Workers:
         return [f"http://127.0.0.1:{port}" for port in self.ports]
 
     def wait_ready(self, timeout: float = 30.0) -> None:
-        import httpx
+        import httpx2
 
         deadline = time.monotonic() + timeout
         pending = set(self.urls)
@@ -265,9 +265,9 @@ class Workers:
                     raise RuntimeError(f"a worker exited: {err[-2000:]}")
             for url in list(pending):
                 try:
-                    if httpx.get(url + "/ready", timeout=1).status_code == 200:
+                    if httpx2.get(url + "/ready", timeout=1).status_code == 200:
                         pending.discard(url)
-                except httpx.HTTPError:
+                except httpx2.HTTPError:
                     pass
             if pending:
                 if time.monotonic() > deadline:

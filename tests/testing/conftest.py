@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import httpx
+import httpx2
 import pytest
 
 from lwa_middleware.testing import LWAEmulator
@@ -22,7 +22,7 @@ from .emulator_support import REDIRECT, make_client
 
 
 @pytest.fixture
-def client() -> Iterator[httpx.Client]:
+def client() -> Iterator[httpx2.Client]:
     with make_client() as c:
         yield c
 

@@ -14,7 +14,7 @@ import ssl
 import threading
 from urllib.parse import parse_qsl, urlsplit
 
-import httpx
+import httpx2
 
 from lwa_middleware.testing import LWAEmulator
 
@@ -51,15 +51,15 @@ REDIRECT = "http://127.0.0.1:9/callback"
 _TLS = ssl.create_default_context()
 
 
-def make_client(timeout: float = 5.0) -> httpx.Client:
-    return httpx.Client(timeout=timeout, trust_env=False, verify=_TLS)
+def make_client(timeout: float = 5.0) -> httpx2.Client:
+    return httpx2.Client(timeout=timeout, trust_env=False, verify=_TLS)
 
 
-def tokeninfo(c: httpx.Client, lwa: LWAEmulator, token: str) -> httpx.Response:
+def tokeninfo(c: httpx2.Client, lwa: LWAEmulator, token: str) -> httpx2.Response:
     return c.get(lwa.tokeninfo_url, headers={"x-amz-access-token": token})
 
 
-def profile(c: httpx.Client, lwa: LWAEmulator, token: str) -> httpx.Response:
+def profile(c: httpx2.Client, lwa: LWAEmulator, token: str) -> httpx2.Response:
     return c.get(lwa.profile_url, headers={"Authorization": f"Bearer {token}"})
 
 
@@ -70,7 +70,7 @@ def call_in_thread(url: str, token: str) -> tuple[threading.Thread, dict[str, ob
         with make_client(timeout=30.0) as c:
             try:
                 outcome["response"] = c.get(url, headers={"x-amz-access-token": token})
-            except httpx.HTTPError as exc:
+            except httpx2.HTTPError as exc:
                 outcome["error"] = exc
 
     thread = threading.Thread(target=call, daemon=True)
@@ -103,7 +103,7 @@ def authorize_form(lwa: LWAEmulator, **overrides: str) -> dict[str, str]:
     return {k: v for k, v in form.items() if v is not None}
 
 
-def redirect_params(response: httpx.Response) -> dict[str, str]:
+def redirect_params(response: httpx2.Response) -> dict[str, str]:
     """The query of a redirect to :data:`REDIRECT`, one value per name."""
     assert response.status_code == 302, response.text
     location = urlsplit(response.headers["location"])
@@ -111,20 +111,20 @@ def redirect_params(response: httpx.Response) -> dict[str, str]:
     return dict(parse_qsl(location.query, keep_blank_values=True))
 
 
-def get_code(c: httpx.Client, lwa: LWAEmulator, **overrides: str) -> str:
+def get_code(c: httpx2.Client, lwa: LWAEmulator, **overrides: str) -> str:
     """Sign in on the consent page and return the authorization code."""
     answer = c.post(lwa.base_url + "/ap/oa", data=authorize_form(lwa, **overrides))
     return redirect_params(answer)["code"]
 
 
 def exchange(
-    c: httpx.Client,
+    c: httpx2.Client,
     lwa: LWAEmulator,
     code: str,
     *,
     auth: tuple[str, str] | None = None,
     **fields: str | None,
-) -> httpx.Response:
+) -> httpx2.Response:
     """``POST /auth/o2/token`` for ``code``; a field set to ``None`` is left out."""
     form: dict[str, str | None] = {
         "grant_type": "authorization_code",
@@ -138,8 +138,8 @@ def exchange(
 
 
 def refresh(
-    c: httpx.Client, lwa: LWAEmulator, refresh_token: str, **fields: str | None
-) -> httpx.Response:
+    c: httpx2.Client, lwa: LWAEmulator, refresh_token: str, **fields: str | None
+) -> httpx2.Response:
     form: dict[str, str | None] = {
         "grant_type": "refresh_token",
         "refresh_token": refresh_token,
@@ -150,7 +150,7 @@ def refresh(
     return c.post(lwa.token_url, data={k: v for k, v in form.items() if v is not None})
 
 
-def error_of(response: httpx.Response) -> str:
+def error_of(response: httpx2.Response) -> str:
     body = response.json()
     assert set(body) == {"error", "error_description"}
     return str(body["error"])

@@ -9,7 +9,7 @@ import time
 import uuid
 from collections import Counter
 
-import httpx
+import httpx2
 import pytest
 
 from lwa_middleware.testing import LWAEmulator
@@ -28,7 +28,7 @@ from .emulator_support import (
 # -- tokeninfo -----------------------------------------------------------------
 
 
-def test_tokeninfo_shape_and_types(lwa_emulator: LWAEmulator, client: httpx.Client) -> None:
+def test_tokeninfo_shape_and_types(lwa_emulator: LWAEmulator, client: httpx2.Client) -> None:
     token = lwa_emulator.issue_token()
     before = time.time()
     response = tokeninfo(client, lwa_emulator, token)
@@ -52,7 +52,7 @@ def test_tokeninfo_shape_and_types(lwa_emulator: LWAEmulator, client: httpx.Clie
 
 
 def test_tokeninfo_accepts_the_token_in_the_query_and_counts_it(
-    lwa_emulator: LWAEmulator, client: httpx.Client
+    lwa_emulator: LWAEmulator, client: httpx2.Client
 ) -> None:
     token = lwa_emulator.issue_token()
     assert tokeninfo(client, lwa_emulator, token).status_code == 200
@@ -74,7 +74,7 @@ def test_tokeninfo_accepts_the_token_in_the_query_and_counts_it(
 
 
 
-def test_missing_token_is_invalid_request(lwa_emulator: LWAEmulator, client: httpx.Client) -> None:
+def test_missing_token_is_invalid_request(lwa_emulator: LWAEmulator, client: httpx2.Client) -> None:
     for url in (lwa_emulator.tokeninfo_url, lwa_emulator.profile_url):
         response = client.get(url)
         assert response.status_code == 400
@@ -83,7 +83,7 @@ def test_missing_token_is_invalid_request(lwa_emulator: LWAEmulator, client: htt
 
 
 
-def test_unknown_token_is_invalid_token(lwa_emulator: LWAEmulator, client: httpx.Client) -> None:
+def test_unknown_token_is_invalid_token(lwa_emulator: LWAEmulator, client: httpx2.Client) -> None:
     fake = "Atza|" + "A" * 400
     response = tokeninfo(client, lwa_emulator, fake)
     assert response.status_code == 400
@@ -97,7 +97,7 @@ def test_unknown_token_is_invalid_token(lwa_emulator: LWAEmulator, client: httpx
 
 
 def test_exp_counts_down_and_the_token_expires(
-    lwa_emulator: LWAEmulator, client: httpx.Client
+    lwa_emulator: LWAEmulator, client: httpx2.Client
 ) -> None:
     short = lwa_emulator.issue_token(expires_in=1)
     long = lwa_emulator.issue_token(expires_in=10)
@@ -117,13 +117,13 @@ def test_exp_counts_down_and_the_token_expires(
 
 
 
-def test_already_expired_token(lwa_emulator: LWAEmulator, client: httpx.Client) -> None:
+def test_already_expired_token(lwa_emulator: LWAEmulator, client: httpx2.Client) -> None:
     token = lwa_emulator.issue_token(expires_in=0)
     assert tokeninfo(client, lwa_emulator, token).json() == INVALID_TOKEN
 
 
 
-def test_aud_override(lwa_emulator: LWAEmulator, client: httpx.Client) -> None:
+def test_aud_override(lwa_emulator: LWAEmulator, client: httpx2.Client) -> None:
     token = lwa_emulator.issue_token(aud="amzn1.application-oa2-client.other")
     info = tokeninfo(client, lwa_emulator, token).json()
     assert info["aud"] == "amzn1.application-oa2-client.other"
@@ -145,7 +145,7 @@ def test_aud_override(lwa_emulator: LWAEmulator, client: httpx.Client) -> None:
     ],
 )
 def test_scopes_decide_profile_fields(
-    lwa_emulator: LWAEmulator, client: httpx.Client, scopes: list[str], fields: set[str]
+    lwa_emulator: LWAEmulator, client: httpx2.Client, scopes: list[str], fields: set[str]
 ) -> None:
     token = lwa_emulator.issue_token(scopes=scopes)
     customer = lwa_emulator.customer_for(token)
@@ -159,7 +159,7 @@ def test_scopes_decide_profile_fields(
 
 
 
-def test_profile_token_sources(lwa_emulator: LWAEmulator, client: httpx.Client) -> None:
+def test_profile_token_sources(lwa_emulator: LWAEmulator, client: httpx2.Client) -> None:
     token = lwa_emulator.issue_token(name="Zoë Ñandú")
     for headers in (
         {"Authorization": f"bearer {token}"},
@@ -173,7 +173,7 @@ def test_profile_token_sources(lwa_emulator: LWAEmulator, client: httpx.Client) 
 
 
 
-def test_insufficient_scope(lwa_emulator: LWAEmulator, client: httpx.Client) -> None:
+def test_insufficient_scope(lwa_emulator: LWAEmulator, client: httpx2.Client) -> None:
     token = lwa_emulator.issue_token(scopes=["alexa::ask_skills:readwrite"])
     assert tokeninfo(client, lwa_emulator, token).status_code == 200
     response = profile(client, lwa_emulator, token)
@@ -190,7 +190,7 @@ def test_insufficient_scope(lwa_emulator: LWAEmulator, client: httpx.Client) -> 
 # -- mint endpoint -------------------------------------------------------------
 
 
-def test_mint_endpoint(lwa_emulator: LWAEmulator, client: httpx.Client) -> None:
+def test_mint_endpoint(lwa_emulator: LWAEmulator, client: httpx2.Client) -> None:
     response = client.post(
         lwa_emulator.base_url + "/_emulator/tokens",
         json={
@@ -232,7 +232,7 @@ def test_mint_endpoint(lwa_emulator: LWAEmulator, client: httpx.Client) -> None:
     [b"{not json", b"[1]", b'{"scopes": "a b", "expires_in": "x"}', b'{"aud": 5}'],
 )
 def test_mint_endpoint_rejects_bad_bodies(
-    lwa_emulator: LWAEmulator, client: httpx.Client, body: bytes
+    lwa_emulator: LWAEmulator, client: httpx2.Client, body: bytes
 ) -> None:
     response = client.post(lwa_emulator.base_url + "/_emulator/tokens", content=body)
     assert response.status_code == 400

@@ -14,7 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import httpx
+import httpx2
 
 REPO = Path(__file__).resolve().parents[2]
 CLIENT_ID = "amzn1.application-oa2-client.script"
@@ -38,7 +38,7 @@ def test_quiet_prints_the_url_and_the_token_only() -> None:
         token = proc.stdout.readline().strip()
         assert base_url.startswith("http://127.0.0.1:"), base_url
         assert token.startswith("Atza|")
-        with httpx.Client(timeout=5, trust_env=False) as http:
+        with httpx2.Client(timeout=5, trust_env=False) as http:
             info = http.get(base_url + "/auth/o2/tokeninfo", headers={"x-amz-access-token": token})
         assert info.status_code == 200
         assert info.json()["aud"] == CLIENT_ID

@@ -11,7 +11,7 @@ import re
 import time
 from collections import Counter
 
-import httpx
+import httpx2
 import pytest
 
 from lwa_middleware.testing import BUILTIN_CUSTOMERS, Customer, Fault, LWAEmulator
@@ -45,7 +45,7 @@ def test_issue_token_validates(lwa_emulator: LWAEmulator) -> None:
 
 
 
-def test_customer_fields(lwa_emulator: LWAEmulator, client: httpx.Client) -> None:
+def test_customer_fields(lwa_emulator: LWAEmulator, client: httpx2.Client) -> None:
     grace = BUILTIN_CUSTOMERS[1]
     token = lwa_emulator.issue_token(
         scopes=["profile", "postal_code"], customer=grace, email="g@example.com"
@@ -70,7 +70,7 @@ def test_customer_fields(lwa_emulator: LWAEmulator, client: httpx.Client) -> Non
 
 
 
-def test_revoke(lwa_emulator: LWAEmulator, client: httpx.Client) -> None:
+def test_revoke(lwa_emulator: LWAEmulator, client: httpx2.Client) -> None:
     token = lwa_emulator.issue_token()
     other = lwa_emulator.issue_token()
     assert tokeninfo(client, lwa_emulator, token).status_code == 200
@@ -90,7 +90,7 @@ def test_revoke(lwa_emulator: LWAEmulator, client: httpx.Client) -> None:
 # -- lifecycle, reset, secrecy -------------------------------------------------
 
 
-def test_reset_clears_everything(lwa_emulator: LWAEmulator, client: httpx.Client) -> None:
+def test_reset_clears_everything(lwa_emulator: LWAEmulator, client: httpx2.Client) -> None:
     token = lwa_emulator.issue_token()
     tokeninfo(client, lwa_emulator, token)
     client.get(lwa_emulator.tokeninfo_url, params={"access_token": token})
@@ -114,14 +114,14 @@ def test_reset_clears_everything(lwa_emulator: LWAEmulator, client: httpx.Client
 
 
 def test_repr_and_output_never_show_tokens(
-    lwa_emulator: LWAEmulator, client: httpx.Client, capfd: pytest.CaptureFixture[str]
+    lwa_emulator: LWAEmulator, client: httpx2.Client, capfd: pytest.CaptureFixture[str]
 ) -> None:
     token = lwa_emulator.issue_token()
     tokeninfo(client, lwa_emulator, token)
     client.get(lwa_emulator.profile_url, params={"access_token": token})
     client.get(lwa_emulator.base_url + "/nowhere", params={"access_token": token})
     lwa_emulator.inject(Fault.RESET, times=1)
-    with pytest.raises(httpx.HTTPError):
+    with pytest.raises(httpx2.HTTPError):
         tokeninfo(client, lwa_emulator, token)
     text = repr(lwa_emulator)
     assert token not in text
@@ -148,7 +148,7 @@ def test_lifecycle() -> None:
         with make_client() as c:
             assert tokeninfo(c, lwa, token).json()["aud"] == "amzn1.application-oa2-client.life"
     assert "stopped" in repr(lwa)
-    with make_client() as c, pytest.raises(httpx.ConnectError):
+    with make_client() as c, pytest.raises(httpx2.ConnectError):
         tokeninfo(c, lwa, token)
     with lwa, make_client() as c:
         assert lwa.base_url == url

@@ -11,7 +11,7 @@ import socket
 import time
 from collections import Counter
 
-import httpx
+import httpx2
 import pytest
 
 from lwa_middleware.testing import Fault, LWAEmulator
@@ -40,7 +40,7 @@ from .emulator_support import (
 @pytest.mark.parametrize("endpoint", ["tokeninfo", "profile"])
 def test_error_status_faults(
     lwa_emulator: LWAEmulator,
-    client: httpx.Client,
+    client: httpx2.Client,
     kind: Fault,
     status: int,
     error: str,
@@ -62,7 +62,7 @@ def test_error_status_faults(
 
 
 
-def test_retry_after_is_configurable(lwa_emulator: LWAEmulator, client: httpx.Client) -> None:
+def test_retry_after_is_configurable(lwa_emulator: LWAEmulator, client: httpx2.Client) -> None:
     lwa_emulator.inject("503", endpoint="tokeninfo", retry_after=7)
     lwa_emulator.inject("throttled", endpoint="profile", retry_after=3)
     assert client.get(lwa_emulator.tokeninfo_url).headers["retry-after"] == "7"
@@ -70,14 +70,14 @@ def test_retry_after_is_configurable(lwa_emulator: LWAEmulator, client: httpx.Cl
 
 
 
-def test_faults_apply_whatever_the_token(lwa_emulator: LWAEmulator, client: httpx.Client) -> None:
+def test_faults_apply_whatever_the_token(lwa_emulator: LWAEmulator, client: httpx2.Client) -> None:
     lwa_emulator.inject(Fault.UNAVAILABLE)
     assert client.get(lwa_emulator.tokeninfo_url).status_code == 503
     assert tokeninfo(client, lwa_emulator, "Atza|unknown").status_code == 503
 
 
 
-def test_bad_json(lwa_emulator: LWAEmulator, client: httpx.Client) -> None:
+def test_bad_json(lwa_emulator: LWAEmulator, client: httpx2.Client) -> None:
     token = lwa_emulator.issue_token()
     lwa_emulator.inject(Fault.BAD_JSON)
     for response in (tokeninfo(client, lwa_emulator, token), profile(client, lwa_emulator, token)):
@@ -89,7 +89,7 @@ def test_bad_json(lwa_emulator: LWAEmulator, client: httpx.Client) -> None:
 
 
 
-def test_html(lwa_emulator: LWAEmulator, client: httpx.Client) -> None:
+def test_html(lwa_emulator: LWAEmulator, client: httpx2.Client) -> None:
     token = lwa_emulator.issue_token()
     lwa_emulator.inject(Fault.HTML, endpoint="tokeninfo")
     response = tokeninfo(client, lwa_emulator, token)
@@ -100,7 +100,7 @@ def test_html(lwa_emulator: LWAEmulator, client: httpx.Client) -> None:
 
 
 
-def test_wrong_types(lwa_emulator: LWAEmulator, client: httpx.Client) -> None:
+def test_wrong_types(lwa_emulator: LWAEmulator, client: httpx2.Client) -> None:
     token = lwa_emulator.issue_token()
     lwa_emulator.inject(Fault.WRONG_TYPES)
     info = tokeninfo(client, lwa_emulator, token).json()
@@ -112,7 +112,7 @@ def test_wrong_types(lwa_emulator: LWAEmulator, client: httpx.Client) -> None:
 
 
 
-def test_oversized(lwa_emulator: LWAEmulator, client: httpx.Client) -> None:
+def test_oversized(lwa_emulator: LWAEmulator, client: httpx2.Client) -> None:
     token = lwa_emulator.issue_token()
     lwa_emulator.inject(Fault.OVERSIZED, endpoint="tokeninfo", times=1)
     response = tokeninfo(client, lwa_emulator, token)
@@ -127,7 +127,7 @@ def test_oversized(lwa_emulator: LWAEmulator, client: httpx.Client) -> None:
 # -- connection faults ---------------------------------------------------------
 
 
-def test_slow_drip(lwa_emulator: LWAEmulator, client: httpx.Client) -> None:
+def test_slow_drip(lwa_emulator: LWAEmulator, client: httpx2.Client) -> None:
     token = lwa_emulator.issue_token()
     lwa_emulator.inject(Fault.SLOW_DRIP, endpoint="tokeninfo")
     start = time.monotonic()
@@ -152,13 +152,13 @@ def test_slow_drip(lwa_emulator: LWAEmulator, client: httpx.Client) -> None:
 
 
 
-def test_reset_then_normal(lwa_emulator: LWAEmulator, client: httpx.Client) -> None:
+def test_reset_then_normal(lwa_emulator: LWAEmulator, client: httpx2.Client) -> None:
     token = lwa_emulator.issue_token()
     lwa_emulator.inject(Fault.RESET, times=1)
-    with pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)):
+    with pytest.raises((httpx2.RemoteProtocolError, httpx2.ReadError)):
         tokeninfo(client, lwa_emulator, token)
     assert tokeninfo(client, lwa_emulator, token).status_code == 200
-    with pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)):
+    with pytest.raises((httpx2.RemoteProtocolError, httpx2.ReadError)):
         profile(client, lwa_emulator, token)
     assert profile(client, lwa_emulator, token).status_code == 200
     assert lwa_emulator.calls == Counter(tokeninfo=2, profile=2)
@@ -175,7 +175,7 @@ def test_reset_fault_sends_a_tcp_rst(lwa_emulator: LWAEmulator) -> None:
 
 
 
-def test_hang_until_clear_faults(lwa_emulator: LWAEmulator, client: httpx.Client) -> None:
+def test_hang_until_clear_faults(lwa_emulator: LWAEmulator, client: httpx2.Client) -> None:
     token = lwa_emulator.issue_token()
     lwa_emulator.inject(Fault.HANG, endpoint="tokeninfo")
     thread, outcome = call_in_thread(lwa_emulator.tokeninfo_url, token)
@@ -188,7 +188,7 @@ def test_hang_until_clear_faults(lwa_emulator: LWAEmulator, client: httpx.Client
     lwa_emulator.clear_faults()
     thread.join(1.5)
     assert not thread.is_alive()
-    assert isinstance(outcome.get("error"), httpx.RemoteProtocolError | httpx.ReadError)
+    assert isinstance(outcome.get("error"), httpx2.RemoteProtocolError | httpx2.ReadError)
     assert tokeninfo(client, lwa_emulator, token).status_code == 200
 
 
@@ -200,7 +200,7 @@ def test_hang_released_by_reset(lwa_emulator: LWAEmulator) -> None:
     lwa_emulator.reset()
     thread.join(1.5)
     assert not thread.is_alive()
-    assert isinstance(outcome.get("error"), httpx.RemoteProtocolError | httpx.ReadError)
+    assert isinstance(outcome.get("error"), httpx2.RemoteProtocolError | httpx2.ReadError)
 
 
 
@@ -217,9 +217,9 @@ def test_hang_released_by_stop() -> None:
     for thread, outcome in calls:
         thread.join(max(0.0, 1.5 - (time.monotonic() - start)))
         assert not thread.is_alive()
-        assert isinstance(outcome.get("error"), httpx.RemoteProtocolError | httpx.ReadError)
+        assert isinstance(outcome.get("error"), httpx2.RemoteProtocolError | httpx2.ReadError)
     assert time.monotonic() - start < 1.5
-    with make_client() as c, pytest.raises(httpx.ConnectError):
+    with make_client() as c, pytest.raises(httpx2.ConnectError):
         c.get(lwa.tokeninfo_url)
 
 
@@ -245,16 +245,16 @@ def test_down_then_recovery_on_the_same_port(lwa_emulator: LWAEmulator) -> None:
         assert tokeninfo(c, lwa_emulator, token).status_code == 200
         lwa_emulator.inject(Fault.DOWN, endpoint="profile")  # endpoint is ignored
         # Even the pooled keep-alive connection is gone.
-        with pytest.raises(httpx.ConnectError):
+        with pytest.raises(httpx2.ConnectError):
             tokeninfo(c, lwa_emulator, token)
-        with pytest.raises(httpx.ConnectError):
+        with pytest.raises(httpx2.ConnectError):
             profile(c, lwa_emulator, token)
         lwa_emulator.clear_faults()
         assert lwa_emulator.base_url == base_url
         assert tokeninfo(c, lwa_emulator, token).status_code == 200
 
         lwa_emulator.inject(Fault.DOWN)
-        with pytest.raises(httpx.ConnectError):
+        with pytest.raises(httpx2.ConnectError):
             tokeninfo(c, lwa_emulator, token)
         lwa_emulator.reset()
         assert tokeninfo(c, lwa_emulator, token).json() == INVALID_TOKEN
@@ -266,7 +266,7 @@ def test_down_then_recovery_on_the_same_port(lwa_emulator: LWAEmulator) -> None:
 # -- format faults -------------------------------------------------------------
 
 
-def test_legacy_profile(lwa_emulator: LWAEmulator, client: httpx.Client) -> None:
+def test_legacy_profile(lwa_emulator: LWAEmulator, client: httpx2.Client) -> None:
     token = lwa_emulator.issue_token(scopes=["profile:user_id", "postal_code"])
     customer = lwa_emulator.customer_for(token)
     lwa_emulator.inject(Fault.LEGACY_PROFILE, times=1)
@@ -284,7 +284,9 @@ def test_legacy_profile(lwa_emulator: LWAEmulator, client: httpx.Client) -> None
 
 
 
-def test_legacy_profile_with_profile_scope(lwa_emulator: LWAEmulator, client: httpx.Client) -> None:
+def test_legacy_profile_with_profile_scope(
+    lwa_emulator: LWAEmulator, client: httpx2.Client
+) -> None:
     token = lwa_emulator.issue_token(scopes=["profile"])
     customer = lwa_emulator.customer_for(token)
     lwa_emulator.inject("legacy_profile")
@@ -300,7 +302,7 @@ def test_legacy_profile_with_profile_scope(lwa_emulator: LWAEmulator, client: ht
 
 
 
-def test_exp_string(lwa_emulator: LWAEmulator, client: httpx.Client) -> None:
+def test_exp_string(lwa_emulator: LWAEmulator, client: httpx2.Client) -> None:
     token = lwa_emulator.issue_token()
     lwa_emulator.inject(Fault.EXP_STRING)
     info = tokeninfo(client, lwa_emulator, token).json()
@@ -311,7 +313,7 @@ def test_exp_string(lwa_emulator: LWAEmulator, client: httpx.Client) -> None:
 
 
 
-def test_user_id_mismatch(lwa_emulator: LWAEmulator, client: httpx.Client) -> None:
+def test_user_id_mismatch(lwa_emulator: LWAEmulator, client: httpx2.Client) -> None:
     token = lwa_emulator.issue_token()
     lwa_emulator.inject(Fault.USER_ID_MISMATCH)
     from_tokeninfo = tokeninfo(client, lwa_emulator, token).json()["user_id"]
@@ -323,7 +325,7 @@ def test_user_id_mismatch(lwa_emulator: LWAEmulator, client: httpx.Client) -> No
 # -- scheduling ----------------------------------------------------------------
 
 
-def test_times_then_normal(lwa_emulator: LWAEmulator, client: httpx.Client) -> None:
+def test_times_then_normal(lwa_emulator: LWAEmulator, client: httpx2.Client) -> None:
     token = lwa_emulator.issue_token()
     lwa_emulator.inject(Fault.SERVER_ERROR, endpoint="tokeninfo", times=2)
     statuses = [tokeninfo(client, lwa_emulator, token).status_code for _ in range(3)]
@@ -334,7 +336,7 @@ def test_times_then_normal(lwa_emulator: LWAEmulator, client: httpx.Client) -> N
 
 
 def test_counted_faults_queue_ahead_of_the_standing_one(
-    lwa_emulator: LWAEmulator, client: httpx.Client
+    lwa_emulator: LWAEmulator, client: httpx2.Client
 ) -> None:
     token = lwa_emulator.issue_token()
     lwa_emulator.inject(Fault.UNAVAILABLE, endpoint="tokeninfo")
@@ -364,7 +366,7 @@ def test_inject_validates(lwa_emulator: LWAEmulator) -> None:
 # -- latency -------------------------------------------------------------------
 
 
-def test_latency(lwa_emulator: LWAEmulator, client: httpx.Client) -> None:
+def test_latency(lwa_emulator: LWAEmulator, client: httpx2.Client) -> None:
     token = lwa_emulator.issue_token()
     lwa_emulator.set_latency(0.3, endpoint="profile")
     start = time.monotonic()
@@ -379,7 +381,7 @@ def test_latency(lwa_emulator: LWAEmulator, client: httpx.Client) -> None:
 
 
 def test_latency_does_not_block_other_requests(
-    lwa_emulator: LWAEmulator, client: httpx.Client
+    lwa_emulator: LWAEmulator, client: httpx2.Client
 ) -> None:
     token = lwa_emulator.issue_token()
     lwa_emulator.set_latency(0.6, endpoint="tokeninfo")
@@ -390,5 +392,5 @@ def test_latency_does_not_block_other_requests(
     assert time.monotonic() - start < 0.5
     thread.join(3)
     response = outcome["response"]
-    assert isinstance(response, httpx.Response)
+    assert isinstance(response, httpx2.Response)
     assert response.status_code == 200

@@ -9,7 +9,7 @@ import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
-import httpx
+import httpx2
 import pytest
 
 from lwa_middleware.testing import LWAEmulator
@@ -24,7 +24,7 @@ from .emulator_support import (
 # -- routing -------------------------------------------------------------------
 
 
-def test_wrong_method_and_unknown_path(lwa_emulator: LWAEmulator, client: httpx.Client) -> None:
+def test_wrong_method_and_unknown_path(lwa_emulator: LWAEmulator, client: httpx2.Client) -> None:
     response = client.post(lwa_emulator.tokeninfo_url)
     assert response.status_code == 405
     assert response.headers["allow"] == "GET"
@@ -38,7 +38,7 @@ def test_wrong_method_and_unknown_path(lwa_emulator: LWAEmulator, client: httpx.
 # -- counters, request log, connections ----------------------------------------
 
 
-def test_calls_and_request_log(lwa_emulator: LWAEmulator, client: httpx.Client) -> None:
+def test_calls_and_request_log(lwa_emulator: LWAEmulator, client: httpx2.Client) -> None:
     token = lwa_emulator.issue_token()
     tokeninfo(client, lwa_emulator, token)
     tokeninfo(client, lwa_emulator, token)

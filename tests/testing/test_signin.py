@@ -11,7 +11,7 @@ import html
 import re
 from urllib.parse import parse_qsl, urlsplit
 
-import httpx
+import httpx2
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -52,7 +52,7 @@ def hidden(page: str, name: str) -> str:
 # -- the consent page --------------------------------------------------------------
 
 
-def test_authorize_page(signin: LWAEmulator, client: httpx.Client) -> None:
+def test_authorize_page(signin: LWAEmulator, client: httpx2.Client) -> None:
     response = client.get(
         signin.authorize_url,
         params=authorize_params(
@@ -76,7 +76,7 @@ def test_authorize_page(signin: LWAEmulator, client: httpx.Client) -> None:
 
 
 def test_pkce_parameters_travel_through_the_consent_page(
-    signin: LWAEmulator, client: httpx.Client
+    signin: LWAEmulator, client: httpx2.Client
 ) -> None:
     verifier, challenge = pkce_pair()
     query = authorize_params(
@@ -128,7 +128,7 @@ def test_pkce_parameters_travel_through_the_consent_page(
     ],
 )
 def test_unregistered_redirect_uri_gets_a_page_never_a_redirect(
-    signin: LWAEmulator, client: httpx.Client, redirect_uri: str
+    signin: LWAEmulator, client: httpx2.Client, redirect_uri: str
 ) -> None:
     params = authorize_params(signin, redirect_uri=redirect_uri)
     page = client.get(signin.authorize_url, params=params)
@@ -147,7 +147,7 @@ def test_unregistered_redirect_uri_gets_a_page_never_a_redirect(
 
 
 def test_unknown_or_missing_client_id_gets_a_page(
-    signin: LWAEmulator, client: httpx.Client
+    signin: LWAEmulator, client: httpx2.Client
 ) -> None:
     for client_id in ("amzn1.application-oa2-client.nobody", ""):
         page = client.get(
@@ -160,7 +160,7 @@ def test_unknown_or_missing_client_id_gets_a_page(
         assert "location" not in submit.headers
 
 
-def test_defaults_and_registered_redirect_uris(client: httpx.Client) -> None:
+def test_defaults_and_registered_redirect_uris(client: httpx2.Client) -> None:
     with LWAEmulator() as lwa:
         assert lwa.redirect_uris == DEFAULT_REDIRECT_URIS
         assert lwa.client_secret.startswith("amzn1.oa2-cs.v1.")
@@ -251,7 +251,7 @@ def test_reset_comes_back_to_the_registered_apps(lwa_emulator: LWAEmulator) -> N
 )
 def test_errors_redirect_to_the_app_with_state(
     signin: LWAEmulator,
-    client: httpx.Client,
+    client: httpx2.Client,
     overrides: dict[str, str | None],
     error: str,
 ) -> None:
@@ -269,7 +269,7 @@ def test_errors_redirect_to_the_app_with_state(
 
 
 def test_denied_consent_redirects_with_access_denied_and_state(
-    signin: LWAEmulator, client: httpx.Client
+    signin: LWAEmulator, client: httpx2.Client
 ) -> None:
     response = client.post(signin.authorize_url, data=authorize_form(signin, action="deny"))
     answer = redirect_params(response)
@@ -283,7 +283,7 @@ def test_denied_consent_redirects_with_access_denied_and_state(
     assert answer.keys() == {"error", "error_description"}
 
 
-def test_no_scope_ticked_is_invalid_scope(signin: LWAEmulator, client: httpx.Client) -> None:
+def test_no_scope_ticked_is_invalid_scope(signin: LWAEmulator, client: httpx2.Client) -> None:
     form = authorize_form(signin)
     del form["scope"]
     answer = redirect_params(client.post(signin.authorize_url, data=form))
@@ -291,7 +291,7 @@ def test_no_scope_ticked_is_invalid_scope(signin: LWAEmulator, client: httpx.Cli
     assert answer["state"] == "xyz"
 
 
-def test_one_scope_field_per_ticked_box(signin: LWAEmulator, client: httpx.Client) -> None:
+def test_one_scope_field_per_ticked_box(signin: LWAEmulator, client: httpx2.Client) -> None:
     form: dict[str, str | list[str]] = {
         **authorize_form(signin, customer="1"),
         "scope": ["profile", "postal_code"],
@@ -321,7 +321,7 @@ def test_state_round_trips(signin: LWAEmulator, state: str) -> None:
         assert dict(query)["state"] == state
 
 
-def test_codes_are_distinct_and_opaque(signin: LWAEmulator, client: httpx.Client) -> None:
+def test_codes_are_distinct_and_opaque(signin: LWAEmulator, client: httpx2.Client) -> None:
     codes = {get_code(client, signin) for _ in range(10)}
     assert len(codes) == 10
     for code in codes:

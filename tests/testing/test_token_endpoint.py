@@ -13,7 +13,7 @@ import logging
 from collections import Counter
 from collections.abc import Iterator
 
-import httpx
+import httpx2
 import pytest
 
 from lwa_middleware.testing import BUILTIN_CUSTOMERS, Fault, LWAEmulator
@@ -37,7 +37,7 @@ OTHER_CLIENT = "amzn1.application-oa2-client.other"
 ADA, GRACE = BUILTIN_CUSTOMERS[0], BUILTIN_CUSTOMERS[1]
 
 
-def sign_in_with_secret(c: httpx.Client, lwa: LWAEmulator, **code_fields: str) -> dict[str, str]:
+def sign_in_with_secret(c: httpx2.Client, lwa: LWAEmulator, **code_fields: str) -> dict[str, str]:
     body = exchange(c, lwa, get_code(c, lwa, **code_fields), client_secret=lwa.client_secret)
     assert body.status_code == 200, body.text
     result: dict[str, str] = body.json()
@@ -54,7 +54,7 @@ def clocked() -> Iterator[tuple[LWAEmulator, FakeClock]]:
 # -- the code grant ----------------------------------------------------------------
 
 
-def test_code_grant_with_the_secret_in_the_body(signin: LWAEmulator, client: httpx.Client) -> None:
+def test_code_grant_with_the_secret_in_the_body(signin: LWAEmulator, client: httpx2.Client) -> None:
     code = get_code(client, signin, customer="1", scope="profile postal_code")
     response = exchange(client, signin, code, client_secret=signin.client_secret)
     assert response.status_code == 200
@@ -77,7 +77,7 @@ def test_code_grant_with_the_secret_in_the_body(signin: LWAEmulator, client: htt
     assert signin.calls == Counter(token=1, tokeninfo=1, profile=1)
 
 
-def test_code_grant_with_http_basic(signin: LWAEmulator, client: httpx.Client) -> None:
+def test_code_grant_with_http_basic(signin: LWAEmulator, client: httpx2.Client) -> None:
     code = get_code(client, signin)
     # The client id may be left out of the body when Basic names it.
     response = exchange(
@@ -117,7 +117,7 @@ def test_code_grant_with_http_basic(signin: LWAEmulator, client: httpx.Client) -
 
 @pytest.mark.parametrize("secret", ["not-the-secret", ""])
 def test_wrong_secret_is_invalid_client(
-    signin: LWAEmulator, client: httpx.Client, secret: str
+    signin: LWAEmulator, client: httpx2.Client, secret: str
 ) -> None:
     code = get_code(client, signin)
     response = exchange(client, signin, code, client_secret=secret)
@@ -127,7 +127,7 @@ def test_wrong_secret_is_invalid_client(
     assert secret not in response.text or not secret
 
 
-def test_unknown_client_is_invalid_client(signin: LWAEmulator, client: httpx.Client) -> None:
+def test_unknown_client_is_invalid_client(signin: LWAEmulator, client: httpx2.Client) -> None:
     code = get_code(client, signin)
     response = exchange(client, signin, code, client_id=OTHER_CLIENT, client_secret="x")
     assert response.status_code == 401
@@ -137,7 +137,7 @@ def test_unknown_client_is_invalid_client(signin: LWAEmulator, client: httpx.Cli
     assert error_of(missing) == "invalid_request"
 
 
-def test_missing_secret_gives_no_refresh_token(signin: LWAEmulator, client: httpx.Client) -> None:
+def test_missing_secret_gives_no_refresh_token(signin: LWAEmulator, client: httpx2.Client) -> None:
     verifier, challenge = pkce_pair()
     code = get_code(client, signin, code_challenge=challenge, code_challenge_method="S256")
     response = exchange(client, signin, code, code_verifier=verifier)
@@ -147,7 +147,7 @@ def test_missing_secret_gives_no_refresh_token(signin: LWAEmulator, client: http
     assert tokeninfo(client, signin, body["access_token"]).status_code == 200
 
 
-def test_neither_secret_nor_verifier_is_refused(signin: LWAEmulator, client: httpx.Client) -> None:
+def test_neither_secret_nor_verifier_is_refused(signin: LWAEmulator, client: httpx2.Client) -> None:
     code = get_code(client, signin)
     response = exchange(client, signin, code)
     assert response.status_code == 400
@@ -157,7 +157,7 @@ def test_neither_secret_nor_verifier_is_refused(signin: LWAEmulator, client: htt
 # -- PKCE ------------------------------------------------------------------------------
 
 
-def test_pkce_rfc7636_example(signin: LWAEmulator, client: httpx.Client) -> None:
+def test_pkce_rfc7636_example(signin: LWAEmulator, client: httpx2.Client) -> None:
     # RFC 7636, appendix B.
     verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"
     assert pkce_pair(verifier)[1] == "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
@@ -171,7 +171,7 @@ def test_pkce_rfc7636_example(signin: LWAEmulator, client: httpx.Client) -> None
 
 
 @pytest.mark.parametrize("method", ["plain", None], ids=["plain", "method-absent-means-plain"])
-def test_pkce_plain(signin: LWAEmulator, client: httpx.Client, method: str | None) -> None:
+def test_pkce_plain(signin: LWAEmulator, client: httpx2.Client, method: str | None) -> None:
     verifier = "p" * 43
     fields = {"code_challenge": verifier}
     if method:
@@ -193,7 +193,7 @@ def test_pkce_plain(signin: LWAEmulator, client: httpx.Client, method: str | Non
     ],
 )
 def test_wrong_verifier_is_invalid_grant_and_burns_the_code(
-    signin: LWAEmulator, client: httpx.Client, verifier: str
+    signin: LWAEmulator, client: httpx2.Client, verifier: str
 ) -> None:
     right, challenge = pkce_pair()
     code = get_code(client, signin, code_challenge=challenge, code_challenge_method="S256")
@@ -204,7 +204,7 @@ def test_wrong_verifier_is_invalid_grant_and_burns_the_code(
 
 
 def test_challenge_needs_the_verifier_even_with_the_secret(
-    signin: LWAEmulator, client: httpx.Client
+    signin: LWAEmulator, client: httpx2.Client
 ) -> None:
     verifier, challenge = pkce_pair()
     code = get_code(client, signin, code_challenge=challenge, code_challenge_method="S256")
@@ -220,7 +220,7 @@ def test_challenge_needs_the_verifier_even_with_the_secret(
 
 
 def test_verifier_without_a_challenge_is_invalid_grant(
-    signin: LWAEmulator, client: httpx.Client
+    signin: LWAEmulator, client: httpx2.Client
 ) -> None:
     code = get_code(client, signin)
     response = exchange(client, signin, code, code_verifier=pkce_pair()[0])
@@ -230,7 +230,7 @@ def test_verifier_without_a_challenge_is_invalid_grant(
 # -- codes: single use, short lived, bound to client and redirect_uri -----------------
 
 
-def test_reused_code_is_invalid_grant(signin: LWAEmulator, client: httpx.Client) -> None:
+def test_reused_code_is_invalid_grant(signin: LWAEmulator, client: httpx2.Client) -> None:
     code = get_code(client, signin)
     first = exchange(client, signin, code, client_secret=signin.client_secret)
     assert first.status_code == 200
@@ -241,7 +241,7 @@ def test_reused_code_is_invalid_grant(signin: LWAEmulator, client: httpx.Client)
 
 
 def test_code_expires_after_five_minutes(
-    clocked: tuple[LWAEmulator, FakeClock], client: httpx.Client
+    clocked: tuple[LWAEmulator, FakeClock], client: httpx2.Client
 ) -> None:
     lwa, clock = clocked
     fresh = get_code(client, lwa)
@@ -255,7 +255,7 @@ def test_code_expires_after_five_minutes(
 
 
 def test_access_token_lives_an_hour(
-    clocked: tuple[LWAEmulator, FakeClock], client: httpx.Client
+    clocked: tuple[LWAEmulator, FakeClock], client: httpx2.Client
 ) -> None:
     lwa, clock = clocked
     body = sign_in_with_secret(client, lwa)
@@ -273,7 +273,7 @@ def test_access_token_lives_an_hour(
     ["http://127.0.0.1:9/other", REDIRECT + "/", "http://localhost:9/callback"],
 )
 def test_wrong_redirect_uri_is_invalid_grant(
-    signin: LWAEmulator, client: httpx.Client, redirect_uri: str
+    signin: LWAEmulator, client: httpx2.Client, redirect_uri: str
 ) -> None:
     code = get_code(client, signin)
     response = exchange(
@@ -289,14 +289,16 @@ def test_wrong_redirect_uri_is_invalid_grant(
     assert error_of(missing) == "invalid_request"
 
 
-def test_code_of_another_client_is_invalid_grant(signin: LWAEmulator, client: httpx.Client) -> None:
+def test_code_of_another_client_is_invalid_grant(
+    signin: LWAEmulator, client: httpx2.Client
+) -> None:
     secret = signin.add_client(OTHER_CLIENT, redirect_uris=[REDIRECT])
     code = get_code(client, signin)
     response = exchange(client, signin, code, client_id=OTHER_CLIENT, client_secret=secret)
     assert error_of(response) == "invalid_grant"
 
 
-def test_unknown_or_missing_grant(signin: LWAEmulator, client: httpx.Client) -> None:
+def test_unknown_or_missing_grant(signin: LWAEmulator, client: httpx2.Client) -> None:
     for grant_type in ("password", "client_credentials", "implicit"):
         response = client.post(
             signin.token_url, data={"grant_type": grant_type, "client_id": signin.client_id}
@@ -316,7 +318,7 @@ def test_unknown_or_missing_grant(signin: LWAEmulator, client: httpx.Client) -> 
 # -- refresh tokens ----------------------------------------------------------------
 
 
-def test_refresh_token_grant(signin: LWAEmulator, client: httpx.Client) -> None:
+def test_refresh_token_grant(signin: LWAEmulator, client: httpx2.Client) -> None:
     body = sign_in_with_secret(client, signin, customer="2", scope="profile:user_id")
     renewed = refresh(client, signin, body["refresh_token"])
     assert renewed.status_code == 200
@@ -337,7 +339,7 @@ def test_refresh_token_grant(signin: LWAEmulator, client: httpx.Client) -> None:
     assert basic.status_code == 200
 
 
-def test_refresh_requires_the_secret(signin: LWAEmulator, client: httpx.Client) -> None:
+def test_refresh_requires_the_secret(signin: LWAEmulator, client: httpx2.Client) -> None:
     token = sign_in_with_secret(client, signin)["refresh_token"]
     missing = refresh(client, signin, token, client_secret=None)
     assert missing.status_code == 400
@@ -350,7 +352,7 @@ def test_refresh_requires_the_secret(signin: LWAEmulator, client: httpx.Client) 
 
 
 def test_refresh_token_of_another_client_is_invalid_grant(
-    signin: LWAEmulator, client: httpx.Client
+    signin: LWAEmulator, client: httpx2.Client
 ) -> None:
     token = sign_in_with_secret(client, signin)["refresh_token"]
     secret = signin.add_client(OTHER_CLIENT)
@@ -362,7 +364,7 @@ def test_refresh_token_of_another_client_is_invalid_grant(
 # -- the customer removes the app -------------------------------------------------
 
 
-def test_removed_app_refuses_its_tokens(signin: LWAEmulator, client: httpx.Client) -> None:
+def test_removed_app_refuses_its_tokens(signin: LWAEmulator, client: httpx2.Client) -> None:
     ada = sign_in_with_secret(client, signin, customer="0")
     renewed = refresh(client, signin, ada["refresh_token"]).json()["access_token"]
     minted = signin.issue_token(customer=ADA)
@@ -410,7 +412,7 @@ def test_removed_app_refuses_its_tokens(signin: LWAEmulator, client: httpx.Clien
 
 
 def test_cors_for_the_origins_of_registered_return_urls(
-    signin: LWAEmulator, client: httpx.Client
+    signin: LWAEmulator, client: httpx2.Client
 ) -> None:
     origin = "http://127.0.0.1:9"
     verifier, challenge = pkce_pair()
@@ -474,7 +476,7 @@ def test_cors_for_the_origins_of_registered_return_urls(
 # -- faults ------------------------------------------------------------------------
 
 
-def test_faults_at_the_token_endpoint(signin: LWAEmulator, client: httpx.Client) -> None:
+def test_faults_at_the_token_endpoint(signin: LWAEmulator, client: httpx2.Client) -> None:
     code = get_code(client, signin)
     signin.inject(Fault.SERVER_ERROR, endpoint="token", times=1)
     failed = exchange(client, signin, code, client_secret=signin.client_secret)
@@ -503,10 +505,10 @@ def test_faults_at_the_token_endpoint(signin: LWAEmulator, client: httpx.Client)
     signin.clear_faults()
 
     signin.inject(Fault.RESET, endpoint="token", times=1)
-    with pytest.raises(httpx.TransportError):
+    with pytest.raises(httpx2.TransportError):
         exchange(client, signin, get_code(client, signin), client_secret=signin.client_secret)
     signin.inject(Fault.HANG, endpoint="token")
-    with make_client(timeout=0.5) as impatient, pytest.raises(httpx.ReadTimeout):
+    with make_client(timeout=0.5) as impatient, pytest.raises(httpx2.ReadTimeout):
         exchange(impatient, signin, get_code(client, signin), client_secret=signin.client_secret)
     signin.clear_faults()
     assert sign_in_with_secret(client, signin)["token_type"] == "bearer"
@@ -517,7 +519,7 @@ def test_faults_at_the_token_endpoint(signin: LWAEmulator, client: httpx.Client)
 
 def test_no_code_verifier_secret_or_token_is_logged(
     signin: LWAEmulator,
-    client: httpx.Client,
+    client: httpx2.Client,
     caplog: pytest.LogCaptureFixture,
     capfd: pytest.CaptureFixture[str],
 ) -> None:
