@@ -14,6 +14,10 @@ business for one token:
 4. LWA, through :func:`~.flow.resolution_flow`, unless the breaker is open;
 5. the answer written back: memory, and Redis.
 
+With Redis, a :class:`~.shared_cache.Fleet` subscriber applies other workers'
+``revoke()``/``invalidate()`` to this process's cache as they happen; while
+it is connected local copies live ``cache_ttl``, else ``local_cache_ttl``.
+
 Steps 3 to 5 (and ``revoke``/``invalidate``) are written once, as *plans*:
 generators that yield what they need done (ask LWA, call the shared cache)
 and are sent the results, in the style of :mod:`.flow`. A blocking driver
@@ -51,7 +55,7 @@ from .tokens import looks_like_lwa_token
 
 if TYPE_CHECKING:
     from .config import Settings
-    from .shared_cache import AsyncSharedCache, SharedHit, SyncSharedCache
+    from .shared_cache import AsyncSharedCache, Fleet, SharedHit, SyncSharedCache
     from .upstream import AsyncDriver, SyncDriver
 
 __all__ = ["AsyncControls", "BlockingControls", "Resolver"]
@@ -155,6 +159,12 @@ class Resolver:
         self._sync_shared: SyncSharedCache | None = None
         self._async_shared: AsyncSharedCache | None = None
         self._lazy_lock = threading.Lock()
+        #: With Redis: this process's subscriber to revocations (issue 14).
+        self._fleet: Fleet | None = None
+        if settings.redis_url is not None:
+            from .shared_cache import Fleet
+
+            self._fleet = Fleet(settings, self.cache, self.stats, self.emit)
 
     def __repr__(self) -> str:
         return (
@@ -261,13 +271,20 @@ class Resolver:
     def _entry(self, resolved: Resolved, fresh_for: float | None = None) -> Entry:
         identity = resolved.identity
         extra = self._decorate(identity) if self._decorate is not None else None
-        if self._local_ttl is not None:
+        if self._local_ttl is not None and not self._trusted():
             # With a shared cache, trust this process's copy only briefly, so
-            # an invalidate() or revoke() on another worker reaches this one.
+            # an invalidate() or revoke() on another worker reaches this one
+            # (while pushes reach it, they do that at once: no need).
             fresh_for = self._local_ttl if fresh_for is None else min(fresh_for, self._local_ttl)
         return self.cache.make_entry(
             identity, resolved.expires_mono, resolved.has_profile, extra, fresh_for=fresh_for
         )
+
+    def _trusted(self) -> bool:
+        """Whether another worker's revoke()/invalidate() reaches this process
+        at once (its subscriber is connected), so its copies may live ``cache_ttl``."""
+        fleet = self._fleet
+        return fleet is not None and fleet.subscribed
 
     def _succeeded(self, key: bytes, resolved: Resolved, started: float) -> Entry:
         elapsed = self.clock() - started
@@ -335,7 +352,12 @@ class Resolver:
         if found is None:
             return None
         if isinstance(found, InvalidToken):
-            self.cache.reject(key, found)
+            seconds = getattr(found, "seconds", None)  # a SharedRevocation
+            if seconds is not None:
+                # A revocation read is kept until the token expires.
+                self.cache.revoke(key, self.clock() + seconds)
+            else:
+                self.cache.reject(key, found)
             raise found
         if policy.revalidate:  # never asked for: a revalidate() route asks LWA
             return None
@@ -369,7 +391,7 @@ class Resolver:
                 if self._sync_shared is None:
                     from .shared_cache import SyncSharedCache
 
-                    self._sync_shared = SyncSharedCache(self.settings)
+                    self._sync_shared = SyncSharedCache(self.settings, fleet=self._fleet)
         return self._sync_shared
 
     def _drive(self, plan: _Plan[_T]) -> _T:
@@ -414,6 +436,8 @@ class Resolver:
             driver.close()
         if shared is not None:
             shared.close()
+        if self._fleet is not None:
+            self._fleet.stop()
 
     # -- the async driver (asyncio or trio) ----------------------------------
 
@@ -431,7 +455,7 @@ class Resolver:
         if self._async_shared is None:
             from .shared_cache import AsyncSharedCache
 
-            self._async_shared = AsyncSharedCache(self.settings)
+            self._async_shared = AsyncSharedCache(self.settings, fleet=self._fleet)
         return self._async_driver, self._async_shared
 
     async def _adrive(self, plan: _Plan[_T]) -> _T:
@@ -534,7 +558,7 @@ class AsyncControls:
 
     async def revoke(self, token: str) -> None:
         """Refuse ``token`` until it expires (logout), here and on every worker
-        sharing the Redis cache (within ``local_cache_ttl``). Raises
+        sharing the Redis cache (pushed to their memory at once). Raises
         :class:`~lwa_middleware.SharedCacheError` if Redis could not be written
         (refused here all the same, and published when Redis is back)."""
         await self.resolver.arevoke(token)

@@ -33,6 +33,12 @@ class Stats:
     breaker_opened: int = 0
     #: Tokens LWA rejected.
     rejected: int = 0
+    #: Revocations/invalidations from other workers applied here as pushed.
+    fleet_pushed: int = 0
+    #: ... applied here from the replay stream, after a reconnect.
+    fleet_replayed: int = 0
+    #: Times the replay stream had a gap, so every identity in memory was dropped.
+    fleet_resyncs: int = 0
     #: Seconds spent waiting on LWA, summed.
     upstream_seconds: float = 0.0
 

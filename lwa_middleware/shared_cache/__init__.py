@@ -80,6 +80,14 @@ only ever saves calls, it never fails a request. :meth:`put` and
 :meth:`record_failure` release the lease (only if it is still the one this
 worker took).
 
+Revocations pushed to every worker
+----------------------------------
+
+:meth:`revoke` and :meth:`discard` also announce the change on a channel and
+a capped stream, and each process's :class:`Fleet` subscriber applies it to
+its in-process cache at once, replaying the stream after a reconnect; see
+:mod:`._fleet`.
+
 Failures
 --------
 
@@ -107,7 +115,8 @@ Layout
 :mod:`._codec` names the keys and seals and validates the values,
 :mod:`._scripts` holds the Lua scripts, :mod:`._steps` what a plan yields,
 :mod:`._plans` the logic (sans-IO generators that yield Redis round trips),
-:mod:`._health` the back-off, durable retries and log throttle, and
+:mod:`._health` the back-off, durable retries and log throttle,
+:mod:`._fleet` the revocation subscriber, and
 :mod:`._drivers` the two thin drivers on redis-py.
 """
 
@@ -115,18 +124,23 @@ from __future__ import annotations
 
 from ._codec import SharedHit
 from ._drivers import AsyncSharedCache, SyncSharedCache
+from ._fleet import CHANNEL, HEARTBEAT, STREAM, Fleet
 from ._health import BACKOFF, DURABLE_ATTEMPTS, DURABLE_BUDGET, DURABLE_TIMEOUT, LOG_INTERVAL
 from ._plans import POLL_INTERVAL, SECRET_RECHECK
 
 __all__ = [
     "BACKOFF",
+    "CHANNEL",
     "DURABLE_ATTEMPTS",
     "DURABLE_BUDGET",
     "DURABLE_TIMEOUT",
+    "HEARTBEAT",
     "LOG_INTERVAL",
     "POLL_INTERVAL",
     "SECRET_RECHECK",
+    "STREAM",
     "AsyncSharedCache",
+    "Fleet",
     "SharedHit",
     "SyncSharedCache",
 ]

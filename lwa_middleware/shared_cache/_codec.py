@@ -148,7 +148,8 @@ class Codec:
         """The hex naming ``token``'s keys: an HMAC of the namespace and token."""
         return hmac.new(secret, self._namespace + token.encode(), hashlib.sha256).hexdigest()
 
-    def _mac_key(self, secret: bytes) -> bytes:
+    def mac_key(self, secret: bytes) -> bytes:
+        """The MAC key derived from ``secret`` (cached for the last secret)."""
         mac = self._mac
         if mac is None or mac[0] is not secret:
             mac = self._mac = (secret, _mac_key(secret))
@@ -156,12 +157,12 @@ class Codec:
 
     def seal(self, secret: bytes, key: str, body: bytes) -> bytes:
         """``body`` with a MAC bound to ``key`` in front: what is stored under ``key``."""
-        return _tag(self._mac_key(secret), key, body) + body
+        return _tag(self.mac_key(secret), key, body) + body
 
     def unseal(self, secret: bytes, key: str, raw: bytes) -> bytes:
         """The body of a value read from ``key``; ``ValueError`` unless its MAC holds."""
         tag, body = raw[:_MAC_HEX], raw[_MAC_HEX:]
-        if not hmac.compare_digest(tag, _tag(self._mac_key(secret), key, body)):
+        if not hmac.compare_digest(tag, _tag(self.mac_key(secret), key, body)):
             raise ValueError("MAC")
         return body
 

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from ..config import Settings
     from ..errors import AuthError
     from ..flow import Resolved
+    from ._fleet import Fleet
 
 
 def _pool_options(settings: Settings, durable: bool = False) -> dict[str, Any]:
@@ -72,8 +73,10 @@ class SyncSharedCache(_Plans):
     :param lease: take a lease on a miss (cross-process single-flight).
     """
 
-    def __init__(self, settings: Settings, *, lease: bool = True) -> None:
-        super().__init__(settings, lease=lease)
+    def __init__(
+        self, settings: Settings, *, lease: bool = True, fleet: Fleet | None = None
+    ) -> None:
+        super().__init__(settings, lease=lease, fleet=fleet)
         self._conn = _Client(settings)
         # revoke() and invalidate() have connections of their own, with the
         # longer DURABLE_TIMEOUT deadline.
@@ -174,8 +177,10 @@ class AsyncSharedCache(_Plans):
     :param lease: take a lease on a miss (cross-process single-flight).
     """
 
-    def __init__(self, settings: Settings, *, lease: bool = True) -> None:
-        super().__init__(settings, lease=lease)
+    def __init__(
+        self, settings: Settings, *, lease: bool = True, fleet: Fleet | None = None
+    ) -> None:
+        super().__init__(settings, lease=lease, fleet=fleet)
         self._deadline = 3 * settings.redis_timeout
         self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopClient] = (
             weakref.WeakKeyDictionary()

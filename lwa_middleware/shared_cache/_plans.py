@@ -36,6 +36,7 @@ from ._codec import (
     entry_keys,
     rejection_body,
 )
+from ._fleet import CHANNEL, STREAM, STREAM_MAXLEN, Fleet, RevocationMemory
 from ._health import _Health, logger
 from ._scripts import READ_HIT, READ_LEASE_HELD, READ_LEASE_TAKEN, READ_REJECTED, READ_REVOKED
 from ._steps import _Call, _nothing, _Plan, _Sleep
@@ -52,6 +53,16 @@ POLL_INTERVAL: Final = 0.015
 #: Seconds after which a generated secret is read from Redis again.
 SECRET_RECHECK: Final = 30.0
 _MIN_SECRET_BYTES: Final = 16
+
+
+class SharedRevocation(InvalidToken):
+    """A revocation read from Redis, with the seconds it has left there: the
+    reader keeps it that long (until the token expires), not just
+    ``negative_cache_ttl``."""
+
+    def __init__(self, description: str, seconds: float) -> None:
+        super().__init__(description)
+        self.seconds = seconds
 
 
 _Found = SharedHit | InvalidToken | None
@@ -86,9 +97,13 @@ class _Plans(_Health):
     :param settings: validated options; ``redis_url`` must be set. Monotonic
         time is read from ``settings.clock``.
     :param lease: take a lease on a miss (cross-process single-flight).
+    :param fleet: the process's subscriber: lookups note their digests there,
+        revocations are remembered and announced through it.
     """
 
-    def __init__(self, settings: Settings, *, lease: bool = True) -> None:
+    def __init__(
+        self, settings: Settings, *, lease: bool = True, fleet: Fleet | None = None
+    ) -> None:
         if not settings.redis_url:
             raise ValueError("redis_url is not set")
         # Also the clock a Resolved's expires_mono is read against (a hit's is
@@ -111,10 +126,14 @@ class _Plans(_Health):
         self._leases_lock = threading.Lock()
         #: The marker of the Redis data set this worker last saw (b"": none yet).
         self._epoch = b""
+        self._fleet = fleet
         #: Revocations this process made: Redis hex -> (monotonic expiry, the
-        #: secret the hex was made with). Never the token.
-        self._revocations: dict[str, tuple[float, bytes]] = {}
-        self._revocations_lock = threading.Lock()
+        #: secret the hex was made with). Never the token. Shared with the
+        #: fleet's subscriber, which re-asserts them.
+        memory = fleet.memory if fleet is not None else RevocationMemory()
+        self._memory = memory
+        self._revocations: dict[str, tuple[float, bytes]] = memory.items
+        self._revocations_lock = memory.lock
         #: Counters, for tests and metrics (with errors and skipped): waits on
         #: another worker's lease, corrupt values dropped, times this worker
         #: found Redis had lost its data, and revocations it published again then.
@@ -126,6 +145,11 @@ class _Plans(_Health):
     def __repr__(self) -> str:
         # The URL may carry a password: show neither.
         return f"{type(self).__name__}(lease={self.lease})"
+
+    def _succeeded(self) -> None:
+        super()._succeeded()
+        if self._fleet is not None:
+            self._fleet.start()  # subscribe once Redis is known to answer
 
     def _failed(self, exc: Exception) -> bool:
         backed_off = super()._failed(exc)
@@ -176,6 +200,8 @@ class _Plans(_Health):
             raise _Unusable(f"{SECRET_KEY} does not hold a usable secret")
         self._secret = reply
         self._secret_checked = self._clock()
+        if self._fleet is not None:
+            self._fleet.learn_secret(reply)
         return reply
 
     def _take_lease(self, token: str) -> tuple[str, str]:
@@ -231,6 +257,8 @@ class _Plans(_Health):
             if generated is not None and stored != generated:
                 self._log("another worker replaced the generated key secret in Redis")
             self._secret, self._secret_checked = stored, self._clock()
+            if self._fleet is not None:
+                self._fleet.learn_secret(stored)
         first = not self._epoch
         self._epoch = epoch
         if not first:
@@ -270,6 +298,8 @@ class _Plans(_Health):
     def _get_plan(self, token: str, revocation_only: bool = False) -> _Plan[_Found]:
         secret = yield from self._secret_plan()
         digest = self._hex(secret, token)
+        if self._fleet is not None:
+            self._fleet.note(digest, token)
         keys = entry_keys(digest)
         lease_id = secrets.token_hex(8)
         lease_px = self._lease_px if self.lease and not revocation_only else 0
@@ -289,7 +319,10 @@ class _Plans(_Health):
                     body = self._codec.unseal(secret, where, raw)
                     if kind == READ_HIT:
                         return self._codec.decode_identity(body, pttl, self._clock(), self._wall())
-                    return decode_rejection(body)
+                    rejection = decode_rejection(body)
+                    if kind == READ_REVOKED and pttl > 0:
+                        return SharedRevocation(rejection.description, pttl / 1000)
+                    return rejection
                 except (ValueError, KeyError, TypeError):
                     # Corrupt, of another schema, or forged (its MAC fails).
                     self.corrupt += 1
@@ -313,6 +346,8 @@ class _Plans(_Health):
     def _put_plan(self, token: str, resolved: Resolved, lease: tuple[str, str]) -> _Plan[None]:
         secret = yield from self._secret_plan()
         digest = self._hex(secret, token)
+        if self._fleet is not None:
+            self._fleet.note(digest, token)
         lease_id = lease[1] if lease[0] == digest else ""
         seconds = min(self.settings.cache_ttl, resolved.expires_mono - self._clock())
         px = max(1, int(seconds * 1000)) if seconds > 0 else 0
@@ -365,11 +400,26 @@ class _Plans(_Health):
             # published when Redis answers again.
             self._remember(self._hex(self._secret, token), self._secret, seconds)
         secret = yield from self._secret_plan()
-        self._remember(self._hex(secret, token), secret, seconds)
-        return (yield from self._failure_plan(token, InvalidToken(REVOKED), ("", ""), seconds))
+        digest = self._hex(secret, token)
+        self._remember(digest, secret, seconds)
+        fleet = self._fleet
+        if fleet is not None:
+            with self._memory.lock:
+                self._memory.unannounced.add(digest)
+        yield from self._failure_plan(token, InvalidToken(REVOKED), ("", ""), seconds)
+        if fleet is not None:
+            # Pushed to every worker's memory, and logged for those away.
+            message = fleet.message(secret, "r", digest, self._wall() + seconds)
+            yield _Call("announce", (STREAM,), (CHANNEL, STREAM_MAXLEN, message))
+            with self._memory.lock:
+                self._memory.unannounced.discard(digest)
+        return None
 
     def _discard_plan(self, token: str) -> _Plan[None]:
         secret = yield from self._secret_plan()
         digest = self._hex(secret, token)
         yield _Call("delete", (PREFIX + "id:" + digest, PREFIX + "rej:" + digest))
+        if self._fleet is not None:
+            message = self._fleet.message(secret, "d", digest)
+            yield _Call("announce", (STREAM,), (CHANNEL, STREAM_MAXLEN, message))
         return None

@@ -112,6 +112,37 @@ end
 return 1
 """
 
+#: KEYS: secret, then revocation keys. ARGV: the generated secret the hexes were
+#: made with ('' when configured), then value and PX of each key. With a
+#: generated secret, it is put back if gone (as _RESTORE does) and nothing is
+#: written if Redis holds another: those keys would be in no one's key space.
+_REASSERT = (
+    _LUA_GET
+    + """
+if ARGV[1] ~= '' then
+  local stored = get(KEYS[1])
+  if not stored then redis.call('SET', KEYS[1], ARGV[1]); stored = ARGV[1] end
+  if stored ~= ARGV[1] then return 0 end
+end
+for i = 2, #KEYS do
+  redis.call('SET', KEYS[i], ARGV[2 * i - 2], 'PX', ARGV[2 * i - 1])
+end
+return 1
+"""
+)
+
+#: KEYS: the stream. ARGV: channel, MAXLEN, then one sealed message each.
+#: Appends each message to the capped stream and publishes it on the channel
+#: prefixed by its stream id (see :mod:`._fleet`). Replies the last id.
+_ANNOUNCE = """
+local id = ''
+for i = 3, #ARGV do
+  id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'm', ARGV[i])
+  redis.call('PUBLISH', ARGV[1], id .. ' ' .. ARGV[i])
+end
+return id
+"""
+
 #: The scripts by the name a plan's ``_Call`` gives.
 SCRIPTS: Final = {
     "read": _READ,
@@ -120,4 +151,6 @@ SCRIPTS: Final = {
     "secret": _SECRET,
     "restore": _RESTORE,
     "replay": _REPLAY,
+    "announce": _ANNOUNCE,
+    "reassert": _REASSERT,
 }
