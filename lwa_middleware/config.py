@@ -156,6 +156,36 @@ def _token_sources(sources: Collection[str]) -> frozenset[str]:
     return chosen
 
 
+#: Query options of ``redis_url`` that redis-py would let override the
+#: deadlines, retries and pool this library sets (its query string wins over
+#: keyword arguments): refused, so Redis can never hang a request.
+_REDIS_URL_DEADLINES = frozenset(
+    {
+        "socket_timeout",
+        "socket_connect_timeout",
+        "timeout",
+        "retry_on_timeout",
+        "retry_on_error",
+        "health_check_interval",
+        "max_connections",
+        "socket_keepalive",
+    }
+)
+
+
+def _refuse_redis_deadlines(url: str) -> None:
+    # Issue 14: minimal addition; the names only, never the URL (it may hold a password).
+    names = {part.split("=", 1)[0].lower() for part in urlsplit(url).query.split("&") if part}
+    given = sorted(names & _REDIS_URL_DEADLINES)
+    if given:
+        raise ConfigurationError(
+            f"redis_url must not set {', '.join(given)}: the shared cache sets every Redis "
+            "deadline itself (redis_timeout for each call, a longer budget for TLS connects "
+            "and for revoke()/invalidate()) and never retries in redis-py; remove them and "
+            "tune redis_timeout instead"
+        )
+
+
 class Options(TypedDict, total=False):
     """Every keyword option of both middlewares, typed; defaults in brackets.
 
@@ -377,5 +407,7 @@ class Settings:
             "unix",
         ):
             raise ConfigurationError("redis_url must be redis://, rediss:// or unix://")
+        if self.redis_url is not None:
+            _refuse_redis_deadlines(self.redis_url)
         if not self.realm or '"' in self.realm or "\\" in self.realm:
             raise ConfigurationError("realm must be a non-empty string without quotes")

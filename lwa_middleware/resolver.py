@@ -281,10 +281,21 @@ class Resolver:
         )
 
     def _trusted(self) -> bool:
-        """Whether another worker's revoke()/invalidate() reaches this process
-        at once (its subscriber is connected), so its copies may live ``cache_ttl``."""
+        """Whether this process's copies may live ``cache_ttl``: another worker's
+        revoke()/invalidate() reaches it at once (its subscriber is connected),
+        or Redis is unusable (degraded: the no-Redis lifetime)."""
         fleet = self._fleet
-        return fleet is not None and fleet.subscribed
+        if fleet is None:
+            return False
+        if fleet.subscribed:
+            return True
+        # Redis unusable (its breaker open): nothing reaches this process
+        # anyway, and re-asking every local_cache_ttl would flood LWA. Keep
+        # copies as long as without Redis; the replay on reconnect catches up.
+        return any(
+            shared is not None and shared.degraded
+            for shared in (self._async_shared, self._sync_shared)
+        )
 
     def _succeeded(self, key: bytes, resolved: Resolved, started: float) -> Entry:
         elapsed = self.clock() - started

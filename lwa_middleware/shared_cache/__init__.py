@@ -93,9 +93,13 @@ Failures
 
 Redis down, slow or black-holed is a cache miss, never an authentication
 failure and never a hang: every connect, reply and pool wait is bounded by
-``redis_timeout`` (and each asyncio call by an overall deadline), redis-py's
-retries are off, and after a failure Redis is skipped for :data:`BACKOFF`
-seconds so a dead Redis does not add its timeout to every request. Failures
+``redis_timeout`` (a TLS connect by its own budget, and each asyncio call by
+an overall deadline), redis-py's retries are off, and a failure opens a
+breaker (:mod:`._health`: back-off from :data:`BACKOFF` doubling to
+:data:`BACKOFF_MAX` with jitter, then one half-open probe) so a dead Redis
+does not add its timeout to every request. While it is open the cache is
+``degraded`` and the resolver keeps its copies for ``cache_ttl``.
+Configuration faults are classified and named with their fix. Failures
 are logged on ``lwa_middleware.shared_cache`` at most once per
 :data:`LOG_INTERVAL` seconds; recovery is automatic.
 
@@ -125,11 +129,12 @@ from __future__ import annotations
 from ._codec import SharedHit
 from ._drivers import AsyncSharedCache, SyncSharedCache
 from ._fleet import CHANNEL, HEARTBEAT, STREAM, Fleet
-from ._health import BACKOFF, DURABLE_ATTEMPTS, DURABLE_BUDGET, DURABLE_TIMEOUT, LOG_INTERVAL
+from ._health import BACKOFF, BACKOFF_MAX, DURABLE_ATTEMPTS, DURABLE_BUDGET, DURABLE_TIMEOUT, LOG_INTERVAL
 from ._plans import POLL_INTERVAL, SECRET_RECHECK
 
 __all__ = [
     "BACKOFF",
+    "BACKOFF_MAX",
     "CHANNEL",
     "DURABLE_ATTEMPTS",
     "DURABLE_BUDGET",

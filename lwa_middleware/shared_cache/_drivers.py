@@ -21,7 +21,7 @@ import redis.retry
 from redis.backoff import NoBackoff
 
 from .._loopbound import keep_until_shutdown
-from ._health import DURABLE_TIMEOUT
+from ._health import DURABLE_TIMEOUT, classify
 from ._plans import _Found, _Plans
 from ._scripts import SCRIPTS
 from ._steps import _T, _Plan, _Sleep
@@ -33,13 +33,27 @@ if TYPE_CHECKING:
     from ._fleet import Fleet
 
 
+#: Seconds a TLS connection (TCP and handshake) may take to a ``rediss://``
+#: Redis: its own budget, as a handshake needs more than a 50 ms reply
+#: deadline. Connections are pooled and the breaker stops retries, so this
+#: is paid rarely.
+TLS_CONNECT_TIMEOUT = 0.5
+
+
+def connect_timeout(settings: Settings, durable: bool = False) -> float:
+    """The connect deadline: ``redis_timeout``, or the TLS budget for ``rediss://``."""
+    timeout = DURABLE_TIMEOUT if durable else settings.redis_timeout
+    url = settings.redis_url or ""
+    return max(timeout, TLS_CONNECT_TIMEOUT) if url.startswith("rediss:") else timeout
+
+
 def _pool_options(settings: Settings, durable: bool = False) -> dict[str, Any]:
     timeout = DURABLE_TIMEOUT if durable else settings.redis_timeout
     return {
         "timeout": timeout,
         "max_connections": 2 if durable else max(8, settings.max_concurrent_lookups),
         "socket_timeout": timeout,
-        "socket_connect_timeout": timeout,
+        "socket_connect_timeout": connect_timeout(settings, durable),
         # RESP2 keeps the connection handshake to what every Redis speaks.
         "protocol": 2,
     }
@@ -98,6 +112,10 @@ class SyncSharedCache(_Plans):
                             reply = conn.client.delete(*step.keys)
                     except Exception as exc:
                         failure = exc
+                        if classify(exc) == "readonly":
+                            # A failover: the old primary is a replica now.
+                            conn.pool.disconnect()
+                            self._emit("redis_reconnect")
                 # The plan decides what a failure means (a miss, a retry). It
                 # is thrown in outside the handler, so an error the plan
                 # raises is not chained to it.
@@ -171,7 +189,8 @@ class AsyncSharedCache(_Plans):
     Connections are kept per event loop, so an app driven by several loops
     in turn (Starlette's ``TestClient`` makes one per request) keeps working.
     Each Redis round trip is also bounded as a whole by ``asyncio.timeout``
-    (pool wait, connect and reply: three times ``redis_timeout``).
+    (pool wait, connect and reply: twice ``redis_timeout`` plus the connect
+    deadline, the TLS budget for ``rediss://``).
 
     :param settings: validated options; ``redis_url`` must be set.
     :param lease: take a lease on a miss (cross-process single-flight).
@@ -181,7 +200,7 @@ class AsyncSharedCache(_Plans):
         self, settings: Settings, *, lease: bool = True, fleet: Fleet | None = None
     ) -> None:
         super().__init__(settings, lease=lease, fleet=fleet)
-        self._deadline = 3 * settings.redis_timeout
+        self._deadline = 2 * settings.redis_timeout + connect_timeout(settings)
         self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopClient] = (
             weakref.WeakKeyDictionary()
         )
@@ -218,6 +237,10 @@ class AsyncSharedCache(_Plans):
                                 reply = await conn.client.delete(*step.keys)
                     except Exception as exc:
                         failure = exc
+                        if classify(exc) == "readonly":
+                            conn = await self._loop_client(durable)
+                            await conn.pool.disconnect()
+                            self._emit("redis_reconnect")
                 # As in SyncSharedCache._drive.
                 step = plan.send(reply) if failure is None else plan.throw(failure)
         except StopIteration as stop:

@@ -181,6 +181,20 @@ class Fleet:
             while len(aliases) > self._alias_max:
                 aliases.popitem(last=False)
 
+    def report(self, event: str, **data: Any) -> None:
+        """Count a shared-cache event in the stats and pass it to ``on_event``."""
+        stats = self._stats
+        if event in ("redis_error", "redis_fault"):
+            stats.redis_errors += 1
+            if event == "redis_fault":
+                stats.redis_faults += 1
+        elif event == "redis_breaker_open":
+            stats.redis_breaker_opened += 1
+        elif event == "redis_reconnect":
+            stats.redis_reconnects += 1
+        if self._emit is not None:
+            self._emit(event, **data)
+
     def learn_secret(self, secret: bytes) -> None:
         with self._lock:
             if secret not in self._secrets:

@@ -109,7 +109,7 @@ class _Plans(_Health):
         # Also the clock a Resolved's expires_mono is read against (a hit's is
         # rebuilt on it, a put's TTL measured on it), so it must be the one the
         # caller measures expires_mono with: time.monotonic, the default.
-        super().__init__(settings.clock)
+        super().__init__(settings.clock, fleet.report if fleet is not None else None)
         self.settings = settings
         self.lease = lease
         #: Epoch seconds, for ``expires_at`` (the only wall-clock reading).
