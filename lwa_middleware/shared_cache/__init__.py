@@ -129,7 +129,14 @@ from __future__ import annotations
 from ._codec import SharedHit
 from ._drivers import AsyncSharedCache, SyncSharedCache
 from ._fleet import CHANNEL, HEARTBEAT, STREAM, Fleet
-from ._health import BACKOFF, BACKOFF_MAX, DURABLE_ATTEMPTS, DURABLE_BUDGET, DURABLE_TIMEOUT, LOG_INTERVAL
+from ._health import (
+    BACKOFF,
+    BACKOFF_MAX,
+    DURABLE_ATTEMPTS,
+    DURABLE_BUDGET,
+    DURABLE_TIMEOUT,
+    LOG_INTERVAL,
+)
 from ._plans import POLL_INTERVAL, SECRET_RECHECK
 
 __all__ = [
