@@ -73,12 +73,15 @@ Cross-process single-flight
 ---------------------------
 
 On a miss the reader also tries to take ``lwa:v1:lease:<hex>`` (``SET NX``
-for twice the LWA ``timeout``), in the same round trip. The worker that gets
-it asks LWA; the others poll the entry every :data:`POLL_INTERVAL` seconds
-for at most ``min(timeout, 1)`` seconds, and then ask LWA themselves: a lease
+for twice the LWA ``timeout``: the holder's deadline), in the same round
+trip. Its value is ``<fencing id>:<nonce>``, the fencing id from ``INCR
+lwa:v1:fence``. The worker that gets it asks LWA; the others subscribe to the
+lease key as a channel, read again (so a publish in between is not lost) and
+wait for the holder's publish, for at most the lease's PTTL (restarted when
+the fencing id shows a new holder), and then ask LWA themselves: a lease
 only ever saves calls, it never fails a request. :meth:`put` and
-:meth:`record_failure` release the lease (only if it is still the one this
-worker took).
+:meth:`record_failure` release the lease (only if it is still exactly the
+one this worker took) and publish on it.
 
 Revocations pushed to every worker
 ----------------------------------

@@ -29,6 +29,8 @@ _MAC_HEX: Final = 64
 SECRET_KEY: Final = PREFIX + "secret"
 #: A random marker of the Redis data set, re-created after data loss.
 EPOCH_KEY: Final = PREFIX + "epoch"
+#: The counter lease fencing ids come from.
+FENCE_KEY: Final = PREFIX + "fence"
 #: Largest value accepted from Redis; anything bigger is corrupt.
 MAX_VALUE_BYTES: Final = 16 * 1024
 

@@ -9,6 +9,7 @@ Redis, when to retry and what a reply means is all in :mod:`._plans`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import types
 import weakref
@@ -24,7 +25,7 @@ from .._loopbound import keep_until_shutdown
 from ._health import DURABLE_TIMEOUT, classify
 from ._plans import _Found, _Plans
 from ._scripts import SCRIPTS
-from ._steps import _T, _Plan, _Sleep
+from ._steps import _T, _Listen, _Plan, _Sleep, _Subscribe
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -59,10 +60,20 @@ def _pool_options(settings: Settings, durable: bool = False) -> dict[str, Any]:
     }
 
 
-class _Client:
-    """A blocking client, its pool and its registered scripts."""
+def _subscribed(message: Any) -> bool:
+    return isinstance(message, dict) and message.get("type") == "subscribe"
 
-    __slots__ = ("client", "keeper", "pool", "scripts")
+
+def _published(message: Any) -> bool:
+    return isinstance(message, dict) and message.get("type") == "message"
+
+
+class _Client:
+    """A blocking client, its pool and its registered scripts; lease waits
+    subscribe through a pool of their own (a wait lasts up to the holder's
+    deadline, and must not hold a connection requests need)."""
+
+    __slots__ = ("client", "keeper", "pool", "scripts", "waits")
 
     def __init__(self, settings: Settings, durable: bool = False) -> None:
         url = settings.redis_url
@@ -74,10 +85,16 @@ class _Client:
         )
         self.client = redis.Redis(connection_pool=self.pool)
         self.scripts = {name: self.client.register_script(s) for name, s in SCRIPTS.items()}
+        self.waits = redis.Redis(
+            connection_pool=redis.BlockingConnectionPool.from_url(
+                url, retry=redis.retry.Retry(NoBackoff(), 0), **_pool_options(settings, durable)
+            )
+        )
 
     def close(self) -> None:
         self.client.close()
         self.pool.disconnect()
+        self.waits.connection_pool.disconnect()
 
 
 class SyncSharedCache(_Plans):
@@ -98,12 +115,29 @@ class SyncSharedCache(_Plans):
 
     def _drive(self, plan: _Plan[_T], durable: bool = False) -> _T:
         conn = self._durable_conn if durable else self._conn
+        pubsub: Any = None
         try:
             step = next(plan)
             while True:
-                reply, failure = None, None
+                reply: Any = None
+                failure: Exception | None = None
                 if isinstance(step, _Sleep):
                     time.sleep(step.seconds)
+                elif isinstance(step, _Subscribe):
+                    try:
+                        waits: Any = conn.waits  # redis-py's pubsub() is untyped
+                        pubsub = waits.pubsub()
+                        pubsub.subscribe(step.channel)
+                        # Confirmed before the plan reads again, so no publish is missed.
+                        if not _subscribed(pubsub.get_message(timeout=self.settings.redis_timeout)):
+                            raise redis.TimeoutError("SUBSCRIBE was not confirmed in time")
+                    except Exception as exc:
+                        failure = exc
+                elif isinstance(step, _Listen):
+                    try:
+                        reply = self._listen(pubsub, step.seconds)
+                    except Exception as exc:
+                        failure = exc
                 else:
                     try:
                         if step.name in conn.scripts:
@@ -123,6 +157,17 @@ class SyncSharedCache(_Plans):
         except StopIteration as stop:
             result: _T = stop.value
             return result
+        finally:
+            if pubsub is not None:
+                pubsub.close()
+
+    @staticmethod
+    def _listen(pubsub: Any, seconds: float) -> bool:
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            if _published(pubsub.get_message(timeout=left)):
+                return True
+        return False
 
     def get(self, token: str, revocation_only: bool = False) -> _Found:
         """The shared verdict on ``token``, or ``None`` for a miss (ask LWA).
@@ -163,7 +208,7 @@ class SyncSharedCache(_Plans):
 class _LoopClient:
     """The asyncio client of one event loop: its connections belong to it."""
 
-    __slots__ = ("client", "keeper", "pool", "scripts")
+    __slots__ = ("client", "keeper", "pool", "scripts", "waits")
 
     def __init__(self, settings: Settings, durable: bool = False) -> None:
         url = settings.redis_url
@@ -175,12 +220,21 @@ class _LoopClient:
         )
         self.client = redis.asyncio.Redis(connection_pool=self.pool)
         self.scripts = {name: self.client.register_script(s) for name, s in SCRIPTS.items()}
+        self.waits = redis.asyncio.Redis(
+            connection_pool=redis.asyncio.BlockingConnectionPool.from_url(
+                url,
+                retry=redis.asyncio.retry.Retry(NoBackoff(), 0),
+                **_pool_options(settings, durable),
+            )
+        )
         #: Closes the client when its loop shuts down, if aclose() did not.
         self.keeper: types.AsyncGeneratorType[None, None] | None = None
 
     async def aclose(self) -> None:
         await self.client.aclose()
         await self.pool.disconnect()
+        await self.waits.aclose()
+        await self.waits.connection_pool.disconnect()
 
 
 class AsyncSharedCache(_Plans):
@@ -220,12 +274,33 @@ class AsyncSharedCache(_Plans):
 
     async def _drive(self, plan: _Plan[_T], durable: bool = False) -> _T:
         deadline = DURABLE_TIMEOUT if durable else self._deadline
+        pubsub: Any = None
         try:
             step = next(plan)
             while True:
-                reply, failure = None, None
+                reply: Any = None
+                failure: Exception | None = None
                 if isinstance(step, _Sleep):
                     await asyncio.sleep(step.seconds)
+                elif isinstance(step, _Subscribe):
+                    try:
+                        conn = await self._loop_client(durable)
+                        async with asyncio.timeout(deadline):
+                            pubsub = conn.waits.pubsub()
+                            await pubsub.subscribe(step.channel)
+                            confirmed = await pubsub.get_message(
+                                timeout=self.settings.redis_timeout
+                            )
+                        if not _subscribed(confirmed):
+                            raise redis.TimeoutError("SUBSCRIBE was not confirmed in time")
+                    except Exception as exc:
+                        failure = exc
+                elif isinstance(step, _Listen):
+                    try:
+                        async with asyncio.timeout(step.seconds + deadline):
+                            reply = await self._listen(pubsub, step.seconds)
+                    except Exception as exc:
+                        failure = exc
                 else:
                     try:
                         conn = await self._loop_client(durable)
@@ -246,6 +321,19 @@ class AsyncSharedCache(_Plans):
         except StopIteration as stop:
             result: _T = stop.value
             return result
+        finally:
+            if pubsub is not None:
+                with contextlib.suppress(Exception):  # a broken connection
+                    await pubsub.aclose()
+
+    @staticmethod
+    async def _listen(pubsub: Any, seconds: float) -> bool:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        while (left := deadline - loop.time()) > 0:
+            if _published(await pubsub.get_message(timeout=left)):
+                return True
+        return False
 
     async def get(self, token: str, revocation_only: bool = False) -> _Found:
         """The shared verdict on ``token``, or ``None`` for a miss (ask LWA); see

@@ -26,6 +26,7 @@ from ..errors import AuthError, InvalidToken
 from ..flow import Resolved
 from ._codec import (
     EPOCH_KEY,
+    FENCE_KEY,
     MAX_VALUE_BYTES,
     PREFIX,
     SECRET_KEY,
@@ -39,7 +40,7 @@ from ._codec import (
 from ._fleet import CHANNEL, STREAM, STREAM_MAXLEN, Fleet, RevocationMemory
 from ._health import _Health, logger
 from ._scripts import READ_HIT, READ_LEASE_HELD, READ_LEASE_TAKEN, READ_REJECTED, READ_REVOKED
-from ._steps import _Call, _nothing, _Plan, _Sleep
+from ._steps import _Call, _Listen, _nothing, _Plan, _Subscribe
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -48,7 +49,8 @@ if TYPE_CHECKING:
 MAX_REMEMBERED: Final = 10_000
 #: Revocations re-published per round trip.
 _REPLAY_BATCH: Final = 256
-#: Seconds between two polls of an entry another worker is resolving.
+#: Seconds between two polls of an entry another worker is resolving: kept
+#: for compatibility; waiters are now woken by the holder's publish (issue 14).
 POLL_INTERVAL: Final = 0.015
 #: Seconds after which a generated secret is read from Redis again.
 SECRET_RECHECK: Final = 30.0
@@ -121,7 +123,9 @@ class _Plans(_Health):
         self._secret_checked = self._clock()
         self._codec = Codec(settings.api_base_url, settings.client_ids, settings.cache_ttl)
         self._lease_px = max(1, int(settings.timeout * 2 * 1000))
-        self._lease_wait = min(settings.timeout, 1.0)
+        #: A waiter waits as long as the holder may take (its lease's PTTL, at
+        #: most this): the holder's lookup deadline.
+        self._lease_wait = self._lease_px / 1000
         self._leases: dict[str, tuple[str, float]] = {}
         self._leases_lock = threading.Lock()
         #: The marker of the Redis data set this worker last saw (b"": none yet).
@@ -305,8 +309,12 @@ class _Plans(_Health):
         lease_px = self._lease_px if self.lease and not revocation_only else 0
         mode = "1" if revocation_only else "0"
         deadline: float | None = None
+        holder: Any = None
+        subscribed = False
         while True:
-            reply = yield _Call("read", keys, (lease_id, lease_px, mode, self._epoch))
+            reply = yield _Call(
+                "read", (*keys, FENCE_KEY), (lease_id, lease_px, mode, self._epoch)
+            )
             yield from self._check_lost(reply[0])
             reply = reply[1:]
             kind = int(reply[0])
@@ -330,18 +338,33 @@ class _Plans(_Health):
                     yield _Call("delete", (where,))
                     return None
             if kind == READ_LEASE_TAKEN:
-                self._hold(digest, lease_id)
+                # The lease's value carries its fencing id: only that exact
+                # lease is released by the put.
+                value = reply[1] if len(reply) > 1 else None
+                self._hold(digest, value.decode() if isinstance(value, bytes) else lease_id)
                 return None
             if kind != READ_LEASE_HELD:
                 return None
-            # Another worker is asking LWA: wait a little for its answer.
+            # Another worker is asking LWA: wait for its answer, as long as its
+            # lease says it may take, woken by its publish on the lease key.
             now = self._clock()
-            if deadline is None:
-                self.waits += 1
-                deadline = now + self._lease_wait
+            left = int(reply[1]) / 1000 if len(reply) > 1 else self._lease_wait
+            current = reply[2] if len(reply) > 2 else None
+            if deadline is None or current != holder:
+                # A new holder (the last one's lease ran out): its deadline.
+                if deadline is None:
+                    self.waits += 1
+                holder = current
+                deadline = now + max(0.0, min(left, self._lease_wait))
             if now >= deadline:
                 return None
-            yield _Sleep(min(POLL_INTERVAL, deadline - now))
+            if not subscribed:
+                # Subscribe, then read again: a publish between the two reads
+                # cannot be missed.
+                yield _Subscribe(keys[2])
+                subscribed = True
+                continue
+            yield _Listen(deadline - now)
 
     def _put_plan(self, token: str, resolved: Resolved, lease: tuple[str, str]) -> _Plan[None]:
         secret = yield from self._secret_plan()

@@ -34,9 +34,13 @@ local lost = 0
 if get(KEYS[5]) ~= ARGV[4] then lost = 1 end
 """
 
-#: KEYS: id, rej, lease, rev, epoch. ARGV: lease id, lease PX (0: do not take a
-#: lease), '1' to read only the revocation (a revalidate() route) else '0', epoch.
-#: Replies ``{lost, kind, value, pttl}``.
+#: KEYS: id, rej, lease, rev, epoch, fence counter. ARGV: lease nonce, lease PX
+#: (0: do not take a lease), '1' to read only the revocation (a revalidate()
+#: route) else '0', epoch.
+#: Replies ``{lost, kind, value, pttl}``; a lease taken ``{lost, 3, lease value}``,
+#: one held elsewhere ``{lost, 4, its PTTL, its value}``. A lease's value is
+#: ``<fencing id>:<nonce>``, the fencing id from INCR on the counter, so every
+#: lease ever taken on a Redis has a larger id than the ones before it.
 #: A revocation (rev) outranks everything, even an identity written after it.
 _READ = (
     _LUA_GET
@@ -50,16 +54,20 @@ if value then return {lost, 1, value, redis.call('PTTL', KEYS[1])} end
 value = get(KEYS[2])
 if value then return {lost, 2, value, redis.call('PTTL', KEYS[2])} end
 if ARGV[2] == '0' then return {lost, 0} end
-if get(KEYS[3]) then return {lost, 4} end
-redis.call('SET', KEYS[3], ARGV[1], 'PX', ARGV[2])
-return {lost, 3}
+local held = get(KEYS[3])
+if held then return {lost, 4, redis.call('PTTL', KEYS[3]), held} end
+local lease = ARGV[1]
+if KEYS[6] then lease = redis.call('INCR', KEYS[6]) .. ':' .. ARGV[1] end
+redis.call('SET', KEYS[3], lease, 'PX', ARGV[2])
+return {lost, 3, lease}
 """
 )
 
 #: KEYS: key to set, key to delete, lease, rev, epoch. ARGV: value, PX (0: do not
 #: set), lease id, epoch. Replies ``lost``.
 #: Nothing is written once the token is revoked (rev exists): a lookup that was
-#: in flight when revoke() ran must not bring the identity back.
+#: in flight when revoke() ran must not bring the identity back. The lease key
+#: is also a channel: its waiters are told there that the answer is in.
 _WRITE = (
     _LUA_GET
     + _LUA_LOST
@@ -69,6 +77,7 @@ if ARGV[2] ~= '0' and not get(KEYS[4]) then
 end
 redis.call('DEL', KEYS[2])
 if ARGV[3] ~= '' and get(KEYS[3]) == ARGV[3] then redis.call('DEL', KEYS[3]) end
+redis.call('PUBLISH', KEYS[3], '1')
 return lost
 """
 )
@@ -77,7 +86,10 @@ return lost
 _RELEASE = (
     _LUA_GET
     + """
-if get(KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+if get(KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  redis.call('PUBLISH', KEYS[1], '1')
+end
 return 1
 """
 )
