@@ -26,7 +26,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypedDict
 from urllib.parse import urlsplit
@@ -40,7 +40,7 @@ __all__ = ["REGIONS", "Options", "Settings"]
 logger = logging.getLogger("lwa_middleware.config")
 
 #: Fields computed from other options, never given directly.
-_DERIVED = frozenset({"client_ids", "routes"})
+_DERIVED = frozenset({"client_ids", "routes", "cache_key_secrets"})
 
 REGIONS: dict[str, str] = {
     "na": "https://api.amazon.com",
@@ -173,6 +173,22 @@ _REDIS_URL_DEADLINES = frozenset(
 )
 
 
+def _secrets(given: str | bytes | Sequence[str | bytes] | None) -> tuple[bytes, ...]:
+    """``cache_key_secret`` as a tuple of bytes, the writing secret first (issue 14)."""
+    if given is None:
+        return ()
+    listed = [given] if isinstance(given, str | bytes) else list(given)
+    secrets = tuple(s.encode() if isinstance(s, str) else s for s in listed)
+    if not secrets or not all(isinstance(s, bytes) and s for s in secrets):
+        raise ConfigurationError(
+            "cache_key_secret must be a non-empty str or bytes, or a list of them "
+            "(the first one writes, all are read: for rotation)"
+        )
+    if len(set(secrets)) != len(secrets):
+        raise ConfigurationError("cache_key_secret lists the same secret twice")
+    return secrets
+
+
 def _refuse_redis_deadlines(url: str) -> None:
     # Issue 14: minimal addition; the names only, never the URL (it may hold a password).
     names = {part.split("=", 1)[0].lower() for part in urlsplit(url).query.split("&") if part}
@@ -238,8 +254,9 @@ class Options(TypedDict, total=False):
     clock: Callable[[], float]
     #: ``redis://``, ``rediss://`` or ``unix://``: share resolutions between processes.
     redis_url: str | None
-    #: Secret keying and sealing shared entries [$LWA_CACHE_KEY_SECRET; else kept in Redis].
-    cache_key_secret: str | bytes | None
+    #: Secret keying and sealing (AES-GCM) shared entries, or a list for rotation: the
+    #: first writes, all read [$LWA_CACHE_KEY_SECRET; else generated and kept in Redis].
+    cache_key_secret: str | bytes | Sequence[str | bytes] | None
     #: Deadline of every Redis call on the request path [0.05].
     redis_timeout: float
     #: With Redis: seconds this process trusts its own copy before asking again [5].
@@ -277,7 +294,10 @@ class Settings:
     #: Monotonic seconds for every deadline and cache; tests pass a fake one.
     clock: Callable[[], float] = time.monotonic
     redis_url: str | None = None
+    #: The secret shared entries are written with (the first of ``cache_key_secrets``).
     cache_key_secret: bytes | None = None
+    #: Every configured secret, the writing one first; entries sealed with any are read.
+    cache_key_secrets: tuple[bytes, ...] = ()
     redis_timeout: float = 0.05
     local_cache_ttl: float = 5.0
     user_id_from_tokeninfo: bool = False
@@ -305,7 +325,7 @@ class Settings:
         cache_ttl: float | None = None,
         cache_maxsize: int | None = None,
         redis_url: str | None = None,
-        cache_key_secret: str | bytes | None = None,
+        cache_key_secret: str | bytes | Sequence[str | bytes] | None = None,
         token_sources: Collection[str] = TOKEN_SOURCES,
         **rest: Any,
     ) -> Settings:
@@ -337,9 +357,7 @@ class Settings:
             redis_url = os.environ.get("LWA_REDIS_URL") or None
         if cache_key_secret is None:
             cache_key_secret = os.environ.get("LWA_CACHE_KEY_SECRET") or None
-        secret = (
-            cache_key_secret.encode() if isinstance(cache_key_secret, str) else cache_key_secret
-        )
+        secrets = _secrets(cache_key_secret)
 
         values: dict[str, Any] = dict(rest)
         values["token_sources"] = _token_sources(token_sources)
@@ -352,7 +370,8 @@ class Settings:
             api_base_url=base,
             routes=RouteTable(routes, default),
             redis_url=redis_url,
-            cache_key_secret=secret,
+            cache_key_secret=secrets[0] if secrets else None,
+            cache_key_secrets=secrets,
             **values,
         )
         settings._validate()

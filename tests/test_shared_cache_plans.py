@@ -125,17 +125,17 @@ def identity_value(
     """A sealed identity, as a worker would have stored it under ``key``."""
     identity = Identity(user_id="amzn1.account.A", client_id=CLIENT, expires_at=expires_at)
     body = encode_identity(Resolved(identity, 0.0, has_profile=False))
-    return plans._codec.seal(secret, key or entry_keys(digest(plans, secret))[0], body)
+    return plans._codec.seal(secret, key or entry_keys(digest(plans, secret))[0], body, TOKEN)
 
 
 def rejection_value(plans: _Plans, key: str, description: str) -> bytes:
-    return plans._codec.seal(SECRET, key, rejection_body(description))
+    return plans._codec.seal(SECRET, key, rejection_body(description), TOKEN)
 
 
 def opened(plans: _Plans, key: str, value: object) -> bytes:
     """The body of a value a plan wrote under ``key`` (its MAC must hold)."""
     assert isinstance(value, bytes)
-    return plans._codec.unseal(SECRET, key, value)
+    return plans._codec.unseal(SECRET, key, value, TOKEN)
 
 
 def resolved(clock: FakeClock, seconds: float) -> Resolved:

@@ -56,8 +56,8 @@ import redis
 import redis.retry
 from redis.backoff import NoBackoff
 
-from ..cache import REVOKED, IdentityCache, token_digest
-from ._codec import PREFIX, Codec, rejection_body
+from ..cache import IdentityCache, token_digest
+from ._codec import PREFIX, Codec
 from ._scripts import SCRIPTS
 
 if TYPE_CHECKING:
@@ -107,14 +107,19 @@ class RevocationMemory:
     blocking and asyncio shared caches and its subscriber."""
 
     def __init__(self) -> None:
-        self.items: dict[str, tuple[float, bytes]] = {}
+        #: hex -> (monotonic expiry, secret, the sealed revocation value).
+        self.items: dict[str, tuple[float, bytes, bytes]] = {}
         self.lock = threading.Lock()
         #: Hexes whose announcement may not have reached Redis.
         self.unannounced: set[str] = set()
 
-    def live(self, now: float) -> list[tuple[str, float, bytes]]:
+    def live(self, now: float) -> list[tuple[str, float, bytes, bytes]]:
         with self.lock:
-            return [(h, until, s) for h, (until, s) in self.items.items() if until > now]
+            return [
+                (h, until, s, sealed)
+                for h, (until, s, sealed) in self.items.items()
+                if until > now
+            ]
 
 
 class Fleet:
@@ -148,9 +153,7 @@ class Fleet:
         self._lock = threading.Lock()
         #: Secrets messages may be sealed with (the configured one, or the
         #: generated ones the shared caches learnt).
-        self._secrets: list[bytes] = (
-            [settings.cache_key_secret] if settings.cache_key_secret is not None else []
-        )
+        self._secrets: list[bytes] = list(settings.cache_key_secrets)
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._pid = _PID[0]
@@ -347,22 +350,21 @@ class Fleet:
         with self.memory.lock:
             pending = set(self.memory.unannounced)
         configured = self.settings.cache_key_secret
-        by_secret: dict[bytes, list[tuple[str, float]]] = {}
-        for digest, until, secret in live:
-            by_secret.setdefault(secret, []).append((digest, until))
+        by_secret: dict[bytes, list[tuple[str, float, bytes]]] = {}
+        for digest, until, secret, sealed in live:
+            by_secret.setdefault(secret, []).append((digest, until, sealed))
         for secret, revocations in by_secret.items():
             generated = b"" if configured is not None else secret
             for start in range(0, len(revocations), 256):
                 keys: list[str] = [SECRET_KEY]
                 args: list[bytes | int] = [generated]
                 messages: list[bytes] = []
-                for digest, until in revocations[start : start + 256]:
+                for digest, until, sealed in revocations[start : start + 256]:
                     px = int((until - now) * 1000)
                     if px <= 0:
                         continue
-                    key = PREFIX + "rev:" + digest
-                    keys.append(key)
-                    args += [self._codec.seal(secret, key, rejection_body(REVOKED)), px]
+                    keys.append(PREFIX + "rev:" + digest)
+                    args += [sealed, px]
                     if announce or digest in pending:
                         until_wall = self._wall() + px / 1000
                         messages.append(self.message(secret, "r", digest, until_wall))

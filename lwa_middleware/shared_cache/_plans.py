@@ -121,7 +121,14 @@ class _Plans(_Health):
             _warn_generated_secret()
         self._secret: bytes | None = settings.cache_key_secret
         self._secret_checked = self._clock()
-        self._codec = Codec(settings.api_base_url, settings.client_ids, settings.cache_ttl)
+        self._codec = Codec(
+            settings.api_base_url,
+            settings.client_ids,
+            settings.cache_ttl,
+            aead=settings.cache_key_secret is not None,
+        )
+        #: Configured secrets that are read but no longer written (rotation).
+        self._old_secrets: tuple[bytes, ...] = settings.cache_key_secrets[1:]
         self._lease_px = max(1, int(settings.timeout * 2 * 1000))
         #: A waiter waits as long as the holder may take (its lease's PTTL, at
         #: most this): the holder's lookup deadline.
@@ -136,7 +143,7 @@ class _Plans(_Health):
         #: fleet's subscriber, which re-asserts them.
         memory = fleet.memory if fleet is not None else RevocationMemory()
         self._memory = memory
-        self._revocations: dict[str, tuple[float, bytes]] = memory.items
+        self._revocations: dict[str, tuple[float, bytes, bytes]] = memory.items
         self._revocations_lock = memory.lock
         #: Counters, for tests and metrics (with errors and skipped): waits on
         #: another worker's lease, corrupt values dropped, times this worker
@@ -231,18 +238,24 @@ class _Plans(_Health):
 
     # -- data loss -------------------------------------------------------------
 
-    def _remember(self, digest: str, secret: bytes, seconds: float) -> None:
-        """Keep a revocation (its Redis hex, never the token) to publish it again."""
+    def _remember(self, token: str, secret: bytes, seconds: float) -> str:
+        """Keep a revocation to publish it again: its Redis hex and its sealed
+        value (never the token; the value is sealed now, while the token is
+        at hand). Returns the hex."""
+        digest = self._hex(secret, token)
+        key = PREFIX + "rev:" + digest
+        sealed = self._codec.seal(secret, key, rejection_body(REVOKED), token)
         now = self._clock()
         with self._revocations_lock:
             revocations = self._revocations
             revocations.pop(digest, None)
             if len(revocations) >= MAX_REMEMBERED:
-                for key in [k for k, (until, _) in revocations.items() if until <= now]:
-                    del revocations[key]
+                for k in [k for k, (until, _, _) in revocations.items() if until <= now]:
+                    del revocations[k]
                 while len(revocations) >= MAX_REMEMBERED:
                     del revocations[next(iter(revocations))]  # the oldest
-            revocations[digest] = (now + seconds, secret)
+            revocations[digest] = (now + seconds, secret, sealed)
+        return digest
 
     def _restore_plan(self) -> _Plan[None]:
         """Redis lost its data (or this worker just met it): put back the
@@ -269,24 +282,24 @@ class _Plans(_Health):
             self.restores += 1
         secret = self._secret
         now = self._clock()
+        readable = {secret, *self._old_secrets}
         with self._revocations_lock:
             live = [
-                (digest, until)
-                for digest, (until, made_with) in self._revocations.items()
-                if until > now and made_with == secret
+                (digest, until, sealed)
+                for digest, (until, made_with, sealed) in self._revocations.items()
+                if until > now and made_with in readable
             ]
         if secret is None or not live:
             return None
         for start in range(0, len(live), _REPLAY_BATCH):
             keys: list[str] = []
             args: list[bytes | int] = []
-            for digest, until in live[start : start + _REPLAY_BATCH]:
+            for digest, until, sealed in live[start : start + _REPLAY_BATCH]:
                 px = int((until - self._clock()) * 1000)
                 if px <= 0:
                     continue
-                key = PREFIX + "rev:" + digest
-                keys.append(key)
-                args += [self._codec.seal(secret, key, rejection_body(REVOKED)), px]
+                keys.append(PREFIX + "rev:" + digest)
+                args += [sealed, px]
             if keys:
                 yield _Call("replay", tuple(keys), tuple(args))
                 self.republished += len(keys)
@@ -305,6 +318,17 @@ class _Plans(_Health):
         if self._fleet is not None:
             self._fleet.note(digest, token)
         keys = entry_keys(digest)
+        # Rotation: the revocation and identity keys under each older secret,
+        # read in the same round trip (KEYS 7, 8, ...: rev, id of each).
+        older: list[str] = []
+        opener = {keys[0]: secret, keys[1]: secret, keys[3]: secret}
+        for old in self._old_secrets:
+            old_digest = self._hex(old, token)
+            if self._fleet is not None:
+                self._fleet.note(old_digest, token)
+            for name in (PREFIX + "rev:" + old_digest, PREFIX + "id:" + old_digest):
+                older.append(name)
+                opener[name] = old
         lease_id = secrets.token_hex(8)
         lease_px = self._lease_px if self.lease and not revocation_only else 0
         mode = "1" if revocation_only else "0"
@@ -313,7 +337,7 @@ class _Plans(_Health):
         subscribed = False
         while True:
             reply = yield _Call(
-                "read", (*keys, FENCE_KEY), (lease_id, lease_px, mode, self._epoch)
+                "read", (*keys, FENCE_KEY, *older), (lease_id, lease_px, mode, self._epoch)
             )
             yield from self._check_lost(reply[0])
             reply = reply[1:]
@@ -321,10 +345,12 @@ class _Plans(_Health):
             if kind in (READ_HIT, READ_REJECTED, READ_REVOKED):
                 raw, pttl = reply[1], int(reply[2])
                 where = {READ_HIT: keys[0], READ_REJECTED: keys[1], READ_REVOKED: keys[3]}[kind]
+                if len(reply) > 3 and older:  # found under an older secret
+                    where = older[int(reply[3]) - 7]
                 try:
                     if not isinstance(raw, bytes) or len(raw) > MAX_VALUE_BYTES:
                         raise ValueError("size")
-                    body = self._codec.unseal(secret, where, raw)
+                    body = self._codec.unseal(opener[where], where, raw, token)
                     if kind == READ_HIT:
                         return self._codec.decode_identity(body, pttl, self._clock(), self._wall())
                     rejection = decode_rejection(body)
@@ -377,7 +403,9 @@ class _Plans(_Health):
         if px == 0 and not lease_id:
             return None
         keys = entry_keys(digest)
-        value = self._codec.seal(secret, keys[0], encode_identity(resolved)) if px else b""
+        value = (
+            self._codec.seal(secret, keys[0], encode_identity(resolved), token) if px else b""
+        )
         lost = yield _Call("write", keys, (value, px, lease_id, self._epoch))
         yield from self._check_lost(lost)
         return None
@@ -388,8 +416,10 @@ class _Plans(_Health):
         error: AuthError,
         lease: tuple[str, str],
         seconds: float | None = None,
+        secret: bytes | None = None,
     ) -> _Plan[None]:
-        secret = yield from self._secret_plan()
+        if secret is None:
+            secret = yield from self._secret_plan()
         digest = self._hex(secret, token)
         lease_id = lease[1] if lease[0] == digest else ""
         lease_key = PREFIX + "lease:" + digest
@@ -401,9 +431,8 @@ class _Plans(_Health):
             px = max(1, int(seconds * 1000)) if seconds > 0 else 0
             revoked = error.description == REVOKED
             target = PREFIX + ("rev:" if revoked else "rej:") + digest
-            value = (
-                self._codec.seal(secret, target, rejection_body(error.description)) if px else b""
-            )
+            body = rejection_body(error.description)
+            value = self._codec.seal(secret, target, body, token) if px else b""
             keys = (
                 target,
                 PREFIX + "id:" + digest,
@@ -421,28 +450,34 @@ class _Plans(_Health):
         if self._secret is not None:
             # Remembered even if Redis cannot be reached now: then it is
             # published when Redis answers again.
-            self._remember(self._hex(self._secret, token), self._secret, seconds)
+            self._remember(token, self._secret, seconds)
         secret = yield from self._secret_plan()
-        digest = self._hex(secret, token)
-        self._remember(digest, secret, seconds)
+        # Under every configured secret, so workers not yet given the new one
+        # (a rotation rolling out) refuse the token too.
+        made = [(s, self._remember(token, s, seconds)) for s in (secret, *self._old_secrets)]
         fleet = self._fleet
         if fleet is not None:
             with self._memory.lock:
-                self._memory.unannounced.add(digest)
-        yield from self._failure_plan(token, InvalidToken(REVOKED), ("", ""), seconds)
+                self._memory.unannounced.update(digest for _, digest in made)
+        for each, _ in made:
+            yield from self._failure_plan(
+                token, InvalidToken(REVOKED), ("", ""), seconds, secret=each
+            )
         if fleet is not None:
             # Pushed to every worker's memory, and logged for those away.
-            message = fleet.message(secret, "r", digest, self._wall() + seconds)
-            yield _Call("announce", (STREAM,), (CHANNEL, STREAM_MAXLEN, message))
+            until = self._wall() + seconds
+            messages = [fleet.message(s, "r", digest, until) for s, digest in made]
+            yield _Call("announce", (STREAM,), (CHANNEL, STREAM_MAXLEN, *messages))
             with self._memory.lock:
-                self._memory.unannounced.discard(digest)
+                self._memory.unannounced.difference_update(digest for _, digest in made)
         return None
 
     def _discard_plan(self, token: str) -> _Plan[None]:
         secret = yield from self._secret_plan()
-        digest = self._hex(secret, token)
-        yield _Call("delete", (PREFIX + "id:" + digest, PREFIX + "rej:" + digest))
+        made = [(s, self._hex(s, token)) for s in (secret, *self._old_secrets)]
+        names = [PREFIX + kind + digest for _, digest in made for kind in ("id:", "rej:")]
+        yield _Call("delete", tuple(names))
         if self._fleet is not None:
-            message = self._fleet.message(secret, "d", digest)
-            yield _Call("announce", (STREAM,), (CHANNEL, STREAM_MAXLEN, message))
+            messages = [self._fleet.message(s, "d", digest) for s, digest in made]
+            yield _Call("announce", (STREAM,), (CHANNEL, STREAM_MAXLEN, *messages))
         return None

@@ -34,7 +34,9 @@ local lost = 0
 if get(KEYS[5]) ~= ARGV[4] then lost = 1 end
 """
 
-#: KEYS: id, rej, lease, rev, epoch, fence counter. ARGV: lease nonce, lease PX
+#: KEYS: id, rej, lease, rev, epoch, fence counter, then (rotation) the rev and
+#: id keys under each older secret; a value found there also replies its KEYS
+#: index. ARGV: lease nonce, lease PX
 #: (0: do not take a lease), '1' to read only the revocation (a revalidate()
 #: route) else '0', epoch.
 #: Replies ``{lost, kind, value, pttl}``; a lease taken ``{lost, 3, lease value}``,
@@ -48,11 +50,19 @@ _READ = (
     + """
 local value = get(KEYS[4])
 if value then return {lost, 5, value, redis.call('PTTL', KEYS[4])} end
+for i = 7, #KEYS, 2 do
+  value = get(KEYS[i])
+  if value then return {lost, 5, value, redis.call('PTTL', KEYS[i]), i} end
+end
 if ARGV[3] == '1' then return {lost, 0} end
 value = get(KEYS[1])
 if value then return {lost, 1, value, redis.call('PTTL', KEYS[1])} end
 value = get(KEYS[2])
 if value then return {lost, 2, value, redis.call('PTTL', KEYS[2])} end
+for i = 8, #KEYS, 2 do
+  value = get(KEYS[i])
+  if value then return {lost, 1, value, redis.call('PTTL', KEYS[i]), i} end
+end
 if ARGV[2] == '0' then return {lost, 0} end
 local held = get(KEYS[3])
 if held then return {lost, 4, redis.call('PTTL', KEYS[3]), held} end
