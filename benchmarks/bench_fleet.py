@@ -15,6 +15,9 @@ worker processes (``tests/shared_cache_support.Workers``), then measures:
    4 workers serve a fixed set of known tokens, against 4 workers without
    Redis. Both should be about the same: the degraded fleet falls back to
    the no-Redis cache lifetime instead of asking LWA every few seconds.
+4. **A Redis hit ÷ an in-process hit**, through the middleware called
+   directly (as in ``bench_shared_cache.py``), with the default MAC-sealed
+   values and with ``cache_key_secret`` (AES-GCM, HKDF per value).
 
 Run: ``python benchmarks/bench_fleet.py`` (about a minute; needs
 ``redis-server``). Prints Markdown.
@@ -35,9 +38,10 @@ import httpx
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                 "tests"))
 
+from bench_shared_cache import _asgi_per_request, _ok, _wsgi_ok, _wsgi_per_request
 from shared_cache_support import RedisServer, Workers, redis_binary
 
-from lwa_middleware import LWAWSGIMiddleware
+from lwa_middleware import LWAMiddleware, LWAWSGIMiddleware
 from lwa_middleware.testing import LWAEmulator
 
 WORKERS = 4
@@ -143,11 +147,41 @@ def outage(emulator: LWAEmulator, urls: list[str], prefix: str, seconds: float,
             client.close()
 
 
+def hit_cost(emulator: LWAEmulator, redis_url: str, n: int) -> list[tuple[str, float, float]]:
+    """(label, in-process µs, Redis µs) per adapter and sealing."""
+    common: dict[str, object] = {"client_id": emulator.client_id,
+                                 "api_base_url": emulator.base_url}
+    tokens = [emulator.issue_token(), emulator.issue_token()]
+    rows = []
+    for sealing, extra in (("MAC", {}), ("AES-GCM", {"cache_key_secret": b"k" * 32})):
+        async def asgi_side(extra: dict[str, object] = extra) -> tuple[float, float]:
+            local = LWAMiddleware(_ok, **common)
+            shared = LWAMiddleware(_ok, redis_url=redis_url, cache_maxsize=1, **common, **extra)
+            result = (await _asgi_per_request(local, tokens[:1], n),
+                      await _asgi_per_request(shared, tokens, n))
+            await local.aclose()
+            await shared.aclose()
+            return result
+
+        import asyncio
+
+        rows.append((f"ASGI, {sealing}", *asyncio.run(asgi_side())))
+        local_w = LWAWSGIMiddleware(_wsgi_ok, **common)
+        shared_w = LWAWSGIMiddleware(_wsgi_ok, redis_url=redis_url, cache_maxsize=1, **common,
+                                     **extra)
+        rows.append((f"WSGI, {sealing}", _wsgi_per_request(local_w, tokens[:1], n),
+                     _wsgi_per_request(shared_w, tokens, n)))
+        local_w.close()
+        shared_w.close()
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tokens", type=int, default=50, help="revoked tokens")
     parser.add_argument("--cold", type=int, default=10, help="cold tokens per latency")
     parser.add_argument("--outage", type=float, default=12.0, help="seconds of outage")
+    parser.add_argument("--hits", type=int, default=2000, help="requests per hit measurement")
     args = parser.parse_args()
     binary = redis_binary()
     if binary is None:
@@ -180,6 +214,14 @@ def main() -> None:
                         print(f"| {latency * 1000:.0f} ms | {label} | {tokeninfo:.2f} | "
                               f"{profile:.2f} |")
                 emulator.set_latency(0)
+                print()
+
+                print(f"### A Redis hit ÷ an in-process hit, µs per request ({args.hits} "
+                      "requests, loopback Redis)\n")
+                print("| adapter, sealing | in-process hit | Redis hit | ratio |")
+                print("| --- | ---: | ---: | ---: |")
+                for label, local, shared in hit_cost(emulator, server.url, args.hits):
+                    print(f"| {label} | {local:.1f} | {shared:.1f} | {shared / local:.0f} |")
                 print()
 
                 server.stop()
