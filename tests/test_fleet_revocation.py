@@ -335,3 +335,32 @@ def test_an_evicted_revocation_is_asserted_again(
         rclient.client_kill_filter(_type="pubsub")
         wait_for(lambda: keys_of(rclient, "rev") == [rev], 10)
         assert 0 < rclient.pttl(rev) <= 3600 * 1000
+
+
+# -- seams -------------------------------------------------------------------
+
+
+def test_a_paused_redis_costs_no_hang_and_pushes_resume_after_it(
+    make_asgi: Any, lwa_emulator: LWAEmulator, redis_srv: Any, rclient: redis.Redis,
+    http: httpx.Client,
+) -> None:
+    """CLIENT PAUSE ALL: the subscriber's heartbeat goes unanswered and it
+    reconnects; requests meanwhile are misses with the short deadline."""
+    a = make_asgi(redis_url=redis_srv.url)
+    b = make_asgi(redis_url=redis_srv.url)
+    token = lwa_emulator.issue_token()
+    with uvicorn_server(a) as ua, uvicorn_server(b) as ub:
+        wait_for(lambda: call(http, ub, "/me", token).status_code == 200 and subscribed(b))
+        assert call(http, ua, "/me", token).status_code == 200
+        connects = b.resolver._fleet.connects
+        rclient.execute_command("CLIENT", "PAUSE", "4500", "ALL")
+        started = time.monotonic()
+        while time.monotonic() - started < 4:
+            fresh = lwa_emulator.issue_token()
+            begun = time.monotonic()
+            assert call(http, ub, "/me", fresh).status_code == 200
+            assert time.monotonic() - begun < 1.5  # a miss, never a hang
+        wait_for(lambda: b.resolver._fleet.connects > connects and subscribed(b), 20)
+        wait_for(lambda: subscribed(a), 20)
+        revoke(a, token)
+        wait_for(lambda: refused(http, ub, token), BOUND)
