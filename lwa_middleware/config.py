@@ -252,7 +252,7 @@ class Options(TypedDict, total=False):
     breaker_cooldown: float
     #: The monotonic clock of every deadline and cache [time.monotonic]; tests pass a fake.
     clock: Callable[[], float]
-    #: ``redis://``, ``rediss://`` or ``unix://``: share resolutions between processes.
+    #: ``redis://``, ``rediss://``, ``unix://`` or ``redis+sentinel://``: share resolutions.
     redis_url: str | None
     #: Secret keying and sealing (AES-GCM) shared entries, or a list for rotation: the
     #: first writes, all read [$LWA_CACHE_KEY_SECRET; else generated and kept in Redis].
@@ -424,8 +424,21 @@ class Settings:
             "redis",
             "rediss",
             "unix",
+            "redis+sentinel",
         ):
-            raise ConfigurationError("redis_url must be redis://, rediss:// or unix://")
+            raise ConfigurationError(
+                "redis_url must be redis://, rediss://, unix:// or redis+sentinel://"
+            )
+        if self.redis_url is not None and self.redis_url.startswith("redis+sentinel:"):
+            from .shared_cache._topology import parse_sentinel
+
+            try:
+                parse_sentinel(self.redis_url)
+            except ValueError as exc:
+                raise ConfigurationError(
+                    f"redis_url: {exc} (redis+sentinel://[:password@]host:port[,host:port]"
+                    "/service[/db])"
+                ) from None
         if self.redis_url is not None:
             _refuse_redis_deadlines(self.redis_url)
         if not self.realm or '"' in self.realm or "\\" in self.realm:

@@ -19,13 +19,13 @@ import redis
 import redis.asyncio
 import redis.asyncio.retry
 import redis.retry
-from redis.backoff import NoBackoff
 
 from .._loopbound import keep_until_shutdown
 from ._health import DURABLE_TIMEOUT, classify
 from ._plans import _Found, _Plans
 from ._scripts import SCRIPTS
 from ._steps import _T, _Listen, _Plan, _Sleep, _Subscribe
+from ._topology import make_pool
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -48,16 +48,18 @@ def connect_timeout(settings: Settings, durable: bool = False) -> float:
     return max(timeout, TLS_CONNECT_TIMEOUT) if url.startswith("rediss:") else timeout
 
 
-def _pool_options(settings: Settings, durable: bool = False) -> dict[str, Any]:
+def _pool(settings: Settings, durable: bool = False, *, asyncio: bool = False) -> Any:
+    """A pool (a plain URL's, or Sentinel's) with this cache's deadlines."""
+    url = settings.redis_url
+    assert url is not None
     timeout = DURABLE_TIMEOUT if durable else settings.redis_timeout
-    return {
-        "timeout": timeout,
-        "max_connections": 2 if durable else max(8, settings.max_concurrent_lookups),
-        "socket_timeout": timeout,
-        "socket_connect_timeout": connect_timeout(settings, durable),
-        # RESP2 keeps the connection handshake to what every Redis speaks.
-        "protocol": 2,
-    }
+    return make_pool(
+        url,
+        asyncio=asyncio,
+        timeout=timeout,
+        connect_timeout=connect_timeout(settings, durable),
+        max_connections=2 if durable else max(8, settings.max_concurrent_lookups),
+    )
 
 
 def _subscribed(message: Any) -> bool:
@@ -76,20 +78,12 @@ class _Client:
     __slots__ = ("client", "keeper", "pool", "scripts", "waits")
 
     def __init__(self, settings: Settings, durable: bool = False) -> None:
-        url = settings.redis_url
-        assert url is not None
         # One attempt only (redis-py retries by default): a retry would
         # multiply the deadline, and a miss is cheap.
-        self.pool = redis.BlockingConnectionPool.from_url(
-            url, retry=redis.retry.Retry(NoBackoff(), 0), **_pool_options(settings, durable)
-        )
+        self.pool = _pool(settings, durable)
         self.client = redis.Redis(connection_pool=self.pool)
         self.scripts = {name: self.client.register_script(s) for name, s in SCRIPTS.items()}
-        self.waits = redis.Redis(
-            connection_pool=redis.BlockingConnectionPool.from_url(
-                url, retry=redis.retry.Retry(NoBackoff(), 0), **_pool_options(settings, durable)
-            )
-        )
+        self.waits = redis.Redis(connection_pool=_pool(settings, durable))
 
     def close(self) -> None:
         self.client.close()
@@ -211,22 +205,10 @@ class _LoopClient:
     __slots__ = ("client", "keeper", "pool", "scripts", "waits")
 
     def __init__(self, settings: Settings, durable: bool = False) -> None:
-        url = settings.redis_url
-        assert url is not None
-        self.pool = redis.asyncio.BlockingConnectionPool.from_url(
-            url,
-            retry=redis.asyncio.retry.Retry(NoBackoff(), 0),
-            **_pool_options(settings, durable),
-        )
+        self.pool = _pool(settings, durable, asyncio=True)
         self.client = redis.asyncio.Redis(connection_pool=self.pool)
         self.scripts = {name: self.client.register_script(s) for name, s in SCRIPTS.items()}
-        self.waits = redis.asyncio.Redis(
-            connection_pool=redis.asyncio.BlockingConnectionPool.from_url(
-                url,
-                retry=redis.asyncio.retry.Retry(NoBackoff(), 0),
-                **_pool_options(settings, durable),
-            )
-        )
+        self.waits = redis.asyncio.Redis(connection_pool=_pool(settings, durable, asyncio=True))
         #: Closes the client when its loop shuts down, if aclose() did not.
         self.keeper: types.AsyncGeneratorType[None, None] | None = None
 

@@ -54,11 +54,11 @@ from typing import TYPE_CHECKING, Any, Final
 
 import redis
 import redis.retry
-from redis.backoff import NoBackoff
 
 from ..cache import IdentityCache, token_digest
 from ._codec import PREFIX, Codec
 from ._scripts import SCRIPTS
+from ._topology import make_pool
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -303,14 +303,15 @@ class Fleet:
         url = self.settings.redis_url
         assert url is not None
         budget = max(1.0, self.settings.redis_timeout)
-        return redis.Redis.from_url(
+        pool = make_pool(
             url,
-            socket_timeout=budget * 2,
-            socket_connect_timeout=budget,
-            retry=redis.retry.Retry(NoBackoff(), 0),
-            protocol=2,
-            health_check_interval=0,
+            asyncio=False,
+            timeout=budget * 2,
+            connect_timeout=budget,
+            max_connections=4,
+            blocking=False,
         )
+        return redis.Redis(connection_pool=pool)
 
     def _catch_up(self, client: Any) -> None:
         if self._last_id is None:
