@@ -27,7 +27,7 @@ import math
 import os
 import ssl
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypedDict
 from urllib.parse import urlsplit
@@ -44,7 +44,7 @@ __all__ = ["REGIONS", "Options", "Settings"]
 logger = logging.getLogger("lwa_middleware.config")
 
 #: Fields computed from other options, never given directly.
-_DERIVED = frozenset({"client_ids", "routes"})
+_DERIVED = frozenset({"client_ids", "routes", "cache_key_secrets"})
 
 REGIONS: dict[str, str] = {
     "na": "https://api.amazon.com",
@@ -169,6 +169,52 @@ def _token_sources(sources: Collection[str]) -> frozenset[str]:
     return chosen
 
 
+#: Query options of ``redis_url`` that redis-py would let override the
+#: deadlines, retries and pool this library sets (its query string wins over
+#: keyword arguments): refused, so Redis can never hang a request.
+_REDIS_URL_DEADLINES = frozenset(
+    {
+        "socket_timeout",
+        "socket_connect_timeout",
+        "timeout",
+        "retry_on_timeout",
+        "retry_on_error",
+        "health_check_interval",
+        "max_connections",
+        "socket_keepalive",
+    }
+)
+
+
+def _secrets(given: str | bytes | Sequence[str | bytes] | None) -> tuple[bytes, ...]:
+    """``cache_key_secret`` as a tuple of bytes, the writing secret first (issue 14)."""
+    if given is None:
+        return ()
+    listed = [given] if isinstance(given, str | bytes) else list(given)
+    secrets = tuple(s.encode() if isinstance(s, str) else s for s in listed)
+    if not secrets or not all(isinstance(s, bytes) and s for s in secrets):
+        raise ConfigurationError(
+            "cache_key_secret must be a non-empty str or bytes, or a list of them "
+            "(the first one writes, all are read: for rotation)"
+        )
+    if len(set(secrets)) != len(secrets):
+        raise ConfigurationError("cache_key_secret lists the same secret twice")
+    return secrets
+
+
+def _refuse_redis_deadlines(url: str) -> None:
+    # Issue 14: minimal addition; the names only, never the URL (it may hold a password).
+    names = {part.split("=", 1)[0].lower() for part in urlsplit(url).query.split("&") if part}
+    given = sorted(names & _REDIS_URL_DEADLINES)
+    if given:
+        raise ConfigurationError(
+            f"redis_url must not set {', '.join(given)}: the shared cache sets every Redis "
+            "deadline itself (redis_timeout for each call, a longer budget for TLS connects "
+            "and for revoke()/invalidate()) and never retries in redis-py; remove them and "
+            "tune redis_timeout instead"
+        )
+
+
 class Options(TypedDict, total=False):
     """Every keyword option of both middlewares, typed; defaults in brackets.
 
@@ -221,10 +267,11 @@ class Options(TypedDict, total=False):
     breaker_cooldown: float
     #: The monotonic clock of every deadline and cache [time.monotonic]; tests pass a fake.
     clock: Callable[[], float]
-    #: ``redis://``, ``rediss://`` or ``unix://``: share resolutions between processes.
+    #: ``redis://``, ``rediss://``, ``unix://`` or ``redis+sentinel://``: share resolutions.
     redis_url: str | None
-    #: Secret keying and sealing shared entries [$LWA_CACHE_KEY_SECRET; else kept in Redis].
-    cache_key_secret: str | bytes | None
+    #: Secret keying and sealing (AES-GCM) shared entries, or a list for rotation: the
+    #: first writes, all read [$LWA_CACHE_KEY_SECRET; else generated and kept in Redis].
+    cache_key_secret: str | bytes | Sequence[str | bytes] | None
     #: Deadline of every Redis call on the request path [0.05].
     redis_timeout: float
     #: With Redis: seconds this process trusts its own copy before asking again [5].
@@ -266,7 +313,10 @@ class Settings:
     #: Monotonic seconds for every deadline and cache; tests pass a fake one.
     clock: Callable[[], float] = time.monotonic
     redis_url: str | None = None
+    #: The secret shared entries are written with (the first of ``cache_key_secrets``).
     cache_key_secret: bytes | None = None
+    #: Every configured secret, the writing one first; entries sealed with any are read.
+    cache_key_secrets: tuple[bytes, ...] = ()
     redis_timeout: float = 0.05
     local_cache_ttl: float = 5.0
     user_id_from_tokeninfo: bool = False
@@ -296,7 +346,7 @@ class Settings:
         cache_ttl: float | None = None,
         cache_maxsize: int | None = None,
         redis_url: str | None = None,
-        cache_key_secret: str | bytes | None = None,
+        cache_key_secret: str | bytes | Sequence[str | bytes] | None = None,
         token_sources: Collection[str] | None = None,
         **rest: Any,
     ) -> Settings:
@@ -328,9 +378,7 @@ class Settings:
             redis_url = os.environ.get("LWA_REDIS_URL") or None
         if cache_key_secret is None:
             cache_key_secret = os.environ.get("LWA_CACHE_KEY_SECRET") or None
-        secret = (
-            cache_key_secret.encode() if isinstance(cache_key_secret, str) else cache_key_secret
-        )
+        secrets = _secrets(cache_key_secret)
 
         values: dict[str, Any] = dict(rest)
         session = rest.get("session")
@@ -351,7 +399,8 @@ class Settings:
             api_base_url=base,
             routes=RouteTable(routes, default),
             redis_url=redis_url,
-            cache_key_secret=secret,
+            cache_key_secret=secrets[0] if secrets else None,
+            cache_key_secrets=secrets,
             **values,
         )
         settings._validate()
@@ -428,8 +477,23 @@ class Settings:
             "redis",
             "rediss",
             "unix",
+            "redis+sentinel",
         ):
-            raise ConfigurationError("redis_url must be redis://, rediss:// or unix://")
+            raise ConfigurationError(
+                "redis_url must be redis://, rediss://, unix:// or redis+sentinel://"
+            )
+        if self.redis_url is not None and self.redis_url.startswith("redis+sentinel:"):
+            from .shared_cache._topology import parse_sentinel
+
+            try:
+                parse_sentinel(self.redis_url)
+            except ValueError as exc:
+                raise ConfigurationError(
+                    f"redis_url: {exc} (redis+sentinel://[:password@]host:port[,host:port]"
+                    "/service[/db])"
+                ) from None
+        if self.redis_url is not None:
+            _refuse_redis_deadlines(self.redis_url)
         self._validate_verify()
         if not self.realm or '"' in self.realm or "\\" in self.realm:
             raise ConfigurationError("realm must be a non-empty string without quotes")

@@ -14,6 +14,10 @@ business for one token:
 4. LWA, through :func:`~.flow.resolution_flow`, unless the breaker is open;
 5. the answer written back: memory, and Redis.
 
+With Redis, a :class:`~.shared_cache.Fleet` subscriber applies other workers'
+``revoke()``/``invalidate()`` to this process's cache as they happen; while
+it is connected local copies live ``cache_ttl``, else ``local_cache_ttl``.
+
 Steps 3 to 5 (and ``revoke``/``invalidate``) are written once, as *plans*:
 generators that yield what they need done (ask LWA, call the shared cache)
 and are sent the results, in the style of :mod:`.flow`. A blocking driver
@@ -51,7 +55,7 @@ from .tokens import looks_like_lwa_token
 
 if TYPE_CHECKING:
     from .config import Settings
-    from .shared_cache import AsyncSharedCache, SharedHit, SyncSharedCache
+    from .shared_cache import AsyncSharedCache, Fleet, SharedHit, SyncSharedCache
     from .upstream import AsyncDriver, SyncDriver
 
 __all__ = ["AsyncControls", "BlockingControls", "Resolver"]
@@ -155,6 +159,12 @@ class Resolver:
         self._sync_shared: SyncSharedCache | None = None
         self._async_shared: AsyncSharedCache | None = None
         self._lazy_lock = threading.Lock()
+        #: With Redis: this process's subscriber to revocations (issue 14).
+        self._fleet: Fleet | None = None
+        if settings.redis_url is not None:
+            from .shared_cache import Fleet
+
+            self._fleet = Fleet(settings, self.cache, self.stats, self.emit)
 
     def __repr__(self) -> str:
         return (
@@ -261,12 +271,30 @@ class Resolver:
     def _entry(self, resolved: Resolved, fresh_for: float | None = None) -> Entry:
         identity = resolved.identity
         extra = self._decorate(identity) if self._decorate is not None else None
-        if self._local_ttl is not None:
+        if self._local_ttl is not None and not self._trusted():
             # With a shared cache, trust this process's copy only briefly, so
-            # an invalidate() or revoke() on another worker reaches this one.
+            # an invalidate() or revoke() on another worker reaches this one
+            # (while pushes reach it, they do that at once: no need).
             fresh_for = self._local_ttl if fresh_for is None else min(fresh_for, self._local_ttl)
         return self.cache.make_entry(
             identity, resolved.expires_mono, resolved.has_profile, extra, fresh_for=fresh_for
+        )
+
+    def _trusted(self) -> bool:
+        """Whether this process's copies may live ``cache_ttl``: another worker's
+        revoke()/invalidate() reaches it at once (its subscriber is connected),
+        or Redis is unusable (degraded: the no-Redis lifetime)."""
+        fleet = self._fleet
+        if fleet is None:
+            return False
+        if fleet.subscribed:
+            return True
+        # Redis unusable (its breaker open): nothing reaches this process
+        # anyway, and re-asking every local_cache_ttl would flood LWA. Keep
+        # copies as long as without Redis; the replay on reconnect catches up.
+        return any(
+            shared is not None and shared.degraded
+            for shared in (self._async_shared, self._sync_shared)
         )
 
     def _succeeded(self, key: bytes, resolved: Resolved, started: float) -> Entry:
@@ -335,7 +363,12 @@ class Resolver:
         if found is None:
             return None
         if isinstance(found, InvalidToken):
-            self.cache.reject(key, found)
+            seconds = getattr(found, "seconds", None)  # a SharedRevocation
+            if seconds is not None:
+                # A revocation read is kept until the token expires.
+                self.cache.revoke(key, self.clock() + seconds)
+            else:
+                self.cache.reject(key, found)
             raise found
         if policy.revalidate:  # never asked for: a revalidate() route asks LWA
             return None
@@ -369,7 +402,7 @@ class Resolver:
                 if self._sync_shared is None:
                     from .shared_cache import SyncSharedCache
 
-                    self._sync_shared = SyncSharedCache(self.settings)
+                    self._sync_shared = SyncSharedCache(self.settings, fleet=self._fleet)
         return self._sync_shared
 
     def _drive(self, plan: _Plan[_T]) -> _T:
@@ -419,6 +452,8 @@ class Resolver:
             driver.close()
         if shared is not None:
             shared.close()
+        if self._fleet is not None:
+            self._fleet.stop()
 
     # -- the async driver (asyncio or trio) ----------------------------------
 
@@ -436,7 +471,7 @@ class Resolver:
         if self._async_shared is None:
             from .shared_cache import AsyncSharedCache
 
-            self._async_shared = AsyncSharedCache(self.settings)
+            self._async_shared = AsyncSharedCache(self.settings, fleet=self._fleet)
         return self._async_driver, self._async_shared
 
     async def warm_async(self) -> None:
@@ -543,7 +578,7 @@ class AsyncControls:
 
     async def revoke(self, token: str) -> None:
         """Refuse ``token`` until it expires (logout), here and on every worker
-        sharing the Redis cache (within ``local_cache_ttl``). Raises
+        sharing the Redis cache (pushed to their memory at once). Raises
         :class:`~lwa_middleware.SharedCacheError` if Redis could not be written
         (refused here all the same, and published when Redis is back)."""
         await self.resolver.arevoke(token)

@@ -33,6 +33,20 @@ class Stats:
     breaker_opened: int = 0
     #: Tokens LWA rejected.
     rejected: int = 0
+    #: Revocations/invalidations from other workers applied here as pushed.
+    fleet_pushed: int = 0
+    #: ... applied here from the replay stream, after a reconnect.
+    fleet_replayed: int = 0
+    #: Times the replay stream had a gap, so every identity in memory was dropped.
+    fleet_resyncs: int = 0
+    #: Shared cache (Redis) round trips that failed, configuration faults included.
+    redis_errors: int = 0
+    #: ... of which configuration or topology faults (AUTH, TLS, OOM, READONLY, ...).
+    redis_faults: int = 0
+    #: Times the Redis breaker went from closed to open (the cache degraded).
+    redis_breaker_opened: int = 0
+    #: Pools dropped and reconnected because Redis answered READONLY (failover).
+    redis_reconnects: int = 0
     #: Seconds spent waiting on LWA, summed.
     upstream_seconds: float = 0.0
 

@@ -23,9 +23,10 @@ from lwa_middleware.config import Settings
 from lwa_middleware.errors import InvalidToken, SharedCacheError, UpstreamUnavailable
 from lwa_middleware.flow import Resolved
 from lwa_middleware.identity import Identity
-from lwa_middleware.shared_cache import BACKOFF, POLL_INTERVAL, SharedHit
+from lwa_middleware.shared_cache import BACKOFF, SharedHit
 from lwa_middleware.shared_cache._codec import (
     EPOCH_KEY,
+    FENCE_KEY,
     SECRET_KEY,
     encode_identity,
     entry_keys,
@@ -41,7 +42,7 @@ from lwa_middleware.shared_cache._scripts import (
     READ_REVOKED,
     SCRIPTS,
 )
-from lwa_middleware.shared_cache._steps import _Call, _Plan, _Sleep
+from lwa_middleware.shared_cache._steps import _Call, _Listen, _Plan, _Sleep, _Subscribe
 
 CLIENT = "amzn1.application-oa2-client.plans"
 SECRET = b"s" * 32
@@ -91,6 +92,18 @@ def drive(
                 clock.advance(step.seconds)
                 step = plan.send(None)
                 continue
+            if isinstance(step, _Subscribe):
+                step = plan.send(None)
+                continue
+            if isinstance(step, _Listen):
+                # From a list: whether the holder published (True), or the wait
+                # ran out (False, the clock moves on by its seconds). From a
+                # function: always run out.
+                came = bool(queue.pop(0)) if queue is not None else False
+                if not came:
+                    clock.advance(step.seconds)
+                step = plan.send(came)
+                continue
             reply = queue.pop(0) if queue is not None else replies(step)  # type: ignore[operator]
             step = plan.throw(reply) if isinstance(reply, Exception) else plan.send(reply)
     except StopIteration as stop:
@@ -112,17 +125,17 @@ def identity_value(
     """A sealed identity, as a worker would have stored it under ``key``."""
     identity = Identity(user_id="amzn1.account.A", client_id=CLIENT, expires_at=expires_at)
     body = encode_identity(Resolved(identity, 0.0, has_profile=False))
-    return plans._codec.seal(secret, key or entry_keys(digest(plans, secret))[0], body)
+    return plans._codec.seal(secret, key or entry_keys(digest(plans, secret))[0], body, TOKEN)
 
 
 def rejection_value(plans: _Plans, key: str, description: str) -> bytes:
-    return plans._codec.seal(SECRET, key, rejection_body(description))
+    return plans._codec.seal(SECRET, key, rejection_body(description), TOKEN)
 
 
 def opened(plans: _Plans, key: str, value: object) -> bytes:
     """The body of a value a plan wrote under ``key`` (its MAC must hold)."""
     assert isinstance(value, bytes)
-    return plans._codec.unseal(SECRET, key, value)
+    return plans._codec.unseal(SECRET, key, value, TOKEN)
 
 
 def resolved(clock: FakeClock, seconds: float) -> Resolved:
@@ -146,7 +159,7 @@ def test_a_hit_is_one_read_and_rebuilds_the_deadline_on_this_clock(clock: FakeCl
     )
     (read,) = calls(steps)
     assert read.name == "read"
-    assert read.keys == keys
+    assert read.keys == (*keys, FENCE_KEY)  # the lease's fencing id comes from FENCE_KEY
     assert keys[4] == EPOCH_KEY
     assert read.args[1:] == (10_000, "0", EPOCH)  # lease for 2 x timeout, full read
     assert isinstance(found, SharedHit)
@@ -202,32 +215,59 @@ def test_a_lease_taken_is_handed_to_the_put(clock: FakeClock) -> None:
     assert not plans._leases
 
 
-def test_a_lease_held_elsewhere_is_polled_until_the_answer_lands(clock: FakeClock) -> None:
+def test_a_lease_held_elsewhere_is_waited_on_until_its_holder_publishes(
+    clock: FakeClock,
+) -> None:
+    """Issue 14: no polling; subscribed to the lease key, then read again
+    (so a publish in between is not lost), woken by the holder's publish."""
     plans = make(clock)
-    held = [0, READ_LEASE_HELD]
-    replies = [held, held, [0, READ_HIT, identity_value(plans), 300_000]]
+    held = [0, READ_LEASE_HELD, 9_000, b"7:abc"]
+    replies = [held, held, True, [0, READ_HIT, identity_value(plans), 300_000]]
     start = clock()
     steps, found = drive(plans._get(TOKEN, False), replies, clock)
-    assert [type(s).__name__ for s in steps] == ["_Call", "_Sleep", "_Call", "_Sleep", "_Call"]
-    assert [s.seconds for s in steps if isinstance(s, _Sleep)] == [POLL_INTERVAL] * 2
+    lease_key = entry_keys(digest(plans))[2]
+    assert [type(s).__name__ for s in steps] == [
+        "_Call", "_Subscribe", "_Call", "_Listen", "_Call"
+    ]
+    assert steps[1] == _Subscribe(lease_key)
+    assert steps[3] == _Listen(9.0)  # up to the holder's deadline: its lease's PTTL
     assert isinstance(found, SharedHit)
     assert plans.waits == 1
-    assert clock() - start == pytest.approx(2 * POLL_INTERVAL)
+    assert clock() == start  # woken, not timed out
 
 
-def test_a_lease_held_too_long_gives_up_after_the_wait(clock: FakeClock) -> None:
-    """The wait is min(timeout, 1 s) of the clock; then the worker asks LWA."""
+def test_a_lease_held_too_long_gives_up_at_the_holders_deadline(clock: FakeClock) -> None:
+    """The wait is the lease's PTTL of the clock; then the worker asks LWA."""
     plans = make(clock, timeout=0.05)
     start = clock()
-    steps, found = drive(plans._get(TOKEN, False), lambda call: [0, READ_LEASE_HELD], clock)
-    sleeps = [s.seconds for s in steps if isinstance(s, _Sleep)]
-    assert sleeps[:3] == [POLL_INTERVAL] * 3
-    assert sleeps[3] == pytest.approx(0.005)
-    assert sum(sleeps) == pytest.approx(0.05)
-    assert len(sleeps) <= 5
+    held = [0, READ_LEASE_HELD, 100, b"3:abc"]  # 2 x timeout: the holder's deadline
+    steps, found = drive(plans._get(TOKEN, False), lambda call: held, clock)
+    listens = [s.seconds for s in steps if isinstance(s, _Listen)]
+    assert listens == [pytest.approx(0.1)]
     assert found is None
     assert plans.waits == 1
-    assert clock() - start == pytest.approx(0.05)
+    assert clock() - start == pytest.approx(0.1)
+
+
+def test_a_new_holder_restarts_the_wait_on_its_own_deadline(clock: FakeClock) -> None:
+    """The fencing id tells a waiter the lease changed hands (the first
+    holder's ran out): it waits for the new holder's deadline."""
+    plans = make(clock)
+    first, second = [0, READ_LEASE_HELD, 1_000, b"3:a"], [0, READ_LEASE_HELD, 4_000, b"4:b"]
+    hit = [0, READ_HIT, identity_value(plans), 300_000]
+    steps, found = drive(plans._get(TOKEN, False), [first, first, False, second, True, hit],
+                         clock)
+    assert [s.seconds for s in steps if isinstance(s, _Listen)] == [1.0, 4.0]
+    assert isinstance(found, SharedHit)
+
+
+def test_a_lease_taken_carries_its_fencing_id_to_the_put(clock: FakeClock) -> None:
+    plans = make(clock)
+    drive(plans._get(TOKEN, False), [[0, READ_LEASE_TAKEN, b"42:nonce"]], clock)
+    assert plans._leases[digest(plans)][0] == "42:nonce"
+    steps, _ = drive(plans._put(TOKEN, resolved(clock, 60)), [0], clock)
+    (write,) = calls(steps)
+    assert write.args[2] == "42:nonce"  # only that exact lease is released
 
 
 # -- corrupt and forged values -----------------------------------------------

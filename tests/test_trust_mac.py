@@ -58,9 +58,29 @@ def test_a_forged_identity_is_a_miss(
         assert call(http, base, "/me", token).status_code == 200
     [key] = keys_of(rclient, "id")
     value = rclient.get(key)
-    forged_json = _json_part(value).replace(real.encode(), b"amzn1.account.ATTACKER")
-    assert forged_json != _json_part(value)
-    forged = value.replace(_json_part(value), forged_json) if how == "edited" else forged_json
+    if secret is None:
+        forged_json = _json_part(value).replace(real.encode(), b"amzn1.account.ATTACKER")
+        assert forged_json != _json_part(value)
+        forged = value.replace(_json_part(value), forged_json) if how == "edited" else forged_json
+    else:
+        # Issue 14: encrypted (AES-GCM), nothing readable; an edited byte
+        # fails to open, and so does a value planted in the old MAC format
+        # even with the real secret (no downgrade: a forgery needs the token).
+        assert real.encode() not in value
+        assert b"{" not in value[:2]
+        if how == "edited":
+            forged = value[:-1] + bytes([value[-1] ^ 1])
+        else:
+            from lwa_middleware.shared_cache._codec import Codec
+
+            body = (
+                b'{"v":2,"user_id":"amzn1.account.ATTACKER","email":null,"name":null,'
+                b'"postal_code":null,"scopes":["profile"],"client_id":"'
+                + lwa_emulator.client_id.encode()
+                + b'","expires_at":9999999999,"has_profile":true}'
+            )
+            mac = Codec(lwa_emulator.base_url, frozenset({lwa_emulator.client_id}), 300)
+            forged = mac.seal(secret, key.decode(), body)
     rclient.set(key, forged, px=60_000)
     fresh, serve = make(**options)
     before = lwa_emulator.calls["tokeninfo"]

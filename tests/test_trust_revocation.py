@@ -155,7 +155,8 @@ def test_revocations_are_published_again_after_a_restart_without_persistence(
         revoke(mw, token)
         own_redis.stop()
         own_redis.start()  # empty: no persistence
-        assert keys_of(client, "rev") == []
+        # (No check that the key is gone here: since issue 14 the revoking
+        # process's subscriber may already have re-asserted it on reconnect.)
         deadline = time.monotonic() + 15
         while not keys_of(client, "rev") and time.monotonic() < deadline:
             assert call(http, base, "/me", lwa_emulator.issue_token()).status_code == 200

@@ -73,21 +73,36 @@ Cross-process single-flight
 ---------------------------
 
 On a miss the reader also tries to take ``lwa:v1:lease:<hex>`` (``SET NX``
-for twice the LWA ``timeout``), in the same round trip. The worker that gets
-it asks LWA; the others poll the entry every :data:`POLL_INTERVAL` seconds
-for at most ``min(timeout, 1)`` seconds, and then ask LWA themselves: a lease
+for twice the LWA ``timeout``: the holder's deadline), in the same round
+trip. Its value is ``<fencing id>:<nonce>``, the fencing id from ``INCR
+lwa:v1:fence``. The worker that gets it asks LWA; the others subscribe to the
+lease key as a channel, read again (so a publish in between is not lost) and
+wait for the holder's publish, for at most the lease's PTTL (restarted when
+the fencing id shows a new holder), and then ask LWA themselves: a lease
 only ever saves calls, it never fails a request. :meth:`put` and
-:meth:`record_failure` release the lease (only if it is still the one this
-worker took).
+:meth:`record_failure` release the lease (only if it is still exactly the
+one this worker took) and publish on it.
+
+Revocations pushed to every worker
+----------------------------------
+
+:meth:`revoke` and :meth:`discard` also announce the change on a channel and
+a capped stream, and each process's :class:`Fleet` subscriber applies it to
+its in-process cache at once, replaying the stream after a reconnect; see
+:mod:`._fleet`.
 
 Failures
 --------
 
 Redis down, slow or black-holed is a cache miss, never an authentication
 failure and never a hang: every connect, reply and pool wait is bounded by
-``redis_timeout`` (and each asyncio call by an overall deadline), redis-py's
-retries are off, and after a failure Redis is skipped for :data:`BACKOFF`
-seconds so a dead Redis does not add its timeout to every request. Failures
+``redis_timeout`` (a TLS connect by its own budget, and each asyncio call by
+an overall deadline), redis-py's retries are off, and a failure opens a
+breaker (:mod:`._health`: back-off from :data:`BACKOFF` doubling to
+:data:`BACKOFF_MAX` with jitter, then one half-open probe) so a dead Redis
+does not add its timeout to every request. While it is open the cache is
+``degraded`` and the resolver keeps its copies for ``cache_ttl``.
+Configuration faults are classified and named with their fix. Failures
 are logged on ``lwa_middleware.shared_cache`` at most once per
 :data:`LOG_INTERVAL` seconds; recovery is automatic.
 
@@ -107,7 +122,8 @@ Layout
 :mod:`._codec` names the keys and seals and validates the values,
 :mod:`._scripts` holds the Lua scripts, :mod:`._steps` what a plan yields,
 :mod:`._plans` the logic (sans-IO generators that yield Redis round trips),
-:mod:`._health` the back-off, durable retries and log throttle, and
+:mod:`._health` the back-off, durable retries and log throttle,
+:mod:`._fleet` the revocation subscriber, and
 :mod:`._drivers` the two thin drivers on redis-py.
 """
 
@@ -115,18 +131,31 @@ from __future__ import annotations
 
 from ._codec import SharedHit
 from ._drivers import AsyncSharedCache, SyncSharedCache
-from ._health import BACKOFF, DURABLE_ATTEMPTS, DURABLE_BUDGET, DURABLE_TIMEOUT, LOG_INTERVAL
+from ._fleet import CHANNEL, HEARTBEAT, STREAM, Fleet
+from ._health import (
+    BACKOFF,
+    BACKOFF_MAX,
+    DURABLE_ATTEMPTS,
+    DURABLE_BUDGET,
+    DURABLE_TIMEOUT,
+    LOG_INTERVAL,
+)
 from ._plans import POLL_INTERVAL, SECRET_RECHECK
 
 __all__ = [
     "BACKOFF",
+    "BACKOFF_MAX",
+    "CHANNEL",
     "DURABLE_ATTEMPTS",
     "DURABLE_BUDGET",
     "DURABLE_TIMEOUT",
+    "HEARTBEAT",
     "LOG_INTERVAL",
     "POLL_INTERVAL",
     "SECRET_RECHECK",
+    "STREAM",
     "AsyncSharedCache",
+    "Fleet",
     "SharedHit",
     "SyncSharedCache",
 ]

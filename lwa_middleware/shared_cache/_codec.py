@@ -1,4 +1,15 @@
-"""What the shared cache stores: key names, the sealed JSON values, the MAC.
+"""What the shared cache stores: key names, the sealed JSON values, the MAC
+or, with a configured ``cache_key_secret``, the AEAD envelope.
+
+Envelope 3 (a configured secret): ``b"3." + key id + b"." + nonce + AES-GCM
+ciphertext``. The AES-256 key is derived with HKDF-SHA256 from the secret
+*and the token* (``info`` = label, key id, token), the associated data is
+the schema and the Redis key's name, and the 12-byte nonce is random. So
+Redis holds nothing readable, a forgery needs both the secret and the token,
+and a value copied onto another key (or another token's) fails to open. The
+key id (8 hex of an HMAC of the secret) names the secret that sealed it, for
+rotation. With a generated secret (kept in Redis) values keep the MAC of
+schema 2: their JSON is readable by whoever reads Redis.
 
 Pure functions and one small :class:`Codec` (it caches the derived MAC key
 and knows the namespace); no Redis, no clock of its own: the plans pass the
@@ -11,8 +22,14 @@ import hashlib
 import hmac
 import json
 import math
+import os
 from dataclasses import dataclass
 from typing import Any, Final
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from ..errors import InvalidToken
 from ..flow import Resolved
@@ -29,6 +46,13 @@ _MAC_HEX: Final = 64
 SECRET_KEY: Final = PREFIX + "secret"
 #: A random marker of the Redis data set, re-created after data loss.
 EPOCH_KEY: Final = PREFIX + "epoch"
+#: The counter lease fencing ids come from.
+FENCE_KEY: Final = PREFIX + "fence"
+#: The AEAD envelope's version, HKDF label and key-id label.
+ENVELOPE: Final = b"3"
+_AEAD_LABEL: Final = b"lwa:v1:aead"
+_KEY_ID_LABEL: Final = b"lwa:v1:key-id"
+_NONCE: Final = 12
 #: Largest value accepted from Redis; anything bigger is corrupt.
 MAX_VALUE_BYTES: Final = 16 * 1024
 
@@ -72,6 +96,26 @@ def entry_keys(digest: str) -> tuple[str, str, str, str, str]:
         PREFIX + "rev:" + digest,
         EPOCH_KEY,
     )
+
+
+def key_id(secret: bytes) -> bytes:
+    """8 hex characters naming ``secret`` (not enough to test guesses of it offline
+    any faster than the key names already allow)."""
+    return hmac.new(secret, _KEY_ID_LABEL, hashlib.sha256).hexdigest()[:8].encode()
+
+
+def _aead_key(secret: bytes, kid: bytes, token: str) -> AESGCM:
+    derived = HKDF(
+        algorithm=hashes.SHA256(),
+        length=32,
+        salt=None,
+        info=_AEAD_LABEL + b"\0" + kid + b"\0" + token.encode("ascii"),
+    ).derive(secret)
+    return AESGCM(derived)
+
+
+def _associated(kid: bytes, key: str) -> bytes:
+    return b"lwa:v1:" + ENVELOPE + b"\n" + kid + b"\n" + key.encode()
 
 
 def _mac_key(secret: bytes) -> bytes:
@@ -136,32 +180,63 @@ class Codec:
     :param cache_ttl: the longest an identity read back is served.
     """
 
-    __slots__ = ("_client_ids", "_mac", "_namespace", "_ttl")
+    __slots__ = ("_aead", "_client_ids", "_mac", "_namespace", "_ttl")
 
-    def __init__(self, api_base_url: str, client_ids: frozenset[str], cache_ttl: float) -> None:
+    def __init__(
+        self,
+        api_base_url: str,
+        client_ids: frozenset[str],
+        cache_ttl: float,
+        *,
+        aead: bool = False,
+    ) -> None:
         self._namespace = "\0".join(["lwa:v1", api_base_url, *sorted(client_ids), ""]).encode()
         self._client_ids = client_ids
         self._ttl = cache_ttl
         self._mac: tuple[bytes, bytes] | None = None  # (secret, MAC key derived from it)
+        #: Seal with the AEAD envelope (a configured secret), and accept nothing else.
+        self._aead = aead
 
     def digest(self, secret: bytes, token: str) -> str:
         """The hex naming ``token``'s keys: an HMAC of the namespace and token."""
         return hmac.new(secret, self._namespace + token.encode(), hashlib.sha256).hexdigest()
 
-    def _mac_key(self, secret: bytes) -> bytes:
+    def mac_key(self, secret: bytes) -> bytes:
+        """The MAC key derived from ``secret`` (cached for the last secret)."""
         mac = self._mac
         if mac is None or mac[0] is not secret:
             mac = self._mac = (secret, _mac_key(secret))
         return mac[1]
 
-    def seal(self, secret: bytes, key: str, body: bytes) -> bytes:
-        """``body`` with a MAC bound to ``key`` in front: what is stored under ``key``."""
-        return _tag(self._mac_key(secret), key, body) + body
+    def seal(self, secret: bytes, key: str, body: bytes, token: str | None = None) -> bytes:
+        """What is stored under ``key``: with the AEAD (a configured secret, and
+        the ``token`` the value is about) ``body`` encrypted and bound to both;
+        else ``body`` with a MAC bound to ``key`` in front."""
+        if self._aead:
+            if token is None:
+                raise ValueError("an AEAD value needs its token")
+            kid = key_id(secret)
+            nonce = os.urandom(_NONCE)
+            sealed = _aead_key(secret, kid, token).encrypt(nonce, body, _associated(kid, key))
+            return ENVELOPE + b"." + kid + b"." + nonce + sealed
+        return _tag(self.mac_key(secret), key, body) + body
 
-    def unseal(self, secret: bytes, key: str, raw: bytes) -> bytes:
-        """The body of a value read from ``key``; ``ValueError`` unless its MAC holds."""
+    def unseal(self, secret: bytes, key: str, raw: bytes, token: str | None = None) -> bytes:
+        """The body of a value read from ``key``; ``ValueError`` unless it opens
+        (AEAD: with ``secret`` and ``token``; else its MAC holds)."""
+        if self._aead:
+            head, kid, rest = raw[:2], raw[2:10], raw[10:]
+            if head != ENVELOPE + b"." or rest[:1] != b"." or token is None:
+                raise ValueError("not an envelope of this schema")  # no downgrade to a MAC
+            if not hmac.compare_digest(kid, key_id(secret)):
+                raise ValueError("sealed under another secret")
+            nonce, sealed = rest[1 : 1 + _NONCE], rest[1 + _NONCE :]
+            try:
+                return _aead_key(secret, kid, token).decrypt(nonce, sealed, _associated(kid, key))
+            except InvalidTag:
+                raise ValueError("AEAD") from None
         tag, body = raw[:_MAC_HEX], raw[_MAC_HEX:]
-        if not hmac.compare_digest(tag, _tag(self._mac_key(secret), key, body)):
+        if not hmac.compare_digest(tag, _tag(self.mac_key(secret), key, body)):
             raise ValueError("MAC")
         return body
 

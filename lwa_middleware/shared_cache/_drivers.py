@@ -9,6 +9,7 @@ Redis, when to retry and what a reply means is all in :mod:`._plans`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import types
 import weakref
@@ -18,51 +19,76 @@ import redis
 import redis.asyncio
 import redis.asyncio.retry
 import redis.retry
-from redis.backoff import NoBackoff
 
 from .._loopbound import keep_until_shutdown
-from ._health import DURABLE_TIMEOUT
+from ._health import DURABLE_TIMEOUT, classify
 from ._plans import _Found, _Plans
 from ._scripts import SCRIPTS
-from ._steps import _T, _Plan, _Sleep
+from ._steps import _T, _Listen, _Plan, _Sleep, _Subscribe
+from ._topology import make_pool
 
 if TYPE_CHECKING:
     from ..config import Settings
     from ..errors import AuthError
     from ..flow import Resolved
+    from ._fleet import Fleet
 
 
-def _pool_options(settings: Settings, durable: bool = False) -> dict[str, Any]:
+#: Seconds a TLS connection (TCP and handshake) may take to a ``rediss://``
+#: Redis: its own budget, as a handshake needs more than a 50 ms reply
+#: deadline. Connections are pooled and the breaker stops retries, so this
+#: is paid rarely.
+TLS_CONNECT_TIMEOUT = 0.5
+
+
+def connect_timeout(settings: Settings, durable: bool = False) -> float:
+    """The connect deadline: ``redis_timeout``, or the TLS budget for ``rediss://``."""
     timeout = DURABLE_TIMEOUT if durable else settings.redis_timeout
-    return {
-        "timeout": timeout,
-        "max_connections": 2 if durable else max(8, settings.max_concurrent_lookups),
-        "socket_timeout": timeout,
-        "socket_connect_timeout": timeout,
-        # RESP2 keeps the connection handshake to what every Redis speaks.
-        "protocol": 2,
-    }
+    url = settings.redis_url or ""
+    return max(timeout, TLS_CONNECT_TIMEOUT) if url.startswith("rediss:") else timeout
+
+
+def _pool(settings: Settings, durable: bool = False, *, asyncio: bool = False) -> Any:
+    """A pool (a plain URL's, or Sentinel's) with this cache's deadlines."""
+    url = settings.redis_url
+    assert url is not None
+    timeout = DURABLE_TIMEOUT if durable else settings.redis_timeout
+    return make_pool(
+        url,
+        asyncio=asyncio,
+        timeout=timeout,
+        connect_timeout=connect_timeout(settings, durable),
+        max_connections=2 if durable else max(8, settings.max_concurrent_lookups),
+    )
+
+
+def _subscribed(message: Any) -> bool:
+    return isinstance(message, dict) and message.get("type") == "subscribe"
+
+
+def _published(message: Any) -> bool:
+    return isinstance(message, dict) and message.get("type") == "message"
 
 
 class _Client:
-    """A blocking client, its pool and its registered scripts."""
+    """A blocking client, its pool and its registered scripts; lease waits
+    subscribe through a pool of their own (a wait lasts up to the holder's
+    deadline, and must not hold a connection requests need)."""
 
-    __slots__ = ("client", "keeper", "pool", "scripts")
+    __slots__ = ("client", "keeper", "pool", "scripts", "waits")
 
     def __init__(self, settings: Settings, durable: bool = False) -> None:
-        url = settings.redis_url
-        assert url is not None
         # One attempt only (redis-py retries by default): a retry would
         # multiply the deadline, and a miss is cheap.
-        self.pool = redis.BlockingConnectionPool.from_url(
-            url, retry=redis.retry.Retry(NoBackoff(), 0), **_pool_options(settings, durable)
-        )
+        self.pool = _pool(settings, durable)
         self.client = redis.Redis(connection_pool=self.pool)
         self.scripts = {name: self.client.register_script(s) for name, s in SCRIPTS.items()}
+        self.waits = redis.Redis(connection_pool=_pool(settings, durable))
 
     def close(self) -> None:
         self.client.close()
         self.pool.disconnect()
+        self.waits.connection_pool.disconnect()
 
 
 class SyncSharedCache(_Plans):
@@ -72,8 +98,10 @@ class SyncSharedCache(_Plans):
     :param lease: take a lease on a miss (cross-process single-flight).
     """
 
-    def __init__(self, settings: Settings, *, lease: bool = True) -> None:
-        super().__init__(settings, lease=lease)
+    def __init__(
+        self, settings: Settings, *, lease: bool = True, fleet: Fleet | None = None
+    ) -> None:
+        super().__init__(settings, lease=lease, fleet=fleet)
         self._conn = _Client(settings)
         # revoke() and invalidate() have connections of their own, with the
         # longer DURABLE_TIMEOUT deadline.
@@ -81,12 +109,29 @@ class SyncSharedCache(_Plans):
 
     def _drive(self, plan: _Plan[_T], durable: bool = False) -> _T:
         conn = self._durable_conn if durable else self._conn
+        pubsub: Any = None
         try:
             step = next(plan)
             while True:
-                reply, failure = None, None
+                reply: Any = None
+                failure: Exception | None = None
                 if isinstance(step, _Sleep):
                     time.sleep(step.seconds)
+                elif isinstance(step, _Subscribe):
+                    try:
+                        waits: Any = conn.waits  # redis-py's pubsub() is untyped
+                        pubsub = waits.pubsub()
+                        pubsub.subscribe(step.channel)
+                        # Confirmed before the plan reads again, so no publish is missed.
+                        if not _subscribed(pubsub.get_message(timeout=self.settings.redis_timeout)):
+                            raise redis.TimeoutError("SUBSCRIBE was not confirmed in time")
+                    except Exception as exc:
+                        failure = exc
+                elif isinstance(step, _Listen):
+                    try:
+                        reply = self._listen(pubsub, step.seconds)
+                    except Exception as exc:
+                        failure = exc
                 else:
                     try:
                         if step.name in conn.scripts:
@@ -95,6 +140,10 @@ class SyncSharedCache(_Plans):
                             reply = conn.client.delete(*step.keys)
                     except Exception as exc:
                         failure = exc
+                        if classify(exc) == "readonly":
+                            # A failover: the old primary is a replica now.
+                            conn.pool.disconnect()
+                            self._emit("redis_reconnect")
                 # The plan decides what a failure means (a miss, a retry). It
                 # is thrown in outside the handler, so an error the plan
                 # raises is not chained to it.
@@ -102,6 +151,17 @@ class SyncSharedCache(_Plans):
         except StopIteration as stop:
             result: _T = stop.value
             return result
+        finally:
+            if pubsub is not None:
+                pubsub.close()
+
+    @staticmethod
+    def _listen(pubsub: Any, seconds: float) -> bool:
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            if _published(pubsub.get_message(timeout=left)):
+                return True
+        return False
 
     def get(self, token: str, revocation_only: bool = False) -> _Found:
         """The shared verdict on ``token``, or ``None`` for a miss (ask LWA).
@@ -142,24 +202,21 @@ class SyncSharedCache(_Plans):
 class _LoopClient:
     """The asyncio client of one event loop: its connections belong to it."""
 
-    __slots__ = ("client", "keeper", "pool", "scripts")
+    __slots__ = ("client", "keeper", "pool", "scripts", "waits")
 
     def __init__(self, settings: Settings, durable: bool = False) -> None:
-        url = settings.redis_url
-        assert url is not None
-        self.pool = redis.asyncio.BlockingConnectionPool.from_url(
-            url,
-            retry=redis.asyncio.retry.Retry(NoBackoff(), 0),
-            **_pool_options(settings, durable),
-        )
+        self.pool = _pool(settings, durable, asyncio=True)
         self.client = redis.asyncio.Redis(connection_pool=self.pool)
         self.scripts = {name: self.client.register_script(s) for name, s in SCRIPTS.items()}
+        self.waits = redis.asyncio.Redis(connection_pool=_pool(settings, durable, asyncio=True))
         #: Closes the client when its loop shuts down, if aclose() did not.
         self.keeper: types.AsyncGeneratorType[None, None] | None = None
 
     async def aclose(self) -> None:
         await self.client.aclose()
         await self.pool.disconnect()
+        await self.waits.aclose()
+        await self.waits.connection_pool.disconnect()
 
 
 class AsyncSharedCache(_Plans):
@@ -168,15 +225,18 @@ class AsyncSharedCache(_Plans):
     Connections are kept per event loop, so an app driven by several loops
     in turn (Starlette's ``TestClient`` makes one per request) keeps working.
     Each Redis round trip is also bounded as a whole by ``asyncio.timeout``
-    (pool wait, connect and reply: three times ``redis_timeout``).
+    (pool wait, connect and reply: twice ``redis_timeout`` plus the connect
+    deadline, the TLS budget for ``rediss://``).
 
     :param settings: validated options; ``redis_url`` must be set.
     :param lease: take a lease on a miss (cross-process single-flight).
     """
 
-    def __init__(self, settings: Settings, *, lease: bool = True) -> None:
-        super().__init__(settings, lease=lease)
-        self._deadline = 3 * settings.redis_timeout
+    def __init__(
+        self, settings: Settings, *, lease: bool = True, fleet: Fleet | None = None
+    ) -> None:
+        super().__init__(settings, lease=lease, fleet=fleet)
+        self._deadline = 2 * settings.redis_timeout + connect_timeout(settings)
         self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopClient] = (
             weakref.WeakKeyDictionary()
         )
@@ -196,12 +256,33 @@ class AsyncSharedCache(_Plans):
 
     async def _drive(self, plan: _Plan[_T], durable: bool = False) -> _T:
         deadline = DURABLE_TIMEOUT if durable else self._deadline
+        pubsub: Any = None
         try:
             step = next(plan)
             while True:
-                reply, failure = None, None
+                reply: Any = None
+                failure: Exception | None = None
                 if isinstance(step, _Sleep):
                     await asyncio.sleep(step.seconds)
+                elif isinstance(step, _Subscribe):
+                    try:
+                        conn = await self._loop_client(durable)
+                        async with asyncio.timeout(deadline):
+                            pubsub = conn.waits.pubsub()
+                            await pubsub.subscribe(step.channel)
+                            confirmed = await pubsub.get_message(
+                                timeout=self.settings.redis_timeout
+                            )
+                        if not _subscribed(confirmed):
+                            raise redis.TimeoutError("SUBSCRIBE was not confirmed in time")
+                    except Exception as exc:
+                        failure = exc
+                elif isinstance(step, _Listen):
+                    try:
+                        async with asyncio.timeout(step.seconds + deadline):
+                            reply = await self._listen(pubsub, step.seconds)
+                    except Exception as exc:
+                        failure = exc
                 else:
                     try:
                         conn = await self._loop_client(durable)
@@ -213,11 +294,28 @@ class AsyncSharedCache(_Plans):
                                 reply = await conn.client.delete(*step.keys)
                     except Exception as exc:
                         failure = exc
+                        if classify(exc) == "readonly":
+                            conn = await self._loop_client(durable)
+                            await conn.pool.disconnect()
+                            self._emit("redis_reconnect")
                 # As in SyncSharedCache._drive.
                 step = plan.send(reply) if failure is None else plan.throw(failure)
         except StopIteration as stop:
             result: _T = stop.value
             return result
+        finally:
+            if pubsub is not None:
+                with contextlib.suppress(Exception):  # a broken connection
+                    await pubsub.aclose()
+
+    @staticmethod
+    async def _listen(pubsub: Any, seconds: float) -> bool:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        while (left := deadline - loop.time()) > 0:
+            if _published(await pubsub.get_message(timeout=left)):
+                return True
+        return False
 
     async def get(self, token: str, revocation_only: bool = False) -> _Found:
         """The shared verdict on ``token``, or ``None`` for a miss (ask LWA); see

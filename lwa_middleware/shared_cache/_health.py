@@ -1,6 +1,22 @@
-"""Whether, and how hard, to ask Redis: back-off after a failure, the
-durable retries of revoke() and invalidate(), the failure log throttle, and
-the counters tests and metrics read.
+"""Whether, and how hard, to ask Redis: a breaker after a failure, the
+durable retries of revoke() and invalidate(), the failure log throttle, the
+classification of configuration faults, and the counters tests and metrics read.
+
+The breaker: a failure opens it for a back-off that starts at :data:`BACKOFF`
+and doubles with each failed probe up to :data:`BACKOFF_MAX`, with jitter
+(each pause is drawn in its upper half, so workers that failed together do
+not come back together). When the pause is over the breaker is *half-open*:
+one request probes Redis while the others still skip it; the probe's success
+closes the breaker, its failure opens it again for the next, longer pause.
+While the breaker is not closed the shared cache is *degraded*
+(:attr:`_Health.degraded`): the resolver then keeps its copies for the
+no-Redis lifetime (``cache_ttl``) instead of ``local_cache_ttl``, so a
+Redis outage does not turn into an LWA flood.
+
+Faults that are configuration or topology, not an outage (wrong password,
+TLS verification, a command the server refuses, OOM, a read-only replica,
+a cluster redirect), are named in one log line with the fix
+(:data:`FAULTS`), counted apart and reported through ``on_event``.
 
 A mixin of the plans' state. Its two wrappers are plans themselves
 (:meth:`_Health._guarded` for a request's lookups, :meth:`_Health._durable`
@@ -12,8 +28,10 @@ step past :data:`BACKOFF` or a retry pause without sleeping.
 from __future__ import annotations
 
 import logging
+import random
+import ssl
 from collections.abc import Callable
-from typing import Final
+from typing import Any, Final
 
 import redis
 
@@ -22,8 +40,49 @@ from ._steps import _T, _Plan, _Sleep
 
 logger = logging.getLogger("lwa_middleware.shared_cache")
 
-#: Seconds Redis is skipped after a failure.
+#: Seconds Redis is skipped after a first failure (at most; jitter draws the
+#: pause in its upper half), doubled by each failed probe up to BACKOFF_MAX.
 BACKOFF: Final = 1.0
+BACKOFF_MAX: Final = 4.0
+#: Seconds a half-open probe may take before another request may probe.
+PROBE_WINDOW: Final = 2.0
+
+#: Configuration and topology faults: (cause, fix), by the name
+#: :func:`classify` gives. Logged once per LOG_INTERVAL each, one line.
+FAULTS: Final = {
+    "auth": (
+        "Redis refused the credentials (AUTH/NOAUTH/WRONGPASS)",
+        "put the right user and password in redis_url (redis://user:password@host/0)",
+    ),
+    "noperm": (
+        "the Redis ACL user may not run a command or touch a key (NOPERM)",
+        "grant +@read +@write +@scripting +@pubsub +ping on ~lwa:v1:* and &lwa:v1:events",
+    ),
+    "tls": (
+        "the Redis server's TLS certificate did not verify",
+        "give the CA with ?ssl_ca_certs=/path/ca.pem in the rediss:// URL, or fix the host name",
+    ),
+    "unknown_command": (
+        "Redis does not know a command this cache needs (EVAL, EVALSHA, XADD, PUBLISH, ...)",
+        "use Redis >= 5 (7 tested) and do not rename or disable those commands",
+    ),
+    "oom": (
+        "Redis is out of memory and refuses writes (OOM, maxmemory reached)",
+        "raise maxmemory, or use maxmemory-policy allkeys-lru (not noeviction) for a cache",
+    ),
+    "readonly": (
+        "redis_url points at a read-only replica (READONLY), e.g. after a failover",
+        "point redis_url at the primary (or a Sentinel URL); reconnecting now",
+    ),
+    "moved": (
+        "redis_url points at one node of a Redis Cluster (MOVED/ASK)",
+        "use a plain or Sentinel Redis for the shared cache (Cluster is not supported yet)",
+    ),
+    "crossslot": (
+        "Redis Cluster refused keys of two slots in one script (CROSSSLOT)",
+        "use a plain or Sentinel Redis for the shared cache (Cluster is not supported yet)",
+    ),
+}
 #: Failures are logged at most once per this many seconds.
 LOG_INTERVAL: Final = 30.0
 _POOL_EXHAUSTED: Final = "No connection available."
@@ -35,18 +94,92 @@ DURABLE_BUDGET: Final = 1.0
 DURABLE_BACKOFF: Final = 0.05
 
 
-class _Health:
-    """Back-off and throttled logging, on the monotonic ``clock``."""
+def classify(exc: BaseException) -> str | None:
+    """The :data:`FAULTS` name of a configuration or topology fault, or
+    ``None`` for an outage (refused, reset, timed out) or anything else."""
+    if isinstance(exc, redis.ReadOnlyError):
+        return "readonly"
+    if isinstance(exc, redis.AuthenticationError):
+        return "auth"
+    if isinstance(exc, redis.exceptions.NoPermissionError):
+        return "noperm"
+    if isinstance(exc, redis.exceptions.OutOfMemoryError):
+        return "oom"
+    if isinstance(exc, redis.exceptions.MovedError | redis.exceptions.AskError):
+        return "moved"
+    if isinstance(exc, redis.exceptions.ClusterCrossSlotError):
+        return "crossslot"
+    seen: BaseException | None = exc
+    for _ in range(4):  # the TLS error is the cause of redis-py's ConnectionError
+        if seen is None:
+            break
+        if isinstance(seen, ssl.SSLCertVerificationError) or (
+            "CERTIFICATE_VERIFY_FAILED" in str(seen)
+        ):
+            return "tls"
+        seen = seen.__cause__ or seen.__context__
+    if isinstance(exc, redis.ResponseError):
+        text = str(exc)
+        head = text.split(" ", 1)[0].upper()
+        if head in ("NOAUTH", "WRONGPASS") or "AUTH" in head:
+            return "auth"
+        if head == "NOPERM":
+            return "noperm"
+        if head == "OOM":
+            return "oom"
+        if head == "READONLY":
+            return "readonly"
+        if head in ("MOVED", "ASK"):
+            return "moved"
+        if head == "CROSSSLOT":
+            return "crossslot"
+        if "unknown command" in text.lower():
+            return "unknown_command"
+    return None
 
-    def __init__(self, clock: Callable[[], float]) -> None:
+
+class _Health:
+    """The breaker and throttled logging, on the monotonic ``clock``.
+
+    :param report: called as ``report(event, **data)`` for the stats and
+        ``on_event`` of the middleware (``redis_error``, ``redis_fault``,
+        ``redis_breaker_open``, ``redis_recovered``).
+    :param jitter: a ``random.random``-like draw, for the back-off's jitter.
+    """
+
+    def __init__(
+        self,
+        clock: Callable[[], float],
+        report: Callable[..., None] | None = None,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
         self._clock = clock
+        self._report = report
+        self._jitter = jitter
         self._skip_until = 0.0
         self._next_log = 0.0
+        self._fault_logs: dict[str, float] = {}
         self._down = False
+        #: Consecutive failures while open (0: closed): the back-off's exponent.
+        self._failures = 0
+        #: A half-open probe is out until then: everyone else keeps skipping
+        #: (bounded, so a probe that never reports back, a cancelled task,
+        #: cannot keep Redis skipped).
+        self._probe_until = 0.0
         #: Counters, for tests and metrics: Redis errors, calls skipped while
-        #: backing off.
+        #: the breaker is open, configuration faults by name, READONLY reconnects.
         self.errors = 0
         self.skipped = 0
+        self.faults: dict[str, int] = {}
+
+    @property
+    def degraded(self) -> bool:
+        """Whether Redis is not usable now (the breaker is open or half-open)."""
+        return self._down
+
+    def _emit(self, event: str, **data: Any) -> None:
+        if self._report is not None:
+            self._report(event, **data)
 
     def _guarded(self, plan: _Plan[_T], default: _T) -> _Plan[_T]:
         """``plan``, or ``default`` while backing off or when it fails."""
@@ -81,33 +214,71 @@ class _Health:
         raise self._durable_failed(what, error)
 
     def _usable(self) -> bool:
-        if self._skip_until and self._clock() < self._skip_until:
+        if not self._down:
+            return True
+        now = self._clock()
+        if now < self._skip_until or now < self._probe_until:
             self.skipped += 1
             return False
+        # Half-open: this call is the probe; the others skip until it answers.
+        self._probe_until = now + PROBE_WINDOW
         return True
 
     def _succeeded(self) -> None:
+        self._probe_until = 0.0
         if self._down:
             self._down = False
+            self._failures = 0
+            self._skip_until = 0.0
             logger.info("lwa_middleware: the shared cache (Redis) answers again")
+            self._emit("redis_recovered")
 
     def _failed(self, exc: Exception) -> bool:
         """Count and log a failure; back off (and return true) unless it was
         only this process running out of connections."""
         self.errors += 1
+        self._probe_until = 0.0
         if isinstance(exc, redis.ConnectionError) and str(exc) == _POOL_EXHAUSTED:
             # Every connection is busy: Redis is fine, this process is
             # loaded. Skip Redis for this request only.
             self._log("no Redis connection was free in time; treating as a miss")
+            self._emit("redis_error", reason="pool exhausted")
             return False
+        fault = classify(exc)
+        pause = min(BACKOFF_MAX, BACKOFF * 2**self._failures)
+        pause *= 0.5 + 0.5 * self._jitter()
+        self._failures += 1
+        opened = not self._down
         self._down = True
-        self._skip_until = self._clock() + BACKOFF
-        reason = str(exc)[:200] or "no detail"
-        self._log(
-            f"the shared cache (Redis) failed ({type(exc).__name__}: {reason}); "
-            f"treating it as a miss and skipping it for {BACKOFF:g} s"
-        )
+        self._skip_until = self._clock() + pause
+        if fault is not None:
+            self.faults[fault] = self.faults.get(fault, 0) + 1
+            self._log_fault(fault)
+            self._emit("redis_fault", cause=fault)
+        else:
+            reason = str(exc)[:200] or "no detail"
+            self._log(
+                f"the shared cache (Redis) failed ({type(exc).__name__}: {reason}); "
+                f"treating it as a miss and skipping it for {pause:.2g} s"
+            )
+            self._emit("redis_error", reason=type(exc).__name__)
+        if opened:
+            self._emit("redis_breaker_open", seconds=pause)
         return True
+
+    def _log_fault(self, fault: str) -> None:
+        now = self._clock()
+        if now < self._fault_logs.get(fault, -float("inf")):
+            return
+        self._fault_logs[fault] = now + LOG_INTERVAL
+        cause, fix = FAULTS[fault]
+        logger.error(
+            "lwa_middleware: shared cache misconfigured [%s]: %s; fix: %s. "
+            "Requests go on without Redis meanwhile.",
+            fault,
+            cause,
+            fix,
+        )
 
     def _durable_failed(self, what: str, exc: Exception | None) -> SharedCacheError:
         if exc is not None:

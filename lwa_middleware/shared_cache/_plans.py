@@ -26,6 +26,7 @@ from ..errors import AuthError, InvalidToken
 from ..flow import Resolved
 from ._codec import (
     EPOCH_KEY,
+    FENCE_KEY,
     MAX_VALUE_BYTES,
     PREFIX,
     SECRET_KEY,
@@ -36,9 +37,10 @@ from ._codec import (
     entry_keys,
     rejection_body,
 )
+from ._fleet import CHANNEL, STREAM, STREAM_MAXLEN, Fleet, RevocationMemory
 from ._health import _Health, logger
 from ._scripts import READ_HIT, READ_LEASE_HELD, READ_LEASE_TAKEN, READ_REJECTED, READ_REVOKED
-from ._steps import _Call, _nothing, _Plan, _Sleep
+from ._steps import _Call, _Listen, _nothing, _Plan, _Subscribe
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -47,11 +49,22 @@ if TYPE_CHECKING:
 MAX_REMEMBERED: Final = 10_000
 #: Revocations re-published per round trip.
 _REPLAY_BATCH: Final = 256
-#: Seconds between two polls of an entry another worker is resolving.
+#: Seconds between two polls of an entry another worker is resolving: kept
+#: for compatibility; waiters are now woken by the holder's publish (issue 14).
 POLL_INTERVAL: Final = 0.015
 #: Seconds after which a generated secret is read from Redis again.
 SECRET_RECHECK: Final = 30.0
 _MIN_SECRET_BYTES: Final = 16
+
+
+class SharedRevocation(InvalidToken):
+    """A revocation read from Redis, with the seconds it has left there: the
+    reader keeps it that long (until the token expires), not just
+    ``negative_cache_ttl``."""
+
+    def __init__(self, description: str, seconds: float) -> None:
+        super().__init__(description)
+        self.seconds = seconds
 
 
 _Found = SharedHit | InvalidToken | None
@@ -86,15 +99,19 @@ class _Plans(_Health):
     :param settings: validated options; ``redis_url`` must be set. Monotonic
         time is read from ``settings.clock``.
     :param lease: take a lease on a miss (cross-process single-flight).
+    :param fleet: the process's subscriber: lookups note their digests there,
+        revocations are remembered and announced through it.
     """
 
-    def __init__(self, settings: Settings, *, lease: bool = True) -> None:
+    def __init__(
+        self, settings: Settings, *, lease: bool = True, fleet: Fleet | None = None
+    ) -> None:
         if not settings.redis_url:
             raise ValueError("redis_url is not set")
         # Also the clock a Resolved's expires_mono is read against (a hit's is
         # rebuilt on it, a put's TTL measured on it), so it must be the one the
         # caller measures expires_mono with: time.monotonic, the default.
-        super().__init__(settings.clock)
+        super().__init__(settings.clock, fleet.report if fleet is not None else None)
         self.settings = settings
         self.lease = lease
         #: Epoch seconds, for ``expires_at`` (the only wall-clock reading).
@@ -104,17 +121,30 @@ class _Plans(_Health):
             _warn_generated_secret()
         self._secret: bytes | None = settings.cache_key_secret
         self._secret_checked = self._clock()
-        self._codec = Codec(settings.api_base_url, settings.client_ids, settings.cache_ttl)
+        self._codec = Codec(
+            settings.api_base_url,
+            settings.client_ids,
+            settings.cache_ttl,
+            aead=settings.cache_key_secret is not None,
+        )
+        #: Configured secrets that are read but no longer written (rotation).
+        self._old_secrets: tuple[bytes, ...] = settings.cache_key_secrets[1:]
         self._lease_px = max(1, int(settings.timeout * 2 * 1000))
-        self._lease_wait = min(settings.timeout, 1.0)
+        #: A waiter waits as long as the holder may take (its lease's PTTL, at
+        #: most this): the holder's lookup deadline.
+        self._lease_wait = self._lease_px / 1000
         self._leases: dict[str, tuple[str, float]] = {}
         self._leases_lock = threading.Lock()
         #: The marker of the Redis data set this worker last saw (b"": none yet).
         self._epoch = b""
+        self._fleet = fleet
         #: Revocations this process made: Redis hex -> (monotonic expiry, the
-        #: secret the hex was made with). Never the token.
-        self._revocations: dict[str, tuple[float, bytes]] = {}
-        self._revocations_lock = threading.Lock()
+        #: secret the hex was made with). Never the token. Shared with the
+        #: fleet's subscriber, which re-asserts them.
+        memory = fleet.memory if fleet is not None else RevocationMemory()
+        self._memory = memory
+        self._revocations: dict[str, tuple[float, bytes, bytes]] = memory.items
+        self._revocations_lock = memory.lock
         #: Counters, for tests and metrics (with errors and skipped): waits on
         #: another worker's lease, corrupt values dropped, times this worker
         #: found Redis had lost its data, and revocations it published again then.
@@ -126,6 +156,11 @@ class _Plans(_Health):
     def __repr__(self) -> str:
         # The URL may carry a password: show neither.
         return f"{type(self).__name__}(lease={self.lease})"
+
+    def _succeeded(self) -> None:
+        super()._succeeded()
+        if self._fleet is not None:
+            self._fleet.start()  # subscribe once Redis is known to answer
 
     def _failed(self, exc: Exception) -> bool:
         backed_off = super()._failed(exc)
@@ -176,6 +211,8 @@ class _Plans(_Health):
             raise _Unusable(f"{SECRET_KEY} does not hold a usable secret")
         self._secret = reply
         self._secret_checked = self._clock()
+        if self._fleet is not None:
+            self._fleet.learn_secret(reply)
         return reply
 
     def _take_lease(self, token: str) -> tuple[str, str]:
@@ -201,18 +238,24 @@ class _Plans(_Health):
 
     # -- data loss -------------------------------------------------------------
 
-    def _remember(self, digest: str, secret: bytes, seconds: float) -> None:
-        """Keep a revocation (its Redis hex, never the token) to publish it again."""
+    def _remember(self, token: str, secret: bytes, seconds: float) -> str:
+        """Keep a revocation to publish it again: its Redis hex and its sealed
+        value (never the token; the value is sealed now, while the token is
+        at hand). Returns the hex."""
+        digest = self._hex(secret, token)
+        key = PREFIX + "rev:" + digest
+        sealed = self._codec.seal(secret, key, rejection_body(REVOKED), token)
         now = self._clock()
         with self._revocations_lock:
             revocations = self._revocations
             revocations.pop(digest, None)
             if len(revocations) >= MAX_REMEMBERED:
-                for key in [k for k, (until, _) in revocations.items() if until <= now]:
-                    del revocations[key]
+                for k in [k for k, (until, _, _) in revocations.items() if until <= now]:
+                    del revocations[k]
                 while len(revocations) >= MAX_REMEMBERED:
                     del revocations[next(iter(revocations))]  # the oldest
-            revocations[digest] = (now + seconds, secret)
+            revocations[digest] = (now + seconds, secret, sealed)
+        return digest
 
     def _restore_plan(self) -> _Plan[None]:
         """Redis lost its data (or this worker just met it): put back the
@@ -231,30 +274,32 @@ class _Plans(_Health):
             if generated is not None and stored != generated:
                 self._log("another worker replaced the generated key secret in Redis")
             self._secret, self._secret_checked = stored, self._clock()
+            if self._fleet is not None:
+                self._fleet.learn_secret(stored)
         first = not self._epoch
         self._epoch = epoch
         if not first:
             self.restores += 1
         secret = self._secret
         now = self._clock()
+        readable = {secret, *self._old_secrets}
         with self._revocations_lock:
             live = [
-                (digest, until)
-                for digest, (until, made_with) in self._revocations.items()
-                if until > now and made_with == secret
+                (digest, until, sealed)
+                for digest, (until, made_with, sealed) in self._revocations.items()
+                if until > now and made_with in readable
             ]
         if secret is None or not live:
             return None
         for start in range(0, len(live), _REPLAY_BATCH):
             keys: list[str] = []
             args: list[bytes | int] = []
-            for digest, until in live[start : start + _REPLAY_BATCH]:
+            for digest, until, sealed in live[start : start + _REPLAY_BATCH]:
                 px = int((until - self._clock()) * 1000)
                 if px <= 0:
                     continue
-                key = PREFIX + "rev:" + digest
-                keys.append(key)
-                args += [self._codec.seal(secret, key, rejection_body(REVOKED)), px]
+                keys.append(PREFIX + "rev:" + digest)
+                args += [sealed, px]
             if keys:
                 yield _Call("replay", tuple(keys), tuple(args))
                 self.republished += len(keys)
@@ -270,26 +315,48 @@ class _Plans(_Health):
     def _get_plan(self, token: str, revocation_only: bool = False) -> _Plan[_Found]:
         secret = yield from self._secret_plan()
         digest = self._hex(secret, token)
+        if self._fleet is not None:
+            self._fleet.note(digest, token)
         keys = entry_keys(digest)
+        # Rotation: the revocation and identity keys under each older secret,
+        # read in the same round trip (KEYS 7, 8, ...: rev, id of each).
+        older: list[str] = []
+        opener = {keys[0]: secret, keys[1]: secret, keys[3]: secret}
+        for old in self._old_secrets:
+            old_digest = self._hex(old, token)
+            if self._fleet is not None:
+                self._fleet.note(old_digest, token)
+            for name in (PREFIX + "rev:" + old_digest, PREFIX + "id:" + old_digest):
+                older.append(name)
+                opener[name] = old
         lease_id = secrets.token_hex(8)
         lease_px = self._lease_px if self.lease and not revocation_only else 0
         mode = "1" if revocation_only else "0"
         deadline: float | None = None
+        holder: Any = None
+        subscribed = False
         while True:
-            reply = yield _Call("read", keys, (lease_id, lease_px, mode, self._epoch))
+            reply = yield _Call(
+                "read", (*keys, FENCE_KEY, *older), (lease_id, lease_px, mode, self._epoch)
+            )
             yield from self._check_lost(reply[0])
             reply = reply[1:]
             kind = int(reply[0])
             if kind in (READ_HIT, READ_REJECTED, READ_REVOKED):
                 raw, pttl = reply[1], int(reply[2])
                 where = {READ_HIT: keys[0], READ_REJECTED: keys[1], READ_REVOKED: keys[3]}[kind]
+                if len(reply) > 3 and older:  # found under an older secret
+                    where = older[int(reply[3]) - 7]
                 try:
                     if not isinstance(raw, bytes) or len(raw) > MAX_VALUE_BYTES:
                         raise ValueError("size")
-                    body = self._codec.unseal(secret, where, raw)
+                    body = self._codec.unseal(opener[where], where, raw, token)
                     if kind == READ_HIT:
                         return self._codec.decode_identity(body, pttl, self._clock(), self._wall())
-                    return decode_rejection(body)
+                    rejection = decode_rejection(body)
+                    if kind == READ_REVOKED and pttl > 0:
+                        return SharedRevocation(rejection.description, pttl / 1000)
+                    return rejection
                 except (ValueError, KeyError, TypeError):
                     # Corrupt, of another schema, or forged (its MAC fails).
                     self.corrupt += 1
@@ -297,29 +364,48 @@ class _Plans(_Health):
                     yield _Call("delete", (where,))
                     return None
             if kind == READ_LEASE_TAKEN:
-                self._hold(digest, lease_id)
+                # The lease's value carries its fencing id: only that exact
+                # lease is released by the put.
+                value = reply[1] if len(reply) > 1 else None
+                self._hold(digest, value.decode() if isinstance(value, bytes) else lease_id)
                 return None
             if kind != READ_LEASE_HELD:
                 return None
-            # Another worker is asking LWA: wait a little for its answer.
+            # Another worker is asking LWA: wait for its answer, as long as its
+            # lease says it may take, woken by its publish on the lease key.
             now = self._clock()
-            if deadline is None:
-                self.waits += 1
-                deadline = now + self._lease_wait
+            left = int(reply[1]) / 1000 if len(reply) > 1 else self._lease_wait
+            current = reply[2] if len(reply) > 2 else None
+            if deadline is None or current != holder:
+                # A new holder (the last one's lease ran out): its deadline.
+                if deadline is None:
+                    self.waits += 1
+                holder = current
+                deadline = now + max(0.0, min(left, self._lease_wait))
             if now >= deadline:
                 return None
-            yield _Sleep(min(POLL_INTERVAL, deadline - now))
+            if not subscribed:
+                # Subscribe, then read again: a publish between the two reads
+                # cannot be missed.
+                yield _Subscribe(keys[2])
+                subscribed = True
+                continue
+            yield _Listen(deadline - now)
 
     def _put_plan(self, token: str, resolved: Resolved, lease: tuple[str, str]) -> _Plan[None]:
         secret = yield from self._secret_plan()
         digest = self._hex(secret, token)
+        if self._fleet is not None:
+            self._fleet.note(digest, token)
         lease_id = lease[1] if lease[0] == digest else ""
         seconds = min(self.settings.cache_ttl, resolved.expires_mono - self._clock())
         px = max(1, int(seconds * 1000)) if seconds > 0 else 0
         if px == 0 and not lease_id:
             return None
         keys = entry_keys(digest)
-        value = self._codec.seal(secret, keys[0], encode_identity(resolved)) if px else b""
+        value = (
+            self._codec.seal(secret, keys[0], encode_identity(resolved), token) if px else b""
+        )
         lost = yield _Call("write", keys, (value, px, lease_id, self._epoch))
         yield from self._check_lost(lost)
         return None
@@ -330,8 +416,10 @@ class _Plans(_Health):
         error: AuthError,
         lease: tuple[str, str],
         seconds: float | None = None,
+        secret: bytes | None = None,
     ) -> _Plan[None]:
-        secret = yield from self._secret_plan()
+        if secret is None:
+            secret = yield from self._secret_plan()
         digest = self._hex(secret, token)
         lease_id = lease[1] if lease[0] == digest else ""
         lease_key = PREFIX + "lease:" + digest
@@ -343,9 +431,8 @@ class _Plans(_Health):
             px = max(1, int(seconds * 1000)) if seconds > 0 else 0
             revoked = error.description == REVOKED
             target = PREFIX + ("rev:" if revoked else "rej:") + digest
-            value = (
-                self._codec.seal(secret, target, rejection_body(error.description)) if px else b""
-            )
+            body = rejection_body(error.description)
+            value = self._codec.seal(secret, target, body, token) if px else b""
             keys = (
                 target,
                 PREFIX + "id:" + digest,
@@ -363,13 +450,34 @@ class _Plans(_Health):
         if self._secret is not None:
             # Remembered even if Redis cannot be reached now: then it is
             # published when Redis answers again.
-            self._remember(self._hex(self._secret, token), self._secret, seconds)
+            self._remember(token, self._secret, seconds)
         secret = yield from self._secret_plan()
-        self._remember(self._hex(secret, token), secret, seconds)
-        return (yield from self._failure_plan(token, InvalidToken(REVOKED), ("", ""), seconds))
+        # Under every configured secret, so workers not yet given the new one
+        # (a rotation rolling out) refuse the token too.
+        made = [(s, self._remember(token, s, seconds)) for s in (secret, *self._old_secrets)]
+        fleet = self._fleet
+        if fleet is not None:
+            with self._memory.lock:
+                self._memory.unannounced.update(digest for _, digest in made)
+        for each, _ in made:
+            yield from self._failure_plan(
+                token, InvalidToken(REVOKED), ("", ""), seconds, secret=each
+            )
+        if fleet is not None:
+            # Pushed to every worker's memory, and logged for those away.
+            until = self._wall() + seconds
+            messages = [fleet.message(s, "r", digest, until) for s, digest in made]
+            yield _Call("announce", (STREAM,), (CHANNEL, STREAM_MAXLEN, *messages))
+            with self._memory.lock:
+                self._memory.unannounced.difference_update(digest for _, digest in made)
+        return None
 
     def _discard_plan(self, token: str) -> _Plan[None]:
         secret = yield from self._secret_plan()
-        digest = self._hex(secret, token)
-        yield _Call("delete", (PREFIX + "id:" + digest, PREFIX + "rej:" + digest))
+        made = [(s, self._hex(s, token)) for s in (secret, *self._old_secrets)]
+        names = [PREFIX + kind + digest for _, digest in made for kind in ("id:", "rej:")]
+        yield _Call("delete", tuple(names))
+        if self._fleet is not None:
+            messages = [self._fleet.message(s, "d", digest) for s, digest in made]
+            yield _Call("announce", (STREAM,), (CHANNEL, STREAM_MAXLEN, *messages))
         return None

@@ -1,8 +1,9 @@
 """The steps a plan yields, and the type of a plan.
 
 A plan is a generator: it yields :class:`_Call` (one Redis round trip, sent
-back its reply; a failed one is thrown into the plan) and :class:`_Sleep` (a
-pause, sent back ``None``), and returns its result. Like :mod:`...flow`, the
+back its reply; a failed one is thrown into the plan), :class:`_Sleep` (a
+pause, sent back ``None``), and :class:`_Subscribe`/:class:`_Listen` (wait
+for a lease holder's "done"), and returns its result. Like :mod:`...flow`, the
 logic is written once this way and the sync and async drivers only carry it.
 """
 
@@ -29,8 +30,25 @@ class _Sleep:
     seconds: float
 
 
+@dataclass(frozen=True, slots=True)
+class _Subscribe:
+    """Subscribe to ``channel`` (a lease key: its holder publishes there when
+    it is done) for the rest of the plan; sent ``None``. The driver closes the
+    subscription when the plan ends."""
+
+    channel: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Listen:
+    """Wait up to ``seconds`` for a message on the subscribed channel; sent
+    whether one came (a failure is thrown in, like a round trip's)."""
+
+    seconds: float
+
+
 _T = TypeVar("_T")
-_Plan = Generator[_Call | _Sleep, Any, _T]
+_Plan = Generator[_Call | _Sleep | _Subscribe | _Listen, Any, _T]
 
 
 def _nothing() -> _Plan[None]:

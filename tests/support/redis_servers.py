@@ -183,8 +183,8 @@ common = dict(client_id=os.environ["W_CLIENT_ID"], api_base_url=os.environ["W_AP
 if os.environ.get("W_NO_LEASE"):
     import lwa_middleware.shared_cache as sc
     class NoLease(sc.AsyncSharedCache):
-        def __init__(self, settings):
-            super().__init__(settings, lease=False)
+        def __init__(self, settings, **options):
+            super().__init__(settings, **dict(options, lease=False))
     sc.AsyncSharedCache = NoLease
 with_redis = LWAMiddleware(echo, redis_url=os.environ["W_REDIS"],
                            redis_timeout=float(os.environ.get("W_REDIS_TIMEOUT", "0.05")),

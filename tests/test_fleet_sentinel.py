@@ -1,0 +1,143 @@
+# ruff: noqa: F811  (the Redis fixtures are imported from test_shared_cache)
+"""Issue 14, item 5 (part): ``redis+sentinel://`` against a real primary, a
+replica and a Sentinel started here, through a failover.
+
+Waits are real (Sentinel notices a dead primary after its
+``down-after-milliseconds``), each polled against a generous bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+import redis
+from shared_cache_support import RedisServer, free_port, uvicorn_server
+from test_shared_cache import SLACK, call, http, redis_bin  # noqa: F401
+
+from lwa_middleware import ConfigurationError
+from lwa_middleware.config import Settings
+from lwa_middleware.testing import LWAEmulator
+
+pytestmark = [pytest.mark.redis, pytest.mark.timeout(120)]
+
+
+def wait_for(condition: Callable[[], bool], bound: float) -> None:
+    deadline = time.monotonic() + bound
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {bound} s")
+        time.sleep(0.1)  # real servers are acting
+
+
+class Topology:
+    """A primary, a replica of it, and one Sentinel watching them."""
+
+    def __init__(self, binary: str) -> None:
+        self.primary = RedisServer(binary)
+        self.replica = RedisServer(binary)
+        self.primary.start()
+        self.replica.start()
+        with self.replica.client() as client:
+            client.replicaof("127.0.0.1", self.primary.port)
+        self.port = free_port()
+        self._dir = tempfile.TemporaryDirectory(prefix="lwa-sentinel-")
+        conf = os.path.join(self._dir.name, "sentinel.conf")
+        with open(conf, "w") as handle:
+            handle.write(
+                f"port {self.port}\nbind 127.0.0.1\ndir {self._dir.name}\n"
+                f"sentinel monitor svc 127.0.0.1 {self.primary.port} 1\n"
+                "sentinel down-after-milliseconds svc 800\n"
+                "sentinel failover-timeout svc 4000\n"
+            )
+        self._proc = subprocess.Popen([binary, conf, "--sentinel"],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(lambda: self.primary_port() == self.primary.port, 15)
+        wait_for(self._replica_known, 15)
+
+    def sentinel(self) -> redis.Redis:
+        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=2)
+
+    def primary_port(self) -> int | None:
+        try:
+            with self.sentinel() as client:
+                found = client.sentinel_get_master_addr_by_name("svc")
+        except redis.RedisError:
+            return None
+        return int(found[1]) if found else None
+
+    def _replica_known(self) -> bool:
+        try:
+            with self.sentinel() as client:
+                return bool(client.sentinel_slaves("svc"))
+        except redis.RedisError:
+            return False
+
+    @property
+    def url(self) -> str:
+        return f"redis+sentinel://127.0.0.1:{self.port}/svc/0"
+
+    def close(self) -> None:
+        self._proc.kill()
+        self._proc.wait(timeout=10)
+        self.primary.close()
+        self.replica.close()
+        self._dir.cleanup()
+
+
+@pytest.fixture
+def topology(redis_bin: str) -> Iterator[Topology]:
+    found = Topology(redis_bin)
+    yield found
+    found.close()
+
+
+def test_a_sentinel_url_is_validated() -> None:
+    for bad in ("redis+sentinel://127.0.0.1:26379", "redis+sentinel://127.0.0.1/svc",
+                "redis+sentinel://:pw@h:1/svc/x"):
+        with pytest.raises(ConfigurationError) as raised:
+            Settings.from_options(client_id="amzn1.application-oa2-client.x", redis_url=bad)
+        assert "pw" not in str(raised.value).replace("password", "")
+    Settings.from_options(client_id="amzn1.application-oa2-client.x",
+                          redis_url="redis+sentinel://:pw@h1:26379,h2:26380/svc/2")
+
+
+def test_sharing_and_pushes_survive_a_sentinel_failover(
+    make_asgi: Any, lwa_emulator: LWAEmulator, topology: Topology, http: httpx.Client
+) -> None:
+    a = make_asgi(redis_url=topology.url, redis_timeout=SLACK, cache_key_secret=b"k" * 32)
+    b = make_asgi(redis_url=topology.url, redis_timeout=SLACK, cache_key_secret=b"k" * 32)
+    token = lwa_emulator.issue_token()
+    with uvicorn_server(a) as ua, uvicorn_server(b) as ub:
+        assert call(http, ua, "/me", token).status_code == 200
+        assert call(http, ub, "/me", token).status_code == 200
+        assert b.stats.shared_hits == 1  # through the Sentinel's primary
+        assert lwa_emulator.calls["tokeninfo"] == 1
+
+        topology.primary.stop()  # the primary dies
+        wait_for(lambda: topology.primary_port() == topology.replica.port, 30)
+        # Requests never failed meanwhile; sharing resumes on the new primary.
+        resumed = False
+        deadline = time.monotonic() + 20
+        while not resumed and time.monotonic() < deadline:
+            fresh = lwa_emulator.issue_token()
+            assert call(http, ua, "/me", fresh).status_code == 200
+            shared = b.stats.shared_hits
+            assert call(http, ub, "/me", fresh).status_code == 200
+            resumed = b.stats.shared_hits == shared + 1
+            time.sleep(0.3)
+        assert resumed, "sharing did not resume after the failover"
+        with topology.replica.client() as client:
+            assert client.dbsize() > 0  # the promoted replica holds the entries
+
+        # And a revocation still reaches the other worker's memory.
+        wait_for(lambda: b.resolver._fleet.subscribed and a.resolver._fleet.subscribed, 20)
+        asyncio.run(a.revoke(token))
+        wait_for(lambda: call(http, ub, "/me", token).status_code == 401, 2)
