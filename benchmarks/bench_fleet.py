@@ -33,7 +33,7 @@ import tempfile
 import threading
 import time
 
-import httpx
+import httpx2
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                 "tests"))
@@ -52,7 +52,7 @@ def _pct(samples: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def _get(client: httpx.Client, url: str, token: str) -> int:
+def _get(client: httpx2.Client, url: str, token: str) -> int:
     return client.get(url + "/r/me", headers={"Authorization": f"Bearer {token}"}).status_code
 
 
@@ -61,7 +61,7 @@ def propagation(emulator: LWAEmulator, workers: Workers, redis_url: str, tokens:
     revoker = LWAWSGIMiddleware(lambda e, s: [], client_id=emulator.client_id,
                                 api_base_url=emulator.base_url, redis_url=redis_url,
                                 redis_timeout=0.5)
-    clients = [httpx.Client(timeout=10) for _ in workers.urls]
+    clients = [httpx2.Client(timeout=10) for _ in workers.urls]
     samples: list[float] = []
     try:
         for _ in range(tokens):
@@ -72,7 +72,7 @@ def propagation(emulator: LWAEmulator, workers: Workers, redis_url: str, tokens:
             started = time.perf_counter()
             found: list[float] = []
 
-            def poll(client: httpx.Client, url: str, token: str = token,
+            def poll(client: httpx2.Client, url: str, token: str = token,
                      started: float = started, found: list[float] = found) -> None:
                 deadline = started + 10
                 while time.perf_counter() < deadline:
@@ -97,7 +97,7 @@ def propagation(emulator: LWAEmulator, workers: Workers, redis_url: str, tokens:
 
 def cold(emulator: LWAEmulator, urls: list[str], prefix: str, tokens: int) -> tuple[float, float]:
     """Tokeninfo and profile calls per token, each sent to every worker at once."""
-    clients = [httpx.Client(timeout=30) for _ in urls]
+    clients = [httpx2.Client(timeout=30) for _ in urls]
     try:
         for client, url in zip(clients, urls, strict=True):
             warm = emulator.issue_token()
@@ -107,7 +107,7 @@ def cold(emulator: LWAEmulator, urls: list[str], prefix: str, tokens: int) -> tu
             token = emulator.issue_token()
             barrier = threading.Barrier(len(urls))
 
-            def hit(client: httpx.Client, url: str, token: str = token,
+            def hit(client: httpx2.Client, url: str, token: str = token,
                     barrier: threading.Barrier = barrier) -> None:
                 barrier.wait(timeout=30)
                 client.get(url + prefix + "/me", headers={"Authorization": f"Bearer {token}"})
@@ -129,7 +129,7 @@ def outage(emulator: LWAEmulator, urls: list[str], prefix: str, seconds: float,
            known: int = 8) -> float:
     """LWA calls per second while ``urls`` serve ``known`` tokens in a loop."""
     tokens = [emulator.issue_token() for _ in range(known)]
-    clients = [httpx.Client(timeout=10) for _ in urls]
+    clients = [httpx2.Client(timeout=10) for _ in urls]
     try:
         for client, url in zip(clients, urls, strict=True):
             for token in tokens:

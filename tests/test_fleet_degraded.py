@@ -13,11 +13,11 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 import redis
-from clock_support import FakeClock
 from shared_cache_support import RedisServer, free_port, uvicorn_server
+from support.clock import FakeClock
 from test_shared_cache import (
     SLACK,
     _module_redis,  # noqa: F401
@@ -259,7 +259,7 @@ def own_redis(redis_bin: str) -> Iterator[RedisServer]:
 
 
 def test_while_redis_is_down_copies_live_the_no_redis_lifetime(
-    make_asgi: Any, lwa_emulator: LWAEmulator, http: httpx.Client
+    make_asgi: Any, lwa_emulator: LWAEmulator, http: httpx2.Client
 ) -> None:
     clock = FakeClock()
     dead = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens: refused at once
@@ -276,7 +276,7 @@ def test_while_redis_is_down_copies_live_the_no_redis_lifetime(
 
 
 def test_a_wrong_password_is_reported_once_and_requests_go_on(
-    make_asgi: Any, lwa_emulator: LWAEmulator, redis_bin: str, http: httpx.Client,
+    make_asgi: Any, lwa_emulator: LWAEmulator, redis_bin: str, http: httpx2.Client,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.WARNING, logger=SHARED_LOGGER)
@@ -298,7 +298,7 @@ def test_a_wrong_password_is_reported_once_and_requests_go_on(
 
 
 def test_an_out_of_memory_redis_is_reported_as_such(
-    make_asgi: Any, lwa_emulator: LWAEmulator, own_redis: RedisServer, http: httpx.Client,
+    make_asgi: Any, lwa_emulator: LWAEmulator, own_redis: RedisServer, http: httpx2.Client,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.WARNING, logger=SHARED_LOGGER)
@@ -315,7 +315,7 @@ def test_an_out_of_memory_redis_is_reported_as_such(
 
 def test_a_read_only_replica_is_reported_and_the_pool_reconnects(
     make_asgi: Any, lwa_emulator: LWAEmulator, own_redis: RedisServer, redis_bin: str,
-    http: httpx.Client, caplog: pytest.LogCaptureFixture,
+    http: httpx2.Client, caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.WARNING, logger=SHARED_LOGGER)
     replica = RedisServer(redis_bin)

@@ -15,11 +15,11 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 import redis
-from clock_support import FakeClock
 from shared_cache_support import RedisServer, uvicorn_server
+from support.clock import FakeClock
 from test_shared_cache import (
     SLACK,
     _module_redis,  # noqa: F401
@@ -73,7 +73,7 @@ def subscribed(mw: Any) -> bool:
     return fleet is not None and fleet.subscribed
 
 
-def refused(http: httpx.Client, base: str, token: str) -> bool:
+def refused(http: httpx2.Client, base: str, token: str) -> bool:
     return call(http, base, "/me", token).status_code == 401
 
 
@@ -89,7 +89,7 @@ def own_redis(redis_bin: str) -> Iterator[RedisServer]:
 
 
 def test_a_revoke_reaches_the_other_workers_memory_at_once(
-    make: Any, lwa_emulator: LWAEmulator, redis_srv: Any, http: httpx.Client
+    make: Any, lwa_emulator: LWAEmulator, redis_srv: Any, http: httpx2.Client
 ) -> None:
     a, serve = make(redis_url=redis_srv.url, redis_timeout=SLACK)
     b, _ = make(redis_url=redis_srv.url, redis_timeout=SLACK)
@@ -112,7 +112,7 @@ def test_a_revoke_reaches_the_other_workers_memory_at_once(
 
 
 def test_an_invalidate_reaches_the_other_workers_memory_at_once(
-    make: Any, lwa_emulator: LWAEmulator, redis_srv: Any, http: httpx.Client
+    make: Any, lwa_emulator: LWAEmulator, redis_srv: Any, http: httpx2.Client
 ) -> None:
     a, serve = make(redis_url=redis_srv.url, redis_timeout=SLACK)
     b, _ = make(redis_url=redis_srv.url, redis_timeout=SLACK)
@@ -132,7 +132,7 @@ def test_an_invalidate_reaches_the_other_workers_memory_at_once(
 
 
 def test_while_subscribed_a_local_copy_is_trusted_for_cache_ttl(
-    make_asgi: Any, lwa_emulator: LWAEmulator, redis_srv: Any, http: httpx.Client
+    make_asgi: Any, lwa_emulator: LWAEmulator, redis_srv: Any, http: httpx2.Client
 ) -> None:
     clock = FakeClock()
     mw = make_asgi(redis_url=redis_srv.url, redis_timeout=SLACK, clock=clock, cache_ttl=300)
@@ -160,7 +160,7 @@ def test_while_subscribed_a_local_copy_is_trusted_for_cache_ttl(
 
 def test_a_forged_push_is_ignored(
     make_asgi: Any, lwa_emulator: LWAEmulator, redis_srv: Any, rclient: redis.Redis,
-    http: httpx.Client,
+    http: httpx2.Client,
 ) -> None:
     mw = make_asgi(redis_url=redis_srv.url, redis_timeout=SLACK)
     token = lwa_emulator.issue_token()
@@ -180,7 +180,7 @@ def test_a_forged_push_is_ignored(
 
 def test_nothing_pushed_or_logged_holds_the_token(
     make_asgi: Any, lwa_emulator: LWAEmulator, redis_srv: Any, rclient: redis.Redis,
-    http: httpx.Client,
+    http: httpx2.Client,
 ) -> None:
     a = make_asgi(redis_url=redis_srv.url, redis_timeout=SLACK)
     token, other = lwa_emulator.issue_token(), lwa_emulator.issue_token()
@@ -210,7 +210,7 @@ def test_nothing_pushed_or_logged_holds_the_token(
 
 
 def test_a_worker_that_missed_the_push_replays_it_from_the_stream(
-    make: Any, lwa_emulator: LWAEmulator, redis_srv: Any, http: httpx.Client
+    make: Any, lwa_emulator: LWAEmulator, redis_srv: Any, http: httpx2.Client
 ) -> None:
     a, serve = make(redis_url=redis_srv.url, redis_timeout=SLACK)
     b, _ = make(redis_url=redis_srv.url, redis_timeout=SLACK)
@@ -232,7 +232,7 @@ def test_a_worker_that_missed_the_push_replays_it_from_the_stream(
 
 def test_a_gap_in_the_stream_drops_what_memory_holds(
     make_asgi: Any, lwa_emulator: LWAEmulator, redis_srv: Any, rclient: redis.Redis,
-    http: httpx.Client,
+    http: httpx2.Client,
 ) -> None:
     b = make_asgi(redis_url=redis_srv.url, redis_timeout=SLACK)
     token = lwa_emulator.issue_token()
@@ -252,7 +252,7 @@ def test_a_gap_in_the_stream_drops_what_memory_holds(
 
 
 def test_a_revocation_read_from_redis_is_kept_until_the_token_expires(
-    make_asgi: Any, lwa_emulator: LWAEmulator, redis_srv: Any, http: httpx.Client
+    make_asgi: Any, lwa_emulator: LWAEmulator, redis_srv: Any, http: httpx2.Client
 ) -> None:
     a = make_asgi(redis_url=redis_srv.url, redis_timeout=SLACK)
     token = lwa_emulator.issue_token(expires_in=3600)
@@ -275,7 +275,7 @@ def test_a_revocation_read_from_redis_is_kept_until_the_token_expires(
 
 def test_pushes_survive_a_flushall(
     make: Any, lwa_emulator: LWAEmulator, redis_srv: Any, rclient: redis.Redis,
-    http: httpx.Client,
+    http: httpx2.Client,
 ) -> None:
     a, serve = make(redis_url=redis_srv.url, redis_timeout=SLACK)
     b, _ = make(redis_url=redis_srv.url, redis_timeout=SLACK)
@@ -298,7 +298,7 @@ def test_pushes_survive_a_flushall(
 
 
 def test_pushes_resume_after_a_restart_and_what_was_missed_is_dropped(
-    make_asgi: Any, lwa_emulator: LWAEmulator, own_redis: RedisServer, http: httpx.Client
+    make_asgi: Any, lwa_emulator: LWAEmulator, own_redis: RedisServer, http: httpx2.Client
 ) -> None:
     a = make_asgi(redis_url=own_redis.url, redis_timeout=SLACK)
     b = make_asgi(redis_url=own_redis.url, redis_timeout=SLACK)
@@ -321,7 +321,7 @@ def test_pushes_resume_after_a_restart_and_what_was_missed_is_dropped(
 
 def test_an_evicted_revocation_is_asserted_again(
     make_asgi: Any, lwa_emulator: LWAEmulator, redis_srv: Any, rclient: redis.Redis,
-    http: httpx.Client,
+    http: httpx2.Client,
 ) -> None:
     a = make_asgi(redis_url=redis_srv.url, redis_timeout=SLACK)
     token = lwa_emulator.issue_token()
@@ -342,7 +342,7 @@ def test_an_evicted_revocation_is_asserted_again(
 
 def test_a_paused_redis_costs_no_hang_and_pushes_resume_after_it(
     make_asgi: Any, lwa_emulator: LWAEmulator, redis_srv: Any, rclient: redis.Redis,
-    http: httpx.Client,
+    http: httpx2.Client,
 ) -> None:
     """CLIENT PAUSE ALL: the subscriber's heartbeat goes unanswered and it
     reconnects; requests meanwhile are misses with the short deadline."""

@@ -14,11 +14,11 @@ import asyncio
 import time
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 import redis
-from clock_support import FakeClock
 from shared_cache_support import uvicorn_server
+from support.clock import FakeClock
 from test_shared_cache import (
     SLACK,
     _module_redis,  # noqa: F401
@@ -143,7 +143,7 @@ def test_cache_key_secret_takes_a_list() -> None:
 
 def test_redis_holds_nothing_readable_with_a_configured_secret(
     make_asgi: Any, lwa_emulator: LWAEmulator, redis_srv: Any, rclient: redis.Redis,
-    http: httpx.Client,
+    http: httpx2.Client,
 ) -> None:
     mw = make_asgi(redis_url=redis_srv.url, redis_timeout=SLACK, cache_key_secret=S1)
     good, revoked = lwa_emulator.issue_token(), lwa_emulator.issue_token()
@@ -169,7 +169,7 @@ def test_redis_holds_nothing_readable_with_a_configured_secret(
 
 def test_a_rotated_fleet_shares_entries_and_honours_old_revocations(
     make: Any, lwa_emulator: LWAEmulator, redis_srv: Any, rclient: redis.Redis,
-    http: httpx.Client,
+    http: httpx2.Client,
 ) -> None:
     old, serve = make(redis_url=redis_srv.url, redis_timeout=SLACK, cache_key_secret=S1)
     token, logged_out = lwa_emulator.issue_token(), lwa_emulator.issue_token()

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 import redis
 from shared_cache_support import RedisServer, free_port, uvicorn_server
@@ -110,7 +110,7 @@ def test_a_sentinel_url_is_validated() -> None:
 
 
 def test_sharing_and_pushes_survive_a_sentinel_failover(
-    make_asgi: Any, lwa_emulator: LWAEmulator, topology: Topology, http: httpx.Client
+    make_asgi: Any, lwa_emulator: LWAEmulator, topology: Topology, http: httpx2.Client
 ) -> None:
     a = make_asgi(redis_url=topology.url, redis_timeout=SLACK, cache_key_secret=b"k" * 32)
     b = make_asgi(redis_url=topology.url, redis_timeout=SLACK, cache_key_secret=b"k" * 32)

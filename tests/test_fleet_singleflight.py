@@ -13,7 +13,7 @@ import threading
 import time
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 import redis
 from shared_cache_support import uvicorn_server, wsgi_server
@@ -40,7 +40,7 @@ def burst(bases: list[str], token: str) -> list[tuple[int, float]]:
     barrier = threading.Barrier(len(bases))
 
     def hit(base: str) -> None:
-        with httpx.Client(timeout=15) as client:
+        with httpx2.Client(timeout=15) as client:
             barrier.wait(timeout=10)
             response, elapsed = timed(client, base, "/me", token)
         results.append((response.status_code, elapsed))
@@ -55,7 +55,7 @@ def burst(bases: list[str], token: str) -> list[tuple[int, float]]:
 
 def test_a_slow_lwa_is_asked_once_by_four_workers_and_the_waiters_wake_with_the_answer(
     make_asgi: Any, make_wsgi: Any, lwa_emulator: LWAEmulator, redis_srv: Any,
-    http: httpx.Client,
+    http: httpx2.Client,
 ) -> None:
     asgi = [make_asgi(redis_url=redis_srv.url, redis_timeout=SLACK) for _ in range(2)]
     wsgi = [make_wsgi(redis_url=redis_srv.url, redis_timeout=SLACK) for _ in range(2)]
@@ -80,7 +80,7 @@ def test_a_slow_lwa_is_asked_once_by_four_workers_and_the_waiters_wake_with_the_
 
 def test_a_lease_carries_an_increasing_fencing_id(
     make_asgi: Any, lwa_emulator: LWAEmulator, redis_srv: Any, rclient: redis.Redis,
-    http: httpx.Client,
+    http: httpx2.Client,
 ) -> None:
     mw = make_asgi(redis_url=redis_srv.url, redis_timeout=SLACK)
     lwa_emulator.set_latency(0.5)
