@@ -159,6 +159,8 @@ class LWAEmulator:
             DEFAULT_REDIRECT_URIS if redirect_uris is None else redirect_uris
         )
         self.client_id = client_id
+        #: Seconds the token endpoint's access tokens live (``expires_in``).
+        self.access_token_lifetime = access_token_lifetime
         #: The client secret of :attr:`client_id`; never in a ``repr``.
         self.client_secret = client_secret or _new_client_secret()
         self._host = host
