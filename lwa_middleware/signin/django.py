@@ -29,6 +29,7 @@ from django.contrib.auth import get_user_model
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.urls import URLPattern, path
 
+from ..errors import UpstreamUnavailable
 from ..identity import Identity, get_identity
 from .core import Reply, SignIn
 
@@ -142,7 +143,12 @@ class SignedInUserMiddleware:
         self.signin: SignIn = settings.LWA["SESSION"]
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        pk = self.signin.user_for(_headers(request), get_identity(request))
+        try:
+            pk = self.signin.user_for(_headers(request), get_identity(request))
+        except UpstreamUnavailable as down:  # the session store went away meanwhile
+            from ..integrations.django import error_response
+
+            return error_response(down)
         if pk is not None:
             user = LWABackend().get_user(pk)
             if user is not None:
