@@ -144,6 +144,16 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+def _lifetime(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {raw!r}") from None
+    if not math.isfinite(value) or value < 2:
+        raise argparse.ArgumentTypeError("the token lifetime must be at least 2 seconds")
+    return value
+
+
 def _scopes(raw: str) -> tuple[str, ...]:
     scopes = tuple(s for s in raw.replace(",", " ").split() if s)
     if not scopes:
@@ -186,27 +196,52 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             "use --port 0 for any free port"
         ) from None
     url = url_for(sock) + "/"
+    server_side = args.mode == "server"
     # The page's callback is the one return URL its sign-in may come back to.
-    emulator = LWAEmulator(host="127.0.0.1", port=0, redirect_uris=[url + "callback"])
+    emulator = LWAEmulator(
+        host="127.0.0.1",
+        port=0,
+        redirect_uris=[url + "callback"],
+        access_token_lifetime=args.token_lifetime if server_side else 3600,
+    )
     try:
         with _sigterm_as_interrupt():
             emulator.start()
-            server = make_server(build_demo_app(emulator), log_level="info")
-            # This prints a token on purpose: it is a fake one, minted by the
-            # local emulator for this demo, and is worthless anywhere else.
-            customer = BUILTIN_CUSTOMERS[0]
-            token = emulator.issue_token(scopes=DEMO_TOKEN_SCOPES, customer=customer)
-            scopes = " ".join(DEMO_TOKEN_SCOPES)
-            _say(
-                f"lwa-middleware demo running at {url}",
-                f"  LWA emulator:  {emulator.base_url}  (client id {emulator.client_id})",
-                "",
-                "Open the URL and click 'Login with Amazon', or call the API directly with a",
-                f"fake token for {customer.name} (scopes: {scopes}):",
-                f'  curl -H "Authorization: Bearer {token}" {url}api/me',
-                "",
-                "Press Ctrl-C to stop.",
-            )
+            if server_side:
+                from .demo.server_side import build_server_side_demo_app
+
+                app: Any = build_server_side_demo_app(emulator, url)
+            else:
+                app = build_demo_app(emulator)
+            server = make_server(app, log_level="info")
+            if server_side:
+                _say(
+                    f"lwa-middleware demo (server-side sign-in) running at {url}",
+                    f"  LWA emulator:  {emulator.base_url}  (client id {emulator.client_id})",
+                    "",
+                    "Open the URL and click 'Login with Amazon': the server signs you in and",
+                    "keeps the tokens; the browser only gets a session cookie. Access tokens",
+                    f"live {args.token_lifetime:g} s here, so reload /profile to watch them"
+                    " refresh.",
+                    "",
+                    "Press Ctrl-C to stop.",
+                )
+            else:
+                # This prints a token on purpose: it is a fake one, minted by the
+                # local emulator for this demo, and is worthless anywhere else.
+                customer = BUILTIN_CUSTOMERS[0]
+                token = emulator.issue_token(scopes=DEMO_TOKEN_SCOPES, customer=customer)
+                scopes = " ".join(DEMO_TOKEN_SCOPES)
+                _say(
+                    f"lwa-middleware demo running at {url}",
+                    f"  LWA emulator:  {emulator.base_url}  (client id {emulator.client_id})",
+                    "",
+                    "Open the URL and click 'Login with Amazon', or call the API directly with a",
+                    f"fake token for {customer.name} (scopes: {scopes}):",
+                    f'  curl -H "Authorization: Bearer {token}" {url}api/me',
+                    "",
+                    "Press Ctrl-C to stop.",
+                )
             if not args.no_browser:
                 _open_browser_when_ready(server, url)
             server.run(sockets=[sock])
@@ -416,6 +451,13 @@ customer and the scopes to share, and watch the protected API answer (or
 refuse, when a scope is missing) and the middleware's cache at work.
 
 A ready curl line with a fake token minted by the emulator is printed too.
+
+--server-side (--mode server) shows the other flow: the server signs in with
+SignIn (code grant, PKCE and the client secret), keeps the tokens in an
+encrypted session, and renders the pages; the browser holds only an HttpOnly
+session cookie. Tokens live --token-lifetime seconds (120), so reloading the
+profile page shows them refreshed on the server, without signing in again.
+
 Nothing talks to Amazon. Stop with Ctrl-C."""
 
 _EMULATOR_HELP = f"""\
@@ -475,6 +517,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument(
         "--no-browser", action="store_true", help="do not open a web browser on the page"
+    )
+    demo.add_argument(
+        "--mode",
+        choices=("browser", "server"),
+        default="browser",
+        help="browser: the page signs in (PKCE) and sends the token as Bearer; server: the"
+        " server signs in (SignIn), pages rendered there, only a session cookie in the"
+        " browser (default: %(default)s)",
+    )
+    demo.add_argument(
+        "--server-side",
+        dest="mode",
+        action="store_const",
+        const="server",
+        help="the same as --mode server",
+    )
+    demo.add_argument(
+        "--token-lifetime",
+        type=_lifetime,
+        default=120.0,
+        metavar="SECONDS",
+        help="--mode server: how long the emulator's access tokens live, to show refreshes"
+        " (default: %(default)g)",
     )
     demo.set_defaults(handler=_cmd_demo)
 

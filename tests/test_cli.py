@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, parse_qsl, urlsplit
 
 import httpx2
 import pytest
@@ -490,6 +490,45 @@ def test_demo_command(spawn: type[Proc], sig: signal.Signals) -> None:
     assert "Demo stopped." in proc.rest()
     with pytest.raises(httpx2.ConnectError):
         httpx2.get(url, timeout=2)
+
+
+def test_demo_server_side_command(spawn: type[Proc]) -> None:
+    proc = spawn("demo", "--server-side", "--port", "0", "--no-browser", "--token-lifetime", "30")
+    out = proc.read_until("Press Ctrl-C")
+    found = re.search(r"demo \(server-side sign-in\) running at (http://127\.0\.0\.1:\d+/)", out)
+    assert found is not None, out
+    url = found.group(1)
+    lwa = re.search(r"LWA emulator:  (http://127\.0\.0\.1:\d+)", out)
+    assert lwa is not None, out
+    assert "live 30 s" in out
+    assert "curl" not in out  # no token printed: the browser never holds one here
+    with httpx2.Client(timeout=5) as http:
+        home = http.get(url)
+        assert home.status_code == 200
+        assert 'href="/login?next=/profile"' in home.text
+        assert http.get(url + "profile").status_code == 401
+        login = http.get(url + "login")
+        assert login.status_code == 302
+        assert login.headers["location"].startswith(lwa.group(1) + "/ap/oa?")
+        query = dict(parse_qsl(urlsplit(login.headers["location"]).query))
+        consent = http.post(lwa.group(1) + "/ap/oa", data={**query, "customer": "0"})
+        assert consent.status_code == 302
+        back = http.get(consent.headers["location"])
+        assert back.status_code == 303
+        profile = http.get(url + "profile")
+        assert profile.status_code == 200
+        assert BUILTIN_CUSTOMERS[0].name in profile.text
+        assert "live 30 seconds" in profile.text
+    assert proc.stop(signal.SIGTERM) == 0
+
+
+@pytest.mark.parametrize("lifetime", ["0", "1", "nan", "soon"])
+def test_demo_token_lifetime_must_be_a_few_seconds(
+    capsys: pytest.CaptureFixture[str], lifetime: str
+) -> None:
+    code, _, err = run(capsys, ["demo", "--server-side", "--token-lifetime", lifetime])
+    assert code == 2
+    assert "--token-lifetime" in err
 
 
 def test_demo_refuses_a_non_loopback_host(spawn: type[Proc]) -> None:

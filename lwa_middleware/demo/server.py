@@ -75,7 +75,12 @@ def make_server(app: Any, *, log_level: str = "warning") -> Any:
 
 @contextlib.contextmanager
 def serve_in_thread(
-    app: Any, host: str = "127.0.0.1", port: int = 0, *, startup_timeout: float = 10.0
+    app: Any,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    startup_timeout: float = 10.0,
+    sock: socket.socket | None = None,
 ) -> Iterator[str]:
     """Serve ``app`` with uvicorn in a background thread; yield its base URL.
 
@@ -85,6 +90,9 @@ def serve_in_thread(
     :param host: the address to bind.
     :param port: the port to bind; ``0`` picks a free one.
     :param startup_timeout: seconds to wait for the server to accept requests.
+    :param sock: a socket from :func:`bind_socket` to serve on instead of
+        ``host``/``port``, for an app that must know its URL before it is
+        served (the server-side demo's ``redirect_uri``); closed at the end.
     :raises MissingUvicorn: uvicorn is not installed.
     :raises RuntimeError: the server did not start in time.
 
@@ -94,7 +102,7 @@ def serve_in_thread(
             assert httpx2.get(url + "/api/me").status_code == 401
     """
     server = make_server(app)
-    sock = bind_socket(host, port)
+    sock = sock if sock is not None else bind_socket(host, port)
     thread = threading.Thread(
         target=server.run, kwargs={"sockets": [sock]}, name="lwa-demo-server", daemon=True
     )

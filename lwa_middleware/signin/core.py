@@ -272,8 +272,27 @@ class SignIn:
 
     # -- /login ----------------------------------------------------------------
 
+    def _unavailable(self, down: UpstreamUnavailable, *extra: tuple[str, str]) -> Reply:
+        wait = str(down.retry_after or self.retry_after)
+        return _page(
+            503,
+            "Try again",
+            "Sign-in is unavailable for a moment. Try again shortly.",
+            *extra,
+            ("Retry-After", wait),
+        )
+
     def login(self, next_path: str | None = None) -> Reply:
-        """Redirect to LWA with a fresh ``state`` and PKCE challenge, kept server-side."""
+        """Redirect to LWA with a fresh ``state`` and PKCE challenge, kept server-side.
+
+        A 503 page if the session store is down (nothing half-started)."""
+        try:
+            return self._login(next_path)
+        except UpstreamUnavailable as down:
+            logger.warning("sign-in unavailable: the session store did not answer")
+            return self._unavailable(down)
+
+    def _login(self, next_path: str | None) -> Reply:
         login_id = secrets.token_urlsafe(32)
         state = secrets.token_urlsafe(32)
         verifier = secrets.token_urlsafe(64)  # 86 characters, RFC 7636 allows 43-128
@@ -305,8 +324,16 @@ class SignIn:
     # -- /callback -------------------------------------------------------------
 
     def callback(self, query: Sequence[tuple[str, str]], cookies: Iterable[str]) -> Reply:
-        """Check ``state``, exchange the code, open a new session; redirect to ``next``."""
-        cookies = list(cookies)
+        """Check ``state``, exchange the code, open a new session; redirect to ``next``.
+
+        503 when LWA or the session store is unavailable."""
+        try:
+            return self._callback(query, list(cookies))
+        except UpstreamUnavailable as down:  # the store; LWA's own 503 is handled inside
+            logger.warning("sign-in unavailable: the session store did not answer")
+            return self._unavailable(down, ("Set-Cookie", self.cookies.clear(self.cookies.login)))
+
+    def _callback(self, query: Sequence[tuple[str, str]], cookies: list[str]) -> Reply:
         clear = ("Set-Cookie", self.cookies.clear(self.cookies.login))
         retry = f'<a href="{html.escape(self.login_path)}">Sign in again</a>.'
         login_id = read_cookie(cookies, self.cookies.login)
@@ -399,8 +426,17 @@ class SignIn:
 
     def logout(self, method: str, headers: Iterable[tuple[bytes, bytes]]) -> Reply:
         """``POST`` only, from the app's origin: end the session, revoke its access
-        token in the middleware (every worker, with Redis), clear the cookie."""
-        headers = list(headers)
+        token in the middleware (every worker, with Redis), clear the cookie.
+
+        503 if the session store is down: the session could not be ended, so
+        the cookie is kept and the user can retry."""
+        try:
+            return self._logout(method, list(headers))
+        except UpstreamUnavailable as down:
+            logger.warning("logout unavailable: the session store did not answer")
+            return self._unavailable(down)
+
+    def _logout(self, method: str, headers: list[tuple[bytes, bytes]]) -> Reply:
         if method != "POST":
             return Reply(405, (("Allow", "POST"), ("Cache-Control", "no-store")))
         if not self.same_origin(headers):

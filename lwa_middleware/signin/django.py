@@ -29,6 +29,7 @@ from django.contrib.auth import get_user_model
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.urls import URLPattern, path
 
+from ..errors import UpstreamUnavailable
 from ..identity import Identity, get_identity
 from .core import Reply, SignIn
 
@@ -73,7 +74,11 @@ def signin_urls(signin: SignIn) -> list[URLPattern]:
         if request.method not in ("GET", "HEAD"):
             return HttpResponseNotAllowed(["GET"])
         cookies = [request.META["HTTP_COOKIE"]] if "HTTP_COOKIE" in request.META else []
-        return _response(signin.callback(list(request.GET.items()), cookies))
+        # Every pair in order (QueryDict.items() keeps only each key's last
+        # value): SignIn reads the first of repeated parameters, as with the
+        # other frameworks' glue.
+        query = [(key, value) for key, values in request.GET.lists() for value in values]
+        return _response(signin.callback(query, cookies))
 
     def logout(request: HttpRequest) -> HttpResponse:
         return _response(signin.logout(request.method or "GET", _headers(request)))
@@ -88,9 +93,19 @@ def signin_urls(signin: SignIn) -> list[URLPattern]:
     ]
 
 
+def _can_authenticate(user: Any) -> bool:
+    # As Django's ModelBackend.user_can_authenticate: a deactivated user does not.
+    is_active = getattr(user, "is_active", None)
+    return bool(is_active) or is_active is None
+
+
 class LWABackend:
     """``authenticate(request, lwa_identity=identity)``: the Django user named
-    after the LWA ``user_id``, created on first sign-in (name and email copied)."""
+    after the LWA ``user_id``, created on first sign-in (name and email copied).
+
+    A user whose ``is_active`` is false is refused, by :meth:`authenticate`
+    and :meth:`get_user` alike, as Django's ``ModelBackend`` does: deactivating
+    the account in the admin ends its LWA sign-ins too."""
 
     def authenticate(self, request: Any, lwa_identity: Identity | None = None, **_: Any) -> Any:
         if lwa_identity is None:
@@ -106,11 +121,12 @@ class LWABackend:
                 user.first_name = lwa_identity.name[:150]
             user.set_unusable_password()
             user.save()
-        return user
+        return user if _can_authenticate(user) else None
 
     def get_user(self, user_id: Any) -> Any:
         model = get_user_model()
-        return model._default_manager.filter(pk=user_id).first()
+        user = model._default_manager.filter(pk=user_id).first()
+        return user if user is not None and _can_authenticate(user) else None
 
 
 def link_django_user(identity: Identity) -> Any:
@@ -127,7 +143,12 @@ class SignedInUserMiddleware:
         self.signin: SignIn = settings.LWA["SESSION"]
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        pk = self.signin.user_for(_headers(request), get_identity(request))
+        try:
+            pk = self.signin.user_for(_headers(request), get_identity(request))
+        except UpstreamUnavailable as down:  # the session store went away meanwhile
+            from ..integrations.django import error_response
+
+            return error_response(down)
         if pk is not None:
             user = LWABackend().get_user(pk)
             if user is not None:

@@ -14,6 +14,7 @@ from typing import Any
 
 from flask import Blueprint, Response, g, has_request_context, request
 
+from ..errors import UpstreamUnavailable
 from ..identity import get_identity
 from .core import Reply, SignIn
 
@@ -49,8 +50,13 @@ def signin_blueprint(signin: SignIn, name: str = "lwa_signin") -> Blueprint:
         return _response(signin.logout(request.method, _headers()))
 
     @blueprint.before_app_request
-    def load_user() -> None:
-        g.lwa_user = signin.user_for(_headers(), get_identity(request.environ))
+    def load_user() -> Response | None:
+        try:
+            g.lwa_user = signin.user_for(_headers(), get_identity(request.environ))
+        except UpstreamUnavailable as down:  # the session store went away meanwhile
+            status, _, body = down.response("")
+            return Response(body, status=status, headers=down.text_headers(""))
+        return None
 
     return blueprint
 

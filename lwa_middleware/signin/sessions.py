@@ -16,16 +16,33 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, UpstreamUnavailable
 
-__all__ = ["MemorySessionStore", "RedisSessionStore", "Sealer", "SessionStore"]
+__all__ = [
+    "MemorySessionStore",
+    "RedisSessionStore",
+    "Sealer",
+    "SessionStore",
+    "SessionStoreUnavailable",
+]
+
+
+class SessionStoreUnavailable(UpstreamUnavailable):
+    """The session store (Redis) did not answer in time: a 503, never a 500.
+
+    Sign-in fails closed: no step goes on without it, and a request whose
+    session cannot be read is refused, not served as anonymous.
+    """
+
+    def __init__(self, retry_after: int = 1) -> None:
+        super().__init__("The session store is unavailable; try again shortly.", retry_after)
 
 _NONCE = 12
 
@@ -161,14 +178,15 @@ class RedisSessionStore:
     """Sessions shared by every worker through Redis (redis-py, blocking).
 
     Keys are ``{prefix}{kind}:{hex}``; every call has a ``timeout`` deadline.
-    A Redis failure raises (the sign-in component answers 503): unlike the
-    token cache, a session cannot be recomputed from LWA.
+    A Redis failure raises :class:`SessionStoreUnavailable` (the sign-in
+    answers 503): unlike the token cache, a session cannot be recomputed from LWA.
     """
 
     def __init__(self, url: str, *, prefix: str = "lwa:signin:v1:", timeout: float = 0.5) -> None:
         import redis
 
         self._prefix = prefix
+        self._errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
         self._redis = redis.Redis.from_url(
             url, socket_timeout=timeout, socket_connect_timeout=timeout
         )
@@ -176,25 +194,34 @@ class RedisSessionStore:
     def __repr__(self) -> str:
         return f"RedisSessionStore(prefix={self._prefix!r})"
 
+    def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return getattr(self._redis, method)(*args, **kwargs)
+        except self._errors:
+            # No detail: redis-py's messages name hosts, never secrets, but
+            # the caller only needs to know the store is down.
+            raise SessionStoreUnavailable() from None
+
     def get(self, key: str) -> bytes | None:
-        value = self._redis.get(self._prefix + key)
+        value = self._call("get", self._prefix + key)
         return value if isinstance(value, bytes) else None
 
     def put(self, key: str, value: bytes, ttl: float) -> None:
-        self._redis.set(self._prefix + key, value, px=max(1, int(ttl * 1000)))
+        self._call("set", self._prefix + key, value, px=max(1, int(ttl * 1000)))
 
     def take(self, key: str) -> bytes | None:
-        value = self._redis.getdel(self._prefix + key)
+        value = self._call("getdel", self._prefix + key)
         return value if isinstance(value, bytes) else None
 
     def delete(self, key: str) -> None:
-        self._redis.delete(self._prefix + key)
+        self._call("delete", self._prefix + key)
 
     def lease(self, key: str, ttl: float) -> bool:
-        return bool(self._redis.set(self._prefix + key, b"1", nx=True, px=max(1, int(ttl * 1000))))
+        ms = max(1, int(ttl * 1000))
+        return bool(self._call("set", self._prefix + key, b"1", nx=True, px=ms))
 
     def release(self, key: str) -> None:
-        self._redis.delete(self._prefix + key)
+        self._call("delete", self._prefix + key)
 
     def close(self) -> None:
         self._redis.close()

@@ -19,6 +19,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from ..errors import UpstreamUnavailable
 from ..identity import IDENTITY_KEY
 from .core import Reply, SignIn
 
@@ -67,12 +68,25 @@ class SignedInUser:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         identity = scope.get(IDENTITY_KEY)
         if identity is not None and scope["type"] in ("http", "websocket"):
-            if self.signin.in_memory:
-                user = self.signin.user_for(scope["headers"], identity)
-            else:
-                user = await anyio.to_thread.run_sync(
-                    self.signin.user_for, scope["headers"], identity
-                )
+            try:
+                if self.signin.in_memory:
+                    user = self.signin.user_for(scope["headers"], identity)
+                else:
+                    user = await anyio.to_thread.run_sync(
+                        self.signin.user_for, scope["headers"], identity
+                    )
+            except UpstreamUnavailable as down:  # the session store went away meanwhile
+                await _unavailable(down, scope, send)
+                return
             if user is not None:
                 scope["user"] = self.load_user(user) if self.load_user else user
         await self.app(scope, receive, send)
+
+
+async def _unavailable(down: UpstreamUnavailable, scope: Scope, send: Send) -> None:
+    status, headers, body = down.response("")
+    if scope["type"] == "websocket":
+        await send({"type": "websocket.close", "code": 1013})  # try again later
+        return
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

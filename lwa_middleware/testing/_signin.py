@@ -32,7 +32,6 @@ from typing import Final
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 from lwa_middleware.testing._grants import (
-    _ACCESS_TOKEN_TTL,
     _CODE_TTL,
     BUILTIN_CUSTOMERS,
     Customer,
@@ -387,11 +386,12 @@ def _token_answer(
         return redeemed
     customer, scopes, refresh = redeemed
     now = state.now()
-    grant = _Grant(customer, scopes, client_id, now, now + _ACCESS_TOKEN_TTL)
+    lifetime = state.access_token_lifetime
+    grant = _Grant(customer, scopes, client_id, now, now + lifetime)
     payload: dict[str, object] = {"access_token": state.add_token(grant)}
     if refresh is not None:
         payload["refresh_token"] = refresh
-    payload.update(token_type="bearer", expires_in=_ACCESS_TOKEN_TTL)
+    payload.update(token_type="bearer", expires_in=lifetime)
     return _json(200, payload, *_NO_STORE)
 
 

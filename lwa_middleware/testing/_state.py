@@ -85,11 +85,14 @@ class _State:
         client_secret: str = "",
         redirect_uris: Iterable[str] = (),
         clock: Callable[[], float] = time.time,
+        access_token_lifetime: float = 3600,
     ) -> None:
         self.lock = threading.Lock()
         self.changed = threading.Condition(self.lock)
         self.client_id = client_id
         self.clock = clock
+        #: ``expires_in`` of the token endpoint's access tokens.
+        self.access_token_lifetime = access_token_lifetime
         # The apps registered at construction; reset() comes back to them.
         self._registered = (client_id, client_secret, tuple(redirect_uris))
         self.clients: dict[str, _Client] = {}

@@ -114,6 +114,10 @@ class LWAEmulator:
         Their origins may call the token endpoint from a browser (CORS).
     :param clock: the emulator's time source (``time.time`` by default), so
         tests can expire codes and tokens without sleeping.
+    :param access_token_lifetime: seconds an access token from the token
+        endpoint (code or refresh grant) lives: its ``expires_in`` and its
+        tokeninfo ``exp``; 3600 (LWA's hour) by default.  Shorter lifetimes
+        show refreshes in demos.
     :param host: the loopback address to bind, ``127.0.0.1`` by default
         (``::1`` works too).
     :param port: the port to bind; ``0`` picks a free one.  Once bound, the
@@ -142,6 +146,7 @@ class LWAEmulator:
         redirect_uris: Iterable[str] | None = None,
         clock: Callable[[], float] | None = None,
         tls: bool = False,
+        access_token_lifetime: float = 3600,
     ) -> None:
         if not client_id:
             raise ValueError("client_id must not be empty")
@@ -149,10 +154,19 @@ class LWAEmulator:
             raise ValueError(f"port out of range: {port}")
         if client_secret == "":
             raise ValueError("client_secret must not be empty")
+        if (
+            isinstance(access_token_lifetime, bool)
+            or not isinstance(access_token_lifetime, int | float)
+            or not math.isfinite(access_token_lifetime)
+            or access_token_lifetime <= 0
+        ):
+            raise ValueError("access_token_lifetime must be a positive number of seconds")
         uris = _checked_redirect_uris(
             DEFAULT_REDIRECT_URIS if redirect_uris is None else redirect_uris
         )
         self.client_id = client_id
+        #: Seconds the token endpoint's access tokens live (``expires_in``).
+        self.access_token_lifetime = access_token_lifetime
         #: The client secret of :attr:`client_id`; never in a ``repr``.
         self.client_secret = client_secret or _new_client_secret()
         self._host = host
@@ -163,6 +177,7 @@ class LWAEmulator:
             client_secret=self.client_secret,
             redirect_uris=uris,
             clock=clock or time.time,
+            access_token_lifetime=access_token_lifetime,
         )
         # Serialises start/stop/DOWN; distinct from the state lock so that
         # joining threads never happens while a handler could need the state.

@@ -268,6 +268,27 @@ def test_access_token_lives_an_hour(
     assert tokeninfo(client, lwa, renewed.json()["access_token"]).json()["exp"] == 3600
 
 
+def test_access_token_lifetime_shortens_code_and_refresh_tokens(client: httpx2.Client) -> None:
+    clock = FakeClock()
+    with LWAEmulator(redirect_uris=[REDIRECT], clock=clock, access_token_lifetime=90) as lwa:
+        body = sign_in_with_secret(client, lwa)
+        assert body["expires_in"] == 90
+        assert tokeninfo(client, lwa, body["access_token"]).json()["exp"] == 90
+        clock.advance(90)
+        assert tokeninfo(client, lwa, body["access_token"]).json() == INVALID_TOKEN
+        renewed = refresh(client, lwa, body["refresh_token"]).json()
+        assert renewed["expires_in"] == 90
+        assert tokeninfo(client, lwa, renewed["access_token"]).json()["exp"] == 90
+        # Minted tokens keep their own expires_in.
+        assert tokeninfo(client, lwa, lwa.issue_token()).json()["exp"] == 3600
+
+
+@pytest.mark.parametrize("lifetime", [0, -1, float("nan"), float("inf"), True, "60"])
+def test_access_token_lifetime_must_be_positive(lifetime: object) -> None:
+    with pytest.raises(ValueError, match="access_token_lifetime"):
+        LWAEmulator(access_token_lifetime=lifetime)  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize(
     "redirect_uri",
     ["http://127.0.0.1:9/other", REDIRECT + "/", "http://localhost:9/callback"],

@@ -1,0 +1,304 @@
+"""The Django sign-in glue (``lwa_middleware.signin.django``) in the example project.
+
+``signin_urls``, ``LWABackend``, ``link_django_user`` and
+``SignedInUserMiddleware`` with real ``django.contrib.auth`` users in an
+in-memory SQLite database, behind the project's ``LWAMiddleware`` and
+Django's own session, authentication and CSRF middleware.
+
+Django is configured once per process (by whichever test gets there first,
+see ``tests/integrations/test_django.py``); this module lays what sign-in
+needs over it with ``override_settings`` (apps, middleware, backends, urls)
+and points the default database connection at SQLite for its duration.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import types
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import pytest
+from asgiref.local import Local
+from django.conf import settings
+from django.http import HttpRequest, JsonResponse
+from django.test import Client, override_settings
+from django.urls import path
+from django.views.decorators.csrf import csrf_exempt
+
+from lwa_middleware import get_identity
+from lwa_middleware.signin import SignIn
+from lwa_middleware.testing import BUILTIN_CUSTOMERS, LWAEmulator
+from tests.signin.support import ORIGIN, authorize, make_signin, path_of, session_of
+
+ADA = BUILTIN_CUSTOMERS[0]
+URLCONF = "tests_signin_django_urls"
+DJANGO_PROJECT = Path(__file__).resolve().parents[2] / "examples" / "django_project"
+
+
+@csrf_exempt  # the LWA gate checks Origin on cookie-authenticated POSTs itself
+def me(request: HttpRequest) -> JsonResponse:
+    identity = get_identity(request)
+    user = request.user
+    return JsonResponse(
+        {
+            "identity": identity.user_id if identity else None,
+            "type": user.__class__.__name__,  # through Django's SimpleLazyObject
+            "is_authenticated": user.is_authenticated,
+            "username": user.get_username(),
+            "email": getattr(user, "email", None),
+            "first_name": getattr(user, "first_name", None),
+            "pk": getattr(user, "pk", None),
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def django_with_auth() -> Iterator[None]:
+    """Django with ``contrib.auth``, sessions, CSRF and an in-memory SQLite database."""
+    import django
+    from django.core.management import call_command
+    from django.db import connections
+
+    sys.path.insert(0, str(DJANGO_PROJECT))
+    if not settings.configured:
+        from lwa_demo import settings as project
+
+        settings.configure(**{k: getattr(project, k) for k in dir(project) if k.isupper()})
+    django.setup()
+    override = override_settings(
+        INSTALLED_APPS=[
+            "django.contrib.contenttypes",
+            "django.contrib.auth",
+            "django.contrib.sessions",
+            "lwa_demo",
+            "lwa_middleware.integrations.django.LWAConfig",
+        ],
+        MIDDLEWARE=[
+            "django.middleware.security.SecurityMiddleware",
+            "django.contrib.sessions.middleware.SessionMiddleware",
+            "django.middleware.csrf.CsrfViewMiddleware",
+            "django.contrib.auth.middleware.AuthenticationMiddleware",
+            "lwa_middleware.integrations.django.LWAMiddleware",
+            "lwa_middleware.signin.django.SignedInUserMiddleware",
+        ],
+        AUTHENTICATION_BACKENDS=[
+            "lwa_middleware.signin.django.LWABackend",
+            "django.contrib.auth.backends.ModelBackend",
+        ],
+        SESSION_ENGINE="django.contrib.sessions.backends.signed_cookies",
+        ALLOWED_HOSTS=["127.0.0.1"],
+    )
+    override.enable()
+    # The default connection, whatever it was (the project has no database), is
+    # SQLite in memory while this module runs; restored afterwards.
+    saved = (connections.__dict__.pop("settings", None), connections._connections)
+    connections._settings = connections.configure_settings(
+        {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
+    )
+    connections._connections = Local(connections.thread_critical)
+    try:
+        call_command("migrate", verbosity=0, interactive=False)
+        yield
+    finally:
+        connections["default"].close()
+        connections._connections = saved[1]
+        connections.__dict__.pop("settings", None)
+        connections._settings = None
+        if saved[0] is not None:
+            connections.__dict__["settings"] = saved[0]
+        override.disable()
+        sys.path.remove(str(DJANGO_PROJECT))
+
+
+@pytest.fixture
+def signin(django_with_auth: None, lwa_emulator: LWAEmulator) -> Iterator[SignIn]:
+    """A SignIn linked to Django users, wired into settings.LWA and the urls."""
+    from django.contrib.auth import get_user_model
+
+    from lwa_middleware.signin.django import link_django_user, signin_urls
+
+    get_user_model().objects.all().delete()
+    signin = make_signin(lwa_emulator, link=link_django_user)
+    urls = types.ModuleType(URLCONF)
+    urls.urlpatterns = [  # type: ignore[attr-defined]
+        *signin_urls(signin),
+        path("", me),
+        path("me", me),
+        path("zip", me),
+    ]
+    sys.modules[URLCONF] = urls
+    lwa = {
+        "CLIENT_ID": lwa_emulator.client_id,
+        "API_BASE_URL": lwa_emulator.base_url,
+        "SESSION": signin,
+        "ROUTES": {
+            **signin.route_policies(),
+            "/": "optional",
+            "/me": "required",
+            "/zip": ["postal_code"],
+        },
+    }
+    with override_settings(LWA=lwa, ROOT_URLCONF=URLCONF):
+        yield signin
+    del sys.modules[URLCONF]
+    signin.close()
+
+
+def browser() -> Client:
+    """A Django test client on the app's origin, enforcing CSRF as a browser meets it."""
+    return Client(enforce_csrf_checks=True, SERVER_NAME="127.0.0.1", SERVER_PORT="8000")
+
+
+def sign_in(client: Client, lwa: LWAEmulator, query: Callable[[str], str] | None = None) -> Any:
+    login = client.get("/login", {"next": "/me"})
+    assert login.status_code == 302, login.content
+    back = path_of(authorize(lwa, login["Location"]))
+    return client.get(query(back) if query else back)
+
+
+def body(response: Any) -> dict[str, Any]:
+    result: dict[str, Any] = json.loads(response.content)
+    return result
+
+
+def session_id(client: Client) -> str:
+    return client.cookies["lwa_session"].value
+
+
+def test_sign_in_makes_request_user_a_django_user(
+    signin: SignIn, lwa_emulator: LWAEmulator
+) -> None:
+    from django.contrib.auth import get_user_model
+
+    client = browser()
+    answer = sign_in(client, lwa_emulator)
+    assert answer.status_code == 303
+    assert answer["Location"] == "/me"
+    cookie = answer.cookies["lwa_session"]
+    assert cookie["httponly"]
+    assert cookie["samesite"] == "Lax"
+    assert answer.cookies["lwa_session_login"]["max-age"] == 0  # the pending login, cleared
+    me = body(client.get("/me"))
+    user = get_user_model().objects.get()
+    assert me == {
+        "identity": ADA.user_id,
+        "type": "User",
+        "is_authenticated": True,
+        "username": ADA.user_id,
+        "email": ADA.email,
+        "first_name": ADA.name,
+        "pk": user.pk,
+    }
+    assert not user.has_usable_password()
+    assert session_of(signin, session_id(client)).user == user.pk  # link_django_user's result
+    # A second sign-in (another browser) finds the same user.
+    other = browser()
+    sign_in(other, lwa_emulator)
+    assert body(other.get("/me"))["pk"] == user.pk
+    assert get_user_model().objects.count() == 1
+
+
+def test_a_bearer_token_is_not_the_sessions_django_user(
+    signin: SignIn, lwa_emulator: LWAEmulator
+) -> None:
+    client = browser()
+    sign_in(client, lwa_emulator)
+    token = lwa_emulator.issue_token(scopes=["profile"], customer=BUILTIN_CUSTOMERS[1])
+    other = browser()
+    me = body(other.get("/me", headers={"Authorization": f"Bearer {token}"}))
+    assert me["identity"] == BUILTIN_CUSTOMERS[1].user_id
+    assert me["type"] == "AnonymousUser"  # no session: Django's own anonymous user
+    # Another customer's token beside Ada's session cookie does not become Ada.
+    mixed = body(client.get("/me", headers={"Authorization": f"Bearer {token}"}))
+    assert mixed["identity"] == BUILTIN_CUSTOMERS[1].user_id
+    assert mixed["type"] == "AnonymousUser"
+    assert body(browser().get("/"))["type"] == "AnonymousUser"
+    assert browser().get("/me").status_code == 401
+
+
+def test_a_deactivated_user_is_no_longer_request_user(
+    signin: SignIn, lwa_emulator: LWAEmulator
+) -> None:
+    from django.contrib.auth import get_user_model
+
+    from lwa_middleware.signin.django import LWABackend
+
+    client = browser()
+    sign_in(client, lwa_emulator)
+    user = get_user_model().objects.get()
+    user.is_active = False
+    user.save()
+    # As Django's ModelBackend: an inactive user does not authenticate.
+    me = body(client.get("/me"))
+    assert me["type"] == "AnonymousUser"
+    assert me["is_authenticated"] is False
+    assert me["identity"] == ADA.user_id  # the LWA token is still good; the account is off
+    assert LWABackend().get_user(user.pk) is None
+    # Signing in again links no user either.
+    fresh = browser()
+    assert sign_in(fresh, lwa_emulator).status_code == 303
+    assert session_of(signin, session_id(fresh)).user is None
+    assert body(fresh.get("/me"))["type"] == "AnonymousUser"
+
+
+def test_logout_ends_the_session_under_djangos_csrf_middleware(
+    signin: SignIn, lwa_emulator: LWAEmulator
+) -> None:
+    client = browser()
+    sign_in(client, lwa_emulator)
+    sid = session_id(client)
+    token = session_of(signin, sid).access_token
+    assert client.get("/logout").status_code == 405
+    refused = client.post("/logout", headers={"Origin": "https://evil.example"})
+    assert refused.status_code == 403
+    assert session_of(signin, sid) is not None
+    # No Django CSRF token needed: SignIn.logout checks Origin itself.
+    out = client.post("/logout", headers={"Origin": ORIGIN})
+    assert out.status_code == 303
+    assert out["Location"] == "/"
+    assert out.cookies["lwa_session"]["max-age"] == 0
+    assert session_of(signin, sid) is None
+    assert client.get("/me").status_code == 401
+    assert body(client.get("/"))["type"] == "AnonymousUser"
+    bearer = client.get("/me", headers={"Authorization": f"Bearer {token}"})
+    assert bearer.status_code == 401  # revoked in the middleware at logout
+
+
+def test_cookie_authenticated_posts_need_the_apps_origin(
+    signin: SignIn, lwa_emulator: LWAEmulator
+) -> None:
+    client = browser()
+    sign_in(client, lwa_emulator)
+    refused = client.post("/me")
+    assert refused.status_code == 403
+    assert body(refused)["error"] == "cross_site_request"
+    assert client.post("/me", headers={"Origin": "https://evil.example"}).status_code == 403
+    assert client.post("/me", headers={"Sec-Fetch-Site": "cross-site"}).status_code == 403
+    allowed = client.post("/me", headers={"Origin": ORIGIN})
+    assert allowed.status_code == 200
+    assert body(allowed)["type"] == "User"
+
+
+def test_a_missing_scope_is_refused_for_the_session_too(
+    signin: SignIn, lwa_emulator: LWAEmulator
+) -> None:
+    client = browser()
+    sign_in(client, lwa_emulator)  # signs in with "profile" only
+    refused = client.get("/zip")
+    assert refused.status_code == 403
+    assert 'scope="postal_code"' in refused["WWW-Authenticate"]
+
+
+def test_repeated_query_parameters_are_read_as_by_the_other_glue(
+    signin: SignIn, lwa_emulator: LWAEmulator
+) -> None:
+    # SignIn reads the first of repeated parameters; the Django views must hand
+    # it all of them (QueryDict.items() gives only the last one).
+    client = browser()
+    answer = sign_in(client, lwa_emulator, lambda back: back + "&" + urlencode({"state": "x"}))
+    assert answer.status_code == 303
+    assert body(client.get("/me"))["type"] == "User"
