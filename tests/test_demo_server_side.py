@@ -18,7 +18,7 @@ import pytest
 from lwa_middleware.demo.server import bind_socket, serve_in_thread, url_for
 from lwa_middleware.demo.server_side import HtmlRefusals, build_server_side_demo_app
 from lwa_middleware.testing import BUILTIN_CUSTOMERS, Fault, LWAEmulator
-from tests.signin.support import Clock, session_of
+from tests.signin.signin_support import Clock, session_of
 
 LIFETIME = 120  # seconds an access token lives in these tests
 

@@ -32,7 +32,7 @@ from django.views.decorators.csrf import csrf_exempt
 from lwa_middleware import get_identity
 from lwa_middleware.signin import SignIn
 from lwa_middleware.testing import BUILTIN_CUSTOMERS, LWAEmulator
-from tests.signin.support import ORIGIN, authorize, make_signin, path_of, session_of
+from tests.signin.signin_support import ORIGIN, authorize, make_signin, path_of, session_of
 
 ADA = BUILTIN_CUSTOMERS[0]
 URLCONF = "tests_signin_django_urls"

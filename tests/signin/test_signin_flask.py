@@ -8,7 +8,7 @@ from flask import Flask, g
 
 from lwa_middleware.integrations.flask import LWA
 from lwa_middleware.signin.flask import current_user, signin_blueprint
-from tests.signin.support import authorize, make_signin
+from tests.signin.signin_support import authorize, make_signin
 
 
 def test_flask_sign_in_user_and_logout(lwa_emulator):

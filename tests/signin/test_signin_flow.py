@@ -14,7 +14,7 @@ from starlette.testclient import TestClient
 from lwa_middleware.errors import ConfigurationError
 from lwa_middleware.signin import SignIn
 from lwa_middleware.signin.cookies import safe_next
-from tests.signin.support import (
+from tests.signin.signin_support import (
     ORIGIN,
     SESSION_SECRET,
     Recorder,

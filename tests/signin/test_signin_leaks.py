@@ -8,7 +8,7 @@ from urllib.parse import parse_qsl, urlsplit
 import httpx2
 from starlette.testclient import TestClient
 
-from tests.signin.support import (
+from tests.signin.signin_support import (
     ORIGIN,
     Clock,
     Recorder,

@@ -21,7 +21,7 @@ from starlette.testclient import TestClient
 from lwa_middleware.signin import RedisSessionStore, SignIn
 from lwa_middleware.testing import BUILTIN_CUSTOMERS, LWAEmulator
 from tests.shared_cache_support import RedisServer, free_port, redis_binary
-from tests.signin.support import (
+from tests.signin.signin_support import (
     ORIGIN,
     Clock,
     Recorder,
@@ -88,8 +88,11 @@ def workers(
 
 
 def _dump(client: redis.Redis) -> tuple[list[bytes], list[bytes]]:
-    keys = list(client.scan_iter("*"))
-    values = [v for v in (client.get(k) for k in keys) if v is not None]
+    """The session store's keys, and every value in this Redis (the shared
+    cache's too, whatever its type: DUMP serialises any key's content)."""
+    everything = list(client.scan_iter("*"))
+    keys = [k for k in everything if k.startswith(b"lwa:signin:")]
+    values = [v for v in (client.dump(k) for k in everything) if v is not None]
     return keys, values
 
 
@@ -262,8 +265,12 @@ def test_redis_down_is_a_503_at_every_step_never_a_500(
         # Redis back (empty: this test server keeps nothing on disk): the lost
         # session is simply gone, and signing in works again.
         assert client.get("/me").status_code == 401
+        # (The cookie set by hand above lives beside the server's in the test
+        # client's jar; a browser keeps one per name, domain and path.)
+        client.cookies.clear()
         assert sign_in(client, lwa_emulator).status_code == 303
-        assert client.get("/me").json()["user_id"] == ADA.user_id
+        me = client.get("/me")
+        assert me.json().get("user_id") == ADA.user_id, (me.status_code, me.text)
     worker.signin.close()
 
 

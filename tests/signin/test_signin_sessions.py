@@ -12,7 +12,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from lwa_middleware.testing import Fault
-from tests.signin.support import (
+from tests.signin.signin_support import (
     ORIGIN,
     Clock,
     Recorder,
