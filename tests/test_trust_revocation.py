@@ -129,6 +129,34 @@ def test_revoke_with_redis_down_raises_and_still_refuses_here(
     assert_refused_elsewhere(make, own_redis.url, token, http)
 
 
+def test_a_revocation_that_missed_redis_is_published_at_the_next_round_trip(
+    make: Any, lwa_emulator: LWAEmulator, redis_srv: Any, rclient: Any, http: httpx2.Client
+) -> None:
+    """Review finding: after a transient outage *without* data loss, a
+    revocation whose write ran out of retries used to stay in one process."""
+    mw, serve = make(redis_url=redis_srv.url, cache_key_secret=b"k" * 32)
+    token = lwa_emulator.issue_token()
+    with serve(mw) as base:
+        assert call(http, base, "/me", token).status_code == 200
+        before = set(keys_of(rclient, "rev"))
+        rclient.execute_command("CLIENT", "PAUSE", "2500", "ALL")  # past the write budget
+        with pytest.raises(SharedCacheError):
+            revoke(mw, token)
+        assert call(http, base, "/me", token).status_code == 401  # here, at once
+        deadline = time.monotonic() + 20
+        while set(keys_of(rclient, "rev")) == before and time.monotonic() < deadline:
+            settle(0.3)
+            call(http, base, "/me", lwa_emulator.issue_token())  # any round trip
+        # (Other tests' workers may re-assert their own revocations meanwhile.)
+        assert len(set(keys_of(rclient, "rev")) - before) >= 1
+    other, serve_other = make(
+        redis_url=redis_srv.url, redis_timeout=SLACK, cache_key_secret=b"k" * 32
+    )
+    with serve_other(other) as base:
+        response = call(http, base, "/me", token)
+    assert response.status_code == 401, response.text
+
+
 def test_revocations_are_published_again_after_a_flushall(
     make: Any, lwa_emulator: LWAEmulator, redis_srv: Any, rclient: Any, http: httpx2.Client
 ) -> None:

@@ -112,6 +112,9 @@ class RevocationMemory:
         self.lock = threading.Lock()
         #: Hexes whose announcement may not have reached Redis.
         self.unannounced: set[str] = set()
+        #: Hexes whose revocation key may not have reached Redis: written
+        #: again at this process's next successful round trip.
+        self.unwritten: set[str] = set()
 
     def live(self, now: float) -> list[tuple[str, float, bytes, bytes]]:
         with self.lock:

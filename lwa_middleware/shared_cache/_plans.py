@@ -280,6 +280,12 @@ class _Plans(_Health):
         self._epoch = epoch
         if not first:
             self.restores += 1
+        yield from self._replay_plan(None)
+        return None
+
+    def _replay_plan(self, only: set[str] | None) -> _Plan[None]:
+        """Write again the live revocations this process made (``only`` those
+        hexes, when given) that the current secrets can still name."""
         secret = self._secret
         now = self._clock()
         readable = {secret, *self._old_secrets}
@@ -287,7 +293,7 @@ class _Plans(_Health):
             live = [
                 (digest, until, sealed)
                 for digest, (until, made_with, sealed) in self._revocations.items()
-                if until > now and made_with in readable
+                if until > now and made_with in readable and (only is None or digest in only)
             ]
         if secret is None or not live:
             return None
@@ -308,6 +314,17 @@ class _Plans(_Health):
     def _check_lost(self, lost: Any) -> _Plan[None]:
         if lost is not None and int(lost):
             yield from self._restore_plan()
+        elif self._memory.unwritten:
+            # Redis answers again after a revocation failed to reach it (its
+            # write ran out of retries): publish it now, not at the next loss.
+            with self._revocations_lock:
+                pending, self._memory.unwritten = self._memory.unwritten, set()
+            try:
+                yield from self._replay_plan(pending)
+            except BaseException:
+                with self._revocations_lock:
+                    self._memory.unwritten |= pending
+                raise
         return None
 
     # -- plans ---------------------------------------------------------------
@@ -459,10 +476,18 @@ class _Plans(_Health):
         if fleet is not None:
             with self._memory.lock:
                 self._memory.unannounced.update(digest for _, digest in made)
-        for each, _ in made:
-            yield from self._failure_plan(
-                token, InvalidToken(REVOKED), ("", ""), seconds, secret=each
-            )
+        try:
+            for each, _ in made:
+                yield from self._failure_plan(
+                    token, InvalidToken(REVOKED), ("", ""), seconds, secret=each
+                )
+        except BaseException:
+            # Not (all) written: the next successful round trip writes them.
+            with self._revocations_lock:
+                self._memory.unwritten.update(digest for _, digest in made)
+            raise
+        with self._revocations_lock:
+            self._memory.unwritten.difference_update(digest for _, digest in made)
         if fleet is not None:
             # Pushed to every worker's memory, and logged for those away.
             until = self._wall() + seconds
