@@ -12,7 +12,6 @@ it unless ``CI`` is set, as in ``tests/test_demo_browser.py``.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,12 +19,12 @@ from urllib.parse import parse_qsl, urlsplit
 
 import httpx2
 import pytest
+from support.browser import launch_chromium
 
 from lwa_middleware.demo.server import bind_socket, serve_in_thread, url_for
 from lwa_middleware.demo.server_side import HtmlRefusals, build_server_side_demo_app
 from lwa_middleware.testing import BUILTIN_CUSTOMERS, LWAEmulator
 from tests.signin.signin_support import Clock, session_of
-from tests.test_demo_browser import CHROMIUM, CHROMIUM_ARGS, _unavailable
 
 pytestmark = pytest.mark.browser
 
@@ -34,18 +33,7 @@ LIFETIME = 120
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    if not os.path.exists(CHROMIUM):
-        _unavailable(f"{CHROMIUM} is missing: apt-get install chromium")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _unavailable("playwright is not installed: pip install 'lwa-middleware[test]'")
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
+    yield from launch_chromium()
 
 
 @pytest.fixture(scope="module")
