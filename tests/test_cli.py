@@ -293,7 +293,8 @@ class Proc:
         )
         self.lines: queue.Queue[str | None] = queue.Queue()
         self.seen: list[str] = []
-        threading.Thread(target=self._pump, daemon=True).start()
+        self._pumping = threading.Thread(target=self._pump, daemon=True)
+        self._pumping.start()
 
     def _pump(self) -> None:
         assert self.popen.stdout is not None
@@ -335,6 +336,9 @@ class Proc:
         if self.popen.poll() is None:
             self.popen.kill()
             self.popen.wait(timeout=5)
+        self._pumping.join(timeout=5)  # the pipe is at EOF once the process is gone
+        if self.popen.stdout is not None and not self._pumping.is_alive():
+            self.popen.stdout.close()
 
 
 @pytest.fixture

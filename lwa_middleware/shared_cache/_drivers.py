@@ -120,6 +120,9 @@ class SyncSharedCache(_Plans):
                 elif isinstance(step, _Subscribe):
                     try:
                         waits: Any = conn.waits  # redis-py's pubsub() is untyped
+                        if pubsub is not None:  # a new holder: one channel at a time
+                            with contextlib.suppress(Exception):
+                                pubsub.close()
                         pubsub = waits.pubsub()
                         pubsub.subscribe(step.channel)
                         # Confirmed before the plan reads again, so no publish is missed.
@@ -268,6 +271,9 @@ class AsyncSharedCache(_Plans):
                     try:
                         conn = await self._loop_client(durable)
                         async with asyncio.timeout(deadline):
+                            if pubsub is not None:  # a new holder: one channel at a time
+                                with contextlib.suppress(Exception):
+                                    await pubsub.aclose()
                             pubsub = conn.waits.pubsub()
                             await pubsub.subscribe(step.channel)
                             confirmed = await pubsub.get_message(

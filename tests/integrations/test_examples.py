@@ -266,6 +266,7 @@ class Running:
     port: int
     lines: list[str] = field(default_factory=list)
     ready: threading.Event = field(default_factory=threading.Event)
+    reader: threading.Thread | None = None
 
     def read(self) -> None:
         assert self.process.stdout is not None
@@ -299,7 +300,8 @@ def _start(argv: list[str], **extra: str) -> Running:
         text=True,
     )
     running = Running(process, port)
-    threading.Thread(target=running.read, daemon=True).start()
+    running.reader = threading.Thread(target=running.read, daemon=True)
+    running.reader.start()
     return running
 
 
@@ -310,6 +312,11 @@ def _stop(running: Running) -> None:
     except subprocess.TimeoutExpired:
         running.process.kill()
         running.process.wait(10)
+    if running.reader is not None:
+        running.reader.join(timeout=5)  # the pipe is at EOF once the process is gone
+    alive = running.reader is not None and running.reader.is_alive()
+    if running.process.stdout is not None and not alive:
+        running.process.stdout.close()
 
 
 @pytest.fixture(scope="module")

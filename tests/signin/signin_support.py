@@ -153,6 +153,9 @@ class Recorder(httpx2.BaseTransport):
     def grants(self, kind: str) -> list[dict[str, str]]:
         return [form for _, _, form in self.sent if form.get("grant_type") == kind]
 
+    def close(self) -> None:  # SignIn.close() closes its client, which closes this
+        self._inner.close()
+
 
 def session_of(signin: SignIn, session_id: str) -> Any:
     """The stored session (test-only peek through the sealer)."""

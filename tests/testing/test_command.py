@@ -50,3 +50,5 @@ def test_quiet_prints_the_url_and_the_token_only() -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait(timeout=5)
+        if proc.stdout is not None:
+            proc.stdout.close()
