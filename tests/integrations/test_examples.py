@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import threading
@@ -319,9 +320,35 @@ def _stop(running: Running) -> None:
         running.process.stdout.close()
 
 
+def _serving(running: Running, timeout: float = 30.0) -> bool:
+    """Whether the script bound its port, rather than exiting."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if running.process.poll() is not None:
+            return False
+        try:
+            socket.create_connection(("127.0.0.1", running.port), timeout=1).close()
+            return True
+        except OSError:
+            time.sleep(0.1)  # polling its start-up, bounded
+    return running.process.poll() is None
+
+
+def _start_serving(argv: list[str]) -> Running:
+    # The scripts take a port number and bind it themselves: between
+    # free_port() and their bind, another server of a parallel test may take
+    # it (uvicorn then exits with 3). Such a clash is retried on a new port.
+    for _attempt in range(3):
+        running = _start(argv)
+        if _serving(running):
+            return running
+        _stop(running)
+    return running
+
+
 @pytest.fixture(scope="module")
 def scripts() -> Iterator[dict[str, Running]]:
-    started = {name: _start(argv) for name, argv in SCRIPTS.items()}
+    started = {name: _start_serving(argv) for name, argv in SCRIPTS.items()}
     try:
         yield started
     finally:
