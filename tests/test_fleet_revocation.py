@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx2
@@ -31,6 +31,7 @@ from test_shared_cache import (
     redis_srv,  # noqa: F401
 )
 from test_trust_revalidate import make  # noqa: F401
+from test_trust_revocation import own_redis  # noqa: F401
 
 from lwa_middleware import LWAMiddleware
 from lwa_middleware.cache import token_digest
@@ -75,14 +76,6 @@ def subscribed(mw: Any) -> bool:
 
 def refused(http: httpx2.Client, base: str, token: str) -> bool:
     return call(http, base, "/me", token).status_code == 401
-
-
-@pytest.fixture
-def own_redis(redis_bin: str) -> Iterator[RedisServer]:
-    server = RedisServer(redis_bin)
-    server.start()
-    yield server
-    server.close()
 
 
 # -- push --------------------------------------------------------------------
