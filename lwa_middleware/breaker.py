@@ -62,6 +62,21 @@ class CircuitBreaker:
                 return None
             return max(1, math.ceil(left))
 
+    def refusing(self) -> int | None:
+        """Like :meth:`check`, but only looks: never claims the probe.
+
+        Whole seconds until the cooldown ends while the breaker is open and no
+        probe can be due, else ``None`` (closed, or :meth:`check` decides). A
+        lookup asks this before it queues for an in-flight slot, so the
+        breaker's refusals never wait behind other lookups (and never turn
+        into ``Saturated`` on a busy machine).
+        """
+        opened = self._opened_at
+        if opened is None:
+            return None
+        left = opened + self.cooldown - self._clock()
+        return max(1, math.ceil(left)) if left > 0 else None
+
     def success(self) -> None:
         if self._failures or self._opened_at is not None:
             with self._lock:

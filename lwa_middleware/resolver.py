@@ -62,6 +62,8 @@ __all__ = ["AsyncControls", "BlockingControls", "Resolver"]
 
 logger = logging.getLogger("lwa_middleware")
 
+_BREAKER_OPEN = "LWA is failing; not asking it for a moment."
+
 #: LWA access tokens live 60 minutes: the longest a revocation must be kept
 #: when the token's own expiry is unknown here (tokeninfo's claims are capped
 #: apart, at ``flow.MAX_CLAIMED_LIFETIME``).
@@ -211,7 +213,13 @@ class Resolver:
             if entry is not None:
                 return entry
         started = self.clock()
-        resolved = yield _AskLWA(self._lookup(token, policy))
+        retry = self.breaker.refusing()
+        if retry is not None:
+            # Open: refuse before queueing for a slot (the flow checks again
+            # once it holds one, for requests that queued while it opened).
+            resolved: Resolved | AuthError = BreakerOpen(_BREAKER_OPEN, retry)
+        else:
+            resolved = yield _AskLWA(self._lookup(token, policy))
         if isinstance(resolved, AuthError):
             if shared:
                 yield _Share("record_failure", (token, resolved))
@@ -252,7 +260,7 @@ class Resolver:
         # that queued for a slot while LWA went down do not call it anyway.
         retry = self.breaker.check()
         if retry is not None:
-            raise BreakerOpen("LWA is failing; not asking it for a moment.", retry)
+            raise BreakerOpen(_BREAKER_OPEN, retry)
         self.stats.misses += 1
         self.stats.lookups += 1
         settings = self.settings

@@ -36,6 +36,23 @@ def test_opens_after_threshold_consecutive_failures() -> None:
     assert breaker.check() == 30
 
 
+def test_refusing_only_looks_and_never_claims_the_probe() -> None:
+    clock = FakeClock()
+    breaker = CircuitBreaker(threshold=1, cooldown=30, clock=clock)
+    assert breaker.refusing() is None
+    breaker.failure()
+    assert breaker.refusing() == 30
+    clock.advance(29.5)
+    assert breaker.refusing() == 1
+    clock.advance(1)
+    # A probe is due: refusing() says "ask check()", however often it is asked...
+    assert breaker.refusing() is None
+    assert breaker.refusing() is None
+    # ...and the probe is still there for the first lookup that holds a slot.
+    assert breaker.check() is None
+    assert breaker.check() == 1
+
+
 def test_success_resets_the_count() -> None:
     breaker = CircuitBreaker(threshold=2, cooldown=30)
     breaker.failure()

@@ -19,8 +19,10 @@ from collections import Counter
 from collections.abc import Callable
 
 import pytest
+from support.callers import WsgiCaller
 from support.clock import FakeClock
 
+from lwa_middleware import LWAWSGIMiddleware
 from lwa_middleware.testing import Fault, LWAEmulator
 
 from .conftest import Caller, assert_unavailable
@@ -160,6 +162,38 @@ def test_open_breaker_sheds_a_burst_without_asking_lwa(
     assert caller.mw.stats.upstream_errors == THRESHOLD
     assert caller.mw.stats.breaker_opened == 1
     _assert_recovers(caller, lwa_emulator, clock, cooldown)
+
+
+def test_an_open_breaker_refuses_without_queueing_for_a_slot(
+    make_wsgi: Callable[..., LWAWSGIMiddleware], lwa_emulator: LWAEmulator
+) -> None:
+    """With every in-flight slot taken (hung lookups), the open breaker still
+    answers at once with its own ``Retry-After``: a refusal that queued for a
+    slot would wait the whole deadline and come out as ``Saturated``."""
+    cooldown = 30.0
+    clock = FakeClock()
+    caller = WsgiCaller(make_wsgi(**_options(clock, breaker_cooldown=cooldown), retry_after=4))
+    try:
+        lwa_emulator.inject(Fault.SERVER_ERROR)
+        for _ in range(THRESHOLD):
+            assert_unavailable(caller.get(token=lwa_emulator.issue_token()))
+        assert caller.mw.resolver.breaker.is_open
+        driver = caller.mw.resolver._sync_driver
+        assert driver is not None
+        for _ in range(CAP):
+            assert driver._slots.acquire(blocking=False)
+        try:
+            started = time.monotonic()
+            reply = caller.get(token=lwa_emulator.issue_token())
+            waited = time.monotonic() - started
+        finally:
+            for _ in range(CAP):
+                driver._slots.release()
+        assert_unavailable(reply, retry_after=math.ceil(cooldown))
+        assert caller.mw.stats.saturated == 0
+        assert waited < TIMEOUT, f"the refusal queued for a slot ({waited:.2f}s)"
+    finally:
+        caller.close()
 
 
 def test_breaker_recovers_under_steady_traffic(
