@@ -9,10 +9,12 @@ Waits are real (Sentinel notices a dead primary after its
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import subprocess
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -141,3 +143,29 @@ def test_sharing_and_pushes_survive_a_sentinel_failover(
         wait_for(lambda: b.resolver._fleet.subscribed and a.resolver._fleet.subscribed, 20)
         asyncio.run(a.revoke(token))
         wait_for(lambda: call(http, ub, "/me", token).status_code == 401, 2)
+
+
+def test_closing_the_cache_closes_its_sentinel_connections(
+    make_asgi: Any, lwa_emulator: LWAEmulator, topology: Topology, http: httpx2.Client
+) -> None:
+    """Lifespan shutdown closes the connections to the Sentinels too (redis-py
+    leaves them to the garbage collector, a ResourceWarning much later)."""
+
+    def ours() -> int:
+        # Every client the Sentinel has, but the one asking.
+        with topology.sentinel() as client:
+            return len(client.client_list()) - 1
+
+    before = ours()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        mw = make_asgi(redis_url=topology.url, redis_timeout=SLACK, cache_key_secret=b"k" * 32)
+        with uvicorn_server(mw) as url:
+            assert call(http, url, "/me", lwa_emulator.issue_token()).status_code == 200
+            assert ours() > before  # it asked the Sentinel for the primary
+        del mw
+        gc.collect()
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)], [
+        str(w.message) for w in caught
+    ]
+    wait_for(lambda: ours() == before, 5)

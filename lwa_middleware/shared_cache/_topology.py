@@ -59,6 +59,26 @@ def parse_sentinel(url: str) -> tuple[list[tuple[str, int]], str, int, dict[str,
     return nodes, path[0], int(path[1]) if len(path) == 2 else 0, credentials
 
 
+class _SentinelPool(redis.sentinel.SentinelConnectionPool):
+    """A Sentinel pool whose ``disconnect()`` also closes its Sentinel clients'
+    connections: redis-py leaves them open, to be reported by the garbage
+    collector (a ``ResourceWarning``) long after the cache was closed."""
+
+    def disconnect(self, inuse_connections: bool = True) -> None:
+        super().disconnect(inuse_connections)
+        for sentinel in self.sentinel_manager.sentinels:
+            sentinel.connection_pool.disconnect()
+
+
+class _AsyncSentinelPool(redis.asyncio.sentinel.SentinelConnectionPool):
+    """:class:`_SentinelPool` for asyncio."""
+
+    async def disconnect(self, inuse_connections: bool = True) -> None:
+        await super().disconnect(inuse_connections)
+        for sentinel in self.sentinel_manager.sentinels:
+            await sentinel.connection_pool.disconnect()
+
+
 def make_pool(
     url: str,
     *,
@@ -86,7 +106,8 @@ def make_pool(
         # redis-py's Sentinel classes are untyped.
         module: Any = redis.asyncio.sentinel if asyncio else redis.sentinel
         manager = module.Sentinel(nodes, sentinel_kwargs=asked)
-        return module.SentinelConnectionPool(service, manager, db=db, **credentials, **options)
+        sentinel_pool: Any = _AsyncSentinelPool if asyncio else _SentinelPool
+        return sentinel_pool(service, manager, db=db, **credentials, **options)
     if blocking:
         options["timeout"] = timeout  # the wait for a free connection
         pool_class: Any = (
