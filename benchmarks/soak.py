@@ -431,6 +431,19 @@ class _Soak:
                 return
             await asyncio.sleep(0.05)
 
+    def _seen(self, phase: str, kind: str, status: int) -> bool:
+        return self.report.matrix[phase, kind, status] > 0
+
+    @staticmethod
+    async def _stretch(done: Callable[[], bool], bound: float = 20.0) -> None:
+        """Prolong a phase until it saw what it is for: on a loaded machine its
+        nominal length may end before a single request in it completed."""
+        deadline = time.monotonic() + bound
+        # Polling: the counters are written by every client task, and an
+        # Event set on each judged request would cost the clients more.
+        while not done() and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+
     async def run(self) -> None:
         plan = self.plan
         limits = httpx2.Limits(max_connections=plan.clients, max_keepalive_connections=plan.clients)
@@ -438,11 +451,16 @@ class _Soak:
             workers = [asyncio.create_task(self.client(http)) for _ in range(plan.clients)]
             try:
                 await asyncio.sleep(plan.warm)
+                await self._stretch(lambda: self._seen("warm", "valid", 200)
+                                    and self._seen("warm", "garbage", 401))
                 self.phase = "grace"
                 self.lwa.inject(Fault.DOWN)
                 await asyncio.sleep(plan.grace)
                 self.phase = "outage"
                 await asyncio.sleep(plan.outage)
+                await self._stretch(lambda: any(p == "outage" for p, _, _ in self.report.matrix)
+                                    and (not plan.stale_if_error
+                                         or self._seen("outage", "valid", 200)))
                 self.phase = "recovery"
                 self.lwa.clear_faults()
                 await self.recovery_probe(http, time.monotonic())
@@ -574,6 +592,8 @@ def emulator_process(client_id: str = "amzn1.application-oa2-client.flood") -> I
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=10)
+        if proc.stdout is not None:
+            proc.stdout.close()
 
 
 def run_flood(
