@@ -336,7 +336,7 @@ def first_token_rows(lwa: Any, rounds: int) -> list[tuple[str, str, str]]:
         os.remove(bundle)
     rows = []
     for adapter in ("asgi", "wsgi"):
-        how = "lifespan startup" if adapter == "asgi" else "background, at construction"
+        how = "lifespan startup" if adapter == "asgi" else "at construction"
         rows.append(
             (
                 f"first token of a fresh {adapter.upper()} worker, TLS, L={LATENCY * 1000:.0f} ms:"

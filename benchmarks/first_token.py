@@ -3,8 +3,8 @@
 ``python first_token.py asgi|wsgi warm|lazy BASE_URL VERIFY CLIENT_ID TOKEN``
 prints the seconds the first request took. The app is imported and built
 first, as a worker does at boot; *warm* then lets the middleware warm up the
-way a server would (ASGI: lifespan startup; WSGI: the 0.2 s a worker takes to
-start accepting, while the background warm start runs), *lazy* switches the
+way a server would (ASGI: lifespan startup; WSGI: construction itself, then
+the 0.2 s a worker takes to start accepting), *lazy* switches the
 warm start off (everything is built by the first lookup, as before).
 """
 

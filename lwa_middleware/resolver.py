@@ -447,9 +447,10 @@ class Resolver:
         self._drive(self._forget_plan(token, revoke=True))
 
     def warm_sync(self) -> None:
-        """Build the blocking driver now (httpx2, SSL context, clients, a pool
-        thread), so the first token does not pay for it."""
-        self._sync_parts()[0].warm()
+        """Build the blocking driver now (httpx2, SSL context, clients), so the
+        first token does not pay for it. It starts no thread (its pool makes
+        them on demand): a process forked after it has none of them."""
+        self._sync_parts()
 
     def close(self) -> None:
         """Close pooled connections; a later request builds fresh ones."""

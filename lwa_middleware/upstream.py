@@ -188,10 +188,6 @@ class SyncDriver:
         # sockets to the garbage collector: they are closed with the driver.
         self._finalizer = weakref.finalize(self, _close_blocking, self._clients, self._pool)
 
-    def warm(self) -> None:
-        """Start one pool thread now; the clients and SSL context exist already."""
-        self._pool.submit(int).result()
-
     def run(self, lookup: Lookup) -> Resolved:
         flow, timeout = lookup.flow, self._settings.timeout
         held: list[threading.BoundedSemaphore] = []

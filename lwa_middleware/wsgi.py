@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Iterable
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, Unpack
@@ -102,10 +101,11 @@ class LWAWSGIMiddleware(BlockingControls):
         self.settings = settings or Settings.from_options(**options)
         self.resolver = Resolver(self.settings)
         self.gate = Gate(self.settings, self.resolver)
-        # Warm start in the background: a request arriving meanwhile waits for
-        # the same build (the resolver's lock), never for a second one.
-        self._warming = threading.Thread(target=self._warm, name="lwa-warm-start", daemon=True)
-        self._warming.start()
+        # Warm start now, in this thread, and with no thread of its own left
+        # behind: servers import the app and then fork their workers (uWSGI,
+        # gunicorn --preload), and a worker has none of its parent's threads,
+        # nor can it take a lock or finish an import that one held.
+        self._warm()
 
     def __repr__(self) -> str:
         return f"LWAWSGIMiddleware({self.app!r}, {self.resolver!r})"
@@ -118,7 +118,6 @@ class LWAWSGIMiddleware(BlockingControls):
 
     def close(self) -> None:
         """Close pooled connections to LWA (and Redis)."""
-        self._warming.join()
         super().close()
 
     def authenticate(self, environ: WSGIEnvironment, path: str | None = None) -> AuthError | None:

@@ -9,16 +9,15 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 from typing import Any
-from urllib.parse import quote
 from wsgiref.validate import validator
 
 import pytest
-from support.callers import AsgiCaller, HttpCaller, Reply, WsgiCaller, bearer
-from support.contract import CASES, Case, check_error
+from support.callers import AsgiCaller, HttpCaller, Reply, WsgiCaller
+from support.contract import CASES, Case, check_error, check_success
 from support.servers import serve_uvicorn, serve_waitress
 
 from lwa_middleware import LWAMiddleware, LWAWSGIMiddleware
-from lwa_middleware.testing import Fault, LWAEmulator
+from lwa_middleware.testing import LWAEmulator
 
 TRANSPORTS = ["asgi", "wsgi", "uvicorn", "waitress"]
 
@@ -95,39 +94,5 @@ def test_success_cache_public_and_recovery(
     lwa_emulator: LWAEmulator, transport: Callable[..., tuple[Any, Spy]]
 ) -> None:
     caller, spy = transport()
-    token = lwa_emulator.issue_token(
-        scopes=["profile", "postal_code"], name="Ada Lovelace", email="ada@example.com"
-    )
-    customer = lwa_emulator.customer_for(token)
-    first = caller.get("/me", token)
-    assert first.status == 200, first.body
-    identity = first.json()["identity"]
-    assert identity["user_id"] == customer.user_id
-    assert identity["name"] == "Ada Lovelace"
-    assert identity["email"] == "ada@example.com"
-    assert identity["postal_code"] == customer.postal_code
-    assert identity["scopes"] == ["postal_code", "profile"]
-    assert identity["client_id"] == lwa_emulator.client_id
-    # Cached: every route and every token source, no further LWA call.
-    for path in ("/me", "/zip", "/uid", "/users/1/orders", "/optional"):
-        again = caller.get(path, token)
-        assert again.status == 200, path
-        assert again.json()["identity"] == identity
-    assert caller.get("/me", query="access_token=" + quote(token, safe="")).status == 200
-    assert caller.get("/me", headers={"x-amz-access-token": token}).status == 200
-    assert lwa_emulator.calls["tokeninfo"] == 1
-    assert lwa_emulator.calls["profile"] == 1
-    # Public: no credential is read, whatever the request carries.
-    public = caller.get("/public/x", headers={"Authorization": "Bearer a b"})
-    assert public.status == 200
-    assert public.json()["identity"] is None
-    # Optional: anonymous without a token.
-    assert caller.get("/optional").json()["identity"] is None
-    # Down, then back: fail closed, then resolve.
-    lwa_emulator.inject(Fault.DOWN)
-    fresh = lwa_emulator.issue_token()
-    assert caller.get("/me", headers=bearer(fresh)).status == 503
-    lwa_emulator.clear_faults()
-    assert caller.get("/me", headers=bearer(fresh)).status == 200
-    assert lwa_emulator.token_in_url == 0
+    check_success(caller, lwa_emulator)
     assert len(spy.paths) == 11

@@ -22,16 +22,22 @@ from typing import Any
 from support.callers import bearer, http_client
 from support.servers import serve_uvicorn, serve_werkzeug
 
+from lwa_middleware import get_identity
+from lwa_middleware.testing import LWAEmulator
+
 __all__ = [
     "DJANGO_PROJECT",
     "EXAMPLES",
+    "IDENTITY_ROUTES",
     "assert_insufficient",
     "assert_missing_token",
     "bearer",
     "body_of",
+    "exercise_identity_routes",
     "free_port",
     "fresh_warnings",
     "http_client",
+    "identity_body",
     "json_of",
     "load_example",
     "same_error",
@@ -128,3 +134,40 @@ def assert_insufficient(response: Any, scopes: str, realm: str = "lwa") -> None:
     body = json_of(response)
     assert set(body) == {"error", "error_description"}
     assert body["error"] == "insufficient_scope"
+
+
+#: The routes of :func:`exercise_identity_routes`: a framework app serves
+#: ``/health``, ``/``, ``/me`` and ``/shipping``, each answering :func:`identity_body`.
+IDENTITY_ROUTES: dict[str, Any] = {
+    "/health": "public",
+    "/": "optional",
+    "/shipping": ["postal_code"],
+}
+
+
+def identity_body(request: Any) -> dict[str, Any]:
+    """What the views of :func:`exercise_identity_routes` answer, read with ``get_identity``."""
+    identity = get_identity(request)
+    return {
+        "user_id": identity.user_id if identity else None,
+        "postal_code": identity.postal_code if identity else None,
+    }
+
+
+def exercise_identity_routes(url: str, lwa: LWAEmulator) -> None:
+    """Public, optional, required and scoped routes of a framework app at ``url``."""
+    full = lwa.issue_token(scopes=["profile", "postal_code"], postal_code="10115")
+    poor = lwa.issue_token(scopes=["profile"])
+    user_id = lwa.customer_for(full).user_id
+    with http_client(url) as client:
+        assert client.get("/health", headers=bearer(full)).json()["user_id"] is None
+        assert client.get("/").json() == {"user_id": None, "postal_code": None}
+        assert client.get("/", headers=bearer(full)).json()["user_id"] == user_id
+        assert client.get("/me", headers=bearer(full)).json()["user_id"] == user_id
+        assert client.get("/shipping", headers=bearer(full)).json() == {
+            "user_id": user_id,
+            "postal_code": "10115",
+        }
+        assert_missing_token(client.get("/me"))
+        assert_insufficient(client.get("/shipping", headers=bearer(poor)), "postal_code")
+    assert lwa.calls["tokeninfo"] == 2

@@ -3,6 +3,9 @@
 ``support.servers``
     serve an ASGI app (uvicorn, hypercorn asyncio/trio) or a WSGI app
     (waitress, Werkzeug threaded, wsgiref) on a pre-bound loopback socket.
+``support.more_servers``
+    granian, daphne, gunicorn and uWSGI as child processes serving
+    ``support.server_apps``; cheroot in a thread; ``raw_status`` for raw requests.
 ``support.redis_servers``
     throwaway ``redis-server``, a black-hole port, uvicorn worker processes.
 ``support.callers``

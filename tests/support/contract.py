@@ -3,7 +3,8 @@
 Each :class:`Case` is one row: how to build the request against a live
 emulator, and what every transport must answer. ``tests/test_contract.py``
 runs the table once per transport (ASGI and WSGI in process, uvicorn and
-waitress over a socket).
+waitress over a socket), ``tests/test_more_servers.py`` once per further
+server; both run :func:`check_success`, the success path.
 """
 
 from __future__ import annotations
@@ -18,7 +19,15 @@ from lwa_middleware.testing import Fault, LWAEmulator
 
 from .callers import Reply, bearer
 
-__all__ = ["CASES", "OTHER_CLIENT", "Case", "Request", "challenge", "check_error"]
+__all__ = [
+    "CASES",
+    "OTHER_CLIENT",
+    "Case",
+    "Request",
+    "challenge",
+    "check_error",
+    "check_success",
+]
 
 OTHER_CLIENT = "amzn1.application-oa2-client.someone-else"
 
@@ -196,4 +205,45 @@ def check_error(case: Case, reply: Reply, lwa: LWAEmulator, realm: str = "lwa") 
         assert lwa.calls["tokeninfo"] == case.lwa_calls
         if case.lwa_calls == 0:
             assert lwa.calls["profile"] == 0
+    assert lwa.token_in_url == 0
+
+
+def check_success(caller: Any, lwa: LWAEmulator) -> None:
+    """The success path through ``caller`` (eleven requests reach the app):
+    a resolved identity, served from the cache on every route and token
+    source; public and optional routes; LWA down (503), then back."""
+    token = lwa.issue_token(
+        scopes=["profile", "postal_code"], name="Ada Lovelace", email="ada@example.com"
+    )
+    customer = lwa.customer_for(token)
+    first = caller.get("/me", token)
+    assert first.status == 200, first.body
+    identity = first.json()["identity"]
+    assert identity["user_id"] == customer.user_id
+    assert identity["name"] == "Ada Lovelace"
+    assert identity["email"] == "ada@example.com"
+    assert identity["postal_code"] == customer.postal_code
+    assert identity["scopes"] == ["postal_code", "profile"]
+    assert identity["client_id"] == lwa.client_id
+    # Cached: every route and every token source, no further LWA call.
+    for path in ("/me", "/zip", "/uid", "/users/1/orders", "/optional"):
+        again = caller.get(path, token)
+        assert again.status == 200, path
+        assert again.json()["identity"] == identity
+    assert caller.get("/me", query="access_token=" + quote(token, safe="")).status == 200
+    assert caller.get("/me", headers={"x-amz-access-token": token}).status == 200
+    assert lwa.calls["tokeninfo"] == 1
+    assert lwa.calls["profile"] == 1
+    # Public: no credential is read, whatever the request carries.
+    public = caller.get("/public/x", headers={"Authorization": "Bearer a b"})
+    assert public.status == 200
+    assert public.json()["identity"] is None
+    # Optional: anonymous without a token.
+    assert caller.get("/optional").json()["identity"] is None
+    # Down, then back: fail closed, then resolve.
+    lwa.inject(Fault.DOWN)
+    fresh = lwa.issue_token()
+    assert caller.get("/me", headers=bearer(fresh)).status == 503
+    lwa.clear_faults()
+    assert caller.get("/me", headers=bearer(fresh)).status == 200
     assert lwa.token_in_url == 0
