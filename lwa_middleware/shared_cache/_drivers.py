@@ -239,9 +239,15 @@ class _LoopClient:
         #: Closes the client when its loop shuts down, if aclose() did not.
         self.keeper: types.AsyncGeneratorType[None, None] | None = None
 
-    def waits(self) -> Any:
-        if self._waits is None:  # one loop: no lock needed
-            self._waits = _make(self._settings, self._durable, asyncio=True)
+    async def waits(self) -> Any:
+        if self._waits is None:
+            waits = _make(self._settings, self._durable, asyncio=True)
+            if is_cluster(waits):
+                await waits.initialize()  # its pub/sub needs the slot map
+            if self._waits is None:
+                self._waits = waits
+            else:  # another task of this loop made one meanwhile
+                await aclose_client(waits)
         return self._waits
 
     async def aclose(self) -> None:
@@ -313,7 +319,7 @@ class AsyncSharedCache(_Plans):
                             if pubsub is not None:  # a new holder: one channel at a time
                                 with contextlib.suppress(Exception):
                                     await pubsub.aclose()
-                            pubsub = conn.waits().pubsub()
+                            pubsub = (await conn.waits()).pubsub()
                             await pubsub.subscribe(step.channel)
                             confirmed = await pubsub.get_message(
                                 timeout=self.settings.redis_timeout

@@ -37,6 +37,7 @@ import redis
 
 from ..errors import SharedCacheError
 from ._steps import _T, _Plan, _Sleep
+from ._topology import WrongClient
 
 logger = logging.getLogger("lwa_middleware.shared_cache")
 
@@ -75,12 +76,19 @@ FAULTS: Final = {
         "point redis_url at the primary (or a Sentinel URL); reconnecting now",
     ),
     "moved": (
-        "redis_url points at one node of a Redis Cluster (MOVED/ASK)",
-        "use a plain or Sentinel Redis for the shared cache (Cluster is not supported yet)",
+        "redis_url points at one node of a Redis Cluster (MOVED/ASK) as if it were a plain Redis",
+        "use redis_url='redis+cluster://host:port[,host:port...]' (rediss+cluster:// for TLS), "
+        "or a redis.cluster.RedisCluster from redis_client",
     ),
     "crossslot": (
-        "Redis Cluster refused keys of two slots in one script (CROSSSLOT)",
-        "use a plain or Sentinel Redis for the shared cache (Cluster is not supported yet)",
+        "Redis Cluster refused keys of two slots in one command (CROSSSLOT)",
+        "use redis_url='redis+cluster://...' (or a RedisCluster from redis_client); every "
+        "script of this cache touches one slot, so report it if it persists",
+    ),
+    "client": (
+        "redis_client returned something that is not a redis-py client of the kind asked for",
+        "return a new redis.Redis or redis.cluster.RedisCluster for redis_client(asyncio=False) "
+        "and a redis.asyncio.Redis or redis.asyncio.cluster.RedisCluster for asyncio=True",
     ),
 }
 #: Failures are logged at most once per this many seconds.
@@ -97,6 +105,8 @@ DURABLE_BACKOFF: Final = 0.05
 def classify(exc: BaseException) -> str | None:
     """The :data:`FAULTS` name of a configuration or topology fault, or
     ``None`` for an outage (refused, reset, timed out) or anything else."""
+    if isinstance(exc, WrongClient):
+        return "client"
     if isinstance(exc, redis.ReadOnlyError):
         return "readonly"
     if isinstance(exc, redis.AuthenticationError):
@@ -238,7 +248,9 @@ class _Health:
         only this process running out of connections."""
         self.errors += 1
         self._probe_until = 0.0
-        if isinstance(exc, redis.ConnectionError) and str(exc) == _POOL_EXHAUSTED:
+        if isinstance(exc, redis.exceptions.MaxConnectionsError) or (
+            isinstance(exc, redis.ConnectionError) and str(exc) == _POOL_EXHAUSTED
+        ):
             # Every connection is busy: Redis is fine, this process is
             # loaded. Skip Redis for this request only.
             self._log("no Redis connection was free in time; treating as a miss")
