@@ -144,6 +144,7 @@ from ._codec import SharedHit
 from ._drivers import AsyncSharedCache, SyncSharedCache
 from ._fleet import CHANNEL, HEARTBEAT, STREAM, Fleet
 from ._health import (
+    ACL_RULES,
     BACKOFF,
     BACKOFF_MAX,
     DURABLE_ATTEMPTS,
@@ -154,6 +155,7 @@ from ._health import (
 from ._plans import POLL_INTERVAL, SECRET_RECHECK
 
 __all__ = [
+    "ACL_RULES",
     "BACKOFF",
     "BACKOFF_MAX",
     "CHANNEL",

@@ -48,6 +48,16 @@ BACKOFF_MAX: Final = 4.0
 #: Seconds a half-open probe may take before another request may probe.
 PROBE_WINDOW: Final = 2.0
 
+#: The least a Redis ACL user of the shared cache needs: its keys and channels
+#: (``lwa:v1:*``: lease keys are channels too) and the commands it runs (the
+#: scripts' own calls included, which Redis 7 checks against the user):
+#: ``ACL SETUSER lwa on >password`` followed by these.
+ACL_RULES: Final = (
+    "resetkeys resetchannels ~lwa:v1:* &lwa:v1:* -@all "
+    "+evalsha +script|load +get +set +del +pttl +incr +publish +subscribe +ping "
+    "+xadd +xrange"
+)
+
 #: Configuration and topology faults: (cause, fix), by the name
 #: :func:`classify` gives. Logged once per LOG_INTERVAL each, one line.
 FAULTS: Final = {
@@ -57,7 +67,7 @@ FAULTS: Final = {
     ),
     "noperm": (
         "the Redis ACL user may not run a command or touch a key (NOPERM)",
-        "grant +@read +@write +@scripting +@pubsub +ping on ~lwa:v1:* and &lwa:v1:events",
+        f"give the user at least: ACL SETUSER <user> {ACL_RULES}",
     ),
     "tls": (
         "the Redis server's TLS certificate did not verify",
@@ -133,7 +143,8 @@ def classify(exc: BaseException) -> str | None:
         head = text.split(" ", 1)[0].upper()
         if head in ("NOAUTH", "WRONGPASS") or "AUTH" in head:
             return "auth"
-        if head == "NOPERM":
+        if head == "NOPERM" or "user executing the script can't" in text:
+            # (Redis 7 refuses a script's own call without the NOPERM code.)
             return "noperm"
         if head == "OOM":
             return "oom"
