@@ -20,10 +20,12 @@ import pytest
 from redis.crc import key_slot
 from shared_cache_support import uvicorn_server, wsgi_server
 from support.redis_servers import LocalCluster, wait_for
+from test_fleet_acl import share_then_revoke
 from test_shared_cache import SLACK, call, http, redis_bin  # noqa: F401
 
 from lwa_middleware import ConfigurationError, LWAMiddleware, LWAWSGIMiddleware
 from lwa_middleware.config import Settings
+from lwa_middleware.shared_cache import ACL_RULES, CLUSTER_ACL_RULES
 from lwa_middleware.testing import LWAEmulator
 
 pytestmark = [pytest.mark.redis, pytest.mark.timeout(120)]
@@ -195,3 +197,18 @@ def test_a_plain_url_to_a_cluster_node_is_named_with_its_fix(
     assert w.stats.redis_faults >= 1
     assert "redis+cluster://" in caplog.text
     w.close()
+
+
+def test_the_acl_user_on_a_cluster_needs_the_documented_rules_only(
+    make_asgi: Any, make_wsgi: Any, lwa_emulator: LWAEmulator, cluster: LocalCluster,
+    http: httpx2.Client,
+) -> None:
+    rules = [*ACL_RULES.split(), *CLUSTER_ACL_RULES.split()]
+    for node in cluster.nodes:
+        with node.client() as admin:
+            admin.execute_command("ACL", "SETUSER", "lwa", "reset", "on", ">pw-cluster", *rules)
+    url = cluster.url.replace("://", "://lwa:pw-cluster@", 1)
+    a = make_asgi(redis_url=url, redis_timeout=SLACK)
+    w = make_wsgi(redis_url=url, redis_timeout=SLACK)
+    share_then_revoke(http, lwa_emulator, a, w)
+    no_faults(a, w)

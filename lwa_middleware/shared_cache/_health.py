@@ -57,6 +57,9 @@ ACL_RULES: Final = (
     "+evalsha +script|load +get +set +del +pttl +incr +publish +subscribe +ping "
     "+xadd +xrange"
 )
+#: What a Redis Cluster's ACL user needs besides: redis-py's cluster client
+#: reads the slot map (CLUSTER SLOTS) and the command table (COMMAND).
+CLUSTER_ACL_RULES: Final = "+cluster|slots +command"
 
 #: Configuration and topology faults: (cause, fix), by the name
 #: :func:`classify` gives. Logged once per LOG_INTERVAL each, one line.
@@ -67,7 +70,8 @@ FAULTS: Final = {
     ),
     "noperm": (
         "the Redis ACL user may not run a command or touch a key (NOPERM)",
-        f"give the user at least: ACL SETUSER <user> {ACL_RULES}",
+        f"give the user at least: ACL SETUSER <user> {ACL_RULES} "
+        f"(on a Redis Cluster also {CLUSTER_ACL_RULES})",
     ),
     "tls": (
         "the Redis server's TLS certificate did not verify",
