@@ -215,6 +215,64 @@ def _refuse_redis_deadlines(url: str) -> None:
         )
 
 
+_REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+sentinel", "redis+cluster", "rediss+cluster")
+
+
+def _validate_redis(url: str | None, factory: Callable[..., Any] | None) -> None:
+    """``redis_url`` or ``redis_client``; no message ever quotes the URL (it may
+    hold a password)."""
+    if factory is not None:
+        if url is not None:
+            raise ConfigurationError(
+                "give redis_url or redis_client, not both (redis_client builds the clients "
+                "itself; LWA_REDIS_URL counts as redis_url)"
+            )
+        _validate_factory(factory)
+        return
+    if url is None:
+        return
+    from .shared_cache import _topology
+
+    if urlsplit(url).scheme not in _REDIS_SCHEMES:
+        raise ConfigurationError(
+            "redis_url must be redis://, rediss://, unix://, redis+sentinel:// or "
+            "redis+cluster:// (rediss+cluster:// for TLS)"
+        )
+    try:
+        if _topology.is_sentinel(url):
+            _topology.parse_sentinel(url)
+        elif _topology.is_cluster_url(url):
+            _topology.parse_cluster(url)
+    except ValueError as exc:
+        form = (
+            "redis+sentinel://[:password@]host:port[,host:port]/service[/db]"
+            if _topology.is_sentinel(url)
+            else "redis+cluster://[user:password@]host:port[,host:port...][?options]"
+        )
+        raise ConfigurationError(f"redis_url: {exc} ({form})") from None
+    _refuse_redis_deadlines(url)
+
+
+def _validate_factory(factory: Callable[..., Any]) -> None:
+    import inspect
+
+    hint = (
+        "pass a function called as redis_client(asyncio=False) for a redis.Redis (or "
+        "redis.cluster.RedisCluster) and redis_client(asyncio=True) for a redis.asyncio.Redis "
+        "(or redis.asyncio.cluster.RedisCluster), such as "
+        "lambda asyncio: (redis.asyncio.Redis if asyncio else redis.Redis)(host=..., "
+        "socket_timeout=0.05)"
+    )
+    if not callable(factory) or isinstance(factory, type):
+        raise ConfigurationError(f"redis_client must be a factory, not a client or a class: {hint}")
+    try:
+        inspect.signature(factory).bind(asyncio=False)
+    except TypeError:
+        raise ConfigurationError(f"redis_client must accept asyncio=: {hint}") from None
+    except ValueError:
+        pass  # no signature to inspect (a builtin): trusted
+
+
 class Options(TypedDict, total=False):
     """Every keyword option of both middlewares, typed; defaults in brackets.
 
@@ -267,8 +325,13 @@ class Options(TypedDict, total=False):
     breaker_cooldown: float
     #: The monotonic clock of every deadline and cache [time.monotonic]; tests pass a fake.
     clock: Callable[[], float]
-    #: ``redis://``, ``rediss://``, ``unix://`` or ``redis+sentinel://``: share resolutions.
+    #: ``redis://``, ``rediss://``, ``unix://``, ``redis+sentinel://`` or
+    #: ``redis+cluster://`` (``rediss+cluster://``): share resolutions [$LWA_REDIS_URL].
     redis_url: str | None
+    #: Instead of ``redis_url``: a factory called as ``redis_client(asyncio=False)``
+    #: (a ``redis.Redis``/``RedisCluster``) or ``(asyncio=True)`` (their
+    #: ``redis.asyncio`` twins), each call a new client; its timeouts are yours.
+    redis_client: Callable[..., Any] | None
     #: Secret keying and sealing (AES-GCM) shared entries, or a list for rotation: the
     #: first writes, all read [$LWA_CACHE_KEY_SECRET; else generated and kept in Redis].
     cache_key_secret: str | bytes | Sequence[str | bytes] | None
@@ -313,6 +376,8 @@ class Settings:
     #: Monotonic seconds for every deadline and cache; tests pass a fake one.
     clock: Callable[[], float] = time.monotonic
     redis_url: str | None = None
+    #: A factory of redis-py clients, instead of ``redis_url`` (see :class:`Options`).
+    redis_client: Callable[..., Any] | None = None
     #: The secret shared entries are written with (the first of ``cache_key_secrets``).
     cache_key_secret: bytes | None = None
     #: Every configured secret, the writing one first; entries sealed with any are read.
@@ -325,6 +390,11 @@ class Settings:
     #: The session cookie source of ``token_sources`` ``"session"``.
     session: SessionSource | None = None
     on_event: Callable[[str, Mapping[str, Any]], None] | None = field(default=None)
+
+    @property
+    def uses_redis(self) -> bool:
+        """Whether resolutions are shared through Redis (``redis_url`` or ``redis_client``)."""
+        return self.redis_url is not None or self.redis_client is not None
 
     @property
     def tokeninfo_url(self) -> str:
@@ -374,7 +444,7 @@ class Settings:
         if maxsize is None:
             env_size = _env_float("LWA_CACHE_MAXSIZE")
             maxsize = int(env_size) if env_size is not None else None
-        if redis_url is None:
+        if redis_url is None and rest.get("redis_client") is None:
             redis_url = os.environ.get("LWA_REDIS_URL") or None
         if cache_key_secret is None:
             cache_key_secret = os.environ.get("LWA_CACHE_KEY_SECRET") or None
@@ -473,27 +543,7 @@ class Settings:
             raise ConfigurationError("clock must be callable, like time.monotonic")
         if self.on_event is not None and not callable(self.on_event):
             raise ConfigurationError("on_event must be callable")
-        if self.redis_url is not None and urlsplit(self.redis_url).scheme not in (
-            "redis",
-            "rediss",
-            "unix",
-            "redis+sentinel",
-        ):
-            raise ConfigurationError(
-                "redis_url must be redis://, rediss://, unix:// or redis+sentinel://"
-            )
-        if self.redis_url is not None and self.redis_url.startswith("redis+sentinel:"):
-            from .shared_cache._topology import parse_sentinel
-
-            try:
-                parse_sentinel(self.redis_url)
-            except ValueError as exc:
-                raise ConfigurationError(
-                    f"redis_url: {exc} (redis+sentinel://[:password@]host:port[,host:port]"
-                    "/service[/db])"
-                ) from None
-        if self.redis_url is not None:
-            _refuse_redis_deadlines(self.redis_url)
+        _validate_redis(self.redis_url, self.redis_client)
         self._validate_verify()
         if not self.realm or '"' in self.realm or "\\" in self.realm:
             raise ConfigurationError("realm must be a non-empty string without quotes")

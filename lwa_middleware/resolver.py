@@ -150,7 +150,7 @@ class Resolver:
         self._unavailable_log = Throttle(WARNING_INTERVAL, clock=clock)
         self._saturated_log = Throttle(WARNING_INTERVAL, clock=clock)
         self._decorate = decorate
-        self._local_ttl = settings.local_cache_ttl if settings.redis_url else None
+        self._local_ttl = settings.local_cache_ttl if settings.uses_redis else None
         self._on_event = settings.on_event
         self._threads: ThreadFlights[Entry] = ThreadFlights(
             settings.timeout * 2 + 1, settings.retry_after
@@ -163,7 +163,7 @@ class Resolver:
         self._lazy_lock = threading.Lock()
         #: With Redis: this process's subscriber to revocations (issue 14).
         self._fleet: Fleet | None = None
-        if settings.redis_url is not None:
+        if settings.uses_redis:
             from .shared_cache import Fleet
 
             self._fleet = Fleet(settings, self.cache, self.stats, self.emit)
@@ -206,7 +206,7 @@ class Resolver:
 
     def _lookup_plan(self, token: str, key: bytes, policy: Policy) -> _Plan[Entry]:
         """Shared cache, then LWA, then write back: the one order of business."""
-        shared = self.settings.redis_url is not None
+        shared = self.settings.uses_redis
         if shared:
             found = yield _Share("get", (token, policy.revalidate))
             entry = self._from_shared(key, found, policy)
@@ -242,11 +242,11 @@ class Resolver:
             )
             left = max(1.0, min(left, ACCESS_TOKEN_LIFETIME))
             self.cache.revoke(key, self.clock() + left)
-            if self.settings.redis_url is not None:
+            if self.settings.uses_redis:
                 yield _Share("revoke", (token, left))
         else:
             self.cache.discard(key)
-            if self.settings.redis_url is not None:
+            if self.settings.uses_redis:
                 yield _Share("discard", (token,))
 
     def _lookup(self, token: str, policy: Policy) -> Lookup:
@@ -405,7 +405,7 @@ class Resolver:
         return self._sync_driver, self._blocking_shared()
 
     def _blocking_shared(self) -> SyncSharedCache | None:
-        if self._sync_shared is None and self.settings.redis_url is not None:
+        if self._sync_shared is None and self.settings.uses_redis:
             with self._lazy_lock:
                 if self._sync_shared is None:
                     from .shared_cache import SyncSharedCache
@@ -471,7 +471,7 @@ class Resolver:
             from .upstream import AsyncDriver
 
             self._async_driver = AsyncDriver(self.settings)
-        if self.settings.redis_url is None:
+        if not self.settings.uses_redis:
             return self._async_driver, None
         if sniffio.current_async_library() != "asyncio":
             # redis-py's async client is asyncio-only: elsewhere (trio) the

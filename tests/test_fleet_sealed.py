@@ -39,11 +39,18 @@ from lwa_middleware.config import Settings
 from lwa_middleware.errors import InvalidToken
 from lwa_middleware.flow import Resolved
 from lwa_middleware.identity import Identity
-from lwa_middleware.shared_cache._codec import Codec, encode_identity, key_id, rejection_body
+from lwa_middleware.shared_cache._codec import (
+    Codec,
+    encode_identity,
+    entry_keys,
+    key_id,
+    rejection_body,
+    token_key,
+)
 from lwa_middleware.testing import LWAEmulator
 
 S1, S2 = b"1" * 32, b"2" * 32
-KEY = "lwa:v1:id:" + "ab" * 32
+KEY = token_key("id", "ab" * 32)
 
 
 def codec(aead: bool = True) -> Codec:
@@ -69,7 +76,7 @@ def test_a_sealed_value_is_unreadable_and_opens_only_with_secret_and_token() -> 
     for secret, key, token in (
         (S2, KEY, TOKEN),  # the secret alone is not enough...
         (S1, KEY, TOKEN + "x"),  # ...nor is it with another token
-        (S1, "lwa:v1:id:" + "cd" * 32, TOKEN),  # moved to another key
+        (S1, token_key("id", "cd" * 32), TOKEN),  # moved to another key
     ):
         with pytest.raises(ValueError):
             codec().unseal(secret, key, sealed, token)
@@ -116,16 +123,22 @@ def test_a_rotation_writes_with_the_first_and_reads_all(clock: Any) -> None:
     plans = make_plans(clock, cache_key_secret=[S2, S1])
     old = plans._hex(S1, TOKEN)
     steps, found = drive(plans._get(TOKEN, False), lambda c: [0, 0], clock)
-    (read,) = calls(steps)
-    assert read.keys[6:] == ("lwa:v1:rev:" + old, "lwa:v1:id:" + old)
-    # An identity found under the old secret's key opens with the old secret.
-    sealed = plans._codec.seal(S1, "lwa:v1:id:" + old, body(), TOKEN)
-    _, found = drive(plans._get(TOKEN, False), [[0, 1, sealed, 60_000, 8]], clock)
+    # The old secret's keys are in another bucket (another slot, on a
+    # Cluster): read first, on their own, revocation then identity ("2").
+    old_read, read = calls(steps)
+    assert old_read.keys == entry_keys(old)
+    assert old_read.args[1:3] == (0, "2")
+    assert read.keys == entry_keys(plans._hex(S2, TOKEN))
+    # An identity found under the old secret's key opens with the old secret,
+    # and the main read then takes no lease.
+    sealed = plans._codec.seal(S1, token_key("id", old), body(), TOKEN)
+    steps, found = drive(plans._get(TOKEN, False), [[0, 1, sealed, 60_000], [0, 0]], clock)
+    assert calls(steps)[1].args[1] == 0
     assert found is not None
     assert found.resolved.identity.user_id == "amzn1.account.SECRETUSER"
     steps, _ = drive(plans._put(TOKEN, resolved(clock, 60)), [0], clock)
     (write,) = calls(steps)
-    assert write.keys[0] == "lwa:v1:id:" + plans._hex(S2, TOKEN)  # the first one writes
+    assert write.keys[0] == token_key("id", plans._hex(S2, TOKEN))  # the first one writes
     assert write.args[0].startswith(b"3." + key_id(S2))
 
 

@@ -15,13 +15,14 @@ import subprocess
 import tempfile
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import httpx2
 import pytest
 import redis
 from shared_cache_support import RedisServer, free_port, uvicorn_server
+from support.redis_servers import wait_for
 from test_shared_cache import SLACK, call, http, redis_bin  # noqa: F401
 
 from lwa_middleware import ConfigurationError
@@ -29,14 +30,6 @@ from lwa_middleware.config import Settings
 from lwa_middleware.testing import LWAEmulator
 
 pytestmark = [pytest.mark.redis, pytest.mark.timeout(120)]
-
-
-def wait_for(condition: Callable[[], bool], bound: float) -> None:
-    deadline = time.monotonic() + bound
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {bound} s")
-        time.sleep(0.1)  # real servers are acting
 
 
 class Topology:

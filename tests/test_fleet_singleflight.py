@@ -82,13 +82,15 @@ def test_a_lease_carries_an_increasing_fencing_id(
     make_asgi: Any, lwa_emulator: LWAEmulator, redis_srv: Any, rclient: redis.Redis,
     http: httpx2.Client,
 ) -> None:
+    """Every lease taken on a token has a larger fencing id than the ones
+    before it (the counter is its bucket's, in its Redis Cluster slot)."""
     mw = make_asgi(redis_url=redis_srv.url, redis_timeout=SLACK)
     lwa_emulator.set_latency(0.5)
     fences: list[int] = []
+    token = lwa_emulator.issue_token()
     with uvicorn_server(mw) as base:
         for _ in range(2):
-            thread = threading.Thread(target=timed, args=(http, base, "/me",
-                                                          lwa_emulator.issue_token()))
+            thread = threading.Thread(target=timed, args=(http, base, "/me", token))
             thread.start()
             while not keys_of(rclient, "lease") and thread.is_alive():
                 time.sleep(0.005)  # a real server is acting
@@ -98,4 +100,7 @@ def test_a_lease_carries_an_increasing_fencing_id(
             fences.append(int(value.split(b":")[0]))
             thread.join(timeout=10)
             assert keys_of(rclient, "lease") == []  # released by the put
+            # Forget the token here and in Redis: the next lookup takes a new lease.
+            mw.resolver.cache.clear()
+            rclient.delete(*keys_of(rclient, "id"))
     assert fences[1] > fences[0]

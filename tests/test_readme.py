@@ -157,7 +157,9 @@ def _env(tmp: Path) -> dict[str, str]:
     (guard / "sitecustomize.py").write_text(_GUARD, encoding="utf-8")
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("LWA_", "PYTHON", "DJANGO_", "PYTEST_"))}
-    env["PYTHONPATH"] = str(guard)
+    # The package of the tree under test, ahead of whatever the environment
+    # installed (an editable install of another checkout, say).
+    env["PYTHONPATH"] = os.pathsep.join([str(guard), str(README.parent)])
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     return env
 

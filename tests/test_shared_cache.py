@@ -14,6 +14,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -118,7 +119,15 @@ def all_values(client: redis.Redis) -> dict[bytes, bytes]:
 
 
 def keys_of(client: redis.Redis, kind: str) -> list[bytes]:
-    return sorted(client.scan_iter(match=f"lwa:v1:{kind}:*", count=1000))
+    # lwa:v1:{<bucket>}:<kind>:<hex>, the bucket a Redis Cluster hash tag.
+    return sorted(client.scan_iter(match=f"lwa:v1:{{???}}:{kind}:*", count=1000))
+
+
+def kind_of(key: bytes) -> bytes:
+    """``id`` of ``lwa:v1:{<bucket>}:id:<hex>``, ``epoch`` of a bucket's own
+    ``lwa:v1:{<bucket>}:epoch``; a key of the whole data set, whole."""
+    found = re.fullmatch(rb"lwa:v1:\{[0-9a-f]{3}\}:(\w+)(:[0-9a-f]{64})?", key)
+    return found.group(1) if found else key
 
 
 def opened(value: bytes) -> Any:
@@ -262,10 +271,10 @@ def test_nothing_in_redis_can_be_turned_back_into_a_token(
         thread.join(timeout=10)
         stored.update(all_values(rclient))
 
-    kinds = {key.split(b":")[2] for key in stored}
-    kinds.discard(b"epoch")  # the marker of the Redis data set, where there is one
-    kinds.discard(b"fence")  # the counter of lease fencing ids (issue 14)
-    assert kinds == {b"id", b"rej", b"lease", b"secret"}, kinds
+    kinds = {kind_of(key) for key in stored}
+    kinds -= {b"epoch", b"fence"}  # each bucket's data-loss marker and fencing counter
+    kinds.discard(b"lwa:v1:epoch")  # the marker of the data set
+    assert kinds == {b"id", b"rej", b"lease", b"lwa:v1:secret"}, kinds
     assert len(keys_of(rclient, "id")) == 3  # good, uid_only, slow
     assert len(keys_of(rclient, "rej")) == 2  # revoked, near
     blob = b"\n".join(k + b"=" + v for k, v in stored.items())
@@ -277,7 +286,7 @@ def test_nothing_in_redis_can_be_turned_back_into_a_token(
         for digest in (hashlib.sha256(raw).hexdigest(), hashlib.blake2b(raw).hexdigest()):
             assert digest.encode() not in blob
     for key, value in stored.items():
-        if key.startswith((b"lwa:v1:id:", b"lwa:v1:rej:")):
+        if kind_of(key) in (b"id", b"rej"):
             data = opened(value)  # JSON, not pickle, behind its MAC
             assert data["v"] == 2
     identity = opened(stored[keys_of(rclient, "id")[0]])

@@ -26,8 +26,8 @@ from lwa_middleware.identity import Identity
 from lwa_middleware.shared_cache import BACKOFF, SharedHit
 from lwa_middleware.shared_cache._codec import (
     EPOCH_KEY,
-    FENCE_KEY,
     SECRET_KEY,
+    bucket,
     encode_identity,
     entry_keys,
     rejection_body,
@@ -67,7 +67,10 @@ def make(clock: FakeClock, **options: Any) -> _Plans:
     )
     plans = _Plans(settings)
     plans._wall = lambda: WALL
-    plans._epoch = EPOCH
+    plans._epoch = EPOCH  # the data set's marker, as last seen
+    for secret in settings.cache_key_secrets:
+        # The marker of the token's bucket, as last seen.
+        plans._epochs[bucket(plans._hex(secret, TOKEN))] = EPOCH
     return plans
 
 
@@ -159,9 +162,17 @@ def test_a_hit_is_one_read_and_rebuilds_the_deadline_on_this_clock(clock: FakeCl
     )
     (read,) = calls(steps)
     assert read.name == "read"
-    assert read.keys == (*keys, FENCE_KEY)  # the lease's fencing id comes from FENCE_KEY
-    assert keys[4] == EPOCH_KEY
-    assert read.args[1:] == (10_000, "0", EPOCH)  # lease for 2 x timeout, full read
+    assert read.keys == keys
+    # Every key of the token, its bucket's marker and fencing counter share one
+    # Redis Cluster hash tag: one slot.
+    tag = "{" + digest(plans)[:3] + "}"
+    assert all(key.startswith("lwa:v1:" + tag + ":") for key in keys)
+    assert keys[0] == f"lwa:v1:{tag}:id:{digest(plans)}"
+    assert keys[4:] == (f"lwa:v1:{tag}:epoch", f"lwa:v1:{tag}:fence")
+    # Lease for 2 x timeout, full read, the marker known and a fresh one.
+    assert read.args[1:4] == (10_000, "0", EPOCH)
+    assert isinstance(read.args[4], str)
+    assert len(read.args[4]) == 16
     assert isinstance(found, SharedHit)
     assert found.resolved.identity.user_id == "amzn1.account.A"
     assert found.resolved.expires_mono == clock() + 600  # from expires_at - wall now
@@ -319,8 +330,8 @@ def test_a_put_lives_for_the_smaller_of_cache_ttl_and_the_token(
     keys = entry_keys(digest(plans))
     steps, _ = drive(plans._put(TOKEN, resolved(clock, life)), [0], clock)
     (write,) = calls(steps)
-    assert write.keys == keys
-    assert write.args[1:] == (px, "", EPOCH)
+    assert write.keys == keys[:5]
+    assert write.args[1:4] == (px, "", EPOCH)
     # What was written reads back as the same identity.
     _, found = drive(plans._get(TOKEN, False), [[0, READ_HIT, write.args[0], px]], clock)
     assert isinstance(found, SharedHit)
@@ -343,8 +354,8 @@ def test_a_rejection_is_remembered_for_negative_cache_ttl(clock: FakeClock) -> N
     steps, _ = drive(plans._record_failure(TOKEN, error), [0], clock)
     (write,) = calls(steps)
     # Set the rejection, delete the identity, under the revocation guard.
-    assert write.keys == (keys[1], keys[0], keys[2], keys[3], EPOCH_KEY)
-    assert write.args[1:] == (30_000, "", EPOCH)
+    assert write.keys == (keys[1], keys[0], keys[2], keys[3], keys[4])
+    assert write.args[1:4] == (30_000, "", EPOCH)
     assert opened(plans, keys[1], write.args[0]) == rejection_body(error.description)
 
 
@@ -378,22 +389,69 @@ def test_a_lost_epoch_replays_the_remembered_revocations(clock: FakeClock) -> No
     assert write.keys[0] == rev
     assert write.args[1] == 60_000
     clock.advance(10)
-    # Redis lost its data: the next read says so, the worker restores the
-    # marker and publishes the revocation again with its remaining life.
-    replies = [[1, READ_LEASE_TAKEN], [b"", b"epoch-2"], 1]
+    # Redis lost its data: the next read finds another marker in the bucket
+    # (the script made it), and the worker publishes the revocation again
+    # with its remaining life. A configured secret is not Redis's to restore.
+    replies = [[b"epoch-2", READ_LEASE_TAKEN], b"epoch-2", 1]
     steps, found = drive(plans._get(TOKEN, False), replies, clock)
-    _read, restore, replay = calls(steps)
-    assert restore.name == "restore"
-    assert restore.keys == (SECRET_KEY, EPOCH_KEY)
-    assert restore.args[0] == b""  # a configured secret never goes to Redis
+    _read, marker, replay = calls(steps)
+    assert marker == _Call("marker", (EPOCH_KEY,), marker.args)  # learnt again
     assert replay.name == "replay"
     assert replay.keys == (rev,)
     assert replay.args[1] == 50_000
     assert opened(plans, rev, replay.args[0]) == rejection_body(REVOKED)
-    assert plans._epoch == b"epoch-2"
+    assert plans._epochs == {bucket(digest(plans)): b"epoch-2"}
     assert plans.restores == 1
     assert plans.republished == 1
     assert found is None  # then the read goes on: the lease was taken
+
+
+def test_a_bucket_met_for_the_first_time_is_learnt_not_restored(clock: FakeClock) -> None:
+    """Each bucket has its own marker (a Cluster loses data a node at a time):
+    the first round trip in a bucket learns it, and only writes again the
+    revocations of that bucket; a loss is a marker that changed."""
+    plans = make(clock)
+    plans._epochs.clear()
+    steps, _ = drive(plans._revoke(TOKEN, 60.0), [b"m1", 1], clock)
+    # The write learns the marker, and the revocation (already remembered) is
+    # written again in that bucket.
+    assert [c.name for c in calls(steps)] == ["write", "replay"]
+    assert plans._epochs == {bucket(digest(plans)): b"m1"}
+    assert plans.restores == 0
+    other = "f" * 64 if not digest(plans).startswith("f") else "0" * 64
+    steps, _ = drive(plans._check_lost(b"m2", other), [], clock)
+    assert steps == []  # nothing of this process lives in that bucket
+    assert plans._epochs[bucket(other)] == b"m2"
+    assert plans.restores == 0
+
+
+def test_a_missing_marker_asks_the_data_sets_marker(clock: FakeClock) -> None:
+    """A marker missing from a bucket never met is a new bucket, or data lost
+    (a FLUSHALL, then a token of another bucket): the data set's marker
+    (lwa:v1:epoch) tells which. Lost: every revocation is written again, and
+    the other buckets' markers are forgotten (learnt anew, not another loss)."""
+    plans = make(clock)
+    for i in range(40):
+        plans._remember(f"Atza|other-{i}", SECRET, 60.0)
+    used = {bucket(h) for h in plans._revocations}
+    first, second = [h * 64 for h in "0123456789abcdef" if h * 3 not in used][:2]
+    # The data set's marker is the one known: a new bucket, nothing to write.
+    steps, _ = drive(plans._check_lost([b"m1"], first), [0], clock)
+    assert [c.name for c in calls(steps)] == ["marker"]
+    assert calls(steps)[0].args[0] == EPOCH
+    assert plans._epochs[bucket(first)] == b"m1"
+    assert plans.restores == 0
+    # It was missing too: data lost.
+    steps, _ = drive(plans._check_lost([b"m2"], second), [[b"e2"], 1], clock)
+    assert [c.name for c in calls(steps)] == ["marker", "replay"]
+    assert len(calls(steps)[1].keys) == 40
+    assert plans._epochs == {bucket(second): b"m2"}
+    assert plans._epoch == b"e2"
+    assert plans.restores == 1
+    # The bucket met before: its marker gone, a loss without asking.
+    steps, _ = drive(plans._check_lost([b"m3"], second), [b"e2", 1], clock)
+    assert [c.name for c in calls(steps)] == ["marker", "replay"]
+    assert plans.restores == 2
 
 
 def test_a_generated_secret_is_fetched_once_and_put_back_after_data_loss(
@@ -401,15 +459,36 @@ def test_a_generated_secret_is_fetched_once_and_put_back_after_data_loss(
 ) -> None:
     plans = make(clock, cache_key_secret=None)
     stored = b"g" * 32
-    steps, _ = drive(plans._get(TOKEN, False), [stored, [0, READ_MISS]], clock)
+    steps, _ = drive(plans._get(TOKEN, False), [stored, [b"epoch-1", READ_MISS]], clock)
     secret_call = calls(steps)[0]
     assert secret_call.name == "secret"
     assert secret_call.keys == (SECRET_KEY,)
     assert plans._secret == stored
+    assert plans.restores == 0  # a first contact with the bucket
     # Within SECRET_RECHECK no second fetch; a lost epoch restores *this* secret.
-    steps, _ = drive(plans._get(TOKEN, False), [[1, READ_MISS], [stored, b"epoch-2"]], clock)
-    assert [c.name for c in calls(steps)] == ["read", "restore"]
-    assert calls(steps)[1].args[0] == stored
+    steps, _ = drive(plans._get(TOKEN, False), [[b"epoch-2", READ_MISS], 0, stored], clock)
+    assert [c.name for c in calls(steps)] == ["read", "marker", "secret"]
+    assert calls(steps)[2].args[0] == stored
+    assert plans.restores == 1
+
+
+def test_replays_on_a_cluster_touch_one_bucket_a_call(clock: FakeClock) -> None:
+    """On a Redis Cluster a script may only touch one slot: the revocations
+    written again after a loss are split per bucket there, batched elsewhere."""
+    plans = make(clock)
+    tokens = [f"Atza|replay-{i}" for i in range(40)]
+    for token in tokens:
+        plans._remember(token, SECRET, 60.0)
+    buckets = {bucket(plans._hex(SECRET, t)) for t in tokens}
+    assert len(buckets) > 1
+    steps, _ = drive(plans._replay_plan(None), lambda call: 1, clock)
+    assert len(calls(steps)) == 1  # plain Redis: one batch
+    plans.cluster = True
+    steps, _ = drive(plans._replay_plan(None), lambda call: 1, clock)
+    replays = calls(steps)
+    assert len(replays) == len(buckets)
+    for replay in replays:
+        assert len({key.split("}")[0] for key in replay.keys}) == 1
 
 
 # -- failures, back-off and durable writes ------------------------------------

@@ -10,11 +10,15 @@ connection instead of failing with "too many connections".
 What is stored
 --------------
 
-Keys are ``lwa:v1:id:<hex>`` (a resolved identity), ``lwa:v1:rej:<hex>`` (a
-token LWA rejected), ``lwa:v1:rev:<hex>`` (a token revoked by ``revoke()``)
-and ``lwa:v1:lease:<hex>`` (a lookup in progress), where
-``<hex>`` is an HMAC-SHA256 of the *whole* token, prefixed by the LWA origin
-and the accepted client ids, under a server-side secret. Two tokens sharing a
+Keys are ``lwa:v1:{<b>}:id:<hex>`` (a resolved identity),
+``lwa:v1:{<b>}:rej:<hex>`` (a token LWA rejected), ``lwa:v1:{<b>}:rev:<hex>``
+(a token revoked by ``revoke()``) and ``lwa:v1:{<b>}:lease:<hex>`` (a lookup
+in progress), where ``<hex>`` is an HMAC-SHA256 of the *whole* token,
+prefixed by the LWA origin and the accepted client ids, under a server-side
+secret, and ``<b>``, its *bucket*, the first three hex of it: a Redis Cluster
+hash tag, so a token's keys and its bucket's marker ``lwa:v1:{<b>}:epoch``
+and fencing counter ``lwa:v1:{<b>}:fence`` share one slot and every script
+touches one slot only (4096 buckets, spread over every node). Two tokens sharing a
 long prefix never share an entry, and two applications with different client
 ids sharing one Redis never see each other's verdicts.
 
@@ -57,13 +61,20 @@ new one), so workers keep one key space if Redis restarts empty.
 Data loss and revocations
 -------------------------
 
-Every read and write script also compares ``lwa:v1:epoch``, a random marker
-of the Redis data set, with the one this worker knows. Missing or changed
-means Redis lost its data (flush, restart without persistence, failover) or
-another worker noticed first: the worker then restores the marker and the
-generated secret and publishes again the revocations it made (kept in memory
-as Redis hex and expiry, never the token), with their remaining TTL. That is
-on the worker's first Redis round trip after the loss. :meth:`revoke` and
+Every read and write script also compares the marker of the token's bucket
+(``lwa:v1:{<b>}:epoch``, random, made by the first script to find it missing)
+with the one this worker knows. Changed, or gone from a bucket the worker
+met, means the bucket lost its data (flush, restart without persistence,
+failover; on a Cluster, the node holding it) or another worker noticed
+first. Missing from a bucket the worker never met means a new bucket or a
+loss, and one more round trip to the data set's marker ``lwa:v1:epoch``
+tells which. On a loss the worker puts back the generated secret (never a
+new one) and publishes again the revocations it made (kept in memory as
+Redis hex and expiry, never the token), with their remaining TTL, and
+learns the other buckets' markers anew. On a plain Redis that is the
+worker's first round trip after the loss; on a Cluster, its first round
+trip in a bucket of the node that lost it (and the subscriber re-asserts
+every revocation on each reconnect and every 30 s, see :mod:`._fleet`). :meth:`revoke` and
 :meth:`discard` use connections of their own with a longer deadline
 (:data:`DURABLE_TIMEOUT`, :data:`DURABLE_ATTEMPTS` within
 :data:`DURABLE_BUDGET`), even while backing off, and raise
@@ -72,7 +83,7 @@ on the worker's first Redis round trip after the loss. :meth:`revoke` and
 Cross-process single-flight
 ---------------------------
 
-On a miss the reader also tries to take ``lwa:v1:lease:<hex>`` (``SET NX``
+On a miss the reader also tries to take ``lwa:v1:{<b>}:lease:<hex>`` (``SET NX``
 for twice the LWA ``timeout``: the holder's deadline), in the same round
 trip. Its value is ``<fencing id>:<nonce>``, the fencing id from ``INCR
 lwa:v1:fence``. The worker that gets it asks LWA; the others subscribe to the
@@ -133,8 +144,10 @@ from ._codec import SharedHit
 from ._drivers import AsyncSharedCache, SyncSharedCache
 from ._fleet import CHANNEL, HEARTBEAT, STREAM, Fleet
 from ._health import (
+    ACL_RULES,
     BACKOFF,
     BACKOFF_MAX,
+    CLUSTER_ACL_RULES,
     DURABLE_ATTEMPTS,
     DURABLE_BUDGET,
     DURABLE_TIMEOUT,
@@ -143,9 +156,11 @@ from ._health import (
 from ._plans import POLL_INTERVAL, SECRET_RECHECK
 
 __all__ = [
+    "ACL_RULES",
     "BACKOFF",
     "BACKOFF_MAX",
     "CHANNEL",
+    "CLUSTER_ACL_RULES",
     "DURABLE_ATTEMPTS",
     "DURABLE_BUDGET",
     "DURABLE_TIMEOUT",

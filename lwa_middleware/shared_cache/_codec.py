@@ -44,10 +44,14 @@ _MAC_LABEL: Final = b"lwa:v1:mac"
 #: A stored value is the hex HMAC-SHA256 (this many characters) then the JSON.
 _MAC_HEX: Final = 64
 SECRET_KEY: Final = PREFIX + "secret"
-#: A random marker of the Redis data set, re-created after data loss.
+#: A random marker of the whole data set (one key: on a Cluster, of one
+#: node), asked when a bucket's own marker was missing; see _plans._check_lost.
 EPOCH_KEY: Final = PREFIX + "epoch"
-#: The counter lease fencing ids come from.
-FENCE_KEY: Final = PREFIX + "fence"
+#: Hex characters of a token's digest that name its *bucket*: the Redis
+#: Cluster hash tag of every key of the token and of the bucket's data-loss
+#: marker and fencing counter, so that each script touches one slot only.
+#: 3 hex: 4096 buckets, spread over the slots of every node of a cluster.
+BUCKET_HEX: Final = 3
 #: The AEAD envelope's version, HKDF label and key-id label.
 ENVELOPE: Final = b"3"
 _AEAD_LABEL: Final = b"lwa:v1:aead"
@@ -86,16 +90,60 @@ class SharedHit:
     fresh_for: float
 
 
-def entry_keys(digest: str) -> tuple[str, str, str, str, str]:
+def bucket(digest: str) -> str:
+    """The bucket of a token's keys: the first :data:`BUCKET_HEX` hex of its digest."""
+    return digest[:BUCKET_HEX]
+
+
+def bucket_key(name: str, digest: str) -> str:
+    """``lwa:v1:{<bucket>}:<name>``: a key of the bucket of ``digest`` itself
+    (``epoch``: its data-loss marker; ``fence``: its fencing counter)."""
+    return PREFIX + "{" + bucket(digest) + "}:" + name
+
+
+def token_key(kind: str, digest: str) -> str:
+    """``lwa:v1:{<bucket>}:<kind>:<hex>``: ``id``, ``rej``, ``rev`` or ``lease``.
+    The ``{...}`` is a Redis Cluster hash tag: a token's keys share its slot."""
+    return bucket_key(kind, digest) + ":" + digest
+
+
+def entry_keys(digest: str) -> tuple[str, str, str, str, str, str]:
     """The keys of one token, in the order the read and write scripts take
-    them: identity, rejection, lease, revocation, and the data set's marker."""
+    them: identity, rejection, lease, revocation, then its bucket's data-loss
+    marker and fencing counter. All in one hash slot."""
     return (
-        PREFIX + "id:" + digest,
-        PREFIX + "rej:" + digest,
-        PREFIX + "lease:" + digest,
-        PREFIX + "rev:" + digest,
-        EPOCH_KEY,
+        token_key("id", digest),
+        token_key("rej", digest),
+        token_key("lease", digest),
+        token_key("rev", digest),
+        bucket_key("epoch", digest),
+        bucket_key("fence", digest),
     )
+
+
+#: Revocations written per round trip when they are written again.
+REPLAY_BATCH: Final = 256
+
+
+def replay_batches(
+    live: list[tuple[str, int, bytes]], *, per_bucket: bool
+) -> list[tuple[tuple[str, ...], tuple[bytes | int, ...]]]:
+    """The ``replay`` calls (keys, args) that write again ``live`` revocations,
+    given as ``(hex, PX, sealed value)``: at most :data:`REPLAY_BATCH` a call,
+    and with ``per_bucket`` (a Redis Cluster) only keys of one bucket, so of
+    one slot, in each call."""
+    groups: dict[str, list[tuple[str, int, bytes]]] = {}
+    for entry in live:
+        groups.setdefault(bucket(entry[0]) if per_bucket else "", []).append(entry)
+    calls: list[tuple[tuple[str, ...], tuple[bytes | int, ...]]] = []
+    for group in groups.values():
+        for start in range(0, len(group), REPLAY_BATCH):
+            batch = group[start : start + REPLAY_BATCH]
+            args: list[bytes | int] = []
+            for _, px, sealed in batch:
+                args += [sealed, px]
+            calls.append((tuple(token_key("rev", h) for h, _, _ in batch), tuple(args)))
+    return calls
 
 
 def key_id(secret: bytes) -> bytes:

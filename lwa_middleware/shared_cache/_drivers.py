@@ -10,22 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 import time
 import types
 import weakref
 from typing import TYPE_CHECKING, Any
 
 import redis
-import redis.asyncio
-import redis.asyncio.retry
-import redis.retry
 
 from .._loopbound import keep_until_shutdown
 from ._health import DURABLE_TIMEOUT, classify
 from ._plans import _Found, _Plans
 from ._scripts import SCRIPTS
 from ._steps import _T, _Listen, _Plan, _Sleep, _Subscribe
-from ._topology import make_pool
+from ._topology import Limits, aclose_client, close_client, is_cluster, is_tls, make_client
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -39,27 +37,27 @@ if TYPE_CHECKING:
 #: deadline. Connections are pooled and the breaker stops retries, so this
 #: is paid rarely.
 TLS_CONNECT_TIMEOUT = 0.5
+#: Seconds an asyncio Cluster client may take to learn the slot map, once a
+#: loop (the blocking client learns it when made, within its own deadlines).
+CLUSTER_INIT_TIMEOUT = 1.0
 
 
 def connect_timeout(settings: Settings, durable: bool = False) -> float:
     """The connect deadline: ``redis_timeout``, or the TLS budget for ``rediss://``."""
     timeout = DURABLE_TIMEOUT if durable else settings.redis_timeout
-    url = settings.redis_url or ""
-    return max(timeout, TLS_CONNECT_TIMEOUT) if url.startswith("rediss:") else timeout
+    tls = settings.redis_url is not None and is_tls(settings.redis_url)
+    return max(timeout, TLS_CONNECT_TIMEOUT) if tls else timeout
 
 
-def _pool(settings: Settings, durable: bool = False, *, asyncio: bool = False) -> Any:
-    """A pool (a plain URL's, or Sentinel's) with this cache's deadlines."""
-    url = settings.redis_url
-    assert url is not None
-    timeout = DURABLE_TIMEOUT if durable else settings.redis_timeout
-    return make_pool(
-        url,
-        asyncio=asyncio,
-        timeout=timeout,
+def _make(settings: Settings, durable: bool, *, asyncio: bool) -> Any:
+    """A new client (a plain URL's, Sentinel's, a Cluster's or the
+    ``redis_client`` factory's) with this cache's deadlines."""
+    limits = Limits(
+        timeout=DURABLE_TIMEOUT if durable else settings.redis_timeout,
         connect_timeout=connect_timeout(settings, durable),
         max_connections=2 if durable else max(8, settings.max_concurrent_lookups),
     )
+    return make_client(settings, limits, asyncio=asyncio)
 
 
 def _subscribed(message: Any) -> bool:
@@ -70,25 +68,35 @@ def _published(message: Any) -> bool:
     return isinstance(message, dict) and message.get("type") == "message"
 
 
-class _Client:
-    """A blocking client, its pool and its registered scripts; lease waits
-    subscribe through a pool of their own (a wait lasts up to the holder's
-    deadline, and must not hold a connection requests need)."""
+def _reconnect(client: Any) -> Any:
+    """The pool to drop after READONLY (a failover), if the client has one."""
+    return getattr(client, "connection_pool", None)
 
-    __slots__ = ("client", "keeper", "pool", "scripts", "waits")
+
+class _Client:
+    """A blocking client and its registered scripts; lease waits subscribe
+    through a client of their own, made on the first wait (a wait lasts up
+    to the holder's deadline, and must not hold a connection requests need)."""
+
+    __slots__ = ("_durable", "_lock", "_settings", "_waits", "client", "scripts")
 
     def __init__(self, settings: Settings, durable: bool = False) -> None:
-        # One attempt only (redis-py retries by default): a retry would
-        # multiply the deadline, and a miss is cheap.
-        self.pool = _pool(settings, durable)
-        self.client = redis.Redis(connection_pool=self.pool)
+        self._settings, self._durable = settings, durable
+        self.client = _make(settings, durable, asyncio=False)
         self.scripts = {name: self.client.register_script(s) for name, s in SCRIPTS.items()}
-        self.waits = redis.Redis(connection_pool=_pool(settings, durable))
+        self._waits: Any = None
+        self._lock = threading.Lock()
+
+    def waits(self) -> Any:
+        with self._lock:
+            if self._waits is None:
+                self._waits = _make(self._settings, self._durable, asyncio=False)
+            return self._waits
 
     def close(self) -> None:
-        self.client.close()
-        self.pool.disconnect()
-        self.waits.connection_pool.disconnect()
+        close_client(self.client)
+        if self._waits is not None:
+            close_client(self._waits)
 
 
 class SyncSharedCache(_Plans):
@@ -102,13 +110,24 @@ class SyncSharedCache(_Plans):
         self, settings: Settings, *, lease: bool = True, fleet: Fleet | None = None
     ) -> None:
         super().__init__(settings, lease=lease, fleet=fleet)
-        self._conn = _Client(settings)
-        # revoke() and invalidate() have connections of their own, with the
-        # longer DURABLE_TIMEOUT deadline.
-        self._durable_conn = _Client(settings, durable=True)
+        # Made on first use (a Cluster client reaches a node when made, and
+        # that may fail like any call): the request path's, and (True) those
+        # of revoke() and invalidate(), with the longer DURABLE_TIMEOUT.
+        self._conns: dict[bool, _Client] = {}
+        self._conns_lock = threading.Lock()
+
+    def _connection(self, durable: bool) -> _Client:
+        conn = self._conns.get(durable)
+        if conn is None:
+            with self._conns_lock:
+                conn = self._conns.get(durable)
+                if conn is None:
+                    conn = self._conns[durable] = _Client(self.settings, durable)
+                    self.cluster = is_cluster(conn.client)
+        return conn
 
     def _drive(self, plan: _Plan[_T], durable: bool = False) -> _T:
-        conn = self._durable_conn if durable else self._conn
+        conn: _Client | None = None
         pubsub: Any = None
         try:
             step = next(plan)
@@ -119,7 +138,8 @@ class SyncSharedCache(_Plans):
                     time.sleep(step.seconds)
                 elif isinstance(step, _Subscribe):
                     try:
-                        waits: Any = conn.waits  # redis-py's pubsub() is untyped
+                        conn = self._connection(durable)
+                        waits: Any = conn.waits()  # redis-py's pubsub() is untyped
                         if pubsub is not None:  # a new holder: one channel at a time
                             with contextlib.suppress(Exception):
                                 pubsub.close()
@@ -137,15 +157,17 @@ class SyncSharedCache(_Plans):
                         failure = exc
                 else:
                     try:
+                        conn = self._connection(durable)
                         if step.name in conn.scripts:
                             reply = conn.scripts[step.name](keys=step.keys, args=step.args)
                         else:
                             reply = conn.client.delete(*step.keys)
                     except Exception as exc:
                         failure = exc
-                        if classify(exc) == "readonly":
+                        pool = _reconnect(conn.client) if conn is not None else None
+                        if classify(exc) == "readonly" and pool is not None:
                             # A failover: the old primary is a replica now.
-                            conn.pool.disconnect()
+                            pool.disconnect()
                             self._emit("redis_reconnect")
                 # The plan decides what a failure means (a miss, a retry). It
                 # is thrown in outside the handler, so an error the plan
@@ -197,29 +219,41 @@ class SyncSharedCache(_Plans):
         self._drive(self._revoke(token, seconds), durable=True)
 
     def close(self) -> None:
-        """Close the pooled Redis connections."""
-        self._conn.close()
-        self._durable_conn.close()
+        """Close the pooled Redis connections (a later call makes new ones)."""
+        with self._conns_lock:
+            conns, self._conns = list(self._conns.values()), {}
+        for conn in conns:
+            conn.close()
 
 
 class _LoopClient:
     """The asyncio client of one event loop: its connections belong to it."""
 
-    __slots__ = ("client", "keeper", "pool", "scripts", "waits")
+    __slots__ = ("_durable", "_settings", "_waits", "client", "keeper", "scripts")
 
     def __init__(self, settings: Settings, durable: bool = False) -> None:
-        self.pool = _pool(settings, durable, asyncio=True)
-        self.client = redis.asyncio.Redis(connection_pool=self.pool)
+        self._settings, self._durable = settings, durable
+        self.client = _make(settings, durable, asyncio=True)
         self.scripts = {name: self.client.register_script(s) for name, s in SCRIPTS.items()}
-        self.waits = redis.asyncio.Redis(connection_pool=_pool(settings, durable, asyncio=True))
+        self._waits: Any = None
         #: Closes the client when its loop shuts down, if aclose() did not.
         self.keeper: types.AsyncGeneratorType[None, None] | None = None
 
+    async def waits(self) -> Any:
+        if self._waits is None:
+            waits = _make(self._settings, self._durable, asyncio=True)
+            if is_cluster(waits):
+                await waits.initialize()  # its pub/sub needs the slot map
+            if self._waits is None:
+                self._waits = waits
+            else:  # another task of this loop made one meanwhile
+                await aclose_client(waits)
+        return self._waits
+
     async def aclose(self) -> None:
-        await self.client.aclose()
-        await self.pool.disconnect()
-        await self.waits.aclose()
-        await self.waits.connection_pool.disconnect()
+        await aclose_client(self.client)
+        if self._waits is not None:
+            await aclose_client(self._waits)
 
 
 class AsyncSharedCache(_Plans):
@@ -253,7 +287,18 @@ class AsyncSharedCache(_Plans):
         loops = self._durable_loops if durable else self._loops
         found = loops.get(loop)
         if found is None:
-            found = loops[loop] = _LoopClient(self.settings, durable)
+            made = _LoopClient(self.settings, durable)
+            if is_cluster(made.client):
+                self.cluster = True
+                try:
+                    # The slot map, learnt once, within a budget of its own.
+                    async with asyncio.timeout(max(self._deadline, CLUSTER_INIT_TIMEOUT)):
+                        await made.client.initialize()
+                except BaseException:
+                    with contextlib.suppress(Exception):
+                        await made.aclose()
+                    raise
+            found = loops[loop] = made
             found.keeper = await keep_until_shutdown(found.aclose)
         return found
 
@@ -274,7 +319,7 @@ class AsyncSharedCache(_Plans):
                             if pubsub is not None:  # a new holder: one channel at a time
                                 with contextlib.suppress(Exception):
                                     await pubsub.aclose()
-                            pubsub = conn.waits.pubsub()
+                            pubsub = (await conn.waits()).pubsub()
                             await pubsub.subscribe(step.channel)
                             confirmed = await pubsub.get_message(
                                 timeout=self.settings.redis_timeout
@@ -302,8 +347,10 @@ class AsyncSharedCache(_Plans):
                         failure = exc
                         if classify(exc) == "readonly":
                             conn = await self._loop_client(durable)
-                            await conn.pool.disconnect()
-                            self._emit("redis_reconnect")
+                            pool = _reconnect(conn.client)
+                            if pool is not None:
+                                await pool.disconnect()
+                                self._emit("redis_reconnect")
                 # As in SyncSharedCache._drive.
                 step = plan.send(reply) if failure is None else plan.throw(failure)
         except StopIteration as stop:

@@ -56,9 +56,9 @@ import redis
 import redis.retry
 
 from ..cache import IdentityCache, token_digest
-from ._codec import PREFIX, Codec
+from ._codec import PREFIX, REPLAY_BATCH, SECRET_KEY, Codec, replay_batches
 from ._scripts import SCRIPTS
-from ._topology import make_pool
+from ._topology import Limits, close_client, is_cluster, make_client
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -94,6 +94,12 @@ def _forked() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forked)
+
+
+def _run(client: Any, name: str, keys: tuple[str, ...], args: tuple[Any, ...]) -> Any:
+    """Run script ``name`` by EVALSHA (loaded on NOSCRIPT), as the plans do:
+    the ACL user needs no EVAL."""
+    return client.register_script(SCRIPTS[name])(keys=keys, args=args)
 
 
 def _stream_id(raw: bytes) -> tuple[int, int]:
@@ -140,8 +146,8 @@ class Fleet:
         stats: Stats,
         emit: Callable[..., None] | None = None,
     ) -> None:
-        if not settings.redis_url:
-            raise ValueError("redis_url is not set")
+        if not settings.uses_redis:
+            raise ValueError("neither redis_url nor redis_client is set")
         self.settings = settings
         self._cache = cache
         self._stats = stats
@@ -303,18 +309,10 @@ class Fleet:
     # -- the subscriber ------------------------------------------------------------
 
     def _client(self) -> Any:  # redis.Redis, whose stubs type replies loosely
-        url = self.settings.redis_url
-        assert url is not None
         budget = max(1.0, self.settings.redis_timeout)
-        pool = make_pool(
-            url,
-            asyncio=False,
-            timeout=budget * 2,
-            connect_timeout=budget,
-            max_connections=4,
-            blocking=False,
-        )
-        return redis.Redis(connection_pool=pool)
+        limits = Limits(timeout=budget * 2, connect_timeout=budget, max_connections=4,
+                        blocking=False)
+        return make_client(self.settings, limits, asyncio=False)
 
     def _catch_up(self, client: Any) -> None:
         if self._last_id is None:
@@ -345,8 +343,6 @@ class Fleet:
 
     def _reassert(self, client: Any, announce: bool) -> None:
         """Write again the live revocations this process made (and announce them)."""
-        from ._codec import SECRET_KEY
-
         now = self._clock()
         live = self.memory.live(now)
         if not live:
@@ -354,30 +350,29 @@ class Fleet:
         with self.memory.lock:
             pending = set(self.memory.unannounced)
         configured = self.settings.cache_key_secret
-        by_secret: dict[bytes, list[tuple[str, float, bytes]]] = {}
+        by_secret: dict[bytes, list[tuple[str, int, bytes]]] = {}
         for digest, until, secret, sealed in live:
-            by_secret.setdefault(secret, []).append((digest, until, sealed))
+            px = int((until - now) * 1000)
+            if px > 0:
+                by_secret.setdefault(secret, []).append((digest, px, sealed))
         for secret, revocations in by_secret.items():
-            generated = b"" if configured is not None else secret
-            for start in range(0, len(revocations), 256):
-                keys: list[str] = [SECRET_KEY]
-                args: list[bytes | int] = [generated]
-                messages: list[bytes] = []
-                for digest, until, sealed in revocations[start : start + 256]:
-                    px = int((until - now) * 1000)
-                    if px <= 0:
-                        continue
-                    keys.append(PREFIX + "rev:" + digest)
-                    args += [sealed, px]
-                    if announce or digest in pending:
-                        until_wall = self._wall() + px / 1000
-                        messages.append(self.message(secret, "r", digest, until_wall))
-                if len(keys) == 1 or not client.eval(
-                    SCRIPTS["reassert"], len(keys), *keys, *args
-                ):
-                    continue
-                if messages:
-                    client.eval(SCRIPTS["announce"], 1, STREAM, CHANNEL, STREAM_MAXLEN, *messages)
+            # A generated secret: put back if gone (never a new one), and
+            # nothing is written if Redis holds another: those keys would be
+            # in no one's key space. (Its own round trip: the secret is in a
+            # slot of its own on a Cluster.)
+            generated = configured is None
+            if generated and _run(client, "secret", (SECRET_KEY,), (secret,)) != secret:
+                continue
+            for keys, args in replay_batches(revocations, per_bucket=is_cluster(client)):
+                _run(client, "replay", keys, args)
+            messages = [
+                self.message(secret, "r", digest, self._wall() + px / 1000)
+                for digest, px, _ in revocations
+                if announce or digest in pending
+            ]
+            for start in range(0, len(messages), REPLAY_BATCH):
+                batch = messages[start : start + REPLAY_BATCH]
+                _run(client, "announce", (STREAM,), (CHANNEL, STREAM_MAXLEN, *batch))
         with self.memory.lock:
             self.memory.unannounced -= pending
 
@@ -404,10 +399,12 @@ class Fleet:
                     logger.debug("lwa_middleware: revocation subscriber: %r", exc)
             finally:
                 self._subscribed = False
-                for closing in (pubsub, client):
-                    if closing is not None:
-                        with contextlib.suppress(Exception):  # a broken socket
-                            closing.close()
+                with contextlib.suppress(Exception):  # a broken socket
+                    if pubsub is not None:
+                        pubsub.close()
+                with contextlib.suppress(Exception):
+                    if client is not None:
+                        close_client(client)
             stop.wait(random.uniform(pause / 2, pause))
             pause = min(pause * 2, RECONNECT_MAX)
 

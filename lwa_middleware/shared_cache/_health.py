@@ -37,6 +37,7 @@ import redis
 
 from ..errors import SharedCacheError
 from ._steps import _T, _Plan, _Sleep
+from ._topology import WrongClient
 
 logger = logging.getLogger("lwa_middleware.shared_cache")
 
@@ -47,6 +48,19 @@ BACKOFF_MAX: Final = 4.0
 #: Seconds a half-open probe may take before another request may probe.
 PROBE_WINDOW: Final = 2.0
 
+#: The least a Redis ACL user of the shared cache needs: its keys and channels
+#: (``lwa:v1:*``: lease keys are channels too) and the commands it runs (the
+#: scripts' own calls included, which Redis 7 checks against the user):
+#: ``ACL SETUSER lwa on >password`` followed by these.
+ACL_RULES: Final = (
+    "resetkeys resetchannels ~lwa:v1:* &lwa:v1:* -@all "
+    "+evalsha +script|load +get +set +del +pttl +incr +publish +subscribe +ping "
+    "+xadd +xrange"
+)
+#: What a Redis Cluster's ACL user needs besides: redis-py's cluster client
+#: reads the slot map (CLUSTER SLOTS) and the command table (COMMAND).
+CLUSTER_ACL_RULES: Final = "+cluster|slots +command"
+
 #: Configuration and topology faults: (cause, fix), by the name
 #: :func:`classify` gives. Logged once per LOG_INTERVAL each, one line.
 FAULTS: Final = {
@@ -56,7 +70,8 @@ FAULTS: Final = {
     ),
     "noperm": (
         "the Redis ACL user may not run a command or touch a key (NOPERM)",
-        "grant +@read +@write +@scripting +@pubsub +ping on ~lwa:v1:* and &lwa:v1:events",
+        f"give the user at least: ACL SETUSER <user> {ACL_RULES} "
+        f"(on a Redis Cluster also {CLUSTER_ACL_RULES})",
     ),
     "tls": (
         "the Redis server's TLS certificate did not verify",
@@ -75,12 +90,19 @@ FAULTS: Final = {
         "point redis_url at the primary (or a Sentinel URL); reconnecting now",
     ),
     "moved": (
-        "redis_url points at one node of a Redis Cluster (MOVED/ASK)",
-        "use a plain or Sentinel Redis for the shared cache (Cluster is not supported yet)",
+        "redis_url points at one node of a Redis Cluster (MOVED/ASK) as if it were a plain Redis",
+        "use redis_url='redis+cluster://host:port[,host:port...]' (rediss+cluster:// for TLS), "
+        "or a redis.cluster.RedisCluster from redis_client",
     ),
     "crossslot": (
-        "Redis Cluster refused keys of two slots in one script (CROSSSLOT)",
-        "use a plain or Sentinel Redis for the shared cache (Cluster is not supported yet)",
+        "Redis Cluster refused keys of two slots in one command (CROSSSLOT)",
+        "use redis_url='redis+cluster://...' (or a RedisCluster from redis_client); every "
+        "script of this cache touches one slot, so report it if it persists",
+    ),
+    "client": (
+        "redis_client returned something that is not a redis-py client of the kind asked for",
+        "return a new redis.Redis or redis.cluster.RedisCluster for redis_client(asyncio=False) "
+        "and a redis.asyncio.Redis or redis.asyncio.cluster.RedisCluster for asyncio=True",
     ),
 }
 #: Failures are logged at most once per this many seconds.
@@ -97,6 +119,8 @@ DURABLE_BACKOFF: Final = 0.05
 def classify(exc: BaseException) -> str | None:
     """The :data:`FAULTS` name of a configuration or topology fault, or
     ``None`` for an outage (refused, reset, timed out) or anything else."""
+    if isinstance(exc, WrongClient):
+        return "client"
     if isinstance(exc, redis.ReadOnlyError):
         return "readonly"
     if isinstance(exc, redis.AuthenticationError):
@@ -123,7 +147,8 @@ def classify(exc: BaseException) -> str | None:
         head = text.split(" ", 1)[0].upper()
         if head in ("NOAUTH", "WRONGPASS") or "AUTH" in head:
             return "auth"
-        if head == "NOPERM":
+        if head == "NOPERM" or "user executing the script can't" in text:
+            # (Redis 7 refuses a script's own call without the NOPERM code.)
             return "noperm"
         if head == "OOM":
             return "oom"
@@ -238,7 +263,9 @@ class _Health:
         only this process running out of connections."""
         self.errors += 1
         self._probe_until = 0.0
-        if isinstance(exc, redis.ConnectionError) and str(exc) == _POOL_EXHAUSTED:
+        if isinstance(exc, redis.exceptions.MaxConnectionsError) or (
+            isinstance(exc, redis.ConnectionError) and str(exc) == _POOL_EXHAUSTED
+        ):
             # Every connection is busy: Redis is fine, this process is
             # loaded. Skip Redis for this request only.
             self._log("no Redis connection was free in time; treating as a miss")

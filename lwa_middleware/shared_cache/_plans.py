@@ -26,20 +26,28 @@ from ..errors import AuthError, InvalidToken
 from ..flow import Resolved
 from ._codec import (
     EPOCH_KEY,
-    FENCE_KEY,
     MAX_VALUE_BYTES,
-    PREFIX,
     SECRET_KEY,
     Codec,
     SharedHit,
+    bucket,
+    bucket_key,
     decode_rejection,
     encode_identity,
     entry_keys,
     rejection_body,
+    replay_batches,
+    token_key,
 )
 from ._fleet import CHANNEL, STREAM, STREAM_MAXLEN, Fleet, RevocationMemory
 from ._health import _Health, logger
-from ._scripts import READ_HIT, READ_LEASE_HELD, READ_LEASE_TAKEN, READ_REJECTED, READ_REVOKED
+from ._scripts import (
+    READ_HIT,
+    READ_LEASE_HELD,
+    READ_LEASE_TAKEN,
+    READ_REJECTED,
+    READ_REVOKED,
+)
 from ._steps import _Call, _Listen, _nothing, _Plan, _Subscribe
 
 if TYPE_CHECKING:
@@ -47,8 +55,6 @@ if TYPE_CHECKING:
 
 #: Revocations a process remembers, to publish them again after data loss.
 MAX_REMEMBERED: Final = 10_000
-#: Revocations re-published per round trip.
-_REPLAY_BATCH: Final = 256
 #: Seconds between two polls of an entry another worker is resolving: kept
 #: for compatibility; waiters are now woken by the holder's publish (issue 14).
 POLL_INTERVAL: Final = 0.015
@@ -106,8 +112,8 @@ class _Plans(_Health):
     def __init__(
         self, settings: Settings, *, lease: bool = True, fleet: Fleet | None = None
     ) -> None:
-        if not settings.redis_url:
-            raise ValueError("redis_url is not set")
+        if not settings.uses_redis:
+            raise ValueError("neither redis_url nor redis_client is set")
         # Also the clock a Resolved's expires_mono is read against (a hit's is
         # rebuilt on it, a put's TTL measured on it), so it must be the one the
         # caller measures expires_mono with: time.monotonic, the default.
@@ -135,7 +141,13 @@ class _Plans(_Health):
         self._lease_wait = self._lease_px / 1000
         self._leases: dict[str, tuple[str, float]] = {}
         self._leases_lock = threading.Lock()
-        #: The marker of the Redis data set this worker last saw (b"": none yet).
+        #: The data-loss marker of each bucket this worker met, as it last saw
+        #: it (at most 4096: see _check_lost).
+        self._epochs: dict[str, bytes] = {}
+        #: Whether Redis is a Cluster: set by the driver once its client is
+        #: made; replays are then split per bucket (one hash slot a call).
+        self.cluster = False
+        #: The data set's marker (EPOCH_KEY) as this worker last saw it (b"": never).
         self._epoch = b""
         self._fleet = fleet
         #: Revocations this process made: Redis hex -> (monotonic expiry, the
@@ -209,6 +221,8 @@ class _Plans(_Health):
         reply = yield _Call("secret", (SECRET_KEY,), (mine,))
         if not isinstance(reply, bytes) or len(reply) < _MIN_SECRET_BYTES:
             raise _Unusable(f"{SECRET_KEY} does not hold a usable secret")
+        if secret is not None and reply != secret:
+            self._log("another worker replaced the generated key secret in Redis")
         self._secret = reply
         self._secret_checked = self._clock()
         if self._fleet is not None:
@@ -243,7 +257,7 @@ class _Plans(_Health):
         value (never the token; the value is sealed now, while the token is
         at hand). Returns the hex."""
         digest = self._hex(secret, token)
-        key = PREFIX + "rev:" + digest
+        key = token_key("rev", digest)
         sealed = self._codec.seal(secret, key, rejection_body(REVOKED), token)
         now = self._clock()
         with self._revocations_lock:
@@ -257,63 +271,79 @@ class _Plans(_Health):
             revocations[digest] = (now + seconds, secret, sealed)
         return digest
 
-    def _restore_plan(self) -> _Plan[None]:
-        """Redis lost its data (or this worker just met it): put back the
-        generated secret and the data set's marker, then publish again every
-        live revocation this process made."""
-        generated = self._secret if self._configured_secret is None else None
-        reply = yield _Call(
-            "restore", (SECRET_KEY, EPOCH_KEY), (generated or b"", secrets.token_hex(16))
-        )
-        stored, epoch = reply[0], reply[1]
-        if not isinstance(epoch, bytes):
-            raise _Unusable(f"{EPOCH_KEY} does not hold a marker")
+    def _markers(self, digest: str) -> tuple[bytes, str]:
+        """The read and write scripts' last two arguments: the marker this
+        worker knows for ``digest``'s bucket (b"": none), and a fresh one."""
+        return self._epochs.get(bucket(digest), b""), secrets.token_hex(8)
+
+    def _marker_changed(self, name: str, marker: bytes, created: bool) -> _Plan[None]:
+        """Bucket ``name`` holds ``marker``, not the one this worker knew
+        (``created``: it was missing, and the script just made it).
+
+        A marker that changed in a bucket met before, or went missing from
+        it, means the bucket lost its data. A marker missing from a bucket
+        never met is a new bucket, or a loss: the data set's own marker
+        (:data:`EPOCH_KEY`, one more round trip) tells which. A loss means,
+        likely, the loss of the bucket's node (all of a plain Redis):
+        *recover*: put back the generated secret this worker uses (never a
+        new one), write again every live revocation this process made, and
+        forget the other buckets' markers, so that each is learnt anew (not
+        taken for another loss) when next met. Otherwise the bucket is
+        learnt, and the revocations this process made in it written again."""
+        known = self._epochs.get(name)
+        lost = known is not None
+        if (known is None and (created or not self._epoch)) or lost:
+            # Also learns the data set's marker: at this worker's first bucket,
+            # and at a loss (so the loss is not taken for another one later).
+            first = not self._epoch
+            reply = yield _Call("marker", (EPOCH_KEY,), (self._epoch, secrets.token_hex(8)))
+            seen = reply[0] if isinstance(reply, list) and reply else reply
+            if isinstance(seen, bytes):
+                self._epoch = seen
+                lost = lost or (created and not first)
+        if not lost:
+            self._epochs[name] = marker
+            yield from self._replay_plan(None, name)
+            return None
+        self._epochs = {name: marker}
+        self.restores += 1
         if self._configured_secret is None:
-            if not isinstance(stored, bytes) or len(stored) < _MIN_SECRET_BYTES:
-                raise _Unusable(f"{SECRET_KEY} does not hold a usable secret")
-            if generated is not None and stored != generated:
-                self._log("another worker replaced the generated key secret in Redis")
-            self._secret, self._secret_checked = stored, self._clock()
-            if self._fleet is not None:
-                self._fleet.learn_secret(stored)
-        first = not self._epoch
-        self._epoch = epoch
-        if not first:
-            self.restores += 1
+            self._secret_checked = -math.inf
+            yield from self._secret_plan()
         yield from self._replay_plan(None)
         return None
 
-    def _replay_plan(self, only: set[str] | None) -> _Plan[None]:
+    def _replay_plan(self, only: set[str] | None, in_bucket: str | None = None) -> _Plan[None]:
         """Write again the live revocations this process made (``only`` those
-        hexes, when given) that the current secrets can still name."""
+        hexes, when given; only those of bucket ``in_bucket``, when given)
+        that the current secrets can still name."""
         secret = self._secret
         now = self._clock()
         readable = {secret, *self._old_secrets}
         with self._revocations_lock:
             live = [
-                (digest, until, sealed)
+                (digest, int((until - now) * 1000), sealed)
                 for digest, (until, made_with, sealed) in self._revocations.items()
-                if until > now and made_with in readable and (only is None or digest in only)
+                if until > now
+                and made_with in readable
+                and (only is None or digest in only)
+                and (in_bucket is None or bucket(digest) == in_bucket)
             ]
-        if secret is None or not live:
+        if secret is None:
             return None
-        for start in range(0, len(live), _REPLAY_BATCH):
-            keys: list[str] = []
-            args: list[bytes | int] = []
-            for digest, until, sealed in live[start : start + _REPLAY_BATCH]:
-                px = int((until - self._clock()) * 1000)
-                if px <= 0:
-                    continue
-                keys.append(PREFIX + "rev:" + digest)
-                args += [sealed, px]
-            if keys:
-                yield _Call("replay", tuple(keys), tuple(args))
-                self.republished += len(keys)
+        for keys, args in replay_batches([e for e in live if e[1] > 0], per_bucket=self.cluster):
+            yield _Call("replay", keys, args)
+            self.republished += len(keys)
         return None
 
-    def _check_lost(self, lost: Any) -> _Plan[None]:
-        if lost is not None and int(lost):
-            yield from self._restore_plan()
+    def _check_lost(self, lost: Any, digest: str) -> _Plan[None]:
+        """After a read or write of ``digest``'s keys: ``lost`` is 0, or the
+        marker its bucket holds when it is not the one this worker knew (in a
+        list when it was missing and just made)."""
+        if isinstance(lost, list) and lost and isinstance(lost[0], bytes):
+            yield from self._marker_changed(bucket(digest), lost[0], created=True)
+        elif isinstance(lost, bytes):
+            yield from self._marker_changed(bucket(digest), lost, created=False)
         elif self._memory.unwritten:
             # Redis answers again after a revocation failed to reach it (its
             # write ran out of retries): publish it now, not at the next loss.
@@ -329,57 +359,73 @@ class _Plans(_Health):
 
     # -- plans ---------------------------------------------------------------
 
+    def _open(self, reply: Any, keys: tuple[str, ...], secret: bytes, token: str) -> _Plan[_Found]:
+        """What a read found (``reply``: kind, value, PTTL) under ``keys``,
+        sealed with ``secret``; a corrupt or forged value is deleted, a miss."""
+        kind, raw, pttl = int(reply[0]), reply[1], int(reply[2])
+        where = {READ_HIT: keys[0], READ_REJECTED: keys[1], READ_REVOKED: keys[3]}[kind]
+        try:
+            if not isinstance(raw, bytes) or len(raw) > MAX_VALUE_BYTES:
+                raise ValueError("size")
+            body = self._codec.unseal(secret, where, raw, token)
+            if kind == READ_HIT:
+                return self._codec.decode_identity(body, pttl, self._clock(), self._wall())
+            rejection = decode_rejection(body)
+            if kind == READ_REVOKED and pttl > 0:
+                return SharedRevocation(rejection.description, pttl / 1000)
+            return rejection
+        except (ValueError, KeyError, TypeError):
+            # Corrupt, of another schema, or forged (its MAC fails).
+            self.corrupt += 1
+            self._log("a corrupt or forged shared cache entry was dropped")
+            yield _Call("delete", (where,))
+            return None
+
     def _get_plan(self, token: str, revocation_only: bool = False) -> _Plan[_Found]:
         secret = yield from self._secret_plan()
         digest = self._hex(secret, token)
         if self._fleet is not None:
             self._fleet.note(digest, token)
-        keys = entry_keys(digest)
-        # Rotation: the revocation and identity keys under each older secret,
-        # read in the same round trip (KEYS 7, 8, ...: rev, id of each).
-        older: list[str] = []
-        opener = {keys[0]: secret, keys[1]: secret, keys[3]: secret}
+        # Rotation: the revocation and identity under each older secret. They
+        # are in buckets of their own (other slots, on a Cluster): one read
+        # each, before the main one, so a revocation under any secret
+        # outranks everything and an identity found there takes no lease.
+        older: tuple[Any, tuple[str, ...], bytes] | None = None
         for old in self._old_secrets:
             old_digest = self._hex(old, token)
             if self._fleet is not None:
                 self._fleet.note(old_digest, token)
-            for name in (PREFIX + "rev:" + old_digest, PREFIX + "id:" + old_digest):
-                older.append(name)
-                opener[name] = old
+            old_keys = entry_keys(old_digest)
+            reply = yield _Call(
+                "read",
+                old_keys,
+                ("", 0, "1" if revocation_only else "2", *self._markers(old_digest)),
+            )
+            yield from self._check_lost(reply[0], old_digest)
+            kind = int(reply[1])
+            if kind == READ_REVOKED:
+                return (yield from self._open(reply[1:], old_keys, old, token))
+            if kind == READ_HIT and older is None:
+                older = (reply[1:], old_keys, old)
+        keys = entry_keys(digest)
         lease_id = secrets.token_hex(8)
-        lease_px = self._lease_px if self.lease and not revocation_only else 0
+        take_lease = self.lease and not revocation_only and older is None
+        lease_px = self._lease_px if take_lease else 0
         mode = "1" if revocation_only else "0"
         deadline: float | None = None
         holder: Any = None
         subscribed = False
         while True:
             reply = yield _Call(
-                "read", (*keys, FENCE_KEY, *older), (lease_id, lease_px, mode, self._epoch)
+                "read", keys, (lease_id, lease_px, mode, *self._markers(digest))
             )
-            yield from self._check_lost(reply[0])
+            yield from self._check_lost(reply[0], digest)
             reply = reply[1:]
             kind = int(reply[0])
             if kind in (READ_HIT, READ_REJECTED, READ_REVOKED):
-                raw, pttl = reply[1], int(reply[2])
-                where = {READ_HIT: keys[0], READ_REJECTED: keys[1], READ_REVOKED: keys[3]}[kind]
-                if len(reply) > 3 and older:  # found under an older secret
-                    where = older[int(reply[3]) - 7]
-                try:
-                    if not isinstance(raw, bytes) or len(raw) > MAX_VALUE_BYTES:
-                        raise ValueError("size")
-                    body = self._codec.unseal(opener[where], where, raw, token)
-                    if kind == READ_HIT:
-                        return self._codec.decode_identity(body, pttl, self._clock(), self._wall())
-                    rejection = decode_rejection(body)
-                    if kind == READ_REVOKED and pttl > 0:
-                        return SharedRevocation(rejection.description, pttl / 1000)
-                    return rejection
-                except (ValueError, KeyError, TypeError):
-                    # Corrupt, of another schema, or forged (its MAC fails).
-                    self.corrupt += 1
-                    self._log("a corrupt or forged shared cache entry was dropped")
-                    yield _Call("delete", (where,))
-                    return None
+                return (yield from self._open(reply, keys, secret, token))
+            if older is not None:  # only under an older secret
+                return (yield from self._open(*older, token))
             if kind == READ_LEASE_TAKEN:
                 # The lease's value carries its fencing id: only that exact
                 # lease is released by the put.
@@ -419,12 +465,12 @@ class _Plans(_Health):
         px = max(1, int(seconds * 1000)) if seconds > 0 else 0
         if px == 0 and not lease_id:
             return None
-        keys = entry_keys(digest)
+        keys = entry_keys(digest)[:5]
         value = (
             self._codec.seal(secret, keys[0], encode_identity(resolved), token) if px else b""
         )
-        lost = yield _Call("write", keys, (value, px, lease_id, self._epoch))
-        yield from self._check_lost(lost)
+        lost = yield _Call("write", keys, (value, px, lease_id, *self._markers(digest)))
+        yield from self._check_lost(lost, digest)
         return None
 
     def _failure_plan(
@@ -439,7 +485,7 @@ class _Plans(_Health):
             secret = yield from self._secret_plan()
         digest = self._hex(secret, token)
         lease_id = lease[1] if lease[0] == digest else ""
-        lease_key = PREFIX + "lease:" + digest
+        lease_key = token_key("lease", digest)
         if isinstance(error, InvalidToken):
             # Whatever is remembered, the identity goes: LWA just said this
             # token is no good (so no worker serves it again, stale or not).
@@ -447,18 +493,18 @@ class _Plans(_Health):
                 seconds = self.settings.negative_cache_ttl if error.remember else 0.0
             px = max(1, int(seconds * 1000)) if seconds > 0 else 0
             revoked = error.description == REVOKED
-            target = PREFIX + ("rev:" if revoked else "rej:") + digest
+            target = token_key("rev" if revoked else "rej", digest)
             body = rejection_body(error.description)
             value = self._codec.seal(secret, target, body, token) if px else b""
             keys = (
                 target,
-                PREFIX + "id:" + digest,
+                token_key("id", digest),
                 lease_key,
-                PREFIX + "rev:" + digest,
-                EPOCH_KEY,
+                token_key("rev", digest),
+                bucket_key("epoch", digest),
             )
-            lost = yield _Call("write", keys, (value, px, lease_id, self._epoch))
-            yield from self._check_lost(lost)
+            lost = yield _Call("write", keys, (value, px, lease_id, *self._markers(digest)))
+            yield from self._check_lost(lost, digest)
         elif lease_id:
             yield _Call("release", (lease_key,), (lease_id,))
         return None
@@ -500,8 +546,9 @@ class _Plans(_Health):
     def _discard_plan(self, token: str) -> _Plan[None]:
         secret = yield from self._secret_plan()
         made = [(s, self._hex(s, token)) for s in (secret, *self._old_secrets)]
-        names = [PREFIX + kind + digest for _, digest in made for kind in ("id:", "rej:")]
-        yield _Call("delete", tuple(names))
+        for _, digest in made:
+            # One DEL a secret: each secret's keys are in a bucket (a slot) of their own.
+            yield _Call("delete", (token_key("id", digest), token_key("rej", digest)))
         if self._fleet is not None:
             messages = [self._fleet.message(s, "d", digest) for s, digest in made]
             yield _Call("announce", (STREAM,), (CHANNEL, STREAM_MAXLEN, *messages))

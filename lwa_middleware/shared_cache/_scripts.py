@@ -1,8 +1,11 @@
 """The Lua scripts the shared cache runs in Redis, and the replies they give.
 
 Each round trip the plans make is one of these scripts (or a plain ``DEL``),
-so a read, a write or a restore is atomic in Redis: no other worker's
-command lands between the revocation check and the write it guards.
+so a read or a write is atomic in Redis: no other worker's command lands
+between the revocation check and the write it guards. Every script touches
+the keys of one hash slot only (a token's keys and its bucket's marker and
+counter share the hash tag ``{<bucket>}``; the secret and the stream are one
+key each), so they run unchanged on a Redis Cluster.
 """
 
 from __future__ import annotations
@@ -25,24 +28,43 @@ local function get(key)
 end
 """
 
-# Every read and write also compares the data set's marker (KEYS[5]) with the
-# one this worker knows (ARGV[4]): "lost" (1) when it is missing or another,
-# i.e. Redis lost its data (flush, restart without persistence, failover) or
-# another worker noticed that first. The worker then restores (_RESTORE).
-_LUA_LOST = """
-local lost = 0
-if get(KEYS[5]) ~= ARGV[4] then lost = 1 end
+# Every read and write also compares the marker of the token's bucket
+# (KEYS[5], ``lwa:v1:{<bucket>}:epoch``: in the token's slot) with the one this
+# worker knows (ARGV[4]; '' when it never met this bucket). ``lost`` is 0 when
+# it is the one the worker knows; else the marker stored, when it is another
+# (the worker meets the bucket for the first time, or the bucket lost its
+# data and another worker noticed first); or, when the marker was missing (a
+# bucket no one used yet, or data lost: flush, restart without persistence,
+# failover), ``{marker}``: the fresh one (ARGV[5]) it is replaced with at once.
+# See _plans._check_lost.
+def _lua_lost(key: str, known: str, fresh: str) -> str:
+    return f"""
+local lost = get({key})
+if not lost then
+  redis.call('SET', {key}, {fresh})
+  lost = {{{fresh}}}
+elseif lost == {known} then
+  lost = 0
+end
 """
 
-#: KEYS: id, rej, lease, rev, epoch, fence counter, then (rotation) the rev and
-#: id keys under each older secret; a value found there also replies its KEYS
-#: index. ARGV: lease nonce, lease PX
-#: (0: do not take a lease), '1' to read only the revocation (a revalidate()
-#: route) else '0', epoch.
+
+_LUA_LOST = _lua_lost("KEYS[5]", "ARGV[4]", "ARGV[5]")
+
+#: KEYS: the data set's marker ``lwa:v1:epoch`` (a key of its own). ARGV: the
+#: one this worker knows ('' if none), a fresh one. Replies ``lost``, as the
+#: bucket markers do: asked when a bucket's marker was missing, to tell a new
+#: bucket (the data set's marker is the same) from data loss.
+_MARKER = _LUA_GET + _lua_lost("KEYS[1]", "ARGV[1]", "ARGV[2]") + "return lost\n"
+
+#: KEYS: id, rej, lease, rev, the bucket's marker, its fencing counter: one slot.
+#: ARGV: lease nonce, lease PX (0: do not take a lease), mode ('0': a full
+#: read; '1': the revocation only, for a revalidate() route; '2': revocation
+#: then identity, for the keys under an older secret), known marker, fresh marker.
 #: Replies ``{lost, kind, value, pttl}``; a lease taken ``{lost, 3, lease value}``,
 #: one held elsewhere ``{lost, 4, its PTTL, its value}``. A lease's value is
-#: ``<fencing id>:<nonce>``, the fencing id from INCR on the counter, so every
-#: lease ever taken on a Redis has a larger id than the ones before it.
+#: ``<fencing id>:<nonce>``, the fencing id from INCR on the bucket's counter, so
+#: every lease ever taken on a token has a larger id than the ones before it.
 #: A revocation (rev) outranks everything, even an identity written after it.
 _READ = (
     _LUA_GET
@@ -50,31 +72,24 @@ _READ = (
     + """
 local value = get(KEYS[4])
 if value then return {lost, 5, value, redis.call('PTTL', KEYS[4])} end
-for i = 7, #KEYS, 2 do
-  value = get(KEYS[i])
-  if value then return {lost, 5, value, redis.call('PTTL', KEYS[i]), i} end
-end
 if ARGV[3] == '1' then return {lost, 0} end
 value = get(KEYS[1])
 if value then return {lost, 1, value, redis.call('PTTL', KEYS[1])} end
+if ARGV[3] == '2' then return {lost, 0} end
 value = get(KEYS[2])
 if value then return {lost, 2, value, redis.call('PTTL', KEYS[2])} end
-for i = 8, #KEYS, 2 do
-  value = get(KEYS[i])
-  if value then return {lost, 1, value, redis.call('PTTL', KEYS[i]), i} end
-end
 if ARGV[2] == '0' then return {lost, 0} end
 local held = get(KEYS[3])
 if held then return {lost, 4, redis.call('PTTL', KEYS[3]), held} end
-local lease = ARGV[1]
-if KEYS[6] then lease = redis.call('INCR', KEYS[6]) .. ':' .. ARGV[1] end
+local lease = redis.call('INCR', KEYS[6]) .. ':' .. ARGV[1]
 redis.call('SET', KEYS[3], lease, 'PX', ARGV[2])
 return {lost, 3, lease}
 """
 )
 
-#: KEYS: key to set, key to delete, lease, rev, epoch. ARGV: value, PX (0: do not
-#: set), lease id, epoch. Replies ``lost``.
+#: KEYS: key to set, key to delete, lease, rev, the bucket's marker: one slot.
+#: ARGV: value, PX (0: do not set), lease id, known marker, fresh marker.
+#: Replies ``lost`` (as the read script).
 #: Nothing is written once the token is revoked (rev exists): a lookup that was
 #: in flight when revoke() ran must not bring the identity back. The lease key
 #: is also a channel: its waiters are told there that the answer is in.
@@ -104,7 +119,9 @@ return 1
 """
 )
 
-#: KEYS: secret. ARGV: a fresh random secret, kept only if none is there.
+#: KEYS: secret. ARGV: a random secret, kept only if none is there (a fresh
+#: one, or after data loss the one this worker already uses: never a new one,
+#: so workers keep one key space). Replies the secret stored.
 _SECRET = (
     _LUA_GET
     + """
@@ -113,45 +130,14 @@ return redis.call('GET', KEYS[1])
 """
 )
 
-#: KEYS: secret, epoch. ARGV: this worker's generated secret ('' when configured),
-#: a fresh epoch. After data loss: put back the secret this worker already uses
-#: (never a new one, so workers keep one key space) and a new marker, unless
-#: another worker did first. Replies ``{secret or '', epoch}``.
-_RESTORE = (
-    _LUA_GET
-    + """
-if ARGV[1] ~= '' and not get(KEYS[1]) then redis.call('SET', KEYS[1], ARGV[1]) end
-if not get(KEYS[2]) then redis.call('SET', KEYS[2], ARGV[2]) end
-return {get(KEYS[1]) or '', get(KEYS[2])}
-"""
-)
-
-#: KEYS: revocation keys. ARGV: value and PX of each, in turn.
+#: KEYS: revocation keys (on a Cluster: of one slot). ARGV: value and PX of
+#: each, in turn.
 _REPLAY = """
 for i, key in ipairs(KEYS) do
   redis.call('SET', key, ARGV[2 * i - 1], 'PX', ARGV[2 * i])
 end
 return 1
 """
-
-#: KEYS: secret, then revocation keys. ARGV: the generated secret the hexes were
-#: made with ('' when configured), then value and PX of each key. With a
-#: generated secret, it is put back if gone (as _RESTORE does) and nothing is
-#: written if Redis holds another: those keys would be in no one's key space.
-_REASSERT = (
-    _LUA_GET
-    + """
-if ARGV[1] ~= '' then
-  local stored = get(KEYS[1])
-  if not stored then redis.call('SET', KEYS[1], ARGV[1]); stored = ARGV[1] end
-  if stored ~= ARGV[1] then return 0 end
-end
-for i = 2, #KEYS do
-  redis.call('SET', KEYS[i], ARGV[2 * i - 2], 'PX', ARGV[2 * i - 1])
-end
-return 1
-"""
-)
 
 #: KEYS: the stream. ARGV: channel, MAXLEN, then one sealed message each.
 #: Appends each message to the capped stream and publishes it on the channel
@@ -170,9 +156,8 @@ SCRIPTS: Final = {
     "read": _READ,
     "write": _WRITE,
     "release": _RELEASE,
+    "marker": _MARKER,
     "secret": _SECRET,
-    "restore": _RESTORE,
     "replay": _REPLAY,
     "announce": _ANNOUNCE,
-    "reassert": _REASSERT,
 }

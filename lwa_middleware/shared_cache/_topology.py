@@ -1,4 +1,5 @@
-"""Where the shared cache's connections come from: a plain Redis URL, or Sentinel.
+"""Where the shared cache's connections come from: a plain Redis URL,
+Sentinel, a Redis Cluster, or the application's own ``redis_client`` factory.
 
 ``redis://``, ``rediss://`` and ``unix://`` URLs build a blocking connection
 pool (``BlockingConnectionPool.from_url``). A ``redis+sentinel://`` URL names
@@ -12,34 +13,76 @@ every new connection and drops its connections when the primary changes, so
 a failover is a few misses, not an outage. The password (and user) are the
 data nodes'; Sentinels are asked without credentials. Every deadline is
 still this library's (the same socket and connect timeouts, no retries).
+
+A ``redis+cluster://`` (``rediss+cluster://`` for TLS) URL names one or more
+nodes of a Redis Cluster::
+
+    redis+cluster://[[user]:password@]host:port[,host:port...][/0][?ssl_ca_certs=...]
+
+and builds redis-py's :class:`redis.cluster.RedisCluster` (asyncio: its
+:mod:`redis.asyncio.cluster` twin), which learns the slot map from any node
+it reaches and follows ``MOVED``/``ASK`` redirections. The cache's keys are
+hash-tagged (:mod:`._codec`), so each script touches one slot. The deadlines
+are the same; redis-py's cluster retries are off, but on a connection error
+it refreshes its slot map before the failure is reported (each node asked
+within the connect deadline).
+
+``redis_client`` is a factory the application gives instead of a URL; it is
+called as ``redis_client(asyncio=False)`` for a :class:`redis.Redis` or
+:class:`redis.cluster.RedisCluster`, and ``redis_client(asyncio=True)`` for
+their :mod:`redis.asyncio` twins, each call returning a new client that the
+cache then owns (and closes). Its deadlines are the application's.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 import redis
 import redis.asyncio
+import redis.asyncio.cluster
 import redis.asyncio.retry
 import redis.asyncio.sentinel
+import redis.cluster
 import redis.retry
 import redis.sentinel
 from redis.backoff import NoBackoff
 
+if TYPE_CHECKING:
+    from ..config import Settings
+
 SENTINEL_SCHEME = "redis+sentinel"
+CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
+
+
+class WrongClient(TypeError):
+    """``redis_client`` returned something that is not a redis-py client of
+    the kind asked for (never echoing it: its repr may hold a password)."""
 
 
 def is_sentinel(url: str) -> bool:
     return url.split("://", 1)[0].lower() == SENTINEL_SCHEME
 
 
-def parse_sentinel(url: str) -> tuple[list[tuple[str, int]], str, int, dict[str, str]]:
-    """``(sentinels, service, db, credentials)`` of a ``redis+sentinel://`` URL;
-    ``ValueError`` (never echoing the URL, which may hold a password) if malformed."""
-    parts = urlsplit(url)
-    netloc = parts.netloc
+def is_cluster_url(url: str) -> bool:
+    return url.split("://", 1)[0].lower() in CLUSTER_SCHEMES
+
+
+def is_tls(url: str) -> bool:
+    return url.split("://", 1)[0].lower() in ("rediss", "rediss+cluster")
+
+
+def is_cluster(client: Any) -> bool:
+    """Whether ``client`` is one of redis-py's Redis Cluster clients."""
+    return isinstance(client, redis.cluster.RedisCluster | redis.asyncio.cluster.RedisCluster)
+
+
+def _nodes(netloc: str, what: str) -> tuple[list[tuple[str, int]], dict[str, str], str]:
+    """``(nodes, credentials, userinfo)`` of a ``[user:password@]host:port[,...]``."""
     credentials: dict[str, str] = {}
+    userinfo = ""
     if "@" in netloc:
         userinfo, netloc = netloc.rsplit("@", 1)
         user, _, password = userinfo.partition(":")
@@ -51,8 +94,33 @@ def parse_sentinel(url: str) -> tuple[list[tuple[str, int]], str, int, dict[str,
     for node in netloc.split(","):
         host, _, port = node.rpartition(":")
         if not host or not port.isdigit():
-            raise ValueError("each Sentinel must be host:port")
+            raise ValueError(f"each {what} must be host:port")
         nodes.append((host.strip("[]"), int(port)))
+    return nodes, credentials, userinfo
+
+
+def parse_cluster(url: str) -> tuple[list[tuple[str, int]], str]:
+    """``(nodes, URL of the first node)`` of a ``redis+cluster://`` URL: the
+    node's URL carries the credentials and query options, for redis-py to
+    parse. ``ValueError`` (never echoing the URL) if malformed."""
+    parts = urlsplit(url)
+    nodes, _, userinfo = _nodes(parts.netloc, "Cluster node")
+    if parts.path not in ("", "/", "/0"):
+        raise ValueError("a Redis Cluster has only database 0: give no path, or /0")
+    if parts.fragment:
+        raise ValueError("the URL must not have a #fragment")
+    host, port = nodes[0]
+    host = f"[{host}]" if ":" in host else host
+    scheme = "rediss" if is_tls(url) else "redis"
+    first = f"{scheme}://{userinfo + '@' if userinfo else ''}{host}:{port}/0"
+    return nodes, first + (f"?{parts.query}" if parts.query else "")
+
+
+def parse_sentinel(url: str) -> tuple[list[tuple[str, int]], str, int, dict[str, str]]:
+    """``(sentinels, service, db, credentials)`` of a ``redis+sentinel://`` URL;
+    ``ValueError`` (never echoing the URL, which may hold a password) if malformed."""
+    parts = urlsplit(url)
+    nodes, credentials, _ = _nodes(parts.netloc, "Sentinel")
     path = [p for p in parts.path.split("/") if p]
     if not path or len(path) > 2 or (len(path) == 2 and not path[1].isdigit()):
         raise ValueError("the path must be /service or /service/db")
@@ -79,40 +147,112 @@ class _AsyncSentinelPool(redis.asyncio.sentinel.SentinelConnectionPool):
             await sentinel.connection_pool.disconnect()
 
 
-def make_pool(
-    url: str,
-    *,
-    asyncio: bool,
-    timeout: float,
-    connect_timeout: float,
-    max_connections: int,
-    blocking: bool = True,
-) -> Any:
-    """A connection pool for ``url`` with these deadlines and no retries."""
-    retry: Any = (
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """The deadlines and size of what :func:`make_client` builds.
+
+    :param timeout: each reply (and a blocking pool's wait for a connection).
+    :param connect_timeout: each connect (TCP, and TLS handshake).
+    :param blocking: a blocking pool (a burst waits up to ``timeout``).
+    """
+
+    timeout: float
+    connect_timeout: float
+    max_connections: int
+    blocking: bool = True
+
+
+def _no_retry(asyncio: bool) -> Any:
+    # One attempt only (redis-py retries by default): a retry would multiply
+    # the deadline, and a miss is cheap.
+    return (
         redis.asyncio.retry.Retry(NoBackoff(), 0) if asyncio else redis.retry.Retry(NoBackoff(), 0)
     )
+
+
+def _pool(url: str, asyncio: bool, limits: Limits) -> Any:
+    """A connection pool (a plain URL's, or Sentinel's) with these limits."""
     options: dict[str, Any] = {
-        "retry": retry,
-        "max_connections": max_connections,
-        "socket_timeout": timeout,
-        "socket_connect_timeout": connect_timeout,
+        "retry": _no_retry(asyncio),
+        "max_connections": limits.max_connections,
+        "socket_timeout": limits.timeout,
+        "socket_connect_timeout": limits.connect_timeout,
         # RESP2 keeps the connection handshake to what every Redis speaks.
         "protocol": 2,
     }
     if is_sentinel(url):
         nodes, service, db, credentials = parse_sentinel(url)
-        asked = {"socket_timeout": timeout, "socket_connect_timeout": connect_timeout}
+        asked = {"socket_timeout": limits.timeout, "socket_connect_timeout": limits.connect_timeout}
         # redis-py's Sentinel classes are untyped.
         module: Any = redis.asyncio.sentinel if asyncio else redis.sentinel
         manager = module.Sentinel(nodes, sentinel_kwargs=asked)
         sentinel_pool: Any = _AsyncSentinelPool if asyncio else _SentinelPool
         return sentinel_pool(service, manager, db=db, **credentials, **options)
-    if blocking:
-        options["timeout"] = timeout  # the wait for a free connection
+    if limits.blocking:
+        options["timeout"] = limits.timeout  # the wait for a free connection
         pool_class: Any = (
             redis.asyncio.BlockingConnectionPool if asyncio else redis.BlockingConnectionPool
         )
     else:
         pool_class = redis.asyncio.ConnectionPool if asyncio else redis.ConnectionPool
     return pool_class.from_url(url, **options)
+
+
+def _cluster_client(url: str, asyncio: bool, limits: Limits) -> Any:
+    nodes, first = parse_cluster(url)
+    # redis-py's cluster classes are untyped here.
+    module: Any = redis.asyncio.cluster if asyncio else redis.cluster
+    return module.RedisCluster.from_url(
+        first,
+        startup_nodes=[module.ClusterNode(host, port) for host, port in nodes],
+        retry=_no_retry(asyncio),
+        socket_timeout=limits.timeout,
+        socket_connect_timeout=limits.connect_timeout,
+        max_connections=limits.max_connections,
+        protocol=2,
+    )
+
+
+def make_client(settings: Settings, limits: Limits, *, asyncio: bool) -> Any:
+    """A new client for the shared cache: the ``redis_client`` factory's, or
+    one built for ``redis_url`` with these limits and no retries. A sync
+    Cluster client reaches a node now (to learn the slot map): call this
+    where a failure counts as Redis failing."""
+    factory = settings.redis_client
+    if factory is not None:
+        client = factory(asyncio=asyncio)
+        kinds: Any = (
+            (redis.asyncio.Redis, redis.asyncio.cluster.RedisCluster)
+            if asyncio
+            else (redis.Redis, redis.cluster.RedisCluster)
+        )
+        if not isinstance(client, kinds):
+            flavour = "redis.asyncio" if asyncio else "redis"
+            raise WrongClient(
+                f"redis_client(asyncio={asyncio}) returned a {type(client).__name__}, not a "
+                f"{flavour}.Redis or {flavour}.cluster.RedisCluster"
+            )
+        return client
+    url = settings.redis_url
+    assert url is not None
+    if is_cluster_url(url):
+        return _cluster_client(url, asyncio, limits)
+    return (redis.asyncio.Redis if asyncio else redis.Redis)(
+        connection_pool=_pool(url, asyncio, limits)
+    )
+
+
+def close_client(client: Any) -> None:
+    """Close a blocking client this cache made, and its pool."""
+    client.close()
+    pool = getattr(client, "connection_pool", None)  # a Cluster client has one a node
+    if pool is not None:
+        pool.disconnect()
+
+
+async def aclose_client(client: Any) -> None:
+    """Close an asyncio client this cache made, and its pool."""
+    await client.aclose()
+    pool = getattr(client, "connection_pool", None)
+    if pool is not None:
+        await pool.disconnect()

@@ -14,10 +14,30 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import redis
 
-__all__ = ["WORKER_APP", "BlackHole", "RedisServer", "Workers", "free_port", "redis_binary"]
+__all__ = [
+    "WORKER_APP",
+    "BlackHole",
+    "LocalCluster",
+    "RedisServer",
+    "Workers",
+    "free_port",
+    "redis_binary",
+    "wait_for",
+]
+
+
+def wait_for(condition: Callable[[], bool], bound: float, poll: float = 0.05) -> None:
+    """Poll ``condition`` (real servers are acting) until true, failing after ``bound`` s."""
+    deadline = time.monotonic() + bound
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {bound} s")
+        time.sleep(poll)
 
 
 def free_port() -> int:
@@ -42,10 +62,27 @@ def redis_binary() -> str | None:
 
 class RedisServer:
     """A throwaway ``redis-server`` (no persistence) that can be killed and
-    started again on the same port."""
+    started again on the same port.
 
-    def __init__(self, binary: str, port: int | None = None) -> None:
+    :param extra: more command-line options (``--cluster-enabled yes``, ...).
+    :param tls: ``(certificate chain, key, CA)`` files: then the server
+        speaks TLS only, on :attr:`port` (``--port 0 --tls-port``).
+    :param password: the default user's password (``--requirepass``).
+    """
+
+    def __init__(
+        self,
+        binary: str,
+        port: int | None = None,
+        *,
+        extra: Sequence[str] = (),
+        tls: tuple[str, str, str] | None = None,
+        password: str | None = None,
+    ) -> None:
         self.binary = binary
+        self.extra = list(extra)
+        self.tls = tls
+        self.password = password
         self._auto_port = port is None
         self._started_once = False
         self.port = port or free_port()
@@ -65,7 +102,10 @@ class RedisServer:
         return f"unix://{self.unix_path}?db=0"
 
     def client(self) -> redis.Redis:
-        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=2)
+        options: dict[str, Any] = {"password": self.password}
+        if self.tls is not None:
+            options.update(ssl=True, ssl_ca_certs=self.tls[2])
+        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=2, **options)
 
     def start(self, timeout: float = 30.0) -> None:
         """Start (or restart, on the same port) and wait for PING. A first
@@ -80,16 +120,26 @@ class RedisServer:
         raise RuntimeError(f"redis-server did not start on port {self.port}")
 
     def _spawn(self, timeout: float) -> bool:
+        ports = ["--port", str(self.port)]
+        if self.tls is not None:
+            cert, key, ca = self.tls
+            ports = [
+                "--port", "0", "--tls-port", str(self.port), "--tls-cert-file", cert,
+                "--tls-key-file", key, "--tls-ca-cert-file", ca, "--tls-auth-clients", "no",
+            ]
+        if self.password is not None:
+            ports += ["--requirepass", self.password]
         self._proc = subprocess.Popen(
             [
                 self.binary,
-                "--port", str(self.port),
+                *ports,
                 "--bind", "127.0.0.1",
                 "--save", "",
                 "--appendonly", "no",
                 "--dir", self._dir.name,
                 "--unixsocket", self.unix_path,
                 "--unixsocketperm", "700",
+                *self.extra,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -119,6 +169,61 @@ class RedisServer:
     def close(self) -> None:
         self.stop()
         self._dir.cleanup()
+
+
+class LocalCluster:
+    """A Redis Cluster of ``masters`` nodes (no replicas), each a
+    :class:`RedisServer` with ``--cluster-enabled yes`` and a bus port of its
+    own, joined by ``redis-cli --cluster create``; ready once every node
+    says ``cluster_state:ok``."""
+
+    def __init__(self, binary: str, masters: int = 3, timeout: float = 60.0) -> None:
+        self.nodes: list[RedisServer] = []
+        try:
+            for _ in range(masters):
+                node = RedisServer(binary)
+                node.extra = [
+                    "--cluster-enabled", "yes",
+                    "--cluster-config-file", os.path.join(node._dir.name, "nodes.conf"),
+                    "--cluster-port", str(free_port()),
+                    "--cluster-node-timeout", "5000",
+                ]
+                node.start()
+                self.nodes.append(node)
+            cli = shutil.which("redis-cli") or os.path.join(os.path.dirname(binary), "redis-cli")
+            subprocess.run(
+                [cli, "--cluster", "create", *(f"127.0.0.1:{n.port}" for n in self.nodes),
+                 "--cluster-replicas", "0", "--cluster-yes"],
+                check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=timeout,
+            )
+            deadline = time.monotonic() + timeout
+            while not all(self._ok(n) for n in self.nodes):
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the cluster did not reach cluster_state:ok in time")
+                time.sleep(0.05)  # the nodes are gossiping
+        except BaseException:
+            self.close()
+            raise
+
+    @staticmethod
+    def _ok(node: RedisServer) -> bool:
+        with contextlib.closing(node.client()) as client:
+            return b"cluster_state:ok" in client.execute_command("CLUSTER", "INFO")
+
+    @property
+    def url(self) -> str:
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{n.port}" for n in self.nodes)
+
+    def client(self) -> Any:
+        """A blocking cluster client, for the tests' own looks."""
+        import redis.cluster
+
+        return redis.cluster.RedisCluster(host="127.0.0.1", port=self.nodes[0].port,
+                                          socket_timeout=2)
+
+    def close(self) -> None:
+        for node in self.nodes:
+            node.close()
 
 
 class BlackHole:
