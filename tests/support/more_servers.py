@@ -116,7 +116,10 @@ class ProcessServer:
         """Why this server cannot run here, or ``None``."""
         if self.package == "uwsgi":  # a binary: its ``uwsgi`` module lives only inside it
             if not Path(_tool("uwsgi")).exists():
-                return "the uwsgi package is not installed (no uwsgi next to sys.executable)"
+                return (
+                    "uWSGI is not installed next to sys.executable "
+                    "(scripts/test builds it: pip install --no-cache-dir uwsgi)"
+                )
         elif importlib.util.find_spec(self.package) is None:
             return f"the {self.package} package is not installed"
         return None
