@@ -225,3 +225,41 @@ def share_then_revoke(http: httpx2.Client, lwa_emulator: LWAEmulator, a: Any, w:
     for mw in (a, w):
         assert mw.stats.redis_errors == 0, mw.stats.snapshot()
     w.close()
+
+
+def test_a_factory_client_decoding_replies_never_drops_a_revocation(
+    make_wsgi: Any, lwa_emulator: LWAEmulator, redis_srv: RedisServer, http: httpx2.Client,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """``decode_responses=True`` (common in an application's own factory)
+    makes redis-py decode every reply: the sealed values and the generated
+    secret fail to decode, so sharing was off for good behind an opaque
+    ``UnicodeDecodeError`` logged as an outage (and a value that does decode
+    would read as corrupt and be deleted). Such a client is a named ``client``
+    fault saying what to fix, and the revocation another worker wrote stays."""
+    caplog.set_level(logging.ERROR, "lwa_middleware.shared_cache")
+
+    def factory(asyncio: bool) -> Any:
+        options = dict(host="127.0.0.1", port=redis_srv.port, decode_responses=True,
+                       socket_timeout=SLACK, socket_connect_timeout=SLACK, protocol=2)
+        return redis.asyncio.Redis(**options) if asyncio else redis.Redis(**options)
+
+    token = lwa_emulator.issue_token()
+    secret = b"d" * 32
+    plain = make_wsgi(redis_url=redis_srv.url, redis_timeout=SLACK, cache_key_secret=secret)
+    plain.revoke(token)  # a worker with a well-made client revokes it
+    admin = redis_srv.client()
+    assert keys_of(admin, "rev")
+    w = make_wsgi(redis_client=factory, redis_timeout=SLACK, cache_key_secret=secret)
+    with wsgi_server(w) as uw:
+        call(http, uw, "/me", token)  # Redis unusable here: LWA decides
+    assert keys_of(admin, "rev")  # still there for every other worker
+    other = make_wsgi(redis_url=redis_srv.url, redis_timeout=SLACK, cache_key_secret=secret)
+    with wsgi_server(other) as uo:
+        assert call(http, uo, "/me", token).status_code == 401
+    admin.close()
+    assert w.stats.redis_faults >= 1
+    assert "[client]" in caplog.text
+    assert "decode_responses" in caplog.text
+    for mw in (plain, w, other):
+        mw.close()

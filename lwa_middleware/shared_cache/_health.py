@@ -100,9 +100,11 @@ FAULTS: Final = {
         "script of this cache touches one slot, so report it if it persists",
     ),
     "client": (
-        "redis_client returned something that is not a redis-py client of the kind asked for",
+        "redis_client returned something that is not a redis-py client of the kind asked for "
+        "(or one decoding its replies)",
         "return a new redis.Redis or redis.cluster.RedisCluster for redis_client(asyncio=False) "
-        "and a redis.asyncio.Redis or redis.asyncio.cluster.RedisCluster for asyncio=True",
+        "and a redis.asyncio.Redis or redis.asyncio.cluster.RedisCluster for asyncio=True, "
+        "without decode_responses=True",
     ),
 }
 #: Failures are logged at most once per this many seconds.

@@ -232,6 +232,15 @@ def make_client(settings: Settings, limits: Limits, *, asyncio: bool) -> Any:
                 f"redis_client(asyncio={asyncio}) returned a {type(client).__name__}, not a "
                 f"{flavour}.Redis or {flavour}.cluster.RedisCluster"
             )
+        if client.get_encoder().decode_responses:
+            # Replies would be str: values would read as corrupt and be
+            # deleted, revocations included (a revoked token let through).
+            if not asyncio:
+                close_client(client)
+            raise WrongClient(
+                f"redis_client(asyncio={asyncio}) returned a client with "
+                "decode_responses=True; the shared cache needs bytes replies"
+            )
         return client
     url = settings.redis_url
     assert url is not None
