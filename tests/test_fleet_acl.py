@@ -263,3 +263,40 @@ def test_a_factory_client_decoding_replies_never_drops_a_revocation(
     assert "decode_responses" in caplog.text
     for mw in (plain, w, other):
         mw.close()
+
+
+def test_a_factory_client_slow_to_fail_is_warned_about(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """redis-py's defaults (socket_timeout 5 s, 10 retries with back-off) hold
+    a WSGI request for seconds on a black-holed Redis, where the library's own
+    clients give up within redis_timeout: warned about (once), with the fix;
+    the README's example is not."""
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    from lwa_middleware.shared_cache import _topology
+    from lwa_middleware.shared_cache._topology import Limits, make_client
+
+    limits = Limits(timeout=0.05, connect_timeout=0.05, max_connections=2)
+    caplog.set_level(logging.WARNING, "lwa_middleware.shared_cache")
+    for options, warned in (
+        ({}, ["socket_timeout=5", "10 redis-py retries"]),
+        ({"socket_timeout": None, "retry": Retry(NoBackoff(), 0)}, ["socket_timeout=None"]),
+        ({"socket_timeout": 0.1, "socket_connect_timeout": 0.5,
+          "retry": Retry(NoBackoff(), 0)}, []),
+    ):
+        monkeypatch.setattr(_topology, "_warned_slow", False)
+        caplog.clear()
+        settings = Settings.from_options(
+            client_id=CLIENT,
+            redis_client=lambda asyncio, o=options: redis.Redis(port=1, protocol=2, **o),
+        )
+        close_client(make_client(settings, limits, asyncio=False))
+        close_client(make_client(settings, limits, asyncio=False))
+        if warned:
+            assert len(caplog.records) == 1  # once a process
+            for said in (*warned, "retry=redis.retry.Retry"):
+                assert said in caplog.text
+        else:
+            assert caplog.records == []
