@@ -139,12 +139,14 @@ def parse_sentinel(url: str) -> tuple[list[tuple[str, int]], str, int, dict[str,
 class _SentinelPool(redis.sentinel.SentinelConnectionPool):
     """A Sentinel pool whose ``disconnect()`` also closes its Sentinel clients'
     connections: redis-py leaves them open, to be reported by the garbage
-    collector (a ``ResourceWarning``) long after the cache was closed."""
+    collector (a ``ResourceWarning``) long after the cache was closed. Only
+    the idle ones when only the pool's idle connections go (redis-py does that
+    when it learns a primary): another thread may be asking a Sentinel."""
 
     def disconnect(self, inuse_connections: bool = True) -> None:
         super().disconnect(inuse_connections)
         for sentinel in self.sentinel_manager.sentinels:
-            sentinel.connection_pool.disconnect()
+            sentinel.connection_pool.disconnect(inuse_connections)
 
 
 class _AsyncSentinelPool(redis.asyncio.sentinel.SentinelConnectionPool):
@@ -153,7 +155,7 @@ class _AsyncSentinelPool(redis.asyncio.sentinel.SentinelConnectionPool):
     async def disconnect(self, inuse_connections: bool = True) -> None:
         await super().disconnect(inuse_connections)
         for sentinel in self.sentinel_manager.sentinels:
-            await sentinel.connection_pool.disconnect()
+            await sentinel.connection_pool.disconnect(inuse_connections)
 
 
 @dataclass(frozen=True, slots=True)
