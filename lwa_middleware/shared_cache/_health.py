@@ -123,6 +123,13 @@ def classify(exc: BaseException) -> str | None:
     ``None`` for an outage (refused, reset, timed out) or anything else."""
     if isinstance(exc, WrongClient):
         return "client"
+    cause = exc.__cause__
+    if isinstance(exc, redis.exceptions.RedisClusterException) and cause is not None:
+        # The cluster client found no node that let it in: its reason (a
+        # wrong password, a missing ACL permission) is the node's error.
+        found = classify(cause)
+        if found is not None:
+            return found
     if isinstance(exc, redis.ReadOnlyError):
         return "readonly"
     if isinstance(exc, redis.AuthenticationError):
