@@ -375,13 +375,14 @@ class Settings:
     breaker_cooldown: float = 5.0
     #: Monotonic seconds for every deadline and cache; tests pass a fake one.
     clock: Callable[[], float] = time.monotonic
-    redis_url: str | None = None
+    #: Not in the repr (nor the secrets below): it may hold a password.
+    redis_url: str | None = field(default=None, repr=False)
     #: A factory of redis-py clients, instead of ``redis_url`` (see :class:`Options`).
     redis_client: Callable[..., Any] | None = None
     #: The secret shared entries are written with (the first of ``cache_key_secrets``).
-    cache_key_secret: bytes | None = None
+    cache_key_secret: bytes | None = field(default=None, repr=False)
     #: Every configured secret, the writing one first; entries sealed with any are read.
-    cache_key_secrets: tuple[bytes, ...] = ()
+    cache_key_secrets: tuple[bytes, ...] = field(default=(), repr=False)
     redis_timeout: float = 0.05
     local_cache_ttl: float = 5.0
     user_id_from_tokeninfo: bool = False

@@ -400,3 +400,18 @@ def test_bad_token_sources(sources: Any) -> None:
 def test_token_sources_default_to_header_and_query() -> None:
     assert settings().token_sources == frozenset({"header", "query"})
     assert settings(token_sources=["header"]).token_sources == frozenset({"header"})
+
+
+def test_the_settings_repr_shows_no_password_nor_secret() -> None:
+    """Settings is public (``middleware.settings``) and a dataclass: its repr
+    must not print the Redis password of the URL nor the key secrets."""
+    for url in ("redis+cluster://lwa:hunter2-pw@127.0.0.1:7000",
+                "rediss://:hunter2-pw@127.0.0.1:6380/0"):
+        settings = Settings.from_options(
+            client_id="amzn1.application-oa2-client.repr", redis_url=url,
+            cache_key_secret=["secret-one-0123456789", "secret-two-0123456789"],
+        )
+        shown = repr(settings)
+        assert "hunter2-pw" not in shown
+        assert "secret-one" not in shown
+        assert "secret-two" not in shown

@@ -225,3 +225,78 @@ def share_then_revoke(http: httpx2.Client, lwa_emulator: LWAEmulator, a: Any, w:
     for mw in (a, w):
         assert mw.stats.redis_errors == 0, mw.stats.snapshot()
     w.close()
+
+
+def test_a_factory_client_decoding_replies_never_drops_a_revocation(
+    make_wsgi: Any, lwa_emulator: LWAEmulator, redis_srv: RedisServer, http: httpx2.Client,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """``decode_responses=True`` (common in an application's own factory)
+    makes redis-py decode every reply: the sealed values and the generated
+    secret fail to decode, so sharing was off for good behind an opaque
+    ``UnicodeDecodeError`` logged as an outage (and a value that does decode
+    would read as corrupt and be deleted). Such a client is a named ``client``
+    fault saying what to fix, and the revocation another worker wrote stays."""
+    caplog.set_level(logging.ERROR, "lwa_middleware.shared_cache")
+
+    def factory(asyncio: bool) -> Any:
+        options = dict(host="127.0.0.1", port=redis_srv.port, decode_responses=True,
+                       socket_timeout=SLACK, socket_connect_timeout=SLACK, protocol=2)
+        return redis.asyncio.Redis(**options) if asyncio else redis.Redis(**options)
+
+    token = lwa_emulator.issue_token()
+    secret = b"d" * 32
+    plain = make_wsgi(redis_url=redis_srv.url, redis_timeout=SLACK, cache_key_secret=secret)
+    plain.revoke(token)  # a worker with a well-made client revokes it
+    admin = redis_srv.client()
+    assert keys_of(admin, "rev")
+    w = make_wsgi(redis_client=factory, redis_timeout=SLACK, cache_key_secret=secret)
+    with wsgi_server(w) as uw:
+        call(http, uw, "/me", token)  # Redis unusable here: LWA decides
+    assert keys_of(admin, "rev")  # still there for every other worker
+    other = make_wsgi(redis_url=redis_srv.url, redis_timeout=SLACK, cache_key_secret=secret)
+    with wsgi_server(other) as uo:
+        assert call(http, uo, "/me", token).status_code == 401
+    admin.close()
+    assert w.stats.redis_faults >= 1
+    assert "[client]" in caplog.text
+    assert "decode_responses" in caplog.text
+    for mw in (plain, w, other):
+        mw.close()
+
+
+def test_a_factory_client_slow_to_fail_is_warned_about(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """redis-py's defaults (socket_timeout 5 s, 10 retries with back-off) hold
+    a WSGI request for seconds on a black-holed Redis, where the library's own
+    clients give up within redis_timeout: warned about (once), with the fix;
+    the README's example is not."""
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    from lwa_middleware.shared_cache import _topology
+    from lwa_middleware.shared_cache._topology import Limits, make_client
+
+    limits = Limits(timeout=0.05, connect_timeout=0.05, max_connections=2)
+    caplog.set_level(logging.WARNING, "lwa_middleware.shared_cache")
+    for options, warned in (
+        ({}, ["socket_timeout=5", "10 redis-py retries"]),
+        ({"socket_timeout": None, "retry": Retry(NoBackoff(), 0)}, ["socket_timeout=None"]),
+        ({"socket_timeout": 0.1, "socket_connect_timeout": 0.5,
+          "retry": Retry(NoBackoff(), 0)}, []),
+    ):
+        monkeypatch.setattr(_topology, "_warned_slow", False)
+        caplog.clear()
+        settings = Settings.from_options(
+            client_id=CLIENT,
+            redis_client=lambda asyncio, o=options: redis.Redis(port=1, protocol=2, **o),
+        )
+        close_client(make_client(settings, limits, asyncio=False))
+        close_client(make_client(settings, limits, asyncio=False))
+        if warned:
+            assert len(caplog.records) == 1  # once a process
+            for said in (*warned, "retry=redis.retry.Retry"):
+                assert said in caplog.text
+        else:
+            assert caplog.records == []

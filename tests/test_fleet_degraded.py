@@ -163,14 +163,40 @@ def _tls_error() -> Exception:
         return outer
 
 
-@pytest.mark.parametrize(("error", "fault"), [*FAULT_CASES, (_tls_error(), "tls")])
+def _cluster_init_error(cause: Exception) -> Exception:
+    """What redis-py's cluster client raises when no startup node let it in:
+    a RedisClusterException chained to the node's own error."""
+    try:
+        try:
+            raise cause
+        except redis.RedisError as exc:
+            raise redis.exceptions.RedisClusterException(
+                "Redis Cluster cannot be connected. Please provide at least one reachable "
+                f"node: {exc}"
+            ) from exc
+    except redis.exceptions.RedisClusterException as outer:
+        return outer
+
+
+CLUSTER_FAULT_CASES = [
+    # A wrong password (or user) or a missing ACL permission on a Cluster.
+    (_cluster_init_error(redis.AuthenticationError("invalid username-password pair")), "auth"),
+    (_cluster_init_error(redis.ResponseError("NOAUTH Authentication required.")), "auth"),
+    (_cluster_init_error(redis.exceptions.NoPermissionError("NOPERM no permissions")), "noperm"),
+]
+
+
+@pytest.mark.parametrize(
+    ("error", "fault"), [*FAULT_CASES, *CLUSTER_FAULT_CASES, (_tls_error(), "tls")]
+)
 def test_configuration_faults_are_classified(error: Exception, fault: str) -> None:
     assert classify(error) == fault
 
 
 @pytest.mark.parametrize(
     "error",
-    [DOWN, redis.TimeoutError("Timeout reading from socket"), redis.ResponseError("ERR x")],
+    [DOWN, redis.TimeoutError("Timeout reading from socket"), redis.ResponseError("ERR x"),
+     _cluster_init_error(redis.ConnectionError("Error 111 connecting to 127.0.0.1:2."))],
 )
 def test_an_outage_is_not_a_configuration_fault(error: Exception) -> None:
     assert classify(error) is None

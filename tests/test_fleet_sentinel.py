@@ -165,3 +165,39 @@ def test_closing_the_cache_closes_its_sentinel_connections(
         str(w.message) for w in caught
     ]
     wait_for(lambda: ours() == before, 5)
+
+
+class _Held:
+    """A stand-in connection that records being disconnected."""
+
+    def __init__(self) -> None:
+        self.dropped = 0
+
+    def disconnect(self) -> None:
+        self.dropped += 1
+
+
+def test_a_new_primary_drops_only_idle_sentinel_connections() -> None:
+    """redis-py calls ``disconnect(inuse_connections=False)`` on the pool when
+    it learns a primary (at its first connection, and at each failover), to
+    drop idle connections only. The pool's hook must pass that on: closing the
+    Sentinel connections another thread is asking on (its discover_master)
+    under it fails that lookup. On close (``True``) every one goes."""
+    import redis.sentinel
+
+    from lwa_middleware.shared_cache._topology import _SentinelPool
+
+    manager = redis.sentinel.Sentinel([("127.0.0.1", 1)])
+    pool = _SentinelPool("lwa", manager)
+    sentinel_pool = manager.sentinels[0].connection_pool
+    idle, busy = _Held(), _Held()
+    sentinel_pool._available_connections.append(idle)
+    sentinel_pool._in_use_connections.add(busy)
+    try:
+        pool.disconnect(inuse_connections=False)
+        assert (idle.dropped, busy.dropped) == (1, 0)
+        pool.disconnect()
+        assert busy.dropped == 1
+    finally:
+        sentinel_pool._available_connections.clear()
+        sentinel_pool._in_use_connections.clear()

@@ -454,6 +454,38 @@ def test_a_missing_marker_asks_the_data_sets_marker(clock: FakeClock) -> None:
     assert plans.restores == 2
 
 
+def test_a_replay_that_fails_after_a_loss_is_written_at_the_next_round_trip(
+    clock: FakeClock,
+) -> None:
+    """The loss is noticed, the new marker learnt, then the replay times out
+    (Redis is flaky right after a failover): the next read meets the marker
+    it knows (no loss to notice any more), so the revocations must be kept
+    as unwritten and written then, not left out of Redis until the
+    subscriber's next re-assertion (every 30 s), while every worker that
+    never saw the token asks LWA, which knows nothing of the revocation."""
+    plans = make(clock)
+    rev = entry_keys(digest(plans))[3]
+    drive(plans._revoke(TOKEN, 60.0), [0], clock)
+    replies = [[b"epoch-2", READ_LEASE_TAKEN], b"epoch-2", redis.TimeoutError("slow")]
+    _, found = drive(plans._get(TOKEN, False), replies, clock)
+    assert found is None  # a miss, as any failure
+    assert plans.restores == 1
+    plans._skip_until = 0.0  # past the back-off
+    steps, _ = drive(plans._get(TOKEN, False), [[0, READ_LEASE_TAKEN], 1], clock)
+    replay = calls(steps)[-1]
+    assert replay.name == "replay"
+    assert replay.keys == (rev,)
+    assert plans._memory.unwritten == set()
+    # Learning a bucket: the same.
+    plans._epochs.clear()
+    replies = [[b"epoch-3", READ_LEASE_TAKEN], redis.TimeoutError("slow")]
+    plans._skip_until = 0.0
+    drive(plans._get(TOKEN, False), replies, clock)
+    plans._skip_until = 0.0
+    steps, _ = drive(plans._get(TOKEN, False), [[0, READ_LEASE_TAKEN], 1], clock)
+    assert [c.name for c in calls(steps)] == ["read", "replay"]
+
+
 def test_a_generated_secret_is_fetched_once_and_put_back_after_data_loss(
     clock: FakeClock,
 ) -> None:

@@ -100,9 +100,11 @@ FAULTS: Final = {
         "script of this cache touches one slot, so report it if it persists",
     ),
     "client": (
-        "redis_client returned something that is not a redis-py client of the kind asked for",
+        "redis_client returned something that is not a redis-py client of the kind asked for "
+        "(or one decoding its replies)",
         "return a new redis.Redis or redis.cluster.RedisCluster for redis_client(asyncio=False) "
-        "and a redis.asyncio.Redis or redis.asyncio.cluster.RedisCluster for asyncio=True",
+        "and a redis.asyncio.Redis or redis.asyncio.cluster.RedisCluster for asyncio=True, "
+        "without decode_responses=True",
     ),
 }
 #: Failures are logged at most once per this many seconds.
@@ -121,6 +123,13 @@ def classify(exc: BaseException) -> str | None:
     ``None`` for an outage (refused, reset, timed out) or anything else."""
     if isinstance(exc, WrongClient):
         return "client"
+    cause = exc.__cause__
+    if isinstance(exc, redis.exceptions.RedisClusterException) and cause is not None:
+        # The cluster client found no node that let it in: its reason (a
+        # wrong password, a missing ACL permission) is the node's error.
+        found = classify(cause)
+        if found is not None:
+            return found
     if isinstance(exc, redis.ReadOnlyError):
         return "readonly"
     if isinstance(exc, redis.AuthenticationError):

@@ -301,16 +301,29 @@ class _Plans(_Health):
             if isinstance(seen, bytes):
                 self._epoch = seen
                 lost = lost or (created and not first)
-        if not lost:
-            self._epochs[name] = marker
-            yield from self._replay_plan(None, name)
-            return None
-        self._epochs = {name: marker}
-        self.restores += 1
-        if self._configured_secret is None:
-            self._secret_checked = -math.inf
-            yield from self._secret_plan()
-        yield from self._replay_plan(None)
+        # The marker is learnt first, so the loss is not noticed again: a
+        # replay that fails (Redis is often flaky right after a failover)
+        # leaves its revocations unwritten, for the next successful round trip.
+        in_bucket = None if lost else name
+        try:
+            if not lost:
+                self._epochs[name] = marker
+                yield from self._replay_plan(None, name)
+                return None
+            self._epochs = {name: marker}
+            self.restores += 1
+            if self._configured_secret is None:
+                self._secret_checked = -math.inf
+                yield from self._secret_plan()
+            yield from self._replay_plan(None)
+        except BaseException:
+            with self._revocations_lock:
+                self._memory.unwritten.update(
+                    digest
+                    for digest in self._revocations
+                    if in_bucket is None or bucket(digest) == in_bucket
+                )
+            raise
         return None
 
     def _replay_plan(self, only: set[str] | None, in_bucket: str | None = None) -> _Plan[None]:

@@ -36,8 +36,10 @@ cache then owns (and closes). Its deadlines are the application's.
 
 from __future__ import annotations
 
+import logging
+import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import unquote, urlsplit
 
 import redis
@@ -53,7 +55,14 @@ from redis.backoff import NoBackoff
 if TYPE_CHECKING:
     from ..config import Settings
 
+logger = logging.getLogger("lwa_middleware.shared_cache")
+
 SENTINEL_SCHEME = "redis+sentinel"
+#: The longest ``socket_timeout`` of a ``redis_client`` blocking client not
+#: warned about: a WSGI request waits that long (per attempt) on a dead Redis.
+SLOW_SOCKET_TIMEOUT: Final = 1.0
+_warned_slow = False
+_warn_lock = threading.Lock()
 CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
 
 
@@ -130,12 +139,14 @@ def parse_sentinel(url: str) -> tuple[list[tuple[str, int]], str, int, dict[str,
 class _SentinelPool(redis.sentinel.SentinelConnectionPool):
     """A Sentinel pool whose ``disconnect()`` also closes its Sentinel clients'
     connections: redis-py leaves them open, to be reported by the garbage
-    collector (a ``ResourceWarning``) long after the cache was closed."""
+    collector (a ``ResourceWarning``) long after the cache was closed. Only
+    the idle ones when only the pool's idle connections go (redis-py does that
+    when it learns a primary): another thread may be asking a Sentinel."""
 
     def disconnect(self, inuse_connections: bool = True) -> None:
         super().disconnect(inuse_connections)
         for sentinel in self.sentinel_manager.sentinels:
-            sentinel.connection_pool.disconnect()
+            sentinel.connection_pool.disconnect(inuse_connections)
 
 
 class _AsyncSentinelPool(redis.asyncio.sentinel.SentinelConnectionPool):
@@ -144,7 +155,7 @@ class _AsyncSentinelPool(redis.asyncio.sentinel.SentinelConnectionPool):
     async def disconnect(self, inuse_connections: bool = True) -> None:
         await super().disconnect(inuse_connections)
         for sentinel in self.sentinel_manager.sentinels:
-            await sentinel.connection_pool.disconnect()
+            await sentinel.connection_pool.disconnect(inuse_connections)
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,6 +243,17 @@ def make_client(settings: Settings, limits: Limits, *, asyncio: bool) -> Any:
                 f"redis_client(asyncio={asyncio}) returned a {type(client).__name__}, not a "
                 f"{flavour}.Redis or {flavour}.cluster.RedisCluster"
             )
+        if not asyncio:
+            _warn_if_slow_to_fail(client)
+        if client.get_encoder().decode_responses:
+            # Replies would be str: values would read as corrupt and be
+            # deleted, revocations included (a revoked token let through).
+            if not asyncio:
+                close_client(client)
+            raise WrongClient(
+                f"redis_client(asyncio={asyncio}) returned a client with "
+                "decode_responses=True; the shared cache needs bytes replies"
+            )
         return client
     url = settings.redis_url
     assert url is not None
@@ -239,6 +261,49 @@ def make_client(settings: Settings, limits: Limits, *, asyncio: bool) -> Any:
         return _cluster_client(url, asyncio, limits)
     return (redis.asyncio.Redis if asyncio else redis.Redis)(
         connection_pool=_pool(url, asyncio, limits)
+    )
+
+
+def _slow_to_fail(client: Any) -> list[str]:
+    """What makes a blocking client of ``redis_client`` wait long on a dead
+    Redis: no (or a long) ``socket_timeout``, redis-py's retries left on."""
+    if is_cluster(client):
+        options = getattr(getattr(client, "nodes_manager", None), "connection_kwargs", {})
+        retry = getattr(client, "retry", None)
+    else:
+        options = getattr(getattr(client, "connection_pool", None), "connection_kwargs", {})
+        retry = options.get("retry")
+    found = []
+    timeout = options.get("socket_timeout", 5.0) if isinstance(options, dict) else None
+    if timeout is None or timeout > SLOW_SOCKET_TIMEOUT:
+        found.append(f"socket_timeout={timeout}")
+    retries = getattr(retry, "get_retries", None)
+    if callable(retries) and retries() > 0:
+        found.append(f"{retries()} redis-py retries")
+    return found
+
+
+def _warn_if_slow_to_fail(client: Any) -> None:
+    """Warn once a process: the deadlines of the factory's clients are the
+    application's, and a blocking call (WSGI, the revocation subscriber) has
+    no other bound."""
+    global _warned_slow
+    try:
+        found = _slow_to_fail(client)
+    except Exception:  # an advisory look only: never fail on it
+        return
+    if not found:
+        return
+    with _warn_lock:
+        if _warned_slow:
+            return
+        _warned_slow = True
+    logger.warning(
+        "lwa_middleware: redis_client(asyncio=False) returned a client with %s: a dead or "
+        "black-holed Redis then holds a WSGI request (and the revocation subscriber) for "
+        "every attempt; set socket_timeout and socket_connect_timeout (0.05 to 0.5 s) and "
+        "retry=redis.retry.Retry(redis.backoff.NoBackoff(), 0)",
+        " and ".join(found),
     )
 
 
