@@ -19,6 +19,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
+import bench_ablation  # noqa: E402
 import bench_cold_path  # noqa: E402
 import bench_flood  # noqa: E402
 import bench_hot_path  # noqa: E402
@@ -80,6 +81,14 @@ def _shared_section() -> str:
     return "\n### Shared Redis cache (`benchmarks/bench_shared_cache.py`)\n\n" + out.stdout
 
 
+def _ablation_section(rounds: int, n: int) -> str:
+    """bench_ablation.py's table: where an ASGI cache hit's µs and instructions go."""
+    return (
+        "\n### Where an ASGI cache hit goes (`benchmarks/bench_ablation.py`)\n\n"
+        + bench_ablation.table(rounds, n)
+    )
+
+
 def _flood_section() -> str:
     """bench_flood.py's figures: a garbage flood must not open the breaker."""
     rows = bench_flood.run(rounds=3)
@@ -128,7 +137,8 @@ def main() -> None:
     table = "| figure | measured | target |\n|---|---|---|\n" + "".join(
         "| " + " | ".join(row) + " |\n" for row in rows
     )
-    shared = "" if args.quick or args.flood else _shared_section()
+    shared = "" if args.flood else _ablation_section(rounds, n)
+    shared += "" if args.quick or args.flood else _shared_section()
     flood = _flood_section()
     if args.flood:
         print(header + flood.lstrip("\n"))
