@@ -21,6 +21,7 @@ __all__ = ["LWAMiddleware"]
 
 _PUBLIC = Access.PUBLIC  # a module constant: an enum lookup per request shows
 _BEARER = (b"Bearer ", b"bearer ")
+_PERCENT = ord("%")  # tokens.may_carry_token, inlined: an int needle is the fast one
 _SHUTDOWN = frozenset({"lifespan.shutdown.complete", "lifespan.shutdown.failed"})
 
 
@@ -124,7 +125,7 @@ class LWAMiddleware(AsyncControls):
                 )
         if seen == 1 and raw is not None:
             query = scope.get("query_string")
-            if not query or (b"access_token" not in query and b"%" not in query):
+            if not query or (_PERCENT not in query and query.find(b"access_token") < 0):
                 entry = self._peek(sha256(raw).digest())
                 if (
                     entry is not None
