@@ -109,7 +109,7 @@ STAGES: dict[str, tuple[str, list[tuple[str, str]]]] = {
         "no counter, no on_event call",
         [
             ("self._stats.hits += 1", "pass"),
-            ("self.resolver.emit(\"hit\")", "pass"),
+            ("if self._hooked:", "if False:"),
         ],
     ),
     "identity attach": (

@@ -76,6 +76,7 @@ class LWAMiddleware(AsyncControls):
         self.gate = gate = Gate(self.settings, self.resolver)
         self._lookup, self._lookup_mounted = gate.lookup, gate.lookup_mounted
         self._peek, self._stats, self._clock = gate._peek, self.resolver.stats, gate._clock
+        self._hooked = self.resolver.hooked
         self._strip, self._realm = self.settings.strip_credentials, self.settings.realm
         # With header tokens turned off the hot path finds no header, so every
         # request goes to the gate, which refuses them.
@@ -133,7 +134,8 @@ class LWAMiddleware(AsyncControls):
                     and policy.hot <= entry.holds
                 ):
                     self._stats.hits += 1
-                    self.resolver.emit("hit")
+                    if self._hooked:
+                        self.resolver.emit("hit")
                     scope["lwa.identity"] = scope["user"] = entry.identity
                     scope["auth"], scope[REALM_KEY] = entry.extra, self._realm
                 else:

@@ -198,7 +198,8 @@ class Gate:
         entry = self._peek(sha256(raw).digest())
         if entry is not None and entry.fresh_until > self._clock() and policy.hot <= entry.holds:
             self._stats.hits += 1
-            self._resolver.emit("hit")
+            if self._resolver.hooked:
+                self._resolver.emit("hit")
             return entry
         return None
 
