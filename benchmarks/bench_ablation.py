@@ -71,11 +71,8 @@ STAGES: dict[str, tuple[str, list[tuple[str, str]]]] = {
     "route lookup": (
         "the policy is a constant",
         [
-            (
-                "policy = self._lookup_mounted(path, root_path) if root_path "
-                "else self._lookup(path)",
-                "policy = _S.policy",
-            )
+            ("policy = self._lookup_mounted(path, root_path)", "policy = _S.policy"),
+            ("policy = self._memo_get(path) or self._lookup(path)", "policy = _S.policy"),
         ],
     ),
     "header scan": (

@@ -75,6 +75,7 @@ class LWAMiddleware(AsyncControls):
         self.resolver = Resolver(self.settings, decorate=credentials_for)
         self.gate = gate = Gate(self.settings, self.resolver)
         self._lookup, self._lookup_mounted = gate.lookup, gate.lookup_mounted
+        self._memo_get = self.settings.routes.memo_get
         self._peek, self._stats, self._clock = gate._peek, self.resolver.stats, gate._clock
         self._hooked = self.resolver.hooked
         self._strip, self._realm = self.settings.strip_credentials, self.settings.realm
@@ -108,7 +109,10 @@ class LWAMiddleware(AsyncControls):
             return
         root_path = scope.get("root_path")
         path = scope["path"]
-        policy = self._lookup_mounted(path, root_path) if root_path else self._lookup(path)
+        if root_path:
+            policy = self._lookup_mounted(path, root_path)
+        else:  # a path seen before: one dict probe, not a call into the route table
+            policy = self._memo_get(path) or self._lookup(path)
         if policy.access is _PUBLIC:
             await self.app(scope, receive, send)
             return
