@@ -6,9 +6,9 @@ from hashlib import sha256
 from typing import Unpack
 
 from starlette.authentication import AuthCredentials, UnauthenticatedUser
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ._asgi_parts import credentials_for, refusal, refuse_django_script_name, strip_scope
+from ._asgi_parts import credentials_for, lifespan, refusal, refuse_django_script_name, strip_scope
 from .config import Options, Settings
 from .errors import AuthError, UnsupportedScope
 from .gate import PASS, Gate, Resolve
@@ -22,7 +22,6 @@ __all__ = ["LWAMiddleware"]
 _PUBLIC = Access.PUBLIC  # a module constant: an enum lookup per request shows
 _BEARER = (b"Bearer ", b"bearer ")
 _PERCENT = ord("%")  # tokens.may_carry_token, inlined: an int needle is the fast one
-_SHUTDOWN = frozenset({"lifespan.shutdown.complete", "lifespan.shutdown.failed"})
 
 
 class LWAMiddleware(AsyncControls):
@@ -91,21 +90,7 @@ class LWAMiddleware(AsyncControls):
         if kind != "http" and kind != "websocket":
             if kind != "lifespan":
                 raise UnsupportedScope(kind)  # no rule for it: fail closed
-
-            async def relay(message: Message) -> None:
-                if message["type"] in _SHUTDOWN:
-                    await self.aclose()
-                await send(message)
-
-            async def starting() -> Message:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    # Warm start: httpx2, the SSL context and this loop's
-                    # clients are built before the first request, not by it.
-                    await self.resolver.warm_async()
-                return message
-
-            await self.app(scope, starting, relay)
+            await lifespan(self.app, self.resolver, self.aclose, scope, receive, send)
             return
         root_path = scope.get("root_path")
         path = scope["path"]
