@@ -169,8 +169,8 @@ def run(n: int = 15) -> list[tuple[str, str, str]]:
         rows.append(
             (
                 "20 cold tokens one after another: TCP connections to LWA",
-                f"{emulator.connections} (requests take turns over the pool's clients,"
-                " so each client keeps one warm connection)",
+                f"{emulator.connections} (a request takes the connection seat given back"
+                " last, so one lookup after another reuses the same warm connections)",
                 "reused, not N",
             )
         )

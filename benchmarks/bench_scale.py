@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import importlib
 import os
+import ssl
 import statistics
 import subprocess
 import sys
@@ -206,20 +207,31 @@ def measure(
 
 
 def cold_variants(
-    lwa: Any, libs: dict[str, Any], shapes: dict[str, int], **options: Any
+    lwa: Any,
+    libs: dict[str, Any],
+    shapes: dict[str, int],
+    cpu: dict[str, list[float]] | None = None,
+    **options: Any,
 ) -> dict[str, Any]:
+    """Variant name -> run; ``cpu`` (if given) collects each run's CPU ms per lookup."""
     variants: dict[str, Any] = {}
 
-    def counted(run: Callable[[list[str]], tuple[float, int]], lib: Any, shard: int) -> Any:
+    def counted(
+        name: str, run: Callable[[list[str]], tuple[float, int]], lib: Any, shard: int
+    ) -> Any:
         def go() -> tuple[float, int, int]:
             tokens = lwa.mint(TOKENS)
             _use(lib, shard)
             try:
                 before, _ = lwa.stats()
+                started = time.process_time()  # this process, every thread
                 rate, errors = run(tokens)
+                spent = time.process_time() - started
                 after, _ = lwa.stats()
             finally:
                 _use(RUNTIME_LIB)
+            if cpu is not None:
+                cpu.setdefault(name, []).append(spent / len(tokens) * 1e3)
             return rate, errors, after - before
 
         return go
@@ -236,13 +248,15 @@ def cold_variants(
 
     for name, lib in libs.items():
         for shape, shard in shapes.items():
-            variants[f"{name}, {shape}, ASGI"] = counted(asgi_run, lib, shard)
-            variants[f"{name}, {shape}, WSGI"] = counted(wsgi_run, lib, shard)
+            for adapter, run in (("ASGI", asgi_run), ("WSGI", wsgi_run)):
+                label = f"{name}, {shape}, {adapter}"
+                variants[label] = counted(label, run, lib, shard)
     return variants
 
 
 def cold_rows(lwa: Any, rounds: int) -> list[tuple[str, str, str]]:
-    results = measure(lwa, rounds, cold_variants(lwa, libraries(), SHAPES))
+    cpu: dict[str, list[float]] = {}
+    results = measure(lwa, rounds, cold_variants(lwa, libraries(), SHAPES, cpu))
     rows = []
     for name, samples in results.items():
         rates = [r / THEORY for r, _, _ in samples]
@@ -252,11 +266,67 @@ def cold_rows(lwa: Any, rounds: int) -> list[tuple[str, str, str]]:
                 f"{name}: lookups/s ÷ {THEORY:,.0f}",
                 f"{_spread(rates)} ({_spread([r for r, _, _ in samples], '{:,.0f}')}/s; "
                 f"non-200 {max(e for _, e, _ in samples)}; LWA connections "
-                f"{_spread([float(c) for _, _, c in samples], '{:.0f}')})",
+                f"{_spread([float(c) for _, _, c in samples], '{:.0f}')}; CPU per lookup "
+                f"{_spread(cpu[name])} ms)",
                 "≥ 0.5; connections ≤ pool",
             )
         )
-    return rows
+    return [*rows, raw_httpx2_row(lwa, rounds)]
+
+
+def raw_httpx2_row(lwa: Any, rounds: int, requests: int = 2000) -> tuple[str, str, str]:
+    """What stands in the way: httpx2's own CPU per HTTPS GET, no middleware.
+
+    100 requests in flight (a lookup's two, for 50 clients) over pooled
+    clients shaped as the runtime's, on one asyncio loop, as the ASGI adapter
+    runs. A lookup needs two such requests, so 1 / (2 x this) is the most
+    lookups/s one core can do with httpx2, whatever the middleware does.
+    """
+
+    async def once() -> float:
+        context = ssl.create_default_context(cafile=lwa.ca_file)
+        clients, connections = upstream.pool_shape(_settings(lwa))
+        pool = [
+            httpx2.AsyncClient(
+                verify=context,
+                limits=httpx2.Limits(
+                    max_connections=connections, max_keepalive_connections=connections
+                ),
+            )
+            for _ in range(clients)
+        ]
+        url = lwa.base_url + "/auth/o2/tokeninfo"
+        turn = iter(range(10**9))
+
+        async def go(tokens: Iterator[str]) -> None:
+            for token in tokens:
+                client = pool[next(turn) % len(pool)]
+                await client.get(url, headers={"x-amz-access-token": token})
+
+        warm = iter(lwa.mint(300))
+        await asyncio.gather(*(go(warm) for _ in range(2 * CLIENTS)))
+        feed = iter(lwa.mint(requests))
+        started = time.process_time()
+        await asyncio.gather(*(go(feed) for _ in range(2 * CLIENTS)))
+        spent = time.process_time() - started
+        for client in pool:
+            await client.aclose()
+        return spent / requests * 1e3
+
+    per_request = [asyncio.run(once()) for _ in range(rounds)]
+    bound = [1e3 / (2 * ms) / THEORY for ms in per_request]
+    return (
+        f"what stands in the way: httpx2 alone, {2 * CLIENTS} HTTPS GETs in flight, one "
+        "asyncio loop: CPU per request (and the lookups/s ÷ 2,500 one core allows, 2 per lookup)",
+        f"{_spread(per_request, '{:.3f}')} ms ({_spread(bound)})",
+        "(context)",
+    )
+
+
+def _settings(lwa: Any) -> Any:
+    from lwa_middleware.config import Settings
+
+    return Settings.from_options(**_options(lwa))
 
 
 def revalidate_rows(lwa: Any, rounds: int, requests: int = 600) -> list[tuple[str, str, str]]:

@@ -19,6 +19,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
+import bench_ablation  # noqa: E402
 import bench_cold_path  # noqa: E402
 import bench_flood  # noqa: E402
 import bench_hot_path  # noqa: E402
@@ -44,6 +45,13 @@ def _hot_rows(rounds: int, n: int) -> list[tuple[str, str, str]]:
             "ASGI cache hit ÷ Starlette AuthenticationMiddleware (dict backend)",
             f"{lwa / star:.2f} ({lwa:.2f} vs {star:.2f} µs/request)",
             "≤ 0.6",
+        ),
+        (
+            "ASGI cache hit ÷ Starlette AuthenticationMiddleware, dict backend keyed on the "
+            "token's SHA-256 (as a safe cache must be)",
+            f"{lwa / asgi['Starlette AuthenticationMiddleware, SHA-256 key']:.2f} "
+            f"({asgi['Starlette AuthenticationMiddleware, SHA-256 key']:.2f} µs/request)",
+            "(context)",
         ),
         (
             "ASGI cache hit ÷ bare floor middleware",
@@ -78,6 +86,14 @@ def _shared_section() -> str:
     if out.returncode != 0:
         return "\n### Shared Redis cache\n\nfailed: " + out.stderr.strip()[-300:] + "\n"
     return "\n### Shared Redis cache (`benchmarks/bench_shared_cache.py`)\n\n" + out.stdout
+
+
+def _ablation_section(rounds: int, n: int) -> str:
+    """bench_ablation.py's table: where an ASGI cache hit's µs and instructions go."""
+    return (
+        "\n### Where an ASGI cache hit goes (`benchmarks/bench_ablation.py`)\n\n"
+        + bench_ablation.table(rounds, n)
+    )
 
 
 def _flood_section() -> str:
@@ -128,7 +144,8 @@ def main() -> None:
     table = "| figure | measured | target |\n|---|---|---|\n" + "".join(
         "| " + " | ".join(row) + " |\n" for row in rows
     )
-    shared = "" if args.quick or args.flood else _shared_section()
+    shared = "" if args.flood else _ablation_section(rounds, n)
+    shared += "" if args.quick or args.flood else _shared_section()
     flood = _flood_section()
     if args.flood:
         print(header + flood.lstrip("\n"))

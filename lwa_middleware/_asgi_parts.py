@@ -6,20 +6,25 @@ from __future__ import annotations
 
 import functools
 import sys
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING
 
 from starlette.authentication import AuthCredentials
-from starlette.types import Message, Scope
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .errors import AuthError, ConfigurationError, UpstreamUnavailable
 from .identity import Identity, expand_scopes
 from .tokens import TOKEN_HEADERS, strip_query
+
+if TYPE_CHECKING:
+    from .resolver import Resolver
 
 __all__ = [
     "WS_POLICY_VIOLATION",
     "WS_TRY_AGAIN_LATER",
     "FrozenCredentials",
     "credentials_for",
+    "lifespan",
     "refusal",
     "refuse_django_script_name",
     "strip_scope",
@@ -62,6 +67,36 @@ def credentials_for(identity: Identity) -> AuthCredentials:
 @functools.lru_cache(maxsize=256)
 def _credentials(scopes: frozenset[str]) -> AuthCredentials:
     return FrozenCredentials(sorted(expand_scopes(scopes)))
+
+
+_SHUTDOWN = frozenset({"lifespan.shutdown.complete", "lifespan.shutdown.failed"})
+
+
+async def lifespan(
+    app: ASGIApp,
+    resolver: Resolver,
+    aclose: Callable[[], Awaitable[None]],
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+) -> None:
+    """Pass a lifespan scope to ``app``, warming ``resolver`` at startup and
+    calling ``aclose`` at shutdown."""
+
+    async def relay(message: Message) -> None:
+        if message["type"] in _SHUTDOWN:
+            await aclose()
+        await send(message)
+
+    async def starting() -> Message:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            # Warm start: httpx2, the SSL context and this loop's clients are
+            # built before the first request, not by it.
+            await resolver.warm_async()
+        return message
+
+    await app(scope, starting, relay)
 
 
 def refuse_django_script_name(app: object) -> None:

@@ -6,9 +6,9 @@ from hashlib import sha256
 from typing import Unpack
 
 from starlette.authentication import AuthCredentials, UnauthenticatedUser
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ._asgi_parts import credentials_for, refusal, refuse_django_script_name, strip_scope
+from ._asgi_parts import credentials_for, lifespan, refusal, refuse_django_script_name, strip_scope
 from .config import Options, Settings
 from .errors import AuthError, UnsupportedScope
 from .gate import PASS, Gate, Resolve
@@ -21,7 +21,7 @@ __all__ = ["LWAMiddleware"]
 
 _PUBLIC = Access.PUBLIC  # a module constant: an enum lookup per request shows
 _BEARER = (b"Bearer ", b"bearer ")
-_SHUTDOWN = frozenset({"lifespan.shutdown.complete", "lifespan.shutdown.failed"})
+_PERCENT = ord("%")  # tokens.may_carry_token, inlined: an int needle is the fast one
 
 
 class LWAMiddleware(AsyncControls):
@@ -74,7 +74,9 @@ class LWAMiddleware(AsyncControls):
         self.resolver = Resolver(self.settings, decorate=credentials_for)
         self.gate = gate = Gate(self.settings, self.resolver)
         self._lookup, self._lookup_mounted = gate.lookup, gate.lookup_mounted
+        self._memo_get = self.settings.routes.memo_get
         self._peek, self._stats, self._clock = gate._peek, self.resolver.stats, gate._clock
+        self._hooked = self.resolver.hooked
         self._strip, self._realm = self.settings.strip_credentials, self.settings.realm
         # With header tokens turned off the hot path finds no header, so every
         # request goes to the gate, which refuses them.
@@ -88,25 +90,14 @@ class LWAMiddleware(AsyncControls):
         if kind != "http" and kind != "websocket":
             if kind != "lifespan":
                 raise UnsupportedScope(kind)  # no rule for it: fail closed
-
-            async def relay(message: Message) -> None:
-                if message["type"] in _SHUTDOWN:
-                    await self.aclose()
-                await send(message)
-
-            async def starting() -> Message:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    # Warm start: httpx2, the SSL context and this loop's
-                    # clients are built before the first request, not by it.
-                    await self.resolver.warm_async()
-                return message
-
-            await self.app(scope, starting, relay)
+            await lifespan(self.app, self.resolver, self.aclose, scope, receive, send)
             return
         root_path = scope.get("root_path")
         path = scope["path"]
-        policy = self._lookup_mounted(path, root_path) if root_path else self._lookup(path)
+        if root_path:
+            policy = self._lookup_mounted(path, root_path)
+        else:  # a path seen before: one dict probe, not a call into the route table
+            policy = self._memo_get(path) or self._lookup(path)
         if policy.access is _PUBLIC:
             await self.app(scope, receive, send)
             return
@@ -124,7 +115,7 @@ class LWAMiddleware(AsyncControls):
                 )
         if seen == 1 and raw is not None:
             query = scope.get("query_string")
-            if not query or (b"access_token" not in query and b"%" not in query):
+            if not query or (_PERCENT not in query and query.find(b"access_token") < 0):
                 entry = self._peek(sha256(raw).digest())
                 if (
                     entry is not None
@@ -132,7 +123,8 @@ class LWAMiddleware(AsyncControls):
                     and policy.hot <= entry.holds
                 ):
                     self._stats.hits += 1
-                    self.resolver.emit("hit")
+                    if self._hooked:
+                        self.resolver.emit("hit")
                     scope["lwa.identity"] = scope["user"] = entry.identity
                     scope["auth"], scope[REALM_KEY] = entry.extra, self._realm
                 else:

@@ -111,6 +111,8 @@ class Gate:
         self.lookup = routes.lookup
         self.lookup_mounted = routes.lookup_mounted
         self.lookup_below = routes.lookup_below
+        #: ``memo_get(path)``: the policy of a path seen before, else ``None``.
+        self.memo_get = routes.memo_get
         self.realm = settings.realm
         self._preflight = settings.allow_preflight
         self._sources = settings.token_sources
@@ -198,7 +200,8 @@ class Gate:
         entry = self._peek(sha256(raw).digest())
         if entry is not None and entry.fresh_until > self._clock() and policy.hot <= entry.holds:
             self._stats.hits += 1
-            self._resolver.emit("hit")
+            if self._resolver.hooked:
+                self._resolver.emit("hit")
             return entry
         return None
 

@@ -152,6 +152,8 @@ class Resolver:
         self._decorate = decorate
         self._local_ttl = settings.local_cache_ttl if settings.uses_redis else None
         self._on_event = settings.on_event
+        #: Whether an ``on_event`` hook is set: hot paths call :meth:`emit` only then.
+        self.hooked = settings.on_event is not None
         self._threads: ThreadFlights[Entry] = ThreadFlights(
             settings.timeout * 2 + 1, settings.retry_after
         )
@@ -192,7 +194,7 @@ class Resolver:
         entry = self.cache.peek(key)
         if entry is not None and entry.serves(policy, self.clock()):
             self.stats.hits += 1
-            if self._on_event is not None:
+            if self.hooked:
                 self.emit("hit")
             return entry
         rejection = self.cache.rejection(key)

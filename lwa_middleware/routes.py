@@ -224,9 +224,12 @@ class RouteTable:
     """
 
     #: ``lookup(path) -> Policy`` for a decoded path, as ASGI and WSGI give it:
-    #: a C-level LRU memo of :meth:`_resolve` for paths up to
-    #: :data:`MEMO_MAX_PATH` characters, so a repeated path costs one hash probe.
+    #: :meth:`_resolve`, memoised in a plain dict for paths up to
+    #: :data:`MEMO_MAX_PATH` characters (at most ``cache_size`` of them).
     lookup: Callable[[str], Policy]
+    #: ``memo_get(path) -> Policy | None``: the memo's ``dict.get``, so a hot
+    #: path finds a path seen before with one C call (``None``: call :attr:`lookup`).
+    memo_get: Callable[[str], Policy | None]
     #: ``lookup_mounted(path, root_path)``: the policy of an ASGI request below
     #: a non-empty ``root_path`` (see :meth:`_resolve_forms`).
     lookup_mounted: Callable[[str, str], Policy]
@@ -267,15 +270,25 @@ class RouteTable:
             if wild
             else None
         )
-        memo = functools.lru_cache(maxsize=cache_size)(self._resolve)
+        memo: dict[str, Policy] = {}
         memo_forms = functools.lru_cache(maxsize=cache_size)(self._resolve_forms)
         resolve, resolve_forms = self._resolve, self._resolve_forms
 
         # Only short paths are memoised: a client choosing 4096 distinct 60 KiB
         # paths would otherwise pin 240 MiB in the memo. Real routes are far
         # shorter than the cap; a longer path costs one match, unmemoised.
+        # Full, the memo starts over (a dict's operations are atomic under the
+        # GIL, so WSGI threads need no lock): distinct paths past cache_size
+        # cost a match each, as with any LRU.
         def lookup(path: str) -> Policy:
-            return memo(path) if len(path) <= MEMO_MAX_PATH else resolve(path)
+            policy = memo.get(path)
+            if policy is None:
+                policy = resolve(path)
+                if len(path) <= MEMO_MAX_PATH:
+                    if len(memo) >= cache_size:
+                        memo.clear()
+                    memo[path] = policy
+            return policy
 
         def forms(inner: str, outer: str) -> Policy:
             if len(outer) <= MEMO_MAX_PATH:
@@ -298,6 +311,7 @@ class RouteTable:
             return forms(path_info, script_name.rstrip("/") + path_info)
 
         self.lookup = lookup
+        self.memo_get = memo.get
         self.lookup_mounted = lookup_mounted
         self.lookup_below = lookup_below
 

@@ -33,6 +33,7 @@ __all__ = [
     "extract_token",
     "header_bytes",
     "looks_like_lwa_token",
+    "may_carry_token",
     "strip_environ",
     "strip_query",
 ]
@@ -49,6 +50,18 @@ TOKEN_SOURCES = frozenset({"header", "query"})
 
 _VISIBLE = re.compile(rb"[\x21-\x7e]+")
 _QUERY_KEY = b"access_token"
+_PERCENT = ord("%")
+
+
+def may_carry_token(query: bytes) -> bool:
+    """Whether a raw query string may hold an ``access_token`` parameter
+    (literally, or with its key percent-encoded).
+
+    Not ``b"%" in query``: a bytes needle is first tried as an int, raising
+    and clearing a TypeError (~0.13 µs on CPython 3.11); an int needle and
+    ``find`` are plain scans. The ASGI hot path inlines the same test.
+    """
+    return _PERCENT in query or query.find(_QUERY_KEY) >= 0
 
 
 def _checked(raw: bytes, source: str) -> str:
@@ -121,7 +134,7 @@ def extract_token(
         elif candidate != token:
             raise InvalidRequest("The request carries two different access tokens.")
     # A percent-encoded key (access%5Ftoken) is still the same parameter.
-    if query and (_QUERY_KEY in query or b"%" in query):
+    if query and may_carry_token(query):
         for candidate in _from_query(query):
             if "query" not in sources:
                 raise InvalidRequest(
@@ -145,12 +158,12 @@ def looks_like_lwa_token(token: str) -> bool:
 
 def strip_query(query: bytes) -> bytes:
     """``query`` without its ``access_token`` parameters, other bytes untouched."""
-    if not query or (_QUERY_KEY not in query and b"%" not in query):
+    if not query or not may_carry_token(query):
         return query
     kept = []
     for part in query.split(b"&"):
         key = part.split(b"=", 1)[0]
-        if key == _QUERY_KEY or (b"%" in key and _unquote_key(key) == _QUERY_KEY):
+        if key == _QUERY_KEY or (_PERCENT in key and _unquote_key(key) == _QUERY_KEY):
             continue
         kept.append(part)
     return b"&".join(kept)

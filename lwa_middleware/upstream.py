@@ -32,7 +32,7 @@ import time
 import types
 import weakref
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 import anyio
 import anyio.lowlevel
@@ -68,9 +68,13 @@ def ssl_context(settings: Settings) -> ssl.SSLContext:
 
 #: Connections per pooled client. The connection pool's bookkeeping grows with
 #: the requests and connections it juggles (httpcore scans them all on every
-#: request and release), so one big pool under 100 lookups in flight spends
-#: more CPU on itself than on HTTP; several small ones stay cheap.
-SHARD_CONNECTIONS = 16
+#: request and release, asking each connection's stream whether it expired),
+#: so one big pool under 100 lookups in flight spends more CPU on itself than
+#: on HTTP; several small ones stay cheap. Measured over TLS with 50 clients
+#: (bench_scale.py), CPU per cold lookup: 16 -> ~1.9-2.1 ms, 4 -> ~1.7 ms,
+#: 2 -> ~1.65 ms; 4 keeps the client count (each sync Client costs ~1 ms to
+#: build) at 50 for the default 100 lookups in flight.
+SHARD_CONNECTIONS = 4
 
 
 def pool_shape(settings: Settings) -> tuple[int, int]:
@@ -156,6 +160,39 @@ def _odd_slots(settings: Settings) -> int:
 
 
 _Slots = TypeVar("_Slots")
+_Client = TypeVar("_Client")
+
+
+class _Seats(Generic[_Client]):
+    """Which pooled client a request goes out on: one seat per connection,
+    the seat given back last taken first.
+
+    So a quiet process sends every lookup over the same few warm connections
+    (round-robin over 50 clients would open a new TLS connection for each of
+    its first 25 lookups), and a busy one spreads its requests over every
+    client without asking any for more connections than it has. ``list.pop``
+    and ``append`` are atomic under the GIL, so threads share one.
+    """
+
+    __slots__ = ("_clients", "_free", "_turn")
+
+    def __init__(self, clients: list[_Client], per_client: int) -> None:
+        self._clients = clients
+        # Seat k of every client before seat k + 1 of any: taken from the
+        # top, 100 requests in flight sit two to a client, not four to half.
+        self._free = [client for _ in range(per_client) for client in reversed(clients)]
+        self._turn = itertools.count()
+
+    def take(self) -> tuple[_Client, bool]:
+        """A client, and whether it came from a seat (to :meth:`give` back)."""
+        try:
+            return self._free.pop(), True
+        except IndexError:  # more requests than connections: the pools queue them
+            return self._clients[next(self._turn) % len(self._clients)], False
+
+    def give(self, client: _Client, seated: bool) -> None:
+        if seated:
+            self._free.append(client)
 
 
 def _lanes(lookup: Lookup, every: _Slots, odd: _Slots) -> tuple[_Slots, ...]:
@@ -173,10 +210,9 @@ class SyncDriver:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         options = _client_options(settings, ssl_context(settings))
-        clients, _ = pool_shape(settings)
+        clients, connections = pool_shape(settings)
         self._clients = [httpx2.Client(**options) for _ in range(clients)]  # type: ignore[arg-type]
-        # next() on a count is atomic under the GIL: requests take turns.
-        self._turn = itertools.count()
+        self._seats = _Seats(self._clients, connections)
         # Threads are made on demand, so sizing the pool to the cap costs nothing idle.
         self._pool = ThreadPoolExecutor(
             max_workers=settings.max_concurrent_lookups, thread_name_prefix="lwa-upstream"
@@ -222,8 +258,8 @@ class SyncDriver:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return UpstreamFailure("timed out")
+        client, seated = self._seats.take()
         try:
-            client = self._clients[next(self._turn) % len(self._clients)]
             with client.stream(
                 "GET", request.url, headers=request.headers, timeout=remaining
             ) as response:
@@ -235,6 +271,8 @@ class SyncDriver:
             return UpstreamFailure("response too large")
         except (httpx2.HTTPError, OSError, TimeoutError) as exc:
             return _failure(exc)
+        finally:
+            self._seats.give(client, seated)
 
     def close(self) -> None:
         self._finalizer()
@@ -262,23 +300,20 @@ class AsyncDriver:
         self._settings = settings
         self._ssl = ssl_context(settings)
         self._loop: object = None
-        self._clients: list[httpx2.AsyncClient] | None = None
         self._slots: anyio.Semaphore | None = None
         self._odd: anyio.Semaphore | None = None
         self._keepers: list[types.AsyncGeneratorType[None, None]] = []
-        self._turn = itertools.count()
+        self._seats: _Seats[httpx2.AsyncClient] | None = None
 
     async def _bind(
         self,
-    ) -> tuple[list[httpx2.AsyncClient], anyio.Semaphore, anyio.Semaphore]:
+    ) -> tuple[_Seats[httpx2.AsyncClient], anyio.Semaphore, anyio.Semaphore]:
         loop = anyio.lowlevel.current_token()
-        clients, every, odd = self._clients, self._slots, self._odd
-        if self._loop != loop or clients is None or every is None or odd is None:
+        seats, every, odd = self._seats, self._slots, self._odd
+        if self._loop != loop or seats is None or every is None or odd is None:
             options = _client_options(self._settings, self._ssl)
-            made = [
-                httpx2.AsyncClient(**options)  # type: ignore[arg-type]
-                for _ in range(pool_shape(self._settings)[0])
-            ]
+            count, connections = pool_shape(self._settings)
+            made = [httpx2.AsyncClient(**options) for _ in range(count)]  # type: ignore[arg-type]
             every = anyio.Semaphore(self._settings.max_concurrent_lookups)
             odd = anyio.Semaphore(_odd_slots(self._settings))
 
@@ -291,16 +326,16 @@ class AsyncDriver:
             # others keep their clients until their own loop closes them.
             self._keepers = [k for k in self._keepers if k.ag_frame is not None]
             self._keepers.append(keeper)
-            clients = made
-            self._clients, self._slots, self._odd, self._loop = clients, every, odd, loop
-        return clients, every, odd
+            seats = _Seats(made, connections)
+            self._seats, self._slots, self._odd, self._loop = seats, every, odd, loop
+        return seats, every, odd
 
     async def start(self) -> None:
         """Make this loop's clients now (at lifespan startup), not on the first lookup."""
         await self._bind()
 
     async def run(self, lookup: Lookup) -> Resolved:
-        clients, every, odd = await self._bind()
+        seats, every, odd = await self._bind()
         flow, timeout = lookup.flow, self._settings.timeout
         held: list[anyio.Semaphore] = []
         try:
@@ -317,8 +352,7 @@ class AsyncDriver:
                 outcomes: list[Outcome] = [UpstreamFailure("not sent")] * len(batch)
                 async with anyio.create_task_group() as group:
                     for index, request in enumerate(batch):
-                        client = clients[next(self._turn) % len(clients)]
-                        group.start_soon(self._send, client, request, deadline, outcomes, index)
+                        group.start_soon(self._send, seats, request, deadline, outcomes, index)
                 batch = flow.send(outcomes)
         except StopIteration as stop:
             resolved: Resolved = stop.value
@@ -333,7 +367,7 @@ class AsyncDriver:
 
     async def _send(
         self,
-        client: httpx2.AsyncClient,
+        seats: _Seats[httpx2.AsyncClient],
         request: UpstreamRequest,
         deadline: float,
         outcomes: list[Outcome],
@@ -343,6 +377,7 @@ class AsyncDriver:
         if remaining <= 0:
             outcomes[index] = UpstreamFailure("timed out")
             return
+        client, seated = seats.take()
         try:
             with anyio.fail_after(remaining):
                 async with client.stream(
@@ -356,9 +391,11 @@ class AsyncDriver:
             outcomes[index] = UpstreamFailure("response too large")
         except (httpx2.HTTPError, OSError, TimeoutError) as exc:
             outcomes[index] = _failure(exc)
+        finally:
+            seats.give(client, seated)
 
     async def aclose(self) -> None:
         """Close the client of the running loop; a later request makes a new one."""
         if self._keepers and self._loop == anyio.lowlevel.current_token():
             await self._keepers.pop().aclose()  # the last keeper is this loop's
-            self._clients = None
+            self._seats = None

@@ -23,6 +23,7 @@ else:
 __all__ = ["LWAWSGIMiddleware", "judge_environ"]
 
 _BEARER = ("Bearer ", "bearer ")
+_PUBLIC = Access.PUBLIC
 logger = logging.getLogger("lwa_middleware")
 
 
@@ -42,11 +43,13 @@ def judge_environ(
     ``script_name`` as Django decoded them (``path_info`` and its prefix).
     """
     if path is None:
-        path = wsgi_path(environ.get("PATH_INFO") or "/")
+        path = environ.get("PATH_INFO") or "/"
+        path = path if path.isascii() else wsgi_path(path)
     if script_name is None:
         script_name = wsgi_path(environ.get("SCRIPT_NAME") or "")
-    policy = gate.lookup_below(path, script_name)
-    if policy.access is Access.PUBLIC:
+    # A path seen before (no SCRIPT_NAME): one dict probe.
+    policy = (not script_name and gate.memo_get(path)) or gate.lookup_below(path, script_name)
+    if policy.access is _PUBLIC:
         return None
     query = environ.get("QUERY_STRING", "")
     auth, amz = environ.get("HTTP_AUTHORIZATION"), environ.get("HTTP_X_AMZ_ACCESS_TOKEN")

@@ -362,3 +362,14 @@ def test_a_scope_lwa_cannot_prove_is_refused_with_a_suggestion(scope: str, hint:
 def test_an_unknown_scope_without_a_near_match_lists_the_provable_ones() -> None:
     with pytest.raises(ConfigurationError, match="'postal_code', 'profile', 'profile:user_id'"):
         RouteTable({"/admin": ["admin"]})
+
+
+def test_the_route_memo_is_bounded_and_skips_long_paths() -> None:
+    table = RouteTable({"/users/*": "public"}, cache_size=3)
+    for i in range(10):
+        assert table.lookup(f"/users/{i}") == PUBLIC
+        assert table.memo_get(f"/users/{i}") == PUBLIC  # just memoised
+    assert table.memo_get("/users/0") is None  # started over when full
+    long = "/users/" + "x" * 600
+    assert table.lookup(long) == PUBLIC
+    assert table.memo_get(long) is None
