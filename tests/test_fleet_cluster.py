@@ -212,3 +212,30 @@ def test_the_acl_user_on_a_cluster_needs_the_documented_rules_only(
     w = make_wsgi(redis_url=url, redis_timeout=SLACK)
     share_then_revoke(http, lwa_emulator, a, w)
     no_faults(a, w)
+
+
+def test_the_periodic_reassertion_lets_pushes_in_between_its_round_trips(
+    make_wsgi: Any, lwa_emulator: LWAEmulator, cluster: LocalCluster
+) -> None:
+    """On a Cluster a re-assertion is one round trip per bucket: for a process
+    that made hundreds of revocations, the subscriber must not sit on pushes
+    for the whole pass (hundreds of ms), so pending pushes are drained after
+    every round trip."""
+    from lwa_middleware.shared_cache._codec import bucket
+    from lwa_middleware.shared_cache._topology import close_client
+
+    w: LWAWSGIMiddleware = make_wsgi(redis_url=cluster.url, redis_timeout=SLACK)
+    for _ in range(120):
+        w.revoke(lwa_emulator.issue_token())
+    fleet = w.resolver._fleet
+    buckets = {bucket(digest) for digest in fleet.memory.items}
+    assert len(buckets) > 50
+    drains: list[int] = []
+    client = fleet._client()
+    try:
+        fleet._reassert(client, announce=False, between=lambda: drains.append(1))
+    finally:
+        close_client(client)
+    # One drain per bucket written (and per announce batch, none here).
+    assert len(drains) >= len(buckets), (len(drains), len(buckets))
+    w.close()

@@ -341,8 +341,16 @@ class Fleet:
                 return
             start = entries[-1][0]
 
-    def _reassert(self, client: Any, announce: bool) -> None:
-        """Write again the live revocations this process made (and announce them)."""
+    def _reassert(
+        self, client: Any, announce: bool, between: Callable[[], None] | None = None
+    ) -> None:
+        """Write again the live revocations this process made (and announce them).
+
+        ``between`` runs after each round trip: the listening loop hands in
+        its drain of pending pushes, since on a Cluster a process with
+        thousands of revocations makes one round trip per bucket, and pushes
+        must not wait for the whole pass (their promise is 100 ms).
+        """
         now = self._clock()
         live = self.memory.live(now)
         if not live:
@@ -365,6 +373,8 @@ class Fleet:
                 continue
             for keys, args in replay_batches(revocations, per_bucket=is_cluster(client)):
                 _run(client, "replay", keys, args)
+                if between is not None:
+                    between()
             messages = [
                 self.message(secret, "r", digest, self._wall() + px / 1000)
                 for digest, px, _ in revocations
@@ -373,6 +383,8 @@ class Fleet:
             for start in range(0, len(messages), REPLAY_BATCH):
                 batch = messages[start : start + REPLAY_BATCH]
                 _run(client, "announce", (STREAM,), (CHANNEL, STREAM_MAXLEN, *batch))
+                if between is not None:
+                    between()
         with self.memory.lock:
             self.memory.unannounced -= pending
 
@@ -411,15 +423,25 @@ class Fleet:
     def _listen(self, stop: threading.Event, client: Any, pubsub: Any) -> None:
         heard = next_ping = self._clock()
         next_reassert = heard + REASSERT_INTERVAL
+
+        def take(message: Any) -> None:
+            if message.get("type") == "message":
+                raw_id, _, sealed = bytes(message["data"]).partition(b" ")
+                if self._advance(raw_id):
+                    self._apply(sealed, replayed=False)
+
+        def drain() -> None:
+            nonlocal heard
+            while (message := pubsub.get_message(timeout=0)) is not None:
+                heard = self._clock()
+                take(message)
+
         while not stop.is_set():
             message = pubsub.get_message(timeout=min(0.2, HEARTBEAT))
             now = self._clock()
             if message is not None:
                 heard = now
-                if message.get("type") == "message":
-                    raw_id, _, sealed = bytes(message["data"]).partition(b" ")
-                    if self._advance(raw_id):
-                        self._apply(sealed, replayed=False)
+                take(message)
             if now >= next_ping:
                 pubsub.ping()
                 next_ping = now + HEARTBEAT
@@ -427,4 +449,4 @@ class Fleet:
                 raise redis.ConnectionError("the subscriber's heartbeat went unanswered")
             if now >= next_reassert:
                 next_reassert = now + REASSERT_INTERVAL
-                self._reassert(client, announce=False)
+                self._reassert(client, announce=False, between=drain)
