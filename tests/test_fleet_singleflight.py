@@ -104,3 +104,30 @@ def test_a_lease_carries_an_increasing_fencing_id(
             mw.resolver.cache.clear()
             rclient.delete(*keys_of(rclient, "id"))
     assert fences[1] > fences[0]
+
+
+def test_a_holder_whose_lease_was_taken_over_writes_nothing(
+    make_asgi: Any, lwa_emulator: LWAEmulator, redis_srv: Any, rclient: redis.Redis,
+    http: httpx2.Client,
+) -> None:
+    """Fencing: a lookup that outlived its lease, now held by a newer lookup,
+    must not write its (older) answer over what the newer one will write,
+    nor take the newer holder's lease away. Its own caller is still served."""
+    mw = make_asgi(redis_url=redis_srv.url, redis_timeout=SLACK)
+    lwa_emulator.set_latency(0.5)
+    token = lwa_emulator.issue_token()
+    with uvicorn_server(mw) as base:
+        done: list[int] = []
+        thread = threading.Thread(
+            target=lambda: done.append(timed(http, base, "/me", token)[0].status_code)
+        )
+        thread.start()
+        while not keys_of(rclient, "lease") and thread.is_alive():
+            time.sleep(0.005)  # a real server is acting
+        [lease] = keys_of(rclient, "lease")
+        # The lease ran out and another worker took it (a larger fencing id).
+        rclient.set(lease, b"999999999:another-worker", px=30_000)
+        thread.join(timeout=10)
+    assert done == [200]
+    assert keys_of(rclient, "id") == []  # the stale holder wrote nothing
+    assert rclient.get(lease) == b"999999999:another-worker"

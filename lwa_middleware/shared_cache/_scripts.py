@@ -93,10 +93,17 @@ return {lost, 3, lease}
 #: Nothing is written once the token is revoked (rev exists): a lookup that was
 #: in flight when revoke() ran must not bring the identity back. The lease key
 #: is also a channel: its waiters are told there that the answer is in.
+#: Fenced: a holder whose lease ran out and was taken by another lookup
+#: writes nothing (the newer holder's answer is the one to keep, and its
+#: waiters wait for it).
 _WRITE = (
     _LUA_GET
     + _LUA_LOST
     + """
+if ARGV[3] ~= '' then
+  local holder = get(KEYS[3])
+  if holder and holder ~= ARGV[3] then return lost end
+end
 if ARGV[2] ~= '0' and not get(KEYS[4]) then
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 end
