@@ -92,7 +92,8 @@ wait for the holder's publish, for at most the lease's PTTL (restarted when
 the fencing id shows a new holder), and then ask LWA themselves: a lease
 only ever saves calls, it never fails a request. :meth:`put` and
 :meth:`record_failure` release the lease (only if it is still exactly the
-one this worker took) and publish on it.
+one this worker took) and publish on it; when another lookup holds it by
+then, they write nothing: its answer is the newer one.
 
 Revocations pushed to every worker
 ----------------------------------
