@@ -20,6 +20,7 @@ from lwa_middleware.tokens import (
     MAX_TOKEN_BYTES,
     extract_token,
     looks_like_lwa_token,
+    may_carry_token,
     strip_query,
 )
 
@@ -370,3 +371,39 @@ def test_a_header_token_is_refused_when_the_header_source_is_off() -> None:
     # A non-Bearer Authorization is not a token, so it is no reason to refuse.
     assert extract_token([(b"authorization", b"Basic eDp5")], b"", frozenset({"query"})) is None
     assert extract_token([], b"access_token=" + _TOKEN.encode(), frozenset({"query"})) == _TOKEN
+
+
+_QUERY_PIECES = st.sampled_from(
+    [
+        b"access_token",
+        b"ACCESS_TOKEN",
+        b"access%5Ftoken",
+        b"%61ccess_token",
+        b"access+token",
+        b"=",
+        b"&",
+        b"&&",
+        b";",
+        b"?",
+        b"+",
+        b"%",
+        b"%5f",
+        b"%2",
+        b"a",
+        b"_",
+        b"\xff",
+        b" ",
+    ]
+)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.lists(_QUERY_PIECES, max_size=10).map(b"".join))
+def test_the_fast_query_check_never_misses_a_query_token(query: bytes) -> None:
+    # The hot paths skip extraction when may_carry_token says no: a token the
+    # slow path would see must never get past it (token_sources, two tokens).
+    if not may_carry_token(query):
+        assert extract_token([], query) is None
+        assert strip_query(query) == query
+    if any(key == "access_token" for key, _ in parse_qsl(query.decode("latin-1"), True)):
+        assert may_carry_token(query)

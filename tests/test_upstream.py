@@ -446,3 +446,41 @@ def test_local_revoke_refuses_a_token_lwa_still_accepts(
     fresh = lwa_emulator.issue_token()
     w.revoke(fresh)
     assert w.get(token=fresh).status == 401
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_a_cancelled_request_gives_its_seat_back(backend: str) -> None:
+    # A request cancelled mid-flight (client gone, deadline) must free its
+    # seat, or the process ends up round-robin over clients with no seat left.
+    import anyio
+
+    from lwa_middleware.config import Settings
+    from lwa_middleware.upstream import AsyncDriver, _Seats
+
+    class Hanging:
+        @contextlib.asynccontextmanager
+        async def stream(self, *args: Any, **kwargs: Any) -> Any:
+            await anyio.sleep(3600)
+            yield None
+
+    @dataclass
+    class Request:
+        url: str = "https://api.amazon.com/auth/o2/tokeninfo"
+        headers: tuple[()] = ()
+
+    async def main() -> None:
+        driver = AsyncDriver(Settings.from_options(client_id="amzn1.application-oa2-client.0123"))
+        seats: _Seats[Any] = _Seats([Hanging(), Hanging()], 2)
+        outcomes: list[Any] = [None]
+        async with anyio.create_task_group() as group:
+            for _ in range(5):  # one more than the seats
+                group.start_soon(driver._send, seats, Request(), time.monotonic() + 60, outcomes, 0)
+            await anyio.sleep(0.05)
+            assert seats._free == []
+            group.cancel_scope.cancel()
+        assert len(seats._free) == 4
+        with anyio.move_on_after(0.05):
+            await driver._send(seats, Request(), time.monotonic() + 60, outcomes, 0)
+        assert len(seats._free) == 4
+
+    anyio.run(main, backend=backend)
