@@ -77,6 +77,9 @@ STREAM_MAXLEN: Final = 100_000
 HEARTBEAT: Final = 1.0
 #: Seconds between two re-assertions of the revocations this process made.
 REASSERT_INTERVAL: Final = 30.0
+#: Jitter of its own: the global generator is the application's (and its
+#: tests', which may seed it or, like hypothesis, watch who draws from it).
+_JITTER: Final = random.Random()
 #: Reconnect pauses: first, and the cap of the doubling (with full jitter).
 RECONNECT_MIN: Final = 0.05
 RECONNECT_MAX: Final = 2.0
@@ -417,7 +420,7 @@ class Fleet:
                 with contextlib.suppress(Exception):
                     if client is not None:
                         close_client(client)
-            stop.wait(random.uniform(pause / 2, pause))
+            stop.wait(_JITTER.uniform(pause / 2, pause))
             pause = min(pause * 2, RECONNECT_MAX)
 
     def _listen(self, stop: threading.Event, client: Any, pubsub: Any) -> None:

@@ -117,6 +117,10 @@ DURABLE_TIMEOUT: Final = 0.5
 DURABLE_BUDGET: Final = 1.0
 DURABLE_BACKOFF: Final = 0.05
 
+#: Jitter of its own: the global generator is the application's (and its
+#: tests', which may seed it or, like hypothesis, watch who draws from it).
+_JITTER = random.Random()
+
 
 def classify(exc: BaseException) -> str | None:
     """The :data:`FAULTS` name of a configuration or topology fault, or
@@ -185,7 +189,7 @@ class _Health:
         self,
         clock: Callable[[], float],
         report: Callable[..., None] | None = None,
-        jitter: Callable[[], float] = random.random,
+        jitter: Callable[[], float] = _JITTER.random,
     ) -> None:
         self._clock = clock
         self._report = report
