@@ -11,8 +11,9 @@ generous bound; the exact propagation figures are in the fleet benchmark.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx2
@@ -78,20 +79,31 @@ def refused(http: httpx2.Client, base: str, token: str) -> bool:
     return call(http, base, "/me", token).status_code == 401
 
 
+@contextlib.contextmanager
+def holding(
+    make: Any, lwa: LWAEmulator, url: str, http: httpx2.Client, count: int
+) -> Iterator[tuple[list[Any], list[str], str]]:
+    """``count`` served workers sharing ``url``, each holding one new token in
+    memory, every one but the first subscribed: ``(workers, bases, token)``."""
+    made = [make(redis_url=url, redis_timeout=SLACK) for _ in range(count)]
+    serve = made[0][1]
+    workers = [mw for mw, _ in made]
+    token = lwa.issue_token()
+    with contextlib.ExitStack() as stack:
+        bases = [stack.enter_context(serve(mw)) for mw in workers]
+        for base in bases:
+            assert call(http, base, "/me", token).status_code == 200
+        wait_for(lambda: all(subscribed(mw) for mw in workers[1:]))
+        yield workers, bases, token
+
+
 # -- push --------------------------------------------------------------------
 
 
 def test_a_revoke_reaches_the_other_workers_memory_at_once(
     make: Any, lwa_emulator: LWAEmulator, redis_srv: Any, http: httpx2.Client
 ) -> None:
-    a, serve = make(redis_url=redis_srv.url, redis_timeout=SLACK)
-    b, _ = make(redis_url=redis_srv.url, redis_timeout=SLACK)
-    c, _ = make(redis_url=redis_srv.url, redis_timeout=SLACK)
-    token = lwa_emulator.issue_token()
-    with serve(a) as ua, serve(b) as ub, serve(c) as uc:
-        for base in (ua, ub, uc):
-            assert call(http, base, "/me", token).status_code == 200
-        wait_for(lambda: subscribed(b) and subscribed(c))
+    with holding(make, lwa_emulator, redis_srv.url, http, 3) as ((a, b, c), (_, ub, uc), token):
         calls = lwa_emulator.calls["tokeninfo"]
         revoke(a, token)
         took = wait_for(lambda: refused(http, ub, token) and refused(http, uc, token), BOUND)
@@ -107,13 +119,7 @@ def test_a_revoke_reaches_the_other_workers_memory_at_once(
 def test_an_invalidate_reaches_the_other_workers_memory_at_once(
     make: Any, lwa_emulator: LWAEmulator, redis_srv: Any, http: httpx2.Client
 ) -> None:
-    a, serve = make(redis_url=redis_srv.url, redis_timeout=SLACK)
-    b, _ = make(redis_url=redis_srv.url, redis_timeout=SLACK)
-    token = lwa_emulator.issue_token()
-    with serve(a) as ua, serve(b) as ub:
-        assert call(http, ua, "/me", token).status_code == 200
-        assert call(http, ub, "/me", token).status_code == 200
-        wait_for(lambda: subscribed(b))
+    with holding(make, lwa_emulator, redis_srv.url, http, 2) as ((a, b), (_, ub), token):
         key = token_digest(token.encode())
         assert b.resolver.cache.get(key) is not None
         invalidate(a, token)
@@ -205,13 +211,7 @@ def test_nothing_pushed_or_logged_holds_the_token(
 def test_a_worker_that_missed_the_push_replays_it_from_the_stream(
     make: Any, lwa_emulator: LWAEmulator, redis_srv: Any, http: httpx2.Client
 ) -> None:
-    a, serve = make(redis_url=redis_srv.url, redis_timeout=SLACK)
-    b, _ = make(redis_url=redis_srv.url, redis_timeout=SLACK)
-    token = lwa_emulator.issue_token()
-    with serve(a) as ua, serve(b) as ub:
-        assert call(http, ua, "/me", token).status_code == 200
-        assert call(http, ub, "/me", token).status_code == 200
-        wait_for(lambda: subscribed(b))
+    with holding(make, lwa_emulator, redis_srv.url, http, 2) as ((a, b), (_, ub), token):
         b.resolver._fleet.stop()  # away: the push is lost to it
         revoke(a, token)
         key = token_digest(token.encode())
