@@ -19,6 +19,8 @@ from typing import Any
 
 import redis
 
+from .servers import listening_socket
+
 __all__ = [
     "WORKER_APP",
     "BlackHole",
@@ -46,14 +48,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def _listening() -> socket.socket:
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(1024)
-    return sock
 
 
 def redis_binary() -> str | None:
@@ -334,7 +328,7 @@ class Workers:
         )
         # Each worker gets a socket bound and listening here, handed over
         # with uvicorn's --fd: no port is ever free for someone else to take.
-        socks = [_listening() for _ in range(count)]
+        socks = [listening_socket() for _ in range(count)]
         self.ports = [int(sock.getsockname()[1]) for sock in socks]
         self.procs = [
             subprocess.Popen(
