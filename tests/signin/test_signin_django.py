@@ -76,6 +76,7 @@ def django_with_auth() -> Iterator[None]:
             "django.contrib.sessions",
             "lwa_demo",
             "lwa_middleware.integrations.django.LWAConfig",
+            "lwa_middleware.signin.django_app",  # the Amazon account links
         ],
         MIDDLEWARE=[
             "django.middleware.security.SecurityMiddleware",
@@ -90,6 +91,8 @@ def django_with_auth() -> Iterator[None]:
             "django.contrib.auth.backends.ModelBackend",
         ],
         SESSION_ENGINE="django.contrib.sessions.backends.signed_cookies",
+        # The planter's password: hashed cheaply, this is no test of hashing.
+        PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"],
         ALLOWED_HOSTS=["127.0.0.1"],
     )
     override.enable()
@@ -188,11 +191,15 @@ def test_sign_in_makes_request_user_a_django_user(
         "identity": ADA.user_id,
         "type": "User",
         "is_authenticated": True,
-        "username": ADA.user_id,
+        "username": user.get_username(),
         "email": ADA.email,
         "first_name": ADA.name,
         "pk": user.pk,
     }
+    # Named by the backend, not after the user_id (which anyone may register as);
+    # the link is a row of its own.
+    assert user.get_username().startswith("lwa-")
+    assert user.lwa_amazon_account.amazon_user_id == ADA.user_id
     assert not user.has_usable_password()
     assert session_of(signin, session_id(client)).user == user.pk  # link_django_user's result
     # A second sign-in (another browser) finds the same user.
