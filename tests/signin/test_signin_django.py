@@ -156,10 +156,15 @@ def browser() -> Client:
     return Client(enforce_csrf_checks=True, SERVER_NAME="127.0.0.1", SERVER_PORT="8000")
 
 
-def sign_in(client: Client, lwa: LWAEmulator, query: Callable[[str], str] | None = None) -> Any:
+def sign_in(
+    client: Client,
+    lwa: LWAEmulator,
+    query: Callable[[str], str] | None = None,
+    customer: int = 0,
+) -> Any:
     login = client.get("/login", {"next": "/me"})
     assert login.status_code == 302, login.content
-    back = path_of(authorize(lwa, login["Location"]))
+    back = path_of(authorize(lwa, login["Location"], customer))
     return client.get(query(back) if query else back)
 
 
@@ -309,3 +314,159 @@ def test_repeated_query_parameters_are_read_as_by_the_other_glue(
     answer = sign_in(client, lwa_emulator, lambda back: back + "&" + urlencode({"state": "x"}))
     assert answer.status_code == 303
     assert body(client.get("/me"))["type"] == "User"
+
+
+# -- account links (Amazon's "Integrate with Your Existing Account System": map the
+# -- user_id to the local account in a field or table of its own; an existing local
+# -- account is attached only once its owner proved it, e.g. with its password)
+
+PLANTED = "the-planters-own-password"
+
+
+def test_a_user_named_after_the_user_id_is_not_taken_over(
+    signin: SignIn, lwa_emulator: LWAEmulator
+) -> None:
+    from django.contrib.auth import get_user_model
+
+    from lwa_middleware.signin.django import LWABackend
+
+    # Before Ada ever signs in, someone registers a local user named after her
+    # user_id (it is no secret: any app she used with LWA saw it) with a password.
+    model = get_user_model()
+    planted = model.objects.create_user(ADA.user_id, "planter@evil.example", PLANTED)
+    client = browser()
+    assert sign_in(client, lwa_emulator).status_code == 303
+    ada = body(client.get("/me"))
+    assert ada["type"] == "User"
+    assert ada["pk"] != planted.pk
+    assert session_of(signin, session_id(client)).user == ada["pk"]
+    # The planted user is untouched and linked to nobody ...
+    planted.refresh_from_db()
+    assert (planted.get_username(), planted.email) == (ADA.user_id, "planter@evil.example")
+    assert planted.check_password(PLANTED)
+    assert not model.objects.filter(pk=planted.pk, lwa_amazon_account__isnull=False).exists()
+    assert LWABackend().get_user(planted.pk) is None
+    # ... and the planter's credentials open the planted user, never Ada's account.
+    planter = browser()
+    assert planter.login(username=ADA.user_id, password=PLANTED)
+    assert body(planter.get("/"))["pk"] == planted.pk
+    # Ada's next sign-in comes back to her own account.
+    again = browser()
+    sign_in(again, lwa_emulator)
+    assert body(again.get("/me"))["pk"] == ada["pk"]
+
+
+def test_the_link_survives_a_username_change(signin: SignIn, lwa_emulator: LWAEmulator) -> None:
+    from django.contrib.auth import get_user_model
+
+    model = get_user_model()
+    sign_in(browser(), lwa_emulator)
+    user = model.objects.get()
+    user.username = "ada"
+    user.save()
+    # Someone takes the name it had, and another named after the user_id appears.
+    model.objects.create_user(f"lwa-squatter-{user.pk}", password=PLANTED)
+    model.objects.create_user(ADA.user_id, password=PLANTED)
+    client = browser()
+    sign_in(client, lwa_emulator)
+    me = body(client.get("/me"))
+    assert (me["pk"], me["username"]) == (user.pk, "ada")
+    assert model.objects.filter(lwa_amazon_account__isnull=False).count() == 1
+
+
+def test_two_customers_never_share_a_user(signin: SignIn, lwa_emulator: LWAEmulator) -> None:
+    from django.contrib.auth import get_user_model
+
+    grace = BUILTIN_CUSTOMERS[1]
+    first = browser()
+    sign_in(first, lwa_emulator)
+    ada = get_user_model().objects.get()
+    # Ada's app lets her choose a username: she picks Grace's user_id.
+    ada.username = grace.user_id
+    ada.save()
+    second = browser()
+    sign_in(second, lwa_emulator, customer=1)
+    theirs = body(second.get("/me"))
+    assert theirs["identity"] == grace.user_id
+    assert theirs["pk"] != ada.pk
+    assert theirs["email"] == grace.email
+    assert body(first.get("/me"))["pk"] == ada.pk
+    links = {u.lwa_amazon_account.amazon_user_id: u.pk for u in get_user_model().objects.all()}
+    assert links == {ADA.user_id: ada.pk, grace.user_id: theirs["pk"]}
+
+
+def test_unlinking_ends_the_django_sign_in(signin: SignIn, lwa_emulator: LWAEmulator) -> None:
+    from django.contrib.auth import get_user_model
+
+    from lwa_middleware.signin.django import LWABackend
+
+    client = browser()
+    sign_in(client, lwa_emulator)
+    user = get_user_model().objects.get()
+    assert body(client.get("/me"))["pk"] == user.pk
+    user.lwa_amazon_account.delete()
+    me = body(client.get("/me"))
+    assert me["identity"] == ADA.user_id  # the LWA session is still good ...
+    assert me["type"] == "AnonymousUser"  # ... but it no longer opens that user
+    assert LWABackend().get_user(user.pk) is None
+
+
+def test_an_explicit_link_attaches_an_existing_user(
+    signin: SignIn, lwa_emulator: LWAEmulator
+) -> None:
+    from django.contrib.auth import get_user_model
+    from django.db import IntegrityError, transaction
+
+    from lwa_middleware.signin.django import link_amazon_account
+
+    local = get_user_model().objects.create_user("ada-local", password=PLANTED)
+    # What the app does once ada-local typed her password on its "attach Amazon" page.
+    link_amazon_account(local, ADA.user_id)
+    client = browser()
+    sign_in(client, lwa_emulator)
+    assert body(client.get("/me"))["pk"] == local.pk
+    other = get_user_model().objects.create_user("someone-else")
+    with pytest.raises(IntegrityError), transaction.atomic():
+        link_amazon_account(other, ADA.user_id)  # a customer has one user
+
+
+def test_without_the_links_app_the_setup_error_says_what_to_add(
+    signin: SignIn, lwa_emulator: LWAEmulator
+) -> None:
+    from django.core.checks import run_checks
+    from django.core.exceptions import ImproperlyConfigured
+
+    from lwa_middleware.identity import Identity
+    from lwa_middleware.signin.django import LINKS_APP, link_django_user
+
+    apps = [app for app in settings.INSTALLED_APPS if app != LINKS_APP]
+    with override_settings(INSTALLED_APPS=apps):
+        with pytest.raises(ImproperlyConfigured, match="add 'lwa_middleware.signin.django_app'"):
+            browser().get("/")  # the middleware refuses to load
+        with pytest.raises(ImproperlyConfigured, match="INSTALLED_APPS"):
+            link_django_user(Identity(user_id=ADA.user_id, client_id="app", expires_at=0.0))
+        errors = [m for m in run_checks(tags=["lwa"]) if m.id == "lwa_middleware.E002"]
+        assert len(errors) == 1
+        assert LINKS_APP in errors[0].hint
+    assert not [m for m in run_checks(tags=["lwa"]) if m.id == "lwa_middleware.E002"]
+
+
+def test_an_unmigrated_links_table_is_a_setup_error(
+    signin: SignIn, lwa_emulator: LWAEmulator
+) -> None:
+    from django.apps import apps
+    from django.core.exceptions import ImproperlyConfigured
+    from django.db import connection
+
+    model = apps.get_model("lwa_signin", "AmazonAccount")
+    with connection.schema_editor() as editor:
+        editor.delete_model(model)
+    try:
+        client = browser()
+        login = client.get("/login", {"next": "/me"})
+        back = path_of(authorize(lwa_emulator, login["Location"]))
+        with pytest.raises(ImproperlyConfigured, match="run `manage.py migrate lwa_signin`"):
+            client.get(back)
+    finally:
+        with connection.schema_editor() as editor:
+            editor.create_model(model)
