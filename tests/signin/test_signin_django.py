@@ -14,6 +14,8 @@ and points the default database connection at SQLite for its duration.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 import types
 from collections.abc import Callable, Iterator
@@ -36,7 +38,9 @@ from tests.signin.signin_support import ORIGIN, authorize, make_signin, path_of,
 
 ADA = BUILTIN_CUSTOMERS[0]
 URLCONF = "tests_signin_django_urls"
-DJANGO_PROJECT = Path(__file__).resolve().parents[2] / "examples" / "django_project"
+ROOT = Path(__file__).resolve().parents[2]
+DJANGO_PROJECT = ROOT / "examples" / "django_project"
+UUID_CHECKS = Path(__file__).resolve().parent / "django_uuid" / "uuid_checks.py"
 
 
 @csrf_exempt  # the LWA gate checks Origin on cookie-authenticated POSTs itself
@@ -470,3 +474,23 @@ def test_an_unmigrated_links_table_is_a_setup_error(
     finally:
         with connection.schema_editor() as editor:
             editor.create_model(model)
+
+
+def test_a_custom_user_model_with_uuid_keys() -> None:
+    # Django fixes AUTH_USER_MODEL once per process: a pytest run of its own, with
+    # tests/signin/django_uuid's settings (a user model keyed by a UUID).
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.signin.django_uuid.settings",
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", str(UUID_CHECKS)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,  # generous: a loaded 2-core machine
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "2 passed" in run.stdout, run.stdout
