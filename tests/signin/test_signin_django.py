@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import types
@@ -445,7 +446,7 @@ def test_without_the_links_app_the_setup_error_says_what_to_add(
 
     apps = [app for app in settings.INSTALLED_APPS if app != LINKS_APP]
     with override_settings(INSTALLED_APPS=apps):
-        with pytest.raises(ImproperlyConfigured, match="add 'lwa_middleware.signin.django_app'"):
+        with pytest.raises(ImproperlyConfigured, match=re.escape(f"add {LINKS_APP!r}")):
             browser().get("/")  # the middleware refuses to load
         with pytest.raises(ImproperlyConfigured, match="INSTALLED_APPS"):
             link_django_user(Identity(user_id=ADA.user_id, client_id="app", expires_at=0.0))
@@ -469,7 +470,8 @@ def test_an_unmigrated_links_table_is_a_setup_error(
         client = browser()
         login = client.get("/login", {"next": "/me"})
         back = path_of(authorize(lwa_emulator, login["Location"]))
-        with pytest.raises(ImproperlyConfigured, match="run `manage.py migrate lwa_signin`"):
+        migrate = re.escape("run `manage.py migrate lwa_signin`")
+        with pytest.raises(ImproperlyConfigured, match=migrate):
             client.get(back)
     finally:
         with connection.schema_editor() as editor:
@@ -494,3 +496,41 @@ def test_a_custom_user_model_with_uuid_keys() -> None:
     )
     assert run.returncode == 0, run.stdout + run.stderr
     assert "2 passed" in run.stdout, run.stdout
+
+
+def test_legacy_users_are_linked_on_request_unless_they_have_a_password(
+    signin: SignIn, lwa_emulator: LWAEmulator
+) -> None:
+    from io import StringIO
+
+    from django.contrib.auth import get_user_model
+    from django.core.management import call_command
+
+    model = get_user_model()
+    grace = BUILTIN_CUSTOMERS[1]
+    # What the backend created before the links table: named after the user_id, no password.
+    legacy = model(username=ADA.user_id)
+    legacy.set_unusable_password()
+    legacy.save()
+    planted = model.objects.create_user(grace.user_id, password=PLANTED)
+
+    def command(*args: str) -> str:
+        out = StringIO()
+        call_command("lwa_link_legacy_users", *args, stdout=out)
+        return out.getvalue()
+
+    listed = command()
+    assert f"would link {ADA.user_id} to user {legacy.pk}" in listed
+    assert f"skipped {grace.user_id}" in listed
+    assert not model.objects.filter(lwa_amazon_account__isnull=False).exists()
+    applied = command("--apply")
+    assert f"linked {ADA.user_id} to user {legacy.pk}" in applied
+    assert f"skipped {grace.user_id}" in applied
+    assert command("--apply") == f"skipped {grace.user_id} (user {planted.pk}): " + (
+        "it has a password; link it by hand if at all\n"
+    )
+    ada, grace_client = browser(), browser()
+    sign_in(ada, lwa_emulator)
+    sign_in(grace_client, lwa_emulator, customer=1)
+    assert body(ada.get("/me"))["pk"] == legacy.pk
+    assert body(grace_client.get("/me"))["pk"] not in (legacy.pk, planted.pk)
