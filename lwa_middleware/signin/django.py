@@ -34,7 +34,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
-from django.db import DatabaseError, IntegrityError, connection, transaction
+from django.db import DatabaseError, IntegrityError, connections, router, transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.urls import URLPattern, path
 
@@ -140,9 +140,10 @@ def _migrated(query: Callable[[], _T]) -> _T:
     try:
         return query()
     except DatabaseError as error:
-        table = _links()._meta.db_table
+        links = _links()
         try:
-            missing = table not in connection.introspection.table_names()
+            tables = connections[router.db_for_read(links)].introspection.table_names()
+            missing = links._meta.db_table not in tables
         except DatabaseError:  # e.g. an aborted transaction: the first error stands
             raise error from None
         if missing:
@@ -175,7 +176,8 @@ def _linked_or_new(identity: Identity) -> Any:
     if link is not None:
         return link.user
     try:
-        with transaction.atomic():
+        # One transaction: a user whose link fails is not left behind.
+        with transaction.atomic(using=router.db_for_write(links)):
             user = _new_user(identity)
             links._default_manager.create(amazon_user_id=identity.user_id, user=user)
             return user
