@@ -367,10 +367,11 @@ def test_the_link_survives_a_username_change(signin: SignIn, lwa_emulator: LWAEm
     model = get_user_model()
     sign_in(browser(), lwa_emulator)
     user = model.objects.get()
+    former = user.get_username()
     user.username = "ada"
     user.save()
     # Someone takes the name it had, and another named after the user_id appears.
-    model.objects.create_user(f"lwa-squatter-{user.pk}", password=PLANTED)
+    model.objects.create_user(former, password=PLANTED)
     model.objects.create_user(ADA.user_id, password=PLANTED)
     client = browser()
     sign_in(client, lwa_emulator)
