@@ -399,7 +399,8 @@ ALLOWED_HOSTS = ["testserver"]
 ROOT_URLCONF = "project_urls"
 DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
 INSTALLED_APPS = ["django.contrib.contenttypes", "django.contrib.auth",
-                  "django.contrib.sessions", "lwa_middleware.integrations.django.LWAConfig"]
+                  "django.contrib.sessions", "lwa_middleware.integrations.django.LWAConfig",
+                  "lwa_middleware.signin.django_app"]
 ''',
             "project_urls.py": '''
 from django.http import JsonResponse

@@ -3,6 +3,7 @@
 ::
 
     # settings.py
+    INSTALLED_APPS = [..., "django.contrib.auth", "lwa_middleware.signin.django_app"]
     SIGNIN = SignIn(..., link=link_django_user)      # anywhere importable
     LWA = {"CLIENT_ID": ..., "SESSION": SIGNIN,
            "ROUTES": {**SIGNIN.route_policies(), "/": "optional"}}
@@ -13,19 +14,27 @@
     # urls.py
     urlpatterns = [*signin_urls(SIGNIN), ...]
 
-:func:`link_django_user` (the ``link`` hook) gets or creates the Django user
-named after the LWA ``user_id`` through :class:`LWABackend` and keeps its
-primary key with the session; :class:`SignedInUserMiddleware` makes
-``request.user`` that user on requests the session authenticated.
+:func:`link_django_user` (the ``link`` hook) finds the Django user linked to
+the LWA ``user_id`` (a row of the ``lwa_middleware.signin.django_app`` app,
+which must be in ``INSTALLED_APPS`` and migrated), or creates and links a new
+one, through :class:`LWABackend`, and keeps its primary key with the session;
+:class:`SignedInUserMiddleware` makes ``request.user`` that user on requests
+the session authenticated. An existing user is never taken over because its
+username equals a customer's ``user_id``.
 """
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
+from django.apps import apps
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.core import checks
+from django.core.exceptions import ImproperlyConfigured
+from django.db import DatabaseError, IntegrityError, connections, router, transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.urls import URLPattern, path
 
@@ -33,7 +42,26 @@ from ..errors import UpstreamUnavailable
 from ..identity import Identity, get_identity
 from .core import Reply, SignIn
 
-__all__ = ["LWABackend", "SignedInUserMiddleware", "link_django_user", "signin_urls"]
+__all__ = [
+    "LINKS_APP",
+    "LWABackend",
+    "SignedInUserMiddleware",
+    "link_amazon_account",
+    "link_django_user",
+    "signin_urls",
+]
+
+LINKS_APP = "lwa_middleware.signin.django_app"
+_NOT_INSTALLED = (
+    f"LWA sign-in links Django users to Amazon accounts in a table of its own: add "
+    f"{LINKS_APP!r} to INSTALLED_APPS, then run `manage.py migrate lwa_signin`."
+)
+_NOT_MIGRATED = (
+    "The table of LWA account links (app lwa_signin) does not exist: "
+    "run `manage.py migrate lwa_signin`."
+)
+_E002 = "lwa_middleware.E002"
+_T = TypeVar("_T")
 
 
 def _response(reply: Reply) -> HttpResponse:
@@ -99,9 +127,78 @@ def _can_authenticate(user: Any) -> bool:
     return bool(is_active) or is_active is None
 
 
+def _links() -> Any:
+    """The link model, or a setup error that says what to add."""
+    if not apps.is_installed(LINKS_APP):
+        raise ImproperlyConfigured(_NOT_INSTALLED)
+    return apps.get_model("lwa_signin", "AmazonAccount")
+
+
+def _migrated(query: Callable[[], _T]) -> _T:
+    """``query()``; a missing links app or table is a setup error, not a 500 deep in SQL."""
+    _links()
+    try:
+        return query()
+    except DatabaseError as error:
+        links = _links()
+        try:
+            tables = connections[router.db_for_read(links)].introspection.table_names()
+            missing = links._meta.db_table not in tables
+        except DatabaseError:  # e.g. an aborted transaction: the first error stands
+            raise error from None
+        if missing:
+            raise ImproperlyConfigured(_NOT_MIGRATED) from None
+        raise
+
+
+def _new_user(identity: Identity) -> Any:
+    """A new user under a generated username, so it can neither collide with nor
+    become an existing one (a user named after the ``user_id`` is anyone's pick)."""
+    model = get_user_model()
+    manager = model._default_manager
+    name = f"lwa-{secrets.token_hex(8)}"
+    while manager.filter(**{model.USERNAME_FIELD: name}).exists():  # 64 random bits
+        name = f"lwa-{secrets.token_hex(8)}"
+    user = model(**{model.USERNAME_FIELD: name})
+    if identity.email and hasattr(user, "email"):
+        user.email = identity.email
+    if identity.name and hasattr(user, "first_name"):
+        user.first_name = identity.name[:150]
+    user.set_unusable_password()  # LWA is its only way in
+    user.save()
+    return user
+
+
+def _linked_or_new(identity: Identity) -> Any:
+    links = _links()
+    found = links._default_manager.select_related("user")
+    link = found.filter(amazon_user_id=identity.user_id).first()
+    if link is not None:
+        return link.user
+    try:
+        # One transaction: a user whose link fails is not left behind.
+        with transaction.atomic(using=router.db_for_write(links)):
+            user = _new_user(identity)
+            links._default_manager.create(amazon_user_id=identity.user_id, user=user)
+            return user
+    except IntegrityError:
+        # The same customer's concurrent first sign-in linked first (amazon_user_id
+        # is unique); this one's user was rolled back with its link.
+        link = found.filter(amazon_user_id=identity.user_id).first()
+        if link is None:
+            raise
+        return link.user
+
+
 class LWABackend:
-    """``authenticate(request, lwa_identity=identity)``: the Django user named
-    after the LWA ``user_id``, created on first sign-in (name and email copied).
+    """``authenticate(request, lwa_identity=identity)``: the Django user linked to
+    the LWA ``user_id``, created (and linked) on first sign-in.
+
+    The link is a row of ``lwa_middleware.signin.django_app``'s ``AmazonAccount``
+    (install the app, run ``migrate``). A user the backend did not create is
+    never adopted, whatever its username: it stays its owner's, and only an
+    explicit :func:`link_amazon_account` links it. A new user gets a generated
+    username and an unusable password; name and email are copied.
 
     A user whose ``is_active`` is false is refused, by :meth:`authenticate`
     and :meth:`get_user` alike, as Django's ``ModelBackend`` does: deactivating
@@ -110,29 +207,43 @@ class LWABackend:
     def authenticate(self, request: Any, lwa_identity: Identity | None = None, **_: Any) -> Any:
         if lwa_identity is None:
             return None
-        model = get_user_model()
-        user, created = model._default_manager.get_or_create(
-            **{model.USERNAME_FIELD: lwa_identity.user_id}
-        )
-        if created:
-            if lwa_identity.email and hasattr(user, "email"):
-                user.email = lwa_identity.email
-            if lwa_identity.name and hasattr(user, "first_name"):
-                user.first_name = lwa_identity.name[:150]
-            user.set_unusable_password()
-            user.save()
+        user = _migrated(lambda: _linked_or_new(lwa_identity))
         return user if _can_authenticate(user) else None
 
     def get_user(self, user_id: Any) -> Any:
-        model = get_user_model()
-        user = model._default_manager.filter(pk=user_id).first()
-        return user if user is not None and _can_authenticate(user) else None
+        """The user, if linked to an Amazon account (only those sign in through LWA)."""
+        return _active(_migrated(lambda: _users(lwa_amazon_account__isnull=False, pk=user_id)))
+
+
+def _users(**lookups: Any) -> Any:
+    return get_user_model()._default_manager.filter(**lookups).first()
+
+
+def _active(user: Any) -> Any:
+    return user if user is not None and _can_authenticate(user) else None
+
+
+def link_amazon_account(user: Any, amazon_user_id: str) -> None:
+    """Link ``user`` to the Amazon account ``amazon_user_id`` (its LWA ``user_id``).
+
+    For an app that lets an existing user attach their Amazon account: call it
+    only once that user proved they own the local account (Amazon's "Integrate
+    with Your Existing Account System": an email match needs the local
+    password first). Raises ``IntegrityError`` if either side is linked already.
+    """
+    _migrated(lambda: _links()._default_manager.create(amazon_user_id=amazon_user_id, user=user))
+
+
+def _session_key(pk: Any) -> Any:
+    # Sessions keep link()'s result as JSON: a UUID (or other) key as its text.
+    return pk if isinstance(pk, int | str) else str(pk)
 
 
 def link_django_user(identity: Identity) -> Any:
-    """A ``link`` hook for :class:`SignIn`: the Django user's primary key."""
+    """A ``link`` hook for :class:`SignIn`: the linked Django user's primary key
+    (as text if it is not an int or a str, a UUID say: sessions keep JSON)."""
     user = LWABackend().authenticate(None, lwa_identity=identity)
-    return user.pk if user is not None else None
+    return _session_key(user.pk) if user is not None else None
 
 
 class SignedInUserMiddleware:
@@ -140,17 +251,37 @@ class SignedInUserMiddleware:
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
+        _links()  # at start-up, not at the first sign-in: the links app must be installed
         self.signin: SignIn = settings.LWA["SESSION"]
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
+        identity = get_identity(request)
         try:
-            pk = self.signin.user_for(_headers(request), get_identity(request))
+            pk = self.signin.user_for(_headers(request), identity)
         except UpstreamUnavailable as down:  # the session store went away meanwhile
             from ..integrations.django import error_response
 
             return error_response(down)
-        if pk is not None:
-            user = LWABackend().get_user(pk)
+        if pk is not None and identity is not None:
+            # Still linked to this session's customer: unlinking ends the sign-in.
+            lookup = {"pk": pk, "lwa_amazon_account__amazon_user_id": identity.user_id}
+            user = _active(_migrated(lambda: _users(**lookup)))
             if user is not None:
                 request.user = user
         return self.get_response(request)
+
+
+def check_links(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """Django system check ``lwa_middleware.E002``: :class:`LWABackend` or
+    :class:`SignedInUserMiddleware` is configured but the links app is not installed."""
+    here = __name__
+    used = f"{here}.LWABackend" in (getattr(settings, "AUTHENTICATION_BACKENDS", None) or [])
+    used |= f"{here}.SignedInUserMiddleware" in (getattr(settings, "MIDDLEWARE", None) or [])
+    if not used or apps.is_installed(LINKS_APP):
+        return []
+    hint = f"Add {LINKS_APP!r} to INSTALLED_APPS, then run `manage.py migrate lwa_signin`."
+    return [checks.Error(_NOT_INSTALLED, hint=hint, obj="settings.INSTALLED_APPS", id=_E002)]
+
+
+# Registered at import (settings.py imports this module for link_django_user).
+checks.register(check_links, "lwa")

@@ -14,6 +14,9 @@ and points the default database connection at SQLite for its duration.
 from __future__ import annotations
 
 import json
+import os
+import re
+import subprocess
 import sys
 import types
 from collections.abc import Callable, Iterator
@@ -36,7 +39,9 @@ from tests.signin.signin_support import ORIGIN, authorize, make_signin, path_of,
 
 ADA = BUILTIN_CUSTOMERS[0]
 URLCONF = "tests_signin_django_urls"
-DJANGO_PROJECT = Path(__file__).resolve().parents[2] / "examples" / "django_project"
+ROOT = Path(__file__).resolve().parents[2]
+DJANGO_PROJECT = ROOT / "examples" / "django_project"
+UUID_CHECKS = Path(__file__).resolve().parent / "django_uuid" / "uuid_checks.py"
 
 
 @csrf_exempt  # the LWA gate checks Origin on cookie-authenticated POSTs itself
@@ -76,6 +81,7 @@ def django_with_auth() -> Iterator[None]:
             "django.contrib.sessions",
             "lwa_demo",
             "lwa_middleware.integrations.django.LWAConfig",
+            "lwa_middleware.signin.django_app",  # the Amazon account links
         ],
         MIDDLEWARE=[
             "django.middleware.security.SecurityMiddleware",
@@ -90,6 +96,8 @@ def django_with_auth() -> Iterator[None]:
             "django.contrib.auth.backends.ModelBackend",
         ],
         SESSION_ENGINE="django.contrib.sessions.backends.signed_cookies",
+        # The planter's password: hashed cheaply, this is no test of hashing.
+        PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"],
         ALLOWED_HOSTS=["127.0.0.1"],
     )
     override.enable()
@@ -153,10 +161,15 @@ def browser() -> Client:
     return Client(enforce_csrf_checks=True, SERVER_NAME="127.0.0.1", SERVER_PORT="8000")
 
 
-def sign_in(client: Client, lwa: LWAEmulator, query: Callable[[str], str] | None = None) -> Any:
+def sign_in(
+    client: Client,
+    lwa: LWAEmulator,
+    query: Callable[[str], str] | None = None,
+    customer: int = 0,
+) -> Any:
     login = client.get("/login", {"next": "/me"})
     assert login.status_code == 302, login.content
-    back = path_of(authorize(lwa, login["Location"]))
+    back = path_of(authorize(lwa, login["Location"], customer))
     return client.get(query(back) if query else back)
 
 
@@ -188,11 +201,15 @@ def test_sign_in_makes_request_user_a_django_user(
         "identity": ADA.user_id,
         "type": "User",
         "is_authenticated": True,
-        "username": ADA.user_id,
+        "username": user.get_username(),
         "email": ADA.email,
         "first_name": ADA.name,
         "pk": user.pk,
     }
+    # Named by the backend, not after the user_id (which anyone may register as);
+    # the link is a row of its own.
+    assert user.get_username().startswith("lwa-")
+    assert user.lwa_amazon_account.amazon_user_id == ADA.user_id
     assert not user.has_usable_password()
     assert session_of(signin, session_id(client)).user == user.pk  # link_django_user's result
     # A second sign-in (another browser) finds the same user.
@@ -302,3 +319,219 @@ def test_repeated_query_parameters_are_read_as_by_the_other_glue(
     answer = sign_in(client, lwa_emulator, lambda back: back + "&" + urlencode({"state": "x"}))
     assert answer.status_code == 303
     assert body(client.get("/me"))["type"] == "User"
+
+
+# -- account links (Amazon's "Integrate with Your Existing Account System": map the
+# -- user_id to the local account in a field or table of its own; an existing local
+# -- account is attached only once its owner proved it, e.g. with its password)
+
+PLANTED = "the-planters-own-password"
+
+
+def test_a_user_named_after_the_user_id_is_not_taken_over(
+    signin: SignIn, lwa_emulator: LWAEmulator
+) -> None:
+    from django.contrib.auth import get_user_model
+
+    from lwa_middleware.signin.django import LWABackend
+
+    # Before Ada ever signs in, someone registers a local user named after her
+    # user_id (it is no secret: any app she used with LWA saw it) with a password.
+    model = get_user_model()
+    planted = model.objects.create_user(ADA.user_id, "planter@evil.example", PLANTED)
+    client = browser()
+    assert sign_in(client, lwa_emulator).status_code == 303
+    ada = body(client.get("/me"))
+    assert ada["type"] == "User"
+    assert ada["pk"] != planted.pk
+    assert session_of(signin, session_id(client)).user == ada["pk"]
+    # The planted user is untouched and linked to nobody ...
+    planted.refresh_from_db()
+    assert (planted.get_username(), planted.email) == (ADA.user_id, "planter@evil.example")
+    assert planted.check_password(PLANTED)
+    assert not model.objects.filter(pk=planted.pk, lwa_amazon_account__isnull=False).exists()
+    assert LWABackend().get_user(planted.pk) is None
+    # ... and the planter's credentials open the planted user, never Ada's account.
+    planter = browser()
+    assert planter.login(username=ADA.user_id, password=PLANTED)
+    assert body(planter.get("/"))["pk"] == planted.pk
+    # Ada's next sign-in comes back to her own account.
+    again = browser()
+    sign_in(again, lwa_emulator)
+    assert body(again.get("/me"))["pk"] == ada["pk"]
+
+
+def test_the_link_survives_a_username_change(signin: SignIn, lwa_emulator: LWAEmulator) -> None:
+    from django.contrib.auth import get_user_model
+
+    model = get_user_model()
+    sign_in(browser(), lwa_emulator)
+    user = model.objects.get()
+    former = user.get_username()
+    user.username = "ada"
+    user.save()
+    # Someone takes the name it had, and another named after the user_id appears.
+    model.objects.create_user(former, password=PLANTED)
+    model.objects.create_user(ADA.user_id, password=PLANTED)
+    client = browser()
+    sign_in(client, lwa_emulator)
+    me = body(client.get("/me"))
+    assert (me["pk"], me["username"]) == (user.pk, "ada")
+    assert model.objects.filter(lwa_amazon_account__isnull=False).count() == 1
+
+
+def test_two_customers_never_share_a_user(signin: SignIn, lwa_emulator: LWAEmulator) -> None:
+    from django.contrib.auth import get_user_model
+
+    grace = BUILTIN_CUSTOMERS[1]
+    first = browser()
+    sign_in(first, lwa_emulator)
+    ada = get_user_model().objects.get()
+    # Ada's app lets her choose a username: she picks Grace's user_id.
+    ada.username = grace.user_id
+    ada.save()
+    second = browser()
+    sign_in(second, lwa_emulator, customer=1)
+    theirs = body(second.get("/me"))
+    assert theirs["identity"] == grace.user_id
+    assert theirs["pk"] != ada.pk
+    assert theirs["email"] == grace.email
+    assert body(first.get("/me"))["pk"] == ada.pk
+    links = {u.lwa_amazon_account.amazon_user_id: u.pk for u in get_user_model().objects.all()}
+    assert links == {ADA.user_id: ada.pk, grace.user_id: theirs["pk"]}
+
+
+def test_unlinking_ends_the_django_sign_in(signin: SignIn, lwa_emulator: LWAEmulator) -> None:
+    from django.contrib.auth import get_user_model
+
+    from lwa_middleware.signin.django import LWABackend
+
+    client = browser()
+    sign_in(client, lwa_emulator)
+    user = get_user_model().objects.get()
+    assert body(client.get("/me"))["pk"] == user.pk
+    user.lwa_amazon_account.delete()
+    me = body(client.get("/me"))
+    assert me["identity"] == ADA.user_id  # the LWA session is still good ...
+    assert me["type"] == "AnonymousUser"  # ... but it no longer opens that user
+    assert LWABackend().get_user(user.pk) is None
+
+
+def test_an_explicit_link_attaches_an_existing_user(
+    signin: SignIn, lwa_emulator: LWAEmulator
+) -> None:
+    from django.contrib.auth import get_user_model
+    from django.db import IntegrityError, transaction
+
+    from lwa_middleware.signin.django import link_amazon_account
+
+    local = get_user_model().objects.create_user("ada-local", password=PLANTED)
+    # What the app does once ada-local typed her password on its "attach Amazon" page.
+    link_amazon_account(local, ADA.user_id)
+    client = browser()
+    sign_in(client, lwa_emulator)
+    assert body(client.get("/me"))["pk"] == local.pk
+    other = get_user_model().objects.create_user("someone-else")
+    with pytest.raises(IntegrityError), transaction.atomic():
+        link_amazon_account(other, ADA.user_id)  # a customer has one user
+
+
+def test_without_the_links_app_the_setup_error_says_what_to_add(
+    signin: SignIn, lwa_emulator: LWAEmulator
+) -> None:
+    from django.core.checks import run_checks
+    from django.core.exceptions import ImproperlyConfigured
+
+    from lwa_middleware.identity import Identity
+    from lwa_middleware.signin.django import LINKS_APP, link_django_user
+
+    apps = [app for app in settings.INSTALLED_APPS if app != LINKS_APP]
+    with override_settings(INSTALLED_APPS=apps):
+        with pytest.raises(ImproperlyConfigured, match=re.escape(f"add {LINKS_APP!r}")):
+            browser().get("/")  # the middleware refuses to load
+        with pytest.raises(ImproperlyConfigured, match="INSTALLED_APPS"):
+            link_django_user(Identity(user_id=ADA.user_id, client_id="app", expires_at=0.0))
+        errors = [m for m in run_checks(tags=["lwa"]) if m.id == "lwa_middleware.E002"]
+        assert len(errors) == 1
+        assert LINKS_APP in errors[0].hint
+    assert not [m for m in run_checks(tags=["lwa"]) if m.id == "lwa_middleware.E002"]
+
+
+def test_an_unmigrated_links_table_is_a_setup_error(
+    signin: SignIn, lwa_emulator: LWAEmulator
+) -> None:
+    from django.apps import apps
+    from django.core.exceptions import ImproperlyConfigured
+    from django.db import connection
+
+    model = apps.get_model("lwa_signin", "AmazonAccount")
+    with connection.schema_editor() as editor:
+        editor.delete_model(model)
+    try:
+        client = browser()
+        login = client.get("/login", {"next": "/me"})
+        back = path_of(authorize(lwa_emulator, login["Location"]))
+        migrate = re.escape("run `manage.py migrate lwa_signin`")
+        with pytest.raises(ImproperlyConfigured, match=migrate):
+            client.get(back)
+    finally:
+        with connection.schema_editor() as editor:
+            editor.create_model(model)
+
+
+def test_a_custom_user_model_with_uuid_keys() -> None:
+    # Django fixes AUTH_USER_MODEL once per process: a pytest run of its own, with
+    # tests/signin/django_uuid's settings (a user model keyed by a UUID).
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.signin.django_uuid.settings",
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", str(UUID_CHECKS)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,  # generous: a loaded 2-core machine
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "2 passed" in run.stdout, run.stdout
+
+
+def test_legacy_users_are_linked_on_request_unless_they_have_a_password(
+    signin: SignIn, lwa_emulator: LWAEmulator
+) -> None:
+    from io import StringIO
+
+    from django.contrib.auth import get_user_model
+    from django.core.management import call_command
+
+    model = get_user_model()
+    grace = BUILTIN_CUSTOMERS[1]
+    # What the backend created before the links table: named after the user_id, no password.
+    legacy = model(username=ADA.user_id)
+    legacy.set_unusable_password()
+    legacy.save()
+    planted = model.objects.create_user(grace.user_id, password=PLANTED)
+
+    def command(*args: str) -> str:
+        out = StringIO()
+        call_command("lwa_link_legacy_users", *args, stdout=out)
+        return out.getvalue()
+
+    listed = command()
+    assert f"would link {ADA.user_id} to user {legacy.pk}" in listed
+    assert f"skipped {grace.user_id}" in listed
+    assert not model.objects.filter(lwa_amazon_account__isnull=False).exists()
+    applied = command("--apply")
+    assert f"linked {ADA.user_id} to user {legacy.pk}" in applied
+    assert f"skipped {grace.user_id}" in applied
+    assert command("--apply") == f"skipped {grace.user_id} (user {planted.pk}): " + (
+        "it has a password; link it by hand if at all\n"
+    )
+    ada, grace_client = browser(), browser()
+    sign_in(ada, lwa_emulator)
+    sign_in(grace_client, lwa_emulator, customer=1)
+    assert body(ada.get("/me"))["pk"] == legacy.pk
+    assert body(grace_client.get("/me"))["pk"] not in (legacy.pk, planted.pk)
