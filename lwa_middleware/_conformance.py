@@ -8,9 +8,10 @@ and compares, and ``tests/test_conformance.py`` asks the emulator the same
 questions, so neither the emulator nor this model can drift from the other
 unnoticed.
 
-Every expectation names its source in ``/work/shared/LWA-FACTS.md`` terms
-(S1 is "Obtain Customer Profile Information", P7 its ``400 invalid_token``
-row, and so on) and says whether the pages are ``definite`` about it or
+Every expectation names its source (a key of :data:`SOURCES`: S1 is
+"Obtain Customer Profile Information"; the comments cite the numbered facts
+of the project's LWA facts table, P7 being its ``400 invalid_token`` row)
+and says whether the pages are ``definite`` about it or
 whether it is ``assumed`` (the pages are vague, or silent, and the value
 comes from captured answers or RFC 6749). A difference on an assumed fact is
 reported as such and fails the command only with ``--strict``.
@@ -360,10 +361,9 @@ def check(probe: Probe, answer: Answer, client_ids: Sequence[str] = ()) -> list[
     """Compare ``answer`` with what ``probe`` expects: one row per check."""
     if answer.failure is not None or answer.status is None:
         reason = answer.failure or "no answer"
-        return [
-            Row(probe.name, "status", str(probe.status), f"unreachable ({reason})",
-                probe.status_doc, probe.status_source, False, unreachable=True)
-        ]  # fmt: skip
+        shown = f"unreachable ({reason})"
+        doc, source = probe.status_doc, probe.status_source
+        return [Row(probe.name, "status", str(probe.status), shown, doc, source, False, True)]
     rows = [
         Row(
             probe.name,
@@ -401,8 +401,9 @@ def render(rows: Sequence[Row]) -> list[str]:
         (r.probe, r.check, r.expected, r.actual, f"{r.doc} ({r.source})", _result(r)) for r in rows
     ]
     widths = [max(len(line[i]) for line in cells) for i in range(len(_COLUMNS))]
-    return ["  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip()
-            for line in cells]  # fmt: skip
+    return [
+        "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in cells
+    ]
 
 
 def summary(rows: Sequence[Row]) -> str:

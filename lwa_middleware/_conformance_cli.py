@@ -213,14 +213,16 @@ def run_command(args: argparse.Namespace) -> int:
 
 def _notes(rows: Sequence[Row], client_ids: Sequence[str], secret: str | None) -> list[str]:
     notes = [""]
-    refused = any(
-        r.check == "status" and r.probe in ("tokeninfo", "profile") and r.actual == "400"
-        for r in rows
-    )
-    if refused:
+    statuses = {r.probe: r.actual for r in rows if r.check == "status"}
+    if "400" in (statuses.get("tokeninfo"), statuses.get("profile")):
         notes.append(
             "LWA refused the token given (access tokens live 60 minutes): the rows of the"
             " probes that use it say nothing about LWA's format; try again with a fresh one."
+        )
+    elif statuses.get("profile") == "401":
+        # S1: 401 insufficient_scope, a token granted none of the profile scopes.
+        notes.append(
+            "The profile probe needs a token granted profile, profile:user_id or postal_code."
         )
     if secret is None:
         notes.append("Token endpoint not probed: give --client-id and --client-secret for it.")

@@ -32,7 +32,7 @@ from urllib.parse import parse_qsl
 
 import pytest
 
-from lwa_middleware._conformance import MODEL
+from lwa_middleware._conformance import INVALID_TOKEN, MODEL
 from lwa_middleware.testing import LWAEmulator
 
 REPO = Path(__file__).resolve().parents[1]
@@ -41,6 +41,8 @@ CLIENT_ID = "amzn1.application-oa2-client.conformancetest"
 CLIENT_SECRET = "amzn1.oa2-cs.v1." + "5ec7e7" * 10
 # Shaped like a real token (Atza|, over 350 characters), and distinctive.
 TOKEN = "Atza|IwEBIGoodTokenForTheFake-" + "x7" * 180
+# Valid, but granted no profile scope (an Alexa scope, say).
+NARROW_TOKEN = "Atza|IwEBINarrowTokenForTheFake-" + "n4" * 180
 USER_ID = "amzn1.account.SECRETUSERIDOFTHEFAKE0001"
 EMAIL = "private.person@example.com"
 
@@ -142,7 +144,7 @@ def _answer(fake: FakeLWA, method: str, path: str, headers: Any, body: str) -> t
     bad_token = {"error": "invalid_token", "error_description": "The token is invalid."}
     missing = {"error": "invalid_request", "error_description": "Missing access_token."}
     if path == "/auth/o2/tokeninfo":
-        if headers.get("x-amz-access-token") != TOKEN:
+        if headers.get("x-amz-access-token") not in (TOKEN, NARROW_TOKEN):
             return 400, bad_token
         exp: int | str = 3597
         if fake.deviations.exp_as_string:
@@ -153,6 +155,9 @@ def _answer(fake: FakeLWA, method: str, path: str, headers: Any, body: str) -> t
         given = headers.get("authorization")
         if given is None:
             return 400, missing
+        if given == "Bearer " + NARROW_TOKEN:
+            # S1: 401 insufficient_scope.
+            return 401, {"error": "insufficient_scope", "error_description": "Not granted."}
         if given != "Bearer " + TOKEN:
             return fake.deviations.profile_error_status, bad_token
         return 200, {"user_id": USER_ID, "name": "Private Person", "email": EMAIL}
@@ -317,13 +322,16 @@ def test_the_token_travels_in_headers_only_and_the_secret_in_the_body(
     assert_hidden(run, TOKEN, CLIENT_SECRET, USER_ID, EMAIL, "Private Person")
     by_path: dict[str, list[Seen]] = {}
     for seen in fake_lwa.seen:
-        assert TOKEN not in seen.target and CLIENT_SECRET not in seen.target
-        assert "access_token" not in seen.target and "?" not in seen.target
+        assert TOKEN not in seen.target
+        assert CLIENT_SECRET not in seen.target
+        assert "?" not in seen.target
         by_path.setdefault(seen.target, []).append(seen)
+    # The probes run in MODEL's order: the given token, then a made-up one.
     tokeninfo = [s.headers.get("x-amz-access-token") for s in by_path["/auth/o2/tokeninfo"]]
-    assert TOKEN in tokeninfo and len(tokeninfo) == 2
+    assert tokeninfo == [TOKEN, INVALID_TOKEN]
     profile = [s.headers.get("authorization") for s in by_path["/user/profile"]]
-    assert "Bearer " + TOKEN in profile and None in profile and len(profile) == 3
+    assert profile == ["Bearer " + TOKEN, "Bearer " + INVALID_TOKEN, None]
+    assert not any("x-amz-access-token" in s.headers for s in by_path["/user/profile"])
     posts = by_path["/auth/o2/token"]
     assert len(posts) == 2
     assert all(s.method == "POST" and dict(parse_qsl(s.body)).get("client_secret") for s in posts)
@@ -359,6 +367,16 @@ def test_a_refused_token_is_explained(fake_lwa: FakeLWA) -> None:
     assert "LWA refused the token given" in run.out
     assert "aud not compared" in run.out
     assert_hidden(run, expired)
+
+
+def test_a_token_without_a_profile_scope_is_explained(fake_lwa: FakeLWA) -> None:
+    run = conformance("--api-base-url", fake_lwa.base_url, LWA_ACCESS_TOKEN=NARROW_TOKEN)
+    assert run.code == 1
+    assert run.rows()[("profile", "status")]["actual"] == "401"
+    assert run.rows()[("tokeninfo", "status")]["result"] == "match"
+    assert "needs a token granted profile" in run.out
+    assert "LWA refused the token given" not in run.out
+    assert_hidden(run, NARROW_TOKEN)
 
 
 # -- usage and reachability ----------------------------------------------------------
