@@ -288,8 +288,9 @@ class Row:
 
 
 # Only values shaped like the model's own constants are echoed back: an
-# error code, a media type, a language tag. Anything else could be anything.
-_SHOWABLE: Final = re.compile(r"[A-Za-z0-9_.+/-]{1,40}")
+# error code, a media type, a language tag. Anything else could be anything;
+# the bound keeps out LWA's identifiers (amzn1.account.… is over 32).
+_SHOWABLE: Final = re.compile(r"[A-Za-z0-9_.+/-]{1,32}")
 
 
 def _shown(value: object) -> str:

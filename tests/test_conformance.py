@@ -121,6 +121,7 @@ class Deviations:
     request_id_header: bool = True
     exp_as_string: bool = False
     aud: str = CLIENT_ID
+    bogus_code_error: str = "invalid_grant"
 
 
 @dataclass
@@ -166,7 +167,7 @@ def _answer(fake: FakeLWA, method: str, path: str, headers: Any, body: str) -> t
         return 401, {"error": "invalid_client", "error_description": "Who are you?"}
     if "code" not in form:
         return 400, {"error": "invalid_request", "error_description": "Missing code."}
-    return 400, {"error": "invalid_grant", "error_description": "Bad code."}
+    return 400, {"error": fake.deviations.bogus_code_error, "error_description": "Bad code."}
 
 
 def _handler(fake: FakeLWA) -> type[BaseHTTPRequestHandler]:
@@ -268,6 +269,7 @@ def test_every_deviation_of_a_fake_is_reported(fake_lwa: FakeLWA) -> None:
         content_language=False,
         request_id_header=False,
         exp_as_string=True,
+        bogus_code_error="unauthorized_client",
     )
     run = against(fake_lwa)
     assert run.code == 1, run.out + run.err
@@ -281,13 +283,15 @@ def test_every_deviation_of_a_fake_is_reported(fake_lwa: FakeLWA) -> None:
     expected |= {(p, "header x-amzn-RequestId"): "differs (assumed)" for p in others}
     expected[("tokeninfo", "field exp")] = "differs (assumed)"
     expected[("profile, invalid token", "status")] = "DIFFERS"
+    expected[("token, bogus code", "field error")] = "differs (assumed)"
     assert run.differences() == expected
     rows = run.rows()
     assert rows[("profile, invalid token", "status")]["actual"] == "401"
     assert rows[("tokeninfo", "field exp")]["actual"] == "string"
     assert rows[("profile", "header Content-Language")]["actual"] == "missing"
     assert rows[("profile", "header x-amzn-RequestId")]["actual"] == "missing"
-    assert "7 differ on documented facts, 9 differ on assumptions" in run.out
+    assert rows[("token, bogus code", "field error")]["actual"] == "string unauthorized_client"
+    assert "7 differ on documented facts, 10 differ on assumptions" in run.out
     assert_hidden(run, TOKEN, CLIENT_SECRET, USER_ID, EMAIL)
 
 
