@@ -199,7 +199,8 @@ def run_command(args: argparse.Namespace) -> int:
     client_ids, secret = _client(args)
     settings = _settings(args, client_ids)
     probes = [p for p in MODEL if secret is not None or not p.needs_client]
-    sender = _Sender(settings, token, client_ids[0] if client_ids else "", secret, args)
+    client_id = client_ids[0] if client_ids else ""
+    sender = _Sender(settings, token, client_id, secret, args.redirect_uri)
     try:
         rows = [row for probe in probes for row in check(probe, sender.ask(probe), client_ids)]
     finally:
@@ -253,13 +254,13 @@ class _Sender:
         token: str,
         client_id: str,
         secret: str | None,
-        args: argparse.Namespace,
+        redirect_uri: str,
     ) -> None:
         self._settings = settings
         self._tokens = {"given": token, "invalid": INVALID_TOKEN}
         self._client_id = client_id
         self._secret = secret
-        self._redirect_uri: str = args.redirect_uri
+        self._redirect_uri = redirect_uri
         # Imported here, as inspect does: the other commands need no HTTP client.
         import httpx2
 
