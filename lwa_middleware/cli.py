@@ -34,6 +34,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from . import __version__
+from ._conformance_cli import register as _register_conformance
 from .config import REGIONS, Settings
 from .errors import AuthError, ConfigurationError, UpstreamUnavailable
 from .flow import Lookup, resolution_flow
@@ -440,6 +441,7 @@ Amazon (LWA) access tokens.
   demo      a clickable demo app behind the middleware, with a local LWA emulator
   emulator  a local LWA emulator alone, to point your own app or tests at
   inspect   check an access token the way the middleware does, print JSON
+  conformance  compare the real LWA's answers with the emulator's model
 
 Exit codes: 0 ok, 1 token rejected, 2 usage or configuration error,
 3 LWA unavailable."""
@@ -620,6 +622,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="give up on LWA after S seconds (default: %(default)s)",
     )
     inspect.set_defaults(handler=_cmd_inspect)
+    _register_conformance(commands, formatter)
     return parser
 
 
