@@ -92,7 +92,7 @@ def test_profile_400_invalid_token_is_a_401_rejection_not_an_outage(
 
 def _legacy_401(path: str, answer: Answer) -> Answer:
     """The emulator's old profile answer: 401 invalid_token, no request_id."""
-    status, headers, body = answer
+    status, headers, _body = answer
     if path.startswith("/user/profile") and status == 400:
         data = json_answer(answer)
         if data.get("error") == "invalid_token":
@@ -109,13 +109,16 @@ def test_profile_401_invalid_token_still_means_a_rejected_token(
     proxy.rewrite_answer = _legacy_401
     c = caller()
     status, _, body = c.get(lwa_emulator.issue_token(scopes=["profile"]))
-    assert status == 401 and body["error"] == "invalid_token"
+    assert status == 401
+    assert body["error"] == "invalid_token"
     assert (c.mw.stats.rejected, c.mw.stats.upstream_errors) == (1, 0)
 
 
 def _no_profile_token(path: str, headers: dict[str, str]) -> dict[str, str]:
     if path.startswith("/user/profile"):
-        return {k: v for k, v in headers.items() if k not in ("authorization", "x-amz-access-token")}
+        return {
+            k: v for k, v in headers.items() if k not in ("authorization", "x-amz-access-token")
+        }
     return headers
 
 
@@ -146,7 +149,8 @@ def test_profile_500_server_error_is_a_503_with_retry_after(
     c = caller()
     token = lwa_emulator.issue_token(scopes=["profile"])
     status, headers, body = c.get(token)
-    assert status == 503 and body["error"] == "temporarily_unavailable"
+    assert status == 503
+    assert body["error"] == "temporarily_unavailable"
     assert int(headers["retry-after"]) >= 1
     assert c.mw.stats.upstream_errors == 1
     assert c.get(token)[0] == 200  # never cached
@@ -160,6 +164,7 @@ def test_profile_401_insufficient_scope_keeps_its_meaning(
     c = caller()
     token = lwa_emulator.issue_token(scopes=["alexa::ask_skills:readwrite"])
     status, _, body = c.get(token)
-    assert status == 403 and body["error"] == "insufficient_scope"
+    assert status == 403
+    assert body["error"] == "insufficient_scope"
     assert c.get(token, "/optional")[0] == 200
     assert (c.mw.stats.rejected, c.mw.stats.upstream_errors) == (0, 0)

@@ -85,7 +85,7 @@ def _handler(proxy: RewritingProxy) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: Any) -> None:
             return  # request lines may carry tokens
 
         def do_GET(self) -> None:

@@ -130,12 +130,14 @@ def test_expires_in_is_always_an_integer(client: httpx2.Client) -> None:
     with LWAEmulator(redirect_uris=[REDIRECT], clock=clock, access_token_lifetime=90.7) as lwa:
         body = exchange(client, lwa, get_code(client, lwa), client_secret=lwa.client_secret)
         granted = body.json()
-        assert type(granted["expires_in"]) is int and granted["expires_in"] == 90
+        assert type(granted["expires_in"]) is int
+        assert granted["expires_in"] == 90
         assert tokeninfo(client, lwa, granted["access_token"]).json()["exp"] == 90
         clock.advance(90)  # it lives exactly as long as it says
         assert tokeninfo(client, lwa, granted["access_token"]).status_code == 400
         minted = client.post(lwa.base_url + "/_emulator/tokens", json={"expires_in": 10.7})
-        assert type(minted.json()["expires_in"]) is int and minted.json()["expires_in"] == 10
+        assert type(minted.json()["expires_in"]) is int
+        assert minted.json()["expires_in"] == 10
 
 
 def test_expires_in_string_fault(signin: LWAEmulator, client: httpx2.Client) -> None:
@@ -162,7 +164,8 @@ def test_refresh_token_rotation_is_an_option(client: httpx2.Client) -> None:
         old = first.json()["refresh_token"]
         renewed = refresh(client, lwa, old).json()
         new = renewed["refresh_token"]
-        assert new != old and new.startswith("Atzr|")
+        assert new != old
+        assert new.startswith("Atzr|")
         assert tokeninfo(client, lwa, renewed["access_token"]).status_code == 200
         assert error_of(refresh(client, lwa, old)) == "invalid_grant"  # voided
         assert refresh(client, lwa, new).status_code == 200
@@ -194,12 +197,15 @@ def test_user_id_is_the_same_within_a_company_and_differs_between_companies(
         assert info["user_id"] == signin.user_id_for(ada, client_id=client_id)
         seen[client_id] = info["user_id"]
     assert seen[signin.client_id] == seen[SISTER] == ada.user_id
-    assert seen[OTHER] != ada.user_id and USER_ID.fullmatch(seen[OTHER])
+    assert seen[OTHER] != ada.user_id
+    assert USER_ID.fullmatch(seen[OTHER])
     # Stable: the other company sees the same id at every sign-in.
     assert signin.user_id_for(ada.user_id, client_id=OTHER) == seen[OTHER]
 
 
-def test_remove_app_takes_the_user_id_the_app_sees(signin: LWAEmulator, client: httpx2.Client) -> None:
+def test_remove_app_takes_the_user_id_the_app_sees(
+    signin: LWAEmulator, client: httpx2.Client
+) -> None:
     signin.add_client(OTHER, company="Another Company")
     ada = BUILTIN_CUSTOMERS[0]
     token = signin.issue_token(customer=ada, aud=OTHER)
