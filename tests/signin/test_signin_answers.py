@@ -118,3 +118,18 @@ def test_a_rotated_refresh_token_is_kept() -> None:
                 seen.append(session_of(signin, session_id).refresh_token)
         assert lwa.calls["token"] == 3  # the code, then two refreshes
     assert len(set(seen)) == 3
+
+
+def test_default_authorize_url_is_amazons(lwa_emulator: LWAEmulator) -> None:
+    # "Authorization Code Grant": https://www.amazon.com/ap/oa (no regional
+    # variant documented; an assumption for the EU and FE regions).
+    signin = SignIn(
+        client_id=lwa_emulator.client_id,
+        client_secret=lwa_emulator.client_secret,
+        redirect_uri=f"{ORIGIN}/callback",
+        session_secret=SESSION_SECRET,
+        region="eu",
+    )
+    answer = signin.login("/me")
+    assert answer.status == 302
+    assert (answer.header("location") or "").startswith("https://www.amazon.com/ap/oa?")
