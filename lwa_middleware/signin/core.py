@@ -16,6 +16,7 @@ never logged, never in a ``repr``, never in a URL, never in a response.
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import html
 import json
@@ -251,11 +252,11 @@ class SignIn:
             raise _Refused(error if isinstance(error, str) else "invalid_request")
         at = data.get("access_token") if isinstance(data, dict) else None
         rt = data.get("refresh_token") if isinstance(data, dict) else None
-        try:
+        expires = 0.0  # missing or unusable: refused below
+        if isinstance(data, dict):
             # A number or a numeric string: Amazon's pages show both.
-            expires = seconds_field(data.get("expires_in"), "expires_in") if at else 0.0
-        except ValueError:
-            expires = 0.0
+            with contextlib.suppress(ValueError):
+                expires = seconds_field(data.get("expires_in"), "expires_in")
         if (
             response.status_code != 200
             or not isinstance(at, str)

@@ -13,7 +13,8 @@ modules it is built from, so ``from lwa_middleware.testing.emulator import
 ...`` keeps working: the wire format is in :mod:`._wire`, tokens and
 customers in :mod:`._grants`, faults in :mod:`.faults`, shared state in
 :mod:`._state`, the server in :mod:`._server`, the resource server
-endpoints in :mod:`._api` and the sign-in flow in :mod:`._signin`.
+endpoints in :mod:`._api`, the sign-in flow in :mod:`._signin` and the
+registered apps (return URLs, clients, companies) in :mod:`._apps`.
 
 Example::
 
@@ -434,6 +435,9 @@ class LWAEmulator(_Apps):
 
     def customer_for(self, token: str) -> Customer:
         """The customer a token was issued for, even if revoked or expired.
+
+        Its ``user_id`` is the one the emulator's company sees; an app of
+        another company sees :meth:`user_id_for` instead.
 
         :raises KeyError: the emulator never issued this token.
         """
