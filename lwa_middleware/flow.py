@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import time
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ __all__ = [
     "UpstreamRequest",
     "UpstreamResponse",
     "resolution_flow",
+    "seconds_field",
 ]
 
 
@@ -99,7 +101,7 @@ _REJECTED = "The access token is invalid, expired or revoked."
 _OTHER_CLIENT = "The access token was issued to another client."
 
 
-class _Nonsense(Exception):
+class _Nonsense(ValueError):
     """LWA answered something that is not a valid answer."""
 
 
@@ -144,6 +146,37 @@ def _is_rejection(response: UpstreamResponse) -> bool:
     return error in ("invalid_token", "invalid_request", "expired_token", "unauthorized")
 
 
+#: The profile errors of "Obtain Customer Profile Information": ``400
+#: invalid_request`` and ``invalid_token``, ``401 insufficient_scope``, ``500
+#: ServerError``. 401 (and 403) ``invalid_token`` are read as well: older
+#: emulators and RFC 6750 servers answer that way, and it means the same.
+_PROFILE_REFUSALS: dict[str, frozenset[int]] = {
+    "invalid_token": frozenset({400, 401, 403}),
+    "insufficient_scope": frozenset({401, 403}),
+    "invalid_request": frozenset({400}),
+}
+
+#: Profile's ``400 invalid_request`` after tokeninfo vouched for the token:
+#: our request was malformed, which no retry by the client fixes and which is
+#: not the token's fault, so it is neither a rejection nor remembered. It is
+#: an upstream error (503): it counts towards the breaker, like any answer
+#: that makes every lookup fail.
+_OUR_REQUEST = "LWA profile refused the request as malformed (invalid_request)."
+
+
+def _profile_refusal(outcome: Outcome) -> str | None:
+    """The documented profile error ``outcome`` is, by status and ``error``, if any."""
+    if isinstance(outcome, UpstreamFailure):
+        return None
+    try:
+        error = _json_object(outcome).get("error")
+    except _Nonsense:
+        return None
+    if isinstance(error, str) and outcome.status in _PROFILE_REFUSALS.get(error, ()):
+        return error
+    return None
+
+
 #: The longest remaining life (``exp``) believed from tokeninfo. LWA access
 #: tokens live an hour (see ``resolver.ACCESS_TOKEN_LIFETIME``); an answer
 #: claiming more than a day is clamped, so a broken upstream cannot pin an
@@ -151,24 +184,35 @@ def _is_rejection(response: UpstreamResponse) -> bool:
 MAX_CLAIMED_LIFETIME = 86_400.0
 
 
-def _seconds(value: Any) -> float:
-    # LWA documents numbers, but strings have been seen in the wild.
+#: A number sent as a JSON string: digits, an optional sign and fraction.
+#: Stricter than ``float()``, which also takes ``"1_000"``, ``"nan"`` or ``"1e9"``.
+_NUMERIC = re.compile(r"-?[0-9]{1,12}(?:\.[0-9]{1,9})?")
+
+
+def seconds_field(value: Any, name: str = "exp") -> float:
+    """A duration LWA sent as a JSON number or a numeric string, capped at
+    :data:`MAX_CLAIMED_LIFETIME`.
+
+    Amazon's pages show ``expires_in`` both ways (a number on "Login with
+    Amazon Access Tokens", the string ``"3600"`` on the Alexa account-linking
+    "Step 5" page), so both are read; anything else is a :class:`ValueError`
+    (the caller answers 503, never 500).
+    """
     if isinstance(value, bool):
-        raise _Nonsense("exp is a boolean")
+        raise _Nonsense(f"{name} is a boolean")
     if isinstance(value, int | float):
         try:
             seconds = float(value)
         except OverflowError:  # a JSON integer of 400 digits
-            raise _Nonsense("exp is out of range") from None
+            raise _Nonsense(f"{name} is out of range") from None
     elif isinstance(value, str):
-        try:
-            seconds = float(value.strip())
-        except ValueError:
-            raise _Nonsense("exp is not numeric") from None
+        if not _NUMERIC.fullmatch(value.strip()):
+            raise _Nonsense(f"{name} is not numeric")
+        seconds = float(value.strip())
     else:
-        raise _Nonsense("exp is missing or of the wrong type")
+        raise _Nonsense(f"{name} is missing or of the wrong type")
     if not math.isfinite(seconds):
-        raise _Nonsense("exp is not a finite number")
+        raise _Nonsense(f"{name} is not a finite number")
     return min(seconds, MAX_CLAIMED_LIFETIME)
 
 
@@ -229,7 +273,7 @@ def resolution_flow(
         data = _json_object(info)
         aud = data.get("aud")
         user_id = data.get("user_id")
-        remaining = _seconds(data.get("exp"))
+        remaining = seconds_field(data.get("exp"))
         if not isinstance(aud, str) or not isinstance(user_id, str) or not user_id:
             raise _Nonsense("aud or user_id is missing or not a string")
     except _Nonsense as exc:
@@ -255,19 +299,17 @@ def resolution_flow(
 
     prof = outcomes[1] if len(outcomes) > 1 else (yield [profile])[0]
     if isinstance(prof, UpstreamFailure) or prof.status != 200:
-        if isinstance(prof, UpstreamResponse) and prof.status in (401, 403):
-            try:
-                error = _json_object(prof).get("error")
-            except _Nonsense:
-                error = None
-            if error == "insufficient_scope":
-                # A live token with no profile scope (say, only Alexa scopes):
-                # tokeninfo still proves who it is.
-                identity = Identity(user_id=user_id, client_id=aud, expires_at=expires_at)
-                return Resolved(identity, expires_mono, has_profile=True)
-            if error == "invalid_token":
-                # Revoked between the two calls.
-                raise InvalidToken(_REJECTED)
+        verdict = _profile_refusal(prof)
+        if verdict == "insufficient_scope":
+            # A live token with no profile scope (say, only Alexa scopes):
+            # tokeninfo still proves who it is.
+            identity = Identity(user_id=user_id, client_id=aud, expires_at=expires_at)
+            return Resolved(identity, expires_mono, has_profile=True)
+        if verdict == "invalid_token":
+            # Expired, revoked or app removed between the two calls.
+            raise InvalidToken(_REJECTED)
+        if verdict == "invalid_request":
+            raise UpstreamUnavailable(_OUR_REQUEST)
         raise _unavailable("profile", prof)
     try:
         fields = _profile_fields(_json_object(prof))

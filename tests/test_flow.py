@@ -15,6 +15,7 @@ from lwa_middleware.flow import (
     UpstreamRequest,
     UpstreamResponse,
     resolution_flow,
+    seconds_field,
 )
 from lwa_middleware.identity import infer_scopes
 from lwa_middleware.tokens import looks_like_lwa_token
@@ -314,10 +315,38 @@ def test_profile_insufficient_scope_gives_an_identity_without_scopes() -> None:
     assert resolved.identity.name is None
 
 
-def test_profile_says_invalid_token_after_tokeninfo_said_yes() -> None:
-    revoked = ok({"error": "invalid_token"}, status=401)
-    with pytest.raises(InvalidToken):
+@pytest.mark.parametrize("status", [400, 401])
+def test_profile_says_invalid_token_after_tokeninfo_said_yes(status: int) -> None:
+    # "Obtain Customer Profile Information": 400 invalid_token; 401 is the
+    # RFC 6750 shape, read the same.
+    revoked = ok({"error": "invalid_token", "request_id": "r-1"}, status=status)
+    with pytest.raises(InvalidToken) as excinfo:
         drive(make_flow(), [info(), revoked])
+    assert excinfo.value.remember is True
+
+
+def test_profile_invalid_request_is_upstream_unavailable() -> None:
+    # Our request was malformed: not the token's fault, never remembered.
+    malformed = ok({"error": "invalid_request", "request_id": "r-2"}, status=400)
+    with pytest.raises(UpstreamUnavailable) as excinfo:
+        drive(make_flow(), [info(), malformed])
+    assert "invalid_request" in excinfo.value.description
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [(3600, 3600.0), ("3600", 3600.0), (" 3599 ", 3599.0), ("12.5", 12.5), (10**9, 86_400.0)],
+)
+def test_seconds_field_takes_numbers_and_numeric_strings(value: Any, seconds: float) -> None:
+    assert seconds_field(value, "expires_in") == seconds
+
+
+@pytest.mark.parametrize(
+    "value", ["", "soon", "1_000", "1e3", "nan", "inf", "0x10", None, True, [3600], {"s": 1}]
+)
+def test_seconds_field_refuses_everything_else(value: Any) -> None:
+    with pytest.raises(ValueError, match="expires_in"):
+        seconds_field(value, "expires_in")
 
 
 @pytest.mark.parametrize(

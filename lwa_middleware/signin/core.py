@@ -16,6 +16,7 @@ never logged, never in a ``repr``, never in a URL, never in a response.
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import html
 import json
@@ -31,6 +32,7 @@ import httpx2
 
 from ..config import Settings
 from ..errors import AuthError, ConfigurationError, SharedCacheError, UpstreamUnavailable
+from ..flow import seconds_field
 from ..identity import Identity
 from ..routes import PROVABLE_SCOPES, Access, Policy
 from ..singleflight import TaskFlights, ThreadFlights
@@ -250,18 +252,20 @@ class SignIn:
             raise _Refused(error if isinstance(error, str) else "invalid_request")
         at = data.get("access_token") if isinstance(data, dict) else None
         rt = data.get("refresh_token") if isinstance(data, dict) else None
-        expires = data.get("expires_in") if isinstance(data, dict) else None
+        expires = 0.0  # missing or unusable: refused below
+        if isinstance(data, dict):
+            # A number or a numeric string: Amazon's pages show both.
+            with contextlib.suppress(ValueError):
+                expires = seconds_field(data.get("expires_in"), "expires_in")
         if (
             response.status_code != 200
             or not isinstance(at, str)
             or not at
             or (rt is not None and not isinstance(rt, str))
-            or isinstance(expires, bool)
-            or not isinstance(expires, int | float)
             or expires <= 0
         ):
             raise UpstreamUnavailable("LWA answered the token request badly.", self.retry_after)
-        return _Grant(at, rt or None, float(expires))
+        return _Grant(at, rt or None, expires)
 
     def _revoke(self, token: str) -> None:
         for resolver in self._resolvers or [self._resolver()]:

@@ -26,10 +26,11 @@ from lwa_middleware.testing._wire import (
     _first,
     _json,
     _legacy_profile_payload,
-    _number,
+    _profile_error,
     _profile_payload,
     _Response,
     _tokeninfo_payload,
+    _whole_seconds,
 )
 from lwa_middleware.testing.faults import _BROKEN_BODY, Fault, _broken_answer
 
@@ -67,14 +68,16 @@ def _profile(
     grant = state.grant_for(token)
     if kind in _BROKEN_BODY:
         return _broken_answer("profile", kind, grant, state.client_id, state.now())
+    # "Obtain Customer Profile Information": 400 invalid_request (missing
+    # token), 400 invalid_token (expired, revoked, malformed, invalid),
+    # 401 insufficient_scope.
     if not token:
-        return _json(400, _MISSING_TOKEN)
+        return _profile_error(400, _MISSING_TOKEN)
     if grant is None:
-        challenge = ("WWW-Authenticate", 'Bearer error="invalid_token"')
-        return _json(401, _INVALID_TOKEN, challenge)
+        return _profile_error(400, _INVALID_TOKEN)
     if not set(grant.scopes) & set(_PROFILE_SCOPES):
         challenge = ("WWW-Authenticate", 'Bearer error="insufficient_scope"')
-        return _json(401, _INSUFFICIENT_SCOPE, challenge)
+        return _profile_error(401, _INSUFFICIENT_SCOPE, challenge)
     customer = grant.customer
     if kind is Fault.USER_ID_MISMATCH:
         customer = dataclasses.replace(customer, user_id=_new_user_id())
@@ -101,7 +104,7 @@ def _mint(state: _State, body: bytes) -> _Response:
         {
             "access_token": token,
             "token_type": "bearer",
-            "expires_in": _number(lifetime),
+            "expires_in": _whole_seconds(lifetime),
             "scope": " ".join(grant.scopes),
         },
         *_NO_STORE,

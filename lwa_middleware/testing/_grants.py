@@ -28,7 +28,9 @@ class Customer:
     """An Amazon customer as LWA exposes it through the profile endpoint.
 
     :param user_id: ``amzn1.account.`` followed by 26 upper-case letters and
-        digits; stable across logins and apps.
+        digits; stable across logins, and the same in every app of the
+        emulator's company (another company's apps see another id:
+        ``LWAEmulator.user_id_for``).
     :param name: the customer's name (``profile`` scope).
     :param email: the customer's email address (``profile`` scope).
     :param postal_code: the customer's postal code (``postal_code`` scope).

@@ -18,7 +18,6 @@ import ssl
 import struct
 import sys
 import threading
-import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Final
 from urllib.parse import parse_qsl, urlsplit
@@ -150,7 +149,10 @@ class _Handler(BaseHTTPRequestHandler):
         if response.content_type is not None:
             self.send_header("Content-Type", response.content_type)
         self.send_header("Content-Length", str(len(response.body)))
-        self.send_header("x-amzn-RequestId", str(uuid.uuid4()))
+        # "Obtain Customer Profile Information": every answer carries its
+        # request id, and en-US is the only language.
+        self.send_header("x-amzn-RequestId", response.request_id)
+        self.send_header("Content-Language", "en-US")
         for name, value in response.headers:
             self.send_header(name, value)
         if self.close_connection:
@@ -205,7 +207,7 @@ class _Handler(BaseHTTPRequestHandler):
                 plan.release.wait()
                 self.close_connection = True
                 return
-            transport = _transport_fault(fault)
+            transport = _transport_fault(fault, endpoint)
             if transport is not None:
                 self._send(transport)
                 return

@@ -53,8 +53,14 @@ from lwa_middleware.testing._wire import (
     _json,
     _missing,
     _Response,
+    _whole_seconds,
 )
-from lwa_middleware.testing.faults import _BROKEN_BODY, Fault, _broken_answer
+from lwa_middleware.testing.faults import (
+    _BROKEN_BODY,
+    Fault,
+    _broken_answer,
+    _expires_in_as_string,
+)
 
 _PAGES: Final = resources.files("lwa_middleware.testing") / "pages"
 
@@ -335,6 +341,8 @@ def _token(
         response = _broken_answer("token", kind, None, state.client_id, state.now())
     else:
         response = _token_answer(state, headers, form)
+        if kind is Fault.EXPIRES_IN_STRING:
+            response = _expires_in_as_string(response)
     if origin:
         with state.lock:
             client = state.clients.get(_first(form, "client_id") or "")
@@ -386,7 +394,9 @@ def _token_answer(
         return redeemed
     customer, scopes, refresh = redeemed
     now = state.now()
-    lifetime = state.access_token_lifetime
+    # Whole seconds: Amazon's expires_in is an integer, and the token lives
+    # exactly as long as it says.
+    lifetime = max(1, _whole_seconds(state.access_token_lifetime))
     grant = _Grant(customer, scopes, client_id, now, now + lifetime)
     payload: dict[str, object] = {"access_token": state.add_token(grant)}
     if refresh is not None:
@@ -510,5 +520,15 @@ def _redeem_refresh_token(
         held = state.refresh_tokens.get(refresh)
     if held is None or held.client_id != client_id:
         return _error(400, "invalid_grant", "The refresh token is invalid.")
-    # The refresh token stays valid and is handed back as it came.
-    return held.customer, held.scopes, refresh
+    if not state.rotate_refresh_tokens:
+        # The refresh token stays valid and is handed back as it came.
+        return held.customer, held.scopes, refresh
+    # Rotation ("Login with Amazon Access Tokens": a refresh gives a new
+    # refresh token): the old one is void, taken under the lock so two
+    # concurrent refreshes cannot both rotate it.
+    rotated = _new_secret("Atzr|")
+    with state.lock:
+        if state.refresh_tokens.pop(refresh, None) is None:
+            return _error(400, "invalid_grant", "The refresh token is invalid.")
+        state.refresh_tokens[rotated] = held
+    return held.customer, held.scopes, rotated

@@ -8,9 +8,11 @@ state), which is why issued tokens survive a restart.  The request log is
 
 from __future__ import annotations
 
+import base64
 import collections
 import contextlib
 import dataclasses
+import hashlib
 import socket
 import threading
 import time
@@ -18,6 +20,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Final
 
 from lwa_middleware.testing._grants import (
+    Customer,
     _Client,
     _Grant,
     _new_secret,
@@ -30,7 +33,7 @@ from lwa_middleware.testing.faults import _fresh_schedules, _Injection
 if TYPE_CHECKING:
     from lwa_middleware.testing._server import _Server
 
-__all__ = ["RecordedRequest"]
+__all__ = ["RecordedRequest", "company_user_id"]
 
 # Set once and never cleared: handed to requests that arrive on a server that
 # is shutting down, so nothing they do can block.
@@ -86,6 +89,8 @@ class _State:
         redirect_uris: Iterable[str] = (),
         clock: Callable[[], float] = time.time,
         access_token_lifetime: float = 3600,
+        rotate_refresh_tokens: bool = False,
+        company: str = "",
     ) -> None:
         self.lock = threading.Lock()
         self.changed = threading.Condition(self.lock)
@@ -93,9 +98,14 @@ class _State:
         self.clock = clock
         #: ``expires_in`` of the token endpoint's access tokens.
         self.access_token_lifetime = access_token_lifetime
+        #: Whether a refresh grant hands out a new refresh token and voids the old.
+        self.rotate_refresh_tokens = rotate_refresh_tokens
         # The apps registered at construction; reset() comes back to them.
         self._registered = (client_id, client_secret, tuple(redirect_uris))
+        self._registered_company = company
         self.clients: dict[str, _Client] = {}
+        #: The company (developer account) of each client id; see :func:`company_user_id`.
+        self.companies: dict[str, str] = {}
         self._register_initial_client()
         self.tokens: dict[str, _Grant] = {}
         self.revoked: set[str] = set()
@@ -129,6 +139,7 @@ class _State:
     def _register_initial_client(self) -> None:
         client_id, secret, uris = self._registered
         self.clients = {client_id: _Client(client_id, secret, list(uris))}
+        self.companies = {client_id: self._registered_company}
 
     def now(self) -> float:
         """The emulator's time (``time.time`` unless a clock was injected)."""
@@ -194,16 +205,33 @@ class _State:
         return token
 
     def grant_for(self, token: str | None) -> _Grant | None:
-        """The grant of a live token, or ``None`` if unknown, revoked or expired."""
+        """The grant of a live token, or ``None`` if unknown, revoked or expired.
+
+        Its customer carries the ``user_id`` the token's client sees
+        (:meth:`user_id_for`), which tokeninfo and profile answer.
+        """
         if not token:
             return None
         with self.lock:
             grant = self.tokens.get(token)
             if grant is None or token in self.revoked:
                 return None
+            seen = self._user_id_for(grant.customer.user_id, grant.aud)
         if self.now() >= grant.expires_at:
             return None
-        return grant
+        if seen == grant.customer.user_id:
+            return grant
+        return dataclasses.replace(
+            grant, customer=dataclasses.replace(grant.customer, user_id=seen)
+        )
+
+    def user_id_for(self, user_id: str, client_id: str) -> str:
+        """The ``user_id`` that ``client_id`` sees for the customer ``user_id``."""
+        with self.lock:
+            return self._user_id_for(user_id, client_id)
+
+    def _user_id_for(self, user_id: str, client_id: str) -> str:
+        return company_user_id(user_id, self.companies.get(client_id, ""))
 
     def remove_app(self, user_id: str, client_id: str) -> int:
         """The customer removes the app: its tokens and codes for them stop working.
@@ -211,10 +239,16 @@ class _State:
         :returns: how many access and refresh tokens were revoked.
         """
         with self.lock:
+            # The customer's own user_id, or the one this client sees.
+            ids = {user_id} | {
+                c.user_id
+                for c in self._customers()
+                if self._user_id_for(c.user_id, client_id) == user_id
+            }
             access = [
                 token
                 for token, grant in self.tokens.items()
-                if grant.customer.user_id == user_id
+                if grant.customer.user_id in ids
                 and grant.aud == client_id
                 and token not in self.revoked
             ]
@@ -222,15 +256,36 @@ class _State:
             refresh = [
                 token
                 for token, held in self.refresh_tokens.items()
-                if held.customer.user_id == user_id and held.client_id == client_id
+                if held.customer.user_id in ids and held.client_id == client_id
             ]
             for token in refresh:
                 del self.refresh_tokens[token]
             codes = [
                 code
                 for code, pending in self.codes.items()
-                if pending.customer.user_id == user_id and pending.client_id == client_id
+                if pending.customer.user_id in ids and pending.client_id == client_id
             ]
             for code in codes:
                 del self.codes[code]
         return len(access) + len(refresh)
+
+    def _customers(self) -> list[Customer]:
+        return [
+            *(grant.customer for grant in self.tokens.values()),
+            *(held.customer for held in self.refresh_tokens.values()),
+            *(pending.customer for pending in self.codes.values()),
+        ]
+
+
+def company_user_id(user_id: str, company: str) -> str:
+    """The ``user_id`` of a customer as apps of ``company`` see it.
+
+    "Customer Profile": ``user_id`` is the same for every app of one company
+    and differs for another company's. The customer's own ``user_id`` is
+    what the emulator's default company ``""`` sees; another company sees a
+    stable id derived from both, in the same ``amzn1.account.`` shape.
+    """
+    if not company:
+        return user_id
+    digest = hashlib.sha256(f"{company}\n{user_id}".encode()).digest()
+    return "amzn1.account." + base64.b32encode(digest).decode("ascii")[:26]

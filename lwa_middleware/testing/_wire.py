@@ -15,6 +15,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Final
 from urllib.parse import unquote_plus
@@ -74,12 +75,21 @@ _NO_STORE: Final = (("Cache-Control", "no-store"), ("Pragma", "no-cache"))
 # -- responses -----------------------------------------------------------------
 
 
+def _new_request_id() -> str:
+    return str(uuid.uuid4())
+
+
 @dataclasses.dataclass(slots=True)
 class _Response:
+    """One answer. ``request_id`` goes out as ``x-amzn-RequestId`` (every
+    answer, "Obtain Customer Profile Information"), and also in the body of
+    profile errors (:func:`_profile_error`), the same id."""
+
     status: int
     body: bytes = b""
     content_type: str | None = _JSON_TYPE
     headers: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+    request_id: str = dataclasses.field(default_factory=_new_request_id)
 
 
 def _json_body(payload: object) -> bytes:
@@ -92,6 +102,17 @@ def _json(status: int, payload: object, *headers: tuple[str, str]) -> _Response:
 
 def _error(status: int, error: str, description: str, *headers: tuple[str, str]) -> _Response:
     return _json(status, {"error": error, "error_description": description}, *headers)
+
+
+def _profile_error(status: int, payload: Mapping[str, str], *headers: tuple[str, str]) -> _Response:
+    """A profile error whose body carries ``request_id``, as the example of
+    "Obtain Customer Profile Information" shows (the page says it *may*:
+    always sending it is an assumption). Tokeninfo's and the token
+    endpoint's documented errors show no ``request_id``, so they get none."""
+    request_id = _new_request_id()
+    response = _json(status, {**payload, "request_id": request_id}, *headers)
+    response.request_id = request_id
+    return response
 
 
 def _missing(parameter: str) -> _Response:
@@ -145,8 +166,10 @@ def _legacy_profile_payload(customer: Customer, scopes: Sequence[str]) -> dict[s
     return _profile_payload(customer, scopes, _LEGACY_PROFILE_FIELDS)
 
 
-def _number(value: float) -> int | float:
-    return int(value) if float(value).is_integer() else value
+def _whole_seconds(value: float) -> int:
+    """``expires_in`` as Amazon sends it: whole seconds, never a float (a
+    fractional lifetime is rounded down, so a client refreshes early)."""
+    return max(0, math.floor(value))
 
 
 # -- reading requests ----------------------------------------------------------

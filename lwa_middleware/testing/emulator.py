@@ -13,7 +13,8 @@ modules it is built from, so ``from lwa_middleware.testing.emulator import
 ...`` keeps working: the wire format is in :mod:`._wire`, tokens and
 customers in :mod:`._grants`, faults in :mod:`.faults`, shared state in
 :mod:`._state`, the server in :mod:`._server`, the resource server
-endpoints in :mod:`._api` and the sign-in flow in :mod:`._signin`.
+endpoints in :mod:`._api`, the sign-in flow in :mod:`._signin` and the
+registered apps (return URLs, clients, companies) in :mod:`._apps`.
 
 Example::
 
@@ -37,17 +38,16 @@ from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Self
 
+from lwa_middleware.testing._apps import _Apps, _checked_redirect_uris
 from lwa_middleware.testing._grants import BUILTIN_CUSTOMERS as BUILTIN_CUSTOMERS
 from lwa_middleware.testing._grants import (
     Customer,
-    _Client,
     _Grant,
     _new_client_secret,
     _new_customer,
     _normalize_scopes,
 )
 from lwa_middleware.testing._server import _Server
-from lwa_middleware.testing._signin import _is_valid_redirect_uri
 from lwa_middleware.testing._state import RecordedRequest, _State
 from lwa_middleware.testing._tls import LocalCA
 from lwa_middleware.testing._wire import AUTHORIZE_PATH as AUTHORIZE_PATH
@@ -81,7 +81,7 @@ DEFAULT_REDIRECT_URIS: tuple[str, ...] = (
 )
 
 
-class LWAEmulator:
+class LWAEmulator(_Apps):
     """A Login with Amazon server on loopback, for tests and demos.
 
     It serves, on ``base_url``:
@@ -98,6 +98,15 @@ class LWAEmulator:
       PKCE (``S256`` and ``plain``), the client secret (body or HTTP Basic),
       refresh tokens only for clients that sent their secret, and
       :meth:`remove_app`.
+
+    Answers have Amazon's documented shapes ("Obtain Customer Profile
+    Information"): every answer carries ``Content-Language: en-US`` and an
+    ``x-amzn-RequestId`` header; profile errors are ``400 invalid_request``
+    (no token), ``400 invalid_token`` (bad, expired or revoked token),
+    ``401 insufficient_scope`` and, injected, ``500 ServerError``, each with
+    a ``request_id`` in its JSON body equal to the header.  ``expires_in``
+    is an integer; :attr:`Fault.EXPIRES_IN_STRING` sends it as a string,
+    as Amazon's Alexa account-linking page shows.
 
     Every request is counted and recorded (without header values or token
     values), and faults and latency can be injected per endpoint.  The
@@ -117,7 +126,19 @@ class LWAEmulator:
     :param access_token_lifetime: seconds an access token from the token
         endpoint (code or refresh grant) lives: its ``expires_in`` and its
         tokeninfo ``exp``; 3600 (LWA's hour) by default.  Shorter lifetimes
-        show refreshes in demos.
+        show refreshes in demos.  Rounded down to whole seconds (at least
+        one): ``expires_in`` is always an integer.
+    :param rotate_refresh_tokens: the refresh grant answers a new refresh
+        token and voids the one it was sent ("Login with Amazon Access
+        Tokens" says a refresh gives a new refresh token; whether Amazon
+        ever hands back the same value is not documented, so by default the
+        emulator does, and the option tests a client that keeps the new one).
+    :param company: the developer account (company) of :attr:`client_id`.
+        ``user_id`` is the same for every app of one company and differs
+        between companies ("Customer Profile"): apps added with another
+        ``company`` (:meth:`add_client`) see other ids, :meth:`user_id_for`
+        tells which. A :class:`Customer`'s own ``user_id`` is what this
+        company's apps see.
     :param host: the loopback address to bind, ``127.0.0.1`` by default
         (``::1`` works too).
     :param port: the port to bind; ``0`` picks a free one.  Once bound, the
@@ -147,6 +168,8 @@ class LWAEmulator:
         clock: Callable[[], float] | None = None,
         tls: bool = False,
         access_token_lifetime: float = 3600,
+        rotate_refresh_tokens: bool = False,
+        company: str = "",
     ) -> None:
         if not client_id:
             raise ValueError("client_id must not be empty")
@@ -178,6 +201,8 @@ class LWAEmulator:
             redirect_uris=uris,
             clock=clock or time.time,
             access_token_lifetime=access_token_lifetime,
+            rotate_refresh_tokens=rotate_refresh_tokens,
+            company=company,
         )
         # Serialises start/stop/DOWN; distinct from the state lock so that
         # joining threads never happens while a handler could need the state.
@@ -411,6 +436,9 @@ class LWAEmulator:
     def customer_for(self, token: str) -> Customer:
         """The customer a token was issued for, even if revoked or expired.
 
+        Its ``user_id`` is the one the emulator's company sees; an app of
+        another company sees :meth:`user_id_for` instead.
+
         :raises KeyError: the emulator never issued this token.
         """
         with self._state.lock:
@@ -430,76 +458,6 @@ class LWAEmulator:
     def authorize_url(self) -> str:
         """The full URL of the sign-in page (``/ap/oa``)."""
         return self.base_url + AUTHORIZE_PATH
-
-    @property
-    def redirect_uris(self) -> tuple[str, ...]:
-        """The Allowed Return URLs of :attr:`client_id`, as registered now."""
-        with self._state.lock:
-            return tuple(self._state.clients[self.client_id].redirect_uris)
-
-    def add_redirect_uri(self, uri: str, *, client_id: str | None = None) -> None:
-        """Register one more Allowed Return URL, as in LWA's console.
-
-        :meth:`reset` forgets it, and comes back to the ones given at
-        construction.
-
-        :param client_id: the app; :attr:`client_id` by default.
-        :raises ValueError: not https nor http on loopback, or has a fragment.
-        :raises KeyError: no app has this client id.
-
-        Example::
-
-            with serve_in_thread(build_demo_app(lwa)) as url:
-                lwa.add_redirect_uri(url + "/callback")
-        """
-        (checked,) = _checked_redirect_uris([uri])
-        with self._state.lock:
-            client = self._state.clients[client_id or self.client_id]
-            if checked not in client.redirect_uris:
-                client.redirect_uris.append(checked)
-
-    def add_client(
-        self,
-        client_id: str,
-        *,
-        client_secret: str | None = None,
-        redirect_uris: Iterable[str] = (),
-    ) -> str:
-        """Register another app (security profile) for sign-in, until :meth:`reset`.
-
-        :returns: its client secret (``client_secret``, or a random one).
-        :raises ValueError: the client id is empty or taken, or a URL is invalid.
-
-        Example::
-
-            other_secret = lwa.add_client("amzn1.application-oa2-client.other")
-        """
-        if not client_id:
-            raise ValueError("client_id must not be empty")
-        if client_secret == "":
-            raise ValueError("client_secret must not be empty")
-        uris = _checked_redirect_uris(redirect_uris)
-        secret = client_secret or _new_client_secret()
-        with self._state.lock:
-            if client_id in self._state.clients:
-                raise ValueError("client_id is already registered")
-            self._state.clients[client_id] = _Client(client_id, secret, list(uris))
-        return secret
-
-    def remove_app(self, customer: Customer | str, *, client_id: str | None = None) -> int:
-        """The customer removes the app from their Amazon account.
-
-        Their refresh tokens for it are refused from now on (``invalid_grant``),
-        their access tokens for it too (tokeninfo and profile answer
-        ``invalid_token``), and codes not yet exchanged are void.  Signing in
-        again gets new tokens.
-
-        :param customer: a :class:`Customer` or a ``user_id``.
-        :param client_id: the app; :attr:`client_id` by default.
-        :returns: how many access and refresh tokens stopped working.
-        """
-        user_id = customer.user_id if isinstance(customer, Customer) else customer
-        return self._state.remove_app(user_id, client_id or self.client_id)
 
     # -- faults --------------------------------------------------------------
 
@@ -604,16 +562,3 @@ class LWAEmulator:
         with self._state.lock:
             count = len(self._state.tokens)
         return f"<LWAEmulator {status} {where} client_id={self.client_id!r} tokens={count}>"
-
-
-def _checked_redirect_uris(uris: Iterable[str]) -> tuple[str, ...]:
-    if isinstance(uris, str):
-        raise TypeError("redirect_uris must be a list of URLs, not one string")
-    checked = tuple(uris)
-    for uri in checked:
-        if not isinstance(uri, str) or not _is_valid_redirect_uri(uri):
-            raise ValueError(
-                "a redirect URI must be an https URL, or http on a loopback host, "
-                f"without a fragment: {uri!r}"
-            )
-    return checked

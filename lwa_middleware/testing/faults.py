@@ -13,6 +13,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import enum
+import json
 from collections.abc import Mapping
 from typing import Final
 
@@ -23,6 +24,7 @@ from lwa_middleware.testing._wire import (
     _error,
     _json,
     _json_body,
+    _profile_error,
     _profile_payload,
     _Response,
     _tokeninfo_payload,
@@ -66,6 +68,10 @@ class Fault(enum.StrEnum):
         Tokeninfo only: ``exp`` and ``iat`` as strings (``"exp": "3599"``).
     ``USER_ID_MISMATCH``
         Profile only: a ``user_id`` other than the one tokeninfo reports.
+    ``EXPIRES_IN_STRING``
+        Token endpoint only: a successful answer's ``expires_in`` as a
+        string (``"expires_in": "3600"``), the shape Amazon's Alexa
+        account-linking page shows; errors are unchanged.
     ``DOWN``
         Nothing listens: connections are refused until
         :meth:`~LWAEmulator.clear_faults` or :meth:`~LWAEmulator.reset`
@@ -85,6 +91,7 @@ class Fault(enum.StrEnum):
     LEGACY_PROFILE = "legacy_profile"
     EXP_STRING = "exp_string"
     USER_ID_MISMATCH = "user_id_mismatch"
+    EXPIRES_IN_STRING = "expires_in_string"
     DOWN = "down"
 
 
@@ -94,6 +101,7 @@ _FAULT_ENDPOINTS: Final[Mapping[Fault, tuple[str, ...]]] = {
     Fault.LEGACY_PROFILE: ("profile",),
     Fault.USER_ID_MISMATCH: ("profile",),
     Fault.EXP_STRING: ("tokeninfo",),
+    Fault.EXPIRES_IN_STRING: ("token",),
 }
 
 
@@ -189,20 +197,41 @@ _HTML_ERROR_PAGE: Final = (
 )
 
 
-def _transport_fault(fault: _Injection) -> _Response | None:
-    """The answer of a fault that replaces any answer, or ``None``."""
+def _transport_fault(fault: _Injection, endpoint: str = "") -> _Response | None:
+    """The answer of a fault that replaces any answer, or ``None``.
+
+    At the profile endpoint, JSON errors carry ``request_id`` like its
+    other errors (see :func:`._wire._profile_error`).
+    """
+    error = _profile_error_of if endpoint == "profile" else _error
     retry = ("Retry-After", str(fault.retry_after))
     match fault.kind:
         case Fault.SERVER_ERROR:
-            return _error(500, "ServerError", "Internal Server Error")
+            return error(500, "ServerError", "Internal Server Error")
         case Fault.UNAVAILABLE:
-            return _error(503, "ServiceUnavailable", "Service Unavailable", retry)
+            return error(503, "ServiceUnavailable", "Service Unavailable", retry)
         case Fault.THROTTLED:
-            return _error(429, "TooManyRequests", "The request was throttled, slow down.", retry)
+            return error(429, "TooManyRequests", "The request was throttled, slow down.", retry)
         case Fault.HTML:
             return _Response(200, _HTML_ERROR_PAGE, "text/html; charset=utf-8")
         case _:
             return None
+
+
+def _profile_error_of(
+    status: int, error: str, description: str, *headers: tuple[str, str]
+) -> _Response:
+    payload = {"error": error, "error_description": description}
+    return _profile_error(status, payload, *headers)
+
+
+def _expires_in_as_string(response: _Response) -> _Response:
+    """``Fault.EXPIRES_IN_STRING``: a successful token answer with ``"expires_in": "3600"``."""
+    if response.status != 200:
+        return response
+    payload = json.loads(response.body)
+    payload["expires_in"] = str(payload["expires_in"])
+    return _Response(200, _json_body(payload), response.content_type, response.headers)
 
 
 def _broken_answer(

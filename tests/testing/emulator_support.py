@@ -33,6 +33,15 @@ MISSING_TOKEN = {
 }
 
 
+def profile_error(response: httpx2.Response) -> dict[str, object]:
+    """A profile error's body without its ``request_id``, after checking that
+    it is there and equals the ``x-amzn-RequestId`` header ("Obtain Customer
+    Profile Information" shows ``request_id`` in its error example)."""
+    body = dict(response.json())
+    assert body.pop("request_id") == response.headers["x-amzn-requestid"]
+    return body
+
+
 USER_ID = re.compile(r"amzn1\.account\.[A-Z0-9]{26}")
 
 

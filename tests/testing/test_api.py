@@ -22,6 +22,7 @@ from .emulator_support import (
     TOKEN,
     USER_ID,
     profile,
+    profile_error,
     tokeninfo,
 )
 
@@ -75,11 +76,15 @@ def test_tokeninfo_accepts_the_token_in_the_query_and_counts_it(
 
 
 def test_missing_token_is_invalid_request(lwa_emulator: LWAEmulator, client: httpx2.Client) -> None:
-    for url in (lwa_emulator.tokeninfo_url, lwa_emulator.profile_url):
-        response = client.get(url)
-        assert response.status_code == 400
-        assert response.json() == MISSING_TOKEN
-        assert response.headers["content-type"] == JSON_TYPE
+    response = client.get(lwa_emulator.tokeninfo_url)
+    assert response.status_code == 400
+    assert response.json() == MISSING_TOKEN
+    assert response.headers["content-type"] == JSON_TYPE
+    # "Obtain Customer Profile Information": 400 invalid_request, with request_id.
+    response = client.get(lwa_emulator.profile_url)
+    assert response.status_code == 400
+    assert profile_error(response) == MISSING_TOKEN
+    assert response.headers["content-type"] == JSON_TYPE
 
 
 
@@ -89,10 +94,10 @@ def test_unknown_token_is_invalid_token(lwa_emulator: LWAEmulator, client: httpx
     assert response.status_code == 400
     assert response.json() == INVALID_TOKEN
 
+    # "Obtain Customer Profile Information": 400 invalid_token, not 401.
     response = profile(client, lwa_emulator, fake)
-    assert response.status_code == 401
-    assert response.json() == INVALID_TOKEN
-    assert response.headers["www-authenticate"] == 'Bearer error="invalid_token"'
+    assert response.status_code == 400
+    assert profile_error(response) == INVALID_TOKEN
 
 
 
@@ -113,7 +118,7 @@ def test_exp_counts_down_and_the_token_expires(
     response = tokeninfo(client, lwa_emulator, short)
     assert response.status_code == 400
     assert response.json() == INVALID_TOKEN
-    assert profile(client, lwa_emulator, short).status_code == 401
+    assert profile(client, lwa_emulator, short).status_code == 400
 
 
 
@@ -169,7 +174,7 @@ def test_profile_token_sources(lwa_emulator: LWAEmulator, client: httpx2.Client)
         assert response.status_code == 200
         assert response.json()["name"] == "Zoë Ñandú"
     basic = client.get(lwa_emulator.profile_url, headers={"Authorization": "Basic dXNlcjpwYXNz"})
-    assert basic.json() == MISSING_TOKEN
+    assert profile_error(basic) == MISSING_TOKEN
 
 
 
@@ -178,7 +183,7 @@ def test_insufficient_scope(lwa_emulator: LWAEmulator, client: httpx2.Client) ->
     assert tokeninfo(client, lwa_emulator, token).status_code == 200
     response = profile(client, lwa_emulator, token)
     assert response.status_code == 401
-    assert response.json() == {
+    assert profile_error(response) == {
         "error": "insufficient_scope",
         "error_description": (
             "The access token provided does not have access to the requested resource."

@@ -78,7 +78,7 @@ def test_revoke(lwa_emulator: LWAEmulator, client: httpx2.Client) -> None:
     lwa_emulator.revoke(token)
 
     assert tokeninfo(client, lwa_emulator, token).json() == INVALID_TOKEN
-    assert profile(client, lwa_emulator, token).status_code == 401
+    assert profile(client, lwa_emulator, token).status_code == 400
     assert tokeninfo(client, lwa_emulator, other).status_code == 200
     assert USER_ID.fullmatch(lwa_emulator.customer_for(token).user_id)
     with pytest.raises(KeyError):

@@ -298,7 +298,7 @@ def test_legacy_profile_with_profile_scope(
         }
     }
     # A format fault does not make a bad token good.
-    assert profile(client, lwa_emulator, "Atza|unknown").status_code == 401
+    assert profile(client, lwa_emulator, "Atza|unknown").status_code == 400
 
 
 

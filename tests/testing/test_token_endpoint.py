@@ -405,7 +405,7 @@ def test_removed_app_refuses_its_tokens(signin: LWAEmulator, client: httpx2.Clie
 
     for token in (ada["access_token"], renewed, minted):
         assert tokeninfo(client, signin, token).json() == INVALID_TOKEN
-        assert profile(client, signin, token).status_code == 401
+        assert profile(client, signin, token).status_code == 400
     assert error_of(refresh(client, signin, ada["refresh_token"])) == "invalid_grant"
     assert error_of(exchange(client, signin, pending, client_secret=signin.client_secret)) == (
         "invalid_grant"

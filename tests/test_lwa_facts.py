@@ -1,0 +1,77 @@
+"""docs/lwa-facts.md cannot rot: every test it names exists.
+
+The table's last column names the tests that check each LWA fact, as
+``path::test_name``. This test parses every table row and checks that each
+reference names a test function defined in that file. Only the exact
+placeholders ``TODO-consent`` and ``TODO-sdk`` (tests on other branches) are
+let through; anything else in the column is an error, so a typo fails here.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+TABLE = ROOT / "docs" / "lwa-facts.md"
+PLACEHOLDERS = frozenset({"TODO-consent", "TODO-sdk"})
+_REFERENCE = re.compile(r"(tests/[\w/]+\.py)::(test_\w+)")
+_ROW = re.compile(r"^\|\s*([A-Z]\d+)\s*\|")
+
+
+def _rows() -> list[tuple[str, str]]:
+    """``(fact id, test column)`` of every fact row of every table."""
+    rows = []
+    for line in TABLE.read_text(encoding="utf-8").splitlines():
+        match = _ROW.match(line)
+        if match:
+            # Escaped pipes (\|) belong to a cell, not between cells.
+            cells = re.split(r"(?<!\\)\|", line.strip().strip("|"))
+            rows.append((match.group(1), cells[-1].strip()))
+    return rows
+
+
+def _test_names(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    return {
+        node.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+        and node.name.startswith("test_")
+    }
+
+
+ROWS = _rows()
+
+
+def test_the_table_has_every_fact_once() -> None:
+    ids = [fact for fact, _ in ROWS]
+    assert len(ids) == len(set(ids)), "a fact id is used twice"
+    # The known facts of /work/shared/LWA-FACTS.md: A1-A9, T1-T10, R1-R5,
+    # I1-I7, P1-P13, F1, J1-J4.
+    for prefix, last in {"A": 9, "T": 10, "R": 5, "I": 7, "P": 13, "F": 1, "J": 4}.items():
+        for n in range(1, last + 1):
+            assert f"{prefix}{n}" in ids, f"{prefix}{n} is missing"
+
+
+@pytest.mark.parametrize(("fact", "column"), ROWS, ids=[fact for fact, _ in ROWS])
+def test_every_referenced_test_exists(fact: str, column: str) -> None:
+    items = [item.strip().strip("`") for item in re.split(r",|<br>", column) if item.strip()]
+    assert items, f"{fact} names no test"
+    for item in items:
+        if item in PLACEHOLDERS:
+            continue  # filled in from another branch
+        match = _REFERENCE.fullmatch(item)
+        assert match, f"{fact}: {item!r} is not a path::test reference"
+        path = ROOT / match.group(1)
+        assert path.is_file(), f"{fact}: {match.group(1)} does not exist"
+        assert match.group(2) in _test_names(path), f"{fact}: {item} is not a test in that file"
+
+
+def test_placeholders_are_only_where_expected() -> None:
+    # Consent (A3) and the JS SDK (J1-J4) only: every other fact has a test here.
+    waiting = {fact for fact, column in ROWS if any(p in column for p in PLACEHOLDERS)}
+    assert waiting <= {"A3", "J1", "J2", "J3", "J4"}
