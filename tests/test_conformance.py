@@ -230,7 +230,6 @@ def against(fake: FakeLWA, *extra: str) -> Run:
 # -- the emulator --------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="needs emulator 400 invalid_token (faith-answers)")
 def test_the_emulator_matches_the_model_on_every_probe(lwa_emulator: LWAEmulator) -> None:
     token = lwa_emulator.issue_token(scopes=["profile", "postal_code"])
     run = conformance(
