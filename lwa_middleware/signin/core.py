@@ -172,6 +172,7 @@ class SignIn:
             self.timeout * 2 + 1, self.retry_after
         )
         self._tasks: TaskFlights[tuple[str | None]] = TaskFlights()
+        self._refusals_logged = -60.0
 
     def __repr__(self) -> str:  # never the secrets
         return (
@@ -316,6 +317,20 @@ class SignIn:
             logger.warning("sign-in unavailable: the session store did not answer")
             return self._unavailable(down)
 
+    def _too_many_logins(self) -> Reply:
+        """A flood of /login (or a real rush) filled the pending logins' own
+        bound: refuse the new one, rather than forget anyone's session."""
+        now = time.monotonic()
+        if now - self._refusals_logged >= 60:  # one line a minute, not one a request
+            self._refusals_logged = now
+            logger.warning("sign-in refused: too many sign-ins in progress")
+        return _page(
+            503,
+            "Try again",
+            "Too many sign-ins are in progress. Try again shortly.",
+            ("Retry-After", str(self.retry_after)),
+        )
+
     def _login(self, next_path: str | None) -> Reply:
         login_id = secrets.token_urlsafe(32)
         state = secrets.token_urlsafe(32)
@@ -325,15 +340,7 @@ class SignIn:
             {"s": state, "v": verifier, "n": safe_next(next_path, self.after_login)}
         ).encode()
         if not self.store.add_login(key, self._sealer.seal(key, record), LOGIN_TTL):
-            # A flood of /login (or a real rush) fills the pending logins'
-            # own bound: refuse, rather than forget anyone's session.
-            logger.warning("sign-in refused: too many sign-ins in progress")
-            return _page(
-                503,
-                "Try again",
-                "Too many sign-ins are in progress. Try again shortly.",
-                ("Retry-After", str(self.retry_after)),
-            )
+            return self._too_many_logins()
         query = urlencode(
             {
                 "client_id": self.client_id,
