@@ -102,9 +102,9 @@ def _flood_around_a_real_sign_in(client: TestClient, app: Any, lwa: LWAEmulator)
     login_cookie = dict(client.cookies)
     client.cookies.clear()
     statuses, refused = _flood(app, 10_050)
+    assert _all_signed_in(client, sessions)
     assert statuses == {302: 9_999, 503: 51}
     assert refused == {("5", False)}  # Retry-After, and no trip to LWA
-    assert _all_signed_in(client, sessions)
     client.cookies.update(login_cookie)
     back = client.get(path_of(authorize(lwa, started.headers["location"])))
     assert back.status_code == 303
