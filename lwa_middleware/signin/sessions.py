@@ -324,6 +324,7 @@ class RedisSessionStore:
         self._prefix = prefix
         self._max_pending = _check_count("max_pending", max_pending)
         self._errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
+        self._logged: dict[str, float] = {}  # fault kind -> when last logged
         self._redis = redis.Redis.from_url(
             url, socket_timeout=timeout, socket_connect_timeout=timeout
         )
@@ -344,10 +345,28 @@ class RedisSessionStore:
         try:
             return command(*args, **kwargs)
         except self._errors as error:
-            _log_noperm(error)
+            self._log_fault(error)
             # No detail: redis-py's messages name hosts, never secrets, but
             # the caller only needs to know the store is down.
             raise SessionStoreUnavailable() from None
+
+    def _log_fault(self, error: BaseException) -> None:
+        """A configuration fault (NOPERM, credentials, TLS...) is one an operator
+        fixes: name it and the fix, once a minute; an outage stays a plain 503."""
+        from ..shared_cache._health import FAULTS, classify
+
+        kind = classify(error)
+        now = time.monotonic()
+        if kind is None or now - self._logged.get(kind, -60.0) < 60:
+            return
+        self._logged[kind] = now
+        if kind == "noperm":
+            logger.error(
+                "the session store's Redis user lacks a permission; give it: %s", ACL_RULES
+            )
+        elif kind in FAULTS:
+            cause, fix = FAULTS[kind]
+            logger.error("the session store's Redis: %s; %s", cause, fix)
 
     def _run(self, name: str, keys: list[str], *args: bytes | int | str) -> Any:
         keys = [self._prefix + key for key in keys]
@@ -387,11 +406,3 @@ class RedisSessionStore:
 
     def close(self) -> None:
         self._redis.close()
-
-
-def _log_noperm(error: BaseException) -> None:
-    # The one Redis failure an operator fixes in the configuration: name it.
-    if "NOPERM" in str(error):
-        logger.error(
-            "the session store's Redis user lacks a permission (NOPERM); give it: %s", ACL_RULES
-        )
