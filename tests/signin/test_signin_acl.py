@@ -106,9 +106,7 @@ def test_sign_in_refresh_and_logout_as_the_documented_user(
     assert "unavailable" not in caplog.text
 
 
-def test_sign_in_alone_as_its_own_user(
-    lwa_emulator: LWAEmulator, users: RedisServer
-) -> None:
+def test_sign_in_alone_as_its_own_user(lwa_emulator: LWAEmulator, users: RedisServer) -> None:
     """``lwa-signin`` (sign-in rules only) is enough for SignIn's store; the
     middleware beside it keeps its cache in memory."""
     from starlette.testclient import TestClient

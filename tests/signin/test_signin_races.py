@@ -11,7 +11,8 @@ LWA-FACTS R1/R2): that new token is the one that must not outlive the logout.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+import dataclasses
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,9 +74,14 @@ def _client(app: Any, **options: Any) -> httpx2.AsyncClient:
     return httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app), base_url=ORIGIN, **options)
 
 
-async def _logout_during_refresh(pair: Pair, lwa: LWAEmulator, session_id: str) -> tuple[int, int]:
-    """GET /me on ``a`` refreshes; once it is at LWA, POST /logout on ``b``;
-    then LWA answers the refresh. The two statuses."""
+Meanwhile = Callable[[httpx2.AsyncClient], Awaitable[int]]
+
+
+async def _while_refresh_at_lwa(
+    pair: Pair, lwa: LWAEmulator, session_id: str, meanwhile: Meanwhile
+) -> tuple[int, int]:
+    """GET /me on ``a`` refreshes; once it is at LWA, ``meanwhile`` runs with a
+    client of ``b``; then LWA answers the refresh. The two statuses."""
     cookies = {"lwa_session": session_id}
     before = lwa.calls["token"]
     lwa.set_latency(HOLD, "token")
@@ -83,11 +89,26 @@ async def _logout_during_refresh(pair: Pair, lwa: LWAEmulator, session_id: str) 
         refreshing = asyncio.create_task(on_a.get("/me"))
         at_lwa = await asyncio.to_thread(lwa.wait_for_calls, "token", before + 1, 30)
         assert at_lwa, "the refresh never reached LWA"
-        out = await on_b.post("/logout", headers={"Origin": ORIGIN})
+        status = await meanwhile(on_b)
         assert not refreshing.done()  # still held at LWA
         lwa.set_latency(0, "token")
         lwa.clear_faults()  # releases the held answer
-        return out.status_code, (await refreshing).status_code
+        return status, (await refreshing).status_code
+
+
+async def _logout(on_b: httpx2.AsyncClient) -> int:
+    return (await on_b.post("/logout", headers={"Origin": ORIGIN})).status_code
+
+
+async def _refused(app: Any, session_id: str, *tokens: str) -> list[int]:
+    """The statuses of GET /me with the session cookie, then with each token."""
+    async with _client(app, cookies={"lwa_session": session_id}) as http:
+        by_cookie = await http.get("/me")
+    async with _client(app) as http:
+        by_token = [
+            await http.get("/me", headers={"Authorization": f"Bearer {token}"}) for token in tokens
+        ]
+    return [answer.status_code for answer in (by_cookie, *by_token)]
 
 
 def test_a_logout_while_the_refresh_is_at_lwa_stays_won(
@@ -98,7 +119,7 @@ def test_a_logout_while_the_refresh_is_at_lwa_stays_won(
     assert session_id is not None
     old = session_of(pair.signin, session_id).access_token
     pair.clock.now += 3600  # the access token expired: the next request refreshes
-    out, during = asyncio.run(_logout_during_refresh(pair, lwa_emulator, session_id))
+    out, during = asyncio.run(_while_refresh_at_lwa(pair, lwa_emulator, session_id, _logout))
     assert out == 303
     code_grant, refreshed = pair.recorder.issued  # LWA did answer the refresh
     assert code_grant == old
@@ -106,21 +127,42 @@ def test_a_logout_while_the_refresh_is_at_lwa_stays_won(
     assert session_of(pair.signin, session_id) is None
     assert during == 401
 
-    async def after(app: Any) -> list[int]:
-        async with _client(app, cookies={"lwa_session": session_id}) as http:
-            by_cookie = await http.get("/me")
-        async with _client(app) as http:
-            # ...and neither token is accepted by the middleware any more
-            # (on either worker), though LWA still vouches for both.
-            by_token = [
-                await http.get("/me", headers={"Authorization": f"Bearer {token}"})
-                for token in (old, refreshed)
-            ]
-        return [answer.status_code for answer in (by_cookie, *by_token)]
-
-    assert asyncio.run(after(pair.a)) == [401] * 3
-    assert asyncio.run(after(pair.b)) == [401] * 3
+    # ...and neither token is accepted by the middleware any more (on either
+    # worker), though LWA still vouches for both.
+    assert asyncio.run(_refused(pair.a, session_id, old, refreshed)) == [401] * 3
+    assert asyncio.run(_refused(pair.b, session_id, old, refreshed)) == [401] * 3
     assert lwa_emulator.customer_for(refreshed) is not None
+
+
+def test_a_refresh_that_lost_to_another_workers_serves_that_one(
+    pair: Pair, lwa_emulator: LWAEmulator
+) -> None:
+    """Another worker (its lease outlived ours) renewed the session while our
+    refresh was at LWA: ours is discarded (and its token revoked), the
+    request is served with the session as the other worker left it."""
+    with TestClient(pair.a, base_url=ORIGIN, follow_redirects=False) as client:
+        session_id = session_cookie(sign_in(client, lwa_emulator))
+    assert session_id is not None
+    key = pair.signin._key("session", session_id)
+    pair.clock.now += 3600
+    theirs = lwa_emulator.issue_token()
+
+    async def other_worker_renews(_: httpx2.AsyncClient) -> int:
+        session = session_of(pair.signin, session_id)
+        renewed = dataclasses.replace(
+            session, access_token=theirs, expires_at=pair.clock.now + 3600
+        )
+        await asyncio.to_thread(pair.signin._save, key, renewed)
+        return 0
+
+    _, during = asyncio.run(
+        _while_refresh_at_lwa(pair, lwa_emulator, session_id, other_worker_renews)
+    )
+    assert during == 200
+    assert session_of(pair.signin, session_id).access_token == theirs
+    ours = pair.recorder.issued[-1]
+    assert ours != theirs
+    assert asyncio.run(_refused(pair.a, session_id, ours)) == [200, 401]
 
 
 # -- the refresh lease (item 11) --------------------------------------------------
