@@ -13,9 +13,10 @@ Example (Starlette; Flask, Django and FastAPI glue beside this module)::
 
 from ._source import CrossSiteRequest, SessionSource
 from .core import AUTHORIZE_URL, Reply, SignIn
-from .sessions import MemorySessionStore, RedisSessionStore, SessionStore
+from .sessions import ACL_RULES, MemorySessionStore, RedisSessionStore, SessionStore
 
 __all__ = [
+    "ACL_RULES",
     "AUTHORIZE_URL",
     "CrossSiteRequest",
     "MemorySessionStore",

@@ -37,9 +37,16 @@ from ..identity import Identity
 from ..routes import PROVABLE_SCOPES, Access, Policy
 from ..singleflight import TaskFlights, ThreadFlights
 from ._parts import Reply, _challenge, _Grant, _origin_of, _page, _Refused, _Session
+from ._refresh import refresh
 from ._source import CrossSiteRequest
 from .cookies import CookieJar, cookie_headers, read_cookie, safe_next
-from .sessions import MemorySessionStore, RedisSessionStore, Sealer, SessionStore
+from .sessions import (
+    MAX_PENDING_LOGINS,
+    MemorySessionStore,
+    RedisSessionStore,
+    Sealer,
+    SessionStore,
+)
 
 if TYPE_CHECKING:
     from ..resolver import Resolver
@@ -54,7 +61,6 @@ AUTHORIZE_URL: Final = "https://www.amazon.com/ap/oa"
 LOGIN_TTL: Final = 600
 SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 _REQUIRED: Final = Policy(Access.REQUIRED)
-_POLL: Final = 0.05
 
 
 class SignIn:
@@ -77,6 +83,9 @@ class SignIn:
     :param store: or any :class:`~.sessions.SessionStore`.
     :param link: ``link(identity) -> app_user``, called once per sign-in; its
         JSON-serialisable result is kept with the session (e.g. your user's id).
+    :param max_pending_logins: sign-ins in progress (``/login`` not yet back at
+        the callback) the store this builds keeps at most [10,000]; beyond, a
+        ``/login`` is a 503 page, and no session is ever evicted for one.
     :param session_ttl: seconds a session lasts at most [14 days].
     :param refresh_margin: refresh the access token when fewer seconds are left [60].
     :param clock: epoch seconds [time.time]; tests pass a fake one.
@@ -106,6 +115,7 @@ class SignIn:
         timeout: float = 5.0,
         retry_after: int = 5,
         max_sessions: int = 10_000,
+        max_pending_logins: int = MAX_PENDING_LOGINS,
         clock: Callable[[], float] = time.time,
         http: httpx2.Client | None = None,
     ) -> None:
@@ -136,9 +146,11 @@ class SignIn:
         self.store: SessionStore = (
             store
             if store is not None
-            else RedisSessionStore(redis_url, timeout=min(timeout, 0.5))
+            else RedisSessionStore(
+                redis_url, timeout=min(timeout, 0.5), max_pending=max_pending_logins
+            )
             if redis_url is not None
-            else MemorySessionStore(max_sessions)
+            else MemorySessionStore(max_sessions, max_pending=max_pending_logins)
         )
         #: Whether the store is this process's memory (no I/O: no thread needed under ASGI).
         self.in_memory = isinstance(self.store, MemorySessionStore)
@@ -162,6 +174,7 @@ class SignIn:
             self.timeout * 2 + 1, self.retry_after
         )
         self._tasks: TaskFlights[tuple[str | None]] = TaskFlights()
+        self._refusals_logged = -60.0
 
     def __repr__(self) -> str:  # never the secrets
         return (
@@ -224,16 +237,28 @@ class SignIn:
         return self._sealer.name(kind, browser_id)
 
     def _load(self, key: str) -> _Session | None:
+        found = self._load_sealed(key)
+        return found[1] if found is not None else None
+
+    def _load_sealed(self, key: str) -> tuple[bytes, _Session] | None:
+        """The session and the sealed bytes it was read from (a refresh's
+        write is conditional on them still being there)."""
         raw = self.store.get(key)
         plain = self._sealer.open(key, raw) if raw is not None else None
         session = _Session.load(plain) if plain is not None else None
-        if session is None or session.ends_at <= self.clock():
+        if raw is None or session is None or session.ends_at <= self.clock():
             return None
-        return session
+        return raw, session
 
-    def _save(self, key: str, session: _Session) -> None:
-        ttl = session.ends_at - self.clock()
-        self.store.put(key, self._sealer.seal(key, session.dump()), max(ttl, 1.0))
+    def _save(self, key: str, session: _Session, replacing: bytes | None = None) -> bool:
+        """Write the session; with ``replacing``, only if the store still holds
+        those sealed bytes (``False`` if not: nothing written)."""
+        ttl = max(session.ends_at - self.clock(), 1.0)
+        sealed = self._sealer.seal(key, session.dump())
+        if replacing is None:
+            self.store.put(key, sealed, ttl)
+            return True
+        return self.store.replace(key, replacing, sealed, ttl)
 
     def _post(self, form: Mapping[str, str]) -> _Grant:
         """POST to the token endpoint; :class:`_Refused` on 4xx, 503 on anything else odd."""
@@ -296,6 +321,20 @@ class SignIn:
             logger.warning("sign-in unavailable: the session store did not answer")
             return self._unavailable(down)
 
+    def _too_many_logins(self) -> Reply:
+        """A flood of /login (or a real rush) filled the pending logins' own
+        bound: refuse the new one, rather than forget anyone's session."""
+        now = time.monotonic()
+        if now - self._refusals_logged >= 60:  # one line a minute, not one a request
+            self._refusals_logged = now
+            logger.warning("sign-in refused: too many sign-ins in progress")
+        return _page(
+            503,
+            "Try again",
+            "Too many sign-ins are in progress. Try again shortly.",
+            ("Retry-After", str(self.retry_after)),
+        )
+
     def _login(self, next_path: str | None) -> Reply:
         login_id = secrets.token_urlsafe(32)
         state = secrets.token_urlsafe(32)
@@ -304,7 +343,8 @@ class SignIn:
         record = json.dumps(
             {"s": state, "v": verifier, "n": safe_next(next_path, self.after_login)}
         ).encode()
-        self.store.put(key, self._sealer.seal(key, record), LOGIN_TTL)
+        if not self.store.add_login(key, self._sealer.seal(key, record), LOGIN_TTL):
+            return self._too_many_logins()
         query = urlencode(
             {
                 "client_id": self.client_id,
@@ -344,7 +384,7 @@ class SignIn:
         raw = None
         if login_id is not None:
             key = self._key("login", login_id)
-            sealed = self.store.take(key)  # used once, whatever happens next
+            sealed = self.store.take_login(key)  # used once, whatever happens next
             raw = self._sealer.open(key, sealed) if sealed is not None else None
         params = dict(reversed(query))  # the first of repeated parameters
         if raw is None:
@@ -474,7 +514,7 @@ class SignIn:
             return None
         if self._fresh(session):
             return session.access_token
-        return self._threads.run(key, lambda: (self._refresh(key),), _same, _nothing)[0]
+        return self._threads.run(key, lambda: (refresh(self, key),), _same, _nothing)[0]
 
     async def access_token_async(self, session_id: str) -> str | None:
         key = self._key("session", session_id)
@@ -489,68 +529,6 @@ class SignIn:
             return (await anyio.to_thread.run_sync(self.access_token, session_id),)
 
         return (await self._tasks.run(key, lead, _same, _nothing))[0]
-
-    def _refresh(self, key: str) -> str | None:
-        """One refresh per session: this process's threads share it (the caller's
-        single-flight), workers share it through a lease in the store."""
-        lease = "lease:" + key
-        give_up = time.monotonic() + self.timeout * 2
-        while True:
-            session = self._load(key)
-            if session is None:
-                return None
-            if self._fresh(session):
-                return session.access_token
-            if self.store.lease(lease, self.timeout * 2):
-                try:
-                    session = self._load(key)  # another worker may have just finished
-                    if session is None or self._fresh(session):
-                        return session.access_token if session is not None else None
-                    return self._refresh_now(key, session)
-                finally:
-                    self.store.release(lease)
-            if time.monotonic() > give_up:
-                raise UpstreamUnavailable("The session refresh timed out.", self.retry_after)
-            time.sleep(_POLL)
-
-    def _refresh_now(self, key: str, session: _Session) -> str | None:
-        if not session.refresh_token:
-            self.store.delete(key)
-            return None
-        try:
-            grant = self._post(
-                {
-                    "grant_type": "refresh_token",
-                    "refresh_token": session.refresh_token,
-                    "client_id": self.client_id,
-                    "client_secret": self._secret,
-                }
-            )
-        except _Refused as refused:
-            if refused.error == "invalid_grant":  # app removed, token revoked: the end
-                logger.info("session ended: LWA refused its refresh token")
-                self.store.delete(key)
-                self._revoke(session.access_token)
-                return None
-            logger.error("session refresh refused by LWA (%.40r): check the client", refused.error)
-            raise UpstreamUnavailable(
-                "The session could not be refreshed.", self.retry_after
-            ) from None
-        except UpstreamUnavailable:
-            if session.expires_at - self.clock() > 5:  # still valid: use it meanwhile
-                return session.access_token
-            raise
-        now = self.clock()
-        renewed = _Session(
-            grant.access_token,
-            grant.refresh_token or session.refresh_token,
-            now + grant.expires_in,
-            session.ends_at,
-            session.user_id,
-            session.user,
-        )
-        self._save(key, renewed)
-        return renewed.access_token
 
     # -- the signed-in user, for the glue --------------------------------------------
 

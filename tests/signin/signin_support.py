@@ -130,12 +130,14 @@ def session_cookie(response: Any) -> str | None:
 
 
 class Recorder(httpx2.BaseTransport):
-    """Every request SignIn sends to LWA (method, URL, form body); ``delay`` slows them."""
+    """Every request SignIn sends to LWA (method, URL, form body), and the
+    access tokens the token endpoint gave; ``delay`` slows them."""
 
     def __init__(self, delay: float = 0.0) -> None:
         import threading
 
         self.sent: list[tuple[str, str, dict[str, str]]] = []
+        self.issued: list[str] = []
         self.delay = delay
         self._lock = threading.Lock()
         self._inner = httpx2.HTTPTransport()
@@ -148,13 +150,41 @@ class Recorder(httpx2.BaseTransport):
             self.sent.append((request.method, str(request.url), form))
         if self.delay:
             time.sleep(self.delay)
-        return self._inner.handle_request(request)
+        response = self._inner.handle_request(request)
+        if request.url.path.endswith("/auth/o2/token") and response.status_code == 200:
+            response.read()
+            with self._lock:
+                self.issued.append(response.json()["access_token"])
+        return response
 
     def grants(self, kind: str) -> list[dict[str, str]]:
         return [form for _, _, form in self.sent if form.get("grant_type") == kind]
 
     def close(self) -> None:  # SignIn.close() closes its client, which closes this
         self._inner.close()
+
+
+class Worker:
+    """One worker of an app sharing Redis with others: its own ``SignIn`` and
+    ``LWAMiddleware`` (as a process would have), sharing only Redis and the
+    session secret."""
+
+    def __init__(
+        self, lwa: LWAEmulator, url: str, clock: Clock, delay: float = 0.0, **options: Any
+    ) -> None:
+        self.recorder = Recorder(delay=delay)
+        self.signin = make_signin(
+            lwa, redis_url=url, clock=clock, http=httpx2.Client(transport=self.recorder), **options
+        )
+        # The middleware shares revocations (logout) through the same Redis; a
+        # worker trusts its own copy of a verdict for local_cache_ttl (5 s by
+        # default, see README "Shared Redis cache"): 1 ms here, to see it at once.
+        self.app = starlette_app(lwa, self.signin, redis_url=url, local_cache_ttl=0.001)
+
+    def client(self) -> Any:
+        from starlette.testclient import TestClient
+
+        return TestClient(self.app, base_url=ORIGIN, follow_redirects=False)
 
 
 def session_of(signin: SignIn, session_id: str) -> Any:

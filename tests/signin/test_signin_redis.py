@@ -9,7 +9,6 @@ one are used on the other, nothing readable is stored, one refresh serves
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
 from collections.abc import Iterator
 
@@ -20,11 +19,11 @@ from starlette.testclient import TestClient
 
 from lwa_middleware.signin import RedisSessionStore, SignIn
 from lwa_middleware.testing import BUILTIN_CUSTOMERS, LWAEmulator
-from tests.shared_cache_support import RedisServer, free_port, redis_binary
+from tests.shared_cache_support import RedisServer, free_port
 from tests.signin.signin_support import (
     ORIGIN,
     Clock,
-    Recorder,
+    Worker,
     authorize,
     make_signin,
     path_of,
@@ -38,41 +37,6 @@ from tests.signin.signin_support import (
 pytestmark = pytest.mark.redis
 
 ADA = BUILTIN_CUSTOMERS[0]
-
-
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
-    binary = redis_binary()
-    if binary is None:
-        if os.environ.get("CI"):
-            pytest.fail("redis-server is not installed; the Redis session tests need it on CI")
-        pytest.skip("redis-server is not installed")
-    server = RedisServer(binary)
-    server.start()
-    yield server
-    server.close()
-
-
-@pytest.fixture
-def rclient(redis_server: RedisServer) -> Iterator[redis.Redis]:
-    with redis_server.client() as client:
-        client.flushall()
-        yield client
-
-
-class Worker:
-    def __init__(self, lwa: LWAEmulator, url: str, clock: Clock, delay: float = 0.0) -> None:
-        self.recorder = Recorder(delay=delay)
-        self.signin = make_signin(
-            lwa, redis_url=url, clock=clock, http=httpx2.Client(transport=self.recorder)
-        )
-        # The middleware shares revocations (logout) through the same Redis; a
-        # worker trusts its own copy of a verdict for local_cache_ttl (5 s by
-        # default, see README "Shared Redis cache"): 1 ms here, to see it at once.
-        self.app = starlette_app(lwa, self.signin, redis_url=url, local_cache_ttl=0.001)
-
-    def client(self) -> TestClient:
-        return TestClient(self.app, base_url=ORIGIN, follow_redirects=False)
 
 
 @pytest.fixture
@@ -138,7 +102,9 @@ def test_nothing_readable_is_stored(
         state = dict(httpx2.URL(login.headers["location"]).params)["state"]
         login_id = on_a.cookies["lwa_session_login"]
         keys, values = _dump(rclient)
-        assert len(keys) == 1
+        # The pending login, and the index bounding their number (its members
+        # are the store keys: digests, like the keys themselves).
+        assert sorted(keys)[1:] == [b"lwa:signin:v1:logins"]
         pending = [state, login_id]
         for secret in pending:
             assert all(secret.encode() not in k for k in keys)

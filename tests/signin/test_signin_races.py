@@ -1,0 +1,226 @@
+"""Issue 18, items 2 and 11: logout against a refresh held at LWA, and the
+refresh lease's owner token, on both stores.
+
+The refresh is held at the emulator's token endpoint (its latency) while the
+logout runs, then released: the logout must stay won. LWA's refresh grant
+(``grant_type=refresh_token``) gives a new access token
+(developer.amazon.com/docs/login-with-amazon/refresh-token.html, and
+LWA-FACTS R1/R2): that new token is the one that must not outlive the logout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx2
+import pytest
+from starlette.testclient import TestClient
+from support.redis_servers import wait_for
+
+from lwa_middleware.signin import MemorySessionStore, RedisSessionStore, SessionStore, SignIn
+from lwa_middleware.testing import LWAEmulator
+from tests.signin.signin_support import (
+    ORIGIN,
+    Clock,
+    Recorder,
+    Worker,
+    make_signin,
+    session_cookie,
+    session_of,
+    sign_in,
+    starlette_app,
+)
+
+#: Long enough that the refresh is still at LWA when the logout is done (the
+#: test releases it then); SignIn's timeout is above it so it waits that long.
+HOLD = 60.0
+
+
+@dataclass
+class Pair:
+    """Where the refresh runs (``a``) and where the logout runs (``b``): one
+    app with the memory store; two workers sharing Redis with the Redis store."""
+
+    a: Any
+    b: Any
+    signin: SignIn
+    recorder: Recorder
+    clock: Clock
+
+
+@pytest.fixture(params=["memory", "redis"])
+def pair(request: pytest.FixtureRequest, lwa_emulator: LWAEmulator) -> Iterator[Pair]:
+    clock = Clock()
+    if request.param == "memory":
+        recorder = Recorder()
+        signin = make_signin(
+            lwa_emulator, clock=clock, timeout=HOLD + 30, http=httpx2.Client(transport=recorder)
+        )
+        app = starlette_app(lwa_emulator, signin)
+        yield Pair(app, app, signin, recorder, clock)
+        return
+    url = request.getfixturevalue("redis_server").url
+    request.getfixturevalue("rclient")  # an empty Redis
+    a = Worker(lwa_emulator, url, clock, timeout=HOLD + 30)
+    b = Worker(lwa_emulator, url, clock, timeout=HOLD + 30)
+    yield Pair(a.app, b.app, a.signin, a.recorder, clock)
+
+
+def _client(app: Any, **options: Any) -> httpx2.AsyncClient:
+    return httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app), base_url=ORIGIN, **options)
+
+
+Meanwhile = Callable[[httpx2.AsyncClient], Awaitable[int]]
+
+
+async def _while_refresh_at_lwa(
+    pair: Pair, lwa: LWAEmulator, session_id: str, meanwhile: Meanwhile
+) -> tuple[int, int]:
+    """GET /me on ``a`` refreshes; once it is at LWA, ``meanwhile`` runs with a
+    client of ``b``; then LWA answers the refresh. The two statuses."""
+    cookies = {"lwa_session": session_id}
+    before = lwa.calls["token"]
+    lwa.set_latency(HOLD, "token")
+    async with _client(pair.a, cookies=cookies) as on_a, _client(pair.b, cookies=cookies) as on_b:
+        refreshing = asyncio.create_task(on_a.get("/me"))
+        at_lwa = await asyncio.to_thread(lwa.wait_for_calls, "token", before + 1, 30)
+        assert at_lwa, "the refresh never reached LWA"
+        status = await meanwhile(on_b)
+        assert not refreshing.done()  # still held at LWA
+        lwa.set_latency(0, "token")
+        lwa.clear_faults()  # releases the held answer
+        return status, (await refreshing).status_code
+
+
+async def _logout(on_b: httpx2.AsyncClient) -> int:
+    return (await on_b.post("/logout", headers={"Origin": ORIGIN})).status_code
+
+
+async def _refused(app: Any, session_id: str, *tokens: str) -> list[int]:
+    """The statuses of GET /me with the session cookie, then with each token."""
+    async with _client(app, cookies={"lwa_session": session_id}) as http:
+        by_cookie = await http.get("/me")
+    async with _client(app) as http:
+        by_token = [
+            await http.get("/me", headers={"Authorization": f"Bearer {token}"}) for token in tokens
+        ]
+    return [answer.status_code for answer in (by_cookie, *by_token)]
+
+
+def test_a_logout_while_the_refresh_is_at_lwa_stays_won(
+    pair: Pair, lwa_emulator: LWAEmulator
+) -> None:
+    with TestClient(pair.a, base_url=ORIGIN, follow_redirects=False) as client:
+        session_id = session_cookie(sign_in(client, lwa_emulator))
+    assert session_id is not None
+    old = session_of(pair.signin, session_id).access_token
+    pair.clock.now += 3600  # the access token expired: the next request refreshes
+    out, during = asyncio.run(_while_refresh_at_lwa(pair, lwa_emulator, session_id, _logout))
+    assert out == 303
+    code_grant, refreshed = pair.recorder.issued  # LWA did answer the refresh
+    assert code_grant == old
+    # The logout stays won: the session is not written back...
+    assert session_of(pair.signin, session_id) is None
+    assert during == 401
+
+    # ...and neither token is accepted by the middleware any more (on either
+    # worker), though LWA still vouches for both.
+    assert asyncio.run(_refused(pair.a, session_id, old, refreshed)) == [401] * 3
+    assert asyncio.run(_refused(pair.b, session_id, old, refreshed)) == [401] * 3
+    assert lwa_emulator.customer_for(refreshed) is not None
+
+
+def test_a_refresh_that_lost_to_another_workers_serves_that_one(
+    pair: Pair, lwa_emulator: LWAEmulator
+) -> None:
+    """Another worker (its lease outlived ours) renewed the session while our
+    refresh was at LWA: ours is discarded (and its token revoked), the
+    request is served with the session as the other worker left it."""
+    with TestClient(pair.a, base_url=ORIGIN, follow_redirects=False) as client:
+        session_id = session_cookie(sign_in(client, lwa_emulator))
+    assert session_id is not None
+    key = pair.signin._key("session", session_id)
+    pair.clock.now += 3600
+    theirs = lwa_emulator.issue_token()
+
+    async def other_worker_renews(_: httpx2.AsyncClient) -> int:
+        session = session_of(pair.signin, session_id)
+        renewed = dataclasses.replace(
+            session, access_token=theirs, expires_at=pair.clock.now + 3600
+        )
+        await asyncio.to_thread(pair.signin._save, key, renewed)
+        return 0
+
+    _, during = asyncio.run(
+        _while_refresh_at_lwa(pair, lwa_emulator, session_id, other_worker_renews)
+    )
+    assert during == 200
+    assert session_of(pair.signin, session_id).access_token == theirs
+    ours = pair.recorder.issued[-1]
+    assert ours != theirs
+    assert asyncio.run(_refused(pair.a, session_id, ours)) == [200, 401]
+
+
+# -- the refresh lease (item 11) --------------------------------------------------
+
+
+class Monotonic:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _expire_then_retake(store: SessionStore, pass_time: Any, ttl: float) -> None:
+    """A holds the lease, it runs out, B takes it; A's late release must not
+    free B's: a third taker C is refused until B releases."""
+    key = "lease:session:" + "0" * 64
+    a = store.lease(key, ttl)
+    assert a is not None
+    assert store.lease(key, ttl) is None
+    b = pass_time(key)
+    assert b is not None
+    assert b != a
+    store.release(key, a)  # A, late
+    assert store.lease(key, ttl) is None  # still B's
+    store.release(key, b)
+    assert store.lease(key, ttl) is not None
+
+
+def test_a_late_release_never_frees_the_next_holders_lease_memory() -> None:
+    clock = Monotonic()
+    store = MemorySessionStore(clock=clock)
+
+    def pass_time(key: str) -> str | None:
+        clock.now += 11
+        return store.lease(key, 10)
+
+    _expire_then_retake(store, pass_time, 10)
+
+
+@pytest.mark.redis
+def test_a_late_release_never_frees_the_next_holders_lease_redis(
+    redis_server: Any, rclient: Any
+) -> None:
+    store = RedisSessionStore(redis_server.url, timeout=5)
+    taken: list[str] = []
+
+    def pass_time(key: str) -> str | None:
+        def retaken() -> bool:
+            owner = store.lease(key, 30)
+            if owner is not None:
+                taken.append(owner)
+            return owner is not None
+
+        wait_for(retaken, 10)  # A's 0.2 s lease runs out in Redis
+        return taken[0]
+
+    try:
+        _expire_then_retake(store, pass_time, 0.2)
+    finally:
+        store.close()
