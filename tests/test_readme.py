@@ -741,7 +741,10 @@ def test_demo_needs_only_what_demo_extra_installs() -> None:
     needed: dict[str, str] = {}
     for path in package.rglob("*.py"):
         rel = path.relative_to(package).as_posix()
-        glue = rel.startswith("integrations/") or rel in ("signin/django.py", "signin/flask.py")
+        glue = rel.startswith(("integrations/", "signin/django_app/")) or rel in (
+            "signin/django.py",
+            "signin/flask.py",
+        )
         if glue or rel == "testing/pytest_plugin.py":
             continue
         for name in imports(ast.parse(path.read_text(encoding="utf-8"))):
