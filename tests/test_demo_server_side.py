@@ -270,7 +270,9 @@ def _stays_on_site(base: str, body: str) -> list[str]:
         as_browser = re.sub(r"[\t\n\r]", "", href).replace("\\", "/")
         resolved = urlsplit(urljoin(base + "/here/page", as_browser))
         assert (resolved.scheme, resolved.netloc) == tuple(urlsplit(base)[:2]), href
-        assert href.isascii() and href.isprintable() and " " not in href, href
+        assert href.isascii(), href
+        assert href.isprintable(), href
+        assert " " not in href, href
     return hrefs
 
 
@@ -305,7 +307,8 @@ def test_the_503_page_keeps_an_ordinary_path(demo: Demo) -> None:
     status, body = _raw_get(demo, "/profile/caf%C3%A9", {"Authorization": f"Bearer {token}"})
     assert status == 503
     found = _TRY_AGAIN.search(body)
-    assert found and found.group(1) == "/profile/caf%C3%A9"
+    assert found
+    assert found.group(1) == "/profile/caf%C3%A9"
 
 
 def _refusal_page(path: str, status: int) -> str:

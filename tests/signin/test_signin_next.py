@@ -86,7 +86,7 @@ def _ends_cleanly(client: TestClient, raw_next: str) -> str:
         ("/a\u0085b", "/"),  # C1 control (NEL)
         ("/a\u2028b", "/"),  # Unicode whitespace
         ("/a\u3000b", "/"),
-        ("／／evil.example", "/"),  # fullwidth solidus: not a path
+        ("\uff0f\uff0fevil.example", "/"),  # fullwidth solidus: not a path
     ],
 )
 def test_hostile_next_ends_the_sign_in_cleanly(
