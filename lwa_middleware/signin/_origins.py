@@ -52,8 +52,9 @@ def canonical_origin(url: str, *, bare: bool = False) -> str | None:
 def request_origin(headers: Iterable[tuple[bytes, bytes]]) -> tuple[bool, str | None]:
     """``(present, canonical origin)`` of the request's ``Origin`` header.
 
-    ``Origin: null`` (sandboxed frames, opaque origins), several ``Origin``
-    headers, or anything malformed give ``(True, None)``: present, and no origin.
+    ``Origin: null`` (an opaque origin, or one the browser withheld),
+    several ``Origin`` headers, or anything malformed give ``(True, None)``:
+    present, and no origin.
     """
     values = [value for name, value in headers if name == b"origin"]
     if not values:
@@ -74,14 +75,20 @@ def origin_matches(
 ) -> bool:
     """Whether the request comes from ``origin`` (the app's).
 
-    ``Origin`` decides when present (``null`` or malformed: no). Without it,
-    ``Sec-Fetch-Site: same-origin`` does, unless ``require_origin`` (WebSocket
-    handshakes: browsers always send ``Origin`` on them).
+    A real ``Origin`` decides: the app's, compared as origins, or no;
+    malformed, no. ``Origin: null`` alone is a no; but browsers also send it
+    on a same-origin form ``POST`` from a page with ``Referrer-Policy:
+    no-referrer`` (Fetch standard, "append a request Origin header"), so,
+    as without ``Origin``, ``Sec-Fetch-Site: same-origin`` (which they send
+    truthfully, and which no other site can make them send) lets it through.
+    ``require_origin`` (WebSocket handshakes, on which browsers always send
+    the real origin): no such fallback.
     """
     headers = list(headers)
     present, theirs = request_origin(headers)
-    ours = canonical_origin(origin)
-    if present or require_origin:
+    withheld = [value for name, value in headers if name == b"origin"] == [b"null"]
+    if require_origin or (present and not withheld):
+        ours = canonical_origin(origin)
         return (
             theirs is not None
             and ours is not None

@@ -208,8 +208,9 @@ class SignIn:
         return read_cookie(cookie_headers(headers), self.cookies.session)
 
     def same_origin(self, headers: Iterable[tuple[bytes, bytes]]) -> bool:
-        """``Origin`` is the app's (``null`` or malformed: no), or else, without
-        ``Origin``, ``Sec-Fetch-Site: same-origin``."""
+        """``Origin`` is the app's (malformed: no), or else, without ``Origin``
+        or with ``Origin: null``, ``Sec-Fetch-Site: same-origin`` (see
+        :func:`._origins.origin_matches`)."""
         return origin_matches(headers, self.origin)
 
     def _key(self, kind: str, browser_id: str) -> str:
