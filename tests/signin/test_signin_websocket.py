@@ -23,6 +23,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 from starlette.routing import Route, WebSocketRoute
+from starlette.testclient import TestClient
 from starlette.websockets import WebSocket
 from support.browser import launch_chromium
 
@@ -30,7 +31,14 @@ from lwa_middleware import LWAMiddleware, get_identity
 from lwa_middleware.demo.server import bind_socket, serve_in_thread, url_for
 from lwa_middleware.signin.starlette import SignedInUser, signin_routes
 from lwa_middleware.testing import BUILTIN_CUSTOMERS, LWAEmulator
-from tests.signin.signin_support import authorize, make_signin
+from tests.signin.signin_support import (
+    ORIGIN,
+    authorize,
+    make_signin,
+    session_cookie,
+    sign_in,
+    starlette_app,
+)
 
 websockets = pytest.importorskip("websockets")
 from websockets.asyncio.client import connect  # noqa: E402
@@ -149,6 +157,35 @@ def test_bearer_and_query_handshakes_are_not_judged_by_origin(
     assert _open(query, {"Cookie": app.cookie}, origin="http://evil.example") == GRACE.user_id
     # Without any credential, a handshake is refused as before (not as cross-site).
     assert _open(app.ws, {}, origin="http://evil.example") == "401 missing_token"
+
+
+def test_without_the_extension_a_cross_site_handshake_is_closed_with_1008(
+    lwa_emulator: LWAEmulator,
+) -> None:
+    """Servers without ``websocket.http.response`` (daphne, older uvicorn):
+    the middleware closes before accepting, which they answer with 403."""
+    signin = make_signin(lwa_emulator)
+    app = starlette_app(lwa_emulator, signin)
+    with TestClient(app, base_url=ORIGIN, follow_redirects=False) as client:
+        cookie = session_cookie(sign_in(client, lwa_emulator))
+    assert cookie
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "websocket.connect"}
+
+    headers = [(b"cookie", f"lwa_session={cookie}".encode()), (b"origin", b"http://evil.example")]
+    scope = {"type": "websocket", "path": "/", "query_string": b"", "headers": headers}
+
+    async def run() -> None:
+        await app(scope, receive, send)
+        await app.aclose()
+
+    asyncio.run(run())
+    assert sent == [{"type": "websocket.close", "code": 1008, "reason": "cross_site_request"}]
 
 
 @pytest.fixture(scope="module")
