@@ -349,7 +349,7 @@ def test_paths_no_server_sends_do_not_link_off_site_either(path: str) -> None:
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.text(max_size=40))
+@given(st.text(st.characters() | st.sampled_from(["\ud800", "\udfff", "\t", "\\"]), max_size=40))
 def test_no_path_makes_a_refusal_page_link_off_site(path: str) -> None:
     for status in (401, 503):
         _stays_on_site("http://127.0.0.1:9", _refusal_page(path, status))

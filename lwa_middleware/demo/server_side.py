@@ -104,7 +104,8 @@ def _local(path: str) -> str:
     stays on this site: percent-encoded (tabs, newlines, backslashes and
     non-ASCII become ``%XX``, which no browser reads as ``/``), and ``/``
     if it would still leave (``//evil.example/x``) or is not a path at all."""
-    return safe_next(quote(path, safe=_PATH_SAFE), "/")
+    # errors="replace": a lone surrogate (no UTF-8 for it) must not make the page fail.
+    return safe_next(quote(path, safe=_PATH_SAFE, errors="replace"), "/")
 
 
 def _login_href(signin: SignIn, next_path: str) -> str:
