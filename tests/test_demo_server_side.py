@@ -342,14 +342,17 @@ _OFFLINE_SIGNIN = SignIn(
 )
 
 
-@pytest.mark.parametrize("path", ["https:evil.example", "//evil.example/x", "\\\\evil"])
+@pytest.mark.parametrize(
+    # "\ud800": a lone surrogate (hypothesis' text() never draws one), no UTF-8 for it.
+    "path", ["https:evil.example", "//evil.example/x", "\\\\evil", "/\ud800/x"]
+)
 def test_paths_no_server_sends_do_not_link_off_site_either(path: str) -> None:
     for status in (401, 503):
         _stays_on_site("http://127.0.0.1:9", _refusal_page(path, status))
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.text(st.characters() | st.sampled_from(["\ud800", "\udfff", "\t", "\\"]), max_size=40))
+@given(st.text(st.characters() | st.sampled_from(["/", "\t", "\n", "\\", ":"]), max_size=40))
 def test_no_path_makes_a_refusal_page_link_off_site(path: str) -> None:
     for status in (401, 503):
         _stays_on_site("http://127.0.0.1:9", _refusal_page(path, status))
