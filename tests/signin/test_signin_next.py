@@ -120,7 +120,7 @@ def test_next_that_is_not_text_ends_the_sign_in_cleanly(
 )
 @given(
     st.one_of(
-        st.text(max_size=60).map(lambda s: quote("/" + s, safe="", errors="surrogatepass")),
+        st.text(max_size=60).map(lambda s: quote("/" + s, safe="")),
         st.binary(max_size=60).map(lambda b: quote_from_bytes(b"/" + b, safe="")),
         st.text(st.characters(codec="utf-8"), min_size=2040, max_size=2100).map(
             lambda s: quote("/" + s, safe="")
