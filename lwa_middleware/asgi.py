@@ -150,7 +150,11 @@ class LWAMiddleware(AsyncControls):
         gate = self.gate
         try:
             verdict = await gate.adecide(
-                policy, scope.get("method", "GET"), scope["headers"], scope.get("query_string", b"")
+                policy,
+                scope.get("method", "GET"),
+                scope["headers"],
+                scope.get("query_string", b""),
+                websocket=scope["type"] == "websocket",
             )
             if verdict is PASS:
                 return scope

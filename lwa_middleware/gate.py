@@ -99,6 +99,37 @@ def _preflight(headers: Iterable[tuple[bytes, bytes]]) -> bool:
     return b"origin" in names and b"access-control-request-method" in names
 
 
+def _check_origin(
+    session: SessionSource,
+    method: str,
+    headers: Iterable[tuple[bytes, bytes]],
+    websocket: bool,
+) -> None:
+    """Raise ``CrossSiteRequest`` unless this cookie request may go on.
+
+    Browsers send cookies on cross-site requests too: an unsafe one must
+    prove it comes from the app (Bearer is exempt). So must a WebSocket
+    handshake: a ``GET``, but the socket it opens reads and writes as the
+    user and the same-origin policy does not guard it (cross-site WebSocket
+    hijacking). Browsers always send ``Origin`` on one, so there it is
+    required and must be the app's, with no ``Sec-Fetch-Site`` fallback.
+    """
+    if websocket:
+        from .signin._origins import origin_matches
+
+        allowed = origin_matches(headers, session.origin, require_origin=True)
+    elif method not in _SAFE_METHODS:
+        allowed = session.same_origin(headers)
+    else:
+        return
+    if not allowed:
+        from .signin._source import CrossSiteRequest
+
+        if websocket:
+            raise CrossSiteRequest("A signed-in WebSocket must be opened from this site's pages.")
+        raise CrossSiteRequest()
+
+
 class Gate:
     """The request decision for one middleware instance.
 
@@ -137,12 +168,16 @@ class Gate:
         method: str,
         headers: Iterable[tuple[bytes, bytes]],
         query: bytes,
+        *,
+        websocket: bool = False,
     ) -> Verdict:
         """The verdict on a request to a non-public route (see the module docstring).
 
         :param headers: ``(lowercase name, value)`` pairs; only the credential
-            headers and, for ``OPTIONS``, ``Origin`` and
+            headers, ``Origin`` and ``Sec-Fetch-Site`` (a session cookie on an
+            unsafe method or a WebSocket handshake) and, for ``OPTIONS``,
             ``Access-Control-Request-Method`` are looked at.
+        :param websocket: a WebSocket handshake (its method counts as ``GET``).
         :raises AuthError: the refusal to answer.
         """
         if self._preflight and method == "OPTIONS" and _preflight(headers):
@@ -151,12 +186,7 @@ class Gate:
         if token is None and self.session is not None:
             session_id = self.session.session_id(headers)
             if session_id is not None:
-                # Browsers send cookies on cross-site requests too: an unsafe
-                # one must prove it comes from the app (Bearer is exempt).
-                if method not in _SAFE_METHODS and not self.session.same_origin(headers):
-                    from .signin._source import CrossSiteRequest
-
-                    raise CrossSiteRequest()
+                _check_origin(self.session, method, headers, websocket)
                 return FromSession(self.session, session_id, policy)
         return self.from_session(token, policy)
 
@@ -171,10 +201,16 @@ class Gate:
         return verdict
 
     async def adecide(
-        self, policy: Policy, method: str, headers: Iterable[tuple[bytes, bytes]], query: bytes
+        self,
+        policy: Policy,
+        method: str,
+        headers: Iterable[tuple[bytes, bytes]],
+        query: bytes,
+        *,
+        websocket: bool = False,
     ) -> Verdict:
-        """:meth:`decide_blocking` on an event loop."""
-        verdict = self.decide(policy, method, headers, query)
+        """:meth:`decide_blocking` on an event loop (which serves WebSockets too)."""
+        verdict = self.decide(policy, method, headers, query, websocket=websocket)
         if isinstance(verdict, FromSession):
             token = await verdict.source.access_token_async(verdict.session_id)
             return self.from_session(token, policy)

@@ -8,15 +8,24 @@ sign-in share a clock the tests move, so tokens expire without sleeping.
 
 from __future__ import annotations
 
+import asyncio
+import html
+import http.client
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from urllib.parse import parse_qsl, urlsplit
+from typing import Any
+from urllib.parse import parse_qsl, urljoin, urlsplit
 
 import httpx2
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lwa_middleware.demo.server import bind_socket, serve_in_thread, url_for
 from lwa_middleware.demo.server_side import HtmlRefusals, build_server_side_demo_app
+from lwa_middleware.signin import SignIn
+from lwa_middleware.signin.cookies import safe_next
 from lwa_middleware.testing import BUILTIN_CUSTOMERS, Fault, LWAEmulator
 from tests.signin.signin_support import Clock, session_of
 
@@ -218,3 +227,132 @@ def test_denied_consent_opens_no_session(demo: Demo) -> None:
     assert "You cancelled the sign-in" in back.text
     assert "lwa_session" not in demo.http.cookies
     assert demo.lwa.calls["token"] == 0
+
+
+# -- links built from the request path never leave the site --------------------------
+
+#: Request targets sent as they are (``http.client`` does not normalise them);
+#: the app sees them percent-decoded: tabs, newlines and backslashes, which
+#: browsers drop from or read as ``/`` in a link, ``//`` (another host), ...
+HOSTILE_TARGETS = [
+    "//evil.example/x",
+    "///evil.example/x",
+    "/\\evil.example/x",
+    "/%5Cevil.example/x",
+    "/%09/evil.example/x",
+    "/%0a/evil.example/x",
+    "/%0d%0a/evil.example/x",
+    "/%2F/evil.example/x",
+    "/%20//evil.example/x",
+    "/https:evil.example",
+    "/%E2%98%83/x",
+]
+_HREF = re.compile(r'href="([^"]*)"')
+
+
+def _raw_get(demo: Demo, target: str, headers: dict[str, str]) -> tuple[int, str]:
+    host, port = urlsplit(demo.url).netloc.split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        connection.request("GET", target, headers=headers)
+        answer = connection.getresponse()
+        return answer.status, answer.read().decode("utf-8")
+    finally:
+        connection.close()
+
+
+def _stays_on_site(base: str, body: str) -> list[str]:
+    """Every link of ``body``, after checking that each, resolved the way a
+    browser does (tabs and newlines dropped, ``\\`` read as ``/``), stays on ``base``."""
+    # The layout's empty icon (``data:,``, no request) is the one link not on a site.
+    hrefs = [html.unescape(h) for h in _HREF.findall(body) if h != "data:,"]
+    for href in hrefs:
+        as_browser = re.sub(r"[\t\n\r]", "", href).replace("\\", "/")
+        resolved = urlsplit(urljoin(base + "/here/page", as_browser))
+        assert (resolved.scheme, resolved.netloc) == tuple(urlsplit(base)[:2]), href
+        assert href.isascii(), href
+        assert href.isprintable(), href
+        assert " " not in href, href
+    return hrefs
+
+
+_TRY_AGAIN = re.compile(r'href="([^"]*)">Try again<')
+
+
+@pytest.mark.parametrize("target", HOSTILE_TARGETS)
+def test_the_503_page_never_links_off_site(demo: Demo, target: str) -> None:
+    token = demo.lwa.issue_token()
+    demo.lwa.inject(Fault.SERVER_ERROR, endpoint="tokeninfo")
+    status, body = _raw_get(demo, target, {"Authorization": f"Bearer {token}"})
+    assert status == 503
+    _stays_on_site(demo.url, body)
+    assert _TRY_AGAIN.search(body)  # the link is there, on this site
+    assert 'href="//' not in body
+
+
+@pytest.mark.parametrize("target", HOSTILE_TARGETS)
+def test_the_401_page_links_only_to_this_sites_login(demo: Demo, target: str) -> None:
+    status, body = _raw_get(demo, target, {})
+    assert status == 401
+    logins = [h for h in _stays_on_site(demo.url, body) if h.startswith("/login?next=")]
+    assert len(logins) == 1
+    # The next= it carries is a path on this site (what /login keeps as it is).
+    (next_path,) = [v for k, v in parse_qsl(urlsplit(logins[0]).query) if k == "next"]
+    assert safe_next(next_path, "") == next_path
+
+
+def test_the_503_page_keeps_an_ordinary_path(demo: Demo) -> None:
+    token = demo.lwa.issue_token()
+    demo.lwa.inject(Fault.SERVER_ERROR, endpoint="tokeninfo")
+    status, body = _raw_get(demo, "/profile/caf%C3%A9", {"Authorization": f"Bearer {token}"})
+    assert status == 503
+    found = _TRY_AGAIN.search(body)
+    assert found
+    assert found.group(1) == "/profile/caf%C3%A9"
+
+
+def _refusal_page(path: str, status: int) -> str:
+    """The page HtmlRefusals makes of a JSON refusal ``status`` on ``path``.
+
+    Behind it, an app that refuses as the middleware does, so that any scope
+    path can be tried: paths no HTTP server passes on (``https:evil``, raw
+    control characters) but a proxy or a framework might."""
+
+    async def refuse(scope: Any, receive: Any, send: Any) -> None:
+        start = {"status": status, "headers": [(b"content-type", b"application/json")]}
+        await send({"type": "http.response.start", **start})
+        await send({"type": "http.response.body", "body": b'{"error": "missing_token"}'})
+
+    sent: list[Any] = []
+
+    async def collect(message: Any) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "path": path, "headers": [], "method": "GET"}
+    asyncio.run(HtmlRefusals(refuse, _OFFLINE_SIGNIN)(scope, collect, collect))
+    return str(sent[-1]["body"].decode())
+
+
+#: Built, never called: HtmlRefusals only reads its login path.
+_OFFLINE_SIGNIN = SignIn(
+    client_id="amzn1.application-oa2-client.0123",
+    client_secret="secret",
+    redirect_uri="http://127.0.0.1:9/callback",
+    session_secret="s" * 40,
+)
+
+
+@pytest.mark.parametrize(
+    # "\ud800": a lone surrogate (hypothesis' text() never draws one), no UTF-8 for it.
+    "path", ["https:evil.example", "//evil.example/x", "\\\\evil", "/\ud800/x"]
+)
+def test_paths_no_server_sends_do_not_link_off_site_either(path: str) -> None:
+    for status in (401, 503):
+        _stays_on_site("http://127.0.0.1:9", _refusal_page(path, status))
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.text(st.characters() | st.sampled_from(["/", "\t", "\n", "\\", ":"]), max_size=40))
+def test_no_path_makes_a_refusal_page_link_off_site(path: str) -> None:
+    for status in (401, 503):
+        _stays_on_site("http://127.0.0.1:9", _refusal_page(path, status))

@@ -49,6 +49,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ..asgi import LWAMiddleware
 from ..identity import Identity, get_identity
 from ..signin import SignIn
+from ..signin.cookies import safe_next
 from ..signin.starlette import SignedInUser, signin_routes
 from ..testing.emulator import AUTHORIZE_PATH
 from .app import STATIC_DIR
@@ -94,8 +95,21 @@ def render(title: str, body: str, identity: Identity | None = None, logout: str 
     return _template("layout.html").substitute(title=_e(title), body=body, who=who)
 
 
+#: What ``quote`` may leave in a path as it is (RFC 3986 ``pchar``s and ``/``).
+_PATH_SAFE = "/:@!$&'()*+,;=-._~"
+
+
+def _local(path: str) -> str:
+    """``path`` (a decoded ASGI path, which anyone can choose) as a link that
+    stays on this site: percent-encoded (tabs, newlines, backslashes and
+    non-ASCII become ``%XX``, which no browser reads as ``/``), and ``/``
+    if it would still leave (``//evil.example/x``) or is not a path at all."""
+    # errors="replace": a lone surrogate (no UTF-8 for it) must not make the page fail.
+    return safe_next(quote(path, safe=_PATH_SAFE, errors="replace"), "/")
+
+
 def _login_href(signin: SignIn, next_path: str) -> str:
-    return f"{signin.login_path}?next={quote(next_path, safe='/')}"
+    return f"{signin.login_path}?next={quote(_local(next_path), safe='/')}"
 
 
 class HtmlRefusals:
@@ -187,7 +201,7 @@ class HtmlRefusals:
                 "Try again shortly",
                 "<p>Amazon could not be reached to check your sign-in. Nothing was let "
                 "through; try again in a few seconds.</p>",
-                f'<a href="{_e(path)}">Try again</a>',
+                f'<a href="{_e(_local(path))}">Try again</a>',
             )
         return "Refused", f"<p>The request was refused ({_e(error)}).</p>", '<a href="/">Home</a>'
 

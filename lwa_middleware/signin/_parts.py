@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 from ..config import _is_loopback
 from ..errors import ConfigurationError
+from ._origins import canonical_origin
 
 __all__ = ["Reply"]
 
@@ -97,7 +98,10 @@ def _challenge(verifier: str) -> str:
 
 
 def _origin_of(url: str, what: str) -> tuple[str, bool]:
-    """``(origin, is_https)`` of ``url``; plain http only on loopback."""
+    """``(origin, is_https)`` of ``url``; plain http only on loopback.
+
+    The origin is canonical (lower-cased host, no default port), as the
+    ``Origin`` headers it is compared with are (:mod:`._origins`)."""
     try:
         parts = urlsplit(url)
         _ = parts.port
@@ -110,7 +114,10 @@ def _origin_of(url: str, what: str) -> tuple[str, bool]:
         raise ConfigurationError(f"{what} {url!r}: plain http is only allowed on loopback")
     if parts.username or parts.password:
         raise ConfigurationError(f"{what} must not carry credentials")
-    return f"{parts.scheme}://{parts.netloc}", parts.scheme == "https"
+    origin = canonical_origin(url)
+    if origin is None:
+        raise ConfigurationError(f"{what} {url!r} has no origin")
+    return origin, parts.scheme == "https"
 
 
 def _page(status: int, title: str, message: str, *extra: tuple[str, str]) -> Reply:

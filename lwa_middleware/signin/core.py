@@ -36,6 +36,7 @@ from ..flow import seconds_field
 from ..identity import Identity
 from ..routes import PROVABLE_SCOPES, Access, Policy
 from ..singleflight import TaskFlights, ThreadFlights
+from ._origins import origin_matches
 from ._parts import Reply, _challenge, _Grant, _origin_of, _page, _Refused, _Session
 from ._refresh import refresh
 from ._source import CrossSiteRequest
@@ -222,16 +223,10 @@ class SignIn:
         return read_cookie(cookie_headers(headers), self.cookies.session)
 
     def same_origin(self, headers: Iterable[tuple[bytes, bytes]]) -> bool:
-        """``Origin`` is the app's, or else ``Sec-Fetch-Site: same-origin``."""
-        origin = site = None
-        for name, value in headers:
-            if name == b"origin":
-                origin = value.decode("latin-1")
-            elif name == b"sec-fetch-site":
-                site = value.decode("latin-1")
-        if origin is not None and origin != "null":
-            return hmac.compare_digest(origin.encode(), self.origin.encode())
-        return site == "same-origin"
+        """``Origin`` is the app's (malformed: no), or else, without ``Origin``
+        or with ``Origin: null``, ``Sec-Fetch-Site: same-origin`` (see
+        :func:`._origins.origin_matches`)."""
+        return origin_matches(headers, self.origin)
 
     def _key(self, kind: str, browser_id: str) -> str:
         return self._sealer.name(kind, browser_id)
@@ -390,6 +385,9 @@ class SignIn:
         if raw is None:
             return _page(400, "Sign-in expired", f"This sign-in has expired. {retry}", clear)
         pending = json.loads(raw)
+        # Checked again here, before any session exists: a Location the
+        # server cannot send must not fail after the code is spent.
+        target = safe_next(pending.get("n"), self.after_login)
         state = params.get("state", "")
         if not hmac.compare_digest(state.encode(), pending["s"].encode()):
             logger.warning("sign-in refused: state mismatch")
@@ -456,7 +454,7 @@ class SignIn:
         return Reply(
             303,
             (
-                ("Location", pending["n"]),
+                ("Location", target),
                 (
                     "Set-Cookie",
                     self.cookies.set(self.cookies.session, session_id, int(self.session_ttl)),
