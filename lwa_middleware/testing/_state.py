@@ -93,6 +93,9 @@ class _State:
         self.clock = clock
         #: ``expires_in`` of the token endpoint's access tokens.
         self.access_token_lifetime = access_token_lifetime
+        #: CORS on the token endpoint (``LWAEmulator(token_cors=True)``); off
+        #: by default because Amazon documents none.
+        self.token_cors = False
         # The apps registered at construction; reset() comes back to them.
         self._registered = (client_id, client_secret, tuple(redirect_uris))
         self.clients: dict[str, _Client] = {}

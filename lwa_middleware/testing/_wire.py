@@ -28,6 +28,10 @@ PROFILE_PATH: Final = "/user/profile"
 MINT_PATH: Final = "/_emulator/tokens"
 AUTHORIZE_PATH: Final = "/ap/oa"
 TOKEN_PATH: Final = "/auth/o2/token"
+# The JavaScript SDK stand-in (Amazon serves login1.js from another host) and
+# the frame through which it calls the token and profile endpoints.
+SDK_PATH: Final = "/sdk/login1.js"
+SDK_RELAY_PATH: Final = "/sdk/relay"
 
 #: The resource server's endpoints: where faults and latency go when no
 #: endpoint is named.
@@ -46,6 +50,8 @@ _ROUTES: Final[Mapping[str, tuple[str, frozenset[str]]]] = {
     AUTHORIZE_PATH: ("authorize", frozenset({"GET", "POST"})),
     # OPTIONS: the CORS preflight of a browser (PKCE public client).
     TOKEN_PATH: ("token", frozenset({"POST", "OPTIONS"})),
+    SDK_PATH: ("sdk", frozenset({"GET"})),
+    SDK_RELAY_PATH: ("sdk_relay", frozenset({"GET"})),
 }
 
 _JSON_TYPE: Final = "application/json;charset=UTF-8"

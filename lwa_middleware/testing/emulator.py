@@ -37,6 +37,7 @@ from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Self
 
+from lwa_middleware.testing._authorize import _play_customer
 from lwa_middleware.testing._grants import BUILTIN_CUSTOMERS as BUILTIN_CUSTOMERS
 from lwa_middleware.testing._grants import (
     Customer,
@@ -53,7 +54,7 @@ from lwa_middleware.testing._tls import LocalCA
 from lwa_middleware.testing._wire import AUTHORIZE_PATH as AUTHORIZE_PATH
 from lwa_middleware.testing._wire import ENDPOINTS as ENDPOINTS
 from lwa_middleware.testing._wire import MINT_PATH as MINT_PATH
-from lwa_middleware.testing._wire import PROFILE_PATH, TOKENINFO_PATH
+from lwa_middleware.testing._wire import PROFILE_PATH, SDK_PATH, TOKENINFO_PATH
 from lwa_middleware.testing._wire import TOKEN_PATH as TOKEN_PATH
 from lwa_middleware.testing.faults import (
     Fault,
@@ -93,7 +94,10 @@ class LWAEmulator:
       tests written in other languages;
     - ``GET``/``POST /ap/oa`` (a sign-in page listing three test customers)
       and ``POST /auth/o2/token`` (code and refresh token exchange), so a
-      browser demo works end to end.  They enforce LWA's rules: registered
+      browser demo works end to end; the consent page offers exactly the
+      requested scopes (:meth:`consent` and :meth:`deny` play the customer
+      in tests); ``GET /sdk/login1.js`` (:attr:`sdk_url`) stands in for
+      Amazon's JavaScript SDK.  They enforce LWA's rules: registered
       redirect URIs only, single-use codes that expire after five minutes,
       PKCE (``S256`` and ``plain``), the client secret (body or HTTP Basic),
       refresh tokens only for clients that sent their secret, and
@@ -111,7 +115,8 @@ class LWAEmulator:
     :param redirect_uris: that app's Allowed Return URLs: ``/ap/oa``
         redirects only to one of them, matched exactly.  https URLs, or
         http ones on loopback; :data:`DEFAULT_REDIRECT_URIS` by default.
-        Their origins may call the token endpoint from a browser (CORS).
+        Their origins are its Allowed JavaScript Origins: pages there may
+        use the JavaScript SDK stand-in (:attr:`sdk_url`).
     :param clock: the emulator's time source (``time.time`` by default), so
         tests can expire codes and tokens without sleeping.
     :param access_token_lifetime: seconds an access token from the token
@@ -125,6 +130,12 @@ class LWAEmulator:
     :param tls: serve HTTPS with a certificate signed by a CA made at start-up
         (needs ``cryptography``); trust it with :attr:`ca_file` or
         :attr:`ssl_context`, e.g. ``LWAMiddleware(..., verify=lwa.ca_file)``.
+    :param token_cors: answer cross-origin ``fetch`` calls to the token
+        endpoint from the registered apps' origins (CORS headers and
+        preflights).  Off by default: **Amazon does not document CORS on
+        its token endpoint**; its documented browser path is the JavaScript
+        SDK (:attr:`sdk_url`), so a page that passes only with this flag on
+        may fail in production.
 
     Example::
 
@@ -147,6 +158,7 @@ class LWAEmulator:
         clock: Callable[[], float] | None = None,
         tls: bool = False,
         access_token_lifetime: float = 3600,
+        token_cors: bool = False,
     ) -> None:
         if not client_id:
             raise ValueError("client_id must not be empty")
@@ -185,6 +197,7 @@ class LWAEmulator:
         self._thread: threading.Thread | None = None
         self._down = False
         self._tls: LocalCA | None = LocalCA() if tls else None
+        self._state.token_cors = bool(token_cors)
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -430,6 +443,50 @@ class LWAEmulator:
     def authorize_url(self) -> str:
         """The full URL of the sign-in page (``/ap/oa``)."""
         return self.base_url + AUTHORIZE_PATH
+
+    @property
+    def sdk_url(self) -> str:
+        """The stand-in for Amazon's ``login1.js`` (see :mod:`._sdk`): the one
+        ``<script src>`` a page changes to go to production."""
+        return self.base_url + SDK_PATH
+
+    def consent(
+        self,
+        authorize_url: str,
+        *,
+        grant: Iterable[str] | None = None,
+        customer: Customer | int = 0,
+    ) -> str:
+        """Play the customer on the consent page of ``authorize_url``, and allow.
+
+        No HTML and no HTTP: the page's checks and grant, run directly (not
+        counted in :attr:`requests`).
+
+        :param authorize_url: where the app sent the browser (``…/ap/oa?…``).
+        :param grant: the scopes left ticked; all requested ones by default.
+        :param customer: a :class:`Customer` or an index in :data:`BUILTIN_CUSTOMERS`.
+        :returns: the URL the browser is sent back to: the app's redirect_uri
+            with ``code``, ``scope`` and ``state``, or with ``error`` if the
+            request is one LWA answers with an error (e.g. ``invalid_scope``).
+        :raises ValueError: ``grant`` names a scope the app did not request,
+            or the request gets an error page (unknown client, unregistered
+            redirect_uri), or the URL is not this emulator's.
+
+        Example::
+
+            back = lwa.consent(login.headers["location"], grant=["profile"])
+            client.get(back)  # the app's callback, with code and state
+        """
+        return _play_customer(
+            self._state, self.base_url, authorize_url, grant=grant, customer=customer
+        )
+
+    def deny(self, authorize_url: str) -> str:
+        """Play the customer refusing: the redirect_uri with ``error=access_denied``.
+
+        :raises ValueError: as :meth:`consent`.
+        """
+        return _play_customer(self._state, self.base_url, authorize_url, deny=True)
 
     @property
     def redirect_uris(self) -> tuple[str, ...]:
