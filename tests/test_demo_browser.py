@@ -1,8 +1,14 @@
 """Click through the demo in headless Chromium (Playwright driving Debian's chromium).
 
-The page signs in with the Authorization Code grant and PKCE (S256): a
-normal sign-in, a denied consent, a tampered ``state`` (refused by the page)
-and a replayed code (refused by the emulator).
+The page signs in as Amazon documents it for browsers: through LWA's
+JavaScript SDK (the emulator's stand-in, ``/sdk/login1.js``) with
+``pkce: true``, ``amazon.Login.authorize`` and ``amazon.Login.retrieveToken``
+("Login with Amazon SDK for JavaScript Reference Guide",
+developer.amazon.com/docs/login-with-amazon/javascript-sdk-reference.html).
+A normal sign-in, a denied consent, a tampered ``state`` (refused by the
+page) and a replayed code (refused by the emulator).  The page never calls
+the token endpoint itself, and the endpoint sends no CORS headers: Amazon
+documents none.
 
 Never runs ``playwright install``: it uses ``/usr/bin/chromium``. Without it
 the test is skipped, or fails when ``CI`` is set, so CI cannot go green by
@@ -80,6 +86,15 @@ def _storage(page: Any, key: str) -> Any:
     return page.evaluate(f"sessionStorage.getItem('lwa-demo:{key}')")
 
 
+# Where the SDK stand-in keeps the PKCE verifier between authorize and
+# retrieveToken: a first-party cookie, as Amazon's SDK needs cookies on.
+_PKCE_COOKIE = "lwa_emulator_pkce"
+
+
+def _cookies(page: Any) -> str:
+    return str(page.evaluate("document.cookie"))
+
+
 def _token_requests(requests: list[Any], lwa: LWAEmulator) -> list[Any]:
     return [r for r in requests if r.url == lwa.token_url and r.method == "POST"]
 
@@ -112,21 +127,29 @@ def test_click_through_the_demo(
     assert lwa_emulator.customer_for(token) == grace
     # State and verifier are single-use: gone once the answer came back.
     assert _storage(page, "state") is None
-    assert _storage(page, "verifier") is None
+    assert _PKCE_COOKIE not in _cookies(page)
 
-    # The browser's side of PKCE: S256 challenge out, verifier to the token
-    # endpoint (cross-origin, allowed by CORS), no secret, token never in a URL.
+    # The page loaded the SDK from the emulator (one <script src> to change
+    # for production) and asked for exactly what the demo requests.
+    assert any(r.url == lwa_emulator.sdk_url for r in requests)
     authorize = next(r for r in requests if r.url.startswith(lwa_emulator.authorize_url + "?"))
-    assert "response_type=code" in authorize.url
-    assert "code_challenge_method=S256" in authorize.url
-    assert "code_challenge=" in authorize.url
+    query = parse_qs(urlsplit(authorize.url).query)
+    assert query["scope"] == ["profile postal_code"]
+    assert query["response_type"] == ["code"]
+    assert query["code_challenge_method"] == ["S256"]
+    assert query["redirect_uri"] == [url + "/callback"]
+    # The browser's side of PKCE: S256 challenge out, verifier to the token
+    # endpoint from the SDK's frame on LWA's origin (not from the page: no
+    # cross-origin fetch, no CORS), no secret, token never in a URL.
     (exchange,) = _token_requests(requests, lwa_emulator)
+    assert exchange.frame.url.startswith(lwa_emulator.base_url + "/sdk/relay?")
+    assert exchange.frame != page.main_frame
     form = parse_qs(exchange.post_data)
     assert set(form) == {"grant_type", "code", "redirect_uri", "client_id", "code_verifier"}
     assert form["grant_type"] == ["authorization_code"]
     assert form["redirect_uri"] == [url + "/callback"]
     assert "authorization" not in exchange.headers
-    assert exchange.response().headers["access-control-allow-origin"] == url
+    assert "access-control-allow-origin" not in exchange.response().headers
     assert form["code_verifier"][0] not in authorize.url
     assert all(token not in r.url for r in requests)
     api = [r for r in requests if r.url == url + "/api/me"]
@@ -164,6 +187,21 @@ def test_click_through_the_demo(
     assert lwa_emulator.calls["tokeninfo"] == 2
     assert lwa_emulator.calls["token"] == 2
 
+    # The SDK's profile call answers in the shape of Amazon's reference.
+    profile = page.evaluate(
+        "token => new Promise((done) => amazon.Login.retrieveProfile(token, done))",
+        _storage(page, "token"),
+    )
+    assert profile == {
+        "success": True,
+        "profile": {
+            "CustomerId": ada.user_id,
+            "Name": ada.name,
+            "PrimaryEmail": ada.email,
+            "PostalCode": ada.postal_code,
+        },
+    }
+
     second = tmp_path / "demo-shipping.png"
     page.screenshot(path=str(second), full_page=True)
     _keep(second)
@@ -172,10 +210,13 @@ def test_click_through_the_demo(
 def test_denied_consent(demo: tuple[str, Any, list[Any]], lwa_emulator: LWAEmulator) -> None:
     from playwright.sync_api import expect
 
-    url, page, _ = demo
+    url, page, requests = demo
     page.goto(url + "/")
     page.click("#login")
     page.wait_for_url(lwa_emulator.base_url + "/ap/oa?**")
+    # The SDK sent the browser there, with PKCE.
+    assert any(r.url == lwa_emulator.sdk_url for r in requests)
+    assert "code_challenge_method=S256" in page.url
     page.click("#lwa-cancel")
     expect(page.locator("#message")).to_contain_text("Sign-in did not complete: access_denied")
     assert page.url == url + "/"
@@ -220,14 +261,17 @@ def test_replayed_code_is_refused_by_the_emulator(
     verifier = parse_qs(exchange.post_data)["code_verifier"][0]
     state = parse_qs(urlsplit(callback).query)["state"][0]
 
-    # Replay the same answer with everything the page needs to accept it
-    # (its state and verifier): only the emulator can refuse it now.
+    # Replay the same answer with everything the page and the SDK need to
+    # accept it (the state, and the SDK's verifier cookie): only the emulator
+    # can refuse it now.
     page.click("#logout")
     expect(page.locator("#login")).to_be_visible()
+    saved = {"c": lwa_emulator.client_id, "r": url + "/callback", "v": verifier}
     page.evaluate(
-        "([state, verifier]) => { sessionStorage.setItem('lwa-demo:state', state);"
-        " sessionStorage.setItem('lwa-demo:verifier', verifier); }",
-        [state, verifier],
+        "([state, saved]) => { sessionStorage.setItem('lwa-demo:state', state);"
+        f" document.cookie = '{_PKCE_COOKIE}=' + encodeURIComponent(JSON.stringify(saved))"
+        " + '; Path=/'; }",
+        [state, saved],
     )
     with page.expect_response(lambda r: r.url == lwa_emulator.token_url) as replayed:
         page.goto(callback)
