@@ -410,10 +410,12 @@ def _play_customer(
     if isinstance(opened, _Response):
         return _location(opened)
     if deny:
-        return _location(_error_redirect(opened.request, "access_denied", "The user denied access."))
+        refusal = _error_redirect(opened.request, "access_denied", "The user denied access.")
+        return _location(refusal)
     if isinstance(customer, int):
         if not 0 <= customer < len(BUILTIN_CUSTOMERS):
-            raise ValueError(f"customer must index BUILTIN_CUSTOMERS (0 to {len(BUILTIN_CUSTOMERS) - 1})")
+            last = len(BUILTIN_CUSTOMERS) - 1
+            raise ValueError(f"customer must index BUILTIN_CUSTOMERS (0 to {last})")
         customer = BUILTIN_CUSTOMERS[customer]
     ticked = opened.requested if grant is None else _checked_grant(grant, opened.requested)
     return _location(_grant(state, opened, ticked, customer))

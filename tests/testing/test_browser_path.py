@@ -131,5 +131,7 @@ def test_the_sdk_relay_answers_registered_origins_only(
 
 
 @pytest.mark.parametrize("path", ["/sdk/login1.js", "/sdk/relay"])
-def test_sdk_routes_are_get_only(lwa_emulator: LWAEmulator, client: httpx2.Client, path: str) -> None:
+def test_sdk_routes_are_get_only(
+    lwa_emulator: LWAEmulator, client: httpx2.Client, path: str
+) -> None:
     assert client.post(lwa_emulator.base_url + path).status_code == 405
