@@ -18,12 +18,15 @@ screenshots.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
+import secrets
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 import pytest
 from support.browser import launch_chromium
@@ -280,3 +283,69 @@ def test_replayed_code_is_refused_by_the_emulator(
     assert page.url == url + "/"
     assert _storage(page, "token") is None
     assert lwa_emulator.calls["token"] == 2
+
+
+def test_sdk_answers_in_the_shapes_of_amazons_reference(
+    demo: tuple[str, Any, list[Any]], lwa_emulator: LWAEmulator
+) -> None:
+    """retrieveToken/retrieveProfile errors, the verifier cookie, logout and setUseCookie."""
+    from playwright.sync_api import expect
+
+    url, page, _ = demo
+    page.goto(url + "/")
+    expect(page.locator("#login")).to_be_enabled()
+    assert page.evaluate("amazon.Login.getClientId()") == lwa_emulator.client_id
+    retrieve = "code => new Promise((done) => amazon.Login.retrieveToken(code, done))"
+    # No authorize with pkce on this site (no verifier cookie): refused here.
+    lonely = page.evaluate(retrieve, "some-code")
+    assert lonely["error"] == "invalid_request"
+    assert lwa_emulator.calls["token"] == 0
+    # With a verifier, an unknown code reaches LWA and comes back in its words.
+    saved = {"c": lwa_emulator.client_id, "r": url + "/callback", "v": "v" * 43}
+    page.evaluate(
+        f"saved => {{ document.cookie = '{_PKCE_COOKIE}=' +"
+        " encodeURIComponent(JSON.stringify(saved)) + '; Path=/'; }",
+        saved,
+    )
+    refused = page.evaluate(retrieve, "some-code")
+    assert refused["error"] == "invalid_grant"
+    assert isinstance(refused["error_description"], str)
+    assert "access_token" not in refused
+    assert lwa_emulator.calls["token"] == 1
+    assert _PKCE_COOKIE not in _cookies(page)  # one exchange per verifier
+    profile = page.evaluate(
+        "t => new Promise((done) => amazon.Login.retrieveProfile(t, done))", "Atza|not-a-token"
+    )
+    assert profile["success"] is False
+    assert profile["error"]
+    # setUseCookie: the access token of the next exchange goes to a cookie,
+    # which logout() clears.  The code comes from the consent helper, for a
+    # challenge whose verifier the SDK's cookie holds.
+    verifier = secrets.token_urlsafe(32)
+    digest = hashlib.sha256(verifier.encode()).digest()
+    challenge = base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+    query = {
+        "client_id": lwa_emulator.client_id,
+        "scope": "profile",
+        "response_type": "code",
+        "redirect_uri": url + "/callback",
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
+    }
+    back = lwa_emulator.consent(f"{lwa_emulator.authorize_url}?{urlencode(query)}")
+    code = parse_qs(urlsplit(back).query)["code"][0]
+    page.evaluate(
+        f"saved => {{ document.cookie = '{_PKCE_COOKIE}=' +"
+        " encodeURIComponent(JSON.stringify(saved)) + '; Path=/'; }",
+        {**saved, "v": verifier},
+    )
+    page.evaluate("amazon.Login.setUseCookie(true)")
+    tokens = page.evaluate(retrieve, code)
+    assert tokens["success"] is True
+    assert tokens["token_type"] == "bearer"
+    assert int(tokens["expires_in"]) == int(lwa_emulator.access_token_lifetime)
+    assert set(tokens) == {"success", "access_token", "token_type", "expires_in"}
+    held = f"amazon_Login_accessToken={quote(tokens['access_token'], safe='')}"
+    assert held in _cookies(page)
+    page.evaluate("amazon.Login.logout()")
+    assert "amazon_Login_accessToken" not in _cookies(page)
