@@ -421,6 +421,58 @@ def _play_customer(
     return _location(_grant(state, opened, ticked, customer))
 
 
+class _PlaysTheCustomer:
+    """``LWAEmulator.consent()`` and ``deny()``: the customer on the consent page, in tests.
+
+    A base class of :class:`~lwa_middleware.testing.LWAEmulator`, kept here
+    with the page it plays.
+    """
+
+    _state: _State
+
+    @property
+    def base_url(self) -> str:
+        raise NotImplementedError
+
+    def consent(
+        self,
+        authorize_url: str,
+        *,
+        grant: Iterable[str] | None = None,
+        customer: Customer | int = 0,
+    ) -> str:
+        """Play the customer on the consent page of ``authorize_url``, and allow.
+
+        No HTML and no HTTP: the page's checks and grant, run directly (not
+        counted in :attr:`requests`).
+
+        :param authorize_url: where the app sent the browser (``…/ap/oa?…``).
+        :param grant: the scopes left ticked; all requested ones by default.
+        :param customer: a :class:`Customer` or an index in :data:`BUILTIN_CUSTOMERS`.
+        :returns: the URL the browser is sent back to: the app's redirect_uri
+            with ``code``, ``scope`` and ``state``, or with ``error`` if the
+            request is one LWA answers with an error (e.g. ``invalid_scope``).
+        :raises ValueError: ``grant`` names a scope the app did not request,
+            or the request gets an error page (unknown client, unregistered
+            redirect_uri), or the URL is not this emulator's.
+
+        Example::
+
+            back = lwa.consent(login.headers["location"], grant=["profile"])
+            client.get(back)  # the app's callback, with code and state
+        """
+        return _play_customer(
+            self._state, self.base_url, authorize_url, grant=grant, customer=customer
+        )
+
+    def deny(self, authorize_url: str) -> str:
+        """Play the customer refusing: the redirect_uri with ``error=access_denied``.
+
+        :raises ValueError: as :meth:`consent`.
+        """
+        return _play_customer(self._state, self.base_url, authorize_url, deny=True)
+
+
 def _checked_grant(grant: Iterable[str], requested: tuple[str, ...]) -> tuple[str, ...]:
     if isinstance(grant, str):
         grant = grant.split()

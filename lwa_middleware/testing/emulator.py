@@ -37,7 +37,7 @@ from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Self
 
-from lwa_middleware.testing._authorize import _play_customer
+from lwa_middleware.testing._authorize import _PlaysTheCustomer
 from lwa_middleware.testing._grants import BUILTIN_CUSTOMERS as BUILTIN_CUSTOMERS
 from lwa_middleware.testing._grants import (
     Customer,
@@ -82,7 +82,7 @@ DEFAULT_REDIRECT_URIS: tuple[str, ...] = (
 )
 
 
-class LWAEmulator:
+class LWAEmulator(_PlaysTheCustomer):
     """A Login with Amazon server on loopback, for tests and demos.
 
     It serves, on ``base_url``:
@@ -449,44 +449,6 @@ class LWAEmulator:
         """The stand-in for Amazon's ``login1.js`` (see :mod:`._sdk`): the one
         ``<script src>`` a page changes to go to production."""
         return self.base_url + SDK_PATH
-
-    def consent(
-        self,
-        authorize_url: str,
-        *,
-        grant: Iterable[str] | None = None,
-        customer: Customer | int = 0,
-    ) -> str:
-        """Play the customer on the consent page of ``authorize_url``, and allow.
-
-        No HTML and no HTTP: the page's checks and grant, run directly (not
-        counted in :attr:`requests`).
-
-        :param authorize_url: where the app sent the browser (``…/ap/oa?…``).
-        :param grant: the scopes left ticked; all requested ones by default.
-        :param customer: a :class:`Customer` or an index in :data:`BUILTIN_CUSTOMERS`.
-        :returns: the URL the browser is sent back to: the app's redirect_uri
-            with ``code``, ``scope`` and ``state``, or with ``error`` if the
-            request is one LWA answers with an error (e.g. ``invalid_scope``).
-        :raises ValueError: ``grant`` names a scope the app did not request,
-            or the request gets an error page (unknown client, unregistered
-            redirect_uri), or the URL is not this emulator's.
-
-        Example::
-
-            back = lwa.consent(login.headers["location"], grant=["profile"])
-            client.get(back)  # the app's callback, with code and state
-        """
-        return _play_customer(
-            self._state, self.base_url, authorize_url, grant=grant, customer=customer
-        )
-
-    def deny(self, authorize_url: str) -> str:
-        """Play the customer refusing: the redirect_uri with ``error=access_denied``.
-
-        :raises ValueError: as :meth:`consent`.
-        """
-        return _play_customer(self._state, self.base_url, authorize_url, deny=True)
 
     @property
     def redirect_uris(self) -> tuple[str, ...]:

@@ -18,6 +18,8 @@
 //
 // Left out: popup: true (Amazon's default; the stand-in throws and asks for
 // popup: false, because Amazon does not document the popup's return URL);
+// scope_data's meaning (it travels to /ap/oa, where the emulator lets the
+// customer untick any requested scope, essential or not);
 // options.interactive (the emulator keeps no customer session, so every
 // authorize shows the consent page, like "always"); the implicit grant
 // (response_type "token" reaches /ap/oa and is refused there, as LWA does).
