@@ -48,7 +48,8 @@ _ROUTES: Final[Mapping[str, tuple[str, frozenset[str]]]] = {
     PROFILE_PATH: ("profile", frozenset({"GET"})),
     MINT_PATH: ("mint", frozenset({"POST"})),
     AUTHORIZE_PATH: ("authorize", frozenset({"GET", "POST"})),
-    # OPTIONS: the CORS preflight of a browser (PKCE public client).
+    # OPTIONS: a browser's CORS preflight, answered with CORS headers only
+    # when LWAEmulator(token_cors=True): Amazon documents no CORS here.
     TOKEN_PATH: ("token", frozenset({"POST", "OPTIONS"})),
     SDK_PATH: ("sdk", frozenset({"GET"})),
     SDK_RELAY_PATH: ("sdk_relay", frozenset({"GET"})),
