@@ -349,3 +349,51 @@ def test_sdk_answers_in_the_shapes_of_amazons_reference(
     assert held in _cookies(page)
     page.evaluate("amazon.Login.logout()")
     assert "amazon_Login_accessToken" not in _cookies(page)
+
+
+def test_sdk_popup_sign_in_and_denial(
+    demo: tuple[str, Any, list[Any]], lwa_emulator: LWAEmulator
+) -> None:
+    """authorize() with Amazon's default, popup: true: the page stays, next gets the answer."""
+    from playwright.sync_api import expect
+
+    url, page, _ = demo
+    page.goto(url + "/")
+    expect(page.locator("#login")).to_be_enabled()
+    page.evaluate("window.answers = []")
+    start = (
+        "state => amazon.Login.authorize({ scope: 'profile', pkce: true, state: state },"
+        " (response) => window.answers.push(response))"
+    )
+
+    def through_popup(state: str, action: str) -> dict[str, Any]:
+        with page.expect_popup() as opened:
+            page.evaluate(start, state)
+        popup = opened.value
+        popup.wait_for_url(lwa_emulator.base_url + "/ap/oa?**")
+        # The popup's consent page, too, offers exactly what was requested.
+        assert popup.locator('input[name="scope"]').count() == 1
+        with popup.expect_event("close"):
+            popup.click(action)
+        page.wait_for_function(
+            f"window.answers.length > 0 && window.answers.at(-1).state === '{state}'"
+        )
+        answer: dict[str, Any] = page.evaluate("window.answers.at(-1)")
+        return answer
+
+    allowed = through_popup("p-0", "#lwa-signin")
+    assert allowed["status"] == "complete"
+    assert allowed["scope"] == "profile"
+    assert set(allowed) == {"status", "code", "scope", "state"}
+    # The popup's code is exchanged like any other, from the page.
+    tokens = page.evaluate(
+        "code => new Promise((done) => amazon.Login.retrieveToken(code, done))", allowed["code"]
+    )
+    assert tokens["success"] is True
+    assert lwa_emulator.customer_for(tokens["access_token"]) == BUILTIN_CUSTOMERS[0]
+
+    denied = through_popup("p-1", "#lwa-cancel")
+    assert denied["status"] == "complete"
+    assert denied["error"] == "access_denied"
+    assert "code" not in denied
+    assert page.url == url + "/"  # the page itself never left

@@ -39,6 +39,7 @@ from lwa_middleware.testing._grants import (
     _CODE_TTL,
     BUILTIN_CUSTOMERS,
     Customer,
+    _Client,
     _new_code,
     _PendingCode,
 )
@@ -47,6 +48,7 @@ from lwa_middleware.testing._wire import (
     _HTML_TYPE,
     _PROFILE_SCOPES,
     AUTHORIZE_PATH,
+    SDK_POPUP_PATH,
     _first,
     _Response,
 )
@@ -136,7 +138,10 @@ def _parse_authorize(
         return "The request is missing a required parameter: client_id."
     with state.lock:
         client = state.clients.get(client_id)
-        registered = client is not None and redirect_uri in client.redirect_uris
+        registered = client is not None and (
+            redirect_uri in client.redirect_uris
+            or _is_sdk_popup_return(state, client, redirect_uri)
+        )
     if client is None:
         return "Unknown client_id: no app is registered with it."
     if not registered:
@@ -190,6 +195,31 @@ def _is_valid_redirect_uri(uri: str) -> bool:
         and parts.password is None
         and not parts.fragment
         and "#" not in uri
+    )
+
+
+def _is_sdk_popup_return(state: _State, client: _Client, uri: str) -> bool:
+    """Whether ``uri`` is the SDK popup's return page for one of the app's origins.
+
+    ``amazon.Login.authorize`` in a popup needs no Allowed Return URL, only
+    the page's origin among the app's Allowed Origins; the SDK stand-in ends
+    its popups on the emulator's own ``/sdk/popup?origin=…``, which hands the
+    answer to that origin only.  Called with ``state.lock`` held.
+    """
+    server = state.server
+    if server is None:
+        return False
+    parts = urlsplit(uri)
+    host, port = str(server.server_address[0]), int(server.server_address[1])
+    own = f"{'https' if server.tls else 'http'}://{f'[{host}]' if ':' in host else host}:{port}"
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    return (
+        f"{parts.scheme}://{parts.netloc}" == own
+        and parts.path == SDK_POPUP_PATH
+        and len(query) == 1
+        and query[0][0] == "origin"
+        and client.allows_origin(query[0][1])
+        and not parts.fragment
     )
 
 

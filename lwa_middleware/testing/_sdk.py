@@ -13,6 +13,11 @@ on the emulator's origin (same-origin requests) and answers
 Origin of the app (the origin of one of its return URLs).  Any other
 origin gets an error page that posts nothing, and the page's CSP
 (``frame-ancestors``) keeps anyone else from framing it.
+
+``GET /sdk/popup?origin=…`` is where the SDK's popups end (``authorize``
+with ``popup: true``, Amazon's default): ``/ap/oa`` accepts it as a return
+URL for the app's own origins (see ``_authorize._is_sdk_popup_return``), and
+the page posts the answer to its opener on that origin only, then closes.
 """
 
 from __future__ import annotations
@@ -59,10 +64,30 @@ def _sdk_relay(state: _State, query: list[tuple[str, str]]) -> _Response:
             "This page's origin is not an Allowed Origin of that app (the origin of one of its "
             "registered return URLs), or the client_id is unknown."
         )
+    return _scripted_page("relay.html", origin, f"frame-ancestors {origin}")
+
+
+def _sdk_popup(state: _State, query: list[tuple[str, str]]) -> _Response:
+    """Where the SDK's popups end: the answer goes to the opener, on ``origin`` only.
+
+    ``/ap/oa`` redirects here only for an origin of the app it signed in to;
+    this page checks the origin again (any registered app's) before naming
+    it as the only receiver of ``postMessage``.
+    """
+    origin = _first(query, "origin") or ""
+    with state.lock:
+        allowed = bool(origin) and any(c.allows_origin(origin) for c in state.clients.values())
+    if not allowed:
+        return _error_page("This popup was not opened for an Allowed Origin of a registered app.")
+    return _scripted_page("popup.html", origin, "frame-ancestors 'none'")
+
+
+def _scripted_page(name: str, origin: str, framing: str) -> _Response:
+    """A page of one nonce'd script that talks to ``origin`` (already vetted) only."""
     nonce = secrets.token_urlsafe(16)
     # JSON is a JavaScript literal; "<" escaped so it cannot close the script.
     app_origin = json.dumps(origin).replace("<", "\\u003c")
-    document = _template("relay.html").substitute(
+    document = _template(name).substitute(
         nonce=html.escape(nonce),
         app_origin=app_origin,
         token_path=TOKEN_PATH,
@@ -74,8 +99,7 @@ def _sdk_relay(state: _State, query: list[tuple[str, str]]) -> _Response:
         # no spaces or quotes, so it is safe in the header.
         (
             "Content-Security-Policy",
-            f"default-src 'none'; script-src 'nonce-{nonce}'; connect-src 'self'; "
-            f"frame-ancestors {origin}",
+            f"default-src 'none'; script-src 'nonce-{nonce}'; connect-src 'self'; {framing}",
         ),
         ("Referrer-Policy", "no-referrer"),
     ]

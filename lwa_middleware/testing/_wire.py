@@ -32,6 +32,7 @@ TOKEN_PATH: Final = "/auth/o2/token"
 # the frame through which it calls the token and profile endpoints.
 SDK_PATH: Final = "/sdk/login1.js"
 SDK_RELAY_PATH: Final = "/sdk/relay"
+SDK_POPUP_PATH: Final = "/sdk/popup"
 
 #: The resource server's endpoints: where faults and latency go when no
 #: endpoint is named.
@@ -53,6 +54,7 @@ _ROUTES: Final[Mapping[str, tuple[str, frozenset[str]]]] = {
     TOKEN_PATH: ("token", frozenset({"POST", "OPTIONS"})),
     SDK_PATH: ("sdk", frozenset({"GET"})),
     SDK_RELAY_PATH: ("sdk_relay", frozenset({"GET"})),
+    SDK_POPUP_PATH: ("sdk_popup", frozenset({"GET"})),
 }
 
 _JSON_TYPE: Final = "application/json;charset=UTF-8"

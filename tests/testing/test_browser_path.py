@@ -19,6 +19,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 from pathlib import Path
+from urllib.parse import urlencode
 
 import httpx2
 import pytest
@@ -130,8 +131,42 @@ def test_the_sdk_relay_answers_registered_origins_only(
         assert "frame-ancestors" not in refused.headers.get("content-security-policy", "")
 
 
-@pytest.mark.parametrize("path", ["/sdk/login1.js", "/sdk/relay"])
+@pytest.mark.parametrize("path", ["/sdk/login1.js", "/sdk/relay", "/sdk/popup"])
 def test_sdk_routes_are_get_only(
     lwa_emulator: LWAEmulator, client: httpx2.Client, path: str
 ) -> None:
     assert client.post(lwa_emulator.base_url + path).status_code == 405
+
+
+def test_sdk_popups_return_to_the_emulator_for_the_apps_origins_only(
+    signin: LWAEmulator, client: httpx2.Client
+) -> None:
+    """authorize() in a popup (the SDK's default) needs only an Allowed Origin."""
+    popup = signin.base_url + "/sdk/popup"
+    query = {"client_id": signin.client_id, "scope": "profile", "response_type": "code"}
+    own = f"{popup}?{urlencode({'origin': ORIGIN})}"
+    page = client.get(signin.authorize_url, params={**query, "redirect_uri": own})
+    assert page.status_code == 200
+    back = signin.consent(f"{signin.authorize_url}?{urlencode({**query, 'redirect_uri': own})}")
+    assert back.startswith(own + "&code=")
+    for stranger in (
+        f"{popup}?{urlencode({'origin': 'https://evil.example'})}",
+        f"{popup}?{urlencode({'origin': ORIGIN, 'x': '1'})}",
+        f"{popup}?origin=",
+        popup,
+        own.replace("/sdk/popup", "/sdk/relay"),
+        own.replace(signin.base_url, "http://127.0.0.1:9"),
+        own + "#top",
+    ):
+        refused = client.get(signin.authorize_url, params={**query, "redirect_uri": stranger})
+        assert refused.status_code == 400, stranger
+        assert "location" not in refused.headers
+
+    answer = client.get(popup, params={"origin": ORIGIN, "code": "c", "state": "s"})
+    assert answer.status_code == 200
+    assert f"const APP = \"{ORIGIN}\";" in answer.text
+    assert "frame-ancestors 'none'" in answer.headers["content-security-policy"]
+    for origin in ("https://evil.example", "", "null"):
+        refused = client.get(popup, params={"origin": origin, "code": "c"})
+        assert refused.status_code == 400
+        assert "<script" not in refused.text

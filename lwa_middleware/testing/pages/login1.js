@@ -6,8 +6,11 @@
 //
 // Implemented: amazon.Login.setClientId / getClientId, authorize(options,
 // next) with options.scope (string or array), state, scope_data, pkce,
-// response_type and popup: false (next is then the redirect URL), the
-// AuthorizeRequest it returns (status, onComplete), retrieveToken(code, cb)
+// response_type and popup (true, the default: a popup window, then next is
+// called with the response, or the page goes to next if it is a URL; false:
+// the page itself goes to LWA and back to next, a URL), the AuthorizeRequest
+// it returns (status, onComplete, and the response's fields once complete:
+// code, scope, state, error, error_description), retrieveToken(code, cb)
 // (PKCE: the verifier waits in a first-party cookie, so cookies must be on and
 // the callback on the same site as authorize), retrieveProfile(token, cb)
 // ({success, profile: {CustomerId, Name, PrimaryEmail, PostalCode}}),
@@ -16,9 +19,10 @@
 // without effect: the emulator has no Amazon Pay sandbox). Loading calls
 // window.onAmazonLoginReady, as Amazon's loader does.
 //
-// Left out: popup: true (Amazon's default; the stand-in throws and asks for
-// popup: false, because Amazon does not document the popup's return URL);
-// scope_data's meaning (it travels to /ap/oa, where the emulator lets the
+// The popup's return URL is the emulator's own /sdk/popup (Amazon does not
+// document the one its SDK uses; the app needs only an Allowed Origin).
+//
+// Left out: scope_data's meaning (it travels to /ap/oa, where the emulator lets the
 // customer untick any requested scope, essential or not);
 // options.interactive (the emulator keeps no customer session, so every
 // authorize shows the consent page, like "always"); the implicit grant
@@ -192,9 +196,6 @@
   function authorize(options, next) {
     if (!clientId) fail("call setClientId before authorize");
     options = options || {};
-    if (options.popup !== false) {
-      fail("the emulator's SDK stand-in supports popup: false only (next is the redirect URL)");
-    }
     var params = new URLSearchParams({
       client_id: clientId,
       scope: scopeOf(options.scope),
@@ -205,13 +206,25 @@
     if (options.scope_data) params.set("scope_data", JSON.stringify(options.scope_data));
     var request = new AuthorizeRequest();
     if (next !== undefined) request.onComplete(next);
+    var popup = null;
+    var redirectUri;
+    if (options.popup !== false) {
+      // Opened now, inside the click that called authorize: popup blockers
+      // allow nothing later.
+      popup = window.open("about:blank", "amazon-login", "width=480,height=640");
+      if (!popup) fail("the browser blocked the popup: call authorize from a click handler");
+      redirectUri = LWA + "/sdk/popup?" + new URLSearchParams({ origin: location.origin });
+      awaitPopup(popup, request);
+    }
     // onComplete may still be called on the returned object, in this tick.
     Promise.resolve()
       .then(function () {
-        if (typeof request.next !== "string" || !request.next) {
-          fail("with popup: false, next (or onComplete) must be the redirect URL");
+        if (!popup) {
+          if (typeof request.next !== "string" || !request.next) {
+            fail("with popup: false, next (or onComplete) must be the redirect URL");
+          }
+          redirectUri = new URL(request.next, location.href).href;
         }
-        var redirectUri = new URL(request.next, location.href).href;
         params.set("redirect_uri", redirectUri);
         if (!options.pkce) return null;
         var verifier = newVerifier();
@@ -225,9 +238,38 @@
           params.set("code_challenge_method", "S256");
         }
         request.status = "in progress";
-        location.assign(LWA + "/ap/oa?" + params.toString());
+        var target = LWA + "/ap/oa?" + params.toString();
+        if (popup) popup.location.href = target;
+        else location.assign(target);
       });
     return request;
+  }
+
+  // The popup's last page (on LWA's origin) posts the answer here, then closes.
+  function awaitPopup(popup, request) {
+    function onMessage(event) {
+      var data = event.data || {};
+      if (event.origin !== LWA || event.source !== popup || !data.lwaPopup) return;
+      window.removeEventListener("message", onMessage);
+      var response = {};
+      ["code", "scope", "state", "error", "error_description"].forEach(function (name) {
+        if (data.params && typeof data.params[name] === "string") {
+          response[name] = data.params[name];
+          request[name] = data.params[name];
+        }
+      });
+      request.status = response.status = "complete";
+      if (typeof request.next === "function") {
+        request.next(response);
+      } else if (typeof request.next === "string" && request.next) {
+        var back = new URL(request.next, location.href);
+        Object.keys(response).forEach(function (name) {
+          if (name !== "status") back.searchParams.set(name, response[name]);
+        });
+        location.assign(back.href);
+      }
+    }
+    window.addEventListener("message", onMessage);
   }
 
   function savedPkce() {
