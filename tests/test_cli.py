@@ -36,6 +36,14 @@ def inspect(lwa: LWAEmulator, token: str, *extra: str) -> list[str]:
     return ["inspect", token, "--client-id", lwa.client_id, "--api-base-url", lwa.base_url, *extra]
 
 
+def _consent_form(http: httpx2.Client, base_url: str, query: dict[str, str]) -> dict[str, str]:
+    """What the emulator's consent page posts when the customer allows (customer 0)."""
+    page = http.get(base_url + "/ap/oa", params=query)
+    assert page.status_code == 200, page.text
+    hidden = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', page.text))
+    return {**hidden, "customer": "0", "scope": query["scope"], "action": "allow"}
+
+
 def run(
     capsys: pytest.CaptureFixture[str], argv: list[str], secret: str | None = None
 ) -> tuple[int, str, str]:
@@ -408,17 +416,15 @@ def test_emulator_command_registers_the_app_it_prints(spawn: type[Proc]) -> None
     assert f"return URLs   {callback}\n                http://localhost:9/cb\n" in out
     client_id = "amzn1.application-oa2-client.emulator"
     with httpx2.Client(timeout=5, trust_env=False) as http:
-        form = {
+        query = {
             "client_id": client_id,
             "response_type": "code",
             "scope": "profile",
-            "customer": "0",
-            "action": "allow",
             "redirect_uri": callback,
         }
-        elsewhere = http.post(base_url + "/ap/oa", data={**form, "redirect_uri": callback + "/x"})
+        elsewhere = http.get(base_url + "/ap/oa", params={**query, "redirect_uri": callback + "/x"})
         assert elsewhere.status_code == 400
-        answer = http.post(base_url + "/ap/oa", data=form)
+        answer = http.post(base_url + "/ap/oa", data=_consent_form(http, base_url, query))
         code = parse_qs(urlsplit(answer.headers["location"]).query)["code"][0]
         exchange = {
             "grant_type": "authorization_code",
@@ -483,11 +489,13 @@ def test_demo_command(spawn: type[Proc], sig: signal.Signals) -> None:
         # The page's callback is registered with the emulator, and only it.
         config = http.get(url + "api/config").json()
         query = {"client_id": config["client_id"], "scope": "profile", "response_type": "code"}
-        signin = http.get(
-            config["authorize_url"], params={**query, "redirect_uri": url + "callback"}
-        )
+        # The page signs in with LWA's JavaScript SDK, served by the emulator.
+        assert config["sdk_url"].endswith("/sdk/login1.js")
+        assert http.get(config["sdk_url"]).status_code == 200
+        authorize_url = config["sdk_url"].removesuffix("/sdk/login1.js") + "/ap/oa"
+        signin = http.get(authorize_url, params={**query, "redirect_uri": url + "callback"})
         assert signin.status_code == 200
-        other = http.get(config["authorize_url"], params={**query, "redirect_uri": url + "other"})
+        other = http.get(authorize_url, params={**query, "redirect_uri": url + "other"})
         assert other.status_code == 400
 
     assert proc.stop(sig) == 0
@@ -515,7 +523,7 @@ def test_demo_server_side_command(spawn: type[Proc]) -> None:
         assert login.status_code == 302
         assert login.headers["location"].startswith(lwa.group(1) + "/ap/oa?")
         query = dict(parse_qsl(urlsplit(login.headers["location"]).query))
-        consent = http.post(lwa.group(1) + "/ap/oa", data={**query, "customer": "0"})
+        consent = http.post(lwa.group(1) + "/ap/oa", data=_consent_form(http, lwa.group(1), query))
         assert consent.status_code == 302
         back = http.get(consent.headers["location"])
         assert back.status_code == 303

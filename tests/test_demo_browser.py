@@ -1,8 +1,14 @@
 """Click through the demo in headless Chromium (Playwright driving Debian's chromium).
 
-The page signs in with the Authorization Code grant and PKCE (S256): a
-normal sign-in, a denied consent, a tampered ``state`` (refused by the page)
-and a replayed code (refused by the emulator).
+The page signs in as Amazon documents it for browsers: through LWA's
+JavaScript SDK (the emulator's stand-in, ``/sdk/login1.js``) with
+``pkce: true``, ``amazon.Login.authorize`` and ``amazon.Login.retrieveToken``
+("Login with Amazon SDK for JavaScript Reference Guide",
+developer.amazon.com/docs/login-with-amazon/javascript-sdk-reference.html).
+A normal sign-in, a denied consent, a tampered ``state`` (refused by the
+page) and a replayed code (refused by the emulator).  The page never calls
+the token endpoint itself, and the endpoint sends no CORS headers: Amazon
+documents none.
 
 Never runs ``playwright install``: it uses ``/usr/bin/chromium``. Without it
 the test is skipped, or fails when ``CI`` is set, so CI cannot go green by
@@ -12,12 +18,15 @@ screenshots.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
+import secrets
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 import pytest
 from support.browser import launch_chromium
@@ -80,6 +89,15 @@ def _storage(page: Any, key: str) -> Any:
     return page.evaluate(f"sessionStorage.getItem('lwa-demo:{key}')")
 
 
+# Where the SDK stand-in keeps the PKCE verifier between authorize and
+# retrieveToken: a first-party cookie, as Amazon's SDK needs cookies on.
+_PKCE_COOKIE = "lwa_emulator_pkce"
+
+
+def _cookies(page: Any) -> str:
+    return str(page.evaluate("document.cookie"))
+
+
 def _token_requests(requests: list[Any], lwa: LWAEmulator) -> list[Any]:
     return [r for r in requests if r.url == lwa.token_url and r.method == "POST"]
 
@@ -112,21 +130,29 @@ def test_click_through_the_demo(
     assert lwa_emulator.customer_for(token) == grace
     # State and verifier are single-use: gone once the answer came back.
     assert _storage(page, "state") is None
-    assert _storage(page, "verifier") is None
+    assert _PKCE_COOKIE not in _cookies(page)
 
-    # The browser's side of PKCE: S256 challenge out, verifier to the token
-    # endpoint (cross-origin, allowed by CORS), no secret, token never in a URL.
+    # The page loaded the SDK from the emulator (one <script src> to change
+    # for production) and asked for exactly what the demo requests.
+    assert any(r.url == lwa_emulator.sdk_url for r in requests)
     authorize = next(r for r in requests if r.url.startswith(lwa_emulator.authorize_url + "?"))
-    assert "response_type=code" in authorize.url
-    assert "code_challenge_method=S256" in authorize.url
-    assert "code_challenge=" in authorize.url
+    query = parse_qs(urlsplit(authorize.url).query)
+    assert query["scope"] == ["profile postal_code"]
+    assert query["response_type"] == ["code"]
+    assert query["code_challenge_method"] == ["S256"]
+    assert query["redirect_uri"] == [url + "/callback"]
+    # The browser's side of PKCE: S256 challenge out, verifier to the token
+    # endpoint from the SDK's frame on LWA's origin (not from the page: no
+    # cross-origin fetch, no CORS), no secret, token never in a URL.
     (exchange,) = _token_requests(requests, lwa_emulator)
+    assert exchange.frame.url.startswith(lwa_emulator.base_url + "/sdk/relay?")
+    assert exchange.frame != page.main_frame
     form = parse_qs(exchange.post_data)
     assert set(form) == {"grant_type", "code", "redirect_uri", "client_id", "code_verifier"}
     assert form["grant_type"] == ["authorization_code"]
     assert form["redirect_uri"] == [url + "/callback"]
     assert "authorization" not in exchange.headers
-    assert exchange.response().headers["access-control-allow-origin"] == url
+    assert "access-control-allow-origin" not in exchange.response().headers
     assert form["code_verifier"][0] not in authorize.url
     assert all(token not in r.url for r in requests)
     api = [r for r in requests if r.url == url + "/api/me"]
@@ -164,6 +190,21 @@ def test_click_through_the_demo(
     assert lwa_emulator.calls["tokeninfo"] == 2
     assert lwa_emulator.calls["token"] == 2
 
+    # The SDK's profile call answers in the shape of Amazon's reference.
+    profile = page.evaluate(
+        "token => new Promise((done) => amazon.Login.retrieveProfile(token, done))",
+        _storage(page, "token"),
+    )
+    assert profile == {
+        "success": True,
+        "profile": {
+            "CustomerId": ada.user_id,
+            "Name": ada.name,
+            "PrimaryEmail": ada.email,
+            "PostalCode": ada.postal_code,
+        },
+    }
+
     second = tmp_path / "demo-shipping.png"
     page.screenshot(path=str(second), full_page=True)
     _keep(second)
@@ -172,10 +213,13 @@ def test_click_through_the_demo(
 def test_denied_consent(demo: tuple[str, Any, list[Any]], lwa_emulator: LWAEmulator) -> None:
     from playwright.sync_api import expect
 
-    url, page, _ = demo
+    url, page, requests = demo
     page.goto(url + "/")
     page.click("#login")
     page.wait_for_url(lwa_emulator.base_url + "/ap/oa?**")
+    # The SDK sent the browser there, with PKCE.
+    assert any(r.url == lwa_emulator.sdk_url for r in requests)
+    assert "code_challenge_method=S256" in page.url
     page.click("#lwa-cancel")
     expect(page.locator("#message")).to_contain_text("Sign-in did not complete: access_denied")
     assert page.url == url + "/"
@@ -220,14 +264,17 @@ def test_replayed_code_is_refused_by_the_emulator(
     verifier = parse_qs(exchange.post_data)["code_verifier"][0]
     state = parse_qs(urlsplit(callback).query)["state"][0]
 
-    # Replay the same answer with everything the page needs to accept it
-    # (its state and verifier): only the emulator can refuse it now.
+    # Replay the same answer with everything the page and the SDK need to
+    # accept it (the state, and the SDK's verifier cookie): only the emulator
+    # can refuse it now.
     page.click("#logout")
     expect(page.locator("#login")).to_be_visible()
+    saved = {"c": lwa_emulator.client_id, "r": url + "/callback", "v": verifier}
     page.evaluate(
-        "([state, verifier]) => { sessionStorage.setItem('lwa-demo:state', state);"
-        " sessionStorage.setItem('lwa-demo:verifier', verifier); }",
-        [state, verifier],
+        "([state, saved]) => { sessionStorage.setItem('lwa-demo:state', state);"
+        f" document.cookie = '{_PKCE_COOKIE}=' + encodeURIComponent(JSON.stringify(saved))"
+        " + '; Path=/'; }",
+        [state, saved],
     )
     with page.expect_response(lambda r: r.url == lwa_emulator.token_url) as replayed:
         page.goto(callback)
@@ -236,3 +283,117 @@ def test_replayed_code_is_refused_by_the_emulator(
     assert page.url == url + "/"
     assert _storage(page, "token") is None
     assert lwa_emulator.calls["token"] == 2
+
+
+def test_sdk_answers_in_the_shapes_of_amazons_reference(
+    demo: tuple[str, Any, list[Any]], lwa_emulator: LWAEmulator
+) -> None:
+    """retrieveToken/retrieveProfile errors, the verifier cookie, logout and setUseCookie."""
+    from playwright.sync_api import expect
+
+    url, page, _ = demo
+    page.goto(url + "/")
+    expect(page.locator("#login")).to_be_enabled()
+    assert page.evaluate("amazon.Login.getClientId()") == lwa_emulator.client_id
+    retrieve = "code => new Promise((done) => amazon.Login.retrieveToken(code, done))"
+    # No authorize with pkce on this site (no verifier cookie): refused here.
+    lonely = page.evaluate(retrieve, "some-code")
+    assert lonely["error"] == "invalid_request"
+    assert lwa_emulator.calls["token"] == 0
+    # With a verifier, an unknown code reaches LWA and comes back in its words.
+    saved = {"c": lwa_emulator.client_id, "r": url + "/callback", "v": "v" * 43}
+    page.evaluate(
+        f"saved => {{ document.cookie = '{_PKCE_COOKIE}=' +"
+        " encodeURIComponent(JSON.stringify(saved)) + '; Path=/'; }",
+        saved,
+    )
+    refused = page.evaluate(retrieve, "some-code")
+    assert refused["error"] == "invalid_grant"
+    assert isinstance(refused["error_description"], str)
+    assert "access_token" not in refused
+    assert lwa_emulator.calls["token"] == 1
+    assert _PKCE_COOKIE not in _cookies(page)  # one exchange per verifier
+    profile = page.evaluate(
+        "t => new Promise((done) => amazon.Login.retrieveProfile(t, done))", "Atza|not-a-token"
+    )
+    assert profile["success"] is False
+    assert profile["error"]
+    # setUseCookie: the access token of the next exchange goes to a cookie,
+    # which logout() clears.  The code comes from the consent helper, for a
+    # challenge whose verifier the SDK's cookie holds.
+    verifier = secrets.token_urlsafe(32)
+    digest = hashlib.sha256(verifier.encode()).digest()
+    challenge = base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+    query = {
+        "client_id": lwa_emulator.client_id,
+        "scope": "profile",
+        "response_type": "code",
+        "redirect_uri": url + "/callback",
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
+    }
+    back = lwa_emulator.consent(f"{lwa_emulator.authorize_url}?{urlencode(query)}")
+    code = parse_qs(urlsplit(back).query)["code"][0]
+    page.evaluate(
+        f"saved => {{ document.cookie = '{_PKCE_COOKIE}=' +"
+        " encodeURIComponent(JSON.stringify(saved)) + '; Path=/'; }",
+        {**saved, "v": verifier},
+    )
+    page.evaluate("amazon.Login.setUseCookie(true)")
+    tokens = page.evaluate(retrieve, code)
+    assert tokens["success"] is True
+    assert tokens["token_type"] == "bearer"
+    assert int(tokens["expires_in"]) == int(lwa_emulator.access_token_lifetime)
+    assert set(tokens) == {"success", "access_token", "token_type", "expires_in"}
+    held = f"amazon_Login_accessToken={quote(tokens['access_token'], safe='')}"
+    assert held in _cookies(page)
+    page.evaluate("amazon.Login.logout()")
+    assert "amazon_Login_accessToken" not in _cookies(page)
+
+
+def test_sdk_popup_sign_in_and_denial(
+    demo: tuple[str, Any, list[Any]], lwa_emulator: LWAEmulator
+) -> None:
+    """authorize() with Amazon's default, popup: true: the page stays, next gets the answer."""
+    from playwright.sync_api import expect
+
+    url, page, _ = demo
+    page.goto(url + "/")
+    expect(page.locator("#login")).to_be_enabled()
+    page.evaluate("window.answers = []")
+    start = (
+        "state => amazon.Login.authorize({ scope: 'profile', pkce: true, state: state },"
+        " (response) => window.answers.push(response))"
+    )
+
+    def through_popup(state: str, action: str) -> dict[str, Any]:
+        with page.expect_popup() as opened:
+            page.evaluate(start, state)
+        popup = opened.value
+        popup.wait_for_url(lwa_emulator.base_url + "/ap/oa?**")
+        # The popup's consent page, too, offers exactly what was requested.
+        assert popup.locator('input[name="scope"]').count() == 1
+        with popup.expect_event("close"):
+            popup.click(action)
+        page.wait_for_function(
+            f"window.answers.length > 0 && window.answers.at(-1).state === '{state}'"
+        )
+        answer: dict[str, Any] = page.evaluate("window.answers.at(-1)")
+        return answer
+
+    allowed = through_popup("p-0", "#lwa-signin")
+    assert allowed["status"] == "complete"
+    assert allowed["scope"] == "profile"
+    assert set(allowed) == {"status", "code", "scope", "state"}
+    # The popup's code is exchanged like any other, from the page.
+    tokens = page.evaluate(
+        "code => new Promise((done) => amazon.Login.retrieveToken(code, done))", allowed["code"]
+    )
+    assert tokens["success"] is True
+    assert lwa_emulator.customer_for(tokens["access_token"]) == BUILTIN_CUSTOMERS[0]
+
+    denied = through_popup("p-1", "#lwa-cancel")
+    assert denied["status"] == "complete"
+    assert denied["error"] == "access_denied"
+    assert "code" not in denied
+    assert page.url == url + "/"  # the page itself never left

@@ -79,13 +79,11 @@ def sign_in(
     """What the browser does: /login, the consent form, the callback; its answer."""
     login = demo.get("/login", params={"next": next_path})
     assert login.status_code == 302, login.text
-    query = parse_qsl(urlsplit(login.headers["location"]).query)
-    form = [(k, v) for k, v in query if k != "scope"]
-    form += [("scope", s) for s in scopes]
-    form += [("customer", str(customer)), ("action", "deny" if deny else "allow")]
-    consent = demo.http.post(demo.lwa.authorize_url, data=dict(form) | {"scope": " ".join(scopes)})
-    assert consent.status_code == 302, consent.text
-    back = consent.headers["location"]
+    location = login.headers["location"]
+    if deny:
+        back = demo.lwa.deny(location)
+    else:
+        back = demo.lwa.consent(location, grant=scopes, customer=customer)
     assert back.startswith(demo.url + "/callback?")
     return demo.http.get(back)
 

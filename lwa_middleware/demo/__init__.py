@@ -10,9 +10,10 @@ or build the app yourself::
         lwa.add_redirect_uri(url + "/callback")
         print("open", url)
 
-The page (``/``) signs in through the emulator's "Login with Amazon" page
-with the Authorization Code grant and PKCE, exchanges the code for a token
-itself, calls a protected API with it, shows what a missing scope
+The page (``/``) signs in with LWA's JavaScript SDK (the emulator's
+stand-in for it): the Authorization Code grant with PKCE through the
+emulator's "Login with Amazon" page, ``amazon.Login.retrieveToken`` for the
+token; then it calls a protected API with it, shows what a missing scope
 looks like, and displays the middleware's cache counters as it goes.
 """
 

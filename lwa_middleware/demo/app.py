@@ -6,9 +6,9 @@ path                   policy                  what it does
 ``/``, ``/callback``   public                  the page; ``/callback`` is where the LWA
                                                sign-in page sends the browser back with an
                                                authorization code, which the page exchanges
-                                               (PKCE) at LWA's token endpoint itself
+                                               (PKCE) with LWA's JavaScript SDK
 ``/static/**``         public                  the page's script and style sheet
-``/api/config``        public                  where the page signs in and exchanges its code
+``/api/config``        public                  the client id, scopes and the SDK's address
 ``/api/stats``         public                  the middleware's cache and lookup counters
 ``/api/me``            required                the signed-in customer, as LWA vouched for it
 ``/api/shipping``      ``["postal_code"]``     a shipping quote; needs the ``postal_code`` scope
@@ -35,7 +35,6 @@ from starlette.staticfiles import StaticFiles
 from ..asgi import LWAMiddleware
 from ..errors import AuthError, ConfigurationError, SharedCacheError
 from ..identity import get_identity
-from ..testing.emulator import AUTHORIZE_PATH, TOKEN_PATH
 from ..tokens import extract_token
 
 if TYPE_CHECKING:
@@ -65,18 +64,19 @@ _NO_STORE = {"cache-control": "no-store"}
 
 
 def _page_headers(lwa_origin: str) -> dict[str, str]:
-    """The page's headers: it loads nothing from elsewhere and runs no inline script.
+    """The page's headers: no inline script, and only LWA's SDK from elsewhere.
 
     A strict policy costs nothing and shows newcomers what a token-handling
-    page should send. The one other origin it talks to is LWA's, whose
-    token endpoint it calls to exchange its code; ``no-referrer`` keeps the
+    page should send. The one other origin it uses is LWA's: its JavaScript
+    SDK (a script, and the frame it calls LWA through); the page itself
+    connects to its own origin only. ``no-referrer`` keeps the
     ``/callback?code=...`` URL from leaking to anything it loads.
     """
     return {
         "content-security-policy": (
-            "default-src 'none'; script-src 'self'; style-src 'self'; "
-            f"connect-src 'self' {lwa_origin}; img-src 'self' data:; base-uri 'none'; "
-            "form-action 'none'; frame-ancestors 'none'"
+            f"default-src 'none'; script-src 'self' {lwa_origin}; style-src 'self'; "
+            f"frame-src {lwa_origin}; connect-src 'self'; img-src 'self' data:; "
+            "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
         ),
         "referrer-policy": "no-referrer",
         "x-content-type-options": "nosniff",
@@ -101,8 +101,8 @@ async def _config(request: Request) -> JSONResponse:
     state = request.app.state
     return JSONResponse(
         {
-            "authorize_url": state.authorize_url,
-            "token_url": state.token_url,
+            # Amazon's is https://assets.loginwithamazon.com/sdk/na/login1.js.
+            "sdk_url": state.sdk_url,
             "client_id": state.client_id,
             "scopes": list(REQUESTED_SCOPES),
         },
@@ -224,7 +224,6 @@ def build_demo_app(emulator: LWAEmulator, **options: Any) -> LWAMiddleware:
     )
     starlette.state.lwa = middleware
     starlette.state.client_id = emulator.client_id
-    starlette.state.authorize_url = emulator.base_url + AUTHORIZE_PATH
-    starlette.state.token_url = emulator.base_url + TOKEN_PATH
+    starlette.state.sdk_url = emulator.sdk_url
     starlette.state.page_headers = _page_headers(emulator.base_url)
     return middleware

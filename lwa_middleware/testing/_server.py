@@ -23,6 +23,7 @@ from typing import Any, Final
 from urllib.parse import parse_qsl, urlsplit
 
 from lwa_middleware.testing._api import _mint, _profile, _tokeninfo
+from lwa_middleware.testing._sdk import _sdk_popup, _sdk_relay, _sdk_script
 from lwa_middleware.testing._signin import _authorize, _token
 from lwa_middleware.testing._state import RecordedRequest, _State
 from lwa_middleware.testing._wire import _ROUTES, _error, _redact_target, _Response
@@ -230,6 +231,12 @@ class _Handler(BaseHTTPRequestHandler):
                 response = _mint(state, body)
             case "authorize":
                 response = _authorize(state, self.command, query, body)
+            case "sdk":
+                response = _sdk_script()
+            case "sdk_relay":
+                response = _sdk_relay(state, query)
+            case "sdk_popup":
+                response = _sdk_popup(state, query)
             case _:
                 response = _token(state, self.command, self.headers, body, kind)
         self._send(response, drip=plan.release if kind is Fault.SLOW_DRIP else None)

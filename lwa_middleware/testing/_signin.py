@@ -1,52 +1,38 @@
-"""The browser sign-in flow: the authorize page, codes and the token endpoint.
+"""The token endpoint (``POST /auth/o2/token``): codes and refresh tokens.
 
-``GET /ap/oa`` shows a sign-in page listing :data:`BUILTIN_CUSTOMERS`;
-``POST /ap/oa`` (the page's form) redirects back to the app with an
-authorization code (the Authorization Code grant, with or without PKCE);
-``POST /auth/o2/token`` exchanges a code or a refresh token for an access
-token.  The HTML comes from package data in ``pages/``.
-
-The rules are LWA's: only a registered redirect_uri (exact match) is ever
-redirected to; errors go back to it with ``error`` and ``state``; the
-implicit grant is refused (``unsupported_response_type``); codes are
-single-use and live five minutes; the token endpoint checks the client
-secret (body or HTTP Basic), the PKCE verifier (S256 or plain) and the
+``POST /auth/o2/token`` exchanges a code (from the authorize page in
+:mod:`._authorize`) or a refresh token for an access token.  Codes are
+single-use and live five minutes; the endpoint checks the client secret
+(body or HTTP Basic), the PKCE verifier (S256 or plain) and the
 redirect_uri, hands out a refresh token only to a client that sent its
 secret, and refreshes only for that client and only with the secret.
+
+Amazon documents no CORS on this endpoint: browsers reach it through its
+JavaScript SDK (:mod:`._sdk`).  CORS headers for a registered app's origins
+are sent only when the emulator was built with ``token_cors=True``.
 """
 
 from __future__ import annotations
 
 import base64
-import dataclasses
-import functools
 import hashlib
 import hmac
-import html
-import re
-import string
-from collections.abc import Mapping
 from email.message import Message
-from importlib import resources
 from typing import Final
-from urllib.parse import parse_qsl, quote, urlencode, urlsplit
+from urllib.parse import parse_qsl
 
+from lwa_middleware.testing._authorize import _PKCE_VALUE
+from lwa_middleware.testing._authorize import _authorize as _authorize
+from lwa_middleware.testing._authorize import _is_valid_redirect_uri as _is_valid_redirect_uri
 from lwa_middleware.testing._grants import (
-    _CODE_TTL,
-    BUILTIN_CUSTOMERS,
     Customer,
     _Grant,
-    _new_code,
     _new_secret,
-    _PendingCode,
     _RefreshGrant,
 )
 from lwa_middleware.testing._state import _State
 from lwa_middleware.testing._wire import (
-    _HTML_TYPE,
     _NO_STORE,
-    _PROFILE_SCOPES,
-    AUTHORIZE_PATH,
     _basic_credentials,
     _error,
     _first,
@@ -62,269 +48,6 @@ from lwa_middleware.testing.faults import (
     _expires_in_as_string,
 )
 
-_PAGES: Final = resources.files("lwa_middleware.testing") / "pages"
-
-_SCOPE_LABELS: Final[Mapping[str, str]] = {
-    "profile": "Your name and email address",
-    "profile:user_id": "Your Amazon account identifier",
-    "postal_code": "Your postal code",
-}
-
-_PAGE_HEADERS: Final = (
-    ("Cache-Control", "no-store"),
-    # The stylesheet is inlined into each page, hence 'unsafe-inline'.
-    ("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'"),
-    ("X-Frame-Options", "DENY"),
-    ("Referrer-Policy", "no-referrer"),
-)
-
-
-# -- pages ---------------------------------------------------------------------
-
-
-@functools.cache
-def _template(name: str) -> string.Template:
-    # Files end with a newline; the pieces put together from them do not,
-    # the template that includes them decides the line breaks.
-    text = (_PAGES / name).read_text(encoding="utf-8")
-    return string.Template(text.removesuffix("\n"))
-
-
-def _page(status: int, title: str, content: str) -> _Response:
-    document = _template("layout.html").substitute(
-        title=html.escape(title), css=_template("style.css").template, content=content
-    )
-    return _Response(status, f"{document}\n".encode(), _HTML_TYPE, list(_PAGE_HEADERS))
-
-
-def _error_page(message: str) -> _Response:
-    content = _template("error.html").substitute(message=html.escape(message))
-    return _page(400, "Login with Amazon (emulator): error", content)
-
-
-def _option(kind: str, name: str, value: str, *, checked: bool, title: str, detail: str) -> str:
-    """One radio button or checkbox of the form; ``detail`` is already HTML."""
-    return _template("option.html").substitute(
-        type=kind,
-        name=name,
-        value=html.escape(value),
-        checked=" checked" if checked else "",
-        title=html.escape(title),
-        detail=detail,
-    )
-
-# -- the authorize request -----------------------------------------------------
-
-# RFC 7636 section 4.1/4.2: 43 to 128 unreserved characters.
-_PKCE_VALUE: Final = re.compile(r"[A-Za-z0-9._~-]{43,128}")
-_CHALLENGE_METHODS: Final = ("S256", "plain")
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class _AuthorizeRequest:
-    """A request whose client and redirect_uri are known: errors can be redirected."""
-
-    client_id: str
-    redirect_uri: str
-    state: str
-    code_challenge: str
-    code_challenge_method: str
-
-
-def _parse_authorize(
-    state: _State, params: list[tuple[str, str]]
-) -> tuple[_AuthorizeRequest, _Response | None] | _Response:
-    """The request and the error to redirect with, if any; or an error page.
-
-    As LWA does, a request whose client or redirect_uri cannot be vouched
-    for gets a page: only a redirect_uri registered for the client, matched
-    exactly, is ever redirected to.  Every other error goes back to it.
-    """
-    client_id = _first(params, "client_id") or ""
-    redirect_uri = _first(params, "redirect_uri") or ""
-    if not client_id:
-        return _error_page("The request is missing a required parameter: client_id.")
-    with state.lock:
-        client = state.clients.get(client_id)
-        registered = client is not None and redirect_uri in client.redirect_uris
-    if client is None:
-        return _error_page("Unknown client_id: no app is registered with it.")
-    if not registered:
-        return _error_page(
-            "redirect_uri is not one of the app's registered return URLs (exact match)."
-        )
-    challenge = _first(params, "code_challenge") or ""
-    method = _first(params, "code_challenge_method") or ""
-    request = _AuthorizeRequest(
-        client_id,
-        redirect_uri,
-        _first(params, "state") or "",
-        challenge,
-        # RFC 7636 section 4.3: plain when the method is absent.
-        method or ("plain" if challenge else ""),
-    )
-    response_type = _first(params, "response_type") or ""
-    problem: _Response | None = None
-    if not response_type:
-        problem = _error_redirect(request, "invalid_request", "response_type is missing.")
-    elif response_type != "code":
-        # The implicit grant (response_type=token) is no longer accepted.
-        problem = _error_redirect(
-            request, "unsupported_response_type", "Only response_type=code is supported."
-        )
-    elif method and not challenge:
-        problem = _error_redirect(
-            request, "invalid_request", "code_challenge_method without code_challenge."
-        )
-    elif challenge and request.code_challenge_method not in _CHALLENGE_METHODS:
-        problem = _error_redirect(
-            request, "invalid_request", "code_challenge_method must be S256 or plain."
-        )
-    elif challenge and not _PKCE_VALUE.fullmatch(challenge):
-        problem = _error_redirect(request, "invalid_request", "code_challenge is malformed.")
-    return request, problem
-
-
-def _is_valid_redirect_uri(uri: str) -> bool:
-    """Whether ``uri`` can be registered: https, or http on a loopback host."""
-    if not uri or any(ch <= " " or ch in "\\\x7f" for ch in uri):
-        return False
-    try:
-        parts = urlsplit(uri)
-        _ = parts.port  # raises ValueError on a malformed port
-    except ValueError:
-        return False
-    loopback = parts.hostname in ("127.0.0.1", "localhost", "::1")
-    return (
-        (parts.scheme == "https" or (parts.scheme == "http" and loopback))
-        and bool(parts.hostname)
-        and parts.username is None
-        and parts.password is None
-        and not parts.fragment
-        and "#" not in uri
-    )
-
-
-def _requested_scopes(values: list[str]) -> tuple[str, ...] | None:
-    """The scopes named (space separated or one per field); ``None`` if one is unknown."""
-    named = {s for value in values for s in value.split()}
-    if named - set(_PROFILE_SCOPES):
-        return None
-    return tuple(s for s in _PROFILE_SCOPES if s in named)
-
-
-# -- /ap/oa --------------------------------------------------------------------
-
-
-def _authorize(state: _State, method: str, query: list[tuple[str, str]], body: bytes) -> _Response:
-    if method == "GET":
-        return _authorize_page(state, query)
-    form = parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
-    return _authorize_submit(state, form)
-
-
-def _authorize_page(state: _State, query: list[tuple[str, str]]) -> _Response:
-    parsed = _parse_authorize(state, query)
-    if isinstance(parsed, _Response):
-        return parsed
-    request, problem = parsed
-    if problem is not None:
-        return problem
-    requested = _requested_scopes([v for k, v in query if k == "scope"])
-    if not requested:
-        return _error_redirect(
-            request,
-            "invalid_scope",
-            "scope must name one or more of: profile, profile:user_id, postal_code.",
-        )
-    esc = html.escape
-    customers = "\n".join(
-        _option(
-            "radio",
-            "customer",
-            str(i),
-            checked=i == 0,
-            title=c.name,
-            detail=f"{esc(c.email)} &middot; {esc(c.postal_code)}",
-        )
-        for i, c in enumerate(BUILTIN_CUSTOMERS)
-    )
-    scopes = "\n".join(
-        _option(
-            "checkbox",
-            "scope",
-            s,
-            checked=s in requested,
-            title=s,
-            detail=esc(_SCOPE_LABELS[s]),
-        )
-        for s in _PROFILE_SCOPES
-    )
-    content = _template("authorize.html").substitute(
-        client_id=esc(request.client_id),
-        action=AUTHORIZE_PATH,
-        customers=customers,
-        scopes=scopes,
-        response_type="code",
-        redirect_uri=esc(request.redirect_uri),
-        state=esc(request.state),
-        code_challenge=esc(request.code_challenge),
-        code_challenge_method=esc(request.code_challenge_method),
-    )
-    return _page(200, "Login with Amazon (emulator)", content)
-
-
-def _authorize_submit(state: _State, form: list[tuple[str, str]]) -> _Response:
-    parsed = _parse_authorize(state, form)
-    if isinstance(parsed, _Response):
-        return parsed
-    request, problem = parsed
-    if problem is not None:
-        return problem
-    if _first(form, "action") == "deny":
-        return _error_redirect(request, "access_denied", "The user denied access.")
-    # Browsers send one ``scope`` field per ticked box; scripted clients
-    # often send the space separated list of the authorize URL instead.
-    scopes = _requested_scopes([v for k, v in form if k == "scope"])
-    if scopes is None:
-        return _error_redirect(request, "invalid_scope", "An unknown scope was requested.")
-    if not scopes:
-        return _error_redirect(request, "invalid_scope", "No scope was granted.")
-    choice = _first(form, "customer") or "0"
-    if not choice.isdigit() or int(choice) >= len(BUILTIN_CUSTOMERS):
-        return _error_page("Choose one of the test customers.")
-    code = _new_code()
-    pending = _PendingCode(
-        BUILTIN_CUSTOMERS[int(choice)],
-        scopes,
-        request.client_id,
-        request.redirect_uri,
-        state.now() + _CODE_TTL,
-        request.code_challenge,
-        request.code_challenge_method,
-    )
-    with state.lock:
-        state.codes[code] = pending
-    return _redirect(request, [("code", code), ("scope", " ".join(scopes))])
-
-
-def _error_redirect(request: _AuthorizeRequest, error: str, description: str) -> _Response:
-    return _redirect(request, [("error", error), ("error_description", description)])
-
-
-def _redirect(request: _AuthorizeRequest, params: list[tuple[str, str]]) -> _Response:
-    """A redirect to the (registered) redirect_uri, with ``state`` appended."""
-    if request.state:
-        params = [*params, ("state", request.state)]
-    encoded = urlencode(params, quote_via=quote)
-    uri = request.redirect_uri
-    separator = "&" if "?" in uri else "?"
-    if uri.endswith(("?", "&")):
-        separator = ""
-    location = f"{uri}{separator}{encoded}"
-    return _Response(302, b"", None, [("Location", location), ("Cache-Control", "no-store")])
-
-
 # -- /auth/o2/token ------------------------------------------------------------
 
 _INVALID_GRANT: Final = "The authorization code is invalid, expired, used or not yours."
@@ -333,7 +56,8 @@ _INVALID_GRANT: Final = "The authorization code is invalid, expired, used or not
 def _token(
     state: _State, method: str, headers: Message[str, str], body: bytes, kind: Fault | None
 ) -> _Response:
-    origin = headers.get("Origin")
+    # Without the opt-in, the Origin header is ignored: no CORS, as documented.
+    origin = headers.get("Origin") if state.token_cors else None
     if method == "OPTIONS":
         return _preflight(state, origin)
     form = parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)

@@ -100,6 +100,10 @@ class _State:
         self.access_token_lifetime = access_token_lifetime
         #: Whether a refresh grant hands out a new refresh token and voids the old.
         self.rotate_refresh_tokens = rotate_refresh_tokens
+
+        #: CORS on the token endpoint (``LWAEmulator(token_cors=True)``); off
+        #: by default because Amazon documents none.
+        self.token_cors = False
         # The apps registered at construction; reset() comes back to them.
         self._registered = (client_id, client_secret, tuple(redirect_uris))
         self._registered_company = company

@@ -29,6 +29,11 @@ PROFILE_PATH: Final = "/user/profile"
 MINT_PATH: Final = "/_emulator/tokens"
 AUTHORIZE_PATH: Final = "/ap/oa"
 TOKEN_PATH: Final = "/auth/o2/token"
+# The JavaScript SDK stand-in (Amazon serves login1.js from another host) and
+# the frame through which it calls the token and profile endpoints.
+SDK_PATH: Final = "/sdk/login1.js"
+SDK_RELAY_PATH: Final = "/sdk/relay"
+SDK_POPUP_PATH: Final = "/sdk/popup"
 
 #: The resource server's endpoints: where faults and latency go when no
 #: endpoint is named.
@@ -45,8 +50,12 @@ _ROUTES: Final[Mapping[str, tuple[str, frozenset[str]]]] = {
     PROFILE_PATH: ("profile", frozenset({"GET"})),
     MINT_PATH: ("mint", frozenset({"POST"})),
     AUTHORIZE_PATH: ("authorize", frozenset({"GET", "POST"})),
-    # OPTIONS: the CORS preflight of a browser (PKCE public client).
+    # OPTIONS: a browser's CORS preflight, answered with CORS headers only
+    # when LWAEmulator(token_cors=True): Amazon documents no CORS here.
     TOKEN_PATH: ("token", frozenset({"POST", "OPTIONS"})),
+    SDK_PATH: ("sdk", frozenset({"GET"})),
+    SDK_RELAY_PATH: ("sdk_relay", frozenset({"GET"})),
+    SDK_POPUP_PATH: ("sdk_popup", frozenset({"GET"})),
 }
 
 _JSON_TYPE: Final = "application/json;charset=UTF-8"

@@ -39,6 +39,7 @@ from types import TracebackType
 from typing import Self
 
 from lwa_middleware.testing._apps import _Apps, _checked_redirect_uris
+from lwa_middleware.testing._authorize import _PlaysTheCustomer
 from lwa_middleware.testing._grants import BUILTIN_CUSTOMERS as BUILTIN_CUSTOMERS
 from lwa_middleware.testing._grants import (
     Customer,
@@ -53,7 +54,7 @@ from lwa_middleware.testing._tls import LocalCA
 from lwa_middleware.testing._wire import AUTHORIZE_PATH as AUTHORIZE_PATH
 from lwa_middleware.testing._wire import ENDPOINTS as ENDPOINTS
 from lwa_middleware.testing._wire import MINT_PATH as MINT_PATH
-from lwa_middleware.testing._wire import PROFILE_PATH, TOKENINFO_PATH
+from lwa_middleware.testing._wire import PROFILE_PATH, SDK_PATH, TOKENINFO_PATH
 from lwa_middleware.testing._wire import TOKEN_PATH as TOKEN_PATH
 from lwa_middleware.testing.faults import (
     Fault,
@@ -81,7 +82,7 @@ DEFAULT_REDIRECT_URIS: tuple[str, ...] = (
 )
 
 
-class LWAEmulator(_Apps):
+class LWAEmulator(_Apps, _PlaysTheCustomer):
     """A Login with Amazon server on loopback, for tests and demos.
 
     It serves, on ``base_url``:
@@ -93,7 +94,10 @@ class LWAEmulator(_Apps):
       tests written in other languages;
     - ``GET``/``POST /ap/oa`` (a sign-in page listing three test customers)
       and ``POST /auth/o2/token`` (code and refresh token exchange), so a
-      browser demo works end to end.  They enforce LWA's rules: registered
+      browser demo works end to end; the consent page offers exactly the
+      requested scopes (:meth:`consent` and :meth:`deny` play the customer
+      in tests); ``GET /sdk/login1.js`` (:attr:`sdk_url`) stands in for
+      Amazon's JavaScript SDK.  They enforce LWA's rules: registered
       redirect URIs only, single-use codes that expire after five minutes,
       PKCE (``S256`` and ``plain``), the client secret (body or HTTP Basic),
       refresh tokens only for clients that sent their secret, and
@@ -120,7 +124,8 @@ class LWAEmulator(_Apps):
     :param redirect_uris: that app's Allowed Return URLs: ``/ap/oa``
         redirects only to one of them, matched exactly.  https URLs, or
         http ones on loopback; :data:`DEFAULT_REDIRECT_URIS` by default.
-        Their origins may call the token endpoint from a browser (CORS).
+        Their origins are its Allowed JavaScript Origins: pages there may
+        use the JavaScript SDK stand-in (:attr:`sdk_url`).
     :param clock: the emulator's time source (``time.time`` by default), so
         tests can expire codes and tokens without sleeping.
     :param access_token_lifetime: seconds an access token from the token
@@ -146,6 +151,12 @@ class LWAEmulator(_Apps):
     :param tls: serve HTTPS with a certificate signed by a CA made at start-up
         (needs ``cryptography``); trust it with :attr:`ca_file` or
         :attr:`ssl_context`, e.g. ``LWAMiddleware(..., verify=lwa.ca_file)``.
+    :param token_cors: answer cross-origin ``fetch`` calls to the token
+        endpoint from the registered apps' origins (CORS headers and
+        preflights).  Off by default: **Amazon does not document CORS on
+        its token endpoint**; its documented browser path is the JavaScript
+        SDK (:attr:`sdk_url`), so a page that passes only with this flag on
+        may fail in production.
 
     Example::
 
@@ -170,6 +181,7 @@ class LWAEmulator(_Apps):
         access_token_lifetime: float = 3600,
         rotate_refresh_tokens: bool = False,
         company: str = "",
+        token_cors: bool = False,
     ) -> None:
         if not client_id:
             raise ValueError("client_id must not be empty")
@@ -210,6 +222,7 @@ class LWAEmulator(_Apps):
         self._thread: threading.Thread | None = None
         self._down = False
         self._tls: LocalCA | None = LocalCA() if tls else None
+        self._state.token_cors = bool(token_cors)
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -458,6 +471,12 @@ class LWAEmulator(_Apps):
     def authorize_url(self) -> str:
         """The full URL of the sign-in page (``/ap/oa``)."""
         return self.base_url + AUTHORIZE_PATH
+
+    @property
+    def sdk_url(self) -> str:
+        """The stand-in for Amazon's ``login1.js`` (see :mod:`._sdk`): the one
+        ``<script src>`` a page changes to go to production."""
+        return self.base_url + SDK_PATH
 
     # -- faults --------------------------------------------------------------
 

@@ -15,7 +15,10 @@ For sign-in tests the emulator carries its app's registration:
 session) and ``lwa_emulator.redirect_uris``; register your app's callback
 with ``lwa_emulator.add_redirect_uri(url)`` (the reset between tests
 forgets it again), and use ``lwa_emulator.authorize_url`` and
-``lwa_emulator.token_url``.
+``lwa_emulator.token_url``.  ``lwa_emulator.consent(url)`` and
+``lwa_emulator.deny(url)`` play the customer on the consent page of the URL
+your app redirected to, and return where the browser is sent back; pages
+load ``lwa_emulator.sdk_url`` in place of Amazon's JavaScript SDK.
 
 Example::
 

@@ -96,16 +96,10 @@ def wsgi_app(lwa: LWAEmulator, signin: SignIn, **options: Any) -> LWAWSGIMiddlew
 
 
 def authorize(lwa: LWAEmulator, location: str, customer: int = 0, deny: bool = False) -> str:
-    """Click through the emulator's authorize page; the redirect back to the app."""
-    query = dict(parse_qsl(urlsplit(location).query))
-    keys = ("client_id", "response_type", "redirect_uri", "state", "scope")
-    form = {k: query[k] for k in (*keys, "code_challenge", "code_challenge_method") if k in query}
-    form["customer"] = str(customer)
+    """Play the customer on the emulator's consent page; the redirect back to the app."""
     if deny:
-        form["action"] = "deny"
-    answer = httpx2.post(f"{lwa.base_url}/ap/oa", data=form)
-    assert answer.status_code == 302, answer.text
-    return answer.headers["location"]
+        return lwa.deny(location)
+    return lwa.consent(location, customer=customer)
 
 
 def path_of(url: str) -> str:

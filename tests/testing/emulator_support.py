@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import html
 import re
 import secrets
 import ssl
 import threading
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import httpx2
 
@@ -112,6 +113,20 @@ def authorize_form(lwa: LWAEmulator, **overrides: str) -> dict[str, str]:
     return {k: v for k, v in form.items() if v is not None}
 
 
+def consent_form(c: httpx2.Client, lwa: LWAEmulator, params: dict[str, str]) -> dict[str, str]:
+    """Open the consent page of an authorize request; what its form posts on Allow.
+
+    Its hidden fields (the consent ticket among them), the first customer,
+    and every scope the page offers, ticked.
+    """
+    page = c.get(lwa.authorize_url, params=params)
+    assert page.status_code == 200, page.text
+    hidden = re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', page.text)
+    offered = re.findall(r'<input type="checkbox" name="scope" value="([^"]*)" checked>', page.text)
+    form = {name: html.unescape(value) for name, value in hidden}
+    return {**form, "customer": "0", "action": "allow", "scope": " ".join(offered)}
+
+
 def redirect_params(response: httpx2.Response) -> dict[str, str]:
     """The query of a redirect to :data:`REDIRECT`, one value per name."""
     assert response.status_code == 302, response.text
@@ -120,10 +135,21 @@ def redirect_params(response: httpx2.Response) -> dict[str, str]:
     return dict(parse_qsl(location.query, keep_blank_values=True))
 
 
+def authorize_url(lwa: LWAEmulator, **overrides: str) -> str:
+    """The authorize URL an app sends the browser to (``customer``/``action`` left out)."""
+    query = {k: v for k, v in authorize_form(lwa, **overrides).items()}
+    query.pop("customer")
+    query.pop("action")
+    return f"{lwa.authorize_url}?{urlencode(query)}"
+
+
 def get_code(c: httpx2.Client, lwa: LWAEmulator, **overrides: str) -> str:
-    """Sign in on the consent page and return the authorization code."""
-    answer = c.post(lwa.base_url + "/ap/oa", data=authorize_form(lwa, **overrides))
-    return redirect_params(answer)["code"]
+    """Sign in on the consent page (every requested scope granted); the code."""
+    customer = int(overrides.pop("customer", "0"))
+    back = lwa.consent(authorize_url(lwa, **overrides), customer=customer)
+    query = dict(parse_qsl(urlsplit(back).query))
+    assert back.startswith(REDIRECT + "?"), back
+    return query["code"]
 
 
 def exchange(

@@ -21,6 +21,7 @@ from lwa_middleware.testing import BUILTIN_CUSTOMERS, DEFAULT_REDIRECT_URIS, LWA
 from .emulator_support import (
     REDIRECT,
     authorize_form,
+    consent_form,
     exchange,
     get_code,
     make_client,
@@ -68,8 +69,10 @@ def test_authorize_page(signin: LWAEmulator, client: httpx2.Client) -> None:
     for customer in ("Ada Lovelace", "Grace Hopper", "Alan Turing"):
         assert customer in page
     assert page.count('type="radio" name="customer"') == 3
+    # Only what the app requested is offered (ticked); nothing else.
     assert re.search(r'value="profile:user_id" checked', page)
-    assert re.search(r'value="profile">', page)  # offered, not pre-checked
+    assert 'value="profile"' not in page
+    assert 'value="postal_code"' not in page
     assert "<script>" not in page
     assert "&quot;&gt;&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert "http" not in re.sub(r'value="http://127\.0\.0\.1:9/callback"', "", page)
@@ -94,6 +97,7 @@ def test_pkce_parameters_travel_through_the_consent_page(
         name: hidden(page, name)
         for name in ("client_id", "response_type", "redirect_uri", "state", "code_challenge")
     }
+    form |= {"consent": hidden(page, "consent")}
     form |= {"code_challenge_method": hidden(page, "code_challenge_method")}
     form |= {"customer": "1", "scope": "profile", "action": "allow"}
     answer = redirect_params(client.post(signin.authorize_url, data=form))
@@ -176,8 +180,9 @@ def test_defaults_and_registered_redirect_uris(client: httpx2.Client) -> None:
         for uri in uris:
             params = authorize_params(lwa, redirect_uri=uri)
             assert client.get(lwa.authorize_url, params=params).status_code == 200
+        params = authorize_params(lwa, redirect_uri="http://localhost/cb?x=1")
         code = client.post(
-            lwa.authorize_url, data=authorize_form(lwa, redirect_uri="http://localhost/cb?x=1")
+            lwa.authorize_url, data=consent_form(client, lwa, params)
         ).headers["location"]
         # An existing query is kept; the answer is appended to it.
         assert code.startswith("http://localhost/cb?x=1&code=")
@@ -261,8 +266,8 @@ def test_errors_redirect_to_the_app_with_state(
     assert answer["error"] == error
     assert answer["state"] == "xyz"
     assert page.headers["location"].startswith(REDIRECT + "?")
-    if overrides.get("scope", "") is None:
-        return  # the form always carries the ticked scopes
+    if "scope" in overrides:
+        return  # no consent page, so no form (a form's scopes: test_consent.py)
     submitted = client.post(signin.authorize_url, data=authorize_form(signin, **overrides))
     assert redirect_params(submitted)["error"] == error
     assert signin.requests[-1].endpoint == "authorize"
@@ -284,7 +289,7 @@ def test_denied_consent_redirects_with_access_denied_and_state(
 
 
 def test_no_scope_ticked_is_invalid_scope(signin: LWAEmulator, client: httpx2.Client) -> None:
-    form = authorize_form(signin)
+    form = consent_form(client, signin, authorize_params(signin))
     del form["scope"]
     answer = redirect_params(client.post(signin.authorize_url, data=form))
     assert answer["error"] == "invalid_scope"
@@ -293,7 +298,8 @@ def test_no_scope_ticked_is_invalid_scope(signin: LWAEmulator, client: httpx2.Cl
 
 def test_one_scope_field_per_ticked_box(signin: LWAEmulator, client: httpx2.Client) -> None:
     form: dict[str, str | list[str]] = {
-        **authorize_form(signin, customer="1"),
+        **consent_form(client, signin, authorize_params(signin)),
+        "customer": "1",
         "scope": ["profile", "postal_code"],
     }
     answer = redirect_params(client.post(signin.authorize_url, data=form))
@@ -311,7 +317,10 @@ def test_state_round_trips(signin: LWAEmulator, state: str) -> None:
         page = c.get(signin.authorize_url, params=authorize_params(signin, state=state))
         assert page.status_code == 200
         assert f'name="state" value="{html.escape(state)}"' in page.text
-        response = c.post(signin.authorize_url, data=authorize_form(signin, state=state))
+        ticket = hidden(page.text, "consent")
+        response = c.post(
+            signin.authorize_url, data=authorize_form(signin, state=state, consent=ticket)
+        )
         denied = c.post(
             signin.authorize_url, data=authorize_form(signin, state=state, action="deny")
         )

@@ -432,9 +432,17 @@ def test_removed_app_refuses_its_tokens(signin: LWAEmulator, client: httpx2.Clie
 # -- browsers: CORS ----------------------------------------------------------------
 
 
-def test_cors_for_the_origins_of_registered_return_urls(
-    signin: LWAEmulator, client: httpx2.Client
+@pytest.fixture
+def cors_signin() -> Iterator[LWAEmulator]:
+    """An emulator with the opt-in Amazon does not document: CORS on the token endpoint."""
+    with LWAEmulator(redirect_uris=[REDIRECT], token_cors=True) as lwa:
+        yield lwa
+
+
+def test_cors_for_the_origins_of_registered_return_urls_with_the_opt_in(
+    cors_signin: LWAEmulator, client: httpx2.Client
 ) -> None:
+    signin = cors_signin
     origin = "http://127.0.0.1:9"
     verifier, challenge = pkce_pair()
     code = get_code(client, signin, code_challenge=challenge, code_challenge_method="S256")

@@ -1,13 +1,18 @@
-// The demo page: Login with Amazon with the Authorization Code grant and PKCE
-// (S256), then calls to the protected API with the token in an Authorization
-// header.
+// The demo page: Login with Amazon through LWA's JavaScript SDK, as Amazon
+// documents it for browsers (Authorization Code grant with PKCE), then calls to
+// the protected API with the token in an Authorization header.
 //
-// 1. Sign in: a random state and code verifier go to sessionStorage, the
-//    browser goes to LWA's /ap/oa with the verifier's SHA-256 (the challenge).
+// The SDK comes from config.sdk_url: the emulator's stand-in here, Amazon's
+// https://assets.loginwithamazon.com/sdk/na/login1.js in production. Nothing
+// else changes between the two.
+//
+// 1. Sign in: a random state goes to sessionStorage, then
+//    amazon.Login.authorize({scope, pkce: true, popup: false, state}, "/callback")
+//    sends the browser to LWA's consent page (the SDK keeps the PKCE verifier).
 // 2. Back on /callback?code=...&state=...: the code leaves the address bar at
-//    once (history.replaceState), the state must be the one this tab sent,
-//    and the code is exchanged at LWA's token endpoint with the verifier. No
-//    client secret: a browser cannot keep one.
+//    once (history.replaceState), the state must be the one this tab sent, and
+//    amazon.Login.retrieveToken(code, ...) exchanges the code. No client
+//    secret: a browser cannot keep one.
 // 3. The access token lives in sessionStorage (this tab only), never in a URL,
 //    and travels as "Authorization: Bearer ..." to the API.
 "use strict";
@@ -15,7 +20,6 @@
 (() => {
   const TOKEN_KEY = "lwa-demo:token";
   const STATE_KEY = "lwa-demo:state";
-  const VERIFIER_KEY = "lwa-demo:verifier";
   const STAT_LABELS = {
     lookups: "Lookups sent to LWA",
     hits: "Answered from the cache",
@@ -48,22 +52,10 @@
     box.hidden = !text;
   }
 
-  function base64url(bytes) {
-    let binary = "";
-    for (const b of bytes) binary += String.fromCharCode(b);
-    return btoa(binary).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
-  }
-
   function randomString(size) {
     const bytes = new Uint8Array(size);
     crypto.getRandomValues(bytes);
-    return base64url(bytes);
-  }
-
-  // RFC 7636: the S256 challenge is BASE64URL(SHA-256(verifier)).
-  async function s256(verifier) {
-    const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(verifier));
-    return base64url(new Uint8Array(digest));
+    return btoa(String.fromCharCode(...bytes)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
   }
 
   function redirectUri() {
@@ -119,37 +111,47 @@
 
   // -- sign in ----------------------------------------------------------------
 
-  async function login() {
-    if (!config) return;
-    const state = randomString(16);
-    const verifier = randomString(32); // 43 characters, the RFC 7636 minimum
-    sessionStorage.setItem(STATE_KEY, state);
-    sessionStorage.setItem(VERIFIER_KEY, verifier);
-    const params = new URLSearchParams({
-      client_id: config.client_id,
-      scope: config.scopes.join(" "),
-      response_type: "code",
-      redirect_uri: redirectUri(),
-      state: state,
-      code_challenge: await s256(verifier),
-      code_challenge_method: "S256",
+  // Loads LWA's SDK the way Amazon's install snippet does: into #amazon-root,
+  // with window.onAmazonLoginReady called once it is there.
+  function loadSdk(src, clientId) {
+    return new Promise((resolve, reject) => {
+      window.onAmazonLoginReady = () => {
+        amazon.Login.setClientId(clientId);
+        resolve();
+      };
+      const script = document.createElement("script");
+      script.id = "amazon-login-sdk";
+      script.async = true;
+      script.src = src;
+      script.onerror = () => reject(new Error("the LWA SDK did not load"));
+      $("amazon-root").appendChild(script);
     });
-    location.assign(config.authorize_url + "?" + params.toString());
+  }
+
+  function login() {
+    const state = randomString(16);
+    sessionStorage.setItem(STATE_KEY, state);
+    amazon.Login.authorize(
+      { scope: config.scopes, pkce: true, popup: false, state: state },
+      redirectUri(),
+    );
+  }
+
+  function retrieveToken(code) {
+    return new Promise((resolve) => amazon.Login.retrieveToken(code, resolve));
   }
 
   // Reads the answer of the sign-in page (?code=...&state=... or ?error=...)
-  // and, if this tab asked for it, exchanges the code for a token.
+  // and, if this tab asked for it, has the SDK exchange the code for a token.
   async function takeCallback() {
     if (location.pathname !== "/callback" || !location.search) return;
     const params = new URLSearchParams(location.search);
     // The code must not stay in the address bar, the history or a bookmark.
     history.replaceState(null, "", "/");
     const expected = sessionStorage.getItem(STATE_KEY);
-    const verifier = sessionStorage.getItem(VERIFIER_KEY);
-    // One answer per sign-in: whatever happens next, these are used up.
+    // One answer per sign-in: whatever happens next, the state is used up.
     sessionStorage.removeItem(STATE_KEY);
-    sessionStorage.removeItem(VERIFIER_KEY);
-    if (!expected || !verifier || params.get("state") !== expected) {
+    if (!expected || params.get("state") !== expected) {
       // Someone else started this sign-in (login CSRF): drop what it carries.
       notice("Ignored a sign-in answer this page did not ask for (its state does not match).", "error");
       return;
@@ -160,35 +162,14 @@
     }
     const code = params.get("code");
     if (!code) return;
-    let response;
-    let body = {};
-    try {
-      response = await fetch(config.token_url, {
-        method: "POST",
-        // A form body: a "simple" cross-origin request, no preflight needed.
-        body: new URLSearchParams({
-          grant_type: "authorization_code",
-          code: code,
-          redirect_uri: redirectUri(),
-          client_id: config.client_id,
-          code_verifier: verifier,
-        }),
-        cache: "no-store",
-        credentials: "omit",
-        referrerPolicy: "no-referrer",
-      });
-      body = await response.json();
-    } catch (_) {
-      notice("LWA's token endpoint cannot be reached or answered nonsense.", "error");
+    const response = await retrieveToken(code);
+    if (response.error || typeof response.access_token !== "string") {
+      notice("LWA refused the sign-in code: " + (response.error || "no token") + " (" + (response.error_description || "") + ")", "error");
       return;
     }
-    if (!response.ok || typeof body.access_token !== "string") {
-      notice("LWA refused the sign-in code: " + (body.error || "HTTP " + response.status) + " (" + (body.error_description || "") + ")", "error");
-      return;
-    }
-    token = body.access_token;
+    token = response.access_token;
     sessionStorage.setItem(TOKEN_KEY, token);
-    notice("Signed in. The page exchanged its one-time code for a token (PKCE); the token never appeared in a URL.", "ok");
+    notice("Signed in. LWA's SDK exchanged the one-time code for a token (PKCE); the token never appeared in a URL.", "ok");
   }
 
   function signedOut(message, kind) {
@@ -269,6 +250,7 @@
 
   async function logout() {
     await api("POST", "/api/logout");
+    amazon.Login.logout();
     signedOut("Logged out: the server dropped its cached identity for your token, and this page forgot the token.", "info");
   }
 
@@ -296,6 +278,12 @@
     $("shipping").addEventListener("click", shipping);
     $("logout").addEventListener("click", logout);
     config = await (await fetch("/api/config", { cache: "no-store" })).json();
+    try {
+      await loadSdk(config.sdk_url, config.client_id);
+    } catch (_) {
+      notice("Login with Amazon's SDK did not load: is the LWA emulator still running?", "error");
+      return;
+    }
     $("login").disabled = false;
     await takeCallback();
     if (token) {
