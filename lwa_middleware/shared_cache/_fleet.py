@@ -41,11 +41,10 @@ socket's (a heartbeat :data:`HEARTBEAT` and the reconnect pause).
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import hmac
 import logging
 import os
 import random
+import secrets
 import threading
 import time
 from collections import OrderedDict
@@ -56,7 +55,8 @@ import redis
 import redis.retry
 
 from ..cache import IdentityCache, token_digest
-from ._codec import PREFIX, REPLAY_BATCH, SECRET_KEY, Codec, replay_batches
+from ._channel import MAX_MESSAGE, Message, open_sealed, seal, split_push, stream_id
+from ._codec import EPOCH_KEY, PREFIX, REPLAY_BATCH, SECRET_KEY, Codec, replay_batches
 from ._scripts import SCRIPTS
 from ._topology import Limits, close_client, is_cluster, make_client
 
@@ -77,15 +77,21 @@ STREAM_MAXLEN: Final = 100_000
 HEARTBEAT: Final = 1.0
 #: Seconds between two re-assertions of the revocations this process made.
 REASSERT_INTERVAL: Final = 30.0
+#: Seconds between two data-loss checks of the subscriber (the data set's
+#: marker, and a generated secret): one or two EVALSHA, so an idle process
+#: notices a FLUSHALL or a deleted secret within about this long.
+CHECK_INTERVAL: Final = 1.0
 #: Jitter of its own: the global generator is the application's (and its
 #: tests', which may seed it or, like hypothesis, watch who draws from it).
 _JITTER: Final = random.Random()
 #: Reconnect pauses: first, and the cap of the doubling (with full jitter).
 RECONNECT_MIN: Final = 0.05
 RECONNECT_MAX: Final = 2.0
-#: Stream entries read per round trip when catching up.
-_BATCH: Final = 500
-_EVENTS_LABEL: Final = b"lwa:v1:events\n"
+#: Stream entries read per round trip when catching up (by the ``page``
+#: script, which drops entries over MAX_MESSAGE bytes unread: at most
+#: _BATCH * MAX_MESSAGE bytes held at once).
+_BATCH: Final = 128
+_HELLO: Final = b"hello"
 
 #: This process's id, kept current across forks without a syscall per request.
 _PID = [os.getpid()]
@@ -103,11 +109,6 @@ def _run(client: Any, name: str, keys: tuple[str, ...], args: tuple[Any, ...]) -
     """Run script ``name`` by EVALSHA (loaded on NOSCRIPT), as the plans do:
     the ACL user needs no EVAL."""
     return client.register_script(SCRIPTS[name])(keys=keys, args=args)
-
-
-def _stream_id(raw: bytes) -> tuple[int, int]:
-    ms, _, seq = raw.partition(b"-")
-    return int(ms), int(seq or 0)
 
 
 class RevocationMemory:
@@ -170,11 +171,22 @@ class Fleet:
         self._stop = threading.Event()
         self._pid = _PID[0]
         self._subscribed = False
-        #: Stream id of the last message applied (``None``: never connected).
-        self._last_id: bytes | None = None
-        #: Counters for tests: messages dropped for a bad seal, reconnects.
+        #: The last stream id read from the stream itself (``None``: never
+        #: connected): pushes at or before it were applied when catching up.
+        self._floor: bytes | None = None
+        #: The id and message of the last verified push: where to resume if
+        #: the stream confirms it (the id itself is not sealed).
+        self._candidate: tuple[bytes, bytes] | None = None
+        #: The data set's marker as the subscriber last saw it (b"": never).
+        self._epoch = b""
+        #: The generated secret Redis held at the last check (None: unchecked).
+        self.secret: bytes | None = None
+        #: Counters for tests and metrics: messages dropped for a bad seal,
+        #: dropped as malformed or oversized, reconnects, data losses noticed.
         self.forged = 0
+        self.malformed = 0
         self.connects = 0
+        self.losses = 0
 
     def __repr__(self) -> str:
         return f"Fleet(subscribed={self._subscribed})"
@@ -211,18 +223,29 @@ class Fleet:
             self._emit(event, **data)
 
     def learn_secret(self, secret: bytes) -> None:
+        """Redis holds the generated ``secret``: the one in use from now on
+        (the first to seal with). The others learnt stay known, so pushes
+        under any of them are accepted. If it replaced another, memory is
+        dropped: revocations pushed under it before it was known here were
+        not understood (whoever reads it first, a lookup or the check)."""
         with self._lock:
-            if secret not in self._secrets:
-                self._secrets = [secret, *self._secrets][:4]
+            self.secret = secret
+            replaced = bool(self._secrets) and self._secrets[0] != secret
+            if not self._secrets or replaced:
+                rest = [s for s in self._secrets if s != secret]
+                self._secrets = [secret, *rest][:4]
+        if replaced:
+            self._resync("the generated key secret in Redis changed")
+
+    def known_secrets(self) -> list[bytes]:
+        """The secrets pushes are accepted under, the one in use first."""
+        with self._lock:
+            return list(self._secrets)
 
     def message(self, secret: bytes, kind: str, digest: str, until_wall: float = 0.0) -> bytes:
-        """A sealed announcement: ``r <hex> <epoch ms>`` (revoked until) or ``d <hex>``."""
+        """A sealed announcement: ``r <hex> <epoch ms>`` (revoked until) or ``d <hex> 0``."""
         body = f"{kind} {digest} {int(until_wall * 1000)}".encode()
-        return self._seal(secret, body)
-
-    def _seal(self, secret: bytes, body: bytes) -> bytes:
-        tag = hmac.new(self._codec.mac_key(secret), _EVENTS_LABEL + body, hashlib.sha256)
-        return tag.hexdigest().encode() + b" " + body
+        return seal(self._codec.mac_key(secret), body)
 
     def start(self) -> None:
         """Start the subscriber if it is not running (in this process: after a
@@ -234,7 +257,8 @@ class Fleet:
             return
         with self._lock:
             if _PID[0] != self._pid:
-                self._pid, self._thread, self._last_id = _PID[0], None, None
+                self._pid, self._thread, self._floor = _PID[0], None, None
+                self._candidate, self._epoch = None, b""
                 self._subscribed = False
                 self._stop = threading.Event()
             if self._thread is not None and self._thread.is_alive():
@@ -256,33 +280,29 @@ class Fleet:
 
     # -- applying messages -------------------------------------------------------
 
-    def _apply(self, sealed: bytes, replayed: bool) -> None:
-        tag, _, body = sealed.partition(b" ")
-        with self._lock:
-            secrets = list(self._secrets)
-        if not any(hmac.compare_digest(tag, self._seal(s, body).partition(b" ")[0])
-                   for s in secrets):
+    def _open(self, sealed: object) -> Message | None:
+        """The message in ``sealed`` once its seal verifies; else counted, None."""
+        opened = open_sealed(sealed, [self._codec.mac_key(s) for s in self.known_secrets()])
+        if isinstance(opened, Message):
+            return opened
+        if opened == "forged":
             self.forged += 1
-            return
-        try:
-            kind, digest, until_ms = body.decode("ascii").split(" ")
-            until = int(until_ms) / 1000
-        except ValueError:
-            self.forged += 1
-            return
+        else:
+            self.malformed += 1
+        return None
+
+    def _apply(self, message: Message, replayed: bool) -> None:
         with self._lock:
-            key = self._aliases.get(digest)
+            key = self._aliases.get(message.digest)
         if key is None:
             return  # never looked up here: nothing to drop
-        if kind == "r":
-            left = until - self._wall()
+        if message.kind == "r":
+            left = message.until - self._wall()
             if left <= 0:
                 return
             self._cache.revoke(key, self._clock() + left)
-        elif kind == "d":
-            self._cache.discard(key)
         else:
-            return
+            self._cache.discard(key)
         if replayed:
             self._stats.fleet_replayed += 1
         else:
@@ -290,23 +310,36 @@ class Fleet:
         if self._emit is not None:
             self._emit("fleet_replayed" if replayed else "fleet_pushed")
 
-    def _advance(self, raw_id: bytes) -> bool:
-        """Move the last id to ``raw_id``; false if it is not newer (seen already)."""
-        if self._last_id is not None and _stream_id(raw_id) <= _stream_id(self._last_id):
-            return False
-        self._last_id = raw_id
-        return True
+    def _take(self, data: object) -> None:
+        """A pushed ``<stream id> <sealed>``: the seal first, then the id."""
+        parts = split_push(data)
+        if parts is None:
+            self.malformed += 1
+            return
+        raw_id, sealed = parts
+        message = self._open(sealed)
+        if message is None:
+            return
+        pushed = stream_id(raw_id)
+        if pushed is None:
+            self.malformed += 1
+            return
+        floor = stream_id(self._floor)
+        if floor is not None and pushed <= floor:
+            return  # applied already while catching up
+        self._apply(message, replayed=False)
+        self._candidate = (raw_id, sealed)
 
-    def _resync(self) -> None:
+    def _resync(self, why: str = "") -> None:
         """Messages were lost: trust nothing held in memory (revocations stay)."""
         self._cache.clear()
         self._stats.fleet_resyncs += 1
         if self._emit is not None:
             self._emit("fleet_resync")
         logger.info(
-            "lwa_middleware: revocation messages may have been missed (the Redis stream %s "
-            "was trimmed or lost); this process dropped the identities it held in memory",
-            STREAM,
+            "lwa_middleware: revocation messages may have been missed (%s); this process "
+            "dropped the identities it held in memory",
+            why or f"the Redis stream {STREAM} was trimmed or lost",
         )
 
     # -- the subscriber ------------------------------------------------------------
@@ -317,32 +350,56 @@ class Fleet:
                         blocking=False)
         return make_client(self.settings, limits, asyncio=False)
 
+    @staticmethod
+    def _page(client: Any, start: bytes, count: int) -> list[tuple[bytes, bytes]]:
+        """Stream entries from ``start`` on: ``(id, message)``, the message
+        ``b""`` for an entry too big or not ours (dropped unread, in Redis)."""
+        flat = _run(client, "page", (STREAM,), (start, count, MAX_MESSAGE))
+        return [(bytes(flat[i]), bytes(flat[i + 1])) for i in range(0, len(flat) - 1, 2)]
+
+    def _resume_point(self, client: Any) -> bytes | None:
+        """The last verified push's id, if the stream holds that very
+        message there; else the last id read from the stream, if it is still
+        there; else ``None`` (a gap)."""
+        candidate = self._candidate
+        if candidate is not None and self._page(client, candidate[0], 1) == [candidate]:
+            return candidate[0]
+        floor = self._floor
+        if floor is not None and [i for i, _ in self._page(client, floor, 1)] == [floor]:
+            return floor
+        return None
+
     def _catch_up(self, client: Any) -> None:
-        if self._last_id is None:
-            # A fresh start: nothing held here needs replaying. Mark where we
-            # begin with an entry of our own, so the id is surely in the stream.
-            self._last_id = client.xadd(STREAM, {"m": b"hello"}, maxlen=STREAM_MAXLEN,
-                                        approximate=True)
+        start = self._resume_point(client) if self._floor is not None else None
+        if start is None:
+            if self._floor is not None:
+                self._resync()
+            # Mark where we begin with an entry of our own, so the id is surely
+            # in the stream (on a fresh start, nothing held here needs replaying).
+            self._floor = client.xadd(STREAM, {"m": _HELLO}, maxlen=STREAM_MAXLEN,
+                                      approximate=True)
+            self._candidate = None
             return
-        start = self._last_id
-        first = True
         while True:
-            entries = client.xrange(STREAM, min=start, count=_BATCH)
-            if first:
-                first = False
-                if not entries or entries[0][0] != start:
-                    self._resync()
-                    self._last_id = client.xadd(STREAM, {"m": b"hello"},
-                                                maxlen=STREAM_MAXLEN, approximate=True)
-                    return
-            for raw_id, fields in entries:
-                if self._advance(raw_id):
-                    value = fields.get(b"m", b"")
-                    if value != b"hello":
-                        self._apply(value, replayed=True)
-            if len(entries) < _BATCH:
-                return
-            start = entries[-1][0]
+            page = self._page(client, start, _BATCH)
+            after = stream_id(start)
+            for raw_id, sealed in page:
+                at = stream_id(raw_id)
+                if at is None or after is None or at <= after:
+                    continue  # the entry resumed from
+                if sealed == _HELLO:
+                    continue
+                if not sealed:
+                    self.malformed += 1  # oversized or not ours: unread
+                    continue
+                message = self._open(sealed)
+                if message is not None:
+                    self._apply(message, replayed=True)
+            if page:
+                start = page[-1][0]
+            if len(page) < _BATCH:
+                break
+        self._floor, self._candidate = start, None
 
     def _reassert(
         self, client: Any, announce: bool, between: Callable[[], None] | None = None
@@ -405,7 +462,9 @@ class Fleet:
                     raise redis.ConnectionError("no SUBSCRIBE confirmation")
                 self._catch_up(client)
                 self.connects += 1
-                self._reassert(client, announce=True)
+                # Written again, announced only if never announced: the
+                # other workers have the rest (pushed, or in the stream).
+                self._reassert(client, announce=False)
                 self._subscribed = True
                 pause = RECONNECT_MIN
                 self._listen(stop, client, pubsub)
@@ -424,14 +483,16 @@ class Fleet:
             pause = min(pause * 2, RECONNECT_MAX)
 
     def _listen(self, stop: threading.Event, client: Any, pubsub: Any) -> None:
-        heard = next_ping = self._clock()
+        heard = next_ping = next_check = self._clock()
         next_reassert = heard + REASSERT_INTERVAL
 
         def take(message: Any) -> None:
-            if message.get("type") == "message":
-                raw_id, _, sealed = bytes(message["data"]).partition(b" ")
-                if self._advance(raw_id):
-                    self._apply(sealed, replayed=False)
+            if message.get("type") != "message":
+                return
+            try:
+                self._take(message.get("data"))
+            except Exception:  # never let a message end the loop
+                self.malformed += 1
 
         def drain() -> None:
             nonlocal heard
@@ -450,6 +511,46 @@ class Fleet:
                 next_ping = now + HEARTBEAT
             if now - heard > 3 * HEARTBEAT:
                 raise redis.ConnectionError("the subscriber's heartbeat went unanswered")
+            if now >= next_check:
+                next_check = now + CHECK_INTERVAL
+                self._check(client, between=drain)
             if now >= next_reassert:
                 next_reassert = now + REASSERT_INTERVAL
                 self._reassert(client, announce=False, between=drain)
+
+    # -- data loss -------------------------------------------------------------
+
+    def _check(self, client: Any, between: Callable[[], None] | None = None) -> None:
+        """Whether Redis lost its data (the data set's marker changed or went
+        missing) or its generated secret changed: one round trip each.
+
+        On a loss, every live revocation this process made is written again
+        *and announced*, so workers that learnt a token again meanwhile drop
+        it. Every process runs this check, so each re-asserts what it holds
+        within about :data:`CHECK_INTERVAL`."""
+        reply = _run(client, "marker", (EPOCH_KEY,), (self._epoch, secrets.token_hex(8)))
+        seen = reply[0] if isinstance(reply, list) and reply else reply
+        lost = False
+        if isinstance(seen, bytes):
+            lost = bool(self._epoch)  # known, and now another or missing
+            self._epoch = seen
+        if self.settings.cache_key_secret is None:
+            self._check_secret(client)
+        if lost:
+            self.losses += 1
+            logger.warning(
+                "lwa_middleware: the shared cache (Redis) lost its data; this process "
+                "writes and announces again the revocations it made"
+            )
+            self._reassert(client, announce=True, between=between)
+
+    def _check_secret(self, client: Any) -> None:
+        """Put the generated secret in use back if it is gone (never a new
+        one, so workers converge on the one they share); if Redis holds
+        another (a worker minted one meanwhile), learn it (:meth:`learn_secret`)."""
+        known = self.known_secrets()
+        if not known:
+            return  # no lookup made here yet
+        reply = _run(client, "secret", (SECRET_KEY,), (known[0],))
+        if isinstance(reply, bytes) and len(reply) >= 16:
+            self.learn_secret(reply)

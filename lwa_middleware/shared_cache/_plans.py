@@ -36,6 +36,7 @@ from ._codec import (
     encode_identity,
     entry_keys,
     rejection_body,
+    REPLAY_BATCH,
     replay_batches,
     token_key,
 )
@@ -210,9 +211,14 @@ class _Plans(_Health):
 
     def _secret_plan(self) -> _Plan[bytes]:
         secret = self._secret
+        fleet = self._fleet
         if secret is not None and (
             self._configured_secret is not None
-            or self._clock() - self._secret_checked < SECRET_RECHECK
+            or (
+                self._clock() - self._secret_checked < SECRET_RECHECK
+                # The subscriber saw another secret in Redis: read it now.
+                and (fleet is None or fleet.secret in (None, secret))
+            )
         ):
             return secret
         # The secret this worker already uses, if any: a vanished secret is
@@ -315,7 +321,9 @@ class _Plans(_Health):
             if self._configured_secret is None:
                 self._secret_checked = -math.inf
                 yield from self._secret_plan()
-            yield from self._replay_plan(None)
+            # Announced too: a worker that learnt a token again since the
+            # loss holds it in memory, and must drop it now.
+            yield from self._replay_plan(None, announce=True)
         except BaseException:
             with self._revocations_lock:
                 self._memory.unwritten.update(
@@ -326,16 +334,18 @@ class _Plans(_Health):
             raise
         return None
 
-    def _replay_plan(self, only: set[str] | None, in_bucket: str | None = None) -> _Plan[None]:
+    def _replay_plan(
+        self, only: set[str] | None, in_bucket: str | None = None, announce: bool = False
+    ) -> _Plan[None]:
         """Write again the live revocations this process made (``only`` those
         hexes, when given; only those of bucket ``in_bucket``, when given)
-        that the current secrets can still name."""
+        that the current secrets can still name; ``announce``: push them too."""
         secret = self._secret
         now = self._clock()
         readable = {secret, *self._old_secrets}
         with self._revocations_lock:
             live = [
-                (digest, int((until - now) * 1000), sealed)
+                (digest, int((until - now) * 1000), sealed, made_with)
                 for digest, (until, made_with, sealed) in self._revocations.items()
                 if until > now
                 and made_with in readable
@@ -344,9 +354,17 @@ class _Plans(_Health):
             ]
         if secret is None:
             return None
-        for keys, args in replay_batches([e for e in live if e[1] > 0], per_bucket=self.cluster):
+        live = [e for e in live if e[1] > 0]
+        for keys, args in replay_batches([e[:3] for e in live], per_bucket=self.cluster):
             yield _Call("replay", keys, args)
             self.republished += len(keys)
+        fleet = self._fleet
+        if announce and fleet is not None:
+            wall = self._wall()
+            messages = [fleet.message(s, "r", d, wall + px / 1000) for d, px, _, s in live]
+            for start in range(0, len(messages), REPLAY_BATCH):
+                batch = messages[start : start + REPLAY_BATCH]
+                yield _Call("announce", (STREAM,), (CHANNEL, STREAM_MAXLEN, *batch))
         return None
 
     def _check_lost(self, lost: Any, digest: str) -> _Plan[None]:
@@ -527,10 +545,15 @@ class _Plans(_Health):
             # Remembered even if Redis cannot be reached now: then it is
             # published when Redis answers again.
             self._remember(token, self._secret, seconds)
+        if self._configured_secret is None:
+            # A generated secret may have been replaced in Redis since it was
+            # read: revoke under the one stored now.
+            self._secret_checked = -math.inf
         secret = yield from self._secret_plan()
         # Under every configured secret, so workers not yet given the new one
-        # (a rotation rolling out) refuse the token too.
-        made = [(s, self._remember(token, s, seconds)) for s in (secret, *self._old_secrets)]
+        # (a rotation rolling out) refuse the token too; likewise under every
+        # generated secret this process knows, for workers still using another.
+        made = [(s, self._remember(token, s, seconds)) for s in self._revoking_secrets(secret)]
         fleet = self._fleet
         if fleet is not None:
             with self._memory.lock:
@@ -555,6 +578,12 @@ class _Plans(_Health):
             with self._memory.lock:
                 self._memory.unannounced.difference_update(digest for _, digest in made)
         return None
+
+    def _revoking_secrets(self, secret: bytes) -> list[bytes]:
+        others = list(self._old_secrets)
+        if self._configured_secret is None and self._fleet is not None:
+            others = self._fleet.known_secrets()
+        return [secret, *(s for s in others if s != secret)]
 
     def _discard_plan(self, token: str) -> _Plan[None]:
         secret = yield from self._secret_plan()

@@ -158,6 +158,25 @@ end
 return id
 """
 
+#: KEYS: the stream. ARGV: the first id, how many entries, the most bytes an
+#: entry may hold. Replies ``{id, message, id, message, ...}`` from that id on,
+#: each message ``''`` when the entry is not a lone ``m`` field of at most that
+#: size: the subscriber catching up never reads an oversized (junk) entry, so
+#: its memory is bounded by a page, whatever was appended (see :mod:`._fleet`).
+_PAGE = """
+local out = {}
+for _, entry in ipairs(redis.call('XRANGE', KEYS[1], ARGV[1], '+', 'COUNT', ARGV[2])) do
+  local fields = entry[2]
+  local message = ''
+  if #fields == 2 and fields[1] == 'm' and #fields[2] <= tonumber(ARGV[3]) then
+    message = fields[2]
+  end
+  out[#out + 1] = entry[1]
+  out[#out + 1] = message
+end
+return out
+"""
+
 #: The scripts by the name a plan's ``_Call`` gives.
 SCRIPTS: Final = {
     "read": _READ,
@@ -167,4 +186,5 @@ SCRIPTS: Final = {
     "secret": _SECRET,
     "replay": _REPLAY,
     "announce": _ANNOUNCE,
+    "page": _PAGE,
 }
