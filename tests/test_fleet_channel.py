@@ -239,19 +239,19 @@ def test_after_a_flushall_a_relearnt_revoked_token_is_refused_everywhere_within_
     fleet_of: Any, lwa_emulator: LWAEmulator, rclient: redis.Redis, http: httpx2.Client
 ) -> None:
     workers = fleet_of(3)
-    (a, _), (b, ub), (c, uc) = workers
+    (a, _), (_, ub), (_, uc) = workers
     hold(http, workers, lwa_emulator.issue_token())  # every worker met Redis
     token = lwa_emulator.issue_token()
     a.revoke(token)  # made on A; B and C never looked the token up
     assert status(http, ub, token) == 401
     rclient.flushall()
+    flushed = time.monotonic()
     # B and C learn the token again (Redis forgot the revocation; LWA vouches).
     relearnt = [base for base in (ub, uc) if status(http, base, token) == 200]
-    started = time.monotonic()
     took = wait_for(lambda: all(status(http, u, token) == 401 for _, u in workers), TARGET)
-    print(f"after FLUSHALL ({len(relearnt)} of 2 workers had re-learnt the token): "
-          f"every worker refused it after {took:.2f} s")
-    assert time.monotonic() - started <= TARGET + 0.5
+    print(f"after FLUSHALL ({len(relearnt)} of 2 workers had re-learnt the token): every "
+          f"worker refused it {took:.2f} s later, {time.monotonic() - flushed:.2f} s after "
+          "the flush")
     assert relearnt, "no worker re-learnt the token: the test proved nothing"
 
 

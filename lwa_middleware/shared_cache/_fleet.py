@@ -532,8 +532,10 @@ class Fleet:
         seen = reply[0] if isinstance(reply, list) and reply else reply
         lost = False
         if isinstance(seen, bytes):
-            lost = bool(self._epoch)  # known, and now another or missing
-            self._epoch = seen
+            if self._epoch:  # known, and now another or missing
+                lost = self.claim_loss(seen)
+            else:
+                self._epoch = seen
         if self.settings.cache_key_secret is None:
             self._check_secret(client)
         if lost:
@@ -543,6 +545,16 @@ class Fleet:
                 "writes and announces again the revocations it made"
             )
             self._reassert(client, announce=True, between=between)
+
+    def claim_loss(self, marker: bytes) -> bool:
+        """The data set's marker is now ``marker`` after a loss: false if this
+        process already re-asserted (and announced) for it, by the
+        subscriber's check or a lookup, else true (the caller announces)."""
+        with self._lock:
+            if self._epoch == marker:
+                return False
+            self._epoch = marker
+            return True
 
     def _check_secret(self, client: Any) -> None:
         """Put the generated secret in use back if it is gone (never a new

@@ -27,6 +27,7 @@ from ..flow import Resolved
 from ._codec import (
     EPOCH_KEY,
     MAX_VALUE_BYTES,
+    REPLAY_BATCH,
     SECRET_KEY,
     Codec,
     SharedHit,
@@ -36,7 +37,6 @@ from ._codec import (
     encode_identity,
     entry_keys,
     rejection_body,
-    REPLAY_BATCH,
     replay_batches,
     token_key,
 )
@@ -298,6 +298,7 @@ class _Plans(_Health):
         learnt, and the revocations this process made in it written again."""
         known = self._epochs.get(name)
         lost = known is not None
+        announce = True
         if (known is None and (created or not self._epoch)) or lost:
             # Also learns the data set's marker: at this worker's first bucket,
             # and at a loss (so the loss is not taken for another one later).
@@ -307,6 +308,9 @@ class _Plans(_Health):
             if isinstance(seen, bytes):
                 self._epoch = seen
                 lost = lost or (created and not first)
+                if lost and self._fleet is not None:
+                    # Not if this process's subscriber announced this loss's.
+                    announce = self._fleet.claim_loss(seen)
         # The marker is learnt first, so the loss is not noticed again: a
         # replay that fails (Redis is often flaky right after a failover)
         # leaves its revocations unwritten, for the next successful round trip.
@@ -323,7 +327,7 @@ class _Plans(_Health):
                 yield from self._secret_plan()
             # Announced too: a worker that learnt a token again since the
             # loss holds it in memory, and must drop it now.
-            yield from self._replay_plan(None, announce=True)
+            yield from self._replay_plan(None, announce=announce)
         except BaseException:
             with self._revocations_lock:
                 self._memory.unwritten.update(
@@ -361,6 +365,8 @@ class _Plans(_Health):
         fleet = self._fleet
         if announce and fleet is not None:
             wall = self._wall()
+            with self._memory.lock:  # not those a revoke() in flight announces
+                live = [e for e in live if e[0] not in self._memory.unannounced]
             messages = [fleet.message(s, "r", d, wall + px / 1000) for d, px, _, s in live]
             for start in range(0, len(messages), REPLAY_BATCH):
                 batch = messages[start : start + REPLAY_BATCH]
