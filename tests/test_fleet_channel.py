@@ -259,14 +259,18 @@ def test_after_the_generated_secret_is_deleted_a_revocation_on_any_worker_reache
     fleet_of: Any, lwa_emulator: LWAEmulator, rclient: redis.Redis, http: httpx2.Client
 ) -> None:
     old = fleet_of(2)
-    first, second = lwa_emulator.issue_token(), lwa_emulator.issue_token()
+    first, second, earlier = (lwa_emulator.issue_token() for _ in range(3))
     hold(http, old, first)
     hold(http, old, second)
+    old[0][0].revoke(earlier)
     before = rclient.get(SECRET_KEY)
     rclient.delete(SECRET_KEY)
     [fresh] = fleet_of(1)  # a worker started meanwhile: it mints no secret of its own
+    # ... so it reads the revocations made before under the secret they share.
+    assert status(http, fresh[1], earlier) == 401
     hold(http, [fresh], first)
     hold(http, [fresh], second)
+    assert rclient.get(SECRET_KEY) == before
     workers = [*old, fresh]
     took = []
     for maker, token in ((old[0][0], first), (fresh[0], second)):
@@ -276,8 +280,7 @@ def test_after_the_generated_secret_is_deleted_a_revocation_on_any_worker_reache
         )
     print(f"secret deleted: revocations reached every worker after {took[0]:.2f} s "
           f"(made on an old worker) and {took[1]:.2f} s (made on the new one)")
-    assert rclient.get(SECRET_KEY) is not None
-    assert before is not None
+    assert rclient.get(SECRET_KEY) == before
 
 
 def test_the_idle_data_loss_check_costs_little(

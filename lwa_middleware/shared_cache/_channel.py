@@ -31,6 +31,9 @@ from typing import Final, NamedTuple
 #: The most bytes a sealed message may have (a real one has about 150):
 #: anything longer is dropped unread.
 MAX_MESSAGE: Final = 512
+#: Published, unsealed, by a process that found no generated secret and has
+#: none: "whoever holds one, put it back" (see :meth:`._fleet.Fleet._take`).
+ASK_SECRET: Final = b"secret?"
 _LABEL: Final = b"lwa:v1:events\n"
 _ID: Final = re.compile(rb"([0-9]{1,20})-([0-9]{1,20})")
 _BODY: Final = re.compile(rb"([rd]) ([0-9a-f]{64}) ([0-9]{1,15})")

@@ -55,7 +55,15 @@ import redis
 import redis.retry
 
 from ..cache import IdentityCache, token_digest
-from ._channel import MAX_MESSAGE, Message, open_sealed, seal, split_push, stream_id
+from ._channel import (
+    ASK_SECRET,
+    MAX_MESSAGE,
+    Message,
+    open_sealed,
+    seal,
+    split_push,
+    stream_id,
+)
 from ._codec import EPOCH_KEY, PREFIX, REPLAY_BATCH, SECRET_KEY, Codec, replay_batches
 from ._scripts import SCRIPTS
 from ._topology import Limits, close_client, is_cluster, make_client
@@ -181,6 +189,12 @@ class Fleet:
         self._epoch = b""
         #: The generated secret Redis held at the last check (None: unchecked).
         self.secret: bytes | None = None
+        #: A process asked for the secret: check it now, not in a second.
+        self._check_soon = False
+        #: Whether pushes at or before the floor are skipped: only those
+        #: buffered while catching up (read from the stream already). Later,
+        #: an id is never used to skip anything.
+        self._filtering = False
         #: Counters for tests and metrics: messages dropped for a bad seal,
         #: dropped as malformed or oversized, reconnects, data losses noticed.
         self.forged = 0
@@ -312,6 +326,10 @@ class Fleet:
 
     def _take(self, data: object) -> None:
         """A pushed ``<stream id> <sealed>``: the seal first, then the id."""
+        if data == ASK_SECRET:
+            # Harmless if forged: at most a secret check a loop turn.
+            self._check_soon = True
+            return
         parts = split_push(data)
         if parts is None:
             self.malformed += 1
@@ -325,7 +343,7 @@ class Fleet:
             self.malformed += 1
             return
         floor = stream_id(self._floor)
-        if floor is not None and pushed <= floor:
+        if self._filtering and floor is not None and pushed <= floor:
             return  # applied already while catching up
         self._apply(message, replayed=False)
         self._candidate = (raw_id, sealed)
@@ -500,6 +518,11 @@ class Fleet:
                 heard = self._clock()
                 take(message)
 
+        self._filtering = True
+        try:
+            drain()  # what was published while catching up
+        finally:
+            self._filtering = False
         while not stop.is_set():
             message = pubsub.get_message(timeout=min(0.2, HEARTBEAT))
             now = self._clock()
@@ -511,7 +534,8 @@ class Fleet:
                 next_ping = now + HEARTBEAT
             if now - heard > 3 * HEARTBEAT:
                 raise redis.ConnectionError("the subscriber's heartbeat went unanswered")
-            if now >= next_check:
+            if now >= next_check or self._check_soon:
+                self._check_soon = False
                 next_check = now + CHECK_INTERVAL
                 self._check(client, between=drain)
             if now >= next_reassert:

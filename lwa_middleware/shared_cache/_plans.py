@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Final
 from ..cache import REVOKED
 from ..errors import AuthError, InvalidToken
 from ..flow import Resolved
+from ._channel import ASK_SECRET
 from ._codec import (
     EPOCH_KEY,
     MAX_VALUE_BYTES,
@@ -49,7 +50,7 @@ from ._scripts import (
     READ_REJECTED,
     READ_REVOKED,
 )
-from ._steps import _Call, _Listen, _nothing, _Plan, _Subscribe
+from ._steps import _Call, _Listen, _nothing, _Plan, _Sleep, _Subscribe
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -61,6 +62,10 @@ MAX_REMEMBERED: Final = 10_000
 POLL_INTERVAL: Final = 0.015
 #: Seconds after which a generated secret is read from Redis again.
 SECRET_RECHECK: Final = 30.0
+#: Seconds a worker without a secret waits for the processes holding one to
+#: put it back before it mints its own, and the pause between two reads.
+SECRET_WAIT: Final = 1.5
+SECRET_POLL: Final = 0.05
 _MIN_SECRET_BYTES: Final = 16
 
 
@@ -223,8 +228,17 @@ class _Plans(_Health):
             return secret
         # The secret this worker already uses, if any: a vanished secret is
         # put back, never replaced, so workers never split into two key spaces.
+        # A worker with none mints one only once no process holding one
+        # listens (they put theirs back when asked), or after SECRET_WAIT.
         mine = secret if secret is not None else secrets.token_bytes(32)
-        reply = yield _Call("secret", (SECRET_KEY,), (mine,))
+        ask = secret is None and fleet is not None
+        ask_until = self._clock() + SECRET_WAIT if ask else -math.inf
+        while True:
+            asking = (CHANNEL, ASK_SECRET) if self._clock() < ask_until else ()
+            reply = yield _Call("secret", (SECRET_KEY,), (mine, *asking))
+            if reply != b"":
+                break
+            yield _Sleep(SECRET_POLL)
         if not isinstance(reply, bytes) or len(reply) < _MIN_SECRET_BYTES:
             raise _Unusable(f"{SECRET_KEY} does not hold a usable secret")
         if secret is not None and reply != secret:

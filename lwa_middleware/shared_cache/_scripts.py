@@ -128,11 +128,19 @@ return 1
 
 #: KEYS: secret. ARGV: a random secret, kept only if none is there (a fresh
 #: one, or after data loss the one this worker already uses: never a new one,
-#: so workers keep one key space). Replies the secret stored.
+#: so workers keep one key space); optionally a channel and a message: then a
+#: fresh one is not stored if that message, published there, reached anyone
+#: (processes holding a secret listen there and put theirs back at once), and
+#: the reply is ''. Replies the secret stored.
 _SECRET = (
     _LUA_GET
     + """
-if not get(KEYS[1]) then redis.call('SET', KEYS[1], ARGV[1], 'NX') end
+if not get(KEYS[1]) then
+  if ARGV[2] and ARGV[2] ~= '' and redis.call('PUBLISH', ARGV[2], ARGV[3]) > 0 then
+    return ''
+  end
+  redis.call('SET', KEYS[1], ARGV[1], 'NX')
+end
 return redis.call('GET', KEYS[1])
 """
 )
