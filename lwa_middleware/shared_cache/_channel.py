@@ -28,6 +28,14 @@ import hmac
 import re
 from typing import Final, NamedTuple
 
+from ._codec import PREFIX
+
+#: The channel revocations and invalidations are published on.
+CHANNEL: Final = PREFIX + "events"
+#: The capped stream they are also appended to, for replay.
+STREAM: Final = PREFIX + "events:log"
+#: About how many messages the stream keeps (``XADD MAXLEN ~``).
+STREAM_MAXLEN: Final = 100_000
 #: The most bytes a sealed message may have (a real one has about 150):
 #: anything longer is dropped unread.
 MAX_MESSAGE: Final = 512

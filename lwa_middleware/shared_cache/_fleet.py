@@ -10,11 +10,13 @@ outlives the short event loops of test clients and works under trio too). It
 applies a message to the in-process cache at once: a revoked token is refused
 here until it expires, an invalidated one is forgotten.
 
-Push is at-most-once, so it is paired with replay. The subscriber remembers
-the stream id of the last message it applied; when it (re)connects it first
-subscribes and then reads the stream *after* that id, so nothing published
-while it was away is missed. If that id is no longer in the stream (trimmed
-past it, ``FLUSHALL``, a restart without persistence), the gap cannot be
+Push is at-most-once, so it is paired with replay. When the subscriber
+(re)connects it first subscribes and then reads the stream, a page at a time,
+after the last position it knows: the id of the last verified push if the
+stream holds that very message there, else the last id it read from the
+stream itself (a pushed id is not sealed, see :mod:`._channel`). So nothing
+published while it was away is missed. If neither is in the stream any more
+(trimmed past it, ``FLUSHALL``, a restart without persistence), the gap cannot be
 replayed: the process drops every identity it holds in memory (never its
 revocations) and asks Redis or LWA again. While the subscriber is not
 connected, new local entries are trusted only ``local_cache_ttl``
@@ -22,17 +24,23 @@ connected, new local entries are trusted only ``local_cache_ttl``
 
 Messages carry only keyed digests (the Redis hex of the token) and an epoch
 expiry, sealed with the shared cache's MAC key, so whoever can ``PUBLISH``
-without the secret cannot log users out. The subscriber maps a digest to the
+without the secret cannot log users out; nothing of a message is used before
+its seal verifies, and a malformed one is counted and dropped, never raised
+(the rules are in :mod:`._channel`). The subscriber maps a digest to the
 in-process key through :attr:`Fleet` aliases noted when a token was looked up
 here; a digest this process never looked up has nothing to drop (its next
 lookup reads the revocation from Redis, and keeps it until the token expires).
 
 Revocations this process made are remembered (:class:`RevocationMemory`,
 digest and expiry, never the token) and *re-asserted* by the subscriber: on
-each (re)connect (and then also announced again, for a ``revoke()`` whose
-write failed) and every :data:`REASSERT_INTERVAL` seconds, so a revocation key
-evicted under ``allkeys-lru`` comes back, besides the replay after data loss
-in :mod:`._plans`.
+each (re)connect and every :data:`REASSERT_INTERVAL` seconds, so a revocation
+key evicted under ``allkeys-lru`` comes back. Re-asserting writes; it
+announces only what was never announced (a ``revoke()`` whose write failed):
+the other workers have the rest, so a reconnect costs no announcements. Every
+:data:`CHECK_INTERVAL` the subscriber also checks the data set's marker and
+the generated secret (:mod:`._recovery`): after a data loss every process
+writes *and announces* its revocations again within about a second, idle or
+not.
 
 Every monotonic reading is of ``settings.clock``; the real-time waits are the
 socket's (a heartbeat :data:`HEARTBEAT` and the reconnect pause).
@@ -44,7 +52,6 @@ import contextlib
 import logging
 import os
 import random
-import secrets
 import threading
 import time
 from collections import OrderedDict
@@ -57,16 +64,19 @@ import redis.retry
 from ..cache import IdentityCache, token_digest
 from ._channel import (
     ASK_SECRET,
+    CHANNEL,
     MAX_MESSAGE,
+    STREAM,
+    STREAM_MAXLEN,
     Message,
     open_sealed,
-    seal,
     split_push,
     stream_id,
 )
-from ._codec import EPOCH_KEY, PREFIX, REPLAY_BATCH, SECRET_KEY, Codec, replay_batches
-from ._scripts import SCRIPTS
-from ._topology import Limits, close_client, is_cluster, make_client
+from ._codec import Codec
+from ._recovery import RevocationMemory, _Recovery
+from ._scripts import run_script as _run
+from ._topology import Limits, close_client, make_client
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -74,12 +84,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("lwa_middleware.shared_cache")
 
-#: The channel revocations and invalidations are published on.
-CHANNEL: Final = PREFIX + "events"
-#: The capped stream they are also appended to, for replay.
-STREAM: Final = PREFIX + "events:log"
-#: About how many messages the stream keeps (``XADD MAXLEN ~``).
-STREAM_MAXLEN: Final = 100_000
 #: Seconds between two PINGs on the subscriber's connection; three missed
 #: answers and it reconnects (a black-holed Redis is noticed in ~3 s).
 HEARTBEAT: Final = 1.0
@@ -113,37 +117,7 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forked)
 
 
-def _run(client: Any, name: str, keys: tuple[str, ...], args: tuple[Any, ...]) -> Any:
-    """Run script ``name`` by EVALSHA (loaded on NOSCRIPT), as the plans do:
-    the ACL user needs no EVAL."""
-    return client.register_script(SCRIPTS[name])(keys=keys, args=args)
-
-
-class RevocationMemory:
-    """The revocations one process made: Redis hex -> (monotonic expiry, the
-    secret the hex was made with). Never the token. Shared by the process's
-    blocking and asyncio shared caches and its subscriber."""
-
-    def __init__(self) -> None:
-        #: hex -> (monotonic expiry, secret, the sealed revocation value).
-        self.items: dict[str, tuple[float, bytes, bytes]] = {}
-        self.lock = threading.Lock()
-        #: Hexes whose announcement may not have reached Redis.
-        self.unannounced: set[str] = set()
-        #: Hexes whose revocation key may not have reached Redis: written
-        #: again at this process's next successful round trip.
-        self.unwritten: set[str] = set()
-
-    def live(self, now: float) -> list[tuple[str, float, bytes, bytes]]:
-        with self.lock:
-            return [
-                (h, until, s, sealed)
-                for h, (until, s, sealed) in self.items.items()
-                if until > now
-            ]
-
-
-class Fleet:
+class Fleet(_Recovery):
     """One process's subscriber and what it needs: aliases, seals, memory.
 
     :param settings: validated options; ``redis_url`` must be set.
@@ -236,31 +210,6 @@ class Fleet:
         if self._emit is not None:
             self._emit(event, **data)
 
-    def learn_secret(self, secret: bytes) -> None:
-        """Redis holds the generated ``secret``: the one in use from now on
-        (the first to seal with). The others learnt stay known, so pushes
-        under any of them are accepted. If it replaced another, memory is
-        dropped: revocations pushed under it before it was known here were
-        not understood (whoever reads it first, a lookup or the check)."""
-        with self._lock:
-            self.secret = secret
-            replaced = bool(self._secrets) and self._secrets[0] != secret
-            if not self._secrets or replaced:
-                rest = [s for s in self._secrets if s != secret]
-                self._secrets = [secret, *rest][:4]
-        if replaced:
-            self._resync("the generated key secret in Redis changed")
-
-    def known_secrets(self) -> list[bytes]:
-        """The secrets pushes are accepted under, the one in use first."""
-        with self._lock:
-            return list(self._secrets)
-
-    def message(self, secret: bytes, kind: str, digest: str, until_wall: float = 0.0) -> bytes:
-        """A sealed announcement: ``r <hex> <epoch ms>`` (revoked until) or ``d <hex> 0``."""
-        body = f"{kind} {digest} {int(until_wall * 1000)}".encode()
-        return seal(self._codec.mac_key(secret), body)
-
     def start(self) -> None:
         """Start the subscriber if it is not running (in this process: after a
         fork the parent's thread is gone, and so is what it knew). Called after
@@ -348,18 +297,6 @@ class Fleet:
         self._apply(message, replayed=False)
         self._candidate = (raw_id, sealed)
 
-    def _resync(self, why: str = "") -> None:
-        """Messages were lost: trust nothing held in memory (revocations stay)."""
-        self._cache.clear()
-        self._stats.fleet_resyncs += 1
-        if self._emit is not None:
-            self._emit("fleet_resync")
-        logger.info(
-            "lwa_middleware: revocation messages may have been missed (%s); this process "
-            "dropped the identities it held in memory",
-            why or f"the Redis stream {STREAM} was trimmed or lost",
-        )
-
     # -- the subscriber ------------------------------------------------------------
 
     def _client(self) -> Any:  # redis.Redis, whose stubs type replies loosely
@@ -418,53 +355,6 @@ class Fleet:
             if len(page) < _BATCH:
                 break
         self._floor, self._candidate = start, None
-
-    def _reassert(
-        self, client: Any, announce: bool, between: Callable[[], None] | None = None
-    ) -> None:
-        """Write again the live revocations this process made (and announce them).
-
-        ``between`` runs after each round trip: the listening loop hands in
-        its drain of pending pushes, since on a Cluster a process with
-        thousands of revocations makes one round trip per bucket, and pushes
-        must not wait for the whole pass (their promise is 100 ms).
-        """
-        now = self._clock()
-        live = self.memory.live(now)
-        if not live:
-            return
-        with self.memory.lock:
-            pending = set(self.memory.unannounced)
-        configured = self.settings.cache_key_secret
-        by_secret: dict[bytes, list[tuple[str, int, bytes]]] = {}
-        for digest, until, secret, sealed in live:
-            px = int((until - now) * 1000)
-            if px > 0:
-                by_secret.setdefault(secret, []).append((digest, px, sealed))
-        for secret, revocations in by_secret.items():
-            # A generated secret: put back if gone (never a new one), and
-            # nothing is written if Redis holds another: those keys would be
-            # in no one's key space. (Its own round trip: the secret is in a
-            # slot of its own on a Cluster.)
-            generated = configured is None
-            if generated and _run(client, "secret", (SECRET_KEY,), (secret,)) != secret:
-                continue
-            for keys, args in replay_batches(revocations, per_bucket=is_cluster(client)):
-                _run(client, "replay", keys, args)
-                if between is not None:
-                    between()
-            messages = [
-                self.message(secret, "r", digest, self._wall() + px / 1000)
-                for digest, px, _ in revocations
-                if announce or digest in pending
-            ]
-            for start in range(0, len(messages), REPLAY_BATCH):
-                batch = messages[start : start + REPLAY_BATCH]
-                _run(client, "announce", (STREAM,), (CHANNEL, STREAM_MAXLEN, *batch))
-                if between is not None:
-                    between()
-        with self.memory.lock:
-            self.memory.unannounced -= pending
 
     def _run(self, stop: threading.Event) -> None:
         pause = RECONNECT_MIN
@@ -541,52 +431,3 @@ class Fleet:
             if now >= next_reassert:
                 next_reassert = now + REASSERT_INTERVAL
                 self._reassert(client, announce=False, between=drain)
-
-    # -- data loss -------------------------------------------------------------
-
-    def _check(self, client: Any, between: Callable[[], None] | None = None) -> None:
-        """Whether Redis lost its data (the data set's marker changed or went
-        missing) or its generated secret changed: one round trip each.
-
-        On a loss, every live revocation this process made is written again
-        *and announced*, so workers that learnt a token again meanwhile drop
-        it. Every process runs this check, so each re-asserts what it holds
-        within about :data:`CHECK_INTERVAL`."""
-        reply = _run(client, "marker", (EPOCH_KEY,), (self._epoch, secrets.token_hex(8)))
-        seen = reply[0] if isinstance(reply, list) and reply else reply
-        lost = False
-        if isinstance(seen, bytes):
-            if self._epoch:  # known, and now another or missing
-                lost = self.claim_loss(seen)
-            else:
-                self._epoch = seen
-        if self.settings.cache_key_secret is None:
-            self._check_secret(client)
-        if lost:
-            self.losses += 1
-            logger.warning(
-                "lwa_middleware: the shared cache (Redis) lost its data; this process "
-                "writes and announces again the revocations it made"
-            )
-            self._reassert(client, announce=True, between=between)
-
-    def claim_loss(self, marker: bytes) -> bool:
-        """The data set's marker is now ``marker`` after a loss: false if this
-        process already re-asserted (and announced) for it, by the
-        subscriber's check or a lookup, else true (the caller announces)."""
-        with self._lock:
-            if self._epoch == marker:
-                return False
-            self._epoch = marker
-            return True
-
-    def _check_secret(self, client: Any) -> None:
-        """Put the generated secret in use back if it is gone (never a new
-        one, so workers converge on the one they share); if Redis holds
-        another (a worker minted one meanwhile), learn it (:meth:`learn_secret`)."""
-        known = self.known_secrets()
-        if not known:
-            return  # no lookup made here yet
-        reply = _run(client, "secret", (SECRET_KEY,), (known[0],))
-        if isinstance(reply, bytes) and len(reply) >= 16:
-            self.learn_secret(reply)

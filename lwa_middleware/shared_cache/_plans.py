@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Final
 from ..cache import REVOKED
 from ..errors import AuthError, InvalidToken
 from ..flow import Resolved
-from ._channel import ASK_SECRET
+from ._channel import CHANNEL, STREAM, STREAM_MAXLEN
 from ._codec import (
     EPOCH_KEY,
     MAX_VALUE_BYTES,
@@ -41,8 +41,9 @@ from ._codec import (
     replay_batches,
     token_key,
 )
-from ._fleet import CHANNEL, STREAM, STREAM_MAXLEN, Fleet, RevocationMemory
-from ._health import _Health, logger
+from ._fleet import Fleet
+from ._health import logger
+from ._recovery import RevocationMemory
 from ._scripts import (
     READ_HIT,
     READ_LEASE_HELD,
@@ -50,7 +51,8 @@ from ._scripts import (
     READ_REJECTED,
     READ_REVOKED,
 )
-from ._steps import _Call, _Listen, _nothing, _Plan, _Sleep, _Subscribe
+from ._secret import _Secrets
+from ._steps import _Call, _Listen, _nothing, _Plan, _Subscribe
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -60,13 +62,6 @@ MAX_REMEMBERED: Final = 10_000
 #: Seconds between two polls of an entry another worker is resolving: kept
 #: for compatibility; waiters are now woken by the holder's publish (issue 14).
 POLL_INTERVAL: Final = 0.015
-#: Seconds after which a generated secret is read from Redis again.
-SECRET_RECHECK: Final = 30.0
-#: Seconds a worker without a secret waits for the processes holding one to
-#: put it back before it mints its own, and the pause between two reads.
-SECRET_WAIT: Final = 1.5
-SECRET_POLL: Final = 0.05
-_MIN_SECRET_BYTES: Final = 16
 
 
 class SharedRevocation(InvalidToken):
@@ -80,10 +75,6 @@ class SharedRevocation(InvalidToken):
 
 
 _Found = SharedHit | InvalidToken | None
-
-
-class _Unusable(Exception):
-    """Redis answered, but not something this cache can use."""
 
 
 #: Whether the missing ``cache_key_secret`` was warned about (once a process).
@@ -105,7 +96,7 @@ def _warn_generated_secret() -> None:
     )
 
 
-class _Plans(_Health):
+class _Plans(_Secrets):
     """The state of one worker's shared cache, and the plans that use it.
 
     :param settings: validated options; ``redis_url`` must be set. Monotonic
@@ -213,41 +204,6 @@ class _Plans(_Health):
 
     def _hex(self, secret: bytes, token: str) -> str:
         return self._codec.digest(secret, token)
-
-    def _secret_plan(self) -> _Plan[bytes]:
-        secret = self._secret
-        fleet = self._fleet
-        if secret is not None and (
-            self._configured_secret is not None
-            or (
-                self._clock() - self._secret_checked < SECRET_RECHECK
-                # The subscriber saw another secret in Redis: read it now.
-                and (fleet is None or fleet.secret in (None, secret))
-            )
-        ):
-            return secret
-        # The secret this worker already uses, if any: a vanished secret is
-        # put back, never replaced, so workers never split into two key spaces.
-        # A worker with none mints one only once no process holding one
-        # listens (they put theirs back when asked), or after SECRET_WAIT.
-        mine = secret if secret is not None else secrets.token_bytes(32)
-        ask = secret is None and fleet is not None
-        ask_until = self._clock() + SECRET_WAIT if ask else -math.inf
-        while True:
-            asking = (CHANNEL, ASK_SECRET) if self._clock() < ask_until else ()
-            reply = yield _Call("secret", (SECRET_KEY,), (mine, *asking))
-            if reply != b"":
-                break
-            yield _Sleep(SECRET_POLL)
-        if not isinstance(reply, bytes) or len(reply) < _MIN_SECRET_BYTES:
-            raise _Unusable(f"{SECRET_KEY} does not hold a usable secret")
-        if secret is not None and reply != secret:
-            self._log("another worker replaced the generated key secret in Redis")
-        self._secret = reply
-        self._secret_checked = self._clock()
-        if self._fleet is not None:
-            self._fleet.learn_secret(reply)
-        return reply
 
     def _take_lease(self, token: str) -> tuple[str, str]:
         """``(hex, lease id)`` of the lease this process holds for ``token``, if any."""
@@ -598,12 +554,6 @@ class _Plans(_Health):
             with self._memory.lock:
                 self._memory.unannounced.difference_update(digest for _, digest in made)
         return None
-
-    def _revoking_secrets(self, secret: bytes) -> list[bytes]:
-        others = list(self._old_secrets)
-        if self._configured_secret is None and self._fleet is not None:
-            others = self._fleet.known_secrets()
-        return [secret, *(s for s in others if s != secret)]
 
     def _discard_plan(self, token: str) -> _Plan[None]:
         secret = yield from self._secret_plan()

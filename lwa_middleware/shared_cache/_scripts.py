@@ -10,7 +10,7 @@ key each), so they run unchanged on a Redis Cluster.
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final
 
 #: The ``kind`` in a reply of the read script (the numbers its Lua returns).
 READ_MISS, READ_HIT, READ_REJECTED, READ_LEASE_TAKEN, READ_LEASE_HELD, READ_REVOKED = range(6)
@@ -196,3 +196,9 @@ SCRIPTS: Final = {
     "announce": _ANNOUNCE,
     "page": _PAGE,
 }
+
+
+def run_script(client: Any, name: str, keys: tuple[str, ...], args: tuple[Any, ...]) -> Any:
+    """Run script ``name`` by EVALSHA (loaded on NOSCRIPT), as the plans do:
+    the ACL user needs no EVAL."""
+    return client.register_script(SCRIPTS[name])(keys=keys, args=args)
