@@ -165,12 +165,12 @@ def test_malformed_pushes_are_counted_and_dropped_and_the_loop_lives(
     ]
     for raw in garbage:
         rclient.publish(CHANNEL, raw)
-    wait_for(lambda: fleet(b).forged + fleet(b).malformed >= len(garbage), BOUND * 2)
+    a.revoke(token)  # published after the garbage: taken once it is dropped
+    wait_for(lambda: status(http, ub, token) == 401, BOUND)
     assert fleet(b).connects == connects  # never crashed into a reconnect
     assert subscribed(b)
-    a.revoke(token)
-    wait_for(lambda: status(http, ub, token) == 401, BOUND)
     assert b.stats.fleet_pushed == 1
+    assert fleet(b).forged + fleet(b).malformed == len(garbage)
 
 
 def test_garbage_and_a_reconnect_do_not_amplify_announcements(
@@ -241,18 +241,22 @@ def test_after_a_flushall_a_relearnt_revoked_token_is_refused_everywhere_within_
     workers = fleet_of(3)
     (a, _), (_, ub), (_, uc) = workers
     hold(http, workers, lwa_emulator.issue_token())  # every worker met Redis
-    token = lwa_emulator.issue_token()
-    a.revoke(token)  # made on A; B and C never looked the token up
-    assert status(http, ub, token) == 401
-    rclient.flushall()
-    flushed = time.monotonic()
-    # B and C learn the token again (Redis forgot the revocation; LWA vouches).
-    relearnt = [base for base in (ub, uc) if status(http, base, token) == 200]
+    for _attempt in range(3):
+        token = lwa_emulator.issue_token()
+        a.revoke(token)  # made on A, which then stays idle
+        assert status(http, ub, token) == 401  # B read it from Redis: kept in memory
+        rclient.flushall()
+        flushed = time.monotonic()
+        # C, which never met the token, learns it again: Redis forgot the
+        # revocation, LWA vouches for it. (Unless A noticed the loss within
+        # the few milliseconds in between: then the scenario is run again.)
+        if status(http, uc, token) == 200:
+            break
+    else:
+        raise AssertionError("C never learnt the token again: the test proved nothing")
     took = wait_for(lambda: all(status(http, u, token) == 401 for _, u in workers), TARGET)
-    print(f"after FLUSHALL ({len(relearnt)} of 2 workers had re-learnt the token): every "
-          f"worker refused it {took:.2f} s later, {time.monotonic() - flushed:.2f} s after "
-          "the flush")
-    assert relearnt, "no worker re-learnt the token: the test proved nothing"
+    print(f"after FLUSHALL: every worker refused the token C had learnt again {took:.2f} s "
+          f"later, {time.monotonic() - flushed:.2f} s after the flush")
 
 
 def test_after_the_generated_secret_is_deleted_a_revocation_on_any_worker_reaches_all(
