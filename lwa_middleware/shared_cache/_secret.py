@@ -81,6 +81,8 @@ class _Secrets(_Health):
         return reply
 
     def _revoking_secrets(self, secret: bytes) -> list[bytes]:
+        """``secret`` first, then every other one a revocation is also made
+        under: the configured older ones, or the generated ones learnt."""
         others = list(self._old_secrets)
         if self._configured_secret is None and self._fleet is not None:
             others = self._fleet.known_secrets()
