@@ -149,6 +149,17 @@ def test_a_forged_huge_stream_id_does_not_silence_later_pushes(
     a.revoke(token)
     wait_for(lambda: status(http, ub, token) == 401, BOUND)
     assert b.resolver.cache.rejection(token_digest(token.encode())) is not None
+    # Nor can one break the next reconnect: ids beyond Redis's own (each part
+    # is 64-bit), or where the stream holds no such message, are not resumed from.
+    later = lwa_emulator.issue_token()
+    hold(http, workers, later)
+    rclient.publish(CHANNEL, b"99999999999999999999-0 " + genuine)
+    time.sleep(0.2)
+    connects = fleet(b).connects
+    rclient.client_kill_filter(_type="pubsub")
+    wait_for(lambda: fleet(b).connects > connects and subscribed(b), 15)
+    a.revoke(later)
+    wait_for(lambda: status(http, ub, later) == 401, BOUND)
 
 
 def test_malformed_pushes_are_counted_and_dropped_and_the_loop_lives(

@@ -44,6 +44,8 @@ MAX_MESSAGE: Final = 512
 ASK_SECRET: Final = b"secret?"
 _LABEL: Final = b"lwa:v1:events\n"
 _ID: Final = re.compile(rb"([0-9]{1,20})-([0-9]{1,20})")
+#: Each part of a stream id is an unsigned 64-bit number in Redis.
+_ID_MAX: Final = 2**64 - 1
 _BODY: Final = re.compile(rb"([rd]) ([0-9a-f]{64}) ([0-9]{1,15})")
 _TAG_LEN: Final = 64
 
@@ -68,7 +70,10 @@ def stream_id(raw: object) -> tuple[int, int] | None:
     if not isinstance(raw, bytes):
         return None
     found = _ID.fullmatch(raw)
-    return (int(found.group(1)), int(found.group(2))) if found else None
+    if found is None:
+        return None
+    ms, seq = int(found.group(1)), int(found.group(2))
+    return (ms, seq) if ms <= _ID_MAX and seq <= _ID_MAX else None
 
 
 def open_sealed(sealed: object, mac_keys: list[bytes]) -> Message | str:

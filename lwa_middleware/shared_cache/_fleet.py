@@ -93,6 +93,8 @@ REASSERT_INTERVAL: Final = 30.0
 #: marker, and a generated secret): one or two EVALSHA, so an idle process
 #: notices a FLUSHALL or a deleted secret within about this long.
 CHECK_INTERVAL: Final = 1.0
+#: The least seconds between two checks made because a process asked for the secret.
+_ASKED_GAP: Final = 0.1
 #: Jitter of its own: the global generator is the application's (and its
 #: tests', which may seed it or, like hypothesis, watch who draws from it).
 _JITTER: Final = random.Random()
@@ -316,7 +318,8 @@ class Fleet(_Recovery):
         """The last verified push's id, if the stream holds that very
         message there; else the last id read from the stream, if it is still
         there; else ``None`` (a gap)."""
-        candidate = self._candidate
+        # Taken once: whatever it holds cannot fail two reconnects.
+        candidate, self._candidate = self._candidate, None
         if candidate is not None and self._page(client, candidate[0], 1) == [candidate]:
             return candidate[0]
         floor = self._floor
@@ -391,7 +394,7 @@ class Fleet(_Recovery):
             pause = min(pause * 2, RECONNECT_MAX)
 
     def _listen(self, stop: threading.Event, client: Any, pubsub: Any) -> None:
-        heard = next_ping = next_check = self._clock()
+        heard = next_ping = next_check = checked = self._clock()
         next_reassert = heard + REASSERT_INTERVAL
 
         def take(message: Any) -> None:
@@ -424,9 +427,11 @@ class Fleet(_Recovery):
                 next_ping = now + HEARTBEAT
             if now - heard > 3 * HEARTBEAT:
                 raise redis.ConnectionError("the subscriber's heartbeat went unanswered")
-            if now >= next_check or self._check_soon:
+            # Asked for the secret: at once, but at most every _ASKED_GAP s
+            # (the question is unsealed, so anyone may repeat it).
+            if now >= next_check or (self._check_soon and now >= checked + _ASKED_GAP):
                 self._check_soon = False
-                next_check = now + CHECK_INTERVAL
+                checked, next_check = now, now + CHECK_INTERVAL
                 self._check(client, between=drain)
             if now >= next_reassert:
                 next_reassert = now + REASSERT_INTERVAL
