@@ -172,7 +172,8 @@ def test_a_forged_push_is_ignored(
         until = int((time.time() + 600) * 1000)
         rclient.publish(CHANNEL, f"99999999999999-0 {'0' * 64} r {digest} {until}")
         rclient.publish(CHANNEL, f"99999999999999-1 r {digest} {until}")
-        wait_for(lambda: mw.resolver._fleet.forged >= 2)
+        fleet = mw.resolver._fleet
+        wait_for(lambda: fleet.forged >= 1 and fleet.forged + fleet.malformed >= 2)
         assert call(http, base, "/me", token).status_code == 200
     assert mw.stats.fleet_pushed == 0
 
@@ -285,9 +286,13 @@ def test_pushes_survive_a_flushall(
         revoke(a, token)
         wait_for(lambda: refused(http, ub, token), BOUND)
         # Both revocations are in Redis again: the one made before the flush
-        # replayed on the epoch's loss, and the new one.
+        # replayed on the epoch's loss (and announced again), and the new one.
         assert len(keys_of(rclient, "rev")) == 2
-    assert b.stats.fleet_pushed == 2
+        wait_for(lambda: b.stats.fleet_pushed >= 3, BOUND)
+        time.sleep(1.5)  # and no more: the loss is announced once a process
+    # (4 if A's subscriber claimed the loss between the new revocation's
+    # write and its own announcement: then both announce it.)
+    assert b.stats.fleet_pushed in (3, 4)
 
 
 def test_pushes_resume_after_a_restart_and_what_was_missed_is_dropped(

@@ -134,6 +134,7 @@ Layout
 :mod:`._codec` names the keys and seals and validates the values,
 :mod:`._scripts` holds the Lua scripts, :mod:`._steps` what a plan yields,
 :mod:`._plans` the logic (sans-IO generators that yield Redis round trips),
+:mod:`._secret` the generated key secret, :mod:`._channel` the pushed messages,
 :mod:`._health` the back-off, durable retries and log throttle,
 :mod:`._fleet` the revocation subscriber, and
 :mod:`._drivers` the two thin drivers on redis-py.
@@ -141,9 +142,10 @@ Layout
 
 from __future__ import annotations
 
+from ._channel import CHANNEL, STREAM
 from ._codec import SharedHit
 from ._drivers import AsyncSharedCache, SyncSharedCache
-from ._fleet import CHANNEL, HEARTBEAT, STREAM, Fleet
+from ._fleet import HEARTBEAT, Fleet
 from ._health import (
     ACL_RULES,
     BACKOFF,
@@ -154,7 +156,8 @@ from ._health import (
     DURABLE_TIMEOUT,
     LOG_INTERVAL,
 )
-from ._plans import POLL_INTERVAL, SECRET_RECHECK
+from ._plans import POLL_INTERVAL
+from ._secret import SECRET_RECHECK
 
 __all__ = [
     "ACL_RULES",

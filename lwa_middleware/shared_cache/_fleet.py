@@ -10,11 +10,13 @@ outlives the short event loops of test clients and works under trio too). It
 applies a message to the in-process cache at once: a revoked token is refused
 here until it expires, an invalidated one is forgotten.
 
-Push is at-most-once, so it is paired with replay. The subscriber remembers
-the stream id of the last message it applied; when it (re)connects it first
-subscribes and then reads the stream *after* that id, so nothing published
-while it was away is missed. If that id is no longer in the stream (trimmed
-past it, ``FLUSHALL``, a restart without persistence), the gap cannot be
+Push is at-most-once, so it is paired with replay. When the subscriber
+(re)connects it first subscribes and then reads the stream, a page at a time,
+after the last position it knows: the id of the last verified push if the
+stream holds that very message there, else the last id it read from the
+stream itself (a pushed id is not sealed, see :mod:`._channel`). So nothing
+published while it was away is missed. If neither is in the stream any more
+(trimmed past it, ``FLUSHALL``, a restart without persistence), the gap cannot be
 replayed: the process drops every identity it holds in memory (never its
 revocations) and asks Redis or LWA again. While the subscriber is not
 connected, new local entries are trusted only ``local_cache_ttl``
@@ -22,17 +24,23 @@ connected, new local entries are trusted only ``local_cache_ttl``
 
 Messages carry only keyed digests (the Redis hex of the token) and an epoch
 expiry, sealed with the shared cache's MAC key, so whoever can ``PUBLISH``
-without the secret cannot log users out. The subscriber maps a digest to the
+without the secret cannot log users out; nothing of a message is used before
+its seal verifies, and a malformed one is counted and dropped, never raised
+(the rules are in :mod:`._channel`). The subscriber maps a digest to the
 in-process key through :attr:`Fleet` aliases noted when a token was looked up
 here; a digest this process never looked up has nothing to drop (its next
 lookup reads the revocation from Redis, and keeps it until the token expires).
 
 Revocations this process made are remembered (:class:`RevocationMemory`,
 digest and expiry, never the token) and *re-asserted* by the subscriber: on
-each (re)connect (and then also announced again, for a ``revoke()`` whose
-write failed) and every :data:`REASSERT_INTERVAL` seconds, so a revocation key
-evicted under ``allkeys-lru`` comes back, besides the replay after data loss
-in :mod:`._plans`.
+each (re)connect and every :data:`REASSERT_INTERVAL` seconds, so a revocation
+key evicted under ``allkeys-lru`` comes back. Re-asserting writes; it
+announces only what was never announced (a ``revoke()`` whose write failed):
+the other workers have the rest, so a reconnect costs no announcements. Every
+:data:`CHECK_INTERVAL` the subscriber also checks the data set's marker and
+the generated secret (:mod:`._recovery`): after a data loss every process
+writes *and announces* its revocations again within about a second, idle or
+not.
 
 Every monotonic reading is of ``settings.clock``; the real-time waits are the
 socket's (a heartbeat :data:`HEARTBEAT` and the reconnect pause).
@@ -41,8 +49,6 @@ socket's (a heartbeat :data:`HEARTBEAT` and the reconnect pause).
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import hmac
 import logging
 import os
 import random
@@ -56,9 +62,21 @@ import redis
 import redis.retry
 
 from ..cache import IdentityCache, token_digest
-from ._codec import PREFIX, REPLAY_BATCH, SECRET_KEY, Codec, replay_batches
-from ._scripts import SCRIPTS
-from ._topology import Limits, close_client, is_cluster, make_client
+from ._channel import (
+    ASK_SECRET,
+    CHANNEL,
+    MAX_MESSAGE,
+    STREAM,
+    STREAM_MAXLEN,
+    Message,
+    open_sealed,
+    split_push,
+    stream_id,
+)
+from ._codec import Codec
+from ._recovery import RevocationMemory, _Recovery
+from ._scripts import run_script as _run
+from ._topology import Limits, close_client, make_client
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -66,26 +84,28 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("lwa_middleware.shared_cache")
 
-#: The channel revocations and invalidations are published on.
-CHANNEL: Final = PREFIX + "events"
-#: The capped stream they are also appended to, for replay.
-STREAM: Final = PREFIX + "events:log"
-#: About how many messages the stream keeps (``XADD MAXLEN ~``).
-STREAM_MAXLEN: Final = 100_000
 #: Seconds between two PINGs on the subscriber's connection; three missed
 #: answers and it reconnects (a black-holed Redis is noticed in ~3 s).
 HEARTBEAT: Final = 1.0
 #: Seconds between two re-assertions of the revocations this process made.
 REASSERT_INTERVAL: Final = 30.0
+#: Seconds between two data-loss checks of the subscriber (the data set's
+#: marker, and a generated secret): one or two EVALSHA, so an idle process
+#: notices a FLUSHALL or a deleted secret within about this long.
+CHECK_INTERVAL: Final = 1.0
+#: The least seconds between two checks made because a process asked for the secret.
+_ASKED_GAP: Final = 0.1
 #: Jitter of its own: the global generator is the application's (and its
 #: tests', which may seed it or, like hypothesis, watch who draws from it).
 _JITTER: Final = random.Random()
 #: Reconnect pauses: first, and the cap of the doubling (with full jitter).
 RECONNECT_MIN: Final = 0.05
 RECONNECT_MAX: Final = 2.0
-#: Stream entries read per round trip when catching up.
-_BATCH: Final = 500
-_EVENTS_LABEL: Final = b"lwa:v1:events\n"
+#: Stream entries read per round trip when catching up (by the ``page``
+#: script, which drops entries over MAX_MESSAGE bytes unread: at most
+#: _BATCH * MAX_MESSAGE bytes held at once).
+_BATCH: Final = 128
+_HELLO: Final = b"hello"
 
 #: This process's id, kept current across forks without a syscall per request.
 _PID = [os.getpid()]
@@ -99,42 +119,7 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forked)
 
 
-def _run(client: Any, name: str, keys: tuple[str, ...], args: tuple[Any, ...]) -> Any:
-    """Run script ``name`` by EVALSHA (loaded on NOSCRIPT), as the plans do:
-    the ACL user needs no EVAL."""
-    return client.register_script(SCRIPTS[name])(keys=keys, args=args)
-
-
-def _stream_id(raw: bytes) -> tuple[int, int]:
-    ms, _, seq = raw.partition(b"-")
-    return int(ms), int(seq or 0)
-
-
-class RevocationMemory:
-    """The revocations one process made: Redis hex -> (monotonic expiry, the
-    secret the hex was made with). Never the token. Shared by the process's
-    blocking and asyncio shared caches and its subscriber."""
-
-    def __init__(self) -> None:
-        #: hex -> (monotonic expiry, secret, the sealed revocation value).
-        self.items: dict[str, tuple[float, bytes, bytes]] = {}
-        self.lock = threading.Lock()
-        #: Hexes whose announcement may not have reached Redis.
-        self.unannounced: set[str] = set()
-        #: Hexes whose revocation key may not have reached Redis: written
-        #: again at this process's next successful round trip.
-        self.unwritten: set[str] = set()
-
-    def live(self, now: float) -> list[tuple[str, float, bytes, bytes]]:
-        with self.lock:
-            return [
-                (h, until, s, sealed)
-                for h, (until, s, sealed) in self.items.items()
-                if until > now
-            ]
-
-
-class Fleet:
+class Fleet(_Recovery):
     """One process's subscriber and what it needs: aliases, seals, memory.
 
     :param settings: validated options; ``redis_url`` must be set.
@@ -170,11 +155,28 @@ class Fleet:
         self._stop = threading.Event()
         self._pid = _PID[0]
         self._subscribed = False
-        #: Stream id of the last message applied (``None``: never connected).
-        self._last_id: bytes | None = None
-        #: Counters for tests: messages dropped for a bad seal, reconnects.
+        #: The last stream id read from the stream itself (``None``: never
+        #: connected): pushes at or before it were applied when catching up.
+        self._floor: bytes | None = None
+        #: The id and message of the last verified push: where to resume if
+        #: the stream confirms it (the id itself is not sealed).
+        self._candidate: tuple[bytes, bytes] | None = None
+        #: The data set's marker as the subscriber last saw it (b"": never).
+        self._epoch = b""
+        #: The generated secret Redis held at the last check (None: unchecked).
+        self.secret: bytes | None = None
+        #: A process asked for the secret: check it now, not in a second.
+        self._check_soon = False
+        #: Whether pushes at or before the floor are skipped: only those
+        #: buffered while catching up (read from the stream already). Later,
+        #: an id is never used to skip anything.
+        self._filtering = False
+        #: Counters for tests and metrics: messages dropped for a bad seal,
+        #: dropped as malformed or oversized, reconnects, data losses noticed.
         self.forged = 0
+        self.malformed = 0
         self.connects = 0
+        self.losses = 0
 
     def __repr__(self) -> str:
         return f"Fleet(subscribed={self._subscribed})"
@@ -210,20 +212,6 @@ class Fleet:
         if self._emit is not None:
             self._emit(event, **data)
 
-    def learn_secret(self, secret: bytes) -> None:
-        with self._lock:
-            if secret not in self._secrets:
-                self._secrets = [secret, *self._secrets][:4]
-
-    def message(self, secret: bytes, kind: str, digest: str, until_wall: float = 0.0) -> bytes:
-        """A sealed announcement: ``r <hex> <epoch ms>`` (revoked until) or ``d <hex>``."""
-        body = f"{kind} {digest} {int(until_wall * 1000)}".encode()
-        return self._seal(secret, body)
-
-    def _seal(self, secret: bytes, body: bytes) -> bytes:
-        tag = hmac.new(self._codec.mac_key(secret), _EVENTS_LABEL + body, hashlib.sha256)
-        return tag.hexdigest().encode() + b" " + body
-
     def start(self) -> None:
         """Start the subscriber if it is not running (in this process: after a
         fork the parent's thread is gone, and so is what it knew). Called after
@@ -234,7 +222,8 @@ class Fleet:
             return
         with self._lock:
             if _PID[0] != self._pid:
-                self._pid, self._thread, self._last_id = _PID[0], None, None
+                self._pid, self._thread, self._floor = _PID[0], None, None
+                self._candidate, self._epoch = None, b""
                 self._subscribed = False
                 self._stop = threading.Event()
             if self._thread is not None and self._thread.is_alive():
@@ -256,33 +245,29 @@ class Fleet:
 
     # -- applying messages -------------------------------------------------------
 
-    def _apply(self, sealed: bytes, replayed: bool) -> None:
-        tag, _, body = sealed.partition(b" ")
-        with self._lock:
-            secrets = list(self._secrets)
-        if not any(hmac.compare_digest(tag, self._seal(s, body).partition(b" ")[0])
-                   for s in secrets):
+    def _open(self, sealed: object) -> Message | None:
+        """The message in ``sealed`` once its seal verifies; else counted, None."""
+        opened = open_sealed(sealed, [self._codec.mac_key(s) for s in self.known_secrets()])
+        if isinstance(opened, Message):
+            return opened
+        if opened == "forged":
             self.forged += 1
-            return
-        try:
-            kind, digest, until_ms = body.decode("ascii").split(" ")
-            until = int(until_ms) / 1000
-        except ValueError:
-            self.forged += 1
-            return
+        else:
+            self.malformed += 1
+        return None
+
+    def _apply(self, message: Message, replayed: bool) -> None:
         with self._lock:
-            key = self._aliases.get(digest)
+            key = self._aliases.get(message.digest)
         if key is None:
             return  # never looked up here: nothing to drop
-        if kind == "r":
-            left = until - self._wall()
+        if message.kind == "r":
+            left = message.until - self._wall()
             if left <= 0:
                 return
             self._cache.revoke(key, self._clock() + left)
-        elif kind == "d":
-            self._cache.discard(key)
         else:
-            return
+            self._cache.discard(key)
         if replayed:
             self._stats.fleet_replayed += 1
         else:
@@ -290,24 +275,29 @@ class Fleet:
         if self._emit is not None:
             self._emit("fleet_replayed" if replayed else "fleet_pushed")
 
-    def _advance(self, raw_id: bytes) -> bool:
-        """Move the last id to ``raw_id``; false if it is not newer (seen already)."""
-        if self._last_id is not None and _stream_id(raw_id) <= _stream_id(self._last_id):
-            return False
-        self._last_id = raw_id
-        return True
-
-    def _resync(self) -> None:
-        """Messages were lost: trust nothing held in memory (revocations stay)."""
-        self._cache.clear()
-        self._stats.fleet_resyncs += 1
-        if self._emit is not None:
-            self._emit("fleet_resync")
-        logger.info(
-            "lwa_middleware: revocation messages may have been missed (the Redis stream %s "
-            "was trimmed or lost); this process dropped the identities it held in memory",
-            STREAM,
-        )
+    def _take(self, data: object) -> None:
+        """A pushed ``<stream id> <sealed>``: the seal first, then the id."""
+        if data == ASK_SECRET:
+            # Harmless if forged: at most a secret check a loop turn.
+            self._check_soon = True
+            return
+        parts = split_push(data)
+        if parts is None:
+            self.malformed += 1
+            return
+        raw_id, sealed = parts
+        message = self._open(sealed)
+        if message is None:
+            return
+        pushed = stream_id(raw_id)
+        if pushed is None:
+            self.malformed += 1
+            return
+        floor = stream_id(self._floor)
+        if self._filtering and floor is not None and pushed <= floor:
+            return  # applied already while catching up
+        self._apply(message, replayed=False)
+        self._candidate = (raw_id, sealed)
 
     # -- the subscriber ------------------------------------------------------------
 
@@ -317,79 +307,57 @@ class Fleet:
                         blocking=False)
         return make_client(self.settings, limits, asyncio=False)
 
+    @staticmethod
+    def _page(client: Any, start: bytes, count: int) -> list[tuple[bytes, bytes]]:
+        """Stream entries from ``start`` on: ``(id, message)``, the message
+        ``b""`` for an entry too big or not ours (dropped unread, in Redis)."""
+        flat = _run(client, "page", (STREAM,), (start, count, MAX_MESSAGE))
+        return [(bytes(flat[i]), bytes(flat[i + 1])) for i in range(0, len(flat) - 1, 2)]
+
+    def _resume_point(self, client: Any) -> bytes | None:
+        """The last verified push's id, if the stream holds that very
+        message there; else the last id read from the stream, if it is still
+        there; else ``None`` (a gap)."""
+        # Taken once: whatever it holds cannot fail two reconnects.
+        candidate, self._candidate = self._candidate, None
+        if candidate is not None and self._page(client, candidate[0], 1) == [candidate]:
+            return candidate[0]
+        floor = self._floor
+        if floor is not None and [i for i, _ in self._page(client, floor, 1)] == [floor]:
+            return floor
+        return None
+
     def _catch_up(self, client: Any) -> None:
-        if self._last_id is None:
-            # A fresh start: nothing held here needs replaying. Mark where we
-            # begin with an entry of our own, so the id is surely in the stream.
-            self._last_id = client.xadd(STREAM, {"m": b"hello"}, maxlen=STREAM_MAXLEN,
-                                        approximate=True)
+        start = self._resume_point(client) if self._floor is not None else None
+        if start is None:
+            if self._floor is not None:
+                self._resync()
+            # Mark where we begin with an entry of our own, so the id is surely
+            # in the stream (on a fresh start, nothing held here needs replaying).
+            self._floor = client.xadd(STREAM, {"m": _HELLO}, maxlen=STREAM_MAXLEN,
+                                      approximate=True)
+            self._candidate = None
             return
-        start = self._last_id
-        first = True
         while True:
-            entries = client.xrange(STREAM, min=start, count=_BATCH)
-            if first:
-                first = False
-                if not entries or entries[0][0] != start:
-                    self._resync()
-                    self._last_id = client.xadd(STREAM, {"m": b"hello"},
-                                                maxlen=STREAM_MAXLEN, approximate=True)
-                    return
-            for raw_id, fields in entries:
-                if self._advance(raw_id):
-                    value = fields.get(b"m", b"")
-                    if value != b"hello":
-                        self._apply(value, replayed=True)
-            if len(entries) < _BATCH:
-                return
-            start = entries[-1][0]
-
-    def _reassert(
-        self, client: Any, announce: bool, between: Callable[[], None] | None = None
-    ) -> None:
-        """Write again the live revocations this process made (and announce them).
-
-        ``between`` runs after each round trip: the listening loop hands in
-        its drain of pending pushes, since on a Cluster a process with
-        thousands of revocations makes one round trip per bucket, and pushes
-        must not wait for the whole pass (their promise is 100 ms).
-        """
-        now = self._clock()
-        live = self.memory.live(now)
-        if not live:
-            return
-        with self.memory.lock:
-            pending = set(self.memory.unannounced)
-        configured = self.settings.cache_key_secret
-        by_secret: dict[bytes, list[tuple[str, int, bytes]]] = {}
-        for digest, until, secret, sealed in live:
-            px = int((until - now) * 1000)
-            if px > 0:
-                by_secret.setdefault(secret, []).append((digest, px, sealed))
-        for secret, revocations in by_secret.items():
-            # A generated secret: put back if gone (never a new one), and
-            # nothing is written if Redis holds another: those keys would be
-            # in no one's key space. (Its own round trip: the secret is in a
-            # slot of its own on a Cluster.)
-            generated = configured is None
-            if generated and _run(client, "secret", (SECRET_KEY,), (secret,)) != secret:
-                continue
-            for keys, args in replay_batches(revocations, per_bucket=is_cluster(client)):
-                _run(client, "replay", keys, args)
-                if between is not None:
-                    between()
-            messages = [
-                self.message(secret, "r", digest, self._wall() + px / 1000)
-                for digest, px, _ in revocations
-                if announce or digest in pending
-            ]
-            for start in range(0, len(messages), REPLAY_BATCH):
-                batch = messages[start : start + REPLAY_BATCH]
-                _run(client, "announce", (STREAM,), (CHANNEL, STREAM_MAXLEN, *batch))
-                if between is not None:
-                    between()
-        with self.memory.lock:
-            self.memory.unannounced -= pending
+            page = self._page(client, start, _BATCH)
+            after = stream_id(start)
+            for raw_id, sealed in page:
+                at = stream_id(raw_id)
+                if at is None or after is None or at <= after:
+                    continue  # the entry resumed from
+                if sealed == _HELLO:
+                    continue
+                if not sealed:
+                    self.malformed += 1  # oversized or not ours: unread
+                    continue
+                message = self._open(sealed)
+                if message is not None:
+                    self._apply(message, replayed=True)
+            if page:
+                start = page[-1][0]
+            if len(page) < _BATCH:
+                break
+        self._floor, self._candidate = start, None
 
     def _run(self, stop: threading.Event) -> None:
         pause = RECONNECT_MIN
@@ -405,7 +373,9 @@ class Fleet:
                     raise redis.ConnectionError("no SUBSCRIBE confirmation")
                 self._catch_up(client)
                 self.connects += 1
-                self._reassert(client, announce=True)
+                # Written again, announced only if never announced: the
+                # other workers have the rest (pushed, or in the stream).
+                self._reassert(client, announce=False)
                 self._subscribed = True
                 pause = RECONNECT_MIN
                 self._listen(stop, client, pubsub)
@@ -424,14 +394,16 @@ class Fleet:
             pause = min(pause * 2, RECONNECT_MAX)
 
     def _listen(self, stop: threading.Event, client: Any, pubsub: Any) -> None:
-        heard = next_ping = self._clock()
+        heard = next_ping = next_check = checked = self._clock()
         next_reassert = heard + REASSERT_INTERVAL
 
         def take(message: Any) -> None:
-            if message.get("type") == "message":
-                raw_id, _, sealed = bytes(message["data"]).partition(b" ")
-                if self._advance(raw_id):
-                    self._apply(sealed, replayed=False)
+            if message.get("type") != "message":
+                return
+            try:
+                self._take(message.get("data"))
+            except Exception:  # never let a message end the loop
+                self.malformed += 1
 
         def drain() -> None:
             nonlocal heard
@@ -439,6 +411,11 @@ class Fleet:
                 heard = self._clock()
                 take(message)
 
+        self._filtering = True
+        try:
+            drain()  # what was published while catching up
+        finally:
+            self._filtering = False
         while not stop.is_set():
             message = pubsub.get_message(timeout=min(0.2, HEARTBEAT))
             now = self._clock()
@@ -450,6 +427,12 @@ class Fleet:
                 next_ping = now + HEARTBEAT
             if now - heard > 3 * HEARTBEAT:
                 raise redis.ConnectionError("the subscriber's heartbeat went unanswered")
+            # Asked for the secret: at once, but at most every _ASKED_GAP s
+            # (the question is unsealed, so anyone may repeat it).
+            if now >= next_check or (self._check_soon and now >= checked + _ASKED_GAP):
+                self._check_soon = False
+                checked, next_check = now, now + CHECK_INTERVAL
+                self._check(client, between=drain)
             if now >= next_reassert:
                 next_reassert = now + REASSERT_INTERVAL
                 self._reassert(client, announce=False, between=drain)

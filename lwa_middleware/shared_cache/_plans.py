@@ -24,9 +24,11 @@ from typing import TYPE_CHECKING, Any, Final
 from ..cache import REVOKED
 from ..errors import AuthError, InvalidToken
 from ..flow import Resolved
+from ._channel import CHANNEL, STREAM, STREAM_MAXLEN
 from ._codec import (
     EPOCH_KEY,
     MAX_VALUE_BYTES,
+    REPLAY_BATCH,
     SECRET_KEY,
     Codec,
     SharedHit,
@@ -39,8 +41,9 @@ from ._codec import (
     replay_batches,
     token_key,
 )
-from ._fleet import CHANNEL, STREAM, STREAM_MAXLEN, Fleet, RevocationMemory
-from ._health import _Health, logger
+from ._fleet import Fleet
+from ._health import logger
+from ._recovery import RevocationMemory
 from ._scripts import (
     READ_HIT,
     READ_LEASE_HELD,
@@ -48,6 +51,7 @@ from ._scripts import (
     READ_REJECTED,
     READ_REVOKED,
 )
+from ._secret import _Secrets
 from ._steps import _Call, _Listen, _nothing, _Plan, _Subscribe
 
 if TYPE_CHECKING:
@@ -58,9 +62,6 @@ MAX_REMEMBERED: Final = 10_000
 #: Seconds between two polls of an entry another worker is resolving: kept
 #: for compatibility; waiters are now woken by the holder's publish (issue 14).
 POLL_INTERVAL: Final = 0.015
-#: Seconds after which a generated secret is read from Redis again.
-SECRET_RECHECK: Final = 30.0
-_MIN_SECRET_BYTES: Final = 16
 
 
 class SharedRevocation(InvalidToken):
@@ -74,10 +75,6 @@ class SharedRevocation(InvalidToken):
 
 
 _Found = SharedHit | InvalidToken | None
-
-
-class _Unusable(Exception):
-    """Redis answered, but not something this cache can use."""
 
 
 #: Whether the missing ``cache_key_secret`` was warned about (once a process).
@@ -99,7 +96,7 @@ def _warn_generated_secret() -> None:
     )
 
 
-class _Plans(_Health):
+class _Plans(_Secrets):
     """The state of one worker's shared cache, and the plans that use it.
 
     :param settings: validated options; ``redis_url`` must be set. Monotonic
@@ -208,27 +205,6 @@ class _Plans(_Health):
     def _hex(self, secret: bytes, token: str) -> str:
         return self._codec.digest(secret, token)
 
-    def _secret_plan(self) -> _Plan[bytes]:
-        secret = self._secret
-        if secret is not None and (
-            self._configured_secret is not None
-            or self._clock() - self._secret_checked < SECRET_RECHECK
-        ):
-            return secret
-        # The secret this worker already uses, if any: a vanished secret is
-        # put back, never replaced, so workers never split into two key spaces.
-        mine = secret if secret is not None else secrets.token_bytes(32)
-        reply = yield _Call("secret", (SECRET_KEY,), (mine,))
-        if not isinstance(reply, bytes) or len(reply) < _MIN_SECRET_BYTES:
-            raise _Unusable(f"{SECRET_KEY} does not hold a usable secret")
-        if secret is not None and reply != secret:
-            self._log("another worker replaced the generated key secret in Redis")
-        self._secret = reply
-        self._secret_checked = self._clock()
-        if self._fleet is not None:
-            self._fleet.learn_secret(reply)
-        return reply
-
     def _take_lease(self, token: str) -> tuple[str, str]:
         """``(hex, lease id)`` of the lease this process holds for ``token``, if any."""
         secret = self._secret
@@ -292,6 +268,7 @@ class _Plans(_Health):
         learnt, and the revocations this process made in it written again."""
         known = self._epochs.get(name)
         lost = known is not None
+        announce = True
         if (known is None and (created or not self._epoch)) or lost:
             # Also learns the data set's marker: at this worker's first bucket,
             # and at a loss (so the loss is not taken for another one later).
@@ -301,6 +278,9 @@ class _Plans(_Health):
             if isinstance(seen, bytes):
                 self._epoch = seen
                 lost = lost or (created and not first)
+                if lost and self._fleet is not None:
+                    # Not if this process's subscriber announced this loss's.
+                    announce = self._fleet.claim_loss(seen)
         # The marker is learnt first, so the loss is not noticed again: a
         # replay that fails (Redis is often flaky right after a failover)
         # leaves its revocations unwritten, for the next successful round trip.
@@ -315,7 +295,9 @@ class _Plans(_Health):
             if self._configured_secret is None:
                 self._secret_checked = -math.inf
                 yield from self._secret_plan()
-            yield from self._replay_plan(None)
+            # Announced too: a worker that learnt a token again since the
+            # loss holds it in memory, and must drop it now.
+            yield from self._replay_plan(None, announce=announce)
         except BaseException:
             with self._revocations_lock:
                 self._memory.unwritten.update(
@@ -326,16 +308,18 @@ class _Plans(_Health):
             raise
         return None
 
-    def _replay_plan(self, only: set[str] | None, in_bucket: str | None = None) -> _Plan[None]:
+    def _replay_plan(
+        self, only: set[str] | None, in_bucket: str | None = None, announce: bool = False
+    ) -> _Plan[None]:
         """Write again the live revocations this process made (``only`` those
         hexes, when given; only those of bucket ``in_bucket``, when given)
-        that the current secrets can still name."""
+        that the current secrets can still name; ``announce``: push them too."""
         secret = self._secret
         now = self._clock()
         readable = {secret, *self._old_secrets}
         with self._revocations_lock:
             live = [
-                (digest, int((until - now) * 1000), sealed)
+                (digest, int((until - now) * 1000), sealed, made_with)
                 for digest, (until, made_with, sealed) in self._revocations.items()
                 if until > now
                 and made_with in readable
@@ -344,9 +328,19 @@ class _Plans(_Health):
             ]
         if secret is None:
             return None
-        for keys, args in replay_batches([e for e in live if e[1] > 0], per_bucket=self.cluster):
+        live = [e for e in live if e[1] > 0]
+        for keys, args in replay_batches([e[:3] for e in live], per_bucket=self.cluster):
             yield _Call("replay", keys, args)
             self.republished += len(keys)
+        fleet = self._fleet
+        if announce and fleet is not None:
+            wall = self._wall()
+            with self._memory.lock:  # not those a revoke() in flight announces
+                live = [e for e in live if e[0] not in self._memory.unannounced]
+            messages = [fleet.message(s, "r", d, wall + px / 1000) for d, px, _, s in live]
+            for start in range(0, len(messages), REPLAY_BATCH):
+                batch = messages[start : start + REPLAY_BATCH]
+                yield _Call("announce", (STREAM,), (CHANNEL, STREAM_MAXLEN, *batch))
         return None
 
     def _check_lost(self, lost: Any, digest: str) -> _Plan[None]:
@@ -527,10 +521,15 @@ class _Plans(_Health):
             # Remembered even if Redis cannot be reached now: then it is
             # published when Redis answers again.
             self._remember(token, self._secret, seconds)
+        if self._configured_secret is None:
+            # A generated secret may have been replaced in Redis since it was
+            # read: revoke under the one stored now.
+            self._secret_checked = -math.inf
         secret = yield from self._secret_plan()
         # Under every configured secret, so workers not yet given the new one
-        # (a rotation rolling out) refuse the token too.
-        made = [(s, self._remember(token, s, seconds)) for s in (secret, *self._old_secrets)]
+        # (a rotation rolling out) refuse the token too; likewise under every
+        # generated secret this process knows, for workers still using another.
+        made = [(s, self._remember(token, s, seconds)) for s in self._revoking_secrets(secret)]
         fleet = self._fleet
         if fleet is not None:
             with self._memory.lock:

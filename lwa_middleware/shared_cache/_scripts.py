@@ -10,7 +10,7 @@ key each), so they run unchanged on a Redis Cluster.
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final
 
 #: The ``kind`` in a reply of the read script (the numbers its Lua returns).
 READ_MISS, READ_HIT, READ_REJECTED, READ_LEASE_TAKEN, READ_LEASE_HELD, READ_REVOKED = range(6)
@@ -128,11 +128,19 @@ return 1
 
 #: KEYS: secret. ARGV: a random secret, kept only if none is there (a fresh
 #: one, or after data loss the one this worker already uses: never a new one,
-#: so workers keep one key space). Replies the secret stored.
+#: so workers keep one key space); optionally a channel and a message: then a
+#: fresh one is not stored if that message, published there, reached anyone
+#: (processes holding a secret listen there and put theirs back at once), and
+#: the reply is ''. Replies the secret stored.
 _SECRET = (
     _LUA_GET
     + """
-if not get(KEYS[1]) then redis.call('SET', KEYS[1], ARGV[1], 'NX') end
+if not get(KEYS[1]) then
+  if ARGV[2] and ARGV[2] ~= '' and redis.call('PUBLISH', ARGV[2], ARGV[3]) > 0 then
+    return ''
+  end
+  redis.call('SET', KEYS[1], ARGV[1], 'NX')
+end
 return redis.call('GET', KEYS[1])
 """
 )
@@ -158,6 +166,25 @@ end
 return id
 """
 
+#: KEYS: the stream. ARGV: the first id, how many entries, the most bytes an
+#: entry may hold. Replies ``{id, message, id, message, ...}`` from that id on,
+#: each message ``''`` when the entry is not a lone ``m`` field of at most that
+#: size: the subscriber catching up never reads an oversized (junk) entry, so
+#: its memory is bounded by a page, whatever was appended (see :mod:`._fleet`).
+_PAGE = """
+local out = {}
+for _, entry in ipairs(redis.call('XRANGE', KEYS[1], ARGV[1], '+', 'COUNT', ARGV[2])) do
+  local fields = entry[2]
+  local message = ''
+  if #fields == 2 and fields[1] == 'm' and #fields[2] <= tonumber(ARGV[3]) then
+    message = fields[2]
+  end
+  out[#out + 1] = entry[1]
+  out[#out + 1] = message
+end
+return out
+"""
+
 #: The scripts by the name a plan's ``_Call`` gives.
 SCRIPTS: Final = {
     "read": _READ,
@@ -167,4 +194,11 @@ SCRIPTS: Final = {
     "secret": _SECRET,
     "replay": _REPLAY,
     "announce": _ANNOUNCE,
+    "page": _PAGE,
 }
+
+
+def run_script(client: Any, name: str, keys: tuple[str, ...], args: tuple[Any, ...]) -> Any:
+    """Run script ``name`` by EVALSHA (loaded on NOSCRIPT), as the plans do:
+    the ACL user needs no EVAL."""
+    return client.register_script(SCRIPTS[name])(keys=keys, args=args)
