@@ -303,8 +303,6 @@ def test_cors_preflight_is_judged_unless_opted_in(configure: Any) -> None:
     )
 
 
-
-
 @pytest.mark.parametrize(
     ("lwa", "message"),
     [
