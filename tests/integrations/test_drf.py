@@ -8,6 +8,7 @@ in ``test_django`` (``django_support``'s ``django_app`` fixture); this module's 
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from collections.abc import Iterator
@@ -55,6 +56,11 @@ from lwa_middleware.integrations.drf import HasLWAScopes, LWAAuthentication
 from lwa_middleware.testing import Fault, LWAEmulator
 
 django_app = django_app_fixture
+#: The example project's middleware.
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "lwa_middleware.integrations.django.LWAMiddleware",
+]
 
 # DRF binds DEFAULT_AUTHENTICATION_CLASSES into APIView when it is imported,
 # before any test can set it: the views name their classes.
@@ -142,17 +148,20 @@ urlpatterns = [
 
 @pytest.fixture
 def drf(django_app: Any, lwa_emulator: LWAEmulator) -> Iterator[Any]:
-    """``drf(**LWA overrides)``: an ``APIClient`` for these urls."""
+    """``drf(**LWA overrides)``: an ``APIClient`` for these urls (behind the
+    LWA middleware unless ``with_middleware=False``)."""
     overrides: list[Any] = []
 
-    def make(csrf: bool = True, **extra: Any) -> APIClient:
+    def make(csrf: bool = True, with_middleware: bool = True, **extra: Any) -> APIClient:
         config = lwa_settings(
             lwa_emulator, ROUTES={"/api/**": "optional", "/policy-zip": ["postal_code"]}
         )
         config.update(extra)
+        middleware = [m for m in MIDDLEWARE if with_middleware or "lwa_middleware" not in m]
         override = override_settings(
             LWA=config,
             ROOT_URLCONF=__name__,
+            MIDDLEWARE=middleware,
             REST_FRAMEWORK={
                 # No django.contrib.auth in this project: an anonymous user without models.
                 "UNAUTHENTICATED_USER": "lwa_middleware.integrations.django.LWAAnonymousUser",
@@ -264,11 +273,9 @@ def test_bearer_post_never_needs_csrf(drf: Any, lwa_emulator: LWAEmulator) -> No
 
 
 @pytest.fixture
-def alone(drf: Any) -> Iterator[Any]:
+def alone(drf: Any) -> Any:
     """``alone(**LWA overrides)``: an ``APIClient`` with no LWA middleware installed."""
-    middleware = [m for m in settings.MIDDLEWARE if "lwa_middleware" not in m]
-    with override_settings(MIDDLEWARE=middleware):
-        yield drf
+    return functools.partial(drf, with_middleware=False)
 
 
 def test_without_the_middleware_it_resolves_the_token_itself(
@@ -299,7 +306,11 @@ def test_without_the_middleware_the_errors_are_the_middlewares(
     revoked = lwa_emulator.issue_token(scopes=["profile"])
     other = lwa_emulator.issue_token(scopes=["profile"], aud="amzn1.application-oa2-client.other")
     lwa_emulator.revoke(revoked)
-    client, reference = alone(REALM="shop"), drf(REALM="shop")
+    # The reference: the middleware's answers (a handler loads its middleware
+    # at its first request, from the settings of that moment).
+    reference = drf(REALM="shop")
+    assert reference.get("/api/echo").status_code == 200
+    client = alone(REALM="shop")
     # No token: DRF's 401, with the challenge.
     refused = client.get("/api/authed")
     assert refused.status_code == 401
@@ -403,13 +414,11 @@ def test_drf_served_under_asgi_and_wsgi(
     from django.core.handlers.asgi import ASGIHandler
     from django.core.handlers.wsgi import WSGIHandler
 
-    drf()  # this module's settings
     full = lwa_emulator.issue_token(scopes=["profile", "postal_code"], postal_code="10115")
     poor = lwa_emulator.issue_token(scopes=["profile"])
     user_id = lwa_emulator.customer_for(full).user_id
-    middleware = [m for m in settings.MIDDLEWARE if with_middleware or "lwa_middleware" not in m]
-    with override_settings(MIDDLEWARE=middleware):
-        app = ASGIHandler() if kind == "uvicorn" else WSGIHandler()  # loads MIDDLEWARE now
+    drf(with_middleware=with_middleware)  # this module's settings
+    app = ASGIHandler() if kind == "uvicorn" else WSGIHandler()  # loads MIDDLEWARE now
     with serve(kind, app) as url, http_client(url) as client:
         echo = client.get("/api/echo", headers=bearer(full)).json()
         assert (echo["auth"], echo["authenticator"]) == (user_id, "LWAAuthentication")
