@@ -65,6 +65,7 @@ from tests.signin.django_support import (
     sign_in,
     signed_in_project,
 )
+from tests.signin.signin_support import ORIGIN
 
 ADA, GRACE = BUILTIN_CUSTOMERS[0], BUILTIN_CUSTOMERS[1]
 URLCONF = "tests_signin_drf_urls"
@@ -96,6 +97,9 @@ class Me(APIView):
     def get(self, request: Request) -> Response:
         auth = request.auth if isinstance(request.auth, Identity) else None
         return Response(_describe(request.user, auth))
+
+    def post(self, request: Request) -> Response:
+        return self.get(request)
 
 
 class Scoped(Me):
@@ -296,6 +300,26 @@ def test_without_the_middleware_a_token_is_still_the_linked_user(
     with override_settings(MIDDLEWARE=middleware):
         me = body(browser().get("/api/me", headers=bearer(token)))
     assert (me["pk"], me["owned"]) == (linked_user(ADA.user_id).pk, [ADA.user_id])
+
+
+@pytest.mark.parametrize("with_middleware", [True, False], ids=["middleware", "alone"])
+def test_a_sessions_unsafe_requests_must_come_from_the_app(
+    project: Any, lwa_emulator: LWAEmulator, with_middleware: bool
+) -> None:
+    # LWAAuthentication runs no CSRF check: the gate's Origin check guards the cookie.
+    project()
+    client = browser()
+    sign_in(client, lwa_emulator)
+    middleware = [m for m in AUTH_MIDDLEWARE if with_middleware or "LWAMiddleware" not in m]
+    middleware = [m for m in middleware if with_middleware or "SignedInUser" not in m]
+    with override_settings(MIDDLEWARE=middleware):
+        refused = client.post("/api/me")
+        assert refused.status_code == 403
+        assert body(refused)["error"] == "cross_site_request"
+        assert client.post("/api/me", headers={"Origin": "https://evil.example"}).status_code == 403
+        allowed = client.post("/api/me", headers={"Origin": ORIGIN})
+    assert allowed.status_code == 200
+    assert body(allowed)["pk"] == linked_user(ADA.user_id).pk
 
 
 def test_async_views_get_the_session_user(project: Any, lwa_emulator: LWAEmulator) -> None:
