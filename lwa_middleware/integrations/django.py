@@ -42,8 +42,9 @@ at most the ``timeout`` option.
 **System check.** ``manage.py check`` (and ``runserver``, ``migrate``, …)
 reports a missing or bad ``settings.LWA`` as ``lwa_middleware.E001``, with
 the same message the middleware would raise, and warns
-(``lwa_middleware.W001``) when the app is installed but the middleware is
-not in ``MIDDLEWARE``. The check is registered when this module is imported;
+(``lwa_middleware.W001``) when the app is installed but neither the
+middleware is in ``MIDDLEWARE`` nor DRF's ``LWAAuthentication`` (which then
+judges requests itself) in ``DEFAULT_AUTHENTICATION_CLASSES``. The check is registered when this module is imported;
 to be sure ``check`` imports it, add the app config::
 
     INSTALLED_APPS = [..., "lwa_middleware.integrations.django.LWAConfig"]

@@ -1,13 +1,23 @@
 """Django REST framework: an authentication class and a scope permission.
 
-:class:`LWAAuthentication` turns the identity that the Django integration's
-``MIDDLEWARE`` class (:class:`lwa_middleware.integrations.django.LWAMiddleware`)
-attached into DRF's ``request.user`` (an
-:class:`~lwa_middleware.integrations.django.LWAUser`) and ``request.auth``
-(the :class:`~lwa_middleware.Identity`). It never calls LWA and never reads
-a token itself: the middleware has already judged the request. It answers
-DRF's ``authenticate_header`` with the Bearer challenge and the configured
-realm, so DRF's "not authenticated" is a 401 with ``WWW-Authenticate``.
+:class:`LWAAuthentication` gives DRF ``request.auth``, the
+:class:`~lwa_middleware.Identity`, and ``request.user``: the session's
+Django user for a request the sign-in session authenticated
+(``SignedInUserMiddleware``); for a token, the user
+``django.contrib.auth.authenticate(request, lwa_identity=identity)`` gives
+when ``settings.LWA["BEARER_USERS"]`` is on (by default exactly when
+``lwa_middleware.signin.django.LWABackend`` is in ``AUTHENTICATION_BACKENDS``:
+the linked user, created and linked on a customer's first token as at a first
+sign-in); else an :class:`~lwa_middleware.integrations.django.LWAUser`.
+
+The identity is the one the Django integration's ``MIDDLEWARE`` class
+(:class:`lwa_middleware.integrations.django.LWAMiddleware`) attached. Without
+that middleware the class judges the request itself, with an engine built
+from ``settings.LWA`` on first use (and rebuilt when the setting changes):
+the same route table, token sources, caches, ``aud`` check and error
+answers. It answers DRF's ``authenticate_header`` with the Bearer challenge
+and the configured realm, so DRF's "not authenticated" is a 401 with
+``WWW-Authenticate``.
 
 :class:`HasLWAScopes` is a permission: the identity must hold the scopes
 given by ``HasLWAScopes.require("postal_code")`` or by the view's
@@ -17,7 +27,7 @@ given by ``HasLWAScopes.require("postal_code")`` or by the view's
 as DRF's ``EXCEPTION_HANDLER`` the other headers too (``Cache-Control``).
 
 Settings (``django.contrib.auth`` optional; without it give DRF an
-anonymous user class that needs no database)::
+anonymous user class that needs no database; the middleware optional too)::
 
     MIDDLEWARE = [..., "lwa_middleware.integrations.django.LWAMiddleware", ...]
     LWA = {"CLIENT_ID": "amzn1.application-oa2-client.0123", "DEFAULT": "optional"}
@@ -47,11 +57,12 @@ cannot send it; this class never runs DRF's CSRF check. DRF's
 is active, which includes an :class:`LWAUser` when ``SET_USER`` is on. List
 ``LWAAuthentication`` *first*: DRF stops at the first class that
 authenticates, so a Bearer request never reaches ``SessionAuthentication``.
+A sign-in session cookie can ride a cross-site request: the gate refuses a
+cookie-authenticated unsafe request that does not prove the app's origin,
+with or without the middleware.
 
-**When not to use it.** On a route whose policy is ``"public"`` the
-middleware reads no token, so this class sees every request as anonymous.
-Without the Django middleware it authenticates nothing (and logs a warning
-once per path).
+**When not to use it.** On a route whose policy is ``"public"`` no token is
+read, so this class sees every request as anonymous.
 """
 
 from __future__ import annotations

@@ -433,3 +433,22 @@ def test_drf_served_under_asgi_and_wsgi(
         bad = client.get("/api/echo", headers=bearer(revoked))
         assert (bad.status_code, bad.json()["error"]) == (401, "invalid_token")
     assert lwa_emulator.calls["tokeninfo"] == 3  # each token once: then the cache
+
+
+def test_check_takes_the_drf_class_for_the_middleware(drf: Any) -> None:
+    from django.core.checks import run_checks
+
+    def messages() -> list[str]:
+        return [m.id for m in run_checks(tags=["lwa"]) if m.id.startswith("lwa_middleware.")]
+
+    drf(with_middleware=False)
+    assert messages() == ["lwa_middleware.W001"]
+    rest = {
+        **settings.REST_FRAMEWORK,
+        "DEFAULT_AUTHENTICATION_CLASSES": ["lwa_middleware.integrations.drf.LWAAuthentication"],
+    }
+    with override_settings(REST_FRAMEWORK=rest):
+        # The class judges requests itself: no warning, and its settings are checked.
+        assert messages() == []
+        with override_settings(LWA={**settings.LWA, "CACHE_TTL": -1}):
+            assert messages() == ["lwa_middleware.E001"]
