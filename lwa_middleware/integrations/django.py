@@ -44,8 +44,9 @@ reports a missing or bad ``settings.LWA`` as ``lwa_middleware.E001``, with
 the same message the middleware would raise, and warns
 (``lwa_middleware.W001``) when the app is installed but neither the
 middleware is in ``MIDDLEWARE`` nor DRF's ``LWAAuthentication`` (which then
-judges requests itself) in ``DEFAULT_AUTHENTICATION_CLASSES``. The check is registered when this module is imported;
-to be sure ``check`` imports it, add the app config::
+judges requests itself) in ``DEFAULT_AUTHENTICATION_CLASSES``. The check is
+registered when this module is imported; to be sure ``check`` imports it, add
+the app config::
 
     INSTALLED_APPS = [..., "lwa_middleware.integrations.django.LWAConfig"]
 
