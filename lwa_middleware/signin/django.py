@@ -42,7 +42,7 @@ from django.urls import URLPattern, path
 
 from ..errors import UpstreamUnavailable
 from ..identity import Identity, get_identity
-from ..integrations._django_parts import SESSION_USER
+from ..integrations._django_parts import SESSION_USER, error_response
 from ..tokens import environ_headers
 from .core import Reply, SignIn
 
@@ -297,8 +297,6 @@ class SignedInUserMiddleware:
         try:
             pk = self.signin.user_for(_cookie(request), identity)
         except UpstreamUnavailable as down:  # the session store went away meanwhile
-            from ..integrations.django import error_response
-
             return error_response(down)
         if pk is not None and identity is not None:
             # Still linked to this session's customer: unlinking ends the sign-in.
