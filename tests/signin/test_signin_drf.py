@@ -11,8 +11,8 @@ Bearer tokens map to users through ``AUTHENTICATION_BACKENDS``
 (``authenticate(request, lwa_identity=identity)``): on by default exactly
 when ``LWABackend`` is listed (``settings.LWA["BEARER_USERS"]`` overrides).
 A customer with no link yet gets one, as at sign-in: Amazon's "Integrate with
-Your Existing Account System" (https://developer.amazon.com/docs/login-with-amazon/
-integrate-with-existing-account.html) keys the local account by ``user_id``;
+Your Existing Account System" (LWA-FACTS S13, developer.amazon.com/docs/login-with-amazon/
+integrate-with-account-system-websites.html) keys the local account by ``user_id``;
 that a Bearer-only client (a mobile app) should get its account on first use
 as a browser does at sign-in is this library's choice, not Amazon's.
 """
