@@ -12,15 +12,17 @@ from .errors import AuthError
 from .gate import PASS, Gate, Resolve
 from .identity import IDENTITY_KEY, REALM_KEY
 from .resolver import BlockingControls, Resolver
-from .routes import Access, wsgi_path
+from .routes import Access, Policy, wsgi_path
 from .tokens import environ_headers, header_bytes, strip_environ
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+    from .cache import Entry
 else:
     StartResponse = WSGIApplication = WSGIEnvironment = Any
 
-__all__ = ["LWAWSGIMiddleware", "judge_environ"]
+__all__ = ["LWAWSGIMiddleware", "ajudge_environ", "judge_environ"]
 
 _BEARER = ("Bearer ", "bearer ")
 _PUBLIC = Access.PUBLIC
@@ -42,6 +44,55 @@ def judge_environ(
     integration uses it on ``request.META``, with ``path`` and
     ``script_name`` as Django decoded them (``path_info`` and its prefix).
     """
+    policy = _policy(gate, environ, path, script_name)
+    if policy is None:
+        return None
+    entry = _hit(gate, environ, policy)
+    try:
+        if entry is None:
+            verdict = gate.decide_blocking(policy, *_inputs(gate, environ))
+            if verdict is PASS:
+                return None
+            if isinstance(verdict, Resolve):
+                entry = gate.admit(resolver.resolve_sync(verdict.token, policy), policy)
+    except AuthError as error:
+        return error
+    _settle(gate, resolver, environ, entry)
+    return None
+
+
+async def ajudge_environ(
+    gate: Gate,
+    resolver: Resolver,
+    environ: WSGIEnvironment,
+    path: str | None = None,
+    script_name: str | None = None,
+) -> AuthError | None:
+    """:func:`judge_environ` on an event loop: a session's token and the
+    lookup are awaited (:meth:`Gate.adecide`, :meth:`Resolver.resolve_async`),
+    never run in a thread. The Django integration's async path uses it on the
+    ``request.META`` of an ``ASGIRequest``."""
+    policy = _policy(gate, environ, path, script_name)
+    if policy is None:
+        return None
+    entry = _hit(gate, environ, policy)
+    try:
+        if entry is None:
+            verdict = await gate.adecide(policy, *_inputs(gate, environ))
+            if verdict is PASS:
+                return None
+            if isinstance(verdict, Resolve):
+                entry = gate.admit(await resolver.resolve_async(verdict.token, policy), policy)
+    except AuthError as error:
+        return error
+    _settle(gate, resolver, environ, entry)
+    return None
+
+
+def _policy(
+    gate: Gate, environ: WSGIEnvironment, path: str | None, script_name: str | None
+) -> Policy | None:
+    """The route's policy; ``None`` on a public route (nothing to read)."""
     if path is None:
         path = environ.get("PATH_INFO") or "/"
         path = path if path.isascii() else wsgi_path(path)
@@ -49,32 +100,32 @@ def judge_environ(
         script_name = wsgi_path(environ.get("SCRIPT_NAME") or "")
     # A path seen before (no SCRIPT_NAME): one dict probe.
     policy = (not script_name and gate.memo_get(path)) or gate.lookup_below(path, script_name)
-    if policy.access is _PUBLIC:
-        return None
+    return None if policy.access is _PUBLIC else policy
+
+
+def _hit(gate: Gate, environ: WSGIEnvironment, policy: Policy) -> Entry | None:
+    """The fast path: one plain token header (cached tokens are visible ASCII)."""
     query = environ.get("QUERY_STRING", "")
     auth, amz = environ.get("HTTP_AUTHORIZATION"), environ.get("HTTP_X_AMZ_ACCESS_TOKEN")
     raw = amz if auth is None else (auth[7:] if amz is None and auth.startswith(_BEARER) else None)
-    entry = None
-    # The fast path: one plain token header (cached tokens are visible ASCII).
     query_token = "access_token" in query or "%" in query
     if raw is not None and raw.isascii() and gate.headers_allowed and not query_token:
-        entry = gate.hit(raw.encode("ascii"), policy)
-    try:
-        if entry is None:
-            method = environ.get("REQUEST_METHOD", "GET")
-            headers = environ_headers(environ, method, gate.session is not None)
-            verdict = gate.decide_blocking(policy, method, headers, header_bytes(query))
-            if verdict is PASS:
-                return None
-            if isinstance(verdict, Resolve):
-                entry = gate.admit(resolver.resolve_sync(verdict.token, policy), policy)
-        environ[IDENTITY_KEY] = entry.identity if entry is not None else None
-        environ[REALM_KEY] = gate.realm
-    except AuthError as error:
-        return error
+        return gate.hit(raw.encode("ascii"), policy)
+    return None
+
+
+def _inputs(gate: Gate, environ: WSGIEnvironment) -> tuple[str, list[tuple[bytes, bytes]], bytes]:
+    """What :meth:`Gate.decide` reads: method, credential headers, query."""
+    method = environ.get("REQUEST_METHOD", "GET")
+    headers = environ_headers(environ, method, gate.session is not None)
+    return method, headers, header_bytes(environ.get("QUERY_STRING", ""))
+
+
+def _settle(gate: Gate, resolver: Resolver, environ: WSGIEnvironment, entry: Entry | None) -> None:
+    environ[IDENTITY_KEY] = entry.identity if entry is not None else None
+    environ[REALM_KEY] = gate.realm
     if resolver.settings.strip_credentials:
         strip_environ(environ)
-    return None
 
 
 class LWAWSGIMiddleware(BlockingControls):

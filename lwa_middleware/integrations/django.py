@@ -19,7 +19,8 @@ middleware's options in upper case)::
 Every key maps to the option of the same name in lower case (``CLIENT_ID``,
 ``API_BASE_URL``, ``REGION``, ``ROUTES``, ``DEFAULT``, ``CACHE_TTL``,
 ``CACHE_MAXSIZE``, ``REDIS_URL``, ``REALM``, ``TIMEOUT``, …, see
-:class:`~lwa_middleware.config.Settings`), plus ``SET_USER``. Environment
+:class:`~lwa_middleware.config.Settings`), plus ``SET_USER`` and
+``BEARER_USERS`` (DRF: see :mod:`lwa_middleware.integrations.drf`). Environment
 variables (``LWA_CLIENT_ID``, ``LWA_API_BASE_URL``, …) fill what is not given.
 A mistake raises :class:`~django.core.exceptions.ImproperlyConfigured` when
 Django loads the middleware.
@@ -31,16 +32,21 @@ Patterns are matched against ``request.path_info`` (the path below
 request's ``request.user`` becomes an :class:`LWAUser`; it is off by default
 because ``django.contrib.auth`` usually owns ``request.user``.
 
-The middleware is **synchronous only** (``async_capable = False``): under
-ASGI, Django runs it in a worker thread, where a token lookup blocks that
-thread for at most the ``timeout`` option, never the event loop.
+The middleware is sync and async capable (``sync_capable`` and
+``async_capable``): under ASGI, with the middlewares after it async capable
+too, Django calls it on the event loop and it awaits the token lookup there
+(an async view then never leaves the loop); under WSGI, or with a sync-only
+middleware after it, it runs in the calling thread and a lookup blocks that thread for
+at most the ``timeout`` option.
 
 **System check.** ``manage.py check`` (and ``runserver``, ``migrate``, …)
 reports a missing or bad ``settings.LWA`` as ``lwa_middleware.E001``, with
 the same message the middleware would raise, and warns
-(``lwa_middleware.W001``) when the app is installed but the middleware is
-not in ``MIDDLEWARE``. The check is registered when this module is imported;
-to be sure ``check`` imports it, add the app config::
+(``lwa_middleware.W001``) when the app is installed but neither the
+middleware is in ``MIDDLEWARE`` nor DRF's ``LWAAuthentication`` (which then
+judges requests itself) in ``DEFAULT_AUTHENTICATION_CLASSES``. The check is
+registered when this module is imported; to be sure ``check`` imports it, add
+the app config::
 
     INSTALLED_APPS = [..., "lwa_middleware.integrations.django.LWAConfig"]
 
@@ -57,22 +63,27 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.apps import AppConfig
 from django.conf import settings as django_settings
 from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse
 
-from ..config import Settings
-from ..errors import DEFAULT_REALM, AuthError, ConfigurationError
-from ..gate import Gate
+from ..errors import DEFAULT_REALM, AuthError
 from ..identity import IDENTITY_KEY, REALM_KEY, Identity, realm_of
-from ..resolver import BlockingControls, Resolver
-from ..wsgi import judge_environ
+from ..resolver import BlockingControls
 from ._common import authorize, normalize_scopes, warn_unprotected
+from ._django_parts import (
+    OPTION_KEYS,
+    Engine,
+    error_response,
+    settings_from_django,
+)
+from ._django_parts import lwa_config as _lwa_config
 
 __all__ = [
     "MIDDLEWARE_PATH",
@@ -88,67 +99,12 @@ __all__ = [
 ]
 
 
-#: ``settings.LWA`` key → middleware option.
-OPTION_KEYS: dict[str, str] = {
-    name.upper(): name
-    for name in ({"client_id", "region", "default"} | set(Settings.__dataclass_fields__))
-    - {"client_ids"}
-}
-_EXTRA_KEYS = frozenset({"SET_USER"})
-
 #: How ``settings.MIDDLEWARE`` names :class:`LWAMiddleware`.
 MIDDLEWARE_PATH = "lwa_middleware.integrations.django.LWAMiddleware"
+#: The DRF class, which judges requests itself when the middleware is not installed.
+DRF_CLASS_PATH = "lwa_middleware.integrations.drf.LWAAuthentication"
 
 View = Callable[..., Any]
-
-
-def _lwa_config() -> Mapping[str, Any]:
-    config = getattr(django_settings, "LWA", None)
-    if config is None:
-        return {}
-    if not isinstance(config, Mapping):
-        raise ImproperlyConfigured(
-            f"settings.LWA must be a dict of options, not {type(config).__name__}"
-        )
-    return config
-
-
-def settings_from_django(config: Mapping[str, Any] | None = None) -> tuple[Settings, bool]:
-    """Validated middleware :class:`Settings` and ``SET_USER`` from ``settings.LWA``.
-
-    :param config: the ``LWA`` dict; defaults to ``django.conf.settings.LWA``.
-    :raises ImproperlyConfigured: unknown keys, bad values, no client id.
-    """
-    if config is None:
-        config = _lwa_config()
-    elif not isinstance(config, Mapping):
-        raise ImproperlyConfigured(
-            f"settings.LWA must be a dict of options, not {type(config).__name__}"
-        )
-    unknown = sorted(
-        str(key) for key in config if key not in OPTION_KEYS and key not in _EXTRA_KEYS
-    )
-    if unknown:
-        raise ImproperlyConfigured(
-            f"settings.LWA: unknown key(s) {', '.join(unknown)}; known keys are "
-            f"{', '.join(sorted([*OPTION_KEYS, *_EXTRA_KEYS]))}"
-        )
-    options = {OPTION_KEYS[key]: value for key, value in config.items() if key in OPTION_KEYS}
-    set_user = config.get("SET_USER", False)
-    if not isinstance(set_user, bool):
-        raise ImproperlyConfigured("settings.LWA['SET_USER'] must be True or False")
-    try:
-        return Settings.from_options(**options), set_user
-    except ConfigurationError as exc:
-        raise ImproperlyConfigured(f"settings.LWA: {exc}") from exc
-
-
-def error_response(error: AuthError, realm: str = DEFAULT_REALM) -> HttpResponse:
-    """The middleware's answer to ``error`` as a Django :class:`HttpResponse`."""
-    response = HttpResponse(error.response(realm)[2], status=error.status)
-    for name, value in error.text_headers(realm):
-        response[name] = value
-    return response
 
 
 class LWAUser:
@@ -237,49 +193,58 @@ class LWAMiddleware(BlockingControls):
     middleware. The route table, the policies, the caches, the errors and
     their bodies are those of the core middlewares.
 
+    Sync and async capable, as Django documents it: given an async
+    ``get_response`` (under ASGI, with no sync-only middleware after it) it
+    is a coroutine function itself and awaits the async engine on the event
+    loop; otherwise it judges in the calling thread.
+
     :param get_response: the next layer, given by Django.
     :raises ImproperlyConfigured: on a bad ``settings.LWA``.
     """
 
     sync_capable = True
-    async_capable = False
+    async_capable = True
 
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+    def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
         self.get_response = get_response
-        self.settings, self.set_user = settings_from_django()
-        self.resolver = Resolver(self.settings)
-        self.gate = Gate(self.settings, self.resolver)
-        self._realm = self.settings.realm
+        self.engine = engine = Engine()
+        self.settings, self.set_user = engine.settings, engine.set_user
+        self.resolver, self.gate, self._realm = engine.resolver, engine.gate, engine.realm
+        self._async = iscoroutinefunction(get_response)
+        if self._async:
+            # Django (convert_exception_to_response) then awaits this instance.
+            markcoroutinefunction(self)
 
     def __repr__(self) -> str:
         return f"LWAMiddleware({self.resolver!r})"
 
-    def __call__(self, request: HttpRequest) -> HttpResponse:
-        meta = request.META
-        # Any: these attributes are ours to add; HttpRequest does not declare them.
-        target: Any = request
-        # META is the WSGI environ: the gate judges it as for any WSGI app, on
-        # the path Django routes on.
-        path_info = request.path_info or "/"
-        full = request.path
-        script_name = full[: len(full) - len(path_info)] if full.endswith(path_info) else ""
-        error = judge_environ(self.gate, self.resolver, meta, path_info, script_name)
+    def __call__(self, request: HttpRequest) -> Any:
+        if self._async:
+            return self.__acall__(request)
+        error = self.engine.judge(request)
         if error is not None:
             return error_response(error, self._realm)
-        # Always there, so views on public routes can read it; META keeps the
-        # environ's meaning (absent: the middleware read no token).
-        identity = meta.get(IDENTITY_KEY)
-        target.lwa_identity = identity
-        if self.set_user:
-            if identity is not None:
-                target.user = LWAUser(identity)
-            elif not hasattr(request, "user"):
-                target.user = LWAAnonymousUser()
-        if self.settings.strip_credentials:
-            # request.GET and request.headers are cached from META on first use.
-            for cached in ("GET", "headers"):
-                request.__dict__.pop(cached, None)
+        self._set_user(request)
         return self.get_response(request)
+
+    async def __acall__(self, request: HttpRequest) -> HttpResponse:
+        error = await self.engine.ajudge(request)
+        if error is not None:
+            return error_response(error, self._realm)
+        self._set_user(request)
+        response: HttpResponse = await self.get_response(request)
+        return response
+
+    def _set_user(self, request: HttpRequest) -> None:
+        if not self.set_user:
+            return
+        # Any: an attribute ours to add; HttpRequest does not declare it.
+        target: Any = request
+        identity = request.lwa_identity
+        if identity is not None:
+            target.user = LWAUser(identity)
+        elif not hasattr(request, "user"):
+            target.user = LWAAnonymousUser()
 
 
 def _realm(request: HttpRequest | None = None) -> str:
@@ -344,14 +309,17 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
     ``lwa_middleware.E001``: missing or bad ``settings.LWA`` (no client id,
     unknown key, bad value), with the ``ImproperlyConfigured`` message the
     middleware would raise on the first request. ``lwa_middleware.W001``: the
-    app config is installed but the middleware is not in ``MIDDLEWARE``.
+    app config is installed but neither the middleware is in ``MIDDLEWARE`` nor
+    the DRF class in ``REST_FRAMEWORK["DEFAULT_AUTHENTICATION_CLASSES"]``.
     """
     middleware = list(getattr(django_settings, "MIDDLEWARE", None) or [])
     installed = any(
         isinstance(entry, str) and entry.startswith("lwa_middleware.")
         for entry in getattr(django_settings, "INSTALLED_APPS", None) or []
     )
-    if MIDDLEWARE_PATH not in middleware:
+    rest = getattr(django_settings, "REST_FRAMEWORK", None) or {}
+    drf_judges = DRF_CLASS_PATH in (rest.get("DEFAULT_AUTHENTICATION_CLASSES") or [])
+    if MIDDLEWARE_PATH not in middleware and not drf_judges:
         if not installed:
             # Imported for lwa_required or get_identity only: nothing to check.
             return []

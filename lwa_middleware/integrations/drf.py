@@ -1,13 +1,23 @@
 """Django REST framework: an authentication class and a scope permission.
 
-:class:`LWAAuthentication` turns the identity that the Django integration's
-``MIDDLEWARE`` class (:class:`lwa_middleware.integrations.django.LWAMiddleware`)
-attached into DRF's ``request.user`` (an
-:class:`~lwa_middleware.integrations.django.LWAUser`) and ``request.auth``
-(the :class:`~lwa_middleware.Identity`). It never calls LWA and never reads
-a token itself: the middleware has already judged the request. It answers
-DRF's ``authenticate_header`` with the Bearer challenge and the configured
-realm, so DRF's "not authenticated" is a 401 with ``WWW-Authenticate``.
+:class:`LWAAuthentication` gives DRF ``request.auth``, the
+:class:`~lwa_middleware.Identity`, and ``request.user``: the session's
+Django user for a request the sign-in session authenticated
+(``SignedInUserMiddleware``); for a token, the user
+``django.contrib.auth.authenticate(request, lwa_identity=identity)`` gives
+when ``settings.LWA["BEARER_USERS"]`` is on (by default exactly when
+``lwa_middleware.signin.django.LWABackend`` is in ``AUTHENTICATION_BACKENDS``:
+the linked user, created and linked on a customer's first token as at a first
+sign-in); else an :class:`~lwa_middleware.integrations.django.LWAUser`.
+
+The identity is the one the Django integration's ``MIDDLEWARE`` class
+(:class:`lwa_middleware.integrations.django.LWAMiddleware`) attached. Without
+that middleware the class judges the request itself, with an engine built
+from ``settings.LWA`` on first use (and rebuilt when the setting changes):
+the same route table, token sources, caches, ``aud`` check and error
+answers. It answers DRF's ``authenticate_header`` with the Bearer challenge
+and the configured realm, so DRF's "not authenticated" is a 401 with
+``WWW-Authenticate``.
 
 :class:`HasLWAScopes` is a permission: the identity must hold the scopes
 given by ``HasLWAScopes.require("postal_code")`` or by the view's
@@ -17,7 +27,7 @@ given by ``HasLWAScopes.require("postal_code")`` or by the view's
 as DRF's ``EXCEPTION_HANDLER`` the other headers too (``Cache-Control``).
 
 Settings (``django.contrib.auth`` optional; without it give DRF an
-anonymous user class that needs no database)::
+anonymous user class that needs no database; the middleware optional too)::
 
     MIDDLEWARE = [..., "lwa_middleware.integrations.django.LWAMiddleware", ...]
     LWA = {"CLIENT_ID": "amzn1.application-oa2-client.0123", "DEFAULT": "optional"}
@@ -47,11 +57,12 @@ cannot send it; this class never runs DRF's CSRF check. DRF's
 is active, which includes an :class:`LWAUser` when ``SET_USER`` is on. List
 ``LWAAuthentication`` *first*: DRF stops at the first class that
 authenticates, so a Bearer request never reaches ``SessionAuthentication``.
+A sign-in session cookie can ride a cross-site request: the gate refuses a
+cookie-authenticated unsafe request that does not prove the app's origin,
+with or without the middleware.
 
-**When not to use it.** On a route whose policy is ``"public"`` the
-middleware reads no token, so this class sees every request as anonymous.
-Without the Django middleware it authenticates nothing (and logs a warning
-once per path).
+**When not to use it.** On a route whose policy is ``"public"`` no token is
+read, so this class sees every request as anonymous.
 """
 
 from __future__ import annotations
@@ -60,7 +71,7 @@ from collections.abc import Iterable
 from typing import Any, ClassVar
 
 from django.core.exceptions import ImproperlyConfigured
-from django.http import HttpResponse
+from django.http import HttpRequest, HttpResponse
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.exceptions import APIException
 from rest_framework.permissions import BasePermission
@@ -68,7 +79,8 @@ from rest_framework.request import Request
 
 from ..errors import AuthError, MissingToken
 from ..identity import Identity, get_identity
-from ._common import authorize, normalize_scopes, warn_unprotected
+from ._common import authorize, normalize_scopes
+from ._django_parts import SESSION_USER, bearer_users, shared_engine
 from .django import LWAUser, error_response
 from .django import _realm as _django_realm
 
@@ -88,7 +100,12 @@ class LWAAPIException(APIException):  # type: ignore[misc]
             code=error.error,
         )
         self.status_code = error.status
-        self.auth_header = error.challenge(realm)
+        # DRF's handler sends auth_header as WWW-Authenticate and wait as
+        # Retry-After: the 503's headers are Retry-After and no challenge.
+        headers = dict(error.text_headers(realm))
+        self.auth_header = headers.get("www-authenticate")
+        if "retry-after" in headers:
+            self.wait = int(headers["retry-after"])
         self.error = error
         self.realm = realm
 
@@ -115,29 +132,70 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> HttpResponse |
 
 
 def _identity(request: Request) -> Identity | None:
+    """The request's identity: the middleware's, else judged here, once.
+
+    :raises LWAAPIException: the middleware's refusal (bad token, LWA down, ...).
+    """
     django_request = request._request
+    if not hasattr(django_request, "lwa_identity"):
+        # No middleware judged it (it always sets the attribute): judge it
+        # here, with the same gate, caches and answers, built from settings.LWA.
+        engine = shared_engine()
+        error = engine.judge(django_request)
+        if error is not None:
+            raise LWAAPIException(error, engine.realm)
     identity = getattr(django_request, "lwa_identity", None)
     if isinstance(identity, Identity):
         return identity
     return get_identity(django_request)
 
 
-class LWAAuthentication(BaseAuthentication):  # type: ignore[misc]
-    """DRF authentication from the identity the LWA Django middleware attached.
+def _user(django_request: HttpRequest, identity: Identity) -> Any:
+    """DRF's ``request.user`` for ``identity`` (see :class:`LWAAuthentication`)."""
+    signed_in = getattr(django_request, SESSION_USER, None)
+    if signed_in is not None and signed_in[0] == identity.user_id:
+        # The sign-in session's own customer: what plain views get.
+        return signed_in[1] if signed_in[1] is not None else _anonymous()
+    if not bearer_users():
+        return LWAUser(identity)
+    from django.contrib.auth import authenticate
 
-    ``authenticate`` returns ``(LWAUser(identity), identity)`` for an
-    authenticated request and ``None`` for an anonymous one (so the next
-    class, or DRF's anonymous user, takes over). It never enforces CSRF.
+    user = authenticate(django_request, lwa_identity=identity)
+    # Refused (a deactivated user): anonymous, the identity still in request.auth.
+    return user if user is not None else _anonymous()
+
+
+def _anonymous() -> Any:
+    from django.contrib.auth.models import AnonymousUser
+
+    return AnonymousUser()
+
+
+class LWAAuthentication(BaseAuthentication):  # type: ignore[misc]
+    """DRF authentication by LWA: ``(user, identity)`` for a request with an
+    identity, ``None`` for an anonymous one (the next class, or DRF's
+    anonymous user, takes over). It never enforces CSRF.
+
+    The identity is the one the Django middleware attached; without the
+    middleware this class judges the request itself (same gate, caches and
+    errors, from ``settings.LWA``), and a refusal is raised as the
+    middleware's answer.
+
+    The user: for a request the sign-in session authenticated (with
+    ``SignedInUserMiddleware``), that session's Django user, as plain views
+    get it. For a token, with ``BEARER_USERS`` on, the user
+    ``django.contrib.auth.authenticate(request, lwa_identity=identity)`` gives
+    (``LWABackend``: the linked user, created and linked on first use); with
+    it off, an :class:`~lwa_middleware.integrations.django.LWAUser`. A user
+    the backends refuse (deactivated) is DRF's anonymous user, with the
+    identity still in ``request.auth``.
     """
 
-    def authenticate(self, request: Request) -> tuple[LWAUser, Identity] | None:
+    def authenticate(self, request: Request) -> tuple[Any, Identity] | None:
         identity = _identity(request)
         if identity is None:
-            if not hasattr(request._request, "lwa_identity"):
-                # The middleware always sets the attribute: it is not installed.
-                warn_unprotected("Django REST framework", request._request.path)
             return None
-        return LWAUser(identity), identity
+        return _user(request._request, identity), identity
 
     def authenticate_header(self, request: Request) -> str:
         return MissingToken().challenge(_django_realm(getattr(request, "_request", None)))

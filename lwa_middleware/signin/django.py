@@ -25,10 +25,12 @@ username equals a customer's ``user_id``.
 
 from __future__ import annotations
 
+import functools
 import secrets
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.apps import apps
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -40,6 +42,8 @@ from django.urls import URLPattern, path
 
 from ..errors import UpstreamUnavailable
 from ..identity import Identity, get_identity
+from ..integrations._django_parts import SESSION_USER, error_response
+from ..tokens import environ_headers
 from .core import Reply, SignIn
 
 __all__ = [
@@ -88,6 +92,12 @@ def _response(reply: Reply) -> HttpResponse:
 
 def _headers(request: HttpRequest) -> list[tuple[bytes, bytes]]:
     return [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in request.headers.items()]
+
+
+def _cookie(request: HttpRequest) -> list[tuple[bytes, bytes]]:
+    """The cookie as the gate reads it, so both find the same session: under
+    ASGI Django joins several ``Cookie`` headers with "," (the gate splits them)."""
+    return environ_headers(request.META, "GET", session=True)
 
 
 def signin_urls(signin: SignIn) -> list[URLPattern]:
@@ -247,28 +257,62 @@ def link_django_user(identity: Identity) -> Any:
 
 
 class SignedInUserMiddleware:
-    """After ``LWAMiddleware``: ``request.user`` is the session's Django user."""
+    """After ``LWAMiddleware``: ``request.user`` is the session's Django user.
 
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+    Sync and async capable, as ``LWAMiddleware``: on the async path only the
+    session and database look-ups of a request with a session cookie go to
+    a thread (``sync_to_async``, as Django's ORM needs), not the view.
+    """
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
         self.get_response = get_response
         _links()  # at start-up, not at the first sign-in: the links app must be installed
         self.signin: SignIn = settings.LWA["SESSION"]
+        self._async = iscoroutinefunction(get_response)
+        if self._async:
+            markcoroutinefunction(self)
 
-    def __call__(self, request: HttpRequest) -> HttpResponse:
+    def __call__(self, request: HttpRequest) -> Any:
+        if self._async:
+            return self.__acall__(request)
+        refused = self._sign_in(request)
+        return refused if refused is not None else self.get_response(request)
+
+    async def __acall__(self, request: HttpRequest) -> HttpResponse:
+        refused = None
+        identity = get_identity(request)
+        if identity is not None and self.signin.session_id(_cookie(request)) is not None:
+            refused = await sync_to_async(self._sign_in)(request)
+        if refused is not None:
+            return refused
+        response: HttpResponse = await self.get_response(request)
+        return response
+
+    def _sign_in(self, request: HttpRequest) -> HttpResponse | None:
+        """Set ``request.user`` to the session's user; an error to answer, or ``None``."""
         identity = get_identity(request)
         try:
-            pk = self.signin.user_for(_headers(request), identity)
+            pk = self.signin.user_for(_cookie(request), identity)
         except UpstreamUnavailable as down:  # the session store went away meanwhile
-            from ..integrations.django import error_response
-
             return error_response(down)
         if pk is not None and identity is not None:
             # Still linked to this session's customer: unlinking ends the sign-in.
             lookup = {"pk": pk, "lwa_amazon_account__amazon_user_id": identity.user_id}
             user = _active(_migrated(lambda: _users(**lookup)))
+            # For DRF's LWAAuthentication: this request is the session's, and this
+            # (or no) user is its Django user, as here.
+            setattr(request, SESSION_USER, (identity.user_id, user))
             if user is not None:
                 request.user = user
-        return self.get_response(request)
+                request.auser = functools.partial(_same_user, user)  # async views' request.user
+        return None
+
+
+async def _same_user(user: Any) -> Any:
+    return user
 
 
 def check_links(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:

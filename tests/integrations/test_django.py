@@ -1,9 +1,10 @@
 """``lwa_middleware.integrations.django`` and the example Django project.
 
 Django is configured once per process from the example project's settings
-(``examples/django_project/lwa_demo/settings.py``) by its ``create_app``;
-each test then adjusts ``settings.LWA`` and ``ROOT_URLCONF`` with
-``override_settings`` and uses a fresh ``django.test.Client``, whose handler
+(``examples/django_project/lwa_demo/settings.py``) by its ``create_app``
+(``django_support``); each test then adjusts ``settings.LWA`` and
+``ROOT_URLCONF`` with ``override_settings`` and uses a fresh
+``django.test.Client`` (or ``AsyncClient``, or a real server), whose handler
 builds the middleware from the settings of the moment.
 """
 
@@ -19,6 +20,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.test import Client, override_settings
 from django.urls import path
+from django_support import django_app_fixture, lwa_settings
 from integration_support import (
     DJANGO_PROJECT,
     assert_insufficient,
@@ -100,51 +102,7 @@ urlpatterns = [
 ]
 
 
-@pytest.fixture(scope="module")
-def django_app(lwa_emulator_server: LWAEmulator) -> Iterator[Any]:
-    """The example project's WSGI app, Django configured from its settings.
-
-    If another test configured Django first, the project's settings are laid
-    over it for this module with ``override_settings``.
-    """
-    from django.conf import settings
-
-    sys.path.insert(0, str(DJANGO_PROJECT))
-    override = None
-    if settings.configured:
-        import django
-        from lwa_demo import settings as project
-
-        django.setup()
-        # What serving the project needs; not SECRET_KEY or DATABASES, whose
-        # change signals would re-validate the other test's bare settings.
-        names = ("ALLOWED_HOSTS", "MIDDLEWARE", "ROOT_URLCONF", "LWA")
-        override = override_settings(**{name: getattr(project, name) for name in names})
-        override.enable()
-    from lwa_demo.wsgi import create_app
-
-    try:
-        yield create_app(lwa_emulator_server.base_url, lwa_emulator_server.client_id)
-    finally:
-        if override is not None:
-            override.disable()
-        sys.path.remove(str(DJANGO_PROJECT))
-
-
-def lwa_settings(lwa: LWAEmulator, **extra: Any) -> dict[str, Any]:
-    config = {
-        "CLIENT_ID": lwa.client_id,
-        "API_BASE_URL": lwa.base_url,
-        "ROUTES": {
-            "/opt/**": "optional",
-            "/public": "public",
-            "/policy-zip": ["postal_code"],
-            "/policy-both": ["profile", "postal_code"],
-        },
-        "DEFAULT": "required",
-    }
-    config.update(extra)
-    return config
+django_app = django_app_fixture
 
 
 @pytest.fixture
@@ -343,11 +301,6 @@ def test_cors_preflight_is_judged_unless_opted_in(configure: Any) -> None:
     assert_missing_token(
         client.options("/required", headers={"Access-Control-Request-Method": "GET"})
     )
-
-
-def test_sync_only() -> None:
-    assert LWAMiddleware.sync_capable is True
-    assert LWAMiddleware.async_capable is False
 
 
 @pytest.mark.parametrize(

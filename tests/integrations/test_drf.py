@@ -2,12 +2,13 @@
 
 Real DRF views behind the Django integration's middleware, driven by DRF's
 ``APIClient`` and, once, over Werkzeug's threaded server. Django is set up as
-in ``test_django`` (its ``django_app`` fixture); this module's urls and
+in ``test_django`` (``django_support``'s ``django_app`` fixture); this module's urls and
 ``REST_FRAMEWORK`` are laid over it with ``override_settings``.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from collections.abc import Iterator
@@ -21,7 +22,6 @@ from integration_support import (
     assert_insufficient,
     assert_missing_token,
     bearer,
-    fresh_warnings,
     http_client,
     json_of,
     same_error,
@@ -41,6 +41,7 @@ if not settings.configured:
 
 from django.test import override_settings
 from django.urls import path
+from django_support import django_app_fixture, lwa_settings
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.decorators import api_view, authentication_classes, permission_classes
 from rest_framework.permissions import IsAuthenticated
@@ -48,11 +49,18 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.test import APIClient
 from rest_framework.views import APIView
-from test_django import django_app, lwa_settings  # noqa: F401  (fixture)
+from support.servers import serve
 
 from lwa_middleware import Identity
 from lwa_middleware.integrations.drf import HasLWAScopes, LWAAuthentication
-from lwa_middleware.testing import LWAEmulator
+from lwa_middleware.testing import Fault, LWAEmulator
+
+django_app = django_app_fixture
+#: The example project's middleware.
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "lwa_middleware.integrations.django.LWAMiddleware",
+]
 
 # DRF binds DEFAULT_AUTHENTICATION_CLASSES into APIView when it is imported,
 # before any test can set it: the views name their classes.
@@ -139,18 +147,21 @@ urlpatterns = [
 
 
 @pytest.fixture
-def drf(django_app: Any, lwa_emulator: LWAEmulator) -> Iterator[Any]:  # noqa: F811
-    """``drf(**LWA overrides)``: an ``APIClient`` for these urls."""
+def drf(django_app: Any, lwa_emulator: LWAEmulator) -> Iterator[Any]:
+    """``drf(**LWA overrides)``: an ``APIClient`` for these urls (behind the
+    LWA middleware unless ``with_middleware=False``)."""
     overrides: list[Any] = []
 
-    def make(csrf: bool = True, **extra: Any) -> APIClient:
+    def make(csrf: bool = True, with_middleware: bool = True, **extra: Any) -> APIClient:
         config = lwa_settings(
             lwa_emulator, ROUTES={"/api/**": "optional", "/policy-zip": ["postal_code"]}
         )
         config.update(extra)
+        middleware = [m for m in MIDDLEWARE if with_middleware or "lwa_middleware" not in m]
         override = override_settings(
             LWA=config,
             ROOT_URLCONF=__name__,
+            MIDDLEWARE=middleware,
             REST_FRAMEWORK={
                 # No django.contrib.auth in this project: an anonymous user without models.
                 "UNAUTHENTICATED_USER": "lwa_middleware.integrations.django.LWAAnonymousUser",
@@ -261,25 +272,95 @@ def test_bearer_post_never_needs_csrf(drf: Any, lwa_emulator: LWAEmulator) -> No
     assert "CSRF" in json_of(refused)["detail"]
 
 
-def test_without_the_middleware_it_authenticates_nothing(
-    drf: Any, lwa_emulator: LWAEmulator, caplog: pytest.LogCaptureFixture
+@pytest.fixture
+def alone(drf: Any) -> Any:
+    """``alone(**LWA overrides)``: an ``APIClient`` with no LWA middleware installed."""
+    return functools.partial(drf, with_middleware=False)
+
+
+def test_without_the_middleware_it_resolves_the_token_itself(
+    alone: Any, drf: Any, lwa_emulator: LWAEmulator
 ) -> None:
-    import logging
+    token = lwa_emulator.issue_token(scopes=["profile", "postal_code"], postal_code="10115")
+    user_id = lwa_emulator.customer_for(token).user_id
+    client = alone()
+    assert json_of(client.get("/api/echo", headers=bearer(token))) == {
+        "user": "LWAUser",
+        "username": user_id,
+        "authenticated": True,
+        "auth": user_id,
+        "authenticator": "LWAAuthentication",
+    }
+    assert json_of(client.get("/api/zip", headers=bearer(token))) == {"postal_code": "10115"}
+    assert client.get("/api/authed", headers=bearer(token)).status_code == 200
+    # The same engine: one lookup for the token, then its cache.
+    assert lwa_emulator.calls["tokeninfo"] == 1
+    anonymous = json_of(client.get("/api/echo"))
+    assert (anonymous["authenticated"], anonymous["auth"]) == (False, None)
 
-    from django.conf import settings
 
-    client = drf()
+def test_without_the_middleware_the_errors_are_the_middlewares(
+    alone: Any, drf: Any, lwa_emulator: LWAEmulator
+) -> None:
+    poor = lwa_emulator.issue_token(scopes=["profile"])
+    revoked = lwa_emulator.issue_token(scopes=["profile"])
+    other = lwa_emulator.issue_token(scopes=["profile"], aud="amzn1.application-oa2-client.other")
+    lwa_emulator.revoke(revoked)
+    # The reference: the middleware's answers (a handler loads its middleware
+    # at its first request, from the settings of that moment).
+    reference = drf(REALM="shop")
+    assert reference.get("/api/echo").status_code == 200
+    client = alone(REALM="shop")
+    # No token: DRF's 401, with the challenge.
+    refused = client.get("/api/authed")
+    assert refused.status_code == 401
+    assert refused["WWW-Authenticate"] == 'Bearer realm="shop"'
+    assert_missing_token(client.get("/api/zip"), realm="shop")
+    assert_insufficient(client.get("/api/zip", headers=bearer(poor)), "postal_code", "shop")
+    # A revoked token, and one issued to another client (aud): the middleware's 401.
+    for bad in (revoked, other):
+        answer = client.get("/api/echo", headers=bearer(bad))
+        assert answer.status_code == 401
+        assert json_of(answer)["error"] == "invalid_token"
+        assert 'error="invalid_token"' in answer["WWW-Authenticate"]
+        same_error(answer, reference.get("/api/echo", headers=bearer(bad)))
+    two = client.get("/api/echo", {"access_token": poor}, headers=bearer(revoked))
+    assert two.status_code == 400
+    same_error(two, reference.get("/api/echo", {"access_token": poor}, headers=bearer(revoked)))
+
+
+@pytest.mark.parametrize("handler", ["lwa", "drf"])
+def test_without_the_middleware_lwa_down_is_a_503(
+    alone: Any, lwa_emulator: LWAEmulator, handler: str
+) -> None:
+    client = alone()
+    rest = dict(settings.REST_FRAMEWORK)
+    if handler == "drf":  # DRF's own exception handler: still Retry-After, no challenge
+        del rest["EXCEPTION_HANDLER"]
+    lwa_emulator.inject(Fault.UNAVAILABLE, endpoint="tokeninfo", retry_after=7)
+    with override_settings(REST_FRAMEWORK=rest):
+        down = client.get("/api/echo", headers=bearer(lwa_emulator.issue_token()))
+    assert down.status_code == 503
+    assert json_of(down)["error"] == "temporarily_unavailable"
+    assert down["Retry-After"] == "7"
+    assert "WWW-Authenticate" not in down
+
+
+def test_without_the_middleware_public_routes_read_no_token(
+    alone: Any, lwa_emulator: LWAEmulator
+) -> None:
+    client = alone(ROUTES={"/api/**": "public"})
     token = lwa_emulator.issue_token(scopes=["profile"])
-    middleware = [m for m in settings.MIDDLEWARE if "lwa_middleware" not in m]
-    with (
-        override_settings(MIDDLEWARE=middleware),
-        fresh_warnings(),
-        caplog.at_level(logging.WARNING, "lwa_middleware.integrations"),
-    ):
-        assert json_of(client.get("/api/echo", headers=bearer(token)))["auth"] is None
-        assert_missing_token(client.get("/api/zip", headers=bearer(token)))
+    assert json_of(client.get("/api/echo", headers=bearer(token)))["auth"] is None
     assert lwa_emulator.calls["tokeninfo"] == 0
-    assert any("Django REST framework" in r.getMessage() for r in caplog.records)
+
+
+def test_without_the_middleware_bad_settings_are_improperly_configured(alone: Any) -> None:
+    from django.core.exceptions import ImproperlyConfigured
+
+    client = alone(CACHE_TTL=-1)
+    with pytest.raises(ImproperlyConfigured, match="cache_ttl"):
+        client.get("/api/echo", headers=bearer("Atza|x"))
 
 
 def test_drf_over_a_threaded_wsgi_server(drf: Any, lwa_emulator: LWAEmulator) -> None:
@@ -323,3 +404,51 @@ def test_default_authentication_classes_setting_imports_cleanly() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["LWAAuthentication", "exception_handler"]
+
+
+@pytest.mark.parametrize("kind", ["uvicorn", "waitress"])
+@pytest.mark.parametrize("with_middleware", [True, False], ids=["middleware", "alone"])
+def test_drf_served_under_asgi_and_wsgi(
+    drf: Any, lwa_emulator: LWAEmulator, kind: str, with_middleware: bool
+) -> None:
+    from django.core.handlers.asgi import ASGIHandler
+    from django.core.handlers.wsgi import WSGIHandler
+
+    full = lwa_emulator.issue_token(scopes=["profile", "postal_code"], postal_code="10115")
+    poor = lwa_emulator.issue_token(scopes=["profile"])
+    user_id = lwa_emulator.customer_for(full).user_id
+    drf(with_middleware=with_middleware)  # this module's settings
+    app = ASGIHandler() if kind == "uvicorn" else WSGIHandler()  # loads MIDDLEWARE now
+    with serve(kind, app) as url, http_client(url) as client:
+        echo = client.get("/api/echo", headers=bearer(full)).json()
+        assert (echo["auth"], echo["authenticator"]) == (user_id, "LWAAuthentication")
+        assert client.get("/api/zip", headers=bearer(full)).json() == {"postal_code": "10115"}
+        assert_insufficient(client.get("/api/zip", headers=bearer(poor)), "postal_code")
+        assert_missing_token(client.get("/api/zip"))
+        refused = client.get("/api/authed")
+        assert refused.status_code == 401
+        assert refused.headers["www-authenticate"] == 'Bearer realm="lwa"'
+        revoked = lwa_emulator.issue_token(scopes=["profile"])
+        lwa_emulator.revoke(revoked)
+        bad = client.get("/api/echo", headers=bearer(revoked))
+        assert (bad.status_code, bad.json()["error"]) == (401, "invalid_token")
+    assert lwa_emulator.calls["tokeninfo"] == 3  # each token once: then the cache
+
+
+def test_check_takes_the_drf_class_for_the_middleware(drf: Any) -> None:
+    from django.core.checks import run_checks
+
+    def messages() -> list[str]:
+        return [m.id for m in run_checks(tags=["lwa"]) if m.id.startswith("lwa_middleware.")]
+
+    drf(with_middleware=False)
+    assert messages() == ["lwa_middleware.W001"]
+    rest = {
+        **settings.REST_FRAMEWORK,
+        "DEFAULT_AUTHENTICATION_CLASSES": ["lwa_middleware.integrations.drf.LWAAuthentication"],
+    }
+    with override_settings(REST_FRAMEWORK=rest):
+        # The class judges requests itself: no warning, and its settings are checked.
+        assert messages() == []
+        with override_settings(LWA={**settings.LWA, "CACHE_TTL": -1}):
+            assert messages() == ["lwa_middleware.E001"]

@@ -1,41 +1,41 @@
 """The Django sign-in glue (``lwa_middleware.signin.django``) in the example project.
 
 ``signin_urls``, ``LWABackend``, ``link_django_user`` and
-``SignedInUserMiddleware`` with real ``django.contrib.auth`` users in an
-in-memory SQLite database, behind the project's ``LWAMiddleware`` and
-Django's own session, authentication and CSRF middleware.
-
-Django is configured once per process (by whichever test gets there first,
-see ``tests/integrations/test_django.py``); this module lays what sign-in
-needs over it with ``override_settings`` (apps, middleware, backends, urls)
-and points the default database connection at SQLite for its duration.
+``SignedInUserMiddleware`` with real ``django.contrib.auth`` users in a
+SQLite database, behind the project's ``LWAMiddleware`` and Django's own
+session, authentication and CSRF middleware (set up by
+``tests/signin/django_support.py``).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import subprocess
 import sys
-import types
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlencode
 
 import pytest
-from asgiref.local import Local
 from django.conf import settings
 from django.http import HttpRequest, JsonResponse
-from django.test import Client, override_settings
+from django.test import override_settings
 from django.urls import path
 from django.views.decorators.csrf import csrf_exempt
 
 from lwa_middleware import get_identity
 from lwa_middleware.signin import SignIn
 from lwa_middleware.testing import BUILTIN_CUSTOMERS, LWAEmulator
-from tests.signin.signin_support import ORIGIN, authorize, make_signin, path_of, session_of
+from tests.signin.django_support import (
+    body,
+    browser,
+    django_with_auth_fixture,
+    session_id,
+    sign_in,
+    signed_in_project,
+)
+from tests.signin.signin_support import ORIGIN, authorize, path_of, session_of
 
 ADA = BUILTIN_CUSTOMERS[0]
 URLCONF = "tests_signin_django_urls"
@@ -61,125 +61,16 @@ def me(request: HttpRequest) -> JsonResponse:
     )
 
 
-@pytest.fixture(scope="module")
-def django_with_auth() -> Iterator[None]:
-    """Django with ``contrib.auth``, sessions, CSRF and an in-memory SQLite database."""
-    import django
-    from django.core.management import call_command
-    from django.db import connections
-
-    sys.path.insert(0, str(DJANGO_PROJECT))
-    if not settings.configured:
-        from lwa_demo import settings as project
-
-        settings.configure(**{k: getattr(project, k) for k in dir(project) if k.isupper()})
-    django.setup()
-    override = override_settings(
-        INSTALLED_APPS=[
-            "django.contrib.contenttypes",
-            "django.contrib.auth",
-            "django.contrib.sessions",
-            "lwa_demo",
-            "lwa_middleware.integrations.django.LWAConfig",
-            "lwa_middleware.signin.django_app",  # the Amazon account links
-        ],
-        MIDDLEWARE=[
-            "django.middleware.security.SecurityMiddleware",
-            "django.contrib.sessions.middleware.SessionMiddleware",
-            "django.middleware.csrf.CsrfViewMiddleware",
-            "django.contrib.auth.middleware.AuthenticationMiddleware",
-            "lwa_middleware.integrations.django.LWAMiddleware",
-            "lwa_middleware.signin.django.SignedInUserMiddleware",
-        ],
-        AUTHENTICATION_BACKENDS=[
-            "lwa_middleware.signin.django.LWABackend",
-            "django.contrib.auth.backends.ModelBackend",
-        ],
-        SESSION_ENGINE="django.contrib.sessions.backends.signed_cookies",
-        # The planter's password: hashed cheaply, this is no test of hashing.
-        PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"],
-        ALLOWED_HOSTS=["127.0.0.1"],
-    )
-    override.enable()
-    # The default connection, whatever it was (the project has no database), is
-    # SQLite in memory while this module runs; restored afterwards.
-    saved = (connections.__dict__.pop("settings", None), connections._connections)
-    connections._settings = connections.configure_settings(
-        {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
-    )
-    connections._connections = Local(connections.thread_critical)
-    try:
-        call_command("migrate", verbosity=0, interactive=False)
-        yield
-    finally:
-        connections["default"].close()
-        connections._connections = saved[1]
-        connections.__dict__.pop("settings", None)
-        connections._settings = None
-        if saved[0] is not None:
-            connections.__dict__["settings"] = saved[0]
-        override.disable()
-        sys.path.remove(str(DJANGO_PROJECT))
+django_with_auth = django_with_auth_fixture
 
 
 @pytest.fixture
 def signin(django_with_auth: None, lwa_emulator: LWAEmulator) -> Iterator[SignIn]:
     """A SignIn linked to Django users, wired into settings.LWA and the urls."""
-    from django.contrib.auth import get_user_model
-
-    from lwa_middleware.signin.django import link_django_user, signin_urls
-
-    get_user_model().objects.all().delete()
-    signin = make_signin(lwa_emulator, link=link_django_user)
-    urls = types.ModuleType(URLCONF)
-    urls.urlpatterns = [  # type: ignore[attr-defined]
-        *signin_urls(signin),
-        path("", me),
-        path("me", me),
-        path("zip", me),
-    ]
-    sys.modules[URLCONF] = urls
-    lwa = {
-        "CLIENT_ID": lwa_emulator.client_id,
-        "API_BASE_URL": lwa_emulator.base_url,
-        "SESSION": signin,
-        "ROUTES": {
-            **signin.route_policies(),
-            "/": "optional",
-            "/me": "required",
-            "/zip": ["postal_code"],
-        },
-    }
-    with override_settings(LWA=lwa, ROOT_URLCONF=URLCONF):
+    urls = [path("", me), path("me", me), path("zip", me)]
+    routes = {"/": "optional", "/me": "required", "/zip": ["postal_code"]}
+    with signed_in_project(lwa_emulator, URLCONF, urls, routes) as signin:
         yield signin
-    del sys.modules[URLCONF]
-    signin.close()
-
-
-def browser() -> Client:
-    """A Django test client on the app's origin, enforcing CSRF as a browser meets it."""
-    return Client(enforce_csrf_checks=True, SERVER_NAME="127.0.0.1", SERVER_PORT="8000")
-
-
-def sign_in(
-    client: Client,
-    lwa: LWAEmulator,
-    query: Callable[[str], str] | None = None,
-    customer: int = 0,
-) -> Any:
-    login = client.get("/login", {"next": "/me"})
-    assert login.status_code == 302, login.content
-    back = path_of(authorize(lwa, login["Location"], customer))
-    return client.get(query(back) if query else back)
-
-
-def body(response: Any) -> dict[str, Any]:
-    result: dict[str, Any] = json.loads(response.content)
-    return result
-
-
-def session_id(client: Client) -> str:
-    return client.cookies["lwa_session"].value
 
 
 def test_sign_in_makes_request_user_a_django_user(
