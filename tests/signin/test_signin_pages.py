@@ -218,6 +218,6 @@ def test_login_redirect_under_wsgi_and_flask(lwa_emulator: LWAEmulator) -> None:
 
 @pytest.mark.parametrize("bad", ["https://evil.example/login", "//evil", "login", "/login?x=1"])
 def test_login_redirect_must_be_a_path(lwa_emulator: LWAEmulator, bad: str) -> None:
-    with pytest.raises(ConfigurationError, match="login_redirect"):
+    with pytest.raises(ConfigurationError, match="login_redirect must be a path"):
         starlette_app(lwa_emulator, make_signin(lwa_emulator), login_redirect=bad)
 
