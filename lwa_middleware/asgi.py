@@ -180,7 +180,6 @@ class LWAMiddleware(AsyncControls):
             return None
         return strip_scope(scope) if self._strip else scope
 
-
     def _refusal(self, error: AuthError, scope: Scope) -> list[Message]:
         """The refusal; a 303 to the sign-in page instead for a page load
         without a token, with ``login_redirect``."""
@@ -194,11 +193,9 @@ class LWAMiddleware(AsyncControls):
                 scope.get("query_string", b"").decode("latin-1"),
             )
             if location is not None:
-                return [
-                    {"type": "http.response.start", "status": 303,
-                     "headers": redirect_headers(location)},
-                    {"type": "http.response.body", "body": b""},
-                ]
+                start = {"type": "http.response.start", "status": 303}
+                start["headers"] = redirect_headers(location)
+                return [start, {"type": "http.response.body", "body": b""}]
         return refusal(error, self._realm, scope)
 
 
