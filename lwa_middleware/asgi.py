@@ -6,9 +6,11 @@ from hashlib import sha256
 from typing import Unpack
 
 from starlette.authentication import AuthCredentials, UnauthenticatedUser
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ._app_kind import refuse_wsgi_app
 from ._asgi_parts import credentials_for, lifespan, refusal, refuse_django_script_name, strip_scope
+from ._login_redirect import login_location, redirect_headers
 from .config import Options, Settings
 from .errors import AuthError, UnsupportedScope
 from .gate import PASS, Gate, Resolve
@@ -68,8 +70,11 @@ class LWAMiddleware(AsyncControls):
     def __init__(
         self, app: ASGIApp, *, settings: Settings | None = None, **options: Unpack[Options]
     ) -> None:
+        refuse_wsgi_app(app)
         refuse_django_script_name(app)
         self.app = app
+        if settings is None:
+            options = _with_public_docs(app, options)
         self.settings = settings or Settings.from_options(**options)
         self.resolver = Resolver(self.settings, decorate=credentials_for)
         self.gate = gate = Gate(self.settings, self.resolver)
@@ -99,6 +104,9 @@ class LWAMiddleware(AsyncControls):
         else:  # a path seen before: one dict probe, not a call into the route table
             policy = self._memo_get(path) or self._lookup(path)
         if policy.access is _PUBLIC:
+            # The realm also says "the middleware saw this request": a guarded
+            # view on a public route answers 401, on an unwrapped app it raises.
+            scope[REALM_KEY] = self._realm
             await self.app(scope, receive, send)
             return
         # The one inlined fast path (Gate.hit; a property test ties the two):
@@ -167,7 +175,46 @@ class LWAMiddleware(AsyncControls):
                 scope["lwa.identity"], scope["user"] = None, UnauthenticatedUser()
                 scope["auth"] = AuthCredentials()
         except AuthError as error:
-            for message in refusal(error, self._realm, scope):
+            for message in self._refusal(error, scope):
                 await send(message)
             return None
         return strip_scope(scope) if self._strip else scope
+
+    def _refusal(self, error: AuthError, scope: Scope) -> list[Message]:
+        """The refusal; a 303 to the sign-in page instead for a page load
+        without a token, with ``login_redirect``."""
+        if scope["type"] == "http":
+            location = login_location(
+                self.settings.login_redirect,
+                error,
+                scope.get("method", "GET"),
+                scope["headers"],
+                _full_path(scope),
+                scope.get("query_string", b"").decode("latin-1"),
+            )
+            if location is not None:
+                start = {"type": "http.response.start", "status": 303}
+                start["headers"] = redirect_headers(location)
+                return [start, {"type": "http.response.body", "body": b""}]
+        return refusal(error, self._realm, scope)
+
+
+def _full_path(scope: Scope) -> str:
+    # uvicorn and Starlette put root_path in path, hypercorn does not.
+    root: str = scope.get("root_path") or ""
+    path: str = scope["path"]
+    return path if path.startswith(root) else root + path
+
+
+def _with_public_docs(app: ASGIApp, options: Options) -> Options:
+    """``options`` with a FastAPI app's docs pages public, unless ``public_docs=False``
+    or the route table names them itself."""
+    if not options.get("public_docs", True):
+        return options
+    from .integrations._fastapi_docs import docs_paths
+
+    paths = docs_paths(app)
+    if not paths:
+        return options
+    routes = {**dict.fromkeys(paths, "public"), **(options.get("routes") or {})}
+    return Options(**{**options, "routes": routes})

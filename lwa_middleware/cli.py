@@ -24,6 +24,7 @@ import importlib.util
 import ipaddress
 import json
 import math
+import os
 import signal
 import sys
 import threading
@@ -97,9 +98,20 @@ def _say(*lines: str, stream: TextIO | None = None) -> None:
     # Flush at once: a script or test reading our stdout through a pipe must
     # see the URL before the server blocks.
     out = stream or sys.stdout
-    for line in lines:
-        print(line, file=out)
-    out.flush()
+    try:
+        for line in lines:
+            print(line, file=out)
+        out.flush()
+    except BrokenPipeError:
+        # The reader left (``inspect … | head``): what it did not read is not
+        # an error. Point the descriptor at /dev/null so no later write, nor
+        # the interpreter's flush at exit, raises again; the exit code stays
+        # the command's own.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, out.fileno())
+        finally:
+            os.close(devnull)
 
 
 def _is_loopback(host: str) -> bool:
@@ -132,6 +144,10 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 def _sigterm_as_interrupt() -> Iterator[None]:
     """Treat SIGTERM like Ctrl-C, so ``finally`` blocks stop the emulator.
 
+    SIGINT is set too: a shell starts a background job (``lwa-middleware
+    emulator &``) with SIGINT ignored, and Python then installs no handler
+    of its own, so ``kill -INT`` (or Ctrl-C after ``fg``) did nothing.
+
     Signal handlers can only be set from the main thread; elsewhere (tests
     calling :func:`main` from a worker) this does nothing.
     """
@@ -139,10 +155,12 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         yield
         return
     previous = signal.signal(signal.SIGTERM, _interrupt)
+    previous_int = signal.signal(signal.SIGINT, _interrupt)
     try:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
 
 
 def _lifetime(raw: str) -> float:

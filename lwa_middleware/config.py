@@ -103,6 +103,7 @@ def _base_url(url: str) -> str:
             f"api_base_url {url!r} must be an origin without a path: use "
             f"{parts.scheme}://{parts.netloc!s} (the LWA paths are added to it)"
         )
+    _refuse_signin_host(url, host)
     if parts.scheme == "http" and not _is_loopback(host):
         raise ConfigurationError(
             f"api_base_url {url!r}: plain http is only allowed on loopback; "
@@ -110,6 +111,29 @@ def _base_url(url: str) -> str:
         )
     del port
     return url.rstrip("/")
+
+
+def _refuse_signin_host(url: str, host: str) -> None:
+    """``www.amazon.*`` serves the sign-in pages, not the API: every tokeninfo
+    call there would miss, and each request would answer 503."""
+    if host.lower().rstrip(".").startswith("www.amazon."):
+        raise ConfigurationError(
+            f"api_base_url {url!r} is Amazon's sign-in host (the authorize page), not the LWA "
+            f"API host: use api_base_url={REGIONS['na']!r} (or region='na'; "
+            f"{REGIONS['eu']!r} is 'eu', {REGIONS['fe']!r} is 'fe')"
+        )
+
+
+def _validate_login_redirect(path: str | None) -> None:
+    if path is None:
+        return
+    from .signin.cookies import safe_next
+
+    if not isinstance(path, str) or safe_next(path, "") != path or "?" in path:
+        raise ConfigurationError(
+            f"login_redirect must be a path of this site such as '/login' "
+            f"(signin.login_path), not {path!r}"
+        )
 
 
 def _env_float(name: str) -> float | None:
@@ -348,6 +372,12 @@ class Options(TypedDict, total=False):
     session: SessionSource | None
     #: Metrics hook, called as ``on_event(name, data)`` [None].
     on_event: Callable[[str, Mapping[str, Any]], None] | None
+    #: ASGI, wrapping a FastAPI app: its ``/docs``, ``/redoc``, ``/openapi.json`` are
+    #: public unless the route table names them [True]; ``False`` judges them like any path.
+    public_docs: bool
+    #: A path such as ``"/login"``: a browser's page request (``GET``, ``Accept:
+    #: text/html``) refused for having no token is sent there with ``?next=`` [None: 401].
+    login_redirect: str | None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -391,6 +421,10 @@ class Settings:
     #: The session cookie source of ``token_sources`` ``"session"``.
     session: SessionSource | None = None
     on_event: Callable[[str, Mapping[str, Any]], None] | None = field(default=None)
+    #: A FastAPI app's docs pages are public (see :class:`Options`).
+    public_docs: bool = True
+    #: Where a browser's page request without a token is redirected (see :class:`Options`).
+    login_redirect: str | None = None
 
     @property
     def uses_redis(self) -> bool:
@@ -537,6 +571,7 @@ class Settings:
             "strip_credentials",
             "allow_preflight",
             "user_id_from_tokeninfo",
+            "public_docs",
         ):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigurationError(f"{name} must be True or False")
@@ -546,5 +581,6 @@ class Settings:
             raise ConfigurationError("on_event must be callable")
         _validate_redis(self.redis_url, self.redis_client)
         self._validate_verify()
+        _validate_login_redirect(self.login_redirect)
         if not self.realm or '"' in self.realm or "\\" in self.realm:
             raise ConfigurationError("realm must be a non-empty string without quotes")

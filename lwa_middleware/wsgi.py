@@ -7,6 +7,8 @@ from collections.abc import Iterable
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, Unpack
 
+from ._app_kind import refuse_asgi_app
+from ._login_redirect import login_location, redirect_headers
 from .config import Options, Settings
 from .errors import AuthError
 from .gate import PASS, Gate, Resolve
@@ -23,6 +25,10 @@ else:
     StartResponse = WSGIApplication = WSGIEnvironment = Any
 
 __all__ = ["LWAWSGIMiddleware", "ajudge_environ", "judge_environ"]
+
+
+def redirect_text_headers(location: str) -> list[tuple[str, str]]:
+    return [(k.decode("latin-1"), v.decode("latin-1")) for k, v in redirect_headers(location)]
 
 _BEARER = ("Bearer ", "bearer ")
 _PUBLIC = Access.PUBLIC
@@ -151,6 +157,7 @@ class LWAWSGIMiddleware(BlockingControls):
     def __init__(
         self, app: WSGIApplication, *, settings: Settings | None = None, **options: Unpack[Options]
     ) -> None:
+        refuse_asgi_app(app)
         self.app = app
         self.settings = settings or Settings.from_options(**options)
         self.resolver = Resolver(self.settings)
@@ -182,6 +189,27 @@ class LWAWSGIMiddleware(BlockingControls):
         error = judge_environ(self.gate, self.resolver, environ)
         if error is None:
             return self.app(environ, start_response)
+        location = self.login_location(error, environ)
+        if location is not None:
+            start_response("303 See Other", redirect_text_headers(location))
+            return [b""]
         status, realm = error.status, self.gate.realm
         start_response(f"{status} {HTTPStatus(status).phrase}", error.text_headers(realm))
         return [error.response(realm)[2]]
+
+    def login_location(self, error: AuthError, environ: WSGIEnvironment) -> str | None:
+        """With ``login_redirect``: where to send a page load refused for no token."""
+        if self.settings.login_redirect is None:
+            return None
+        accept = environ.get("HTTP_ACCEPT", "").encode("latin-1")
+        path = wsgi_path(environ.get("SCRIPT_NAME") or "") + wsgi_path(
+            environ.get("PATH_INFO") or "/"
+        )
+        return login_location(
+            self.settings.login_redirect,
+            error,
+            environ.get("REQUEST_METHOD", "GET"),
+            [(b"accept", accept)],
+            path,
+            environ.get("QUERY_STRING", ""),
+        )

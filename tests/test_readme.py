@@ -204,6 +204,8 @@ def bearer(t):
 
 with LWAEmulator(client_id=CLIENT_ID) as lwa:
     os.environ["LWA_API_BASE_URL"] = lwa.base_url
+    # SignIn refuses Amazon's authorize page with a loopback API (issue 22).
+    os.environ["LWA_AUTHORIZE_URL"] = lwa.base_url + "/ap/oa"
     def token(scopes=("profile", "postal_code")):
         return lwa.issue_token(scopes=list(scopes), name="Ada Lovelace",
                                postal_code="SW1A 1AA")
@@ -302,15 +304,16 @@ r = c.get("/shipping", headers=bearer(token(["profile"])))
 assert r.status_code == 403, r.text
 snippet.application.close()
 ''',
+    # With lifespan, as uvicorn and `with TestClient(...)` run it (issue 22).
     ("Plain ASGI", 0): '''
 from starlette.testclient import TestClient
-c = TestClient(snippet.application)
-assert c.get("/health").text == "anonymous"
-assert c.get("/").text == "anonymous"
-assert c.get("/me").status_code == 401
-r = c.get("/shipping", headers=bearer(token()))
-assert r.status_code == 200 and r.text.startswith("amzn1.account."), r.text
-assert c.get("/shipping", headers=bearer(token(["profile"]))).status_code == 403
+with TestClient(snippet.application) as c:
+    assert c.get("/health").text == "anonymous"
+    assert c.get("/").text == "anonymous"
+    assert c.get("/me").status_code == 401
+    r = c.get("/shipping", headers=bearer(token()))
+    assert r.status_code == 200 and r.text.startswith("amzn1.account."), r.text
+    assert c.get("/shipping", headers=bearer(token(["profile"]))).status_code == 403
 ''',
     ("CORS: put it outside", 0): '''
 from starlette.testclient import TestClient

@@ -27,12 +27,14 @@ Example::
     def shipping(identity: Annotated[Identity, Depends(require_scopes("postal_code"))]):
         return {"postal_code": identity.postal_code}
 
-    app = LWAMiddleware(
-        api,
-        client_id="amzn1.application-oa2-client.0123",
-        default="optional",
-        routes={"/docs": "public", "/openapi.json": "public"},
-    )
+    app = LWAMiddleware(api, client_id="amzn1.application-oa2-client.0123", default="optional")
+
+FastAPI's own pages (``/docs``, ``/redoc``, ``/openapi.json``, the Swagger
+OAuth2 redirect) are public by default when the middleware wraps a FastAPI
+app; ``public_docs=False`` judges them like any path, and an entry in
+``routes`` for one of them wins. Serve ``app``, not ``api``: a dependency
+reached without the middleware raises :class:`~lwa_middleware.ConfigurationError`
+saying so, instead of answering 401 to a valid token.
 
 Errors are the middleware's: 401 ``missing_token`` when there is no
 identity, 403 ``insufficient_scope`` with ``scope="…"``. They are raised as
@@ -58,8 +60,8 @@ from starlette.requests import HTTPConnection
 from starlette.responses import Response
 from starlette.websockets import WebSocket
 
-from ..errors import DEFAULT_REALM, AuthError, MissingToken
-from ..identity import IDENTITY_KEY, Identity, get_identity, realm_of
+from ..errors import DEFAULT_REALM, AuthError, ConfigurationError, MissingToken
+from ..identity import IDENTITY_KEY, REALM_KEY, Identity, get_identity, realm_of
 from ._common import authorize, normalize_scopes, warn_unprotected
 from .starlette import error_response, refuse_websocket
 
@@ -151,6 +153,8 @@ class LWABearer(SecurityBase):
         self, connection: HTTPConnection, security_scopes: SecurityScopes
     ) -> Identity | None:
         if IDENTITY_KEY not in connection.scope:
+            if REALM_KEY not in connection.scope:
+                raise _unwrapped(connection.url.path)
             warn_unprotected("FastAPI", connection.url.path)
         identity = get_identity(connection.scope)
         if identity is None and not self.auto_error:
@@ -160,6 +164,16 @@ class LWABearer(SecurityBase):
         except AuthError as error:
             realm = self.realm or realm_of(connection.scope)
             raise LWAHTTPException(error, realm) from None
+
+
+def _unwrapped(path: str) -> ConfigurationError:
+    # No key of the middleware's at all, not even on a public route: the
+    # server runs the bare FastAPI app. A 401 here would blame a valid token.
+    return ConfigurationError(
+        f"the request to {path!r} did not go through LWAMiddleware: the server is running "
+        "the bare FastAPI app. Serve the wrapped one (app = LWAMiddleware(api, ...); "
+        "uvicorn module:app, not module:api)"
+    )
 
 
 #: ``Depends(current_identity)``: the :class:`Identity`, or 401.

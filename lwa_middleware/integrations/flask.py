@@ -76,15 +76,15 @@ import functools
 import inspect
 import weakref
 from collections.abc import Awaitable, Callable
-from typing import Any, ParamSpec, TypeVar, cast
+from typing import Any, Literal, ParamSpec, TypeVar, cast, overload
 
-from flask import Flask, Response, current_app, g, has_request_context, request
+from flask import Flask, Response, abort, current_app, g, has_request_context, request
 
 from ..config import Settings
-from ..errors import DEFAULT_REALM, AuthError, ConfigurationError
+from ..errors import DEFAULT_REALM, AuthError, ConfigurationError, MissingToken
 from ..identity import IDENTITY_KEY, Identity, get_identity, realm_of
 from ..stats import Stats
-from ..wsgi import LWAWSGIMiddleware
+from ..wsgi import LWAWSGIMiddleware, redirect_text_headers
 from ._common import authorize, normalize_scopes, warn_unprotected
 
 __all__ = ["LWA", "OPTION_NAMES", "current_identity", "error_response", "lwa_required"]
@@ -261,6 +261,9 @@ def _make_hook(
                 return None
         error = authenticate(environ)
         if error is not None:
+            location = middleware.login_location(error, environ)
+            if location is not None:  # login_redirect: a page load without a token
+                return Response(status=303, headers=redirect_text_headers(location))
             return error_response(error, realm)
         if strip:
             # Werkzeug copied the query string and cached parsed views of the
@@ -274,13 +277,31 @@ def _make_hook(
     return lwa_before_request
 
 
-def current_identity() -> Identity | None:
-    """The request's :class:`Identity`, ``None`` when anonymous or outside a request."""
+@overload
+def current_identity() -> Identity | None: ...
+@overload
+def current_identity(*, required: Literal[True]) -> Identity: ...
+@overload
+def current_identity(*, required: bool) -> Identity | None: ...
+def current_identity(*, required: bool = False) -> Identity | None:
+    """The request's :class:`Identity`, ``None`` when anonymous or outside a request.
+
+    With ``required=True`` it is typed ``Identity`` (for ``mypy --strict`` on
+    ``"required"`` routes and ``@lwa.required`` views): an anonymous request
+    is answered the middleware's 401 (Flask's ``abort``), and a call outside
+    a request raises ``RuntimeError``.
+    """
     if not has_request_context():
+        if required:
+            raise RuntimeError("current_identity(required=True) outside a request")
         return None
     if "lwa_identity" in g:
-        return cast(Identity | None, g.lwa_identity)
-    return get_identity(request.environ)
+        identity = cast(Identity | None, g.lwa_identity)
+    else:
+        identity = get_identity(request.environ)
+    if identity is None and required:
+        abort(error_response(MissingToken(), realm_of(request.environ)))
+    return identity
 
 
 def _check(required: frozenset[str]) -> Response | None:

@@ -11,6 +11,7 @@ Example (Starlette; Flask, Django and FastAPI glue beside this module)::
                         routes={**signin.route_policies(), "/": "optional"})
 """
 
+from ._pages import Page
 from ._source import CrossSiteRequest, SessionSource
 from .core import AUTHORIZE_URL, Reply, SignIn
 from .sessions import ACL_RULES, MemorySessionStore, RedisSessionStore, SessionStore
@@ -20,6 +21,7 @@ __all__ = [
     "AUTHORIZE_URL",
     "CrossSiteRequest",
     "MemorySessionStore",
+    "Page",
     "RedisSessionStore",
     "Reply",
     "SessionSource",

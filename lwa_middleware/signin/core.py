@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import contextlib
 import hmac
-import html
 import json
 import logging
+import os
 import secrets
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
@@ -31,15 +31,18 @@ import anyio
 import httpx2
 
 from ..config import Settings
-from ..errors import AuthError, ConfigurationError, SharedCacheError, UpstreamUnavailable
+from ..errors import ConfigurationError, SharedCacheError, UpstreamUnavailable
 from ..flow import seconds_field
 from ..identity import Identity
 from ..routes import PROVABLE_SCOPES, Access, Policy
 from ..singleflight import TaskFlights, ThreadFlights
+from ._exchange import exchange
 from ._origins import origin_matches
-from ._parts import Reply, _challenge, _Grant, _origin_of, _page, _Refused, _Session
+from ._pages import Page, PageKind, Pages, check_pages, render_page
+from ._parts import Reply, _challenge, _Grant, _origin_of, _Refused, _Session
 from ._refresh import refresh
 from ._source import CrossSiteRequest
+from ._wiring import refuse_guarded_endpoints, refuse_mixed_hosts
 from .cookies import CookieJar, cookie_headers, read_cookie, safe_next
 from .sessions import (
     MAX_PENDING_LOGINS,
@@ -52,7 +55,7 @@ from .sessions import (
 if TYPE_CHECKING:
     from ..resolver import Resolver
 
-__all__ = ["AUTHORIZE_URL", "CrossSiteRequest", "Reply", "SignIn"]
+__all__ = ["AUTHORIZE_URL", "CrossSiteRequest", "Page", "Reply", "SignIn"]
 
 logger = logging.getLogger("lwa_middleware.signin")
 
@@ -78,7 +81,8 @@ class SignIn:
         the app's origin (cookies, CSRF checks, ``next`` paths).
     :param session_secret: 32+ bytes; the key of the encryption at rest.
     :param api_base_url: LWA API origin (``region`` instead: ``na``, ``eu``, ``fe``).
-    :param authorize_url: LWA's authorize page (``{emulator.base_url}/ap/oa`` in tests).
+    :param authorize_url: LWA's authorize page (``{emulator.base_url}/ap/oa`` in tests)
+        [$LWA_AUTHORIZE_URL, else :data:`AUTHORIZE_URL`].
     :param scopes: what to ask for: ``profile``, ``profile:user_id``, ``postal_code``.
     :param redis_url: keep sessions in Redis (shared by workers) instead of memory.
     :param store: or any :class:`~.sessions.SessionStore`.
@@ -90,6 +94,12 @@ class SignIn:
     :param session_ttl: seconds a session lasts at most [14 days].
     :param refresh_margin: refresh the access token when fewer seconds are left [60].
     :param clock: epoch seconds [time.time]; tests pass a fake one.
+    :param pages: the cancelled/failed/expired/refused/unavailable pages: a
+        mapping of kind to template text, or a callable ``pages(page) -> str``
+        (see :mod:`._pages`) [styled defaults].
+    :param allow_mixed_hosts: accept ``authorize_url`` at Amazon while
+        ``api_base_url`` is on loopback (an emulator) [False: refused, since
+        tests would send the browser to the real Amazon].
     """
 
     def __init__(
@@ -101,7 +111,7 @@ class SignIn:
         session_secret: str | bytes,
         api_base_url: str | None = None,
         region: str | None = None,
-        authorize_url: str = AUTHORIZE_URL,
+        authorize_url: str | None = None,
         scopes: Collection[str] = ("profile",),
         redis_url: str | None = None,
         store: SessionStore | None = None,
@@ -119,6 +129,8 @@ class SignIn:
         max_pending_logins: int = MAX_PENDING_LOGINS,
         clock: Callable[[], float] = time.time,
         http: httpx2.Client | None = None,
+        pages: Pages | None = None,
+        allow_mixed_hosts: bool = False,
     ) -> None:
         self._settings = Settings.from_options(
             client_id=client_id, api_base_url=api_base_url, region=region, timeout=timeout
@@ -132,8 +144,10 @@ class SignIn:
         self.redirect_uri = redirect_uri
         self.origin, secure = _origin_of(redirect_uri, "redirect_uri")
         self.callback_path = urlsplit(redirect_uri).path or "/"
+        authorize_url = authorize_url or os.environ.get("LWA_AUTHORIZE_URL") or AUTHORIZE_URL
         _origin_of(authorize_url, "authorize_url")
         self.authorize_url = authorize_url
+        self.pages = check_pages(pages)
         chosen = tuple(dict.fromkeys([scopes] if isinstance(scopes, str) else scopes))
         if not chosen or not set(chosen) <= PROVABLE_SCOPES:
             raise ConfigurationError(
@@ -142,6 +156,8 @@ class SignIn:
         self.scopes = chosen
         self.token_url = self._settings.api_base_url + "/auth/o2/token"
         self._sealer = Sealer(session_secret)
+        if not allow_mixed_hosts:
+            refuse_mixed_hosts(authorize_url, self._settings.api_base_url)
         if store is not None and redis_url is not None:
             raise ConfigurationError("give redis_url or store, not both")
         self.store: SessionStore = (
@@ -188,11 +204,23 @@ class SignIn:
     def route_policies(self) -> dict[str, str]:
         """The middleware route table entries of the sign-in endpoints: public
         (each checks what it needs itself)."""
-        return {p: "public" for p in (self.login_path, self.callback_path, self.logout_path)}
+        return {p: "public" for p in self._endpoints()}
+
+    def _endpoints(self) -> tuple[str, ...]:
+        return (self.login_path, self.callback_path, self.logout_path)
 
     def attach(self, resolver: Resolver) -> None:
+        """Called by each middleware given ``session=signin``: its sign-in
+        endpoints must be public there, or nobody could ever sign in."""
+        refuse_guarded_endpoints(self._endpoints(), resolver.settings.routes)
         if resolver not in self._resolvers:
             self._resolvers.append(resolver)
+
+    def _page(
+        self, kind: PageKind, status: int, title: str, message: str, *extra: tuple[str, str]
+    ) -> Reply:
+        page = Page(kind, status, title, message, self.login_path, self.after_login)
+        return render_page(self.pages, page, *extra)
 
     def _resolver(self) -> Resolver:
         if self._resolvers:
@@ -298,7 +326,8 @@ class SignIn:
 
     def _unavailable(self, down: UpstreamUnavailable, *extra: tuple[str, str]) -> Reply:
         wait = str(down.retry_after or self.retry_after)
-        return _page(
+        return self._page(
+            "unavailable",
             503,
             "Try again",
             "Sign-in is unavailable for a moment. Try again shortly.",
@@ -309,7 +338,16 @@ class SignIn:
     def login(self, next_path: str | None = None) -> Reply:
         """Redirect to LWA with a fresh ``state`` and PKCE challenge, kept server-side.
 
-        A 503 page if the session store is down (nothing half-started)."""
+        A 503 page if the session store is down (nothing half-started).
+
+        :raises ConfigurationError: no middleware was given ``session=signin``:
+            the sign-in would succeed and every page still answer 401."""
+        if not self._resolvers:
+            raise ConfigurationError(
+                "SignIn is not wired into a middleware: pass session=signin to LWAMiddleware, "
+                "LWAWSGIMiddleware or the framework integration (LWA(app, session=signin), "
+                "settings.LWA['SESSION']), or signed-in users would get 401 on every page"
+            )
         try:
             return self._login(next_path)
         except UpstreamUnavailable as down:
@@ -323,7 +361,8 @@ class SignIn:
         if now - self._refusals_logged >= 60:  # one line a minute, not one a request
             self._refusals_logged = now
             logger.warning("sign-in refused: too many sign-ins in progress")
-        return _page(
+        return self._page(
+            "unavailable",
             503,
             "Try again",
             "Too many sign-ins are in progress. Try again shortly.",
@@ -374,7 +413,6 @@ class SignIn:
 
     def _callback(self, query: Sequence[tuple[str, str]], cookies: list[str]) -> Reply:
         clear = ("Set-Cookie", self.cookies.clear(self.cookies.login))
-        retry = f'<a href="{html.escape(self.login_path)}">Sign in again</a>.'
         login_id = read_cookie(cookies, self.cookies.login)
         raw = None
         if login_id is not None:
@@ -383,7 +421,7 @@ class SignIn:
             raw = self._sealer.open(key, sealed) if sealed is not None else None
         params = dict(reversed(query))  # the first of repeated parameters
         if raw is None:
-            return _page(400, "Sign-in expired", f"This sign-in has expired. {retry}", clear)
+            return self._revisited(cookies, clear)
         pending = json.loads(raw)
         # Checked again here, before any session exists: a Location the
         # server cannot send must not fail after the code is spent.
@@ -391,48 +429,47 @@ class SignIn:
         state = params.get("state", "")
         if not hmac.compare_digest(state.encode(), pending["s"].encode()):
             logger.warning("sign-in refused: state mismatch")
-            return _page(
-                400, "Sign-in refused", f"This sign-in was not started here. {retry}", clear
+            return self._page(
+                "refused", 400, "Sign-in refused", "This sign-in was not started here.", clear
             )
         error = params.get("error")
         if error is not None:
             if error == "access_denied":
-                return _page(403, "Sign-in cancelled", f"You cancelled the sign-in. {retry}", clear)
+                return self._page(
+                    "cancelled", 403, "Sign-in cancelled", "You cancelled the sign-in.", clear
+                )
             logger.warning("sign-in failed at LWA: %.40r", error)
-            return _page(400, "Sign-in failed", f"Amazon did not sign you in. {retry}", clear)
+            return self._failed(400, "Amazon did not sign you in.", clear)
         code = params.get("code", "")
         if not code:
-            return _page(
-                400, "Sign-in failed", f"The answer from Amazon is incomplete. {retry}", clear
+            return self._failed(400, "The answer from Amazon is incomplete.", clear)
+        found = exchange(self, code, pending["v"], clear)
+        if isinstance(found, Reply):
+            return found
+        return self._open_session(found, cookies, target, clear)
+
+    def _failed(self, status: int, message: str, *extra: tuple[str, str]) -> Reply:
+        return self._page("failed", status, "Sign-in failed", message, *extra)
+
+    def _revisited(self, cookies: list[str], clear: tuple[str, str]) -> Reply:
+        """No pending login: expired, or the callback URL visited again (Back
+        after signing in). A live session means the sign-in already worked:
+        go on signed in, rather than say it expired."""
+        session_id = read_cookie(cookies, self.cookies.session)
+        if session_id is not None and self._load(self._key("session", session_id)) is not None:
+            return Reply(
+                303, (("Location", self.after_login), clear, ("Cache-Control", "no-store"))
             )
-        try:
-            grant = self._post(
-                {
-                    "grant_type": "authorization_code",
-                    "code": code,
-                    "redirect_uri": self.redirect_uri,
-                    "client_id": self.client_id,
-                    "client_secret": self._secret,
-                    "code_verifier": pending["v"],
-                }
-            )
-            identity = self._resolver().resolve_sync(grant.access_token, _REQUIRED).identity
-        except _Refused as refused:
-            logger.warning("sign-in: LWA refused the code (%.40r)", refused.error)
-            status = 400 if refused.error == "invalid_grant" else 502
-            return _page(status, "Sign-in failed", f"Amazon refused this sign-in. {retry}", clear)
-        except UpstreamUnavailable as down:
-            wait = str(down.retry_after or self.retry_after)
-            return _page(
-                503,
-                "Try again",
-                "Amazon is unavailable. Try again shortly.",
-                clear,
-                ("Retry-After", wait),
-            )
-        except AuthError:
-            logger.warning("sign-in: LWA refused the new access token")
-            return _page(400, "Sign-in failed", f"Amazon refused this sign-in. {retry}", clear)
+        return self._page("expired", 400, "Sign-in expired", "This sign-in has expired.", clear)
+
+    def _open_session(
+        self,
+        found: tuple[_Grant, Identity],
+        cookies: list[str],
+        target: str,
+        clear: tuple[str, str],
+    ) -> Reply:
+        grant, identity = found
         if grant.refresh_token is None:
             logger.warning("sign-in: LWA gave no refresh token; the session ends with the token")
         user = self.link(identity) if self.link is not None else None
@@ -482,7 +519,7 @@ class SignIn:
         if method != "POST":
             return Reply(405, (("Allow", "POST"), ("Cache-Control", "no-store")))
         if not self.same_origin(headers):
-            return _page(403, "Refused", "Sign out from this site's own page.")
+            return self._page("refused", 403, "Refused", "Sign out from this site's own page.")
         session_id = self.session_id(headers)
         if session_id is not None:
             key = self._key("session", session_id)

@@ -14,7 +14,7 @@ from typing import Any
 
 from flask import Blueprint, Response, g, has_request_context, request
 
-from ..errors import UpstreamUnavailable
+from ..errors import ConfigurationError, UpstreamUnavailable
 from ..identity import get_identity
 from .core import Reply, SignIn
 
@@ -51,6 +51,7 @@ def signin_blueprint(signin: SignIn, name: str = "lwa_signin") -> Blueprint:
 
     @blueprint.before_app_request
     def load_user() -> Response | None:
+        g.lwa_user_linked = signin.link is not None
         try:
             g.lwa_user = signin.user_for(_headers(), get_identity(request.environ))
         except UpstreamUnavailable as down:  # the session store went away meanwhile
@@ -62,5 +63,18 @@ def signin_blueprint(signin: SignIn, name: str = "lwa_signin") -> Blueprint:
 
 
 def current_user() -> Any:
-    """The signed-in user (``link``'s result), ``None`` when anonymous or outside a request."""
-    return g.get("lwa_user") if has_request_context() else None
+    """The signed-in user (``link``'s result), ``None`` when anonymous or outside a request.
+
+    :raises ConfigurationError: the ``SignIn`` has no ``link=``, so there is no
+        user to give (it would always be ``None``); use ``current_identity()``
+        for the Amazon identity instead.
+    """
+    if not has_request_context():
+        return None
+    if g.get("lwa_user_linked") is False:
+        raise ConfigurationError(
+            "current_user() is link()'s result, and this SignIn has no link=: pass "
+            "SignIn(link=lambda identity: ...) (your user's id, a dict), or call "
+            "lwa_middleware.integrations.flask.current_identity() for the Amazon identity"
+        )
+    return g.get("lwa_user")

@@ -60,7 +60,9 @@ class SignedInUser:
     """Inside ``LWAMiddleware``: sets ``scope["user"]`` (``request.user``) to the
     session's linked user (``link``'s result, through ``load_user`` if given)
     when the identity came from the session. Other requests keep the
-    middleware's user (the :class:`~lwa_middleware.Identity`)."""
+    middleware's user (the :class:`~lwa_middleware.Identity`), and so does
+    every request when the ``SignIn`` has no ``link=``: ``request.user`` is
+    then always the Identity, never ``None``."""
 
     def __init__(self, app: ASGIApp, signin: SignIn, load_user: Any = None) -> None:
         self.app, self.signin, self.load_user = app, signin, load_user

@@ -130,6 +130,7 @@ def test_default_authorize_url_is_amazons(lwa_emulator: LWAEmulator) -> None:
         session_secret=SESSION_SECRET,
         region="eu",
     )
+    starlette_app(lwa_emulator, signin)  # wired (session=signin): login() refuses otherwise
     answer = signin.login("/me")
     assert answer.status == 302
     assert (answer.header("location") or "").startswith("https://www.amazon.com/ap/oa?")

@@ -230,11 +230,13 @@ def test_replayed_code_is_refused(tab: Tab) -> None:
     expect(tab.page.locator("#name")).to_have_text(BUILTIN_CUSTOMERS[2].name)
     first = tab.session()
     (callback,) = _callback_urls(tab)
-    # The same answer again (same code, same state): the pending login was
-    # used once, so the code is not exchanged a second time.
+    # The same answer again (same code, same state; Back after signing in):
+    # the pending login was used once, so the code is not exchanged a second
+    # time, and the live session carries the browser on, signed in (issue 22).
     replay = tab.page.goto(callback)
-    assert replay.status == 400
-    expect(tab.page.locator("h1")).to_have_text("Sign-in expired")
+    assert replay.status == 200
+    assert tab.page.url == tab.url + "/"
+    expect(tab.page.locator("#to-profile")).to_be_visible()  # the signed-in home
     assert tab.lwa.calls["token"] == 1
     assert tab.session().access_token == first.access_token  # no new session
 

@@ -1,0 +1,46 @@
+"""FastAPI's own documentation pages, found on the app the ASGI middleware wraps.
+
+``/docs``, ``/redoc``, ``/openapi.json`` and the Swagger OAuth2 redirect are
+static pages describing the API, served by FastAPI itself; with the default
+``"required"`` policy they answered 401, so everyone listed them as public by
+hand. The middleware now makes them public unless ``public_docs=False`` (or
+the route table names them).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+__all__ = ["docs_paths"]
+
+#: Wrappers between the middleware and the FastAPI app (SignedInUser, CORS...) keep it in ``.app``.
+_MAX_DEPTH = 8
+
+
+def docs_paths(app: Any) -> list[str]:
+    """The docs paths of the FastAPI app ``app`` is or wraps (through ``.app``); else ``[]``."""
+    fastapi = sys.modules.get("fastapi")
+    if fastapi is None:  # never imported: no FastAPI app can be running
+        return []
+    for _ in range(_MAX_DEPTH):
+        if isinstance(app, fastapi.FastAPI):
+            return _paths(app)
+        app = getattr(app, "app", None)
+        if app is None:
+            return []
+    return []
+
+
+def _paths(api: Any) -> list[str]:
+    paths = []
+    if api.openapi_url:
+        paths.append(api.openapi_url)
+        if api.docs_url:
+            paths.append(api.docs_url)
+            if api.swagger_ui_oauth2_redirect_url:
+                paths.append(api.swagger_ui_oauth2_redirect_url)
+        if api.redoc_url:
+            paths.append(api.redoc_url)
+    prefix = (api.root_path or "").rstrip("/")
+    return [prefix + path if prefix and not path.startswith(prefix) else path for path in paths]

@@ -1,0 +1,65 @@
+"""The code exchange of the callback, kept apart from :mod:`.core` (the steps)
+so each stays short: the code for a grant, the grant's token for an identity,
+and every way that fails worded as the page to answer."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from ..errors import AuthError, UpstreamUnavailable
+from ..identity import Identity
+from ..routes import Access, Policy
+from ._parts import Reply, _Grant, _Refused
+
+if TYPE_CHECKING:
+    from .core import SignIn
+
+__all__ = ["exchange"]
+
+logger = logging.getLogger("lwa_middleware.signin")
+_REQUIRED = Policy(Access.REQUIRED)
+
+
+def exchange(
+    signin: SignIn, code: str, verifier: str, clear: tuple[str, str]
+) -> tuple[_Grant, Identity] | Reply:
+    """The code's grant and the identity of its access token, or the page to answer."""
+    try:
+        grant = signin._post(
+            {
+                "grant_type": "authorization_code",
+                "code": code,
+                "redirect_uri": signin.redirect_uri,
+                "client_id": signin.client_id,
+                "client_secret": signin._secret,
+                "code_verifier": verifier,
+            }
+        )
+        return grant, signin._resolver().resolve_sync(grant.access_token, _REQUIRED).identity
+    except _Refused as refused:
+        if refused.error == "invalid_client":
+            # The app's credentials, not the user's sign-in: say what to fix.
+            logger.error(
+                "sign-in: LWA refused the client credentials (invalid_client): check "
+                "client_secret (and client_id) against the LWA security profile"
+            )
+            return signin._failed(
+                502, "Amazon refused this site's credentials: check client_secret.", clear
+            )
+        logger.warning("sign-in: LWA refused the code (%.40r)", refused.error)
+        status = 400 if refused.error == "invalid_grant" else 502
+        return signin._failed(status, "Amazon refused this sign-in.", clear)
+    except UpstreamUnavailable as down:
+        wait = str(down.retry_after or signin.retry_after)
+        return signin._page(
+            "unavailable",
+            503,
+            "Try again",
+            "Amazon is unavailable. Try again shortly.",
+            clear,
+            ("Retry-After", wait),
+        )
+    except AuthError:
+        logger.warning("sign-in: LWA refused the new access token")
+        return signin._failed(400, "Amazon refused this sign-in.", clear)
