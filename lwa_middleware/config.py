@@ -273,6 +273,24 @@ def _validate_factory(factory: Callable[..., Any]) -> None:
         pass  # no signature to inspect (a builtin): trusted
 
 
+def _validate_http_client(factory: Callable[..., Any] | None) -> None:
+    """Call ``http_client`` both ways once, so a wrong answer fails here, at
+    construction, rather than on the first request (issue 21)."""
+    if factory is None:
+        return
+    if not callable(factory) or isinstance(factory, type):
+        raise ConfigurationError(
+            "http_client must be a factory called as http_client(asyncio=False) for an "
+            "httpx2.Client and http_client(asyncio=True) for an httpx2.AsyncClient, not a "
+            "client or a class"
+        )
+    from .upstream import checked_client
+
+    checked_client(factory(asyncio=False), asyncio=False).close()
+    # Never opened, so dropping it leaks nothing (it cannot be closed off a loop).
+    checked_client(factory(asyncio=True), asyncio=True)
+
+
 class Options(TypedDict, total=False):
     """Every keyword option of both middlewares, typed; defaults in brackets.
 
@@ -348,6 +366,11 @@ class Options(TypedDict, total=False):
     session: SessionSource | None
     #: Metrics hook, called as ``on_event(name, data)`` [None].
     on_event: Callable[[str, Mapping[str, Any]], None] | None
+    #: Instead of the pooled clients: a factory called as ``http_client(asyncio=False)``
+    #: (an ``httpx2.Client``) or ``(asyncio=True)`` (an ``httpx2.AsyncClient``), for a
+    #: proxy, mTLS, a corporate CA or instrumentation; ``verify`` is then the client's
+    #: own, and the library's deadlines still apply [None].
+    http_client: Callable[..., Any] | None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -391,6 +414,8 @@ class Settings:
     #: The session cookie source of ``token_sources`` ``"session"``.
     session: SessionSource | None = None
     on_event: Callable[[str, Mapping[str, Any]], None] | None = field(default=None)
+    #: A factory of httpx2 clients, instead of the pooled ones (see :class:`Options`).
+    http_client: Callable[..., Any] | None = None
 
     @property
     def uses_redis(self) -> bool:
@@ -545,6 +570,7 @@ class Settings:
         if self.on_event is not None and not callable(self.on_event):
             raise ConfigurationError("on_event must be callable")
         _validate_redis(self.redis_url, self.redis_client)
+        _validate_http_client(self.http_client)
         self._validate_verify()
         if not self.realm or '"' in self.realm or "\\" in self.realm:
             raise ConfigurationError("realm must be a non-empty string without quotes")
