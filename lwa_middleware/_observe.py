@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from .errors import AuthError
     from .routes import Policy
 
-__all__ = ["error_data", "fields", "logger", "text", "warn"]
+__all__ = ["error_data", "fields", "logger", "lwa_answer", "text", "warn"]
 
 #: The resolver's logger (lookups, LWA failures, saturation, the on_event hook).
 logger = logging.getLogger("lwa_middleware")
@@ -96,3 +96,10 @@ def warn(throttle: Throttle, message: str, extra: dict[str, Any]) -> None:
         logger.warning("%s (%d more since the last warning)", message, held, extra=extra)
     elif held is not None:
         logger.warning("%s", message, extra=extra)
+
+
+def lwa_answer(endpoint: str | None, status: int | None, request_id: str | None) -> dict[str, Any]:
+    """What ``inspect`` prints about LWA's deciding answer (``{}`` if none came)."""
+    if status is None and request_id is None:
+        return {}
+    return {"lwa": {"endpoint": endpoint, "status": status, "request_id": request_id}}

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypedDict
 from urllib.parse import urlsplit
 
+from ._observe import fields
 from .errors import DEFAULT_REALM, ConfigurationError
 from .routes import Policy, PolicySpec, RouteTable
 from .tokens import TOKEN_SOURCES
@@ -149,7 +150,10 @@ def _client_ids(client_id: str | Collection[str] | None) -> frozenset[str]:
             )
         if not cid.startswith(CLIENT_ID_PREFIX):
             logger.warning(
-                "client_id %r does not look like an LWA client id (%s…)", cid, CLIENT_ID_PREFIX
+                "client_id %r does not look like an LWA client id (%s…)",
+                cid,
+                CLIENT_ID_PREFIX,
+                extra=fields("config_warning"),
             )
     return ids
 
@@ -284,8 +288,19 @@ def _validate_http_client(factory: Callable[..., Any] | None) -> None:
             "httpx2.Client and http_client(asyncio=True) for an httpx2.AsyncClient, not a "
             "client or a class"
         )
+    import inspect
+
     from .upstream import checked_client
 
+    try:
+        inspect.signature(factory).bind(asyncio=False)
+    except TypeError:
+        raise ConfigurationError(
+            "http_client must accept asyncio=: it is called as http_client(asyncio=False) "
+            "and http_client(asyncio=True)"
+        ) from None
+    except ValueError:
+        pass  # no signature to inspect (a builtin): trusted
     checked_client(factory(asyncio=False), asyncio=False).close()
     # Never opened, so dropping it leaks nothing (it cannot be closed off a loop).
     checked_client(factory(asyncio=True), asyncio=True)

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, Unpack
 
+from ._observe import fields
 from .config import Options, Settings
 from .errors import AuthError
 from .gate import PASS, Gate, Resolve
@@ -117,7 +118,7 @@ class LWAWSGIMiddleware(BlockingControls):
         try:
             self.resolver.warm_sync()
         except Exception:  # the first lookup meets it again, and fails closed
-            logger.debug("warm start failed", exc_info=True)
+            logger.debug("warm start failed", exc_info=True, extra=fields("warm_start_failed"))
 
     def close(self) -> None:
         """Close pooled connections to LWA (and Redis)."""

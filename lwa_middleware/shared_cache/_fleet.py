@@ -55,6 +55,7 @@ from typing import TYPE_CHECKING, Any, Final
 import redis
 import redis.retry
 
+from .._observe import fields as log_fields
 from ..cache import IdentityCache, token_digest
 from ._codec import PREFIX, REPLAY_BATCH, SECRET_KEY, Codec, replay_batches
 from ._scripts import SCRIPTS
@@ -304,9 +305,10 @@ class Fleet:
         if self._emit is not None:
             self._emit("fleet_resync")
         logger.info(
-            "lwa_middleware: revocation messages may have been missed (the Redis stream %s "
+            "revocation messages may have been missed (the Redis stream %s "
             "was trimmed or lost); this process dropped the identities it held in memory",
             STREAM,
+            extra=log_fields("fleet_resync"),
         )
 
     # -- the subscriber ------------------------------------------------------------
@@ -411,7 +413,9 @@ class Fleet:
                 self._listen(stop, client, pubsub)
             except Exception as exc:
                 if not stop.is_set():
-                    logger.debug("lwa_middleware: revocation subscriber: %r", exc)
+                    logger.debug(
+                        "revocation subscriber: %r", exc, extra=log_fields("subscriber_error")
+                    )
             finally:
                 self._subscribed = False
                 with contextlib.suppress(Exception):  # a broken socket
