@@ -141,7 +141,8 @@ def test_inspect_rejected_token(
         "reason": "The access token is invalid, expired or revoked.",
         "api_base_url": lwa_emulator.base_url,
     }
-    assert lwa["endpoint"] == "tokeninfo" and lwa["status"] == 400
+    assert lwa["endpoint"] == "tokeninfo"
+    assert lwa["status"] == 400
     assert re.fullmatch(r"[0-9a-f-]{36}", lwa["request_id"])
     assert lwa_emulator.calls["tokeninfo"] == 1
 
