@@ -520,3 +520,29 @@ def test_http_client_of_the_wrong_kind_fails_at_construction() -> None:
         for middleware in (LWAMiddleware, LWAWSGIMiddleware):
             with pytest.raises(ConfigurationError, match=message):
                 middleware(_ok_wsgi, client_id=cid, http_client=factory)
+
+
+def test_a_request_id_not_shaped_like_one_is_dropped(lwa_emulator: LWAEmulator) -> None:
+    """LWA's answer (here rewritten on its way in, through the hook) cannot
+    put text of its choosing in logs: an odd ``x-amzn-RequestId`` is dropped."""
+
+    class Rewriting(httpx2.HTTPTransport):
+        def handle_request(self, request: httpx2.Request) -> httpx2.Response:
+            response = super().handle_request(request)
+            response.headers["x-amzn-RequestId"] = "fake id] user=admin " + "x" * 200
+            return response
+
+    events: list[tuple[str, dict[str, Any]]] = []
+    app = LWAWSGIMiddleware(
+        _ok_wsgi,
+        client_id=lwa_emulator.client_id,
+        api_base_url=lwa_emulator.base_url,
+        http_client=lambda asyncio: (
+            httpx2.AsyncClient() if asyncio else httpx2.Client(transport=Rewriting())
+        ),
+        on_event=lambda name, data: events.append((name, dict(data))),
+    )
+    assert _wsgi_get(app, lwa_emulator.issue_token(scopes=["profile"])).status_code == 200
+    (data,) = [d for n, d in events if n == "resolved"]
+    assert data["request_id"] is None
+    app.close()
