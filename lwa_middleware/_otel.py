@@ -108,7 +108,7 @@ def policy_label(policy: Policy) -> str:
     return " ".join(parts)
 
 
-def _set_error(span: Any, error: AuthError) -> None:
+def _error_attributes(span: Any, error: AuthError) -> None:
     attributes = {
         "lwa.error": error.error,
         "lwa.endpoint": error.lwa_endpoint,
@@ -117,6 +117,10 @@ def _set_error(span: Any, error: AuthError) -> None:
         "lwa.failure.reason": error.lwa_reason,
     }
     span.set_attributes({k: v for k, v in attributes.items() if v is not None})
+
+
+def _set_error(span: Any, error: AuthError) -> None:
+    _error_attributes(span, error)
     if isinstance(error, UpstreamUnavailable):
         # A refused token is the client's problem; LWA or this process failing is ours.
         span.set_status(_api.Status(_api.StatusCode.ERROR, error.lwa_reason or error.error))
@@ -148,11 +152,18 @@ def lookup_span(tracer: Any, policy: Policy) -> Iterator[Note]:
                 span.set_attribute("lwa.request_id", note.request_id)
 
 
-def annotate(outcome: str | None = None, resolved: Resolved | None = None) -> None:
-    """Tell the running lookup span (if any) its outcome, or what LWA answered."""
+def annotate(
+    outcome: str | None = None,
+    resolved: Resolved | None = None,
+    error: AuthError | None = None,
+) -> None:
+    """Tell the running lookup span (if any) its outcome, what LWA answered,
+    or why it failed (kept when a stale identity is served all the same)."""
     note = _NOTE.get()
     if note is None:
         return
+    if error is not None:
+        _error_attributes(note.span, error)
     if outcome is not None:
         note.outcome = outcome
     if resolved is not None:

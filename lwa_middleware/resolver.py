@@ -370,6 +370,7 @@ class Resolver:
                 self.emit("upstream_error", **_observe.error_data(error, elapsed))
             if error.retry_after is None:
                 error.retry_after = self.settings.retry_after
+            _otel.annotate(error=error)
             stale = self.stale(key, policy)
             if stale is not None:
                 return stale

@@ -25,6 +25,7 @@ import httpx2
 import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
+from support.clock import FakeClock
 
 from lwa_middleware import ConfigurationError, LWAMiddleware, LWAWSGIMiddleware
 from lwa_middleware.testing import Fault, LWAEmulator
@@ -217,6 +218,53 @@ async def test_failed_lookup_span_names_the_failure(
     assert not lookup.events  # no exception text or stack recorded
     _assert_no_secret(spans.spans, token)
     await lwa.aclose()
+
+
+def _outcomes(spans: Recorder) -> list[str]:
+    return sorted(
+        str((s.attributes or {}).get("lwa.cache.outcome")) for s in spans.named("lwa.lookup")
+    )
+
+
+def test_joined_and_stale_outcomes(spans: Recorder, lwa_emulator: LWAEmulator) -> None:
+    """Threads that join a lookup in flight are ``joined``; an identity served
+    stale through an outage is ``stale``."""
+    import threading
+
+    clock = FakeClock()
+    lwa = LWAWSGIMiddleware(
+        _ok_wsgi,
+        client_id=lwa_emulator.client_id,
+        api_base_url=lwa_emulator.base_url,
+        stale_if_error=True,
+        cache_ttl=60,
+        clock=clock,
+    )
+    token = lwa_emulator.issue_token(scopes=["profile"], expires_in=600)
+    lwa_emulator.set_latency(1.0)  # long enough for the others to find the flight
+    statuses: list[int] = []
+    threads = [
+        threading.Thread(target=lambda: statuses.append(_wsgi_get(lwa, token).status_code))
+        for _ in range(3)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert statuses == [200, 200, 200]
+    assert lwa.stats.coalesced == 2
+    assert _outcomes(spans) == ["joined", "joined", "miss"]
+
+    spans.spans.clear()
+    lwa_emulator.set_latency(0)
+    clock.advance(61)  # stale, the token still live
+    lwa_emulator.inject(Fault.DOWN)
+    assert _wsgi_get(lwa, token).status_code == 200
+    assert _outcomes(spans) == ["stale"]
+    (stale,) = spans.named("lwa.lookup")
+    assert stale.attributes is not None
+    assert stale.attributes["lwa.failure.reason"] == "connection"
+    lwa.close()
 
 
 def test_without_a_provider_or_the_api_nothing_is_traced() -> None:
