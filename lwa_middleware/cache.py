@@ -34,6 +34,7 @@ from typing import Any
 
 from cachetools import Cache, TLRUCache, TTLCache
 
+from ._observe import fields
 from .errors import InvalidToken
 from .identity import Identity, expand_scopes
 from .routes import PROFILE_FETCHED, Policy
@@ -171,9 +172,10 @@ class _Revocations(TLRUCache[bytes, float]):
         until = self.pop(key)
         self.evicted += 1
         logger.warning(
-            "lwa_middleware: %d revocations are held, the most kept: the one expiring "
+            "%d revocations are held, the most kept: the one expiring "
             "soonest was dropped (raise cache_maxsize, or shorten token lifetimes)",
             self.maxsize,
+            extra=fields("revocation_dropped"),
         )
         return key, until
 

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from . import __version__
 from ._conformance_cli import register as _register_conformance
+from ._observe import lwa_answer
 from .config import REGIONS, Settings
 from .errors import AuthError, ConfigurationError, UpstreamUnavailable
 from .flow import Lookup, resolution_flow
@@ -383,6 +384,7 @@ def _refused(error: AuthError, settings: Settings) -> dict[str, Any]:
     }
     if isinstance(error, UpstreamUnavailable) and error.retry_after is not None:
         data["retry_after"] = error.retry_after
+    data.update(lwa_answer(error.lwa_endpoint, error.lwa_status, error.lwa_request_id))
     return data
 
 
@@ -445,6 +447,7 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
             "expires_in": max(0, int(resolved.expires_mono - time.monotonic())),
             "identity": identity.to_dict(),
             "api_base_url": settings.api_base_url,
+            **lwa_answer("profile", 200, resolved.request_id),
         }
     )
     return EXIT_OK

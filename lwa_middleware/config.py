@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypedDict
 from urllib.parse import urlsplit
 
+from ._observe import fields
 from .errors import DEFAULT_REALM, ConfigurationError
 from .routes import Policy, PolicySpec, RouteTable
 from .tokens import TOKEN_SOURCES
@@ -173,7 +174,10 @@ def _client_ids(client_id: str | Collection[str] | None) -> frozenset[str]:
             )
         if not cid.startswith(CLIENT_ID_PREFIX):
             logger.warning(
-                "client_id %r does not look like an LWA client id (%s…)", cid, CLIENT_ID_PREFIX
+                "client_id %r does not look like an LWA client id (%s…)",
+                cid,
+                CLIENT_ID_PREFIX,
+                extra=fields("config_warning"),
             )
     return ids
 
@@ -297,6 +301,35 @@ def _validate_factory(factory: Callable[..., Any]) -> None:
         pass  # no signature to inspect (a builtin): trusted
 
 
+def _validate_http_client(factory: Callable[..., Any] | None) -> None:
+    """Call ``http_client`` both ways once, so a wrong answer fails here, at
+    construction, rather than on the first request (issue 21)."""
+    if factory is None:
+        return
+    if not callable(factory) or isinstance(factory, type):
+        raise ConfigurationError(
+            "http_client must be a factory called as http_client(asyncio=False) for an "
+            "httpx2.Client and http_client(asyncio=True) for an httpx2.AsyncClient, not a "
+            "client or a class"
+        )
+    import inspect
+
+    from .upstream import checked_client
+
+    try:
+        inspect.signature(factory).bind(asyncio=False)
+    except TypeError:
+        raise ConfigurationError(
+            "http_client must accept asyncio=: it is called as http_client(asyncio=False) "
+            "and http_client(asyncio=True)"
+        ) from None
+    except ValueError:
+        pass  # no signature to inspect (a builtin): trusted
+    checked_client(factory(asyncio=False), asyncio=False).close()
+    # Never opened, so dropping it leaks nothing (it cannot be closed off a loop).
+    checked_client(factory(asyncio=True), asyncio=True)
+
+
 class Options(TypedDict, total=False):
     """Every keyword option of both middlewares, typed; defaults in brackets.
 
@@ -379,6 +412,12 @@ class Options(TypedDict, total=False):
     #: text/html``) refused for having no token is sent there with ``?next=`` [None: 401].
     login_redirect: str | None
 
+    #: Instead of the pooled clients: a factory called as ``http_client(asyncio=False)``
+    #: (an ``httpx2.Client``) or ``(asyncio=True)`` (an ``httpx2.AsyncClient``), for a
+    #: proxy, mTLS, a corporate CA or instrumentation; ``verify`` is then the client's
+    #: own, and the library's deadlines still apply [None].
+    http_client: Callable[..., Any] | None
+
 
 @dataclass(frozen=True, kw_only=True)
 class Settings:
@@ -425,6 +464,9 @@ class Settings:
     public_docs: bool = True
     #: Where a browser's page request without a token is redirected (see :class:`Options`).
     login_redirect: str | None = None
+
+    #: A factory of httpx2 clients, instead of the pooled ones (see :class:`Options`).
+    http_client: Callable[..., Any] | None = None
 
     @property
     def uses_redis(self) -> bool:
@@ -580,6 +622,7 @@ class Settings:
         if self.on_event is not None and not callable(self.on_event):
             raise ConfigurationError("on_event must be callable")
         _validate_redis(self.redis_url, self.redis_client)
+        _validate_http_client(self.http_client)
         self._validate_verify()
         _validate_login_redirect(self.login_redirect)
         if not self.realm or '"' in self.realm or "\\" in self.realm:

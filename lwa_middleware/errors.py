@@ -91,6 +91,13 @@ class AuthError(LWAError):
     error: str = "invalid_token"
     #: Whether the RFC 6750 challenge carries ``error=`` (not for a missing token).
     challenge_error: bool = True
+    #: The LWA call that decided this error, for logs, events and spans (issue
+    #: 21); never part of :meth:`response`: the client sees none of them.
+    #: ``lwa_reason`` is a word of ``flow.FAILURE_CODES`` for upstream errors.
+    lwa_endpoint: str | None = None
+    lwa_status: int | None = None
+    lwa_request_id: str | None = None
+    lwa_reason: str | None = None
 
     def __init__(self, description: str) -> None:
         super().__init__(description)

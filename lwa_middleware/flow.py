@@ -23,12 +23,13 @@ import re
 import time
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
-from .errors import InvalidToken, UpstreamUnavailable
+from .errors import AuthError, InvalidToken, UpstreamUnavailable
 from .identity import PROFILE_USER_ID, Identity, infer_scopes
 
 __all__ = [
+    "FAILURE_CODES",
     "Flow",
     "Lookup",
     "Resolved",
@@ -51,16 +52,39 @@ class UpstreamRequest:
 
 @dataclass(frozen=True, slots=True)
 class UpstreamResponse:
+    """One HTTP answer of LWA. ``request_id`` is its ``x-amzn-RequestId``, which
+    Amazon's support asks for about a failed call ("Obtain Customer Profile
+    Information"); it is logged and traced, never sent to the client."""
+
     status: int
     body: bytes = field(repr=False)
     retry_after: str | None = None
+    request_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class UpstreamFailure:
-    """No HTTP answer: refused, reset, timed out, oversized. ``reason`` is safe to log."""
+    """No HTTP answer: refused, reset, timed out, oversized. ``reason`` is safe to
+    log; ``code`` is one fixed word of :data:`FAILURE_CODES`, for metrics labels."""
 
     reason: str
+    code: str = "transport"
+
+
+#: Why a lookup failed, as metric labels and log/span fields: no HTTP answer
+#: (``timeout``, ``connection``, ``certificate``, ``too_large``, ``transport``),
+#: an answer that is an error (``status``), one that is nonsense
+#: (``unusable``), LWA calling our request malformed (``invalid_request``).
+FAILURE_CODES = (
+    "timeout",
+    "connection",
+    "certificate",
+    "too_large",
+    "transport",
+    "status",
+    "unusable",
+    "invalid_request",
+)
 
 
 Outcome = UpstreamResponse | UpstreamFailure
@@ -75,11 +99,14 @@ class Resolved:
         from *before* tokeninfo was asked, so it errs on the early side.
     :param has_profile: whether the profile was fetched (else ``identity``
         carries only what tokeninfo proves).
+    :param request_id: LWA's id of the answer that decided (not compared).
     """
 
     identity: Identity
     expires_mono: float
     has_profile: bool
+    #: ``x-amzn-RequestId`` of the last LWA answer read (the profile's, when asked).
+    request_id: str | None = field(default=None, compare=False)
 
 
 Flow = Generator[list[UpstreamRequest], list[Outcome], Resolved]
@@ -125,6 +152,22 @@ def _retry_after(value: str | None) -> int | None:
     return None
 
 
+_E = TypeVar("_E", bound=AuthError)
+
+
+def _about(error: _E, endpoint: str, outcome: Outcome, code: str | None = None) -> _E:
+    """``error``, annotated with the LWA call that decided it (for logs,
+    events and spans only: :meth:`~.errors.AuthError.response` never shows these)."""
+    error.lwa_endpoint = endpoint
+    if isinstance(outcome, UpstreamFailure):
+        error.lwa_reason = outcome.code
+    else:
+        error.lwa_status = outcome.status
+        error.lwa_request_id = outcome.request_id
+        error.lwa_reason = code
+    return error
+
+
 def _unavailable(endpoint: str, outcome: Outcome, detail: str = "") -> UpstreamUnavailable:
     if isinstance(outcome, UpstreamFailure):
         why = outcome.reason
@@ -132,7 +175,8 @@ def _unavailable(endpoint: str, outcome: Outcome, detail: str = "") -> UpstreamU
     else:
         why = detail or f"HTTP {outcome.status}"
         retry = _retry_after(outcome.retry_after)
-    return UpstreamUnavailable(f"LWA {endpoint} is unavailable ({why}).", retry_after=retry)
+    error = UpstreamUnavailable(f"LWA {endpoint} is unavailable ({why}).", retry_after=retry)
+    return _about(error, endpoint, outcome, "unusable" if detail else "status")
 
 
 def _is_rejection(response: UpstreamResponse) -> bool:
@@ -267,7 +311,7 @@ def resolution_flow(
 
     if isinstance(info, UpstreamFailure) or info.status != 200:
         if isinstance(info, UpstreamResponse) and _is_rejection(info):
-            raise InvalidToken(_REJECTED)
+            raise _about(InvalidToken(_REJECTED), "tokeninfo", info)
         raise _unavailable("tokeninfo", info)
     try:
         data = _json_object(info)
@@ -279,12 +323,12 @@ def resolution_flow(
     except _Nonsense as exc:
         raise _unavailable("tokeninfo", info, f"unusable answer: {exc}") from None
     if aud not in client_ids:
-        raise InvalidToken(_OTHER_CLIENT)
+        raise _about(InvalidToken(_OTHER_CLIENT), "tokeninfo", info)
     # The configured string, not this answer's copy: a hundred thousand cached
     # identities then share one client id instead of holding one each.
     aud = next(cid for cid in client_ids if cid == aud)
     if remaining <= 0:
-        raise InvalidToken(_REJECTED)
+        raise _about(InvalidToken(_REJECTED), "tokeninfo", info)
     expires_mono = started_mono + remaining
     expires_at = started_wall + remaining
 
@@ -295,7 +339,7 @@ def resolution_flow(
             client_id=aud,
             expires_at=expires_at,
         )
-        return Resolved(identity, expires_mono, has_profile=False)
+        return Resolved(identity, expires_mono, has_profile=False, request_id=info.request_id)
 
     prof = outcomes[1] if len(outcomes) > 1 else (yield [profile])[0]
     if isinstance(prof, UpstreamFailure) or prof.status != 200:
@@ -304,12 +348,13 @@ def resolution_flow(
             # A live token with no profile scope (say, only Alexa scopes):
             # tokeninfo still proves who it is.
             identity = Identity(user_id=user_id, client_id=aud, expires_at=expires_at)
-            return Resolved(identity, expires_mono, has_profile=True)
+            request_id = prof.request_id if isinstance(prof, UpstreamResponse) else None
+            return Resolved(identity, expires_mono, has_profile=True, request_id=request_id)
         if verdict == "invalid_token":
             # Expired, revoked or app removed between the two calls.
-            raise InvalidToken(_REJECTED)
+            raise _about(InvalidToken(_REJECTED), "profile", prof)
         if verdict == "invalid_request":
-            raise UpstreamUnavailable(_OUR_REQUEST)
+            raise _about(UpstreamUnavailable(_OUR_REQUEST), "profile", prof, "invalid_request")
         raise _unavailable("profile", prof)
     try:
         fields = _profile_fields(_json_object(prof))
@@ -318,7 +363,8 @@ def resolution_flow(
     if fields["user_id"] != user_id:
         # Two LWA answers disagree about who this is: trust neither, and do
         # not remember the verdict, since it is not the token's fault.
-        raise InvalidToken("LWA gave inconsistent answers for this token.", remember=False)
+        mismatch = InvalidToken("LWA gave inconsistent answers for this token.", remember=False)
+        raise _about(mismatch, "profile", prof)
     identity = Identity(
         user_id=user_id,
         name=fields["name"],
@@ -328,4 +374,4 @@ def resolution_flow(
         client_id=aud,
         expires_at=expires_at,
     )
-    return Resolved(identity, expires_mono, has_profile=True)
+    return Resolved(identity, expires_mono, has_profile=True, request_id=prof.request_id)

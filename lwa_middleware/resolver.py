@@ -32,7 +32,6 @@ has not yet expired, never to one LWA rejected.
 from __future__ import annotations
 
 import functools
-import logging
 import threading
 import time
 from collections.abc import Callable, Generator
@@ -43,6 +42,9 @@ import anyio
 import anyio.to_thread
 import sniffio
 
+from . import _observe, _otel
+from ._controls import AsyncControls, BlockingControls
+from ._observe import logger
 from .breaker import CircuitBreaker, Throttle
 from .cache import Entry, IdentityCache, token_digest
 from .errors import AuthError, BreakerOpen, InvalidToken, Saturated, UpstreamUnavailable
@@ -59,8 +61,6 @@ if TYPE_CHECKING:
     from .upstream import AsyncDriver, SyncDriver
 
 __all__ = ["AsyncControls", "BlockingControls", "Resolver"]
-
-logger = logging.getLogger("lwa_middleware")
 
 _BREAKER_OPEN = "LWA is failing; not asking it for a moment."
 
@@ -152,8 +152,11 @@ class Resolver:
         self._decorate = decorate
         self._local_ttl = settings.local_cache_ttl if settings.uses_redis else None
         self._on_event = settings.on_event
-        #: Whether an ``on_event`` hook is set: hot paths call :meth:`emit` only then.
-        self.hooked = settings.on_event is not None
+        #: The application's tracer, once it has set an OpenTelemetry provider.
+        self._tracer = _otel.current_tracer()
+        #: Whether an ``on_event`` hook or a tracer is set: hot paths call
+        #: :meth:`emit` only then (a hit is then a span too).
+        self.hooked = settings.on_event is not None or self._tracer is not None
         self._threads: ThreadFlights[Entry] = ThreadFlights(
             settings.timeout * 2 + 1, settings.retry_after
         )
@@ -183,11 +186,23 @@ class Resolver:
         return token_digest(token.encode("ascii"))
 
     def emit(self, event: str, **data: Any) -> None:
+        if event == "hit" and self._tracer is not None:
+            _otel.hit_span(self._tracer)
         if self._on_event is not None:
             try:
                 self._on_event(event, data)
             except Exception:  # a metrics hook must never break a request
-                logger.exception("lwa_middleware: on_event hook failed for %r", event)
+                logger.exception(
+                    "on_event hook failed for %r", event, extra=_observe.fields("hook_failed")
+                )
+
+    def _traced(self) -> Any:
+        """The tracer, looked for again on each lookup that asks beyond this
+        process (an application may set its provider after building the middleware)."""
+        if self._tracer is None:
+            self._tracer = _otel.current_tracer()
+            self.hooked = self.hooked or self._tracer is not None
+        return self._tracer
 
     def cached(self, key: bytes, policy: Policy) -> Entry | None:
         """A cached entry that serves ``policy``; raise a remembered rejection."""
@@ -310,10 +325,12 @@ class Resolver:
     def _succeeded(self, key: bytes, resolved: Resolved, started: float) -> Entry:
         elapsed = self.clock() - started
         self.stats.upstream_seconds += elapsed
+        self.stats.lookup_latency.observe(elapsed)
         self.breaker.success()
         entry = self._entry(resolved)
         self.cache.put(key, entry)
-        self.emit("resolved", seconds=elapsed)
+        _otel.annotate(resolved=resolved)
+        self.emit("resolved", seconds=elapsed, request_id=resolved.request_id)
         return entry
 
     def _failed(self, key: bytes, error: AuthError, policy: Policy, started: float) -> Entry:
@@ -322,38 +339,42 @@ class Resolver:
         if isinstance(error, InvalidToken):
             self.breaker.success()
             self.stats.rejected += 1
+            self.stats.lookup_latency.observe(elapsed)
             self.cache.reject(key, error)
-            self.emit("rejected", seconds=elapsed)
+            self.emit("rejected", **_observe.error_data(error, elapsed))
             raise error
         if isinstance(error, UpstreamUnavailable):
             if isinstance(error, Saturated):
                 # This process is too busy, LWA is not failing: opening the
                 # breaker would refuse real customers for a whole cooldown.
                 self.stats.saturated += 1
-                self._warn(self._saturated_log, "every LWA lookup slot stayed busy; shedding.")
+                error.lwa_reason = "saturated"
+                _observe.warn(
+                    self._saturated_log,
+                    "every LWA lookup slot stayed busy; shedding.",
+                    _observe.error_fields("saturated", error, policy, elapsed),
+                )
                 self.emit("saturated", seconds=elapsed)
             elif not isinstance(error, BreakerOpen):
                 # The breaker's own refusals must not restart its cooldown.
                 if self.breaker.failure():
                     self.stats.breaker_opened += 1
                     self.emit("breaker_open")
-                self.stats.upstream_errors += 1
-                self._warn(self._unavailable_log, error.description)
-                self.emit("upstream_error", seconds=elapsed, reason=error.description)
+                self.stats.upstream_error(error.lwa_reason)
+                self.stats.lookup_latency.observe(elapsed)
+                _observe.warn(
+                    self._unavailable_log,
+                    _observe.text(error),
+                    _observe.error_fields("upstream_error", error, policy, elapsed),
+                )
+                self.emit("upstream_error", **_observe.error_data(error, elapsed))
             if error.retry_after is None:
                 error.retry_after = self.settings.retry_after
+            _otel.annotate(error=error)
             stale = self.stale(key, policy)
             if stale is not None:
                 return stale
         raise error
-
-    @staticmethod
-    def _warn(throttle: Throttle, description: str) -> None:
-        held = throttle.allow()
-        if held:
-            logger.warning("lwa_middleware: %s (%d more since the last warning)", description, held)
-        elif held is not None:
-            logger.warning("lwa_middleware: %s", description)
 
     def stale(self, key: bytes, policy: Policy) -> Entry | None:
         """With stale-if-error, a cached entry whose token is still live."""
@@ -363,6 +384,7 @@ class Resolver:
         entry = self.cache.get(key)
         if entry is not None and _sufficient(policy, entry) and entry.expires_mono > self.clock():
             self.stats.stale_served += 1
+            _otel.annotate("stale")
             self.emit("stale_served")
             return entry
         return None
@@ -386,6 +408,7 @@ class Resolver:
         if not resolved.has_profile and policy.needs_profile:
             return None
         self.stats.shared_hits += 1
+        _otel.annotate("shared")
         self.emit("shared_hit")
         entry = self._entry(resolved, fresh_for=found.fresh_for)
         self.cache.put(key, entry)
@@ -393,6 +416,7 @@ class Resolver:
 
     def _joined(self) -> None:
         self.stats.coalesced += 1
+        _otel.annotate("joined")
         self.emit("coalesced")
 
     # -- the blocking driver -------------------------------------------------
@@ -431,6 +455,13 @@ class Resolver:
         entry = self.cached(key, policy)
         if entry is not None:
             return entry
+        tracer = self._traced()
+        if tracer is None:
+            return self._fly_sync(token, key, policy)
+        with _otel.lookup_span(tracer, policy):
+            return self._fly_sync(token, key, policy)
+
+    def _fly_sync(self, token: str, key: bytes, policy: Policy) -> Entry:
         return self._threads.run(
             _flight_slot(key, policy),
             lambda: self._drive(self._lookup_plan(token, key, policy)),
@@ -513,6 +544,13 @@ class Resolver:
         entry = self.cached(key, policy)
         if entry is not None:
             return entry
+        tracer = self._traced()
+        if tracer is None:
+            return await self._fly_async(token, key, policy)
+        with _otel.lookup_span(tracer, policy):
+            return await self._fly_async(token, key, policy)
+
+    async def _fly_async(self, token: str, key: bytes, policy: Policy) -> Entry:
         return await self._tasks.run(
             _flight_slot(key, policy),
             lambda: self._adrive(self._lookup_plan(token, key, policy)),
@@ -535,65 +573,3 @@ class Resolver:
         if self._async_shared is not None:
             await self._async_shared.aclose()
         self.close()
-
-
-class BlockingControls:
-    """What a blocking middleware offers its users, over its ``resolver``.
-
-    Shared by the WSGI middleware and the Django integration.
-    """
-
-    resolver: Resolver
-
-    @property
-    def stats(self) -> Stats:
-        """Cache and upstream counters (hits, misses, coalesced, …)."""
-        return self.resolver.stats
-
-    def invalidate(self, token: str) -> None:
-        """Forget what is cached about ``token``; see ``LWAMiddleware.invalidate``.
-
-        Raises :class:`~.errors.SharedCacheError` if Redis could not be written.
-        """
-        self.resolver.invalidate(token)
-
-    def revoke(self, token: str) -> None:
-        """Refuse ``token`` until it expires (logout); see ``LWAMiddleware.revoke``.
-
-        Raises :class:`~.errors.SharedCacheError` if Redis could not be written
-        (the token is refused in this process all the same).
-        """
-        self.resolver.revoke(token)
-
-    def close(self) -> None:
-        """Close pooled connections to LWA (and Redis)."""
-        self.resolver.close()
-
-
-class AsyncControls:
-    """What the ASGI middleware offers its users, over its ``resolver``."""
-
-    resolver: Resolver
-
-    @property
-    def stats(self) -> Stats:
-        """Cache and upstream counters (hits, misses, coalesced, …)."""
-        return self.resolver.stats
-
-    async def invalidate(self, token: str) -> None:
-        """Forget what is cached about ``token``, here and in the shared cache, so
-        the next request asks LWA again. To refuse it from now on (logout), use
-        :meth:`revoke`. Raises :class:`~lwa_middleware.SharedCacheError` if Redis
-        could not be written."""
-        await self.resolver.ainvalidate(token)
-
-    async def revoke(self, token: str) -> None:
-        """Refuse ``token`` until it expires (logout), here and on every worker
-        sharing the Redis cache (pushed to their memory at once). Raises
-        :class:`~lwa_middleware.SharedCacheError` if Redis could not be written
-        (refused here all the same, and published when Redis is back)."""
-        await self.resolver.arevoke(token)
-
-    async def aclose(self) -> None:
-        """Close pooled connections to LWA (and Redis); lifespan shutdown does it too."""
-        await self.resolver.aclose()

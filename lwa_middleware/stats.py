@@ -2,9 +2,47 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+import bisect
+from dataclasses import dataclass, field, fields
 
-__all__ = ["Stats"]
+__all__ = ["LATENCY_BUCKETS", "Latency", "Stats"]
+
+#: Upper bounds (seconds) of the lookup latency histogram: an LWA round trip
+#: is tens of milliseconds, the default deadline 5 s.
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class Latency:
+    """A histogram of lookup seconds, read at scrape time (``prometheus.py``).
+
+    Unlocked increments, like :class:`Stats`: an observation lost to a race
+    costs a metric a count, never a request anything.
+    """
+
+    __slots__ = ("count", "counts", "total")
+
+    def __init__(self) -> None:
+        #: Per bucket of :data:`LATENCY_BUCKETS`, and one more for +Inf.
+        self.counts = [0] * (len(LATENCY_BUCKETS) + 1)
+        self.count = 0
+        self.total = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self.counts[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        self.count += 1
+        self.total += seconds
+
+    def cumulative(self) -> list[tuple[float, int]]:
+        """``(upper bound, observations <= it)``, ending with ``(inf, count)``."""
+        running, out = 0, []
+        for bound, count in zip((*LATENCY_BUCKETS, float("inf")), self.counts, strict=True):
+            running += count
+            out.append((bound, running))
+        return out
+
+
+def _not_a_counter() -> dict[str, bool]:
+    return {"counter": False}
 
 
 @dataclass
@@ -49,6 +87,21 @@ class Stats:
     redis_reconnects: int = 0
     #: Seconds spent waiting on LWA, summed.
     upstream_seconds: float = 0.0
+    #: ``upstream_errors`` by reason (``flow.FAILURE_CODES``: ``certificate``, ``timeout``…).
+    upstream_error_reasons: dict[str, int] = field(
+        default_factory=dict, metadata=_not_a_counter()
+    )
+    #: Seconds of every lookup that asked LWA (answered, rejected or failed).
+    lookup_latency: Latency = field(default_factory=Latency, metadata=_not_a_counter())
 
     def snapshot(self) -> dict[str, float]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        """The counters (not the per-reason table nor the histogram)."""
+        return {
+            f.name: getattr(self, f.name) for f in fields(self) if f.metadata.get("counter", True)
+        }
+
+    def upstream_error(self, reason: str | None) -> None:
+        """Count one upstream error, by reason."""
+        self.upstream_errors += 1
+        reason = reason or "transport"
+        self.upstream_error_reasons[reason] = self.upstream_error_reasons.get(reason, 0) + 1

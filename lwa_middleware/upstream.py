@@ -19,27 +19,36 @@ a customer before LWA answers, so it competes fairly.
 
 Any transport problem becomes an :class:`~.flow.UpstreamFailure` whose reason
 is a fixed phrase: httpx2 exception messages are never forwarded, since they
-may quote URLs or peers.
+may quote URLs or peers. A certificate LWA's TLS peer presented that does not
+verify is told apart (``certificate``) from an outage (``connection``).
+
+The ``http_client`` option replaces the pooled clients by the application's
+own (a proxy, mTLS, a corporate CA, its instrumentation): the factory is
+called once per driver (and event loop), and every deadline and size cap
+above is still applied per request.
 """
 
 from __future__ import annotations
 
+import contextvars
 import itertools
 import os
+import re
 import ssl
 import threading
 import time
 import types
 import weakref
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import anyio
 import anyio.lowlevel
 import httpx2
 
+from . import _otel
 from ._loopbound import keep_until_shutdown
-from .errors import AuthError, Saturated, UpstreamUnavailable
+from .errors import AuthError, ConfigurationError, Saturated, UpstreamUnavailable
 from .flow import Lookup, Outcome, Resolved, UpstreamFailure, UpstreamRequest, UpstreamResponse
 
 if TYPE_CHECKING:
@@ -104,12 +113,40 @@ def _client_options(settings: Settings, context: ssl.SSLContext) -> dict[str, ob
     }
 
 
+_TIMED_OUT = UpstreamFailure("timed out", "timeout")
+
+
+def _certificate(exc: BaseException) -> bool:
+    """Whether ``exc`` comes from a peer certificate that did not verify
+    (untrusted CA, wrong host name, expired): httpx2 wraps the ``ssl`` error."""
+    seen: BaseException | None = exc
+    for _ in range(8):  # a short chain; never loop on a cycle
+        if seen is None:
+            return False
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 def _failure(exc: Exception) -> UpstreamFailure:
     if isinstance(exc, httpx2.TimeoutException | TimeoutError):
-        return UpstreamFailure("timed out")
+        return _TIMED_OUT
+    if _certificate(exc):
+        return UpstreamFailure("certificate verification failed", "certificate")
     if isinstance(exc, httpx2.ConnectError):
-        return UpstreamFailure("connection failed")
+        return UpstreamFailure("connection failed", "connection")
     return UpstreamFailure("transport error: " + type(exc).__name__)
+
+
+#: What a request id of LWA may look like (a UUID, as Amazon's examples show):
+#: anything else is dropped, so an answer cannot put text of its choosing in logs.
+_REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
+
+
+def _request_id(response: httpx2.Response) -> str | None:
+    value = response.headers.get("x-amzn-requestid")
+    return value if value is not None and _REQUEST_ID.fullmatch(value) else None
 
 
 class _Body:
@@ -136,7 +173,10 @@ class _Body:
 
     def outcome(self, response: httpx2.Response) -> UpstreamResponse:
         return UpstreamResponse(
-            response.status_code, b"".join(self.chunks), response.headers.get("retry-after")
+            response.status_code,
+            b"".join(self.chunks),
+            response.headers.get("retry-after"),
+            _request_id(response),
         )
 
 
@@ -144,10 +184,34 @@ class _TooLarge(Exception):
     pass
 
 
+_TOO_LARGE = UpstreamFailure("response too large", "too_large")
+
+
 def _unusable() -> UpstreamUnavailable:
     # Defence in depth: whatever the flow choked on came from LWA's answer,
     # and a client must never see a 500 for it.
-    return UpstreamUnavailable("LWA answered something unusable.")
+    error = UpstreamUnavailable("LWA answered something unusable.")
+    error.lwa_reason = "unusable"
+    return error
+
+
+def _own_clients(settings: Settings, asyncio: bool) -> list[Any]:
+    """``[settings.http_client(asyncio=...)]``, checked to be the kind asked for."""
+    factory = settings.http_client
+    assert factory is not None
+    return [checked_client(factory(asyncio=asyncio), asyncio)]
+
+
+def checked_client(client: object, asyncio: bool) -> Any:
+    """``client`` if it is what ``http_client(asyncio=asyncio)`` must return."""
+    kind = httpx2.AsyncClient if asyncio else httpx2.Client
+    if not isinstance(client, kind):
+        raise ConfigurationError(
+            f"http_client(asyncio={asyncio}) returned {type(client).__name__}, not an "
+            f"httpx2.{kind.__name__}: pass a factory such as lambda asyncio: "
+            "(httpx2.AsyncClient if asyncio else httpx2.Client)(proxy=..., verify=ctx)"
+        )
+    return client
 
 
 def _saturated(settings: Settings) -> Saturated:
@@ -209,9 +273,13 @@ class SyncDriver:
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        options = _client_options(settings, ssl_context(settings))
         clients, connections = pool_shape(settings)
-        self._clients = [httpx2.Client(**options) for _ in range(clients)]  # type: ignore[arg-type]
+        if settings.http_client is not None:
+            self._clients: list[httpx2.Client] = _own_clients(settings, asyncio=False)
+            connections *= clients  # one client holds every seat
+        else:
+            options = _client_options(settings, ssl_context(settings))
+            self._clients = [httpx2.Client(**options) for _ in range(clients)]  # type: ignore[arg-type]
         self._seats = _Seats(self._clients, connections)
         # Threads are made on demand, so sizing the pool to the cap costs nothing idle.
         self._pool = ThreadPoolExecutor(
@@ -250,25 +318,40 @@ class SyncDriver:
                 slots.release()
 
     def _send_batch(self, batch: list[UpstreamRequest], deadline: float) -> list[Outcome]:
-        others = [self._pool.submit(self._send, req, deadline) for req in batch[1:]]
+        # The pool's threads run in a copy of this thread's context, so the
+        # call stays in the caller's trace (and any contextvar it relies on).
+        others = [
+            self._pool.submit(contextvars.copy_context().run, self._send, req, deadline)
+            for req in batch[1:]
+        ]
         first = self._send(batch[0], deadline)
         return [first, *(future.result() for future in others)]
 
     def _send(self, request: UpstreamRequest, deadline: float) -> Outcome:
+        with _otel.call_span(request.endpoint) as span:
+            outcome = self._fetch(request, deadline)
+            _otel.call_result(span, outcome)
+            return outcome
+
+    def _fetch(self, request: UpstreamRequest, deadline: float) -> Outcome:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            return UpstreamFailure("timed out")
+            return _TIMED_OUT
         client, seated = self._seats.take()
         try:
             with client.stream(
-                "GET", request.url, headers=request.headers, timeout=remaining
+                "GET",
+                request.url,
+                headers=request.headers,
+                timeout=remaining,
+                follow_redirects=False,
             ) as response:
                 body = _Body(response, self._settings.max_response_bytes, deadline)
                 for chunk in response.iter_bytes():
                     body.feed(chunk)
                 return body.outcome(response)
         except _TooLarge:
-            return UpstreamFailure("response too large")
+            return _TOO_LARGE
         except (httpx2.HTTPError, OSError, TimeoutError) as exc:
             return _failure(exc)
         finally:
@@ -311,9 +394,13 @@ class AsyncDriver:
         loop = anyio.lowlevel.current_token()
         seats, every, odd = self._seats, self._slots, self._odd
         if self._loop != loop or seats is None or every is None or odd is None:
-            options = _client_options(self._settings, self._ssl)
             count, connections = pool_shape(self._settings)
-            made = [httpx2.AsyncClient(**options) for _ in range(count)]  # type: ignore[arg-type]
+            if self._settings.http_client is not None:
+                made: list[httpx2.AsyncClient] = _own_clients(self._settings, asyncio=True)
+                connections *= count  # one client holds every seat
+            else:
+                options = _client_options(self._settings, self._ssl)
+                made = [httpx2.AsyncClient(**options) for _ in range(count)]  # type: ignore[arg-type]
             every = anyio.Semaphore(self._settings.max_concurrent_lookups)
             odd = anyio.Semaphore(_odd_slots(self._settings))
 
@@ -373,24 +460,34 @@ class AsyncDriver:
         outcomes: list[Outcome],
         index: int,
     ) -> None:
+        with _otel.call_span(request.endpoint) as span:
+            outcomes[index] = outcome = await self._fetch(seats, request, deadline)
+            _otel.call_result(span, outcome)
+
+    async def _fetch(
+        self, seats: _Seats[httpx2.AsyncClient], request: UpstreamRequest, deadline: float
+    ) -> Outcome:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            outcomes[index] = UpstreamFailure("timed out")
-            return
+            return _TIMED_OUT
         client, seated = seats.take()
         try:
             with anyio.fail_after(remaining):
                 async with client.stream(
-                    "GET", request.url, headers=request.headers, timeout=remaining
+                    "GET",
+                    request.url,
+                    headers=request.headers,
+                    timeout=remaining,
+                    follow_redirects=False,
                 ) as response:
                     body = _Body(response, self._settings.max_response_bytes, deadline)
                     async for chunk in response.aiter_bytes():
                         body.feed(chunk)
-                    outcomes[index] = body.outcome(response)
+                    return body.outcome(response)
         except _TooLarge:
-            outcomes[index] = UpstreamFailure("response too large")
+            return _TOO_LARGE
         except (httpx2.HTTPError, OSError, TimeoutError) as exc:
-            outcomes[index] = _failure(exc)
+            return _failure(exc)
         finally:
             seats.give(client, seated)
 

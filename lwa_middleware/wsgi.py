@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Unpack
 
 from ._app_kind import refuse_asgi_app
 from ._login_redirect import login_location, redirect_headers
+from ._observe import fields
 from .config import Options, Settings
 from .errors import AuthError
 from .gate import PASS, Gate, Resolve
@@ -175,7 +176,7 @@ class LWAWSGIMiddleware(BlockingControls):
         try:
             self.resolver.warm_sync()
         except Exception:  # the first lookup meets it again, and fails closed
-            logger.debug("warm start failed", exc_info=True)
+            logger.debug("warm start failed", exc_info=True, extra=fields("warm_start_failed"))
 
     def close(self) -> None:
         """Close pooled connections to LWA (and Redis)."""

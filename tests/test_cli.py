@@ -141,12 +141,17 @@ def test_inspect_rejected_token(
     code, out, _ = run(capsys, inspect(lwa_emulator, token), secret=token)
     assert code == 1
     result = json.loads(out)
+    # LWA's answer, with its x-amzn-RequestId for Amazon's support (issue 21).
+    lwa = result.pop("lwa")
     assert result == {
         "valid": False,
         "error": "invalid_token",
         "reason": "The access token is invalid, expired or revoked.",
         "api_base_url": lwa_emulator.base_url,
     }
+    assert lwa["endpoint"] == "tokeninfo"
+    assert lwa["status"] == 400
+    assert re.fullmatch(r"[0-9a-f-]{36}", lwa["request_id"])
     assert lwa_emulator.calls["tokeninfo"] == 1
 
 

@@ -465,6 +465,7 @@ def test_a_cancelled_request_gives_its_seat_back(backend: str) -> None:
 
     @dataclass
     class Request:
+        endpoint: str = "tokeninfo"
         url: str = "https://api.amazon.com/auth/o2/tokeninfo"
         headers: tuple[()] = ()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
+from .._observe import fields
 from ..errors import MissingToken
 from ..identity import Identity, check_scopes, expand_scopes
 from ..routes import Policy
@@ -51,8 +52,9 @@ def warn_unprotected(framework: str, path: str) -> None:
         return
     _warned.add(key)
     logger.warning(
-        "lwa_middleware: %s view at %r requires LWA but the middleware attached no "
+        "%s view at %r requires LWA but the middleware attached no "
         "identity key; is the route 'public' or the middleware missing? Answering 401.",
         framework,
         path,
+        extra=fields("no_identity_key", route=path),
     )

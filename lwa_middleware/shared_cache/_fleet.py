@@ -61,6 +61,7 @@ from typing import TYPE_CHECKING, Any, Final
 import redis
 import redis.retry
 
+from .._observe import fields as log_fields
 from ..cache import IdentityCache, token_digest
 from ._channel import (
     ASK_SECRET,
@@ -381,7 +382,9 @@ class Fleet(_Recovery):
                 self._listen(stop, client, pubsub)
             except Exception as exc:
                 if not stop.is_set():
-                    logger.debug("lwa_middleware: revocation subscriber: %r", exc)
+                    logger.debug(
+                        "revocation subscriber: %r", exc, extra=log_fields("subscriber_error")
+                    )
             finally:
                 self._subscribed = False
                 with contextlib.suppress(Exception):  # a broken socket

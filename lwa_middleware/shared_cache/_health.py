@@ -35,6 +35,7 @@ from typing import Any, Final
 
 import redis
 
+from .._observe import fields
 from ..errors import SharedCacheError
 from ._steps import _T, _Plan, _Sleep
 from ._topology import WrongClient
@@ -268,7 +269,9 @@ class _Health:
             self._down = False
             self._failures = 0
             self._skip_until = 0.0
-            logger.info("lwa_middleware: the shared cache (Redis) answers again")
+            logger.info(
+                "the shared cache (Redis) answers again", extra=fields("redis_recovered")
+            )
             self._emit("redis_recovered")
 
     def _failed(self, exc: Exception) -> bool:
@@ -313,20 +316,22 @@ class _Health:
         self._fault_logs[fault] = now + LOG_INTERVAL
         cause, fix = FAULTS[fault]
         logger.error(
-            "lwa_middleware: shared cache misconfigured [%s]: %s; fix: %s. "
+            "shared cache misconfigured [%s]: %s; fix: %s. "
             "Requests go on without Redis meanwhile.",
             fault,
             cause,
             fix,
+            extra=fields("redis_fault", reason=fault),
         )
 
     def _durable_failed(self, what: str, exc: Exception | None) -> SharedCacheError:
         if exc is not None:
             self._failed(exc)
         logger.error(
-            "lwa_middleware: %s could not be written to the shared cache (Redis); "
+            "%s could not be written to the shared cache (Redis); "
             "it holds in this process only",
             what,
+            extra=fields("redis_write_failed"),
         )
         return SharedCacheError(
             f"The {what} could not be written to the shared cache (Redis) in time; "
@@ -337,4 +342,4 @@ class _Health:
         now = self._clock()
         if now >= self._next_log:
             self._next_log = now + LOG_INTERVAL
-            logger.warning("lwa_middleware: %s", message)
+            logger.warning("%s", message, extra=fields("redis_error"))

@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
+from .._observe import fields
 from ..cache import REVOKED
 from ..errors import AuthError, InvalidToken
 from ..flow import Resolved
@@ -89,10 +90,11 @@ def _warn_generated_secret() -> None:
             return
         _warned_no_secret = True
     logger.warning(
-        "lwa_middleware: redis_url is set without cache_key_secret: the key and MAC "
+        "redis_url is set without cache_key_secret: the key and MAC "
         "secret is generated and stored in Redis (%s), so anyone who can read Redis can "
         "forge shared-cache entries. Set cache_key_secret (LWA_CACHE_KEY_SECRET).",
         SECRET_KEY,
+        extra=fields("config_warning"),
     )
 
 

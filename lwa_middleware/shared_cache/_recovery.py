@@ -18,6 +18,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from .._observe import fields as log_fields
 from ..cache import IdentityCache
 from ._channel import CHANNEL, STREAM, STREAM_MAXLEN, seal
 from ._codec import EPOCH_KEY, REPLAY_BATCH, SECRET_KEY, Codec, replay_batches
@@ -104,9 +105,10 @@ class _Recovery:
         if self._emit is not None:
             self._emit("fleet_resync")
         logger.info(
-            "lwa_middleware: revocation messages may have been missed (%s); this process "
+            "revocation messages may have been missed (%s); this process "
             "dropped the identities it held in memory",
             why or f"the Redis stream {STREAM} was trimmed or lost",
+            extra=log_fields("fleet_resync"),
         )
 
     def _reassert(
@@ -177,8 +179,9 @@ class _Recovery:
         if lost:
             self.losses += 1
             logger.warning(
-                "lwa_middleware: the shared cache (Redis) lost its data; this process "
-                "writes and announces again the revocations it made"
+                "the shared cache (Redis) lost its data; this process "
+                "writes and announces again the revocations it made",
+                extra=log_fields("redis_data_lost"),
             )
             self._reassert(client, announce=True, between=between)
 

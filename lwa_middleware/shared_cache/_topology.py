@@ -52,6 +52,8 @@ import redis.retry
 import redis.sentinel
 from redis.backoff import NoBackoff
 
+from .._observe import fields
+
 if TYPE_CHECKING:
     from ..config import Settings
 
@@ -299,11 +301,12 @@ def _warn_if_slow_to_fail(client: Any) -> None:
             return
         _warned_slow = True
     logger.warning(
-        "lwa_middleware: redis_client(asyncio=False) returned a client with %s: a dead or "
+        "redis_client(asyncio=False) returned a client with %s: a dead or "
         "black-holed Redis then holds a WSGI request (and the revocation subscriber) for "
         "every attempt; set socket_timeout and socket_connect_timeout (0.05 to 0.5 s) and "
         "retry=redis.retry.Retry(redis.backoff.NoBackoff(), 0)",
         " and ".join(found),
+        extra=fields("config_warning"),
     )
 
 
