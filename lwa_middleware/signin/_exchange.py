@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+from .._observe import fields
 from ..errors import AuthError, UpstreamUnavailable
 from ..identity import Identity
 from ..routes import Access, Policy
@@ -42,12 +43,17 @@ def exchange(
             # The app's credentials, not the user's sign-in: say what to fix.
             logger.error(
                 "sign-in: LWA refused the client credentials (invalid_client): check "
-                "client_secret (and client_id) against the LWA security profile"
+                "client_secret (and client_id) against the LWA security profile",
+                extra=fields("signin_failed", reason="invalid_client"),
             )
             return signin._failed(
                 502, "Amazon refused this site's credentials: check client_secret.", clear
             )
-        logger.warning("sign-in: LWA refused the code (%.40r)", refused.error)
+        logger.warning(
+            "sign-in: LWA refused the code (%.40r)",
+            refused.error,
+            extra=fields("signin_failed", reason="code_refused"),
+        )
         status = 400 if refused.error == "invalid_grant" else 502
         return signin._failed(status, "Amazon refused this sign-in.", clear)
     except UpstreamUnavailable as down:
@@ -61,5 +67,8 @@ def exchange(
             ("Retry-After", wait),
         )
     except AuthError:
-        logger.warning("sign-in: LWA refused the new access token")
+        logger.warning(
+            "sign-in: LWA refused the new access token",
+            extra=fields("signin_failed", reason="token_refused"),
+        )
         return signin._failed(400, "Amazon refused this sign-in.", clear)

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from string import Template
 from typing import Final, Literal, get_args
 
+from .._observe import fields
 from ..errors import ConfigurationError
 from ._parts import Reply
 
@@ -141,7 +142,9 @@ def _body(pages: Pages | None, page: Page) -> bytes:
         made = pages(page)
     except Exception:
         logger.exception(
-            "sign-in: the pages callable failed on a %r page; default page sent", page.kind
+            "sign-in: the pages callable failed on a %r page; default page sent",
+            page.kind,
+            extra=fields("signin_page_failed"),
         )
         return _DEFAULT.substitute(_fields(page)).encode()
     if isinstance(made, str):
@@ -151,6 +154,7 @@ def _body(pages: Pages | None, page: Page) -> bytes:
     logger.error(
         "sign-in: the pages callable returned %s, not str or bytes; default page sent",
         type(made).__name__,
+        extra=fields("signin_page_failed"),
     )
     return _DEFAULT.substitute(_fields(page)).encode()
 

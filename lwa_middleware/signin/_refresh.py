@@ -13,6 +13,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Final
 
+from .._observe import fields
 from ..errors import UpstreamUnavailable
 from ._parts import _Refused, _Session
 
@@ -66,11 +67,19 @@ def _refresh_now(signin: SignIn, key: str, sealed: bytes, session: _Session) -> 
         )
     except _Refused as refused:
         if refused.error == "invalid_grant":  # app removed, token revoked: the end
-            logger.info("session ended: LWA refused its refresh token")
+            logger.info(
+                "session ended: LWA refused its refresh token",
+                extra=fields("session_ended", reason="invalid_grant"),
+            )
             signin.store.delete(key)
             signin._revoke(session.access_token)
             return None
-        logger.error("session refresh refused by LWA (%.40r): check the client", refused.error)
+        logger.error(
+            "session refresh refused by LWA (%.40r): check client_secret (and client_id) "
+            "against the LWA security profile",
+            refused.error,
+            extra=fields("refresh_failed", reason="client_refused"),
+        )
         raise UpstreamUnavailable(
             "The session could not be refreshed.", signin.retry_after
         ) from None
@@ -92,7 +101,10 @@ def _refresh_now(signin: SignIn, key: str, sealed: bytes, session: _Session) -> 
     # The session changed while LWA answered: a logout took it (it must
     # stay ended), or a worker whose lease outlived ours refreshed it. The
     # new token is kept nowhere; revoked too, as logout revokes the old one.
-    logger.info("session refresh discarded: the session ended or changed meanwhile")
+    logger.info(
+        "session refresh discarded: the session ended or changed meanwhile",
+        extra=fields("refresh_discarded"),
+    )
     signin._revoke(grant.access_token)
     current = signin._load(key)
     return current.access_token if current is not None and signin._fresh(current) else None

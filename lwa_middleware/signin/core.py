@@ -30,6 +30,7 @@ from urllib.parse import urlencode, urlsplit
 import anyio
 import httpx2
 
+from .._observe import fields
 from ..config import Settings
 from ..errors import ConfigurationError, SharedCacheError, UpstreamUnavailable
 from ..flow import seconds_field
@@ -320,7 +321,10 @@ class SignIn:
             try:
                 resolver.revoke(token)
             except SharedCacheError:
-                logger.warning("logout: the revocation could not be shared through Redis yet")
+                logger.warning(
+                    "logout: the revocation could not be shared through Redis yet",
+                    extra=fields("logout_unshared", reason="redis"),
+                )
 
     # -- /login ----------------------------------------------------------------
 
@@ -351,7 +355,10 @@ class SignIn:
         try:
             return self._login(next_path)
         except UpstreamUnavailable as down:
-            logger.warning("sign-in unavailable: the session store did not answer")
+            logger.warning(
+                "sign-in unavailable: the session store did not answer",
+                extra=fields("signin_unavailable", reason="store"),
+            )
             return self._unavailable(down)
 
     def _too_many_logins(self) -> Reply:
@@ -360,7 +367,10 @@ class SignIn:
         now = time.monotonic()
         if now - self._refusals_logged >= 60:  # one line a minute, not one a request
             self._refusals_logged = now
-            logger.warning("sign-in refused: too many sign-ins in progress")
+            logger.warning(
+                "sign-in refused: too many sign-ins in progress",
+                extra=fields("signin_refused", reason="pending_logins_full"),
+            )
         return self._page(
             "unavailable",
             503,
@@ -408,7 +418,10 @@ class SignIn:
         try:
             return self._callback(query, list(cookies))
         except UpstreamUnavailable as down:  # the store; LWA's own 503 is handled inside
-            logger.warning("sign-in unavailable: the session store did not answer")
+            logger.warning(
+                "sign-in unavailable: the session store did not answer",
+                extra=fields("signin_unavailable", reason="store"),
+            )
             return self._unavailable(down, ("Set-Cookie", self.cookies.clear(self.cookies.login)))
 
     def _callback(self, query: Sequence[tuple[str, str]], cookies: list[str]) -> Reply:
@@ -428,7 +441,9 @@ class SignIn:
         target = safe_next(pending.get("n"), self.after_login)
         state = params.get("state", "")
         if not hmac.compare_digest(state.encode(), pending["s"].encode()):
-            logger.warning("sign-in refused: state mismatch")
+            logger.warning(
+                "sign-in refused: state mismatch", extra=fields("signin_refused", reason="state")
+            )
             return self._page(
                 "refused", 400, "Sign-in refused", "This sign-in was not started here.", clear
             )
@@ -438,7 +453,11 @@ class SignIn:
                 return self._page(
                     "cancelled", 403, "Sign-in cancelled", "You cancelled the sign-in.", clear
                 )
-            logger.warning("sign-in failed at LWA: %.40r", error)
+            logger.warning(
+                "sign-in failed at LWA: %.40r",
+                error,
+                extra=fields("signin_failed", reason="authorize_error"),
+            )
             return self._failed(400, "Amazon did not sign you in.", clear)
         code = params.get("code", "")
         if not code:
@@ -471,7 +490,10 @@ class SignIn:
     ) -> Reply:
         grant, identity = found
         if grant.refresh_token is None:
-            logger.warning("sign-in: LWA gave no refresh token; the session ends with the token")
+            logger.warning(
+                "sign-in: LWA gave no refresh token; the session ends with the token",
+                extra=fields("signin_no_refresh_token"),
+            )
         user = self.link(identity) if self.link is not None else None
         now = self.clock()
         session = _Session(
@@ -487,7 +509,7 @@ class SignIn:
             self.store.delete(self._key("session", old))
         session_id = secrets.token_urlsafe(32)
         self._save(self._key("session", session_id), session)
-        logger.info("sign-in completed")
+        logger.info("sign-in completed", extra=fields("signin_completed"))
         return Reply(
             303,
             (
@@ -512,7 +534,10 @@ class SignIn:
         try:
             return self._logout(method, list(headers))
         except UpstreamUnavailable as down:
-            logger.warning("logout unavailable: the session store did not answer")
+            logger.warning(
+                "logout unavailable: the session store did not answer",
+                extra=fields("logout_unavailable", reason="store"),
+            )
             return self._unavailable(down)
 
     def _logout(self, method: str, headers: list[tuple[bytes, bytes]]) -> Reply:

@@ -125,7 +125,11 @@ def test_a_wrong_client_secret_says_check_client_secret(
             answer = client.get(path_of(back))
     assert answer.status_code == 502
     assert "check client_secret" in answer.text
-    assert any("check client_secret" in r.getMessage() for r in caplog.records)
+    said = [r for r in caplog.records if "check client_secret" in r.getMessage()]
+    assert said
+    # Structured like every record of the library: a JSON formatter reads these.
+    assert [(r.lwa_event, r.lwa_reason) for r in said] == [("signin_failed", "invalid_client")]
+    assert all(hasattr(r, "lwa_event") for r in caplog.records if r.name.startswith("lwa_"))
     assert "0" * 64 not in answer.text + caplog.text  # the secret itself never
 
 
