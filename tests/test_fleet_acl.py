@@ -40,7 +40,7 @@ pytestmark = [pytest.mark.redis, pytest.mark.timeout(120)]
 
 CLIENT = "amzn1.application-oa2-client.acl"
 PASSWORD = "acl-test-password-0123456789"
-README = Path(__file__).resolve().parent.parent / "README.md"
+REDIS_DOC = Path(__file__).resolve().parent.parent / "docs" / "how-to" / "redis.md"
 
 
 @pytest.fixture
@@ -60,7 +60,7 @@ def url(server: RedisServer, user: str = "lwa") -> str:
 
 
 def test_the_documented_rules_are_the_tested_ones() -> None:
-    assert ACL_RULES in README.read_text(encoding="utf-8")
+    assert ACL_RULES in REDIS_DOC.read_text(encoding="utf-8")
 
 
 def test_the_whole_flow_runs_as_the_least_privilege_user(
