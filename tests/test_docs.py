@@ -103,7 +103,8 @@ def test_try_it_as_written(page: str, try_heading: str, app_heading: str, tmp_pa
             stderr=subprocess.STDOUT, text=True)
 
         curl = shlex.split(curl_line, comments=True)
-        assert curl[:2] == ["curl", "-i"] and curl[2] == "-H", curl
+        assert curl[:2] == ["curl", "-i"], curl
+        assert curl[2] == "-H", curl
         header_name, _, header_value = curl[3].partition(": ")
         url = curl[4].replace("127.0.0.1:8000", f"127.0.0.1:{port}")
         assert url == f"http://127.0.0.1:{port}/me", curl
@@ -128,7 +129,8 @@ def test_try_it_as_written(page: str, try_heading: str, app_heading: str, tmp_pa
                     assert re.fullmatch(r"amzn1\.account\.\w+", got["user_id"]), got
                     assert got["name"] == "Test Customer " + got["user_id"][-6:], got
             bare = http.get(url)
-            assert bare.status_code == 401 and bare.json()["error"] == "missing_token", bare.text
+            assert bare.status_code == 401, bare.text
+            assert bare.json()["error"] == "missing_token", bare.text
             quote = http.get(url.replace("/me", "/shipping/quote"), headers=headers)
             assert quote.status_code == 403, quote.text  # minted without postal_code
     finally:
@@ -175,7 +177,8 @@ def test_every_page_is_in_the_nav() -> None:
 def test_the_reference_covers_the_public_api() -> None:
     """Every public module (one with ``__all__``, not private, not glue a user never
     imports) has a ``::: module`` block in docs/reference/."""
-    reference = "".join(p.read_text(encoding="utf-8") for p in (ROOT / "docs/reference").glob("*.md"))
+    reference = "".join(
+        p.read_text(encoding="utf-8") for p in (ROOT / "docs" / "reference").glob("*.md"))
     documented = set(re.findall(r"^::: ([\w.]+)$", reference, re.MULTILINE))
     package = ROOT / "lwa_middleware"
     public = {"lwa_middleware", "lwa_middleware.testing", "lwa_middleware.signin",

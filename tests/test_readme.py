@@ -297,7 +297,8 @@ with TestClient(snippet.app) as c:
 
 # Extra environment for a block, as a user would have set it.
 ENV: dict[tuple[str, str, int], dict[str, str]] = {
-    ("docs/how-to/redis.md", "Shared Redis cache", 0): {"LWA_KEY": "a-secret-of-your-own-0123456789"},
+    ("docs/how-to/redis.md", "Shared Redis cache", 0): {
+        "LWA_KEY": "a-secret-of-your-own-0123456789"},
 }
 
 # Blocks written as several files (``# settings.py`` ... ``# views.py``): the
