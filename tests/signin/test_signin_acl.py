@@ -1,5 +1,5 @@
 """Issue 18, item 10: the middleware and ``SignIn`` sharing one Redis as
-exactly the least-privilege user README.md and SECURITY.md document: the
+exactly the least-privilege user docs/how-to/redis.md and SECURITY.md document: the
 shared cache's ``ACL_RULES``, then the session store's
 :data:`lwa_middleware.signin.ACL_RULES` (rules add up), on a real redis-server.
 """
