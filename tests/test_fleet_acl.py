@@ -1,7 +1,7 @@
 # ruff: noqa: F811  (the Redis fixtures are imported from test_shared_cache)
 """Issue 14, item 5: the shared cache as a least-privilege Redis ACL user
 (exactly :data:`~lwa_middleware.shared_cache.ACL_RULES`, the rule set the
-README documents), and the ``redis_client=`` factory, with a redis-py
+docs/how-to/redis.md documents), and the ``redis_client=`` factory, with a redis-py
 ``CredentialProvider`` (the IAM-token case) against that user.
 """
 
@@ -40,7 +40,7 @@ pytestmark = [pytest.mark.redis, pytest.mark.timeout(120)]
 
 CLIENT = "amzn1.application-oa2-client.acl"
 PASSWORD = "acl-test-password-0123456789"
-README = Path(__file__).resolve().parent.parent / "README.md"
+REDIS_DOC = Path(__file__).resolve().parent.parent / "docs" / "how-to" / "redis.md"
 
 
 @pytest.fixture
@@ -60,7 +60,7 @@ def url(server: RedisServer, user: str = "lwa") -> str:
 
 
 def test_the_documented_rules_are_the_tested_ones() -> None:
-    assert ACL_RULES in README.read_text(encoding="utf-8")
+    assert ACL_RULES in REDIS_DOC.read_text(encoding="utf-8")
 
 
 def test_the_whole_flow_runs_as_the_least_privilege_user(
@@ -271,7 +271,7 @@ def test_a_factory_client_slow_to_fail_is_warned_about(
     """redis-py's defaults (socket_timeout 5 s, 10 retries with back-off) hold
     a WSGI request for seconds on a black-holed Redis, where the library's own
     clients give up within redis_timeout: warned about (once), with the fix;
-    the README's example is not."""
+    the docs' example is not."""
     from redis.backoff import NoBackoff
     from redis.retry import Retry
 

@@ -1,6 +1,6 @@
-"""Every code block in README.md runs as written.
+"""Every code block in README.md and in the docs site (``docs/**/*.md``) runs as written.
 
-Each fenced block gets its own test, named after its README line and section.
+Each fenced block gets its own test, named after its file, line and section.
 
 ``python`` blocks run in a fresh ``sys.executable`` subprocess, in a temporary
 working directory, with ``-W error::ResourceWarning``, no ``LWA_*`` variables
@@ -41,72 +41,14 @@ import shutil
 import subprocess
 import sys
 import textwrap
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from support.doc_blocks import BLOCKS, README, ROOT, Block
 
-README = Path(__file__).resolve().parent.parent / "README.md"
 TIMEOUT = 120  # seconds per subprocess: generous, for a loaded 2-core machine
-_FENCE = re.compile(r"^```(\S*)\s*$")
-_NOT_RUNNABLE = re.compile(r"^<!--\s*not-runnable:\s*(.+?)\s*-->\s*$")
 _FILE_MARKER = re.compile(r"^# ([\w/]+\.py)\b.*$")
 
-
-@dataclass(frozen=True)
-class Block:
-    line: int  # README line of the opening fence
-    lang: str
-    code: str
-    heading: str
-    ordinal: int  # index among the blocks of this language under this heading
-    not_runnable: str | None
-
-    @property
-    def id(self) -> str:
-        slug = re.sub(r"[^a-z0-9]+", "-", self.heading.lower()).strip("-")
-        return f"L{self.line}-{slug}"
-
-    @property
-    def key(self) -> tuple[str, int]:
-        return (self.heading, self.ordinal)
-
-
-def parse_readme(text: str) -> list[Block]:
-    blocks: list[Block] = []
-    heading = ""
-    counts: dict[tuple[str, str], int] = {}
-    lines = text.splitlines()
-    i = 0
-    while i < len(lines):
-        line = lines[i]
-        fence = _FENCE.match(line)
-        if fence is None:
-            if line.startswith("#"):
-                heading = line.lstrip("#").strip().replace("`", "")
-            i += 1
-            continue
-        start = i
-        i += 1
-        body: list[str] = []
-        while i < len(lines) and not lines[i].startswith("```"):
-            body.append(lines[i])
-            i += 1
-        assert i < len(lines), f"README.md:{start + 1}: unclosed code fence"
-        i += 1
-        lang = fence.group(1)
-        prev = next((p for p in reversed(lines[:start]) if p.strip()), "")
-        marker = _NOT_RUNNABLE.match(prev)
-        n = counts.get((heading, lang), 0)
-        counts[(heading, lang)] = n + 1
-        blocks.append(
-            Block(start + 1, lang, "\n".join(body) + "\n", heading, n,
-                  marker.group(1) if marker else None)
-        )
-    return blocks
-
-
-BLOCKS = parse_readme(README.read_text(encoding="utf-8"))
 PY_BLOCKS = [b for b in BLOCKS if b.lang == "python"]
 SHELL_BLOCKS = [b for b in BLOCKS if b.lang in ("sh", "bash", "console", "shell")]
 OTHER_BLOCKS = [b for b in BLOCKS if b not in PY_BLOCKS and b not in SHELL_BLOCKS]
@@ -233,8 +175,28 @@ with TestClient(snippet.app) as c:
     assert r.json()["error"] == "insufficient_scope", r.text
 '''
 
-PROBES: dict[tuple[str, int], str] = {
-    ("Quickstart", 0): '''
+# The first route: the README's Quickstart and the tutorial's app (one app, shown twice).
+_FIRST_ROUTE = '''
+from starlette.testclient import TestClient
+with TestClient(snippet.app) as c:
+    r = c.get("/me")
+    assert r.status_code == 401 and r.json()["error"] == "missing_token", r.text
+    assert r.headers["www-authenticate"] == 'Bearer realm="lwa"', r.headers
+    assert c.get("/health").status_code == 404          # public: straight to the app
+    r = c.get("/me", headers=bearer(token(["profile"])))
+    assert r.status_code == 200, r.text
+    assert set(r.json()) == {"user_id", "name"}, r.text
+    assert r.json()["name"] == "Ada Lovelace" and r.json()["user_id"].startswith("amzn1.account.")
+    r = c.get("/me", headers=bearer("Atza|not-a-token-the-emulator-issued"))
+    assert r.status_code == 401 and r.json()["error"] == "invalid_token", r.text
+    r = c.get("/shipping/quote", headers=bearer(token(["profile"])))
+    assert r.status_code == 403 and r.json()["error"] == "insufficient_scope", r.text
+'''
+
+PROBES: dict[tuple[str, str, int], str] = {
+    ("README.md", "Quickstart", 0): _FIRST_ROUTE,
+    ("docs/tutorial.md", "2. Write the app", 0): _FIRST_ROUTE,
+    ("docs/quickstart.md", "Quickstart", 0): '''
 from starlette.testclient import TestClient
 with TestClient(snippet.app) as c:
     assert c.get("/me").status_code == 401
@@ -245,7 +207,7 @@ with TestClient(snippet.app) as c:
     r = c.get("/shipping/quote", headers=bearer(token(["profile"])))
     assert r.status_code == 403 and r.json()["error"] == "insufficient_scope", r.text
 ''',
-    ("Quickstart", 1): '''
+    ("docs/quickstart.md", "Quickstart", 1): '''
 import dataclasses, typing
 import lwa_middleware
 assert dataclasses.is_dataclass(snippet.Identity)
@@ -255,12 +217,12 @@ assert list(doc) == list(real), (list(doc), list(real))
 assert doc == real, (doc, real)
 assert snippet.Identity.__dataclass_params__.frozen
 ''',
-    ("Starlette", 0): _ASGI_ME_SHIPPING,
-    ("FastAPI", 0): _ASGI_ME_SHIPPING + '''
+    ("docs/how-to/frameworks.md", "Starlette", 0): _ASGI_ME_SHIPPING,
+    ("docs/how-to/frameworks.md", "FastAPI", 0): _ASGI_ME_SHIPPING + '''
     spec = c.get("/openapi.json").json()
     assert "LWA" in spec["components"]["securitySchemes"], spec
 ''',
-    ("Flask", 0): '''
+    ("docs/how-to/frameworks.md", "Flask", 0): '''
 app = snippet.app
 c = app.test_client()
 r = c.get("/me")
@@ -274,7 +236,7 @@ r = c.get("/shipping", headers=bearer(token(["profile"])))
 assert r.status_code == 403 and r.json["error"] == "insufficient_scope", r.data
 snippet.lwa.middleware(app).close()
 ''',
-    ("Flask", 1): '''
+    ("docs/how-to/frameworks.md", "Flask", 1): '''
 app = snippet.app
 c = app.test_client()
 r = c.get("/", headers={"Origin": "https://app.example"})
@@ -283,7 +245,7 @@ assert r.headers["Access-Control-Allow-Origin"] == "https://app.example", r.head
 assert "WWW-Authenticate" in r.headers["Access-Control-Expose-Headers"], r.headers
 snippet.lwa.middleware(app).close()
 ''',
-    ("Falcon, Litestar, Quart", 0): '''
+    ("docs/how-to/frameworks.md", "Falcon, Litestar, Quart", 0): '''
 from werkzeug.test import Client
 c = Client(snippet.application)
 assert c.get("/me").status_code == 401
@@ -291,7 +253,7 @@ r = c.get("/me", headers=bearer(token()))
 assert r.status_code == 200 and r.json["user_id"].startswith("amzn1.account."), r.data
 snippet.application.close()
 ''',
-    ("Plain WSGI", 0): '''
+    ("docs/how-to/frameworks.md", "Plain WSGI", 0): '''
 from werkzeug.test import Client
 c = Client(snippet.application)
 assert c.get("/health").text == "anonymous"
@@ -305,7 +267,7 @@ assert r.status_code == 403, r.text
 snippet.application.close()
 ''',
     # With lifespan, as uvicorn and `with TestClient(...)` run it (issue 22).
-    ("Plain ASGI", 0): '''
+    ("docs/how-to/frameworks.md", "Plain ASGI", 0): '''
 from starlette.testclient import TestClient
 with TestClient(snippet.application) as c:
     assert c.get("/health").text == "anonymous"
@@ -315,7 +277,7 @@ with TestClient(snippet.application) as c:
     assert r.status_code == 200 and r.text.startswith("amzn1.account."), r.text
     assert c.get("/shipping", headers=bearer(token(["profile"]))).status_code == 403
 ''',
-    ("CORS: put it outside", 0): '''
+    ("docs/how-to/frameworks.md", "CORS: put it outside", 0): '''
 from starlette.testclient import TestClient
 with TestClient(snippet.app) as c:
     r = c.get("/", headers={"Origin": "https://app.example"})
@@ -326,7 +288,7 @@ with TestClient(snippet.app) as c:
                                 "Access-Control-Request-Method": "GET"})
     assert r.status_code == 200, r.text                 # answered by CORS, no token
 ''',
-    ("Shared Redis cache", 0): '''
+    ("docs/how-to/redis.md", "Shared Redis cache", 0): '''
 from starlette.testclient import TestClient
 with TestClient(snippet.app) as c:
     assert c.get("/").status_code == 401                # no token: Redis never asked
@@ -334,8 +296,9 @@ with TestClient(snippet.app) as c:
 }
 
 # Extra environment for a block, as a user would have set it.
-ENV: dict[tuple[str, int], dict[str, str]] = {
-    ("Shared Redis cache", 0): {"LWA_KEY": "a-secret-of-your-own-0123456789"},
+ENV: dict[tuple[str, str, int], dict[str, str]] = {
+    ("docs/how-to/redis.md", "Shared Redis cache", 0): {
+        "LWA_KEY": "a-secret-of-your-own-0123456789"},
 }
 
 # Blocks written as several files (``# settings.py`` ... ``# views.py``): the
@@ -392,8 +355,8 @@ _DJANGO_SIGNIN_PROBE = '''
     r = c.get("/")
     assert r.status_code == 200, r.content  # "/" is optional: anonymous
 '''
-FILE_PROJECTS: dict[tuple[str, int], tuple[dict[str, str], str]] = {
-    ("Django", 1): (
+FILE_PROJECTS: dict[tuple[str, str, int], tuple[dict[str, str], str]] = {
+    ("docs/how-to/sign-in.md", "Django", 0): (
         {
             "project_settings.py": '''
 from settings import *  # noqa: F403  (the README's settings.py)
@@ -414,12 +377,12 @@ urlpatterns = [*signin, path("", lambda request: JsonResponse({"home": True}))]
         },
         _DJANGO_SIGNIN_PROBE,
     ),
-    ("Django", 0): (
+    ("docs/how-to/frameworks.md", "Django", 0): (
         {k: v.replace("{installed_apps}", '["lwa_middleware.integrations.django.LWAConfig"]')
          .replace("{extra}", "") for k, v in _DJANGO_PROJECT.items()},
         _DJANGO_PROBE,
     ),
-    ("Django REST framework", 0): (
+    ("docs/how-to/frameworks.md", "Django REST framework", 0): (
         {k: v.replace("{installed_apps}", '["django.contrib.contenttypes", '
                       '"django.contrib.auth", "rest_framework"]')
          .replace("{extra}", textwrap.dedent('''
@@ -429,6 +392,14 @@ urlpatterns = [*signin, path("", lambda request: JsonResponse({"home": True}))]
          ''')) for k, v in _DJANGO_PROJECT.items()},
         _DJANGO_PROBE,
     ),
+}
+
+
+# A test block that imports another block of its page as a module: {file name: that block}.
+COMPANIONS: dict[tuple[str, str, int], dict[str, tuple[str, str, int]]] = {
+    ("docs/tutorial.md", "4. Make it a test", 0): {
+        "app.py": ("docs/tutorial.md", "2. Write the app", 0),
+    },
 }
 
 
@@ -447,6 +418,19 @@ def _split_files(code: str) -> dict[str, str] | None:
     return {name: "\n".join(body) + "\n" for name, body in files.items()} or None
 
 
+def _is_test_file(name: str) -> bool:
+    return Path(name).name.startswith("test_") or name == "conftest.py"
+
+
+def _run_pytest(block: Block, tmp: Path, env: dict[str, str]) -> None:
+    """``pytest`` in ``tmp``, as the block's reader would run it: every test passes."""
+    proc = run(python("-m", "pytest", "-W", "error::ResourceWarning", "-p",
+                      "no:cacheprovider", "-q"), tmp, env=env)
+    assert_clean(proc, f"{block.where} under pytest")
+    assert re.search(r"\b\d+ passed\b", proc.stdout), proc.stdout
+    assert not re.search(r"\b(failed|errors?|skipped|xfailed)\b", proc.stdout), proc.stdout
+
+
 def _indent(body: str) -> str:
     return textwrap.indent(textwrap.dedent(body), "    ")
 
@@ -454,50 +438,54 @@ def _indent(body: str) -> str:
 @pytest.mark.parametrize("block", PY_BLOCKS, ids=[b.id for b in PY_BLOCKS])
 def test_python_block_runs(block: Block, tmp_path: Path) -> None:
     if block.not_runnable:
-        pytest.skip(f"README marks it not-runnable: {block.not_runnable}")
+        pytest.skip(f"{block.path} marks it not-runnable: {block.not_runnable}")
     env = _env(tmp_path)
     env.update(ENV.get(block.key, {}))
     files = _split_files(block.code)
+    if files is not None and any(_is_test_file(name) for name in files):
+        # A whole small project with its own tests: run them, as its user would.
+        for name, body in files.items():
+            (tmp_path / name).write_text(body, encoding="utf-8")
+        _run_pytest(block, tmp_path, env)
+        return
     if files is not None:
         assert block.key in FILE_PROJECTS, (
-            f"README.md:{block.line} is a multi-file block ({', '.join(files)}): "
+            f"{block.where} is a multi-file block ({', '.join(files)}): "
             "add the rest of its project to FILE_PROJECTS")
         project, probe = FILE_PROJECTS[block.key]
         for name, body in {**files, **project}.items():
             (tmp_path / name).write_text(body, encoding="utf-8")
         (tmp_path / "probe.py").write_text(_PRELUDE + probe + _EPILOGUE, encoding="utf-8")
         proc = run(python("probe.py"), tmp_path, env=env)
-        assert_clean(proc, f"README.md:{block.line} ({', '.join(files)})")
+        assert_clean(proc, f"{block.where} ({', '.join(files)})")
         assert "PROBE-OK" in proc.stdout
         return
     if re.search(r"^def test_", block.code, re.MULTILINE):
-        path = tmp_path / "test_snippet.py"
-        path.write_text(block.code, encoding="utf-8")
-        proc = run(python("-m", "pytest", "-W", "error::ResourceWarning", "-p",
-                          "no:cacheprovider", "-q", path.name), tmp_path, env=env)
-        assert_clean(proc, f"README.md:{block.line} under pytest")
-        assert re.search(r"\b\d+ passed\b", proc.stdout), proc.stdout
-        assert not re.search(r"\b(failed|errors?|skipped|xfailed)\b", proc.stdout), proc.stdout
+        (tmp_path / "test_snippet.py").write_text(block.code, encoding="utf-8")
+        for name, key in COMPANIONS.get(block.key, {}).items():
+            (companion,) = [b for b in PY_BLOCKS if b.key == key]
+            (tmp_path / name).write_text(companion.code, encoding="utf-8")
+        _run_pytest(block, tmp_path, env)
         return
     (tmp_path / "snippet.py").write_text(block.code, encoding="utf-8")
     probe = PROBES.get(block.key)
     if probe is None:
         proc = run(python("snippet.py"), tmp_path, env=env)
-        assert_clean(proc, f"README.md:{block.line}")
+        assert_clean(proc, f"{block.where}")
         return
     (tmp_path / "probe.py").write_text(
         _PRELUDE + _indent("import snippet\n" + probe) + _EPILOGUE, encoding="utf-8")
     proc = run(python("probe.py"), tmp_path, env=env)
-    assert_clean(proc, f"README.md:{block.line} imported and exercised")
+    assert_clean(proc, f"{block.where} imported and exercised")
     assert "PROBE-OK" in proc.stdout
 
 
 def test_every_probe_has_its_block() -> None:
     """A probe whose block moved to another heading would silently stop running."""
     keys = {b.key for b in PY_BLOCKS}
-    for table in (PROBES, ENV, FILE_PROJECTS):
+    for table in (PROBES, ENV, FILE_PROJECTS, COMPANIONS):
         stale = set(table) - keys
-        assert not stale, f"no README python block for {sorted(stale)}"
+        assert not stale, f"no python block for {sorted(stale)}"
 
 
 def test_not_runnable_is_rare() -> None:
@@ -509,7 +497,7 @@ def test_django_pool_is_closed_by_itself(tmp_path: Path) -> None:
     """Django has no shutdown hook and its middleware instance is not
     reachable: a process that served a token and exits without close() must
     still close its pooled LWA connections (the drivers' finalizers)."""
-    (block,) = [b for b in PY_BLOCKS if b.key == ("Django", 0)]
+    (block,) = [b for b in PY_BLOCKS if b.key == ("docs/how-to/frameworks.md", "Django", 0)]
     project, probe = FILE_PROJECTS[block.key]
     for name, body in {**(_split_files(block.code) or {}), **project}.items():
         (tmp_path / name).write_text(body, encoding="utf-8")
@@ -523,7 +511,6 @@ def test_django_pool_is_closed_by_itself(tmp_path: Path) -> None:
 
 # -- shell blocks -----------------------------------------------------------------
 
-ROOT = README.parent
 BIN = Path(sys.executable).parent
 PYPROJECT = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
 
@@ -617,12 +604,14 @@ def _check_transcript(expected: list[str], proc: subprocess.CompletedProcess[str
 def test_shell_block(block: Block, tmp_path: Path, lwa_emulator: object) -> None:
     """Run what is cheap and offline; check what every other command refers to."""
     if block.not_runnable:
-        pytest.skip(f"README marks it not-runnable: {block.not_runnable}")
+        pytest.skip(f"{block.path} marks it not-runnable: {block.not_runnable}")
     commands = _commands(block)
-    assert commands, f"README.md:{block.line}: no command found"
+    assert commands, f"{block.where}: no command found"
     last_rc: int | None = None
     for command, expected in commands:
         argv = shlex.split(command, comments=True)
+        while argv and re.fullmatch(r"LWA_[A-Z_]+=\S+", argv[0]):
+            argv = argv[1:]  # VAR=value before a command: only the LWA_* variables we document
         exe = Path(argv[0]).name
         if argv[:3] == ["python3", "-m", "venv"]:
             proc = run([sys.executable, "-m", "venv", "--help"], tmp_path)
@@ -648,21 +637,28 @@ def test_shell_block(block: Block, tmp_path: Path, lwa_emulator: object) -> None
             tox = (ROOT / "tox.ini").read_text(encoding="utf-8")
             for env in argv[argv.index("-e") + 1].split(","):
                 assert f"[testenv:{env}]" in tox, f"tox.ini has no {env} env"
+        elif exe == "uvicorn":
+            # Run for real, with the emulator, by test_docs.py::test_try_it_as_written.
+            assert (BIN / "uvicorn").exists(), "uvicorn is not installed with the demo extra"
+            assert re.fullmatch(r"\w+:\w+", argv[1]), argv
+        elif exe == "curl":
+            url = argv[-1]
+            assert re.match(r"http://(127\.0\.0\.1|localhost):\d+/", url), url
         elif argv[0] == "python" and argv[1].endswith(".py"):
             script = ROOT / argv[1]
             assert script.exists(), script
             proc = run([sys.executable, str(script), "--help"], tmp_path)
             assert_clean(proc, f"{argv[1]} --help")
         else:
-            pytest.fail(f"README.md:{block.line}: no rule for command {command!r}: "
+            pytest.fail(f"{block.where}: no rule for command {command!r}: "
                         "run it here if it is cheap and offline, else check what it needs")
 
 
 def test_rejected_token_example(tmp_path: Path, lwa_emulator: object) -> None:
     """The "A rejected token" JSON is what `inspect` prints, and it exits 1."""
-    (block,) = [b for b in OTHER_BLOCKS if b.lang == "json"
+    (block,) = [b for b in OTHER_BLOCKS if b.lang == "json" and b.path == "docs/cli.md"
                 and b.heading == "inspect: is this token any good?"]
-    (console,) = [b for b in SHELL_BLOCKS if b.heading == block.heading]
+    (console,) = [b for b in SHELL_BLOCKS if b.path == block.path and b.heading == block.heading]
     command = next(c for c, _ in _commands(console) if "inspect" in c)
     proc = _inspect(shlex.split(command), tmp_path, lwa_emulator,
                     aud="amzn1.application-oa2-client.another")
@@ -685,12 +681,13 @@ def test_other_block(block: Block, tmp_path: Path) -> None:
         proc = subprocess.run([node, "--check", str(script)], capture_output=True, text=True)
         assert proc.returncode == 0, proc.stderr
     else:
-        assert block.lang == "", f"README.md:{block.line}: no rule for ```{block.lang} blocks"
+        assert block.lang == "", f"{block.where}: no rule for ```{block.lang} blocks"
 
 
 def test_first_lines_are_the_demo_and_the_tests() -> None:
     """The README opens with two commands: the demo, and the whole suite."""
     first = BLOCKS[0]
+    assert first.path == "README.md", first
     assert first.line < 10, first
     assert first.lang == "sh", first
     commands = [c for c, _ in _commands(first)]

@@ -172,7 +172,7 @@ class Worker:
         )
         # The middleware shares revocations (logout) through the same Redis; a
         # worker trusts its own copy of a verdict for local_cache_ttl (5 s by
-        # default, see README "Shared Redis cache"): 1 ms here, to see it at once.
+        # default, see docs/how-to/redis.md): 1 ms here, to see it at once.
         self.app = starlette_app(lwa, self.signin, redis_url=url, local_cache_ttl=0.001)
 
     def client(self) -> Any:

@@ -1,5 +1,5 @@
 """Issue 18, item 10: the middleware and ``SignIn`` sharing one Redis as
-exactly the least-privilege user README.md and SECURITY.md document: the
+exactly the least-privilege user docs/how-to/redis.md and SECURITY.md document: the
 shared cache's ``ACL_RULES``, then the session store's
 :data:`lwa_middleware.signin.ACL_RULES` (rules add up), on a real redis-server.
 """
@@ -30,7 +30,7 @@ pytestmark = pytest.mark.redis
 
 PASSWORD = "acl-test-password-0123456789"
 ROOT = Path(__file__).resolve().parents[2]
-#: The documented commands, word for word (README "ACL: the least a Redis
+#: The documented commands, word for word (docs/how-to/redis.md "ACL: the least a Redis
 #: user needs", SECURITY.md "Redis ACL for sign-in"), less the password.
 SHARED = f"ACL SETUSER lwa on >a-long-password {shared_cache.ACL_RULES}"
 SIGNIN = f"ACL SETUSER lwa {signin.ACL_RULES}"
@@ -61,7 +61,7 @@ def _url(server: RedisServer, user: str) -> str:
 
 
 def test_the_documented_rules_are_the_tested_ones() -> None:
-    for doc in ("README.md", "SECURITY.md"):
+    for doc in ("docs/how-to/redis.md", "SECURITY.md"):
         text = (ROOT / doc).read_text(encoding="utf-8")
         for command in (SHARED, SIGNIN, SIGNIN_ALONE):
             assert command in text, (doc, command)

@@ -1,0 +1,194 @@
+"""The docs site and the README, as a newcomer meets them.
+
+``test_readme.py`` runs every code block of README.md and docs/; this module
+tries the Quickstart's "try it" step for real (the emulator command, uvicorn,
+then the request, in separate processes as in three terminals), and keeps the
+site's shape: a short README whose links resolve, every page in the nav, every
+public module in the API reference.  ``mkdocs build --strict`` itself runs in
+``.ci/run``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx2
+import pytest
+from support.doc_blocks import BLOCKS, README, ROOT, Block
+from support.redis_servers import free_port, wait_for
+
+BIN = Path(sys.executable).parent
+#: The try-it blocks: (page, the shell block's heading, the app block's heading).
+TRY_IT = [
+    ("README.md", "Quickstart", "Quickstart"),
+    ("docs/tutorial.md", "3. Try it", "2. Write the app"),
+]
+
+
+def _block(path: str, heading: str, lang: str) -> Block:
+    (block,) = [b for b in BLOCKS if b.path == path and b.heading == heading and b.lang == lang
+                and (lang != "sh" or "uvicorn" in b.code)]
+    return block
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LWA_", "PYTHON"))}
+    env["PYTHONPATH"] = str(ROOT)  # the package of this tree
+    return {**env, **extra}
+
+
+def _read_until(proc: subprocess.Popen[str], last: str) -> list[str]:
+    """The emulator's banner, up to its last line (a generous bound: a loaded machine)."""
+    lines: list[str] = []
+
+    def more() -> bool:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line, f"the emulator exited: {lines}"
+        lines.append(line.rstrip("\n"))
+        return last in line
+
+    wait_for(more, 60, poll=0)
+    return lines
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)  # Ctrl-C, as the reader stops them
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    if proc.stdout is not None:
+        proc.stdout.close()
+
+
+@pytest.mark.parametrize(("page", "try_heading", "app_heading"), TRY_IT)
+def test_try_it_as_written(page: str, try_heading: str, app_heading: str, tmp_path: Path) -> None:
+    """The three commands of "Try it", each in its own process, on the page's ``app.py``.
+
+    Only the ports differ from the page: 8765 and 8000 may be taken on a shared
+    machine, so the emulator gets ``--port 0`` and uvicorn a free port."""
+    (tmp_path / "app.py").write_text(_block(page, app_heading, "python").code, encoding="utf-8")
+    emulator_line, server_line, curl_line = [
+        line for line in _block(page, try_heading, "sh").code.splitlines() if line.strip()]
+
+    emulator_argv = shlex.split(emulator_line, comments=True)
+    assert emulator_argv[:2] == ["lwa-middleware", "emulator"], emulator_argv
+    emulator = subprocess.Popen(
+        [str(BIN / "lwa-middleware"), *emulator_argv[1:], "--port", "0"],
+        cwd=tmp_path, env=_env(), stdout=subprocess.PIPE, text=True)
+    server: subprocess.Popen[str] | None = None
+    try:
+        banner = _read_until(emulator, "Press Ctrl-C")
+        base_url = re.search(r"running at (http://\S+)", banner[0]).group(1)  # type: ignore[union-attr]
+        token = next(line.strip() for line in banner if line.strip().startswith("Atza|"))
+
+        assignment, *server_argv = shlex.split(server_line, comments=True)
+        name, _, documented_url = assignment.partition("=")
+        assert (name, documented_url) == ("LWA_API_BASE_URL", "http://127.0.0.1:8765"), assignment
+        assert server_argv == ["uvicorn", "app:app"], server_argv
+        port = free_port()
+        server = subprocess.Popen(
+            [str(BIN / "uvicorn"), *server_argv[1:], "--port", str(port)],
+            cwd=tmp_path, env=_env(LWA_API_BASE_URL=base_url), stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True)
+
+        curl = shlex.split(curl_line, comments=True)
+        assert curl[:2] == ["curl", "-i"], curl
+        assert curl[2] == "-H", curl
+        header_name, _, header_value = curl[3].partition(": ")
+        url = curl[4].replace("127.0.0.1:8000", f"127.0.0.1:{port}")
+        assert url == f"http://127.0.0.1:{port}/me", curl
+        headers = {header_name: header_value.replace("Atza|…", token)}
+
+        with httpx2.Client(timeout=30) as http:
+            def up() -> bool:
+                try:
+                    http.get(url)
+                except httpx2.TransportError:
+                    return False
+                return True
+
+            wait_for(up, 60, poll=0.1)
+            answer = http.get(url, headers=headers)
+            assert answer.status_code == 200, answer.text
+            assert set(answer.json()) == {"user_id", "name"}, answer.text
+            assert answer.json()["user_id"].startswith("amzn1.account."), answer.text
+            if page == "docs/tutorial.md":  # the page shows an answer: one of this shape
+                (shown,) = [b for b in BLOCKS if b.path == page and b.lang == "json"]
+                for got in (answer.json(), json.loads(shown.code)):
+                    assert re.fullmatch(r"amzn1\.account\.\w+", got["user_id"]), got
+                    assert got["name"] == "Test Customer " + got["user_id"][-6:], got
+            bare = http.get(url)
+            assert bare.status_code == 401, bare.text
+            assert bare.json()["error"] == "missing_token", bare.text
+            quote = http.get(url.replace("/me", "/shipping/quote"), headers=headers)
+            assert quote.status_code == 403, quote.text  # minted without postal_code
+    finally:
+        if server is not None:
+            _stop(server)
+        _stop(emulator)
+
+
+def test_readme_is_short() -> None:
+    """Issue 22: the README was one 91 KB page; the docs site holds the rest."""
+    size = len(README.read_bytes())
+    assert size <= 12 * 1024, f"README.md is {size} bytes"
+
+
+def test_readme_links_resolve() -> None:
+    """GitHub renders the README's relative links: each names a file that exists,
+    and a #fragment a heading of that page."""
+    text = README.read_text(encoding="utf-8")
+    links = re.findall(r"\]\(([^)#\s]+)(?:#([^)\s]+))?\)", text)
+    assert links
+    for target, fragment in links:
+        if target.startswith(("http://", "https://")):
+            continue
+        path = ROOT / target
+        assert path.is_file(), f"README.md links to {target}, which does not exist"
+        if fragment:
+            headings = re.findall(r"^#+ (.+)$", path.read_text(encoding="utf-8"), re.MULTILINE)
+            slugs = {re.sub(r"[^\w\- ]", "", h.replace("`", "").lower()).strip().replace(" ", "-")
+                     for h in headings}
+            assert fragment in slugs, f"README.md links to {target}#{fragment}: no such heading"
+
+
+def _nav_pages() -> set[str]:
+    return set(re.findall(r":\s+([\w/.-]+\.md)\s*$", (ROOT / "mkdocs.yml").read_text(
+        encoding="utf-8"), re.MULTILINE))
+
+
+def test_every_page_is_in_the_nav() -> None:
+    """A page left out of the nav is built but unreachable (mkdocs only says so at INFO)."""
+    pages = {p.relative_to(ROOT / "docs").as_posix() for p in (ROOT / "docs").rglob("*.md")}
+    assert pages == _nav_pages(), (pages ^ _nav_pages())
+
+
+def test_the_reference_covers_the_public_api() -> None:
+    """Every public module (one with ``__all__``, not private, not glue a user never
+    imports) has a ``::: module`` block in docs/reference/."""
+    reference = "".join(
+        p.read_text(encoding="utf-8") for p in (ROOT / "docs" / "reference").glob("*.md"))
+    documented = set(re.findall(r"^::: ([\w.]+)$", reference, re.MULTILINE))
+    package = ROOT / "lwa_middleware"
+    public = {"lwa_middleware", "lwa_middleware.testing", "lwa_middleware.signin",
+              "lwa_middleware.testing.pytest_plugin"}
+    for sub in ("integrations", "signin"):
+        for path in (package / sub).glob("*.py"):
+            if not path.name.startswith("_") and "__all__" in path.read_text(encoding="utf-8"):
+                public.add(f"lwa_middleware.{sub}.{path.stem}")
+    # The signin internals behind lwa_middleware.signin's own __all__.
+    public -= {"lwa_middleware.signin.core", "lwa_middleware.signin.sessions",
+               "lwa_middleware.signin.cookies"}
+    missing = public - documented
+    assert not missing, f"no ::: block in docs/reference/ for {sorted(missing)}"
