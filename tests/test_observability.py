@@ -565,9 +565,10 @@ def test_http_client_of_the_wrong_kind_fails_at_construction() -> None:
         (httpx2.Client, r"must be a factory"),
     ]
     for factory, message in cases:
-        for middleware in (LWAMiddleware, LWAWSGIMiddleware):
-            with pytest.raises(ConfigurationError, match=message):
-                middleware(_ok_wsgi, client_id=cid, http_client=factory)
+        with pytest.raises(ConfigurationError, match=message):
+            LWAMiddleware(_ok_asgi(), client_id=cid, http_client=factory)
+        with pytest.raises(ConfigurationError, match=message):
+            LWAWSGIMiddleware(_ok_wsgi, client_id=cid, http_client=factory)
 
 
 def test_a_request_id_not_shaped_like_one_is_dropped(lwa_emulator: LWAEmulator) -> None:
