@@ -584,8 +584,13 @@ def test_redis_killed_mid_run_is_a_miss_and_sharing_resumes_after_restart(
     finally:
         server.close()
     warnings = failure_warnings(caplog)
+    # Redis came back empty: each middleware may also say, once, that it lost
+    # its data and re-asserts its revocations (the data-loss check), which is
+    # not a failure line.
+    failures = [r for r in warnings if "lost its data" not in r.getMessage()]
     # At most once per interval and middleware, however many requests failed.
-    assert 1 <= len(warnings) <= 3, [r.getMessage() for r in warnings]
+    assert 1 <= len(failures) <= 3, [r.getMessage() for r in warnings]
+    assert len(warnings) - len(failures) <= 3, [r.getMessage() for r in warnings]
     for record in warnings:
         assert token not in record.getMessage()
 
