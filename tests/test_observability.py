@@ -565,9 +565,11 @@ def test_http_client_of_the_wrong_kind_fails_at_construction() -> None:
         (httpx2.Client, r"must be a factory"),
     ]
     for factory, message in cases:
-        for middleware in (LWAMiddleware, LWAWSGIMiddleware):
+        # Each middleware given an app of its own kind (a WSGI app in the ASGI
+        # middleware is refused first, for that).
+        for middleware, app in ((LWAMiddleware, _ok_asgi()), (LWAWSGIMiddleware, _ok_wsgi)):
             with pytest.raises(ConfigurationError, match=message):
-                middleware(_ok_wsgi, client_id=cid, http_client=factory)
+                middleware(app, client_id=cid, http_client=factory)
 
 
 def test_a_request_id_not_shaped_like_one_is_dropped(lwa_emulator: LWAEmulator) -> None:
