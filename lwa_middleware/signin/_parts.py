@@ -85,11 +85,13 @@ class _Grant:
 
 
 class _Refused(Exception):
-    """LWA's token endpoint answered 4xx; ``error`` is its OAuth error code."""
+    """LWA's token endpoint answered 4xx; ``error`` is its OAuth error code,
+    ``request_id`` its ``x-amzn-RequestId`` (for the log an operator sends Amazon)."""
 
-    def __init__(self, error: str) -> None:
+    def __init__(self, error: str, request_id: str | None = None) -> None:
         super().__init__(error)
         self.error = error
+        self.request_id = request_id
 
 
 def _challenge(verifier: str) -> str:

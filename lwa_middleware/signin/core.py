@@ -37,6 +37,7 @@ from ..flow import seconds_field
 from ..identity import Identity
 from ..routes import PROVABLE_SCOPES, Access, Policy
 from ..singleflight import TaskFlights, ThreadFlights
+from ..upstream import request_id_of
 from ._exchange import exchange
 from ._origins import origin_matches
 from ._pages import Page, PageKind, Pages, check_pages, render_page
@@ -298,7 +299,9 @@ class SignIn:
             data = None
         if 400 <= response.status_code < 500 and response.status_code != 429:
             error = data.get("error") if isinstance(data, dict) else None
-            raise _Refused(error if isinstance(error, str) else "invalid_request")
+            raise _Refused(
+                error if isinstance(error, str) else "invalid_request", request_id_of(response)
+            )
         at = data.get("access_token") if isinstance(data, dict) else None
         rt = data.get("refresh_token") if isinstance(data, dict) else None
         expires = 0.0  # missing or unusable: refused below
