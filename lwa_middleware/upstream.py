@@ -144,7 +144,7 @@ def _failure(exc: Exception) -> UpstreamFailure:
 _REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 
 
-def request_id_of(response: httpx2.Response) -> str | None:
+def _request_id(response: httpx2.Response) -> str | None:
     """LWA's ``x-amzn-RequestId`` of ``response``, or ``None`` if absent or oddly shaped."""
     value = response.headers.get("x-amzn-requestid")
     return value if value is not None and _REQUEST_ID.fullmatch(value) else None
@@ -177,7 +177,7 @@ class _Body:
             response.status_code,
             b"".join(self.chunks),
             response.headers.get("retry-after"),
-            request_id_of(response),
+            _request_id(response),
         )
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from .._observe import fields, with_request_id
+from .._observe import fields, text, with_request_id
 from ..errors import AuthError, UpstreamUnavailable
 from ..identity import Identity
 from ..routes import Access, Policy
@@ -65,6 +65,17 @@ def exchange(
         status = 400 if refused.error == "invalid_grant" else 502
         return signin._failed(status, "Amazon refused this sign-in.", clear)
     except UpstreamUnavailable as down:
+        if down.lwa_endpoint == "token":  # the lookup's failures are logged by the resolver
+            logger.warning(
+                "sign-in: %s",
+                text(down),
+                extra=fields(
+                    "signin_unavailable",
+                    reason=down.lwa_reason,
+                    status=down.lwa_status,
+                    request_id=down.lwa_request_id,
+                ),
+            )
         wait = str(down.retry_after or signin.retry_after)
         return signin._page(
             "unavailable",

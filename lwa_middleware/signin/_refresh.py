@@ -13,7 +13,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Final
 
-from .._observe import fields, with_request_id
+from .._observe import fields, text, with_request_id
 from ..errors import UpstreamUnavailable
 from ._parts import _Refused, _Session
 
@@ -86,7 +86,17 @@ def _refresh_now(signin: SignIn, key: str, sealed: bytes, session: _Session) -> 
         raise UpstreamUnavailable(
             "The session could not be refreshed.", signin.retry_after
         ) from None
-    except UpstreamUnavailable:
+    except UpstreamUnavailable as down:
+        logger.warning(
+            "session refresh: %s",
+            text(down),
+            extra=fields(
+                "refresh_failed",
+                reason=down.lwa_reason,
+                status=down.lwa_status,
+                request_id=down.lwa_request_id,
+            ),
+        )
         if session.expires_at - signin.clock() > 5:  # still valid: use it meanwhile
             return session.access_token
         raise
