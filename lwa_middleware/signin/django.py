@@ -42,7 +42,7 @@ from django.urls import URLPattern, path
 
 from ..errors import UpstreamUnavailable
 from ..identity import Identity, get_identity
-from ..integrations._django_parts import SESSION_USER, error_response
+from ..integrations._django_parts import SESSION_USER, error_response, lwa_config
 from ..tokens import environ_headers
 from .core import Reply, SignIn
 
@@ -270,7 +270,7 @@ class SignedInUserMiddleware:
     def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
         self.get_response = get_response
         _links()  # at start-up, not at the first sign-in: the links app must be installed
-        self.signin: SignIn = settings.LWA["SESSION"]
+        self.signin = _session_signin()
         self._async = iscoroutinefunction(get_response)
         if self._async:
             markcoroutinefunction(self)
@@ -309,6 +309,23 @@ class SignedInUserMiddleware:
                 request.user = user
                 request.auser = functools.partial(_same_user, user)  # async views' request.user
         return None
+
+
+def _session_signin() -> SignIn:
+    """``settings.LWA["SESSION"]``, a ``SignIn`` with a ``link``: without one,
+    no session has a user to find and ``request.user`` would silently stay anonymous."""
+    signin = lwa_config().get("SESSION")
+    if not isinstance(signin, SignIn):
+        raise ImproperlyConfigured(
+            "SignedInUserMiddleware reads the session of settings.LWA['SESSION']: set it to "
+            "your SignIn(..., link=link_django_user)"
+        )
+    if signin.link is None:
+        raise ImproperlyConfigured(
+            "SignedInUserMiddleware sets request.user to the user link() gave at sign-in, and "
+            "settings.LWA['SESSION'] has no link=: pass SignIn(..., link=link_django_user)"
+        )
+    return signin
 
 
 async def _same_user(user: Any) -> Any:

@@ -348,6 +348,33 @@ def test_without_the_links_app_the_setup_error_says_what_to_add(
     assert not [m for m in run_checks(tags=["lwa"]) if m.id == "lwa_middleware.E002"]
 
 
+def test_signed_in_user_middleware_without_link_or_session_says_what_to_pass(
+    signin: SignIn, lwa_emulator: LWAEmulator
+) -> None:
+    # Issue 22 item 2, "link= left out": request.user silently stayed anonymous
+    # (no link, no user to find); a missing SESSION was a bare KeyError.
+    from django.core.exceptions import ImproperlyConfigured
+
+    from tests.signin.signin_support import make_signin
+
+    unlinked = make_signin(lwa_emulator, link=None)
+    try:
+        with (
+            override_settings(LWA={**settings.LWA, "SESSION": unlinked}),
+            pytest.raises(ImproperlyConfigured, match=r"link=link_django_user"),
+        ):
+            browser().get("/")
+    finally:
+        unlinked.close()
+    no_session = {k: v for k, v in settings.LWA.items() if k != "SESSION"}
+    no_session["ROUTES"] = {"/**": "optional"}
+    with (
+        override_settings(LWA=no_session),
+        pytest.raises(ImproperlyConfigured, match=r"settings.LWA\['SESSION'\]"),
+    ):
+        browser().get("/")
+
+
 def test_an_unmigrated_links_table_is_a_setup_error(
     signin: SignIn, lwa_emulator: LWAEmulator
 ) -> None:
