@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from .errors import AuthError
     from .routes import Policy
 
-__all__ = ["error_data", "fields", "logger", "lwa_answer", "text", "warn"]
+__all__ = ["error_data", "fields", "logger", "lwa_answer", "text", "warn", "with_request_id"]
 
 #: The resolver's logger (lookups, LWA failures, saturation, the on_event hook).
 logger = logging.getLogger("lwa_middleware")
@@ -71,9 +71,12 @@ def error_fields(
 def text(error: AuthError) -> str:
     """``error``'s description, with LWA's request id when it answered: the
     log line an operator copies to Amazon's support."""
-    if error.lwa_request_id is None:
-        return error.description
-    return f"{error.description} [LWA request id {error.lwa_request_id}]"
+    return with_request_id(error.description, error.lwa_request_id)
+
+
+def with_request_id(message: str, request_id: str | None) -> str:
+    """``message``, and LWA's request id when there is one."""
+    return message if request_id is None else f"{message} [LWA request id {request_id}]"
 
 
 def error_data(error: AuthError, seconds: float) -> dict[str, Any]:

@@ -145,6 +145,7 @@ _REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 
 
 def _request_id(response: httpx2.Response) -> str | None:
+    """LWA's ``x-amzn-RequestId`` of ``response``, or ``None`` if absent or oddly shaped."""
     value = response.headers.get("x-amzn-requestid")
     return value if value is not None and _REQUEST_ID.fullmatch(value) else None
 

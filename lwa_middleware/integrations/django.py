@@ -73,9 +73,11 @@ from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse
 
+from .._login_redirect import login_location
 from ..errors import DEFAULT_REALM, AuthError
 from ..identity import IDENTITY_KEY, REALM_KEY, Identity, realm_of
 from ..resolver import BlockingControls
+from ..wsgi import redirect_text_headers
 from ._common import authorize, normalize_scopes, warn_unprotected
 from ._django_parts import (
     OPTION_KEYS,
@@ -223,16 +225,34 @@ class LWAMiddleware(BlockingControls):
             return self.__acall__(request)
         error = self.engine.judge(request)
         if error is not None:
-            return error_response(error, self._realm)
+            return self._refusal(error, request)
         self._set_user(request)
         return self.get_response(request)
 
     async def __acall__(self, request: HttpRequest) -> HttpResponse:
         error = await self.engine.ajudge(request)
         if error is not None:
-            return error_response(error, self._realm)
+            return self._refusal(error, request)
         self._set_user(request)
         response: HttpResponse = await self.get_response(request)
+        return response
+
+    def _refusal(self, error: AuthError, request: HttpRequest) -> HttpResponse:
+        """The refusal; with ``LOGIN_REDIRECT``, a 303 to the sign-in page for a
+        page load without a token, as the ASGI and WSGI middlewares answer."""
+        location = login_location(
+            self.settings.login_redirect,
+            error,
+            request.method or "GET",
+            [(b"accept", request.META.get("HTTP_ACCEPT", "").encode("latin-1", "replace"))],
+            request.path,
+            request.META.get("QUERY_STRING", ""),
+        )
+        if location is None:
+            return error_response(error, self._realm)
+        response = HttpResponse(status=303)
+        for name, value in redirect_text_headers(location):
+            response[name] = value
         return response
 
     def _set_user(self, request: HttpRequest) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from .._observe import fields
+from .._observe import fields, text, with_request_id
 from ..errors import AuthError, UpstreamUnavailable
 from ..identity import Identity
 from ..routes import Access, Policy
@@ -42,21 +42,40 @@ def exchange(
         if refused.error == "invalid_client":
             # The app's credentials, not the user's sign-in: say what to fix.
             logger.error(
-                "sign-in: LWA refused the client credentials (invalid_client): check "
-                "client_secret (and client_id) against the LWA security profile",
-                extra=fields("signin_failed", reason="invalid_client"),
+                "%s",
+                with_request_id(
+                    "sign-in: LWA refused the client credentials (invalid_client): check "
+                    "client_secret (and client_id) against the LWA security profile",
+                    refused.request_id,
+                ),
+                extra=fields(
+                    "signin_failed", reason="invalid_client", request_id=refused.request_id
+                ),
             )
             return signin._failed(
                 502, "Amazon refused this site's credentials: check client_secret.", clear
             )
         logger.warning(
-            "sign-in: LWA refused the code (%.40r)",
-            refused.error,
-            extra=fields("signin_failed", reason="code_refused"),
+            "%s",
+            with_request_id(
+                f"sign-in: LWA refused the code ({refused.error!r:.40})", refused.request_id
+            ),
+            extra=fields("signin_failed", reason="code_refused", request_id=refused.request_id),
         )
         status = 400 if refused.error == "invalid_grant" else 502
         return signin._failed(status, "Amazon refused this sign-in.", clear)
     except UpstreamUnavailable as down:
+        if down.lwa_endpoint == "token":  # the lookup's failures are logged by the resolver
+            logger.warning(
+                "sign-in: %s",
+                text(down),
+                extra=fields(
+                    "signin_unavailable",
+                    reason=down.lwa_reason,
+                    status=down.lwa_status,
+                    request_id=down.lwa_request_id,
+                ),
+            )
         wait = str(down.retry_after or signin.retry_after)
         return signin._page(
             "unavailable",

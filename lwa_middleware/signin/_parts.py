@@ -6,6 +6,7 @@ Kept apart from :mod:`.core` (the steps), so each stays short.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import html
 import json
@@ -13,8 +14,12 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx2
+
 from ..config import _is_loopback
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, UpstreamUnavailable
+from ..flow import seconds_field
+from ..upstream import _failure, _request_id
 from ._origins import canonical_origin
 
 __all__ = ["Reply"]
@@ -85,11 +90,73 @@ class _Grant:
 
 
 class _Refused(Exception):
-    """LWA's token endpoint answered 4xx; ``error`` is its OAuth error code."""
+    """LWA's token endpoint answered 4xx; ``error`` is its OAuth error code,
+    ``request_id`` its ``x-amzn-RequestId`` (for the log an operator sends Amazon)."""
 
-    def __init__(self, error: str) -> None:
+    def __init__(self, error: str, request_id: str | None = None) -> None:
         super().__init__(error)
         self.error = error
+        self.request_id = request_id
+
+
+def grant_of(response: httpx2.Response, retry_after: int) -> _Grant:
+    """The token endpoint's answer read: the grant; :class:`_Refused` on a 4xx
+    (but 429), a 503 on anything else odd."""
+    try:
+        data = response.json()
+    except ValueError:
+        data = None
+    if 400 <= response.status_code < 500 and response.status_code != 429:
+        error = data.get("error") if isinstance(data, dict) else None
+        raise _Refused(
+            error if isinstance(error, str) else "invalid_request", _request_id(response)
+        )
+    at = data.get("access_token") if isinstance(data, dict) else None
+    rt = data.get("refresh_token") if isinstance(data, dict) else None
+    expires = 0.0  # missing or unusable: refused below
+    if isinstance(data, dict):
+        # A number or a numeric string: Amazon's pages show both.
+        with contextlib.suppress(ValueError):
+            expires = seconds_field(data.get("expires_in"), "expires_in")
+    if (
+        response.status_code != 200
+        or not isinstance(at, str)
+        or not at
+        or (rt is not None and not isinstance(rt, str))
+        or expires <= 0
+    ):
+        raise token_answer_unusable(response, retry_after)
+    return _Grant(at, rt or None, expires)
+
+
+def token_unreachable(exc: Exception, retry_after: int) -> UpstreamUnavailable:
+    """No answer from the token endpoint: a 503, why (``certificate``, ``timeout``…) on it."""
+    failure = _failure(exc)
+    return _token_unavailable(failure.reason, retry_after, failure.code)
+
+
+def token_answer_unusable(response: httpx2.Response, retry_after: int) -> UpstreamUnavailable:
+    """An answer of the token endpoint that is an error or nonsense: a 503,
+    with LWA's status and request id on it for the log."""
+    status = response.status_code
+    why, reason = ("an unusable answer", "unusable") if status == 200 else ("an error", "status")
+    return _token_unavailable(
+        f"HTTP {status}, {why}", retry_after, reason, status, _request_id(response)
+    )
+
+
+def _token_unavailable(
+    why: str,
+    retry_after: int,
+    reason: str,
+    status: int | None = None,
+    request_id: str | None = None,
+) -> UpstreamUnavailable:
+    # ``why`` is fixed words; the rest is for logs and never shown to the client.
+    error = UpstreamUnavailable(f"LWA's token endpoint is unavailable ({why}).", retry_after)
+    error.lwa_endpoint, error.lwa_reason = "token", reason
+    error.lwa_status, error.lwa_request_id = status, request_id
+    return error
 
 
 def _challenge(verifier: str) -> str:

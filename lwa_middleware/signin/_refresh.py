@@ -13,7 +13,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Final
 
-from .._observe import fields
+from .._observe import fields, text, with_request_id
 from ..errors import UpstreamUnavailable
 from ._parts import _Refused, _Session
 
@@ -75,15 +75,28 @@ def _refresh_now(signin: SignIn, key: str, sealed: bytes, session: _Session) -> 
             signin._revoke(session.access_token)
             return None
         logger.error(
-            "session refresh refused by LWA (%.40r): check client_secret (and client_id) "
-            "against the LWA security profile",
-            refused.error,
-            extra=fields("refresh_failed", reason="client_refused"),
+            "%s",
+            with_request_id(
+                f"session refresh refused by LWA ({refused.error!r:.40}): check client_secret "
+                "(and client_id) against the LWA security profile",
+                refused.request_id,
+            ),
+            extra=fields("refresh_failed", reason="client_refused", request_id=refused.request_id),
         )
         raise UpstreamUnavailable(
             "The session could not be refreshed.", signin.retry_after
         ) from None
-    except UpstreamUnavailable:
+    except UpstreamUnavailable as down:
+        logger.warning(
+            "session refresh: %s",
+            text(down),
+            extra=fields(
+                "refresh_failed",
+                reason=down.lwa_reason,
+                status=down.lwa_status,
+                request_id=down.lwa_request_id,
+            ),
+        )
         if session.expires_at - signin.clock() > 5:  # still valid: use it meanwhile
             return session.access_token
         raise

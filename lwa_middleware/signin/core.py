@@ -16,7 +16,6 @@ never logged, never in a ``repr``, never in a URL, never in a response.
 
 from __future__ import annotations
 
-import contextlib
 import hmac
 import json
 import logging
@@ -33,14 +32,21 @@ import httpx2
 from .._observe import fields
 from ..config import Settings
 from ..errors import ConfigurationError, SharedCacheError, UpstreamUnavailable
-from ..flow import seconds_field
 from ..identity import Identity
 from ..routes import PROVABLE_SCOPES, Access, Policy
 from ..singleflight import TaskFlights, ThreadFlights
 from ._exchange import exchange
 from ._origins import origin_matches
 from ._pages import Page, PageKind, Pages, check_pages, render_page
-from ._parts import Reply, _challenge, _Grant, _origin_of, _Refused, _Session
+from ._parts import (
+    Reply,
+    _challenge,
+    _Grant,
+    _origin_of,
+    _Session,
+    grant_of,
+    token_unreachable,
+)
 from ._refresh import refresh
 from ._source import CrossSiteRequest
 from ._wiring import refuse_guarded_endpoints, refuse_mixed_hosts
@@ -290,31 +296,9 @@ class SignIn:
             response = self._client().post(
                 self.token_url, data=dict(form), headers={"Accept": "application/json"}
             )
-        except httpx2.HTTPError:
-            raise UpstreamUnavailable("LWA is unreachable.", self.retry_after) from None
-        try:
-            data = response.json()
-        except ValueError:
-            data = None
-        if 400 <= response.status_code < 500 and response.status_code != 429:
-            error = data.get("error") if isinstance(data, dict) else None
-            raise _Refused(error if isinstance(error, str) else "invalid_request")
-        at = data.get("access_token") if isinstance(data, dict) else None
-        rt = data.get("refresh_token") if isinstance(data, dict) else None
-        expires = 0.0  # missing or unusable: refused below
-        if isinstance(data, dict):
-            # A number or a numeric string: Amazon's pages show both.
-            with contextlib.suppress(ValueError):
-                expires = seconds_field(data.get("expires_in"), "expires_in")
-        if (
-            response.status_code != 200
-            or not isinstance(at, str)
-            or not at
-            or (rt is not None and not isinstance(rt, str))
-            or expires <= 0
-        ):
-            raise UpstreamUnavailable("LWA answered the token request badly.", self.retry_after)
-        return _Grant(at, rt or None, expires)
+        except httpx2.HTTPError as exc:
+            raise token_unreachable(exc, self.retry_after) from None
+        return grant_of(response, self.retry_after)
 
     def _revoke(self, token: str) -> None:
         for resolver in self._resolvers or [self._resolver()]:

@@ -39,10 +39,11 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError, IntegrityError, connections, router, transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.urls import URLPattern, path
+from django.utils.module_loading import import_string
 
 from ..errors import UpstreamUnavailable
 from ..identity import Identity, get_identity
-from ..integrations._django_parts import SESSION_USER, error_response
+from ..integrations._django_parts import SESSION_USER, error_response, lwa_config
 from ..tokens import environ_headers
 from .core import Reply, SignIn
 
@@ -270,7 +271,8 @@ class SignedInUserMiddleware:
     def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
         self.get_response = get_response
         _links()  # at start-up, not at the first sign-in: the links app must be installed
-        self.signin: SignIn = settings.LWA["SESSION"]
+        self.signin = _session_signin()
+        _refuse_misordered()
         self._async = iscoroutinefunction(get_response)
         if self._async:
             markcoroutinefunction(self)
@@ -309,6 +311,56 @@ class SignedInUserMiddleware:
                 request.user = user
                 request.auser = functools.partial(_same_user, user)  # async views' request.user
         return None
+
+
+def _session_signin() -> SignIn:
+    """``settings.LWA["SESSION"]``, a ``SignIn`` with a ``link``: without one,
+    no session has a user to find and ``request.user`` would silently stay anonymous."""
+    signin = lwa_config().get("SESSION")
+    if not isinstance(signin, SignIn):
+        raise ImproperlyConfigured(
+            "SignedInUserMiddleware reads the session of settings.LWA['SESSION']: set it to "
+            "your SignIn(..., link=link_django_user)"
+        )
+    if signin.link is None:
+        raise ImproperlyConfigured(
+            "SignedInUserMiddleware sets request.user to the user link() gave at sign-in, and "
+            "settings.LWA['SESSION'] has no link=: pass SignIn(..., link=link_django_user)"
+        )
+    return signin
+
+
+def _refuse_misordered() -> None:
+    """It reads the identity ``LWAMiddleware`` attached, so it comes after it;
+    ``AuthenticationMiddleware`` after it would set ``request.user`` over its
+    user. Either way ``request.user`` would silently not be the session's."""
+    from django.contrib.auth.middleware import AuthenticationMiddleware
+
+    from ..integrations.django import MIDDLEWARE_PATH, LWAMiddleware
+
+    names = [n for n in getattr(settings, "MIDDLEWARE", None) or [] if isinstance(n, str)]
+    here = f"{__name__}.SignedInUserMiddleware"
+    if here not in names:  # listed under another name (a subclass): not judged here
+        return
+    at = names.index(here)
+    if not any(_is(name, LWAMiddleware) for name in names[:at]):
+        raise ImproperlyConfigured(
+            f"{here} reads the identity {MIDDLEWARE_PATH} attaches: list that middleware "
+            "in settings.MIDDLEWARE before it"
+        )
+    if any(_is(name, AuthenticationMiddleware) for name in names[at + 1 :]):
+        raise ImproperlyConfigured(
+            f"django.contrib.auth's AuthenticationMiddleware after {here} would replace the "
+            "session's request.user: list it before LWAMiddleware and SignedInUserMiddleware"
+        )
+
+
+def _is(name: str, kind: type) -> bool:
+    try:
+        found = import_string(name)
+    except ImportError:
+        return False
+    return isinstance(found, type) and issubclass(found, kind)
 
 
 async def _same_user(user: Any) -> Any:

@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from .._observe import fields
 from ..errors import ConfigurationError, UpstreamUnavailable
 
 __all__ = [
@@ -362,11 +363,18 @@ class RedisSessionStore:
         self._logged[kind] = now
         if kind == "noperm":
             logger.error(
-                "the session store's Redis user lacks a permission; give it: %s", ACL_RULES
+                "the session store's Redis user lacks a permission; give it: %s",
+                ACL_RULES,
+                extra=fields("session_store_fault", reason=kind),
             )
         elif kind in FAULTS:
             cause, fix = FAULTS[kind]
-            logger.error("the session store's Redis: %s; %s", cause, fix)
+            logger.error(
+                "the session store's Redis: %s; %s",
+                cause,
+                fix,
+                extra=fields("session_store_fault", reason=kind),
+            )
 
     def _run(self, name: str, keys: list[str], *args: bytes | int | str) -> Any:
         keys = [self._prefix + key for key in keys]

@@ -220,3 +220,31 @@ def test_served_by_a_real_server(
         assert client.get("/opt/echo").json()["identity"] is None
     resolved = [on_loop for name, on_loop in events if name == "resolved"]
     assert resolved == [kind == "uvicorn"] * 2
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_login_redirect_sends_page_loads_to_login(
+    django_app: Any, lwa_emulator: LWAEmulator, mode: str
+) -> None:
+    """settings.LWA["LOGIN_REDIRECT"] does in Django what login_redirect= does in
+    the ASGI and WSGI middlewares and Flask: a page load without a token gets
+    303 to the sign-in page, an API call keeps its 401 (README, Options)."""
+    config = lwa_settings(lwa_emulator, LOGIN_REDIRECT="/login")
+
+    def get(url: str, **headers: str) -> Any:
+        if mode == "sync":
+            return Client().get(url, headers=headers)
+
+        async def call() -> Any:
+            return await AsyncClient().get(url, headers=headers)
+
+        return asyncio.run(call())
+
+    with override_settings(LWA=config, ROOT_URLCONF=__name__, MIDDLEWARE=MIDDLEWARE):
+        page = get("/required?x=1", Accept="text/html,application/xhtml+xml")
+        assert page.status_code == 303
+        assert page.headers["location"] == "/login?next=/required%3Fx%3D1"
+        assert page.headers["cache-control"] == "no-store"
+        assert_missing_token(get("/required", Accept="application/json"))
+        bad = get("/required", Accept="text/html", Authorization="Bearer not-a-token")
+        assert bad.status_code == 401

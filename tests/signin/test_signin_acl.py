@@ -138,3 +138,8 @@ def test_the_cache_rules_alone_are_not_enough_and_the_log_names_the_fix(
     assert answer.headers["retry-after"]
     assert signin.ACL_RULES in caplog.text
     assert PASSWORD not in caplog.text
+    # Structured like every record of the library (issue 21): a JSON formatter reads these.
+    said = [r for r in caplog.records if signin.ACL_RULES in r.getMessage()]
+    assert [(r.lwa_event, r.lwa_reason) for r in said] == [  # type: ignore[attr-defined]
+        ("session_store_fault", "noperm")
+    ]

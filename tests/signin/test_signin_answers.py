@@ -11,6 +11,8 @@ with Amazon Access Tokens" says a refresh gives a new refresh token.
 from __future__ import annotations
 
 import json
+import logging
+import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -134,3 +136,38 @@ def test_default_authorize_url_is_amazons(lwa_emulator: LWAEmulator) -> None:
     answer = signin.login("/me")
     assert answer.status == 302
     assert (answer.header("location") or "").startswith("https://www.amazon.com/ap/oa?")
+
+
+@pytest.mark.parametrize("failure", ["status", "connection"])
+def test_a_failing_token_endpoint_is_logged_with_why(
+    lwa_emulator: LWAEmulator, caplog: pytest.LogCaptureFixture, failure: str
+) -> None:
+    """Issue 21: the sign-in's call to LWA's token endpoint failing (LWA's 503,
+    or no answer) is a WARNING with the reason, LWA's status and its
+    x-amzn-RequestId (field and text), like the lookups' failures; it was
+    answered "Amazon is unavailable" and logged nothing. Still a 503."""
+    api = lwa_emulator.base_url
+    # Bound, never listening: a connection to it is refused.
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        if failure == "status":
+            lwa_emulator.inject(Fault.UNAVAILABLE, endpoint="token")
+        else:
+            api = f"http://127.0.0.1:{closed.getsockname()[1]}"
+        app = starlette_app(lwa_emulator, _signin(lwa_emulator, api))
+        with (
+            TestClient(app, base_url=ORIGIN, follow_redirects=False) as client,
+            caplog.at_level(logging.WARNING, logger="lwa_middleware.signin"),
+        ):
+            answer = sign_in(client, lwa_emulator, "/me")
+    assert answer.status_code == 503
+    (record,) = [r for r in caplog.records if getattr(r, "lwa_event", None) == "signin_unavailable"]
+    assert record.levelno == logging.WARNING
+    assert record.lwa_reason == failure
+    if failure == "status":
+        assert record.lwa_status == 503
+        assert record.lwa_request_id  # the emulator sends one on every answer
+        assert record.lwa_request_id in record.getMessage()
+    else:
+        assert (record.lwa_status, record.lwa_request_id) == (None, None)
+    assert lwa_emulator.client_secret not in caplog.text

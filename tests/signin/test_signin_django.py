@@ -348,6 +348,62 @@ def test_without_the_links_app_the_setup_error_says_what_to_add(
     assert not [m for m in run_checks(tags=["lwa"]) if m.id == "lwa_middleware.E002"]
 
 
+def test_signed_in_user_middleware_without_link_or_session_says_what_to_pass(
+    signin: SignIn, lwa_emulator: LWAEmulator
+) -> None:
+    # Issue 22 item 2, "link= left out": request.user silently stayed anonymous
+    # (no link, no user to find); a missing SESSION was a bare KeyError.
+    from django.core.exceptions import ImproperlyConfigured
+
+    from tests.signin.signin_support import make_signin
+
+    unlinked = make_signin(lwa_emulator, link=None)
+    try:
+        with (
+            override_settings(LWA={**settings.LWA, "SESSION": unlinked}),
+            pytest.raises(ImproperlyConfigured, match=r"link=link_django_user"),
+        ):
+            browser().get("/")
+    finally:
+        unlinked.close()
+    no_session = {k: v for k, v in settings.LWA.items() if k != "SESSION"}
+    no_session["ROUTES"] = {"/**": "optional"}
+    with (
+        override_settings(LWA=no_session),
+        pytest.raises(ImproperlyConfigured, match=r"settings.LWA\['SESSION'\]"),
+    ):
+        browser().get("/")
+
+
+_AUTH = "django.contrib.auth.middleware.AuthenticationMiddleware"
+_GATE = "lwa_middleware.integrations.django.LWAMiddleware"
+_USER = "lwa_middleware.signin.django.SignedInUserMiddleware"
+
+
+@pytest.mark.parametrize(
+    ("last", "words"),
+    [
+        ([_AUTH, _USER, _GATE], "before it"),  # no identity yet when it runs
+        ([_GATE, _USER, _AUTH], "AuthenticationMiddleware after"),  # overwrites request.user
+    ],
+)
+def test_signed_in_user_middleware_out_of_order_says_so(
+    signin: SignIn, lwa_emulator: LWAEmulator, last: list[str], words: str
+) -> None:
+    # Issue 22 item 2: silently, request.user was not the session's user.
+    from django.core.exceptions import ImproperlyConfigured
+
+    middleware = [m for m in settings.MIDDLEWARE if m not in (_AUTH, _GATE, _USER)] + last
+    with (
+        override_settings(MIDDLEWARE=middleware),
+        pytest.raises(ImproperlyConfigured, match=words),
+    ):
+        browser().get("/")
+    client = browser()  # in order: signed in, request.user is the linked user
+    sign_in(client, lwa_emulator)
+    assert body(client.get("/me"))["type"] == "User"
+
+
 def test_an_unmigrated_links_table_is_a_setup_error(
     signin: SignIn, lwa_emulator: LWAEmulator
 ) -> None:

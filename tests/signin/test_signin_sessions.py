@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import threading
 from typing import Any
 
@@ -135,6 +136,20 @@ def test_an_lwa_outage_during_refresh_fails_closed(setup, lwa_emulator):
     assert answer.json()["error"] == "temporarily_unavailable"
     lwa_emulator.clear_faults()
     assert client.get("/me").status_code == 200  # the session survived the outage
+
+
+def test_a_failed_refresh_is_logged_with_lwas_request_id(setup, lwa_emulator, caplog):
+    # Issue 21: a warning with why, LWA's status and x-amzn-RequestId (field and
+    # text); the failed refresh used to log nothing.
+    client, _signin, clock, *_ = setup
+    clock.now += 3600
+    lwa_emulator.inject(Fault.UNAVAILABLE, endpoint="token")
+    with caplog.at_level(logging.WARNING, logger="lwa_middleware.signin"):
+        assert client.get("/me").status_code == 503
+    (record,) = [r for r in caplog.records if getattr(r, "lwa_event", None) == "refresh_failed"]
+    assert (record.lwa_reason, record.lwa_status) == ("status", 503)
+    assert record.lwa_request_id
+    assert record.lwa_request_id in record.getMessage()
 
 
 def test_unsafe_cookie_requests_need_the_apps_origin(setup, lwa_emulator):

@@ -106,15 +106,31 @@ def test_signin_api_base_url_at_the_sign_in_host_is_refused() -> None:
         )
 
 
+class _TokenIds(httpx2.HTTPTransport):
+    """The ``x-amzn-RequestId`` of each answer of LWA's token endpoint, as sent."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ids: list[str] = []
+
+    def handle_request(self, request: httpx2.Request) -> httpx2.Response:
+        response = super().handle_request(request)
+        if request.url.path.endswith("/auth/o2/token"):
+            self.ids.append(response.headers["x-amzn-requestid"])
+        return response
+
+
 def test_a_wrong_client_secret_says_check_client_secret(
     lwa_emulator: LWAEmulator, caplog: pytest.LogCaptureFixture
 ) -> None:
     lwa_emulator.add_redirect_uri(f"{ORIGIN}/callback")
+    seen = _TokenIds()
     signin = _signin(
         lwa_emulator,
         client_secret="amzn1.oa2-cs.v1." + "0" * 64,  # not the emulator's
         authorize_url=f"{lwa_emulator.base_url}/ap/oa",
         link=lambda identity: identity.user_id,
+        http=httpx2.Client(transport=seen),
     )
     with TestClient(
         starlette_app(lwa_emulator, signin), base_url=ORIGIN, follow_redirects=False
@@ -131,6 +147,12 @@ def test_a_wrong_client_secret_says_check_client_secret(
     assert [(r.lwa_event, r.lwa_reason) for r in said] == [("signin_failed", "invalid_client")]
     assert all(hasattr(r, "lwa_event") for r in caplog.records if r.name.startswith("lwa_"))
     assert "0" * 64 not in answer.text + caplog.text  # the secret itself never
+    # Issue 21: LWA's x-amzn-RequestId in every warning/error log about that call,
+    # field and text; the token endpoint's too (the emulator sends one on every
+    # answer, as "Obtain Customer Profile Information" shows, LWA-FACTS.md).
+    assert len(seen.ids) == 1
+    assert [r.lwa_request_id for r in said] == seen.ids
+    assert seen.ids[0] in said[0].getMessage()
 
 
 def test_current_user_without_link_says_what_to_pass(lwa_emulator: LWAEmulator) -> None:
