@@ -172,8 +172,13 @@ class Worker:
         )
         # The middleware shares revocations (logout) through the same Redis; a
         # worker trusts its own copy of a verdict for local_cache_ttl (5 s by
-        # default, see docs/how-to/redis.md): 1 ms here, to see it at once.
-        self.app = starlette_app(lwa, self.signin, redis_url=url, local_cache_ttl=0.001)
+        # default, see docs/how-to/redis.md): 1 ms here, to see it at once. The
+        # Redis deadline is generous (not the 50 ms default): these tests are
+        # about ordering, and a loaded machine must not turn a slow call into a
+        # missed revocation.
+        self.app = starlette_app(
+            lwa, self.signin, redis_url=url, local_cache_ttl=0.001, redis_timeout=2.0
+        )
 
     def client(self) -> Any:
         from starlette.testclient import TestClient
