@@ -8,13 +8,14 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import redis
@@ -153,6 +154,17 @@ class RedisServer:
                 self.stop()
                 raise RuntimeError("redis-server did not answer PING in time")
             time.sleep(0.02)  # polling start-up
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """Stall the server (SIGSTOP: connections open, nothing answered) for the block."""
+        proc = self._proc
+        assert proc is not None, "not running"
+        proc.send_signal(signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            proc.send_signal(signal.SIGCONT)
 
     def stop(self) -> None:
         proc, self._proc = self._proc, None
