@@ -21,7 +21,7 @@ import redis
 from .._loopbound import keep_until_shutdown
 from ._health import DURABLE_TIMEOUT, classify
 from ._plans import _Found, _Plans
-from ._scripts import SCRIPTS
+from ._scripts import SCRIPTS, UNFLAGGED, flags_unknown
 from ._steps import _T, _Listen, _Plan, _Sleep, _Subscribe
 from ._topology import Limits, aclose_client, close_client, is_cluster, is_tls, make_client
 
@@ -68,6 +68,14 @@ def _published(message: Any) -> bool:
     return isinstance(message, dict) and message.get("type") == "message"
 
 
+def _unflag(conn: _Client | _LoopClient, name: str, exc: Exception) -> bool:
+    """A Redis < 7 refused flagged script ``name``: use it unflagged from now on."""
+    if name not in UNFLAGGED or not flags_unknown(exc):
+        return False
+    conn.scripts[name] = conn.client.register_script(UNFLAGGED[name])
+    return True
+
+
 def _reconnect(client: Any) -> Any:
     """The pool to drop after READONLY (a failover), if the client has one."""
     return getattr(client, "connection_pool", None)
@@ -92,6 +100,16 @@ class _Client:
             if self._waits is None:
                 self._waits = _make(self._settings, self._durable, asyncio=False)
             return self._waits
+
+    def drop_waits(self) -> None:
+        """A wait failed: make the next one on a new client. A Cluster client
+        keeps the slot map it learnt, dead node included, for good: after a
+        failover its subscribe would fail (and reopen the breaker) forever."""
+        with self._lock:
+            waits, self._waits = self._waits, None
+        if waits is not None:
+            with contextlib.suppress(Exception):
+                close_client(waits)
 
     def close(self) -> None:
         close_client(self.client)
@@ -150,16 +168,25 @@ class SyncSharedCache(_Plans):
                             raise redis.TimeoutError("SUBSCRIBE was not confirmed in time")
                     except Exception as exc:
                         failure = exc
+                        if conn is not None:
+                            conn.drop_waits()
                 elif isinstance(step, _Listen):
                     try:
                         reply = self._listen(pubsub, step.seconds)
                     except Exception as exc:
                         failure = exc
+                        if conn is not None:
+                            conn.drop_waits()
                 else:
                     try:
                         conn = self._connection(durable)
                         if step.name in conn.scripts:
-                            reply = conn.scripts[step.name](keys=step.keys, args=step.args)
+                            try:
+                                reply = conn.scripts[step.name](keys=step.keys, args=step.args)
+                            except redis.ResponseError as exc:
+                                if not _unflag(conn, step.name, exc):
+                                    raise
+                                reply = conn.scripts[step.name](keys=step.keys, args=step.args)
                         else:
                             reply = conn.client.delete(*step.keys)
                     except Exception as exc:
@@ -250,6 +277,13 @@ class _LoopClient:
                 await aclose_client(waits)
         return self._waits
 
+    async def drop_waits(self) -> None:
+        """:meth:`_Client.drop_waits`, on this loop."""
+        waits, self._waits = self._waits, None
+        if waits is not None:
+            with contextlib.suppress(Exception):
+                await aclose_client(waits)
+
     async def aclose(self) -> None:
         await aclose_client(self.client)
         if self._waits is not None:
@@ -302,6 +336,11 @@ class AsyncSharedCache(_Plans):
             found.keeper = await keep_until_shutdown(found.aclose)
         return found
 
+    async def _drop_waits(self, durable: bool) -> None:
+        found = (self._durable_loops if durable else self._loops).get(asyncio.get_running_loop())
+        if found is not None:
+            await found.drop_waits()
+
     async def _drive(self, plan: _Plan[_T], durable: bool = False) -> _T:
         deadline = DURABLE_TIMEOUT if durable else self._deadline
         pubsub: Any = None
@@ -328,19 +367,27 @@ class AsyncSharedCache(_Plans):
                             raise redis.TimeoutError("SUBSCRIBE was not confirmed in time")
                     except Exception as exc:
                         failure = exc
+                        await self._drop_waits(durable)
                 elif isinstance(step, _Listen):
                     try:
                         async with asyncio.timeout(step.seconds + deadline):
                             reply = await self._listen(pubsub, step.seconds)
                     except Exception as exc:
                         failure = exc
+                        await self._drop_waits(durable)
                 else:
                     try:
                         conn = await self._loop_client(durable)
                         async with asyncio.timeout(deadline):
                             if step.name in conn.scripts:
-                                script = conn.scripts[step.name]
-                                reply = await script(keys=step.keys, args=step.args)
+                                try:
+                                    script = conn.scripts[step.name]
+                                    reply = await script(keys=step.keys, args=step.args)
+                                except redis.ResponseError as exc:
+                                    if not _unflag(conn, step.name, exc):
+                                        raise
+                                    script = conn.scripts[step.name]
+                                    reply = await script(keys=step.keys, args=step.args)
                             else:
                                 reply = await conn.client.delete(*step.keys)
                     except Exception as exc:

@@ -373,7 +373,7 @@ class Fleet(_Recovery):
         if last is None and (start is None or self._floor is None):
             # Mark where we begin with an entry of our own, so the id is surely
             # in the stream (with nothing held here, nothing needs replaying).
-            last = client.xadd(STREAM, {"m": _HELLO}, maxlen=STREAM_MAXLEN, approximate=True)
+            last = bytes(_run(client, "hello", (STREAM,), (STREAM_MAXLEN, _HELLO)))
         self._floor, self._candidate = last or start, None
 
     def _since(self) -> bytes | None:

@@ -21,6 +21,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
+import redis
+
 from ..cache import REVOKED
 from ..errors import AuthError, InvalidToken
 from ..flow import Resolved
@@ -461,6 +463,8 @@ class _Plans(_Secrets):
                 self._hold(digest, value.decode() if isinstance(value, bytes) else lease_id)
                 return None
             if kind != READ_LEASE_HELD:
+                if len(reply) > 1 and reply[1] == b"oom":
+                    self._full()  # no lease could be taken: a plain miss
                 return None
             # Another worker is asking LWA: wait for its answer, as long as its
             # lease says it may take, woken by its publish on the lease key.
@@ -498,6 +502,9 @@ class _Plans(_Secrets):
             self._codec.seal(secret, keys[0], encode_identity(resolved), token) if px else b""
         )
         lost = yield _Call("write", keys, (value, px, lease_id, *self._markers(digest)))
+        if lost == -1:
+            self._full()  # not stored: the lookup is still answered
+            return None
         yield from self._check_lost(lost, digest)
         return None
 
@@ -531,7 +538,11 @@ class _Plans(_Secrets):
                 token_key("rev", digest),
                 bucket_key("epoch", digest),
             )
-            lost = yield _Call("write", keys, (value, px, lease_id, *self._markers(digest)))
+            # A revocation is written even past maxmemory (see _scripts._REVOKE).
+            name = "revoke" if revoked else "write"
+            lost = yield _Call(name, keys, (value, px, lease_id, *self._markers(digest)))
+            if lost == -1 and revoked:  # a Redis < 7 ran it unflagged, and is full
+                raise redis.exceptions.OutOfMemoryError("the revocation was not stored")
             yield from self._check_lost(lost, digest)
         elif lease_id:
             yield _Call("release", (lease_key,), (lease_id,))

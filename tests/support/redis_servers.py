@@ -183,27 +183,36 @@ class LocalCluster:
     own, joined by ``redis-cli --cluster create``; ready once every node
     says ``cluster_state:ok``."""
 
-    def __init__(self, binary: str, masters: int = 3, timeout: float = 60.0) -> None:
+    def __init__(
+        self,
+        binary: str,
+        masters: int = 3,
+        timeout: float = 60.0,
+        *,
+        replicas: int = 0,
+        node_timeout_ms: int = 5000,
+    ) -> None:
         self.nodes: list[RedisServer] = []
         try:
-            for _ in range(masters):
+            for _ in range(masters * (1 + replicas)):
                 node = RedisServer(binary)
                 node.extra = [
                     "--cluster-enabled", "yes",
                     "--cluster-config-file", os.path.join(node._dir.name, "nodes.conf"),
                     "--cluster-port", str(free_port()),
-                    "--cluster-node-timeout", "5000",
+                    "--cluster-node-timeout", str(node_timeout_ms),
                 ]
                 node.start()
                 self.nodes.append(node)
             cli = shutil.which("redis-cli") or os.path.join(os.path.dirname(binary), "redis-cli")
             subprocess.run(
                 [cli, "--cluster", "create", *(f"127.0.0.1:{n.port}" for n in self.nodes),
-                 "--cluster-replicas", "0", "--cluster-yes"],
+                 "--cluster-replicas", str(replicas), "--cluster-yes"],
                 check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=timeout,
             )
             deadline = time.monotonic() + timeout
-            while not all(self._ok(n) for n in self.nodes):
+            want = masters * replicas
+            while not all(self._ok(n) for n in self.nodes) or self._replicating() < want:
                 if time.monotonic() > deadline:
                     raise RuntimeError("the cluster did not reach cluster_state:ok in time")
                 time.sleep(0.05)  # the nodes are gossiping
@@ -215,6 +224,35 @@ class LocalCluster:
     def _ok(node: RedisServer) -> bool:
         with contextlib.closing(node.client()) as client:
             return b"cluster_state:ok" in client.execute_command("CLUSTER", "INFO")
+
+    def _replicating(self) -> int:
+        """How many nodes are replicas with their link to their master up."""
+        count = 0
+        for node in self.nodes:
+            with contextlib.closing(node.client()) as client:
+                role = client.execute_command("ROLE")
+            count += role[0] == b"slave" and role[3] == b"connected"
+        return count
+
+    def masters(self) -> list[RedisServer]:
+        """The nodes that are masters now (by their own ``ROLE``)."""
+        found = []
+        for node in self.nodes:
+            try:
+                with contextlib.closing(node.client()) as client:
+                    if client.execute_command("ROLE")[0] == b"master":
+                        found.append(node)
+            except redis.RedisError:
+                continue  # down
+        return found
+
+    def healthy(self) -> bool:
+        """Whether every live node says ``cluster_state:ok``."""
+        live = [n for n in self.nodes if n._proc is not None]
+        try:
+            return all(self._ok(n) for n in live)
+        except redis.RedisError:
+            return False
 
     @property
     def url(self) -> str:
