@@ -1,4 +1,5 @@
-"""Issue 24, item 2: sharing recovers after a Redis Cluster failover.
+"""Issue 24, items 2 and 3: sharing recovers after a Redis Cluster failover,
+and after a Sentinel failover.
 
 A 3-master + 3-replica Cluster (``cluster-node-timeout`` 1 s, so a replica
 is promoted within a few seconds), four WSGI middlewares standing for four
@@ -19,7 +20,7 @@ from typing import Any
 
 import pytest
 from support.callers import WsgiCaller
-from support.redis_servers import LocalCluster, redis_binary, wait_for
+from support.redis_servers import LocalCluster, SentinelTopology, redis_binary, wait_for
 
 from lwa_middleware.testing import LWAEmulator
 
@@ -35,6 +36,18 @@ def cluster() -> Iterator[LocalCluster]:
     if binary is None:
         pytest.skip("redis-server is not installed")
     made = LocalCluster(binary, replicas=1, node_timeout_ms=1000)
+    try:
+        yield made
+    finally:
+        made.close()
+
+
+@pytest.fixture
+def sentinel() -> Iterator[SentinelTopology]:
+    binary = redis_binary()
+    if binary is None:
+        pytest.skip("redis-server is not installed")
+    made = SentinelTopology(binary, replicas=1, sentinels=3)
     try:
         yield made
     finally:
@@ -64,8 +77,32 @@ def burst(workers: list[Any], lwa: LWAEmulator) -> tuple[int, float, list[int]]:
 def test_sharing_comes_back_after_a_cluster_failover(
     make_wsgi: Callable[..., Any], lwa_emulator: LWAEmulator, cluster: LocalCluster
 ) -> None:
+    def kill() -> Callable[[], bool]:
+        cluster.masters()[0].stop()
+        return lambda: len(cluster.masters()) == 3 and cluster.healthy()
+
+    through_failover(make_wsgi, lwa_emulator, cluster.url, kill)
+
+
+def test_sharing_comes_back_after_a_sentinel_failover(
+    make_wsgi: Callable[..., Any], lwa_emulator: LWAEmulator, sentinel: SentinelTopology
+) -> None:
+    def kill() -> Callable[[], bool]:
+        old = sentinel.primary.port
+        sentinel.primary.stop()
+        return lambda: sentinel.primary_port() not in (None, old)
+
+    through_failover(make_wsgi, lwa_emulator, sentinel.url, kill)
+
+
+def through_failover(
+    make_wsgi: Callable[..., Any], lwa_emulator: LWAEmulator, url: str,
+    kill: Callable[[], Callable[[], bool]],
+) -> None:
+    """Four workers on ``url``; ``kill()`` a primary (it returns whether a
+    replica was promoted yet) under traffic; then sharing must come back."""
     options = {
-        "redis_url": cluster.url, "redis_timeout": 0.3, "cache_key_secret": SECRET,
+        "redis_url": url, "redis_timeout": 0.3, "cache_key_secret": SECRET,
         "timeout": TIMEOUT,
     }
     workers = [make_wsgi(**options) for _ in range(4)]
@@ -75,12 +112,11 @@ def test_sharing_comes_back_after_a_cluster_failover(
         calls, _, statuses = burst(workers, lwa_emulator)
         assert statuses == [200] * 4
     assert calls == 1
-    victim = cluster.masters()[0]
-    victim.stop()
+    promoted_yet = kill()
     started = time.monotonic()
     slowest = 0.0
     # Under traffic until a replica took over.
-    while len(cluster.masters()) < 3 or not cluster.healthy():
+    while not promoted_yet():
         assert time.monotonic() - started < 60, "no replica was promoted"
         _, took, statuses = burst(workers, lwa_emulator)
         assert statuses == [200] * 4  # answered: Redis failing is a miss

@@ -27,6 +27,7 @@ __all__ = [
     "BlackHole",
     "LocalCluster",
     "RedisServer",
+    "SentinelTopology",
     "Workers",
     "free_port",
     "redis_binary",
@@ -268,6 +269,81 @@ class LocalCluster:
     def close(self) -> None:
         for node in self.nodes:
             node.close()
+
+
+class SentinelTopology:
+    """A primary, ``replicas`` replicas of it, and ``sentinels`` Sentinels
+    (quorum: a majority) watching them as service ``svc``."""
+
+    def __init__(self, binary: str, replicas: int = 1, sentinels: int = 3,
+                 down_after_ms: int = 800) -> None:
+        self.primary = RedisServer(binary)
+        self.replicas = [RedisServer(binary) for _ in range(replicas)]
+        self.sentinels: list[tuple[int, subprocess.Popen[bytes]]] = []
+        self._dir = tempfile.TemporaryDirectory(prefix="lwa-sentinel-")
+        try:
+            self.primary.start()
+            for replica in self.replicas:
+                replica.start()
+                with contextlib.closing(replica.client()) as client:
+                    client.replicaof("127.0.0.1", self.primary.port)
+            quorum = sentinels // 2 + 1
+            for index in range(sentinels):
+                port = free_port()
+                conf = os.path.join(self._dir.name, f"sentinel-{index}.conf")
+                with open(conf, "w") as handle:
+                    handle.write(
+                        f"port {port}\nbind 127.0.0.1\ndir {self._dir.name}\n"
+                        f"sentinel monitor svc 127.0.0.1 {self.primary.port} {quorum}\n"
+                        f"sentinel down-after-milliseconds svc {down_after_ms}\n"
+                        "sentinel failover-timeout svc 4000\n"
+                    )
+                proc = subprocess.Popen([binary, conf, "--sentinel"],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                self.sentinels.append((port, proc))
+            wait_for(lambda: self.primary_port() == self.primary.port, 30)
+            wait_for(self._all_known, 30)
+        except BaseException:
+            self.close()
+            raise
+
+    def _ask(self, port: int, *command: str) -> Any:
+        with contextlib.closing(redis.Redis(host="127.0.0.1", port=port,
+                                            socket_timeout=2)) as client:
+            return client.execute_command(*command)
+
+    def primary_port(self) -> int | None:
+        """The primary's port, as the first Sentinel says."""
+        try:
+            found = self._ask(self.sentinels[0][0], "SENTINEL", "GET-MASTER-ADDR-BY-NAME", "svc")
+        except redis.RedisError:
+            return None
+        return int(found[1]) if found else None
+
+    def _all_known(self) -> bool:
+        """Every Sentinel knows every replica and the other Sentinels."""
+        try:
+            for port, _ in self.sentinels:
+                if len(self._ask(port, "SENTINEL", "REPLICAS", "svc")) < len(self.replicas):
+                    return False
+                if len(self._ask(port, "SENTINEL", "SENTINELS", "svc")) < len(self.sentinels) - 1:
+                    return False
+        except redis.RedisError:
+            return False
+        return True
+
+    @property
+    def url(self) -> str:
+        nodes = ",".join(f"127.0.0.1:{port}" for port, _ in self.sentinels)
+        return f"redis+sentinel://{nodes}/svc/0"
+
+    def close(self) -> None:
+        for _, proc in self.sentinels:
+            proc.kill()
+            proc.wait(timeout=10)
+        for server in (self.primary, *self.replicas):
+            server.close()
+        self._dir.cleanup()
 
 
 class BlackHole:
