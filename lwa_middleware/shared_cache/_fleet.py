@@ -103,8 +103,11 @@ RECONNECT_MIN: Final = 0.05
 RECONNECT_MAX: Final = 2.0
 #: Stream entries read per round trip when catching up (by the ``page``
 #: script, which drops entries over MAX_MESSAGE bytes unread: at most
-#: _BATCH * MAX_MESSAGE bytes held at once).
-_BATCH: Final = 128
+#: _BATCH * MAX_MESSAGE bytes held at once). Small, because the script
+#: itself reads whole entries: junk of 1 MiB an entry costs Redis _BATCH MiB
+#: a round trip, which must stay well within the subscriber's reply deadline
+#: (a first connect pages too, from a minute before the first token).
+_BATCH: Final = 32
 #: Seconds before this process's first noted token its first connect replays
 #: the stream from: room for the app's and Redis's clocks to disagree.
 CATCH_UP_SKEW: Final = 60.0
