@@ -23,7 +23,15 @@ from ._health import DURABLE_TIMEOUT, classify
 from ._plans import _Found, _Plans
 from ._scripts import SCRIPTS, UNFLAGGED, flags_unknown
 from ._steps import _T, _Listen, _Plan, _Sleep, _Subscribe
-from ._topology import Limits, aclose_client, close_client, is_cluster, is_tls, make_client
+from ._topology import (
+    Limits,
+    aclose_client,
+    close_client,
+    is_cluster,
+    is_cluster_url,
+    is_tls,
+    make_client,
+)
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -52,8 +60,15 @@ def connect_timeout(settings: Settings, durable: bool = False) -> float:
 def _make(settings: Settings, durable: bool, *, asyncio: bool) -> Any:
     """A new client (a plain URL's, Sentinel's, a Cluster's or the
     ``redis_client`` factory's) with this cache's deadlines."""
+    timeout = DURABLE_TIMEOUT if durable else settings.redis_timeout
+    if asyncio and settings.redis_url is not None and is_cluster_url(settings.redis_url):
+        # Learning the slot map reads the command table (COMMAND, ~100 KB),
+        # which 50 ms did not allow under load: every worker of a fresh fleet
+        # then skipped Redis (issue 24, item 6). Each asyncio round trip is
+        # bounded by asyncio.timeout anyway; the socket's only by this.
+        timeout = max(timeout, CLUSTER_INIT_TIMEOUT)
     limits = Limits(
-        timeout=DURABLE_TIMEOUT if durable else settings.redis_timeout,
+        timeout=timeout,
         connect_timeout=connect_timeout(settings, durable),
         max_connections=2 if durable else max(8, settings.max_concurrent_lookups),
     )
@@ -270,7 +285,16 @@ class _LoopClient:
         if self._waits is None:
             waits = _make(self._settings, self._durable, asyncio=True)
             if is_cluster(waits):
-                await waits.initialize()  # its pub/sub needs the slot map
+                # Its pub/sub needs the slot map: learnt within the Cluster's
+                # own budget, not a reply's (a fresh fleet's first waits
+                # failed on it, and every worker then asked LWA).
+                try:
+                    async with asyncio.timeout(CLUSTER_INIT_TIMEOUT):
+                        await waits.initialize()
+                except BaseException:
+                    with contextlib.suppress(Exception):
+                        await aclose_client(waits)
+                    raise
             if self._waits is None:
                 self._waits = waits
             else:  # another task of this loop made one meanwhile
@@ -354,11 +378,12 @@ class AsyncSharedCache(_Plans):
                 elif isinstance(step, _Subscribe):
                     try:
                         conn = await self._loop_client(durable)
+                        waits = await conn.waits()
                         async with asyncio.timeout(deadline):
                             if pubsub is not None:  # a new holder: one channel at a time
                                 with contextlib.suppress(Exception):
                                     await pubsub.aclose()
-                            pubsub = (await conn.waits()).pubsub()
+                            pubsub = waits.pubsub()
                             await pubsub.subscribe(step.channel)
                             confirmed = await pubsub.get_message(
                                 timeout=self.settings.redis_timeout
