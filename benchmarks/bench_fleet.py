@@ -19,8 +19,25 @@ worker processes (``tests/shared_cache_support.Workers``), then measures:
    directly (as in ``bench_shared_cache.py``), with the default MAC-sealed
    values and with ``cache_key_secret`` (AES-GCM, HKDF per value).
 
+Issue 24 adds, with ``--faults`` (instead of the above):
+
+5. **Cluster failover.** A 3-master + 3-replica Cluster (``cluster-node-timeout``
+   2 s), 4 uvicorn workers, a new token every 0.25 s sent to all four at once;
+   one master is killed. Promotion time, latency percentiles and the slowest
+   answer from the kill to 10 s after the promotion, unanswered requests
+   (over ``timeout`` + 1 s, or no answer), LWA calls per second, and the time
+   from the promotion to the last token that cost more than one lookup;
+   revocations made during the failover: how many raised, and whether the
+   others are refused by every worker afterwards.
+6. **Memory pressure.** Per ``maxmemory-policy``, a small ``maxmemory``
+   filled by resolving ``--memory-tokens`` tokens through one worker; then 10
+   tokens held by two workers are revoked: how many revokes raised, and how
+   many revoked tokens the other worker and a new worker still accept.
+7. **Lost write-back.** A holder takes a lease and is never heard of again;
+   3 waiters ask the same token: their answer times.
+
 Run: ``python benchmarks/bench_fleet.py`` (about a minute; needs
-``redis-server``). Prints Markdown.
+``redis-server``), ``--faults`` for 5 to 7. Prints Markdown.
 """
 
 from __future__ import annotations
@@ -177,6 +194,12 @@ def hit_cost(emulator: LWAEmulator, redis_url: str, n: int) -> list[tuple[str, f
 
 
 def main() -> None:
+    if "--faults" in sys.argv:
+        from bench_fleet_faults import main as faults
+
+        sys.argv.remove("--faults")
+        faults()
+        return
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tokens", type=int, default=50, help="revoked tokens")
     parser.add_argument("--cold", type=int, default=10, help="cold tokens per latency")

@@ -293,10 +293,10 @@ class Resolver:
             )
         )
 
-    def _entry(self, resolved: Resolved, fresh_for: float | None = None) -> Entry:
+    def _entry(self, key: bytes, resolved: Resolved, fresh_for: float | None = None) -> Entry:
         identity = resolved.identity
         extra = self._decorate(identity) if self._decorate is not None else None
-        if self._local_ttl is not None and not self._trusted():
+        if self._local_ttl is not None and not self._trusted(key):
             # With a shared cache, trust this process's copy only briefly, so
             # an invalidate() or revoke() on another worker reaches this one
             # (while pushes reach it, they do that at once: no need).
@@ -305,12 +305,13 @@ class Resolver:
             identity, resolved.expires_mono, resolved.has_profile, extra, fresh_for=fresh_for
         )
 
-    def _trusted(self) -> bool:
-        """Whether this process's copies may live ``cache_ttl``: another worker's
-        revoke()/invalidate() reaches it at once (its subscriber is connected),
-        or Redis is unusable (degraded: the no-Redis lifetime)."""
+    def _trusted(self, key: bytes) -> bool:
+        """Whether this process's copy of ``key`` may live ``cache_ttl``: another
+        worker's revoke()/invalidate() reaches it at once (its subscriber is
+        connected), or Redis is unusable (degraded: the no-Redis lifetime); and
+        either way a push can name it (:meth:`Fleet.knows`, issue 24 item 1)."""
         fleet = self._fleet
-        if fleet is None:
+        if fleet is None or not fleet.knows(key):
             return False
         if fleet.subscribed:
             return True
@@ -327,7 +328,7 @@ class Resolver:
         self.stats.upstream_seconds += elapsed
         self.stats.lookup_latency.observe(elapsed)
         self.breaker.success()
-        entry = self._entry(resolved)
+        entry = self._entry(key, resolved)
         self.cache.put(key, entry)
         _otel.annotate(resolved=resolved)
         self.emit("resolved", seconds=elapsed, request_id=resolved.request_id)
@@ -410,7 +411,7 @@ class Resolver:
         self.stats.shared_hits += 1
         _otel.annotate("shared")
         self.emit("shared_hit")
-        entry = self._entry(resolved, fresh_for=found.fresh_for)
+        entry = self._entry(key, resolved, fresh_for=found.fresh_for)
         self.cache.put(key, entry)
         return entry
 

@@ -83,17 +83,17 @@ every revocation on each reconnect and every 30 s, see :mod:`._fleet`). :meth:`r
 Cross-process single-flight
 ---------------------------
 
-On a miss the reader also tries to take ``lwa:v1:{<b>}:lease:<hex>`` (``SET NX``
-for twice the LWA ``timeout``: the holder's deadline), in the same round
-trip. Its value is ``<fencing id>:<nonce>``, the fencing id from ``INCR
-lwa:v1:fence``. The worker that gets it asks LWA; the others subscribe to the
-lease key as a channel, read again (so a publish in between is not lost) and
-wait for the holder's publish, for at most the lease's PTTL (restarted when
-the fencing id shows a new holder), and then ask LWA themselves: a lease
-only ever saves calls, it never fails a request. :meth:`put` and
-:meth:`record_failure` release the lease (only if it is still exactly the
-one this worker took) and publish on it; when another lookup holds it by
-then, they write nothing: its answer is the newer one.
+On a miss the reader also tries to take ``lwa:v1:{<b>}:lease:<hex>`` (``SET
+NX`` for the LWA ``timeout`` plus :data:`._plans.LEASE_MARGIN`: the holder's
+deadline and its write-back), in the same round trip. Its value is ``<fencing
+id>:<nonce>``, the fencing id from ``INCR lwa:v1:fence``. The worker that gets
+it asks LWA; the others subscribe to the lease key as a channel, read again
+(so a publish in between is not lost) and wait for the holder's publish, for
+at most the lease's PTTL (restarted when the fencing id shows a new holder),
+and then ask LWA themselves: a lease only ever saves calls, it never fails a
+request. :meth:`put` and :meth:`record_failure` release the lease (only if it
+is still exactly the one this worker took) and publish on it; when another
+lookup holds it by then, they write nothing: its answer is the newer one.
 
 Revocations pushed to every worker
 ----------------------------------
@@ -102,6 +102,15 @@ Revocations pushed to every worker
 a capped stream, and each process's :class:`Fleet` subscriber applies it to
 its in-process cache at once, replaying the stream after a reconnect; see
 :mod:`._fleet`.
+
+Redis full
+----------
+
+At ``maxmemory`` under ``noeviction`` (the recommended policy) a lookup's
+own writes (an identity, a lease, a marker) are skipped through ``pcall``
+and logged as the ``oom`` fault without opening the breaker, so revocations
+are still read; the scripts carrying a revocation are flagged ``allow-oom``
+(Redis 7) and written past the limit. See :mod:`._scripts`.
 
 Failures
 --------

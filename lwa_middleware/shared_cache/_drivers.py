@@ -21,9 +21,17 @@ import redis
 from .._loopbound import keep_until_shutdown
 from ._health import DURABLE_TIMEOUT, classify
 from ._plans import _Found, _Plans
-from ._scripts import SCRIPTS
+from ._scripts import SCRIPTS, UNFLAGGED, flags_unknown
 from ._steps import _T, _Listen, _Plan, _Sleep, _Subscribe
-from ._topology import Limits, aclose_client, close_client, is_cluster, is_tls, make_client
+from ._topology import (
+    Limits,
+    aclose_client,
+    close_client,
+    is_cluster,
+    is_cluster_url,
+    is_tls,
+    make_client,
+)
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -52,8 +60,15 @@ def connect_timeout(settings: Settings, durable: bool = False) -> float:
 def _make(settings: Settings, durable: bool, *, asyncio: bool) -> Any:
     """A new client (a plain URL's, Sentinel's, a Cluster's or the
     ``redis_client`` factory's) with this cache's deadlines."""
+    timeout = DURABLE_TIMEOUT if durable else settings.redis_timeout
+    if asyncio and settings.redis_url is not None and is_cluster_url(settings.redis_url):
+        # Learning the slot map reads the command table (COMMAND, ~100 KB),
+        # which 50 ms did not allow under load: every worker of a fresh fleet
+        # then skipped Redis (issue 24, item 6). Each asyncio round trip is
+        # bounded by asyncio.timeout anyway; the socket's only by this.
+        timeout = max(timeout, CLUSTER_INIT_TIMEOUT)
     limits = Limits(
-        timeout=DURABLE_TIMEOUT if durable else settings.redis_timeout,
+        timeout=timeout,
         connect_timeout=connect_timeout(settings, durable),
         max_connections=2 if durable else max(8, settings.max_concurrent_lookups),
     )
@@ -66,6 +81,14 @@ def _subscribed(message: Any) -> bool:
 
 def _published(message: Any) -> bool:
     return isinstance(message, dict) and message.get("type") == "message"
+
+
+def _unflag(conn: _Client | _LoopClient, name: str, exc: Exception) -> bool:
+    """A Redis < 7 refused flagged script ``name``: use it unflagged from now on."""
+    if name not in UNFLAGGED or not flags_unknown(exc):
+        return False
+    conn.scripts[name] = conn.client.register_script(UNFLAGGED[name])
+    return True
 
 
 def _reconnect(client: Any) -> Any:
@@ -92,6 +115,16 @@ class _Client:
             if self._waits is None:
                 self._waits = _make(self._settings, self._durable, asyncio=False)
             return self._waits
+
+    def drop_waits(self) -> None:
+        """A wait failed: make the next one on a new client. A Cluster client
+        keeps the slot map it learnt, dead node included, for good: after a
+        failover its subscribe would fail (and reopen the breaker) forever."""
+        with self._lock:
+            waits, self._waits = self._waits, None
+        if waits is not None:
+            with contextlib.suppress(Exception):
+                close_client(waits)
 
     def close(self) -> None:
         close_client(self.client)
@@ -150,16 +183,25 @@ class SyncSharedCache(_Plans):
                             raise redis.TimeoutError("SUBSCRIBE was not confirmed in time")
                     except Exception as exc:
                         failure = exc
+                        if conn is not None:
+                            conn.drop_waits()
                 elif isinstance(step, _Listen):
                     try:
                         reply = self._listen(pubsub, step.seconds)
                     except Exception as exc:
                         failure = exc
+                        if conn is not None:
+                            conn.drop_waits()
                 else:
                     try:
                         conn = self._connection(durable)
                         if step.name in conn.scripts:
-                            reply = conn.scripts[step.name](keys=step.keys, args=step.args)
+                            try:
+                                reply = conn.scripts[step.name](keys=step.keys, args=step.args)
+                            except redis.ResponseError as exc:
+                                if not _unflag(conn, step.name, exc):
+                                    raise
+                                reply = conn.scripts[step.name](keys=step.keys, args=step.args)
                         else:
                             reply = conn.client.delete(*step.keys)
                     except Exception as exc:
@@ -243,12 +285,28 @@ class _LoopClient:
         if self._waits is None:
             waits = _make(self._settings, self._durable, asyncio=True)
             if is_cluster(waits):
-                await waits.initialize()  # its pub/sub needs the slot map
+                # Its pub/sub needs the slot map: learnt within the Cluster's
+                # own budget, not a reply's (a fresh fleet's first waits
+                # failed on it, and every worker then asked LWA).
+                try:
+                    async with asyncio.timeout(CLUSTER_INIT_TIMEOUT):
+                        await waits.initialize()
+                except BaseException:
+                    with contextlib.suppress(Exception):
+                        await aclose_client(waits)
+                    raise
             if self._waits is None:
                 self._waits = waits
             else:  # another task of this loop made one meanwhile
                 await aclose_client(waits)
         return self._waits
+
+    async def drop_waits(self) -> None:
+        """:meth:`_Client.drop_waits`, on this loop."""
+        waits, self._waits = self._waits, None
+        if waits is not None:
+            with contextlib.suppress(Exception):
+                await aclose_client(waits)
 
     async def aclose(self) -> None:
         await aclose_client(self.client)
@@ -302,6 +360,11 @@ class AsyncSharedCache(_Plans):
             found.keeper = await keep_until_shutdown(found.aclose)
         return found
 
+    async def _drop_waits(self, durable: bool) -> None:
+        found = (self._durable_loops if durable else self._loops).get(asyncio.get_running_loop())
+        if found is not None:
+            await found.drop_waits()
+
     async def _drive(self, plan: _Plan[_T], durable: bool = False) -> _T:
         deadline = DURABLE_TIMEOUT if durable else self._deadline
         pubsub: Any = None
@@ -315,11 +378,12 @@ class AsyncSharedCache(_Plans):
                 elif isinstance(step, _Subscribe):
                     try:
                         conn = await self._loop_client(durable)
+                        waits = await conn.waits()
                         async with asyncio.timeout(deadline):
                             if pubsub is not None:  # a new holder: one channel at a time
                                 with contextlib.suppress(Exception):
                                     await pubsub.aclose()
-                            pubsub = (await conn.waits()).pubsub()
+                            pubsub = waits.pubsub()
                             await pubsub.subscribe(step.channel)
                             confirmed = await pubsub.get_message(
                                 timeout=self.settings.redis_timeout
@@ -328,19 +392,27 @@ class AsyncSharedCache(_Plans):
                             raise redis.TimeoutError("SUBSCRIBE was not confirmed in time")
                     except Exception as exc:
                         failure = exc
+                        await self._drop_waits(durable)
                 elif isinstance(step, _Listen):
                     try:
                         async with asyncio.timeout(step.seconds + deadline):
                             reply = await self._listen(pubsub, step.seconds)
                     except Exception as exc:
                         failure = exc
+                        await self._drop_waits(durable)
                 else:
                     try:
                         conn = await self._loop_client(durable)
                         async with asyncio.timeout(deadline):
                             if step.name in conn.scripts:
-                                script = conn.scripts[step.name]
-                                reply = await script(keys=step.keys, args=step.args)
+                                try:
+                                    script = conn.scripts[step.name]
+                                    reply = await script(keys=step.keys, args=step.args)
+                                except redis.ResponseError as exc:
+                                    if not _unflag(conn, step.name, exc):
+                                        raise
+                                    script = conn.scripts[step.name]
+                                    reply = await script(keys=step.keys, args=step.args)
                             else:
                                 reply = await conn.client.delete(*step.keys)
                     except Exception as exc:

@@ -104,8 +104,14 @@ RECONNECT_MIN: Final = 0.05
 RECONNECT_MAX: Final = 2.0
 #: Stream entries read per round trip when catching up (by the ``page``
 #: script, which drops entries over MAX_MESSAGE bytes unread: at most
-#: _BATCH * MAX_MESSAGE bytes held at once).
-_BATCH: Final = 128
+#: _BATCH * MAX_MESSAGE bytes held at once). Small, because the script
+#: itself reads whole entries: junk of 1 MiB an entry costs Redis _BATCH MiB
+#: a round trip, which must stay well within the subscriber's reply deadline
+#: (a first connect pages too, from a minute before the first token).
+_BATCH: Final = 32
+#: Seconds before this process's first noted token its first connect replays
+#: the stream from: room for the app's and Redis's clocks to disagree.
+CATCH_UP_SKEW: Final = 60.0
 _HELLO: Final = b"hello"
 
 #: This process's id, kept current across forks without a syscall per request.
@@ -148,6 +154,13 @@ class Fleet(_Recovery):
         #: Redis hex -> in-process key, of tokens looked up here (bounded LRU).
         self._aliases: OrderedDict[str, bytes] = OrderedDict()
         self._alias_max = max(1024, 2 * settings.cache_maxsize)
+        #: In-process key -> how many aliases name it.
+        self._noted: dict[bytes, int] = {}
+        #: In-process keys cached before any secret was known (unnamed).
+        self._unnamed: set[bytes] = set()
+        #: Epoch seconds of this process's first noted token (None: none yet):
+        #: a first connect replays the stream from a little before it.
+        self._born: float | None = None
         self._lock = threading.Lock()
         #: Secrets messages may be sealed with (the configured one, or the
         #: generated ones the shared caches learnt).
@@ -192,12 +205,34 @@ class Fleet(_Recovery):
     def note(self, digest: str, token: str) -> None:
         """``token`` (whose Redis hex is ``digest``) is looked up here."""
         key = token_digest(token.encode("ascii"))
+        if self._born is None:
+            self._born = self._wall()
         with self._lock:
-            aliases = self._aliases
+            aliases, noted = self._aliases, self._noted
+            if digest not in aliases:
+                noted[key] = noted.get(key, 0) + 1
             aliases[digest] = key
             aliases.move_to_end(digest)
             while len(aliases) > self._alias_max:
-                aliases.popitem(last=False)
+                _, gone = aliases.popitem(last=False)
+                if noted[gone] <= 1:
+                    del noted[gone]
+                else:
+                    noted[gone] -= 1
+
+    def knows(self, key: bytes) -> bool:
+        """Whether a push can reach the in-process entry ``key``: its token
+        was noted here (issue 24, item 1). If not, and a generated secret is
+        yet to be learnt (Redis never reached), ``key`` is kept to be dropped
+        from memory when it is (:meth:`learn_secret`): until then no push can
+        reach this process anyway, and copies live as long as without Redis."""
+        with self._lock:
+            if key in self._noted:
+                return True
+            if not self._secrets and len(self._unnamed) < self._alias_max:
+                self._unnamed.add(key)
+                return True
+            return False
 
     def report(self, event: str, **data: Any) -> None:
         """Count a shared-cache event in the stats and pass it to ``on_event``."""
@@ -329,16 +364,34 @@ class Fleet(_Recovery):
         return None
 
     def _catch_up(self, client: Any) -> None:
-        start = self._resume_point(client) if self._floor is not None else None
-        if start is None:
-            if self._floor is not None:
+        if self._floor is not None:
+            start = self._resume_point(client)
+            if start is None:
                 self._resync()
+        else:
+            # A first connect: this process may already serve tokens it
+            # looked up while Redis was skipped, failing or not yet reached;
+            # what was pushed since is replayed (issue 24, item 1).
+            start = self._since()
+        last = self._replay(client, start) if start is not None else None
+        if last is None and (start is None or self._floor is None):
             # Mark where we begin with an entry of our own, so the id is surely
-            # in the stream (on a fresh start, nothing held here needs replaying).
-            self._floor = client.xadd(STREAM, {"m": _HELLO}, maxlen=STREAM_MAXLEN,
-                                      approximate=True)
-            self._candidate = None
-            return
+            # in the stream (with nothing held here, nothing needs replaying).
+            last = bytes(_run(client, "hello", (STREAM,), (STREAM_MAXLEN, _HELLO)))
+        self._floor, self._candidate = last or start, None
+
+    def _since(self) -> bytes | None:
+        """The stream id to replay from on a first connect: :data:`CATCH_UP_SKEW`
+        seconds before this process first noted a token (Redis's clock makes
+        the ids); ``None`` if it noted none."""
+        born = self._born
+        if born is None:
+            return None
+        return f"{max(0, int((born - CATCH_UP_SKEW) * 1000))}-0".encode()
+
+    def _replay(self, client: Any, start: bytes) -> bytes | None:
+        """Apply the stream's messages after ``start``; the last id read (None: none)."""
+        last: bytes | None = None
         while True:
             page = self._page(client, start, _BATCH)
             after = stream_id(start)
@@ -346,6 +399,7 @@ class Fleet(_Recovery):
                 at = stream_id(raw_id)
                 if at is None or after is None or at <= after:
                     continue  # the entry resumed from
+                last = raw_id
                 if sealed == _HELLO:
                     continue
                 if not sealed:
@@ -357,8 +411,7 @@ class Fleet(_Recovery):
             if page:
                 start = page[-1][0]
             if len(page) < _BATCH:
-                break
-        self._floor, self._candidate = start, None
+                return last
 
     def _run(self, stop: threading.Event) -> None:
         pause = RECONNECT_MIN

@@ -84,7 +84,9 @@ FAULTS: Final = {
     ),
     "oom": (
         "Redis is out of memory and refuses writes (OOM, maxmemory reached)",
-        "raise maxmemory, or use maxmemory-policy allkeys-lru (not noeviction) for a cache",
+        "raise maxmemory and keep maxmemory-policy noeviction: revocations are still written "
+        "(past maxmemory), identities and leases are not (sharing pauses until there is room); "
+        "allkeys-* and volatile-* policies may evict revocations",
     ),
     "readonly": (
         "redis_url points at a read-only replica (READONLY), e.g. after a failover",
@@ -308,6 +310,13 @@ class _Health:
         if opened:
             self._emit("redis_breaker_open", seconds=pause)
         return True
+
+    def _full(self) -> None:
+        """Redis refused a write the lookup could do without (a lease, an
+        identity) for want of memory: logged and counted as the ``oom``
+        fault, but the breaker stays closed, so revocations are still read."""
+        self.faults["oom"] = self.faults.get("oom", 0) + 1
+        self._log_fault("oom")
 
     def _log_fault(self, fault: str) -> None:
         now = self._clock()

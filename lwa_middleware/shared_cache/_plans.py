@@ -21,6 +21,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
+import redis
+
 from .._observe import fields
 from ..cache import REVOKED
 from ..errors import AuthError, InvalidToken
@@ -63,6 +65,11 @@ MAX_REMEMBERED: Final = 10_000
 #: Seconds between two polls of an entry another worker is resolving: kept
 #: for compatibility; waiters are now woken by the holder's publish (issue 14).
 POLL_INTERVAL: Final = 0.015
+#: Seconds a lease outlives its holder's lookup deadline (``timeout``): time
+#: for the holder's write-back. When that write is lost (Redis stalled, the
+#: holder gone) the waiters stop waiting then, not a whole second deadline
+#: later, and ask LWA themselves (issue 24, item 4).
+LEASE_MARGIN: Final = 0.5
 
 
 class SharedRevocation(InvalidToken):
@@ -134,9 +141,9 @@ class _Plans(_Secrets):
         )
         #: Configured secrets that are read but no longer written (rotation).
         self._old_secrets: tuple[bytes, ...] = settings.cache_key_secrets[1:]
-        self._lease_px = max(1, int(settings.timeout * 2 * 1000))
+        self._lease_px = max(1, int((settings.timeout + LEASE_MARGIN) * 1000))
         #: A waiter waits as long as the holder may take (its lease's PTTL, at
-        #: most this): the holder's lookup deadline.
+        #: most this): the holder's lookup deadline and the margin of its write.
         self._lease_wait = self._lease_px / 1000
         self._leases: dict[str, tuple[str, float]] = {}
         self._leases_lock = threading.Lock()
@@ -183,7 +190,23 @@ class _Plans(_Secrets):
     # -- what the drivers run -------------------------------------------------
 
     def _get(self, token: str, revocation_only: bool) -> _Plan[_Found]:
-        return self._guarded(self._get_plan(token, revocation_only), None)
+        # Noted before the breaker is asked: a token served while Redis is
+        # skipped or failing must still be reachable by a pushed revocation
+        # (issue 24, item 1). With no secret known yet it cannot be named:
+        # the resolver then trusts its copy only briefly (Fleet.knows).
+        noted = self._note(token)
+        return self._guarded(self._get_plan(token, revocation_only, noted), None)
+
+    def _note(self, token: str, secret: bytes | None = None) -> bytes | None:
+        """Tell the subscriber ``token``'s Redis hexes under ``secret`` (the
+        one in use by default) and the older configured ones; the secret used."""
+        secret = self._secret if secret is None else secret
+        fleet = self._fleet
+        if fleet is None or secret is None:
+            return None
+        for each in (secret, *self._old_secrets):
+            fleet.note(self._hex(each, token), token)
+        return secret
 
     def _put(self, token: str, resolved: Resolved) -> _Plan[None]:
         # The lease is taken off now, even if Redis is then skipped.
@@ -390,11 +413,13 @@ class _Plans(_Secrets):
             yield _Call("delete", (where,))
             return None
 
-    def _get_plan(self, token: str, revocation_only: bool = False) -> _Plan[_Found]:
+    def _get_plan(
+        self, token: str, revocation_only: bool = False, noted: bytes | None = None
+    ) -> _Plan[_Found]:
         secret = yield from self._secret_plan()
         digest = self._hex(secret, token)
-        if self._fleet is not None:
-            self._fleet.note(digest, token)
+        if secret != noted:  # learnt (or changed) since _get noted it
+            self._note(token, secret)
         # Rotation: the revocation and identity under each older secret. They
         # are in buckets of their own (other slots, on a Cluster): one read
         # each, before the main one, so a revocation under any secret
@@ -402,8 +427,6 @@ class _Plans(_Secrets):
         older: tuple[Any, tuple[str, ...], bytes] | None = None
         for old in self._old_secrets:
             old_digest = self._hex(old, token)
-            if self._fleet is not None:
-                self._fleet.note(old_digest, token)
             old_keys = entry_keys(old_digest)
             reply = yield _Call(
                 "read",
@@ -442,6 +465,8 @@ class _Plans(_Secrets):
                 self._hold(digest, value.decode() if isinstance(value, bytes) else lease_id)
                 return None
             if kind != READ_LEASE_HELD:
+                if len(reply) > 1 and reply[1] == b"oom":
+                    self._full()  # no lease could be taken: a plain miss
                 return None
             # Another worker is asking LWA: wait for its answer, as long as its
             # lease says it may take, woken by its publish on the lease key.
@@ -479,6 +504,9 @@ class _Plans(_Secrets):
             self._codec.seal(secret, keys[0], encode_identity(resolved), token) if px else b""
         )
         lost = yield _Call("write", keys, (value, px, lease_id, *self._markers(digest)))
+        if lost == -1:
+            self._full()  # not stored: the lookup is still answered
+            return None
         yield from self._check_lost(lost, digest)
         return None
 
@@ -512,7 +540,11 @@ class _Plans(_Secrets):
                 token_key("rev", digest),
                 bucket_key("epoch", digest),
             )
-            lost = yield _Call("write", keys, (value, px, lease_id, *self._markers(digest)))
+            # A revocation is written even past maxmemory (see _scripts._REVOKE).
+            name = "revoke" if revoked else "write"
+            lost = yield _Call(name, keys, (value, px, lease_id, *self._markers(digest)))
+            if lost == -1 and revoked:  # a Redis < 7 ran it unflagged, and is full
+                raise redis.exceptions.OutOfMemoryError("the revocation was not stored")
             yield from self._check_lost(lost, digest)
         elif lease_id:
             yield _Call("release", (lease_key,), (lease_id,))

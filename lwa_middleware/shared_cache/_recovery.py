@@ -71,6 +71,7 @@ class _Recovery:
     _codec: Codec
     _lock: threading.Lock
     _secrets: list[bytes]
+    _unnamed: set[bytes]
     _epoch: bytes
 
     def learn_secret(self, secret: bytes) -> None:
@@ -85,6 +86,11 @@ class _Recovery:
             if not self._secrets or replaced:
                 rest = [s for s in self._secrets if s != secret]
                 self._secrets = [secret, *rest][:4]
+            unnamed, self._unnamed = self._unnamed, set()
+        for key in unnamed:
+            # Cached before a push could name it: read again (Redis may hold
+            # its revocation), not trusted for cache_ttl (issue 24, item 1).
+            self._cache.discard(key)
         if replaced:
             self._resync("the generated key secret in Redis changed")
 

@@ -18,6 +18,9 @@ READ_MISS, READ_HIT, READ_REJECTED, READ_LEASE_TAKEN, READ_LEASE_HELD, READ_REVO
 # A value of the wrong type (someone else's data under our key) must be a
 # miss, not a script error that would look like Redis being down.
 _LUA_GET = """
+local function written(reply)
+  return not (type(reply) == 'table' and reply.err)
+end
 local function get(key)
   local value = redis.pcall('GET', key)
   if type(value) == 'table' and value.err then
@@ -37,12 +40,16 @@ end
 # bucket no one used yet, or data lost: flush, restart without persistence,
 # failover), ``{marker}``: the fresh one (ARGV[5]) it is replaced with at once.
 # See _plans._check_lost.
+#
+# Redis full (``maxmemory`` under ``noeviction``, issue 24 item 5): the writes
+# a lookup makes on the side (a marker, a lease, an identity) go through
+# ``pcall`` and are skipped, so reads (revocations above all) keep working
+# and the breaker stays closed; a marker that cannot be made reads as known.
 def _lua_lost(key: str, known: str, fresh: str) -> str:
     return f"""
 local lost = get({key})
 if not lost then
-  redis.call('SET', {key}, {fresh})
-  lost = {{{fresh}}}
+  if written(redis.pcall('SET', {key}, {fresh})) then lost = {{{fresh}}} else lost = 0 end
 elseif lost == {known} then
   lost = 0
 end
@@ -81,8 +88,12 @@ if value then return {lost, 2, value, redis.call('PTTL', KEYS[2])} end
 if ARGV[2] == '0' then return {lost, 0} end
 local held = get(KEYS[3])
 if held then return {lost, 4, redis.call('PTTL', KEYS[3]), held} end
-local lease = redis.call('INCR', KEYS[6]) .. ':' .. ARGV[1]
-redis.call('SET', KEYS[3], lease, 'PX', ARGV[2])
+local fence = redis.pcall('INCR', KEYS[6])
+if not written(fence) then return {lost, 0, 'oom'} end
+local lease = fence .. ':' .. ARGV[1]
+if not written(redis.pcall('SET', KEYS[3], lease, 'PX', ARGV[2])) then
+  return {lost, 0, 'oom'}
+end
 return {lost, 3, lease}
 """
 )
@@ -90,6 +101,8 @@ return {lost, 3, lease}
 #: KEYS: key to set, key to delete, lease, rev, the bucket's marker: one slot.
 #: ARGV: value, PX (0: do not set), lease id, known marker, fresh marker.
 #: Replies ``lost`` (as the read script).
+#: Replies -1 instead when Redis was too full to store the value (noeviction):
+#: the lease is released and published all the same.
 #: Nothing is written once the token is revoked (rev exists): a lookup that was
 #: in flight when revoke() ran must not bring the identity back. The lease key
 #: is also a channel: its waiters are told there that the answer is in.
@@ -104,15 +117,26 @@ if ARGV[3] ~= '' then
   local holder = get(KEYS[3])
   if holder and holder ~= ARGV[3] then return lost end
 end
+local stored = true
 if ARGV[2] ~= '0' and not get(KEYS[4]) then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  stored = written(redis.pcall('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]))
 end
 redis.call('DEL', KEYS[2])
 if ARGV[3] ~= '' and get(KEYS[3]) == ARGV[3] then redis.call('DEL', KEYS[3]) end
 redis.call('PUBLISH', KEYS[3], '1')
+if not stored and lost == 0 then return -1 end
 return lost
 """
 )
+
+#: Redis 7's script flag that lets a script write past ``maxmemory``. Only
+#: revocations carry it (written, re-asserted, announced: small, rare, and
+#: what must never be lost); a Redis without flags (< 7) runs them unflagged.
+ALLOW_OOM: Final = "#!lua flags=allow-oom\n"
+
+#: A revocation (or rejection) written with :data:`_WRITE`'s keys and
+#: arguments, even when Redis is full (the flag makes ``pcall`` succeed).
+_REVOKE = ALLOW_OOM + _WRITE
 
 #: KEYS: lease. ARGV: lease id. Deletes the lease only if it is still ours.
 _RELEASE = (
@@ -147,7 +171,7 @@ return redis.call('GET', KEYS[1])
 
 #: KEYS: revocation keys (on a Cluster: of one slot). ARGV: value and PX of
 #: each, in turn.
-_REPLAY = """
+_REPLAY = ALLOW_OOM + """
 for i, key in ipairs(KEYS) do
   redis.call('SET', key, ARGV[2 * i - 1], 'PX', ARGV[2 * i])
 end
@@ -157,13 +181,19 @@ return 1
 #: KEYS: the stream. ARGV: channel, MAXLEN, then one sealed message each.
 #: Appends each message to the capped stream and publishes it on the channel
 #: prefixed by its stream id (see :mod:`._fleet`). Replies the last id.
-_ANNOUNCE = """
+_ANNOUNCE = ALLOW_OOM + """
 local id = ''
 for i = 3, #ARGV do
   id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'm', ARGV[i])
   redis.call('PUBLISH', ARGV[1], id .. ' ' .. ARGV[i])
 end
 return id
+"""
+
+#: KEYS: the stream. ARGV: MAXLEN, a marker message. Appends it, even past
+#: maxmemory (a subscriber must connect to a full Redis); replies its id.
+_HELLO = ALLOW_OOM + """
+return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'm', ARGV[2])
 """
 
 #: KEYS: the stream. ARGV: the first id, how many entries, the most bytes an
@@ -189,16 +219,38 @@ return out
 SCRIPTS: Final = {
     "read": _READ,
     "write": _WRITE,
+    "revoke": _REVOKE,
     "release": _RELEASE,
     "marker": _MARKER,
     "secret": _SECRET,
     "replay": _REPLAY,
     "announce": _ANNOUNCE,
+    "hello": _HELLO,
     "page": _PAGE,
 }
 
 
+#: The scripts without their flag, for a Redis that knows none (< 7).
+UNFLAGGED: Final = {
+    name: script.removeprefix(ALLOW_OOM)
+    for name, script in SCRIPTS.items()
+    if script.startswith(ALLOW_OOM)
+}
+
+
+def flags_unknown(exc: BaseException) -> bool:
+    """Whether ``exc`` is a Redis < 7 failing to compile a flagged script."""
+    text = str(exc)
+    return "Error compiling script" in text and "'#'" in text
+
+
 def run_script(client: Any, name: str, keys: tuple[str, ...], args: tuple[Any, ...]) -> Any:
     """Run script ``name`` by EVALSHA (loaded on NOSCRIPT), as the plans do:
-    the ACL user needs no EVAL."""
-    return client.register_script(SCRIPTS[name])(keys=keys, args=args)
+    the ACL user needs no EVAL. A flagged script runs unflagged on a Redis
+    that knows no flags."""
+    try:
+        return client.register_script(SCRIPTS[name])(keys=keys, args=args)
+    except Exception as exc:
+        if name not in UNFLAGGED or not flags_unknown(exc):
+            raise
+        return client.register_script(UNFLAGGED[name])(keys=keys, args=args)

@@ -8,13 +8,14 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import redis
@@ -26,6 +27,7 @@ __all__ = [
     "BlackHole",
     "LocalCluster",
     "RedisServer",
+    "SentinelTopology",
     "Workers",
     "free_port",
     "redis_binary",
@@ -154,6 +156,17 @@ class RedisServer:
                 raise RuntimeError("redis-server did not answer PING in time")
             time.sleep(0.02)  # polling start-up
 
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """Stall the server (SIGSTOP: connections open, nothing answered) for the block."""
+        proc = self._proc
+        assert proc is not None, "not running"
+        proc.send_signal(signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            proc.send_signal(signal.SIGCONT)
+
     def stop(self) -> None:
         proc, self._proc = self._proc, None
         if proc is not None and proc.poll() is None:
@@ -171,27 +184,36 @@ class LocalCluster:
     own, joined by ``redis-cli --cluster create``; ready once every node
     says ``cluster_state:ok``."""
 
-    def __init__(self, binary: str, masters: int = 3, timeout: float = 60.0) -> None:
+    def __init__(
+        self,
+        binary: str,
+        masters: int = 3,
+        timeout: float = 60.0,
+        *,
+        replicas: int = 0,
+        node_timeout_ms: int = 5000,
+    ) -> None:
         self.nodes: list[RedisServer] = []
         try:
-            for _ in range(masters):
+            for _ in range(masters * (1 + replicas)):
                 node = RedisServer(binary)
                 node.extra = [
                     "--cluster-enabled", "yes",
                     "--cluster-config-file", os.path.join(node._dir.name, "nodes.conf"),
                     "--cluster-port", str(free_port()),
-                    "--cluster-node-timeout", "5000",
+                    "--cluster-node-timeout", str(node_timeout_ms),
                 ]
                 node.start()
                 self.nodes.append(node)
             cli = shutil.which("redis-cli") or os.path.join(os.path.dirname(binary), "redis-cli")
             subprocess.run(
                 [cli, "--cluster", "create", *(f"127.0.0.1:{n.port}" for n in self.nodes),
-                 "--cluster-replicas", "0", "--cluster-yes"],
+                 "--cluster-replicas", str(replicas), "--cluster-yes"],
                 check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=timeout,
             )
             deadline = time.monotonic() + timeout
-            while not all(self._ok(n) for n in self.nodes):
+            want = masters * replicas
+            while not all(self._ok(n) for n in self.nodes) or self._replicating() < want:
                 if time.monotonic() > deadline:
                     raise RuntimeError("the cluster did not reach cluster_state:ok in time")
                 time.sleep(0.05)  # the nodes are gossiping
@@ -203,6 +225,35 @@ class LocalCluster:
     def _ok(node: RedisServer) -> bool:
         with contextlib.closing(node.client()) as client:
             return b"cluster_state:ok" in client.execute_command("CLUSTER", "INFO")
+
+    def _replicating(self) -> int:
+        """How many nodes are replicas with their link to their master up."""
+        count = 0
+        for node in self.nodes:
+            with contextlib.closing(node.client()) as client:
+                role = client.execute_command("ROLE")
+            count += role[0] == b"slave" and role[3] == b"connected"
+        return count
+
+    def masters(self) -> list[RedisServer]:
+        """The nodes that are masters now (by their own ``ROLE``)."""
+        found = []
+        for node in self.nodes:
+            try:
+                with contextlib.closing(node.client()) as client:
+                    if client.execute_command("ROLE")[0] == b"master":
+                        found.append(node)
+            except redis.RedisError:
+                continue  # down
+        return found
+
+    def healthy(self) -> bool:
+        """Whether every live node says ``cluster_state:ok``."""
+        live = [n for n in self.nodes if n._proc is not None]
+        try:
+            return all(self._ok(n) for n in live)
+        except redis.RedisError:
+            return False
 
     @property
     def url(self) -> str:
@@ -218,6 +269,81 @@ class LocalCluster:
     def close(self) -> None:
         for node in self.nodes:
             node.close()
+
+
+class SentinelTopology:
+    """A primary, ``replicas`` replicas of it, and ``sentinels`` Sentinels
+    (quorum: a majority) watching them as service ``svc``."""
+
+    def __init__(self, binary: str, replicas: int = 1, sentinels: int = 3,
+                 down_after_ms: int = 800) -> None:
+        self.primary = RedisServer(binary)
+        self.replicas = [RedisServer(binary) for _ in range(replicas)]
+        self.sentinels: list[tuple[int, subprocess.Popen[bytes]]] = []
+        self._dir = tempfile.TemporaryDirectory(prefix="lwa-sentinel-")
+        try:
+            self.primary.start()
+            for replica in self.replicas:
+                replica.start()
+                with contextlib.closing(replica.client()) as client:
+                    client.replicaof("127.0.0.1", self.primary.port)
+            quorum = sentinels // 2 + 1
+            for index in range(sentinels):
+                port = free_port()
+                conf = os.path.join(self._dir.name, f"sentinel-{index}.conf")
+                with open(conf, "w") as handle:
+                    handle.write(
+                        f"port {port}\nbind 127.0.0.1\ndir {self._dir.name}\n"
+                        f"sentinel monitor svc 127.0.0.1 {self.primary.port} {quorum}\n"
+                        f"sentinel down-after-milliseconds svc {down_after_ms}\n"
+                        "sentinel failover-timeout svc 4000\n"
+                    )
+                proc = subprocess.Popen([binary, conf, "--sentinel"],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                self.sentinels.append((port, proc))
+            wait_for(lambda: self.primary_port() == self.primary.port, 30)
+            wait_for(self._all_known, 30)
+        except BaseException:
+            self.close()
+            raise
+
+    def _ask(self, port: int, *command: str) -> Any:
+        with contextlib.closing(redis.Redis(host="127.0.0.1", port=port,
+                                            socket_timeout=2)) as client:
+            return client.execute_command(*command)
+
+    def primary_port(self) -> int | None:
+        """The primary's port, as the first Sentinel says."""
+        try:
+            found = self._ask(self.sentinels[0][0], "SENTINEL", "GET-MASTER-ADDR-BY-NAME", "svc")
+        except redis.RedisError:
+            return None
+        return int(found[1]) if found else None
+
+    def _all_known(self) -> bool:
+        """Every Sentinel knows every replica and the other Sentinels."""
+        try:
+            for port, _ in self.sentinels:
+                if len(self._ask(port, "SENTINEL", "REPLICAS", "svc")) < len(self.replicas):
+                    return False
+                if len(self._ask(port, "SENTINEL", "SENTINELS", "svc")) < len(self.sentinels) - 1:
+                    return False
+        except redis.RedisError:
+            return False
+        return True
+
+    @property
+    def url(self) -> str:
+        nodes = ",".join(f"127.0.0.1:{port}" for port, _ in self.sentinels)
+        return f"redis+sentinel://{nodes}/svc/0"
+
+    def close(self) -> None:
+        for _, proc in self.sentinels:
+            proc.kill()
+            proc.wait(timeout=10)
+        for server in (self.primary, *self.replicas):
+            server.close()
+        self._dir.cleanup()
 
 
 class BlackHole:

@@ -1,0 +1,110 @@
+"""Issue 24, item 5: a Redis at ``maxmemory`` still carries every revocation.
+
+The recommended policy is ``noeviction`` (README, SECURITY.md and the ``oom``
+log line say the same): nothing of ours is evicted, and the scripts that carry
+a revocation (write, re-assert, announce) may write past ``maxmemory``
+(Redis 7's ``allow-oom`` flag), while a lookup's own writes (an identity, a
+lease) are skipped without opening the breaker, so revocations are still read.
+
+Against a real ``redis-server`` filled to ``maxmemory`` with other keys, and
+the LWA emulator, with WSGI middlewares standing for workers. The figures
+per policy (``allkeys-lru`` included) are the fleet benchmark's.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import redis
+from support.callers import WsgiCaller
+from support.redis_servers import RedisServer, redis_binary, wait_for
+
+from lwa_middleware.shared_cache._health import FAULTS
+from lwa_middleware.testing import LWAEmulator
+
+pytestmark = [pytest.mark.redis, pytest.mark.timeout(120)]
+
+REDIS_TIMEOUT = 0.3
+BOUND = 5.0
+
+
+@pytest.fixture
+def full_redis() -> Iterator[RedisServer]:
+    """A Redis at maxmemory under noeviction: :func:`fill` it once the workers met it."""
+    binary = redis_binary()
+    if binary is None:
+        pytest.skip("redis-server is not installed")
+    srv = RedisServer(binary, extra=["--maxmemory", "8mb", "--maxmemory-policy", "noeviction"])
+    srv.start()
+    try:
+        yield srv
+    finally:
+        srv.close()
+
+
+def fill(srv: RedisServer) -> int:
+    """Write other keys until Redis refuses (OOM); how many fitted."""
+    client = srv.client()
+    count = 0
+    try:
+        while True:
+            pipe = client.pipeline(transaction=False)
+            for i in range(100):
+                pipe.set(f"other:{count + i}", b"x" * 1000)
+            pipe.execute()
+            count += 100
+    except redis.exceptions.OutOfMemoryError:
+        # At the brink, a write may still pass now and then: set the limit
+        # under what is used, so every write that may be refused is.
+        used = int(client.info("memory")["used_memory"])
+        client.config_set("maxmemory", str(used - (1 << 20)))
+        return count
+    finally:
+        client.close()
+
+
+def status(mw: Any, token: str) -> int:
+    return WsgiCaller(mw).get("/me", token).status
+
+
+def test_at_maxmemory_revocations_reach_every_worker_and_every_new_one(
+    make_wsgi: Callable[..., Any], lwa_emulator: LWAEmulator, full_redis: RedisServer,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    options = {"redis_url": full_redis.url, "redis_timeout": REDIS_TIMEOUT}
+    a, b = make_wsgi(**options), make_wsgi(**options)
+    held = lwa_emulator.issue_token()
+    for mw in (a, b):
+        assert status(mw, held) == 200
+    wait_for(lambda: b.resolver._fleet.subscribed, BOUND)
+    assert fill(full_redis) > 0
+    # Seen first while Redis is full: answered, not stored, and no breaker.
+    late = lwa_emulator.issue_token()
+    with caplog.at_level(logging.ERROR, "lwa_middleware.shared_cache"):
+        for mw in (a, b):
+            assert status(mw, late) == 200
+    assert not a.resolver._sync_shared.degraded
+    assert not b.resolver._sync_shared.degraded
+    assert "[oom]" in caplog.text
+    a.revoke(held)  # both written and announced, past maxmemory
+    a.revoke(late)
+    wait_for(lambda: status(b, held) == 401 and status(b, late) == 401, BOUND)
+    fresh = make_wsgi(**options)  # a worker started while Redis is full
+    assert status(fresh, held) == 401
+    assert status(fresh, late) == 401
+    assert status(fresh, lwa_emulator.issue_token()) == 200  # others still served
+
+
+def test_the_oom_log_line_recommends_the_documented_policy() -> None:
+    _, fix = FAULTS["oom"]
+    assert "keep maxmemory-policy noeviction" in fix
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    for doc in ("README.md", "SECURITY.md"):
+        text = (root / doc).read_text()
+        assert "maxmemory-policy noeviction" in text, doc
+        assert "allkeys-lru (not noeviction)" not in text, doc
