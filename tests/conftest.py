@@ -3,12 +3,16 @@
 The LWA emulator fixtures (``lwa_emulator``, ``lwa_emulator_server``) come from
 the package's own pytest plugin, registered through the ``pytest11`` entry
 point, exactly as users get them.
+
+Every test is sorted into its tier here (``support.tiers``): ``pytest --fast``
+(``scripts/test --fast``) runs only those that need no real server, browser,
+Redis or wall-clock wait.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import pytest
@@ -18,9 +22,41 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
+from support import tiers
 
 from lwa_middleware import LWAMiddleware, LWAWSGIMiddleware, get_identity
 from lwa_middleware.testing import LWAEmulator
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--fast",
+        action="store_true",
+        help="only the fast tier: no real server, browser, Redis or wall-clock wait",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if config.getoption("fast"):
+        given = config.option.markexpr
+        config.option.markexpr = f"({given}) and {tiers.FAST}" if given else tiers.FAST
+    tiers.install_guard()
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by these markers
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    tiers.classify(items)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item) -> Iterator[None]:
+    # In every run, CI's too: a test left in the fast tier that starts a
+    # server or a process fails, instead of quietly slowing the tier down.
+    if not tiers.is_fast(item):
+        return (yield)
+    with tiers.guard(item.nodeid):
+        return (yield)
+
 
 ROUTES: dict[str, Any] = {
     "/public": "public",
