@@ -41,6 +41,7 @@ if not settings.configured:
 
 from django.test import override_settings
 from django.urls import path
+from django_support import django_app, lwa_settings  # noqa: F401  (fixture)
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.decorators import api_view, authentication_classes, permission_classes
 from rest_framework.permissions import IsAuthenticated
@@ -48,7 +49,6 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.test import APIClient
 from rest_framework.views import APIView
-from test_django import django_app, lwa_settings  # noqa: F401  (fixture)
 
 from lwa_middleware import Identity
 from lwa_middleware.integrations.drf import HasLWAScopes, LWAAuthentication

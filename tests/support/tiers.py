@@ -26,6 +26,8 @@ import functools
 import inspect
 import socket
 import subprocess
+import sys
+import types
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -126,22 +128,28 @@ class _Reader:
 
 
 def _where(target: object) -> tuple[str, str, int] | None:
-    """File, name and first line of a function or class of the suite's own."""
-    if isinstance(target, type):
-        module = inspect.getmodule(target)
-        where = (getattr(module, "__file__", None) or "", target.__name__, 0)
-    else:
-        code = getattr(inspect.unwrap(target), "__code__", None) if callable(target) else None
-        if code is None:
-            return None
+    """File, name and first line of a function or class of the suite's own.
+
+    Only real types are asked (``type(x)``, never ``x.__class__``): a lazy
+    object such as Django's ``settings`` would set itself up when touched.
+    """
+    kind = type(target)
+    if issubclass(kind, type):
+        module = sys.modules.get(vars(target).get("__module__", ""))
+        where = (getattr(module, "__file__", None) or "", target.__name__, 0)  # type: ignore[attr-defined]
+    elif issubclass(kind, types.FunctionType):
+        code = inspect.unwrap(target).__code__  # type: ignore[arg-type]
         where = (code.co_filename, code.co_name, code.co_firstlineno)
+    else:
+        return None
     return where if _ours(where[0]) else None
 
 
 def _scope(target: object) -> dict[str, Any]:
-    if isinstance(target, type):
-        return vars(inspect.getmodule(target) or builtins)
-    return getattr(inspect.unwrap(target), "__globals__", {})  # type: ignore[arg-type]
+    if issubclass(type(target), type):
+        module = sys.modules.get(vars(target).get("__module__", ""))
+        return vars(module) if module is not None else {}
+    return inspect.unwrap(target).__globals__  # type: ignore[arg-type, no-any-return]
 
 
 def _call(node: ast.Call) -> set[str]:
@@ -178,14 +186,14 @@ def _literal(node: ast.Call) -> float:
 
 
 def _resolve(parts: list[str], scope: dict[str, Any]) -> object:
-    """What ``a.b.c`` names in a module's globals, as far as it resolves."""
+    """What ``a.b.c`` names in a module's globals, through modules only."""
     if not parts:
         return None
     value = scope.get(parts[0], getattr(builtins, parts[0], None))
     for name in parts[1:]:
-        if not inspect.ismodule(value):
+        if not issubclass(type(value), types.ModuleType):
             break
-        value = getattr(value, name, None)
+        value = vars(value).get(name)
     return value
 
 
