@@ -27,7 +27,7 @@ from support.fleet import (  # noqa: F401  (fixtures)
     redis_bin,
     redis_srv,
 )
-from test_shared_cache_plans import TOKEN, calls, drive, make
+from support.plans import TOKEN, calls, drive, make
 
 from lwa_middleware import ConfigurationError, LWAMiddleware
 from lwa_middleware.cache import IdentityCache

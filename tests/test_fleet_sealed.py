@@ -30,8 +30,8 @@ from support.fleet import (  # noqa: F401  (fixtures)
     redis_bin,
     redis_srv,
 )
-from test_shared_cache_plans import CLIENT, TOKEN, calls, drive, resolved
-from test_shared_cache_plans import make as make_plans
+from support.plans import CLIENT, TOKEN, calls, drive, resolved
+from support.plans import make as make_plans
 
 from lwa_middleware import ConfigurationError, LWAMiddleware
 from lwa_middleware.cache import REVOKED
