@@ -12,7 +12,7 @@ Redis or wall-clock wait.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import pytest
@@ -22,41 +22,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
-from support import tiers
+from support.tiers import (  # noqa: F401  (the fast tier's hooks)
+    pytest_addoption,
+    pytest_collection_modifyitems,
+    pytest_configure,
+    pytest_runtest_protocol,
+)
 
 from lwa_middleware import LWAMiddleware, LWAWSGIMiddleware, get_identity
 from lwa_middleware.testing import LWAEmulator
-
-
-def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption(
-        "--fast",
-        action="store_true",
-        help="only the fast tier: no real server, browser, Redis or wall-clock wait",
-    )
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    if config.getoption("fast"):
-        given = config.option.markexpr
-        config.option.markexpr = f"({given}) and {tiers.FAST}" if given else tiers.FAST
-    tiers.install_guard()
-
-
-@pytest.hookimpl(tryfirst=True)  # before -m deselects by these markers
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    tiers.classify(items)
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_protocol(item: pytest.Item) -> Iterator[None]:
-    # In every run, CI's too: a test left in the fast tier that starts a
-    # server or a process fails, instead of quietly slowing the tier down.
-    if not tiers.is_fast(item):
-        return (yield)
-    with tiers.guard(item.nodeid):
-        return (yield)
-
 
 ROUTES: dict[str, Any] = {
     "/public": "public",

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import ast
 import builtins
-import functools
 import inspect
 import socket
 import subprocess
@@ -64,9 +63,49 @@ _MODULES = {"subprocess": "server"}
 _LONG_SLEEP = 1.0
 
 
+# -- the hooks (imported by tests/conftest.py; ``-p support.tiers`` elsewhere) ------
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--fast",
+        action="store_true",
+        help="only the fast tier: no real server, browser, Redis or wall-clock wait",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if config.getoption("fast"):
+        given = config.option.markexpr
+        config.option.markexpr = f"({given}) and {FAST}" if given else FAST
+    install_guard()
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by these markers
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    classify(items)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item) -> Iterator[object]:
+    # In every run, CI's too: a test left in the fast tier that starts a
+    # server or a process fails, instead of quietly slowing the tier down.
+    if not is_fast(item):
+        return (yield)
+    with guard(item.nodeid):
+        return (yield)
+
+
+# -- the classification ------------------------------------------------------------
+
+
 def classify(items: Iterable[pytest.Item]) -> None:
     """Add the tier markers each test earns (see the module docstring)."""
-    reader = _Reader()
+    items = list(items)
+    # The suite's own code: tests/, the directories of the tests collected
+    # (another checkout's, pytester's), and the package's pytest plugin.
+    roots = {TESTS, PACKAGE / "testing"} | {Path(str(item.path)).parent for item in items}
+    reader = _Reader(tuple(roots))
     for item in items:
         found = reader.labels_of_item(item)
         for name in sorted(found - {m.name for m in item.iter_markers()}):
@@ -80,7 +119,9 @@ def is_fast(item: pytest.Item) -> bool:
 class _Reader:
     """Parses each file once; remembers what every function was found to do."""
 
-    def __init__(self) -> None:
+    def __init__(self, roots: tuple[Path, ...]) -> None:
+        self._roots = roots
+        self._ours: dict[str, bool] = {}
         self._seen: dict[object, frozenset[str]] = {}
         self._files: dict[str, dict[tuple[str, int], ast.AST]] = {}
 
@@ -94,13 +135,21 @@ class _Reader:
 
     def labels_of(self, target: object) -> frozenset[str]:
         where = _where(target)
-        if where is None:
+        if where is None or not self._is_ours(where[0]):
             return frozenset()
         key = target if isinstance(target, type) else where
         if key not in self._seen:
             self._seen[key] = frozenset()  # a recursion cycle adds nothing
             self._seen[key] = frozenset(self._read(where, _scope(target)))
         return self._seen[key]
+
+    def _is_ours(self, filename: str) -> bool:
+        if filename not in self._ours:
+            path = Path(filename)
+            self._ours[filename] = path.suffix == ".py" and any(
+                path.is_relative_to(root) for root in self._roots
+            )
+        return self._ours[filename]
 
     def _read(self, where: tuple[str, str, int], scope: dict[str, Any]) -> set[str]:
         node = self._node(*where)
@@ -128,7 +177,7 @@ class _Reader:
 
 
 def _where(target: object) -> tuple[str, str, int] | None:
-    """File, name and first line of a function or class of the suite's own.
+    """File, name and first line of a function or class; None for anything else.
 
     Only real types are asked (``type(x)``, never ``x.__class__``): a lazy
     object such as Django's ``settings`` would set itself up when touched.
@@ -142,7 +191,7 @@ def _where(target: object) -> tuple[str, str, int] | None:
         where = (code.co_filename, code.co_name, code.co_firstlineno)
     else:
         return None
-    return where if _ours(where[0]) else None
+    return where
 
 
 def _scope(target: object) -> dict[str, Any]:
@@ -195,15 +244,6 @@ def _resolve(parts: list[str], scope: dict[str, Any]) -> object:
             break
         value = vars(value).get(name)
     return value
-
-
-@functools.cache
-def _ours(filename: str) -> bool:
-    """Only the suite's own code and the package's pytest plugin are read."""
-    path = Path(filename)
-    return path.suffix == ".py" and (
-        path.is_relative_to(TESTS) or path.is_relative_to(PACKAGE / "testing")
-    )
 
 
 # -- the run-time guard ----------------------------------------------------------
