@@ -3,6 +3,10 @@
 The LWA emulator fixtures (``lwa_emulator``, ``lwa_emulator_server``) come from
 the package's own pytest plugin, registered through the ``pytest11`` entry
 point, exactly as users get them.
+
+Every test is sorted into its tier here (``support.tiers``): ``pytest --fast``
+(``scripts/test --fast``) runs only those that need no real server, browser,
+Redis or wall-clock wait.
 """
 
 from __future__ import annotations
@@ -18,6 +22,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
+from support.tiers import (  # noqa: F401  (the fast tier's hooks)
+    pytest_addoption,
+    pytest_collection_modifyitems,
+    pytest_configure,
+    pytest_runtest_protocol,
+)
 
 from lwa_middleware import LWAMiddleware, LWAWSGIMiddleware, get_identity
 from lwa_middleware.testing import LWAEmulator

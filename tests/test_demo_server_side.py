@@ -21,13 +21,14 @@ import httpx2
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support.clock import FakeClock
 
 from lwa_middleware.demo.server import bind_socket, serve_in_thread, url_for
 from lwa_middleware.demo.server_side import HtmlRefusals, build_server_side_demo_app
 from lwa_middleware.signin import SignIn
 from lwa_middleware.signin.cookies import safe_next
 from lwa_middleware.testing import BUILTIN_CUSTOMERS, Fault, LWAEmulator
-from tests.signin.signin_support import Clock, session_of
+from tests.signin.signin_support import session_of
 
 LIFETIME = 120  # seconds an access token lives in these tests
 
@@ -37,7 +38,7 @@ class Demo:
     url: str
     app: HtmlRefusals
     lwa: LWAEmulator
-    clock: Clock
+    clock: FakeClock
     http: httpx2.Client
     seen: list[httpx2.Response] = field(default_factory=list)
 
@@ -46,14 +47,14 @@ class Demo:
 
 
 @pytest.fixture(scope="module")
-def clocked_lwa() -> Iterator[tuple[LWAEmulator, Clock]]:
-    clock = Clock()
+def clocked_lwa() -> Iterator[tuple[LWAEmulator, FakeClock]]:
+    clock = FakeClock.starting_now()
     with LWAEmulator(clock=clock, access_token_lifetime=LIFETIME) as lwa:
         yield lwa, clock
 
 
 @pytest.fixture
-def demo(clocked_lwa: tuple[LWAEmulator, Clock]) -> Iterator[Demo]:
+def demo(clocked_lwa: tuple[LWAEmulator, FakeClock]) -> Iterator[Demo]:
     lwa, clock = clocked_lwa
     lwa.reset()
     sock = bind_socket("127.0.0.1", 0)
@@ -176,7 +177,7 @@ def test_an_expired_token_is_refreshed_without_the_user_noticing(demo: Demo) -> 
     sign_in(demo)
     first = session_of(demo.app.signin, _cookie(demo)).access_token
     assert demo.get("/profile").status_code == 200
-    demo.clock.now += LIFETIME + 1  # expired, at LWA too
+    demo.clock.advance(LIFETIME + 1)  # expired, at LWA too
     profile = demo.get("/profile")
     assert profile.status_code == 200
     assert 'id="refreshes">1<' in profile.text
@@ -191,7 +192,7 @@ def test_an_expired_token_is_refreshed_without_the_user_noticing(demo: Demo) -> 
 
 def test_an_outage_during_refresh_is_an_html_503(demo: Demo) -> None:
     sign_in(demo)
-    demo.clock.now += LIFETIME + 1
+    demo.clock.advance(LIFETIME + 1)
     demo.lwa.inject(Fault.SERVER_ERROR, endpoint="token")
     page = demo.get("/profile")
     assert page.status_code == 503
@@ -342,7 +343,8 @@ _OFFLINE_SIGNIN = SignIn(
 
 @pytest.mark.parametrize(
     # "\ud800": a lone surrogate (hypothesis' text() never draws one), no UTF-8 for it.
-    "path", ["https:evil.example", "//evil.example/x", "\\\\evil", "/\ud800/x"]
+    "path",
+    ["https:evil.example", "//evil.example/x", "\\\\evil", "/\ud800/x"],
 )
 def test_paths_no_server_sends_do_not_link_off_site_either(path: str) -> None:
     for status in (401, 503):

@@ -1,4 +1,4 @@
-# ruff: noqa: F811  (the Redis fixtures are imported from test_shared_cache)
+# ruff: noqa: F811  (the Redis fixtures are imported from support.fleet)
 """Issue 14, item 5: the shared cache as a least-privilege Redis ACL user
 (exactly :data:`~lwa_middleware.shared_cache.ACL_RULES`, the rule set the
 docs/how-to/redis.md documents), and the ``redis_client=`` factory, with a redis-py
@@ -19,8 +19,7 @@ import redis
 import redis.asyncio
 from redis.credentials import CredentialProvider
 from shared_cache_support import RedisServer, uvicorn_server, wsgi_server
-from support.redis_servers import wait_for
-from test_shared_cache import (  # noqa: F401
+from support.fleet import (  # noqa: F401  (fixtures)
     SLACK,
     _module_redis,
     call,
@@ -28,7 +27,9 @@ from test_shared_cache import (  # noqa: F401
     keys_of,
     redis_bin,
     redis_srv,
+    share_then_revoke,
 )
+from support.redis_servers import wait_for
 
 from lwa_middleware import ConfigurationError, LWAMiddleware, LWAWSGIMiddleware
 from lwa_middleware.config import Settings
@@ -206,25 +207,6 @@ def test_a_factory_returning_the_wrong_client_is_a_named_fault(
     assert "[client]" in caplog.text
     assert "redis.asyncio.Redis" in caplog.text
     assert PASSWORD not in caplog.text
-
-
-def share_then_revoke(http: httpx2.Client, lwa_emulator: LWAEmulator, a: Any, w: Any) -> None:
-    """ASGI ``a`` and WSGI ``w`` on one Redis, served here: a token resolved
-    by one is a shared hit for the other (LWA once), and revoked on ``w`` it
-    is refused by ``a`` at once (pushed); no Redis error on either."""
-    token = lwa_emulator.issue_token()
-    before = lwa_emulator.calls["tokeninfo"]
-    with uvicorn_server(a) as ua, wsgi_server(w) as uw:
-        assert call(http, ua, "/me", token).status_code == 200
-        assert call(http, uw, "/me", token).status_code == 200
-        assert w.stats.shared_hits == 1
-        assert lwa_emulator.calls["tokeninfo"] == before + 1
-        wait_for(lambda: a.resolver._fleet.subscribed and w.resolver._fleet.subscribed, 20)
-        w.revoke(token)
-        wait_for(lambda: call(http, ua, "/me", token).status_code == 401, 5)
-    for mw in (a, w):
-        assert mw.stats.redis_errors == 0, mw.stats.snapshot()
-    w.close()
 
 
 def test_a_factory_client_decoding_replies_never_drops_a_revocation(

@@ -1,4 +1,4 @@
-# ruff: noqa: F811  (the Redis fixtures are imported from test_shared_cache)
+# ruff: noqa: F811  (the Redis fixtures are imported from support.fleet)
 """Issue 14, item 5: ``redis+cluster://`` against a real 3-master Redis
 Cluster started here (``--cluster-enabled yes``, ``redis-cli --cluster
 create``), through redis-py's cluster clients, blocking and asyncio.
@@ -19,9 +19,14 @@ import httpx2
 import pytest
 from redis.crc import key_slot
 from shared_cache_support import uvicorn_server, wsgi_server
+from support.fleet import (  # noqa: F401  (fixtures)
+    SLACK,
+    call,
+    http,
+    redis_bin,
+    share_then_revoke,
+)
 from support.redis_servers import LocalCluster, wait_for
-from test_fleet_acl import share_then_revoke
-from test_shared_cache import SLACK, call, http, redis_bin  # noqa: F401
 
 from lwa_middleware import ConfigurationError, LWAMiddleware, LWAWSGIMiddleware
 from lwa_middleware.config import Settings

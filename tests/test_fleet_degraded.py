@@ -1,4 +1,4 @@
-# ruff: noqa: F811  (the Redis fixtures are imported from test_shared_cache)
+# ruff: noqa: F811  (the Redis fixtures are imported from support.fleet)
 """Issue 14, item 2: a degraded mode that protects LWA.
 
 The Redis breaker (back-off with jitter, one half-open probe) and the
@@ -18,16 +18,16 @@ import pytest
 import redis
 from shared_cache_support import RedisServer, free_port, uvicorn_server
 from support.clock import FakeClock
-from test_shared_cache import (
+from support.fleet import (  # noqa: F401  (fixtures)
     SLACK,
-    _module_redis,  # noqa: F401
+    _module_redis,
     call,
-    http,  # noqa: F401
-    rclient,  # noqa: F401
-    redis_bin,  # noqa: F401
-    redis_srv,  # noqa: F401
+    http,
+    rclient,
+    redis_bin,
+    redis_srv,
 )
-from test_shared_cache_plans import TOKEN, calls, drive, make
+from support.plans import TOKEN, calls, drive, make
 
 from lwa_middleware import ConfigurationError, LWAMiddleware
 from lwa_middleware.cache import IdentityCache

@@ -1,4 +1,4 @@
-# ruff: noqa: F811  (the Redis fixtures are imported from test_shared_cache)
+# ruff: noqa: F811  (the Redis fixtures are imported from support.fleet)
 """Issue 14, item 1: a revoke() or invalidate() reaches every worker at once.
 
 Against a real ``redis-server`` and the LWA emulator, with several
@@ -21,18 +21,18 @@ import pytest
 import redis
 from shared_cache_support import RedisServer, uvicorn_server
 from support.clock import FakeClock
-from test_shared_cache import (
+from support.fleet import (  # noqa: F401  (fixtures)
     SLACK,
-    _module_redis,  # noqa: F401
+    _module_redis,
     call,
-    http,  # noqa: F401
+    http,
     keys_of,
-    rclient,  # noqa: F401
-    redis_bin,  # noqa: F401
-    redis_srv,  # noqa: F401
+    make,
+    own_redis,
+    rclient,
+    redis_bin,
+    redis_srv,
 )
-from test_trust_revalidate import make  # noqa: F401
-from test_trust_revocation import own_redis  # noqa: F401
 
 from lwa_middleware import LWAMiddleware
 from lwa_middleware.cache import token_digest

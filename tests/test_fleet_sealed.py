@@ -1,4 +1,4 @@
-# ruff: noqa: F811  (the Redis fixtures are imported from test_shared_cache)
+# ruff: noqa: F811  (the Redis fixtures are imported from support.fleet)
 """Issue 14, item 4: encrypted, bound entries with ``cache_key_secret``.
 
 Values are AES-GCM under a key derived (HKDF) from the secret *and the
@@ -19,19 +19,19 @@ import pytest
 import redis
 from shared_cache_support import uvicorn_server
 from support.clock import FakeClock
-from test_shared_cache import (
+from support.fleet import (  # noqa: F401  (fixtures)
     SLACK,
-    _module_redis,  # noqa: F401
+    _module_redis,
     call,
-    http,  # noqa: F401
+    http,
     keys_of,
-    rclient,  # noqa: F401
-    redis_bin,  # noqa: F401
-    redis_srv,  # noqa: F401
+    make,
+    rclient,
+    redis_bin,
+    redis_srv,
 )
-from test_shared_cache_plans import CLIENT, TOKEN, calls, drive, resolved
-from test_shared_cache_plans import make as make_plans
-from test_trust_revalidate import make  # noqa: F401
+from support.plans import CLIENT, TOKEN, calls, drive, resolved
+from support.plans import make as make_plans
 
 from lwa_middleware import ConfigurationError, LWAMiddleware
 from lwa_middleware.cache import REVOKED

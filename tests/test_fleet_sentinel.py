@@ -1,4 +1,4 @@
-# ruff: noqa: F811  (the Redis fixtures are imported from test_shared_cache)
+# ruff: noqa: F811  (the Redis fixtures are imported from support.fleet)
 """Issue 14, item 5 (part): ``redis+sentinel://`` against a real primary, a
 replica and a Sentinel started here, through a failover.
 
@@ -22,8 +22,13 @@ import httpx2
 import pytest
 import redis
 from shared_cache_support import RedisServer, free_port, uvicorn_server
+from support.fleet import (  # noqa: F401  (fixtures)
+    SLACK,
+    call,
+    http,
+    redis_bin,
+)
 from support.redis_servers import wait_for
-from test_shared_cache import SLACK, call, http, redis_bin  # noqa: F401
 
 from lwa_middleware import ConfigurationError
 from lwa_middleware.config import Settings

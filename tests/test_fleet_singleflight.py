@@ -1,4 +1,4 @@
-# ruff: noqa: F811  (the Redis fixtures are imported from test_shared_cache)
+# ruff: noqa: F811  (the Redis fixtures are imported from support.fleet)
 """Issue 14, item 3: cross-process single-flight that lasts as long as the lookup.
 
 Waiters wait up to the lease holder's deadline and are woken by its publish
@@ -17,14 +17,14 @@ import httpx2
 import pytest
 import redis
 from shared_cache_support import uvicorn_server, wsgi_server
-from test_shared_cache import (
+from support.fleet import (  # noqa: F401  (fixtures)
     SLACK,
-    _module_redis,  # noqa: F401
-    http,  # noqa: F401
+    _module_redis,
+    http,
     keys_of,
-    rclient,  # noqa: F401
-    redis_bin,  # noqa: F401
-    redis_srv,  # noqa: F401
+    rclient,
+    redis_bin,
+    redis_srv,
     timed,
 )
 

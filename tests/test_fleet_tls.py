@@ -1,4 +1,4 @@
-# ruff: noqa: F811  (the Redis fixtures are imported from test_shared_cache)
+# ruff: noqa: F811  (the Redis fixtures are imported from support.fleet)
 """Issue 14, item 5: ``rediss://`` against a redis-server speaking only TLS
 (``--port 0 --tls-port``), with a CA and a server certificate made here
 (the emulator's throwaway CA, :mod:`lwa_middleware.testing._tls`).
@@ -15,8 +15,14 @@ from typing import Any
 import httpx2
 import pytest
 from shared_cache_support import RedisServer, uvicorn_server, wsgi_server
-from test_fleet_acl import share_then_revoke
-from test_shared_cache import SLACK, call, http, keys_of, redis_bin  # noqa: F401
+from support.fleet import (  # noqa: F401  (fixtures)
+    SLACK,
+    call,
+    http,
+    keys_of,
+    redis_bin,
+    share_then_revoke,
+)
 
 from lwa_middleware.testing import LWAEmulator
 from lwa_middleware.testing._tls import _pem_files

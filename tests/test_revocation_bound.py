@@ -9,6 +9,7 @@ import logging
 from typing import Any
 
 import pytest
+from support.clock import FakeClock
 
 from lwa_middleware import LWAMiddleware
 from lwa_middleware import cache as cache_module
@@ -36,7 +37,10 @@ def test_revocations_outlive_a_small_cache(lwa_emulator: LWAEmulator) -> None:
             return {"type": "http.request", "body": b""}
 
         scope = {
-            "type": "http", "method": "GET", "path": "/me", "query_string": b"",
+            "type": "http",
+            "method": "GET",
+            "path": "/me",
+            "query_string": b"",
             "headers": [(b"authorization", b"Bearer " + token.encode())],
         }
         await mw(scope, receive, send)
@@ -57,14 +61,14 @@ def test_a_full_revocation_set_drops_the_soonest_to_expire_and_says_so(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setattr(cache_module, "REVOCATIONS_MIN_SIZE", 3)
-    now = [0.0]
-    cache = IdentityCache(maxsize=3, ttl=300, clock=lambda: now[0])
+    clock = FakeClock(0.0)
+    cache = IdentityCache(maxsize=3, ttl=300, clock=clock)
     for key, until in ((b"a", 100.0), (b"b", 50.0), (b"c", 200.0)):
         cache.revoke(key, until)
     with caplog.at_level(logging.WARNING, logger="lwa_middleware"):
         cache.revoke(b"d", 300.0)
     assert [k for k in (b"a", b"b", b"c", b"d") if cache.rejection(k)] == [b"a", b"c", b"d"]
     assert "revocations are held" in caplog.text
-    now[0] = 150.0  # a's token expired: its revocation goes, as it may
+    clock.advance(150.0)  # a's token expired: its revocation goes, as it may
     assert cache.rejection(b"a") is None
     assert cache.rejection(b"c") is not None

@@ -1,3 +1,4 @@
+# ruff: noqa: F811  (the Redis fixtures are imported from support.fleet)
 """The shared Redis cache, against a real ``redis-server`` and the LWA emulator.
 
 Every middleware here is served by a real server (uvicorn in a thread for
@@ -13,11 +14,9 @@ import asyncio
 import hashlib
 import json
 import logging
-import os
-import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx2
@@ -27,129 +26,33 @@ from shared_cache_support import (
     BlackHole,
     RedisServer,
     Workers,
-    redis_binary,
     uvicorn_server,
     wsgi_server,
 )
+from support.fleet import (  # noqa: F401  (fixtures)
+    SHARED_LOGGER,
+    SLACK,
+    _module_redis,
+    all_values,
+    call,
+    failure_warnings,
+    http,
+    keys_of,
+    kind_of,
+    opened,
+    rclient,
+    redis_bin,
+    redis_srv,
+    settle,
+    timed,
+    user_id,
+)
 
 from lwa_middleware import LWAMiddleware, LWAWSGIMiddleware
-from lwa_middleware.shared_cache import BACKOFF, STREAM
+from lwa_middleware.shared_cache import BACKOFF
 from lwa_middleware.testing import Fault, LWAEmulator
 
 pytestmark = [pytest.mark.redis, pytest.mark.timeout(60)]
-
-SHARED_LOGGER = "lwa_middleware.shared_cache"
-#: Generous Redis deadline for tests that count exact LWA calls: the test
-#: machine is shared, and a scheduling hiccup over the 50 ms default would
-#: (correctly) turn a shared hit into a miss. The tests about dead and
-#: black-holed Redis keep the default.
-SLACK = 0.5
-
-
-# -- fixtures ----------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def redis_bin() -> str:
-    binary = redis_binary()
-    if binary is None:
-        if os.environ.get("CI"):
-            pytest.fail("redis-server is not installed; the shared-cache tests need it on CI")
-        pytest.skip("redis-server is not installed")
-    return binary
-
-
-@pytest.fixture(scope="module")
-def _module_redis(redis_bin: str) -> Iterator[RedisServer]:
-    server = RedisServer(redis_bin)
-    server.start()
-    yield server
-    server.close()
-
-
-@pytest.fixture
-def redis_srv(_module_redis: RedisServer) -> RedisServer:
-    """The module's redis-server, empty."""
-    with _module_redis.client() as client:
-        client.flushall()
-    return _module_redis
-
-
-@pytest.fixture
-def rclient(redis_srv: RedisServer) -> Iterator[redis.Redis]:
-    with redis_srv.client() as client:
-        yield client
-
-
-@pytest.fixture
-def http() -> Iterator[httpx2.Client]:
-    with httpx2.Client(timeout=10) as client:
-        yield client
-
-
-# -- helpers -----------------------------------------------------------------
-
-
-def call(http: httpx2.Client, base: str, path: str, token: str) -> httpx2.Response:
-    return http.get(base + path, headers={"Authorization": f"Bearer {token}"})
-
-
-def timed(http: httpx2.Client, base: str, path: str, token: str) -> tuple[httpx2.Response, float]:
-    started = time.monotonic()
-    response = call(http, base, path, token)
-    return response, time.monotonic() - started
-
-
-def user_id(response: httpx2.Response) -> str:
-    return str(response.json()["identity"]["user_id"])
-
-
-def all_values(client: redis.Redis) -> dict[bytes, bytes]:
-    """Every key with its value (every key we write is a plain string, but for
-    the revocation log, a stream checked in ``test_fleet_revocation.py``)."""
-    found: dict[bytes, bytes] = {}
-    for key in client.scan_iter(count=1000):
-        if key == STREAM.encode():
-            continue
-        assert client.type(key) == b"string", key
-        value = client.get(key)
-        if value is not None:
-            found[key] = value
-    return found
-
-
-def keys_of(client: redis.Redis, kind: str) -> list[bytes]:
-    # lwa:v1:{<bucket>}:<kind>:<hex>, the bucket a Redis Cluster hash tag.
-    return sorted(client.scan_iter(match=f"lwa:v1:{{???}}:{kind}:*", count=1000))
-
-
-def kind_of(key: bytes) -> bytes:
-    """``id`` of ``lwa:v1:{<bucket>}:id:<hex>``, ``epoch`` of a bucket's own
-    ``lwa:v1:{<bucket>}:epoch``; a key of the whole data set, whole."""
-    found = re.fullmatch(rb"lwa:v1:\{[0-9a-f]{3}\}:(\w+)(:[0-9a-f]{64})?", key)
-    return found.group(1) if found else key
-
-
-def opened(value: bytes) -> Any:
-    """The JSON inside a stored value: after its 64 hex characters of MAC."""
-    assert len(value) > 64
-    assert all(c in b"0123456789abcdef" for c in value[:64]), value[:64]
-    return json.loads(value[64:])
-
-
-def failure_warnings(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
-    """The shared cache's warnings about Redis failing (not the start-up one)."""
-    return [
-        r
-        for r in caplog.records
-        if r.name == SHARED_LOGGER and "cache_key_secret" not in r.getMessage()
-    ]
-
-
-def settle(seconds: float = 1.1) -> None:
-    """Sleep past the shared cache's back-off after a Redis failure."""
-    time.sleep(seconds)
-
 
 # -- sharing -----------------------------------------------------------------
 

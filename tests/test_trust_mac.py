@@ -1,4 +1,4 @@
-# ruff: noqa: F811  (the Redis fixtures are imported from test_shared_cache)
+# ruff: noqa: F811  (the Redis fixtures are imported from support.fleet)
 """Issue 9, "trust at the seams": every value in Redis carries a MAC bound to
 its key, so whoever can write Redis without the secret can neither plant nor
 edit an identity, a rejection or a revocation, nor move one to another key.
@@ -12,18 +12,18 @@ from typing import Any
 
 import httpx2
 import pytest
-from test_shared_cache import (
+from support.fleet import (  # noqa: F401  (fixtures)
     SLACK,
-    _module_redis,  # noqa: F401
+    _module_redis,
     call,
-    http,  # noqa: F401
+    http,
     keys_of,
-    rclient,  # noqa: F401
-    redis_bin,  # noqa: F401
-    redis_srv,  # noqa: F401
+    make,
+    rclient,
+    redis_bin,
+    redis_srv,
     user_id,
 )
-from test_trust_revalidate import make  # noqa: F401
 
 from lwa_middleware import shared_cache
 from lwa_middleware.config import Settings

@@ -1,4 +1,4 @@
-# ruff: noqa: F811  (the Redis fixtures are imported from test_shared_cache)
+# ruff: noqa: F811  (the Redis fixtures are imported from support.fleet)
 """Issue 9, "trust at the seams": a ``revalidate()`` route always asks LWA,
 and a token LWA rejected is evicted everywhere, so ``stale_if_error`` can
 never serve it. Against a real ``redis-server`` and the LWA emulator.
@@ -6,57 +6,29 @@ never serve it. Against a real ``redis-server`` and the LWA emulator.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import httpx2
 import pytest
 from conftest import ROUTES
-from shared_cache_support import uvicorn_server, wsgi_server
-from test_shared_cache import (  # noqa: F401  (fixtures)
+from support.fleet import (  # noqa: F401  (fixtures)
     SLACK,
     _module_redis,
     call,
     http,
     keys_of,
+    make,
     rclient,
     redis_bin,
     redis_srv,
 )
 
-from lwa_middleware import LWAMiddleware, LWAWSGIMiddleware, revalidate
+from lwa_middleware import revalidate
 from lwa_middleware.testing import Fault, LWAEmulator
 
 pytestmark = [pytest.mark.redis, pytest.mark.timeout(60)]
 
 TRUST_ROUTES: dict[str, Any] = dict(ROUTES, **{"/pay": revalidate()})
-
-
-@pytest.fixture(params=["asgi", "wsgi"])
-def make(
-    request: pytest.FixtureRequest,
-    make_asgi: Callable[..., LWAMiddleware],
-    make_wsgi: Callable[..., LWAWSGIMiddleware],
-) -> Any:
-    """``make(**options)`` -> ``(middleware, server context manager)``, per flavour."""
-    made: list[Any] = []
-
-    def build(**options: Any) -> tuple[Any, Any]:
-        options.setdefault("routes", TRUST_ROUTES)
-        if request.param == "asgi":
-            mw: Any = make_asgi(**options)
-            made.append(mw)
-            return mw, uvicorn_server
-        mw = make_wsgi(**options)
-        made.append(mw)
-        return mw, wsgi_server
-
-    yield build
-    for mw in made:
-        # Also the ASGI ones: a revoke() after their server shut down starts
-        # their subscriber again, which would outlive the test (and answer
-        # the next test's FLUSHALL within its 1 s data-loss check).
-        mw.resolver.close()
 
 
 # -- 1. revalidate() always asks LWA -------------------------------------------

@@ -1,4 +1,4 @@
-# ruff: noqa: F811  (the Redis fixtures are imported from test_shared_cache)
+# ruff: noqa: F811  (the Redis fixtures are imported from support.fleet)
 """Issue 9, "trust at the seams": a revocation is durable and loud.
 
 ``revoke()``/``invalidate()`` get their own, longer Redis deadline and a
@@ -12,24 +12,24 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx2
 import pytest
 from shared_cache_support import RedisServer
-from test_shared_cache import (
+from support.fleet import (  # noqa: F401  (fixtures)
     SLACK,
-    _module_redis,  # noqa: F401
+    _module_redis,
     call,
-    http,  # noqa: F401
+    http,
     keys_of,
-    rclient,  # noqa: F401
-    redis_bin,  # noqa: F401
-    redis_srv,  # noqa: F401
+    make,
+    own_redis,
+    rclient,
+    redis_bin,
+    redis_srv,
     settle,
 )
-from test_trust_revalidate import make  # noqa: F401
 
 from lwa_middleware import LWAMiddleware, SharedCacheError
 from lwa_middleware.testing import LWAEmulator
@@ -58,15 +58,6 @@ def assert_refused_elsewhere(make: Any, url: str, token: str, http: httpx2.Clien
         response = call(http, base, "/me", token)
     assert response.status_code == 401, response.text
     assert "revoked" in response.json()["error_description"]
-
-
-@pytest.fixture
-def own_redis(redis_bin: str) -> Iterator[RedisServer]:
-    """A redis-server of the test's own, to kill and restart."""
-    server = RedisServer(redis_bin)
-    server.start()
-    yield server
-    server.close()
 
 
 def test_revoke_through_a_paused_redis_still_lands(

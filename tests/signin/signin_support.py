@@ -11,6 +11,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
+from support.clock import FakeClock
 
 from lwa_middleware import LWAMiddleware, LWAWSGIMiddleware, get_identity
 from lwa_middleware.signin import SignIn
@@ -20,18 +21,6 @@ from lwa_middleware.testing import LWAEmulator
 SECRET = "amzn1.oa2-cs.v1." + "5e" * 32
 SESSION_SECRET = "s" * 40
 ORIGIN = "http://127.0.0.1:8000"
-
-
-class Clock:
-    """Epoch seconds that tests move forward."""
-
-    def __init__(self) -> None:
-        import time
-
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def make_signin(lwa: LWAEmulator, origin: str = ORIGIN, **options: Any) -> SignIn:
@@ -164,7 +153,7 @@ class Worker:
     session secret."""
 
     def __init__(
-        self, lwa: LWAEmulator, url: str, clock: Clock, delay: float = 0.0, **options: Any
+        self, lwa: LWAEmulator, url: str, clock: FakeClock, delay: float = 0.0, **options: Any
     ) -> None:
         self.recorder = Recorder(delay=delay)
         self.signin = make_signin(

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 import redis
+from support.clock import FakeClock
 
 from lwa_middleware import shared_cache, signin
 from lwa_middleware.testing import BUILTIN_CUSTOMERS, LWAEmulator
 from tests.shared_cache_support import RedisServer
 from tests.signin.signin_support import (
     ORIGIN,
-    Clock,
     Worker,
     authorize,
     path_of,
@@ -76,7 +76,7 @@ def test_sign_in_refresh_and_logout_as_the_documented_user(
     session used on the other worker, a refresh (lease, conditional write),
     a logout whose revocation the other worker honours. No NOPERM anywhere."""
     caplog.set_level(logging.WARNING)
-    clock = Clock()
+    clock = FakeClock.starting_now()
     url = _url(users, "lwa")
     a = Worker(lwa_emulator, url, clock, max_pending_logins=2)
     b = Worker(lwa_emulator, url, clock, max_pending_logins=2)
@@ -89,7 +89,7 @@ def test_sign_in_refresh_and_logout_as_the_documented_user(
         assert on_a.get("/login").status_code == 302
         assert on_a.get("/login").status_code == 503  # the bound, counted by the script
         first = session_of(a.signin, session_id).access_token
-        clock.now += 3600  # refreshed on B
+        clock.advance(3600)  # refreshed on B
         assert on_b.get("/me").json()["user_id"] == BUILTIN_CUSTOMERS[0].user_id
         (refreshed,) = b.recorder.issued
         assert session_of(a.signin, session_id).access_token == refreshed != first
@@ -113,7 +113,7 @@ def test_sign_in_alone_as_its_own_user(lwa_emulator: LWAEmulator, users: RedisSe
 
     from tests.signin.signin_support import make_signin, starlette_app
 
-    clock = Clock()
+    clock = FakeClock.starting_now()
     alone = make_signin(lwa_emulator, redis_url=_url(users, "lwa-signin"), clock=clock)
     app = starlette_app(lwa_emulator, alone)
     with TestClient(app, base_url=ORIGIN, follow_redirects=False) as client:
@@ -121,7 +121,7 @@ def test_sign_in_alone_as_its_own_user(lwa_emulator: LWAEmulator, users: RedisSe
         assert login.status_code == 302
         back = client.get(path_of(authorize(lwa_emulator, login.headers["location"])))
         assert back.status_code == 303
-        clock.now += 3600
+        clock.advance(3600)
         assert client.get("/me").status_code == 200  # refreshed
         assert client.post("/logout", headers={"Origin": ORIGIN}).status_code == 303
         assert client.get("/me").status_code == 401
@@ -131,7 +131,7 @@ def test_the_cache_rules_alone_are_not_enough_and_the_log_names_the_fix(
     lwa_emulator: LWAEmulator, users: RedisServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.ERROR, "lwa_middleware.signin")
-    worker = Worker(lwa_emulator, _url(users, "cache-only"), Clock())
+    worker = Worker(lwa_emulator, _url(users, "cache-only"), FakeClock.starting_now())
     with worker.client() as client:
         answer = client.get("/login")
     assert answer.status_code == 503

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
+from support.clock import FakeClock
 from support.lwa_proxy import Answer, RewritingProxy, json_answer
 
 from lwa_middleware.signin import SignIn
@@ -25,7 +26,6 @@ from lwa_middleware.testing import Fault, LWAEmulator
 from tests.signin.signin_support import (
     ORIGIN,
     SESSION_SECRET,
-    Clock,
     session_cookie,
     session_of,
     sign_in,
@@ -55,7 +55,7 @@ def proxy(lwa_emulator: LWAEmulator) -> Iterator[RewritingProxy]:
 
 def test_expires_in_as_a_string_signs_in(lwa_emulator: LWAEmulator) -> None:
     # Fact T8. Before the fix: every callback answered 503.
-    clock = Clock()
+    clock = FakeClock.starting_now()
     signin = _signin(lwa_emulator, lwa_emulator.base_url, clock=clock)
     lwa_emulator.inject(Fault.EXPIRES_IN_STRING, endpoint="token")
     app = starlette_app(lwa_emulator, signin)
@@ -106,7 +106,7 @@ def test_unusable_expires_in_is_a_503_never_a_500(
 def test_a_rotated_refresh_token_is_kept() -> None:
     # Fact R2, with LWAEmulator(rotate_refresh_tokens=True): each refresh
     # voids the refresh token it was sent, so a client must keep the new one.
-    clock = Clock()
+    clock = FakeClock.starting_now()
     with LWAEmulator(rotate_refresh_tokens=True) as lwa:
         signin = _signin(lwa, lwa.base_url, clock=clock)
         app = starlette_app(lwa, signin)
@@ -115,7 +115,7 @@ def test_a_rotated_refresh_token_is_kept() -> None:
             assert session_id is not None
             seen = [session_of(signin, session_id).refresh_token]
             for _ in range(2):
-                clock.now += 3600
+                clock.advance(3600)
                 assert client.get("/me").status_code == 200
                 seen.append(session_of(signin, session_id).refresh_token)
         assert lwa.calls["token"] == 3  # the code, then two refreshes

@@ -20,11 +20,12 @@ from urllib.parse import parse_qsl, urlsplit
 import httpx2
 import pytest
 from support.browser import launch_chromium
+from support.clock import FakeClock
 
 from lwa_middleware.demo.server import bind_socket, serve_in_thread, url_for
 from lwa_middleware.demo.server_side import HtmlRefusals, build_server_side_demo_app
 from lwa_middleware.testing import BUILTIN_CUSTOMERS, LWAEmulator
-from tests.signin.signin_support import Clock, session_of
+from tests.signin.signin_support import session_of
 
 pytestmark = pytest.mark.browser
 
@@ -37,8 +38,8 @@ def browser() -> Iterator[Any]:
 
 
 @pytest.fixture(scope="module")
-def clocked_lwa() -> Iterator[tuple[LWAEmulator, Clock]]:
-    clock = Clock()
+def clocked_lwa() -> Iterator[tuple[LWAEmulator, FakeClock]]:
+    clock = FakeClock.starting_now()
     with LWAEmulator(clock=clock, access_token_lifetime=LIFETIME) as lwa:
         yield lwa, clock
 
@@ -48,7 +49,7 @@ class Tab:
     url: str
     app: HtmlRefusals
     lwa: LWAEmulator
-    clock: Clock
+    clock: FakeClock
     page: Any
     context: Any
     requests: list[Any] = field(default_factory=list)
@@ -60,7 +61,7 @@ class Tab:
 
 
 @pytest.fixture
-def tab(browser: Any, clocked_lwa: tuple[LWAEmulator, Clock]) -> Iterator[Tab]:
+def tab(browser: Any, clocked_lwa: tuple[LWAEmulator, FakeClock]) -> Iterator[Tab]:
     from playwright.sync_api import expect
 
     lwa, clock = clocked_lwa
@@ -147,7 +148,7 @@ def test_sign_in_profile_refresh_and_logout(tab: Tab) -> None:
     assert cookie["sameSite"] == "Lax"
 
     # The token expires (at LWA too); the next page view refreshes it on the server.
-    tab.clock.now += LIFETIME + 1
+    tab.clock.advance(LIFETIME + 1)
     reloaded = page.reload()
     assert reloaded.status == 200
     assert reloaded.request.redirected_from is None

@@ -7,10 +7,10 @@ from urllib.parse import parse_qsl, urlsplit
 
 import httpx2
 from starlette.testclient import TestClient
+from support.clock import FakeClock
 
 from tests.signin.signin_support import (
     ORIGIN,
-    Clock,
     Recorder,
     authorize,
     make_signin,
@@ -23,7 +23,7 @@ from tests.signin.signin_support import (
 
 def test_no_secret_in_responses_urls_logs_or_reprs(lwa_emulator, caplog):
     caplog.set_level(logging.DEBUG)  # every logger, httpx and httpcore included
-    clock, recorder = Clock(), Recorder()
+    clock, recorder = FakeClock.starting_now(), Recorder()
     signin = make_signin(lwa_emulator, clock=clock, http=httpx2.Client(transport=recorder))
     app = starlette_app(lwa_emulator, signin)
     seen: list[httpx2.Response] = []
@@ -40,7 +40,7 @@ def test_no_secret_in_responses_urls_logs_or_reprs(lwa_emulator, caplog):
         first = session_of(signin, session_id)
         client.get("/me")
         client.post("/me")  # refused: CSRF
-        clock.now += 3600
+        clock.advance(3600)
         client.get("/me")  # refreshed
         second = session_of(signin, session_id)
         client.post("/logout", headers={"Origin": ORIGIN})

@@ -19,6 +19,7 @@ import pytest
 import redis
 from starlette.testclient import TestClient
 from support.callers import asgi_call, asgi_scope
+from support.clock import FakeClock
 from support.redis_servers import RedisServer, wait_for
 
 from lwa_middleware.signin import MemorySessionStore, RedisSessionStore
@@ -26,7 +27,6 @@ from lwa_middleware.signin.core import LOGIN_TTL
 from lwa_middleware.testing import BUILTIN_CUSTOMERS, LWAEmulator
 from tests.signin.signin_support import (
     ORIGIN,
-    Clock,
     Worker,
     authorize,
     make_signin,
@@ -39,14 +39,6 @@ from tests.signin.signin_support import (
 #: 480 bytes in memory, about 520 in Redis by MEMORY USAGE).
 BYTES_PER_PENDING_LOGIN = 640
 INDEX = "lwa:signin:v1:logins"
-
-
-class Monotonic:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def _sign_in_each(client: TestClient, lwa: LWAEmulator, count: int) -> dict[str, str]:
@@ -115,7 +107,7 @@ def _flood_around_a_real_sign_in(client: TestClient, app: Any, lwa: LWAEmulator)
 def test_10050_anonymous_logins_leave_every_memory_session_intact(
     lwa_emulator: LWAEmulator,
 ) -> None:
-    clock = Monotonic()  # the store's: pending logins expire by it
+    clock = FakeClock()  # the store's: pending logins expire by it
     signin = make_signin(lwa_emulator, store=MemorySessionStore(clock=clock))
     app = starlette_app(lwa_emulator, signin)
     with TestClient(app, base_url=ORIGIN, follow_redirects=False) as client:
@@ -123,7 +115,7 @@ def test_10050_anonymous_logins_leave_every_memory_session_intact(
         # Ten minutes on, the flood's pending logins are gone: logins work again.
         assert client.get("/login").status_code == 302
         assert client.get("/login").status_code == 503
-        clock.now += LOGIN_TTL + 1
+        clock.advance(LOGIN_TTL + 1)
         client.cookies.clear()
         assert client.get("/login").status_code == 302
         assert _all_signed_in(client, sessions)
@@ -133,7 +125,7 @@ def test_10050_anonymous_logins_leave_every_memory_session_intact(
 def test_10050_anonymous_logins_are_bounded_in_redis_and_evict_no_session(
     lwa_emulator: LWAEmulator, redis_server: RedisServer, rclient: redis.Redis
 ) -> None:
-    worker = Worker(lwa_emulator, redis_server.url, Clock())
+    worker = Worker(lwa_emulator, redis_server.url, FakeClock.starting_now())
     with worker.client() as client:
         sessions = _flood_around_a_real_sign_in(client, worker.app, lwa_emulator)
         # Counted across workers in Redis; the completed sign-in freed its place.

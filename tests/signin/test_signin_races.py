@@ -19,13 +19,13 @@ from typing import Any
 import httpx2
 import pytest
 from starlette.testclient import TestClient
+from support.clock import FakeClock
 from support.redis_servers import wait_for
 
 from lwa_middleware.signin import MemorySessionStore, RedisSessionStore, SessionStore, SignIn
 from lwa_middleware.testing import LWAEmulator
 from tests.signin.signin_support import (
     ORIGIN,
-    Clock,
     Recorder,
     Worker,
     make_signin,
@@ -49,12 +49,12 @@ class Pair:
     b: Any
     signin: SignIn
     recorder: Recorder
-    clock: Clock
+    clock: FakeClock
 
 
 @pytest.fixture(params=["memory", "redis"])
 def pair(request: pytest.FixtureRequest, lwa_emulator: LWAEmulator) -> Iterator[Pair]:
-    clock = Clock()
+    clock = FakeClock.starting_now()
     if request.param == "memory":
         recorder = Recorder()
         signin = make_signin(
@@ -118,7 +118,7 @@ def test_a_logout_while_the_refresh_is_at_lwa_stays_won(
         session_id = session_cookie(sign_in(client, lwa_emulator))
     assert session_id is not None
     old = session_of(pair.signin, session_id).access_token
-    pair.clock.now += 3600  # the access token expired: the next request refreshes
+    pair.clock.advance(3600)  # the access token expired: the next request refreshes
     out, during = asyncio.run(_while_refresh_at_lwa(pair, lwa_emulator, session_id, _logout))
     assert out == 303
     code_grant, refreshed = pair.recorder.issued  # LWA did answer the refresh
@@ -144,7 +144,7 @@ def test_a_refresh_that_lost_to_another_workers_serves_that_one(
         session_id = session_cookie(sign_in(client, lwa_emulator))
     assert session_id is not None
     key = pair.signin._key("session", session_id)
-    pair.clock.now += 3600
+    pair.clock.advance(3600)
     theirs = lwa_emulator.issue_token()
 
     async def other_worker_renews(_: httpx2.AsyncClient) -> int:
@@ -168,14 +168,6 @@ def test_a_refresh_that_lost_to_another_workers_serves_that_one(
 # -- the refresh lease (item 11) --------------------------------------------------
 
 
-class Monotonic:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def _expire_then_retake(store: SessionStore, pass_time: Any, ttl: float) -> None:
     """A holds the lease, it runs out, B takes it; A's late release must not
     free B's: a third taker C is refused until B releases."""
@@ -193,11 +185,11 @@ def _expire_then_retake(store: SessionStore, pass_time: Any, ttl: float) -> None
 
 
 def test_a_late_release_never_frees_the_next_holders_lease_memory() -> None:
-    clock = Monotonic()
+    clock = FakeClock()
     store = MemorySessionStore(clock=clock)
 
     def pass_time(key: str) -> str | None:
-        clock.now += 11
+        clock.advance(11)
         return store.lease(key, 10)
 
     _expire_then_retake(store, pass_time, 10)

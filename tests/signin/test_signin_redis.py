@@ -16,13 +16,13 @@ import httpx2
 import pytest
 import redis
 from starlette.testclient import TestClient
+from support.clock import FakeClock
 
 from lwa_middleware.signin import RedisSessionStore, SignIn
 from lwa_middleware.testing import BUILTIN_CUSTOMERS, LWAEmulator
 from tests.shared_cache_support import RedisServer, free_port
 from tests.signin.signin_support import (
     ORIGIN,
-    Clock,
     Worker,
     authorize,
     make_signin,
@@ -42,8 +42,8 @@ ADA = BUILTIN_CUSTOMERS[0]
 @pytest.fixture
 def workers(
     rclient: redis.Redis, redis_server: RedisServer, lwa_emulator: LWAEmulator
-) -> Iterator[tuple[Worker, Worker, Clock]]:
-    clock = Clock()
+) -> Iterator[tuple[Worker, Worker, FakeClock]]:
+    clock = FakeClock.starting_now()
     a = Worker(lwa_emulator, redis_server.url, clock, delay=0.3)
     b = Worker(lwa_emulator, redis_server.url, clock, delay=0.3)
     yield a, b, clock
@@ -61,7 +61,7 @@ def _dump(client: redis.Redis) -> tuple[list[bytes], list[bytes]]:
 
 
 def test_a_session_opened_on_one_worker_works_on_the_other(
-    workers: tuple[Worker, Worker, Clock], lwa_emulator: LWAEmulator
+    workers: tuple[Worker, Worker, FakeClock], lwa_emulator: LWAEmulator
 ) -> None:
     a, b, _ = workers
     with a.client() as on_a, b.client() as on_b:
@@ -80,7 +80,7 @@ def test_a_session_opened_on_one_worker_works_on_the_other(
 
 
 def test_a_login_started_on_one_worker_completes_on_the_other(
-    workers: tuple[Worker, Worker, Clock], lwa_emulator: LWAEmulator
+    workers: tuple[Worker, Worker, FakeClock], lwa_emulator: LWAEmulator
 ) -> None:
     a, b, _ = workers
     with a.client() as on_a, b.client() as on_b:
@@ -94,7 +94,7 @@ def test_a_login_started_on_one_worker_completes_on_the_other(
 
 
 def test_nothing_readable_is_stored(
-    workers: tuple[Worker, Worker, Clock], lwa_emulator: LWAEmulator, rclient: redis.Redis
+    workers: tuple[Worker, Worker, FakeClock], lwa_emulator: LWAEmulator, rclient: redis.Redis
 ) -> None:
     a, _, clock = workers
     with a.client() as on_a:
@@ -112,7 +112,7 @@ def test_nothing_readable_is_stored(
         back = on_a.get(path_of(authorize(lwa_emulator, login.headers["location"])))
         session_id = session_cookie(back)
         assert session_id is not None
-        clock.now += 3600
+        clock.advance(3600)
         assert on_a.get("/me").status_code == 200  # refreshed: two generations stored over time
         session = session_of(a.signin, session_id)
         (code_grant,) = a.recorder.grants("authorization_code")
@@ -143,14 +143,14 @@ def test_nothing_readable_is_stored(
 
 
 def test_50_concurrent_requests_across_two_workers_make_one_refresh(
-    workers: tuple[Worker, Worker, Clock], lwa_emulator: LWAEmulator
+    workers: tuple[Worker, Worker, FakeClock], lwa_emulator: LWAEmulator
 ) -> None:
     a, b, clock = workers
     with a.client() as on_a:
         session_id = session_cookie(sign_in(on_a, lwa_emulator))
     assert session_id is not None
     before = session_of(a.signin, session_id).access_token
-    clock.now += 3600  # the access token just expired
+    clock.advance(3600)  # the access token just expired
     # A: 25 WSGI threads (threaded server); B: 25 ASGI tasks, at the same time.
     wsgi = wsgi_app(lwa_emulator, a.signin)
     barrier = threading.Barrier(26)
@@ -200,7 +200,7 @@ def dead_redis() -> str:
 def test_redis_down_is_a_503_at_every_step_never_a_500(
     lwa_emulator: LWAEmulator, redis_server: RedisServer, rclient: redis.Redis
 ) -> None:
-    worker = Worker(lwa_emulator, redis_server.url, Clock())
+    worker = Worker(lwa_emulator, redis_server.url, FakeClock.starting_now())
     with worker.client() as client:
         session_id = session_cookie(sign_in(client, lwa_emulator))
         pending = client.get("/login")  # a login in progress when Redis dies

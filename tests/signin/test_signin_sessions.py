@@ -11,11 +11,11 @@ from typing import Any
 import httpx2
 import pytest
 from starlette.testclient import TestClient
+from support.clock import FakeClock
 
 from lwa_middleware.testing import Fault
 from tests.signin.signin_support import (
     ORIGIN,
-    Clock,
     Recorder,
     make_signin,
     session_cookie,
@@ -28,7 +28,8 @@ from tests.signin.signin_support import (
 
 @pytest.fixture
 def setup(lwa_emulator):
-    clock, recorder = Clock(), Recorder(delay=0.3)  # a slow refresh: every request overlaps it
+    clock = FakeClock.starting_now()
+    recorder = Recorder(delay=0.3)  # a slow refresh: every request overlaps it
     signin = make_signin(lwa_emulator, clock=clock, http=httpx2.Client(transport=recorder))
     app = starlette_app(lwa_emulator, signin)
     with TestClient(app, base_url=ORIGIN, follow_redirects=False) as client:
@@ -58,7 +59,7 @@ def _call(app: Any, environ: dict[str, Any]) -> tuple[str, bytes]:
 def test_asgi_50_concurrent_requests_on_an_expired_session_make_one_refresh(setup, lwa_emulator):
     _client, signin, clock, recorder, session_id, app = setup
     before = session_of(signin, session_id).access_token
-    clock.now += 3600  # the access token just expired
+    clock.advance(3600)  # the access token just expired
 
     async def burst() -> list[int]:
         transport = httpx2.ASGITransport(app=app)
@@ -79,7 +80,7 @@ def test_asgi_50_concurrent_requests_on_an_expired_session_make_one_refresh(setu
 def test_wsgi_50_concurrent_threads_on_an_expired_session_make_one_refresh(setup, lwa_emulator):
     _, signin, clock, recorder, session_id, _ = setup
     app = wsgi_app(lwa_emulator, signin)
-    clock.now += 3600
+    clock.advance(3600)
     barrier, results = threading.Barrier(50), []
 
     def one() -> None:
@@ -99,7 +100,7 @@ def test_wsgi_50_concurrent_threads_on_an_expired_session_make_one_refresh(setup
 def test_refresh_sends_the_refresh_token_only_to_the_token_endpoint(setup, lwa_emulator):
     client, signin, clock, recorder, session_id, _ = setup
     refresh = session_of(signin, session_id).refresh_token
-    clock.now += 3600
+    clock.advance(3600)
     assert client.get("/me").status_code == 200
     (grant,) = recorder.grants("refresh_token")
     assert grant["refresh_token"] == refresh
@@ -119,7 +120,7 @@ def test_invalid_grant_ends_the_session(setup):
     key = signin._key("session", session_id)
     session = session_of(signin, session_id)
     signin._save(key, dataclasses.replace(session, refresh_token="Atzr|removed-app"))
-    clock.now += 3600
+    clock.advance(3600)
     assert client.get("/me").status_code == 401
     assert session_of(signin, session_id) is None
     assert client.get("/me").status_code == 401
@@ -128,7 +129,7 @@ def test_invalid_grant_ends_the_session(setup):
 
 def test_an_lwa_outage_during_refresh_fails_closed(setup, lwa_emulator):
     client, _signin, clock, _, _session_id, _ = setup
-    clock.now += 3600
+    clock.advance(3600)
     lwa_emulator.inject(Fault.DOWN)
     answer = client.get("/me")
     assert answer.status_code == 503

@@ -18,7 +18,11 @@
     the leak checker: ``Secrets`` (no token in logs, errors, reprs, caches),
     ``frames_holding`` (no token in frame locals), ``grown_by`` (memory).
 ``support.clock``
-    ``FakeClock``, for every ``clock=`` option.
+    ``FakeClock``, the suite's one fake clock, for every ``clock=`` option.
+``support.fleet`` / ``support.plans``
+    the Redis tier's fixtures and helpers; the shared cache's plan driver.
+``support.tiers``
+    the fast tier: sorts each test by what it uses (``pytest --fast``).
 
 ``tests/`` is on ``sys.path`` (pytest's ``pythonpath``), so any test module
 imports these as ``from support.callers import AsgiCaller``.

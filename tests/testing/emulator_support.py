@@ -191,14 +191,6 @@ def error_of(response: httpx2.Response) -> str:
     return str(body["error"])
 
 
-class FakeClock:
-    """A clock for ``LWAEmulator(clock=...)`` that moves only when told."""
-
-    def __init__(self, now: float = 1_800_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
+#: Where the emulator tests' :class:`~support.clock.FakeClock` starts: epoch
+#: seconds in 2027, so token ``exp`` values look like real ones.
+EPOCH = 1_800_000_000.0

@@ -17,15 +17,16 @@ import uuid
 
 import httpx2
 import pytest
+from support.clock import FakeClock
 
 from lwa_middleware.testing import BUILTIN_CUSTOMERS, Fault, LWAEmulator
 
 from .emulator_support import (
+    EPOCH,
     INVALID_TOKEN,
     MISSING_TOKEN,
     REDIRECT,
     USER_ID,
-    FakeClock,
     error_of,
     exchange,
     get_code,
@@ -45,7 +46,7 @@ def test_profile_answers_400_invalid_token_for_bad_expired_and_revoked_tokens(
     client: httpx2.Client,
 ) -> None:
     # S1: "400 invalid_token: the token is expired, revoked, malformed or invalid".
-    clock = FakeClock()
+    clock = FakeClock(EPOCH)
     with LWAEmulator(clock=clock) as lwa:
         expiring = lwa.issue_token(expires_in=60)
         revoked = lwa.issue_token()
@@ -126,7 +127,7 @@ def test_every_answer_has_content_language_and_a_request_id(
 
 def test_expires_in_is_always_an_integer(client: httpx2.Client) -> None:
     # S3: expires_in is a number of seconds; never a float from the emulator.
-    clock = FakeClock()
+    clock = FakeClock(EPOCH)
     with LWAEmulator(redirect_uris=[REDIRECT], clock=clock, access_token_lifetime=90.7) as lwa:
         body = exchange(client, lwa, get_code(client, lwa), client_secret=lwa.client_secret)
         granted = body.json()

@@ -20,12 +20,13 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import httpx2
 import pytest
+from support.clock import FakeClock
 
 from lwa_middleware.testing import BUILTIN_CUSTOMERS, LWAEmulator
 
 from .emulator_support import (
+    EPOCH,
     REDIRECT,
-    FakeClock,
     consent_form,
     exchange,
     profile,
@@ -165,7 +166,7 @@ def test_a_form_without_a_valid_ticket_gets_a_page_never_a_code(
 
 
 def test_a_consent_ticket_expires_after_an_hour(client: httpx2.Client) -> None:
-    clock = FakeClock()
+    clock = FakeClock(EPOCH)
     with LWAEmulator(redirect_uris=[REDIRECT], clock=clock) as lwa:
         form = consent_form(client, lwa, params_for(lwa, "profile"))
         clock.advance(3599)

@@ -15,14 +15,15 @@ from collections.abc import Iterator
 
 import httpx2
 import pytest
+from support.clock import FakeClock
 
 from lwa_middleware.testing import BUILTIN_CUSTOMERS, Fault, LWAEmulator
 
 from .emulator_support import (
+    EPOCH,
     INVALID_TOKEN,
     REDIRECT,
     TOKEN,
-    FakeClock,
     error_of,
     exchange,
     get_code,
@@ -46,7 +47,7 @@ def sign_in_with_secret(c: httpx2.Client, lwa: LWAEmulator, **code_fields: str) 
 
 @pytest.fixture
 def clocked() -> Iterator[tuple[LWAEmulator, FakeClock]]:
-    clock = FakeClock()
+    clock = FakeClock(EPOCH)
     with LWAEmulator(redirect_uris=[REDIRECT], clock=clock) as lwa:
         yield lwa, clock
 
@@ -269,7 +270,7 @@ def test_access_token_lives_an_hour(
 
 
 def test_access_token_lifetime_shortens_code_and_refresh_tokens(client: httpx2.Client) -> None:
-    clock = FakeClock()
+    clock = FakeClock(EPOCH)
     with LWAEmulator(redirect_uris=[REDIRECT], clock=clock, access_token_lifetime=90) as lwa:
         body = sign_in_with_secret(client, lwa)
         assert body["expires_in"] == 90
