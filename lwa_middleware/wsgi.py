@@ -27,6 +27,17 @@ _PUBLIC = Access.PUBLIC
 logger = logging.getLogger("lwa_middleware")
 
 
+def _upgrade(environ: WSGIEnvironment) -> bool:
+    """Whether the request is a WebSocket handshake: WSGI WebSocket libraries
+    (flask-sock, gevent-websocket) take the socket over from inside the app,
+    so its cookie must pass the same origin check as under ASGI. Any
+    ``websocket`` token in ``Upgrade`` counts (case-insensitive, RFC 6455)."""
+    upgrade = environ.get("HTTP_UPGRADE")
+    return isinstance(upgrade, str) and any(
+        part.strip().lower() == "websocket" for part in upgrade.split(",")
+    )
+
+
 def judge_environ(
     gate: Gate,
     resolver: Resolver,
@@ -63,7 +74,9 @@ def judge_environ(
         if entry is None:
             method = environ.get("REQUEST_METHOD", "GET")
             headers = environ_headers(environ, method, gate.session is not None)
-            verdict = gate.decide_blocking(policy, method, headers, header_bytes(query))
+            verdict = gate.decide_blocking(
+                policy, method, headers, header_bytes(query), websocket=_upgrade(environ)
+            )
             if verdict is PASS:
                 return None
             if isinstance(verdict, Resolve):
