@@ -191,11 +191,17 @@ class Gate:
         return self.from_session(token, policy)
 
     def decide_blocking(
-        self, policy: Policy, method: str, headers: Iterable[tuple[bytes, bytes]], query: bytes
+        self,
+        policy: Policy,
+        method: str,
+        headers: Iterable[tuple[bytes, bytes]],
+        query: bytes,
+        *,
+        websocket: bool = False,
     ) -> Verdict:
         """:meth:`decide`, with a session's token looked up (blocking): never
         :class:`FromSession`."""
-        verdict = self.decide(policy, method, headers, query)
+        verdict = self.decide(policy, method, headers, query, websocket=websocket)
         if isinstance(verdict, FromSession):
             return self.from_session(verdict.source.access_token(verdict.session_id), policy)
         return verdict

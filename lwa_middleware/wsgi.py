@@ -31,9 +31,21 @@ __all__ = ["LWAWSGIMiddleware", "ajudge_environ", "judge_environ"]
 def redirect_text_headers(location: str) -> list[tuple[str, str]]:
     return [(k.decode("latin-1"), v.decode("latin-1")) for k, v in redirect_headers(location)]
 
+
 _BEARER = ("Bearer ", "bearer ")
 _PUBLIC = Access.PUBLIC
 logger = logging.getLogger("lwa_middleware")
+
+
+def _upgrade(environ: WSGIEnvironment) -> bool:
+    """Whether the request is a WebSocket handshake: WSGI WebSocket libraries
+    (flask-sock, gevent-websocket) take the socket over from inside the app,
+    so its cookie must pass the same origin check as under ASGI. Any
+    ``websocket`` token in ``Upgrade`` counts (case-insensitive, RFC 6455)."""
+    upgrade = environ.get("HTTP_UPGRADE")
+    return isinstance(upgrade, str) and any(
+        part.strip().lower() == "websocket" for part in upgrade.split(",")
+    )
 
 
 def judge_environ(
@@ -57,7 +69,9 @@ def judge_environ(
     entry = _hit(gate, environ, policy)
     try:
         if entry is None:
-            verdict = gate.decide_blocking(policy, *_inputs(gate, environ))
+            verdict = gate.decide_blocking(
+                policy, *_inputs(gate, environ), websocket=_upgrade(environ)
+            )
             if verdict is PASS:
                 return None
             if isinstance(verdict, Resolve):
@@ -85,7 +99,9 @@ async def ajudge_environ(
     entry = _hit(gate, environ, policy)
     try:
         if entry is None:
-            verdict = await gate.adecide(policy, *_inputs(gate, environ))
+            verdict = await gate.adecide(
+                policy, *_inputs(gate, environ), websocket=_upgrade(environ)
+            )
             if verdict is PASS:
                 return None
             if isinstance(verdict, Resolve):

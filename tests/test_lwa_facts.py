@@ -2,9 +2,8 @@
 
 The table's last column names the tests that check each LWA fact, as
 ``path::test_name``. This test parses every table row and checks that each
-reference names a test function defined in that file. Only the exact
-placeholders ``TODO-consent`` and ``TODO-sdk`` (tests on other branches) are
-let through; anything else in the column is an error, so a typo fails here.
+reference names a test function defined in that file; anything else in
+the column (a typo, a placeholder left from before a merge) fails here.
 """
 
 from __future__ import annotations
@@ -17,7 +16,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 TABLE = ROOT / "docs" / "lwa-facts.md"
-PLACEHOLDERS = frozenset({"TODO-consent", "TODO-sdk"})
 _REFERENCE = re.compile(r"(tests/[\w/]+\.py)::(test_\w+)")
 _ROW = re.compile(r"^\|\s*([A-Z]\d+)\s*\|")
 
@@ -62,16 +60,8 @@ def test_every_referenced_test_exists(fact: str, column: str) -> None:
     items = [item.strip().strip("`") for item in re.split(r",|<br>", column) if item.strip()]
     assert items, f"{fact} names no test"
     for item in items:
-        if item in PLACEHOLDERS:
-            continue  # filled in from another branch
         match = _REFERENCE.fullmatch(item)
         assert match, f"{fact}: {item!r} is not a path::test reference"
         path = ROOT / match.group(1)
         assert path.is_file(), f"{fact}: {match.group(1)} does not exist"
         assert match.group(2) in _test_names(path), f"{fact}: {item} is not a test in that file"
-
-
-def test_placeholders_are_only_where_expected() -> None:
-    # Consent (A3) and the JS SDK (J1-J4) only: every other fact has a test here.
-    waiting = {fact for fact, column in ROWS if any(p in column for p in PLACEHOLDERS)}
-    assert waiting <= {"A3", "J1", "J2", "J3", "J4"}

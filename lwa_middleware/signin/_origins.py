@@ -14,6 +14,8 @@ import hmac
 from collections.abc import Iterable
 from urllib.parse import urlsplit
 
+import idna
+
 __all__ = ["canonical_origin", "origin_matches", "request_origin"]
 
 _DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
@@ -37,10 +39,13 @@ def canonical_origin(url: str, *, bare: bool = False) -> str | None:
         return None
     if bare and (parts.path or parts.query or parts.fragment or "?" in url or "#" in url):
         return None
-    if not host.isascii():  # browsers send IDNA (punycode) hosts in Origin
+    if not host.isascii():
+        # As browsers do (WHATWG URL "domain to ASCII": UTS #46, non-transitional),
+        # not Python's "idna" codec (IDNA 2003), which maps faß.example to
+        # fass.example: another name, anyone's to register.
         try:
-            host = host.encode("idna").decode("ascii")
-        except UnicodeError:
+            host = idna.encode(host, uts46=True, transitional=False).decode("ascii")
+        except UnicodeError:  # idna.IDNAError is one
             return None
     if ":" in host:  # IPv6: urlsplit dropped the brackets
         host = f"[{host}]"

@@ -121,12 +121,16 @@ class _Client:
     redirect_uris: list[str] = dataclasses.field(default_factory=list)
 
     def allows_origin(self, origin: str) -> bool:
-        return any(_origin_of(uri) == origin for uri in self.redirect_uris)
+        """Whether ``origin`` (as a browser names it) is the origin of a return
+        URL, compared as origins (RFC 6454, as ``SignIn`` does): lower-cased
+        host, no default port. Only a browser's canonical spelling passes,
+        since callers echo it into a header or a page."""
+        # Here, as in the gate: importing the emulator does not load sign-in.
+        from lwa_middleware.signin._origins import canonical_origin
 
-
-def _origin_of(uri: str) -> str:
-    scheme, _, rest = uri.partition("://")
-    return f"{scheme}://{rest.split('/', 1)[0].split('?', 1)[0]}"
+        if canonical_origin(origin, bare=True) != origin:
+            return False
+        return any(canonical_origin(uri) == origin for uri in self.redirect_uris)
 
 
 def _new_client_secret() -> str:

@@ -116,3 +116,23 @@ def test_no_origin_header_value_raises(value: bytes) -> None:
     # Whatever the header holds, the answer is a bool (a refusal), not an error.
     matched = origin_matches([(b"origin", value)], SERVED)
     assert matched is (value == SERVED.encode())
+
+
+def test_a_non_ascii_host_is_the_origin_browsers_send_not_a_lookalike(
+    lwa_emulator: LWAEmulator,
+) -> None:
+    """Browsers turn a non-ASCII host into ASCII by UTS #46 (WHATWG URL,
+    "domain to ASCII", non-transitional): ``faß.example`` is
+    ``xn--fa-hia.example``. Python's ``idna`` codec (IDNA 2003) maps it to
+    ``fass.example``, another name that anyone may own: a SignIn configured
+    for ``faß.example`` must take its own pages' Origin and refuse that one's."""
+    assert canonical_origin("https://faß.example/callback") == "https://xn--fa-hia.example"
+    signin = make_signin(lwa_emulator, origin="https://faß.example")
+    try:
+        assert signin.same_origin([(b"origin", b"https://xn--fa-hia.example")])
+        for other in (b"https://fass.example", b"https://fa\xc3\x9f.example"):
+            assert not signin.same_origin([(b"origin", other)]), other
+            websocket = [(b"origin", other), (b"sec-fetch-site", b"same-origin")]
+            assert not origin_matches(websocket, signin.origin, require_origin=True)
+    finally:
+        signin.close()

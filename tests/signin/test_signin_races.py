@@ -38,6 +38,10 @@ from tests.signin.signin_support import (
 #: Long enough that the refresh is still at LWA when the logout is done (the
 #: test releases it then); SignIn's timeout is above it so it waits that long.
 HOLD = 60.0
+#: Seconds within which every worker refuses a logged-out token: the fleet's
+#: promise is 5 (tests/test_fleet_channel.py measures it); generous here, as
+#: this test is about the order of logout and refresh, not that timing.
+CONVERGED = 15.0
 
 
 @dataclass
@@ -128,9 +132,16 @@ def test_a_logout_while_the_refresh_is_at_lwa_stays_won(
     assert during == 401
 
     # ...and neither token is accepted by the middleware any more (on either
-    # worker), though LWA still vouches for both.
-    assert asyncio.run(_refused(pair.a, session_id, old, refreshed)) == [401] * 3
-    assert asyncio.run(_refused(pair.b, session_id, old, refreshed)) == [401] * 3
+    # worker), though LWA still vouches for both. The other worker learns of a
+    # revocation by a push, or, if its subscriber was reconnecting meanwhile
+    # (a heartbeat missed on a loaded machine), by the replay once it is back
+    # (SECURITY.md, "revoke(token)"): seen failing here, worker a still served
+    # the token from memory a moment after the logout, then refused it.
+    for app in (pair.a, pair.b):
+        wait_for(
+            lambda app=app: asyncio.run(_refused(app, session_id, old, refreshed)) == [401] * 3,
+            CONVERGED,
+        )
     assert lwa_emulator.customer_for(refreshed) is not None
 
 

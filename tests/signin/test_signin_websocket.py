@@ -38,6 +38,7 @@ from tests.signin.signin_support import (
     session_cookie,
     sign_in,
     starlette_app,
+    wsgi_app,
 )
 
 websockets = pytest.importorskip("websockets")
@@ -230,3 +231,72 @@ def test_chromium_on_another_origin_cannot_open_the_victims_socket(
         assert page.title() == f"in:{ADA}"
     finally:
         context.close()
+
+
+
+def _wsgi_handshake(url: str, headers: dict[str, str]) -> tuple[int, bytes]:
+    """A WebSocket opening handshake (RFC 6455, section 4.1) sent to a WSGI server."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=10)
+    try:
+        connection.request(
+            "GET",
+            "/ws",
+            headers={
+                "Upgrade": "websocket",
+                "Connection": "Upgrade",
+                "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+                "Sec-WebSocket-Version": "13",
+                **headers,
+            },
+        )
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+@pytest.mark.parametrize(
+    ("origin", "upgrade"),
+    [
+        ("http://evil.example", "websocket"),
+        ("http://evil.example", "WebSocket"),  # the token is case-insensitive
+        (None, "websocket"),  # Sec-Fetch-Site: same-origin is no proof here
+        ("null", "websocket"),
+    ],
+)
+def test_a_cross_site_cookie_handshake_through_the_wsgi_middleware_is_refused(
+    lwa_emulator: LWAEmulator, origin: str | None, upgrade: str
+) -> None:
+    """WSGI WebSocket libraries (flask-sock, gevent-websocket) see the
+    handshake as a ``GET`` with ``Upgrade: websocket`` and take the socket
+    over from inside the app: the WSGI middleware must judge its origin as
+    the ASGI one does. The app here answers the user id, which is what such
+    a socket would go on to serve (real werkzeug)."""
+    from support.servers import serve_werkzeug
+
+    signin = make_signin(lwa_emulator)
+    with TestClient(
+        starlette_app(lwa_emulator, signin), base_url=ORIGIN, follow_redirects=False
+    ) as client:
+        cookie = session_cookie(sign_in(client, lwa_emulator))
+    assert cookie
+    app = wsgi_app(lwa_emulator, signin)  # /ws: required, as any unlisted path
+    try:
+        with serve_werkzeug(app) as url:
+            headers = {"Cookie": f"lwa_session={cookie}", "Upgrade": upgrade}
+            if origin is None:
+                headers["Sec-Fetch-Site"] = "same-origin"
+            else:
+                headers["Origin"] = origin
+            status, body = _wsgi_handshake(url, headers)
+            assert (status, json.loads(body)["error"]) == (403, "cross_site_request")
+            # The app's own pages still get in: the refusal is about the origin.
+            headers.pop("Sec-Fetch-Site", None)
+            headers["Origin"] = ORIGIN
+            assert _wsgi_handshake(url, headers) == (200, ADA.encode())
+    finally:
+        app.close()

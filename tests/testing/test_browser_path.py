@@ -170,3 +170,31 @@ def test_sdk_popups_return_to_the_emulator_for_the_apps_origins_only(
         refused = client.get(popup, params={"origin": origin, "code": "c"})
         assert refused.status_code == 400
         assert "<script" not in refused.text
+
+
+def test_allowed_origins_are_compared_as_origins(client: httpx2.Client) -> None:
+    """A browser names a page's origin lower-cased and without its default
+    port (``location.origin``, RFC 6454): a return URL registered as
+    ``https://App.Example.com:443/callback`` makes ``https://app.example.com``
+    an Allowed Origin, as ``SignIn`` compares them; nothing else is."""
+    registered = "https://App.Example.com:443/callback"
+    with LWAEmulator(redirect_uris=[registered], token_cors=True) as lwa:
+        relay = lwa.base_url + "/sdk/relay"
+        page = client.get(relay, params={"client_id": lwa.client_id, "origin": "https://app.example.com"})
+        assert page.status_code == 200, page.text
+        assert "frame-ancestors https://app.example.com" in page.headers["content-security-policy"]
+        preflight = client.options(
+            lwa.token_url,
+            headers={"Origin": "https://app.example.com", "Access-Control-Request-Method": "POST"},
+        )
+        assert preflight.headers.get("access-control-allow-origin") == "https://app.example.com"
+        # Only a browser's (canonical) spelling is echoed into a header or a page.
+        for origin in (
+            "https://App.Example.com:443",
+            "https://app.example.com:8443",
+            "http://app.example.com",
+            "https://app.example.com/",
+            "https://app.example.com.evil.example",
+        ):
+            refused = client.get(relay, params={"client_id": lwa.client_id, "origin": origin})
+            assert refused.status_code == 400, origin
