@@ -312,3 +312,17 @@ def test_a_fresh_base_install_is_lean_and_names_the_extras(
     assert out.split() == ["200", "amzn1.account.BASE", "[]"]
     _names_extra(_raised(_REDIS_URL, str(python)), "redis", "redis", "cryptography")
     _names_extra(_raised(_SIGNIN, str(python)), "signin", "cryptography")
+
+
+def test_demo_server_side_without_cryptography_says_to_install_the_demo_extra(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lwa_middleware.cli import main
+
+    # None in sys.modules makes "import cryptography" fail, as if not installed.
+    monkeypatch.setitem(sys.modules, "cryptography", None)
+    assert main(["demo", "--server-side", "--port", "0", "--no-browser"]) == 2
+    out, err = capsys.readouterr()
+    assert "needs cryptography" in err
+    assert "pip install 'lwa-middleware[demo]'" in err
+    assert out == ""
