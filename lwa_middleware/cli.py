@@ -197,9 +197,12 @@ def _open_browser_when_ready(server: Any, url: str) -> None:
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     _check_loopback(args.host)
-    if importlib.util.find_spec("uvicorn") is None:
+    # The demo extra brings both; --server-side signs in (lwa_middleware.signin).
+    needs = ("uvicorn", "cryptography") if args.mode == "server" else ("uvicorn",)
+    missing = [name for name in needs if importlib.util.find_spec(name) is None]
+    if missing:
         _say(
-            "lwa-middleware demo: the demo needs uvicorn; install it with:",
+            f"lwa-middleware demo: the demo needs {' and '.join(missing)}; install it with:",
             "  pip install 'lwa-middleware[demo]'",
             stream=sys.stderr,
         )

@@ -33,6 +33,7 @@ the line above it; the test skips it, showing why.
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import re
@@ -695,65 +696,127 @@ def test_first_lines_are_the_demo_and_the_tests() -> None:
     assert commands[-1] == "scripts/test", commands
 
 
-def test_demo_needs_only_what_demo_extra_installs() -> None:
-    """``pip install -e '.[demo]' && lwa-middleware demo`` on a fresh machine: every
-    third-party module the package imports (outside ``integrations/``, whose
-    frameworks are yours to install, the sign-in glue for Django and Flask, and
-    the pytest plugin) comes with
-    ``lwa-middleware[demo]``. Only imports at import time count: not those
-    guarded by ``try`` or ``TYPE_CHECKING``, nor those inside functions."""
-    import ast
-    from importlib.metadata import packages_distributions, requires
+#: What each part of the package may rely on beyond the base install: the
+#: extras a user of that part installs (first matching prefix wins).
+_TIERS: tuple[tuple[str, tuple[str, ...] | None], ...] = (
+    ("integrations/fastapi.py", ("fastapi",)),
+    ("integrations/flask.py", ("flask",)),
+    ("integrations/django.py", ("django",)),
+    ("integrations/drf.py", ("drf",)),
+    ("signin/django", ("signin", "django")),  # django.py and the django_app/ links app
+    ("signin/flask.py", ("signin", "flask")),
+    ("signin/", ("signin",)),
+    ("shared_cache/", ("redis",)),
+    ("demo/", ("demo",)),
+    ("testing/pytest_plugin.py", None),  # pytest loads it: pytest is there
+    ("", ()),  # the middlewares, the emulator, the CLI: the base install
+)
+
+
+def _tier(rel: str) -> tuple[str, ...] | None:
+    return next(extras for prefix, extras in _TIERS if rel.startswith(prefix))
+
+
+def _import_time_imports(tree: ast.AST, package: str) -> tuple[set[str], set[str]]:
+    """(third-party top-level names, lwa_middleware modules) a module of
+    ``package`` imports when it is imported: not those guarded by ``try`` or
+    ``TYPE_CHECKING``, nor those inside functions (imported lazily when a
+    feature is used)."""
+    outside: set[str] = set()
+    inside: set[str] = set()
+    for node in ast.iter_child_nodes(tree):
+        if isinstance(node, ast.Try | ast.FunctionDef | ast.AsyncFunctionDef):
+            continue
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            continue
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                target = inside if alias.name.startswith("lwa_middleware") else outside
+                target.add(alias.name if target is inside else alias.name.split(".")[0])
+        elif isinstance(node, ast.ImportFrom):
+            if node.level == 0 and node.module and not node.module.startswith("lwa_middleware"):
+                outside.add(node.module.split(".")[0])
+            else:
+                base = package.rsplit(".", node.level - 1)[0] if node.level else ""
+                name = ".".join(p for p in (base, node.module or "") if p)
+                inside.add(name)
+                inside |= {f"{name}.{alias.name}" for alias in node.names}
+        more_outside, more_inside = _import_time_imports(node, package)
+        outside |= more_outside
+        inside |= more_inside
+    return outside, inside
+
+
+def test_each_part_needs_only_what_its_extra_installs() -> None:
+    """A lean install (issue 19): ``pip install lwa-middleware`` brings what the
+    middlewares import, and each optional part (the shared cache, sign-in, the
+    demo, a framework's glue) imports, at import time and through the package
+    modules it imports, only what its extra adds. ``pip install -e '.[demo]' &&
+    lwa-middleware demo`` on a fresh machine is one case of it. Extras are read
+    from pyproject.toml, their requirements from the installed distributions."""
+    import tomllib
+    from importlib.metadata import PackageNotFoundError, packages_distributions, requires
 
     from packaging.requirements import Requirement
 
-    def closure(name: str, extras: tuple[str, ...] = ()) -> set[str]:
+    project = tomllib.loads(PYPROJECT)["project"]
+
+    def closure(extras: tuple[str, ...]) -> set[str]:
+        todo = [Requirement(s) for s in project["dependencies"]]
+        todo += [Requirement(s) for e in extras for s in project["optional-dependencies"][e]]
         seen: set[str] = set()
-        todo = [(name, extras)]
         while todo:
-            dist, wanted = todo.pop()
-            key = dist.lower().replace("_", "-")
+            req = todo.pop()
+            key = req.name.lower().replace("_", "-")
             if key in seen:
                 continue
             seen.add(key)
-            for spec in requires(dist) or []:
-                req = Requirement(spec)
-                envs = [{"extra": e} for e in ("", *wanted)]
-                if req.marker is None or any(req.marker.evaluate(e) for e in envs):
-                    todo.append((req.name, tuple(req.extras)))
+            envs = [{"extra": e} for e in ("", *req.extras)]
+            try:
+                specs = requires(req.name) or []
+            except PackageNotFoundError:
+                continue  # not installed here: its own requirements are unknown
+            for spec in map(Requirement, specs):
+                if spec.marker is None or any(spec.marker.evaluate(e) for e in envs):
+                    todo.append(spec)
         return seen
 
-    def imports(tree: ast.AST) -> set[str]:
-        found: set[str] = set()
-        for node in ast.iter_child_nodes(tree):
-            if isinstance(node, ast.Try | ast.FunctionDef | ast.AsyncFunctionDef):
-                continue  # optional, or imported lazily when a feature is used
-            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
-                continue
-            if isinstance(node, ast.Import):
-                found |= {a.name.split(".")[0] for a in node.names}
-            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                found.add(node.module.split(".")[0])
-            found |= imports(node)
-        return found
-
     package = ROOT / "lwa_middleware"
-    needed: dict[str, str] = {}
+    graph: dict[str, tuple[set[str], set[str], str]] = {}
     for path in package.rglob("*.py"):
         rel = path.relative_to(package).as_posix()
-        glue = rel.startswith(("integrations/", "signin/django_app/")) or rel in (
-            "signin/django.py",
-            "signin/flask.py",
-        )
-        if glue or rel == "testing/pytest_plugin.py":
-            continue
-        for name in imports(ast.parse(path.read_text(encoding="utf-8"))):
-            if name not in sys.stdlib_module_names and name != "lwa_middleware":
-                needed.setdefault(name, rel)
-    allowed = closure("lwa-middleware", ("demo",))
+        module = ("lwa_middleware/" + rel).removesuffix(".py").replace("/", ".")
+        module = module.removesuffix(".__init__")
+        pkg = module if rel.endswith("__init__.py") else module.rpartition(".")[0]
+        outside, inside = _import_time_imports(ast.parse(path.read_text("utf-8")), pkg)
+        graph[module] = (outside - set(sys.stdlib_module_names), inside, rel)
+
+    def reach(module: str) -> set[str]:
+        """Every package module importing ``module`` imports (packages' __init__ too)."""
+        seen: set[str] = set()
+        todo = [module]
+        while todo:
+            name = todo.pop()
+            parts = name.split(".")
+            for i in range(1, len(parts) + 1):
+                prefix = ".".join(parts[:i])
+                if prefix in graph and prefix not in seen:
+                    seen.add(prefix)
+                    todo += graph[prefix][1]
+        return seen
+
     owners = packages_distributions()
-    for module, where in sorted(needed.items()):
-        dists = {d.lower().replace("_", "-") for d in owners.get(module, [module])}
-        assert dists & allowed, (
-            f"lwa_middleware/{where} imports {module!r}, which lwa-middleware[demo] does "
-            "not install: declare it in pyproject.toml")
+    for module, (_, _, rel) in sorted(graph.items()):
+        extras = _tier(rel)
+        if extras is None:
+            continue
+        allowed = closure(extras)
+        install = f"lwa-middleware[{','.join(extras)}]" if extras else "lwa-middleware"
+        for other in sorted(reach(module)):
+            for name in sorted(graph[other][0]):
+                dists = {d.lower().replace("_", "-") for d in owners.get(name, [name])}
+                assert dists & allowed, (
+                    f"lwa_middleware/{rel} imports {module!r} -> {other!r} -> {name!r}, which "
+                    f"{install} does not install: declare it in "
+                    "pyproject.toml, or import it lazily behind needs_extra()"
+                )

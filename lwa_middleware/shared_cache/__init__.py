@@ -151,22 +151,26 @@ Layout
 
 from __future__ import annotations
 
-from ._channel import CHANNEL, STREAM
-from ._codec import SharedHit
-from ._drivers import AsyncSharedCache, SyncSharedCache
-from ._fleet import HEARTBEAT, Fleet
-from ._health import (
-    ACL_RULES,
-    BACKOFF,
-    BACKOFF_MAX,
-    CLUSTER_ACL_RULES,
-    DURABLE_ATTEMPTS,
-    DURABLE_BUDGET,
-    DURABLE_TIMEOUT,
-    LOG_INTERVAL,
-)
-from ._plans import POLL_INTERVAL
-from ._secret import SECRET_RECHECK
+from .._extras import needs_extra
+
+# redis-py and cryptography come with the redis extra, not the base install.
+with needs_extra("redis", "the shared cache (redis_url=, redis_client=)"):
+    from ._channel import CHANNEL, STREAM
+    from ._codec import SharedHit
+    from ._drivers import AsyncSharedCache, SyncSharedCache
+    from ._fleet import HEARTBEAT, Fleet
+    from ._health import (
+        ACL_RULES,
+        BACKOFF,
+        BACKOFF_MAX,
+        CLUSTER_ACL_RULES,
+        DURABLE_ATTEMPTS,
+        DURABLE_BUDGET,
+        DURABLE_TIMEOUT,
+        LOG_INTERVAL,
+    )
+    from ._plans import POLL_INTERVAL
+    from ._secret import SECRET_RECHECK
 
 __all__ = [
     "ACL_RULES",

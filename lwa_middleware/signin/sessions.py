@@ -20,13 +20,16 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, Final, Protocol, runtime_checkable
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-
+from .._extras import needs_extra
 from .._observe import fields
 from ..errors import ConfigurationError, UpstreamUnavailable
+
+# cryptography comes with the signin extra, not the base install.
+with needs_extra("signin", "lwa_middleware.signin (server-side sign-in)"):
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 __all__ = [
     "ACL_RULES",
@@ -320,7 +323,8 @@ class RedisSessionStore:
         timeout: float = 0.5,
         max_pending: int = MAX_PENDING_LOGINS,
     ) -> None:
-        import redis
+        with needs_extra("redis", "RedisSessionStore"):
+            import redis
 
         self._prefix = prefix
         self._max_pending = _check_count("max_pending", max_pending)

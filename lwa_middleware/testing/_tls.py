@@ -34,7 +34,7 @@ def _pem_files() -> tuple[bytes, bytes, bytes]:
     except ImportError:  # pragma: no cover - depends on the environment
         raise RuntimeError(
             "LWAEmulator(tls=True) needs the 'cryptography' package: "
-            "pip install 'lwa-middleware[test]' (or pip install cryptography)"
+            "pip install cryptography (or pip install 'lwa-middleware[signin]', which brings it)"
         ) from None
 
     now = datetime.datetime.now(datetime.UTC)
