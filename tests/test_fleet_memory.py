@@ -104,7 +104,7 @@ def test_the_oom_log_line_recommends_the_documented_policy() -> None:
     from pathlib import Path
 
     root = Path(__file__).resolve().parent.parent
-    for doc in ("README.md", "SECURITY.md"):
+    for doc in ("docs/how-to/redis.md", "SECURITY.md"):
         text = (root / doc).read_text()
         assert "maxmemory-policy noeviction" in text, doc
         assert "allkeys-lru (not noeviction)" not in text, doc
