@@ -62,6 +62,9 @@ else:
 """
 
 _APP = "async def app(scope, receive, send): pass"
+# The WSGI middleware refuses an ASGI app at construction (a wiring mistake):
+# each middleware gets an app of its own kind.
+_WSGI_APP = "def app(environ, start_response): return []"
 
 # Served through the base install: a token checked against the emulator.
 _SERVE = """
@@ -93,7 +96,7 @@ _SIGNIN = """
 from lwa_middleware.signin import SignIn
 SignIn(client_id="amzn1.application-oa2-client.x", client_secret="s",
        redirect_uri="http://127.0.0.1:8000/callback", session_secret="k" * 32,
-       api_base_url="http://127.0.0.1:9")
+       api_base_url="http://127.0.0.1:9", authorize_url="http://127.0.0.1:9/ap/oa")
 """
 
 
@@ -146,7 +149,7 @@ def test_the_base_install_serves_without_redis_or_cryptography() -> None:
 def test_redis_url_without_the_redis_extra_names_it(middleware: str, missing: str) -> None:
     raised = _raised(
         f"""
-        {_APP}
+        {_APP if middleware == "LWAMiddleware" else _WSGI_APP}
         from lwa_middleware import {middleware}
         {middleware}(app, client_id="c", redis_url="redis://127.0.0.1:9/0")
         """,

@@ -702,6 +702,7 @@ _TIERS: tuple[tuple[str, tuple[str, ...] | None], ...] = (
     ("integrations/fastapi.py", ("fastapi",)),
     ("integrations/flask.py", ("flask",)),
     ("integrations/django.py", ("django",)),
+    ("integrations/_django_parts.py", ("django",)),
     ("integrations/drf.py", ("drf",)),
     ("signin/django", ("signin", "django")),  # django.py and the django_app/ links app
     ("signin/flask.py", ("signin", "flask")),

@@ -143,7 +143,7 @@ def test_a_failed_refresh_is_logged_with_lwas_request_id(setup, lwa_emulator, ca
     # Issue 21: a warning with why, LWA's status and x-amzn-RequestId (field and
     # text); the failed refresh used to log nothing.
     client, _signin, clock, *_ = setup
-    clock.now += 3600
+    clock.advance(3600)
     lwa_emulator.inject(Fault.UNAVAILABLE, endpoint="token")
     with caplog.at_level(logging.WARNING, logger="lwa_middleware.signin"):
         assert client.get("/me").status_code == 503
