@@ -22,7 +22,7 @@ import redis
 from support.callers import WsgiCaller
 from support.redis_servers import RedisServer, redis_binary, wait_for
 
-from lwa_middleware.shared_cache._health import FAULTS
+from lwa_middleware.shared_cache._health import FAULTS, FULL_MEANWHILE
 from lwa_middleware.testing import LWAEmulator
 
 pytestmark = [pytest.mark.redis, pytest.mark.timeout(120)]
@@ -98,13 +98,38 @@ def test_at_maxmemory_revocations_reach_every_worker_and_every_new_one(
     assert status(fresh, lwa_emulator.issue_token()) == 200  # others still served
 
 
+def test_the_oom_log_line_says_what_a_full_redis_does(
+    make_wsgi: Callable[..., Any], lwa_emulator: LWAEmulator, full_redis: RedisServer,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A lookup's write refused for want of memory opens no breaker: the line
+    must not say requests go on without Redis (revocations are still read)."""
+    mw = make_wsgi(redis_url=full_redis.url, redis_timeout=REDIS_TIMEOUT)
+    assert status(mw, lwa_emulator.issue_token()) == 200
+    assert fill(full_redis) > 0
+    with caplog.at_level(logging.ERROR, "lwa_middleware.shared_cache"):
+        assert status(mw, lwa_emulator.issue_token()) == 200
+    lines = [r.getMessage() for r in caplog.records if "[oom]" in r.getMessage()]
+    assert len(lines) == 1, caplog.text
+    assert "without Redis" not in lines[0]
+    assert lines[0].endswith(FULL_MEANWHILE)
+    assert "lookups go on unshared" in lines[0]
+    assert "revocations are still written and read" in lines[0]
+
+
 def test_the_oom_log_line_recommends_the_documented_policy() -> None:
     _, fix = FAULTS["oom"]
     assert "keep maxmemory-policy noeviction" in fix
     from pathlib import Path
 
     root = Path(__file__).resolve().parent.parent
-    for doc in ("docs/how-to/redis.md", "SECURITY.md"):
+    # The README's Redis section moved to docs/how-to/redis.md.
+    for doc in ("SECURITY.md", "docs/how-to/redis.md"):
         text = (root / doc).read_text()
         assert "maxmemory-policy noeviction" in text, doc
         assert "allkeys-lru (not noeviction)" not in text, doc
+    # The docs and the log line say the same of a full Redis.
+    for doc in ("SECURITY.md", "docs/how-to/redis.md"):
+        text = " ".join((root / doc).read_text().split())
+        assert "lookups go on unshared" in text, doc
+        assert "revocations are still written and read" in text, doc

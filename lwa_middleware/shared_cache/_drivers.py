@@ -91,6 +91,20 @@ def _unflag(conn: _Client | _LoopClient, name: str, exc: Exception) -> bool:
     return True
 
 
+def _script(conn: _Client, name: str, keys: Any, args: Any) -> Any:
+    """Run registered script ``name``. On a Cluster, one a node lacks is sent
+    whole (EVAL, to the keys' node only): redis-py would load it on every
+    primary, which fails while one is dead (a revoke() on a healthy node
+    raised during a failover)."""
+    script = conn.scripts[name]
+    if not conn.cluster:
+        return script(keys=keys, args=args)
+    try:
+        return conn.client.evalsha(script.sha, len(keys), *keys, *args)
+    except redis.exceptions.NoScriptError:
+        return conn.client.eval(script.script, len(keys), *keys, *args)
+
+
 def _reconnect(client: Any) -> Any:
     """The pool to drop after READONLY (a failover), if the client has one."""
     return getattr(client, "connection_pool", None)
@@ -101,11 +115,12 @@ class _Client:
     through a client of their own, made on the first wait (a wait lasts up
     to the holder's deadline, and must not hold a connection requests need)."""
 
-    __slots__ = ("_durable", "_lock", "_settings", "_waits", "client", "scripts")
+    __slots__ = ("_durable", "_lock", "_settings", "_waits", "client", "cluster", "scripts")
 
     def __init__(self, settings: Settings, durable: bool = False) -> None:
         self._settings, self._durable = settings, durable
         self.client = _make(settings, durable, asyncio=False)
+        self.cluster = is_cluster(self.client)
         self.scripts = {name: self.client.register_script(s) for name, s in SCRIPTS.items()}
         self._waits: Any = None
         self._lock = threading.Lock()
@@ -157,6 +172,13 @@ class SyncSharedCache(_Plans):
                 if conn is None:
                     conn = self._conns[durable] = _Client(self.settings, durable)
                     self.cluster = is_cluster(conn.client)
+                    if self.cluster and not durable and True not in self._conns:
+                        # revoke()'s client too, while the Cluster answers:
+                        # made later, it reads the command table from a node
+                        # that may be dead by then (a failover), and every
+                        # revoke() raised until the promotion. Else, later.
+                        with contextlib.suppress(redis.RedisError):
+                            self._conns[True] = _Client(self.settings, True)
         return conn
 
     def _drive(self, plan: _Plan[_T], durable: bool = False) -> _T:
@@ -197,11 +219,11 @@ class SyncSharedCache(_Plans):
                         conn = self._connection(durable)
                         if step.name in conn.scripts:
                             try:
-                                reply = conn.scripts[step.name](keys=step.keys, args=step.args)
+                                reply = _script(conn, step.name, step.keys, step.args)
                             except redis.ResponseError as exc:
                                 if not _unflag(conn, step.name, exc):
                                     raise
-                                reply = conn.scripts[step.name](keys=step.keys, args=step.args)
+                                reply = _script(conn, step.name, step.keys, step.args)
                         else:
                             reply = conn.client.delete(*step.keys)
                     except Exception as exc:

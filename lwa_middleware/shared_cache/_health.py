@@ -62,6 +62,15 @@ ACL_RULES: Final = (
 #: reads the slot map (CLUSTER SLOTS) and the command table (COMMAND).
 CLUSTER_ACL_RULES: Final = "+cluster|slots +command"
 
+# What a request does while a fault lasts, the last words of its log line.
+# A fault opens the breaker: Redis is skipped. A full Redis (a lookup's own
+# write refused) does not: revocations are still written and read.
+BREAKER_MEANWHILE: Final = "Requests go on without Redis meanwhile."
+FULL_MEANWHILE: Final = (
+    "Meanwhile lookups go on unshared (identities and leases are not written; "
+    "each worker asks LWA), and revocations are still written and read."
+)
+
 #: Configuration and topology faults: (cause, fix), by the name
 #: :func:`classify` gives. Logged once per LOG_INTERVAL each, one line.
 FAULTS: Final = {
@@ -316,20 +325,20 @@ class _Health:
         identity) for want of memory: logged and counted as the ``oom``
         fault, but the breaker stays closed, so revocations are still read."""
         self.faults["oom"] = self.faults.get("oom", 0) + 1
-        self._log_fault("oom")
+        self._log_fault("oom", FULL_MEANWHILE)
 
-    def _log_fault(self, fault: str) -> None:
+    def _log_fault(self, fault: str, meanwhile: str = BREAKER_MEANWHILE) -> None:
         now = self._clock()
         if now < self._fault_logs.get(fault, -float("inf")):
             return
         self._fault_logs[fault] = now + LOG_INTERVAL
         cause, fix = FAULTS[fault]
         logger.error(
-            "shared cache misconfigured [%s]: %s; fix: %s. "
-            "Requests go on without Redis meanwhile.",
+            "shared cache misconfigured [%s]: %s; fix: %s. %s",
             fault,
             cause,
             fix,
+            meanwhile,
             extra=fields("redis_fault", reason=fault),
         )
 

@@ -60,6 +60,9 @@ from ._steps import _Call, _Listen, _nothing, _Plan, _Subscribe
 if TYPE_CHECKING:
     from ..config import Settings
 
+#: Seconds before a Cluster process writes again the revocations that a
+#: failing node refused (each round trip would try otherwise).
+REWRITE_PAUSE: Final = 1.0
 #: Revocations a process remembers, to publish them again after data loss.
 MAX_REMEMBERED: Final = 10_000
 #: Seconds between two polls of an entry another worker is resolving: kept
@@ -376,17 +379,23 @@ class _Plans(_Secrets):
             yield from self._marker_changed(bucket(digest), lost[0], created=True)
         elif isinstance(lost, bytes):
             yield from self._marker_changed(bucket(digest), lost, created=False)
-        elif self._memory.unwritten:
+        elif self._memory.unwritten and self._clock() >= self._memory.rewrite_after:
             # Redis answers again after a revocation failed to reach it (its
             # write ran out of retries): publish it now, not at the next loss.
             with self._revocations_lock:
                 pending, self._memory.unwritten = self._memory.unwritten, set()
             try:
                 yield from self._replay_plan(pending)
-            except BaseException:
+            except BaseException as exc:
                 with self._revocations_lock:
                     self._memory.unwritten |= pending
-                raise
+                if not self.cluster or not isinstance(exc, Exception):
+                    raise
+                # On a Cluster this failure is another node's (one failing
+                # over), not this round trip's: it must not fail the caller
+                # (a revoke() of a token on a healthy node raised). Written
+                # again after a pause, not on every request meanwhile.
+                self._memory.rewrite_after = self._clock() + REWRITE_PAUSE
         return None
 
     # -- plans ---------------------------------------------------------------

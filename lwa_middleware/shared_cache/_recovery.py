@@ -13,6 +13,7 @@ subscriber's check or its lookups claims it first (:meth:`claim_loss`).
 from __future__ import annotations
 
 import logging
+import math
 import secrets
 import threading
 from collections.abc import Callable
@@ -46,6 +47,8 @@ class RevocationMemory:
         #: Hexes whose revocation key may not have reached Redis: written
         #: again at this process's next successful round trip.
         self.unwritten: set[str] = set()
+        #: Not before this (monotonic) time: a Cluster node refused them.
+        self.rewrite_after = -math.inf
 
     def live(self, now: float) -> list[tuple[str, float, bytes, bytes]]:
         with self.lock:
