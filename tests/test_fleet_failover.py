@@ -202,6 +202,22 @@ def rev_slot(mw: Any, token: str) -> int:
     return int(key_slot(token_key("rev", shared._hex(shared._secret, token)).encode()))
 
 
+def _retry_then_refused_everywhere(
+    revoker: Any, raised: list[str], tokens: list[str], workers: list[Any]
+) -> None:
+    """As SECURITY.md says, a revoke() that raised is retried (until it lands:
+    the revoker's client may still be learning the new primary or slot map
+    just after the promotion); then every worker, a fresh one included,
+    refuses every token revoked during the failover."""
+    for token in raised:
+        wait_for(lambda token=token: _revoked(revoker, token), 20, poll=0.5)
+    wait_for(
+        lambda: all(WsgiCaller(mw).get("/me", t).status == 401 for mw in workers for t in tokens),
+        30,
+        poll=0.2,
+    )
+
+
 def _revoked(revoker: Any, token: str) -> bool:
     """Whether ``revoker.revoke(token)`` landed this time."""
     from lwa_middleware import SharedCacheError
@@ -288,17 +304,7 @@ def test_revoke_during_a_cluster_failover_raises_only_for_the_dead_slots(
     assert [t for t in raised if t in alive] == []  # only the dead master's slots
     assert set(raised) <= set(before_promotion)
     assert any(t in alive for t in before_promotion[1:])  # the case was exercised
-    for token in raised:  # as SECURITY.md says: a revoke() that raised is retried
-        # (until it lands: the revoker's client may still be learning the new
-        # primary or slot map just after the promotion)
-        wait_for(lambda token=token: _revoked(revoker, token), 20, poll=0.5)
-    fresh = make_wsgi(**options)
-
-    def all_refused() -> bool:
-        return all(WsgiCaller(mw).get("/me", t).status == 401
-                   for mw in (*workers, fresh) for t in tokens)
-
-    wait_for(all_refused, 30, poll=0.2)
+    _retry_then_refused_everywhere(revoker, raised, tokens, [*workers, make_wsgi(**options)])
 
 
 # -- item 3: revoke() during a Sentinel failover ------------------------------
@@ -340,14 +346,4 @@ def test_revoke_during_a_sentinel_failover_raises_only_while_no_primary(
     wait_for(lambda: sentinel.primary_port() not in (None, old), 60)
     print(f"raised for {len(raised)} of {len(tokens)}")
     assert raised_after_promotion == []
-    for token in raised:  # as SECURITY.md says: a revoke() that raised is retried
-        # (until it lands: the revoker's client may still be learning the new
-        # primary or slot map just after the promotion)
-        wait_for(lambda token=token: _revoked(revoker, token), 20, poll=0.5)
-    fresh = make_wsgi(**options)
-
-    def all_refused() -> bool:
-        return all(WsgiCaller(mw).get("/me", t).status == 401
-                   for mw in (*workers, fresh) for t in tokens)
-
-    wait_for(all_refused, 30, poll=0.2)
+    _retry_then_refused_everywhere(revoker, raised, tokens, [*workers, make_wsgi(**options)])
