@@ -4,8 +4,8 @@ Each entry is built the way the middleware builds it (an ``Identity`` with
 unique strings and the *configured* client id string, which the flow
 references instead of the copy LWA's answer gave; the cache's ``Entry``;
 Starlette credentials shared per scope set) and stored under its token
-digest, so the figure includes the key, the TLRU bookkeeping and the
-lock-free mirror. RSS is read from ``/proc/self/statm`` before and after.
+digest, so the figure includes the key, the dict slot and the expiry
+bookkeeping. RSS is read from ``/proc/self/statm`` before and after.
 
 Run: ``python benchmarks/bench_memory.py``.
 """
