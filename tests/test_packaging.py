@@ -30,7 +30,7 @@ from lwa_middleware.errors import ConfigurationError
 ROOT = Path(__file__).resolve().parent.parent
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
 #: What the middlewares need (CONTRACT.md: scope["auth"] is Starlette's).
-BASE = {"anyio", "cachetools", "httpx2", "sniffio", "starlette"}
+BASE = {"anyio", "httpx2", "sniffio", "starlette"}
 #: The heavy optional packages the base install must not bring.
 NOT_BASE = {"redis", "cryptography", "cffi", "pycparser"}
 
