@@ -247,8 +247,12 @@ def _child(n: int) -> None:
     print(json.dumps({"names": list(steps), "n": n}))
 
 
-def instructions(n: int = 2_000) -> dict[str, float] | None:
-    """Variant -> instructions per request, or ``None`` without valgrind."""
+def instructions(n: int = 2_000, script: str = __file__) -> dict[str, float] | None:
+    """Variant -> instructions per request, or ``None`` without valgrind.
+
+    ``script --child N`` must run each variant's requests in one
+    ``functools.reduce`` call and print ``{"names": [...], "n": N}`` last
+    (as :func:`_child` does; ``bench_flask.py`` reuses this)."""
     if shutil.which("valgrind") is None:
         return None
     with tempfile.TemporaryDirectory() as out:
@@ -262,7 +266,7 @@ def instructions(n: int = 2_000) -> dict[str, float] | None:
                 "--dump-after=functools_reduce",
                 f"--callgrind-out-file={out}/cg.out",
                 sys.executable,
-                __file__,
+                script,
                 "--child",
                 str(n),
             ],
