@@ -63,7 +63,8 @@ def build(emulator: LWAEmulator) -> tuple[dict[str, Any], dict[str, Any], list[A
     token = emulator.issue_token(scopes=["profile"])
     while len(token) != bench_ablation.TOKEN_LENGTH:
         token = emulator.issue_token(scopes=["profile"])
-    options = {"client_id": emulator.client_id, "api_base_url": emulator.base_url}
+    # A generous timeout: under valgrind the one lookup each runs ~50 times slower.
+    options = {"client_id": emulator.client_id, "api_base_url": emulator.base_url, "timeout": 60.0}
     environ = {
         "REQUEST_METHOD": "GET",
         "SCRIPT_NAME": "",

@@ -30,7 +30,6 @@ import logging
 import math
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, ItemsView, Iterator
 from typing import Any, Generic, TypeVar
 
@@ -60,8 +59,9 @@ class _Expiring(Generic[V]):
     item, a node object, a linked-list link, a size entry and a heap tuple on
     top of its dict, and the lock-free read needed a mirror dict as well:
     about 250 of the 920 bytes a cached identity cost at 100k entries. Here
-    an item is its dict slot plus one slot in a queue of keys per whole
-    second of deadline (a per-item heap tuple would cost 64 bytes more).
+    an item is its dict slot plus one slot in a list of keys per whole
+    second of deadline (a per-item heap tuple would cost 64 bytes more, a
+    deque per second about 600 bytes, whatever few keys it holds).
 
     ``data`` is the plain dict of the items (lock-free reads with
     ``data.get``; the reader checks the deadline). Each key also waits in the
@@ -69,8 +69,9 @@ class _Expiring(Generic[V]):
     once a second has passed, every item queued in it has expired. A queued
     key whose item was removed, or stored again with another deadline, is
     stale and skipped. Full, the map drops the item whose deadline comes
-    soonest (the one that would leave first anyway; the first stored among
-    those of the same second). Not thread-safe: the owner locks writes.
+    soonest (the one that would leave first anyway; among those of the same
+    second, the last stored: an O(1) pop). Not thread-safe: the owner locks
+    writes.
 
     :param deadline: the deadline (on ``clock``) of a value.
     :param dropped: called with each live item dropped to make room.
@@ -100,7 +101,7 @@ class _Expiring(Generic[V]):
         self._deadline = deadline
         self._dropped = dropped
         #: Deadline second -> the keys stored with a deadline in it, in order.
-        self._queues: dict[int, deque[bytes]] = {}
+        self._queues: dict[int, list[bytes]] = {}
         #: The seconds of ``_queues``, a heap.
         self._seconds: list[int] = []
         #: Keys in all queues, stale ones included.
@@ -161,7 +162,7 @@ class _Expiring(Generic[V]):
         second = math.ceil(self._deadline(value))
         queue = self._queues.get(second)
         if queue is None:
-            queue = self._queues[second] = deque()
+            queue = self._queues[second] = []
             heapq.heappush(self._seconds, second)
         queue.append(key)
         self._queued += 1
@@ -188,7 +189,7 @@ class _Expiring(Generic[V]):
         while seconds:
             queue = self._queues[seconds[0]]
             while queue:
-                key = queue.popleft()
+                key = queue.pop()
                 self._queued -= 1
                 value = self._live(key, seconds[0])
                 if value is not None:

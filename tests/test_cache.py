@@ -265,7 +265,7 @@ def test_a_full_cache_drops_the_entry_that_would_leave_soonest() -> None:
         cache.put(key(name), _entry(cache, lives))
     cache.put(key("d"), _entry(cache, 400))
     assert [n for n in "abcd" if cache.get(key(n)) is not None] == ["a", "c", "d"]
-    # Among deadlines in the same second, the first stored goes first.
+    # Half a second later is later: c goes, not e.
     cache.put(key("e"), _entry(cache, 200.5))
     assert [n for n in "acde" if cache.get(key(n)) is not None] == ["a", "d", "e"]
 
