@@ -282,7 +282,9 @@ def _make_hook(
             for name in _CACHED:
                 req.__dict__.pop(name, None)
         identity = environ.get(IDENTITY_KEY)  # get_identity(environ), inlined
-        g.lwa_identity = identity if isinstance(identity, Identity) else None
+        # Set on the object: setting through the proxy runs several frames more.
+        app_globals = g._get_current_object()
+        app_globals.lwa_identity = identity if isinstance(identity, Identity) else None
         return None
 
     return lwa_before_request
