@@ -327,17 +327,22 @@ def table(rounds: int = 7, n: int = 20_000, callgrind: bool = True) -> str:
     return "\n".join(lines) + f"\n\nStubs: {stubs}.\n"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+def cli(description: str | None, child: Callable[[int], None], make: Callable[..., str]) -> None:
+    """The command line of this benchmark and of ``bench_flask.py``."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--n", type=int, default=20_000)
     parser.add_argument("--no-callgrind", action="store_true")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        _child(args.child)
+        child(args.child)
         return
-    print(table(args.rounds, args.n, callgrind=not args.no_callgrind))
+    print(make(args.rounds, args.n, callgrind=not args.no_callgrind))
+
+
+def main() -> None:
+    cli(__doc__, _child, table)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ Run: ``python benchmarks/bench_flask.py [--rounds N] [--no-callgrind]``.
 
 from __future__ import annotations
 
-import argparse
 import functools
 import hashlib
 import json
@@ -211,16 +210,7 @@ def table(rounds: int = 7, n: int = 20_000, callgrind: bool = True) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--n", type=int, default=20_000)
-    parser.add_argument("--no-callgrind", action="store_true")
-    parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.child:
-        _child(args.child)
-        return
-    print(table(args.rounds, args.n, callgrind=not args.no_callgrind))
+    bench_ablation.cli(__doc__, _child, table)
 
 
 if __name__ == "__main__":

@@ -64,6 +64,25 @@ def _rule(entry: Entry, policy: Policy, now: float) -> bool:
     return entry.serves(policy, now) and policy.scopes <= entry.granted
 
 
+def _options(lwa: LWAEmulator, policy: Policy, clock: FakeClock) -> dict[str, Any]:
+    return {
+        "client_id": lwa.client_id,
+        "api_base_url": lwa.base_url,
+        "routes": {"/p": policy},
+        "clock": clock,
+    }
+
+
+def _cached(
+    resolver: Resolver, scopes: frozenset[str], has_profile: bool, fresh_in: float
+) -> tuple[str, Entry]:
+    """A token unknown to LWA, and the entry cached for it."""
+    token = f"Atza|property-{next(_serial):08d}-" + "p" * 40
+    entry = _entry(resolver.clock(), scopes, has_profile, fresh_in)
+    resolver.cache.put(sha256(token.encode()).digest(), entry)
+    return token, entry
+
+
 async def _app(scope: Any, receive: Any, send: Any) -> None:
     await send({"type": "http.response.start", "status": 200, "headers": []})
     await send({"type": "http.response.body", "body": b"ok"})
@@ -74,16 +93,18 @@ PROPERTY = settings(
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
-
-
-@PROPERTY
-@given(
+#: A cached entry, a route policy and the header the token comes in.
+CASES = given(
     scopes=scope_sets,
     has_profile=st.booleans(),
     fresh_in=freshness,
     policy=policies(),
     amz_header=st.booleans(),
 )
+
+
+@PROPERTY
+@CASES
 def test_the_asgi_fast_path_is_the_cache_rule(
     lwa_emulator: LWAEmulator,
     scopes: frozenset[str],
@@ -93,16 +114,8 @@ def test_the_asgi_fast_path_is_the_cache_rule(
     amz_header: bool,
 ) -> None:
     clock = FakeClock()
-    mw = LWAMiddleware(
-        _app,
-        client_id=lwa_emulator.client_id,
-        api_base_url=lwa_emulator.base_url,
-        routes={"/p": policy},
-        clock=clock,
-    )
-    token = f"Atza|property-{next(_serial):08d}-" + "p" * 40  # unknown to LWA
-    entry = _entry(clock(), scopes, has_profile, fresh_in)
-    mw.resolver.cache.put(sha256(token.encode()).digest(), entry)
+    mw = LWAMiddleware(_app, **_options(lwa_emulator, policy, clock))
+    token, entry = _cached(mw.resolver, scopes, has_profile, fresh_in)
     expected = _rule(entry, policy, clock())
 
     judged: list[bool] = []
@@ -162,13 +175,7 @@ def _wsgi_app(environ: Any, start_response: Any) -> list[bytes]:
 
 
 @PROPERTY
-@given(
-    scopes=scope_sets,
-    has_profile=st.booleans(),
-    fresh_in=freshness,
-    policy=policies(),
-    amz_header=st.booleans(),
-)
+@CASES
 def test_the_wsgi_fast_path_is_the_cache_rule(
     lwa_emulator: LWAEmulator,
     scopes: frozenset[str],
@@ -179,16 +186,8 @@ def test_the_wsgi_fast_path_is_the_cache_rule(
 ) -> None:
     # judge_environ inlines Gate.hit too: the same rule, the same outcomes.
     clock = FakeClock()
-    mw = LWAWSGIMiddleware(
-        _wsgi_app,
-        client_id=lwa_emulator.client_id,
-        api_base_url=lwa_emulator.base_url,
-        routes={"/p": policy},
-        clock=clock,
-    )
-    token = f"Atza|property-{next(_serial):08d}-" + "w" * 40  # unknown to LWA
-    entry = _entry(clock(), scopes, has_profile, fresh_in)
-    mw.resolver.cache.put(sha256(token.encode()).digest(), entry)
+    mw = LWAWSGIMiddleware(_wsgi_app, **_options(lwa_emulator, policy, clock))
+    token, entry = _cached(mw.resolver, scopes, has_profile, fresh_in)
     expected = _rule(entry, policy, clock())
     header = ("HTTP_X_AMZ_ACCESS_TOKEN", token) if amz_header else (
         "HTTP_AUTHORIZATION", f"Bearer {token}"
