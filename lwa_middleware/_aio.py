@@ -34,12 +34,13 @@ from aiohttp.helpers import get_env_proxy_for_url
 from yarl import URL
 
 from . import _otel
-from .flow import Outcome, UpstreamRequest, UpstreamResponse
+from .flow import Outcome, UpstreamFailure, UpstreamRequest, UpstreamResponse
 from .upstream import (
     _TIMED_OUT,
     _TOO_LARGE,
     _USER_AGENT,
     _Body,
+    _certificate,
     _failure,
     _request_id,
     _TooLarge,
@@ -56,6 +57,16 @@ _CHUNK = 64 * 1024
 
 #: Seconds a thread waits for its batch beyond the batch's own deadline.
 _SLACK = 5.0
+
+
+_CONNECTION = UpstreamFailure("connection failed", "connection")
+
+
+def _failed(exc: Exception) -> UpstreamFailure:
+    """:func:`~.upstream._failure`, told aiohttp's "could not connect" apart."""
+    if isinstance(exc, aiohttp.ClientConnectorError) and not _certificate(exc):
+        return _CONNECTION
+    return _failure(exc)
 
 
 class Transport:
@@ -136,7 +147,7 @@ class Transport:
         except _TooLarge:
             return _TOO_LARGE
         except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
-            return _failure(exc)
+            return _failed(exc)
 
     async def close(self) -> None:
         await self._session.close()

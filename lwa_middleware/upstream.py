@@ -90,6 +90,12 @@ def ssl_context(settings: Settings) -> ssl.SSLContext:
 #: build) at 50 for the default 100 lookups in flight.
 SHARD_CONNECTIONS = 4
 
+#: Whether lookups go through aiohttp (:mod:`._aio`) where they can: on
+#: asyncio, and from WSGI threads, without an ``http_client``. ``False`` is
+#: httpx2 everywhere, as before issue 23 (``benchmarks/bench_scale.py``
+#: compares the two in one run).
+AIOHTTP = True
+
 
 def pool_shape(settings: Settings) -> tuple[int, int]:
     """``(clients, connections each)``: room for every lookup in flight to send
@@ -293,6 +299,9 @@ class SyncDriver:
         if settings.http_client is not None:
             self._clients = _own_clients(settings, asyncio=False)
             connections *= clients  # one client holds every seat
+        elif not AIOHTTP:
+            options = _client_options(settings, ssl_context(settings))
+            self._clients = [httpx2.Client(**options) for _ in range(clients)]  # type: ignore[arg-type]
         else:
             from ._aio import LoopThread
 
@@ -426,7 +435,7 @@ class AsyncDriver:
             if self._settings.http_client is not None:
                 made = _own_clients(self._settings, asyncio=True)
                 connections *= count  # one client holds every seat
-            elif sniffio.current_async_library() != "asyncio":  # aiohttp is asyncio-only
+            elif not AIOHTTP or sniffio.current_async_library() != "asyncio":  # asyncio-only
                 options = _client_options(self._settings, self._ssl)
                 made = [httpx2.AsyncClient(**options) for _ in range(count)]  # type: ignore[arg-type]
             every = anyio.Semaphore(self._settings.max_concurrent_lookups)
