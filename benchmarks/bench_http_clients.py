@@ -149,9 +149,7 @@ def urllib3_threads(lwa: Any, requests: int) -> float:
     )
 
     def get(token: str) -> int:
-        response = pool.request(
-            "GET", "/auth/o2/tokeninfo", headers={"x-amz-access-token": token}
-        )
+        response = pool.request("GET", "/auth/o2/tokeninfo", headers={"x-amz-access-token": token})
         return int(response.status)
 
     try:
@@ -163,9 +161,7 @@ def urllib3_threads(lwa: Any, requests: int) -> float:
 def _aiohttp_session(lwa: Any) -> Any:
     import aiohttp
 
-    return aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=IN_FLIGHT, ssl=_context(lwa))
-    )
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=IN_FLIGHT, ssl=_context(lwa)))
 
 
 def aiohttp_asyncio(lwa: Any, requests: int) -> float:
@@ -201,9 +197,7 @@ def aiohttp_loop_thread(lwa: Any, requests: int) -> float:
             return int(response.status)
 
     def get(token: str) -> int:
-        result: concurrent.futures.Future[int] = asyncio.run_coroutine_threadsafe(
-            aget(token), loop
-        )
+        result: concurrent.futures.Future[int] = asyncio.run_coroutine_threadsafe(aget(token), loop)
         return result.result()
 
     try:

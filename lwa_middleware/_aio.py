@@ -60,6 +60,7 @@ _SLACK = 5.0
 
 
 _CONNECTION = UpstreamFailure("connection failed", "connection")
+_CLOSED = UpstreamFailure("closed during the call", "connection")
 
 
 def _failed(exc: Exception) -> UpstreamFailure:
@@ -194,12 +195,13 @@ class LoopThread:
         loop, transport = self._running()
         future = asyncio.run_coroutine_threadsafe(transport.batch(batch, deadline), loop)
         try:
-            # The transport keeps the deadline; the slack only matters if the
-            # loop was stopped under the batch (close() during a lookup).
+            # The transport keeps the deadline: the slack is a last resort.
             return future.result(timeout=max(0.0, deadline - time.monotonic()) + _SLACK)
         except concurrent.futures.TimeoutError:
             future.cancel()
             return [_TIMED_OUT] * len(batch)
+        except concurrent.futures.CancelledError:  # close() during the lookup
+            return [_CLOSED] * len(batch)
 
     def close(self) -> None:
         """Close the session, stop the loop and wait for its thread (briefly)."""
@@ -208,9 +210,18 @@ class LoopThread:
         if started is None or started[0] != os.getpid():
             return
         _, loop, thread, transport = started
+
+        async def shut() -> None:
+            # Batches still in flight end now (their threads get _CLOSED),
+            # not at their deadline: the loop is about to stop under them.
+            for task in asyncio.all_tasks():
+                if task is not asyncio.current_task():
+                    task.cancel()
+            await transport.close()
+
         with contextlib.suppress(Exception):
-            asyncio.run_coroutine_threadsafe(transport.close(), loop).result(timeout=5)
+            asyncio.run_coroutine_threadsafe(shut(), loop).result(timeout=_SLACK)
         loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout=5)
+        thread.join(timeout=_SLACK)
         if not thread.is_alive():
             loop.close()
