@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import math
 import os
 import ssl
 import threading
@@ -85,8 +86,12 @@ class Transport:
         # trust_env=False: aiohttp would read the proxy environment (and
         # ~/.netrc) on every request; the proxy is looked up once per URL
         # below instead, as httpx2 honours HTTP(S)_PROXY and NO_PROXY.
+        # No cookie jar: nothing LWA sets may travel with another customer's lookup.
         self._session = aiohttp.ClientSession(
-            connector=connector, headers={"user-agent": _USER_AGENT}, trust_env=False
+            connector=connector,
+            headers={"user-agent": _USER_AGENT},
+            trust_env=False,
+            cookie_jar=aiohttp.DummyCookieJar(),
         )
         self._proxies: dict[str, URL | None] = {}
 
@@ -125,8 +130,13 @@ class Transport:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return _TIMED_OUT
+        # sock_connect: TCP and TLS handshake, as httpx2's connect timeout. No
+        # ceil_threshold rounding: aiohttp would round a deadline past 5 s up
+        # to a whole second of the loop's clock, past the lookup's deadline.
         timeout = aiohttp.ClientTimeout(
-            total=remaining, connect=min(remaining, self._settings.connect_timeout)
+            total=remaining,
+            sock_connect=min(remaining, self._settings.connect_timeout),
+            ceil_threshold=math.inf,
         )
         try:
             async with self._session.get(
