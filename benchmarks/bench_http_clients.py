@@ -41,6 +41,8 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+from bench_scale import threaded_rate  # noqa: E402
+
 IN_FLIGHT = 100
 LATENCY = 0.02
 THEORY = 2500.0  # lookups/s: 50 clients / L
@@ -52,22 +54,8 @@ def _context(lwa: Any) -> ssl.SSLContext:
 
 def _threads(get: Callable[[str], int], tokens: list[str]) -> None:
     """``get(token)`` for every token, from IN_FLIGHT threads."""
-    feed = iter(tokens)
-    lock = threading.Lock()
-
-    def worker() -> None:
-        while True:
-            with lock:
-                token = next(feed, None)
-            if token is None:
-                return
-            assert get(token) == 200
-
-    threads = [threading.Thread(target=worker) for _ in range(IN_FLIGHT)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    _, failed = threaded_rate(get, tokens, IN_FLIGHT)
+    assert failed == 0
 
 
 async def _tasks(get: Callable[[str], Any], tokens: list[str]) -> None:
