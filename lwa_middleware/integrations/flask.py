@@ -119,10 +119,6 @@ def error_response(error: AuthError, realm: str = DEFAULT_REALM) -> Response:
     return Response(body, status=error.status, headers=error.text_headers(realm))
 
 
-def _judged_inside_flask(environ: Any, start_response: Any) -> Any:  # pragma: no cover
-    raise RuntimeError("the Flask extension only uses LWAWSGIMiddleware.authenticate()")
-
-
 def _misplaced(view: Callable[..., Any], endpoint: str) -> ConfigurationError:
     name = getattr(view, "__qualname__", repr(view))
     return ConfigurationError(
@@ -199,7 +195,9 @@ class LWA:
         flask_preflights = options.get("allow_preflight") is None
         if flask_preflights:
             options["allow_preflight"] = False
-        middleware = LWAWSGIMiddleware(_judged_inside_flask, **options)
+        # It judges this app's requests from the app's own hook, so it wraps
+        # the app itself, weakly: the extension keeps no app alive.
+        middleware = LWAWSGIMiddleware(weakref.proxy(app), **options)
         _check_views(app)
         self._middlewares[app] = middleware
         _apps.add(app)
