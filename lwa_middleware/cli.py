@@ -9,7 +9,7 @@
 ``demo`` and ``emulator`` run the bundled LWA emulator
 (:mod:`lwa_middleware.testing`) and need nothing from Amazon. ``inspect``
 checks a token exactly as the middleware would (tokeninfo, ``aud`` check,
-profile), with the library's own resolution flow, and prints JSON.
+profile), through the middleware's own :class:`~.resolver.Resolver`, and prints JSON.
 
 Exit codes (all commands): ``0`` success (for ``inspect``: a valid token),
 ``1`` the token was rejected, ``2`` a usage or configuration error, ``3`` LWA
