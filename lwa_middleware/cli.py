@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import importlib.util
 import json
 import math
@@ -389,10 +390,11 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 
     # The middleware's own entry point (tokeninfo, aud check, profile), so
     # inspect cannot drift from it; only the profile's request id comes from
-    # its "resolved" event.
+    # its "resolved" event. LWA itself answers: no shared cache is read or
+    # written ($LWA_REDIS_URL is the app's, not this command's).
     from .resolver import Resolver
 
-    resolver = Resolver(settings)
+    resolver = Resolver(dataclasses.replace(settings, redis_url=None, redis_client=None))
     try:
         identity = resolver.resolve_sync(token, _INSPECTED).identity
     except UpstreamUnavailable as error:

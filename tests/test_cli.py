@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import logging
 import os
 import queue
 import re
@@ -231,6 +232,24 @@ def test_inspect_answers_as_the_middleware_does_when_lwa_is_down(
     assert start["status"] == 503
     retry_after = dict(start["headers"])[b"retry-after"].decode()
     assert json.loads(out)["retry_after"] == int(retry_after)
+
+
+def test_inspect_asks_lwa_not_the_apps_shared_cache(
+    lwa_emulator: LWAEmulator,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The environment's LWA_REDIS_URL is the app's: inspect neither reads nor writes it."""
+    monkeypatch.setenv("LWA_REDIS_URL", "redis://127.0.0.1:1/0")  # nothing listens there
+    token = lwa_emulator.issue_token()
+    with caplog.at_level(logging.DEBUG, logger="lwa_middleware"):
+        code, out, _ = run(capsys, inspect(lwa_emulator, token), secret=token)
+    assert code == 0
+    assert json.loads(out)["valid"] is True
+    assert lwa_emulator.calls["tokeninfo"] == 1
+    touched = [r.getMessage() for r in caplog.records if "shared_cache" in r.name]
+    assert not touched  # no Redis connection tried, no shared-cache warning
 
 
 async def _ok_app(scope: Any, receive: Any, send: Any) -> None:
