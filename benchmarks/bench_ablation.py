@@ -113,8 +113,8 @@ STAGES: dict[str, tuple[str, list[tuple[str, str]]]] = {
         "nothing written to the scope",
         [
             ("scope[\"lwa.identity\"] = scope[\"user\"] = entry.identity", "pass"),
-            ("scope[\"auth\"] = entry.extra or credentials_for(entry)", "pass"),
             ("scope[REALM_KEY] = self._realm", "pass"),
+            ("scope[\"auth\"] = entry.extra", "pass"),
         ],
     ),
 }

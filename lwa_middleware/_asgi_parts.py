@@ -60,12 +60,9 @@ class FrozenCredentials(AuthCredentials):
 
 
 def credentials_for(entry: Entry) -> AuthCredentials:
-    """``scope["auth"]`` for ``entry``, kept in its adapter slot (:attr:`Entry.extra
-    <.cache.Entry.extra>`): built on the entry's first use here, not per request.
-
-    Hot paths read ``entry.extra or credentials_for(entry)``: the credentials
-    are never falsy (no ``__len__``/``__bool__``), so a filled slot is one
-    attribute read and a truth test, and this runs once per entry."""
+    """``scope["auth"]`` for ``entry``, also kept in its adapter slot
+    (:attr:`Entry.extra <.cache.Entry.extra>`), which the hot path reads
+    directly: built on the entry's first use here, not per request."""
     credentials = entry.extra = _credentials(entry.granted)
     return credentials
 

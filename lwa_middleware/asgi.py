@@ -135,8 +135,11 @@ class LWAMiddleware(AsyncControls):
                     if self._hooked:
                         self.resolver.emit("hit")
                     scope["lwa.identity"] = scope["user"] = entry.identity
-                    scope["auth"] = entry.extra or credentials_for(entry)
                     scope[REALM_KEY] = self._realm
+                    try:  # free when no exception: no test on the hot path
+                        scope["auth"] = entry.extra
+                    except AttributeError:  # the entry's first use here
+                        scope["auth"] = credentials_for(entry)
                 else:
                     entry = None
             query = None
@@ -172,7 +175,7 @@ class LWAMiddleware(AsyncControls):
             if isinstance(verdict, Resolve):
                 entry = await self.resolver.resolve_async(verdict.token, policy)
                 scope["lwa.identity"] = scope["user"] = gate.admit(entry, policy).identity
-                scope["auth"] = entry.extra or credentials_for(entry)
+                scope["auth"] = credentials_for(entry)
             else:
                 scope["lwa.identity"], scope["user"] = None, UnauthenticatedUser()
                 scope["auth"] = AuthCredentials()

@@ -90,9 +90,10 @@ class Entry:
         the token's expiry when stale entries are kept, else ``fresh_until``.
         Never later than the token's expiry.
 
-    :attr:`extra` is a slot the core never reads: it starts ``None`` and the
-    adapter serving the entry fills it on first use with what it attaches per
-    identity (ASGI: Starlette's ``AuthCredentials``), so a hit builds nothing
+    :attr:`extra` is the adapter's slot, which the core never sets nor reads:
+    it stays unset (reading it raises ``AttributeError``) until the adapter
+    serving the entry fills it, on first use, with what it attaches per
+    identity (ASGI: Starlette's ``AuthCredentials``). So a hit builds nothing,
     and the core never calls back into an adapter. Two threads filling it at
     once store equal values: the adapter memoises what it builds.
     """
@@ -123,8 +124,9 @@ class Entry:
         self.expires_mono = expires_mono
         self.fresh_until = fresh_until
         self.has_profile = has_profile
-        #: The adapter's slot (see above): the core only sets it to ``None``.
-        self.extra: Any = None
+
+    #: The adapter's slot (see above): unset until the adapter fills it.
+    extra: Any
 
     def serves(self, policy: Policy, now: float) -> bool:
         """Whether this entry may answer a request under ``policy`` at ``now``.
