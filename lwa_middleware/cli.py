@@ -34,6 +34,7 @@ from collections.abc import Iterator, Mapping
 from types import FrameType
 from typing import TYPE_CHECKING, Any, TextIO
 
+from ._checks import _is_loopback
 from ._cli_parser import (
     EXIT_OK,
     EXIT_REJECTED,
@@ -44,7 +45,7 @@ from ._cli_parser import (
 )
 from ._cli_parser import build_parser as _build_parser
 from ._observe import lwa_answer
-from .config import Settings, _is_loopback
+from .config import Settings
 from .errors import AuthError, ConfigurationError, UpstreamUnavailable
 from .routes import Access, Policy
 from .tokens import extract_token
