@@ -49,7 +49,6 @@ from .breaker import CircuitBreaker, Throttle
 from .cache import Entry, IdentityCache, token_digest
 from .errors import AuthError, BreakerOpen, InvalidToken, Saturated, UpstreamUnavailable
 from .flow import Flow, Lookup, Resolved, resolution_flow
-from .identity import Identity
 from .routes import Policy
 from .singleflight import TaskFlights, ThreadFlights
 from .stats import Stats
@@ -73,7 +72,6 @@ ACCESS_TOKEN_LIFETIME = 3600.0
 #: fails every lookup, and one line per interval with a count says as much.
 WARNING_INTERVAL = 10.0
 
-Decorate = Callable[[Identity], Any]
 _T = TypeVar("_T")
 
 
@@ -128,11 +126,12 @@ class Resolver:
 
     :param settings: validated options (its ``clock`` is the monotonic clock
         of every deadline here).
-    :param decorate: builds, once per identity, the adapter objects stored in
-        :attr:`Entry.extra` (Starlette's credentials for ASGI).
+
+    It never calls back into the adapter that drives it: what an adapter
+    attaches per entry, it builds itself (:attr:`Entry.extra <.cache.Entry.extra>`).
     """
 
-    def __init__(self, settings: Settings, decorate: Decorate | None = None) -> None:
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.stats = Stats()
         self.clock = clock = settings.clock
@@ -149,7 +148,6 @@ class Resolver:
         )
         self._unavailable_log = Throttle(WARNING_INTERVAL, clock=clock)
         self._saturated_log = Throttle(WARNING_INTERVAL, clock=clock)
-        self._decorate = decorate
         self._local_ttl = settings.local_cache_ttl if settings.uses_redis else None
         self._on_event = settings.on_event
         #: The application's tracer, once it has set an OpenTelemetry provider.
@@ -298,15 +296,13 @@ class Resolver:
         )
 
     def _entry(self, key: bytes, resolved: Resolved, fresh_for: float | None = None) -> Entry:
-        identity = resolved.identity
-        extra = self._decorate(identity) if self._decorate is not None else None
         if self._local_ttl is not None and not self._trusted(key):
             # With a shared cache, trust this process's copy only briefly, so
             # an invalidate() or revoke() on another worker reaches this one
             # (while pushes reach it, they do that at once: no need).
             fresh_for = self._local_ttl if fresh_for is None else min(fresh_for, self._local_ttl)
         return self.cache.make_entry(
-            identity, resolved.expires_mono, resolved.has_profile, extra, fresh_for=fresh_for
+            resolved.identity, resolved.expires_mono, resolved.has_profile, fresh_for=fresh_for
         )
 
     def _trusted(self, key: bytes) -> bool:

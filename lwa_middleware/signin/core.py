@@ -68,7 +68,6 @@ logger = logging.getLogger("lwa_middleware.signin")
 
 #: A pending login (state and PKCE verifier) lives this long: 10 minutes.
 LOGIN_TTL: Final = 600
-SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 _REQUIRED: Final = Policy(Access.REQUIRED)
 
 
