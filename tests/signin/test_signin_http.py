@@ -10,6 +10,7 @@ import threading
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+import anyio
 import httpx2
 import pytest
 from flask import Flask
@@ -180,3 +181,34 @@ def test_revoke_builds_no_http_driver(lwa_emulator: LWAEmulator) -> None:
         refused = client.get("/", headers={"Authorization": f"Bearer {token}"})
     assert refused.status_code == 401
     assert lwa_emulator.requests == []
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_the_sign_in_runs_on_the_async_driver_on_asyncio_and_trio(
+    lwa_emulator: LWAEmulator, monkeypatch: pytest.MonkeyPatch, backend: str
+) -> None:
+    built = _Constructions(monkeypatch)
+    signin = make_signin(lwa_emulator)
+    mw = starlette_app(lwa_emulator, signin)
+
+    async def main() -> None:
+        transport = httpx2.ASGITransport(app=mw)
+        async with httpx2.AsyncClient(transport=transport, base_url=ORIGIN) as http:
+            login = await http.get("/login")
+            back = authorize(lwa_emulator, login.headers["location"])
+            answer = await http.get(path_of(back))
+            assert answer.status_code == 303
+            me = (await http.get("/me")).json()
+            assert me["user_id"] == "amzn1.account.AFADALOVELACE0000000000001"
+            session_id = session_cookie(answer)
+            assert session_id is not None
+            token = session_of(signin, session_id).access_token
+            assert (await http.post("/logout", headers={"Origin": ORIGIN})).status_code == 303
+            bearer = {"Authorization": f"Bearer {token}"}
+            assert (await http.get("/me", headers=bearer)).status_code == 401  # revoked
+        await mw.aclose()
+
+    anyio.run(main, backend=backend)
+    assert built.count == 0
+    assert mw.resolver._sync_driver is None
+    assert sum(r.endpoint == "token" for r in lwa_emulator.requests) == 1
