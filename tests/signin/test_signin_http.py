@@ -21,6 +21,7 @@ from support.servers import serve_uvicorn
 
 from lwa_middleware import LWAMiddleware, LWAWSGIMiddleware
 from lwa_middleware.integrations.flask import LWA
+from lwa_middleware.signin._transport import token_request
 from lwa_middleware.signin.flask import signin_blueprint
 from lwa_middleware.testing import Fault, LWAEmulator
 from tests.signin.signin_support import (
@@ -154,6 +155,19 @@ def test_the_token_endpoints_answer_has_the_lookups_size_cap(
     assert answer.status_code == 503
     said = [r for r in caplog.records if getattr(r, "lwa_event", None) == "signin_unavailable"]
     assert [r.lwa_reason for r in said] == ["too_large"]
+    code = dict(parse_qsl(urlsplit(back).query))["code"]
+    assert lwa_emulator.client_secret not in caplog.text + answer.text
+    assert code not in caplog.text + answer.text
+
+
+def test_a_token_request_shows_no_secret() -> None:
+    form = {"grant_type": "refresh_token", "refresh_token": "Atzr|rt", "client_secret": "c-s-42"}
+    request = token_request("https://api.amazon.com/auth/o2/token", form)
+    assert request.method == "POST"
+    assert request.url == "https://api.amazon.com/auth/o2/token"  # the secrets are in the body
+    assert dict(parse_qsl(request.body.decode())) == form
+    assert "Atzr" not in repr(request)
+    assert "c-s-42" not in repr(request)
 
 
 def test_revoke_builds_no_http_driver(lwa_emulator: LWAEmulator) -> None:
