@@ -104,9 +104,6 @@ class SignIn:
     :param session_ttl: seconds a session lasts at most [14 days].
     :param refresh_margin: refresh the access token when fewer seconds are left [60].
     :param clock: epoch seconds [time.time]; tests pass a fake one.
-    :param http: an ``httpx2.Client`` of yours to send the token endpoint's
-        POSTs with [none: they go out on the middleware's own pool, which its
-        ``http_client=`` option customises for every call to LWA].
     :param pages: the cancelled/failed/expired/refused/unavailable pages: a
         mapping of kind to template text, or a callable ``pages(page) -> str``
         (see :mod:`._pages`) [styled defaults].
