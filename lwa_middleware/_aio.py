@@ -139,9 +139,13 @@ class Transport:
             ceil_threshold=math.inf,
         )
         try:
-            async with self._session.get(
+            # A POST (the sign-in's token call) is never resent: aiohttp
+            # resends only idempotent requests whose connection dropped.
+            async with self._session.request(
+                request.method,
                 request.url,
                 headers=request.headers,
+                data=request.body,
                 timeout=timeout,
                 allow_redirects=False,
                 proxy=self._proxy(request.url),

@@ -41,7 +41,7 @@ import threading
 import time
 import types
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, cast
 
@@ -233,6 +233,14 @@ def checked_client(client: object, asyncio: bool) -> Any:
     return client
 
 
+def check_http_client(factory: Callable[..., Any]) -> None:
+    """Call ``http_client`` both ways once, so a wrong answer fails when the
+    middleware is built rather than on the first request (issue 21)."""
+    checked_client(factory(asyncio=False), asyncio=False).close()
+    # Never opened, so dropping it leaks nothing (it cannot be closed off a loop).
+    checked_client(factory(asyncio=True), asyncio=True)
+
+
 def _saturated(settings: Settings) -> Saturated:
     return Saturated("Too many LWA lookups are in flight.", retry_after=settings.retry_after)
 
@@ -357,6 +365,16 @@ class SyncDriver:
         first = self._send(batch[0], deadline)
         return [first, *(future.result() for future in others)]
 
+    def send(self, request: UpstreamRequest) -> Outcome:
+        """One request outside any lookup (the sign-in's token endpoint): the
+        same clients, TLS, deadline and body cap, and an in-flight slot."""
+        if not self._slots.acquire(timeout=self._settings.timeout):
+            raise _saturated(self._settings)
+        try:
+            return self._send_batch([request], time.monotonic() + self._settings.timeout)[0]
+        finally:
+            self._slots.release()
+
     def _send(self, request: UpstreamRequest, deadline: float) -> Outcome:
         with _otel.call_span(request.endpoint) as span:
             outcome = self._fetch(request, deadline)
@@ -370,9 +388,10 @@ class SyncDriver:
         client, seated = self._seats.take()
         try:
             with client.stream(
-                "GET",
+                request.method,
                 request.url,
                 headers=request.headers,
+                content=request.body,
                 timeout=remaining,
                 follow_redirects=False,
             ) as response:
@@ -495,6 +514,23 @@ class AsyncDriver:
             for slots in held:
                 slots.release()
 
+    async def send(self, request: UpstreamRequest) -> Outcome:
+        """:meth:`SyncDriver.send` on this event loop."""
+        seats, every, _ = await self._bind()
+        with anyio.move_on_after(self._settings.timeout) as waiting:
+            await every.acquire()
+        if waiting.cancelled_caught:
+            raise _saturated(self._settings)
+        try:
+            deadline = time.monotonic() + self._settings.timeout
+            if not isinstance(seats, _Seats):
+                return (await seats.batch([request], deadline))[0]
+            outcomes: list[Outcome] = [UpstreamFailure("not sent")]
+            await self._send(seats, request, deadline, outcomes, 0)
+            return outcomes[0]
+        finally:
+            every.release()
+
     async def _send(
         self,
         seats: _Seats[httpx2.AsyncClient],
@@ -517,9 +553,10 @@ class AsyncDriver:
         try:
             with anyio.fail_after(remaining):
                 async with client.stream(
-                    "GET",
+                    request.method,
                     request.url,
                     headers=request.headers,
+                    content=request.body,
                     timeout=remaining,
                     follow_redirects=False,
                 ) as response:
