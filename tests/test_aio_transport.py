@@ -114,6 +114,9 @@ def test_close_ends_a_lookup_in_flight_at_once(
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+# The fork is the point (a prefork server's master forks its workers); the
+# threads it warns about are the test's emulator's, which the child never uses.
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 def test_a_forked_worker_starts_its_own_io_thread(
     make_wsgi: Callable[..., LWAWSGIMiddleware], lwa_emulator: LWAEmulator
 ) -> None:
