@@ -60,15 +60,19 @@ def _make(settings: Settings, durable: bool, *, asyncio: bool) -> Any:
     """A new client (a plain URL's, Sentinel's, a Cluster's or the
     ``redis_client`` factory's) with this cache's deadlines."""
     timeout = DURABLE_TIMEOUT if durable else settings.redis_timeout
+    connect = connect_timeout(settings, durable)
     if asyncio and settings.redis_url is not None and is_cluster_url(settings.redis_url):
         # Learning the slot map reads the command table (COMMAND, ~100 KB),
         # which 50 ms did not allow under load: every worker of a fresh fleet
-        # then skipped Redis (issue 24, item 6). Each asyncio round trip is
-        # bounded by asyncio.timeout anyway; the socket's only by this.
+        # then skipped Redis (issue 24, item 6). Nor did 50 ms always allow
+        # its connect, under a load average of 10: that worker's first burst
+        # cost a second lookup. Each asyncio round trip is bounded by
+        # asyncio.timeout anyway, the socket's only by these.
         timeout = max(timeout, CLUSTER_INIT_TIMEOUT)
+        connect = max(connect, CLUSTER_INIT_TIMEOUT)
     limits = Limits(
         timeout=timeout,
-        connect_timeout=connect_timeout(settings, durable),
+        connect_timeout=connect,
         max_connections=2 if durable else max(8, settings.max_concurrent_lookups),
     )
     return make_client(settings, limits, asyncio=asyncio)
@@ -91,17 +95,20 @@ def _unflag(conn: _Client | _LoopClient, name: str, exc: Exception) -> bool:
 
 
 def _script(conn: _Client, name: str, keys: Any, args: Any) -> Any:
-    """Run registered script ``name``. On a Cluster, one a node lacks is sent
-    whole (EVAL, to the keys' node only): redis-py would load it on every
-    primary, which fails while one is dead (a revoke() on a healthy node
-    raised during a failover)."""
+    """Run registered script ``name``. On a Cluster, one a node lacks is
+    loaded on the keys' node only: redis-py would load it on every primary,
+    which fails while one is dead (a revoke() on a healthy node raised during
+    a failover). SCRIPT LOAD, not EVAL: the documented ACL grants
+    ``+script|load +evalsha`` and no ``+eval``."""
     script = conn.scripts[name]
     if not conn.cluster:
         return script(keys=keys, args=args)
     try:
         return conn.client.evalsha(script.sha, len(keys), *keys, *args)
     except redis.exceptions.NoScriptError:
-        return conn.client.eval(script.script, len(keys), *keys, *args)
+        node = conn.client.get_node_from_key(keys[0])
+        conn.client.execute_command("SCRIPT LOAD", script.script, target_nodes=node)
+        return conn.client.evalsha(script.sha, len(keys), *keys, *args)
 
 
 def _reconnect(client: Any) -> Any:
@@ -353,6 +360,8 @@ class AsyncSharedCache(_Plans):
     ) -> None:
         super().__init__(settings, lease=lease, fleet=fleet)
         self._deadline = 2 * settings.redis_timeout + connect_timeout(settings)
+        url = settings.redis_url
+        self._cluster_url = url is not None and is_cluster_url(url)
         self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopClient] = (
             weakref.WeakKeyDictionary()
         )
@@ -386,14 +395,28 @@ class AsyncSharedCache(_Plans):
         if found is not None:
             await found.drop_waits()
 
+    def _step_deadline(self, durable: bool) -> float:
+        """Seconds a round trip may take. A process's first contact with a
+        Cluster (until COLD_START seconds after its first success) takes the
+        Cluster's own budget: its first calls also connect to each node, load
+        the scripts there and agree on the key secret, which the reply
+        deadline did not allow under load (a fresh fleet's first bursts cost
+        2 to 4 lookups a token, issue 24, item 6). Once warm, the reply
+        deadline: a failover costs no more."""
+        if durable:
+            return DURABLE_TIMEOUT
+        if not self.warm and self._cluster_url:
+            return max(self._deadline, CLUSTER_INIT_TIMEOUT)
+        return self._deadline
+
     async def _drive(self, plan: _Plan[_T], durable: bool = False) -> _T:
-        deadline = DURABLE_TIMEOUT if durable else self._deadline
         pubsub: Any = None
         try:
             step = next(plan)
             while True:
                 reply: Any = None
                 failure: Exception | None = None
+                deadline = self._step_deadline(durable)
                 if isinstance(step, _Sleep):
                     await asyncio.sleep(step.seconds)
                 elif isinstance(step, _Subscribe):
@@ -407,7 +430,7 @@ class AsyncSharedCache(_Plans):
                             pubsub = waits.pubsub()
                             await pubsub.subscribe(step.channel)
                             confirmed = await pubsub.get_message(
-                                timeout=self.settings.redis_timeout
+                                timeout=self.settings.redis_timeout if self.warm else deadline
                             )
                         if not _subscribed(confirmed):
                             raise redis.TimeoutError("SUBSCRIBE was not confirmed in time")
