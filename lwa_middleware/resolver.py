@@ -57,7 +57,7 @@ from .tokens import looks_like_lwa_token
 
 if TYPE_CHECKING:
     from .config import Settings
-    from .shared_cache import AsyncSharedCache, Fleet, SharedHit, SyncSharedCache
+    from .shared_cache import AsyncSharedCache, Fleet, SharedHit, SharedTier, SyncSharedCache
     from .upstream import AsyncDriver, SyncDriver
 
 __all__ = ["AsyncControls", "BlockingControls", "Resolver"]
@@ -75,6 +75,8 @@ WARNING_INTERVAL = 10.0
 
 Decorate = Callable[[Identity], Any]
 _T = TypeVar("_T")
+_F = TypeVar("_F")
+_D = TypeVar("_D")
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,15 +87,58 @@ class _AskLWA:
     lookup: Lookup
 
 
+# The plan steps for the shared cache: one a method of :class:`SharedTier`,
+# which :func:`_share` calls (typed, so mypy checks each call); the plan is
+# sent its result.
+
+
 @dataclass(frozen=True, slots=True)
-class _Share:
-    """Plan step: call ``method(*args)`` on the shared cache; send its result."""
-
-    method: str
-    args: tuple[Any, ...]
+class _Get:
+    token: str
+    revocation_only: bool
 
 
+@dataclass(frozen=True, slots=True)
+class _Put:
+    token: str
+    resolved: Resolved
+
+
+@dataclass(frozen=True, slots=True)
+class _RecordFailure:
+    token: str
+    error: AuthError
+
+
+@dataclass(frozen=True, slots=True)
+class _Discard:
+    token: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Revoke:
+    token: str
+    seconds: float
+
+
+_Share = _Get | _Put | _RecordFailure | _Discard | _Revoke
 _Plan = Generator[_AskLWA | _Share, Any, _T]
+
+
+def _share(tier: SharedTier[_F, _D] | None, step: _Share) -> _F | _D:
+    """Carry ``step`` out on ``tier``: a blocking tier's answer, or an async
+    one's awaitable of it."""
+    if tier is None:  # a plan asks only when Redis is configured
+        raise RuntimeError("a plan asked the shared cache, and there is none")
+    if isinstance(step, _Get):
+        return tier.get(step.token, step.revocation_only)
+    if isinstance(step, _Put):
+        return tier.put(step.token, step.resolved)
+    if isinstance(step, _RecordFailure):
+        return tier.record_failure(step.token, step.error)
+    if isinstance(step, _Discard):
+        return tier.discard(step.token)
+    return tier.revoke(step.token, step.seconds)
 
 
 def _advance(plan: _Plan[Any], reply: Any) -> tuple[bool, Any]:
@@ -225,7 +270,7 @@ class Resolver:
         """Shared cache, then LWA, then write back: the one order of business."""
         shared = self.settings.uses_redis
         if shared:
-            found = yield _Share("get", (token, policy.revalidate))
+            found = yield _Get(token, policy.revalidate)
             entry = self._from_shared(key, found, policy)
             if entry is not None:
                 return entry
@@ -239,10 +284,10 @@ class Resolver:
             resolved = yield _AskLWA(self._lookup(token, policy))
         if isinstance(resolved, AuthError):
             if shared:
-                yield _Share("record_failure", (token, resolved))
+                yield _RecordFailure(token, resolved)
             return self._failed(key, resolved, policy, started)
         if shared:
-            yield _Share("put", (token, resolved))
+            yield _Put(token, resolved)
         return self._succeeded(key, resolved, started)
 
     def _forget_plan(self, token: str, *, revoke: bool) -> _Plan[None]:
@@ -260,11 +305,11 @@ class Resolver:
             left = max(1.0, min(left, ACCESS_TOKEN_LIFETIME))
             self.cache.revoke(key, self.clock() + left)
             if self.settings.uses_redis:
-                yield _Share("revoke", (token, left))
+                yield _Revoke(token, left)
         else:
             self.cache.discard(key)
             if self.settings.uses_redis:
-                yield _Share("discard", (token,))
+                yield _Discard(token)
 
     def _lookup(self, token: str, policy: Policy) -> Lookup:
         """The LWA lookup of ``token``, with its shape, which decides its share of slots."""
@@ -447,7 +492,7 @@ class Resolver:
             if isinstance(step, _AskLWA):
                 done, step = _advance(plan, _outcome(driver.run, step.lookup))
             else:
-                done, step = _advance(plan, getattr(shared, step.method)(*step.args))
+                done, step = _advance(plan, _share(shared, step))
         return cast(_T, step)
 
     def resolve_sync(self, token: str, policy: Policy) -> Entry:
@@ -500,17 +545,17 @@ class Resolver:
 
     # -- the async driver (asyncio or trio) ----------------------------------
 
-    def _async_parts(self) -> tuple[AsyncDriver, AsyncSharedCache | SyncSharedCache | None]:
+    def _async_parts(self) -> tuple[AsyncDriver, AsyncSharedCache | None]:
+        """The async driver, and this loop's async shared cache (``None``
+        without Redis, or off asyncio: then :meth:`_blocking_shared` serves)."""
         if self._async_driver is None:
             from .upstream import AsyncDriver
 
             self._async_driver = AsyncDriver(self.settings)
-        if not self.settings.uses_redis:
-            return self._async_driver, None
-        if sniffio.current_async_library() != "asyncio":
+        if not self.settings.uses_redis or sniffio.current_async_library() != "asyncio":
             # redis-py's async client is asyncio-only: elsewhere (trio) the
             # blocking client runs in a worker thread.
-            return self._async_driver, self._blocking_shared()
+            return self._async_driver, None
         if self._async_shared is None:
             from .shared_cache import AsyncSharedCache
 
@@ -531,11 +576,11 @@ class Resolver:
                     reply = await driver.run(step.lookup)
                 except AuthError as error:
                     reply = error
-            elif shared is self._sync_shared:
-                call = functools.partial(getattr(shared, step.method), *step.args)
-                reply = await anyio.to_thread.run_sync(call)
+            elif shared is None:
+                blocking = self._blocking_shared()
+                reply = await anyio.to_thread.run_sync(_share, blocking, step)
             else:
-                reply = await getattr(shared, step.method)(*step.args)
+                reply = await _share(shared, step)
             done, step = _advance(plan, reply)
         return cast(_T, step)
 
