@@ -102,22 +102,17 @@ class _Refused(Exception):
 def grant_of(response: httpx2.Response, retry_after: int) -> _Grant:
     """The token endpoint's answer read: the grant; :class:`_Refused` on a 4xx
     (but 429), a 503 on anything else odd."""
-    try:
-        data = response.json()
-    except ValueError:
-        data = None
+    data = _json_dict(response)
     if 400 <= response.status_code < 500 and response.status_code != 429:
-        error = data.get("error") if isinstance(data, dict) else None
+        error = data.get("error")
         raise _Refused(
             error if isinstance(error, str) else "invalid_request", _request_id(response)
         )
-    at = data.get("access_token") if isinstance(data, dict) else None
-    rt = data.get("refresh_token") if isinstance(data, dict) else None
+    at, rt = data.get("access_token"), data.get("refresh_token")
     expires = 0.0  # missing or unusable: refused below
-    if isinstance(data, dict):
-        # A number or a numeric string: Amazon's pages show both.
-        with contextlib.suppress(ValueError):
-            expires = seconds_field(data.get("expires_in"), "expires_in")
+    # A number or a numeric string: Amazon's pages show both.
+    with contextlib.suppress(ValueError):
+        expires = seconds_field(data.get("expires_in"), "expires_in")
     if (
         response.status_code != 200
         or not isinstance(at, str)
@@ -127,6 +122,15 @@ def grant_of(response: httpx2.Response, retry_after: int) -> _Grant:
     ):
         raise token_answer_unusable(response, retry_after)
     return _Grant(at, rt or None, expires)
+
+
+def _json_dict(response: httpx2.Response) -> dict[str, Any]:
+    """The answer's JSON object; empty if it is none."""
+    try:
+        data = response.json()
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def token_unreachable(exc: Exception, retry_after: int) -> UpstreamUnavailable:
