@@ -87,58 +87,16 @@ class _AskLWA:
     lookup: Lookup
 
 
-# The plan steps for the shared cache: one a method of :class:`SharedTier`,
-# which :func:`_share` calls (typed, so mypy checks each call); the plan is
-# sent its result.
-
-
 @dataclass(frozen=True, slots=True)
-class _Get:
-    token: str
-    revocation_only: bool
+class _Share:
+    """Plan step: one call on the shared cache, typed against
+    :class:`~.shared_cache.SharedTier` (so mypy checks it); the plan is sent
+    its result (awaited, from the async tier)."""
+
+    call: Callable[[SharedTier[Any, Any]], Any]
 
 
-@dataclass(frozen=True, slots=True)
-class _Put:
-    token: str
-    resolved: Resolved
-
-
-@dataclass(frozen=True, slots=True)
-class _RecordFailure:
-    token: str
-    error: AuthError
-
-
-@dataclass(frozen=True, slots=True)
-class _Discard:
-    token: str
-
-
-@dataclass(frozen=True, slots=True)
-class _Revoke:
-    token: str
-    seconds: float
-
-
-_Share = _Get | _Put | _RecordFailure | _Discard | _Revoke
 _Plan = Generator[_AskLWA | _Share, Any, _T]
-
-
-def _share(tier: SharedTier[_F, _D] | None, step: _Share) -> _F | _D:
-    """Carry ``step`` out on ``tier``: a blocking tier's answer, or an async
-    one's awaitable of it."""
-    if tier is None:  # a plan asks only when Redis is configured
-        raise RuntimeError("a plan asked the shared cache, and there is none")
-    if isinstance(step, _Get):
-        return tier.get(step.token, step.revocation_only)
-    if isinstance(step, _Put):
-        return tier.put(step.token, step.resolved)
-    if isinstance(step, _RecordFailure):
-        return tier.record_failure(step.token, step.error)
-    if isinstance(step, _Discard):
-        return tier.discard(step.token)
-    return tier.revoke(step.token, step.seconds)
 
 
 def _advance(plan: _Plan[Any], reply: Any) -> tuple[bool, Any]:
@@ -147,6 +105,14 @@ def _advance(plan: _Plan[Any], reply: Any) -> tuple[bool, Any]:
         return False, plan.send(reply)
     except StopIteration as stop:
         return True, stop.value
+
+
+def _ask(tier: SharedTier[_F, _D] | None, step: _Share) -> Any:
+    """``step`` carried out on ``tier`` (typed, so mypy checks that each
+    driver is a :class:`SharedTier`): its answer, or its awaitable."""
+    if tier is None:  # a plan asks only when Redis is configured
+        raise RuntimeError("a plan asked the shared cache, and there is none")
+    return step.call(tier)
 
 
 def _outcome(run: Callable[[Lookup], Resolved], lookup: Lookup) -> Resolved | AuthError:
@@ -270,7 +236,7 @@ class Resolver:
         """Shared cache, then LWA, then write back: the one order of business."""
         shared = self.settings.uses_redis
         if shared:
-            found = yield _Get(token, policy.revalidate)
+            found = yield _Share(lambda tier: tier.get(token, policy.revalidate))
             entry = self._from_shared(key, found, policy)
             if entry is not None:
                 return entry
@@ -284,10 +250,10 @@ class Resolver:
             resolved = yield _AskLWA(self._lookup(token, policy))
         if isinstance(resolved, AuthError):
             if shared:
-                yield _RecordFailure(token, resolved)
+                yield _Share(lambda tier: tier.record_failure(token, resolved))
             return self._failed(key, resolved, policy, started)
         if shared:
-            yield _Put(token, resolved)
+            yield _Share(lambda tier: tier.put(token, resolved))
         return self._succeeded(key, resolved, started)
 
     def _forget_plan(self, token: str, *, revoke: bool) -> _Plan[None]:
@@ -305,11 +271,11 @@ class Resolver:
             left = max(1.0, min(left, ACCESS_TOKEN_LIFETIME))
             self.cache.revoke(key, self.clock() + left)
             if self.settings.uses_redis:
-                yield _Revoke(token, left)
+                yield _Share(lambda tier: tier.revoke(token, left))
         else:
             self.cache.discard(key)
             if self.settings.uses_redis:
-                yield _Discard(token)
+                yield _Share(lambda tier: tier.discard(token))
 
     def _lookup(self, token: str, policy: Policy) -> Lookup:
         """The LWA lookup of ``token``, with its shape, which decides its share of slots."""
@@ -492,7 +458,7 @@ class Resolver:
             if isinstance(step, _AskLWA):
                 done, step = _advance(plan, _outcome(driver.run, step.lookup))
             else:
-                done, step = _advance(plan, _share(shared, step))
+                done, step = _advance(plan, _ask(shared, step))
         return cast(_T, step)
 
     def resolve_sync(self, token: str, policy: Policy) -> Entry:
@@ -577,10 +543,9 @@ class Resolver:
                 except AuthError as error:
                     reply = error
             elif shared is None:
-                blocking = self._blocking_shared()
-                reply = await anyio.to_thread.run_sync(_share, blocking, step)
+                reply = await anyio.to_thread.run_sync(_ask, self._blocking_shared(), step)
             else:
-                reply = await _share(shared, step)
+                reply = await _ask(shared, step)
             done, step = _advance(plan, reply)
         return cast(_T, step)
 
