@@ -147,37 +147,6 @@ def _env_float(name: str) -> float | None:
         raise ConfigurationError(f"{name}={raw!r} is not a number") from None
 
 
-def _api_base_url(api_base_url: str | None, region: str | None) -> str:
-    """The LWA origin given (or in the environment), by URL or region; NA's by default."""
-    if api_base_url is None and region is None:
-        api_base_url = os.environ.get("LWA_API_BASE_URL") or None
-        region = os.environ.get("LWA_REGION") or None
-    if api_base_url is not None and region is not None:
-        raise ConfigurationError("give region or api_base_url, not both")
-    if region is not None:
-        try:
-            return REGIONS[region.lower()]
-        except KeyError:
-            raise ConfigurationError(
-                f"region {region!r} is not one of {', '.join(REGIONS)}"
-            ) from None
-    return api_base_url or REGIONS["na"]
-
-
-def _sources_with_session(token_sources: Collection[str] | None, session: Any) -> frozenset[str]:
-    """The validated ``token_sources``: ``"session"`` is in it exactly when
-    ``session=`` is given (and by default when it is)."""
-    if token_sources is None:
-        token_sources = TOKEN_SOURCES | ({"session"} if session is not None else set())
-    sources = _token_sources(token_sources)
-    if ("session" in sources) != (session is not None):
-        raise ConfigurationError(
-            "token_sources 'session' needs session=SignIn(...), and session= needs "
-            "'session' in token_sources"
-        )
-    return sources
-
-
 def _client_ids(client_id: str | Collection[str] | None) -> frozenset[str]:
     if client_id is None:
         raw = os.environ.get("LWA_CLIENT_ID", "")
@@ -533,7 +502,19 @@ class Settings:
         if unknown:
             raise ConfigurationError(f"unknown option(s): {', '.join(sorted(unknown))}")
 
-        base = _base_url(_api_base_url(api_base_url, region))
+        if api_base_url is None and region is None:
+            api_base_url = os.environ.get("LWA_API_BASE_URL") or None
+            region = os.environ.get("LWA_REGION") or None
+        if api_base_url is not None and region is not None:
+            raise ConfigurationError("give region or api_base_url, not both")
+        if region is not None:
+            try:
+                api_base_url = REGIONS[region.lower()]
+            except KeyError:
+                raise ConfigurationError(
+                    f"region {region!r} is not one of {', '.join(REGIONS)}"
+                ) from None
+        base = _base_url(api_base_url or REGIONS["na"])
 
         ttl = cache_ttl if cache_ttl is not None else _env_float("LWA_CACHE_TTL")
         maxsize = cache_maxsize
@@ -547,7 +528,15 @@ class Settings:
         secrets = _secrets(cache_key_secret)
 
         values: dict[str, Any] = dict(rest)
-        values["token_sources"] = _sources_with_session(token_sources, rest.get("session"))
+        session = rest.get("session")
+        if token_sources is None:
+            token_sources = TOKEN_SOURCES | ({"session"} if session is not None else set())
+        values["token_sources"] = _token_sources(token_sources)
+        if ("session" in values["token_sources"]) != (session is not None):
+            raise ConfigurationError(
+                "token_sources 'session' needs session=SignIn(...), and session= needs "
+                "'session' in token_sources"
+            )
         if ttl is not None:
             values["cache_ttl"] = ttl
         if maxsize is not None:
