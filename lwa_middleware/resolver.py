@@ -174,6 +174,10 @@ class Resolver:
         self._tasks: TaskFlights[Entry] = TaskFlights()
         self._sync_driver: SyncDriver | None = None
         self._async_driver: AsyncDriver | None = None
+        if settings.http_client is not None:
+            from .upstream import check_http_client
+
+            check_http_client(settings.http_client)
         self._sync_shared: SyncSharedCache | None = None
         self._async_shared: AsyncSharedCache | None = None
         self._lazy_lock = threading.Lock()

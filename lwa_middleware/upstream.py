@@ -39,6 +39,7 @@ import threading
 import time
 import types
 import weakref
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -213,6 +214,14 @@ def checked_client(client: object, asyncio: bool) -> Any:
             "(httpx2.AsyncClient if asyncio else httpx2.Client)(proxy=..., verify=ctx)"
         )
     return client
+
+
+def check_http_client(factory: Callable[..., Any]) -> None:
+    """Call ``http_client`` both ways once, so a wrong answer fails when the
+    middleware is built rather than on the first request (issue 21)."""
+    checked_client(factory(asyncio=False), asyncio=False).close()
+    # Never opened, so dropping it leaks nothing (it cannot be closed off a loop).
+    checked_client(factory(asyncio=True), asyncio=True)
 
 
 def _saturated(settings: Settings) -> Saturated:

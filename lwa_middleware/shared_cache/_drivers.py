@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import redis
 
 from .._loopbound import keep_until_shutdown
+from .._redis_url import is_cluster_url, is_tls
 from ._health import DURABLE_TIMEOUT, classify
 from ._plans import _Plans
 from ._scripts import SCRIPTS, UNFLAGGED, flags_unknown
@@ -30,8 +31,6 @@ from ._topology import (
     aclose_client,
     close_client,
     is_cluster,
-    is_cluster_url,
-    is_tls,
     make_client,
 )
 
