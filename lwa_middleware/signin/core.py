@@ -143,8 +143,16 @@ class SignIn:
         self._sealer = Sealer(session_secret)
         if not allow_mixed_hosts:
             refuse_mixed_hosts(authorize_url, self._settings.api_base_url)
-        self.store = _session_store(
-            store, redis_url, min(timeout, 0.5), max_sessions, max_pending_logins
+        if store is not None and redis_url is not None:
+            raise ConfigurationError("give redis_url or store, not both")
+        self.store: SessionStore = (
+            store
+            if store is not None
+            else RedisSessionStore(
+                redis_url, timeout=min(timeout, 0.5), max_pending=max_pending_logins
+            )
+            if redis_url is not None
+            else MemorySessionStore(max_sessions, max_pending=max_pending_logins)
         )
         #: Whether the store is this process's memory (no I/O: no thread needed under ASGI).
         self.in_memory = isinstance(self.store, MemorySessionStore)
@@ -561,20 +569,3 @@ def _same(found: tuple[str | None]) -> tuple[str | None]:
 
 def _nothing() -> None:
     return None
-
-
-def _session_store(
-    store: SessionStore | None,
-    redis_url: str | None,
-    redis_timeout: float,
-    max_sessions: int,
-    max_pending: int,
-) -> SessionStore:
-    """The store given, else one on Redis at ``redis_url``, else this process's memory."""
-    if store is not None and redis_url is not None:
-        raise ConfigurationError("give redis_url or store, not both")
-    if store is not None:
-        return store
-    if redis_url is not None:
-        return RedisSessionStore(redis_url, timeout=redis_timeout, max_pending=max_pending)
-    return MemorySessionStore(max_sessions, max_pending=max_pending)
