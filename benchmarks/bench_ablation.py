@@ -113,7 +113,8 @@ STAGES: dict[str, tuple[str, list[tuple[str, str]]]] = {
         "nothing written to the scope",
         [
             ("scope[\"lwa.identity\"] = scope[\"user\"] = entry.identity", "pass"),
-            ("scope[\"auth\"], scope[REALM_KEY] = entry.extra, self._realm", "pass"),
+            ("scope[REALM_KEY] = self._realm", "pass"),
+            ("scope[\"auth\"] = entry.extra", "pass"),
         ],
     ),
 }

@@ -51,7 +51,8 @@ def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
     try:
-        return ipaddress.ip_address(host).is_loopback
+        # Brackets: an IPv6 host as typed in a URL or on a command line ([::1]).
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
 

@@ -78,11 +78,12 @@ class LWAMiddleware(AsyncControls):
         if settings is None:
             options = _with_public_docs(app, options)
         self.settings = settings or Settings.from_options(**options)
-        self.resolver = Resolver(self.settings, decorate=credentials_for)
+        self.resolver = Resolver(self.settings)
         self.gate = gate = Gate(self.settings, self.resolver)
         self._lookup, self._lookup_mounted = gate.lookup, gate.lookup_mounted
         self._memo_get = self.settings.routes.memo_get
-        self._peek, self._stats, self._clock = gate._peek, self.resolver.stats, gate._clock
+        resolver = self.resolver
+        self._peek, self._stats, self._clock = resolver.cache.peek, resolver.stats, resolver.clock
         self._hooked = self.resolver.hooked
         self._strip, self._realm = self.settings.strip_credentials, self.settings.realm
         # With header tokens turned off the hot path finds no header, so every
@@ -150,7 +151,11 @@ class LWAMiddleware(AsyncControls):
         if self._hooked:
             self.resolver.emit("hit")
         scope["lwa.identity"] = scope["user"] = entry.identity
-        scope["auth"], scope[REALM_KEY] = entry.extra, self._realm
+        scope[REALM_KEY] = self._realm
+        try:  # free when no exception: no test on the hot path
+            scope["auth"] = entry.extra
+        except AttributeError:  # the entry's first use here
+            scope["auth"] = credentials_for(entry)
         return entry
 
     async def _judge(self, scope: Scope, send: Send, policy: Policy) -> Scope | None:
@@ -173,7 +178,7 @@ class LWAMiddleware(AsyncControls):
             if isinstance(verdict, Resolve):
                 entry = await self.resolver.resolve_async(verdict.token, policy)
                 scope["lwa.identity"] = scope["user"] = gate.admit(entry, policy).identity
-                scope["auth"] = entry.extra
+                scope["auth"] = credentials_for(entry)
             else:
                 scope["lwa.identity"], scope["user"] = None, UnauthenticatedUser()
                 scope["auth"] = AuthCredentials()

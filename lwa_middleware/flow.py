@@ -43,11 +43,15 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class UpstreamRequest:
-    """One GET to LWA. The token travels in ``headers`` only, and is never shown."""
+    """One request to LWA: a GET, or (the sign-in's token endpoint) a POST of
+    ``body``. Tokens and secrets travel in ``headers`` or ``body`` only, never
+    in ``url``, and are never shown."""
 
     endpoint: str
     url: str
     headers: Mapping[str, str] = field(repr=False)
+    method: str = "GET"
+    body: bytes | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

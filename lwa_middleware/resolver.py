@@ -48,8 +48,7 @@ from ._observe import logger
 from .breaker import CircuitBreaker, Throttle
 from .cache import Entry, IdentityCache, token_digest
 from .errors import AuthError, BreakerOpen, InvalidToken, Saturated, UpstreamUnavailable
-from .flow import Flow, Lookup, Resolved, resolution_flow
-from .identity import Identity
+from .flow import Flow, Lookup, Outcome, Resolved, UpstreamRequest, resolution_flow
 from .routes import Policy
 from .singleflight import TaskFlights, ThreadFlights
 from .stats import Stats
@@ -73,7 +72,6 @@ ACCESS_TOKEN_LIFETIME = 3600.0
 #: fails every lookup, and one line per interval with a count says as much.
 WARNING_INTERVAL = 10.0
 
-Decorate = Callable[[Identity], Any]
 _T = TypeVar("_T")
 _F = TypeVar("_F")
 _D = TypeVar("_D")
@@ -139,11 +137,12 @@ class Resolver:
 
     :param settings: validated options (its ``clock`` is the monotonic clock
         of every deadline here).
-    :param decorate: builds, once per identity, the adapter objects stored in
-        :attr:`Entry.extra` (Starlette's credentials for ASGI).
+
+    It never calls back into the adapter that drives it: what an adapter
+    attaches per entry, it builds itself (:attr:`Entry.extra <.cache.Entry.extra>`).
     """
 
-    def __init__(self, settings: Settings, decorate: Decorate | None = None) -> None:
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.stats = Stats()
         self.clock = clock = settings.clock
@@ -160,7 +159,6 @@ class Resolver:
         )
         self._unavailable_log = Throttle(WARNING_INTERVAL, clock=clock)
         self._saturated_log = Throttle(WARNING_INTERVAL, clock=clock)
-        self._decorate = decorate
         self._local_ttl = settings.local_cache_ttl if settings.uses_redis else None
         self._on_event = settings.on_event
         #: The application's tracer, once it has set an OpenTelemetry provider.
@@ -309,15 +307,13 @@ class Resolver:
         )
 
     def _entry(self, key: bytes, resolved: Resolved, fresh_for: float | None = None) -> Entry:
-        identity = resolved.identity
-        extra = self._decorate(identity) if self._decorate is not None else None
         if self._local_ttl is not None and not self._trusted(key):
             # With a shared cache, trust this process's copy only briefly, so
             # an invalidate() or revoke() on another worker reaches this one
             # (while pushes reach it, they do that at once: no need).
             fresh_for = self._local_ttl if fresh_for is None else min(fresh_for, self._local_ttl)
         return self.cache.make_entry(
-            identity, resolved.expires_mono, resolved.has_profile, extra, fresh_for=fresh_for
+            resolved.identity, resolved.expires_mono, resolved.has_profile, fresh_for=fresh_for
         )
 
     def _trusted(self, key: bytes) -> bool:
@@ -437,14 +433,15 @@ class Resolver:
 
     # -- the blocking driver -------------------------------------------------
 
-    def _sync_parts(self) -> tuple[SyncDriver, SyncSharedCache | None]:
+    def _sync_upstream(self) -> SyncDriver:
+        """The blocking HTTP driver, built on first need: a revoke() never needs it."""
         if self._sync_driver is None:
             with self._lazy_lock:
                 if self._sync_driver is None:
                     from .upstream import SyncDriver
 
                     self._sync_driver = SyncDriver(self.settings)
-        return self._sync_driver, self._blocking_shared()
+        return self._sync_driver
 
     def _blocking_shared(self) -> SyncSharedCache | None:
         if self._sync_shared is None and self.settings.uses_redis:
@@ -456,11 +453,11 @@ class Resolver:
         return self._sync_shared
 
     def _drive(self, plan: _Plan[_T]) -> _T:
-        driver, shared = self._sync_parts()
+        shared = self._blocking_shared()
         done, step = _advance(plan, None)
         while not done:
             if isinstance(step, _AskLWA):
-                done, step = _advance(plan, _outcome(driver.run, step.lookup))
+                done, step = _advance(plan, _outcome(self._sync_upstream().run, step.lookup))
             else:
                 done, step = _advance(plan, _ask(shared, step))
         return cast(_T, step)
@@ -499,7 +496,13 @@ class Resolver:
         """Build the blocking driver now (httpx2, SSL context, clients), so the
         first token does not pay for it. It starts no thread (its pool makes
         them on demand): a process forked after it has none of them."""
-        self._sync_parts()
+        self._sync_upstream()
+        self._blocking_shared()
+
+    def send_sync(self, request: UpstreamRequest) -> Outcome:
+        """One request to LWA on this middleware's blocking driver (the
+        sign-in's token endpoint under WSGI): its pool, TLS, deadline, body cap."""
+        return self._sync_upstream().send(request)
 
     def close(self) -> None:
         """Close pooled connections; a later request builds fresh ones."""
@@ -515,35 +518,47 @@ class Resolver:
 
     # -- the async driver (asyncio or trio) ----------------------------------
 
-    def _async_parts(self) -> tuple[AsyncDriver, AsyncSharedCache | None]:
-        """The async driver, and this loop's async shared cache (``None``
-        without Redis, or off asyncio: then :meth:`_blocking_shared` serves)."""
+    def _async_upstream(self) -> AsyncDriver:
+        """The async HTTP driver, built on first need: a revoke() never needs it."""
         if self._async_driver is None:
             from .upstream import AsyncDriver
 
             self._async_driver = AsyncDriver(self.settings)
-        if not self.settings.uses_redis or sniffio.current_async_library() != "asyncio":
+        return self._async_driver
+
+    def _async_shared_cache(self) -> AsyncSharedCache | None:
+        """This loop's async shared cache; ``None`` without Redis, or off
+        asyncio, where the blocking one (built here) serves from a worker thread."""
+        if not self.settings.uses_redis:
+            return None
+        if sniffio.current_async_library() != "asyncio":
             # redis-py's async client is asyncio-only: elsewhere (trio) the
             # blocking client runs in a worker thread.
-            return self._async_driver, None
+            self._blocking_shared()
+            return None
         if self._async_shared is None:
             from .shared_cache import AsyncSharedCache
 
             self._async_shared = AsyncSharedCache(self.settings, fleet=self._fleet)
-        return self._async_driver, self._async_shared
+        return self._async_shared
 
     async def warm_async(self) -> None:
         """Build the async driver and this loop's clients now (lifespan startup)."""
-        await self._async_parts()[0].start()
+        self._async_shared_cache()
+        await self._async_upstream().start()
+
+    async def send_async(self, request: UpstreamRequest) -> Outcome:
+        """:meth:`send_sync` on the async driver (the sign-in under ASGI)."""
+        return await self._async_upstream().send(request)
 
     async def _adrive(self, plan: _Plan[_T]) -> _T:
-        driver, shared = self._async_parts()
+        shared = self._async_shared_cache()
         done, step = _advance(plan, None)
         while not done:
             reply: Any
             if isinstance(step, _AskLWA):
                 try:
-                    reply = await driver.run(step.lookup)
+                    reply = await self._async_upstream().run(step.lookup)
                 except AuthError as error:
                     reply = error
             elif shared is None:

@@ -337,6 +337,16 @@ class SyncDriver:
         first = self._send(batch[0], deadline)
         return [first, *(future.result() for future in others)]
 
+    def send(self, request: UpstreamRequest) -> Outcome:
+        """One request outside any lookup (the sign-in's token endpoint): the
+        same clients, TLS, deadline and body cap, and an in-flight slot."""
+        if not self._slots.acquire(timeout=self._settings.timeout):
+            raise _saturated(self._settings)
+        try:
+            return self._send(request, time.monotonic() + self._settings.timeout)
+        finally:
+            self._slots.release()
+
     def _send(self, request: UpstreamRequest, deadline: float) -> Outcome:
         with _otel.call_span(request.endpoint) as span:
             outcome = self._fetch(request, deadline)
@@ -350,9 +360,10 @@ class SyncDriver:
         client, seated = self._seats.take()
         try:
             with client.stream(
-                "GET",
+                request.method,
                 request.url,
                 headers=request.headers,
+                content=request.body,
                 timeout=remaining,
                 follow_redirects=False,
             ) as response:
@@ -462,6 +473,21 @@ class AsyncDriver:
             for slots in held:
                 slots.release()
 
+    async def send(self, request: UpstreamRequest) -> Outcome:
+        """:meth:`SyncDriver.send` on this event loop."""
+        seats, every, _ = await self._bind()
+        with anyio.move_on_after(self._settings.timeout) as waiting:
+            await every.acquire()
+        if waiting.cancelled_caught:
+            raise _saturated(self._settings)
+        try:
+            outcomes: list[Outcome] = [UpstreamFailure("not sent")]
+            deadline = time.monotonic() + self._settings.timeout
+            await self._send(seats, request, deadline, outcomes, 0)
+            return outcomes[0]
+        finally:
+            every.release()
+
     async def _send(
         self,
         seats: _Seats[httpx2.AsyncClient],
@@ -484,9 +510,10 @@ class AsyncDriver:
         try:
             with anyio.fail_after(remaining):
                 async with client.stream(
-                    "GET",
+                    request.method,
                     request.url,
                     headers=request.headers,
+                    content=request.body,
                     timeout=remaining,
                     follow_redirects=False,
                 ) as response:

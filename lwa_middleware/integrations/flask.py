@@ -117,10 +117,6 @@ def error_response(error: AuthError, realm: str = DEFAULT_REALM) -> Response:
     return Response(body, status=error.status, headers=error.text_headers(realm))
 
 
-def _judged_inside_flask(environ: Any, start_response: Any) -> Any:  # pragma: no cover
-    raise RuntimeError("the Flask extension only uses LWAWSGIMiddleware.authenticate()")
-
-
 def _misplaced(view: Callable[..., Any], endpoint: str) -> ConfigurationError:
     name = getattr(view, "__qualname__", repr(view))
     return ConfigurationError(
@@ -200,7 +196,9 @@ class LWA:
             if o.flask_key in app.config and o.name not in self.options
         }
         try:
-            middleware = LWAWSGIMiddleware(_judged_inside_flask, **options)
+            # It judges this app's requests from the app's own hook, so it
+            # wraps the app itself, weakly: the extension keeps no app alive.
+            middleware = LWAWSGIMiddleware(weakref.proxy(app), **options)
         except OptionError as error:
             raise origin_of(error, from_config) from None
         _check_views(app)

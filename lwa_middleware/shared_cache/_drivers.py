@@ -62,15 +62,19 @@ def _make(settings: Settings, durable: bool, *, asyncio: bool) -> Any:
     """A new client (a plain URL's, Sentinel's, a Cluster's or the
     ``redis_client`` factory's) with this cache's deadlines."""
     timeout = DURABLE_TIMEOUT if durable else settings.redis_timeout
+    connect = connect_timeout(settings, durable)
     if asyncio and settings.redis_url is not None and is_cluster_url(settings.redis_url):
         # Learning the slot map reads the command table (COMMAND, ~100 KB),
         # which 50 ms did not allow under load: every worker of a fresh fleet
-        # then skipped Redis (issue 24, item 6). Each asyncio round trip is
-        # bounded by asyncio.timeout anyway; the socket's only by this.
+        # then skipped Redis (issue 24, item 6). Nor did 50 ms always allow
+        # its connect, under a load average of 10: that worker's first burst
+        # cost a second lookup. Each asyncio round trip is bounded by
+        # asyncio.timeout anyway, the socket's only by these.
         timeout = max(timeout, CLUSTER_INIT_TIMEOUT)
+        connect = max(connect, CLUSTER_INIT_TIMEOUT)
     limits = Limits(
         timeout=timeout,
-        connect_timeout=connect_timeout(settings, durable),
+        connect_timeout=connect,
         max_connections=2 if durable else max(8, settings.max_concurrent_lookups),
     )
     return make_client(settings, limits, asyncio=asyncio)
@@ -378,6 +382,8 @@ class AsyncSharedCache(_Plans):
     ) -> None:
         super().__init__(settings, lease=lease, fleet=fleet)
         self._deadline = 2 * settings.redis_timeout + connect_timeout(settings)
+        url = settings.redis_url
+        self._cluster_url = url is not None and is_cluster_url(url)
         self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopClient] = (
             weakref.WeakKeyDictionary()
         )
@@ -411,6 +417,20 @@ class AsyncSharedCache(_Plans):
         if found is not None:
             await found.drop_waits()
 
+    def _step_deadline(self, durable: bool) -> float:
+        """Seconds a round trip may take. A process's first contact with a
+        Cluster (until COLD_START seconds after its first success) takes the
+        Cluster's own budget: its first calls also connect to each node, load
+        the scripts there and agree on the key secret, which the reply
+        deadline did not allow under load (a fresh fleet's first bursts cost
+        2 to 4 lookups a token, issue 24, item 6). Once warm, the reply
+        deadline: a failover costs no more."""
+        if durable:
+            return DURABLE_TIMEOUT
+        if not self.warm and self._cluster_url:
+            return max(self._deadline, CLUSTER_INIT_TIMEOUT)
+        return self._deadline
+
     async def _drive(self, plan: _Plan[_T], durable: bool = False) -> _T:
         wait = _Wait()
         try:
@@ -436,7 +456,7 @@ class AsyncSharedCache(_Plans):
         self, step: _Call | _Sleep | _Subscribe | _Listen, durable: bool, wait: _Wait
     ) -> Any:
         """As :meth:`SyncSharedCache._step`, each bounded by ``asyncio.timeout``."""
-        deadline = DURABLE_TIMEOUT if durable else self._deadline
+        deadline = self._step_deadline(durable)
         if isinstance(step, _Sleep):
             await asyncio.sleep(step.seconds)
             return None
@@ -461,7 +481,9 @@ class AsyncSharedCache(_Plans):
                     await wait.pubsub.aclose()
             wait.pubsub = waits.pubsub()
             await wait.pubsub.subscribe(channel)
-            confirmed = await wait.pubsub.get_message(timeout=self.settings.redis_timeout)
+            confirmed = await wait.pubsub.get_message(
+                timeout=self.settings.redis_timeout if self.warm else deadline
+            )
         if not _subscribed(confirmed):
             raise redis.TimeoutError("SUBSCRIBE was not confirmed in time")
 

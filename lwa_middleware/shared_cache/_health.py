@@ -28,6 +28,7 @@ step past :data:`BACKOFF` or a retry pause without sleeping.
 from __future__ import annotations
 
 import logging
+import math
 import random
 import ssl
 from collections.abc import Callable
@@ -48,6 +49,11 @@ BACKOFF: Final = 1.0
 BACKOFF_MAX: Final = 4.0
 #: Seconds a half-open probe may take before another request may probe.
 PROBE_WINDOW: Final = 2.0
+#: Seconds after a process's first successful round trip during which it is
+#: still starting (:attr:`_Health.warm`): on a Cluster its round trips then
+#: take the Cluster's budget, not the reply deadline, as each first call to
+#: a node connects and loads scripts there (issue 24, item 6).
+COLD_START: Final = 10.0
 
 #: The least a Redis ACL user of the shared cache needs: its keys and channels
 #: (``lwa:v1:*``: lease keys are channels too) and the commands it runs (the
@@ -235,6 +241,8 @@ class _Health:
         #: (bounded, so a probe that never reports back, a cancelled task,
         #: cannot keep Redis skipped).
         self._probe_until = 0.0
+        #: When this process's cold start is over (COLD_START after its first success).
+        self._warm_at = math.inf
         #: Counters, for tests and metrics: Redis errors, calls skipped while
         #: the breaker is open, configuration faults by name, READONLY reconnects.
         self.errors = 0
@@ -245,6 +253,13 @@ class _Health:
     def degraded(self) -> bool:
         """Whether Redis is not usable now (the breaker is open or half-open)."""
         return self._down
+
+    @property
+    def warm(self) -> bool:
+        """Whether this process's first contact with Redis is over
+        (:data:`COLD_START` seconds after its first success): its connections
+        made, its scripts loaded on the nodes it met."""
+        return self._clock() >= self._warm_at
 
     def _emit(self, event: str, **data: Any) -> None:
         if self._report is not None:
@@ -295,6 +310,8 @@ class _Health:
 
     def _succeeded(self) -> None:
         self._probe_until = 0.0
+        if self._warm_at == math.inf:
+            self._warm_at = self._clock() + COLD_START
         if self._down:
             self._down = False
             self._failures = 0

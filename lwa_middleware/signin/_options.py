@@ -124,7 +124,11 @@ SIGNIN_OPTIONS: tuple[Option, ...] = (
         "which run in real time",
         function("clock", "time.time"),
     ),
-    Option("http", "`httpx2.Client`", None, "the client of the token endpoint"),
+    Option(
+        "http", "`httpx2.Client`", None,
+        "your client for the token endpoint's POSTs (none: the middleware's own pool, "
+        "which `http_client=` customises)",
+    ),
     Option(
         "pages", "mapping or callable", None,
         "the cancelled/failed/expired/refused/unavailable pages: kind → template text, or "

@@ -5,7 +5,8 @@ Framework-neutral and blocking: each step takes what any framework gives
 :class:`Reply` (status, headers, body) that the glue turns into its own
 response. Under ASGI the glue runs these steps in a worker thread; the hot
 per-request path (:meth:`SignIn.access_token_async` on a fresh session in
-memory) stays on the event loop.
+memory) stays on the event loop. LWA is reached through the middleware's own
+HTTP driver, the async one under ASGI (:mod:`._transport`).
 
 Secrets: the access token, the refresh token, the authorization code and the
 PKCE verifier never leave the server except towards LWA's token endpoint
@@ -31,6 +32,7 @@ import httpx2
 from .._observe import fields
 from ..config import Settings
 from ..errors import ConfigurationError, SharedCacheError, UpstreamUnavailable
+from ..flow import UpstreamFailure
 from ..identity import Identity
 from ..routes import PROVABLE_SCOPES, Access, Policy
 from ..singleflight import TaskFlights, ThreadFlights
@@ -49,6 +51,7 @@ from ._parts import (
 )
 from ._refresh import refresh
 from ._source import CrossSiteRequest
+from ._transport import revoke, send_token, token_request
 from ._wiring import refuse_guarded_endpoints, refuse_mixed_hosts
 from .cookies import CookieJar, cookie_headers, read_cookie, safe_next
 from .sessions import (
@@ -68,7 +71,6 @@ logger = logging.getLogger("lwa_middleware.signin")
 
 #: A pending login (state and PKCE verifier) lives this long: 10 minutes.
 LOGIN_TTL: Final = 600
-SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 _REQUIRED: Final = Policy(Access.REQUIRED)
 
 
@@ -213,14 +215,6 @@ class SignIn:
             self._own_resolver = Resolver(self._settings)
         return self._own_resolver
 
-    def _client(self) -> httpx2.Client:
-        if self._http is None:
-            self._http = httpx2.Client(
-                timeout=httpx2.Timeout(self.timeout, connect=min(self.timeout, 2.0)),
-                follow_redirects=False,
-            )
-        return self._http
-
     def close(self) -> None:
         if self._http is not None:
             self._http.close()
@@ -267,18 +261,16 @@ class SignIn:
 
     def _post(self, form: Mapping[str, str]) -> _Grant:
         """POST to the token endpoint; :class:`_Refused` on 4xx, 503 on anything else odd."""
-        try:
-            response = self._client().post(
-                self.token_url, data=dict(form), headers={"Accept": "application/json"}
-            )
-        except httpx2.HTTPError as exc:
-            raise token_unreachable(exc, self.retry_after) from None
-        return grant_of(response, self.retry_after)
+        request = token_request(self.token_url, form)
+        outcome = send_token(self._http, self._resolver(), request)
+        if isinstance(outcome, UpstreamFailure):
+            raise token_unreachable(outcome, self.retry_after)
+        return grant_of(outcome, self.retry_after)
 
     def _revoke(self, token: str) -> None:
         for resolver in self._resolvers or [self._resolver()]:
             try:
-                resolver.revoke(token)
+                revoke(resolver, token)
             except SharedCacheError:
                 logger.warning(
                     "logout: the revocation could not be shared through Redis yet",
