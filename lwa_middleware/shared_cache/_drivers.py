@@ -97,17 +97,20 @@ def _unflag(conn: _Client | _LoopClient, name: str, exc: Exception) -> bool:
 
 
 def _script(conn: _Client, name: str, keys: Any, args: Any) -> Any:
-    """Run registered script ``name``. On a Cluster, one a node lacks is sent
-    whole (EVAL, to the keys' node only): redis-py would load it on every
-    primary, which fails while one is dead (a revoke() on a healthy node
-    raised during a failover)."""
+    """Run registered script ``name``. On a Cluster, one a node lacks is
+    loaded on the keys' node only: redis-py would load it on every primary,
+    which fails while one is dead (a revoke() on a healthy node raised during
+    a failover). SCRIPT LOAD, not EVAL: the documented ACL grants
+    ``+script|load +evalsha`` and no ``+eval``."""
     script = conn.scripts[name]
     if not conn.cluster:
         return script(keys=keys, args=args)
     try:
         return conn.client.evalsha(script.sha, len(keys), *keys, *args)
     except redis.exceptions.NoScriptError:
-        return conn.client.eval(script.script, len(keys), *keys, *args)
+        node = conn.client.get_node_from_key(keys[0])
+        conn.client.execute_command("SCRIPT LOAD", script.script, target_nodes=node)
+        return conn.client.evalsha(script.sha, len(keys), *keys, *args)
 
 
 def _reconnect(client: Any) -> Any:
