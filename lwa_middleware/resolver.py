@@ -56,7 +56,7 @@ from .tokens import looks_like_lwa_token
 
 if TYPE_CHECKING:
     from .config import Settings
-    from .shared_cache import AsyncSharedCache, Fleet, SharedHit, SyncSharedCache
+    from .shared_cache import AsyncSharedCache, Fleet, SharedHit, SharedTier, SyncSharedCache
     from .upstream import AsyncDriver, SyncDriver
 
 __all__ = ["AsyncControls", "BlockingControls", "Resolver"]
@@ -73,6 +73,8 @@ ACCESS_TOKEN_LIFETIME = 3600.0
 WARNING_INTERVAL = 10.0
 
 _T = TypeVar("_T")
+_F = TypeVar("_F")
+_D = TypeVar("_D")
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,10 +87,11 @@ class _AskLWA:
 
 @dataclass(frozen=True, slots=True)
 class _Share:
-    """Plan step: call ``method(*args)`` on the shared cache; send its result."""
+    """Plan step: one call on the shared cache, typed against
+    :class:`~.shared_cache.SharedTier` (so mypy checks it); the plan is sent
+    its result (awaited, from the async tier)."""
 
-    method: str
-    args: tuple[Any, ...]
+    call: Callable[[SharedTier[Any, Any]], Any]
 
 
 _Plan = Generator[_AskLWA | _Share, Any, _T]
@@ -100,6 +103,14 @@ def _advance(plan: _Plan[Any], reply: Any) -> tuple[bool, Any]:
         return False, plan.send(reply)
     except StopIteration as stop:
         return True, stop.value
+
+
+def _ask(tier: SharedTier[_F, _D] | None, step: _Share) -> Any:
+    """``step`` carried out on ``tier`` (typed, so mypy checks that each
+    driver is a :class:`SharedTier`): its answer, or its awaitable."""
+    if tier is None:  # a plan asks only when Redis is configured
+        raise RuntimeError("a plan asked the shared cache, and there is none")
+    return step.call(tier)
 
 
 def _outcome(run: Callable[[Lookup], Resolved], lookup: Lookup) -> Resolved | AuthError:
@@ -227,7 +238,7 @@ class Resolver:
         """Shared cache, then LWA, then write back: the one order of business."""
         shared = self.settings.uses_redis
         if shared:
-            found = yield _Share("get", (token, policy.revalidate))
+            found = yield _Share(lambda tier: tier.get(token, policy.revalidate))
             entry = self._from_shared(key, found, policy)
             if entry is not None:
                 return entry
@@ -241,10 +252,10 @@ class Resolver:
             resolved = yield _AskLWA(self._lookup(token, policy))
         if isinstance(resolved, AuthError):
             if shared:
-                yield _Share("record_failure", (token, resolved))
+                yield _Share(lambda tier: tier.record_failure(token, resolved))
             return self._failed(key, resolved, policy, started)
         if shared:
-            yield _Share("put", (token, resolved))
+            yield _Share(lambda tier: tier.put(token, resolved))
         return self._succeeded(key, resolved, started)
 
     def _forget_plan(self, token: str, *, revoke: bool) -> _Plan[None]:
@@ -262,11 +273,11 @@ class Resolver:
             left = max(1.0, min(left, ACCESS_TOKEN_LIFETIME))
             self.cache.revoke(key, self.clock() + left)
             if self.settings.uses_redis:
-                yield _Share("revoke", (token, left))
+                yield _Share(lambda tier: tier.revoke(token, left))
         else:
             self.cache.discard(key)
             if self.settings.uses_redis:
-                yield _Share("discard", (token,))
+                yield _Share(lambda tier: tier.discard(token))
 
     def _lookup(self, token: str, policy: Policy) -> Lookup:
         """The LWA lookup of ``token``, with its shape, which decides its share of slots."""
@@ -448,7 +459,7 @@ class Resolver:
             if isinstance(step, _AskLWA):
                 done, step = _advance(plan, _outcome(self._sync_upstream().run, step.lookup))
             else:
-                done, step = _advance(plan, getattr(shared, step.method)(*step.args))
+                done, step = _advance(plan, _ask(shared, step))
         return cast(_T, step)
 
     def resolve_sync(self, token: str, policy: Policy) -> Entry:
@@ -515,13 +526,16 @@ class Resolver:
             self._async_driver = AsyncDriver(self.settings)
         return self._async_driver
 
-    def _async_shared_cache(self) -> AsyncSharedCache | SyncSharedCache | None:
+    def _async_shared_cache(self) -> AsyncSharedCache | None:
+        """This loop's async shared cache; ``None`` without Redis, or off
+        asyncio, where the blocking one (built here) serves from a worker thread."""
         if not self.settings.uses_redis:
             return None
         if sniffio.current_async_library() != "asyncio":
             # redis-py's async client is asyncio-only: elsewhere (trio) the
             # blocking client runs in a worker thread.
-            return self._blocking_shared()
+            self._blocking_shared()
+            return None
         if self._async_shared is None:
             from .shared_cache import AsyncSharedCache
 
@@ -547,11 +561,10 @@ class Resolver:
                     reply = await self._async_upstream().run(step.lookup)
                 except AuthError as error:
                     reply = error
-            elif shared is self._sync_shared:
-                call = functools.partial(getattr(shared, step.method), *step.args)
-                reply = await anyio.to_thread.run_sync(call)
+            elif shared is None:
+                reply = await anyio.to_thread.run_sync(_ask, self._blocking_shared(), step)
             else:
-                reply = await getattr(shared, step.method)(*step.args)
+                reply = await _ask(shared, step)
             done, step = _advance(plan, reply)
         return cast(_T, step)
 

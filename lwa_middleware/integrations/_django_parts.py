@@ -70,14 +70,7 @@ def settings_from_django(config: Mapping[str, Any] | None = None) -> tuple[Setti
         raise ImproperlyConfigured(
             f"settings.LWA must be a dict of options, not {type(config).__name__}"
         )
-    unknown = sorted(
-        str(key) for key in config if key not in OPTION_KEYS and key not in _EXTRA_KEYS
-    )
-    if unknown:
-        raise ImproperlyConfigured(
-            f"settings.LWA: unknown key(s) {', '.join(unknown)}; known keys are "
-            f"{', '.join(sorted([*OPTION_KEYS, *_EXTRA_KEYS]))}"
-        )
+    _check_keys(config)
     options = {OPTION_KEYS[key]: value for key, value in config.items() if key in OPTION_KEYS}
     set_user = config.get("SET_USER", False)
     if not isinstance(set_user, bool):
@@ -94,6 +87,18 @@ def settings_from_django(config: Mapping[str, Any] | None = None) -> tuple[Setti
         raise ImproperlyConfigured(f"{where}{named}") from exc
     except ConfigurationError as exc:
         raise ImproperlyConfigured(f"settings.LWA: {exc}") from exc
+
+
+def _check_keys(config: Mapping[str, Any]) -> None:
+    """Refuse a key of ``settings.LWA`` that names no option, saying which do."""
+    unknown = sorted(
+        str(key) for key in config if key not in OPTION_KEYS and key not in _EXTRA_KEYS
+    )
+    if unknown:
+        raise ImproperlyConfigured(
+            f"settings.LWA: unknown key(s) {', '.join(unknown)}; known keys are "
+            f"{', '.join(sorted([*OPTION_KEYS, *_EXTRA_KEYS]))}"
+        )
 
 
 def bearer_users() -> bool:

@@ -286,21 +286,8 @@ class Codec:
         data = _json_object(raw, _IDENTITY_FIELDS)
         user_id, client_id = data["user_id"], data["client_id"]
         expires_at, has_profile, scopes = data["expires_at"], data["has_profile"], data["scopes"]
-        if not isinstance(user_id, str) or not user_id or not isinstance(client_id, str):
-            raise ValueError("user_id or client_id")
         optional = [data[name] for name in ("email", "name", "postal_code")]
-        if not all(value is None or isinstance(value, str) for value in optional):
-            raise ValueError("profile fields")
-        if not isinstance(scopes, list) or not all(isinstance(s, str) for s in scopes):
-            raise ValueError("scopes")
-        if (
-            isinstance(expires_at, bool)
-            or not isinstance(expires_at, int | float)
-            or not math.isfinite(expires_at)
-        ):
-            raise ValueError("expires_at")
-        if not isinstance(has_profile, bool):
-            raise ValueError("has_profile")
+        _check_identity(data, optional)
         if client_id not in self._client_ids:
             # Not ours to serve (the namespace in the key makes this a
             # corrupt or forged value).
@@ -323,3 +310,23 @@ class Codec:
             return None
         resolved = Resolved(identity, now_mono + remaining, has_profile)
         return SharedHit(resolved, fresh_for)
+
+
+def _check_identity(data: dict[str, Any], optional: list[Any]) -> None:
+    """Raise ``ValueError`` unless a stored identity's fields have their types."""
+    user_id, client_id, scopes = data["user_id"], data["client_id"], data["scopes"]
+    if not isinstance(user_id, str) or not user_id or not isinstance(client_id, str):
+        raise ValueError("user_id or client_id")
+    if not all(value is None or isinstance(value, str) for value in optional):
+        raise ValueError("profile fields")
+    if not isinstance(scopes, list) or not all(isinstance(s, str) for s in scopes):
+        raise ValueError("scopes")
+    expires_at = data["expires_at"]
+    if (
+        isinstance(expires_at, bool)
+        or not isinstance(expires_at, int | float)
+        or not math.isfinite(expires_at)
+    ):
+        raise ValueError("expires_at")
+    if not isinstance(data["has_profile"], bool):
+        raise ValueError("has_profile")

@@ -140,6 +140,28 @@ DURABLE_BACKOFF: Final = 0.05
 _JITTER = random.Random()
 
 
+#: The fault each redis-py exception type means, first match wins.
+_FAULT_TYPES: Final[tuple[tuple[type[BaseException], str], ...]] = (
+    (redis.ReadOnlyError, "readonly"),
+    (redis.AuthenticationError, "auth"),
+    (redis.exceptions.NoPermissionError, "noperm"),
+    (redis.exceptions.OutOfMemoryError, "oom"),
+    (redis.exceptions.MovedError, "moved"),
+    (redis.exceptions.AskError, "moved"),
+    (redis.exceptions.ClusterCrossSlotError, "crossslot"),
+)
+#: The fault each error code heading a Redis error reply means.
+_FAULT_CODES: Final = {
+    "WRONGPASS": "auth",
+    "NOPERM": "noperm",
+    "OOM": "oom",
+    "READONLY": "readonly",
+    "MOVED": "moved",
+    "ASK": "moved",
+    "CROSSSLOT": "crossslot",
+}
+
+
 def classify(exc: BaseException) -> str | None:
     """The :data:`FAULTS` name of a configuration or topology fault, or
     ``None`` for an outage (refused, reset, timed out) or anything else."""
@@ -152,46 +174,43 @@ def classify(exc: BaseException) -> str | None:
         found = classify(cause)
         if found is not None:
             return found
-    if isinstance(exc, redis.ReadOnlyError):
-        return "readonly"
-    if isinstance(exc, redis.AuthenticationError):
-        return "auth"
-    if isinstance(exc, redis.exceptions.NoPermissionError):
-        return "noperm"
-    if isinstance(exc, redis.exceptions.OutOfMemoryError):
-        return "oom"
-    if isinstance(exc, redis.exceptions.MovedError | redis.exceptions.AskError):
-        return "moved"
-    if isinstance(exc, redis.exceptions.ClusterCrossSlotError):
-        return "crossslot"
+    for kind, fault in _FAULT_TYPES:
+        if isinstance(exc, kind):
+            return fault
+    if _tls_refused(exc):
+        return "tls"
+    if isinstance(exc, redis.ResponseError):
+        return _reply_fault(str(exc))
+    return None
+
+
+def _tls_refused(exc: BaseException) -> bool:
+    """Whether certificate verification failed: the TLS error is the cause
+    of redis-py's ConnectionError (looked for four links down)."""
     seen: BaseException | None = exc
-    for _ in range(4):  # the TLS error is the cause of redis-py's ConnectionError
+    for _ in range(4):
         if seen is None:
             break
         if isinstance(seen, ssl.SSLCertVerificationError) or (
             "CERTIFICATE_VERIFY_FAILED" in str(seen)
         ):
-            return "tls"
+            return True
         seen = seen.__cause__ or seen.__context__
-    if isinstance(exc, redis.ResponseError):
-        text = str(exc)
-        head = text.split(" ", 1)[0].upper()
-        if head in ("NOAUTH", "WRONGPASS") or "AUTH" in head:
-            return "auth"
-        if head == "NOPERM" or "user executing the script can't" in text:
-            # (Redis 7 refuses a script's own call without the NOPERM code.)
-            return "noperm"
-        if head == "OOM":
-            return "oom"
-        if head == "READONLY":
-            return "readonly"
-        if head in ("MOVED", "ASK"):
-            return "moved"
-        if head == "CROSSSLOT":
-            return "crossslot"
-        if "unknown command" in text.lower():
-            return "unknown_command"
-    return None
+    return False
+
+
+def _reply_fault(text: str) -> str | None:
+    """The fault a Redis error reply names, by its leading code."""
+    head = text.split(" ", 1)[0].upper()
+    if "AUTH" in head:  # NOAUTH, and AUTH errors of other spellings
+        return "auth"
+    if "user executing the script can't" in text:
+        # (Redis 7 refuses a script's own call without the NOPERM code.)
+        return "noperm"
+    fault = _FAULT_CODES.get(head)
+    if fault is None and "unknown command" in text.lower():
+        return "unknown_command"
+    return fault
 
 
 class _Health:

@@ -99,20 +99,15 @@ class _Refused(Exception):
 def grant_of(response: UpstreamResponse, retry_after: int) -> _Grant:
     """The token endpoint's answer read: the grant; :class:`_Refused` on a 4xx
     (but 429), a 503 on anything else odd."""
-    try:
-        data = json.loads(response.body)
-    except ValueError:  # UnicodeDecodeError included
-        data = None
+    data = _json_dict(response)
     if 400 <= response.status < 500 and response.status != 429:
-        error = data.get("error") if isinstance(data, dict) else None
+        error = data.get("error")
         raise _Refused(error if isinstance(error, str) else "invalid_request", response.request_id)
-    at = data.get("access_token") if isinstance(data, dict) else None
-    rt = data.get("refresh_token") if isinstance(data, dict) else None
+    at, rt = data.get("access_token"), data.get("refresh_token")
     expires = 0.0  # missing or unusable: refused below
-    if isinstance(data, dict):
-        # A number or a numeric string: Amazon's pages show both.
-        with contextlib.suppress(ValueError):
-            expires = seconds_field(data.get("expires_in"), "expires_in")
+    # A number or a numeric string: Amazon's pages show both.
+    with contextlib.suppress(ValueError):
+        expires = seconds_field(data.get("expires_in"), "expires_in")
     if (
         response.status != 200
         or not isinstance(at, str)
@@ -122,6 +117,15 @@ def grant_of(response: UpstreamResponse, retry_after: int) -> _Grant:
     ):
         raise token_answer_unusable(response, retry_after)
     return _Grant(at, rt or None, expires)
+
+
+def _json_dict(response: UpstreamResponse) -> dict[str, Any]:
+    """The answer's JSON object; empty if it is none."""
+    try:
+        data = json.loads(response.body)
+    except ValueError:  # UnicodeDecodeError included
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def token_unreachable(failure: UpstreamFailure, retry_after: int) -> UpstreamUnavailable:
