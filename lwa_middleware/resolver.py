@@ -493,9 +493,9 @@ class Resolver:
         self._drive(self._forget_plan(token, revoke=True))
 
     def warm_sync(self) -> None:
-        """Build the blocking driver now (httpx2, SSL context, clients), so the
-        first token does not pay for it. It starts no thread (its pool makes
-        them on demand): a process forked after it has none of them."""
+        """Build the blocking driver now (aiohttp imported, SSL context), so the
+        first token does not pay for it. It starts no thread (its I/O loop
+        starts with the first lookup): a process forked after it has none."""
         self._sync_upstream()
         self._blocking_shared()
 
