@@ -28,7 +28,10 @@ Issue 24 adds, with ``--faults`` (instead of the above):
    (over ``timeout`` + 1 s, or no answer), LWA calls per second, and the time
    from the promotion to the last token that cost more than one lookup;
    revocations made during the failover: how many raised, and whether the
-   others are refused by every worker afterwards.
+   others are refused by every worker afterwards. The same figures for a
+   **Sentinel failover** (a primary, one replica, 3 Sentinels,
+   ``down-after-milliseconds`` 800), min / median / max over ``--runs`` runs
+   (3), each on a fresh topology (``--only sentinel``).
 6. **Memory pressure.** Per ``maxmemory-policy``, a small ``maxmemory``
    filled by resolving ``--memory-tokens`` tokens through one worker; then 10
    tokens held by two workers are revoked: how many revokes raised, and how

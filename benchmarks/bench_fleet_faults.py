@@ -14,6 +14,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -23,7 +24,13 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
                                 "tests"))
 
 from support.callers import WsgiCaller
-from support.redis_servers import LocalCluster, RedisServer, Workers, redis_binary
+from support.redis_servers import (
+    LocalCluster,
+    RedisServer,
+    SentinelTopology,
+    Workers,
+    redis_binary,
+)
 
 from lwa_middleware import LWAWSGIMiddleware, SharedCacheError
 from lwa_middleware.config import Settings
@@ -48,30 +55,98 @@ def _wsgi(emulator: LWAEmulator, **options: Any) -> LWAWSGIMiddleware:
                              api_base_url=emulator.base_url, **options)
 
 
-# -- 5. Cluster failover -------------------------------------------------------
+# -- 5. Cluster failover, and Sentinel failover ---------------------------------
+
+#: The figures of one failover run, in the tables' column order.
+FIGURES = ("promotion s", "requests", "p50 ms", "p99 ms", "max ms",
+           "unanswered or > timeout+1 s", "non-200", "LWA calls / s",
+           "s to 1 lookup a token", "revokes raised", "revoked, refused by all")
 
 
 def failover(emulator: LWAEmulator, binary: str, after: float) -> None:
     cluster = LocalCluster(binary, replicas=1, node_timeout_ms=2000)
     try:
-        with tempfile.TemporaryDirectory() as directory:
-            env = {"W_CLIENT_ID": emulator.client_id, "W_API": emulator.base_url,
-                   "W_REDIS": cluster.url, "W_REDIS_TIMEOUT": "0.05"}
-            workers = Workers(directory, WORKERS, env)
-            try:
-                workers.wait_ready()
-                _failover(emulator, cluster, workers, after)
-            finally:
-                workers.close()
+        def kill() -> Callable[[], bool]:
+            cluster.masters()[0].stop()
+            return lambda: len(cluster.masters()) == 3 and cluster.healthy()
+
+        figures = _with_workers(emulator, cluster.url, kill, after)
     finally:
         cluster.close()
+    print(f"### Cluster failover, {WORKERS} uvicorn workers (3 masters + 3 replicas, "
+          "cluster-node-timeout 2 s)\n")
+    _table([_cells(figures)])
 
 
-def _failover(emulator: LWAEmulator, cluster: LocalCluster, workers: Workers,
-              after: float) -> None:
+def sentinel_failover(emulator: LWAEmulator, binary: str, after: float, runs: int) -> None:
+    """The Cluster row's figures for a Sentinel failover (a primary, one
+    replica, 3 Sentinels, ``down-after-milliseconds`` 800): ``runs`` runs,
+    each on a fresh topology; min / median / max of each figure."""
+    results = []
+    for _ in range(runs):
+        sentinel = SentinelTopology(binary, replicas=1, sentinels=3)
+        try:
+            def kill(sentinel: SentinelTopology = sentinel) -> Callable[[], bool]:
+                old = sentinel.primary.port
+                sentinel.primary.stop()
+                return lambda: sentinel.primary_port() not in (None, old)
+
+            results.append(_with_workers(emulator, sentinel.url, kill, after))
+        finally:
+            sentinel.close()
+    print(f"### Sentinel failover, {WORKERS} uvicorn workers (a primary + 1 replica, "
+          f"3 Sentinels, down-after-milliseconds 800), {runs} runs\n")
+    spread = []
+    for i, name in enumerate(FIGURES):
+        values = [r[i] for r in results]
+        if isinstance(values[0], tuple):  # refused by all / revoked: summed
+            spread.append(f"{sum(v[0] for v in values)} / {sum(v[1] for v in values)}")
+        else:
+            spread.append(" / ".join(_cell(name, f(values))
+                                     for f in (min, statistics.median, max)))
+    _table([spread], "min / median / max of each; the last column summed over the runs")
+
+
+def _cell(name: str, value: Any) -> str:
+    return f"{value:.1f}" if name in ("promotion s", "LWA calls / s",
+                                      "s to 1 lookup a token") else f"{value:.0f}"
+
+
+def _cells(figures: tuple[Any, ...]) -> list[str]:
+    return [f"{f[1]} / {f[0]}" if isinstance(f, tuple) else _cell(name, f)
+            for name, f in zip(FIGURES, figures, strict=True)]
+
+
+def _table(rows: list[list[str]], note: str = "") -> None:
+    if note:
+        print(f"({note})\n")
+    print("| " + " | ".join(FIGURES) + " |")
+    print("| " + " | ".join("---:" for _ in FIGURES) + " |")
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+    print()
+
+
+def _with_workers(emulator: LWAEmulator, url: str, kill: Callable[[], Callable[[], bool]],
+                  after: float) -> tuple[Any, ...]:
+    with tempfile.TemporaryDirectory() as directory:
+        env = {"W_CLIENT_ID": emulator.client_id, "W_API": emulator.base_url,
+               "W_REDIS": url, "W_REDIS_TIMEOUT": "0.05"}
+        workers = Workers(directory, WORKERS, env)
+        try:
+            workers.wait_ready()
+            return _failover(emulator, url, workers, kill, after)
+        finally:
+            workers.close()
+
+
+def _failover(emulator: LWAEmulator, url: str, workers: Workers,
+              kill: Callable[[], Callable[[], bool]], after: float) -> tuple[Any, ...]:
+    """Traffic on ``workers``; ``kill()`` a primary (it returns whether a
+    replica was promoted yet); the figures of :data:`FIGURES`."""
     clients = [httpx2.Client(timeout=TIMEOUT + 10) for _ in workers.urls]
-    revoker = _wsgi(emulator, redis_url=cluster.url, redis_timeout=0.05)
-    # It meets the Cluster first, like a worker that revokes: a process whose
+    revoker = _wsgi(emulator, redis_url=url, redis_timeout=0.05)
+    # It meets Redis first, like a worker that revokes: a process whose
     # first round trip falls in the failover has no client yet to make one.
     WsgiCaller(revoker).get("/me", emulator.issue_token())
     #: (sent at, seconds or None when unanswered, status) of every request.
@@ -104,11 +179,10 @@ def _failover(emulator: LWAEmulator, cluster: LocalCluster, workers: Workers,
     runner.start()
     try:
         time.sleep(5)  # healthy traffic first
-        victim = cluster.masters()[0]
-        victim.stop()
+        promoted_yet = kill()
         killed = time.monotonic()
         revoked, raised = [], 0
-        while len(cluster.masters()) < 3 or not cluster.healthy():
+        while not promoted_yet():
             if len(held) > len(revoked) + 5:  # revoke a token all workers hold
                 token = held[len(revoked)]
                 try:
@@ -139,17 +213,10 @@ def _failover(emulator: LWAEmulator, cluster: LocalCluster, workers: Workers,
     for client in clients:
         client.close()
     revoker.close()
-    print(f"### Cluster failover, {WORKERS} uvicorn workers (3 masters + 3 replicas, "
-          "cluster-node-timeout 2 s)\n")
-    print("| promotion s | requests | p50 ms | p99 ms | max ms | unanswered or > timeout+1 s "
-          "| non-200 | LWA calls / s | s to 1 lookup a token | revokes raised | revoked, "
-          "refused by all |")
-    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     span = promoted + 10 - killed
-    print(f"| {promoted - killed:.1f} | {len(window)} | "
-          f"{statistics.median(answered) * 1000:.0f} | {_pct(answered, 0.99) * 1000:.0f} | "
-          f"{max(answered) * 1000:.0f} | {unanswered} | {bad} | {calls / span:.1f} | "
-          f"{normal:.1f} | {raised} | {survived} / {len(kept)} |\n")
+    return (promoted - killed, len(window), statistics.median(answered) * 1000,
+            _pct(answered, 0.99) * 1000, max(answered) * 1000, unanswered, bad,
+            calls / span, normal, raised, (survived, len(kept)))
 
 
 # -- 6. Memory pressure ---------------------------------------------------------
@@ -247,7 +314,9 @@ def main() -> None:
                         help="seconds of traffic after the promotion")
     parser.add_argument("--memory-tokens", type=int, default=20_000,
                         help="tokens resolved to fill Redis")
-    parser.add_argument("--only", choices=("failover", "memory", "lost"), default=None)
+    parser.add_argument("--runs", type=int, default=3, help="Sentinel failover runs")
+    parser.add_argument("--only", choices=("failover", "sentinel", "memory", "lost"),
+                        default=None)
     args = parser.parse_args()
     binary = redis_binary()
     if binary is None:
@@ -260,6 +329,8 @@ def main() -> None:
             memory(emulator, binary, args.memory_tokens)
         if args.only in (None, "failover"):
             failover(emulator, binary, args.after)
+        if args.only in (None, "sentinel"):
+            sentinel_failover(emulator, binary, args.after, args.runs)
     finally:
         emulator.stop()
 

@@ -8,8 +8,9 @@ It also counts the TCP connections LWA accepted (pooled clients reuse them).
 
 Variants run round-robin in one process, so their ratios are comparable:
 
-* HTTP library: httpx (0.28, httpcore 1.0) or httpx2 (the Pydantic-maintained
-  fork, httpcore2), swapped in as ``lwa_middleware.upstream.httpx``;
+* HTTP stack: aiohttp (the runtime's, issue 23) or httpx2 in clients of
+  ``SHARD_CONNECTIONS`` connections (the runtime's before it), switched by
+  ``lwa_middleware.upstream.AIOHTTP``;
 * ASGI (50 asyncio tasks calling the app directly) or WSGI (50 threads calling
   it directly, as a threaded server would).
 
@@ -25,7 +26,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import importlib
 import os
 import ssl
 import statistics
@@ -50,24 +50,16 @@ LATENCY = 0.02
 THEORY = CLIENTS / LATENCY  # lookups/s: each lookup costs ~1 L
 
 
-def libraries() -> dict[str, Any]:
-    libs: dict[str, Any] = {}
-    for name in ("httpx", "httpx2"):
-        with contextlib.suppress(ImportError):
-            libs[name] = importlib.import_module(name)
-    return libs
-
-
-RUNTIME_LIB = upstream.httpx2
 DEFAULT_SHARD = upstream.SHARD_CONNECTIONS
-#: Pool shapes compared: one client holding every connection (as before), or
-#: clients of SHARD_CONNECTIONS connections each (the default now).
-SHAPES = {"one pool": 10_000, f"pools of {DEFAULT_SHARD}": DEFAULT_SHARD}
+#: HTTP stacks compared: name -> upstream.AIOHTTP.
+STACKS = {
+    f"httpx2, pools of {DEFAULT_SHARD} (before issue 23)": False,
+    "aiohttp (issue 23)": True,
+}
 
 
-def _use(lib: Any, shard: int = DEFAULT_SHARD) -> None:
-    upstream.httpx2 = lib
-    upstream.SHARD_CONNECTIONS = shard
+def _use(aiohttp: bool) -> None:
+    upstream.AIOHTTP = aiohttp
 
 
 async def _asgi_ok(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -208,30 +200,32 @@ def measure(
 
 def cold_variants(
     lwa: Any,
-    libs: dict[str, Any],
-    shapes: dict[str, int],
+    stacks: dict[str, bool],
     cpu: dict[str, list[float]] | None = None,
+    calls: dict[str, list[float]] | None = None,
     **options: Any,
 ) -> dict[str, Any]:
-    """Variant name -> run; ``cpu`` (if given) collects each run's CPU ms per lookup."""
+    """Variant name -> run; ``cpu`` (if given) collects each run's CPU ms per
+    lookup, ``calls`` its LWA calls per token."""
     variants: dict[str, Any] = {}
 
-    def counted(
-        name: str, run: Callable[[list[str]], tuple[float, int]], lib: Any, shard: int
-    ) -> Any:
+    def counted(name: str, run: Callable[[list[str]], tuple[float, int]], aiohttp: bool) -> Any:
         def go() -> tuple[float, int, int]:
             tokens = lwa.mint(TOKENS)
-            _use(lib, shard)
+            _use(aiohttp)
             try:
-                before, _ = lwa.stats()
+                before, asked = lwa.stats()
                 started = time.process_time()  # this process, every thread
                 rate, errors = run(tokens)
                 spent = time.process_time() - started
-                after, _ = lwa.stats()
+                after, answered = lwa.stats()
             finally:
-                _use(RUNTIME_LIB)
+                _use(True)
             if cpu is not None:
                 cpu.setdefault(name, []).append(spent / len(tokens) * 1e3)
+            if calls is not None:
+                made = sum(answered.values()) - sum(asked.values())
+                calls.setdefault(name, []).append(made / len(tokens))
             return rate, errors, after - before
 
         return go
@@ -246,17 +240,17 @@ def cold_variants(
         finally:
             app.close()
 
-    for name, lib in libs.items():
-        for shape, shard in shapes.items():
-            for adapter, run in (("ASGI", asgi_run), ("WSGI", wsgi_run)):
-                label = f"{name}, {shape}, {adapter}"
-                variants[label] = counted(label, run, lib, shard)
+    for name, aiohttp in stacks.items():
+        for adapter, run in (("ASGI", asgi_run), ("WSGI", wsgi_run)):
+            label = f"{name}, {adapter}"
+            variants[label] = counted(label, run, aiohttp)
     return variants
 
 
 def cold_rows(lwa: Any, rounds: int) -> list[tuple[str, str, str]]:
     cpu: dict[str, list[float]] = {}
-    results = measure(lwa, rounds, cold_variants(lwa, libraries(), SHAPES, cpu))
+    calls: dict[str, list[float]] = {}
+    results = measure(lwa, rounds, cold_variants(lwa, STACKS, cpu, calls))
     rows = []
     for name, samples in results.items():
         rates = [r / THEORY for r, _, _ in samples]
@@ -267,7 +261,7 @@ def cold_rows(lwa: Any, rounds: int) -> list[tuple[str, str, str]]:
                 f"{_spread(rates)} ({_spread([r for r, _, _ in samples], '{:,.0f}')}/s; "
                 f"non-200 {max(e for _, e, _ in samples)}; LWA connections "
                 f"{_spread([float(c) for _, _, c in samples], '{:.0f}')}; CPU per lookup "
-                f"{_spread(cpu[name])} ms)",
+                f"{_spread(cpu[name])} ms; LWA calls per token {_spread(calls[name])})",
                 "≥ 0.5; connections ≤ pool",
             )
         )
@@ -430,12 +424,20 @@ def run(rounds: int = 3) -> list[tuple[str, str, str]]:
         )
 
 
+def cold_only(rounds: int) -> list[tuple[str, str, str]]:
+    from remote_emulator import RemoteEmulator
+
+    with RemoteEmulator(tls=True, latency=LATENCY) as lwa:
+        return cold_rows(lwa, rounds)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--cold", action="store_true", help="only the cold-token storm rows")
     args = parser.parse_args()
     print("| figure | measured | target |\n|---|---|---|")
-    for row in run(args.rounds):
+    for row in cold_only(args.rounds) if args.cold else run(args.rounds):
         print("| " + " | ".join(row) + " |", flush=True)
 
 

@@ -4,11 +4,15 @@
 
     from lwa_middleware import LWAMiddleware, LWAWSGIMiddleware, Identity, get_identity
 
-The two middlewares share one framework-neutral core (:mod:`.core`): token
-extraction (:mod:`.tokens`), route policy (:mod:`.routes`), resolution
-(:mod:`.flow`, driven by :mod:`.transport`) and caching (:mod:`.cache`, and
-:mod:`.shared_cache` for Redis). :mod:`lwa_middleware.testing` ships an LWA
-emulator for tests and demos.
+The two middlewares (:mod:`.asgi`, :mod:`.wsgi`) and the framework
+integrations (:mod:`.integrations`) are thin translations of one
+framework-neutral core: the request decision (:mod:`.gate`, with token
+extraction in :mod:`.tokens` and route policies in :mod:`.routes`), the
+resolver (:mod:`.resolver`: the lookup :mod:`.flow`, run over HTTP by
+:mod:`.upstream`) and the caches (:mod:`.cache`, and :mod:`.shared_cache` for
+Redis). :mod:`.signin` adds server-side sign-in (sessions, a ``"session"``
+token source); :mod:`lwa_middleware.testing` ships an LWA emulator for tests
+and demos. The layout is drawn in ``docs/architecture.md``.
 """
 
 from __future__ import annotations

@@ -13,10 +13,10 @@ from starlette.authentication import AuthCredentials
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .errors import AuthError, ConfigurationError, UpstreamUnavailable
-from .identity import Identity, expand_scopes
 from .tokens import TOKEN_HEADERS, strip_query
 
 if TYPE_CHECKING:
+    from .cache import Entry
     from .resolver import Resolver
 
 __all__ = [
@@ -59,14 +59,18 @@ class FrozenCredentials(AuthCredentials):
         return f"FrozenCredentials({list(self.scopes)!r})"
 
 
-def credentials_for(identity: Identity) -> AuthCredentials:
-    """``scope["auth"]`` for ``identity``: built once per identity, not per request."""
-    return _credentials(identity.scopes)
+def credentials_for(entry: Entry) -> AuthCredentials:
+    """``scope["auth"]`` for ``entry``, also kept in its adapter slot
+    (:attr:`Entry.extra <.cache.Entry.extra>`), which the hot path reads
+    directly: built on the entry's first use here, not per request."""
+    credentials = entry.extra = _credentials(entry.granted)
+    return credentials
 
 
 @functools.lru_cache(maxsize=256)
-def _credentials(scopes: frozenset[str]) -> AuthCredentials:
-    return FrozenCredentials(sorted(expand_scopes(scopes)))
+def _credentials(granted: frozenset[str]) -> AuthCredentials:
+    # One shared, read-only object per scope set (see FrozenCredentials).
+    return FrozenCredentials(sorted(granted))
 
 
 _SHUTDOWN = frozenset({"lifespan.shutdown.complete", "lifespan.shutdown.failed"})

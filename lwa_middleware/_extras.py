@@ -23,7 +23,7 @@ __all__ = ["EXTRAS", "MissingExtra", "needs_extra"]
 #: Kept equal to pyproject.toml's [project.optional-dependencies] by
 #: tests/test_packaging.py.
 EXTRAS: Final[dict[str, tuple[str, ...]]] = {
-    # The shared cache seals its values with AES-GCM (shared_cache/_codec.py).
+    # The shared cache seals its values with AES-GCM (_seal.py, as sign-in does).
     "redis": ("redis", "cryptography"),
     "signin": ("cryptography",),
 }

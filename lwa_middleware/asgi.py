@@ -11,6 +11,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ._app_kind import refuse_wsgi_app
 from ._asgi_parts import credentials_for, lifespan, refusal, refuse_django_script_name, strip_scope
 from ._login_redirect import login_location, redirect_headers
+from .cache import Entry
 from .config import Options, Settings
 from .errors import AuthError, UnsupportedScope
 from .gate import PASS, Gate, Resolve
@@ -24,6 +25,7 @@ __all__ = ["LWAMiddleware"]
 _PUBLIC = Access.PUBLIC  # a module constant: an enum lookup per request shows
 _BEARER = (b"Bearer ", b"bearer ")
 _PERCENT = ord("%")  # tokens.may_carry_token, inlined: an int needle is the fast one
+_HTTP_KINDS = ("http", "websocket")
 
 
 class LWAMiddleware(AsyncControls):
@@ -76,11 +78,12 @@ class LWAMiddleware(AsyncControls):
         if settings is None:
             options = _with_public_docs(app, options)
         self.settings = settings or Settings.from_options(**options)
-        self.resolver = Resolver(self.settings, decorate=credentials_for)
+        self.resolver = Resolver(self.settings)
         self.gate = gate = Gate(self.settings, self.resolver)
         self._lookup, self._lookup_mounted = gate.lookup, gate.lookup_mounted
         self._memo_get = self.settings.routes.memo_get
-        self._peek, self._stats, self._clock = gate._peek, self.resolver.stats, gate._clock
+        resolver = self.resolver
+        self._peek, self._stats, self._clock = resolver.cache.peek, resolver.stats, resolver.clock
         self._hooked = self.resolver.hooked
         self._strip, self._realm = self.settings.strip_credentials, self.settings.realm
         # With header tokens turned off the hot path finds no header, so every
@@ -92,7 +95,7 @@ class LWAMiddleware(AsyncControls):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
-        if kind != "http" and kind != "websocket":
+        if kind not in _HTTP_KINDS:
             if kind != "lifespan":
                 raise UnsupportedScope(kind)  # no rule for it: fail closed
             await lifespan(self.app, self.resolver, self.aclose, scope, receive, send)
@@ -112,10 +115,25 @@ class LWAMiddleware(AsyncControls):
             scope[REALM_KEY] = self._realm
             await self.app(scope, receive, send)
             return
-        # The one inlined fast path (Gate.hit; a property test ties the two):
-        # one credential header, no token in the query, a cached entry that
-        # serves the policy with its scopes. A function call costs ~5% here.
-        raw = value = entry = None
+        if self._hit(scope, policy) is None:
+            judged = await self._judge(scope, send, policy)
+            if judged is None:
+                return
+            scope = judged
+        elif self._strip:
+            scope = strip_scope(scope)
+        await self.app(scope, receive, send)
+
+    def _hit(self, scope: Scope, policy: Policy) -> Entry | None:
+        """The fast path (Gate.hit, inlined; a property test ties the two):
+        one credential header, no token in the query, a cached entry that
+        serves the policy with its scopes; the scope then carries its
+        identity. A function call costs ~5% here: this is the only one.
+
+        It returns before the app runs, so no credential stays in a frame
+        while the app runs (error reporters, Sentry's capture_locals, record
+        every frame's locals)."""
+        raw = None
         seen = 0
         token_headers = self._token_headers
         for name, value in scope["headers"]:
@@ -124,31 +142,25 @@ class LWAMiddleware(AsyncControls):
                 raw = value if name == b"x-amz-access-token" else (
                     value[7:] if value.startswith(_BEARER) else None
                 )
-        if seen == 1 and raw is not None:
-            query = scope.get("query_string")
-            if not query or (_PERCENT not in query and query.find(b"access_token") < 0):
-                peek, clock = self._peek, self._clock  # locals, as memo_get above
-                entry = peek(sha256(raw).digest())
-                if entry is not None and entry.fresh_until > clock() and policy.hot <= entry.holds:
-                    self._stats.hits += 1
-                    if self._hooked:
-                        self.resolver.emit("hit")
-                    scope["lwa.identity"] = scope["user"] = entry.identity
-                    scope["auth"], scope[REALM_KEY] = entry.extra, self._realm
-                else:
-                    entry = None
-            query = None
-        # No credential may stay in this frame while the app runs: error
-        # reporters (Sentry, capture_locals) record every frame's locals.
-        raw = value = None
-        if entry is None:
-            judged = await self._judge(scope, send, policy)
-            if judged is None:
-                return
-            scope = judged
-        elif self._strip:
-            scope = strip_scope(scope)
-        await self.app(scope, receive, send)
+        if seen != 1 or raw is None:
+            return None
+        query = scope.get("query_string")
+        if query and (_PERCENT in query or query.find(b"access_token") >= 0):
+            return None
+        peek, clock = self._peek, self._clock  # locals, as memo_get in __call__
+        entry = peek(sha256(raw).digest())
+        if entry is None or entry.fresh_until <= clock() or not policy.hot <= entry.holds:
+            return None
+        self._stats.hits += 1
+        if self._hooked:
+            self.resolver.emit("hit")
+        scope["lwa.identity"] = scope["user"] = entry.identity
+        scope[REALM_KEY] = self._realm
+        try:  # free when no exception: no test on the hot path
+            scope["auth"] = entry.extra
+        except AttributeError:  # the entry's first use here
+            scope["auth"] = credentials_for(entry)
+        return entry
 
     async def _judge(self, scope: Scope, send: Send, policy: Policy) -> Scope | None:
         """The scope to call the app with, or ``None`` once the refusal was sent.
@@ -170,7 +182,7 @@ class LWAMiddleware(AsyncControls):
             if isinstance(verdict, Resolve):
                 entry = await self.resolver.resolve_async(verdict.token, policy)
                 scope["lwa.identity"] = scope["user"] = gate.admit(entry, policy).identity
-                scope["auth"] = entry.extra
+                scope["auth"] = credentials_for(entry)
             else:
                 scope["lwa.identity"], scope["user"] = None, UnauthenticatedUser()
                 scope["auth"] = AuthCredentials()

@@ -201,15 +201,20 @@ class _Expiring(Generic[V]):
 
 
 class Entry:
-    """A resolved token, with what the adapters attach built once, not per hit.
+    """A resolved token, with what a policy check needs precomputed.
 
     :param fresh_until: monotonic time until which the entry may be served
         without asking LWA again.
     :param expires_mono: monotonic time at which the cache drops the entry:
         the token's expiry when stale entries are kept, else ``fresh_until``.
         Never later than the token's expiry.
-    :param extra: adapter-specific objects built once per identity (for ASGI,
-        Starlette's ``AuthCredentials``).
+
+    :attr:`extra` is the adapter's slot, which the core never sets nor reads:
+    it stays unset (reading it raises ``AttributeError``) until the adapter
+    serving the entry fills it, on first use, with what it attaches per
+    identity (ASGI: Starlette's ``AuthCredentials``). So a hit builds nothing,
+    and the core never calls back into an adapter. Two threads filling it at
+    once store equal values: the adapter memoises what it builds.
     """
 
     __slots__ = (
@@ -229,7 +234,6 @@ class Entry:
         expires_mono: float,
         fresh_until: float,
         has_profile: bool,
-        extra: Any = None,
     ) -> None:
         self.identity = identity
         #: The identity's scopes plus those they imply, for policy checks.
@@ -239,7 +243,9 @@ class Entry:
         self.expires_mono = expires_mono
         self.fresh_until = fresh_until
         self.has_profile = has_profile
-        self.extra = extra
+
+    #: The adapter's slot (see above): unset until the adapter fills it.
+    extra: Any
 
     def serves(self, policy: Policy, now: float) -> bool:
         """Whether this entry may answer a request under ``policy`` at ``now``.
@@ -378,7 +384,6 @@ class IdentityCache:
         identity: Identity,
         expires_mono: float,
         has_profile: bool,
-        extra: Any = None,
         *,
         fresh_for: float | None = None,
     ) -> Entry:
@@ -390,7 +395,6 @@ class IdentityCache:
             expires_mono=expires_mono if self.keep_stale else fresh_until,
             fresh_until=fresh_until,
             has_profile=has_profile,
-            extra=extra,
         )
 
     def put(self, key: bytes, entry: Entry) -> None:

@@ -43,11 +43,15 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class UpstreamRequest:
-    """One GET to LWA. The token travels in ``headers`` only, and is never shown."""
+    """One request to LWA: a GET, or (the sign-in's token endpoint) a POST of
+    ``body``. Tokens and secrets travel in ``headers`` or ``body`` only, never
+    in ``url``, and are never shown."""
 
     endpoint: str
     url: str
     headers: Mapping[str, str] = field(repr=False)
+    method: str = "GET"
+    body: bytes | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,6 +283,49 @@ def _profile_fields(data: dict[str, Any]) -> dict[str, str | None]:
     return {key: _optional_str(data, key) for key in ("user_id", "name", "email", "postal_code")}
 
 
+def _tokeninfo_verdict(
+    info: Outcome, client_ids: frozenset[str]
+) -> tuple[str, str, float, str | None]:
+    """``(user_id, client id, seconds left, request id)`` of a live token of
+    ours, from tokeninfo's answer ``info``; else raise what that answer means."""
+    if isinstance(info, UpstreamFailure) or info.status != 200:
+        if isinstance(info, UpstreamResponse) and _is_rejection(info):
+            raise _about(InvalidToken(_REJECTED), "tokeninfo", info)
+        raise _unavailable("tokeninfo", info)
+    try:
+        data = _json_object(info)
+        aud = data.get("aud")
+        user_id = data.get("user_id")
+        remaining = seconds_field(data.get("exp"))
+        if not isinstance(aud, str) or not isinstance(user_id, str) or not user_id:
+            raise _Nonsense("aud or user_id is missing or not a string")
+    except _Nonsense as exc:
+        raise _unavailable("tokeninfo", info, f"unusable answer: {exc}") from None
+    if aud not in client_ids:
+        raise _about(InvalidToken(_OTHER_CLIENT), "tokeninfo", info)
+    if remaining <= 0:
+        raise _about(InvalidToken(_REJECTED), "tokeninfo", info)
+    # The configured string, not this answer's copy: a hundred thousand cached
+    # identities then share one client id instead of holding one each.
+    return user_id, next(cid for cid in client_ids if cid == aud), remaining, info.request_id
+
+
+def _without_profile(prof: Outcome, identity: Identity) -> Identity:
+    """``identity`` (with no profile) when the profile call ``prof`` failed
+    for want of the scope; else raise what its failure means."""
+    verdict = _profile_refusal(prof)
+    if verdict == "insufficient_scope":
+        # A live token with no profile scope (say, only Alexa scopes):
+        # tokeninfo still proves who it is.
+        return identity
+    if verdict == "invalid_token":
+        # Expired, revoked or app removed between the two calls.
+        raise _about(InvalidToken(_REJECTED), "profile", prof)
+    if verdict == "invalid_request":
+        raise _about(UpstreamUnavailable(_OUR_REQUEST), "profile", prof, "invalid_request")
+    raise _unavailable("profile", prof)
+
+
 def resolution_flow(
     token: str,
     *,
@@ -308,27 +355,7 @@ def resolution_flow(
     batch = [tokeninfo, profile] if want_profile and parallel else [tokeninfo]
     outcomes = yield batch
     info = outcomes[0]
-
-    if isinstance(info, UpstreamFailure) or info.status != 200:
-        if isinstance(info, UpstreamResponse) and _is_rejection(info):
-            raise _about(InvalidToken(_REJECTED), "tokeninfo", info)
-        raise _unavailable("tokeninfo", info)
-    try:
-        data = _json_object(info)
-        aud = data.get("aud")
-        user_id = data.get("user_id")
-        remaining = seconds_field(data.get("exp"))
-        if not isinstance(aud, str) or not isinstance(user_id, str) or not user_id:
-            raise _Nonsense("aud or user_id is missing or not a string")
-    except _Nonsense as exc:
-        raise _unavailable("tokeninfo", info, f"unusable answer: {exc}") from None
-    if aud not in client_ids:
-        raise _about(InvalidToken(_OTHER_CLIENT), "tokeninfo", info)
-    # The configured string, not this answer's copy: a hundred thousand cached
-    # identities then share one client id instead of holding one each.
-    aud = next(cid for cid in client_ids if cid == aud)
-    if remaining <= 0:
-        raise _about(InvalidToken(_REJECTED), "tokeninfo", info)
+    user_id, aud, remaining, request_id = _tokeninfo_verdict(info, client_ids)
     expires_mono = started_mono + remaining
     expires_at = started_wall + remaining
 
@@ -339,23 +366,16 @@ def resolution_flow(
             client_id=aud,
             expires_at=expires_at,
         )
-        return Resolved(identity, expires_mono, has_profile=False, request_id=info.request_id)
+        return Resolved(identity, expires_mono, has_profile=False, request_id=request_id)
 
     prof = outcomes[1] if len(outcomes) > 1 else (yield [profile])[0]
     if isinstance(prof, UpstreamFailure) or prof.status != 200:
-        verdict = _profile_refusal(prof)
-        if verdict == "insufficient_scope":
-            # A live token with no profile scope (say, only Alexa scopes):
-            # tokeninfo still proves who it is.
-            identity = Identity(user_id=user_id, client_id=aud, expires_at=expires_at)
-            request_id = prof.request_id if isinstance(prof, UpstreamResponse) else None
-            return Resolved(identity, expires_mono, has_profile=True, request_id=request_id)
-        if verdict == "invalid_token":
-            # Expired, revoked or app removed between the two calls.
-            raise _about(InvalidToken(_REJECTED), "profile", prof)
-        if verdict == "invalid_request":
-            raise _about(UpstreamUnavailable(_OUR_REQUEST), "profile", prof, "invalid_request")
-        raise _unavailable("profile", prof)
+        # Raises, but for a token with no profile scope.
+        identity = _without_profile(
+            prof, Identity(user_id=user_id, client_id=aud, expires_at=expires_at)
+        )
+        request_id = prof.request_id if isinstance(prof, UpstreamResponse) else None
+        return Resolved(identity, expires_mono, has_profile=True, request_id=request_id)
     try:
         fields = _profile_fields(_json_object(prof))
     except _Nonsense as exc:

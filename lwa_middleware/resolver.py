@@ -48,8 +48,7 @@ from ._observe import logger
 from .breaker import CircuitBreaker, Throttle
 from .cache import Entry, IdentityCache, token_digest
 from .errors import AuthError, BreakerOpen, InvalidToken, Saturated, UpstreamUnavailable
-from .flow import Flow, Lookup, Resolved, resolution_flow
-from .identity import Identity
+from .flow import Flow, Lookup, Outcome, Resolved, UpstreamRequest, resolution_flow
 from .routes import Policy
 from .singleflight import TaskFlights, ThreadFlights
 from .stats import Stats
@@ -57,7 +56,7 @@ from .tokens import looks_like_lwa_token
 
 if TYPE_CHECKING:
     from .config import Settings
-    from .shared_cache import AsyncSharedCache, Fleet, SharedHit, SyncSharedCache
+    from .shared_cache import AsyncSharedCache, Fleet, SharedHit, SharedTier, SyncSharedCache
     from .upstream import AsyncDriver, SyncDriver
 
 __all__ = ["AsyncControls", "BlockingControls", "Resolver"]
@@ -73,8 +72,9 @@ ACCESS_TOKEN_LIFETIME = 3600.0
 #: fails every lookup, and one line per interval with a count says as much.
 WARNING_INTERVAL = 10.0
 
-Decorate = Callable[[Identity], Any]
 _T = TypeVar("_T")
+_F = TypeVar("_F")
+_D = TypeVar("_D")
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,10 +87,11 @@ class _AskLWA:
 
 @dataclass(frozen=True, slots=True)
 class _Share:
-    """Plan step: call ``method(*args)`` on the shared cache; send its result."""
+    """Plan step: one call on the shared cache, typed against
+    :class:`~.shared_cache.SharedTier` (so mypy checks it); the plan is sent
+    its result (awaited, from the async tier)."""
 
-    method: str
-    args: tuple[Any, ...]
+    call: Callable[[SharedTier[Any, Any]], Any]
 
 
 _Plan = Generator[_AskLWA | _Share, Any, _T]
@@ -102,6 +103,14 @@ def _advance(plan: _Plan[Any], reply: Any) -> tuple[bool, Any]:
         return False, plan.send(reply)
     except StopIteration as stop:
         return True, stop.value
+
+
+def _ask(tier: SharedTier[_F, _D] | None, step: _Share) -> Any:
+    """``step`` carried out on ``tier`` (typed, so mypy checks that each
+    driver is a :class:`SharedTier`): its answer, or its awaitable."""
+    if tier is None:  # a plan asks only when Redis is configured
+        raise RuntimeError("a plan asked the shared cache, and there is none")
+    return step.call(tier)
 
 
 def _outcome(run: Callable[[Lookup], Resolved], lookup: Lookup) -> Resolved | AuthError:
@@ -128,11 +137,12 @@ class Resolver:
 
     :param settings: validated options (its ``clock`` is the monotonic clock
         of every deadline here).
-    :param decorate: builds, once per identity, the adapter objects stored in
-        :attr:`Entry.extra` (Starlette's credentials for ASGI).
+
+    It never calls back into the adapter that drives it: what an adapter
+    attaches per entry, it builds itself (:attr:`Entry.extra <.cache.Entry.extra>`).
     """
 
-    def __init__(self, settings: Settings, decorate: Decorate | None = None) -> None:
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.stats = Stats()
         self.clock = clock = settings.clock
@@ -149,7 +159,6 @@ class Resolver:
         )
         self._unavailable_log = Throttle(WARNING_INTERVAL, clock=clock)
         self._saturated_log = Throttle(WARNING_INTERVAL, clock=clock)
-        self._decorate = decorate
         self._local_ttl = settings.local_cache_ttl if settings.uses_redis else None
         self._on_event = settings.on_event
         #: The application's tracer, once it has set an OpenTelemetry provider.
@@ -163,6 +172,10 @@ class Resolver:
         self._tasks: TaskFlights[Entry] = TaskFlights()
         self._sync_driver: SyncDriver | None = None
         self._async_driver: AsyncDriver | None = None
+        if settings.http_client is not None:
+            from .upstream import check_http_client
+
+            check_http_client(settings.http_client)
         self._sync_shared: SyncSharedCache | None = None
         self._async_shared: AsyncSharedCache | None = None
         self._lazy_lock = threading.Lock()
@@ -225,7 +238,7 @@ class Resolver:
         """Shared cache, then LWA, then write back: the one order of business."""
         shared = self.settings.uses_redis
         if shared:
-            found = yield _Share("get", (token, policy.revalidate))
+            found = yield _Share(lambda tier: tier.get(token, policy.revalidate))
             entry = self._from_shared(key, found, policy)
             if entry is not None:
                 return entry
@@ -239,10 +252,10 @@ class Resolver:
             resolved = yield _AskLWA(self._lookup(token, policy))
         if isinstance(resolved, AuthError):
             if shared:
-                yield _Share("record_failure", (token, resolved))
+                yield _Share(lambda tier: tier.record_failure(token, resolved))
             return self._failed(key, resolved, policy, started)
         if shared:
-            yield _Share("put", (token, resolved))
+            yield _Share(lambda tier: tier.put(token, resolved))
         return self._succeeded(key, resolved, started)
 
     def _forget_plan(self, token: str, *, revoke: bool) -> _Plan[None]:
@@ -260,11 +273,11 @@ class Resolver:
             left = max(1.0, min(left, ACCESS_TOKEN_LIFETIME))
             self.cache.revoke(key, self.clock() + left)
             if self.settings.uses_redis:
-                yield _Share("revoke", (token, left))
+                yield _Share(lambda tier: tier.revoke(token, left))
         else:
             self.cache.discard(key)
             if self.settings.uses_redis:
-                yield _Share("discard", (token,))
+                yield _Share(lambda tier: tier.discard(token))
 
     def _lookup(self, token: str, policy: Policy) -> Lookup:
         """The LWA lookup of ``token``, with its shape, which decides its share of slots."""
@@ -294,15 +307,13 @@ class Resolver:
         )
 
     def _entry(self, key: bytes, resolved: Resolved, fresh_for: float | None = None) -> Entry:
-        identity = resolved.identity
-        extra = self._decorate(identity) if self._decorate is not None else None
         if self._local_ttl is not None and not self._trusted(key):
             # With a shared cache, trust this process's copy only briefly, so
             # an invalidate() or revoke() on another worker reaches this one
             # (while pushes reach it, they do that at once: no need).
             fresh_for = self._local_ttl if fresh_for is None else min(fresh_for, self._local_ttl)
         return self.cache.make_entry(
-            identity, resolved.expires_mono, resolved.has_profile, extra, fresh_for=fresh_for
+            resolved.identity, resolved.expires_mono, resolved.has_profile, fresh_for=fresh_for
         )
 
     def _trusted(self, key: bytes) -> bool:
@@ -422,14 +433,15 @@ class Resolver:
 
     # -- the blocking driver -------------------------------------------------
 
-    def _sync_parts(self) -> tuple[SyncDriver, SyncSharedCache | None]:
+    def _sync_upstream(self) -> SyncDriver:
+        """The blocking HTTP driver, built on first need: a revoke() never needs it."""
         if self._sync_driver is None:
             with self._lazy_lock:
                 if self._sync_driver is None:
                     from .upstream import SyncDriver
 
                     self._sync_driver = SyncDriver(self.settings)
-        return self._sync_driver, self._blocking_shared()
+        return self._sync_driver
 
     def _blocking_shared(self) -> SyncSharedCache | None:
         if self._sync_shared is None and self.settings.uses_redis:
@@ -441,13 +453,13 @@ class Resolver:
         return self._sync_shared
 
     def _drive(self, plan: _Plan[_T]) -> _T:
-        driver, shared = self._sync_parts()
+        shared = self._blocking_shared()
         done, step = _advance(plan, None)
         while not done:
             if isinstance(step, _AskLWA):
-                done, step = _advance(plan, _outcome(driver.run, step.lookup))
+                done, step = _advance(plan, _outcome(self._sync_upstream().run, step.lookup))
             else:
-                done, step = _advance(plan, getattr(shared, step.method)(*step.args))
+                done, step = _advance(plan, _ask(shared, step))
         return cast(_T, step)
 
     def resolve_sync(self, token: str, policy: Policy) -> Entry:
@@ -481,10 +493,16 @@ class Resolver:
         self._drive(self._forget_plan(token, revoke=True))
 
     def warm_sync(self) -> None:
-        """Build the blocking driver now (httpx2, SSL context, clients), so the
-        first token does not pay for it. It starts no thread (its pool makes
-        them on demand): a process forked after it has none of them."""
-        self._sync_parts()
+        """Build the blocking driver now (aiohttp imported, SSL context), so the
+        first token does not pay for it. It starts no thread (its I/O loop
+        starts with the first lookup): a process forked after it has none."""
+        self._sync_upstream()
+        self._blocking_shared()
+
+    def send_sync(self, request: UpstreamRequest) -> Outcome:
+        """One request to LWA on this middleware's blocking driver (the
+        sign-in's token endpoint under WSGI): its pool, TLS, deadline, body cap."""
+        return self._sync_upstream().send(request)
 
     def close(self) -> None:
         """Close pooled connections; a later request builds fresh ones."""
@@ -500,42 +518,53 @@ class Resolver:
 
     # -- the async driver (asyncio or trio) ----------------------------------
 
-    def _async_parts(self) -> tuple[AsyncDriver, AsyncSharedCache | SyncSharedCache | None]:
+    def _async_upstream(self) -> AsyncDriver:
+        """The async HTTP driver, built on first need: a revoke() never needs it."""
         if self._async_driver is None:
             from .upstream import AsyncDriver
 
             self._async_driver = AsyncDriver(self.settings)
+        return self._async_driver
+
+    def _async_shared_cache(self) -> AsyncSharedCache | None:
+        """This loop's async shared cache; ``None`` without Redis, or off
+        asyncio, where the blocking one (built here) serves from a worker thread."""
         if not self.settings.uses_redis:
-            return self._async_driver, None
+            return None
         if sniffio.current_async_library() != "asyncio":
             # redis-py's async client is asyncio-only: elsewhere (trio) the
             # blocking client runs in a worker thread.
-            return self._async_driver, self._blocking_shared()
+            self._blocking_shared()
+            return None
         if self._async_shared is None:
             from .shared_cache import AsyncSharedCache
 
             self._async_shared = AsyncSharedCache(self.settings, fleet=self._fleet)
-        return self._async_driver, self._async_shared
+        return self._async_shared
 
     async def warm_async(self) -> None:
         """Build the async driver and this loop's clients now (lifespan startup)."""
-        await self._async_parts()[0].start()
+        self._async_shared_cache()
+        await self._async_upstream().start()
+
+    async def send_async(self, request: UpstreamRequest) -> Outcome:
+        """:meth:`send_sync` on the async driver (the sign-in under ASGI)."""
+        return await self._async_upstream().send(request)
 
     async def _adrive(self, plan: _Plan[_T]) -> _T:
-        driver, shared = self._async_parts()
+        shared = self._async_shared_cache()
         done, step = _advance(plan, None)
         while not done:
             reply: Any
             if isinstance(step, _AskLWA):
                 try:
-                    reply = await driver.run(step.lookup)
+                    reply = await self._async_upstream().run(step.lookup)
                 except AuthError as error:
                     reply = error
-            elif shared is self._sync_shared:
-                call = functools.partial(getattr(shared, step.method), *step.args)
-                reply = await anyio.to_thread.run_sync(call)
+            elif shared is None:
+                reply = await anyio.to_thread.run_sync(_ask, self._blocking_shared(), step)
             else:
-                reply = await getattr(shared, step.method)(*step.args)
+                reply = await _ask(shared, step)
             done, step = _advance(plan, reply)
         return cast(_T, step)
 

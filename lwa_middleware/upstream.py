@@ -1,8 +1,10 @@
 """Thin drivers that run a :mod:`.flow` over real HTTP.
 
-:class:`SyncDriver` uses a pooled ``httpx2.Client`` (plus a small thread pool to
-send a two-request batch concurrently); :class:`AsyncDriver` uses a pooled
-``httpx2.AsyncClient``. Both enforce, per lookup:
+Both send with ``aiohttp`` (:mod:`._aio`, chosen by measurement: issue 23):
+:class:`AsyncDriver` on its own asyncio loop, :class:`SyncDriver` through one
+I/O loop in a thread of its own. On trio, or with an ``http_client`` of the
+application's, they use pooled ``httpx2`` clients (the sync one with a small
+thread pool to send a two-request batch concurrently). Both enforce, per lookup:
 
 * one overall deadline (httpx2's read timeout is per chunk, so a body dripped
   a byte at a time would otherwise hold a request for ever);
@@ -39,12 +41,14 @@ import threading
 import time
 import types
 import weakref
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, cast
 
 import anyio
 import anyio.lowlevel
 import httpx2
+import sniffio
 
 from . import _otel
 from ._loopbound import keep_until_shutdown
@@ -52,6 +56,7 @@ from .errors import AuthError, ConfigurationError, Saturated, UpstreamUnavailabl
 from .flow import Lookup, Outcome, Resolved, UpstreamFailure, UpstreamRequest, UpstreamResponse
 
 if TYPE_CHECKING:
+    from . import _aio
     from .config import Settings
 
 __all__ = ["AsyncDriver", "SyncDriver"]
@@ -84,6 +89,12 @@ def ssl_context(settings: Settings) -> ssl.SSLContext:
 #: 2 -> ~1.65 ms; 4 keeps the client count (each sync Client costs ~1 ms to
 #: build) at 50 for the default 100 lookups in flight.
 SHARD_CONNECTIONS = 4
+
+#: Whether lookups go through aiohttp (:mod:`._aio`) where they can: on
+#: asyncio, and from WSGI threads, without an ``http_client``. ``False`` is
+#: httpx2 everywhere, as before issue 23 (``benchmarks/bench_scale.py``
+#: compares the two in one run).
+AIOHTTP = True
 
 
 def pool_shape(settings: Settings) -> tuple[int, int]:
@@ -144,7 +155,14 @@ def _failure(exc: Exception) -> UpstreamFailure:
 _REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 
 
-def _request_id(response: httpx2.Response) -> str | None:
+class _Headed(Protocol):
+    """An HTTP answer of httpx2 or aiohttp: what is read of its headers."""
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+
+def _request_id(response: _Headed) -> str | None:
     """LWA's ``x-amzn-RequestId`` of ``response``, or ``None`` if absent or oddly shaped."""
     value = response.headers.get("x-amzn-requestid")
     return value if value is not None and _REQUEST_ID.fullmatch(value) else None
@@ -155,7 +173,7 @@ class _Body:
 
     __slots__ = ("chunks", "deadline", "limit", "size")
 
-    def __init__(self, response: httpx2.Response, limit: int, deadline: float) -> None:
+    def __init__(self, response: _Headed, limit: int, deadline: float) -> None:
         self.chunks: list[bytes] = []
         self.size = 0
         self.limit = limit
@@ -215,6 +233,14 @@ def checked_client(client: object, asyncio: bool) -> Any:
     return client
 
 
+def check_http_client(factory: Callable[..., Any]) -> None:
+    """Call ``http_client`` both ways once, so a wrong answer fails when the
+    middleware is built rather than on the first request (issue 21)."""
+    checked_client(factory(asyncio=False), asyncio=False).close()
+    # Never opened, so dropping it leaks nothing (it cannot be closed off a loop).
+    checked_client(factory(asyncio=True), asyncio=True)
+
+
 def _saturated(settings: Settings) -> Saturated:
     return Saturated("Too many LWA lookups are in flight.", retry_after=settings.retry_after)
 
@@ -270,17 +296,24 @@ def _lanes(lookup: Lookup, every: _Slots, odd: _Slots) -> tuple[_Slots, ...]:
 
 
 class SyncDriver:
-    """Runs flows with pooled, reused clients (:func:`pool_shape`); safe across threads."""
+    """Runs flows through one I/O loop (:class:`._aio.LoopThread`), or with the
+    application's ``http_client``; safe across threads."""
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         clients, connections = pool_shape(settings)
+        self._aio: _aio.LoopThread | None = None
+        self._clients: list[httpx2.Client] = []
         if settings.http_client is not None:
-            self._clients: list[httpx2.Client] = _own_clients(settings, asyncio=False)
+            self._clients = _own_clients(settings, asyncio=False)
             connections *= clients  # one client holds every seat
-        else:
+        elif not AIOHTTP:
             options = _client_options(settings, ssl_context(settings))
             self._clients = [httpx2.Client(**options) for _ in range(clients)]  # type: ignore[arg-type]
+        else:
+            from ._aio import LoopThread
+
+            self._aio = LoopThread(settings, ssl_context(settings))
         self._seats = _Seats(self._clients, connections)
         # Threads are made on demand, so sizing the pool to the cap costs nothing idle.
         self._pool = ThreadPoolExecutor(
@@ -291,7 +324,9 @@ class SyncDriver:
         # A middleware dropped without close() (a test building one per
         # test, Django rebuilding its middleware) must not leave its pooled
         # sockets to the garbage collector: they are closed with the driver.
-        self._finalizer = weakref.finalize(self, _close_blocking, self._clients, self._pool)
+        self._finalizer = weakref.finalize(
+            self, _close_blocking, self._clients, self._pool, self._aio
+        )
 
     def run(self, lookup: Lookup) -> Resolved:
         flow, timeout = lookup.flow, self._settings.timeout
@@ -319,6 +354,8 @@ class SyncDriver:
                 slots.release()
 
     def _send_batch(self, batch: list[UpstreamRequest], deadline: float) -> list[Outcome]:
+        if self._aio is not None:
+            return self._aio.batch(batch, deadline)
         # The pool's threads run in a copy of this thread's context, so the
         # call stays in the caller's trace (and any contextvar it relies on).
         others = [
@@ -327,6 +364,16 @@ class SyncDriver:
         ]
         first = self._send(batch[0], deadline)
         return [first, *(future.result() for future in others)]
+
+    def send(self, request: UpstreamRequest) -> Outcome:
+        """One request outside any lookup (the sign-in's token endpoint): the
+        same clients, TLS, deadline and body cap, and an in-flight slot."""
+        if not self._slots.acquire(timeout=self._settings.timeout):
+            raise _saturated(self._settings)
+        try:
+            return self._send_batch([request], time.monotonic() + self._settings.timeout)[0]
+        finally:
+            self._slots.release()
 
     def _send(self, request: UpstreamRequest, deadline: float) -> Outcome:
         with _otel.call_span(request.endpoint) as span:
@@ -341,9 +388,10 @@ class SyncDriver:
         client, seated = self._seats.take()
         try:
             with client.stream(
-                "GET",
+                request.method,
                 request.url,
                 headers=request.headers,
+                content=request.body,
                 timeout=remaining,
                 follow_redirects=False,
             ) as response:
@@ -362,16 +410,22 @@ class SyncDriver:
         self._finalizer()
 
 
-def _close_blocking(clients: list[httpx2.Client], pool: ThreadPoolExecutor) -> None:
+def _close_blocking(
+    clients: list[httpx2.Client], pool: ThreadPoolExecutor, aio: _aio.LoopThread | None
+) -> None:
     for client in clients:
         client.close()
     pool.shutdown(wait=False, cancel_futures=True)
+    if aio is not None:
+        aio.close()
 
 
 class AsyncDriver:
-    """Runs flows with pooled, reused ``AsyncClient``s, on asyncio or trio.
+    """Runs flows on asyncio or trio: with aiohttp (:class:`._aio.Transport`)
+    on asyncio, else (trio, or the application's ``http_client``) with pooled,
+    reused httpx2 ``AsyncClient``s.
 
-    An ``AsyncClient`` and its connections belong to one event loop, so the
+    A client and its connections belong to one event loop, so the
     driver keeps one set of clients (:func:`pool_shape`) per running loop
     (normally exactly one; a test client that starts a loop per request gets
     a fresh set each time). A client is never dropped with its connections open: it is closed by
@@ -387,25 +441,29 @@ class AsyncDriver:
         self._slots: anyio.Semaphore | None = None
         self._odd: anyio.Semaphore | None = None
         self._keepers: list[types.AsyncGeneratorType[None, None]] = []
-        self._seats: _Seats[httpx2.AsyncClient] | None = None
+        self._seats: _Seats[httpx2.AsyncClient] | _aio.Transport | None = None
 
     async def _bind(
         self,
-    ) -> tuple[_Seats[httpx2.AsyncClient], anyio.Semaphore, anyio.Semaphore]:
+    ) -> tuple[_Seats[httpx2.AsyncClient] | _aio.Transport, anyio.Semaphore, anyio.Semaphore]:
         loop = anyio.lowlevel.current_token()
         seats, every, odd = self._seats, self._slots, self._odd
         if self._loop != loop or seats is None or every is None or odd is None:
             count, connections = pool_shape(self._settings)
+            made: list[httpx2.AsyncClient] = []
             if self._settings.http_client is not None:
-                made: list[httpx2.AsyncClient] = _own_clients(self._settings, asyncio=True)
+                made = _own_clients(self._settings, asyncio=True)
                 connections *= count  # one client holds every seat
-            else:
+            elif not AIOHTTP or sniffio.current_async_library() != "asyncio":  # asyncio-only
                 options = _client_options(self._settings, self._ssl)
                 made = [httpx2.AsyncClient(**options) for _ in range(count)]  # type: ignore[arg-type]
             every = anyio.Semaphore(self._settings.max_concurrent_lookups)
             odd = anyio.Semaphore(_odd_slots(self._settings))
+            seats = _Seats(made, connections) if made else self._transport()
 
             async def close_all() -> None:
+                if not made:
+                    await cast("_aio.Transport", seats).close()
                 for client in made:
                     await client.aclose()
 
@@ -414,9 +472,13 @@ class AsyncDriver:
             # others keep their clients until their own loop closes them.
             self._keepers = [k for k in self._keepers if k.ag_frame is not None]
             self._keepers.append(keeper)
-            seats = _Seats(made, connections)
             self._seats, self._slots, self._odd, self._loop = seats, every, odd, loop
         return seats, every, odd
+
+    def _transport(self) -> _aio.Transport:
+        from ._aio import Transport
+
+        return Transport(self._settings, self._ssl)
 
     async def start(self) -> None:
         """Make this loop's clients now (at lifespan startup), not on the first lookup."""
@@ -427,16 +489,15 @@ class AsyncDriver:
         flow, timeout = lookup.flow, self._settings.timeout
         held: list[anyio.Semaphore] = []
         try:
-            with anyio.move_on_after(timeout) as waiting:
-                for slots in _lanes(lookup, every, odd):
-                    await slots.acquire()
-                    held.append(slots)
-            if waiting.cancelled_caught:
+            if not await _hold(_lanes(lookup, every, odd), held, timeout):
                 flow.close()
                 raise _saturated(self._settings)
             deadline = time.monotonic() + timeout
             batch = next(flow)
             while True:
+                if not isinstance(seats, _Seats):
+                    batch = flow.send(await seats.batch(batch, deadline))
+                    continue
                 outcomes: list[Outcome] = [UpstreamFailure("not sent")] * len(batch)
                 async with anyio.create_task_group() as group:
                     for index, request in enumerate(batch):
@@ -452,6 +513,23 @@ class AsyncDriver:
         finally:
             for slots in held:
                 slots.release()
+
+    async def send(self, request: UpstreamRequest) -> Outcome:
+        """:meth:`SyncDriver.send` on this event loop."""
+        seats, every, _ = await self._bind()
+        with anyio.move_on_after(self._settings.timeout) as waiting:
+            await every.acquire()
+        if waiting.cancelled_caught:
+            raise _saturated(self._settings)
+        try:
+            deadline = time.monotonic() + self._settings.timeout
+            if not isinstance(seats, _Seats):
+                return (await seats.batch([request], deadline))[0]
+            outcomes: list[Outcome] = [UpstreamFailure("not sent")]
+            await self._send(seats, request, deadline, outcomes, 0)
+            return outcomes[0]
+        finally:
+            every.release()
 
     async def _send(
         self,
@@ -475,9 +553,10 @@ class AsyncDriver:
         try:
             with anyio.fail_after(remaining):
                 async with client.stream(
-                    "GET",
+                    request.method,
                     request.url,
                     headers=request.headers,
+                    content=request.body,
                     timeout=remaining,
                     follow_redirects=False,
                 ) as response:
@@ -493,7 +572,29 @@ class AsyncDriver:
             seats.give(client, seated)
 
     async def aclose(self) -> None:
-        """Close the client of the running loop; a later request makes a new one."""
+        """Close the clients of the running loop; a later request makes a new one."""
         if self._keepers and self._loop == anyio.lowlevel.current_token():
             await self._keepers.pop().aclose()  # the last keeper is this loop's
             self._seats = None
+
+
+async def _hold(
+    lanes: tuple[anyio.Semaphore, ...], held: list[anyio.Semaphore], patience: float
+) -> bool:
+    """Take a slot of each of ``lanes`` (into ``held``) within ``patience`` seconds;
+    ``False`` if they stayed busy. A free slot is taken at once, without the
+    cancel scope that waiting needs (it costs more than the rest here)."""
+    for slots in lanes:
+        try:
+            slots.acquire_nowait()
+        except anyio.WouldBlock:
+            break
+        held.append(slots)
+    else:
+        return True
+    with anyio.move_on_after(patience):
+        for slots in lanes[len(held) :]:
+            await slots.acquire()
+            held.append(slots)
+        return True
+    return False

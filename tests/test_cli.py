@@ -7,8 +7,10 @@ talked to over HTTP at the URL they print, and are stopped with a signal.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
+import logging
 import os
 import queue
 import re
@@ -20,12 +22,15 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, parse_qsl, urlsplit
 
 import httpx2
 import pytest
+from support.callers import asgi_call, asgi_scope
 
 import lwa_middleware
+from lwa_middleware import LWAMiddleware
 from lwa_middleware.cli import main
 from lwa_middleware.testing import BUILTIN_CUSTOMERS, Fault, LWAEmulator
 
@@ -201,6 +206,54 @@ def test_inspect_times_out(lwa_emulator: LWAEmulator, capsys: pytest.CaptureFixt
     assert time.monotonic() - started < 5
     assert code == 3
     assert "timed out" in json.loads(out)["reason"]
+
+
+def test_inspect_answers_as_the_middleware_does_when_lwa_is_down(
+    lwa_emulator: LWAEmulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """inspect goes through the middleware's resolver, so it cannot drift from
+    it: LWA down, it reports the very Retry-After the middleware answers."""
+    token = lwa_emulator.issue_token()
+    lwa_emulator.inject(Fault.DOWN)
+    code, out, _ = run(capsys, inspect(lwa_emulator, token), secret=token)
+    assert code == 3
+    middleware = LWAMiddleware(
+        _ok_app, client_id=lwa_emulator.client_id, api_base_url=lwa_emulator.base_url
+    )
+
+    async def ask() -> list[dict[str, Any]]:
+        try:
+            scope = asgi_scope("/", {"Authorization": f"Bearer {token}"})
+            return await asgi_call(middleware, scope)
+        finally:
+            await middleware.aclose()
+
+    start = asyncio.run(ask())[0]
+    assert start["status"] == 503
+    retry_after = dict(start["headers"])[b"retry-after"].decode()
+    assert json.loads(out)["retry_after"] == int(retry_after)
+
+
+def test_inspect_asks_lwa_not_the_apps_shared_cache(
+    lwa_emulator: LWAEmulator,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The environment's LWA_REDIS_URL is the app's: inspect neither reads nor writes it."""
+    monkeypatch.setenv("LWA_REDIS_URL", "redis://127.0.0.1:1/0")  # nothing listens there
+    token = lwa_emulator.issue_token()
+    with caplog.at_level(logging.DEBUG, logger="lwa_middleware"):
+        code, out, _ = run(capsys, inspect(lwa_emulator, token), secret=token)
+    assert code == 0
+    assert json.loads(out)["valid"] is True
+    assert lwa_emulator.calls["tokeninfo"] == 1
+    touched = [r.getMessage() for r in caplog.records if "shared_cache" in r.name]
+    assert not touched  # no Redis connection tried, no shared-cache warning
+
+
+async def _ok_app(scope: Any, receive: Any, send: Any) -> None:
+    raise AssertionError("LWA is down: the app is never called")
 
 
 CLIENT_X = ["inspect", "{token}", "--client-id", "x"]

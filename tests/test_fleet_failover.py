@@ -178,11 +178,16 @@ def test_a_fresh_fleet_on_a_cluster_shares_from_its_first_burst(
             with ThreadPoolExecutor(4) as pool:
                 assert list(pool.map(ask, zip(clients, workers.urls, strict=True))) == [200] * 4
             costs.append(lwa_emulator.calls["tokeninfo"] - before)
+        stats = [client.get(url + "/stats").json()
+                 for client, url in zip(clients, workers.urls, strict=True)]
         print("tokeninfo calls per token, first bursts:", costs)
-        # One each is the target (and what an idle machine gives); under a
-        # load average of 10 on 2 cores a first token now and then costs 2.
-        # Before: 4 each (every worker skipped Redis).
-        assert sum(costs) <= len(costs) + 3
+        # One each, whatever the load: under a load average of 10 to 20 a
+        # worker's first round trips (a connect, the command table, a script
+        # load, the secret) outran the reply deadline, and its breaker then
+        # skipped Redis: [2, 1, 1, 1, 1] to [4, 4, 4, 4, 4]. Also run with
+        # a few busy loops beside it.
+        assert costs == [1] * len(costs), stats
+        assert [s["redis_errors"] for s in stats] == [0] * len(stats), stats
     finally:
         for client in clients:
             client.close()

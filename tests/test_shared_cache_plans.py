@@ -474,3 +474,36 @@ def test_a_durable_write_pauses_between_attempts_on_the_clock(clock: FakeClock) 
         _Sleep(0.05),
         _Call("delete", (keys[0], keys[1])),
     ]
+
+
+def test_a_process_first_contact_with_a_cluster_has_the_clusters_budget(
+    clock: FakeClock,
+) -> None:
+    """Issue 24, item 6: until COLD_START seconds after its first success, an
+    asyncio worker's round trips on a Cluster take CLUSTER_INIT_TIMEOUT (its
+    first calls connect to each node and load scripts there), then the reply
+    deadline again, so a later failover costs no more. A plain Redis keeps
+    the reply deadline throughout."""
+    from lwa_middleware.config import Settings
+    from lwa_middleware.shared_cache import AsyncSharedCache
+    from lwa_middleware.shared_cache._drivers import CLUSTER_INIT_TIMEOUT
+    from lwa_middleware.shared_cache._health import COLD_START, DURABLE_TIMEOUT
+
+    def cache(url: str) -> AsyncSharedCache:
+        # Never connected to: the deadline is decided before any IO.
+        return AsyncSharedCache(Settings.from_options(
+            client_id="amzn1.application-oa2-client.plans", redis_url=url,
+            cache_key_secret=SECRET, clock=clock))
+
+    on_cluster, plain = cache("redis+cluster://127.0.0.1:1"), cache("redis://127.0.0.1:1/0")
+    reply = on_cluster._deadline
+    assert reply < CLUSTER_INIT_TIMEOUT == on_cluster._step_deadline(False)
+    on_cluster._failed(redis.ConnectionError("refused"))  # a failure warms nothing
+    assert on_cluster._step_deadline(False) == CLUSTER_INIT_TIMEOUT
+    on_cluster._succeeded()
+    clock.advance(COLD_START - 0.5)
+    assert on_cluster._step_deadline(False) == CLUSTER_INIT_TIMEOUT
+    clock.advance(1.0)
+    assert on_cluster._step_deadline(False) == reply
+    assert on_cluster._step_deadline(True) == DURABLE_TIMEOUT
+    assert plain._step_deadline(False) == plain._deadline < CLUSTER_INIT_TIMEOUT

@@ -157,7 +157,7 @@ def test_a_missing_cache_key_secret_is_warned_about_once(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     caplog.set_level(logging.WARNING, logger="lwa_middleware.shared_cache")
-    monkeypatch.setattr(shared_cache._plans, "_warned_no_secret", False)
+    monkeypatch.setattr(shared_cache._secret, "_warned_no_secret", False)
     common: dict[str, Any] = dict(
         client_id=lwa_emulator.client_id,
         api_base_url=lwa_emulator.base_url,

@@ -471,6 +471,8 @@ def test_a_cancelled_request_gives_its_seat_back(backend: str) -> None:
         endpoint: str = "tokeninfo"
         url: str = "https://api.amazon.com/auth/o2/tokeninfo"
         headers: tuple[()] = ()
+        method: str = "GET"
+        body: None = None
 
     async def main() -> None:
         driver = AsyncDriver(Settings.from_options(client_id="amzn1.application-oa2-client.0123"))

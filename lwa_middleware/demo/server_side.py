@@ -206,23 +206,29 @@ class HtmlRefusals:
         return "Refused", f"<p>The request was refused ({_e(error)}).</p>", '<a href="/">Home</a>'
 
 
-class _RefreshCounter(httpx2.BaseTransport):
-    """Counts the refresh grants SignIn sends to LWA (for the profile page)."""
+class _RefreshCounter:
+    """Counts the refresh grants SignIn sends to LWA (for the profile page).
+
+    An ``http_client`` factory for the middleware, whose pooled clients the
+    sign-in sends its token calls on too (one HTTP stack per process)."""
 
     def __init__(self) -> None:
         self.refreshes = 0
         self._lock = threading.Lock()
-        self._inner = httpx2.HTTPTransport()
 
-    def handle_request(self, request: httpx2.Request) -> httpx2.Response:
-        form = dict(parse_qsl(request.read().decode("latin-1")))
+    def _seen(self, request: httpx2.Request) -> None:
+        form = dict(parse_qsl(request.content.decode("latin-1")))
         if form.get("grant_type") == "refresh_token":
             with self._lock:
                 self.refreshes += 1
-        return self._inner.handle_request(request)
 
-    def close(self) -> None:
-        self._inner.close()
+    async def _aseen(self, request: httpx2.Request) -> None:
+        self._seen(request)
+
+    def __call__(self, asyncio: bool) -> httpx2.Client | httpx2.AsyncClient:
+        if asyncio:
+            return httpx2.AsyncClient(event_hooks={"request": [self._aseen]})
+        return httpx2.Client(event_hooks={"request": [self._seen]})
 
 
 def build_server_side_demo_app(
@@ -271,7 +277,6 @@ def build_server_side_demo_app(
         link=link,
         refresh_margin=min(60.0, lifetime / 2),
         clock=clock,
-        http=httpx2.Client(transport=counter, timeout=5.0, follow_redirects=False),
     )
 
     def page(title: str, body: str, request: Request, status: int = 200) -> HTMLResponse:
@@ -359,6 +364,6 @@ def build_server_side_demo_app(
         api_base_url=emulator.base_url,
         session=signin,
         routes=routes,
-        **options,
+        **{"http_client": counter, **options},
     )
     return HtmlRefusals(middleware, signin)

@@ -13,7 +13,8 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 from django.http import HttpRequest, HttpResponse
 
-from ..config import Settings
+from .._options import OptionError, origin_of
+from ..config import OPTIONS, Settings
 from ..errors import DEFAULT_REALM, AuthError, ConfigurationError
 from ..gate import Gate
 from ..identity import IDENTITY_KEY, Identity
@@ -33,11 +34,7 @@ __all__ = [
 ]
 
 #: ``settings.LWA`` key → middleware option.
-OPTION_KEYS: dict[str, str] = {
-    name.upper(): name
-    for name in ({"client_id", "region", "default"} | set(Settings.__dataclass_fields__))
-    - {"client_ids"}
-}
+OPTION_KEYS: dict[str, str] = {option.django_key: option.name for option in OPTIONS}
 _EXTRA_KEYS = frozenset({"SET_USER", "BEARER_USERS"})
 
 #: The sign-in backend; listed in ``AUTHENTICATION_BACKENDS``, it turns
@@ -73,14 +70,7 @@ def settings_from_django(config: Mapping[str, Any] | None = None) -> tuple[Setti
         raise ImproperlyConfigured(
             f"settings.LWA must be a dict of options, not {type(config).__name__}"
         )
-    unknown = sorted(
-        str(key) for key in config if key not in OPTION_KEYS and key not in _EXTRA_KEYS
-    )
-    if unknown:
-        raise ImproperlyConfigured(
-            f"settings.LWA: unknown key(s) {', '.join(unknown)}; known keys are "
-            f"{', '.join(sorted([*OPTION_KEYS, *_EXTRA_KEYS]))}"
-        )
+    _check_keys(config)
     options = {OPTION_KEYS[key]: value for key, value in config.items() if key in OPTION_KEYS}
     set_user = config.get("SET_USER", False)
     if not isinstance(set_user, bool):
@@ -89,8 +79,26 @@ def settings_from_django(config: Mapping[str, Any] | None = None) -> tuple[Setti
         raise ImproperlyConfigured("settings.LWA['BEARER_USERS'] must be True, False or None")
     try:
         return Settings.from_options(**options), set_user
+    except OptionError as exc:
+        # Named by its key when settings.LWA gave it (the environment names itself).
+        keys = {OPTION_KEYS[key]: f"settings.LWA[{key!r}]" for key in config if key in OPTION_KEYS}
+        named = origin_of(exc, keys)
+        where = "" if named.source in keys.values() else "settings.LWA: "
+        raise ImproperlyConfigured(f"{where}{named}") from exc
     except ConfigurationError as exc:
         raise ImproperlyConfigured(f"settings.LWA: {exc}") from exc
+
+
+def _check_keys(config: Mapping[str, Any]) -> None:
+    """Refuse a key of ``settings.LWA`` that names no option, saying which do."""
+    unknown = sorted(
+        str(key) for key in config if key not in OPTION_KEYS and key not in _EXTRA_KEYS
+    )
+    if unknown:
+        raise ImproperlyConfigured(
+            f"settings.LWA: unknown key(s) {', '.join(unknown)}; known keys are "
+            f"{', '.join(sorted([*OPTION_KEYS, *_EXTRA_KEYS]))}"
+        )
 
 
 def bearer_users() -> bool:

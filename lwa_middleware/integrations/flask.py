@@ -80,7 +80,8 @@ from typing import Any, Literal, ParamSpec, TypeVar, cast, overload
 
 from flask import Flask, Response, abort, current_app, g, has_request_context, request
 
-from ..config import Settings
+from .._options import OptionError, origin_of
+from ..config import OPTIONS
 from ..errors import DEFAULT_REALM, AuthError, ConfigurationError, MissingToken
 from ..identity import IDENTITY_KEY, Identity, get_identity, realm_of
 from ..stats import Stats
@@ -92,12 +93,9 @@ __all__ = ["LWA", "OPTION_NAMES", "current_identity", "error_response", "lwa_req
 P = ParamSpec("P")
 R = TypeVar("R")
 
-#: Every option of the middleware; ``app.config["LWA_" + name.upper()]`` sets it.
-OPTION_NAMES: tuple[str, ...] = tuple(
-    sorted(
-        ({"client_id", "region", "default"} | set(Settings.__dataclass_fields__)) - {"client_ids"}
-    )
-)
+#: Every option of the middleware; ``app.config[option.flask_key]``
+#: (``"LWA_" + name.upper()``) sets it.
+OPTION_NAMES: tuple[str, ...] = tuple(sorted(option.name for option in OPTIONS))
 
 #: Functions that ``lwa_required`` wrapped. One of them registered as a view
 #: means the decorator sat above the route decorator: the route serves the
@@ -117,10 +115,6 @@ def error_response(error: AuthError, realm: str = DEFAULT_REALM) -> Response:
     # A content-type among the headers keeps Werkzeug from adding its default.
     body = error.response(realm)[2]
     return Response(body, status=error.status, headers=error.text_headers(realm))
-
-
-def _judged_inside_flask(environ: Any, start_response: Any) -> Any:  # pragma: no cover
-    raise RuntimeError("the Flask extension only uses LWAWSGIMiddleware.authenticate()")
 
 
 def _misplaced(view: Callable[..., Any], endpoint: str) -> ConfigurationError:
@@ -177,11 +171,7 @@ class LWA:
 
     def options_for(self, app: Flask) -> dict[str, Any]:
         """The middleware options for ``app``: ``app.config`` overlaid by the keywords."""
-        options = {
-            name: app.config[key]
-            for name in OPTION_NAMES
-            if (key := "LWA_" + name.upper()) in app.config
-        }
+        options = {o.name: app.config[o.flask_key] for o in OPTIONS if o.flask_key in app.config}
         options.update(self.options)
         return options
 
@@ -199,7 +189,18 @@ class LWA:
         flask_preflights = options.get("allow_preflight") is None
         if flask_preflights:
             options["allow_preflight"] = False
-        middleware = LWAWSGIMiddleware(_judged_inside_flask, **options)
+        # An error names the app.config key the option came from (not a keyword).
+        from_config = {
+            o.name: f"app.config[{o.flask_key!r}]"
+            for o in OPTIONS
+            if o.flask_key in app.config and o.name not in self.options
+        }
+        try:
+            # It judges this app's requests from the app's own hook, so it
+            # wraps the app itself, weakly: the extension keeps no app alive.
+            middleware = LWAWSGIMiddleware(weakref.proxy(app), **options)
+        except OptionError as error:
+            raise origin_of(error, from_config) from None
         _check_views(app)
         self._middlewares[app] = middleware
         _apps.add(app)

@@ -145,8 +145,9 @@ Layout
 :mod:`._plans` the logic (sans-IO generators that yield Redis round trips),
 :mod:`._secret` the generated key secret, :mod:`._channel` the pushed messages,
 :mod:`._health` the back-off, durable retries and log throttle,
-:mod:`._fleet` the revocation subscriber, and
-:mod:`._drivers` the two thin drivers on redis-py.
+:mod:`._fleet` the revocation subscriber,
+:mod:`._drivers` the two thin drivers on redis-py, and :mod:`._tier` the
+typed interface (:class:`SharedTier`) they give the resolver.
 """
 
 from __future__ import annotations
@@ -171,6 +172,7 @@ with needs_extra("redis", "the shared cache (redis_url=, redis_client=)"):
     )
     from ._plans import POLL_INTERVAL
     from ._secret import SECRET_RECHECK
+    from ._tier import Found, SharedTier
 
 __all__ = [
     "ACL_RULES",
@@ -188,6 +190,8 @@ __all__ = [
     "STREAM",
     "AsyncSharedCache",
     "Fleet",
+    "Found",
     "SharedHit",
+    "SharedTier",
     "SyncSharedCache",
 ]

@@ -22,15 +22,10 @@ import hashlib
 import hmac
 import json
 import math
-import os
 from dataclasses import dataclass
 from typing import Any, Final
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-
+from .._seal import Aead
 from ..errors import InvalidToken
 from ..flow import Resolved
 from ..identity import Identity
@@ -56,7 +51,6 @@ BUCKET_HEX: Final = 3
 ENVELOPE: Final = b"3"
 _AEAD_LABEL: Final = b"lwa:v1:aead"
 _KEY_ID_LABEL: Final = b"lwa:v1:key-id"
-_NONCE: Final = 12
 #: Largest value accepted from Redis; anything bigger is corrupt.
 MAX_VALUE_BYTES: Final = 16 * 1024
 
@@ -152,14 +146,8 @@ def key_id(secret: bytes) -> bytes:
     return hmac.new(secret, _KEY_ID_LABEL, hashlib.sha256).hexdigest()[:8].encode()
 
 
-def _aead_key(secret: bytes, kid: bytes, token: str) -> AESGCM:
-    derived = HKDF(
-        algorithm=hashes.SHA256(),
-        length=32,
-        salt=None,
-        info=_AEAD_LABEL + b"\0" + kid + b"\0" + token.encode("ascii"),
-    ).derive(secret)
-    return AESGCM(derived)
+def _aead_key(secret: bytes, kid: bytes, token: str) -> Aead:
+    return Aead.derived(secret, _AEAD_LABEL + b"\0" + kid + b"\0" + token.encode("ascii"))
 
 
 def _associated(kid: bytes, key: str) -> bytes:
@@ -264,9 +252,8 @@ class Codec:
             if token is None:
                 raise ValueError("an AEAD value needs its token")
             kid = key_id(secret)
-            nonce = os.urandom(_NONCE)
-            sealed = _aead_key(secret, kid, token).encrypt(nonce, body, _associated(kid, key))
-            return ENVELOPE + b"." + kid + b"." + nonce + sealed
+            sealed = _aead_key(secret, kid, token).seal(body, _associated(kid, key))
+            return ENVELOPE + b"." + kid + b"." + sealed
         return _tag(self.mac_key(secret), key, body) + body
 
     def unseal(self, secret: bytes, key: str, raw: bytes, token: str | None = None) -> bytes:
@@ -278,11 +265,10 @@ class Codec:
                 raise ValueError("not an envelope of this schema")  # no downgrade to a MAC
             if not hmac.compare_digest(kid, key_id(secret)):
                 raise ValueError("sealed under another secret")
-            nonce, sealed = rest[1 : 1 + _NONCE], rest[1 + _NONCE :]
-            try:
-                return _aead_key(secret, kid, token).decrypt(nonce, sealed, _associated(kid, key))
-            except InvalidTag:
-                raise ValueError("AEAD") from None
+            opened = _aead_key(secret, kid, token).open(rest[1:], _associated(kid, key))
+            if opened is None:
+                raise ValueError("AEAD")
+            return opened
         tag, body = raw[:_MAC_HEX], raw[_MAC_HEX:]
         if not hmac.compare_digest(tag, _tag(self.mac_key(secret), key, body)):
             raise ValueError("MAC")
@@ -300,21 +286,8 @@ class Codec:
         data = _json_object(raw, _IDENTITY_FIELDS)
         user_id, client_id = data["user_id"], data["client_id"]
         expires_at, has_profile, scopes = data["expires_at"], data["has_profile"], data["scopes"]
-        if not isinstance(user_id, str) or not user_id or not isinstance(client_id, str):
-            raise ValueError("user_id or client_id")
         optional = [data[name] for name in ("email", "name", "postal_code")]
-        if not all(value is None or isinstance(value, str) for value in optional):
-            raise ValueError("profile fields")
-        if not isinstance(scopes, list) or not all(isinstance(s, str) for s in scopes):
-            raise ValueError("scopes")
-        if (
-            isinstance(expires_at, bool)
-            or not isinstance(expires_at, int | float)
-            or not math.isfinite(expires_at)
-        ):
-            raise ValueError("expires_at")
-        if not isinstance(has_profile, bool):
-            raise ValueError("has_profile")
+        _check_identity(data, optional)
         if client_id not in self._client_ids:
             # Not ours to serve (the namespace in the key makes this a
             # corrupt or forged value).
@@ -337,3 +310,23 @@ class Codec:
             return None
         resolved = Resolved(identity, now_mono + remaining, has_profile)
         return SharedHit(resolved, fresh_for)
+
+
+def _check_identity(data: dict[str, Any], optional: list[Any]) -> None:
+    """Raise ``ValueError`` unless a stored identity's fields have their types."""
+    user_id, client_id, scopes = data["user_id"], data["client_id"], data["scopes"]
+    if not isinstance(user_id, str) or not user_id or not isinstance(client_id, str):
+        raise ValueError("user_id or client_id")
+    if not all(value is None or isinstance(value, str) for value in optional):
+        raise ValueError("profile fields")
+    if not isinstance(scopes, list) or not all(isinstance(s, str) for s in scopes):
+        raise ValueError("scopes")
+    expires_at = data["expires_at"]
+    if (
+        isinstance(expires_at, bool)
+        or not isinstance(expires_at, int | float)
+        or not math.isfinite(expires_at)
+    ):
+        raise ValueError("expires_at")
+    if not isinstance(data["has_profile"], bool):
+        raise ValueError("has_profile")

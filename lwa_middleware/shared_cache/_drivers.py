@@ -14,22 +14,23 @@ import threading
 import time
 import types
 import weakref
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import redis
 
 from .._loopbound import keep_until_shutdown
+from .._redis_url import is_cluster_url, is_tls
 from ._health import DURABLE_TIMEOUT, classify
-from ._plans import _Found, _Plans
+from ._plans import _Plans
 from ._scripts import SCRIPTS, UNFLAGGED, flags_unknown
-from ._steps import _T, _Listen, _Plan, _Sleep, _Subscribe
+from ._steps import _T, _Call, _Listen, _Plan, _Sleep, _Subscribe
+from ._tier import Found
 from ._topology import (
     Limits,
     aclose_client,
     close_client,
     is_cluster,
-    is_cluster_url,
-    is_tls,
     make_client,
 )
 
@@ -61,15 +62,19 @@ def _make(settings: Settings, durable: bool, *, asyncio: bool) -> Any:
     """A new client (a plain URL's, Sentinel's, a Cluster's or the
     ``redis_client`` factory's) with this cache's deadlines."""
     timeout = DURABLE_TIMEOUT if durable else settings.redis_timeout
+    connect = connect_timeout(settings, durable)
     if asyncio and settings.redis_url is not None and is_cluster_url(settings.redis_url):
         # Learning the slot map reads the command table (COMMAND, ~100 KB),
         # which 50 ms did not allow under load: every worker of a fresh fleet
-        # then skipped Redis (issue 24, item 6). Each asyncio round trip is
-        # bounded by asyncio.timeout anyway; the socket's only by this.
+        # then skipped Redis (issue 24, item 6). Nor did 50 ms always allow
+        # its connect, under a load average of 10: that worker's first burst
+        # cost a second lookup. Each asyncio round trip is bounded by
+        # asyncio.timeout anyway, the socket's only by these.
         timeout = max(timeout, CLUSTER_INIT_TIMEOUT)
+        connect = max(connect, CLUSTER_INIT_TIMEOUT)
     limits = Limits(
         timeout=timeout,
-        connect_timeout=connect_timeout(settings, durable),
+        connect_timeout=connect,
         max_connections=2 if durable else max(8, settings.max_concurrent_lookups),
     )
     return make_client(settings, limits, asyncio=asyncio)
@@ -92,22 +97,33 @@ def _unflag(conn: _Client | _LoopClient, name: str, exc: Exception) -> bool:
 
 
 def _script(conn: _Client, name: str, keys: Any, args: Any) -> Any:
-    """Run registered script ``name``. On a Cluster, one a node lacks is sent
-    whole (EVAL, to the keys' node only): redis-py would load it on every
-    primary, which fails while one is dead (a revoke() on a healthy node
-    raised during a failover)."""
+    """Run registered script ``name``. On a Cluster, one a node lacks is
+    loaded on the keys' node only: redis-py would load it on every primary,
+    which fails while one is dead (a revoke() on a healthy node raised during
+    a failover). SCRIPT LOAD, not EVAL: the documented ACL grants
+    ``+script|load +evalsha`` and no ``+eval``."""
     script = conn.scripts[name]
     if not conn.cluster:
         return script(keys=keys, args=args)
     try:
         return conn.client.evalsha(script.sha, len(keys), *keys, *args)
     except redis.exceptions.NoScriptError:
-        return conn.client.eval(script.script, len(keys), *keys, *args)
+        node = conn.client.get_node_from_key(keys[0])
+        conn.client.execute_command("SCRIPT LOAD", script.script, target_nodes=node)
+        return conn.client.evalsha(script.sha, len(keys), *keys, *args)
 
 
 def _reconnect(client: Any) -> Any:
     """The pool to drop after READONLY (a failover), if the client has one."""
     return getattr(client, "connection_pool", None)
+
+
+@dataclass(slots=True)
+class _Wait:
+    """A plan's lease wait: the client it subscribed through, and its pub/sub."""
+
+    conn: _Client | None = None
+    pubsub: Any = None  # redis-py's pubsub is untyped
 
 
 class _Client:
@@ -170,69 +186,33 @@ class SyncSharedCache(_Plans):
             with self._conns_lock:
                 conn = self._conns.get(durable)
                 if conn is None:
-                    conn = self._conns[durable] = _Client(self.settings, durable)
-                    self.cluster = is_cluster(conn.client)
-                    if self.cluster and not durable and True not in self._conns:
-                        # revoke()'s client too, while the Cluster answers:
-                        # made later, it reads the command table from a node
-                        # that may be dead by then (a failover), and every
-                        # revoke() raised until the promotion. Else, later.
-                        with contextlib.suppress(redis.RedisError):
-                            self._conns[True] = _Client(self.settings, True)
+                    conn = self._connect(durable)
+        return conn
+
+    def _connect(self, durable: bool) -> _Client:
+        """A new client for ``durable`` (under ``_conns_lock``)."""
+        conn = self._conns[durable] = _Client(self.settings, durable)
+        self.cluster = is_cluster(conn.client)
+        if self.cluster and not durable and True not in self._conns:
+            # revoke()'s client too, while the Cluster answers: made later,
+            # it reads the command table from a node that may be dead by
+            # then (a failover), and every revoke() raised until the
+            # promotion. Else, later.
+            with contextlib.suppress(redis.RedisError):
+                self._conns[True] = _Client(self.settings, True)
         return conn
 
     def _drive(self, plan: _Plan[_T], durable: bool = False) -> _T:
-        conn: _Client | None = None
-        pubsub: Any = None
+        wait = _Wait()
         try:
             step = next(plan)
             while True:
                 reply: Any = None
                 failure: Exception | None = None
-                if isinstance(step, _Sleep):
-                    time.sleep(step.seconds)
-                elif isinstance(step, _Subscribe):
-                    try:
-                        conn = self._connection(durable)
-                        waits: Any = conn.waits()  # redis-py's pubsub() is untyped
-                        if pubsub is not None:  # a new holder: one channel at a time
-                            with contextlib.suppress(Exception):
-                                pubsub.close()
-                        pubsub = waits.pubsub()
-                        pubsub.subscribe(step.channel)
-                        # Confirmed before the plan reads again, so no publish is missed.
-                        if not _subscribed(pubsub.get_message(timeout=self.settings.redis_timeout)):
-                            raise redis.TimeoutError("SUBSCRIBE was not confirmed in time")
-                    except Exception as exc:
-                        failure = exc
-                        if conn is not None:
-                            conn.drop_waits()
-                elif isinstance(step, _Listen):
-                    try:
-                        reply = self._listen(pubsub, step.seconds)
-                    except Exception as exc:
-                        failure = exc
-                        if conn is not None:
-                            conn.drop_waits()
-                else:
-                    try:
-                        conn = self._connection(durable)
-                        if step.name in conn.scripts:
-                            try:
-                                reply = _script(conn, step.name, step.keys, step.args)
-                            except redis.ResponseError as exc:
-                                if not _unflag(conn, step.name, exc):
-                                    raise
-                                reply = _script(conn, step.name, step.keys, step.args)
-                        else:
-                            reply = conn.client.delete(*step.keys)
-                    except Exception as exc:
-                        failure = exc
-                        pool = _reconnect(conn.client) if conn is not None else None
-                        if classify(exc) == "readonly" and pool is not None:
-                            # A failover: the old primary is a replica now.
-                            pool.disconnect()
-                            self._emit("redis_reconnect")
+                try:
+                    reply = self._step(step, durable, wait)
+                except Exception as exc:
+                    failure = exc
                 # The plan decides what a failure means (a miss, a retry). It
                 # is thrown in outside the handler, so an error the plan
                 # raises is not chained to it.
@@ -241,8 +221,59 @@ class SyncSharedCache(_Plans):
             result: _T = stop.value
             return result
         finally:
-            if pubsub is not None:
-                pubsub.close()
+            if wait.pubsub is not None:
+                wait.pubsub.close()
+
+    def _step(self, step: _Call | _Sleep | _Subscribe | _Listen, durable: bool, wait: _Wait) -> Any:
+        """Carry out one step of a plan: its reply (``None`` but for a round
+        trip or a listen), or raise its failure."""
+        if isinstance(step, _Sleep):
+            time.sleep(step.seconds)
+            return None
+        if isinstance(step, _Call):
+            return self._call(step, durable)
+        try:
+            if isinstance(step, _Subscribe):
+                wait.conn = conn = self._connection(durable)
+                self._subscribe(conn, wait, step.channel)
+                return None
+            return self._listen(wait.pubsub, step.seconds)
+        except Exception:
+            if wait.conn is not None:
+                wait.conn.drop_waits()
+            raise
+
+    def _subscribe(self, conn: _Client, wait: _Wait, channel: str) -> None:
+        waits: Any = conn.waits()  # redis-py's pubsub() is untyped
+        if wait.pubsub is not None:  # a new holder: one channel at a time
+            with contextlib.suppress(Exception):
+                wait.pubsub.close()
+        wait.pubsub = waits.pubsub()
+        wait.pubsub.subscribe(channel)
+        # Confirmed before the plan reads again, so no publish is missed.
+        if not _subscribed(wait.pubsub.get_message(timeout=self.settings.redis_timeout)):
+            raise redis.TimeoutError("SUBSCRIBE was not confirmed in time")
+
+    def _call(self, step: _Call, durable: bool) -> Any:
+        """One round trip; after READONLY (a failover: the old primary is a
+        replica now) the pool is dropped, so the next one finds the new primary."""
+        conn: _Client | None = None
+        try:
+            conn = self._connection(durable)
+            if step.name not in conn.scripts:
+                return conn.client.delete(*step.keys)
+            try:
+                return _script(conn, step.name, step.keys, step.args)
+            except redis.ResponseError as exc:
+                if not _unflag(conn, step.name, exc):
+                    raise
+                return _script(conn, step.name, step.keys, step.args)
+        except Exception as exc:
+            pool = _reconnect(conn.client) if conn is not None else None
+            if classify(exc) == "readonly" and pool is not None:
+                pool.disconnect()
+                self._emit("redis_reconnect")
+            raise
 
     @staticmethod
     def _listen(pubsub: Any, seconds: float) -> bool:
@@ -252,7 +283,7 @@ class SyncSharedCache(_Plans):
                 return True
         return False
 
-    def get(self, token: str, revocation_only: bool = False) -> _Found:
+    def get(self, token: str, revocation_only: bool = False) -> Found:
         """The shared verdict on ``token``, or ``None`` for a miss (ask LWA).
 
         With ``revocation_only`` (a ``revalidate()`` route) only a revocation
@@ -354,6 +385,8 @@ class AsyncSharedCache(_Plans):
     ) -> None:
         super().__init__(settings, lease=lease, fleet=fleet)
         self._deadline = 2 * settings.redis_timeout + connect_timeout(settings)
+        url = settings.redis_url
+        self._cluster_url = url is not None and is_cluster_url(url)
         self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopClient] = (
             weakref.WeakKeyDictionary()
         )
@@ -387,73 +420,96 @@ class AsyncSharedCache(_Plans):
         if found is not None:
             await found.drop_waits()
 
+    def _step_deadline(self, durable: bool) -> float:
+        """Seconds a round trip may take. A process's first contact with a
+        Cluster (until COLD_START seconds after its first success) takes the
+        Cluster's own budget: its first calls also connect to each node, load
+        the scripts there and agree on the key secret, which the reply
+        deadline did not allow under load (a fresh fleet's first bursts cost
+        2 to 4 lookups a token, issue 24, item 6). Once warm, the reply
+        deadline: a failover costs no more."""
+        if durable:
+            return DURABLE_TIMEOUT
+        if not self.warm and self._cluster_url:
+            return max(self._deadline, CLUSTER_INIT_TIMEOUT)
+        return self._deadline
+
     async def _drive(self, plan: _Plan[_T], durable: bool = False) -> _T:
-        deadline = DURABLE_TIMEOUT if durable else self._deadline
-        pubsub: Any = None
+        wait = _Wait()
         try:
             step = next(plan)
             while True:
                 reply: Any = None
                 failure: Exception | None = None
-                if isinstance(step, _Sleep):
-                    await asyncio.sleep(step.seconds)
-                elif isinstance(step, _Subscribe):
-                    try:
-                        conn = await self._loop_client(durable)
-                        waits = await conn.waits()
-                        async with asyncio.timeout(deadline):
-                            if pubsub is not None:  # a new holder: one channel at a time
-                                with contextlib.suppress(Exception):
-                                    await pubsub.aclose()
-                            pubsub = waits.pubsub()
-                            await pubsub.subscribe(step.channel)
-                            confirmed = await pubsub.get_message(
-                                timeout=self.settings.redis_timeout
-                            )
-                        if not _subscribed(confirmed):
-                            raise redis.TimeoutError("SUBSCRIBE was not confirmed in time")
-                    except Exception as exc:
-                        failure = exc
-                        await self._drop_waits(durable)
-                elif isinstance(step, _Listen):
-                    try:
-                        async with asyncio.timeout(step.seconds + deadline):
-                            reply = await self._listen(pubsub, step.seconds)
-                    except Exception as exc:
-                        failure = exc
-                        await self._drop_waits(durable)
-                else:
-                    try:
-                        conn = await self._loop_client(durable)
-                        async with asyncio.timeout(deadline):
-                            if step.name in conn.scripts:
-                                try:
-                                    script = conn.scripts[step.name]
-                                    reply = await script(keys=step.keys, args=step.args)
-                                except redis.ResponseError as exc:
-                                    if not _unflag(conn, step.name, exc):
-                                        raise
-                                    script = conn.scripts[step.name]
-                                    reply = await script(keys=step.keys, args=step.args)
-                            else:
-                                reply = await conn.client.delete(*step.keys)
-                    except Exception as exc:
-                        failure = exc
-                        if classify(exc) == "readonly":
-                            conn = await self._loop_client(durable)
-                            pool = _reconnect(conn.client)
-                            if pool is not None:
-                                await pool.disconnect()
-                                self._emit("redis_reconnect")
+                try:
+                    reply = await self._step(step, durable, wait)
+                except Exception as exc:
+                    failure = exc
                 # As in SyncSharedCache._drive.
                 step = plan.send(reply) if failure is None else plan.throw(failure)
         except StopIteration as stop:
             result: _T = stop.value
             return result
         finally:
-            if pubsub is not None:
+            if wait.pubsub is not None:
                 with contextlib.suppress(Exception):  # a broken connection
-                    await pubsub.aclose()
+                    await wait.pubsub.aclose()
+
+    async def _step(
+        self, step: _Call | _Sleep | _Subscribe | _Listen, durable: bool, wait: _Wait
+    ) -> Any:
+        """As :meth:`SyncSharedCache._step`, each bounded by ``asyncio.timeout``."""
+        deadline = self._step_deadline(durable)
+        if isinstance(step, _Sleep):
+            await asyncio.sleep(step.seconds)
+            return None
+        if isinstance(step, _Call):
+            return await self._call(step, durable, deadline)
+        try:
+            if isinstance(step, _Subscribe):
+                await self._subscribe(wait, step.channel, durable, deadline)
+                return None
+            async with asyncio.timeout(step.seconds + deadline):
+                return await self._listen(wait.pubsub, step.seconds)
+        except Exception:
+            await self._drop_waits(durable)
+            raise
+
+    async def _subscribe(self, wait: _Wait, channel: str, durable: bool, deadline: float) -> None:
+        conn = await self._loop_client(durable)
+        waits = await conn.waits()
+        async with asyncio.timeout(deadline):
+            if wait.pubsub is not None:  # a new holder: one channel at a time
+                with contextlib.suppress(Exception):
+                    await wait.pubsub.aclose()
+            wait.pubsub = waits.pubsub()
+            await wait.pubsub.subscribe(channel)
+            confirmed = await wait.pubsub.get_message(
+                timeout=self.settings.redis_timeout if self.warm else deadline
+            )
+        if not _subscribed(confirmed):
+            raise redis.TimeoutError("SUBSCRIBE was not confirmed in time")
+
+    async def _call(self, step: _Call, durable: bool, deadline: float) -> Any:
+        """As :meth:`SyncSharedCache._call`."""
+        try:
+            conn = await self._loop_client(durable)
+            async with asyncio.timeout(deadline):
+                if step.name not in conn.scripts:
+                    return await conn.client.delete(*step.keys)
+                try:
+                    return await conn.scripts[step.name](keys=step.keys, args=step.args)
+                except redis.ResponseError as exc:
+                    if not _unflag(conn, step.name, exc):
+                        raise
+                    return await conn.scripts[step.name](keys=step.keys, args=step.args)
+        except Exception as exc:
+            if classify(exc) == "readonly":
+                pool = _reconnect((await self._loop_client(durable)).client)
+                if pool is not None:
+                    await pool.disconnect()
+                    self._emit("redis_reconnect")
+            raise
 
     @staticmethod
     async def _listen(pubsub: Any, seconds: float) -> bool:
@@ -464,7 +520,7 @@ class AsyncSharedCache(_Plans):
                 return True
         return False
 
-    async def get(self, token: str, revocation_only: bool = False) -> _Found:
+    async def get(self, token: str, revocation_only: bool = False) -> Found:
         """The shared verdict on ``token``, or ``None`` for a miss (ask LWA); see
         :meth:`SyncSharedCache.get`."""
         return await self._drive(self._get(token, revocation_only))

@@ -28,6 +28,7 @@ step past :data:`BACKOFF` or a retry pause without sleeping.
 from __future__ import annotations
 
 import logging
+import math
 import random
 import ssl
 from collections.abc import Callable
@@ -48,6 +49,11 @@ BACKOFF: Final = 1.0
 BACKOFF_MAX: Final = 4.0
 #: Seconds a half-open probe may take before another request may probe.
 PROBE_WINDOW: Final = 2.0
+#: Seconds after a process's first successful round trip during which it is
+#: still starting (:attr:`_Health.warm`): on a Cluster its round trips then
+#: take the Cluster's budget, not the reply deadline, as each first call to
+#: a node connects and loads scripts there (issue 24, item 6).
+COLD_START: Final = 10.0
 
 #: The least a Redis ACL user of the shared cache needs: its keys and channels
 #: (``lwa:v1:*``: lease keys are channels too) and the commands it runs (the
@@ -134,6 +140,28 @@ DURABLE_BACKOFF: Final = 0.05
 _JITTER = random.Random()
 
 
+#: The fault each redis-py exception type means, first match wins.
+_FAULT_TYPES: Final[tuple[tuple[type[BaseException], str], ...]] = (
+    (redis.ReadOnlyError, "readonly"),
+    (redis.AuthenticationError, "auth"),
+    (redis.exceptions.NoPermissionError, "noperm"),
+    (redis.exceptions.OutOfMemoryError, "oom"),
+    (redis.exceptions.MovedError, "moved"),
+    (redis.exceptions.AskError, "moved"),
+    (redis.exceptions.ClusterCrossSlotError, "crossslot"),
+)
+#: The fault each error code heading a Redis error reply means.
+_FAULT_CODES: Final = {
+    "WRONGPASS": "auth",
+    "NOPERM": "noperm",
+    "OOM": "oom",
+    "READONLY": "readonly",
+    "MOVED": "moved",
+    "ASK": "moved",
+    "CROSSSLOT": "crossslot",
+}
+
+
 def classify(exc: BaseException) -> str | None:
     """The :data:`FAULTS` name of a configuration or topology fault, or
     ``None`` for an outage (refused, reset, timed out) or anything else."""
@@ -146,46 +174,43 @@ def classify(exc: BaseException) -> str | None:
         found = classify(cause)
         if found is not None:
             return found
-    if isinstance(exc, redis.ReadOnlyError):
-        return "readonly"
-    if isinstance(exc, redis.AuthenticationError):
-        return "auth"
-    if isinstance(exc, redis.exceptions.NoPermissionError):
-        return "noperm"
-    if isinstance(exc, redis.exceptions.OutOfMemoryError):
-        return "oom"
-    if isinstance(exc, redis.exceptions.MovedError | redis.exceptions.AskError):
-        return "moved"
-    if isinstance(exc, redis.exceptions.ClusterCrossSlotError):
-        return "crossslot"
+    for kind, fault in _FAULT_TYPES:
+        if isinstance(exc, kind):
+            return fault
+    if _tls_refused(exc):
+        return "tls"
+    if isinstance(exc, redis.ResponseError):
+        return _reply_fault(str(exc))
+    return None
+
+
+def _tls_refused(exc: BaseException) -> bool:
+    """Whether certificate verification failed: the TLS error is the cause
+    of redis-py's ConnectionError (looked for four links down)."""
     seen: BaseException | None = exc
-    for _ in range(4):  # the TLS error is the cause of redis-py's ConnectionError
+    for _ in range(4):
         if seen is None:
             break
         if isinstance(seen, ssl.SSLCertVerificationError) or (
             "CERTIFICATE_VERIFY_FAILED" in str(seen)
         ):
-            return "tls"
+            return True
         seen = seen.__cause__ or seen.__context__
-    if isinstance(exc, redis.ResponseError):
-        text = str(exc)
-        head = text.split(" ", 1)[0].upper()
-        if head in ("NOAUTH", "WRONGPASS") or "AUTH" in head:
-            return "auth"
-        if head == "NOPERM" or "user executing the script can't" in text:
-            # (Redis 7 refuses a script's own call without the NOPERM code.)
-            return "noperm"
-        if head == "OOM":
-            return "oom"
-        if head == "READONLY":
-            return "readonly"
-        if head in ("MOVED", "ASK"):
-            return "moved"
-        if head == "CROSSSLOT":
-            return "crossslot"
-        if "unknown command" in text.lower():
-            return "unknown_command"
-    return None
+    return False
+
+
+def _reply_fault(text: str) -> str | None:
+    """The fault a Redis error reply names, by its leading code."""
+    head = text.split(" ", 1)[0].upper()
+    if "AUTH" in head:  # NOAUTH, and AUTH errors of other spellings
+        return "auth"
+    if "user executing the script can't" in text:
+        # (Redis 7 refuses a script's own call without the NOPERM code.)
+        return "noperm"
+    fault = _FAULT_CODES.get(head)
+    if fault is None and "unknown command" in text.lower():
+        return "unknown_command"
+    return fault
 
 
 class _Health:
@@ -216,6 +241,8 @@ class _Health:
         #: (bounded, so a probe that never reports back, a cancelled task,
         #: cannot keep Redis skipped).
         self._probe_until = 0.0
+        #: When this process's cold start is over (COLD_START after its first success).
+        self._warm_at = math.inf
         #: Counters, for tests and metrics: Redis errors, calls skipped while
         #: the breaker is open, configuration faults by name, READONLY reconnects.
         self.errors = 0
@@ -226,6 +253,13 @@ class _Health:
     def degraded(self) -> bool:
         """Whether Redis is not usable now (the breaker is open or half-open)."""
         return self._down
+
+    @property
+    def warm(self) -> bool:
+        """Whether this process's first contact with Redis is over
+        (:data:`COLD_START` seconds after its first success): its connections
+        made, its scripts loaded on the nodes it met."""
+        return self._clock() >= self._warm_at
 
     def _emit(self, event: str, **data: Any) -> None:
         if self._report is not None:
@@ -276,6 +310,8 @@ class _Health:
 
     def _succeeded(self) -> None:
         self._probe_until = 0.0
+        if self._warm_at == math.inf:
+            self._warm_at = self._clock() + COLD_START
         if self._down:
             self._down = False
             self._failures = 0

@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Any, Final
 
 import redis
 
-from .._observe import fields
 from ..cache import REVOKED
 from ..errors import AuthError, InvalidToken
 from ..flow import Resolved
@@ -32,9 +31,7 @@ from ._codec import (
     EPOCH_KEY,
     MAX_VALUE_BYTES,
     REPLAY_BATCH,
-    SECRET_KEY,
     Codec,
-    SharedHit,
     bucket,
     bucket_key,
     decode_rejection,
@@ -45,7 +42,6 @@ from ._codec import (
     token_key,
 )
 from ._fleet import Fleet
-from ._health import logger
 from ._recovery import RevocationMemory
 from ._scripts import (
     READ_HIT,
@@ -54,8 +50,9 @@ from ._scripts import (
     READ_REJECTED,
     READ_REVOKED,
 )
-from ._secret import _Secrets
-from ._steps import _Call, _Listen, _nothing, _Plan, _Subscribe
+from ._secret import _Secrets, warn_generated_secret
+from ._steps import _Call, _nothing, _Plan, _Waiting
+from ._tier import Found, SharedRevocation
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -75,37 +72,8 @@ POLL_INTERVAL: Final = 0.015
 LEASE_MARGIN: Final = 0.5
 
 
-class SharedRevocation(InvalidToken):
-    """A revocation read from Redis, with the seconds it has left there: the
-    reader keeps it that long (until the token expires), not just
-    ``negative_cache_ttl``."""
-
-    def __init__(self, description: str, seconds: float) -> None:
-        super().__init__(description)
-        self.seconds = seconds
-
-
-_Found = SharedHit | InvalidToken | None
-
-
-#: Whether the missing ``cache_key_secret`` was warned about (once a process).
-_warned_no_secret = False
-_warn_lock = threading.Lock()
-
-
-def _warn_generated_secret() -> None:
-    global _warned_no_secret
-    with _warn_lock:
-        if _warned_no_secret:
-            return
-        _warned_no_secret = True
-    logger.warning(
-        "redis_url is set without cache_key_secret: the key and MAC "
-        "secret is generated and stored in Redis (%s), so anyone who can read Redis can "
-        "forge shared-cache entries. Set cache_key_secret (LWA_CACHE_KEY_SECRET).",
-        SECRET_KEY,
-        extra=fields("config_warning"),
-    )
+#: A read to open: its reply, keys and secret (or ``None``: nothing found).
+_Read = tuple[Any, tuple[str, ...], bytes] | None
 
 
 class _Plans(_Secrets):
@@ -133,7 +101,7 @@ class _Plans(_Secrets):
         self._wall: Callable[[], float] = time.time
         self._configured_secret = settings.cache_key_secret
         if settings.cache_key_secret is None:
-            _warn_generated_secret()
+            warn_generated_secret()
         self._secret: bytes | None = settings.cache_key_secret
         self._secret_checked = self._clock()
         self._codec = Codec(
@@ -192,7 +160,7 @@ class _Plans(_Secrets):
 
     # -- what the drivers run -------------------------------------------------
 
-    def _get(self, token: str, revocation_only: bool) -> _Plan[_Found]:
+    def _get(self, token: str, revocation_only: bool) -> _Plan[Found]:
         # Noted before the breaker is asked: a token served while Redis is
         # skipped or failing must still be reachable by a pushed revocation
         # (issue 24, item 1). With no secret known yet it cannot be named:
@@ -294,21 +262,7 @@ class _Plans(_Secrets):
         forget the other buckets' markers, so that each is learnt anew (not
         taken for another loss) when next met. Otherwise the bucket is
         learnt, and the revocations this process made in it written again."""
-        known = self._epochs.get(name)
-        lost = known is not None
-        announce = True
-        if (known is None and (created or not self._epoch)) or lost:
-            # Also learns the data set's marker: at this worker's first bucket,
-            # and at a loss (so the loss is not taken for another one later).
-            first = not self._epoch
-            reply = yield _Call("marker", (EPOCH_KEY,), (self._epoch, secrets.token_hex(8)))
-            seen = reply[0] if isinstance(reply, list) and reply else reply
-            if isinstance(seen, bytes):
-                self._epoch = seen
-                lost = lost or (created and not first)
-                if lost and self._fleet is not None:
-                    # Not if this process's subscriber announced this loss's.
-                    announce = self._fleet.claim_loss(seen)
+        lost, announce = yield from self._learn_epoch(name, created)
         # The marker is learnt first, so the loss is not noticed again: a
         # replay that fails (Redis is often flaky right after a failover)
         # leaves its revocations unwritten, for the next successful round trip.
@@ -327,14 +281,40 @@ class _Plans(_Secrets):
             # loss holds it in memory, and must drop it now.
             yield from self._replay_plan(None, announce=announce)
         except BaseException:
-            with self._revocations_lock:
-                self._memory.unwritten.update(
-                    digest
-                    for digest in self._revocations
-                    if in_bucket is None or bucket(digest) == in_bucket
-                )
+            self._mark_unwritten(in_bucket)
             raise
         return None
+
+    def _mark_unwritten(self, in_bucket: str | None) -> None:
+        """Leave the revocations this process made (those of ``in_bucket``,
+        when given) for the next successful round trip to write."""
+        with self._revocations_lock:
+            self._memory.unwritten.update(
+                digest
+                for digest in self._revocations
+                if in_bucket is None or bucket(digest) == in_bucket
+            )
+
+    def _learn_epoch(self, name: str, created: bool) -> _Plan[tuple[bool, bool]]:
+        """``(lost, announce)`` for :meth:`_marker_changed`: whether bucket
+        ``name`` lost its data, and whether this process announces the loss."""
+        known = self._epochs.get(name)
+        lost = known is not None
+        if not lost and not created and self._epoch:
+            return False, True
+        # Also learns the data set's marker: at this worker's first bucket,
+        # and at a loss (so the loss is not taken for another one later).
+        first = not self._epoch
+        reply = yield _Call("marker", (EPOCH_KEY,), (self._epoch, secrets.token_hex(8)))
+        seen = reply[0] if isinstance(reply, list) and reply else reply
+        if not isinstance(seen, bytes):
+            return lost, True
+        self._epoch = seen
+        lost = lost or (created and not first)
+        if lost and self._fleet is not None:
+            # Not if this process's subscriber announced this loss's.
+            return True, self._fleet.claim_loss(seen)
+        return lost, True
 
     def _replay_plan(
         self, only: set[str] | None, in_bucket: str | None = None, announce: bool = False
@@ -342,21 +322,9 @@ class _Plans(_Secrets):
         """Write again the live revocations this process made (``only`` those
         hexes, when given; only those of bucket ``in_bucket``, when given)
         that the current secrets can still name; ``announce``: push them too."""
-        secret = self._secret
-        now = self._clock()
-        readable = {secret, *self._old_secrets}
-        with self._revocations_lock:
-            live = [
-                (digest, int((until - now) * 1000), sealed, made_with)
-                for digest, (until, made_with, sealed) in self._revocations.items()
-                if until > now
-                and made_with in readable
-                and (only is None or digest in only)
-                and (in_bucket is None or bucket(digest) == in_bucket)
-            ]
-        if secret is None:
+        if self._secret is None:
             return None
-        live = [e for e in live if e[1] > 0]
+        live = self._live(only, in_bucket)
         for keys, args in replay_batches([e[:3] for e in live], per_bucket=self.cluster):
             yield _Call("replay", keys, args)
             self.republished += len(keys)
@@ -370,6 +338,24 @@ class _Plans(_Secrets):
                 batch = messages[start : start + REPLAY_BATCH]
                 yield _Call("announce", (STREAM,), (CHANNEL, STREAM_MAXLEN, *batch))
         return None
+
+    def _live(
+        self, only: set[str] | None, in_bucket: str | None
+    ) -> list[tuple[str, int, bytes, bytes]]:
+        """``(hex, PTTL, sealed value, secret)`` of each revocation to write
+        again (see :meth:`_replay_plan`) with a millisecond or more to live."""
+        now = self._clock()
+        readable = {self._secret, *self._old_secrets}
+        with self._revocations_lock:
+            remembered = list(self._revocations.items())
+        live = [
+            (digest, int((until - now) * 1000), sealed, made_with)
+            for digest, (until, made_with, sealed) in remembered
+            if made_with in readable
+            and (only is None or digest in only)
+            and (in_bucket is None or bucket(digest) == in_bucket)
+        ]
+        return [e for e in live if e[1] > 0]
 
     def _check_lost(self, lost: Any, digest: str) -> _Plan[None]:
         """After a read or write of ``digest``'s keys: ``lost`` is 0, or the
@@ -400,7 +386,7 @@ class _Plans(_Secrets):
 
     # -- plans ---------------------------------------------------------------
 
-    def _open(self, reply: Any, keys: tuple[str, ...], secret: bytes, token: str) -> _Plan[_Found]:
+    def _open(self, reply: Any, keys: tuple[str, ...], secret: bytes, token: str) -> _Plan[Found]:
         """What a read found (``reply``: kind, value, PTTL) under ``keys``,
         sealed with ``secret``; a corrupt or forged value is deleted, a miss."""
         kind, raw, pttl = int(reply[0]), reply[1], int(reply[2])
@@ -424,38 +410,20 @@ class _Plans(_Secrets):
 
     def _get_plan(
         self, token: str, revocation_only: bool = False, noted: bytes | None = None
-    ) -> _Plan[_Found]:
+    ) -> _Plan[Found]:
         secret = yield from self._secret_plan()
         digest = self._hex(secret, token)
         if secret != noted:  # learnt (or changed) since _get noted it
             self._note(token, secret)
-        # Rotation: the revocation and identity under each older secret. They
-        # are in buckets of their own (other slots, on a Cluster): one read
-        # each, before the main one, so a revocation under any secret
-        # outranks everything and an identity found there takes no lease.
-        older: tuple[Any, tuple[str, ...], bytes] | None = None
-        for old in self._old_secrets:
-            old_digest = self._hex(old, token)
-            old_keys = entry_keys(old_digest)
-            reply = yield _Call(
-                "read",
-                old_keys,
-                ("", 0, "1" if revocation_only else "2", *self._markers(old_digest)),
-            )
-            yield from self._check_lost(reply[0], old_digest)
-            kind = int(reply[1])
-            if kind == READ_REVOKED:
-                return (yield from self._open(reply[1:], old_keys, old, token))
-            if kind == READ_HIT and older is None:
-                older = (reply[1:], old_keys, old)
+        revoked, older = yield from self._older_plan(token, revocation_only)
+        if revoked is not None:
+            return (yield from self._open(*revoked, token))
         keys = entry_keys(digest)
         lease_id = secrets.token_hex(8)
         take_lease = self.lease and not revocation_only and older is None
         lease_px = self._lease_px if take_lease else 0
         mode = "1" if revocation_only else "0"
-        deadline: float | None = None
-        holder: Any = None
-        subscribed = False
+        waiting = _Waiting()
         while True:
             reply = yield _Call(
                 "read", keys, (lease_id, lease_px, mode, *self._markers(digest))
@@ -467,36 +435,50 @@ class _Plans(_Secrets):
                 return (yield from self._open(reply, keys, secret, token))
             if older is not None:  # only under an older secret
                 return (yield from self._open(*older, token))
-            if kind == READ_LEASE_TAKEN:
-                # The lease's value carries its fencing id: only that exact
-                # lease is released by the put.
-                value = reply[1] if len(reply) > 1 else None
-                self._hold(digest, value.decode() if isinstance(value, bytes) else lease_id)
-                return None
             if kind != READ_LEASE_HELD:
-                if len(reply) > 1 and reply[1] == b"oom":
-                    self._full()  # no lease could be taken: a plain miss
+                self._missed(kind, reply, digest, lease_id)
                 return None
             # Another worker is asking LWA: wait for its answer, as long as its
             # lease says it may take, woken by its publish on the lease key.
-            now = self._clock()
-            left = int(reply[1]) / 1000 if len(reply) > 1 else self._lease_wait
-            current = reply[2] if len(reply) > 2 else None
-            if deadline is None or current != holder:
-                # A new holder (the last one's lease ran out): its deadline.
-                if deadline is None:
-                    self.waits += 1
-                holder = current
-                deadline = now + max(0.0, min(left, self._lease_wait))
-            if now >= deadline:
+            if waiting.deadline is None:
+                self.waits += 1
+            step = waiting.step(self._clock(), reply, self._lease_wait, keys[2])
+            if step is None:
                 return None
-            if not subscribed:
-                # Subscribe, then read again: a publish between the two reads
-                # cannot be missed.
-                yield _Subscribe(keys[2])
-                subscribed = True
-                continue
-            yield _Listen(deadline - now)
+            yield step
+
+    def _older_plan(self, token: str, revocation_only: bool) -> _Plan[tuple[_Read, _Read]]:
+        """Rotation: ``(revocation, identity)`` read under the older secrets
+        (each ``None`` if none was). They are in buckets of their own (other
+        slots, on a Cluster): one read each, before the main one, so a
+        revocation under any secret outranks everything and an identity
+        found there takes no lease."""
+        older: _Read = None
+        for old in self._old_secrets:
+            old_digest = self._hex(old, token)
+            old_keys = entry_keys(old_digest)
+            reply = yield _Call(
+                "read",
+                old_keys,
+                ("", 0, "1" if revocation_only else "2", *self._markers(old_digest)),
+            )
+            yield from self._check_lost(reply[0], old_digest)
+            kind = int(reply[1])
+            if kind == READ_REVOKED:
+                return (reply[1:], old_keys, old), None
+            if kind == READ_HIT and older is None:
+                older = (reply[1:], old_keys, old)
+        return None, older
+
+    def _missed(self, kind: int, reply: Any, digest: str, lease_id: str) -> None:
+        """A read found nothing: hold the lease it took, if it took one."""
+        if kind == READ_LEASE_TAKEN:
+            # The lease's value carries its fencing id: only that exact
+            # lease is released by the put.
+            value = reply[1] if len(reply) > 1 else None
+            self._hold(digest, value.decode() if isinstance(value, bytes) else lease_id)
+        elif len(reply) > 1 and reply[1] == b"oom":
+            self._full()  # no lease could be taken: a plain miss
 
     def _put_plan(self, token: str, resolved: Resolved, lease: tuple[str, str]) -> _Plan[None]:
         secret = yield from self._secret_plan()

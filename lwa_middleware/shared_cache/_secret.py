@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import math
 import secrets
+import threading
 from typing import Final
 
+from .._observe import fields
 from ._channel import ASK_SECRET, CHANNEL
 from ._codec import SECRET_KEY
 from ._fleet import Fleet
-from ._health import _Health
+from ._health import _Health, logger
 from ._steps import _Call, _Plan, _Sleep
 
 #: Seconds after which a generated secret is read from Redis again.
@@ -36,6 +38,27 @@ class _Unusable(Exception):
     """Redis answered, but not something this cache can use."""
 
 
+#: Whether the missing ``cache_key_secret`` was warned about (once a process).
+_warned_no_secret = False
+_warn_lock = threading.Lock()
+
+
+def warn_generated_secret() -> None:
+    """Warn, once a process, that the key secret is generated and kept in Redis."""
+    global _warned_no_secret
+    with _warn_lock:
+        if _warned_no_secret:
+            return
+        _warned_no_secret = True
+    logger.warning(
+        "redis_url is set without cache_key_secret: the key and MAC "
+        "secret is generated and stored in Redis (%s), so anyone who can read Redis can "
+        "forge shared-cache entries. Set cache_key_secret (LWA_CACHE_KEY_SECRET).",
+        SECRET_KEY,
+        extra=fields("config_warning"),
+    )
+
+
 class _Secrets(_Health):
     """The key secret's part of the plans' state (set by ``_Plans.__init__``)."""
 
@@ -45,17 +68,20 @@ class _Secrets(_Health):
     _old_secrets: tuple[bytes, ...]
     _fleet: Fleet | None
 
+    def _secret_current(self, secret: bytes | None) -> bool:
+        """Whether ``secret``, the one in use, may be used without asking Redis."""
+        if secret is None or self._configured_secret is not None:
+            return secret is not None
+        fleet = self._fleet
+        return self._clock() - self._secret_checked < SECRET_RECHECK and (
+            # The subscriber saw another secret in Redis: read it now.
+            fleet is None or fleet.secret in (None, secret)
+        )
+
     def _secret_plan(self) -> _Plan[bytes]:
         secret = self._secret
         fleet = self._fleet
-        if secret is not None and (
-            self._configured_secret is not None
-            or (
-                self._clock() - self._secret_checked < SECRET_RECHECK
-                # The subscriber saw another secret in Redis: read it now.
-                and (fleet is None or fleet.secret in (None, secret))
-            )
-        ):
+        if secret is not None and self._secret_current(secret):
             return secret
         # The secret this worker already uses, if any: a vanished secret is
         # put back, never replaced, so workers never split into two key spaces.

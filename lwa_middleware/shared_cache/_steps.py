@@ -47,6 +47,37 @@ class _Listen:
     seconds: float
 
 
+@dataclass(slots=True)
+class _Waiting:
+    """A read's wait on another worker's lease: until when, on which holder
+    (its fencing id), and whether subscribed to its publish yet."""
+
+    deadline: float | None = None
+    holder: Any = None
+    subscribed: bool = False
+
+    def step(
+        self, now: float, reply: Any, limit: float, channel: str
+    ) -> _Subscribe | _Listen | None:
+        """The next step of the wait, told the lease's PTTL and holder (in a
+        read's ``reply``), or ``None`` once it is over: ask LWA. It lasts as
+        long as the lease says its holder may take, at most ``limit``."""
+        left = int(reply[1]) / 1000 if len(reply) > 1 else limit
+        current = reply[2] if len(reply) > 2 else None
+        if self.deadline is None or current != self.holder:
+            # A new holder (the last one's lease ran out): its deadline.
+            self.holder = current
+            self.deadline = now + max(0.0, min(left, limit))
+        if now >= self.deadline:
+            return None
+        if not self.subscribed:
+            # Subscribe, then read again: a publish between the two reads
+            # cannot be missed.
+            self.subscribed = True
+            return _Subscribe(channel)
+        return _Listen(self.deadline - now)
+
+
 _T = TypeVar("_T")
 _Plan = Generator[_Call | _Sleep | _Subscribe | _Listen, Any, _T]
 

@@ -40,7 +40,6 @@ import logging
 import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
-from urllib.parse import unquote, urlsplit
 
 import redis
 import redis.asyncio
@@ -53,19 +52,18 @@ import redis.sentinel
 from redis.backoff import NoBackoff
 
 from .._observe import fields
+from .._redis_url import is_cluster_url, is_sentinel, parse_cluster, parse_sentinel
 
 if TYPE_CHECKING:
     from ..config import Settings
 
 logger = logging.getLogger("lwa_middleware.shared_cache")
 
-SENTINEL_SCHEME = "redis+sentinel"
 #: The longest ``socket_timeout`` of a ``redis_client`` blocking client not
 #: warned about: a WSGI request waits that long (per attempt) on a dead Redis.
 SLOW_SOCKET_TIMEOUT: Final = 1.0
 _warned_slow = False
 _warn_lock = threading.Lock()
-CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
 
 
 class WrongClient(TypeError):
@@ -73,69 +71,9 @@ class WrongClient(TypeError):
     the kind asked for (never echoing it: its repr may hold a password)."""
 
 
-def is_sentinel(url: str) -> bool:
-    return url.split("://", 1)[0].lower() == SENTINEL_SCHEME
-
-
-def is_cluster_url(url: str) -> bool:
-    return url.split("://", 1)[0].lower() in CLUSTER_SCHEMES
-
-
-def is_tls(url: str) -> bool:
-    return url.split("://", 1)[0].lower() in ("rediss", "rediss+cluster")
-
-
 def is_cluster(client: Any) -> bool:
     """Whether ``client`` is one of redis-py's Redis Cluster clients."""
     return isinstance(client, redis.cluster.RedisCluster | redis.asyncio.cluster.RedisCluster)
-
-
-def _nodes(netloc: str, what: str) -> tuple[list[tuple[str, int]], dict[str, str], str]:
-    """``(nodes, credentials, userinfo)`` of a ``[user:password@]host:port[,...]``."""
-    credentials: dict[str, str] = {}
-    userinfo = ""
-    if "@" in netloc:
-        userinfo, netloc = netloc.rsplit("@", 1)
-        user, _, password = userinfo.partition(":")
-        if user:
-            credentials["username"] = unquote(user)
-        if password:
-            credentials["password"] = unquote(password)
-    nodes: list[tuple[str, int]] = []
-    for node in netloc.split(","):
-        host, _, port = node.rpartition(":")
-        if not host or not port.isdigit():
-            raise ValueError(f"each {what} must be host:port")
-        nodes.append((host.strip("[]"), int(port)))
-    return nodes, credentials, userinfo
-
-
-def parse_cluster(url: str) -> tuple[list[tuple[str, int]], str]:
-    """``(nodes, URL of the first node)`` of a ``redis+cluster://`` URL: the
-    node's URL carries the credentials and query options, for redis-py to
-    parse. ``ValueError`` (never echoing the URL) if malformed."""
-    parts = urlsplit(url)
-    nodes, _, userinfo = _nodes(parts.netloc, "Cluster node")
-    if parts.path not in ("", "/", "/0"):
-        raise ValueError("a Redis Cluster has only database 0: give no path, or /0")
-    if parts.fragment:
-        raise ValueError("the URL must not have a #fragment")
-    host, port = nodes[0]
-    host = f"[{host}]" if ":" in host else host
-    scheme = "rediss" if is_tls(url) else "redis"
-    first = f"{scheme}://{userinfo + '@' if userinfo else ''}{host}:{port}/0"
-    return nodes, first + (f"?{parts.query}" if parts.query else "")
-
-
-def parse_sentinel(url: str) -> tuple[list[tuple[str, int]], str, int, dict[str, str]]:
-    """``(sentinels, service, db, credentials)`` of a ``redis+sentinel://`` URL;
-    ``ValueError`` (never echoing the URL, which may hold a password) if malformed."""
-    parts = urlsplit(url)
-    nodes, credentials, _ = _nodes(parts.netloc, "Sentinel")
-    path = [p for p in parts.path.split("/") if p]
-    if not path or len(path) > 2 or (len(path) == 2 and not path[1].isdigit()):
-        raise ValueError("the path must be /service or /service/db")
-    return nodes, path[0], int(path[1]) if len(path) == 2 else 0, credentials
 
 
 class _SentinelPool(redis.sentinel.SentinelConnectionPool):

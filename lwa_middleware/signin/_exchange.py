@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING
 from .._observe import fields, text, with_request_id
 from ..errors import AuthError, UpstreamUnavailable
 from ..identity import Identity
-from ..routes import Access, Policy
 from ._parts import Reply, _Grant, _Refused
+from ._transport import identity_of
 
 if TYPE_CHECKING:
     from .core import SignIn
@@ -19,7 +19,6 @@ if TYPE_CHECKING:
 __all__ = ["exchange"]
 
 logger = logging.getLogger("lwa_middleware.signin")
-_REQUIRED = Policy(Access.REQUIRED)
 
 
 def exchange(
@@ -37,7 +36,7 @@ def exchange(
                 "code_verifier": verifier,
             }
         )
-        return grant, signin._resolver().resolve_sync(grant.access_token, _REQUIRED).identity
+        return grant, identity_of(signin._resolver(), grant.access_token)
     except _Refused as refused:
         if refused.error == "invalid_client":
             # The app's credentials, not the user's sign-in: say what to fix.

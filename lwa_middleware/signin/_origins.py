@@ -39,6 +39,16 @@ def canonical_origin(url: str, *, bare: bool = False) -> str | None:
         return None
     if bare and (parts.path or parts.query or parts.fragment or "?" in url or "#" in url):
         return None
+    host = _ascii_host(host)
+    if host is None:
+        return None
+    if port is not None and port != _DEFAULT_PORTS.get(parts.scheme):
+        return f"{parts.scheme}://{host}:{port}"
+    return f"{parts.scheme}://{host}"
+
+
+def _ascii_host(host: str) -> str | None:
+    """``host`` as an origin spells it (``None``: no valid name)."""
     if not host.isascii():
         # As browsers do (WHATWG URL "domain to ASCII": UTS #46, non-transitional),
         # not Python's "idna" codec (IDNA 2003), which maps faß.example to
@@ -48,10 +58,8 @@ def canonical_origin(url: str, *, bare: bool = False) -> str | None:
         except UnicodeError:  # idna.IDNAError is one
             return None
     if ":" in host:  # IPv6: urlsplit dropped the brackets
-        host = f"[{host}]"
-    if port is not None and port != _DEFAULT_PORTS.get(parts.scheme):
-        return f"{parts.scheme}://{host}:{port}"
-    return f"{parts.scheme}://{host}"
+        return f"[{host}]"
+    return host
 
 
 def request_origin(headers: Iterable[tuple[bytes, bytes]]) -> tuple[bool, str | None]:

@@ -14,12 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx2
-
 from ..config import _is_loopback
 from ..errors import ConfigurationError, UpstreamUnavailable
-from ..flow import seconds_field
-from ..upstream import _failure, _request_id
+from ..flow import UpstreamFailure, UpstreamResponse, seconds_field
 from ._origins import canonical_origin
 
 __all__ = ["Reply"]
@@ -99,27 +96,20 @@ class _Refused(Exception):
         self.request_id = request_id
 
 
-def grant_of(response: httpx2.Response, retry_after: int) -> _Grant:
+def grant_of(response: UpstreamResponse, retry_after: int) -> _Grant:
     """The token endpoint's answer read: the grant; :class:`_Refused` on a 4xx
     (but 429), a 503 on anything else odd."""
-    try:
-        data = response.json()
-    except ValueError:
-        data = None
-    if 400 <= response.status_code < 500 and response.status_code != 429:
-        error = data.get("error") if isinstance(data, dict) else None
-        raise _Refused(
-            error if isinstance(error, str) else "invalid_request", _request_id(response)
-        )
-    at = data.get("access_token") if isinstance(data, dict) else None
-    rt = data.get("refresh_token") if isinstance(data, dict) else None
+    data = _json_dict(response)
+    if 400 <= response.status < 500 and response.status != 429:
+        error = data.get("error")
+        raise _Refused(error if isinstance(error, str) else "invalid_request", response.request_id)
+    at, rt = data.get("access_token"), data.get("refresh_token")
     expires = 0.0  # missing or unusable: refused below
-    if isinstance(data, dict):
-        # A number or a numeric string: Amazon's pages show both.
-        with contextlib.suppress(ValueError):
-            expires = seconds_field(data.get("expires_in"), "expires_in")
+    # A number or a numeric string: Amazon's pages show both.
+    with contextlib.suppress(ValueError):
+        expires = seconds_field(data.get("expires_in"), "expires_in")
     if (
-        response.status_code != 200
+        response.status != 200
         or not isinstance(at, str)
         or not at
         or (rt is not None and not isinstance(rt, str))
@@ -129,19 +119,27 @@ def grant_of(response: httpx2.Response, retry_after: int) -> _Grant:
     return _Grant(at, rt or None, expires)
 
 
-def token_unreachable(exc: Exception, retry_after: int) -> UpstreamUnavailable:
+def _json_dict(response: UpstreamResponse) -> dict[str, Any]:
+    """The answer's JSON object; empty if it is none."""
+    try:
+        data = json.loads(response.body)
+    except ValueError:  # UnicodeDecodeError included
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def token_unreachable(failure: UpstreamFailure, retry_after: int) -> UpstreamUnavailable:
     """No answer from the token endpoint: a 503, why (``certificate``, ``timeout``…) on it."""
-    failure = _failure(exc)
     return _token_unavailable(failure.reason, retry_after, failure.code)
 
 
-def token_answer_unusable(response: httpx2.Response, retry_after: int) -> UpstreamUnavailable:
+def token_answer_unusable(response: UpstreamResponse, retry_after: int) -> UpstreamUnavailable:
     """An answer of the token endpoint that is an error or nonsense: a 503,
     with LWA's status and request id on it for the log."""
-    status = response.status_code
+    status = response.status
     why, reason = ("an unusable answer", "unusable") if status == 200 else ("an error", "status")
     return _token_unavailable(
-        f"HTTP {status}, {why}", retry_after, reason, status, _request_id(response)
+        f"HTTP {status}, {why}", retry_after, reason, status, response.request_id
     )
 
 

@@ -10,17 +10,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from urllib.parse import quote, urlsplit
+
+from .._login_redirect import safe_next
 
 __all__ = ["CookieJar", "read_cookie", "safe_next"]
 
 #: What ``secrets.token_urlsafe(32)`` gives: 43 URL-safe characters.
 _ID = re.compile(r"[A-Za-z0-9_-]{43}")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # C0, DEL and C1
-_MAX_NEXT = 2048
-#: Every printable ASCII character: ``quote`` leaves them as they are (and
-#: ``safe_next`` judges them), encoding only the rest.
-_ASCII = "".join(map(chr, range(0x21, 0x7F)))
 
 
 class CookieJar:
@@ -71,33 +67,3 @@ def read_cookie(headers: Iterable[str], name: str) -> str | None:
 def cookie_headers(headers: Iterable[tuple[bytes, bytes]]) -> list[str]:
     """The ``Cookie`` values among ASGI-style ``(name, value)`` header pairs."""
     return [value.decode("latin-1") for name, value in headers if name == b"cookie"]
-
-
-def safe_next(value: object, default: str) -> str:
-    """``value`` if it is a path on this origin, else ``default``; always ASCII.
-
-    Refused: anything not starting with one ``/`` (``//evil``, ``/\\evil``,
-    ``https://…``, ``javascript:``), backslashes anywhere (browsers read them
-    as slashes), control characters and whitespace, anything a URL parser
-    sees a scheme or host in, and anything over 2048 characters once encoded.
-    Other non-ASCII characters are percent-encoded (UTF-8), as a browser
-    would: a ``Location`` header carries only ASCII, so a raw ``/café``
-    would make the redirect fail after the sign-in.
-    """
-    if not isinstance(value, str) or not value or len(value) > _MAX_NEXT:
-        return default
-    if not value.startswith("/") or value.startswith("//") or "\\" in value:
-        return default
-    if _CONTROL.search(value) or any(c.isspace() for c in value):
-        return default
-    if not value.isascii():
-        try:
-            value = quote(value, safe=_ASCII)
-        except UnicodeEncodeError:  # lone surrogates: no UTF-8 for them
-            return default
-        if len(value) > _MAX_NEXT:
-            return default
-    parts = urlsplit(value)
-    if parts.scheme or parts.netloc:
-        return default
-    return value

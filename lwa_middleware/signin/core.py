@@ -5,7 +5,8 @@ Framework-neutral and blocking: each step takes what any framework gives
 :class:`Reply` (status, headers, body) that the glue turns into its own
 response. Under ASGI the glue runs these steps in a worker thread; the hot
 per-request path (:meth:`SignIn.access_token_async` on a fresh session in
-memory) stays on the event loop.
+memory) stays on the event loop. LWA is reached through the middleware's own
+HTTP driver, the async one under ASGI (:mod:`._transport`).
 
 Secrets: the access token, the refresh token, the authorization code and the
 PKCE verifier never leave the server except towards LWA's token endpoint
@@ -19,7 +20,6 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-import os
 import secrets
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
@@ -32,10 +32,12 @@ import httpx2
 from .._observe import fields
 from ..config import Settings
 from ..errors import ConfigurationError, SharedCacheError, UpstreamUnavailable
+from ..flow import UpstreamFailure
 from ..identity import Identity
 from ..routes import PROVABLE_SCOPES, Access, Policy
 from ..singleflight import TaskFlights, ThreadFlights
 from ._exchange import exchange
+from ._options import AUTHORIZE_URL, authorize_url_of, check_signin_options
 from ._origins import origin_matches
 from ._pages import Page, PageKind, Pages, check_pages, render_page
 from ._parts import (
@@ -49,6 +51,7 @@ from ._parts import (
 )
 from ._refresh import refresh
 from ._source import CrossSiteRequest
+from ._transport import revoke, send_token, token_request
 from ._wiring import refuse_guarded_endpoints, refuse_mixed_hosts
 from .cookies import CookieJar, cookie_headers, read_cookie, safe_next
 from .sessions import (
@@ -66,11 +69,8 @@ __all__ = ["AUTHORIZE_URL", "CrossSiteRequest", "Page", "Reply", "SignIn"]
 
 logger = logging.getLogger("lwa_middleware.signin")
 
-#: LWA's authorize page; the same for every region.
-AUTHORIZE_URL: Final = "https://www.amazon.com/ap/oa"
 #: A pending login (state and PKCE verifier) lives this long: 10 minutes.
 LOGIN_TTL: Final = 600
-SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 _REQUIRED: Final = Policy(Access.REQUIRED)
 
 
@@ -82,31 +82,10 @@ class SignIn:
     middleware as ``session=signin`` and a request carrying the cookie is
     judged like one carrying the session's access token.
 
-    :param client_id: your LWA client id.
-    :param client_secret: its secret; sent only to the token endpoint, in the body.
-    :param redirect_uri: the callback URL registered with LWA; its origin is
-        the app's origin (cookies, CSRF checks, ``next`` paths).
-    :param session_secret: 32+ bytes; the key of the encryption at rest.
-    :param api_base_url: LWA API origin (``region`` instead: ``na``, ``eu``, ``fe``).
-    :param authorize_url: LWA's authorize page (``{emulator.base_url}/ap/oa`` in tests)
-        [$LWA_AUTHORIZE_URL, else :data:`AUTHORIZE_URL`].
-    :param scopes: what to ask for: ``profile``, ``profile:user_id``, ``postal_code``.
-    :param redis_url: keep sessions in Redis (shared by workers) instead of memory.
-    :param store: or any :class:`~.sessions.SessionStore`.
-    :param link: ``link(identity) -> app_user``, called once per sign-in; its
-        JSON-serialisable result is kept with the session (e.g. your user's id).
-    :param max_pending_logins: sign-ins in progress (``/login`` not yet back at
-        the callback) the store this builds keeps at most [10,000]; beyond, a
-        ``/login`` is a 503 page, and no session is ever evicted for one.
-    :param session_ttl: seconds a session lasts at most [14 days].
-    :param refresh_margin: refresh the access token when fewer seconds are left [60].
-    :param clock: epoch seconds [time.time]; tests pass a fake one.
-    :param pages: the cancelled/failed/expired/refused/unavailable pages: a
-        mapping of kind to template text, or a callable ``pages(page) -> str``
-        (see :mod:`._pages`) [styled defaults].
-    :param allow_mixed_hosts: accept ``authorize_url`` at Amazon while
-        ``api_base_url`` is on loopback (an emulator) [False: refused, since
-        tests would send the browser to the real Amazon].
+    Its keywords (what each does, its default, its check): the table
+    :data:`lwa_middleware.signin._options.SIGNIN_OPTIONS`, shown in
+    ``docs/options.md``. ``clock`` is epoch seconds (``time.time``), since
+    sessions outlive the process; the HTTP deadlines run in real time.
     """
 
     def __init__(
@@ -139,6 +118,7 @@ class SignIn:
         pages: Pages | None = None,
         allow_mixed_hosts: bool = False,
     ) -> None:
+        check_signin_options(locals())
         self._settings = Settings.from_options(
             client_id=client_id, api_base_url=api_base_url, region=region, timeout=timeout
         )
@@ -151,7 +131,7 @@ class SignIn:
         self.redirect_uri = redirect_uri
         self.origin, secure = _origin_of(redirect_uri, "redirect_uri")
         self.callback_path = urlsplit(redirect_uri).path or "/"
-        authorize_url = authorize_url or os.environ.get("LWA_AUTHORIZE_URL") or AUTHORIZE_URL
+        authorize_url = authorize_url_of(authorize_url)
         _origin_of(authorize_url, "authorize_url")
         self.authorize_url = authorize_url
         self.pages = check_pages(pages)
@@ -179,9 +159,6 @@ class SignIn:
         #: Whether the store is this process's memory (no I/O: no thread needed under ASGI).
         self.in_memory = isinstance(self.store, MemorySessionStore)
         self.cookies = CookieJar(secure, cookie_name)
-        for name, path in (("login_path", login_path), ("logout_path", logout_path)):
-            if safe_next(path, "") != path:
-                raise ConfigurationError(f"{name} must be a path such as '/login'")
         self.login_path, self.logout_path = login_path, logout_path
         self.after_login = safe_next(after_login, "/")
         self.after_logout = safe_next(after_logout, "/")
@@ -238,14 +215,6 @@ class SignIn:
             self._own_resolver = Resolver(self._settings)
         return self._own_resolver
 
-    def _client(self) -> httpx2.Client:
-        if self._http is None:
-            self._http = httpx2.Client(
-                timeout=httpx2.Timeout(self.timeout, connect=min(self.timeout, 2.0)),
-                follow_redirects=False,
-            )
-        return self._http
-
     def close(self) -> None:
         if self._http is not None:
             self._http.close()
@@ -292,18 +261,16 @@ class SignIn:
 
     def _post(self, form: Mapping[str, str]) -> _Grant:
         """POST to the token endpoint; :class:`_Refused` on 4xx, 503 on anything else odd."""
-        try:
-            response = self._client().post(
-                self.token_url, data=dict(form), headers={"Accept": "application/json"}
-            )
-        except httpx2.HTTPError as exc:
-            raise token_unreachable(exc, self.retry_after) from None
-        return grant_of(response, self.retry_after)
+        request = token_request(self.token_url, form)
+        outcome = send_token(self._http, self._resolver(), request)
+        if isinstance(outcome, UpstreamFailure):
+            raise token_unreachable(outcome, self.retry_after)
+        return grant_of(outcome, self.retry_after)
 
     def _revoke(self, token: str) -> None:
         for resolver in self._resolvers or [self._resolver()]:
             try:
-                resolver.revoke(token)
+                revoke(resolver, token)
             except SharedCacheError:
                 logger.warning(
                     "logout: the revocation could not be shared through Redis yet",

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-import os
 import secrets
 import threading
 import time
@@ -26,10 +25,7 @@ from ..errors import ConfigurationError, UpstreamUnavailable
 
 # cryptography comes with the signin extra, not the base install.
 with needs_extra("signin", "lwa_middleware.signin (server-side sign-in)"):
-    from cryptography.exceptions import InvalidTag
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+    from .._seal import Aead, derive
 
 __all__ = [
     "ACL_RULES",
@@ -53,7 +49,6 @@ class SessionStoreUnavailable(UpstreamUnavailable):
         super().__init__("The session store is unavailable; try again shortly.", retry_after)
 
 
-_NONCE = 12
 logger = logging.getLogger("lwa_middleware.signin")
 
 
@@ -117,8 +112,8 @@ class Sealer:
                 "session_secret must be at least 32 bytes of secret, e.g. "
                 "secrets.token_urlsafe(32); it encrypts sessions at rest"
             )
-        self._aead = AESGCM(_derive(raw, b"lwa-signin/v1/seal"))
-        self._name_key = _derive(raw, b"lwa-signin/v1/name")
+        self._aead = Aead.derived(raw, b"lwa-signin/v1/seal")
+        self._name_key = derive(raw, b"lwa-signin/v1/name")
 
     def __repr__(self) -> str:
         return "Sealer(<secret>)"
@@ -129,21 +124,11 @@ class Sealer:
         return f"{kind}:{digest.hexdigest()}"
 
     def seal(self, key: str, plain: bytes) -> bytes:
-        nonce = os.urandom(_NONCE)
-        return nonce + self._aead.encrypt(nonce, plain, key.encode())
+        return self._aead.seal(plain, key.encode())
 
     def open(self, key: str, sealed: bytes) -> bytes | None:
         """The plain bytes, or ``None`` if they were not sealed here for ``key``."""
-        if len(sealed) <= _NONCE:
-            return None
-        try:
-            return self._aead.decrypt(sealed[:_NONCE], sealed[_NONCE:], key.encode())
-        except InvalidTag:
-            return None
-
-
-def _derive(secret: bytes, info: bytes) -> bytes:
-    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(secret)
+        return self._aead.open(sealed, key.encode())
 
 
 #: Pending logins a store keeps at most, by default (SECURITY.md, "Pending

@@ -156,26 +156,26 @@ def _parse_authorize(
         # RFC 7636 section 4.3: plain when the method is absent.
         method or ("plain" if challenge else ""),
     )
-    response_type = _first(params, "response_type") or ""
-    problem: _Response | None = None
+    found = _problem(_first(params, "response_type") or "", method, request)
+    return request, _error_redirect(request, *found) if found is not None else None
+
+
+def _problem(response_type: str, method: str, request: _AuthorizeRequest) -> tuple[str, str] | None:
+    """``(error, description)`` of what is wrong with an authorization
+    request whose client and redirect_uri are vouched for, if anything."""
+    challenge = request.code_challenge
     if not response_type:
-        problem = _error_redirect(request, "invalid_request", "response_type is missing.")
-    elif response_type != "code":
+        return "invalid_request", "response_type is missing."
+    if response_type != "code":
         # The implicit grant (response_type=token) is no longer accepted.
-        problem = _error_redirect(
-            request, "unsupported_response_type", "Only response_type=code is supported."
-        )
-    elif method and not challenge:
-        problem = _error_redirect(
-            request, "invalid_request", "code_challenge_method without code_challenge."
-        )
-    elif challenge and request.code_challenge_method not in _CHALLENGE_METHODS:
-        problem = _error_redirect(
-            request, "invalid_request", "code_challenge_method must be S256 or plain."
-        )
-    elif challenge and not _PKCE_VALUE.fullmatch(challenge):
-        problem = _error_redirect(request, "invalid_request", "code_challenge is malformed.")
-    return request, problem
+        return "unsupported_response_type", "Only response_type=code is supported."
+    if method and not challenge:
+        return "invalid_request", "code_challenge_method without code_challenge."
+    if challenge and request.code_challenge_method not in _CHALLENGE_METHODS:
+        return "invalid_request", "code_challenge_method must be S256 or plain."
+    if challenge and not _PKCE_VALUE.fullmatch(challenge):
+        return "invalid_request", "code_challenge is malformed."
+    return None
 
 
 def _is_valid_redirect_uri(uri: str) -> bool:

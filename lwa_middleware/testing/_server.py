@@ -27,7 +27,7 @@ from lwa_middleware.testing._sdk import _sdk_popup, _sdk_relay, _sdk_script
 from lwa_middleware.testing._signin import _authorize, _token
 from lwa_middleware.testing._state import RecordedRequest, _State
 from lwa_middleware.testing._wire import _ROUTES, _error, _redact_target, _Response
-from lwa_middleware.testing.faults import _DRIP_INTERVAL, Fault, _transport_fault
+from lwa_middleware.testing.faults import _DRIP_INTERVAL, Fault, _Injection, _transport_fault
 
 # The name it had before the emulator became a package, so logging
 # configuration written for it keeps working.
@@ -200,18 +200,8 @@ class _Handler(BaseHTTPRequestHandler):
             plan.release.wait(plan.latency)
 
         fault = plan.fault
-        if fault is not None:
-            if fault.kind is Fault.RESET:
-                self._reset()
-                return
-            if fault.kind is Fault.HANG:
-                plan.release.wait()
-                self.close_connection = True
-                return
-            transport = _transport_fault(fault, endpoint)
-            if transport is not None:
-                self._send(transport)
-                return
+        if fault is not None and self._transport_failed(fault, plan.release, endpoint):
+            return
 
         if route is None:
             self._send(_error(404, "NotFound", "The requested resource does not exist."))
@@ -222,21 +212,46 @@ class _Handler(BaseHTTPRequestHandler):
             return
 
         kind = fault.kind if fault is not None else None
+        response = self._answer(endpoint, query, body, kind)
+        self._send(response, drip=plan.release if kind is Fault.SLOW_DRIP else None)
+
+    def _transport_failed(
+        self, fault: _Injection, release: threading.Event, endpoint: str
+    ) -> bool:
+        """Act out ``fault`` if it fails the transport (a reset, a hang, a
+        canned transport answer); whether it did, and the request is over."""
+        if fault.kind is Fault.RESET:
+            self._reset()
+            return True
+        if fault.kind is Fault.HANG:
+            release.wait()
+            self.close_connection = True
+            return True
+        transport = _transport_fault(fault, endpoint)
+        if transport is not None:
+            self._send(transport)
+            return True
+        return False
+
+    def _answer(
+        self, endpoint: str, query: list[tuple[str, str]], body: bytes, kind: Fault | None
+    ) -> _Response:
+        """The answer of ``endpoint`` (a known route, its method allowed)."""
+        state = self.server.state
         match endpoint:
             case "tokeninfo":
-                response = _tokeninfo(state, self.headers, query, kind)
+                return _tokeninfo(state, self.headers, query, kind)
             case "profile":
-                response = _profile(state, self.headers, query, kind)
+                return _profile(state, self.headers, query, kind)
             case "mint":
-                response = _mint(state, body)
+                return _mint(state, body)
             case "authorize":
-                response = _authorize(state, self.command, query, body)
+                return _authorize(state, self.command, query, body)
             case "sdk":
-                response = _sdk_script()
+                return _sdk_script()
             case "sdk_relay":
-                response = _sdk_relay(state, query)
+                return _sdk_relay(state, query)
             case "sdk_popup":
-                response = _sdk_popup(state, query)
+                return _sdk_popup(state, query)
             case _:
-                response = _token(state, self.command, self.headers, body, kind)
-        self._send(response, drip=plan.release if kind is Fault.SLOW_DRIP else None)
+                return _token(state, self.command, self.headers, body, kind)

@@ -89,9 +89,10 @@ def assert_clean_logs(records: Sequence[logging.LogRecord], *secrets: str) -> No
 
 @pytest.fixture
 def debug_logs(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
-    """Capture every logger, httpx's and httpcore's included, from DEBUG up."""
+    """Capture every logger, the HTTP clients' included, from DEBUG up."""
     caplog.set_level(logging.DEBUG)
-    for name in ("httpx2", "httpcore2", "lwa_middleware", "uvicorn", "waitress"):
+    loggers = ("aiohttp", "asyncio", "httpx2", "httpcore2", "lwa_middleware", "uvicorn")
+    for name in (*loggers, "waitress"):
         caplog.set_level(logging.DEBUG, logger=name)
     return caplog
 

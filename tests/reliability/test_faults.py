@@ -116,9 +116,12 @@ def test_transient_fault_fails_closed_then_recovers(
         debug_logs.records, watched
     )
     # Still failing: asked again, because a transient failure is never remembered.
+    # A GET whose connection was dropped is sent once more (aiohttp, as RFC 9112
+    # allows for an idempotent request), never more.
     calls = lwa_emulator.calls[watched]
     assert_unavailable(caller.get(token=victim), case.retry_after)
-    assert lwa_emulator.calls[watched] == calls + 1
+    resent = 1 if case.fault is Fault.RESET else 0
+    assert calls + 1 <= lwa_emulator.calls[watched] <= calls + 1 + resent
     # A token resolved before the fault is still served from the cache.
     cached = caller.get(token=warm)
     assert cached.status == 200

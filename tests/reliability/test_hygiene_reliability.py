@@ -112,10 +112,10 @@ def test_tokens_never_leak_under_faults(
     # ?access_token= included: that is the caller's log, not ours nor LWA-bound.
     ours = [r for r in debug_logs.records if "http://testserver" not in r.getMessage()]
     assert_clean_logs(ours, *sent)
-    assert any(r.name.startswith("httpcore") for r in ours), "httpcore not captured"
-    assert any(
-        r.name in ("httpx", "httpx2") and "/auth/o2/tokeninfo" in r.getMessage() for r in ours
-    )
+    # The middleware's calls to LWA go through aiohttp, which logs nothing about
+    # a request that works: what must be captured is the middleware's own
+    # warnings about the faults (they name the failure, never the token).
+    assert any(r.name.startswith("lwa_middleware") for r in ours), "nothing captured"
     assert lwa_emulator.token_in_url == 0
     assert {r.target for r in lwa_emulator.requests} <= LWA_TARGETS
     for record in lwa_emulator.requests:

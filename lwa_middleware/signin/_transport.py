@@ -1,0 +1,95 @@
+"""How :class:`~.core.SignIn` reaches LWA: on the middleware's own HTTP driver.
+
+One HTTP stack per process kind (issue 19): the token endpoint's POSTs (the
+code exchange, a refresh) and the lookup of a new access token go out on the
+drivers of the middleware the ``SignIn`` is wired into, so they share its
+pool, TLS settings (``verify``, ``http_client``), deadlines and body cap, and
+are closed with it (``close()``, lifespan shutdown).
+
+Under ASGI the glue runs a step in an anyio worker thread (the session store
+may block); its LWA calls go back to the event loop, on the async driver, so
+no blocking client is ever built. Under WSGI they use the blocking driver.
+An ``http=`` client given to ``SignIn`` still sends the token POSTs itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+from urllib.parse import urlencode
+
+import anyio.from_thread
+import httpx2
+
+from ..flow import Outcome, UpstreamRequest, UpstreamResponse
+from ..identity import Identity
+from ..routes import Access, Policy
+from ..upstream import _failure, _request_id
+
+if TYPE_CHECKING:
+    from ..resolver import Resolver
+
+__all__ = ["identity_of", "revoke", "send_token", "token_request"]
+
+_REQUIRED = Policy(Access.REQUIRED)
+_HEADERS: Mapping[str, str] = {
+    "accept": "application/json",
+    "content-type": "application/x-www-form-urlencoded",
+}
+
+
+def token_request(url: str, form: Mapping[str, str]) -> UpstreamRequest:
+    """A POST of ``form`` to the token endpoint: secrets in the body, never the URL."""
+    return UpstreamRequest("token", url, _HEADERS, "POST", urlencode(form).encode())
+
+
+def _behind_a_loop() -> bool:
+    """Whether this thread is an anyio worker thread (the ASGI glue's), whose
+    event loop can run the LWA call on the middleware's async driver."""
+    try:
+        anyio.from_thread.check_cancelled()
+    except RuntimeError:  # not an anyio worker thread
+        return False
+    return True
+
+
+def send_token(
+    client: httpx2.Client | None, resolver: Resolver, request: UpstreamRequest
+) -> Outcome:
+    """``request``'s answer, or why there is none: on ``client`` if the
+    application gave one, else on ``resolver``'s driver (see the module)."""
+    if client is not None:
+        return _on_own_client(client, request)
+    if _behind_a_loop():
+        return anyio.from_thread.run(resolver.send_async, request)
+    return resolver.send_sync(request)
+
+
+def _on_own_client(client: httpx2.Client, request: UpstreamRequest) -> Outcome:
+    try:
+        response = client.request(
+            request.method, request.url, content=request.body, headers=dict(request.headers)
+        )
+    except httpx2.HTTPError as exc:
+        return _failure(exc)
+    return UpstreamResponse(
+        response.status_code,
+        response.content,
+        response.headers.get("retry-after"),
+        _request_id(response),
+    )
+
+
+def identity_of(resolver: Resolver, token: str) -> Identity:
+    """The identity of a new access token, on the middleware's driver."""
+    if _behind_a_loop():
+        return anyio.from_thread.run(resolver.resolve_async, token, _REQUIRED).identity
+    return resolver.resolve_sync(token, _REQUIRED).identity
+
+
+def revoke(resolver: Resolver, token: str) -> None:
+    """``resolver.revoke(token)``; from an anyio worker thread, on its loop."""
+    if _behind_a_loop():
+        anyio.from_thread.run(resolver.arevoke, token)
+    else:
+        resolver.revoke(token)

@@ -1,0 +1,160 @@
+"""The aiohttp transport (issue 23): which HTTP stack runs where, and the life of
+the WSGI driver's I/O loop thread (started late, per process, closed with the driver)."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+import pytest
+from werkzeug.test import Client
+
+from lwa_middleware import LWAMiddleware, LWAWSGIMiddleware
+from lwa_middleware._aio import Transport
+from lwa_middleware.testing import Fault, LWAEmulator
+from lwa_middleware.upstream import _Seats
+
+#: The WSGI driver's I/O thread.
+IO_THREAD = "lwa-upstream"
+
+
+def _io_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == IO_THREAD]
+
+
+def _wsgi_status(mw: LWAWSGIMiddleware, token: str) -> int:
+    return Client(mw).get("/me", headers={"Authorization": f"Bearer {token}"}).status_code
+
+
+async def _asgi_status(mw: LWAMiddleware, token: str) -> int:
+    statuses: list[int] = []
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": "/",
+        "query_string": b"",
+        "headers": [(b"authorization", f"Bearer {token}".encode())],
+    }
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            statuses.append(message["status"])
+
+    mw.app = app
+    await mw(scope, receive, send)
+    return statuses[0]
+
+
+@pytest.mark.parametrize(("backend", "stack"), [("asyncio", Transport), ("trio", _Seats)])
+def test_asyncio_calls_lwa_with_aiohttp_and_trio_with_httpx2(
+    backend: str, stack: type, make_asgi: Callable[..., LWAMiddleware], lwa_emulator: LWAEmulator
+) -> None:
+    mw = make_asgi()
+
+    async def main() -> None:
+        try:
+            assert await _asgi_status(mw, lwa_emulator.issue_token()) == 200
+            driver = mw.resolver._async_driver
+            assert driver is not None
+            assert isinstance(driver._seats, stack)
+        finally:
+            await mw.aclose()
+
+    anyio.run(main, backend=backend)
+    assert lwa_emulator.calls["tokeninfo"] == 1
+
+
+def test_the_io_thread_starts_with_the_first_lookup_and_ends_with_close(
+    make_wsgi: Callable[..., LWAWSGIMiddleware], lwa_emulator: LWAEmulator
+) -> None:
+    before = len(_io_threads())
+    mw = make_wsgi()  # warm: the driver is built, no thread started
+    assert len(_io_threads()) == before
+    assert _wsgi_status(mw, lwa_emulator.issue_token()) == 200
+    assert len(_io_threads()) == before + 1
+    mw.close()
+    assert len(_io_threads()) == before
+    # Closed is not broken: a later request starts afresh.
+    assert _wsgi_status(mw, lwa_emulator.issue_token()) == 200
+    mw.close()
+    assert len(_io_threads()) == before
+
+
+def test_close_ends_a_lookup_in_flight_at_once(
+    make_wsgi: Callable[..., LWAWSGIMiddleware], lwa_emulator: LWAEmulator
+) -> None:
+    mw = make_wsgi(timeout=60.0)
+    assert _wsgi_status(mw, lwa_emulator.issue_token()) == 200
+    lwa_emulator.inject(Fault.HANG)
+    statuses: list[int] = []
+    caller = threading.Thread(
+        target=lambda: statuses.append(_wsgi_status(mw, lwa_emulator.issue_token()))
+    )
+    caller.start()
+    give_up = time.monotonic() + 10
+    while lwa_emulator.calls["tokeninfo"] < 2 and time.monotonic() < give_up:
+        time.sleep(0.01)
+    assert lwa_emulator.calls["tokeninfo"] == 2, "the lookup never reached LWA"
+    mw.close()
+    # Far sooner than the 60 s deadline: a bound, not a measurement.
+    caller.join(timeout=20)
+    assert not caller.is_alive()
+    assert statuses == [503]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+# The fork is the point (a prefork server's master forks its workers); the
+# threads it warns about are the test's emulator's, which the child never uses.
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+def test_a_forked_worker_starts_its_own_io_thread(
+    make_wsgi: Callable[..., LWAWSGIMiddleware], lwa_emulator: LWAEmulator
+) -> None:
+    mw = make_wsgi()
+    assert _wsgi_status(mw, lwa_emulator.issue_token()) == 200  # the parent's thread runs
+    token = lwa_emulator.issue_token()
+    pid = os.fork()
+    if pid == 0:  # the child: the parent's I/O thread does not exist here
+        code = 1
+        try:
+            code = 0 if _wsgi_status(mw, token) == 200 and len(_io_threads()) == 1 else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert lwa_emulator.calls["tokeninfo"] == 2
+    mw.close()
+
+
+def test_the_proxy_of_the_environment_is_used(
+    make_wsgi: Callable[..., LWAWSGIMiddleware],
+    lwa_emulator: LWAEmulator,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # As httpx2 did: HTTP(S)_PROXY and NO_PROXY. Port 9 refuses: no answer,
+    # and LWA never sees the request.
+    for name in ("NO_PROXY", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("http_proxy", "http://127.0.0.1:9")
+    mw = make_wsgi()
+    try:
+        assert _wsgi_status(mw, lwa_emulator.issue_token()) == 503
+        assert lwa_emulator.calls["tokeninfo"] == 0
+    finally:
+        mw.close()
+    monkeypatch.setenv("no_proxy", "127.0.0.1")
+    mw = make_wsgi()
+    try:
+        assert _wsgi_status(mw, lwa_emulator.issue_token()) == 200
+    finally:
+        mw.close()
