@@ -7,32 +7,31 @@ the cheapest whole-token cryptographic digest here (hardware-accelerated on
 current CPUs: about 0.6 µs for a 400-byte token), and it is computed straight
 from the header bytes, before any decoding.
 
-Positive entries live in a :class:`cachetools.TLRUCache` whose per-item
-expiry is the token's own expiry, and also ``cache_ttl`` unless stale entries
-are kept for *stale-if-error* (then an entry is *fresh* for ``cache_ttl`` and
-kept, stale, until the token expires). Rejections live in a short
-:class:`cachetools.TTLCache`. cachetools caches are not thread-safe, so every
-write takes one lock, which is never held across I/O.
+Positive entries live in an :class:`_Expiring` map whose per-item deadline is
+the token's own expiry, and also ``cache_ttl`` unless stale entries are kept
+for *stale-if-error* (then an entry is *fresh* for ``cache_ttl`` and kept,
+stale, until the token expires). Rejections and revocations live in maps of
+the same kind. They are not thread-safe, so every write takes one lock, which
+is never held across I/O.
 
-Reads on the hot path take no lock: the TLRU cache keeps a plain dict
-mirror of its live items (kept in step through the documented subclassing
-hooks), and a ``dict.get`` is atomic. The price is that a hit does not
-refresh the item's LRU position, so under ``maxsize`` pressure eviction is in
-insertion order. Every read still checks the entry's own deadline, so an
-entry is never served past ``cache_ttl`` or its token's expiry.
+Reads on the hot path take no lock: the map's items are a plain dict, and a
+``dict.get`` is atomic. A hit does not change what is evicted: a full map
+drops the item whose deadline comes soonest. Every read still checks the
+entry's own deadline, so an entry is never served past ``cache_ttl`` or its
+token's expiry.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import heapq
 import logging
+import math
 import threading
 import time
-from collections.abc import Callable
-from typing import Any
-
-from cachetools import Cache, TLRUCache, TTLCache
+from collections.abc import Callable, ItemsView, Iterator
+from typing import Any, Generic, TypeVar
 
 from ._observe import fields
 from .errors import InvalidToken
@@ -40,6 +39,7 @@ from .identity import Identity, expand_scopes
 from .routes import PROFILE_FETCHED, Policy
 
 Clock = Callable[[], float]
+V = TypeVar("V")
 
 logger = logging.getLogger("lwa_middleware")
 
@@ -51,34 +51,153 @@ def token_digest(raw: bytes) -> bytes:
     return hashlib.sha256(raw).digest()
 
 
-class _MirroredTLRU(TLRUCache[bytes, "Entry"]):
-    """A TLRU cache that keeps ``mirror``, a plain dict of its items, in step."""
+class _Expiring(Generic[V]):
+    """A bounded map whose items leave at their own deadline.
 
-    def __init__(self, maxsize: int, clock: Clock) -> None:
-        super().__init__(maxsize, ttu=_expiry, timer=clock)
-        self.mirror: dict[bytes, Entry] = {}
+    Hand-written rather than :class:`cachetools.TLRUCache` for memory, the
+    measured target (``benchmarks/bench_memory.py``): the TLRU keeps, per
+    item, a node object, a linked-list link, a size entry and a heap tuple on
+    top of its dict, and the lock-free read needed a mirror dict as well:
+    about 250 of the 920 bytes a cached identity cost at 100k entries. Here
+    an item is its dict slot plus one slot in a list of keys per whole
+    second of deadline (a per-item heap tuple would cost 64 bytes more, a
+    deque per second about 600 bytes, whatever few keys it holds).
 
-    def __setitem__(self, key: bytes, value: Entry) -> None:
-        super().__setitem__(key, value)  # may evict (popitem -> __delitem__) or expire
-        if super().__contains__(key):
-            self.mirror[key] = value
-        else:
-            self.mirror.pop(key, None)
+    ``data`` is the plain dict of the items (lock-free reads with
+    ``data.get``; the reader checks the deadline). Each key also waits in the
+    queue of the second its deadline rounds up to, and the seconds in a heap:
+    once a second has passed, every item queued in it has expired. A queued
+    key whose item was removed, or stored again with another deadline, is
+    stale and skipped. Full, the map drops the item whose deadline comes
+    soonest (the one that would leave first anyway; among those of the same
+    second, the last stored: an O(1) pop). Not thread-safe: the owner locks
+    writes.
 
-    def __delitem__(self, key: bytes) -> None:
-        self.mirror.pop(key, None)
-        super().__delitem__(key)
+    :param deadline: the deadline (on ``clock``) of a value.
+    :param dropped: called with each live item dropped to make room.
+    """
+
+    __slots__ = (
+        "_deadline",
+        "_dropped",
+        "_queued",
+        "_queues",
+        "_seconds",
+        "clock",
+        "data",
+        "maxsize",
+    )
+
+    def __init__(
+        self,
+        maxsize: int,
+        clock: Clock,
+        deadline: Callable[[V], float],
+        dropped: Callable[[bytes, V], None] | None = None,
+    ) -> None:
+        self.maxsize = maxsize
+        self.clock = clock
+        self.data: dict[bytes, V] = {}
+        self._deadline = deadline
+        self._dropped = dropped
+        #: Deadline second -> the keys stored with a deadline in it, in order.
+        self._queues: dict[int, list[bytes]] = {}
+        #: The seconds of ``_queues``, a heap.
+        self._seconds: list[int] = []
+        #: Keys in all queues, stale ones included.
+        self._queued = 0
+
+    def __repr__(self) -> str:  # never a key
+        return f"{type(self).__name__}({len(self.data)} items, maxsize={self.maxsize})"
+
+    def __len__(self) -> int:
+        self.expire()
+        return len(self.data)
+
+    def __contains__(self, key: bytes) -> bool:
+        return self.get(key) is not None
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self.data)
+
+    def items(self) -> ItemsView[bytes, V]:
+        return self.data.items()
+
+    def get(self, key: bytes) -> V | None:
+        """The value of ``key`` before its deadline, else ``None``."""
+        value = self.data.get(key)
+        if value is None or self._deadline(value) <= self.clock():
+            return None
+        return value
+
+    def pop(self, key: bytes, default: V | None = None) -> V | None:
+        # Its queued key goes stale, skipped when its second comes.
+        return self.data.pop(key, default)
 
     def clear(self) -> None:
-        # cachetools' clear() does not go through __delitem__.
-        super().clear()
-        self.mirror.clear()
+        self.data.clear()
+        self._queues.clear()
+        self._seconds.clear()
+        self._queued = 0
 
-    def expire(self, time: float | None = None) -> Any:
-        expired = super().expire(time)
-        for key, _ in expired:
-            self.mirror.pop(key, None)
-        return expired
+    def __setitem__(self, key: bytes, value: V) -> None:
+        self.expire()
+        data = self.data
+        if data.pop(key, None) is None and len(data) >= self.maxsize:
+            self._drop_soonest()
+        if self.maxsize <= 0:
+            return
+        data[key] = value
+        self._enqueue(key, value)
+        if self._queued > 2 * len(data) + 64:
+            # Stale keys (removed, or stored again) outnumber the live ones:
+            # queue the live ones afresh, so the queues stay within twice the items.
+            self._queues.clear()
+            self._seconds.clear()
+            self._queued = 0
+            for live_key, live in data.items():
+                self._enqueue(live_key, live)
+
+    def _enqueue(self, key: bytes, value: V) -> None:
+        second = math.ceil(self._deadline(value))
+        queue = self._queues.get(second)
+        if queue is None:
+            queue = self._queues[second] = []
+            heapq.heappush(self._seconds, second)
+        queue.append(key)
+        self._queued += 1
+
+    def _live(self, key: bytes, second: int) -> V | None:
+        value = self.data.get(key)
+        if value is None or math.ceil(self._deadline(value)) != second:
+            return None  # removed, or stored again with another deadline
+        return value
+
+    def expire(self) -> None:
+        """Drop every item whose deadline's second has passed."""
+        now, seconds = self.clock(), self._seconds
+        while seconds and seconds[0] <= now:
+            second = heapq.heappop(seconds)
+            queue = self._queues.pop(second)
+            self._queued -= len(queue)
+            for key in queue:
+                if self._live(key, second) is not None:
+                    del self.data[key]
+
+    def _drop_soonest(self) -> None:
+        seconds = self._seconds
+        while seconds:
+            queue = self._queues[seconds[0]]
+            while queue:
+                key = queue.pop()
+                self._queued -= 1
+                value = self._live(key, seconds[0])
+                if value is not None:
+                    del self.data[key]
+                    if self._dropped is not None:
+                        self._dropped(key, value)
+                    return
+            del self._queues[heapq.heappop(seconds)]
 
 
 class Entry:
@@ -150,12 +269,24 @@ def _holds(granted: frozenset[str], has_profile: bool) -> frozenset[str]:
     return granted | {PROFILE_FETCHED} if has_profile else granted
 
 
-def _expiry(_key: bytes, entry: Entry, _now: float) -> float:
+def _expiry(entry: Entry) -> float:
     return entry.expires_mono
 
 
-def _until(_key: bytes, until: float, _now: float) -> float:
+def _until(until: float) -> float:
     return until
+
+
+class _Rejected(InvalidToken):
+    """A remembered verdict: only its description, and until when it is kept."""
+
+    def __init__(self, description: str, until: float) -> None:
+        super().__init__(description)
+        self.until = until
+
+
+def _kept_until(rejected: _Rejected) -> float:
+    return rejected.until
 
 
 #: Revocations kept at least (each about 150 bytes): a logout must outlive
@@ -163,19 +294,18 @@ def _until(_key: bytes, until: float, _now: float) -> float:
 REVOCATIONS_MIN_SIZE = 100_000
 
 
-class _Revocations(TLRUCache[bytes, float]):
+class _Revocations(_Expiring[float]):
     """Revoked digests until their token's expiry. Full, it drops the one
     whose token expires soonest (the least harm), and counts it: an evicted
     revocation that had not expired is a logout undone, never silently."""
 
+    __slots__ = ("evicted",)
+
     def __init__(self, maxsize: int, clock: Clock) -> None:
-        super().__init__(maxsize, ttu=_until, timer=clock)
+        super().__init__(maxsize, clock, _until, self._warn)
         self.evicted = 0
 
-    def popitem(self) -> tuple[bytes, float]:
-        # The value is the expiry; read it raw (no LRU touch, no expiry check).
-        key = min(self, key=functools.partial(Cache.__getitem__, self))
-        until = self.pop(key)
+    def _warn(self, _key: bytes, _until: float) -> None:
         self.evicted += 1
         logger.warning(
             "%d revocations are held, the most kept: the one expiring "
@@ -183,7 +313,6 @@ class _Revocations(TLRUCache[bytes, float]):
             self.maxsize,
             extra=fields("revocation_dropped"),
         )
-        return key, until
 
 
 #: What a revoked token is told.
@@ -216,20 +345,19 @@ class IdentityCache:
         self.clock = clock
         self.keep_stale = keep_stale
         self._lock = threading.Lock()
-        self._entries = _MirroredTLRU(maxsize, clock)
+        self.negative_ttl = negative_ttl
+        self._entries: _Expiring[Entry] = _Expiring(maxsize, clock, _expiry)
         #: Lock-free read of a possibly stale entry; callers check its deadlines.
-        self.peek = self._entries.mirror.get
+        self.peek = self._entries.data.get
         # Revocations live apart from rejections: a flood of garbage tokens
         # filling the negative cache must not be able to evict them.
         self._revoked = _Revocations(max(maxsize, REVOCATIONS_MIN_SIZE), clock)
-        self._rejections: TTLCache[bytes, InvalidToken] | None = (
-            TTLCache(negative_maxsize, ttl=negative_ttl, timer=clock)
-            if negative_ttl > 0
-            else None
+        self._rejections: _Expiring[_Rejected] | None = (
+            _Expiring(negative_maxsize, clock, _kept_until) if negative_ttl > 0 else None
         )
 
     def get(self, key: bytes) -> Entry | None:
-        """The live entry for ``key`` (within its cache lifetime), refreshing its LRU rank."""
+        """The live entry for ``key`` (within its cache lifetime)."""
         with self._lock:
             return self._entries.get(key)
 
@@ -288,7 +416,8 @@ class IdentityCache:
             self._entries.pop(key, None)
             if self._rejections is not None and error.remember:
                 # Only the verdict is kept, never the raised exception (and its frames).
-                self._rejections[key] = InvalidToken(error.description)
+                until = self.clock() + self.negative_ttl
+                self._rejections[key] = _Rejected(error.description, until)
 
     def discard(self, key: bytes) -> None:
         with self._lock:

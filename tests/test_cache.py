@@ -1,8 +1,10 @@
-"""The in-process caches: TLRU bounded by token expiry, negative cache, keys."""
+"""The in-process caches: bounded, entries leaving at their token's expiry, negative cache, keys."""
 
 from __future__ import annotations
 
+import gc
 import time
+import tracemalloc
 from collections.abc import Callable
 
 from starlette.testclient import TestClient
@@ -10,7 +12,7 @@ from support.clock import FakeClock
 from werkzeug.test import Client
 
 from lwa_middleware import Identity, InvalidToken, LWAMiddleware, LWAWSGIMiddleware
-from lwa_middleware.cache import IdentityCache, token_digest
+from lwa_middleware.cache import Entry, IdentityCache, token_digest
 from lwa_middleware.testing import LWAEmulator
 
 IDENTITY = Identity(
@@ -250,3 +252,96 @@ def test_cache_maxsize_in_the_middleware(
         assert client.get("/me", headers={"Authorization": f"Bearer {token}"}).status_code == 200
     assert len(wsgi.resolver.cache) <= 2
     wsgi.close()
+
+
+def _entry(cache: IdentityCache, lives: float, fresh_for: float | None = None) -> Entry:
+    return cache.make_entry(IDENTITY, cache.clock() + lives, True, fresh_for=fresh_for)
+
+
+def test_a_full_cache_drops_the_entry_that_would_leave_soonest() -> None:
+    clock = FakeClock()
+    cache = IdentityCache(maxsize=3, ttl=3600, clock=clock)
+    for name, lives in (("a", 300), ("b", 100), ("c", 200)):
+        cache.put(key(name), _entry(cache, lives))
+    cache.put(key("d"), _entry(cache, 400))
+    assert [n for n in "abcd" if cache.get(key(n)) is not None] == ["a", "c", "d"]
+    # Half a second later is later: c goes, not e.
+    cache.put(key("e"), _entry(cache, 200.5))
+    assert [n for n in "acde" if cache.get(key(n)) is not None] == ["a", "d", "e"]
+
+
+def test_expired_entries_leave_memory_on_the_next_write() -> None:
+    # Not only never served: an expired identity is not kept either.
+    clock = FakeClock()
+    cache = IdentityCache(maxsize=10, ttl=60, clock=clock)
+    cache.put(key("a"), _entry(cache, 3600))
+    cache.put(key("b"), _entry(cache, 10))
+    clock.advance(61)
+    cache.put(key("c"), _entry(cache, 3600))
+    assert set(cache._entries.data) == {key("c")}
+    assert len(cache) == 1
+
+
+def test_an_entry_stored_again_lives_by_its_new_deadline() -> None:
+    clock = FakeClock()
+    cache = IdentityCache(maxsize=10, ttl=3600, clock=clock)
+    cache.put(key("a"), _entry(cache, 10))
+    renewed = _entry(cache, 100)
+    cache.put(key("a"), renewed)
+    clock.advance(50)
+    cache.put(key("b"), _entry(cache, 100))  # a write runs the expiry
+    assert cache.get(key("a")) is renewed
+    clock.advance(51)
+    assert cache.get(key("a")) is None
+    # Shortened instead: it leaves at the new, earlier deadline.
+    cache.put(key("c"), _entry(cache, 100))
+    cache.put(key("c"), _entry(cache, 5))
+    clock.advance(6)
+    assert cache.get(key("c")) is None
+
+
+def test_churn_does_not_grow_the_expiry_queues() -> None:
+    # Entries removed before their deadline (invalidate, reject) leave their
+    # key queued; the queues are rebuilt before they hold twice the items.
+    clock = FakeClock()
+    cache = IdentityCache(maxsize=1000, ttl=3600, clock=clock)
+    for i in range(5000):
+        cache.put(key(f"t{i}"), _entry(cache, 3600))
+        cache.discard(key(f"t{i}"))
+    cache.put(key("kept"), _entry(cache, 3600))
+    entries = cache._entries
+    assert entries._queued <= 2 * len(entries.data) + 64
+    assert cache.get(key("kept")) is not None
+
+
+def test_the_negative_cache_is_bounded() -> None:
+    clock = FakeClock()
+    cache = IdentityCache(maxsize=10, ttl=100, negative_maxsize=3, clock=clock)
+    for i in range(5):
+        clock.advance(1)
+        cache.reject(key(f"bad{i}"), InvalidToken("rejected"))
+    held = [i for i in range(5) if cache.rejection(key(f"bad{i}")) is not None]
+    assert held == [2, 3, 4]
+
+
+def test_cache_bookkeeping_per_entry_is_small() -> None:
+    # The container's own bytes per entry (dict slot, expiry bookkeeping),
+    # with the entries and keys built beforehand: cachetools' TLRU cache and
+    # its lock-free mirror took about 250 B; the target is 750 B per cached
+    # identity in all (benchmarks/bench_memory.py), of which ~680 are the
+    # identity, its entry, key and dict slot.
+    count = 20_000
+    clock = FakeClock()
+    cache = IdentityCache(maxsize=count, ttl=3600, clock=clock)
+    items = [(key(f"t{i}"), _entry(cache, 3600 + i % 600)) for i in range(count)]
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for k, entry in items:
+            cache.put(k, entry)
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert len(cache) == count
+    assert grown / count < 100, f"{grown / count:.0f} B per entry"

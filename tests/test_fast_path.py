@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from support.callers import asgi_call, asgi_scope
 from support.clock import FakeClock
 
-from lwa_middleware import Identity, LWAMiddleware, revalidate
+from lwa_middleware import Identity, LWAMiddleware, LWAWSGIMiddleware, revalidate
 from lwa_middleware.cache import Entry
 from lwa_middleware.config import Settings
 from lwa_middleware.gate import Gate
@@ -64,6 +64,25 @@ def _rule(entry: Entry, policy: Policy, now: float) -> bool:
     return entry.serves(policy, now) and policy.scopes <= entry.granted
 
 
+def _options(lwa: LWAEmulator, policy: Policy, clock: FakeClock) -> dict[str, Any]:
+    return {
+        "client_id": lwa.client_id,
+        "api_base_url": lwa.base_url,
+        "routes": {"/p": policy},
+        "clock": clock,
+    }
+
+
+def _cached(
+    resolver: Resolver, scopes: frozenset[str], has_profile: bool, fresh_in: float
+) -> tuple[str, Entry]:
+    """A token unknown to LWA, and the entry cached for it."""
+    token = f"Atza|property-{next(_serial):08d}-" + "p" * 40
+    entry = _entry(resolver.clock(), scopes, has_profile, fresh_in)
+    resolver.cache.put(sha256(token.encode()).digest(), entry)
+    return token, entry
+
+
 async def _app(scope: Any, receive: Any, send: Any) -> None:
     await send({"type": "http.response.start", "status": 200, "headers": []})
     await send({"type": "http.response.body", "body": b"ok"})
@@ -74,16 +93,18 @@ PROPERTY = settings(
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
-
-
-@PROPERTY
-@given(
+#: A cached entry, a route policy and the header the token comes in.
+CASES = given(
     scopes=scope_sets,
     has_profile=st.booleans(),
     fresh_in=freshness,
     policy=policies(),
     amz_header=st.booleans(),
 )
+
+
+@PROPERTY
+@CASES
 def test_the_asgi_fast_path_is_the_cache_rule(
     lwa_emulator: LWAEmulator,
     scopes: frozenset[str],
@@ -93,16 +114,8 @@ def test_the_asgi_fast_path_is_the_cache_rule(
     amz_header: bool,
 ) -> None:
     clock = FakeClock()
-    mw = LWAMiddleware(
-        _app,
-        client_id=lwa_emulator.client_id,
-        api_base_url=lwa_emulator.base_url,
-        routes={"/p": policy},
-        clock=clock,
-    )
-    token = f"Atza|property-{next(_serial):08d}-" + "p" * 40  # unknown to LWA
-    entry = _entry(clock(), scopes, has_profile, fresh_in)
-    mw.resolver.cache.put(sha256(token.encode()).digest(), entry)
+    mw = LWAMiddleware(_app, **_options(lwa_emulator, policy, clock))
+    token, entry = _cached(mw.resolver, scopes, has_profile, fresh_in)
     expected = _rule(entry, policy, clock())
 
     judged: list[bool] = []
@@ -154,3 +167,45 @@ def test_gate_hit_is_the_cache_rule(
     assert (hit is entry) == expected
     assert hit is None or hit is entry
     assert gate._stats.hits == int(expected)
+
+
+def _wsgi_app(environ: Any, start_response: Any) -> list[bytes]:
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"ok"]
+
+
+@PROPERTY
+@CASES
+def test_the_wsgi_fast_path_is_the_cache_rule(
+    lwa_emulator: LWAEmulator,
+    scopes: frozenset[str],
+    has_profile: bool,
+    fresh_in: float,
+    policy: Policy,
+    amz_header: bool,
+) -> None:
+    # judge_environ inlines Gate.hit too: the same rule, the same outcomes.
+    clock = FakeClock()
+    mw = LWAWSGIMiddleware(_wsgi_app, **_options(lwa_emulator, policy, clock))
+    token, entry = _cached(mw.resolver, scopes, has_profile, fresh_in)
+    expected = _rule(entry, policy, clock())
+    header = ("HTTP_X_AMZ_ACCESS_TOKEN", token) if amz_header else (
+        "HTTP_AUTHORIZATION", f"Bearer {token}"
+    )
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/p", "QUERY_STRING": "", header[0]: header[1]}
+    statuses: list[str] = []
+    calls = lwa_emulator.calls["tokeninfo"]
+    try:
+        mw(environ, lambda status, headers, exc=None: statuses.append(status))
+    finally:
+        mw.close()
+    asked = lwa_emulator.calls["tokeninfo"] - calls
+    status = int(statuses[0].split()[0])
+    if expected:
+        assert (status, asked, mw.stats.hits) == (200, 0, 1)
+        assert environ["lwa.identity"] is entry.identity
+    elif entry.serves(policy, clock()):
+        assert (status, asked) == (403, 0)  # cached, but without the scopes
+    else:
+        assert (asked, mw.stats.hits) == (1, 0)  # not served by this entry: LWA is asked
+        assert status == 401  # and does not know the token

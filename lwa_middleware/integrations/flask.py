@@ -85,7 +85,7 @@ from ..config import OPTIONS
 from ..errors import DEFAULT_REALM, AuthError, ConfigurationError, MissingToken
 from ..identity import IDENTITY_KEY, Identity, get_identity, realm_of
 from ..stats import Stats
-from ..wsgi import LWAWSGIMiddleware, redirect_text_headers
+from ..wsgi import LWAWSGIMiddleware, judge_environ, redirect_text_headers
 from ._common import authorize, normalize_scopes, warn_unprotected
 
 __all__ = ["LWA", "OPTION_NAMES", "current_identity", "error_response", "lwa_required"]
@@ -240,27 +240,37 @@ def _make_hook(
 ) -> Callable[[], Response | None]:
     realm = middleware.settings.realm
     strip = middleware.settings.strip_credentials
-    authenticate = middleware.authenticate
+    gate, resolver = middleware.gate, middleware.resolver
+    # Endpoint -> the view last found unguarded there: a request to it again
+    # costs one dict probe, not a weakref made for the WeakSet lookup. A view
+    # decorated once registered raises at decoration (``lwa_required``), so
+    # an unguarded view never becomes a guarded one.
+    unguarded: dict[str, Any] = {}
 
     def lwa_before_request() -> Response | None:
-        environ = request.environ
-        rule = request.url_rule
+        # Every proxy access (request, g) costs a context lookup: one each.
+        req = request._get_current_object()  # type: ignore[attr-defined]
+        environ = req.environ
+        rule = req.url_rule
         if rule is not None:
-            view = app.view_functions.get(rule.endpoint)
-            if view is not None and _is_guarded(view):
-                # Registered after init_app (a blueprint): never run it unguarded.
-                raise _misplaced(view, rule.endpoint)
+            endpoint = rule.endpoint
+            view = app.view_functions.get(endpoint)
+            if view is not None and unguarded.get(endpoint) is not view:
+                if _is_guarded(view):
+                    # Registered after init_app (a blueprint): never run it unguarded.
+                    raise _misplaced(view, endpoint)
+                unguarded[endpoint] = view
             if (
                 flask_preflights
-                and request.method == "OPTIONS"
-                and getattr(rule, "provide_automatic_options", False)
-                and "HTTP_ORIGIN" in environ
                 and "HTTP_ACCESS_CONTROL_REQUEST_METHOD" in environ
+                and "HTTP_ORIGIN" in environ
+                and req.method == "OPTIONS"
+                and getattr(rule, "provide_automatic_options", False)
             ):
                 # Flask answers it with its default OPTIONS response; no view runs.
                 g.lwa_identity = None
                 return None
-        error = authenticate(environ)
+        error = judge_environ(gate, resolver, environ)
         if error is not None:
             location = middleware.login_location(error, environ)
             if location is not None:  # login_redirect: a page load without a token
@@ -269,10 +279,13 @@ def _make_hook(
         if strip:
             # Werkzeug copied the query string and cached parsed views of the
             # request when it built it; rebuild them from the stripped environ.
-            request.query_string = environ.get("QUERY_STRING", "").encode("latin-1")
+            req.query_string = environ.get("QUERY_STRING", "").encode("latin-1")
             for name in _CACHED:
-                request.__dict__.pop(name, None)
-        g.lwa_identity = get_identity(environ)
+                req.__dict__.pop(name, None)
+        identity = environ.get(IDENTITY_KEY)  # get_identity(environ), inlined
+        # Set on the object: setting through the proxy runs several frames more.
+        app_globals = g._get_current_object()
+        app_globals.lwa_identity = identity if isinstance(identity, Identity) else None
         return None
 
     return lwa_before_request

@@ -460,6 +460,37 @@ def test_required_above_blueprint_route_never_runs_unguarded(lwa_emulator: LWAEm
     assert ran == []
 
 
+def test_an_unguarded_view_swapped_in_after_requests_is_still_caught(
+    lwa_emulator: LWAEmulator,
+) -> None:
+    # The hook remembers the views it found unguarded, per endpoint: a view
+    # put in the endpoint's place later is checked again, before it runs.
+    app = Flask("lwa_flask_swapped_view")
+    lwa = LWA(
+        app, client_id=lwa_emulator.client_id, api_base_url=lwa_emulator.base_url,
+        default="optional",
+    )
+    ran: list[str] = []
+
+    @app.get("/page")
+    def page() -> Any:
+        ran.append("page")
+        return {"ok": True}
+
+    def secret() -> Any:
+        ran.append("secret")
+        return {"secret": True}
+
+    lwa.required("postal_code")(secret)  # the guarded copy is never registered
+    client = app.test_client()
+    assert client.get("/page").status_code == 200
+    app.view_functions["page"] = secret
+    app.config["PROPAGATE_EXCEPTIONS"] = True
+    with pytest.raises(ConfigurationError, match=r"below @app\.route"):
+        client.get("/page")
+    assert ran == ["page"]
+
+
 def test_required_below_route_in_a_blueprint_works(lwa_emulator: LWAEmulator) -> None:
     from flask import Blueprint
 
