@@ -61,7 +61,7 @@ sys.path.insert(0, str(HERE.parent))
 
 import bench_hot_path as hot  # noqa: E402
 
-import lwa_middleware.asgi as asgi_module  # noqa: E402
+import lwa_middleware._engine.asgi as asgi_module  # noqa: E402
 from lwa_middleware import LWAMiddleware  # noqa: E402
 from lwa_middleware.testing import LWAEmulator  # noqa: E402
 

@@ -33,8 +33,8 @@ from support.redis_servers import (
 )
 
 from lwa_middleware import LWAWSGIMiddleware, SharedCacheError
-from lwa_middleware.config import Settings
-from lwa_middleware.shared_cache import SyncSharedCache
+from lwa_middleware._engine.config import Settings
+from lwa_middleware._engine.shared_cache import SyncSharedCache
 from lwa_middleware.testing import LWAEmulator
 
 WORKERS = 4

@@ -19,9 +19,10 @@ import sys
 import time
 import tracemalloc
 
-from lwa_middleware._asgi_parts import credentials_for
-from lwa_middleware.cache import IdentityCache, token_digest
-from lwa_middleware.identity import Identity, infer_scopes
+from lwa_middleware import Identity
+from lwa_middleware._engine._asgi_parts import credentials_for
+from lwa_middleware._engine.cache import IdentityCache, token_digest
+from lwa_middleware._engine.identity import infer_scopes
 
 CLIENT_ID = "amzn1.application-oa2-client.bench"
 #: Seconds the deadlines of the second RSS figure spread over (a token lives an hour).

@@ -40,9 +40,8 @@ from typing import Any
 
 import httpx2
 
-import lwa_middleware.upstream as upstream
-from lwa_middleware import LWAMiddleware, LWAWSGIMiddleware
-from lwa_middleware.routes import revalidate
+import lwa_middleware._engine.upstream as upstream
+from lwa_middleware import LWAMiddleware, LWAWSGIMiddleware, revalidate
 
 CLIENTS = 50
 TOKENS = 2000
@@ -318,7 +317,7 @@ def raw_httpx2_row(lwa: Any, rounds: int, requests: int = 2000) -> tuple[str, st
 
 
 def _settings(lwa: Any) -> Any:
-    from lwa_middleware.config import Settings
+    from lwa_middleware._engine.config import Settings
 
     return Settings.from_options(**_options(lwa))
 

@@ -20,7 +20,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from lwa_middleware import LWAMiddleware, get_identity
-from lwa_middleware.prometheus import LWACollector
+from lwa_middleware.integrations.prometheus import LWACollector
 
 
 def create_app(

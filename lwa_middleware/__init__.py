@@ -17,8 +17,8 @@ and demos. The layout is drawn in ``docs/architecture.md``.
 
 from __future__ import annotations
 
-from .asgi import LWAMiddleware
-from .errors import (
+from ._engine.asgi import LWAMiddleware
+from ._engine.errors import (
     AuthError,
     ConfigurationError,
     InsufficientScope,
@@ -30,9 +30,9 @@ from .errors import (
     UnsupportedScope,
     UpstreamUnavailable,
 )
-from .identity import Identity, get_identity
-from .routes import revalidate
-from .wsgi import LWAWSGIMiddleware
+from ._engine.identity import Identity, get_identity
+from ._engine.routes import revalidate
+from ._engine.wsgi import LWAWSGIMiddleware
 
 __version__ = "0.1.0"
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from lwa_middleware._options import with_tables
-from lwa_middleware.config import OPTIONS
+from lwa_middleware._engine._options import with_tables
+from lwa_middleware._engine.config import OPTIONS
 from lwa_middleware.signin._options import SIGNIN_OPTIONS
 
 PAGE = Path(__file__).resolve().parent.parent / "docs" / "options.md"

@@ -24,10 +24,9 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from support.callers import asgi_call, asgi_scope
 from support.clock import FakeClock
+from support.private import Entry, Resolver
 
 from lwa_middleware import Identity, LWAMiddleware
-from lwa_middleware.cache import Entry
-from lwa_middleware.resolver import Resolver
 
 TOKEN = "Atza|adapter-slot-" + "s" * 60
 

@@ -11,12 +11,11 @@ from typing import Any
 
 import anyio
 import pytest
+from support.private import Transport, _Seats, private_async_driver
 from werkzeug.test import Client
 
 from lwa_middleware import LWAMiddleware, LWAWSGIMiddleware
-from lwa_middleware._aio import Transport
 from lwa_middleware.testing import Fault, LWAEmulator
-from lwa_middleware.upstream import _Seats
 
 #: The WSGI driver's I/O thread.
 IO_THREAD = "lwa-upstream"
@@ -65,7 +64,7 @@ def test_asyncio_calls_lwa_with_aiohttp_and_trio_with_httpx2(
     async def main() -> None:
         try:
             assert await _asgi_status(mw, lwa_emulator.issue_token()) == 200
-            driver = mw.resolver._async_driver
+            driver = private_async_driver(mw)
             assert driver is not None
             assert isinstance(driver._seats, stack)
         finally:

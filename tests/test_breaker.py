@@ -12,10 +12,10 @@ from typing import Any
 
 from starlette.testclient import TestClient
 from support.clock import FakeClock
+from support.private import CircuitBreaker, Throttle
 from werkzeug.test import Client
 
 from lwa_middleware import LWAMiddleware, LWAWSGIMiddleware
-from lwa_middleware.breaker import CircuitBreaker, Throttle
 from lwa_middleware.testing import Fault, LWAEmulator
 
 

@@ -9,10 +9,10 @@ from collections.abc import Callable
 
 from starlette.testclient import TestClient
 from support.clock import FakeClock
+from support.private import Entry, IdentityCache, token_digest
 from werkzeug.test import Client
 
 from lwa_middleware import Identity, InvalidToken, LWAMiddleware, LWAWSGIMiddleware
-from lwa_middleware.cache import Entry, IdentityCache, token_digest
 from lwa_middleware.testing import LWAEmulator
 
 IDENTITY = Identity(

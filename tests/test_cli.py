@@ -28,10 +28,10 @@ from urllib.parse import parse_qs, parse_qsl, urlsplit
 import httpx2
 import pytest
 from support.callers import asgi_call, asgi_scope
+from support.private import main
 
 import lwa_middleware
 from lwa_middleware import LWAMiddleware
-from lwa_middleware.cli import main
 from lwa_middleware.testing import BUILTIN_CUSTOMERS, Fault, LWAEmulator
 
 REPO = Path(__file__).resolve().parents[1]
@@ -637,7 +637,7 @@ def test_port_in_use_is_a_usage_error(capsys: pytest.CaptureFixture[str], comman
      ("::1", True), ("0.0.0.0", False), ("10.0.0.1", False), ("example.com", False)],
 )
 def test_only_loopback_hosts_are_accepted(host: str, loopback: bool) -> None:
-    from lwa_middleware import cli
+    from support.private import cli
 
     assert cli._is_loopback(host) is loopback
     if loopback:

@@ -5,10 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from support.private import REGIONS, Access, Settings
 
 from lwa_middleware import ConfigurationError, LWAMiddleware, LWAWSGIMiddleware
-from lwa_middleware.config import REGIONS, Settings
-from lwa_middleware.routes import Access
 
 CLIENT = "amzn1.application-oa2-client.ours"
 ENV = (

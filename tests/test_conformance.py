@@ -31,8 +31,8 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import pytest
+from support.private import INVALID_TOKEN, MODEL
 
-from lwa_middleware._conformance import INVALID_TOKEN, MODEL
 from lwa_middleware.testing import LWAEmulator
 
 REPO = Path(__file__).resolve().parents[1]

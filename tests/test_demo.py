@@ -17,9 +17,9 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx2
 import pytest
+from support.private import build_demo_app, serve_in_thread
 
 from lwa_middleware import ConfigurationError, LWAMiddleware
-from lwa_middleware.demo import build_demo_app, serve_in_thread
 from lwa_middleware.testing import BUILTIN_CUSTOMERS, LWAEmulator
 
 
@@ -282,8 +282,9 @@ def test_build_demo_app_refuses_bad_options(
 
 
 def test_the_demo_refuses_strip_credentials_since_logout_needs_the_token() -> None:
+    from support.private import build_demo_app
+
     from lwa_middleware import ConfigurationError
-    from lwa_middleware.demo import build_demo_app
     from lwa_middleware.testing import LWAEmulator
 
     with LWAEmulator() as lwa, pytest.raises(ConfigurationError, match="strip_credentials"):

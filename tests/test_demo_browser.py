@@ -30,8 +30,8 @@ from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 import pytest
 from support.browser import launch_chromium
+from support.private import build_demo_app, serve_in_thread
 
-from lwa_middleware.demo import build_demo_app, serve_in_thread
 from lwa_middleware.testing import BUILTIN_CUSTOMERS, LWAEmulator
 
 pytestmark = pytest.mark.browser

@@ -10,9 +10,8 @@ from typing import Any
 
 import pytest
 from support.browser import launch_chromium
+from support.private import bind_socket, build_server_side_demo_app, serve_in_thread, url_for
 
-from lwa_middleware.demo.server import bind_socket, serve_in_thread, url_for
-from lwa_middleware.demo.server_side import build_server_side_demo_app
 from lwa_middleware.testing import BUILTIN_CUSTOMERS, LWAEmulator
 
 pytestmark = pytest.mark.browser

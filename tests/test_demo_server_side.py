@@ -22,11 +22,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from support.clock import FakeClock
+from support.private import (
+    HtmlRefusals,
+    bind_socket,
+    build_server_side_demo_app,
+    safe_next,
+    serve_in_thread,
+    url_for,
+)
 
-from lwa_middleware.demo.server import bind_socket, serve_in_thread, url_for
-from lwa_middleware.demo.server_side import HtmlRefusals, build_server_side_demo_app
 from lwa_middleware.signin import SignIn
-from lwa_middleware.signin.cookies import safe_next
 from lwa_middleware.testing import BUILTIN_CUSTOMERS, Fault, LWAEmulator
 from tests.signin.signin_support import session_of
 

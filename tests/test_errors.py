@@ -57,7 +57,7 @@ def test_the_tree() -> None:
 
 
 def test_saturated_is_a_503_with_retry_after_but_not_the_breaker() -> None:
-    from lwa_middleware.errors import BreakerOpen, Saturated
+    from support.private import BreakerOpen, Saturated
 
     assert issubclass(Saturated, UpstreamUnavailable)
     assert not issubclass(Saturated, BreakerOpen)

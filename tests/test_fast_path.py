@@ -21,13 +21,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support.callers import asgi_call, asgi_scope
 from support.clock import FakeClock
+from support.private import PROVABLE_SCOPES, Entry, Gate, Policy, Resolver, Settings
 
 from lwa_middleware import Identity, LWAMiddleware, LWAWSGIMiddleware, revalidate
-from lwa_middleware.cache import Entry
-from lwa_middleware.config import Settings
-from lwa_middleware.gate import Gate
-from lwa_middleware.resolver import Resolver
-from lwa_middleware.routes import PROVABLE_SCOPES, Policy
 from lwa_middleware.testing import LWAEmulator
 
 SCOPES = sorted(PROVABLE_SCOPES)

@@ -29,12 +29,11 @@ from support.fleet import (  # noqa: F401  (fixtures)
     redis_srv,
     share_then_revoke,
 )
+from support.private import Settings, close_client, private_fleet, private_sync_shared
 from support.redis_servers import wait_for
 
 from lwa_middleware import ConfigurationError, LWAMiddleware, LWAWSGIMiddleware
-from lwa_middleware.config import Settings
 from lwa_middleware.shared_cache import ACL_RULES
-from lwa_middleware.shared_cache._topology import close_client
 from lwa_middleware.testing import LWAEmulator
 
 pytestmark = [pytest.mark.redis, pytest.mark.timeout(120)]
@@ -90,7 +89,7 @@ def test_the_whole_flow_runs_as_the_least_privilege_user(
         assert lwa_emulator.calls["tokeninfo"] == before + 1
         lwa_emulator.set_latency(0)
         # A revocation pushed to the other worker, and replayed after a flush.
-        wait_for(lambda: a.resolver._fleet.subscribed and w.resolver._fleet.subscribed, 20)
+        wait_for(lambda: private_fleet(a).subscribed and private_fleet(w).subscribed, 20)
         asyncio.run(a.revoke(token))
         wait_for(lambda: call(http, uw, "/me", token).status_code == 401, 5)
         with acl_redis.client() as admin:
@@ -99,7 +98,7 @@ def test_the_whole_flow_runs_as_the_least_privilege_user(
             assert len(keys_of(admin, "rev")) == 1
             # The subscriber's re-assertion (on each reconnect, every 30 s) too.
             admin.flushall()
-            fleet = a.resolver._fleet
+            fleet = private_fleet(a)
             assert fleet is not None
             client = fleet._client()
             try:
@@ -120,7 +119,7 @@ def test_a_missing_permission_is_named_with_the_rules_and_requests_go_on(
     w = make_wsgi(redis_url=url(acl_redis, "short"), redis_timeout=SLACK)
     with wsgi_server(w) as uw:
         assert call(http, uw, "/me", lwa_emulator.issue_token()).status_code == 200
-    shared = w.resolver._sync_shared
+    shared = private_sync_shared(w)
     assert shared is not None
     assert shared.faults.get("noperm", 0) >= 1
     assert w.stats.redis_faults >= 1
@@ -256,9 +255,7 @@ def test_a_factory_client_slow_to_fail_is_warned_about(
     the docs' example is not."""
     from redis.backoff import NoBackoff
     from redis.retry import Retry
-
-    from lwa_middleware.shared_cache import _topology
-    from lwa_middleware.shared_cache._topology import Limits, make_client
+    from support.private import Limits, _topology, make_client
 
     limits = Limits(timeout=0.05, connect_timeout=0.05, max_connections=2)
     caplog.set_level(logging.WARNING, "lwa_middleware.shared_cache")

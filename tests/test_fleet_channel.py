@@ -25,9 +25,8 @@ import httpx2
 import pytest
 import redis
 from shared_cache_support import RedisServer, redis_binary, wsgi_server
+from support.private import CHANNEL, STREAM, private_fleet, token_digest
 
-from lwa_middleware.cache import token_digest
-from lwa_middleware.shared_cache import CHANNEL, STREAM
 from lwa_middleware.testing import LWAEmulator
 
 pytestmark = [pytest.mark.redis, pytest.mark.timeout(120)]
@@ -99,7 +98,7 @@ def status(http: httpx2.Client, base: str, token: str) -> int:
 
 
 def fleet(mw: Any) -> Any:
-    return mw.resolver._fleet
+    return private_fleet(mw)
 
 
 def subscribed(mw: Any) -> bool:

@@ -26,10 +26,10 @@ from support.fleet import (  # noqa: F401  (fixtures)
     redis_bin,
     share_then_revoke,
 )
+from support.private import Settings, private_async_shared, private_fleet, private_sync_shared
 from support.redis_servers import LocalCluster, wait_for
 
 from lwa_middleware import ConfigurationError, LWAMiddleware, LWAWSGIMiddleware
-from lwa_middleware.config import Settings
 from lwa_middleware.shared_cache import ACL_RULES, CLUSTER_ACL_RULES
 from lwa_middleware.testing import LWAEmulator
 
@@ -74,7 +74,7 @@ def no_faults(*middlewares: Any) -> None:
     for mw in middlewares:
         assert mw.stats.redis_errors == 0, mw.stats.snapshot()
         assert mw.stats.redis_faults == 0, mw.stats.snapshot()
-        for shared in (mw.resolver._async_shared, mw.resolver._sync_shared):
+        for shared in (private_async_shared(mw), private_sync_shared(mw)):
             if shared is not None:
                 assert shared.faults == {}
                 assert shared.cluster
@@ -122,7 +122,7 @@ def test_tokens_are_shared_over_a_cluster_and_revocations_reach_every_worker(
         assert any(b"lwa:v1:secret" in keys for keys in held)  # a generated secret
 
         # A revocation on the WSGI worker is pushed to the ASGI one.
-        wait_for(lambda: a.resolver._fleet.subscribed and w.resolver._fleet.subscribed, 20)
+        wait_for(lambda: private_fleet(a).subscribed and private_fleet(w).subscribed, 20)
         w.revoke(tokens[0])
         wait_for(lambda: call(http, ua, "/me", tokens[0]).status_code == 401, 5)
         assert a.stats.fleet_pushed >= 1
@@ -151,7 +151,7 @@ def test_one_lookup_between_workers_over_a_cluster(
         assert call(http, ua, "/me", token).status_code == 200
         holder.join(timeout=10)
         assert lwa_emulator.calls["tokeninfo"] == before + 1
-        shared = a.resolver._async_shared
+        shared = private_async_shared(a)
         assert shared is not None
         assert shared.waits == 1
         assert a.stats.shared_hits == 1
@@ -176,7 +176,7 @@ def test_revocations_are_published_again_after_the_cluster_lost_its_data(
                 client.flushall()
         assert call(http, ua, "/me", lwa_emulator.issue_token()).status_code == 200
         assert len(kind_keys(cluster, "rev")) == 1
-        shared = a.resolver._async_shared
+        shared = private_async_shared(a)
         assert shared is not None
         assert shared.restores == 1
         assert shared.republished >= 1
@@ -198,7 +198,7 @@ def test_a_plain_url_to_a_cluster_node_is_named_with_its_fix(
     with wsgi_server(w) as uw:
         for _ in range(12):  # some land on the other nodes' slots
             assert call(http, uw, "/me", lwa_emulator.issue_token()).status_code == 200
-            w.resolver._sync_shared._skip_until = 0.0  # probe again at once
+            private_sync_shared(w)._skip_until = 0.0  # probe again at once
     assert w.stats.redis_faults >= 1
     assert "redis+cluster://" in caplog.text
     w.close()
@@ -226,13 +226,12 @@ def test_the_periodic_reassertion_lets_pushes_in_between_its_round_trips(
     that made hundreds of revocations, the subscriber must not sit on pushes
     for the whole pass (hundreds of ms), so pending pushes are drained after
     every round trip."""
-    from lwa_middleware.shared_cache._codec import bucket
-    from lwa_middleware.shared_cache._topology import close_client
+    from support.private import bucket, close_client
 
     w: LWAWSGIMiddleware = make_wsgi(redis_url=cluster.url, redis_timeout=SLACK)
     for _ in range(120):
         w.revoke(lwa_emulator.issue_token())
-    fleet = w.resolver._fleet
+    fleet = private_fleet(w)
     buckets = {bucket(digest) for digest in fleet.memory.items}
     assert len(buckets) > 50
     drains: list[int] = []

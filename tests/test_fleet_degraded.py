@@ -28,22 +28,22 @@ from support.fleet import (  # noqa: F401  (fixtures)
     redis_srv,
 )
 from support.plans import TOKEN, calls, drive, make
-
-from lwa_middleware import ConfigurationError, LWAMiddleware
-from lwa_middleware.cache import IdentityCache
-from lwa_middleware.config import Settings
-from lwa_middleware.shared_cache import Fleet
-from lwa_middleware.shared_cache._health import (
+from support.private import (
     BACKOFF,
     BACKOFF_MAX,
     FAULTS,
     LOG_INTERVAL,
     PROBE_WINDOW,
+    READ_MISS,
+    Fleet,
+    IdentityCache,
+    Settings,
+    Stats,
+    _Plans,
     classify,
 )
-from lwa_middleware.shared_cache._plans import _Plans
-from lwa_middleware.shared_cache._scripts import READ_MISS
-from lwa_middleware.stats import Stats
+
+from lwa_middleware import ConfigurationError, LWAMiddleware
 from lwa_middleware.testing import LWAEmulator
 
 SHARED_LOGGER = "lwa_middleware.shared_cache"
@@ -263,7 +263,7 @@ def test_timeout_options_in_redis_url_are_refused() -> None:
 
 
 def test_a_tls_connect_has_its_own_budget() -> None:
-    from lwa_middleware.shared_cache._drivers import TLS_CONNECT_TIMEOUT, connect_timeout
+    from support.private import TLS_CONNECT_TIMEOUT, connect_timeout
 
     def settings(url: str) -> Settings:
         return Settings.from_options(client_id="amzn1.application-oa2-client.x",

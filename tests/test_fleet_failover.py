@@ -20,9 +20,9 @@ from typing import Any
 
 import pytest
 from support.callers import WsgiCaller
+from support.private import BACKOFF_MAX, private_sync_shared
 from support.redis_servers import LocalCluster, SentinelTopology, redis_binary, wait_for
 
-from lwa_middleware.shared_cache._health import BACKOFF_MAX
 from lwa_middleware.testing import LWAEmulator
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow, pytest.mark.timeout(240)]
@@ -201,10 +201,9 @@ def test_a_fresh_fleet_on_a_cluster_shares_from_its_first_burst(
 def rev_slot(mw: Any, token: str) -> int:
     """The Cluster slot of ``token``'s revocation key (keyed by the secret)."""
     from redis.crc import key_slot
+    from support.private import token_key
 
-    from lwa_middleware.shared_cache._codec import token_key
-
-    shared = mw.resolver._sync_shared
+    shared = private_sync_shared(mw)
     return int(key_slot(token_key("rev", shared._hex(shared._secret, token)).encode()))
 
 

@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 import redis
 from support.callers import WsgiCaller
+from support.private import FAULTS, FULL_MEANWHILE, private_fleet, private_sync_shared
 from support.redis_servers import RedisServer, redis_binary, wait_for
 
-from lwa_middleware.shared_cache._health import FAULTS, FULL_MEANWHILE
 from lwa_middleware.testing import LWAEmulator
 
 pytestmark = [pytest.mark.redis, pytest.mark.timeout(120)]
@@ -79,15 +79,15 @@ def test_at_maxmemory_revocations_reach_every_worker_and_every_new_one(
     held = lwa_emulator.issue_token()
     for mw in (a, b):
         assert status(mw, held) == 200
-    wait_for(lambda: b.resolver._fleet.subscribed, BOUND)
+    wait_for(lambda: private_fleet(b).subscribed, BOUND)
     assert fill(full_redis) > 0
     # Seen first while Redis is full: answered, not stored, and no breaker.
     late = lwa_emulator.issue_token()
     with caplog.at_level(logging.ERROR, "lwa_middleware.shared_cache"):
         for mw in (a, b):
             assert status(mw, late) == 200
-    assert not a.resolver._sync_shared.degraded
-    assert not b.resolver._sync_shared.degraded
+    assert not private_sync_shared(a).degraded
+    assert not private_sync_shared(b).degraded
     assert "[oom]" in caplog.text
     a.revoke(held)  # both written and announced, past maxmemory
     a.revoke(late)

@@ -24,10 +24,9 @@ from typing import Any
 import pytest
 from support.callers import WsgiCaller
 from support.clock import FakeClock
+from support.private import BACKOFF, Settings, SyncSharedCache, private_fleet, private_sync_shared
 from support.redis_servers import RedisServer, redis_binary, wait_for
 
-from lwa_middleware.config import Settings
-from lwa_middleware.shared_cache import BACKOFF, SyncSharedCache
 from lwa_middleware.testing import LWAEmulator
 
 pytestmark = [pytest.mark.redis, pytest.mark.timeout(120)]
@@ -57,7 +56,7 @@ def status(mw: Any, token: str) -> int:
 
 
 def subscribed(mw: Any) -> bool:
-    return bool(mw.resolver._fleet.subscribed)
+    return bool(private_fleet(mw).subscribed)
 
 
 # -- item 1: every token served can be revoked by a push ----------------------
@@ -73,10 +72,10 @@ def test_a_token_first_seen_while_the_breaker_is_open_is_revoked_by_a_push(
     wait_for(lambda: subscribed(a), BOUND)
     with server.paused():
         assert status(a, first) == 200  # Redis failed: the breaker opens
-    assert a.resolver._sync_shared.degraded
-    skipped = a.resolver._sync_shared.skipped
+    assert private_sync_shared(a).degraded
+    skipped = private_sync_shared(a).skipped
     assert status(a, token) == 200  # Redis skipped: asked LWA
-    assert a.resolver._sync_shared.skipped == skipped + 2  # the read and the write-back
+    assert private_sync_shared(a).skipped == skipped + 2  # the read and the write-back
     assert subscribed(a)  # pushes still reach this worker
     b = make_wsgi(redis_url=server.url, redis_timeout=REDIS_TIMEOUT)
     b.revoke(token)  # written and pushed
@@ -161,7 +160,7 @@ def test_waiters_of_a_holder_whose_write_back_is_lost_answer_within_its_deadline
         results = list(pool.map(timed, waiters))
     print("waiters answered after", [f"{took:.2f} s" for _, took in results])
     assert [code for code, _ in results] == [200, 200, 200]
-    assert all(mw.resolver._sync_shared.waits == 1 for mw in waiters)  # each waited
+    assert all(private_sync_shared(mw).waits == 1 for mw in waiters)  # each waited
     # The target is the deadline plus 1 s; the bound leaves room for a loaded
     # machine, and stays under twice the deadline (what the waiters took before).
     assert max(took for _, took in results) < timeout + 2.0

@@ -33,10 +33,9 @@ from support.fleet import (  # noqa: F401  (fixtures)
     redis_bin,
     redis_srv,
 )
+from support.private import CHANNEL, STREAM, private_fleet, token_digest
 
 from lwa_middleware import LWAMiddleware
-from lwa_middleware.cache import token_digest
-from lwa_middleware.shared_cache import CHANNEL, STREAM
 from lwa_middleware.testing import LWAEmulator
 
 pytestmark = [pytest.mark.redis, pytest.mark.timeout(90)]
@@ -71,7 +70,7 @@ def wait_for(condition: Callable[[], bool], bound: float = 10.0) -> float:
 
 
 def subscribed(mw: Any) -> bool:
-    fleet = mw.resolver._fleet
+    fleet = private_fleet(mw)
     return fleet is not None and fleet.subscribed
 
 
@@ -139,7 +138,7 @@ def test_while_subscribed_a_local_copy_is_trusted_for_cache_ttl(
     with uvicorn_server(mw) as base:
         assert call(http, base, "/me", warm).status_code == 200
         wait_for(lambda: subscribed(mw))
-        fleet = mw.resolver._fleet
+        fleet = private_fleet(mw)
         fleet.stop()
         start, fleet.start = fleet.start, lambda: None  # held away
         # Made while the subscriber is away: trusted local_cache_ttl only.
@@ -172,7 +171,7 @@ def test_a_forged_push_is_ignored(
         until = int((time.time() + 600) * 1000)
         rclient.publish(CHANNEL, f"99999999999999-0 {'0' * 64} r {digest} {until}")
         rclient.publish(CHANNEL, f"99999999999999-1 r {digest} {until}")
-        fleet = mw.resolver._fleet
+        fleet = private_fleet(mw)
         wait_for(lambda: fleet.forged >= 1 and fleet.forged + fleet.malformed >= 2)
         assert call(http, base, "/me", token).status_code == 200
     assert mw.stats.fleet_pushed == 0
@@ -213,11 +212,11 @@ def test_a_worker_that_missed_the_push_replays_it_from_the_stream(
     make: Any, lwa_emulator: LWAEmulator, redis_srv: Any, http: httpx2.Client
 ) -> None:
     with holding(make, lwa_emulator, redis_srv.url, http, 2) as ((a, b), (_, ub), token):
-        b.resolver._fleet.stop()  # away: the push is lost to it
+        private_fleet(b).stop()  # away: the push is lost to it
         revoke(a, token)
         key = token_digest(token.encode())
         assert b.resolver.cache.rejection(key) is None
-        b.resolver._fleet.start()  # back: it reads what it missed
+        private_fleet(b).start()  # back: it reads what it missed
         wait_for(lambda: b.resolver.cache.rejection(key) is not None, BOUND * 3)
         assert refused(http, ub, token)
     assert b.stats.fleet_replayed == 1
@@ -233,7 +232,7 @@ def test_a_gap_in_the_stream_drops_what_memory_holds(
     with uvicorn_server(b) as ub:
         wait_for(lambda: call(http, ub, "/me", token).status_code == 200 and subscribed(b))
         assert call(http, ub, "/me", token).status_code == 200
-        fleet = b.resolver._fleet
+        fleet = private_fleet(b)
         fleet.stop()
         rclient.xtrim(STREAM, maxlen=0)  # trimmed past what B saw
         rclient.xadd(STREAM, {"m": b"x"})
@@ -305,11 +304,11 @@ def test_pushes_resume_after_a_restart_and_what_was_missed_is_dropped(
         assert call(http, ua, "/me", token).status_code == 200
         assert call(http, ub, "/me", token).status_code == 200
         wait_for(lambda: subscribed(b))
-        connects = b.resolver._fleet.connects
+        connects = private_fleet(b).connects
         own_redis.stop()
         wait_for(lambda: not subscribed(b))
         own_redis.start()  # empty: the stream B read is gone
-        wait_for(lambda: b.resolver._fleet.connects > connects and subscribed(b), 15)
+        wait_for(lambda: private_fleet(b).connects > connects and subscribed(b), 15)
         assert b.stats.fleet_resyncs == 1  # it cannot know what it missed
         assert call(http, ub, "/me", token).status_code == 200
         wait_for(lambda: subscribed(a))
@@ -350,7 +349,7 @@ def test_a_paused_redis_costs_no_hang_and_pushes_resume_after_it(
     with uvicorn_server(a) as ua, uvicorn_server(b) as ub:
         wait_for(lambda: call(http, ub, "/me", token).status_code == 200 and subscribed(b))
         assert call(http, ua, "/me", token).status_code == 200
-        connects = b.resolver._fleet.connects
+        connects = private_fleet(b).connects
         rclient.execute_command("CLIENT", "PAUSE", "4500", "ALL")
         started = time.monotonic()
         while time.monotonic() - started < 4:
@@ -358,7 +357,7 @@ def test_a_paused_redis_costs_no_hang_and_pushes_resume_after_it(
             begun = time.monotonic()
             assert call(http, ub, "/me", fresh).status_code == 200
             assert time.monotonic() - begun < 1.5  # a miss, never a hang
-        wait_for(lambda: b.resolver._fleet.connects > connects and subscribed(b), 20)
+        wait_for(lambda: private_fleet(b).connects > connects and subscribed(b), 20)
         wait_for(lambda: subscribed(a), 20)
         revoke(a, token)
         wait_for(lambda: refused(http, ub, token), BOUND)

@@ -32,21 +32,19 @@ from support.fleet import (  # noqa: F401  (fixtures)
 )
 from support.plans import CLIENT, TOKEN, calls, drive, resolved
 from support.plans import make as make_plans
-
-from lwa_middleware import ConfigurationError, LWAMiddleware
-from lwa_middleware.cache import REVOKED
-from lwa_middleware.config import Settings
-from lwa_middleware.errors import InvalidToken
-from lwa_middleware.flow import Resolved
-from lwa_middleware.identity import Identity
-from lwa_middleware.shared_cache._codec import (
+from support.private import (
+    REVOKED,
     Codec,
+    Resolved,
+    Settings,
     encode_identity,
     entry_keys,
     key_id,
     rejection_body,
     token_key,
 )
+
+from lwa_middleware import ConfigurationError, Identity, InvalidToken, LWAMiddleware
 from lwa_middleware.testing import LWAEmulator
 
 S1, S2 = b"1" * 32, b"2" * 32

@@ -28,10 +28,10 @@ from support.fleet import (  # noqa: F401  (fixtures)
     http,
     redis_bin,
 )
+from support.private import Settings, private_fleet
 from support.redis_servers import wait_for
 
 from lwa_middleware import ConfigurationError
-from lwa_middleware.config import Settings
 from lwa_middleware.testing import LWAEmulator
 
 pytestmark = [pytest.mark.redis, pytest.mark.timeout(120)]
@@ -138,7 +138,7 @@ def test_sharing_and_pushes_survive_a_sentinel_failover(
             assert client.dbsize() > 0  # the promoted replica holds the entries
 
         # And a revocation still reaches the other worker's memory.
-        wait_for(lambda: b.resolver._fleet.subscribed and a.resolver._fleet.subscribed, 20)
+        wait_for(lambda: private_fleet(b).subscribed and private_fleet(a).subscribed, 20)
         asyncio.run(a.revoke(token))
         wait_for(lambda: call(http, ub, "/me", token).status_code == 401, 2)
 
@@ -193,8 +193,7 @@ def test_a_new_primary_drops_only_idle_sentinel_connections() -> None:
     Sentinel connections another thread is asking on (its discover_master)
     under it fails that lookup. On close (``True``) every one goes."""
     import redis.sentinel
-
-    from lwa_middleware.shared_cache._topology import _SentinelPool
+    from support.private import _SentinelPool
 
     manager = redis.sentinel.Sentinel([("127.0.0.1", 1)])
     pool = _SentinelPool("lwa", manager)

@@ -23,9 +23,9 @@ from support.fleet import (  # noqa: F401  (fixtures)
     redis_bin,
     share_then_revoke,
 )
+from support.private import _pem_files, private_async_shared, private_sync_shared
 
 from lwa_middleware.testing import LWAEmulator
-from lwa_middleware.testing._tls import _pem_files
 
 pytestmark = [pytest.mark.redis, pytest.mark.timeout(120)]
 
@@ -93,7 +93,7 @@ def test_a_server_certificate_of_another_ca_is_a_tls_fault_and_requests_go_on(
             response = call(http, base, "/me", lwa_emulator.issue_token())
             assert response.status_code == 200, response.text  # through LWA
     for mw in (a, w):
-        shared = mw.resolver._async_shared or mw.resolver._sync_shared
+        shared = private_async_shared(mw) or private_sync_shared(mw)
         assert shared is not None
         assert shared.faults == {"tls": 1}
         assert mw.stats.redis_faults == 1

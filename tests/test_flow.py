@@ -6,19 +6,19 @@ import json
 from typing import Any
 
 import pytest
-
-from lwa_middleware.errors import InvalidToken, UpstreamUnavailable
-from lwa_middleware.flow import (
+from support.private import (
     Flow,
     Resolved,
     UpstreamFailure,
     UpstreamRequest,
     UpstreamResponse,
+    infer_scopes,
+    looks_like_lwa_token,
     resolution_flow,
     seconds_field,
 )
-from lwa_middleware.identity import infer_scopes
-from lwa_middleware.tokens import looks_like_lwa_token
+
+from lwa_middleware import InvalidToken, UpstreamUnavailable
 
 CLIENT = "amzn1.application-oa2-client.ours"
 OTHER = "amzn1.application-oa2-client.theirs"

@@ -8,12 +8,9 @@ from typing import Any
 
 import pytest
 from support.clock import FakeClock
+from support.private import ANONYMOUS, PASS, Gate, Policy, Resolve, Resolver, Settings
 
 from lwa_middleware import Identity, InvalidRequest, InvalidToken, MissingToken
-from lwa_middleware.config import Settings
-from lwa_middleware.gate import ANONYMOUS, PASS, Gate, Resolve
-from lwa_middleware.resolver import Resolver
-from lwa_middleware.routes import Policy
 
 CLIENT = "amzn1.application-oa2-client.gate"
 TOKEN = "Atza|" + "g" * 60

@@ -11,10 +11,10 @@ from urllib.parse import quote
 import pytest
 from support.callers import asgi_call, asgi_scope
 from support.leaks import Secrets, frames_holding
+from support.private import Policy
 from werkzeug.test import Client
 
 from lwa_middleware import AuthError, LWAMiddleware, LWAWSGIMiddleware
-from lwa_middleware.routes import Policy
 from lwa_middleware.testing import Fault, LWAEmulator
 
 FAULTS = [

@@ -8,9 +8,9 @@ import pickle
 
 import pytest
 from starlette.testclient import TestClient
+from support.private import expand_scopes, missing_scopes
 
 from lwa_middleware import Identity, LWAMiddleware
-from lwa_middleware.identity import expand_scopes, missing_scopes
 from lwa_middleware.testing import LWAEmulator
 
 USER = "amzn1.account.AFUSER000000000000000000001"

@@ -364,7 +364,7 @@ def test_resolved_event_carries_the_request_id(lwa_emulator: LWAEmulator) -> Non
 
 
 def test_library_loggers_have_no_handlers(lwa_emulator: LWAEmulator) -> None:
-    import lwa_middleware.prometheus
+    import lwa_middleware.integrations.prometheus
     import lwa_middleware.shared_cache  # noqa: F401
 
     LWAWSGIMiddleware(_ok_wsgi, client_id=lwa_emulator.client_id).close()

@@ -10,12 +10,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.private import (
+    COMPUTED,
+    OPTIONS,
+    SIGNIN_OPTIONS,
+    OptionError,
+    Options,
+    Settings,
+    with_tables,
+)
 
 from lwa_middleware import ConfigurationError, LWAMiddleware, LWAWSGIMiddleware
-from lwa_middleware._options import COMPUTED, OptionError, with_tables
-from lwa_middleware.config import OPTIONS, Options, Settings
 from lwa_middleware.signin import SignIn
-from lwa_middleware.signin._options import SIGNIN_OPTIONS
 
 ROOT = Path(__file__).resolve().parent.parent
 CLIENT = "amzn1.application-oa2-client.ours"
@@ -121,8 +127,7 @@ def test_flask_keys_are_the_declared_options_and_named_in_errors() -> None:
 def test_django_settings_are_the_declared_options_and_named_in_errors() -> None:
     pytest.importorskip("django")
     from django.core.exceptions import ImproperlyConfigured
-
-    from lwa_middleware.integrations._django_parts import OPTION_KEYS, settings_from_django
+    from support.private import OPTION_KEYS, settings_from_django
 
     assert {option.name.upper(): option.name for option in OPTIONS} == OPTION_KEYS
     for key, name in OPTION_KEYS.items():

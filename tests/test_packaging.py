@@ -23,9 +23,9 @@ from importlib.metadata import PathDistribution
 from pathlib import Path
 
 import pytest
+from support.private import EXTRAS, MissingExtra, needs_extra
 
-from lwa_middleware._extras import EXTRAS, MissingExtra, needs_extra
-from lwa_middleware.errors import ConfigurationError
+from lwa_middleware import ConfigurationError
 
 ROOT = Path(__file__).resolve().parent.parent
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
@@ -321,7 +321,7 @@ def test_a_fresh_base_install_is_lean_and_names_the_extras(
 def test_demo_server_side_without_cryptography_says_to_install_the_demo_extra(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from lwa_middleware.cli import main
+    from support.private import main
 
     # None in sys.modules makes "import cryptography" fail, as if not installed.
     monkeypatch.setitem(sys.modules, "cryptography", None)

@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from lwa_middleware import LWAWSGIMiddleware
-from lwa_middleware.prometheus import LWACollector
+from lwa_middleware.integrations.prometheus import LWACollector
 from lwa_middleware.testing import Fault, LWAEmulator
 
 LABELS = {"app": "api"}

@@ -709,8 +709,8 @@ _TIERS: tuple[tuple[str, tuple[str, ...] | None], ...] = (
     ("signin/", ("signin",)),
     ("shared_cache/", ("redis",)),
     # The sealer of sign-in and of the shared cache: both extras bring cryptography.
-    ("_seal.py", ("signin",)),
-    ("demo/", ("demo",)),
+    ("_engine/_seal.py", ("signin",)),
+    ("_engine/demo/", ("demo",)),
     ("testing/pytest_plugin.py", None),  # pytest loads it: pytest is there
     ("", ()),  # the middlewares, the emulator, the CLI: the base install
 )

@@ -15,13 +15,17 @@ from typing import Any
 
 import pytest
 from support.clock import FakeClock
+from support.private import (
+    BreakerOpen,
+    Entry,
+    Policy,
+    Resolver,
+    Settings,
+    private_task_flights,
+    private_thread_flights,
+)
 
 from lwa_middleware import InvalidToken, UpstreamUnavailable, revalidate
-from lwa_middleware.cache import Entry
-from lwa_middleware.config import Settings
-from lwa_middleware.errors import BreakerOpen
-from lwa_middleware.resolver import Resolver
-from lwa_middleware.routes import Policy
 from lwa_middleware.testing import Fault, LWAEmulator
 
 REQUIRED = Policy.parse("required")
@@ -294,4 +298,4 @@ def test_concurrent_lookups_share_one(
     assert lwa_emulator.calls["tokeninfo"] == 1
     assert lwa_emulator.calls["profile"] == 1
     assert r.stats.coalesced + r.stats.hits == n - 1
-    assert len(r.resolver._threads) == len(r.resolver._tasks) == 0
+    assert len(private_thread_flights(r)) == len(private_task_flights(r)) == 0

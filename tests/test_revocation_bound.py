@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 from support.clock import FakeClock
+from support.private import IdentityCache
+from support.private import cache as cache_module
 
 from lwa_middleware import LWAMiddleware
-from lwa_middleware import cache as cache_module
-from lwa_middleware.cache import IdentityCache
 from lwa_middleware.testing import LWAEmulator
 
 

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from support.leaks import grown_by
+from support.private import Access, Policy, RouteTable
 
-from lwa_middleware.errors import ConfigurationError
-from lwa_middleware.routes import Access, Policy, RouteTable, revalidate
+from lwa_middleware import ConfigurationError, revalidate
 
 PUBLIC = Policy(Access.PUBLIC)
 OPTIONAL = Policy(Access.OPTIONAL)

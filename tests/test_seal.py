@@ -8,9 +8,7 @@ import pytest
 
 pytest.importorskip("cryptography")
 
-from lwa_middleware._seal import Aead, derive
-from lwa_middleware.shared_cache._codec import Codec
-from lwa_middleware.signin.sessions import Sealer
+from support.private import Aead, Codec, Sealer, derive
 
 # Sealed by the two sealers before they became one (commit ac61aa7):
 # Sealer("s" * 40).seal(SESSION_KEY, SESSION_PLAIN), and Codec(aead=True).seal(...).

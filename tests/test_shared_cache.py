@@ -47,9 +47,9 @@ from support.fleet import (  # noqa: F401  (fixtures)
     timed,
     user_id,
 )
+from support.private import BACKOFF
 
 from lwa_middleware import LWAMiddleware, LWAWSGIMiddleware
-from lwa_middleware.shared_cache import BACKOFF
 from lwa_middleware.testing import Fault, LWAEmulator
 
 pytestmark = [pytest.mark.redis, pytest.mark.timeout(60)]
@@ -614,11 +614,9 @@ def test_a_worker_that_clears_its_own_cache_is_served_from_redis(
 def test_a_revocation_survives_a_lookup_that_was_in_flight(
     redis_srv: RedisServer, lwa_emulator: LWAEmulator
 ) -> None:
-    from lwa_middleware.config import Settings
-    from lwa_middleware.errors import InvalidToken
-    from lwa_middleware.flow import Resolved
-    from lwa_middleware.identity import Identity
-    from lwa_middleware.shared_cache import SyncSharedCache
+    from support.private import Resolved, Settings, SyncSharedCache
+
+    from lwa_middleware import Identity, InvalidToken
 
     settings = Settings.from_options(
         client_id=lwa_emulator.client_id,

@@ -30,27 +30,29 @@ from support.plans import (
     rejection_value,
     resolved,
 )
-
-from lwa_middleware.cache import REVOKED
-from lwa_middleware.errors import InvalidToken, SharedCacheError, UpstreamUnavailable
-from lwa_middleware.shared_cache import BACKOFF, SharedHit
-from lwa_middleware.shared_cache._codec import (
+from support.private import (
+    BACKOFF,
     EPOCH_KEY,
-    SECRET_KEY,
-    bucket,
-    entry_keys,
-    rejection_body,
-)
-from lwa_middleware.shared_cache._scripts import (
     READ_HIT,
     READ_LEASE_HELD,
     READ_LEASE_TAKEN,
     READ_MISS,
     READ_REJECTED,
     READ_REVOKED,
+    REVOKED,
     SCRIPTS,
+    SECRET_KEY,
+    SharedHit,
+    _Call,
+    _Listen,
+    _Sleep,
+    _Subscribe,
+    bucket,
+    entry_keys,
+    rejection_body,
 )
-from lwa_middleware.shared_cache._steps import _Call, _Listen, _Sleep, _Subscribe
+
+from lwa_middleware import InvalidToken, SharedCacheError, UpstreamUnavailable
 
 
 @pytest.fixture
@@ -484,10 +486,13 @@ def test_a_process_first_contact_with_a_cluster_has_the_clusters_budget(
     first calls connect to each node and load scripts there), then the reply
     deadline again, so a later failover costs no more. A plain Redis keeps
     the reply deadline throughout."""
-    from lwa_middleware.config import Settings
-    from lwa_middleware.shared_cache import AsyncSharedCache
-    from lwa_middleware.shared_cache._drivers import CLUSTER_INIT_TIMEOUT
-    from lwa_middleware.shared_cache._health import COLD_START, DURABLE_TIMEOUT
+    from support.private import (
+        CLUSTER_INIT_TIMEOUT,
+        COLD_START,
+        DURABLE_TIMEOUT,
+        AsyncSharedCache,
+        Settings,
+    )
 
     def cache(url: str) -> AsyncSharedCache:
         # Never connected to: the deadline is decided before any IO.

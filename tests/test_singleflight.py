@@ -12,9 +12,9 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 import pytest
+from support.private import MAX_JOINS, TaskFlights, ThreadFlights
 
-from lwa_middleware.errors import InvalidToken, UpstreamUnavailable
-from lwa_middleware.singleflight import MAX_JOINS, TaskFlights, ThreadFlights
+from lwa_middleware import InvalidToken, UpstreamUnavailable
 
 
 class Counter:

@@ -8,9 +8,9 @@ from typing import Any
 
 import httpx2
 import pytest
+from support.private import Settings
 
 from lwa_middleware import ConfigurationError, LWAMiddleware, LWAWSGIMiddleware
-from lwa_middleware.config import Settings
 from lwa_middleware.testing import LWAEmulator
 
 pytest.importorskip("cryptography")

@@ -14,15 +14,15 @@ from urllib.parse import parse_qsl, quote
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from lwa_middleware.errors import InvalidRequest, InvalidToken
-from lwa_middleware.tokens import (
+from support.private import (
     MAX_TOKEN_BYTES,
     extract_token,
     looks_like_lwa_token,
     may_carry_token,
     strip_query,
 )
+
+from lwa_middleware import InvalidRequest, InvalidToken
 
 TOKEN = "Atza|IwEBIExample-token_value.with~chars"
 

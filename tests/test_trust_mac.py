@@ -24,9 +24,8 @@ from support.fleet import (  # noqa: F401  (fixtures)
     redis_srv,
     user_id,
 )
+from support.private import Settings, shared_cache
 
-from lwa_middleware import shared_cache
-from lwa_middleware.config import Settings
 from lwa_middleware.testing import LWAEmulator
 
 pytestmark = [pytest.mark.redis, pytest.mark.timeout(60)]
@@ -71,7 +70,7 @@ def test_a_forged_identity_is_a_miss(
         if how == "edited":
             forged = value[:-1] + bytes([value[-1] ^ 1])
         else:
-            from lwa_middleware.shared_cache._codec import Codec
+            from support.private import Codec
 
             body = (
                 b'{"v":2,"user_id":"amzn1.account.ATTACKER","email":null,"name":null,'

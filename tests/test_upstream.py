@@ -13,8 +13,7 @@ from starlette.testclient import TestClient
 from support.clock import FakeClock
 from werkzeug.test import Client
 
-from lwa_middleware import LWAMiddleware, LWAWSGIMiddleware
-from lwa_middleware.routes import revalidate
+from lwa_middleware import LWAMiddleware, LWAWSGIMiddleware, revalidate
 from lwa_middleware.testing import Fault, LWAEmulator
 
 
@@ -456,9 +455,7 @@ def test_a_cancelled_request_gives_its_seat_back(backend: str) -> None:
     # A request cancelled mid-flight (client gone, deadline) must free its
     # seat, or the process ends up round-robin over clients with no seat left.
     import anyio
-
-    from lwa_middleware.config import Settings
-    from lwa_middleware.upstream import AsyncDriver, _Seats
+    from support.private import AsyncDriver, Settings, _Seats
 
     class Hanging:
         @contextlib.asynccontextmanager

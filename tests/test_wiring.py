@@ -22,8 +22,7 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from lwa_middleware import Identity, LWAMiddleware, LWAWSGIMiddleware
-from lwa_middleware.errors import ConfigurationError
+from lwa_middleware import ConfigurationError, Identity, LWAMiddleware, LWAWSGIMiddleware
 from lwa_middleware.integrations.fastapi import current_identity, optional_identity
 from lwa_middleware.testing import LWAEmulator
 from tests.conftest import starlette_app, wsgi_echo

@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
-from .._observe import fields
-from ..errors import MissingToken
-from ..identity import Identity, check_scopes, expand_scopes
-from ..routes import Policy
+from .._engine._observe import fields
+from .._engine.errors import MissingToken
+from .._engine.identity import Identity, check_scopes, expand_scopes
+from .._engine.routes import Policy
 
 __all__ = ["authorize", "normalize_scopes", "warn_unprotected"]
 

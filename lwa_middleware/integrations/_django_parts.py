@@ -13,13 +13,13 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 from django.http import HttpRequest, HttpResponse
 
-from .._options import OptionError, origin_of
-from ..config import OPTIONS, Settings
-from ..errors import DEFAULT_REALM, AuthError, ConfigurationError
-from ..gate import Gate
-from ..identity import IDENTITY_KEY, Identity
-from ..resolver import Resolver
-from ..wsgi import ajudge_environ, judge_environ
+from .._engine._options import OptionError, origin_of
+from .._engine.config import OPTIONS, Settings
+from .._engine.errors import DEFAULT_REALM, AuthError, ConfigurationError
+from .._engine.gate import Gate
+from .._engine.identity import IDENTITY_KEY, Identity
+from .._engine.resolver import Resolver
+from .._engine.wsgi import ajudge_environ, judge_environ
 
 __all__ = [
     "BACKEND_PATH",

@@ -73,11 +73,11 @@ from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse
 
-from .._login_redirect import login_location
-from ..errors import DEFAULT_REALM, AuthError
-from ..identity import IDENTITY_KEY, REALM_KEY, Identity, realm_of
-from ..resolver import BlockingControls
-from ..wsgi import redirect_text_headers
+from .._engine._login_redirect import login_location
+from .._engine.errors import DEFAULT_REALM, AuthError
+from .._engine.identity import IDENTITY_KEY, REALM_KEY, Identity, realm_of
+from .._engine.resolver import BlockingControls
+from .._engine.wsgi import redirect_text_headers
 from ._common import authorize, normalize_scopes, warn_unprotected
 from ._django_parts import (
     OPTION_KEYS,

@@ -77,8 +77,8 @@ from rest_framework.exceptions import APIException
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 
-from ..errors import AuthError, MissingToken
-from ..identity import Identity, get_identity
+from .._engine.errors import AuthError, MissingToken
+from .._engine.identity import Identity, get_identity
 from ._common import authorize, normalize_scopes
 from ._django_parts import SESSION_USER, bearer_users, shared_engine
 from .django import LWAUser, error_response

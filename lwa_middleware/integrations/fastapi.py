@@ -60,8 +60,8 @@ from starlette.requests import HTTPConnection
 from starlette.responses import Response
 from starlette.websockets import WebSocket
 
-from ..errors import DEFAULT_REALM, AuthError, ConfigurationError, MissingToken
-from ..identity import IDENTITY_KEY, REALM_KEY, Identity, get_identity, realm_of
+from .._engine.errors import DEFAULT_REALM, AuthError, ConfigurationError, MissingToken
+from .._engine.identity import IDENTITY_KEY, REALM_KEY, Identity, get_identity, realm_of
 from ._common import authorize, normalize_scopes, warn_unprotected
 from .starlette import error_response, refuse_websocket
 

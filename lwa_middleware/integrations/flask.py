@@ -80,12 +80,12 @@ from typing import Any, Literal, ParamSpec, TypeVar, cast, overload
 
 from flask import Flask, Response, abort, current_app, g, has_request_context, request
 
-from .._options import OptionError, origin_of
-from ..config import OPTIONS
-from ..errors import DEFAULT_REALM, AuthError, ConfigurationError, MissingToken
-from ..identity import IDENTITY_KEY, Identity, get_identity, realm_of
-from ..stats import Stats
-from ..wsgi import LWAWSGIMiddleware, judge_environ, redirect_text_headers
+from .._engine._options import OptionError, origin_of
+from .._engine.config import OPTIONS
+from .._engine.errors import DEFAULT_REALM, AuthError, ConfigurationError, MissingToken
+from .._engine.identity import IDENTITY_KEY, Identity, get_identity, realm_of
+from .._engine.stats import Stats
+from .._engine.wsgi import LWAWSGIMiddleware, judge_environ, redirect_text_headers
 from ._common import authorize, normalize_scopes, warn_unprotected
 
 __all__ = ["LWA", "OPTION_NAMES", "current_identity", "error_response", "lwa_required"]

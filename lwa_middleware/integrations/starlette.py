@@ -42,9 +42,9 @@ from starlette.requests import HTTPConnection
 from starlette.responses import Response
 from starlette.websockets import WebSocket
 
-from .._asgi_parts import WS_POLICY_VIOLATION
-from ..errors import DEFAULT_REALM, AuthError
-from ..identity import IDENTITY_KEY, Identity, get_identity, realm_of
+from .._engine._asgi_parts import WS_POLICY_VIOLATION
+from .._engine.errors import DEFAULT_REALM, AuthError
+from .._engine.identity import IDENTITY_KEY, Identity, get_identity, realm_of
 from ._common import authorize, normalize_scopes, warn_unprotected
 
 __all__ = ["error_response", "refuse_websocket", "require_scopes"]

@@ -11,10 +11,10 @@ Example (Starlette; Flask, Django and FastAPI glue beside this module)::
                         routes={**signin.route_policies(), "/": "optional"})
 """
 
+from ._core import AUTHORIZE_URL, Reply, SignIn
 from ._pages import Page
+from ._sessions import ACL_RULES, MemorySessionStore, RedisSessionStore, SessionStore
 from ._source import CrossSiteRequest, SessionSource
-from .core import AUTHORIZE_URL, Reply, SignIn
-from .sessions import ACL_RULES, MemorySessionStore, RedisSessionStore, SessionStore
 
 __all__ = [
     "ACL_RULES",

@@ -7,14 +7,14 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from .._observe import fields, text, with_request_id
-from ..errors import AuthError, UpstreamUnavailable
-from ..identity import Identity
+from .._engine._observe import fields, text, with_request_id
+from .._engine.errors import AuthError, UpstreamUnavailable
+from .._engine.identity import Identity
 from ._parts import Reply, _Grant, _Refused
 from ._transport import identity_of
 
 if TYPE_CHECKING:
-    from .core import SignIn
+    from ._core import SignIn
 
 __all__ = ["exchange"]
 

@@ -8,8 +8,8 @@ import time
 from collections.abc import Mapping
 from typing import Any, Final
 
-from .._checks import check_region
-from .._options import (
+from .._engine._checks import check_region
+from .._engine._options import (
     COMPUTED,
     Option,
     checking,
@@ -20,9 +20,9 @@ from .._options import (
     seconds,
     seconds_or_zero,
 )
-from ..errors import ConfigurationError
-from .cookies import safe_next
-from .sessions import MAX_PENDING_LOGINS
+from .._engine.errors import ConfigurationError
+from ._cookies import safe_next
+from ._sessions import MAX_PENDING_LOGINS
 
 __all__ = ["AUTHORIZE_URL", "SIGNIN_OPTIONS", "authorize_url_of", "check_signin_options"]
 

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from string import Template
 from typing import Final, Literal, get_args
 
-from .._observe import fields
-from ..errors import ConfigurationError
+from .._engine._observe import fields
+from .._engine.errors import ConfigurationError
 from ._parts import Reply
 
 __all__ = ["PAGE_KINDS", "Page", "PageKind", "Pages", "check_pages", "render_page"]

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..config import _is_loopback
-from ..errors import ConfigurationError, UpstreamUnavailable
-from ..flow import UpstreamFailure, UpstreamResponse, seconds_field
+from .._engine.config import _is_loopback
+from .._engine.errors import ConfigurationError, UpstreamUnavailable
+from .._engine.flow import UpstreamFailure, UpstreamResponse, seconds_field
 from ._origins import canonical_origin
 
 __all__ = ["Reply"]

@@ -13,12 +13,12 @@ import logging
 import time
 from typing import TYPE_CHECKING, Final
 
-from .._observe import fields, text, with_request_id
-from ..errors import UpstreamUnavailable
+from .._engine._observe import fields, text, with_request_id
+from .._engine.errors import UpstreamUnavailable
 from ._parts import _Refused, _Session
 
 if TYPE_CHECKING:
-    from .core import SignIn
+    from ._core import SignIn
 
 logger = logging.getLogger("lwa_middleware.signin")
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Protocol
 
-from ..errors import AuthError
+from .._engine.errors import AuthError
 
 if TYPE_CHECKING:
-    from ..resolver import Resolver
+    from .._engine.resolver import Resolver
 
 
 class CrossSiteRequest(AuthError):

@@ -21,13 +21,13 @@ from urllib.parse import urlencode
 import anyio.from_thread
 import httpx2
 
-from ..flow import Outcome, UpstreamRequest, UpstreamResponse
-from ..identity import Identity
-from ..routes import Access, Policy
-from ..upstream import _failure, _request_id
+from .._engine.flow import Outcome, UpstreamRequest, UpstreamResponse
+from .._engine.identity import Identity
+from .._engine.routes import Access, Policy
+from .._engine.upstream import _failure, _request_id
 
 if TYPE_CHECKING:
-    from ..resolver import Resolver
+    from .._engine.resolver import Resolver
 
 __all__ = ["identity_of", "revoke", "send_token", "token_request"]
 

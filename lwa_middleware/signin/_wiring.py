@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from urllib.parse import urlsplit
 
-from ..config import _is_loopback
-from ..errors import ConfigurationError
-from ..routes import Access, RouteTable
+from .._engine.config import _is_loopback
+from .._engine.errors import ConfigurationError
+from .._engine.routes import Access, RouteTable
 
 __all__ = ["refuse_guarded_endpoints", "refuse_mixed_hosts"]
 

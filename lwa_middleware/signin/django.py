@@ -41,11 +41,11 @@ from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.urls import URLPattern, path
 from django.utils.module_loading import import_string
 
-from ..errors import UpstreamUnavailable
-from ..identity import Identity, get_identity
+from .._engine.errors import UpstreamUnavailable
+from .._engine.identity import Identity, get_identity
+from .._engine.tokens import environ_headers
 from ..integrations._django_parts import SESSION_USER, error_response, lwa_config
-from ..tokens import environ_headers
-from .core import Reply, SignIn
+from ._core import Reply, SignIn
 
 __all__ = [
     "LINKS_APP",

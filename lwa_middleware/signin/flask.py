@@ -14,9 +14,9 @@ from typing import Any
 
 from flask import Blueprint, Response, g, has_request_context, request
 
-from ..errors import ConfigurationError, UpstreamUnavailable
-from ..identity import get_identity
-from .core import Reply, SignIn
+from .._engine.errors import ConfigurationError, UpstreamUnavailable
+from .._engine.identity import get_identity
+from ._core import Reply, SignIn
 
 __all__ = ["current_user", "signin_blueprint"]
 

@@ -19,9 +19,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ..errors import UpstreamUnavailable
-from ..identity import IDENTITY_KEY
-from .core import Reply, SignIn
+from .._engine.errors import UpstreamUnavailable
+from .._engine.identity import IDENTITY_KEY
+from ._core import Reply, SignIn
 
 __all__ = ["SignedInUser", "signin_routes"]
 

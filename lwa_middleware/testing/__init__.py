@@ -24,7 +24,7 @@ Example::
         ).status_code == 503
 """
 
-from lwa_middleware.testing.emulator import (
+from lwa_middleware.testing._emulator import (
     BUILTIN_CUSTOMERS,
     DEFAULT_REDIRECT_URIS,
     ENDPOINTS,

@@ -13,6 +13,7 @@ import dataclasses
 import json
 from email.message import Message
 
+from lwa_middleware.testing._faults import _BROKEN_BODY, Fault, _broken_answer
 from lwa_middleware.testing._grants import _grant_from_spec, _new_user_id
 from lwa_middleware.testing._state import _State
 from lwa_middleware.testing._wire import (
@@ -32,7 +33,6 @@ from lwa_middleware.testing._wire import (
     _tokeninfo_payload,
     _whole_seconds,
 )
-from lwa_middleware.testing.faults import _BROKEN_BODY, Fault, _broken_answer
 
 # The format faults (EXP_STRING, LEGACY_PROFILE, USER_ID_MISMATCH) describe
 # a healthy server answering in another format, so they are applied only

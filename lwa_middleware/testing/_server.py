@@ -23,11 +23,11 @@ from typing import Any, Final
 from urllib.parse import parse_qsl, urlsplit
 
 from lwa_middleware.testing._api import _mint, _profile, _tokeninfo
+from lwa_middleware.testing._faults import _DRIP_INTERVAL, Fault, _Injection, _transport_fault
 from lwa_middleware.testing._sdk import _sdk_popup, _sdk_relay, _sdk_script
 from lwa_middleware.testing._signin import _authorize, _token
 from lwa_middleware.testing._state import RecordedRequest, _State
 from lwa_middleware.testing._wire import _ROUTES, _error, _redact_target, _Response
-from lwa_middleware.testing.faults import _DRIP_INTERVAL, Fault, _Injection, _transport_fault
 
 # The name it had before the emulator became a package, so logging
 # configuration written for it keeps working.

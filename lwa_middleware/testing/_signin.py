@@ -24,6 +24,12 @@ from urllib.parse import parse_qsl
 from lwa_middleware.testing._authorize import _PKCE_VALUE
 from lwa_middleware.testing._authorize import _authorize as _authorize
 from lwa_middleware.testing._authorize import _is_valid_redirect_uri as _is_valid_redirect_uri
+from lwa_middleware.testing._faults import (
+    _BROKEN_BODY,
+    Fault,
+    _broken_answer,
+    _expires_in_as_string,
+)
 from lwa_middleware.testing._grants import (
     Customer,
     _Grant,
@@ -40,12 +46,6 @@ from lwa_middleware.testing._wire import (
     _missing,
     _Response,
     _whole_seconds,
-)
-from lwa_middleware.testing.faults import (
-    _BROKEN_BODY,
-    Fault,
-    _broken_answer,
-    _expires_in_as_string,
 )
 
 # -- /auth/o2/token ------------------------------------------------------------

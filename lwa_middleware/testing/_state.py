@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Final
 
+from lwa_middleware.testing._faults import _fresh_schedules, _Injection
 from lwa_middleware.testing._grants import (
     Customer,
     _Client,
@@ -28,7 +29,6 @@ from lwa_middleware.testing._grants import (
     _RefreshGrant,
 )
 from lwa_middleware.testing._wire import _FAULTABLE
-from lwa_middleware.testing.faults import _fresh_schedules, _Injection
 
 if TYPE_CHECKING:
     from lwa_middleware.testing._server import _Server

@@ -35,7 +35,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from lwa_middleware.testing.emulator import LWAEmulator
+from lwa_middleware.testing._emulator import LWAEmulator
 
 __all__ = ["lwa_emulator", "lwa_emulator_server"]
 

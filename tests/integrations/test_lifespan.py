@@ -21,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
+from support.private import private_async_driver
 
 from lwa_middleware import LWAMiddleware
 from lwa_middleware.testing import LWAEmulator
@@ -44,7 +45,7 @@ def _app(lwa: LWAEmulator, events: list[str]) -> LWAMiddleware:
 
 
 def _open_upstream_clients(mw: LWAMiddleware) -> int:
-    driver = mw.resolver._async_driver
+    driver = private_async_driver(mw)
     return 0 if driver is None else sum(k.ag_frame is not None for k in driver._keepers)
 
 

@@ -19,11 +19,11 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route
+from support.private import Access, Policy, RouteTable
 from support.servers import serve_hypercorn as _hypercorn
 from support.servers import serve_uvicorn as _uvicorn
 
-from lwa_middleware import LWAMiddleware, get_identity
-from lwa_middleware.routes import Access, Policy, RouteTable, revalidate
+from lwa_middleware import LWAMiddleware, get_identity, revalidate
 from lwa_middleware.testing import LWAEmulator
 
 PUBLIC = Policy(Access.PUBLIC)

@@ -21,6 +21,7 @@ from collections.abc import Callable
 import pytest
 from support.callers import WsgiCaller
 from support.clock import FakeClock
+from support.private import private_sync_driver
 
 from lwa_middleware import LWAWSGIMiddleware
 from lwa_middleware.testing import Fault, LWAEmulator
@@ -178,7 +179,7 @@ def test_an_open_breaker_refuses_without_queueing_for_a_slot(
         for _ in range(THRESHOLD):
             assert_unavailable(caller.get(token=lwa_emulator.issue_token()))
         assert caller.mw.resolver.breaker.is_open
-        driver = caller.mw.resolver._sync_driver
+        driver = private_sync_driver(caller.mw)
         assert driver is not None
         for _ in range(CAP):
             assert driver._slots.acquire(blocking=False)

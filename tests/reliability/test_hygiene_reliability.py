@@ -22,10 +22,10 @@ from urllib.parse import parse_qsl
 import httpx2
 import pytest
 from support.leaks import assert_no_token_in
+from support.private import Policy
 from werkzeug.test import Client
 
 from lwa_middleware import AuthError, LWAMiddleware, LWAWSGIMiddleware
-from lwa_middleware.routes import Policy
 from lwa_middleware.testing import Fault, LWAEmulator
 
 from .conftest import Caller, assert_clean_logs, load_soak

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 import redis
 from support.clock import FakeClock
+from support.private import shared_cache
 
-from lwa_middleware import shared_cache, signin
+from lwa_middleware import signin
 from lwa_middleware.testing import BUILTIN_CUSTOMERS, LWAEmulator
 from tests.shared_cache_support import RedisServer
 from tests.signin.signin_support import (

@@ -21,9 +21,14 @@ import httpx2
 import pytest
 from support.browser import launch_chromium
 from support.clock import FakeClock
+from support.private import (
+    HtmlRefusals,
+    bind_socket,
+    build_server_side_demo_app,
+    serve_in_thread,
+    url_for,
+)
 
-from lwa_middleware.demo.server import bind_socket, serve_in_thread, url_for
-from lwa_middleware.demo.server_side import HtmlRefusals, build_server_side_demo_app
 from lwa_middleware.testing import BUILTIN_CUSTOMERS, LWAEmulator
 from tests.signin.signin_support import session_of
 

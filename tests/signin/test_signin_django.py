@@ -333,7 +333,7 @@ def test_without_the_links_app_the_setup_error_says_what_to_add(
     from django.core.checks import run_checks
     from django.core.exceptions import ImproperlyConfigured
 
-    from lwa_middleware.identity import Identity
+    from lwa_middleware import Identity
     from lwa_middleware.signin.django import LINKS_APP, link_django_user
 
     apps = [app for app in settings.INSTALLED_APPS if app != LINKS_APP]

@@ -10,10 +10,10 @@ from urllib.parse import parse_qsl, urlsplit
 import httpx2
 import pytest
 from starlette.testclient import TestClient
+from support.private import safe_next
 
-from lwa_middleware.errors import ConfigurationError
+from lwa_middleware import ConfigurationError
 from lwa_middleware.signin import SignIn
-from lwa_middleware.signin.cookies import safe_next
 from tests.signin.signin_support import (
     ORIGIN,
     SESSION_SECRET,

@@ -17,11 +17,11 @@ from flask import Flask
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 from support.clock import FakeClock
+from support.private import private_async_driver, private_sync_driver, token_request
 from support.servers import serve_uvicorn
 
 from lwa_middleware import LWAMiddleware, LWAWSGIMiddleware
 from lwa_middleware.integrations.flask import LWA
-from lwa_middleware.signin._transport import token_request
 from lwa_middleware.signin.flask import signin_blueprint
 from lwa_middleware.testing import Fault, LWAEmulator
 from tests.signin.signin_support import (
@@ -54,7 +54,7 @@ class _Constructions:
 
 
 def _open_async_clients(mw: LWAMiddleware) -> int:
-    driver = mw.resolver._async_driver
+    driver = private_async_driver(mw)
     return 0 if driver is None else sum(k.ag_frame is not None for k in driver._keepers)
 
 
@@ -83,7 +83,7 @@ def test_under_uvicorn_the_sign_in_builds_no_blocking_client(
     # Code exchange, lookup, refresh and logout all went out on the async driver:
     # no blocking client, no blocking driver (and its thread pool) was built.
     assert built.count == 0
-    assert mw.resolver._sync_driver is None
+    assert private_sync_driver(mw) is None
     assert _open_async_clients(mw) == 0  # closed by the middleware's lifespan shutdown
 
 
@@ -182,14 +182,14 @@ def test_revoke_builds_no_http_driver(lwa_emulator: LWAEmulator) -> None:
     blocking.close()
     blocking.revoke(token)
     blocking.invalidate(token)
-    assert blocking.resolver._sync_driver is None
+    assert private_sync_driver(blocking) is None
 
     evented = LWAMiddleware(
         Starlette(), client_id=lwa_emulator.client_id, api_base_url=lwa_emulator.base_url
     )
     asyncio.run(evented.revoke(token))
-    assert evented.resolver._async_driver is None
-    assert evented.resolver._sync_driver is None
+    assert private_async_driver(evented) is None
+    assert private_sync_driver(evented) is None
     # Revoked all the same: refused without asking LWA.
     with TestClient(evented) as client:
         refused = client.get("/", headers={"Authorization": f"Bearer {token}"})
@@ -224,5 +224,5 @@ def test_the_sign_in_runs_on_the_async_driver_on_asyncio_and_trio(
 
     anyio.run(main, backend=backend)
     assert built.count == 0
-    assert mw.resolver._sync_driver is None
+    assert private_sync_driver(mw) is None
     assert sum(r.endpoint == "token" for r in lwa_emulator.requests) == 1

@@ -19,8 +19,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
+from support.private import safe_next
 
-from lwa_middleware.signin.cookies import safe_next
 from lwa_middleware.testing import LWAEmulator
 from tests.signin.signin_support import (
     ORIGIN,

@@ -15,8 +15,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
+from support.private import canonical_origin, origin_matches
 
-from lwa_middleware.signin._origins import canonical_origin, origin_matches
 from lwa_middleware.testing import LWAEmulator
 from tests.signin.signin_support import make_signin, session_cookie, sign_in, starlette_app
 

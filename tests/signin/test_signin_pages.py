@@ -15,8 +15,7 @@ import pytest
 from flask import Flask
 from starlette.testclient import TestClient
 
-from lwa_middleware import LWAWSGIMiddleware, get_identity
-from lwa_middleware.errors import ConfigurationError
+from lwa_middleware import ConfigurationError, LWAWSGIMiddleware, get_identity
 from lwa_middleware.integrations.flask import LWA
 from lwa_middleware.signin import Page, SignIn
 from lwa_middleware.signin.flask import signin_blueprint

@@ -20,10 +20,10 @@ import redis
 from starlette.testclient import TestClient
 from support.callers import asgi_call, asgi_scope
 from support.clock import FakeClock
+from support.private import LOGIN_TTL
 from support.redis_servers import RedisServer, wait_for
 
 from lwa_middleware.signin import MemorySessionStore, RedisSessionStore
-from lwa_middleware.signin.core import LOGIN_TTL
 from lwa_middleware.testing import BUILTIN_CUSTOMERS, LWAEmulator
 from tests.signin.signin_support import (
     ORIGIN,

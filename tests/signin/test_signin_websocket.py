@@ -26,9 +26,9 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocket
 from support.browser import launch_chromium
+from support.private import bind_socket, serve_in_thread, url_for
 
 from lwa_middleware import LWAMiddleware, get_identity
-from lwa_middleware.demo.server import bind_socket, serve_in_thread, url_for
 from lwa_middleware.signin.starlette import SignedInUser, signin_routes
 from lwa_middleware.testing import BUILTIN_CUSTOMERS, LWAEmulator
 from tests.signin.signin_support import (

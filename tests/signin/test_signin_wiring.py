@@ -19,8 +19,7 @@ from flask import Flask
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
-from lwa_middleware import LWAMiddleware
-from lwa_middleware.errors import ConfigurationError
+from lwa_middleware import ConfigurationError, LWAMiddleware
 from lwa_middleware.integrations.flask import LWA
 from lwa_middleware.signin import SignIn
 from lwa_middleware.signin.flask import current_user, signin_blueprint

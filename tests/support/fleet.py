@@ -34,8 +34,8 @@ from conftest import ROUTES
 from shared_cache_support import uvicorn_server, wsgi_server
 
 from lwa_middleware import LWAMiddleware, LWAWSGIMiddleware, revalidate
-from lwa_middleware.shared_cache import STREAM
 from lwa_middleware.testing import LWAEmulator
+from support.private import STREAM, private_fleet
 from support.redis_servers import RedisServer, redis_binary, wait_for
 
 SHARED_LOGGER = "lwa_middleware.shared_cache"
@@ -162,7 +162,7 @@ def share_then_revoke(http: httpx2.Client, lwa_emulator: LWAEmulator, a: Any, w:
         assert call(http, uw, "/me", token).status_code == 200
         assert w.stats.shared_hits == 1
         assert lwa_emulator.calls["tokeninfo"] == before + 1
-        wait_for(lambda: a.resolver._fleet.subscribed and w.resolver._fleet.subscribed, 20)
+        wait_for(lambda: private_fleet(a).subscribed and private_fleet(w).subscribed, 20)
         w.revoke(token)
         wait_for(lambda: call(http, ua, "/me", token).status_code == 401, 5)
     for mw in (a, w):

@@ -11,18 +11,22 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from lwa_middleware.config import Settings
-from lwa_middleware.flow import Resolved
-from lwa_middleware.identity import Identity
-from lwa_middleware.shared_cache._codec import (
+from lwa_middleware import Identity
+from support.clock import FakeClock
+from support.private import (
+    Resolved,
+    Settings,
+    _Call,
+    _Listen,
+    _Plan,
+    _Plans,
+    _Sleep,
+    _Subscribe,
     bucket,
     encode_identity,
     entry_keys,
     rejection_body,
 )
-from lwa_middleware.shared_cache._plans import _Plans
-from lwa_middleware.shared_cache._steps import _Call, _Listen, _Plan, _Sleep, _Subscribe
-from support.clock import FakeClock
 
 CLIENT = "amzn1.application-oa2-client.plans"
 SECRET = b"s" * 32

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import NoReturn
 
-from . import __version__
+from .. import __version__
 from ._conformance_cli import register as register_conformance
 from .config import REGIONS
 
