@@ -27,13 +27,15 @@ PUBLIC_HOMES = (
 )
 
 
-def moved(old: str, new: str) -> Callable[[str], object]:
-    """A module ``__getattr__`` for ``old``, forwarding to ``new`` with a warning."""
+def moved(old: str, *new: str) -> Callable[[str], object]:
+    """A module ``__getattr__`` for ``old``, forwarding to the first of ``new`` that has
+    the name, with a warning. A public module uses it for the names it no longer
+    exports (Python calls it only for a name the module lacks)."""
 
     def __getattr__(name: str) -> object:
         if name.startswith("__"):  # copy, pickle, inspect probe dunders: not a user's read
             raise AttributeError(name)
-        value = _resolve(new, name)
+        value = next((v for v in (_resolve(m, name) for m in new) if v is not _MISSING), _MISSING)
         if value is _MISSING:
             raise AttributeError(f"module {old!r} has no attribute {name!r}")
         # `from package import name` asks hasattr() first, then reads: warn on the read

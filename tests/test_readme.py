@@ -707,7 +707,8 @@ _TIERS: tuple[tuple[str, tuple[str, ...] | None], ...] = (
     ("signin/django", ("signin", "django")),  # django.py and the django_app/ links app
     ("signin/flask.py", ("signin", "flask")),
     ("signin/", ("signin",)),
-    ("shared_cache/", ("redis",)),
+    ("_engine/shared_cache/", ("redis",)),
+    ("shared_cache/", ("redis",)),  # the public ACLs, read from the engine's package
     # The sealer of sign-in and of the shared cache: both extras bring cryptography.
     ("_engine/_seal.py", ("signin",)),
     ("_engine/demo/", ("demo",)),

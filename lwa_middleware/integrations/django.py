@@ -64,7 +64,7 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Awaitable, Callable
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.apps import AppConfig
@@ -73,31 +73,22 @@ from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse
 
+from .._deprecated import moved
 from .._engine._login_redirect import login_location
 from .._engine.errors import DEFAULT_REALM, AuthError
 from .._engine.identity import IDENTITY_KEY, REALM_KEY, Identity, realm_of
 from .._engine.resolver import BlockingControls
 from .._engine.wsgi import redirect_text_headers
 from ._common import authorize, normalize_scopes, warn_unprotected
-from ._django_parts import (
-    OPTION_KEYS,
-    Engine,
-    error_response,
-    settings_from_django,
-)
+from ._django_parts import Engine, error_response, settings_from_django
 from ._django_parts import lwa_config as _lwa_config
 
 __all__ = [
-    "MIDDLEWARE_PATH",
-    "OPTION_KEYS",
     "LWAAnonymousUser",
     "LWAConfig",
     "LWAMiddleware",
     "LWAUser",
-    "check_settings",
-    "error_response",
     "lwa_required",
-    "settings_from_django",
 ]
 
 
@@ -383,3 +374,8 @@ class LWAConfig(AppConfig):  # type: ignore[misc]
     name = "lwa_middleware.integrations"
     label = "lwa_middleware"
     verbose_name = "Login with Amazon"
+
+
+# OPTION_KEYS: no longer public (issue 19), still importable with a warning.
+if not TYPE_CHECKING:  # a type checker keeps refusing names that are not public
+    __getattr__ = moved(__name__, "lwa_middleware.integrations._django_parts")

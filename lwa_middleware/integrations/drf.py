@@ -80,11 +80,11 @@ from rest_framework.request import Request
 from .._engine.errors import AuthError, MissingToken
 from .._engine.identity import Identity, get_identity
 from ._common import authorize, normalize_scopes
-from ._django_parts import SESSION_USER, bearer_users, shared_engine
-from .django import LWAUser, error_response
+from ._django_parts import SESSION_USER, bearer_users, error_response, shared_engine
+from .django import LWAUser
 from .django import _realm as _django_realm
 
-__all__ = ["HasLWAScopes", "LWAAPIException", "LWAAuthentication", "exception_handler"]
+__all__ = ["HasLWAScopes", "LWAAuthentication", "exception_handler"]
 
 
 class LWAAPIException(APIException):  # type: ignore[misc]

@@ -88,7 +88,7 @@ from .._engine.stats import Stats
 from .._engine.wsgi import LWAWSGIMiddleware, judge_environ, redirect_text_headers
 from ._common import authorize, normalize_scopes, warn_unprotected
 
-__all__ = ["LWA", "OPTION_NAMES", "current_identity", "error_response", "lwa_required"]
+__all__ = ["LWA", "current_identity", "lwa_required"]
 
 P = ParamSpec("P")
 R = TypeVar("R")

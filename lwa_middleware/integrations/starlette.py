@@ -47,7 +47,7 @@ from .._engine.errors import DEFAULT_REALM, AuthError
 from .._engine.identity import IDENTITY_KEY, Identity, get_identity, realm_of
 from ._common import authorize, normalize_scopes, warn_unprotected
 
-__all__ = ["error_response", "refuse_websocket", "require_scopes"]
+__all__ = ["require_scopes"]
 
 P = ParamSpec("P")
 

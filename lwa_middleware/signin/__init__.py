@@ -11,20 +11,24 @@ Example (Starlette; Flask, Django and FastAPI glue beside this module)::
                         routes={**signin.route_policies(), "/": "optional"})
 """
 
-from ._core import AUTHORIZE_URL, Reply, SignIn
+from typing import TYPE_CHECKING
+
+from .._deprecated import moved
+from ._core import Reply, SignIn
 from ._pages import Page
 from ._sessions import ACL_RULES, MemorySessionStore, RedisSessionStore, SessionStore
-from ._source import CrossSiteRequest, SessionSource
 
 __all__ = [
     "ACL_RULES",
-    "AUTHORIZE_URL",
-    "CrossSiteRequest",
     "MemorySessionStore",
     "Page",
     "RedisSessionStore",
     "Reply",
-    "SessionSource",
     "SessionStore",
     "SignIn",
 ]
+
+# AUTHORIZE_URL, CrossSiteRequest, SessionSource: no longer public (issue 19), still
+# importable with a warning.
+if not TYPE_CHECKING:  # a type checker keeps refusing names that are not public
+    __getattr__ = moved(__name__, "lwa_middleware.signin._core", "lwa_middleware.signin._source")
