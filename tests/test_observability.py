@@ -277,7 +277,7 @@ def test_without_a_provider_or_the_api_nothing_is_traced() -> None:
         if sys.argv[1] == "absent":
             sys.modules["opentelemetry"] = None  # as if the extra were not installed
         from lwa_middleware import LWAMiddleware, LWAWSGIMiddleware
-        from lwa_middleware import _otel
+        from lwa_middleware._engine import _otel  # the engine, read in a child process
         cid = "amzn1.application-oa2-client.0123"
         a = LWAMiddleware(lambda *x: None, client_id=cid)
         w = LWAWSGIMiddleware(lambda *x: None, client_id=cid)

@@ -53,7 +53,7 @@ import json
 try:
     TRY
 except BaseException as exc:
-    from lwa_middleware.errors import ConfigurationError
+    from lwa_middleware import ConfigurationError
     print(json.dumps({"type": type(exc).__name__, "message": str(exc),
                       "name": getattr(exc, "name", None),
                       "configuration_error": isinstance(exc, ConfigurationError),
