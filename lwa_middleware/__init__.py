@@ -4,15 +4,17 @@
 
     from lwa_middleware import LWAMiddleware, LWAWSGIMiddleware, Identity, get_identity
 
-The two middlewares (:mod:`.asgi`, :mod:`.wsgi`) and the framework
-integrations (:mod:`.integrations`) are thin translations of one
-framework-neutral core: the request decision (:mod:`.gate`, with token
-extraction in :mod:`.tokens` and route policies in :mod:`.routes`), the
-resolver (:mod:`.resolver`: the lookup :mod:`.flow`, run over HTTP by
-:mod:`.upstream`) and the caches (:mod:`.cache`, and :mod:`.shared_cache` for
-Redis). :mod:`.signin` adds server-side sign-in (sessions, a ``"session"``
-token source); :mod:`lwa_middleware.testing` ships an LWA emulator for tests
-and demos. The layout is drawn in ``docs/architecture.md``.
+The public API is this module, :mod:`lwa_middleware.integrations`,
+:mod:`lwa_middleware.signin` (server-side sign-in) and :mod:`lwa_middleware.testing`
+(an LWA emulator for tests and demos); everything else is the private engine,
+``lwa_middleware._engine``. There, the two middlewares (:mod:`._engine.asgi`,
+:mod:`._engine.wsgi`) are thin translations of one framework-neutral core: the
+request decision (:mod:`._engine.gate`, with token extraction in
+:mod:`._engine.tokens` and route policies in :mod:`._engine.routes`), the resolver
+(:mod:`._engine.resolver`: the lookup :mod:`._engine.flow`, run over HTTP by
+:mod:`._engine.upstream`) and the caches (:mod:`._engine.cache`, and
+:mod:`._engine.shared_cache` for Redis). The layout is drawn in
+``docs/architecture.md``.
 """
 
 from __future__ import annotations
