@@ -40,6 +40,7 @@ from typing import Any
 
 import httpx2
 
+import lwa_middleware._engine._http as _http
 import lwa_middleware._engine.upstream as upstream
 from lwa_middleware import LWAMiddleware, LWAWSGIMiddleware, revalidate
 
@@ -49,7 +50,7 @@ LATENCY = 0.02
 THEORY = CLIENTS / LATENCY  # lookups/s: each lookup costs ~1 L
 
 
-DEFAULT_SHARD = upstream.SHARD_CONNECTIONS
+DEFAULT_SHARD = _http.SHARD_CONNECTIONS
 #: HTTP stacks compared: name -> upstream.AIOHTTP.
 STACKS = {
     f"httpx2, pools of {DEFAULT_SHARD} (before issue 23)": False,

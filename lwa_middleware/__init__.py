@@ -19,6 +19,7 @@ request decision (:mod:`._engine.gate`, with token extraction in
 
 from __future__ import annotations
 
+from ._engine._version import __version__
 from ._engine.asgi import LWAMiddleware
 from ._engine.errors import (
     AuthError,
@@ -35,8 +36,6 @@ from ._engine.errors import (
 from ._engine.identity import Identity, get_identity
 from ._engine.routes import revalidate
 from ._engine.wsgi import LWAWSGIMiddleware
-
-__version__ = "0.1.0"
 
 __all__ = [
     "AuthError",

@@ -643,6 +643,6 @@ def test_only_loopback_hosts_are_accepted(host: str, loopback: bool) -> None:
     if loopback:
         cli._check_loopback(host)
     else:
-        with pytest.raises(cli._UsageError, match="only listens on"):
+        with pytest.raises(cli.UsageError, match="only listens on"):
             cli._check_loopback(host)
     assert cli._origin("::1", 8) == "http://[::1]:8"

@@ -14,8 +14,8 @@ httpx2 path in :mod:`.upstream`. Every per-request guarantee of that path
 holds here too: one overall deadline (aiohttp's ``total`` timeout covers the
 body reads) besides the connect deadline, a cap on the bytes read, TLS
 verified with the driver's SSL context, no redirects followed, the pool
-bounded by :func:`~.upstream.pool_shape`, and transport errors turned into
-fixed phrases (:func:`~.upstream._failure`).
+bounded by :func:`~._http.pool_shape`, and transport errors turned into
+fixed phrases (:func:`~._http.failure`).
 """
 
 from __future__ import annotations
@@ -35,18 +35,18 @@ from aiohttp.helpers import get_env_proxy_for_url
 from yarl import URL
 
 from . import _otel
-from .flow import Outcome, UpstreamFailure, UpstreamRequest, UpstreamResponse
-from .upstream import (
-    _TIMED_OUT,
-    _TOO_LARGE,
-    _USER_AGENT,
-    _Body,
-    _certificate,
-    _failure,
-    _request_id,
-    _TooLarge,
+from ._http import (
+    TIMED_OUT,
+    TOO_LARGE,
+    USER_AGENT,
+    Body,
+    TooLarge,
+    certificate_failed,
+    failure,
     pool_shape,
+    request_id,
 )
+from .flow import Outcome, UpstreamFailure, UpstreamRequest, UpstreamResponse
 
 if TYPE_CHECKING:
     from .config import Settings
@@ -65,10 +65,10 @@ _CLOSED = UpstreamFailure("closed during the call", "connection")
 
 
 def _failed(exc: Exception) -> UpstreamFailure:
-    """:func:`~.upstream._failure`, told aiohttp's "could not connect" apart."""
-    if isinstance(exc, aiohttp.ClientConnectorError) and not _certificate(exc):
+    """:func:`~._http.failure`, told aiohttp's "could not connect" apart."""
+    if isinstance(exc, aiohttp.ClientConnectorError) and not certificate_failed(exc):
         return _CONNECTION
-    return _failure(exc)
+    return failure(exc)
 
 
 class Transport:
@@ -89,7 +89,7 @@ class Transport:
         # No cookie jar: nothing LWA sets may travel with another customer's lookup.
         self._session = aiohttp.ClientSession(
             connector=connector,
-            headers={"user-agent": _USER_AGENT},
+            headers={"user-agent": USER_AGENT},
             trust_env=False,
             cookie_jar=aiohttp.DummyCookieJar(),
         )
@@ -129,7 +129,7 @@ class Transport:
     async def _fetch(self, request: UpstreamRequest, deadline: float) -> Outcome:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            return _TIMED_OUT
+            return TIMED_OUT
         # sock_connect: TCP and TLS handshake, as httpx2's connect timeout. No
         # ceil_threshold rounding: aiohttp would round a deadline past 5 s up
         # to a whole second of the loop's clock, past the lookup's deadline.
@@ -150,17 +150,17 @@ class Transport:
                 allow_redirects=False,
                 proxy=self._proxy(request.url),
             ) as response:
-                body = _Body(response, self._limit, deadline)
+                body = Body(response, self._limit, deadline)
                 async for chunk in response.content.iter_chunked(_CHUNK):
                     body.feed(chunk)
                 return UpstreamResponse(
                     response.status,
                     b"".join(body.chunks),
                     response.headers.get("retry-after"),
-                    _request_id(response),
+                    request_id(response),
                 )
-        except _TooLarge:
-            return _TOO_LARGE
+        except TooLarge:
+            return TOO_LARGE
         except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
             return _failed(exc)
 
@@ -213,7 +213,7 @@ class LoopThread:
             return future.result(timeout=max(0.0, deadline - time.monotonic()) + _SLACK)
         except concurrent.futures.TimeoutError:
             future.cancel()
-            return [_TIMED_OUT] * len(batch)
+            return [TIMED_OUT] * len(batch)
         except concurrent.futures.CancelledError:  # close() during the lookup
             return [_CLOSED] * len(batch)
 

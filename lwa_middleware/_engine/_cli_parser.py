@@ -10,8 +10,8 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import NoReturn
 
-from .. import __version__
 from ._conformance_cli import register as register_conformance
+from ._version import __version__
 from .config import REGIONS
 
 __all__ = [

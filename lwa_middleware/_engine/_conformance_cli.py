@@ -136,36 +136,36 @@ def register(commands: Any, formatter: type[argparse.HelpFormatter]) -> None:
 
 
 def _given_token(args: argparse.Namespace) -> str:
-    from .cli import _read_token, _UsageError
+    from ._cli_io import UsageError, read_token
 
     raw = args.token if args.token is not None else os.environ.get(TOKEN_ENV, "")
     if not raw.strip():
-        raise _UsageError(
+        raise UsageError(
             f"no token given: pass --token TOKEN, --token - (stdin) or set {TOKEN_ENV}"
         )
-    token = _read_token(raw, sys.stdin)
+    token = read_token(raw, sys.stdin)
     try:
         # The middleware's own sanity check: what cannot be a token (spaces,
         # control characters, over 2048 bytes) is not sent anywhere.
         extract_token([(b"x-amz-access-token", token.encode("utf-8", "surrogateescape"))])
     except AuthError:
-        raise _UsageError("the token given cannot be an LWA access token; not sent") from None
+        raise UsageError("the token given cannot be an LWA access token; not sent") from None
     return token
 
 
 def _client(args: argparse.Namespace) -> tuple[list[str], str | None]:
-    from .cli import _UsageError
+    from ._cli_io import UsageError
 
     raw = args.client_id if args.client_id is not None else os.environ.get("LWA_CLIENT_ID", "")
     client_ids = [part.strip() for part in raw.split(",") if part.strip()]
     for client_id in client_ids:
         # As inspect: a token pasted in the wrong place is neither sent nor echoed.
         if "|" in client_id or len(client_id) > 200:
-            raise _UsageError("--client-id looks like an access token, not a client id")
+            raise UsageError("--client-id looks like an access token, not a client id")
     secret = args.client_secret if args.client_secret is not None else os.environ.get(SECRET_ENV)
     secret = secret or None
     if secret is not None and len(client_ids) != 1:
-        raise _UsageError(
+        raise UsageError(
             "--client-secret needs exactly one --client-id (or LWA_CLIENT_ID) to probe the "
             "token endpoint with"
         )
@@ -173,10 +173,10 @@ def _client(args: argparse.Namespace) -> tuple[list[str], str | None]:
 
 
 def _settings(args: argparse.Namespace, client_ids: Sequence[str]) -> Settings:
-    from .cli import _UsageError
+    from ._cli_io import UsageError
 
     if not (math.isfinite(args.timeout) and args.timeout > 0):
-        raise _UsageError("--timeout must be a number of seconds > 0")
+        raise UsageError("--timeout must be a number of seconds > 0")
     try:
         # The middleware's own validation: regions, and plain http only on loopback.
         return Settings.from_options(
@@ -188,12 +188,12 @@ def _settings(args: argparse.Namespace, client_ids: Sequence[str]) -> Settings:
             max_concurrent_lookups=1,
         )
     except ConfigurationError as exc:
-        raise _UsageError(str(exc)) from None
+        raise UsageError(str(exc)) from None
 
 
 def run_command(args: argparse.Namespace) -> int:
     """The ``conformance`` handler: probe, compare, print, exit code."""
-    from .cli import _say
+    from ._cli_io import say
 
     token = _given_token(args)
     client_ids, secret = _client(args)
@@ -208,7 +208,7 @@ def run_command(args: argparse.Namespace) -> int:
     lines = [f"LWA conformance of {settings.api_base_url}", "", *render(rows), "", summary(rows)]
     lines += _notes(rows, client_ids, secret)
     hidden = [s for s in (token, secret) if s]
-    _say(*(_scrub(line, hidden) for line in lines))
+    say(*(_scrub(line, hidden) for line in lines))
     return verdict(rows, strict=args.strict)
 
 
@@ -294,7 +294,7 @@ class _Sender:
     def ask(self, probe: Probe) -> Answer:
         import httpx2
 
-        from .upstream import _Body, _failure, _TooLarge
+        from ._http import Body, TooLarge, failure
 
         settings = self._settings
         headers, form = self._request(probe)
@@ -304,14 +304,14 @@ class _Sender:
             with self._http.stream(
                 probe.method, url, headers=headers, data=form, timeout=settings.timeout
             ) as response:
-                body = _Body(response, settings.max_response_bytes, deadline)
+                body = Body(response, settings.max_response_bytes, deadline)
                 for chunk in response.iter_bytes():
                     body.feed(chunk)
                 status, answered = response.status_code, dict(response.headers.items())
-        except _TooLarge:
+        except TooLarge:
             return Answer(None, failure="response too large")
         except (httpx2.HTTPError, OSError, TimeoutError) as exc:
-            return Answer(None, failure=_failure(exc).reason)
+            return Answer(None, failure=failure(exc).reason)
         try:
             decoded: object = json.loads(b"".join(body.chunks))
         except ValueError:

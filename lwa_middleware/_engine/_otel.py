@@ -74,7 +74,7 @@ def current_tracer() -> Any:
         return None
     found = _found
     if found is None or found[0] is not provider:
-        from .. import __version__
+        from ._version import __version__
 
         found = _found = (provider, provider.get_tracer("lwa_middleware", __version__))
     return found[1]

@@ -24,7 +24,6 @@ import dataclasses
 import importlib.util
 import json
 import math
-import os
 import signal
 import sys
 import threading
@@ -32,9 +31,10 @@ import time
 import webbrowser
 from collections.abc import Iterator, Mapping
 from types import FrameType
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any
 
 from ._checks import _is_loopback
+from ._cli_io import UsageError, read_token, say
 from ._cli_parser import (
     EXIT_OK,
     EXIT_REJECTED,
@@ -68,37 +68,9 @@ DEMO_TOKEN_SCOPES = ("profile", "postal_code")
 #: What inspect asks of a token: a required route's lookup, profile included.
 _INSPECTED = Policy(Access.REQUIRED)
 
-# More than any LWA token (2048 bytes) plus whitespace, less than a runaway pipe.
-_STDIN_LIMIT = 64 * 1024
-
-
-class _UsageError(Exception):
-    """A mistake in the command line; the message never quotes a token."""
-
-
-def _say(*lines: str, stream: TextIO | None = None) -> None:
-    # Flush at once: a script or test reading our stdout through a pipe must
-    # see the URL before the server blocks.
-    out = stream or sys.stdout
-    try:
-        for line in lines:
-            print(line, file=out)
-        out.flush()
-    except BrokenPipeError:
-        # The reader left (``inspect … | head``): what it did not read is not
-        # an error. Point the descriptor at /dev/null so no later write, nor
-        # the interpreter's flush at exit, raises again; the exit code stays
-        # the command's own.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        try:
-            os.dup2(devnull, out.fileno())
-        finally:
-            os.close(devnull)
-
-
 def _check_loopback(host: str) -> None:
     if not _is_loopback(host):
-        raise _UsageError(
+        raise UsageError(
             f"--host {host!r}: the emulator hands out fake tokens, so it only listens on "
             "loopback (127.0.0.1, ::1 or localhost)"
         )
@@ -139,7 +111,7 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 def _scopes(raw: str) -> tuple[str, ...]:
     scopes = tuple(s for s in raw.replace(",", " ").split() if s)
     if not scopes:
-        raise _UsageError("--mint needs at least one scope, e.g. --mint 'profile postal_code'")
+        raise UsageError("--mint needs at least one scope, e.g. --mint 'profile postal_code'")
     return scopes
 
 
@@ -163,7 +135,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     needs = ("uvicorn", "cryptography") if args.mode == "server" else ("uvicorn",)
     missing = [name for name in needs if importlib.util.find_spec(name) is None]
     if missing:
-        _say(
+        say(
             f"lwa-middleware demo: the demo needs {' and '.join(missing)}; install it with:",
             "  pip install 'lwa-middleware[demo]'",
             stream=sys.stderr,
@@ -176,7 +148,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     try:
         sock = bind_socket(args.host, args.port)
     except OSError as exc:
-        raise _UsageError(
+        raise UsageError(
             f"cannot listen on {_origin(args.host, args.port)} ({exc.strerror or exc}); "
             "use --port 0 for any free port"
         ) from None
@@ -200,7 +172,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
                 app = build_demo_app(emulator)
             server = make_server(app, log_level="info")
             if server_side:
-                _say(
+                say(
                     f"lwa-middleware demo (server-side sign-in) running at {url}",
                     f"  LWA emulator:  {emulator.base_url}  (client id {emulator.client_id})",
                     "",
@@ -217,7 +189,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
                 customer = BUILTIN_CUSTOMERS[0]
                 token = emulator.issue_token(scopes=DEMO_TOKEN_SCOPES, customer=customer)
                 scopes = " ".join(DEMO_TOKEN_SCOPES)
-                _say(
+                say(
                     f"lwa-middleware demo running at {url}",
                     f"  LWA emulator:  {emulator.base_url}  (client id {emulator.client_id})",
                     "",
@@ -235,7 +207,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     finally:
         emulator.stop()
         sock.close()
-    _say("Demo stopped.")
+    say("Demo stopped.")
     return EXIT_OK
 
 
@@ -256,11 +228,11 @@ def _cmd_emulator(args: argparse.Namespace) -> int:
             redirect_uris=args.redirect_uri,
         )
     except ValueError as exc:
-        raise _UsageError(str(exc)) from None
+        raise UsageError(str(exc)) from None
     try:
         emulator.start()
     except OSError as exc:
-        raise _UsageError(
+        raise UsageError(
             f"cannot listen on {_origin(args.host, args.port)} ({exc.strerror or exc}); "
             "use --port 0 for any free port"
         ) from None
@@ -278,22 +250,22 @@ def _cmd_emulator(args: argparse.Namespace) -> int:
     finally:
         emulator.stop()
     if not args.quiet:
-        _say("LWA emulator stopped.")
+        say("LWA emulator stopped.")
     return EXIT_OK
 
 
 def _say_for_scripts(emulator: LWAEmulator, mint: tuple[str, ...] | None) -> None:
     # One value a line, nothing else, so a script can read the URL (and the
     # token) from the first lines of stdout without parsing prose.
-    _say(emulator.base_url)
+    say(emulator.base_url)
     if mint is not None:
         # A fake token from this local emulator, printed on purpose.
-        _say(emulator.issue_token(scopes=mint))
+        say(emulator.issue_token(scopes=mint))
 
 
 def _say_for_people(emulator: LWAEmulator, mint: tuple[str, ...] | None) -> None:
     base = emulator.base_url
-    _say(
+    say(
         f"LWA emulator running at {base}",
         f"  client id     {emulator.client_id}",
         f"  tokeninfo     {emulator.tokeninfo_url}",
@@ -312,32 +284,15 @@ def _say_for_people(emulator: LWAEmulator, mint: tuple[str, ...] | None) -> None
     if mint is not None:
         # A fake token from this local emulator, printed on purpose.
         token = emulator.issue_token(scopes=mint)
-        _say("", f"Token (scopes: {' '.join(mint)}; valid for 1 hour):", f"  {token}")
-    _say("", "Press Ctrl-C to stop.")
+        say("", f"Token (scopes: {' '.join(mint)}; valid for 1 hour):", f"  {token}")
+    say("", "Press Ctrl-C to stop.")
 
 
 # -- inspect ---------------------------------------------------------------------
 
 
-def _read_token(raw: str, stdin: TextIO) -> str:
-    if raw == "-":
-        if stdin.isatty():
-            _say("Paste the token, then press Ctrl-D:", stream=sys.stderr)
-        raw = stdin.read(_STDIN_LIMIT + 1)
-        if len(raw) > _STDIN_LIMIT:
-            raise _UsageError("stdin holds far more than one token")
-    token = raw.strip()
-    # A whole header pasted by habit still names the token.
-    scheme, _, rest = token.partition(" ")
-    if scheme.lower() == "bearer" and rest.strip():
-        token = rest.strip()
-    if not token:
-        raise _UsageError("no token given (pass it as TOKEN, or '-' and send it on stdin)")
-    return token
-
-
 def _print_json(data: dict[str, Any]) -> None:
-    _say(json.dumps(data, indent=2, sort_keys=False))
+    say(json.dumps(data, indent=2, sort_keys=False))
 
 
 def _refused(error: AuthError, settings: Settings) -> dict[str, Any]:
@@ -354,14 +309,14 @@ def _refused(error: AuthError, settings: Settings) -> dict[str, Any]:
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
-    token = _read_token(args.token, sys.stdin)
+    token = read_token(args.token, sys.stdin)
     if not (math.isfinite(args.timeout) and args.timeout > 0):
-        raise _UsageError("--timeout must be a number of seconds > 0")
+        raise UsageError("--timeout must be a number of seconds > 0")
     for client_id in args.client_id or ():
         # Checked here so that a token pasted in the wrong place is neither
         # sent anywhere nor quoted back by the configuration's warnings.
         if "|" in client_id or len(client_id) > 200:
-            raise _UsageError("--client-id looks like an access token, not a client id")
+            raise UsageError("--client-id looks like an access token, not a client id")
     request_ids: list[str | None] = []
 
     def on_event(event: str, data: Mapping[str, Any]) -> None:
@@ -379,7 +334,7 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
             on_event=on_event,
         )
     except ConfigurationError as exc:
-        raise _UsageError(str(exc)) from None
+        raise UsageError(str(exc)) from None
 
     try:
         # The middleware's own sanity check: what cannot be an LWA token never
@@ -442,9 +397,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         code: int = args.handler(args)
-    except _UsageError as exc:
+    except UsageError as exc:
         message = redact(str(exc), words)
-        _say(f"lwa-middleware {args.command}: error: {message}", stream=sys.stderr)
+        say(f"lwa-middleware {args.command}: error: {message}", stream=sys.stderr)
         return EXIT_USAGE
     return code
 

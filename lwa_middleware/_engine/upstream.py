@@ -35,15 +35,14 @@ from __future__ import annotations
 import contextvars
 import itertools
 import os
-import re
 import ssl
 import threading
 import time
 import types
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 import anyio
 import anyio.lowlevel
@@ -51,9 +50,18 @@ import httpx2
 import sniffio
 
 from . import _otel
+from ._http import (
+    TIMED_OUT,
+    TOO_LARGE,
+    USER_AGENT,
+    Body,
+    TooLarge,
+    failure,
+    pool_shape,
+)
 from ._loopbound import keep_until_shutdown
 from .errors import AuthError, ConfigurationError, Saturated, UpstreamUnavailable
-from .flow import Lookup, Outcome, Resolved, UpstreamFailure, UpstreamRequest, UpstreamResponse
+from .flow import Lookup, Outcome, Resolved, UpstreamFailure, UpstreamRequest
 
 if TYPE_CHECKING:
     from . import _aio
@@ -61,7 +69,6 @@ if TYPE_CHECKING:
 
 __all__ = ["AsyncDriver", "SyncDriver"]
 
-_USER_AGENT = "lwa-middleware (+https://pypi.org/project/lwa-middleware/)"
 
 
 def ssl_context(settings: Settings) -> ssl.SSLContext:
@@ -80,33 +87,11 @@ def ssl_context(settings: Settings) -> ssl.SSLContext:
     return httpx2.create_ssl_context(verify=verify)
 
 
-#: Connections per pooled client. The connection pool's bookkeeping grows with
-#: the requests and connections it juggles (httpcore scans them all on every
-#: request and release, asking each connection's stream whether it expired),
-#: so one big pool under 100 lookups in flight spends more CPU on itself than
-#: on HTTP; several small ones stay cheap. Measured over TLS with 50 clients
-#: (bench_scale.py), CPU per cold lookup: 16 -> ~1.9-2.1 ms, 4 -> ~1.7 ms,
-#: 2 -> ~1.65 ms; 4 keeps the client count (each sync Client costs ~1 ms to
-#: build) at 50 for the default 100 lookups in flight.
-SHARD_CONNECTIONS = 4
-
 #: Whether lookups go through aiohttp (:mod:`._aio`) where they can: on
 #: asyncio, and from WSGI threads, without an ``http_client``. ``False`` is
 #: httpx2 everywhere, as before issue 23 (``benchmarks/bench_scale.py``
 #: compares the two in one run).
 AIOHTTP = True
-
-
-def pool_shape(settings: Settings) -> tuple[int, int]:
-    """``(clients, connections each)``: room for every lookup in flight to send
-    both its requests at once, in clients of at most :data:`SHARD_CONNECTIONS`.
-
-    Every connection may stay alive (keep-alive = the pool's maximum), so a
-    steady load opens each connection once instead of churning TLS handshakes.
-    """
-    total = settings.max_concurrent_lookups * 2
-    clients = -(-total // SHARD_CONNECTIONS)
-    return clients, -(-total // clients)
 
 
 def _client_options(settings: Settings, context: ssl.SSLContext) -> dict[str, object]:
@@ -120,90 +105,8 @@ def _client_options(settings: Settings, context: ssl.SSLContext) -> dict[str, ob
             keepalive_expiry=60.0,
         ),
         "follow_redirects": False,
-        "headers": {"user-agent": _USER_AGENT},
+        "headers": {"user-agent": USER_AGENT},
     }
-
-
-_TIMED_OUT = UpstreamFailure("timed out", "timeout")
-
-
-def _certificate(exc: BaseException) -> bool:
-    """Whether ``exc`` comes from a peer certificate that did not verify
-    (untrusted CA, wrong host name, expired): httpx2 wraps the ``ssl`` error."""
-    seen: BaseException | None = exc
-    for _ in range(8):  # a short chain; never loop on a cycle
-        if seen is None:
-            return False
-        if isinstance(seen, ssl.SSLCertVerificationError):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
-
-
-def _failure(exc: Exception) -> UpstreamFailure:
-    if isinstance(exc, httpx2.TimeoutException | TimeoutError):
-        return _TIMED_OUT
-    if _certificate(exc):
-        return UpstreamFailure("certificate verification failed", "certificate")
-    if isinstance(exc, httpx2.ConnectError):
-        return UpstreamFailure("connection failed", "connection")
-    return UpstreamFailure("transport error: " + type(exc).__name__)
-
-
-#: What a request id of LWA may look like (a UUID, as Amazon's examples show):
-#: anything else is dropped, so an answer cannot put text of its choosing in logs.
-_REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
-
-
-class _Headed(Protocol):
-    """An HTTP answer of httpx2 or aiohttp: what is read of its headers."""
-
-    @property
-    def headers(self) -> Mapping[str, str]: ...
-
-
-def _request_id(response: _Headed) -> str | None:
-    """LWA's ``x-amzn-RequestId`` of ``response``, or ``None`` if absent or oddly shaped."""
-    value = response.headers.get("x-amzn-requestid")
-    return value if value is not None and _REQUEST_ID.fullmatch(value) else None
-
-
-class _Body:
-    """Accumulates a response body under a size cap and a deadline."""
-
-    __slots__ = ("chunks", "deadline", "limit", "size")
-
-    def __init__(self, response: _Headed, limit: int, deadline: float) -> None:
-        self.chunks: list[bytes] = []
-        self.size = 0
-        self.limit = limit
-        self.deadline = deadline
-        declared = response.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > limit:
-            raise _TooLarge
-
-    def feed(self, chunk: bytes) -> None:
-        self.size += len(chunk)
-        if self.size > self.limit:
-            raise _TooLarge
-        if time.monotonic() > self.deadline:
-            raise TimeoutError
-        self.chunks.append(chunk)
-
-    def outcome(self, response: httpx2.Response) -> UpstreamResponse:
-        return UpstreamResponse(
-            response.status_code,
-            b"".join(self.chunks),
-            response.headers.get("retry-after"),
-            _request_id(response),
-        )
-
-
-class _TooLarge(Exception):
-    pass
-
-
-_TOO_LARGE = UpstreamFailure("response too large", "too_large")
 
 
 def _unusable() -> UpstreamUnavailable:
@@ -384,7 +287,7 @@ class SyncDriver:
     def _fetch(self, request: UpstreamRequest, deadline: float) -> Outcome:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            return _TIMED_OUT
+            return TIMED_OUT
         client, seated = self._seats.take()
         try:
             with client.stream(
@@ -395,14 +298,14 @@ class SyncDriver:
                 timeout=remaining,
                 follow_redirects=False,
             ) as response:
-                body = _Body(response, self._settings.max_response_bytes, deadline)
+                body = Body(response, self._settings.max_response_bytes, deadline)
                 for chunk in response.iter_bytes():
                     body.feed(chunk)
                 return body.outcome(response)
-        except _TooLarge:
-            return _TOO_LARGE
+        except TooLarge:
+            return TOO_LARGE
         except (httpx2.HTTPError, OSError, TimeoutError) as exc:
-            return _failure(exc)
+            return failure(exc)
         finally:
             self._seats.give(client, seated)
 
@@ -548,7 +451,7 @@ class AsyncDriver:
     ) -> Outcome:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            return _TIMED_OUT
+            return TIMED_OUT
         client, seated = seats.take()
         try:
             with anyio.fail_after(remaining):
@@ -560,14 +463,14 @@ class AsyncDriver:
                     timeout=remaining,
                     follow_redirects=False,
                 ) as response:
-                    body = _Body(response, self._settings.max_response_bytes, deadline)
+                    body = Body(response, self._settings.max_response_bytes, deadline)
                     async for chunk in response.aiter_bytes():
                         body.feed(chunk)
                     return body.outcome(response)
-        except _TooLarge:
-            return _TOO_LARGE
+        except TooLarge:
+            return TOO_LARGE
         except (httpx2.HTTPError, OSError, TimeoutError) as exc:
-            return _failure(exc)
+            return failure(exc)
         finally:
             seats.give(client, seated)
 

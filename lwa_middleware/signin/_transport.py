@@ -21,10 +21,10 @@ from urllib.parse import urlencode
 import anyio.from_thread
 import httpx2
 
+from .._engine._http import failure, request_id
 from .._engine.flow import Outcome, UpstreamRequest, UpstreamResponse
 from .._engine.identity import Identity
 from .._engine.routes import Access, Policy
-from .._engine.upstream import _failure, _request_id
 
 if TYPE_CHECKING:
     from .._engine.resolver import Resolver
@@ -71,12 +71,12 @@ def _on_own_client(client: httpx2.Client, request: UpstreamRequest) -> Outcome:
             request.method, request.url, content=request.body, headers=dict(request.headers)
         )
     except httpx2.HTTPError as exc:
-        return _failure(exc)
+        return failure(exc)
     return UpstreamResponse(
         response.status_code,
         response.content,
         response.headers.get("retry-after"),
-        _request_id(response),
+        request_id(response),
     )
 
 

@@ -1,0 +1,124 @@
+"""What every HTTP stack of the lookups shares (httpx2 in :mod:`.upstream`,
+aiohttp in :mod:`._aio`): the pool's shape, the user agent, the body cap and
+its deadline, LWA's request id, and transport errors turned into fixed
+phrases. Both import it; neither imports the other at module level.
+"""
+
+from __future__ import annotations
+
+import re
+import ssl
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Protocol
+
+import httpx2
+
+from .flow import UpstreamFailure, UpstreamResponse
+
+if TYPE_CHECKING:
+    from .config import Settings
+
+USER_AGENT = "lwa-middleware (+https://pypi.org/project/lwa-middleware/)"
+
+#: Connections per pooled client. The connection pool's bookkeeping grows with
+#: the requests and connections it juggles (httpcore scans them all on every
+#: request and release, asking each connection's stream whether it expired),
+#: so one big pool under 100 lookups in flight spends more CPU on itself than
+#: on HTTP; several small ones stay cheap. Measured over TLS with 50 clients
+#: (bench_scale.py), CPU per cold lookup: 16 -> ~1.9-2.1 ms, 4 -> ~1.7 ms,
+#: 2 -> ~1.65 ms; 4 keeps the client count (each sync Client costs ~1 ms to
+#: build) at 50 for the default 100 lookups in flight.
+SHARD_CONNECTIONS = 4
+
+def pool_shape(settings: Settings) -> tuple[int, int]:
+    """``(clients, connections each)``: room for every lookup in flight to send
+    both its requests at once, in clients of at most :data:`SHARD_CONNECTIONS`.
+
+    Every connection may stay alive (keep-alive = the pool's maximum), so a
+    steady load opens each connection once instead of churning TLS handshakes.
+    """
+    total = settings.max_concurrent_lookups * 2
+    clients = -(-total // SHARD_CONNECTIONS)
+    return clients, -(-total // clients)
+
+TIMED_OUT = UpstreamFailure("timed out", "timeout")
+
+
+def certificate_failed(exc: BaseException) -> bool:
+    """Whether ``exc`` comes from a peer certificate that did not verify
+    (untrusted CA, wrong host name, expired): httpx2 wraps the ``ssl`` error."""
+    seen: BaseException | None = exc
+    for _ in range(8):  # a short chain; never loop on a cycle
+        if seen is None:
+            return False
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def failure(exc: Exception) -> UpstreamFailure:
+    if isinstance(exc, httpx2.TimeoutException | TimeoutError):
+        return TIMED_OUT
+    if certificate_failed(exc):
+        return UpstreamFailure("certificate verification failed", "certificate")
+    if isinstance(exc, httpx2.ConnectError):
+        return UpstreamFailure("connection failed", "connection")
+    return UpstreamFailure("transport error: " + type(exc).__name__)
+
+
+#: What a request id of LWA may look like (a UUID, as Amazon's examples show):
+#: anything else is dropped, so an answer cannot put text of its choosing in logs.
+_REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
+
+
+class Headed(Protocol):
+    """An HTTP answer of httpx2 or aiohttp: what is read of its headers."""
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+
+def request_id(response: Headed) -> str | None:
+    """LWA's ``x-amzn-RequestId`` of ``response``, or ``None`` if absent or oddly shaped."""
+    value = response.headers.get("x-amzn-requestid")
+    return value if value is not None and _REQUEST_ID.fullmatch(value) else None
+
+
+class Body:
+    """Accumulates a response body under a size cap and a deadline."""
+
+    __slots__ = ("chunks", "deadline", "limit", "size")
+
+    def __init__(self, response: Headed, limit: int, deadline: float) -> None:
+        self.chunks: list[bytes] = []
+        self.size = 0
+        self.limit = limit
+        self.deadline = deadline
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise TooLarge
+
+    def feed(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        if self.size > self.limit:
+            raise TooLarge
+        if time.monotonic() > self.deadline:
+            raise TimeoutError
+        self.chunks.append(chunk)
+
+    def outcome(self, response: httpx2.Response) -> UpstreamResponse:
+        return UpstreamResponse(
+            response.status_code,
+            b"".join(self.chunks),
+            response.headers.get("retry-after"),
+            request_id(response),
+        )
+
+
+class TooLarge(Exception):
+    pass
+
+
+TOO_LARGE = UpstreamFailure("response too large", "too_large")
