@@ -611,6 +611,68 @@ def test_a_worker_that_clears_its_own_cache_is_served_from_redis(
     assert a.stats.shared_hits == 1
 
 
+async def _asgi_status(app: LWAMiddleware, token: str) -> int:
+    """One GET /me through ``app`` on the running loop; its status."""
+    statuses: list[int] = []
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
+        "scheme": "http", "path": "/me", "raw_path": b"/me", "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"app"), (b"authorization", f"Bearer {token}".encode())],
+        "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80),
+    }
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            statuses.append(message["status"])
+
+    await app(scope, receive, send)
+    return statuses[0]
+
+
+def test_a_shared_hit_starts_no_flight_and_a_miss_still_takes_the_lease(
+    make_asgi: Callable[..., LWAMiddleware],
+    lwa_emulator: LWAEmulator,
+    redis_srv: RedisServer,
+    rclient: redis.Redis,
+) -> None:
+    # Issue 23: a Redis hit is read before any flight task (only a miss needs
+    # one); the miss still takes the lease (cross-process single-flight).
+    a = make_asgi(redis_url=redis_srv.url, redis_timeout=SLACK, cache_key_secret="k" * 32)
+    token = lwa_emulator.issue_token()
+    flights: list[int] = []
+
+    async def main() -> list[int]:
+        loop = asyncio.get_running_loop()
+
+        def factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> Any:
+            if getattr(coro, "__qualname__", "") == "TaskFlights._land":
+                flights.append(1)
+            return asyncio.Task(coro, loop=loop, **kwargs)
+
+        loop.set_task_factory(factory)
+        statuses = [await _asgi_status(a, token)]
+        flown = len(flights)
+        a.resolver.cache.clear()
+        statuses.append(await _asgi_status(a, token))
+        statuses.append(len(flights) - flown)
+        await a.aclose()
+        return statuses
+
+    first, hit, flown_for_hit = asyncio.run(main())
+    assert (first, hit) == (200, 200)
+    assert len(flights) == 1
+    assert flown_for_hit == 0
+    assert a.stats.shared_hits == 1
+    assert lwa_emulator.calls["tokeninfo"] == 1
+    # One lease was taken (the fencing counter counts them), by the miss.
+    fences = [int(rclient.get(k) or 0) for k in rclient.scan_iter(match="lwa:v1:{???}:fence")]
+    assert fences == [1]
+
+
 def test_a_revocation_survives_a_lookup_that_was_in_flight(
     redis_srv: RedisServer, lwa_emulator: LWAEmulator
 ) -> None:
