@@ -10,7 +10,10 @@ business for one token:
 2. a lookup in flight for the same token, which it joins
    (:mod:`.singleflight`);
 3. the shared Redis cache, when configured (on a ``revalidate()`` route only
-   a shared revocation is read there: the identity always comes from LWA);
+   a shared revocation is read there: the identity always comes from LWA).
+   Under asyncio, with no flight to join, Redis is read first, taking no
+   lease: a hit needs no flight task; a miss then flies, reading again with
+   the lease;
 4. LWA, through :func:`~.flow.resolution_flow`, unless the breaker is open;
 5. the answer written back: memory, and Redis.
 
