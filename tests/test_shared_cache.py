@@ -26,9 +26,11 @@ from shared_cache_support import (
     BlackHole,
     RedisServer,
     Workers,
+    free_port,
     uvicorn_server,
     wsgi_server,
 )
+from support.clock import FakeClock
 from support.fleet import (  # noqa: F401  (fixtures)
     SHARED_LOGGER,
     SLACK,
@@ -671,6 +673,30 @@ def test_a_shared_hit_starts_no_flight_and_a_miss_still_takes_the_lease(
     # One lease was taken (the fencing counter counts them), by the miss.
     fences = [int(rclient.get(k) or 0) for k in rclient.scan_iter(match="lwa:v1:{???}:fence")]
     assert fences == [1]
+
+
+def test_while_redis_is_skipped_an_asgi_miss_skips_it_once(
+    make_asgi: Callable[..., LWAMiddleware], lwa_emulator: LWAEmulator
+) -> None:
+    # The read before the flight (issue 23) is not made while Redis is
+    # backed off: a miss then skips Redis once, as before, not twice.
+    a = make_asgi(redis_url=f"redis://127.0.0.1:{free_port()}", clock=FakeClock())
+
+    async def main() -> list[int]:
+        statuses = [await _asgi_status(a, lwa_emulator.issue_token())]  # fails: backs off
+        shared = a.resolver._async_shared
+        assert shared is not None
+        assert shared.degraded
+        skipped = shared.skipped
+        statuses += [await _asgi_status(a, lwa_emulator.issue_token()) for _ in range(3)]
+        statuses.append(shared.skipped - skipped)
+        await a.aclose()
+        return statuses
+
+    *statuses, skipped = asyncio.run(main())
+    assert statuses == [200] * 4
+    assert skipped == 3 * 2  # each miss: its read and its write-back
+    assert lwa_emulator.calls["tokeninfo"] == 4
 
 
 def test_a_revocation_survives_a_lookup_that_was_in_flight(

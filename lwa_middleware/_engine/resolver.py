@@ -591,10 +591,17 @@ class Resolver:
 
     async def _fly_async(self, token: str, key: bytes, policy: Policy) -> Entry:
         slot = _flight_slot(key, policy)
-        if self._async_shared is not None and not policy.revalidate and slot not in self._tasks:
+        shared = self._async_shared
+        if (
+            shared is not None
+            and not shared.degraded
+            and not policy.revalidate
+            and slot not in self._tasks
+        ):
             # A shared hit needs no flight task (issue 23): Redis is read
             # first, taking no lease; only a miss flies, and its flight reads
             # again, taking the lease (one more round trip, before LWA's).
+            # Not while Redis is skipped: the flight's read is then the probe.
             entry = await self._adrive(self._shared_hit_plan(token, key, policy))
             if entry is not None:
                 return entry
