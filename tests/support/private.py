@@ -31,6 +31,7 @@ WHERE: dict[str, str] = {
     # engine internals the tests observe
     "Aead": "lwa_middleware._engine._seal:Aead",
     "derive": "lwa_middleware._engine._seal:derive",
+    "Deriver": "lwa_middleware._engine._seal:Deriver",
     # the circuit breaker, with an injected clock
     "CircuitBreaker": "lwa_middleware._engine.breaker:CircuitBreaker",
     "Throttle": "lwa_middleware._engine.breaker:Throttle",
