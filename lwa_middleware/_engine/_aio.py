@@ -93,17 +93,19 @@ class Transport:
             trust_env=False,
             cookie_jar=aiohttp.DummyCookieJar(),
         )
-        self._proxies: dict[str, URL | None] = {}
+        self._proxies: dict[str, tuple[URL | None, aiohttp.BasicAuth | None]] = {}
 
-    def _proxy(self, url: str) -> URL | None:
+    def _proxy(self, url: str) -> tuple[URL | None, aiohttp.BasicAuth | None]:
+        """The proxy for ``url`` and its credentials: aiohttp hands back the
+        ``user:password`` of ``HTTP(S)_PROXY`` apart from the URL (httpx2 sent them)."""
         try:
             return self._proxies[url]
         except KeyError:
-            proxy: URL | None = None
+            found: tuple[URL | None, aiohttp.BasicAuth | None] = (None, None)
             with contextlib.suppress(LookupError):
-                proxy, _ = get_env_proxy_for_url(URL(url))
-            self._proxies[url] = proxy
-            return proxy
+                found = get_env_proxy_for_url(URL(url))
+            self._proxies[url] = found
+            return found
 
     async def batch(self, batch: list[UpstreamRequest], deadline: float) -> list[Outcome]:
         """Every request of ``batch`` at once; their outcomes, in order.
@@ -138,6 +140,7 @@ class Transport:
             sock_connect=min(remaining, self._settings.connect_timeout),
             ceil_threshold=math.inf,
         )
+        proxy, proxy_auth = self._proxy(request.url)
         try:
             # A POST (the sign-in's token call) is never resent: aiohttp
             # resends only idempotent requests whose connection dropped.
@@ -148,7 +151,8 @@ class Transport:
                 data=request.body,
                 timeout=timeout,
                 allow_redirects=False,
-                proxy=self._proxy(request.url),
+                proxy=proxy,
+                proxy_auth=proxy_auth,
             ) as response:
                 body = Body(response, self._limit, deadline)
                 async for chunk in response.content.iter_chunked(_CHUNK):
