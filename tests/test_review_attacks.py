@@ -5,9 +5,14 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
+import re
 import threading
+import tracemalloc
+import zlib
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import httpx2
@@ -94,3 +99,71 @@ def test_the_credentials_of_an_environment_proxy_are_sent(
             mw.close()
     assert seen, "the lookup never reached the proxy"
     assert status == 200
+
+
+@functools.cache
+def _bomb() -> bytes:
+    """300 MB of zeros, gzipped to ~290 kB (made a megabyte at a time)."""
+    packer = zlib.compressobj(9, wbits=31)  # 31: the gzip container
+    zeros = bytes(1 << 20)
+    return b"".join(packer.compress(zeros) for _ in range(300)) + packer.flush()
+
+
+@contextlib.contextmanager
+def _gzip_bomb() -> Iterator[str]:
+    """An "LWA" on loopback answering every call with :func:`_bomb`, gzip-encoded,
+    without a length, so only the bytes read can stop it."""
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.0"  # the body ends when the connection does
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return
+
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-encoding", "gzip")
+            self.end_headers()
+            with contextlib.suppress(OSError):  # the client hangs up early
+                self.wfile.write(_bomb())
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_gzip_bomb_is_refused_without_inflating_it(
+    make_wsgi: Callable[..., LWAWSGIMiddleware], lwa_emulator: LWAEmulator
+) -> None:
+    # max_response_bytes (64 kB) counts inflated bytes, but aiohttp before
+    # 3.13.3 (CVE-2025-69223) inflates each network read whole: ~110 MB for
+    # this one answer, per lookup in flight. The floor in pyproject.toml holds
+    # it to the versions that inflate in bounded steps.
+    with _gzip_bomb() as base_url:
+        mw = make_wsgi(api_base_url=base_url)
+        tracemalloc.start()
+        try:
+            status = Client(mw).get(
+                "/me", headers={"Authorization": f"Bearer {lwa_emulator.issue_token()}"}
+            ).status_code
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+            mw.close()
+    assert status == 503
+    assert peak < 16 * 1024 * 1024, f"{peak / 2**20:.0f} MB held to refuse a 290 kB answer"
+
+
+def test_the_aiohttp_floor_inflates_in_bounded_steps() -> None:
+    # The lowest-versions leg installs the floor: it must be a fixed aiohttp.
+    text = (Path(__file__).parent.parent / "pyproject.toml").read_text()
+    floor = re.search(r'"aiohttp>=([0-9.]+)', text)
+    assert floor is not None
+    assert tuple(int(part) for part in floor.group(1).split(".")) >= (3, 13, 3)

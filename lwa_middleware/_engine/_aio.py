@@ -93,17 +93,18 @@ class Transport:
             trust_env=False,
             cookie_jar=aiohttp.DummyCookieJar(),
         )
-        self._proxies: dict[str, tuple[URL | None, aiohttp.BasicAuth | None]] = {}
+        self._proxies: dict[str, tuple[URL | None, dict[str, str] | None]] = {}
 
-    def _proxy(self, url: str) -> tuple[URL | None, aiohttp.BasicAuth | None]:
-        """The proxy for ``url`` and its credentials: aiohttp hands back the
+    def _proxy(self, url: str) -> tuple[URL | None, dict[str, str] | None]:
+        """The proxy for ``url`` and its headers: aiohttp hands back the
         ``user:password`` of ``HTTP(S)_PROXY`` apart from the URL (httpx2 sent them)."""
         try:
             return self._proxies[url]
         except KeyError:
-            found: tuple[URL | None, aiohttp.BasicAuth | None] = (None, None)
+            found: tuple[URL | None, dict[str, str] | None] = (None, None)
             with contextlib.suppress(LookupError):
-                found = get_env_proxy_for_url(URL(url))
+                proxy, auth = get_env_proxy_for_url(URL(url))
+                found = (proxy, None if auth is None else {"proxy-authorization": auth.encode()})
             self._proxies[url] = found
             return found
 
@@ -140,19 +141,24 @@ class Transport:
             sock_connect=min(remaining, self._settings.connect_timeout),
             ceil_threshold=math.inf,
         )
-        proxy, proxy_auth = self._proxy(request.url)
+        proxy, proxy_headers = self._proxy(request.url)
+        headers = request.headers
+        if proxy_headers is not None and not request.url.startswith("https:"):
+            # aiohttp puts proxy_headers on the CONNECT of an HTTPS call only:
+            # a plain-HTTP call goes to the proxy whole, with its own headers.
+            headers = {**headers, **proxy_headers}
         try:
             # A POST (the sign-in's token call) is never resent: aiohttp
             # resends only idempotent requests whose connection dropped.
             async with self._session.request(
                 request.method,
                 request.url,
-                headers=request.headers,
+                headers=headers,
                 data=request.body,
                 timeout=timeout,
                 allow_redirects=False,
                 proxy=proxy,
-                proxy_auth=proxy_auth,
+                proxy_headers=proxy_headers,
             ) as response:
                 body = Body(response, self._limit, deadline)
                 async for chunk in response.content.iter_chunked(_CHUNK):
