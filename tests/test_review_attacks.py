@@ -167,3 +167,25 @@ def test_the_aiohttp_floor_inflates_in_bounded_steps() -> None:
     floor = re.search(r'"aiohttp>=([0-9.]+)', text)
     assert floor is not None
     assert tuple(int(part) for part in floor.group(1).split(".")) >= (3, 13, 3)
+
+
+def test_an_https_proxy_of_the_environment_is_not_bypassed(
+    make_wsgi: Callable[..., LWAWSGIMiddleware],
+    lwa_emulator: LWAEmulator,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # aiohttp's env reader ignores https:// proxies (a log line) and main
+    # then called LWA directly, past the egress proxy httpx2 went through.
+    # Port 9 refuses: no answer, and LWA never sees the request.
+    for name in ("NO_PROXY", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("http_proxy", "https://127.0.0.1:9")
+    mw = make_wsgi()
+    try:
+        status = Client(mw).get(
+            "/me", headers={"Authorization": f"Bearer {lwa_emulator.issue_token()}"}
+        ).status_code
+    finally:
+        mw.close()
+    assert lwa_emulator.calls["tokeninfo"] == 0
+    assert status == 503

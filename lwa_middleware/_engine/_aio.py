@@ -28,6 +28,7 @@ import os
 import ssl
 import threading
 import time
+import urllib.request
 from typing import TYPE_CHECKING
 
 import aiohttp
@@ -71,6 +72,23 @@ def _failed(exc: Exception) -> UpstreamFailure:
     return failure(exc)
 
 
+def _env_proxy(url: URL) -> tuple[URL | None, aiohttp.BasicAuth | None]:
+    """The proxy of the environment for ``url`` (``HTTP(S)_PROXY``, ``NO_PROXY``)."""
+    try:
+        return get_env_proxy_for_url(url)
+    except LookupError:
+        pass
+    # aiohttp's reader skips an https:// proxy (it logs, and the call would go
+    # straight to LWA, past the proxy): aiohttp sends through one it is given.
+    configured = urllib.request.getproxies().get(url.scheme)
+    if configured is None or (url.host is not None and urllib.request.proxy_bypass(url.host)):
+        return None, None
+    proxy = URL(configured)
+    if proxy.user is None:
+        return proxy, None
+    return proxy.with_user(None), aiohttp.BasicAuth(proxy.user, proxy.password or "")
+
+
 class Transport:
     """One pooled ``aiohttp.ClientSession``; make it, use it and close it on one loop."""
 
@@ -102,8 +120,8 @@ class Transport:
             return self._proxies[url]
         except KeyError:
             found: tuple[URL | None, dict[str, str] | None] = (None, None)
-            with contextlib.suppress(LookupError):
-                proxy, auth = get_env_proxy_for_url(URL(url))
+            proxy, auth = _env_proxy(URL(url))
+            if proxy is not None:
                 found = (proxy, None if auth is None else {"proxy-authorization": auth.encode()})
             self._proxies[url] = found
             return found
