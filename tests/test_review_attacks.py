@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx2
 import pytest
+from support.private import private_io_loop
 from werkzeug.test import Client
 
 from lwa_middleware import LWAWSGIMiddleware
@@ -189,3 +190,28 @@ def test_an_https_proxy_of_the_environment_is_not_bypassed(
         mw.close()
     assert lwa_emulator.calls["tokeninfo"] == 0
     assert status == 503
+
+
+def test_a_dead_io_thread_is_replaced(
+    make_wsgi: Callable[..., LWAWSGIMiddleware], lwa_emulator: LWAEmulator
+) -> None:
+    # The I/O loop thread stops (a BaseException out of a callback ends
+    # run_forever). Main kept sending every WSGI lookup to the dead loop: each
+    # waited its deadline plus the slack and failed, for the life of the process.
+    mw = make_wsgi(timeout=3.0)
+    client = Client(mw)
+
+    def status() -> int:
+        token = lwa_emulator.issue_token()
+        return client.get("/me", headers={"Authorization": f"Bearer {token}"}).status_code
+
+    try:
+        assert status() == 200
+        _, loop, thread, _ = private_io_loop(mw)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
+        assert not thread.is_alive()
+        assert status() == 200
+        assert lwa_emulator.calls["tokeninfo"] == 2
+    finally:
+        mw.close()

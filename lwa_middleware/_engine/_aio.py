@@ -196,6 +196,14 @@ class Transport:
         await self._session.close()
 
 
+def _bury(loop: asyncio.AbstractEventLoop, transport: Transport) -> None:
+    """Close the session and the loop of an I/O thread that died (its loop runs nowhere)."""
+    with contextlib.suppress(Exception):
+        loop.run_until_complete(transport.close())
+    with contextlib.suppress(Exception):
+        loop.close()
+
+
 class LoopThread:
     """One asyncio loop in a daemon thread, sending the batches of many threads.
 
@@ -214,11 +222,16 @@ class LoopThread:
 
     def _running(self) -> tuple[asyncio.AbstractEventLoop, Transport]:
         started = self._started
-        if started is None or started[0] != os.getpid():
+        if started is None or started[0] != os.getpid() or not started[2].is_alive():
             with self._lock:
                 started = self._started
-                if started is None or started[0] != os.getpid():
-                    started = self._start()
+                if started is not None and started[0] == os.getpid():
+                    if started[2].is_alive():
+                        return started[1], started[3]
+                    # Its loop stopped (a BaseException out of a callback):
+                    # batches sent there would wait out their deadline, every one.
+                    _bury(started[1], started[3])
+                started = self._start()
         return started[1], started[3]
 
     def _start(self) -> tuple[int, asyncio.AbstractEventLoop, threading.Thread, Transport]:
