@@ -6,8 +6,10 @@ from __future__ import annotations
 import base64
 import contextlib
 import functools
+import gc
 import re
 import threading
+import time
 import tracemalloc
 import zlib
 from collections.abc import Callable, Iterator
@@ -215,3 +217,42 @@ def test_a_dead_io_thread_is_replaced(
         assert lwa_emulator.calls["tokeninfo"] == 2
     finally:
         mw.close()
+
+
+def test_a_middleware_collected_on_its_io_thread_closes_cleanly(
+    make_wsgi: Callable[..., LWAWSGIMiddleware], lwa_emulator: LWAEmulator
+) -> None:
+    # A middleware dropped without close() is closed by its driver's
+    # finalizer, which runs wherever the garbage collector does: often on the
+    # I/O thread, the busiest allocator. There main waited for the loop from
+    # inside it (5 s stalled), then raised "cannot join current thread" and
+    # left the session and its sockets open (ResourceWarnings).
+    mw = make_wsgi()
+    token = lwa_emulator.issue_token()
+    assert Client(mw).get("/me", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    _, loop, thread, transport = private_io_loop(mw)
+    cycle: list[Any] = [mw]
+    cycle.append(cycle)  # the middleware only in a cycle: the collector frees it
+    del mw, cycle
+    collected = threading.Event()
+
+    def collect() -> None:
+        gc.collect()
+        collected.set()
+
+    enabled = gc.isenabled()
+    gc.disable()  # no collection on this thread first
+    try:
+        loop.call_soon_threadsafe(collect)
+        assert collected.wait(30)
+    finally:
+        if enabled:
+            gc.enable()
+    thread.join(timeout=30)
+    assert not thread.is_alive()
+    for _ in range(300):  # closed by another thread, which joins this one
+        if loop.is_closed():
+            break
+        time.sleep(0.05)
+    assert loop.is_closed()
+    assert transport._session.closed

@@ -264,19 +264,30 @@ class LoopThread:
             started, self._started = self._started, None
         if started is None or started[0] != os.getpid():
             return
-        _, loop, thread, transport = started
+        if threading.current_thread() is started[2]:
+            # The garbage collector ran the driver's finalizer on this loop's
+            # own thread: waiting here for the loop would wait for itself.
+            threading.Thread(target=_stop, args=(started,), name="lwa-upstream-close").start()
+            return
+        _stop(started)
 
-        async def shut() -> None:
-            # Batches still in flight end now (their threads get _CLOSED),
-            # not at their deadline: the loop is about to stop under them.
-            for task in asyncio.all_tasks():
-                if task is not asyncio.current_task():
-                    task.cancel()
-            await transport.close()
 
-        with contextlib.suppress(Exception):
-            asyncio.run_coroutine_threadsafe(shut(), loop).result(timeout=_SLACK)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout=_SLACK)
-        if not thread.is_alive():
-            loop.close()
+def _stop(started: tuple[int, asyncio.AbstractEventLoop, threading.Thread, Transport]) -> None:
+    """Close the session of a started :class:`LoopThread`, stop its loop and wait
+    for its thread (briefly)."""
+    _, loop, thread, transport = started
+
+    async def shut() -> None:
+        # Batches still in flight end now (their threads get _CLOSED),
+        # not at their deadline: the loop is about to stop under them.
+        for task in asyncio.all_tasks():
+            if task is not asyncio.current_task():
+                task.cancel()
+        await transport.close()
+
+    with contextlib.suppress(Exception):
+        asyncio.run_coroutine_threadsafe(shut(), loop).result(timeout=_SLACK)
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(timeout=_SLACK)
+    if not thread.is_alive():
+        loop.close()
