@@ -74,16 +74,17 @@ def _failed(exc: Exception) -> UpstreamFailure:
 
 def _env_proxy(url: URL) -> tuple[URL | None, aiohttp.BasicAuth | None]:
     """The proxy of the environment for ``url`` (``HTTP(S)_PROXY``, ``NO_PROXY``)."""
-    try:
-        return get_env_proxy_for_url(url)
-    except LookupError:
-        pass
-    # aiohttp's reader skips an https:// proxy (it logs, and the call would go
-    # straight to LWA, past the proxy): aiohttp sends through one it is given.
     configured = urllib.request.getproxies().get(url.scheme)
     if configured is None or (url.host is not None and urllib.request.proxy_bypass(url.host)):
         return None, None
     proxy = URL(configured)
+    if proxy.scheme != "https":
+        with contextlib.suppress(LookupError):  # its credentials, or ~/.netrc's
+            return get_env_proxy_for_url(url)
+        return None, None
+    # aiohttp's reader skips an https:// proxy (logging that it ignores it),
+    # and the call would go straight to LWA, past the proxy: aiohttp sends
+    # through one it is given.
     if proxy.user is None:
         return proxy, None
     return proxy.with_user(None), aiohttp.BasicAuth(proxy.user, proxy.password or "")
