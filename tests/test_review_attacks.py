@@ -8,6 +8,8 @@ import contextlib
 import functools
 import gc
 import re
+import subprocess
+import sys
 import threading
 import time
 import tracemalloc
@@ -258,3 +260,26 @@ def test_a_middleware_collected_on_its_io_thread_closes_cleanly(
         time.sleep(0.05)
     assert loop.is_closed()
     assert transport._session.closed
+
+
+def test_python_dash_m_the_old_cli_path_still_runs_the_command() -> None:
+    # Before the move `python -m lwa_middleware.cli ...` ran the command; its
+    # shim then ran nothing and exited 0, so a script's check "passed" unrun.
+    ran = subprocess.run(
+        [sys.executable, "-m", "lwa_middleware.cli", "--version"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.strip(), "the command did not run"
+    assert "DeprecationWarning" in ran.stderr  # and says where it went
+    failed = subprocess.run(
+        [sys.executable, "-m", "lwa_middleware.cli", "no-such-command"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert failed.returncode != 0
