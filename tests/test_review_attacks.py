@@ -8,6 +8,7 @@ import contextlib
 import functools
 import gc
 import re
+import socket
 import subprocess
 import sys
 import threading
@@ -99,6 +100,75 @@ def test_the_credentials_of_an_environment_proxy_are_sent(
         try:
             status = Client(mw).get(
                 "/me", headers={"Authorization": f"Bearer {lwa_emulator.issue_token()}"}
+            ).status_code
+        finally:
+            mw.close()
+    assert seen, "the lookup never reached the proxy"
+    assert status == 200
+
+
+
+@contextlib.contextmanager
+def _authenticating_tunnel() -> Iterator[tuple[str, list[str | None]]]:
+    """A CONNECT proxy on loopback (how HTTPS goes through a proxy) that asks
+    for Basic credentials; yields its address and the Proxy-Authorization
+    headers of the CONNECTs it was sent."""
+    seen: list[str | None] = []
+    expected = "Basic " + base64.b64encode(_CREDENTIALS.encode()).decode()
+
+    def pipe(source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                sink.sendall(data)
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return
+
+        def do_CONNECT(self) -> None:
+            seen.append(self.headers.get("proxy-authorization"))
+            if seen[-1] != expected:
+                self.send_response(407)
+                self.send_header("content-length", "0")
+                self.end_headers()
+                return
+            host, _, port = self.path.rpartition(":")
+            with socket.create_connection((host, int(port)), timeout=30) as upstream:
+                self.send_response(200, "Connection established")
+                self.end_headers()
+                back = threading.Thread(target=pipe, args=(upstream, self.connection))
+                back.start()
+                pipe(self.connection, upstream)
+                back.join(timeout=30)
+            self.close_connection = True
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"127.0.0.1:{server.server_address[1]}", seen
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_the_credentials_of_an_environment_proxy_open_the_https_tunnel(
+    make_wsgi: Callable[..., LWAWSGIMiddleware], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # LWA is HTTPS: through a proxy, a CONNECT tunnel, which must carry them.
+    for name in ("NO_PROXY", "no_proxy", "HTTP_PROXY", "http_proxy", "HTTPS_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    with LWAEmulator(tls=True) as lwa, _authenticating_tunnel() as (address, seen):
+        monkeypatch.setenv("https_proxy", f"http://{_CREDENTIALS}@{address}")
+        mw = make_wsgi(client_id=lwa.client_id, api_base_url=lwa.base_url, verify=lwa.ca_file)
+        try:
+            status = Client(mw).get(
+                "/me", headers={"Authorization": f"Bearer {lwa.issue_token()}"}
             ).status_code
         finally:
             mw.close()
