@@ -22,10 +22,12 @@ from typing import Any
 
 import httpx2
 import pytest
+from starlette.testclient import TestClient
+from support.lwa_proxy import Answer, RewritingProxy
 from support.private import private_io_loop
 from werkzeug.test import Client
 
-from lwa_middleware import LWAWSGIMiddleware
+from lwa_middleware import LWAMiddleware, LWAWSGIMiddleware
 from lwa_middleware.testing import LWAEmulator
 
 _CREDENTIALS = "proxyuser:proxy-s3cret"
@@ -353,3 +355,59 @@ def test_python_dash_m_the_old_cli_path_still_runs_the_command() -> None:
         check=False,
     )
     assert failed.returncode != 0
+
+
+@pytest.mark.parametrize("kind", ["wsgi", "asgi"])
+def test_lwa_can_neither_redirect_a_lookup_nor_plant_a_cookie(
+    kind: str,
+    make_wsgi: Callable[..., LWAWSGIMiddleware],
+    make_asgi: Callable[..., LWAMiddleware],
+    lwa_emulator: LWAEmulator,
+) -> None:
+    # Guards of the aiohttp transport (they held on main): a 302 is an
+    # unusable answer (503), never followed; a cookie LWA sets never travels
+    # with the next lookup, another customer's.
+    sent_cookies: list[str] = []
+    paths: list[str] = []
+    redirect = True
+
+    def answer(path: str, got: Answer) -> Answer:
+        status, headers, body = got
+        headers = {**headers, "set-cookie": "planted=1; Path=/"}
+        if redirect and path.startswith("/auth/o2/tokeninfo"):
+            return 302, {**headers, "location": "/trap"}, b""
+        return status, headers, body
+
+    def request(path: str, headers: dict[str, str]) -> dict[str, str]:
+        paths.append(path)
+        if "cookie" in headers:
+            sent_cookies.append(headers["cookie"])
+        return headers
+
+    with RewritingProxy(lwa_emulator) as proxy:
+        proxy.rewrite_answer, proxy.rewrite_request = answer, request
+        if kind == "wsgi":
+            mw = make_wsgi(api_base_url=proxy.base_url)
+            try:
+                statuses = [_wsgi_get(mw, lwa_emulator.issue_token())]
+                redirect = False
+                statuses += [_wsgi_get(mw, lwa_emulator.issue_token()) for _ in range(2)]
+            finally:
+                mw.close()
+        else:
+            app = make_asgi(api_base_url=proxy.base_url)
+            with TestClient(app) as client:
+                statuses = [_asgi_get(client, lwa_emulator.issue_token())]
+                redirect = False
+                statuses += [_asgi_get(client, lwa_emulator.issue_token()) for _ in range(2)]
+    assert statuses == [503, 200, 200]
+    assert "/trap" not in paths
+    assert sent_cookies == []
+
+
+def _wsgi_get(mw: LWAWSGIMiddleware, token: str) -> int:
+    return Client(mw).get("/me", headers={"Authorization": f"Bearer {token}"}).status_code
+
+
+def _asgi_get(client: TestClient, token: str) -> int:
+    return client.get("/me", headers={"Authorization": f"Bearer {token}"}).status_code
