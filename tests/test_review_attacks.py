@@ -31,7 +31,52 @@ from lwa_middleware import LWAMiddleware, LWAWSGIMiddleware
 from lwa_middleware.testing import LWAEmulator
 
 _CREDENTIALS = "proxyuser:proxy-s3cret"
+_EXPECTED = "Basic " + base64.b64encode(_CREDENTIALS.encode()).decode()
 _HOP = ("host", "content-length", "connection", "proxy-authorization")
+_PROXY_VARIABLES = [
+    name for stem in ("no", "http", "https") for name in (f"{stem}_proxy", f"{stem.upper()}_PROXY")
+]
+
+
+class _Quiet(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+    def refused(self, seen: list[str | None]) -> bool:
+        """Record the request's Proxy-Authorization; answer 407 unless it is ours."""
+        seen.append(self.headers.get("proxy-authorization"))
+        if seen[-1] == _EXPECTED:
+            return False
+        self.send_response(407)
+        self.send_header("proxy-authenticate", 'Basic realm="egress"')
+        self.send_header("content-length", "0")
+        self.end_headers()
+        return True
+
+
+@contextlib.contextmanager
+def _serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """``handler`` served on loopback; yields ``127.0.0.1:PORT``."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _no_env_proxies(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in _PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+
+
+def _wsgi_get(mw: LWAWSGIMiddleware, token: str) -> int:
+    return Client(mw).get("/me", headers={"Authorization": f"Bearer {token}"}).status_code
 
 
 @contextlib.contextmanager
@@ -40,28 +85,15 @@ def _authenticating_proxy() -> Iterator[tuple[str, list[str | None]]]:
     without them), as corporate egress proxies do; yields its address and the
     Proxy-Authorization headers it was sent."""
     seen: list[str | None] = []
-    expected = "Basic " + base64.b64encode(_CREDENTIALS.encode()).decode()
     client = httpx2.Client(timeout=30.0, trust_env=False)
 
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, format: str, *args: Any) -> None:
-            return
-
+    class Handler(_Quiet):
         def do_GET(self) -> None:
-            seen.append(self.headers.get("proxy-authorization"))
-            if seen[-1] != expected:
-                self.send_response(407)
-                self.send_header("proxy-authenticate", 'Basic realm="egress"')
-                self.send_header("content-length", "0")
-                self.end_headers()
+            if self.refused(seen):
                 return
             length = int(self.headers.get("content-length") or 0)
             headers = {
-                name: value
-                for name, value in self.headers.items()
-                if name.lower() not in _HOP
+                name: value for name, value in self.headers.items() if name.lower() not in _HOP
             }
             answer = client.request(
                 self.command, self.path, headers=headers, content=self.rfile.read(length)
@@ -74,40 +106,8 @@ def _authenticating_proxy() -> Iterator[tuple[str, list[str | None]]]:
 
         do_POST = do_GET
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"127.0.0.1:{server.server_address[1]}", seen
-    finally:
-        server.shutdown()
-        server.server_close()
-        client.close()
-
-
-def test_the_credentials_of_an_environment_proxy_are_sent(
-    make_wsgi: Callable[..., LWAWSGIMiddleware],
-    lwa_emulator: LWAEmulator,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # httpx2 (before issue 23) sent the user:password of HTTP(S)_PROXY as
-    # Proxy-Authorization; aiohttp's env lookup hands them back apart, and
-    # main dropped them: every lookup behind such a proxy was a 407 -> 503.
-    for name in ("NO_PROXY", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "https_proxy"):
-        monkeypatch.delenv(name, raising=False)
-    with _authenticating_proxy() as (address, seen):
-        monkeypatch.setenv("http_proxy", f"http://{_CREDENTIALS}@{address}")
-        mw = make_wsgi()
-        try:
-            status = Client(mw).get(
-                "/me", headers={"Authorization": f"Bearer {lwa_emulator.issue_token()}"}
-            ).status_code
-        finally:
-            mw.close()
-    assert seen, "the lookup never reached the proxy"
-    assert status == 200
-
+    with client, _serving(Handler) as address:
+        yield address, seen
 
 
 @contextlib.contextmanager
@@ -116,7 +116,6 @@ def _authenticating_tunnel() -> Iterator[tuple[str, list[str | None]]]:
     for Basic credentials; yields its address and the Proxy-Authorization
     headers of the CONNECTs it was sent."""
     seen: list[str | None] = []
-    expected = "Basic " + base64.b64encode(_CREDENTIALS.encode()).decode()
 
     def pipe(source: socket.socket, sink: socket.socket) -> None:
         with contextlib.suppress(OSError):
@@ -125,18 +124,9 @@ def _authenticating_tunnel() -> Iterator[tuple[str, list[str | None]]]:
         with contextlib.suppress(OSError):
             sink.shutdown(socket.SHUT_WR)
 
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, format: str, *args: Any) -> None:
-            return
-
+    class Handler(_Quiet):
         def do_CONNECT(self) -> None:
-            seen.append(self.headers.get("proxy-authorization"))
-            if seen[-1] != expected:
-                self.send_response(407)
-                self.send_header("content-length", "0")
-                self.end_headers()
+            if self.refused(seen):
                 return
             host, _, port = self.path.rpartition(":")
             with socket.create_connection((host, int(port)), timeout=30) as upstream:
@@ -148,30 +138,27 @@ def _authenticating_tunnel() -> Iterator[tuple[str, list[str | None]]]:
                 back.join(timeout=30)
             self.close_connection = True
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"127.0.0.1:{server.server_address[1]}", seen
-    finally:
-        server.shutdown()
-        server.server_close()
+    with _serving(Handler) as address:
+        yield address, seen
 
 
-def test_the_credentials_of_an_environment_proxy_open_the_https_tunnel(
-    make_wsgi: Callable[..., LWAWSGIMiddleware], monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_the_credentials_of_an_environment_proxy_are_sent(
+    scheme: str, make_wsgi: Callable[..., LWAWSGIMiddleware], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # httpx2 (before issue 23) sent the user:password of HTTP(S)_PROXY as
+    # Proxy-Authorization; aiohttp's env lookup hands them back apart, and
+    # main dropped them: every lookup behind such a proxy was a 407 -> 503.
     # LWA is HTTPS: through a proxy, a CONNECT tunnel, which must carry them.
-    for name in ("NO_PROXY", "no_proxy", "HTTP_PROXY", "http_proxy", "HTTPS_PROXY"):
-        monkeypatch.delenv(name, raising=False)
-    with LWAEmulator(tls=True) as lwa, _authenticating_tunnel() as (address, seen):
-        monkeypatch.setenv("https_proxy", f"http://{_CREDENTIALS}@{address}")
-        mw = make_wsgi(client_id=lwa.client_id, api_base_url=lwa.base_url, verify=lwa.ca_file)
+    _no_env_proxies(monkeypatch)
+    tls = scheme == "https"
+    proxy = _authenticating_tunnel if tls else _authenticating_proxy
+    with LWAEmulator(tls=tls) as lwa, proxy() as (address, seen):
+        monkeypatch.setenv(f"{scheme}_proxy", f"http://{_CREDENTIALS}@{address}")
+        verify = {"verify": lwa.ca_file} if tls else {}
+        mw = make_wsgi(client_id=lwa.client_id, api_base_url=lwa.base_url, **verify)
         try:
-            status = Client(mw).get(
-                "/me", headers={"Authorization": f"Bearer {lwa.issue_token()}"}
-            ).status_code
+            status = _wsgi_get(mw, lwa.issue_token())
         finally:
             mw.close()
     assert seen, "the lookup never reached the proxy"
@@ -191,11 +178,8 @@ def _gzip_bomb() -> Iterator[str]:
     """An "LWA" on loopback answering every call with :func:`_bomb`, gzip-encoded,
     without a length, so only the bytes read can stop it."""
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(_Quiet):
         protocol_version = "HTTP/1.0"  # the body ends when the connection does
-
-        def log_message(self, format: str, *args: Any) -> None:
-            return
 
         def do_GET(self) -> None:
             self.send_response(200)
@@ -205,15 +189,8 @@ def _gzip_bomb() -> Iterator[str]:
             with contextlib.suppress(OSError):  # the client hangs up early
                 self.wfile.write(_bomb())
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with _serving(Handler) as address:
+        yield f"http://{address}"
 
 
 def test_a_gzip_bomb_is_refused_without_inflating_it(
@@ -228,9 +205,7 @@ def test_a_gzip_bomb_is_refused_without_inflating_it(
         mw = make_wsgi(api_base_url=base_url)
         tracemalloc.start()
         try:
-            status = Client(mw).get(
-                "/me", headers={"Authorization": f"Bearer {lwa_emulator.issue_token()}"}
-            ).status_code
+            status = _wsgi_get(mw, lwa_emulator.issue_token())
             _, peak = tracemalloc.get_traced_memory()
         finally:
             tracemalloc.stop()
@@ -256,14 +231,11 @@ def test_an_https_proxy_of_the_environment_is_not_bypassed(
     # aiohttp's env reader ignores https:// proxies (a log line) and main
     # then called LWA directly, past the egress proxy httpx2 went through.
     # Port 9 refuses: no answer, and LWA never sees the request.
-    for name in ("NO_PROXY", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "https_proxy"):
-        monkeypatch.delenv(name, raising=False)
+    _no_env_proxies(monkeypatch)
     monkeypatch.setenv("http_proxy", "https://127.0.0.1:9")
     mw = make_wsgi()
     try:
-        status = Client(mw).get(
-            "/me", headers={"Authorization": f"Bearer {lwa_emulator.issue_token()}"}
-        ).status_code
+        status = _wsgi_get(mw, lwa_emulator.issue_token())
     finally:
         mw.close()
     assert lwa_emulator.calls["tokeninfo"] == 0
@@ -278,19 +250,13 @@ def test_a_dead_io_thread_is_replaced(
     # run_forever). Main kept sending every WSGI lookup to the dead loop: each
     # waited its deadline plus the slack and failed, for the life of the process.
     mw = make_wsgi(timeout=3.0)
-    client = Client(mw)
-
-    def status() -> int:
-        token = lwa_emulator.issue_token()
-        return client.get("/me", headers={"Authorization": f"Bearer {token}"}).status_code
-
     try:
-        assert status() == 200
+        assert _wsgi_get(mw, lwa_emulator.issue_token()) == 200
         _, loop, thread, _ = private_io_loop(mw)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout=10)
         assert not thread.is_alive()
-        assert status() == 200
+        assert _wsgi_get(mw, lwa_emulator.issue_token()) == 200
         assert lwa_emulator.calls["tokeninfo"] == 2
     finally:
         mw.close()
@@ -305,8 +271,7 @@ def test_a_middleware_collected_on_its_io_thread_closes_cleanly(
     # inside it (5 s stalled), then raised "cannot join current thread" and
     # left the session and its sockets open (ResourceWarnings).
     mw = make_wsgi()
-    token = lwa_emulator.issue_token()
-    assert Client(mw).get("/me", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    assert _wsgi_get(mw, lwa_emulator.issue_token()) == 200
     _, loop, thread, transport = private_io_loop(mw)
     cycle: list[Any] = [mw]
     cycle.append(cycle)  # the middleware only in a cycle: the collector frees it
@@ -338,23 +303,15 @@ def test_a_middleware_collected_on_its_io_thread_closes_cleanly(
 def test_python_dash_m_the_old_cli_path_still_runs_the_command() -> None:
     # Before the move `python -m lwa_middleware.cli ...` ran the command; its
     # shim then ran nothing and exited 0, so a script's check "passed" unrun.
-    ran = subprocess.run(
-        [sys.executable, "-m", "lwa_middleware.cli", "--version"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    def old_cli(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "lwa_middleware.cli", *args]
+        return subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+
+    ran = old_cli("--version")
     assert ran.returncode == 0, ran.stderr
     assert ran.stdout.strip(), "the command did not run"
     assert "DeprecationWarning" in ran.stderr  # and says where it went
-    failed = subprocess.run(
-        [sys.executable, "-m", "lwa_middleware.cli", "no-such-command"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    failed = old_cli("no-such-command")
     assert failed.returncode != 0
 
 
@@ -404,10 +361,6 @@ def test_lwa_can_neither_redirect_a_lookup_nor_plant_a_cookie(
     assert statuses == [503, 200, 200]
     assert "/trap" not in paths
     assert sent_cookies == []
-
-
-def _wsgi_get(mw: LWAWSGIMiddleware, token: str) -> int:
-    return Client(mw).get("/me", headers={"Authorization": f"Bearer {token}"}).status_code
 
 
 def _asgi_get(client: TestClient, token: str) -> int:
