@@ -28,7 +28,7 @@ from support.private import private_io_loop
 from werkzeug.test import Client
 
 from lwa_middleware import LWAMiddleware, LWAWSGIMiddleware
-from lwa_middleware.testing import LWAEmulator
+from lwa_middleware.testing import Fault, LWAEmulator
 
 _CREDENTIALS = "proxyuser:proxy-s3cret"
 _EXPECTED = "Basic " + base64.b64encode(_CREDENTIALS.encode()).decode()
@@ -249,15 +249,30 @@ def test_a_dead_io_thread_is_replaced(
     # The I/O loop thread stops (a BaseException out of a callback ends
     # run_forever). Main kept sending every WSGI lookup to the dead loop: each
     # waited its deadline plus the slack and failed, for the life of the process.
-    mw = make_wsgi(timeout=3.0)
+    # A lookup caught in flight on it ends when the thread is replaced, not
+    # at its deadline (60 s here).
+    mw = make_wsgi(timeout=60.0)
     try:
         assert _wsgi_get(mw, lwa_emulator.issue_token()) == 200
         _, loop, thread, _ = private_io_loop(mw)
+        lwa_emulator.inject(Fault.HANG, endpoint="tokeninfo", times=1)
+        caught: list[int] = []
+        caller = threading.Thread(
+            target=lambda: caught.append(_wsgi_get(mw, lwa_emulator.issue_token()))
+        )
+        caller.start()
+        for _ in range(1000):  # until the lookup reached LWA
+            if lwa_emulator.calls["tokeninfo"] == 2:
+                break
+            time.sleep(0.01)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout=10)
         assert not thread.is_alive()
         assert _wsgi_get(mw, lwa_emulator.issue_token()) == 200
-        assert lwa_emulator.calls["tokeninfo"] == 2
+        assert lwa_emulator.calls["tokeninfo"] == 3
+        caller.join(timeout=30)  # a bound, far below the deadline
+        assert not caller.is_alive()
+        assert caught == [503]
     finally:
         mw.close()
 

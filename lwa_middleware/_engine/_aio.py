@@ -198,8 +198,11 @@ class Transport:
 
 
 def _bury(loop: asyncio.AbstractEventLoop, transport: Transport) -> None:
-    """Close the session and the loop of an I/O thread that died (its loop runs nowhere)."""
+    """Close the session and the loop of an I/O thread that died (its loop runs
+    nowhere). Batches caught on it end now (their threads get _CLOSED)."""
     with contextlib.suppress(Exception):
+        for task in asyncio.all_tasks(loop):
+            task.cancel()
         loop.run_until_complete(transport.close())
     with contextlib.suppress(Exception):
         loop.close()
