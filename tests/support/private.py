@@ -198,3 +198,7 @@ private_thread_flights = attrgetter("resolver._threads")
 
 # a middleware's lookups in flight on tasks: none left over
 private_task_flights = attrgetter("resolver._tasks")
+
+# the event loop of a WSGI middleware's I/O thread (started by its first lookup): stopped
+# to stand for a loop thread that died
+private_io_loop = attrgetter("resolver._sync_driver._aio._started")
