@@ -21,6 +21,7 @@ fixed phrases (:func:`~._http.failure`).
 from __future__ import annotations
 
 import asyncio
+import base64
 import concurrent.futures
 import contextlib
 import math
@@ -28,12 +29,11 @@ import os
 import ssl
 import threading
 import time
+import urllib.parse
 import urllib.request
 from typing import TYPE_CHECKING
 
 import aiohttp
-from aiohttp.helpers import get_env_proxy_for_url
-from yarl import URL
 
 from . import _otel
 from ._http import (
@@ -72,22 +72,29 @@ def _failed(exc: Exception) -> UpstreamFailure:
     return failure(exc)
 
 
-def _env_proxy(url: URL) -> tuple[URL | None, aiohttp.BasicAuth | None]:
-    """The proxy of the environment for ``url`` (``HTTP(S)_PROXY``, ``NO_PROXY``)."""
-    configured = urllib.request.getproxies().get(url.scheme)
-    if configured is None or (url.host is not None and urllib.request.proxy_bypass(url.host)):
+def _env_proxy(url: str) -> tuple[str | None, dict[str, str] | None]:
+    """The proxy of the environment for ``url`` (``HTTP(S)_PROXY``, ``NO_PROXY``)
+    and the ``proxy-authorization`` header of its credentials (RFC 7617):
+    aiohttp would drop the ``user:password`` of the URL.
+
+    Read with the standard library, not aiohttp's reader: that one skips an
+    ``https://`` proxy (the call would go straight to LWA, past the proxy)
+    and is not public API.
+    """
+    target = urllib.parse.urlsplit(url)
+    configured = urllib.request.getproxies().get(target.scheme)
+    if configured is None or (
+        target.hostname is not None and urllib.request.proxy_bypass(target.hostname)
+    ):
         return None, None
-    proxy = URL(configured)
-    if proxy.scheme != "https":
-        with contextlib.suppress(LookupError):  # its credentials, or ~/.netrc's
-            return get_env_proxy_for_url(url)
-        return None, None
-    # aiohttp's reader skips an https:// proxy (logging that it ignores it),
-    # and the call would go straight to LWA, past the proxy: aiohttp sends
-    # through one it is given.
-    if proxy.user is None:
-        return proxy, None
-    return proxy.with_user(None), aiohttp.BasicAuth(proxy.user, proxy.password or "")
+    proxy = urllib.parse.urlsplit(configured)
+    userinfo, at, hostport = proxy.netloc.rpartition("@")
+    bare = proxy._replace(netloc=hostport).geturl()
+    if not at:
+        return bare, None
+    user, _, password = userinfo.partition(":")
+    pair = f"{urllib.parse.unquote(user)}:{urllib.parse.unquote(password)}".encode()
+    return bare, {"proxy-authorization": "Basic " + base64.b64encode(pair).decode("ascii")}
 
 
 class Transport:
@@ -112,19 +119,15 @@ class Transport:
             trust_env=False,
             cookie_jar=aiohttp.DummyCookieJar(),
         )
-        self._proxies: dict[str, tuple[URL | None, dict[str, str] | None]] = {}
+        self._proxies: dict[str, tuple[str | None, dict[str, str] | None]] = {}
 
-    def _proxy(self, url: str) -> tuple[URL | None, dict[str, str] | None]:
+    def _proxy(self, url: str) -> tuple[str | None, dict[str, str] | None]:
         """The proxy for ``url`` and its headers: aiohttp hands back the
         ``user:password`` of ``HTTP(S)_PROXY`` apart from the URL (httpx2 sent them)."""
         try:
             return self._proxies[url]
         except KeyError:
-            found: tuple[URL | None, dict[str, str] | None] = (None, None)
-            proxy, auth = _env_proxy(URL(url))
-            if proxy is not None:
-                found = (proxy, None if auth is None else {"proxy-authorization": auth.encode()})
-            self._proxies[url] = found
+            found = self._proxies[url] = _env_proxy(url)
             return found
 
     async def batch(self, batch: list[UpstreamRequest], deadline: float) -> list[Outcome]:
