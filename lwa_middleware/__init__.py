@@ -55,3 +55,12 @@ __all__ = [
     "get_identity",
     "revalidate",
 ]
+
+# The public names say they live here (as httpx's do): pickles, reprs and
+# tracebacks then name ``lwa_middleware.Identity``, not the private engine's
+# path, which may change in any release (a pickled Identity would break).
+for _name in __all__:
+    _value = globals()[_name]
+    if getattr(_value, "__module__", "").startswith("lwa_middleware._engine"):
+        _value.__module__ = __name__
+del _name, _value

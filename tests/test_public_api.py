@@ -228,3 +228,21 @@ def test_the_package_walks_without_a_warning() -> None:
             if ".django_app" in info.name or info.name.startswith("lwa_middleware._engine.demo"):
                 continue  # needs configured Django settings; the demo needs uvicorn
             importlib.import_module(info.name)
+
+
+def test_a_pickled_identity_names_the_public_module_not_the_engine() -> None:
+    """A pickle stored today (a session, a cache of the user's own) must load
+    after the engine moves: it names ``lwa_middleware.Identity``."""
+    import pickle
+
+    from lwa_middleware import ConfigurationError, Identity
+
+    identity = Identity(
+        user_id="amzn1.account.X", email=None, name=None, postal_code=None,
+        scopes=frozenset({"profile:user_id"}), client_id="amzn1.application-oa2-client.x",
+        expires_at=1.0,
+    )
+    for value in (identity, ConfigurationError("wiring")):
+        data = pickle.dumps(value)
+        assert b"_engine" not in data
+        assert type(pickle.loads(data)) is type(value)
