@@ -157,3 +157,47 @@ def test_the_proxy_of_the_environment_is_used(
         assert _wsgi_status(mw, lwa_emulator.issue_token()) == 200
     finally:
         mw.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+def test_a_fork_while_another_thread_starts_the_io_thread_leaves_the_child_free(
+    make_wsgi: Callable[..., LWAWSGIMiddleware], lwa_emulator: LWAEmulator
+) -> None:
+    """Review finding 9: the parent forks while one of its threads holds the
+    I/O thread's start lock; the child's first lookup must not wait forever."""
+    from support.private import private_loop_thread
+
+    mw = make_wsgi()
+    assert _wsgi_status(mw, lwa_emulator.issue_token()) == 200  # the parent's thread runs
+    loop_thread = private_loop_thread(mw)
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:  # another thread of the parent, mid-start
+        with loop_thread._lock:
+            held.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert held.wait(10)
+    token = lwa_emulator.issue_token()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            # Bounded by the lookup's own deadline: the child has no holder.
+            code = 0 if _wsgi_status(mw, token) == 200 else 2
+        finally:
+            os._exit(code)
+    release.set()
+    holder.join()
+    deadline = time.monotonic() + 30
+    while (done := os.waitpid(pid, os.WNOHANG)) == (0, 0) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if done == (0, 0):
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        pytest.fail("the child's first lookup waited for a lock no thread of it holds")
+    assert os.waitstatus_to_exitcode(done[1]) == 0
+    mw.close()

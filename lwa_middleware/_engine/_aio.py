@@ -31,6 +31,7 @@ import threading
 import time
 import urllib.parse
 import urllib.request
+import weakref
 from typing import TYPE_CHECKING
 
 import aiohttp
@@ -226,6 +227,13 @@ class LoopThread:
         self._lock = threading.Lock()
         self._started: tuple[int, asyncio.AbstractEventLoop, threading.Thread, Transport] | None
         self._started = None
+        _EVERY.add(self)
+
+    def _forked(self) -> None:
+        # A fork copies the lock as it was: held, if another thread of the
+        # parent was starting the loop just then, and no thread of the child
+        # would ever release it (its first lookup would wait forever).
+        self._lock = threading.Lock()
 
     def _running(self) -> tuple[asyncio.AbstractEventLoop, Transport]:
         started = self._started
@@ -277,6 +285,19 @@ class LoopThread:
             threading.Thread(target=_stop, args=(started,), name="lwa-upstream-close").start()
             return
         _stop(started)
+
+
+#: Every LoopThread of this process, for the fork hook below.
+_EVERY: weakref.WeakSet[LoopThread] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for loop_thread in list(_EVERY):
+        loop_thread._forked()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _stop(started: tuple[int, asyncio.AbstractEventLoop, threading.Thread, Transport]) -> None:

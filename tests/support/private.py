@@ -202,3 +202,5 @@ private_task_flights = attrgetter("resolver._tasks")
 # the event loop of a WSGI middleware's I/O thread (started by its first lookup): stopped
 # to stand for a loop thread that died
 private_io_loop = attrgetter("resolver._sync_driver._aio._started")
+# The WSGI driver's I/O loop thread itself (its start lock across a fork).
+private_loop_thread = attrgetter("resolver._sync_driver._aio")
