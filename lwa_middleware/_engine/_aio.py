@@ -9,6 +9,9 @@ loop or driven from a hundred threads through one I/O loop. So:
   running an asyncio loop with a :class:`Transport`, started on the first
   lookup (never at construction: a process forked after warm-up has no thread).
 
+The warm start (:meth:`Transport.open`) opens the connections a first lookup
+needs before it comes, sending nothing on them (issue 23, target 3).
+
 trio, and an ``http_client`` the application supplies (httpx2), keep the
 httpx2 path in :mod:`.upstream`. Every per-request guarantee of that path
 holds here too: one overall deadline (aiohttp's ``total`` timeout covers the
@@ -59,6 +62,15 @@ _CHUNK = 64 * 1024
 #: Seconds a thread waits for its batch beyond the batch's own deadline.
 _SLACK = 5.0
 
+
+#: Connections the warm start opens: a lookup sends tokeninfo and profile at once.
+WARM_CONNECTIONS = 2
+
+#: What a forked process found of its parent's loop: kept, never used nor
+#: collected, as closing it would act on sockets and an epoll set the parent
+#: shares (uWSGI forks without Python's at-fork hooks, so nothing can undo
+#: the parent's warm start before the fork).
+_FORKED_AWAY: list[object] = []
 
 _CONNECTION = UpstreamFailure("connection failed", "connection")
 _CLOSED = UpstreamFailure("closed during the call", "connection")
@@ -164,6 +176,34 @@ class Transport:
         except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
             return _failed(exc)
 
+    async def open(self, url: str, count: int, seconds: float) -> None:
+        """Open ``count`` connections to ``url``'s host (TCP and TLS) and leave
+        them idle in the pool, where the first lookup's requests take them.
+
+        Nothing is sent on them. aiohttp has no call for this but the one its
+        session makes: ``connector.connect()`` for a request (built, never
+        sent) with the key the lookup's requests have (same scheme, host,
+        port, ``ssl``, no proxy), then ``release()`` into the pool. Through a
+        proxy, nothing is opened (the tunnel is the proxy's business).
+        """
+        connector = self._session.connector
+        if connector is None or self._proxy(url) is not None:
+            return
+        loop = asyncio.get_running_loop()
+        request = aiohttp.ClientRequest("GET", URL(url), loop=loop, session=self._session)
+        timeouts = aiohttp.ClientTimeout(
+            total=seconds, connect=seconds, sock_connect=seconds, ceil_threshold=math.inf
+        )
+
+        async def one() -> None:
+            connection = await connector.connect(request, [], timeouts)
+            connection.release()
+
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                # A failure is the first lookup's to meet (and report), not this.
+                await asyncio.gather(*(one() for _ in range(count)), return_exceptions=True)
+
     async def close(self) -> None:
         await self._session.close()
 
@@ -171,32 +211,44 @@ class Transport:
 class LoopThread:
     """One asyncio loop in a daemon thread, sending the batches of many threads.
 
-    Started on the first :meth:`batch`, and again in a process forked since
-    (the parent's thread does not exist there). The caller's context goes
-    with each batch (``run_coroutine_threadsafe`` copies it), so a batch
-    stays in the caller's trace.
+    The thread starts on the first :meth:`batch`, and again in a process
+    forked since (the parent's thread does not exist there). :meth:`warm`
+    makes the loop and its session before, in the calling thread, and opens
+    the first lookup's connections, leaving no thread behind. The caller's
+    context goes with each batch (``run_coroutine_threadsafe`` copies it), so a
+    batch stays in the caller's trace.
     """
 
     def __init__(self, settings: Settings, context: ssl.SSLContext) -> None:
         self._settings = settings
         self._context = context
         self._lock = threading.Lock()
-        self._started: tuple[int, asyncio.AbstractEventLoop, threading.Thread, Transport] | None
-        self._started = None
+        # (pid, loop, its thread once started, transport)
+        self._started: _Started | None = None
 
     def _running(self) -> tuple[asyncio.AbstractEventLoop, Transport]:
         started = self._started
-        if started is None or started[0] != os.getpid():
+        if started is None or started[0] != os.getpid() or started[2] is None:
             with self._lock:
-                started = self._started
-                if started is None or started[0] != os.getpid():
+                started = self._current()
+                if started is None:
                     started = self._start()
+                elif started[2] is None:  # warmed: its loop starts running now
+                    pid, loop, _, transport = started
+                    self._started = started = (pid, loop, _spin(loop), transport)
         return started[1], started[3]
 
-    def _start(self) -> tuple[int, asyncio.AbstractEventLoop, threading.Thread, Transport]:
+    def _current(self) -> _Started | None:
+        """This process's loop, if made; a parent's is set aside (see _FORKED_AWAY)."""
+        started = self._started
+        if started is not None and started[0] != os.getpid():
+            _FORKED_AWAY.append(started)
+            self._started = started = None
+        return started
+
+    def _start(self) -> _Started:
         loop = asyncio.new_event_loop()
-        thread = threading.Thread(target=loop.run_forever, name="lwa-upstream", daemon=True)
-        thread.start()
+        thread = _spin(loop)
 
         async def make() -> Transport:
             return Transport(self._settings, self._context)
@@ -204,6 +256,31 @@ class LoopThread:
         transport = asyncio.run_coroutine_threadsafe(make(), loop).result()
         self._started = started = (os.getpid(), loop, thread, transport)
         return started
+
+    def warm(self, url: str) -> None:
+        """Make the loop and its session, and open the first lookup's
+        connections to ``url``'s host, here and now; start no thread (a server
+        may fork next). Bounded by ``connect_timeout``. Nothing to do in a
+        thread running a loop already (it cannot run this one)."""
+        with contextlib.suppress(RuntimeError):
+            asyncio.get_running_loop()
+            return
+        with self._lock:
+            if self._current() is not None:
+                return
+            loop = asyncio.new_event_loop()
+
+            async def make() -> Transport:
+                transport = Transport(self._settings, self._context)
+                await transport.open(url, WARM_CONNECTIONS, self._settings.connect_timeout)
+                return transport
+
+            try:
+                transport = loop.run_until_complete(make())
+            except BaseException:
+                loop.close()
+                raise
+            self._started = (os.getpid(), loop, None, transport)
 
     def batch(self, batch: list[UpstreamRequest], deadline: float) -> list[Outcome]:
         loop, transport = self._running()
@@ -220,10 +297,15 @@ class LoopThread:
     def close(self) -> None:
         """Close the session, stop the loop and wait for its thread (briefly)."""
         with self._lock:
-            started, self._started = self._started, None
-        if started is None or started[0] != os.getpid():
-            return
-        _, loop, thread, transport = started
+            started, self._started = self._current(), None
+            if started is None:
+                return
+            _, loop, thread, transport = started
+            if thread is None:  # warmed, never used: its loop runs to close
+                try:
+                    thread = _spin(loop)
+                except RuntimeError:  # interpreter exit: the sockets go with the process
+                    return
 
         async def shut() -> None:
             # Batches still in flight end now (their threads get _CLOSED),
@@ -239,3 +321,13 @@ class LoopThread:
         thread.join(timeout=_SLACK)
         if not thread.is_alive():
             loop.close()
+
+
+_Started = tuple[int, asyncio.AbstractEventLoop, "threading.Thread | None", Transport]
+
+
+def _spin(loop: asyncio.AbstractEventLoop) -> threading.Thread:
+    """Start the daemon thread that runs ``loop``."""
+    thread = threading.Thread(target=loop.run_forever, name="lwa-upstream", daemon=True)
+    thread.start()
+    return thread

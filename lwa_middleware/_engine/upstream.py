@@ -256,6 +256,12 @@ class SyncDriver:
             for slots in held:
                 slots.release()
 
+    def warm(self) -> None:
+        """Make the I/O loop's session and open the first lookup's connections
+        now (see :meth:`._aio.LoopThread.warm`); httpx2 clients open theirs lazily."""
+        if self._aio is not None:
+            self._aio.warm(self._settings.api_base_url)
+
     def _send_batch(self, batch: list[UpstreamRequest], deadline: float) -> list[Outcome]:
         if self._aio is not None:
             return self._aio.batch(batch, deadline)
@@ -384,8 +390,14 @@ class AsyncDriver:
         return Transport(self._settings, self._ssl)
 
     async def start(self) -> None:
-        """Make this loop's clients now (at lifespan startup), not on the first lookup."""
-        await self._bind()
+        """Make this loop's clients now (at lifespan startup), not on the first
+        lookup, and with aiohttp open the first lookup's connections."""
+        seats, _, _ = await self._bind()
+        if not isinstance(seats, _Seats):
+            from ._aio import WARM_CONNECTIONS
+
+            settings = self._settings
+            await seats.open(settings.api_base_url, WARM_CONNECTIONS, settings.connect_timeout)
 
     async def run(self, lookup: Lookup) -> Resolved:
         seats, every, odd = await self._bind()
