@@ -1,0 +1,38 @@
+"""The app ``bench_first_token.py`` serves with uvicorn and gunicorn: a trivial
+app behind the middleware, configured from the environment (``LWA_API_BASE_URL``,
+``LWA_VERIFY``, ``LWA_CLIENT_ID``). Importing it builds the WSGI middleware
+(whose warm start runs at construction, in the worker, as an app module's would)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from lwa_middleware import LWAMiddleware, LWAWSGIMiddleware
+
+_OPTIONS: dict[str, Any] = {
+    "client_id": os.environ["LWA_CLIENT_ID"],
+    "api_base_url": os.environ["LWA_API_BASE_URL"],
+    "verify": os.environ["LWA_VERIFY"],
+}
+
+
+async def _bare(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            kind = message["type"].replace("lifespan.", "")
+            await send({"type": f"lifespan.{kind}.complete"})
+            if kind == "shutdown":
+                return
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+def _bare_wsgi(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    start_response("200 OK", [("content-length", "2")])
+    return [b"ok"]
+
+
+asgi = LWAMiddleware(_bare, **_OPTIONS)
+wsgi = LWAWSGIMiddleware(_bare_wsgi, **_OPTIONS)
