@@ -105,9 +105,19 @@ def one_worker(
 def in_process(adapter: str, lwa: RemoteEmulator, bundle: str) -> float:
     (token,) = lwa.mint(1)
     out = subprocess.run(
-        [sys.executable, str(_HERE / "first_token.py"), adapter, "warm", lwa.base_url, bundle,
-         lwa.client_id, token],
-        capture_output=True, text=True, check=True,
+        [
+            sys.executable,
+            str(_HERE / "first_token.py"),
+            adapter,
+            "warm",
+            lwa.base_url,
+            bundle,
+            lwa.client_id,
+            token,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     return float(out.strip().splitlines()[-1])
 
