@@ -63,9 +63,6 @@ _CHUNK = 64 * 1024
 _SLACK = 5.0
 
 
-#: Connections the warm start opens: a lookup sends tokeninfo and profile at once.
-WARM_CONNECTIONS = 2
-
 #: What a forked process found of its parent's loop: kept, never used nor
 #: collected, as closing it would act on sockets and an epoll set the parent
 #: shares (uWSGI forks without Python's at-fork hooks, so nothing can undo
@@ -176,9 +173,10 @@ class Transport:
         except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
             return _failed(exc)
 
-    async def open(self, url: str, count: int, seconds: float) -> None:
-        """Open ``count`` connections to ``url``'s host (TCP and TLS) and leave
-        them idle in the pool, where the first lookup's requests take them.
+    async def open(self, urls: list[str], seconds: float) -> None:
+        """Open one connection (TCP and TLS) for each of ``urls`` and leave them
+        idle in the pool, where the first lookup's requests take them; its
+        proxy look-ups are done now too.
 
         Nothing is sent on them. aiohttp has no call for this but the one its
         session makes: ``connector.connect()`` for a request (built, never
@@ -187,22 +185,23 @@ class Transport:
         proxy, nothing is opened (the tunnel is the proxy's business).
         """
         connector = self._session.connector
-        if connector is None or self._proxy(url) is not None:
+        if connector is None:
             return
         loop = asyncio.get_running_loop()
-        request = aiohttp.ClientRequest("GET", URL(url), loop=loop, session=self._session)
         timeouts = aiohttp.ClientTimeout(
             total=seconds, connect=seconds, sock_connect=seconds, ceil_threshold=math.inf
         )
 
-        async def one() -> None:
+        async def one(url: str) -> None:
+            request = aiohttp.ClientRequest("GET", URL(url), loop=loop, session=self._session)
             connection = await connector.connect(request, [], timeouts)
             connection.release()
 
+        direct = [url for url in urls if self._proxy(url) is None]
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(seconds):
                 # A failure is the first lookup's to meet (and report), not this.
-                await asyncio.gather(*(one() for _ in range(count)), return_exceptions=True)
+                await asyncio.gather(*map(one, direct), return_exceptions=True)
 
     async def close(self) -> None:
         await self._session.close()
@@ -257,9 +256,9 @@ class LoopThread:
         self._started = started = (os.getpid(), loop, thread, transport)
         return started
 
-    def warm(self, url: str) -> None:
-        """Make the loop and its session, and open the first lookup's
-        connections to ``url``'s host, here and now; start no thread (a server
+    def warm(self, urls: list[str]) -> None:
+        """Make the loop and its session, and open a connection for each of
+        ``urls`` (:meth:`Transport.open`), here and now; start no thread (a server
         may fork next). Bounded by ``connect_timeout``. Nothing to do in a
         thread running a loop already (it cannot run this one)."""
         with contextlib.suppress(RuntimeError):
@@ -272,7 +271,7 @@ class LoopThread:
 
             async def make() -> Transport:
                 transport = Transport(self._settings, self._context)
-                await transport.open(url, WARM_CONNECTIONS, self._settings.connect_timeout)
+                await transport.open(urls, self._settings.connect_timeout)
                 return transport
 
             try:
