@@ -7,6 +7,7 @@ worker says it is ready (uvicorn: "Uvicorn running on", after its startup; gunic
 its ``post_worker_init`` hook, after the app is imported), one connection is
 opened and one request with a never-seen token is timed, then a second one
 with another fresh token (the floor: the same lookup on warm connections).
+The bare app's first request, under the same server, is its own share.
 Every round starts a fresh worker. The in-process figure of
 ``first_token.py`` (what BENCHMARKS.md gave before) is measured in the same
 run for comparison. Trust: certifi's bundle plus the emulator's CA, so the
@@ -53,12 +54,14 @@ def _free_port() -> int:
         return port
 
 
-def _command(server: str, port: int, conf: str) -> tuple[list[str], str]:
+def _command(server: str, port: int, conf: str, bare: bool) -> tuple[list[str], str]:
     if server == "uvicorn":
-        argv = ["uvicorn", "first_token_app:asgi", "--lifespan", "on", "--port", str(port)]
+        app = "first_token_app:" + ("bare_asgi" if bare else "asgi")
+        argv = ["uvicorn", app, "--lifespan", "on", "--port", str(port)]
         return [sys.executable, "-m", *argv], "Uvicorn running on"  # bound, after startup
+    app = "first_token_app:" + ("bare_wsgi" if bare else "wsgi")
     argv = ["gunicorn", "-k", "gthread", "--threads", "4", "--workers", "1", "-c", conf]
-    return [sys.executable, "-m", *argv, "-b", f"127.0.0.1:{port}", "first_token_app:wsgi"], _READY
+    return [sys.executable, "-m", *argv, "-b", f"127.0.0.1:{port}", app], _READY
 
 
 def _get(connection: http.client.HTTPConnection, token: str) -> float:
@@ -72,12 +75,13 @@ def _get(connection: http.client.HTTPConnection, token: str) -> float:
 
 
 def one_worker(
-    server: str, lwa: RemoteEmulator, env: dict[str, str], conf: str
+    server: str, lwa: RemoteEmulator, env: dict[str, str], conf: str, bare: bool = False
 ) -> tuple[float, float, int]:
-    """(first token s, second token s, LWA calls before the first token) of one fresh worker."""
+    """(first token s, second token s, LWA calls before the first token) of one
+    fresh worker (``bare``: the app alone, its first two requests)."""
     first, second = lwa.mint(2)
     port = _free_port()
-    argv, ready = _command(server, port, conf)
+    argv, ready = _command(server, port, conf, bare)
     before = sum(lwa.stats()[1].values())
     process = subprocess.Popen(
         argv, cwd=_HERE, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
@@ -143,6 +147,8 @@ def run(rounds: int) -> list[tuple[str, str]]:
             for _ in range(rounds):
                 for server in ("uvicorn", "gunicorn"):
                     results.setdefault(server, []).append(one_worker(server, lwa, env, conf))
+                    bare = one_worker(server, lwa, env, conf, bare=True)
+                    results.setdefault(f"bare {server}", []).append(bare)
                 for adapter in ("asgi", "wsgi"):
                     results.setdefault(adapter, []).append(in_process(adapter, lwa, bundle))
         finally:
@@ -158,6 +164,10 @@ def run(rounds: int) -> list[tuple[str, str]]:
                 f"{_spread(firsts)} (second token: {_spread(seconds)}; "
                 f"LWA requests before the first token: {sent})",
             )
+        )
+        bare = [r[0] / LATENCY for r in results[f"bare {server}"]]
+        rows.append(
+            (f"the bare app's first request, same {how} (the server's own share)", _spread(bare))
         )
     for adapter in ("asgi", "wsgi"):
         values = [v / LATENCY for v in results[adapter]]

@@ -1,7 +1,8 @@
 """The app ``bench_first_token.py`` serves with uvicorn and gunicorn: a trivial
 app behind the middleware, configured from the environment (``LWA_API_BASE_URL``,
-``LWA_VERIFY``, ``LWA_CLIENT_ID``). Importing it builds the WSGI middleware
-(whose warm start runs at construction, in the worker, as an app module's would)."""
+``LWA_VERIFY``, ``LWA_CLIENT_ID``). ``asgi`` and ``wsgi`` are built when the
+server loads them, in the worker (the WSGI warm start runs at construction, as
+in an app module), and ``bare_asgi``, ``bare_wsgi`` are the app alone."""
 
 from __future__ import annotations
 
@@ -34,5 +35,15 @@ def _bare_wsgi(environ: dict[str, Any], start_response: Any) -> list[bytes]:
     return [b"ok"]
 
 
-asgi = LWAMiddleware(_bare, **_OPTIONS)
-wsgi = LWAWSGIMiddleware(_bare_wsgi, **_OPTIONS)
+#: The bare apps: what the server's own first request costs.
+bare_asgi, bare_wsgi = _bare, _bare_wsgi
+
+
+def __getattr__(name: str) -> Any:
+    # Built when the server asks for it: a uvicorn worker builds no WSGI
+    # middleware (whose warm start would open connections) and vice versa.
+    if name == "asgi":
+        return LWAMiddleware(_bare, **_OPTIONS)
+    if name == "wsgi":
+        return LWAWSGIMiddleware(_bare_wsgi, **_OPTIONS)
+    raise AttributeError(name)

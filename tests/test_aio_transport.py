@@ -222,3 +222,21 @@ def test_the_lifespan_warm_start_under_uvicorn_opens_them_too(tls_lwa: LWAEmulat
         assert response.status_code == 200
         assert dict(tls_lwa.calls) == {"tokeninfo": 1, "profile": 1}
         assert tls_lwa.connections == 2
+
+
+def test_the_warm_start_resolves_a_host_name_and_leaves_no_thread(
+    lwa_emulator: LWAEmulator,
+) -> None:
+    # aiohttp resolves a name (not an IP address) in a thread of the loop's
+    # executor: a thread a server forking next would find held mid-call.
+    before = set(threading.enumerate())
+    base_url = f"http://localhost:{lwa_emulator.port}"
+    mw = LWAWSGIMiddleware(wsgi_echo, client_id=lwa_emulator.client_id, api_base_url=base_url)
+    try:
+        assert _connections(lwa_emulator, 2) == 2
+        made = set(threading.enumerate()) - before
+        assert {t for t in made if "process_request" not in t.name} == set()
+        assert _wsgi_status(mw, lwa_emulator.issue_token()) == 200
+        assert lwa_emulator.connections == 2
+    finally:
+        mw.close()

@@ -268,6 +268,11 @@ class LoopThread:
             if self._current() is not None:
                 return
             loop = asyncio.new_event_loop()
+            # aiohttp resolves host names in the loop's executor: one of our
+            # own, whose thread is joined before returning (a fresh one,
+            # threadless until used, serves the loop afterwards).
+            resolver = concurrent.futures.ThreadPoolExecutor(1, "lwa-warm-start")
+            loop.set_default_executor(resolver)
 
             async def make() -> Transport:
                 transport = Transport(self._settings, self._context)
@@ -279,6 +284,9 @@ class LoopThread:
             except BaseException:
                 loop.close()
                 raise
+            finally:
+                resolver.shutdown(wait=True)
+            loop.set_default_executor(concurrent.futures.ThreadPoolExecutor())
             self._started = (os.getpid(), loop, None, transport)
 
     def batch(self, batch: list[UpstreamRequest], deadline: float) -> list[Outcome]:
