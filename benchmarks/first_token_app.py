@@ -9,6 +9,9 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from first_token import _app as _bare
+from first_token import _wsgi_app as _bare_wsgi
+
 from lwa_middleware import LWAMiddleware, LWAWSGIMiddleware
 
 _OPTIONS: dict[str, Any] = {
@@ -16,23 +19,6 @@ _OPTIONS: dict[str, Any] = {
     "api_base_url": os.environ["LWA_API_BASE_URL"],
     "verify": os.environ["LWA_VERIFY"],
 }
-
-
-async def _bare(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            kind = message["type"].replace("lifespan.", "")
-            await send({"type": f"lifespan.{kind}.complete"})
-            if kind == "shutdown":
-                return
-    await send({"type": "http.response.start", "status": 200, "headers": []})
-    await send({"type": "http.response.body", "body": b"ok"})
-
-
-def _bare_wsgi(environ: dict[str, Any], start_response: Any) -> list[bytes]:
-    start_response("200 OK", [("content-length", "2")])
-    return [b"ok"]
 
 
 #: The bare apps: what the server's own first request costs.
