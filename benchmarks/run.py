@@ -21,6 +21,7 @@ sys.path.insert(0, str(HERE.parent))
 
 import bench_ablation  # noqa: E402
 import bench_cold_path  # noqa: E402
+import bench_first_token  # noqa: E402
 import bench_flood  # noqa: E402
 import bench_hot_path  # noqa: E402
 import bench_http_clients  # noqa: E402
@@ -122,6 +123,7 @@ def main() -> None:
         rows += _hot_rows(rounds, n)
         rows += bench_cold_path.run(n=5 if args.quick else 15)
         rows += bench_scale.run(rounds=1 if args.quick else 3)
+        rows += bench_first_token.run(rounds=3 if args.quick else 7, in_process_too=False)
         rows += bench_http_clients.run(rounds=1 if args.quick else 3)
         rows += bench_uvicorn.run(rounds=3 if args.quick else 6, seconds=2 if args.quick else 3)
         rows += bench_memory.run()

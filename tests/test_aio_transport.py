@@ -6,12 +6,15 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import anyio
+import httpx2
 import pytest
+from conftest import starlette_app, wsgi_echo
 from support.private import Transport, _Seats, private_async_driver
+from support.servers import serve_uvicorn
 from werkzeug.test import Client
 
 from lwa_middleware import LWAMiddleware, LWAWSGIMiddleware
@@ -201,3 +204,83 @@ def test_a_fork_while_another_thread_starts_the_io_thread_leaves_the_child_free(
         pytest.fail("the child's first lookup waited for a lock no thread of it holds")
     assert os.waitstatus_to_exitcode(done[1]) == 0
     mw.close()
+
+
+# -- the warm start (issue 23, target 3) --------------------------------------
+
+
+def _connections(lwa: LWAEmulator, n: int) -> int:
+    """``lwa.connections`` once it reaches ``n`` (the emulator counts a
+    connection in its own thread, after the client sees it open), or what it
+    is after a bound."""
+    give_up = time.monotonic() + 10
+    while lwa.connections < n and time.monotonic() < give_up:
+        time.sleep(0.01)
+    return lwa.connections
+
+
+def _options(lwa: LWAEmulator) -> dict[str, Any]:
+    return {"client_id": lwa.client_id, "api_base_url": lwa.base_url, "verify": lwa.ca_file}
+
+
+@pytest.fixture
+def tls_lwa() -> Iterator[LWAEmulator]:
+    with LWAEmulator(tls=True) as lwa:
+        yield lwa
+
+
+def test_the_wsgi_warm_start_opens_the_connections_the_first_token_uses(
+    tls_lwa: LWAEmulator,
+) -> None:
+    mw = LWAWSGIMiddleware(wsgi_echo, **_options(tls_lwa))
+    try:
+        # TCP and TLS done at construction; not one request sent.
+        assert _connections(tls_lwa, 2) == 2
+        assert tls_lwa.requests == []
+        assert _io_threads() == []  # and still no thread: a server may fork next
+        assert _wsgi_status(mw, tls_lwa.issue_token(scopes=["profile"])) == 200
+        # tokeninfo and profile went over those two: none was opened for them.
+        assert dict(tls_lwa.calls) == {"tokeninfo": 1, "profile": 1}
+        assert tls_lwa.connections == 2
+    finally:
+        mw.close()
+
+
+def test_a_warmed_middleware_closes_without_a_lookup(tls_lwa: LWAEmulator) -> None:
+    before = len(_io_threads())
+    mw = LWAWSGIMiddleware(wsgi_echo, **_options(tls_lwa))
+    assert _connections(tls_lwa, 2) == 2
+    mw.close()  # its loop ran here only to close: no thread left
+    assert len(_io_threads()) == before
+    assert tls_lwa.requests == []
+
+
+def test_the_lifespan_warm_start_under_uvicorn_opens_them_too(tls_lwa: LWAEmulator) -> None:
+    mw = LWAMiddleware(starlette_app(), **_options(tls_lwa))
+    with serve_uvicorn(mw, lifespan="on") as url:  # startup warms, shutdown closes
+        assert _connections(tls_lwa, 2) == 2
+        assert tls_lwa.requests == []
+        token = tls_lwa.issue_token(scopes=["profile"])
+        with httpx2.Client(base_url=url, trust_env=False) as client:
+            response = client.get("/me", headers={"Authorization": f"Bearer {token}"})
+        assert response.status_code == 200
+        assert dict(tls_lwa.calls) == {"tokeninfo": 1, "profile": 1}
+        assert tls_lwa.connections == 2
+
+
+def test_the_warm_start_resolves_a_host_name_and_leaves_no_thread(
+    lwa_emulator: LWAEmulator,
+) -> None:
+    # aiohttp resolves a name (not an IP address) in a thread of the loop's
+    # executor: a thread a server forking next would find held mid-call.
+    before = set(threading.enumerate())
+    base_url = f"http://localhost:{lwa_emulator.port}"
+    mw = LWAWSGIMiddleware(wsgi_echo, client_id=lwa_emulator.client_id, api_base_url=base_url)
+    try:
+        assert _connections(lwa_emulator, 2) == 2
+        made = set(threading.enumerate()) - before
+        assert {t for t in made if "process_request" not in t.name} == set()
+        assert _wsgi_status(mw, lwa_emulator.issue_token()) == 200
+        assert lwa_emulator.connections == 2
+    finally:
+        mw.close()

@@ -30,8 +30,8 @@ from lwa_middleware import ConfigurationError
 ROOT = Path(__file__).resolve().parent.parent
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
 #: What the middlewares need (CONTRACT.md: scope["auth"] is Starlette's; aiohttp
-#: calls LWA on asyncio and from WSGI threads, httpx2 on trio: issue 23).
-BASE = {"aiohttp", "anyio", "httpx2", "sniffio", "starlette"}
+#: calls LWA on asyncio and from WSGI threads, httpx2 on trio: issue 23; yarl, its URLs).
+BASE = {"aiohttp", "anyio", "httpx2", "sniffio", "starlette", "yarl"}
 #: The heavy optional packages the base install must not bring.
 NOT_BASE = {"redis", "cryptography", "cffi", "pycparser"}
 

@@ -71,6 +71,9 @@ def test_construction_leaves_no_thread_running(lwa_emulator: LWAEmulator) -> Non
         api_base_url=lwa_emulator.base_url,
     )
     try:
-        assert set(threading.enumerate()) - before == set()
+        # The emulator serves each connection the warm start opens in a
+        # thread of its own (in this process): those are not the middleware's.
+        made = {t for t in set(threading.enumerate()) - before if "process_request" not in t.name}
+        assert made == set()
     finally:
         mw.close()

@@ -9,6 +9,9 @@ loop or driven from a hundred threads through one I/O loop. So:
   running an asyncio loop with a :class:`Transport`, started on the first
   lookup (never at construction: a process forked after warm-up has no thread).
 
+The warm start (:meth:`Transport.open`) opens the connections a first lookup
+needs before it comes, sending nothing on them (issue 23, target 3).
+
 trio, and an ``http_client`` the application supplies (httpx2), keep the
 httpx2 path in :mod:`.upstream`. Every per-request guarantee of that path
 holds here too: one overall deadline (aiohttp's ``total`` timeout covers the
@@ -35,6 +38,7 @@ import weakref
 from typing import TYPE_CHECKING
 
 import aiohttp
+from yarl import URL
 
 from . import _otel
 from ._http import (
@@ -61,6 +65,12 @@ _CHUNK = 64 * 1024
 #: Seconds a thread waits for its batch beyond the batch's own deadline.
 _SLACK = 5.0
 
+
+#: What a forked process found of its parent's loop: kept, never used nor
+#: collected, as closing it would act on sockets and an epoll set the parent
+#: shares (uWSGI forks without Python's at-fork hooks, so nothing can undo
+#: the parent's warm start before the fork).
+_FORKED_AWAY: list[object] = []
 
 _CONNECTION = UpstreamFailure("connection failed", "connection")
 _CLOSED = UpstreamFailure("closed during the call", "connection")
@@ -197,6 +207,36 @@ class Transport:
         except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
             return _failed(exc)
 
+    async def open(self, urls: list[str], seconds: float) -> None:
+        """Open one connection (TCP and TLS) for each of ``urls`` and leave them
+        idle in the pool, where the first lookup's requests take them; its
+        proxy look-ups are done now too.
+
+        Nothing is sent on them. aiohttp has no call for this but the one its
+        session makes: ``connector.connect()`` for a request (built, never
+        sent) with the key the lookup's requests have (same scheme, host,
+        port, ``ssl``, no proxy), then ``release()`` into the pool. Through a
+        proxy, nothing is opened (the tunnel is the proxy's business).
+        """
+        connector = self._session.connector
+        if connector is None:
+            return
+        loop = asyncio.get_running_loop()
+        timeouts = aiohttp.ClientTimeout(
+            total=seconds, connect=seconds, sock_connect=seconds, ceil_threshold=math.inf
+        )
+
+        async def one(url: str) -> None:
+            request = aiohttp.ClientRequest("GET", URL(url), loop=loop, session=self._session)
+            connection = await connector.connect(request, [], timeouts)
+            connection.release()
+
+        direct = [url for url in urls if self._proxy(url)[0] is None]
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                # A failure is the first lookup's to meet (and report), not this.
+                await asyncio.gather(*map(one, direct), return_exceptions=True)
+
     async def close(self) -> None:
         await self._session.close()
 
@@ -215,18 +255,21 @@ def _bury(loop: asyncio.AbstractEventLoop, transport: Transport) -> None:
 class LoopThread:
     """One asyncio loop in a daemon thread, sending the batches of many threads.
 
-    Started on the first :meth:`batch`, and again in a process forked since
-    (the parent's thread does not exist there). The caller's context goes
-    with each batch (``run_coroutine_threadsafe`` copies it), so a batch
-    stays in the caller's trace.
+    The thread starts on the first :meth:`batch`, and again in a process
+    forked since (the parent's thread does not exist there), or when its loop
+    died. :meth:`warm` makes the loop and its session before, in the calling
+    thread, and opens the first lookup's connections, leaving no thread
+    behind. The caller's context goes with each batch
+    (``run_coroutine_threadsafe`` copies it), so a batch stays in the
+    caller's trace.
     """
 
     def __init__(self, settings: Settings, context: ssl.SSLContext) -> None:
         self._settings = settings
         self._context = context
         self._lock = threading.Lock()
-        self._started: tuple[int, asyncio.AbstractEventLoop, threading.Thread, Transport] | None
-        self._started = None
+        # (pid, loop, its thread once started, transport)
+        self._started: _Started | None = None
         _EVERY.add(self)
 
     def _forked(self) -> None:
@@ -237,22 +280,37 @@ class LoopThread:
 
     def _running(self) -> tuple[asyncio.AbstractEventLoop, Transport]:
         started = self._started
-        if started is None or started[0] != os.getpid() or not started[2].is_alive():
+        if (
+            started is None
+            or started[0] != os.getpid()
+            or started[2] is None
+            or not started[2].is_alive()
+        ):
             with self._lock:
-                started = self._started
-                if started is not None and started[0] == os.getpid():
-                    if started[2].is_alive():
-                        return started[1], started[3]
+                started = self._current()
+                if started is not None and started[2] is not None and not started[2].is_alive():
                     # Its loop stopped (a BaseException out of a callback):
                     # batches sent there would wait out their deadline, every one.
                     _bury(started[1], started[3])
-                started = self._start()
+                    started = None
+                if started is None:
+                    started = self._start()
+                elif started[2] is None:  # warmed: its loop starts running now
+                    pid, loop, _, transport = started
+                    self._started = started = (pid, loop, _spin(loop), transport)
         return started[1], started[3]
 
-    def _start(self) -> tuple[int, asyncio.AbstractEventLoop, threading.Thread, Transport]:
+    def _current(self) -> _Started | None:
+        """This process's loop, if made; a parent's is set aside (see _FORKED_AWAY)."""
+        started = self._started
+        if started is not None and started[0] != os.getpid():
+            _FORKED_AWAY.append(started)
+            self._started = started = None
+        return started
+
+    def _start(self) -> _Started:
         loop = asyncio.new_event_loop()
-        thread = threading.Thread(target=loop.run_forever, name="lwa-upstream", daemon=True)
-        thread.start()
+        thread = _spin(loop)
 
         async def make() -> Transport:
             return Transport(self._settings, self._context)
@@ -260,6 +318,39 @@ class LoopThread:
         transport = asyncio.run_coroutine_threadsafe(make(), loop).result()
         self._started = started = (os.getpid(), loop, thread, transport)
         return started
+
+    def warm(self, urls: list[str]) -> None:
+        """Make the loop and its session, and open a connection for each of
+        ``urls`` (:meth:`Transport.open`), here and now; start no thread (a server
+        may fork next). Bounded by ``connect_timeout``. Nothing to do in a
+        thread running a loop already (it cannot run this one)."""
+        with contextlib.suppress(RuntimeError):
+            asyncio.get_running_loop()
+            return
+        with self._lock:
+            if self._current() is not None:
+                return
+            loop = asyncio.new_event_loop()
+            # aiohttp resolves host names in the loop's executor: one of our
+            # own, whose thread is joined before returning (a fresh one,
+            # threadless until used, serves the loop afterwards).
+            resolver = concurrent.futures.ThreadPoolExecutor(1, "lwa-warm-start")
+            loop.set_default_executor(resolver)
+
+            async def make() -> Transport:
+                transport = Transport(self._settings, self._context)
+                await transport.open(urls, self._settings.connect_timeout)
+                return transport
+
+            try:
+                transport = loop.run_until_complete(make())
+            except BaseException:
+                loop.close()
+                raise
+            finally:
+                resolver.shutdown(wait=True)
+            loop.set_default_executor(concurrent.futures.ThreadPoolExecutor())
+            self._started = (os.getpid(), loop, None, transport)
 
     def batch(self, batch: list[UpstreamRequest], deadline: float) -> list[Outcome]:
         loop, transport = self._running()
@@ -276,16 +367,26 @@ class LoopThread:
     def close(self) -> None:
         """Close the session, stop the loop and wait for its thread (briefly)."""
         with self._lock:
-            started, self._started = self._started, None
-        if started is None or started[0] != os.getpid():
-            return
-        if threading.current_thread() is started[2]:
+            started, self._started = self._current(), None
+            if started is None:
+                return
+            _, loop, thread, transport = started
+            if thread is None:  # warmed, never used: its loop runs to close
+                try:
+                    thread = _spin(loop)
+                except RuntimeError:  # interpreter exit: the sockets go with the process
+                    return
+        if threading.current_thread() is thread:
             # The garbage collector ran the driver's finalizer on this loop's
             # own thread: waiting here for the loop would wait for itself.
-            threading.Thread(target=_stop, args=(started,), name="lwa-upstream-close").start()
+            threading.Thread(
+                target=_stop, args=(loop, thread, transport), name="lwa-upstream-close"
+            ).start()
             return
-        _stop(started)
+        _stop(loop, thread, transport)
 
+
+_Started = tuple[int, asyncio.AbstractEventLoop, "threading.Thread | None", Transport]
 
 #: Every LoopThread of this process, for the fork hook below.
 _EVERY: weakref.WeakSet[LoopThread] = weakref.WeakSet()
@@ -300,10 +401,18 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def _stop(started: tuple[int, asyncio.AbstractEventLoop, threading.Thread, Transport]) -> None:
+def _spin(loop: asyncio.AbstractEventLoop) -> threading.Thread:
+    """Start the daemon thread that runs ``loop``."""
+    thread = threading.Thread(target=loop.run_forever, name="lwa-upstream", daemon=True)
+    thread.start()
+    return thread
+
+
+def _stop(
+    loop: asyncio.AbstractEventLoop, thread: threading.Thread, transport: Transport
+) -> None:
     """Close the session of a started :class:`LoopThread`, stop its loop and wait
     for its thread (briefly)."""
-    _, loop, thread, transport = started
 
     async def shut() -> None:
         # Batches still in flight end now (their threads get _CLOSED),

@@ -502,10 +502,12 @@ class Resolver:
         self._drive(self._forget_plan(token, revoke=True))
 
     def warm_sync(self) -> None:
-        """Build the blocking driver now (aiohttp imported, SSL context), so the
-        first token does not pay for it. It starts no thread (its I/O loop
-        starts with the first lookup): a process forked after it has none."""
-        self._sync_upstream()
+        """Build the blocking driver now (aiohttp imported, SSL context, its I/O
+        loop's session, the first lookup's connections to LWA opened with no
+        request sent), so the first token does not pay for it. It starts no
+        thread (the loop's starts with the first lookup): a process forked
+        after it has none, and makes its own."""
+        self._sync_upstream().warm()
         self._blocking_shared()
 
     def send_sync(self, request: UpstreamRequest) -> Outcome:

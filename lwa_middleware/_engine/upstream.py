@@ -109,6 +109,11 @@ def _client_options(settings: Settings, context: ssl.SSLContext) -> dict[str, ob
     }
 
 
+def _first_batch(settings: Settings) -> list[str]:
+    """The URLs of a lookup's first batch: tokeninfo and profile, sent at once."""
+    return [settings.tokeninfo_url, settings.profile_url]
+
+
 def _unusable() -> UpstreamUnavailable:
     # Defence in depth: whatever the flow choked on came from LWA's answer,
     # and a client must never see a 500 for it.
@@ -256,6 +261,12 @@ class SyncDriver:
             for slots in held:
                 slots.release()
 
+    def warm(self) -> None:
+        """Make the I/O loop's session and open the first lookup's connections
+        now (see :meth:`._aio.LoopThread.warm`); httpx2 clients open theirs lazily."""
+        if self._aio is not None:
+            self._aio.warm(_first_batch(self._settings))
+
     def _send_batch(self, batch: list[UpstreamRequest], deadline: float) -> list[Outcome]:
         if self._aio is not None:
             return self._aio.batch(batch, deadline)
@@ -384,8 +395,11 @@ class AsyncDriver:
         return Transport(self._settings, self._ssl)
 
     async def start(self) -> None:
-        """Make this loop's clients now (at lifespan startup), not on the first lookup."""
-        await self._bind()
+        """Make this loop's clients now (at lifespan startup), not on the first
+        lookup, and with aiohttp open the first lookup's connections."""
+        seats, _, _ = await self._bind()
+        if not isinstance(seats, _Seats):
+            await seats.open(_first_batch(self._settings), self._settings.connect_timeout)
 
     async def run(self, lookup: Lookup) -> Resolved:
         seats, every, odd = await self._bind()
