@@ -37,7 +37,7 @@ from .._engine.identity import Identity
 from .._engine.routes import PROVABLE_SCOPES, Access, Policy
 from .._engine.singleflight import TaskFlights, ThreadFlights
 from ._cookies import CookieJar, cookie_headers, read_cookie, safe_next
-from ._exchange import exchange
+from ._exchange import Exchanging
 from ._options import AUTHORIZE_URL, authorize_url_of, check_signin_options
 from ._origins import origin_matches
 from ._pages import Page, PageKind, Pages, check_pages, render_page
@@ -50,7 +50,7 @@ from ._parts import (
     grant_of,
     token_unreachable,
 )
-from ._refresh import refresh
+from ._refresh import Refreshing, warn_without_delete_if
 from ._sessions import (
     MAX_PENDING_LOGINS,
     MemorySessionStore,
@@ -74,7 +74,7 @@ LOGIN_TTL: Final = 600
 _REQUIRED: Final = Policy(Access.REQUIRED)
 
 
-class SignIn:
+class SignIn(Exchanging, Refreshing):
     """Signs users in with Login with Amazon, server-side (authorization code + PKCE).
 
     The browser only ever holds an opaque session cookie; the access and
@@ -147,6 +147,8 @@ class SignIn:
             refuse_mixed_hosts(authorize_url, self._settings.api_base_url)
         if store is not None and redis_url is not None:
             raise ConfigurationError("give redis_url or store, not both")
+        if store is not None:
+            warn_without_delete_if(store)
         self.store: SessionStore = (
             store
             if store is not None
@@ -413,7 +415,7 @@ class SignIn:
         code = params.get("code", "")
         if not code:
             return self._failed(400, "The answer from Amazon is incomplete.", clear)
-        found = exchange(self, code, pending["v"], clear)
+        found = self._exchange(code, pending["v"], clear)
         if isinstance(found, Reply):
             return found
         return self._open_session(found, cookies, target, clear)
@@ -525,7 +527,7 @@ class SignIn:
             return None
         if self._fresh(session):
             return session.access_token
-        return self._threads.run(key, lambda: (refresh(self, key),), _same, _nothing)[0]
+        return self._threads.run(key, lambda: (self._refresh(key),), _same, _nothing)[0]
 
     async def access_token_async(self, session_id: str) -> str | None:
         key = self._key("session", session_id)

@@ -227,3 +227,60 @@ def test_a_late_release_never_frees_the_next_holders_lease_redis(
         _expire_then_retake(store, pass_time, 0.2)
     finally:
         store.close()
+
+
+def test_a_refused_refresh_leaves_a_session_another_worker_renewed(
+    pair: Pair, lwa_emulator: LWAEmulator
+) -> None:
+    """LWA refuses our refresh (``invalid_grant``: the customer removed the
+    app) after another worker renewed the session: the refusal ends the
+    session it read, not the one now stored (issue 19, item 4)."""
+    with TestClient(pair.a, base_url=ORIGIN, follow_redirects=False) as client:
+        session_id = session_cookie(sign_in(client, lwa_emulator))
+    assert session_id is not None
+    key = pair.signin._key("session", session_id)
+    pair.clock.advance(3600)
+    theirs = lwa_emulator.issue_token()
+
+    async def other_worker_renews_then_lwa_refuses(_: httpx2.AsyncClient) -> int:
+        session = session_of(pair.signin, session_id)
+        renewed = dataclasses.replace(
+            session, access_token=theirs, expires_at=pair.clock.now + 3600
+        )
+        await asyncio.to_thread(pair.signin._save, key, renewed)
+        return lwa_emulator.remove_app(session.user_id)  # our refresh token: invalid_grant
+
+    removed, during = asyncio.run(
+        _while_refresh_at_lwa(pair, lwa_emulator, session_id, other_worker_renews_then_lwa_refuses)
+    )
+    assert removed > 0
+    assert pair.recorder.grants("refresh_token")  # the refresh did reach LWA...
+    assert during == 401  # ...and was refused
+    assert session_of(pair.signin, session_id).access_token == theirs
+
+
+# -- the conditional delete (issue 19, item 4) ----------------------------------
+
+
+def _deletes_only_what_it_read(store: SessionStore) -> None:
+    key = "session:" + "1" * 64
+    store.put(key, b"read", 60)
+    assert store.replace(key, b"read", b"renewed", 60)
+    assert store.delete_if(key, b"read") is False  # replaced meanwhile: kept
+    assert store.get(key) == b"renewed"
+    assert store.delete_if(key, b"renewed") is True
+    assert store.get(key) is None
+    assert store.delete_if(key, b"renewed") is False  # nothing left to delete
+
+
+def test_delete_if_deletes_only_the_bytes_read_memory() -> None:
+    _deletes_only_what_it_read(MemorySessionStore(clock=FakeClock()))
+
+
+@pytest.mark.redis
+def test_delete_if_deletes_only_the_bytes_read_redis(redis_server: Any, rclient: Any) -> None:
+    store = RedisSessionStore(redis_server.url, timeout=5)
+    try:
+        _deletes_only_what_it_read(store)
+    finally:
+        store.close()

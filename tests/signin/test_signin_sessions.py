@@ -13,6 +13,7 @@ import pytest
 from starlette.testclient import TestClient
 from support.clock import FakeClock
 
+from lwa_middleware.signin import MemorySessionStore
 from lwa_middleware.testing import Fault
 from tests.signin.signin_support import (
     ORIGIN,
@@ -205,3 +206,29 @@ def test_sessions_are_encrypted_at_rest(setup):
     other = signin._key("session", "B" * 43)
     signin.store.put(other, signin.store.get(key), 60)
     assert session_of(signin, "B" * 43) is None
+
+
+class _StoreWithoutDeleteIf:
+    """A store written before ``SessionStore.delete_if``: every other method."""
+
+    def __init__(self) -> None:
+        inner = MemorySessionStore()
+        for name in ("get", "put", "replace", "take", "delete", "add_login", "take_login"):
+            setattr(self, name, getattr(inner, name))
+        self.lease, self.release = inner.lease, inner.release
+
+
+def test_a_store_without_delete_if_warns_and_a_refused_refresh_still_ends_the_session(
+    lwa_emulator,
+):
+    clock = FakeClock.starting_now()
+    with pytest.warns(DeprecationWarning, match=r"_StoreWithoutDeleteIf has no delete_if"):
+        signin = make_signin(lwa_emulator, clock=clock, store=_StoreWithoutDeleteIf())
+    app = starlette_app(lwa_emulator, signin)
+    with TestClient(app, base_url=ORIGIN, follow_redirects=False) as client:
+        session_id = session_cookie(sign_in(client, lwa_emulator))
+        lwa_emulator.remove_app(session_of(signin, session_id).user_id)
+        clock.advance(3600)
+        assert client.get("/me").status_code == 401
+        assert session_of(signin, session_id) is None
+        assert client.get("/me").status_code == 401
