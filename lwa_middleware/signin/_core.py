@@ -30,6 +30,7 @@ import anyio
 import httpx2
 
 from .._engine._observe import fields
+from .._engine.clock import Clock, epoch_of
 from .._engine.config import Settings
 from .._engine.errors import ConfigurationError, SharedCacheError, UpstreamUnavailable
 from .._engine.flow import UpstreamFailure
@@ -84,7 +85,8 @@ class SignIn(Exchanging, Refreshing):
 
     Its keywords (what each does, its default, its check): the table
     :data:`lwa_middleware.signin._options.SIGNIN_OPTIONS`, shown in
-    ``docs/options.md``. ``clock`` is epoch seconds (``time.time``), since
+    ``docs/options.md``. ``clock`` is the middleware's kind (see
+    :mod:`lwa_middleware._engine.clock`); SignIn reads its ``time()``, since
     sessions outlive the process; the HTTP deadlines run in real time.
     """
 
@@ -113,7 +115,7 @@ class SignIn(Exchanging, Refreshing):
         retry_after: int = 5,
         max_sessions: int = 10_000,
         max_pending_logins: int = MAX_PENDING_LOGINS,
-        clock: Callable[[], float] = time.time,
+        clock: Clock | Callable[[], float] = time,
         http: httpx2.Client | None = None,
         pages: Pages | None = None,
         allow_mixed_hosts: bool = False,
@@ -169,7 +171,8 @@ class SignIn(Exchanging, Refreshing):
         self.refresh_margin = float(refresh_margin)
         self.timeout = float(timeout)
         self.retry_after = int(retry_after)
-        self.clock = clock
+        #: Epoch seconds: the ``time()`` face of ``clock=``.
+        self.clock = epoch_of(clock, "SignIn")
         self._http = http
         self._resolvers: list[Resolver] = []
         self._own_resolver: Resolver | None = None

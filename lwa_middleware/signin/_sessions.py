@@ -21,6 +21,7 @@ from typing import Any, Final, Protocol, runtime_checkable
 
 from .._engine._extras import needs_extra
 from .._engine._observe import fields
+from .._engine.clock import Clock, monotonic_of
 from .._engine.errors import ConfigurationError, UpstreamUnavailable
 
 # cryptography comes with the signin extra, not the base install.
@@ -170,13 +171,13 @@ class MemorySessionStore:
     def __init__(
         self,
         maxsize: int = 10_000,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock | Callable[[], float] = time,
         *,
         max_pending: int = MAX_PENDING_LOGINS,
     ) -> None:
         self._maxsize = _check_count("maxsize", maxsize)
         self._max_pending = _check_count("max_pending", max_pending)
-        self._clock = clock
+        self._clock = monotonic_of(clock, "MemorySessionStore")  # what lives in this process
         self._lock = threading.Lock()
         self._items: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
         self._pending: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
