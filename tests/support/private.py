@@ -197,3 +197,61 @@ private_thread_flights = attrgetter("resolver._threads")
 
 # a middleware's lookups in flight on tasks: none left over
 private_task_flights = attrgetter("resolver._tasks")
+
+
+# The shared cache's plans (sans-IO: each yields the Redis calls it would make), driven step by
+# step by tests/support/plans.py: each reader is one step or one piece of state a plan keeps,
+# which no public API shows (a middleware runs them all at once, against Redis).
+
+# a read: the lookup of a token (with or without taking the fill lease)
+plan_get = attrgetter("_get")
+# a write of a resolved identity or rejection
+plan_put = attrgetter("_put")
+# a revocation (the entry and its marker for the other workers)
+plan_revoke = attrgetter("_revoke")
+# a failed lookup's record (the lease freed, the back-off armed)
+plan_failure = attrgetter("_record_failure")
+# a lost-revocation check (the epochs a worker last saw)
+plan_check_lost = attrgetter("_check_lost")
+# the replay of revocations after a reconnect
+plan_replay = attrgetter("_replay_plan")
+# a revocation kept in memory for the replay
+plan_remember = attrgetter("_remember")
+# a discard of a token's entries
+plan_discard = attrgetter("_discard")
+# a token's keyed digest (the Redis key's part)
+plan_hex = attrgetter("_hex")
+# the codec that seals and opens values (to write what Redis would hold)
+plan_codec = attrgetter("_codec")
+# the key and MAC secret in use
+plan_secret = attrgetter("_secret")
+# the data set's marker, as last seen
+plan_epoch = attrgetter("_epoch")
+# the revocation epochs seen, by bucket
+plan_epochs = attrgetter("_epochs")
+# the fill leases held, by digest
+plan_leases = attrgetter("_leases")
+# the revocations remembered for the replay
+plan_revocations = attrgetter("_revocations")
+# the in-process copy the plans fall back on
+plan_memory = attrgetter("_memory")
+
+
+def set_plan_epoch(plans: object, epoch: bytes) -> None:
+    """The data set's marker, as if last seen: a plan starts from a known one."""
+    plans._epoch = epoch  # type: ignore[attr-defined]
+
+
+def set_plan_wall(plans: object, wall: object) -> None:
+    """The plans' wall clock (Redis TTLs are wall time), held still."""
+    plans._wall = wall  # type: ignore[attr-defined]
+
+
+def set_plan_jitter(plans: object, jitter: object) -> None:
+    """The back-off's jitter, at one end of its range."""
+    plans._jitter = jitter  # type: ignore[attr-defined]
+
+
+def end_plan_backoff(plans: object) -> None:
+    """Past the back-off after a Redis fault, without waiting it out."""
+    plans._skip_until = 0.0  # type: ignore[attr-defined]
