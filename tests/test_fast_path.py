@@ -21,7 +21,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support.callers import asgi_call, asgi_scope
 from support.clock import FakeClock
-from support.private import PROVABLE_SCOPES, Entry, Gate, Policy, Resolver, Settings
+from support.private import (
+    PROVABLE_SCOPES,
+    Entry,
+    Gate,
+    Policy,
+    Resolver,
+    Settings,
+    gate_resolver,
+    gate_stats,
+)
 
 from lwa_middleware import Identity, LWAMiddleware, LWAWSGIMiddleware, revalidate
 from lwa_middleware.testing import LWAEmulator
@@ -157,12 +166,12 @@ def test_gate_hit_is_the_cache_rule(
     gate = Gate(options, Resolver(options))
     raw = b"Atza|gate-property"
     entry = _entry(clock(), scopes, has_profile, fresh_in)
-    gate._resolver.cache.put(sha256(raw).digest(), entry)
+    gate_resolver(gate).cache.put(sha256(raw).digest(), entry)
     hit = gate.hit(raw, policy)
     expected = _rule(entry, policy, clock())
     assert (hit is entry) == expected
     assert hit is None or hit is entry
-    assert gate._stats.hits == int(expected)
+    assert gate_stats(gate).hits == int(expected)
 
 
 def _wsgi_app(environ: Any, start_response: Any) -> list[bytes]:

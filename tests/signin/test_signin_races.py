@@ -20,6 +20,7 @@ import httpx2
 import pytest
 from starlette.testclient import TestClient
 from support.clock import FakeClock
+from support.private import save_session, session_key
 from support.redis_servers import wait_for
 
 from lwa_middleware.signin import MemorySessionStore, RedisSessionStore, SessionStore, SignIn
@@ -154,7 +155,7 @@ def test_a_refresh_that_lost_to_another_workers_serves_that_one(
     with TestClient(pair.a, base_url=ORIGIN, follow_redirects=False) as client:
         session_id = session_cookie(sign_in(client, lwa_emulator))
     assert session_id is not None
-    key = pair.signin._key("session", session_id)
+    key = session_key(pair.signin, session_id)
     pair.clock.advance(3600)
     theirs = lwa_emulator.issue_token()
 
@@ -163,7 +164,7 @@ def test_a_refresh_that_lost_to_another_workers_serves_that_one(
         renewed = dataclasses.replace(
             session, access_token=theirs, expires_at=pair.clock.now + 3600
         )
-        await asyncio.to_thread(pair.signin._save, key, renewed)
+        await asyncio.to_thread(save_session, pair.signin, key, renewed)
         return 0
 
     _, during = asyncio.run(
@@ -238,7 +239,7 @@ def test_a_refused_refresh_leaves_a_session_another_worker_renewed(
     with TestClient(pair.a, base_url=ORIGIN, follow_redirects=False) as client:
         session_id = session_cookie(sign_in(client, lwa_emulator))
     assert session_id is not None
-    key = pair.signin._key("session", session_id)
+    key = session_key(pair.signin, session_id)
     pair.clock.advance(3600)
     theirs = lwa_emulator.issue_token()
 
@@ -247,7 +248,7 @@ def test_a_refused_refresh_leaves_a_session_another_worker_renewed(
         renewed = dataclasses.replace(
             session, access_token=theirs, expires_at=pair.clock.now + 3600
         )
-        await asyncio.to_thread(pair.signin._save, key, renewed)
+        await asyncio.to_thread(save_session, pair.signin, key, renewed)
         return lwa_emulator.remove_app(session.user_id)  # our refresh token: invalid_grant
 
     removed, during = asyncio.run(

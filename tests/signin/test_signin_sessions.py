@@ -12,6 +12,7 @@ import httpx2
 import pytest
 from starlette.testclient import TestClient
 from support.clock import FakeClock
+from support.private import memory_store_items, save_session, session_key
 
 from lwa_middleware.signin import MemorySessionStore
 from lwa_middleware.testing import Fault
@@ -118,9 +119,9 @@ def test_refresh_sends_the_refresh_token_only_to_the_token_endpoint(setup, lwa_e
 
 def test_invalid_grant_ends_the_session(setup):
     client, signin, clock, _, session_id, _ = setup
-    key = signin._key("session", session_id)
+    key = session_key(signin, session_id)
     session = session_of(signin, session_id)
-    signin._save(key, dataclasses.replace(session, refresh_token="Atzr|removed-app"))
+    save_session(signin, key, dataclasses.replace(session, refresh_token="Atzr|removed-app"))
     clock.advance(3600)
     assert client.get("/me").status_code == 401
     assert session_of(signin, session_id) is None
@@ -195,15 +196,15 @@ def test_logout_ends_the_session_revokes_the_token_and_clears_the_cookie(setup):
 def test_sessions_are_encrypted_at_rest(setup):
     _, signin, _, _, session_id, _ = setup
     session = session_of(signin, session_id)
-    stored = dict(signin.store._items)  # memory store internals, test-only
+    stored = dict(memory_store_items(signin.store))
     blob = b"".join(value for _, value in stored.values())
     keys = "".join(stored)
     for secret in (session.access_token, session.refresh_token, session.user_id, session_id):
         assert secret.encode() not in blob
         assert secret not in keys
     # A sealed value moved to another key does not open.
-    key = signin._key("session", session_id)
-    other = signin._key("session", "B" * 43)
+    key = session_key(signin, session_id)
+    other = session_key(signin, "B" * 43)
     signin.store.put(other, signin.store.get(key), 60)
     assert session_of(signin, "B" * 43) is None
 

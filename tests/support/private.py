@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 from operator import attrgetter
+from typing import Any
 
 # name -> "module:attribute"
 WHERE: dict[str, str] = {
@@ -255,3 +256,41 @@ def set_plan_jitter(plans: object, jitter: object) -> None:
 def end_plan_backoff(plans: object) -> None:
     """Past the back-off after a Redis fault, without waiting it out."""
     plans._skip_until = 0.0  # type: ignore[attr-defined]
+
+
+# A SignIn's sessions as its store holds them: tests plant a changed session (another worker's
+# renewal, a revoked refresh token) and read it back, which a user only does through requests.
+
+
+def session_key(signin: Any, session_id: str) -> str:
+    """The store key of a browser's session id (a keyed digest, never the id)."""
+    key: str = signin._key("session", session_id)
+    return key
+
+
+def load_session(signin: Any, key: str) -> Any:
+    """The session stored under ``key``, unsealed (``None`` if none, or ended)."""
+    return signin._load(key)
+
+
+def save_session(signin: Any, key: str, session: Any) -> None:
+    """Seal and store ``session`` under ``key``, as a refresh or a sign-in would."""
+    signin._save(key, session)
+
+
+# a memory session store's sealed values by key: what is kept at rest
+memory_store_items = attrgetter("_items")
+
+# The request gate and the in-process cache, tested as units (no public API shows their
+# inside: a middleware only answers requests, and counts in mw.stats()).
+
+# a gate's counters (hits, lookups), before any middleware sums them
+gate_stats = attrgetter("_stats")
+# the resolver a gate asks (its cache, to plant an entry)
+gate_resolver = attrgetter("_resolver")
+# an identity cache's entries: what it keeps, by token digest
+cache_entries = attrgetter("_entries")
+# an identity cache's rejections (None when the negative cache is off)
+cache_rejections = attrgetter("_rejections")
+# an identity cache's lock: its tables read while no request changes them
+cache_lock = attrgetter("_lock")
