@@ -28,8 +28,10 @@ from support.private import (
     Policy,
     Resolver,
     Settings,
+    asgi_judge,
     gate_resolver,
     gate_stats,
+    set_asgi_judge,
 )
 
 from lwa_middleware import Identity, LWAMiddleware, LWAWSGIMiddleware, revalidate
@@ -124,13 +126,13 @@ def test_the_asgi_fast_path_is_the_cache_rule(
     expected = _rule(entry, policy, clock())
 
     judged: list[bool] = []
-    slow = mw._judge
+    slow = asgi_judge(mw)
 
     async def judge(*args: Any) -> Any:
         judged.append(True)
         return await slow(*args)
 
-    mw._judge = judge  # type: ignore[method-assign]
+    set_asgi_judge(mw, judge)
     headers = {"x-amz-access-token": token} if amz_header else {"Authorization": f"Bearer {token}"}
     calls = lwa_emulator.calls["tokeninfo"]
 

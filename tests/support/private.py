@@ -42,6 +42,10 @@ WHERE: dict[str, str] = {
     "token_digest": "lwa_middleware._engine.cache:token_digest",
     # the CLI's main(), run in-process
     "main": "lwa_middleware._engine.cli:main",
+    # the CLI's loopback-only rule for --host, tested on host names
+    "cli_is_loopback": "lwa_middleware._engine.cli:_is_loopback",
+    "cli_check_loopback": "lwa_middleware._engine.cli:_check_loopback",
+    "cli_origin": "lwa_middleware._engine.cli:_origin",
     # Settings: unit tests build the resolved options without a middleware
     "OPTIONS": "lwa_middleware._engine.config:OPTIONS",
     "Options": "lwa_middleware._engine.config:Options",
@@ -79,6 +83,9 @@ WHERE: dict[str, str] = {
     # engine internals the tests observe
     "OPTION_KEYS": "lwa_middleware.integrations._django_parts:OPTION_KEYS",
     "settings_from_django": "lwa_middleware.integrations._django_parts:settings_from_django",
+    # the unprotected paths the integrations already warned about (once each): a test forgets
+    # them to see its own warning
+    "unprotected_warned": "lwa_middleware.integrations._common:_warned",
     # whole engine modules: tests swap or inspect one of their attributes
     "cache": "lwa_middleware._engine:cache",
     "cli": "lwa_middleware._engine:cli",
@@ -294,3 +301,10 @@ cache_entries = attrgetter("_entries")
 cache_rejections = attrgetter("_rejections")
 # an identity cache's lock: its tables read while no request changes them
 cache_lock = attrgetter("_lock")
+# an ASGI middleware's judgement of a request past the fast path (wrapped to count calls)
+asgi_judge = attrgetter("_judge")
+
+
+def set_asgi_judge(mw: Any, judge: Any) -> None:
+    """Put ``judge`` in place of the middleware's, to see whether a request reaches it."""
+    mw._judge = judge
