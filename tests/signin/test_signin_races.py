@@ -146,25 +146,37 @@ def test_a_logout_while_the_refresh_is_at_lwa_stays_won(
     assert lwa_emulator.customer_for(refreshed) is not None
 
 
+def _signed_in_and_expired(pair: Pair, lwa: LWAEmulator) -> str:
+    """A session whose access token expired: its next request refreshes."""
+    with TestClient(pair.a, base_url=ORIGIN, follow_redirects=False) as client:
+        session_id = session_cookie(sign_in(client, lwa))
+    assert session_id is not None
+    pair.clock.advance(3600)
+    return session_id
+
+
+async def _renew(pair: Pair, session_id: str, token: str) -> str:
+    """Another worker (its lease outlived ours) renews the session with
+    ``token``, as its refresh would write it; the session's user id."""
+    session = session_of(pair.signin, session_id)
+    renewed = dataclasses.replace(session, access_token=token, expires_at=pair.clock.now + 3600)
+    key = session_key(pair.signin, session_id)
+    await asyncio.to_thread(save_session, pair.signin, key, renewed)
+    user_id: str = session.user_id
+    return user_id
+
+
 def test_a_refresh_that_lost_to_another_workers_serves_that_one(
     pair: Pair, lwa_emulator: LWAEmulator
 ) -> None:
     """Another worker (its lease outlived ours) renewed the session while our
     refresh was at LWA: ours is discarded (and its token revoked), the
     request is served with the session as the other worker left it."""
-    with TestClient(pair.a, base_url=ORIGIN, follow_redirects=False) as client:
-        session_id = session_cookie(sign_in(client, lwa_emulator))
-    assert session_id is not None
-    key = session_key(pair.signin, session_id)
-    pair.clock.advance(3600)
+    session_id = _signed_in_and_expired(pair, lwa_emulator)
     theirs = lwa_emulator.issue_token()
 
     async def other_worker_renews(_: httpx2.AsyncClient) -> int:
-        session = session_of(pair.signin, session_id)
-        renewed = dataclasses.replace(
-            session, access_token=theirs, expires_at=pair.clock.now + 3600
-        )
-        await asyncio.to_thread(save_session, pair.signin, key, renewed)
+        await _renew(pair, session_id, theirs)
         return 0
 
     _, during = asyncio.run(
@@ -236,20 +248,12 @@ def test_a_refused_refresh_leaves_a_session_another_worker_renewed(
     """LWA refuses our refresh (``invalid_grant``: the customer removed the
     app) after another worker renewed the session: the refusal ends the
     session it read, not the one now stored (issue 19, item 4)."""
-    with TestClient(pair.a, base_url=ORIGIN, follow_redirects=False) as client:
-        session_id = session_cookie(sign_in(client, lwa_emulator))
-    assert session_id is not None
-    key = session_key(pair.signin, session_id)
-    pair.clock.advance(3600)
+    session_id = _signed_in_and_expired(pair, lwa_emulator)
     theirs = lwa_emulator.issue_token()
 
     async def other_worker_renews_then_lwa_refuses(_: httpx2.AsyncClient) -> int:
-        session = session_of(pair.signin, session_id)
-        renewed = dataclasses.replace(
-            session, access_token=theirs, expires_at=pair.clock.now + 3600
-        )
-        await asyncio.to_thread(save_session, pair.signin, key, renewed)
-        return lwa_emulator.remove_app(session.user_id)  # our refresh token: invalid_grant
+        user_id = await _renew(pair, session_id, theirs)
+        return lwa_emulator.remove_app(user_id)  # our refresh token: invalid_grant
 
     removed, during = asyncio.run(
         _while_refresh_at_lwa(pair, lwa_emulator, session_id, other_worker_renews_then_lwa_refuses)
