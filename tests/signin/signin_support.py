@@ -170,6 +170,11 @@ class Worker:
             lwa, self.signin, redis_url=url, local_cache_ttl=0.001, redis_timeout=2.0
         )
 
+    def close(self) -> None:
+        """Stop what the middleware started (its revocation subscriber): one
+        left behind would log its reconnects into later tests."""
+        self.app.resolver.close()
+
     def client(self) -> Any:
         from starlette.testclient import TestClient
 

@@ -72,7 +72,11 @@ def pair(request: pytest.FixtureRequest, lwa_emulator: LWAEmulator) -> Iterator[
     request.getfixturevalue("rclient")  # an empty Redis
     a = Worker(lwa_emulator, url, clock, timeout=HOLD + 30)
     b = Worker(lwa_emulator, url, clock, timeout=HOLD + 30)
-    yield Pair(a.app, b.app, a.signin, a.recorder, clock)
+    try:
+        yield Pair(a.app, b.app, a.signin, a.recorder, clock)
+    finally:
+        a.close()
+        b.close()
 
 
 def _client(app: Any, **options: Any) -> httpx2.AsyncClient:
