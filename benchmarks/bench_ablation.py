@@ -183,6 +183,8 @@ def build(emulator: LWAEmulator) -> tuple[dict[str, Any], dict[str, Any], LWAMid
         for middleware in (lwa, template):
             loop.run_until_complete(middleware(dict(scope), hot._receive, hot._send))
     finally:
+        # As asyncio.run does: the middleware's HTTP session closes when its loop shuts down.
+        loop.run_until_complete(loop.shutdown_asyncgens())
         loop.close()
     assert lwa.stats.misses == template.stats.misses == 1
     values = _Values(lwa, scope, token)

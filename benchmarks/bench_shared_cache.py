@@ -11,9 +11,14 @@ then measures:
    through the middleware called directly (no HTTP server), ASGI and WSGI.
    The Redis-hit middleware has ``cache_maxsize=1`` and alternates two
    tokens, so every request misses in process and hits Redis.
+3. **A Redis hit ÷ one plain GET round trip** (issue 23), with
+   ``cache_key_secret`` (the AES-GCM envelope), ASGI against redis-py's
+   asyncio ``GET`` and WSGI against its blocking ``GET``, interleaved in
+   rounds in one run: min / median / max of the rounds' µs per request.
 
 Run: ``python benchmarks/bench_shared_cache.py`` (about 30 s; needs
-``redis-server`` on ``PATH``). Prints Markdown.
+``redis-server`` on ``PATH``); ``--ratio-only`` runs part 3 alone. Prints
+Markdown.
 """
 
 from __future__ import annotations
@@ -119,7 +124,9 @@ def _scope(token: str) -> dict[str, Any]:
     }
 
 
-async def _asgi_per_request(app: LWAMiddleware, tokens: list[str], n: int) -> float:
+async def _asgi_per_request(
+    app: LWAMiddleware, tokens: list[str], n: int, cpu: list[float] | None = None
+) -> float:
     scopes = [_scope(t) for t in tokens]
     statuses: list[int] = []
 
@@ -133,15 +140,19 @@ async def _asgi_per_request(app: LWAMiddleware, tokens: list[str], n: int) -> fl
     for i in range(50):  # warm-up
         await app(dict(scopes[i % len(scopes)]), receive, send)
     statuses.clear()
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     for i in range(n):
         await app(dict(scopes[i % len(scopes)]), receive, send)
     elapsed = time.perf_counter() - started
+    if cpu is not None:
+        cpu.append((time.process_time() - cpu_started) / n * 1e6)
     assert statuses == [200] * n, set(statuses)
     return elapsed / n * 1e6
 
 
-def _wsgi_per_request(app: LWAWSGIMiddleware, tokens: list[str], n: int) -> float:
+def _wsgi_per_request(
+    app: LWAWSGIMiddleware, tokens: list[str], n: int, cpu: list[float] | None = None
+) -> float:
     environs = [
         {"REQUEST_METHOD": "GET", "PATH_INFO": "/me", "SCRIPT_NAME": "", "QUERY_STRING": "",
          "SERVER_NAME": "app", "SERVER_PORT": "80", "wsgi.url_scheme": "http",
@@ -156,19 +167,112 @@ def _wsgi_per_request(app: LWAWSGIMiddleware, tokens: list[str], n: int) -> floa
     for i in range(50):
         app(dict(environs[i % len(environs)]), start_response)
     statuses.clear()
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     for i in range(n):
         app(dict(environs[i % len(environs)]), start_response)
     elapsed = time.perf_counter() - started
+    if cpu is not None:
+        cpu.append((time.process_time() - cpu_started) / n * 1e6)
     assert len(statuses) == n
     assert all(s.startswith("200") for s in statuses), set(statuses)
     return elapsed / n * 1e6
+
+
+def _spread(samples: list[float]) -> str:
+    return (f"{min(samples):.1f} / {statistics.median(samples):.1f} / "
+            f"{max(samples):.1f}")
+
+
+def _hit_ratio(server: RedisServer, emulator: LWAEmulator, rounds: int, n: int) -> None:
+    """Part 3: a middleware Redis hit against a plain GET, each adapter.
+
+    Wall-clock µs per request, and this process's CPU µs per request (steadier
+    on a shared machine: what the client adds, without the waits)."""
+    import redis
+    import redis.asyncio
+
+    from lwa_middleware._engine.shared_cache._scripts import SCRIPTS
+
+    common = {"client_id": emulator.client_id, "api_base_url": emulator.base_url,
+              "redis_url": server.url, "cache_maxsize": 1,
+              "cache_key_secret": "bench-secret-" + "x" * 32}
+    tokens = [emulator.issue_token(), emulator.issue_token()]
+    value = b"x" * 300
+    # The floor: the read script alone, on keys laid out as for a hit (6 keys,
+    # 5 arguments; the identity holds a value of a hit's size).
+    keys = [f"bench:{{b}}:{k}" for k in ("id", "rej", "lease", "rev", "epoch", "fence")]
+    script_args = [*keys, "0123456789abcdef", 0, "0", b"m", "fedcba9876543210"]
+    wall: dict[str, list[float]] = {
+        k: [] for k in ("aget", "aeval", "asgi", "get", "eval", "wsgi")
+    }
+    cpu: dict[str, list[float]] = {k: [] for k in wall}
+
+    def timed(name: str, began: float, cpu_began: float) -> None:
+        wall[name].append((time.perf_counter() - began) / n * 1e6)
+        cpu[name].append((time.process_time() - cpu_began) / n * 1e6)
+
+    async def asgi_rounds() -> int:
+        app = LWAMiddleware(_ok, **common)
+        client = redis.asyncio.Redis.from_url(server.url)
+        await client.set("bench:k", value)
+        await client.set(keys[0], value, px=3_600_000)
+        await client.set(keys[4], b"m")
+        sha = await client.script_load(SCRIPTS["read"])
+        for _ in range(50):
+            await client.get("bench:k")
+        for _ in range(rounds):
+            began, cpu_began = time.perf_counter(), time.process_time()
+            for _ in range(n):
+                await client.get("bench:k")
+            timed("aget", began, cpu_began)
+            began, cpu_began = time.perf_counter(), time.process_time()
+            for _ in range(n):
+                await client.evalsha(sha, len(keys), *script_args)
+            timed("aeval", began, cpu_began)
+            wall["asgi"].append(await _asgi_per_request(app, tokens, n, cpu["asgi"]))
+        hits = app.stats.shared_hits
+        await client.aclose()
+        await app.aclose()
+        return hits
+
+    a_hits = asyncio.run(asgi_rounds())
+    app = LWAWSGIMiddleware(_wsgi_ok, **common)
+    client = redis.Redis.from_url(server.url)
+    sha = client.script_load(SCRIPTS["read"])
+    for _ in range(rounds):
+        began, cpu_began = time.perf_counter(), time.process_time()
+        for _ in range(n):
+            client.get("bench:k")
+        timed("get", began, cpu_began)
+        began, cpu_began = time.perf_counter(), time.process_time()
+        for _ in range(n):
+            client.evalsha(sha, len(keys), *script_args)
+        timed("eval", began, cpu_began)
+        wall["wsgi"].append(_wsgi_per_request(app, tokens, n, cpu["wsgi"]))
+    w_hits = app.stats.shared_hits
+    client.delete("bench:k", *keys)
+    client.close()
+    app.close()
+    print(f"\n### A Redis hit ÷ one plain GET round trip, with cache_key_secret "
+          f"(µs per request, min / median / max of {rounds} rounds of {n})\n")
+    print("| adapter | plain GET | read script alone | Redis hit | hit ÷ GET | script ÷ GET "
+          "| CPU: GET / script / hit | Redis hits seen |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for label, get, script, hit, hits in (("ASGI", "aget", "aeval", "asgi", a_hits),
+                                          ("WSGI", "get", "eval", "wsgi", w_hits)):
+        base = statistics.median(wall[get])
+        ratio, floor = (statistics.median(wall[k]) / base for k in (hit, script))
+        spent = " / ".join(f"{statistics.median(cpu[k]):.1f}" for k in (get, script, hit))
+        print(f"| {label} | {_spread(wall[get])} | {_spread(wall[script])} "
+              f"| {_spread(wall[hit])} | {ratio:.2f} | {floor:.2f} | {spent} | {hits} |")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tokens", type=int, default=20, help="cold tokens per mode")
     parser.add_argument("--hits", type=int, default=3000, help="requests per hit measurement")
+    parser.add_argument("--rounds", type=int, default=9, help="rounds of the GET ratio")
+    parser.add_argument("--ratio-only", action="store_true", help="only part 3")
     args = parser.parse_args()
 
     binary = redis_binary()
@@ -179,6 +283,9 @@ def main() -> None:
     emulator = LWAEmulator().start()
     started = time.monotonic()
     try:
+        if args.ratio_only:
+            _hit_ratio(server, emulator, args.rounds, max(1, args.hits // args.rounds))
+            return
         emulator.set_latency(LATENCY)
         rows = []
         with tempfile.TemporaryDirectory() as lease_dir, \
@@ -257,6 +364,7 @@ def main() -> None:
             print(f"| {label} | {local_us:.1f} | {redis_us:.1f} | {redis_us - local_us:+.1f} "
                   f"| {hits} |")
         print(f"\nFor scale: one plain GET round trip to this Redis (sync client): {rtt:.1f} µs.")
+        _hit_ratio(server, emulator, args.rounds, max(1, n // args.rounds))
         print(f"\n_{time.monotonic() - started:.0f} s, redis-server {server.port}, "
               f"{os.cpu_count()} CPUs_")
     finally:

@@ -8,7 +8,7 @@ import pytest
 
 pytest.importorskip("cryptography")
 
-from support.private import Aead, Codec, Sealer, derive
+from support.private import Aead, Codec, Deriver, Sealer, derive
 
 # Sealed by the two sealers before they became one (commit ac61aa7):
 # Sealer("s" * 40).seal(SESSION_KEY, SESSION_PLAIN), and Codec(aead=True).seal(...).
@@ -85,3 +85,26 @@ def test_the_sealer_opens_only_what_it_sealed_for_that_place() -> None:
     assert Aead(derive(b"y" * 32, b"test")).open(sealed, b"here") is None
     assert aead.open(b"", b"here") is None
     assert "x" * 8 not in repr(aead)
+
+
+@pytest.mark.parametrize("secret", [b"k" * 32, b"s" * 40, bytes(range(64)), b"x"])
+def test_a_deriver_gives_the_keys_derive_gives(secret: bytes) -> None:
+    # The shared cache extracts once per secret and expands per token (issue
+    # 23): every key must be HKDF's own, or old values stop opening.
+    deriver = Deriver(secret)
+    for info in (b"", b"lwa:v1:aead\0abcd1234\0Atza|" + b"T" * 300, b"test"):
+        assert deriver.derive(info) == derive(secret, info)
+    assert deriver.derive(b"a") != Deriver(secret + b"!").derive(b"a")
+    assert secret.hex() not in repr(deriver)
+
+
+def test_a_codec_opens_values_of_each_secret_it_met() -> None:
+    # The per-secret cache of key ids and extracts never mixes two secrets.
+    codec = _codec()
+    other = b"o" * 32
+    mine = codec.seal(other, CODEC_KEY, CODEC_BODY, CODEC_TOKEN)
+    assert codec.unseal(CODEC_SECRET, CODEC_KEY, CODEC_SEALED, CODEC_TOKEN) == CODEC_BODY
+    assert codec.unseal(other, CODEC_KEY, mine, CODEC_TOKEN) == CODEC_BODY
+    for secret, sealed in ((other, CODEC_SEALED), (CODEC_SECRET, mine)):
+        with pytest.raises(ValueError):
+            codec.unseal(secret, CODEC_KEY, sealed, CODEC_TOKEN)

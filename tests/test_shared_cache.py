@@ -26,9 +26,11 @@ from shared_cache_support import (
     BlackHole,
     RedisServer,
     Workers,
+    free_port,
     uvicorn_server,
     wsgi_server,
 )
+from support.clock import FakeClock
 from support.fleet import (  # noqa: F401  (fixtures)
     SHARED_LOGGER,
     SLACK,
@@ -609,6 +611,92 @@ def test_a_worker_that_clears_its_own_cache_is_served_from_redis(
     # The in-process cache answers first; once it forgot, Redis does, not LWA.
     assert lwa_emulator.calls["tokeninfo"] == 1
     assert a.stats.shared_hits == 1
+
+
+async def _asgi_status(app: LWAMiddleware, token: str) -> int:
+    """One GET /me through ``app`` on the running loop; its status."""
+    statuses: list[int] = []
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
+        "scheme": "http", "path": "/me", "raw_path": b"/me", "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"app"), (b"authorization", f"Bearer {token}".encode())],
+        "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80),
+    }
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            statuses.append(message["status"])
+
+    await app(scope, receive, send)
+    return statuses[0]
+
+
+def test_a_shared_hit_starts_no_flight_and_a_miss_still_takes_the_lease(
+    make_asgi: Callable[..., LWAMiddleware],
+    lwa_emulator: LWAEmulator,
+    redis_srv: RedisServer,
+    rclient: redis.Redis,
+) -> None:
+    # Issue 23: a Redis hit is read before any flight task (only a miss needs
+    # one); the miss still takes the lease (cross-process single-flight).
+    a = make_asgi(redis_url=redis_srv.url, redis_timeout=SLACK, cache_key_secret="k" * 32)
+    token = lwa_emulator.issue_token()
+    flights: list[int] = []
+
+    async def main() -> list[int]:
+        loop = asyncio.get_running_loop()
+
+        def factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> Any:
+            if getattr(coro, "__qualname__", "") == "TaskFlights._land":
+                flights.append(1)
+            return asyncio.Task(coro, loop=loop, **kwargs)
+
+        loop.set_task_factory(factory)
+        statuses = [await _asgi_status(a, token)]
+        flown = len(flights)
+        a.resolver.cache.clear()
+        statuses.append(await _asgi_status(a, token))
+        statuses.append(len(flights) - flown)
+        await a.aclose()
+        return statuses
+
+    first, hit, flown_for_hit = asyncio.run(main())
+    assert (first, hit) == (200, 200)
+    assert len(flights) == 1
+    assert flown_for_hit == 0
+    assert a.stats.shared_hits == 1
+    assert lwa_emulator.calls["tokeninfo"] == 1
+    # One lease was taken (the fencing counter counts them), by the miss.
+    fences = [int(rclient.get(k) or 0) for k in rclient.scan_iter(match="lwa:v1:{???}:fence")]
+    assert fences == [1]
+
+
+def test_while_redis_is_skipped_an_asgi_miss_skips_it_once(
+    make_asgi: Callable[..., LWAMiddleware], lwa_emulator: LWAEmulator
+) -> None:
+    # The read before the flight (issue 23) is not made while Redis is
+    # backed off: a miss then skips Redis once, as before, not twice.
+    a = make_asgi(redis_url=f"redis://127.0.0.1:{free_port()}", clock=FakeClock())
+
+    async def main() -> list[int]:
+        statuses = [await _asgi_status(a, lwa_emulator.issue_token())]  # fails: backs off
+        shared = a.resolver._async_shared
+        assert shared is not None
+        assert shared.degraded
+        skipped = shared.skipped
+        statuses += [await _asgi_status(a, lwa_emulator.issue_token()) for _ in range(3)]
+        statuses.append(shared.skipped - skipped)
+        await a.aclose()
+        return statuses
+
+    *statuses, skipped = asyncio.run(main())
+    assert statuses == [200] * 4
+    assert skipped == 3 * 2  # each miss: its read and its write-back
+    assert lwa_emulator.calls["tokeninfo"] == 4
 
 
 def test_a_revocation_survives_a_lookup_that_was_in_flight(

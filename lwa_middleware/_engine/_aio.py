@@ -21,6 +21,7 @@ fixed phrases (:func:`~._http.failure`).
 from __future__ import annotations
 
 import asyncio
+import base64
 import concurrent.futures
 import contextlib
 import math
@@ -28,11 +29,11 @@ import os
 import ssl
 import threading
 import time
+import urllib.parse
+import urllib.request
 from typing import TYPE_CHECKING
 
 import aiohttp
-from aiohttp.helpers import get_env_proxy_for_url
-from yarl import URL
 
 from . import _otel
 from ._http import (
@@ -71,6 +72,31 @@ def _failed(exc: Exception) -> UpstreamFailure:
     return failure(exc)
 
 
+def _env_proxy(url: str) -> tuple[str | None, dict[str, str] | None]:
+    """The proxy of the environment for ``url`` (``HTTP(S)_PROXY``, ``NO_PROXY``)
+    and the ``proxy-authorization`` header of its credentials (RFC 7617):
+    aiohttp would drop the ``user:password`` of the URL.
+
+    Read with the standard library, not aiohttp's reader: that one skips an
+    ``https://`` proxy (the call would go straight to LWA, past the proxy)
+    and is not public API.
+    """
+    target = urllib.parse.urlsplit(url)
+    configured = urllib.request.getproxies().get(target.scheme)
+    if configured is None or (
+        target.hostname is not None and urllib.request.proxy_bypass(target.hostname)
+    ):
+        return None, None
+    proxy = urllib.parse.urlsplit(configured)
+    userinfo, at, hostport = proxy.netloc.rpartition("@")
+    bare = proxy._replace(netloc=hostport).geturl()
+    if not at:
+        return bare, None
+    user, _, password = userinfo.partition(":")
+    pair = f"{urllib.parse.unquote(user)}:{urllib.parse.unquote(password)}".encode()
+    return bare, {"proxy-authorization": "Basic " + base64.b64encode(pair).decode("ascii")}
+
+
 class Transport:
     """One pooled ``aiohttp.ClientSession``; make it, use it and close it on one loop."""
 
@@ -93,17 +119,16 @@ class Transport:
             trust_env=False,
             cookie_jar=aiohttp.DummyCookieJar(),
         )
-        self._proxies: dict[str, URL | None] = {}
+        self._proxies: dict[str, tuple[str | None, dict[str, str] | None]] = {}
 
-    def _proxy(self, url: str) -> URL | None:
+    def _proxy(self, url: str) -> tuple[str | None, dict[str, str] | None]:
+        """The proxy for ``url`` and its headers: aiohttp hands back the
+        ``user:password`` of ``HTTP(S)_PROXY`` apart from the URL (httpx2 sent them)."""
         try:
             return self._proxies[url]
         except KeyError:
-            proxy: URL | None = None
-            with contextlib.suppress(LookupError):
-                proxy, _ = get_env_proxy_for_url(URL(url))
-            self._proxies[url] = proxy
-            return proxy
+            found = self._proxies[url] = _env_proxy(url)
+            return found
 
     async def batch(self, batch: list[UpstreamRequest], deadline: float) -> list[Outcome]:
         """Every request of ``batch`` at once; their outcomes, in order.
@@ -138,17 +163,24 @@ class Transport:
             sock_connect=min(remaining, self._settings.connect_timeout),
             ceil_threshold=math.inf,
         )
+        proxy, proxy_headers = self._proxy(request.url)
+        headers = request.headers
+        if proxy_headers is not None and not request.url.startswith("https:"):
+            # aiohttp puts proxy_headers on the CONNECT of an HTTPS call only:
+            # a plain-HTTP call goes to the proxy whole, with its own headers.
+            headers = {**headers, **proxy_headers}
         try:
             # A POST (the sign-in's token call) is never resent: aiohttp
             # resends only idempotent requests whose connection dropped.
             async with self._session.request(
                 request.method,
                 request.url,
-                headers=request.headers,
+                headers=headers,
                 data=request.body,
                 timeout=timeout,
                 allow_redirects=False,
-                proxy=self._proxy(request.url),
+                proxy=proxy,
+                proxy_headers=proxy_headers,
             ) as response:
                 body = Body(response, self._limit, deadline)
                 async for chunk in response.content.iter_chunked(_CHUNK):
@@ -166,6 +198,17 @@ class Transport:
 
     async def close(self) -> None:
         await self._session.close()
+
+
+def _bury(loop: asyncio.AbstractEventLoop, transport: Transport) -> None:
+    """Close the session and the loop of an I/O thread that died (its loop runs
+    nowhere). Batches caught on it end now (their threads get _CLOSED)."""
+    with contextlib.suppress(Exception):
+        for task in asyncio.all_tasks(loop):
+            task.cancel()
+        loop.run_until_complete(transport.close())
+    with contextlib.suppress(Exception):
+        loop.close()
 
 
 class LoopThread:
@@ -186,11 +229,16 @@ class LoopThread:
 
     def _running(self) -> tuple[asyncio.AbstractEventLoop, Transport]:
         started = self._started
-        if started is None or started[0] != os.getpid():
+        if started is None or started[0] != os.getpid() or not started[2].is_alive():
             with self._lock:
                 started = self._started
-                if started is None or started[0] != os.getpid():
-                    started = self._start()
+                if started is not None and started[0] == os.getpid():
+                    if started[2].is_alive():
+                        return started[1], started[3]
+                    # Its loop stopped (a BaseException out of a callback):
+                    # batches sent there would wait out their deadline, every one.
+                    _bury(started[1], started[3])
+                started = self._start()
         return started[1], started[3]
 
     def _start(self) -> tuple[int, asyncio.AbstractEventLoop, threading.Thread, Transport]:
@@ -223,19 +271,30 @@ class LoopThread:
             started, self._started = self._started, None
         if started is None or started[0] != os.getpid():
             return
-        _, loop, thread, transport = started
+        if threading.current_thread() is started[2]:
+            # The garbage collector ran the driver's finalizer on this loop's
+            # own thread: waiting here for the loop would wait for itself.
+            threading.Thread(target=_stop, args=(started,), name="lwa-upstream-close").start()
+            return
+        _stop(started)
 
-        async def shut() -> None:
-            # Batches still in flight end now (their threads get _CLOSED),
-            # not at their deadline: the loop is about to stop under them.
-            for task in asyncio.all_tasks():
-                if task is not asyncio.current_task():
-                    task.cancel()
-            await transport.close()
 
-        with contextlib.suppress(Exception):
-            asyncio.run_coroutine_threadsafe(shut(), loop).result(timeout=_SLACK)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout=_SLACK)
-        if not thread.is_alive():
-            loop.close()
+def _stop(started: tuple[int, asyncio.AbstractEventLoop, threading.Thread, Transport]) -> None:
+    """Close the session of a started :class:`LoopThread`, stop its loop and wait
+    for its thread (briefly)."""
+    _, loop, thread, transport = started
+
+    async def shut() -> None:
+        # Batches still in flight end now (their threads get _CLOSED),
+        # not at their deadline: the loop is about to stop under them.
+        for task in asyncio.all_tasks():
+            if task is not asyncio.current_task():
+                task.cancel()
+        await transport.close()
+
+    with contextlib.suppress(Exception):
+        asyncio.run_coroutine_threadsafe(shut(), loop).result(timeout=_SLACK)
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(timeout=_SLACK)
+    if not thread.is_alive():
+        loop.close()

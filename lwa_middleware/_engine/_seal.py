@@ -14,22 +14,44 @@ install: each importer imports this module inside its own
 
 from __future__ import annotations
 
+import hmac
 import os
 from typing import Final
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF, HKDFExpand
 
-__all__ = ["NONCE", "Aead", "derive"]
+__all__ = ["NONCE", "Aead", "Deriver", "derive"]
 
 NONCE: Final = 12
+_SHA256: Final = hashes.SHA256()
 
 
 def derive(secret: bytes, info: bytes) -> bytes:
     """32 bytes of key for the use ``info`` names (HKDF-SHA256, no salt)."""
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(secret)
+
+
+class Deriver:
+    """:func:`derive` for one secret and many ``info``: the same 32 bytes,
+    with HKDF's extract step (the secret's pseudorandom key) done once here,
+    so each key costs only the expand step. The shared cache derives a key
+    per token (the token is in ``info``) on every Redis hit (issue 23)."""
+
+    __slots__ = ("_prk",)
+
+    def __init__(self, secret: bytes) -> None:
+        # RFC 5869 extract with no salt: HMAC-SHA256 keyed with 32 zero bytes.
+        self._prk = hmac.digest(bytes(32), secret, "sha256")
+
+    def __repr__(self) -> str:
+        return "Deriver(<secret>)"
+
+    def derive(self, info: bytes) -> bytes:
+        """``derive(secret, info)``."""
+        return HKDFExpand(algorithm=_SHA256, length=32, info=info).derive(self._prk)
 
 
 class Aead:

@@ -10,7 +10,10 @@ business for one token:
 2. a lookup in flight for the same token, which it joins
    (:mod:`.singleflight`);
 3. the shared Redis cache, when configured (on a ``revalidate()`` route only
-   a shared revocation is read there: the identity always comes from LWA);
+   a shared revocation is read there: the identity always comes from LWA).
+   Under asyncio, with no flight to join, Redis is read first, taking no
+   lease: a hit needs no flight task; a miss then flies, reading again with
+   the lease;
 4. LWA, through :func:`~.flow.resolution_flow`, unless the breaker is open;
 5. the answer written back: memory, and Redis.
 
@@ -257,6 +260,12 @@ class Resolver:
         if shared:
             yield _Share(lambda tier: tier.put(token, resolved))
         return self._succeeded(key, resolved, started)
+
+    def _shared_hit_plan(self, token: str, key: bytes, policy: Policy) -> _Plan[Entry | None]:
+        """Redis alone, taking no lease: an entry, a shared rejection raised,
+        or ``None`` (ask through :meth:`_lookup_plan`)."""
+        found = yield _Share(lambda tier: tier.get(token, lease=False))
+        return self._from_shared(key, found, policy)
 
     def _forget_plan(self, token: str, *, revoke: bool) -> _Plan[None]:
         """``revoke``: refuse the token until it expires; else forget it. Here
@@ -581,8 +590,23 @@ class Resolver:
             return await self._fly_async(token, key, policy)
 
     async def _fly_async(self, token: str, key: bytes, policy: Policy) -> Entry:
+        slot = _flight_slot(key, policy)
+        shared = self._async_shared
+        if (
+            shared is not None
+            and not shared.degraded
+            and not policy.revalidate
+            and slot not in self._tasks
+        ):
+            # A shared hit needs no flight task (issue 23): Redis is read
+            # first, taking no lease; only a miss flies, and its flight reads
+            # again, taking the lease (one more round trip, before LWA's).
+            # Not while Redis is skipped: the flight's read is then the probe.
+            entry = await self._adrive(self._shared_hit_plan(token, key, policy))
+            if entry is not None:
+                return entry
         return await self._tasks.run(
-            _flight_slot(key, policy),
+            slot,
             lambda: self._adrive(self._lookup_plan(token, key, policy)),
             functools.partial(_sufficient, policy),
             self._joined,

@@ -138,6 +138,10 @@ class TaskFlights(Generic[_T]):
         """Flights in progress (a leak would grow it with every distinct token)."""
         return len(self._flights)
 
+    def __contains__(self, slot: Hashable) -> bool:
+        """Whether a flight for ``slot`` is in progress (on any loop)."""
+        return slot in self._flights
+
     async def run(
         self,
         slot: Hashable,

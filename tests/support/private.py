@@ -32,6 +32,7 @@ WHERE: dict[str, str] = {
     # engine internals the tests observe
     "Aead": "lwa_middleware._engine._seal:Aead",
     "derive": "lwa_middleware._engine._seal:derive",
+    "Deriver": "lwa_middleware._engine._seal:Deriver",
     # the circuit breaker, with an injected clock
     "CircuitBreaker": "lwa_middleware._engine.breaker:CircuitBreaker",
     "Throttle": "lwa_middleware._engine.breaker:Throttle",
@@ -206,6 +207,9 @@ private_thread_flights = attrgetter("resolver._threads")
 # a middleware's lookups in flight on tasks: none left over
 private_task_flights = attrgetter("resolver._tasks")
 
+# the event loop of a WSGI middleware's I/O thread (started by its first lookup): stopped
+# to stand for a loop thread that died
+private_io_loop = attrgetter("resolver._sync_driver._aio._started")
 
 # The shared cache's plans (sans-IO: each yields the Redis calls it would make), driven step by
 # step by tests/support/plans.py: each reader is one step or one piece of state a plan keeps,

@@ -414,7 +414,8 @@ async def echo(scope, receive, send):
 common = dict(client_id=os.environ["W_CLIENT_ID"], api_base_url=os.environ["W_API"],
               default="required")
 if os.environ.get("W_NO_LEASE"):
-    import lwa_middleware.shared_cache as sc
+    # The engine's module: the resolver builds its cache from there.
+    import lwa_middleware._engine.shared_cache as sc
     class NoLease(sc.AsyncSharedCache):
         def __init__(self, settings, **options):
             super().__init__(settings, **dict(options, lease=False))

@@ -85,14 +85,16 @@ Cross-process single-flight
 
 On a miss the reader also tries to take ``lwa:v1:{<b>}:lease:<hex>`` (``SET
 NX`` for the LWA ``timeout`` plus :data:`._plans.LEASE_MARGIN`: the holder's
-deadline and its write-back), in the same round trip. Its value is ``<fencing
-id>:<nonce>``, the fencing id from ``INCR lwa:v1:fence``. The worker that gets
-it asks LWA; the others subscribe to the lease key as a channel, read again
-(so a publish in between is not lost) and wait for the holder's publish, for
-at most the lease's PTTL (restarted when the fencing id shows a new holder),
-and then ask LWA themselves: a lease only ever saves calls, it never fails a
-request. :meth:`put` and :meth:`record_failure` release the lease (only if it
-is still exactly the one this worker took) and publish on it; when another
+deadline and its write-back), in the same round trip. (Under asyncio the
+resolver first reads without it, so a hit starts no flight task; a miss
+reads again, with it.) Its value is ``<fencing id>:<nonce>``, the fencing id
+from ``INCR lwa:v1:fence``. The worker that gets it asks LWA; the others
+subscribe to the lease key as a channel, read again (so a publish in between
+is not lost) and wait for the holder's publish, for at most the lease's PTTL
+(restarted when the fencing id shows a new holder), and then ask LWA
+themselves: a lease only ever saves calls, it never fails a request.
+:meth:`put` and :meth:`record_failure` release the lease (only if it is
+still exactly the one this worker took) and publish on it; when another
 lookup holds it by then, they write nothing: its answer is the newer one.
 
 Revocations pushed to every worker

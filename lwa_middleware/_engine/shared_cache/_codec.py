@@ -25,7 +25,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Final
 
-from .._seal import Aead
+from .._seal import Aead, Deriver
 from ..errors import InvalidToken
 from ..flow import Resolved
 from ..identity import Identity
@@ -146,8 +146,9 @@ def key_id(secret: bytes) -> bytes:
     return hmac.new(secret, _KEY_ID_LABEL, hashlib.sha256).hexdigest()[:8].encode()
 
 
-def _aead_key(secret: bytes, kid: bytes, token: str) -> Aead:
-    return Aead.derived(secret, _AEAD_LABEL + b"\0" + kid + b"\0" + token.encode("ascii"))
+def _aead_key(deriver: Deriver, kid: bytes, token: str) -> Aead:
+    # Per token, on purpose: a forgery needs the token too (see the module's docstring).
+    return Aead(deriver.derive(_AEAD_LABEL + b"\0" + kid + b"\0" + token.encode("ascii")))
 
 
 def _associated(kid: bytes, key: str) -> bytes:
@@ -216,7 +217,7 @@ class Codec:
     :param cache_ttl: the longest an identity read back is served.
     """
 
-    __slots__ = ("_aead", "_client_ids", "_mac", "_namespace", "_ttl")
+    __slots__ = ("_aead", "_client_ids", "_keys", "_mac", "_namespace", "_ttl")
 
     def __init__(
         self,
@@ -232,6 +233,18 @@ class Codec:
         self._mac: tuple[bytes, bytes] | None = None  # (secret, MAC key derived from it)
         #: Seal with the AEAD envelope (a configured secret), and accept nothing else.
         self._aead = aead
+        #: Per secret (the current and older configured ones, or the generated
+        #: ones met): its key id and HKDF extract, so a hit derives only its
+        #: token's key (issue 23).
+        self._keys: dict[bytes, tuple[bytes, Deriver]] = {}
+
+    def _aead_keys(self, secret: bytes) -> tuple[bytes, Deriver]:
+        keys = self._keys.get(secret)
+        if keys is None:
+            if len(self._keys) >= 8:  # secrets are few; a churn must not grow this
+                self._keys.clear()
+            keys = self._keys[secret] = (key_id(secret), Deriver(secret))
+        return keys
 
     def digest(self, secret: bytes, token: str) -> str:
         """The hex naming ``token``'s keys: an HMAC of the namespace and token."""
@@ -251,8 +264,8 @@ class Codec:
         if self._aead:
             if token is None:
                 raise ValueError("an AEAD value needs its token")
-            kid = key_id(secret)
-            sealed = _aead_key(secret, kid, token).seal(body, _associated(kid, key))
+            kid, deriver = self._aead_keys(secret)
+            sealed = _aead_key(deriver, kid, token).seal(body, _associated(kid, key))
             return ENVELOPE + b"." + kid + b"." + sealed
         return _tag(self.mac_key(secret), key, body) + body
 
@@ -263,9 +276,10 @@ class Codec:
             head, kid, rest = raw[:2], raw[2:10], raw[10:]
             if head != ENVELOPE + b"." or rest[:1] != b"." or token is None:
                 raise ValueError("not an envelope of this schema")  # no downgrade to a MAC
-            if not hmac.compare_digest(kid, key_id(secret)):
+            mine, deriver = self._aead_keys(secret)
+            if not hmac.compare_digest(kid, mine):
                 raise ValueError("sealed under another secret")
-            opened = _aead_key(secret, kid, token).open(rest[1:], _associated(kid, key))
+            opened = _aead_key(deriver, kid, token).open(rest[1:], _associated(kid, key))
             if opened is None:
                 raise ValueError("AEAD")
             return opened

@@ -283,13 +283,14 @@ class SyncSharedCache(_Plans):
                 return True
         return False
 
-    def get(self, token: str, revocation_only: bool = False) -> Found:
+    def get(self, token: str, revocation_only: bool = False, lease: bool = True) -> Found:
         """The shared verdict on ``token``, or ``None`` for a miss (ask LWA).
 
         With ``revocation_only`` (a ``revalidate()`` route) only a revocation
-        is read: the identity must come from LWA.
+        is read: the identity must come from LWA. Without ``lease`` a miss
+        neither takes the lease nor waits on another worker's.
         """
-        return self._drive(self._get(token, revocation_only))
+        return self._drive(self._get(token, revocation_only, lease))
 
     def put(self, token: str, resolved: Resolved) -> None:
         """Share a resolved token and release this worker's lease on it."""
@@ -520,10 +521,10 @@ class AsyncSharedCache(_Plans):
                 return True
         return False
 
-    async def get(self, token: str, revocation_only: bool = False) -> Found:
+    async def get(self, token: str, revocation_only: bool = False, lease: bool = True) -> Found:
         """The shared verdict on ``token``, or ``None`` for a miss (ask LWA); see
         :meth:`SyncSharedCache.get`."""
-        return await self._drive(self._get(token, revocation_only))
+        return await self._drive(self._get(token, revocation_only, lease))
 
     async def put(self, token: str, resolved: Resolved) -> None:
         """Share a resolved token and release this worker's lease on it."""

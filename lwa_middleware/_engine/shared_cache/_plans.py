@@ -160,13 +160,13 @@ class _Plans(_Secrets):
 
     # -- what the drivers run -------------------------------------------------
 
-    def _get(self, token: str, revocation_only: bool) -> _Plan[Found]:
+    def _get(self, token: str, revocation_only: bool, lease: bool = True) -> _Plan[Found]:
         # Noted before the breaker is asked: a token served while Redis is
         # skipped or failing must still be reachable by a pushed revocation
         # (issue 24, item 1). With no secret known yet it cannot be named:
         # the resolver then trusts its copy only briefly (Fleet.knows).
         noted = self._note(token)
-        return self._guarded(self._get_plan(token, revocation_only, noted), None)
+        return self._guarded(self._get_plan(token, revocation_only, noted, lease), None)
 
     def _note(self, token: str, secret: bytes | None = None) -> bytes | None:
         """Tell the subscriber ``token``'s Redis hexes under ``secret`` (the
@@ -409,7 +409,11 @@ class _Plans(_Secrets):
             return None
 
     def _get_plan(
-        self, token: str, revocation_only: bool = False, noted: bytes | None = None
+        self,
+        token: str,
+        revocation_only: bool = False,
+        noted: bytes | None = None,
+        lease: bool = True,
     ) -> _Plan[Found]:
         secret = yield from self._secret_plan()
         digest = self._hex(secret, token)
@@ -420,7 +424,7 @@ class _Plans(_Secrets):
             return (yield from self._open(*revoked, token))
         keys = entry_keys(digest)
         lease_id = secrets.token_hex(8)
-        take_lease = self.lease and not revocation_only and older is None
+        take_lease = self.lease and lease and not revocation_only and older is None
         lease_px = self._lease_px if take_lease else 0
         mode = "1" if revocation_only else "0"
         waiting = _Waiting()

@@ -45,8 +45,9 @@ class SharedTier(Protocol[_Found_co, _Done_co]):
         """Whether Redis is not usable now (its breaker is not closed)."""
         ...
 
-    def get(self, token: str, revocation_only: bool = False) -> _Found_co:
-        """The shared verdict on ``token``; only a revocation with ``revocation_only``."""
+    def get(self, token: str, revocation_only: bool = False, lease: bool = True) -> _Found_co:
+        """The shared verdict on ``token``; only a revocation with ``revocation_only``;
+        without ``lease``, a miss takes no lease (nor waits on another's)."""
         ...
 
     def put(self, token: str, resolved: Resolved) -> _Done_co:
