@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from starlette.testclient import TestClient
 from support.clock import FakeClock
-from support.private import Entry, IdentityCache, token_digest
+from support.private import Entry, IdentityCache, cache_entries, token_digest
 from werkzeug.test import Client
 
 from lwa_middleware import Identity, InvalidToken, LWAMiddleware, LWAWSGIMiddleware
@@ -278,7 +278,7 @@ def test_expired_entries_leave_memory_on_the_next_write() -> None:
     cache.put(key("b"), _entry(cache, 10))
     clock.advance(61)
     cache.put(key("c"), _entry(cache, 3600))
-    assert set(cache._entries.data) == {key("c")}
+    assert set(cache_entries(cache).data) == {key("c")}
     assert len(cache) == 1
 
 
@@ -309,7 +309,7 @@ def test_churn_does_not_grow_the_expiry_queues() -> None:
         cache.put(key(f"t{i}"), _entry(cache, 3600))
         cache.discard(key(f"t{i}"))
     cache.put(key("kept"), _entry(cache, 3600))
-    entries = cache._entries
+    entries = cache_entries(cache)
     assert entries._queued <= 2 * len(entries.data) + 64
     assert cache.get(key("kept")) is not None
 

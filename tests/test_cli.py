@@ -637,12 +637,12 @@ def test_port_in_use_is_a_usage_error(capsys: pytest.CaptureFixture[str], comman
      ("::1", True), ("0.0.0.0", False), ("10.0.0.1", False), ("example.com", False)],
 )
 def test_only_loopback_hosts_are_accepted(host: str, loopback: bool) -> None:
-    from support.private import cli
+    from support.private import cli, cli_check_loopback, cli_is_loopback, cli_origin
 
-    assert cli._is_loopback(host) is loopback
+    assert cli_is_loopback(host) is loopback
     if loopback:
-        cli._check_loopback(host)
+        cli_check_loopback(host)
     else:
         with pytest.raises(cli.UsageError, match="only listens on"):
-            cli._check_loopback(host)
-    assert cli._origin("::1", 8) == "http://[::1]:8"
+            cli_check_loopback(host)
+    assert cli_origin("::1", 8) == "http://[::1]:8"

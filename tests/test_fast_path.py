@@ -21,7 +21,18 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support.callers import asgi_call, asgi_scope
 from support.clock import FakeClock
-from support.private import PROVABLE_SCOPES, Entry, Gate, Policy, Resolver, Settings
+from support.private import (
+    PROVABLE_SCOPES,
+    Entry,
+    Gate,
+    Policy,
+    Resolver,
+    Settings,
+    asgi_judge,
+    gate_resolver,
+    gate_stats,
+    set_asgi_judge,
+)
 
 from lwa_middleware import Identity, LWAMiddleware, LWAWSGIMiddleware, revalidate
 from lwa_middleware.testing import LWAEmulator
@@ -115,13 +126,13 @@ def test_the_asgi_fast_path_is_the_cache_rule(
     expected = _rule(entry, policy, clock())
 
     judged: list[bool] = []
-    slow = mw._judge
+    slow = asgi_judge(mw)
 
     async def judge(*args: Any) -> Any:
         judged.append(True)
         return await slow(*args)
 
-    mw._judge = judge  # type: ignore[method-assign]
+    set_asgi_judge(mw, judge)
     headers = {"x-amz-access-token": token} if amz_header else {"Authorization": f"Bearer {token}"}
     calls = lwa_emulator.calls["tokeninfo"]
 
@@ -157,12 +168,12 @@ def test_gate_hit_is_the_cache_rule(
     gate = Gate(options, Resolver(options))
     raw = b"Atza|gate-property"
     entry = _entry(clock(), scopes, has_profile, fresh_in)
-    gate._resolver.cache.put(sha256(raw).digest(), entry)
+    gate_resolver(gate).cache.put(sha256(raw).digest(), entry)
     hit = gate.hit(raw, policy)
     expected = _rule(entry, policy, clock())
     assert (hit is entry) == expected
     assert hit is None or hit is entry
-    assert gate._stats.hits == int(expected)
+    assert gate_stats(gate).hits == int(expected)
 
 
 def _wsgi_app(environ: Any, start_response: Any) -> list[bytes]:

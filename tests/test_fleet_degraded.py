@@ -41,6 +41,9 @@ from support.private import (
     Stats,
     _Plans,
     classify,
+    plan_get,
+    set_plan_epoch,
+    set_plan_jitter,
 )
 
 from lwa_middleware import ConfigurationError, LWAMiddleware
@@ -56,13 +59,13 @@ def clock() -> FakeClock:
 
 
 def fail(plans: _Plans, clock: FakeClock, error: Exception = DOWN) -> None:
-    _, found = drive(plans._get(TOKEN, False), [error], clock)
+    _, found = drive(plan_get(plans)(TOKEN, False), [error], clock)
     assert found is None
 
 
 def probes(plans: _Plans, clock: FakeClock) -> bool:
     """Whether a lookup now asks Redis (it is answered with a miss)."""
-    steps, _ = drive(plans._get(TOKEN, False), lambda call: [0, READ_MISS], clock)
+    steps, _ = drive(plan_get(plans)(TOKEN, False), lambda call: [0, READ_MISS], clock)
     return bool(calls(steps))
 
 
@@ -71,7 +74,7 @@ def probes(plans: _Plans, clock: FakeClock) -> bool:
 
 def test_the_back_off_doubles_per_failed_probe_up_to_its_cap(clock: FakeClock) -> None:
     plans = make(clock)
-    plans._jitter = lambda: 1.0  # the top of the jitter range: the full pause
+    set_plan_jitter(plans, lambda: 1.0)  # the top of the jitter range: the full pause
     fail(plans, clock)
     assert plans.degraded
     pauses = []
@@ -89,13 +92,13 @@ def test_the_back_off_doubles_per_failed_probe_up_to_its_cap(clock: FakeClock) -
 
 def probes_or_fail(plans: _Plans, clock: FakeClock) -> bool:
     """Let a lookup through if the breaker allows it, and fail it."""
-    steps, _ = drive(plans._get(TOKEN, False), lambda call: DOWN, clock)
+    steps, _ = drive(plan_get(plans)(TOKEN, False), lambda call: DOWN, clock)
     return bool(calls(steps))
 
 
 def test_the_jitter_draws_each_pause_in_its_upper_half(clock: FakeClock) -> None:
     plans = make(clock)
-    plans._jitter = lambda: 0.0  # the bottom of the range
+    set_plan_jitter(plans, lambda: 0.0)  # the bottom of the range
     fail(plans, clock)
     clock.advance(BACKOFF / 2 - 0.01)
     assert not probes(plans, clock)
@@ -107,7 +110,7 @@ def test_half_open_lets_one_probe_through_and_the_rest_skip(clock: FakeClock) ->
     plans = make(clock)
     fail(plans, clock)
     clock.advance(BACKOFF)
-    probe = plans._get(TOKEN, False)
+    probe = plan_get(plans)(TOKEN, False)
     assert next(probe).name == "read"  # the probe is out, not yet answered
     skipped = plans.skipped
     for _ in range(3):
@@ -125,7 +128,7 @@ def test_a_probe_that_never_reports_back_does_not_keep_redis_skipped(
     plans = make(clock)
     fail(plans, clock)
     clock.advance(BACKOFF)
-    lost = plans._get(TOKEN, False)
+    lost = plan_get(plans)(TOKEN, False)
     next(lost)
     lost.close()  # a cancelled task: its plan is closed, not answered
     assert not probes(plans, clock)
@@ -215,7 +218,7 @@ def fleet_plans(clock: FakeClock) -> tuple[_Plans, Stats, list[tuple[str, dict[s
                   lambda name, **data: events.append((name, data)))
     fleet.start = lambda: None  # type: ignore[method-assign]  # no subscriber thread here
     plans = _Plans(settings, fleet=fleet)
-    plans._epoch = b"epoch-1"
+    set_plan_epoch(plans, b"epoch-1")
     return plans, stats, events
 
 

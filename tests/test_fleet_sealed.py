@@ -40,6 +40,13 @@ from support.private import (
     encode_identity,
     entry_keys,
     key_id,
+    plan_codec,
+    plan_failure,
+    plan_get,
+    plan_hex,
+    plan_put,
+    plan_revoke,
+    plan_secret,
     rejection_body,
     token_key,
 )
@@ -98,17 +105,18 @@ def test_two_seals_of_one_value_differ() -> None:
 
 def test_rejections_and_revocations_are_sealed_to_the_token_too(clock: Any) -> None:
     plans = make_plans(clock)
-    steps, _ = drive(plans._record_failure(TOKEN, InvalidToken("bad")), [0], clock)
+    steps, _ = drive(plan_failure(plans)(TOKEN, InvalidToken("bad")), [0], clock)
     (write,) = calls(steps)
     value = write.args[0]
     assert isinstance(value, bytes)
     assert b"bad" not in value
-    assert plans._codec.unseal(plans._secret, write.keys[0], value, TOKEN) == rejection_body("bad")
+    codec, secret = plan_codec(plans), plan_secret(plans)
+    assert codec.unseal(secret, write.keys[0], value, TOKEN) == rejection_body("bad")
     with pytest.raises(ValueError):
-        plans._codec.unseal(plans._secret, write.keys[0], value, TOKEN + "x")
-    steps, _ = drive(plans._revoke(TOKEN, 60.0), [0], clock)
+        codec.unseal(secret, write.keys[0], value, TOKEN + "x")
+    steps, _ = drive(plan_revoke(plans)(TOKEN, 60.0), [0], clock)
     (revocation,) = calls(steps)
-    opened = plans._codec.unseal(plans._secret, revocation.keys[0], revocation.args[0], TOKEN)
+    opened = codec.unseal(secret, revocation.keys[0], revocation.args[0], TOKEN)
     assert opened == rejection_body(REVOKED)
 
 
@@ -119,24 +127,24 @@ def clock() -> FakeClock:
 
 def test_a_rotation_writes_with_the_first_and_reads_all(clock: Any) -> None:
     plans = make_plans(clock, cache_key_secret=[S2, S1])
-    old = plans._hex(S1, TOKEN)
-    steps, found = drive(plans._get(TOKEN, False), lambda c: [0, 0], clock)
+    old = plan_hex(plans)(S1, TOKEN)
+    steps, found = drive(plan_get(plans)(TOKEN, False), lambda c: [0, 0], clock)
     # The old secret's keys are in another bucket (another slot, on a
     # Cluster): read first, on their own, revocation then identity ("2").
     old_read, read = calls(steps)
     assert old_read.keys == entry_keys(old)
     assert old_read.args[1:3] == (0, "2")
-    assert read.keys == entry_keys(plans._hex(S2, TOKEN))
+    assert read.keys == entry_keys(plan_hex(plans)(S2, TOKEN))
     # An identity found under the old secret's key opens with the old secret,
     # and the main read then takes no lease.
-    sealed = plans._codec.seal(S1, token_key("id", old), body(), TOKEN)
-    steps, found = drive(plans._get(TOKEN, False), [[0, 1, sealed, 60_000], [0, 0]], clock)
+    sealed = plan_codec(plans).seal(S1, token_key("id", old), body(), TOKEN)
+    steps, found = drive(plan_get(plans)(TOKEN, False), [[0, 1, sealed, 60_000], [0, 0]], clock)
     assert calls(steps)[1].args[1] == 0
     assert found is not None
     assert found.resolved.identity.user_id == "amzn1.account.SECRETUSER"
-    steps, _ = drive(plans._put(TOKEN, resolved(clock, 60)), [0], clock)
+    steps, _ = drive(plan_put(plans)(TOKEN, resolved(clock, 60)), [0], clock)
     (write,) = calls(steps)
-    assert write.keys[0] == token_key("id", plans._hex(S2, TOKEN))  # the first one writes
+    assert write.keys[0] == token_key("id", plan_hex(plans)(S2, TOKEN))  # the first one writes
     assert write.args[0].startswith(b"3." + key_id(S2))
 
 

@@ -8,7 +8,17 @@ from typing import Any
 
 import pytest
 from support.clock import FakeClock
-from support.private import ANONYMOUS, PASS, Gate, Policy, Resolve, Resolver, Settings
+from support.private import (
+    ANONYMOUS,
+    PASS,
+    Gate,
+    Policy,
+    Resolve,
+    Resolver,
+    Settings,
+    gate_resolver,
+    gate_stats,
+)
 
 from lwa_middleware import Identity, InvalidRequest, InvalidToken, MissingToken
 
@@ -106,7 +116,7 @@ def _cached(g: Gate, clock: FakeClock, scopes: set[str], has_profile: bool, ttl:
         user_id="amzn1.account.GATE", scopes=frozenset(scopes), client_id=CLIENT,
         expires_at=time.time() + 3600,
     )
-    cache = g._resolver.cache
+    cache = gate_resolver(g).cache
     entry = cache.make_entry(identity, clock() + 3600, has_profile, fresh_for=ttl)
     cache.put(sha256(TOKEN.encode()).digest(), entry)
 
@@ -120,11 +130,11 @@ def test_hit_serves_a_fresh_entry_that_holds_the_policy_and_counts_it() -> None:
     entry = g.hit(TOKEN.encode(), ZIP)
     assert entry is not None
     assert g.admit(entry, ZIP) is entry
-    assert g._stats.hits == 1
+    assert gate_stats(g).hits == 1
     assert events == ["hit"]
     clock.advance(61)  # past cache_ttl: no longer fresh
     assert g.hit(TOKEN.encode(), ZIP) is None
-    assert g._stats.hits == 1
+    assert gate_stats(g).hits == 1
 
 
 def test_hit_misses_without_the_scopes_the_profile_or_on_revalidate() -> None:
@@ -146,7 +156,7 @@ def test_admit_checks_the_scopes_and_marks_have_names() -> None:
     clock = FakeClock()
     g = gate(clock)
     _cached(g, clock, {"profile"}, has_profile=True, ttl=60)
-    entry = g._resolver.cache.peek(sha256(TOKEN.encode()).digest())
+    entry = gate_resolver(g).cache.peek(sha256(TOKEN.encode()).digest())
     assert entry is not None
     assert g.admit(entry, REQUIRED) is entry
     with pytest.raises(InsufficientScope):

@@ -35,6 +35,7 @@ from ._options import (
     whole,
 )
 from ._redis_url import check_redis_url
+from .clock import Clock, check_clock, monotonic_of
 from .errors import DEFAULT_REALM, ConfigurationError
 from .routes import Policy, PolicySpec, RouteTable
 from .tokens import TOKEN_SOURCES
@@ -126,12 +127,14 @@ OPTIONS: tuple[Option, ...] = (
         seconds("breaker_cooldown"),
     ),
     Option(
-        "clock", "callable", time.monotonic,
-        "monotonic seconds: the clock of the caches (entries, rejections, revocations, token "
-        "expiry), the circuit breaker, the warning throttles and the lookup timings of "
-        "`on_event`. Not of the HTTP and Redis deadlines (`timeout`, `connect_timeout`, "
-        "`redis_timeout`): sockets wait in real time. Tests pass a fake one",
-        function("clock", "time.monotonic"),
+        "clock", "clock", time,
+        "what reads time: an object with `monotonic()` and `time()`, like the `time` module; "
+        "the same one `SignIn` and `LWAEmulator` take. Read here: `monotonic()`, the clock of "
+        "the caches (entries, rejections, revocations, token expiry), the circuit breaker, the "
+        "warning throttles and the lookup timings of `on_event`. Not of the HTTP and Redis "
+        "deadlines (`timeout`, `connect_timeout`, `redis_timeout`): sockets wait in real time. "
+        "Tests pass a fake one. A bare callable (read as `time.monotonic`) is deprecated",
+        check_clock("clock"), shown="`time`",
     ),
     Option(
         "retry_after", "`int` seconds", 5, "`Retry-After` on 503 when LWA did not say",
@@ -268,7 +271,7 @@ class Options(TypedDict, total=False):
     max_concurrent_lookups: int
     breaker_threshold: int
     breaker_cooldown: float
-    clock: Callable[[], float]
+    clock: Clock | Callable[[], float]
     redis_url: str | None
     redis_client: Callable[..., Any] | None
     cache_key_secret: str | bytes | Sequence[str | bytes] | None
@@ -318,7 +321,7 @@ class Settings:
     max_concurrent_lookups: int = DEFAULTS["max_concurrent_lookups"]
     breaker_threshold: int = DEFAULTS["breaker_threshold"]
     breaker_cooldown: float = DEFAULTS["breaker_cooldown"]
-    clock: Callable[[], float] = DEFAULTS["clock"]
+    clock: Callable[[], float] = time.monotonic  # the monotonic face of the option
     #: Not in the repr (nor the secrets below): it may hold a password.
     redis_url: str | None = field(default=None, repr=False)
     redis_client: Callable[..., Any] | None = DEFAULTS["redis_client"]
@@ -369,6 +372,8 @@ class Settings:
                 with checking(name, sources):
                     test(value)
         fields = {name: value for name, value in given.items() if name not in _CONVERTED}
+        if "clock" in fields:
+            fields["clock"] = monotonic_of(fields["clock"], "LWAMiddleware")
         with checking("token_sources", sources):
             fields["token_sources"] = _token_sources(given)
         with checking("redis_url", sources):

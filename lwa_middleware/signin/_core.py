@@ -30,6 +30,7 @@ import anyio
 import httpx2
 
 from .._engine._observe import fields
+from .._engine.clock import Clock, epoch_of
 from .._engine.config import Settings
 from .._engine.errors import ConfigurationError, SharedCacheError, UpstreamUnavailable
 from .._engine.flow import UpstreamFailure
@@ -37,7 +38,7 @@ from .._engine.identity import Identity
 from .._engine.routes import PROVABLE_SCOPES, Access, Policy
 from .._engine.singleflight import TaskFlights, ThreadFlights
 from ._cookies import CookieJar, cookie_headers, read_cookie, safe_next
-from ._exchange import exchange
+from ._exchange import Exchanging
 from ._options import AUTHORIZE_URL, authorize_url_of, check_signin_options
 from ._origins import origin_matches
 from ._pages import Page, PageKind, Pages, check_pages, render_page
@@ -50,7 +51,7 @@ from ._parts import (
     grant_of,
     token_unreachable,
 )
-from ._refresh import refresh
+from ._refresh import Refreshing, warn_without_delete_if
 from ._sessions import (
     MAX_PENDING_LOGINS,
     MemorySessionStore,
@@ -74,7 +75,7 @@ LOGIN_TTL: Final = 600
 _REQUIRED: Final = Policy(Access.REQUIRED)
 
 
-class SignIn:
+class SignIn(Exchanging, Refreshing):
     """Signs users in with Login with Amazon, server-side (authorization code + PKCE).
 
     The browser only ever holds an opaque session cookie; the access and
@@ -84,7 +85,8 @@ class SignIn:
 
     Its keywords (what each does, its default, its check): the table
     :data:`lwa_middleware.signin._options.SIGNIN_OPTIONS`, shown in
-    ``docs/options.md``. ``clock`` is epoch seconds (``time.time``), since
+    ``docs/options.md``. ``clock`` is the middleware's kind (see
+    :mod:`lwa_middleware._engine.clock`); SignIn reads its ``time()``, since
     sessions outlive the process; the HTTP deadlines run in real time.
     """
 
@@ -113,7 +115,7 @@ class SignIn:
         retry_after: int = 5,
         max_sessions: int = 10_000,
         max_pending_logins: int = MAX_PENDING_LOGINS,
-        clock: Callable[[], float] = time.time,
+        clock: Clock | Callable[[], float] = time,
         http: httpx2.Client | None = None,
         pages: Pages | None = None,
         allow_mixed_hosts: bool = False,
@@ -147,6 +149,8 @@ class SignIn:
             refuse_mixed_hosts(authorize_url, self._settings.api_base_url)
         if store is not None and redis_url is not None:
             raise ConfigurationError("give redis_url or store, not both")
+        if store is not None:
+            warn_without_delete_if(store)
         self.store: SessionStore = (
             store
             if store is not None
@@ -167,7 +171,8 @@ class SignIn:
         self.refresh_margin = float(refresh_margin)
         self.timeout = float(timeout)
         self.retry_after = int(retry_after)
-        self.clock = clock
+        #: Epoch seconds: the ``time()`` face of ``clock=``.
+        self.clock = epoch_of(clock, "SignIn")
         self._http = http
         self._resolvers: list[Resolver] = []
         self._own_resolver: Resolver | None = None
@@ -413,7 +418,7 @@ class SignIn:
         code = params.get("code", "")
         if not code:
             return self._failed(400, "The answer from Amazon is incomplete.", clear)
-        found = exchange(self, code, pending["v"], clear)
+        found = self._exchange(code, pending["v"], clear)
         if isinstance(found, Reply):
             return found
         return self._open_session(found, cookies, target, clear)
@@ -525,7 +530,7 @@ class SignIn:
             return None
         if self._fresh(session):
             return session.access_token
-        return self._threads.run(key, lambda: (refresh(self, key),), _same, _nothing)[0]
+        return self._threads.run(key, lambda: (self._refresh(key),), _same, _nothing)[0]
 
     async def access_token_async(self, session_id: str) -> str | None:
         key = self._key("session", session_id)

@@ -5,88 +5,107 @@ and every way that fails worded as the page to answer."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from .._engine._observe import fields, text, with_request_id
 from .._engine.errors import AuthError, UpstreamUnavailable
 from .._engine.identity import Identity
+from ._pages import PageKind
 from ._parts import Reply, _Grant, _Refused
 from ._transport import identity_of
 
 if TYPE_CHECKING:
-    from ._core import SignIn
+    from .._engine.resolver import Resolver
 
-__all__ = ["exchange"]
+__all__ = ["Exchanging"]
 
 logger = logging.getLogger("lwa_middleware.signin")
 
 
-def exchange(
-    signin: SignIn, code: str, verifier: str, clear: tuple[str, str]
-) -> tuple[_Grant, Identity] | Reply:
-    """The code's grant and the identity of its access token, or the page to answer."""
-    try:
-        grant = signin._post(
-            {
-                "grant_type": "authorization_code",
-                "code": code,
-                "redirect_uri": signin.redirect_uri,
-                "client_id": signin.client_id,
-                "client_secret": signin._secret,
-                "code_verifier": verifier,
-            }
-        )
-        return grant, identity_of(signin._resolver(), grant.access_token)
-    except _Refused as refused:
-        if refused.error == "invalid_client":
-            # The app's credentials, not the user's sign-in: say what to fix.
-            logger.error(
+class Exchanging:
+    """SignIn's code exchange, as a base class of it: its steps read SignIn's
+    state as their own (declared here for the type checker; SignIn defines them)."""
+
+    if TYPE_CHECKING:
+        client_id: str
+        redirect_uri: str
+        retry_after: int
+        _secret: str
+
+        def _post(self, form: Mapping[str, str]) -> _Grant: ...
+        def _resolver(self) -> Resolver: ...
+        def _failed(self, status: int, message: str, *extra: tuple[str, str]) -> Reply: ...
+        def _page(
+            self, kind: PageKind, status: int, title: str, message: str, *extra: tuple[str, str]
+        ) -> Reply: ...
+
+    def _exchange(
+        self, code: str, verifier: str, clear: tuple[str, str]
+    ) -> tuple[_Grant, Identity] | Reply:
+        """The code's grant and the identity of its access token, or the page to answer."""
+        try:
+            grant = self._post(
+                {
+                    "grant_type": "authorization_code",
+                    "code": code,
+                    "redirect_uri": self.redirect_uri,
+                    "client_id": self.client_id,
+                    "client_secret": self._secret,
+                    "code_verifier": verifier,
+                }
+            )
+            return grant, identity_of(self._resolver(), grant.access_token)
+        except _Refused as refused:
+            if refused.error == "invalid_client":
+                # The app's credentials, not the user's sign-in: say what to fix.
+                logger.error(
+                    "%s",
+                    with_request_id(
+                        "sign-in: LWA refused the client credentials (invalid_client): check "
+                        "client_secret (and client_id) against the LWA security profile",
+                        refused.request_id,
+                    ),
+                    extra=fields(
+                        "signin_failed", reason="invalid_client", request_id=refused.request_id
+                    ),
+                )
+                return self._failed(
+                    502, "Amazon refused this site's credentials: check client_secret.", clear
+                )
+            logger.warning(
                 "%s",
                 with_request_id(
-                    "sign-in: LWA refused the client credentials (invalid_client): check "
-                    "client_secret (and client_id) against the LWA security profile",
-                    refused.request_id,
+                    f"sign-in: LWA refused the code ({refused.error!r:.40})", refused.request_id
                 ),
-                extra=fields(
-                    "signin_failed", reason="invalid_client", request_id=refused.request_id
-                ),
+                extra=fields("signin_failed", reason="code_refused", request_id=refused.request_id),
             )
-            return signin._failed(
-                502, "Amazon refused this site's credentials: check client_secret.", clear
+            status = 400 if refused.error == "invalid_grant" else 502
+            return self._failed(status, "Amazon refused this sign-in.", clear)
+        except UpstreamUnavailable as down:
+            if down.lwa_endpoint == "token":  # the lookup's failures are logged by the resolver
+                logger.warning(
+                    "sign-in: %s",
+                    text(down),
+                    extra=fields(
+                        "signin_unavailable",
+                        reason=down.lwa_reason,
+                        status=down.lwa_status,
+                        request_id=down.lwa_request_id,
+                    ),
+                )
+            wait = str(down.retry_after or self.retry_after)
+            return self._page(
+                "unavailable",
+                503,
+                "Try again",
+                "Amazon is unavailable. Try again shortly.",
+                clear,
+                ("Retry-After", wait),
             )
-        logger.warning(
-            "%s",
-            with_request_id(
-                f"sign-in: LWA refused the code ({refused.error!r:.40})", refused.request_id
-            ),
-            extra=fields("signin_failed", reason="code_refused", request_id=refused.request_id),
-        )
-        status = 400 if refused.error == "invalid_grant" else 502
-        return signin._failed(status, "Amazon refused this sign-in.", clear)
-    except UpstreamUnavailable as down:
-        if down.lwa_endpoint == "token":  # the lookup's failures are logged by the resolver
+        except AuthError:
             logger.warning(
-                "sign-in: %s",
-                text(down),
-                extra=fields(
-                    "signin_unavailable",
-                    reason=down.lwa_reason,
-                    status=down.lwa_status,
-                    request_id=down.lwa_request_id,
-                ),
+                "sign-in: LWA refused the new access token",
+                extra=fields("signin_failed", reason="token_refused"),
             )
-        wait = str(down.retry_after or signin.retry_after)
-        return signin._page(
-            "unavailable",
-            503,
-            "Try again",
-            "Amazon is unavailable. Try again shortly.",
-            clear,
-            ("Retry-After", wait),
-        )
-    except AuthError:
-        logger.warning(
-            "sign-in: LWA refused the new access token",
-            extra=fields("signin_failed", reason="token_refused"),
-        )
-        return signin._failed(400, "Amazon refused this sign-in.", clear)
+            return self._failed(400, "Amazon refused this sign-in.", clear)

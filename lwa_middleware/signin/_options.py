@@ -20,6 +20,7 @@ from .._engine._options import (
     seconds,
     seconds_or_zero,
 )
+from .._engine.clock import check_clock
 from .._engine.errors import ConfigurationError
 from ._cookies import safe_next
 from ._sessions import MAX_PENDING_LOGINS
@@ -117,12 +118,14 @@ SIGNIN_OPTIONS: tuple[Option, ...] = (
         count("max_pending_logins"),
     ),
     Option(
-        "clock", "callable", time.time,
-        "epoch seconds (sessions outlive the process, in Redis): the clock of session ends, "
-        "access token expiry and refresh; shared with `LWAEmulator(clock=...)` in tests. Not of "
-        "the HTTP deadlines (`timeout`), the refresh wait or the in-memory store's expiry, "
-        "which run in real time",
-        function("clock", "time.time"),
+        "clock", "clock", time,
+        "what reads time: the middleware's kind of clock (`monotonic()` and `time()`, like the "
+        "`time` module), the same object in tests. Read here: `time()`, epoch seconds, since "
+        "sessions outlive the process (in Redis): the clock of session ends, access token "
+        "expiry and refresh. Not of the HTTP deadlines (`timeout`), the refresh wait or the "
+        "in-memory store's expiry, which run in real time. A bare callable (read as "
+        "`time.time`) is deprecated",
+        check_clock("clock"), shown="`time`",
     ),
     Option(
         "http", "`httpx2.Client`", None,

@@ -21,6 +21,7 @@ from typing import Any, Final, Protocol, runtime_checkable
 
 from .._engine._extras import needs_extra
 from .._engine._observe import fields
+from .._engine.clock import Clock, monotonic_of
 from .._engine.errors import ConfigurationError, UpstreamUnavailable
 
 # cryptography comes with the signin extra, not the base install.
@@ -78,6 +79,16 @@ class SessionStore(Protocol):
         ...
 
     def delete(self, key: str) -> None: ...
+
+    def delete_if(self, key: str, old: bytes) -> bool:
+        """Delete ``key`` only if it still holds ``old``, atomically.
+
+        A refresh LWA refused ends its session this way, so a session that
+        another worker's refresh replaced meanwhile is not ended with it.
+        New in this release; a store without it works for one more release
+        (with a ``DeprecationWarning``): the refusal then writes an
+        unreadable value over ``old`` through :meth:`replace`, for a second."""
+        ...
 
     def add_login(self, key: str, value: bytes, ttl: float) -> bool:
         """Keep a pending login; ``False`` (nothing kept) when the store
@@ -160,13 +171,13 @@ class MemorySessionStore:
     def __init__(
         self,
         maxsize: int = 10_000,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock | Callable[[], float] = time,
         *,
         max_pending: int = MAX_PENDING_LOGINS,
     ) -> None:
         self._maxsize = _check_count("maxsize", maxsize)
         self._max_pending = _check_count("max_pending", max_pending)
-        self._clock = clock
+        self._clock = monotonic_of(clock, "MemorySessionStore")  # what lives in this process
         self._lock = threading.Lock()
         self._items: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
         self._pending: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
@@ -222,6 +233,13 @@ class MemorySessionStore:
         with self._lock:
             self._items.pop(key, None)
 
+    def delete_if(self, key: str, old: bytes) -> bool:
+        with self._lock:
+            if self._live(key) != old:
+                return False
+            del self._items[key]
+            return True
+
     def add_login(self, key: str, value: bytes, ttl: float) -> bool:
         with self._lock:
             now = self._clock()
@@ -261,6 +279,10 @@ _REPLACE = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 return 1
+"""
+_DELETE_IF = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+return redis.call('DEL', KEYS[1])
 """
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -322,6 +344,7 @@ class RedisSessionStore:
             name: self._redis.register_script(lua)
             for name, lua in (
                 ("replace", _REPLACE),
+                ("delete_if", _DELETE_IF),
                 ("release", _RELEASE),
                 ("add_login", _ADD_LOGIN),
                 ("take_login", _TAKE_LOGIN),
@@ -385,6 +408,9 @@ class RedisSessionStore:
 
     def delete(self, key: str) -> None:
         self._call(self._redis.delete, self._prefix + key)
+
+    def delete_if(self, key: str, old: bytes) -> bool:
+        return bool(self._run("delete_if", [key], old))
 
     def add_login(self, key: str, value: bytes, ttl: float) -> bool:
         return bool(self._run("add_login", [key, "logins"], value, _ms(ttl), self._max_pending))

@@ -36,7 +36,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 from lwa_middleware.testing._apps import _Apps, _checked_redirect_uris
 from lwa_middleware.testing._authorize import _PlaysTheCustomer
@@ -126,8 +126,11 @@ class LWAEmulator(_Apps, _PlaysTheCustomer):
         http ones on loopback; :data:`DEFAULT_REDIRECT_URIS` by default.
         Their origins are its Allowed JavaScript Origins: pages there may
         use the JavaScript SDK stand-in (:attr:`sdk_url`).
-    :param clock: the emulator's time source (``time.time`` by default), so
-        tests can expire codes and tokens without sleeping.
+    :param clock: the emulator's time source, so tests can expire codes and
+        tokens without sleeping: the kind of clock the middleware and
+        ``SignIn`` take (``monotonic()`` and ``time()``, like the ``time``
+        module, the default), of which it reads ``time()``; or a callable
+        giving epoch seconds.
     :param access_token_lifetime: seconds an access token from the token
         endpoint (code or refresh grant) lives: its ``expires_in`` and its
         tokeninfo ``exp``; 3600 (LWA's hour) by default.  Shorter lifetimes
@@ -176,7 +179,7 @@ class LWAEmulator(_Apps, _PlaysTheCustomer):
         port: int = 0,
         client_secret: str | None = None,
         redirect_uris: Iterable[str] | None = None,
-        clock: Callable[[], float] | None = None,
+        clock: Any = None,
         tls: bool = False,
         access_token_lifetime: float = 3600,
         rotate_refresh_tokens: bool = False,
@@ -211,7 +214,7 @@ class LWAEmulator(_Apps, _PlaysTheCustomer):
             client_id,
             client_secret=self.client_secret,
             redirect_uris=uris,
-            clock=clock or time.time,
+            clock=_epoch_face(clock),
             access_token_lifetime=access_token_lifetime,
             rotate_refresh_tokens=rotate_refresh_tokens,
             company=company,
@@ -581,3 +584,12 @@ class LWAEmulator(_Apps, _PlaysTheCustomer):
         with self._state.lock:
             count = len(self._state.tokens)
         return f"<LWAEmulator {status} {where} client_id={self.client_id!r} tokens={count}>"
+
+
+def _epoch_face(clock: Any) -> Callable[[], float]:
+    """Epoch seconds from ``clock=``: a clock's ``time()``, or the callable itself."""
+    if clock is None:
+        return time.time
+    face = getattr(clock, "time", None)
+    read: Callable[[], float] = face if callable(face) else clock
+    return read

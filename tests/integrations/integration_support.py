@@ -96,15 +96,15 @@ def json_of(response: Any) -> Any:
 @contextlib.contextmanager
 def fresh_warnings() -> Iterator[None]:
     """Forget which unprotected paths were warned about, so a test sees its warning."""
-    from lwa_middleware.integrations import _common
+    from support.private import unprotected_warned as warned
 
-    saved = set(_common._warned)
-    _common._warned.clear()
+    saved = set(warned)
+    warned.clear()
     try:
         yield
     finally:
-        _common._warned.clear()
-        _common._warned.update(saved)
+        warned.clear()
+        warned.update(saved)
 
 
 def same_error(response: Any, reference: Any) -> None:

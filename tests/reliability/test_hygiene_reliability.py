@@ -22,7 +22,7 @@ from urllib.parse import parse_qsl
 import httpx2
 import pytest
 from support.leaks import assert_no_token_in
-from support.private import Policy
+from support.private import Policy, cache_entries, cache_lock, cache_rejections
 from werkzeug.test import Client
 
 from lwa_middleware import AuthError, LWAMiddleware, LWAWSGIMiddleware
@@ -64,9 +64,10 @@ def _cache_dump(mw: LWAMiddleware | LWAWSGIMiddleware) -> tuple[list[bytes], str
     """Keys, the reprs of values, and a pickle of everything both caches hold."""
     cache = mw.resolver.cache
     # Private, but this is exactly what a heap dump of the process would show.
-    with cache._lock:
-        entries = list(cache._entries.items())
-        rejections = list(cache._rejections.items()) if cache._rejections is not None else []
+    with cache_lock(cache):
+        entries = list(cache_entries(cache).items())
+        rejected = cache_rejections(cache)
+        rejections = list(rejected.items()) if rejected is not None else []
         revoked = list(getattr(cache, "_revoked", {}))
     keys = [k for k, _ in entries] + [k for k, _ in rejections] + revoked
     values = [v for _, v in entries] + [v for _, v in rejections]

@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 from support.clock import FakeClock
+from support.private import load_session, session_key
 
 from lwa_middleware import LWAMiddleware, LWAWSGIMiddleware, get_identity
 from lwa_middleware.signin import SignIn
@@ -169,6 +170,11 @@ class Worker:
             lwa, self.signin, redis_url=url, local_cache_ttl=0.001, redis_timeout=2.0
         )
 
+    def close(self) -> None:
+        """Stop what the middleware started (its revocation subscriber): one
+        left behind would log its reconnects into later tests."""
+        self.app.resolver.close()
+
     def client(self) -> Any:
         from starlette.testclient import TestClient
 
@@ -177,4 +183,4 @@ class Worker:
 
 def session_of(signin: SignIn, session_id: str) -> Any:
     """The stored session (test-only peek through the sealer)."""
-    return signin._load(signin._key("session", session_id))
+    return load_session(signin, session_key(signin, session_id))

@@ -20,6 +20,7 @@ import httpx2
 import pytest
 from starlette.testclient import TestClient
 from support.clock import FakeClock
+from support.private import save_session, session_key
 from support.redis_servers import wait_for
 
 from lwa_middleware.signin import MemorySessionStore, RedisSessionStore, SessionStore, SignIn
@@ -71,7 +72,11 @@ def pair(request: pytest.FixtureRequest, lwa_emulator: LWAEmulator) -> Iterator[
     request.getfixturevalue("rclient")  # an empty Redis
     a = Worker(lwa_emulator, url, clock, timeout=HOLD + 30)
     b = Worker(lwa_emulator, url, clock, timeout=HOLD + 30)
-    yield Pair(a.app, b.app, a.signin, a.recorder, clock)
+    try:
+        yield Pair(a.app, b.app, a.signin, a.recorder, clock)
+    finally:
+        a.close()
+        b.close()
 
 
 def _client(app: Any, **options: Any) -> httpx2.AsyncClient:
@@ -145,25 +150,37 @@ def test_a_logout_while_the_refresh_is_at_lwa_stays_won(
     assert lwa_emulator.customer_for(refreshed) is not None
 
 
+def _signed_in_and_expired(pair: Pair, lwa: LWAEmulator) -> str:
+    """A session whose access token expired: its next request refreshes."""
+    with TestClient(pair.a, base_url=ORIGIN, follow_redirects=False) as client:
+        session_id = session_cookie(sign_in(client, lwa))
+    assert session_id is not None
+    pair.clock.advance(3600)
+    return session_id
+
+
+async def _renew(pair: Pair, session_id: str, token: str) -> str:
+    """Another worker (its lease outlived ours) renews the session with
+    ``token``, as its refresh would write it; the session's user id."""
+    session = session_of(pair.signin, session_id)
+    renewed = dataclasses.replace(session, access_token=token, expires_at=pair.clock.now + 3600)
+    key = session_key(pair.signin, session_id)
+    await asyncio.to_thread(save_session, pair.signin, key, renewed)
+    user_id: str = session.user_id
+    return user_id
+
+
 def test_a_refresh_that_lost_to_another_workers_serves_that_one(
     pair: Pair, lwa_emulator: LWAEmulator
 ) -> None:
     """Another worker (its lease outlived ours) renewed the session while our
     refresh was at LWA: ours is discarded (and its token revoked), the
     request is served with the session as the other worker left it."""
-    with TestClient(pair.a, base_url=ORIGIN, follow_redirects=False) as client:
-        session_id = session_cookie(sign_in(client, lwa_emulator))
-    assert session_id is not None
-    key = pair.signin._key("session", session_id)
-    pair.clock.advance(3600)
+    session_id = _signed_in_and_expired(pair, lwa_emulator)
     theirs = lwa_emulator.issue_token()
 
     async def other_worker_renews(_: httpx2.AsyncClient) -> int:
-        session = session_of(pair.signin, session_id)
-        renewed = dataclasses.replace(
-            session, access_token=theirs, expires_at=pair.clock.now + 3600
-        )
-        await asyncio.to_thread(pair.signin._save, key, renewed)
+        await _renew(pair, session_id, theirs)
         return 0
 
     _, during = asyncio.run(
@@ -225,5 +242,54 @@ def test_a_late_release_never_frees_the_next_holders_lease_redis(
 
     try:
         _expire_then_retake(store, pass_time, 0.2)
+    finally:
+        store.close()
+
+
+def test_a_refused_refresh_leaves_a_session_another_worker_renewed(
+    pair: Pair, lwa_emulator: LWAEmulator
+) -> None:
+    """LWA refuses our refresh (``invalid_grant``: the customer removed the
+    app) after another worker renewed the session: the refusal ends the
+    session it read, not the one now stored (issue 19, item 4)."""
+    session_id = _signed_in_and_expired(pair, lwa_emulator)
+    theirs = lwa_emulator.issue_token()
+
+    async def other_worker_renews_then_lwa_refuses(_: httpx2.AsyncClient) -> int:
+        user_id = await _renew(pair, session_id, theirs)
+        return lwa_emulator.remove_app(user_id)  # our refresh token: invalid_grant
+
+    removed, during = asyncio.run(
+        _while_refresh_at_lwa(pair, lwa_emulator, session_id, other_worker_renews_then_lwa_refuses)
+    )
+    assert removed > 0
+    assert pair.recorder.grants("refresh_token")  # the refresh did reach LWA...
+    assert during == 401  # ...and was refused
+    assert session_of(pair.signin, session_id).access_token == theirs
+
+
+# -- the conditional delete (issue 19, item 4) ----------------------------------
+
+
+def _deletes_only_what_it_read(store: SessionStore) -> None:
+    key = "session:" + "1" * 64
+    store.put(key, b"read", 60)
+    assert store.replace(key, b"read", b"renewed", 60)
+    assert store.delete_if(key, b"read") is False  # replaced meanwhile: kept
+    assert store.get(key) == b"renewed"
+    assert store.delete_if(key, b"renewed") is True
+    assert store.get(key) is None
+    assert store.delete_if(key, b"renewed") is False  # nothing left to delete
+
+
+def test_delete_if_deletes_only_the_bytes_read_memory() -> None:
+    _deletes_only_what_it_read(MemorySessionStore(clock=FakeClock()))
+
+
+@pytest.mark.redis
+def test_delete_if_deletes_only_the_bytes_read_redis(redis_server: Any, rclient: Any) -> None:
+    store = RedisSessionStore(redis_server.url, timeout=5)
+    try:
+        _deletes_only_what_it_read(store)
     finally:
         store.close()

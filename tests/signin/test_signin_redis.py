@@ -49,6 +49,7 @@ def workers(
     yield a, b, clock
     for worker in (a, b):
         worker.signin.close()
+        worker.close()
 
 
 def _dump(client: redis.Redis) -> tuple[list[bytes], list[bytes]]:

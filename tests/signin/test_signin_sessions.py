@@ -12,7 +12,9 @@ import httpx2
 import pytest
 from starlette.testclient import TestClient
 from support.clock import FakeClock
+from support.private import memory_store_items, save_session, session_key
 
+from lwa_middleware.signin import MemorySessionStore
 from lwa_middleware.testing import Fault
 from tests.signin.signin_support import (
     ORIGIN,
@@ -117,9 +119,9 @@ def test_refresh_sends_the_refresh_token_only_to_the_token_endpoint(setup, lwa_e
 
 def test_invalid_grant_ends_the_session(setup):
     client, signin, clock, _, session_id, _ = setup
-    key = signin._key("session", session_id)
+    key = session_key(signin, session_id)
     session = session_of(signin, session_id)
-    signin._save(key, dataclasses.replace(session, refresh_token="Atzr|removed-app"))
+    save_session(signin, key, dataclasses.replace(session, refresh_token="Atzr|removed-app"))
     clock.advance(3600)
     assert client.get("/me").status_code == 401
     assert session_of(signin, session_id) is None
@@ -194,14 +196,40 @@ def test_logout_ends_the_session_revokes_the_token_and_clears_the_cookie(setup):
 def test_sessions_are_encrypted_at_rest(setup):
     _, signin, _, _, session_id, _ = setup
     session = session_of(signin, session_id)
-    stored = dict(signin.store._items)  # memory store internals, test-only
+    stored = dict(memory_store_items(signin.store))
     blob = b"".join(value for _, value in stored.values())
     keys = "".join(stored)
     for secret in (session.access_token, session.refresh_token, session.user_id, session_id):
         assert secret.encode() not in blob
         assert secret not in keys
     # A sealed value moved to another key does not open.
-    key = signin._key("session", session_id)
-    other = signin._key("session", "B" * 43)
+    key = session_key(signin, session_id)
+    other = session_key(signin, "B" * 43)
     signin.store.put(other, signin.store.get(key), 60)
     assert session_of(signin, "B" * 43) is None
+
+
+class _StoreWithoutDeleteIf:
+    """A store written before ``SessionStore.delete_if``: every other method."""
+
+    def __init__(self) -> None:
+        inner = MemorySessionStore()
+        for name in ("get", "put", "replace", "take", "delete", "add_login", "take_login"):
+            setattr(self, name, getattr(inner, name))
+        self.lease, self.release = inner.lease, inner.release
+
+
+def test_a_store_without_delete_if_warns_and_a_refused_refresh_still_ends_the_session(
+    lwa_emulator,
+):
+    clock = FakeClock.starting_now()
+    with pytest.warns(DeprecationWarning, match=r"_StoreWithoutDeleteIf has no delete_if"):
+        signin = make_signin(lwa_emulator, clock=clock, store=_StoreWithoutDeleteIf())
+    app = starlette_app(lwa_emulator, signin)
+    with TestClient(app, base_url=ORIGIN, follow_redirects=False) as client:
+        session_id = session_cookie(sign_in(client, lwa_emulator))
+        lwa_emulator.remove_app(session_of(signin, session_id).user_id)
+        clock.advance(3600)
+        assert client.get("/me").status_code == 401
+        assert session_of(signin, session_id) is None
+        assert client.get("/me").status_code == 401

@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 from urllib.parse import quote
 
+from support.private import cache_entries, cache_rejections
+
 __all__ = ["Secrets", "frames_holding", "grown_by"]
 
 
@@ -87,7 +89,7 @@ class Secrets:
         ):
             self.assert_absent(repr(obj), f"the {name}'s repr")
         cache = resolver.cache
-        entries = cache._entries
+        entries = cache_entries(cache)
         self.assert_absent(repr(entries), "the cache's repr")
         assert len(entries) > 0, "the test should have cached something"
         for key, entry in list(entries.items()):
@@ -96,7 +98,7 @@ class Secrets:
             self.assert_absent(repr(entry.identity), "an identity")
             for token in self.tokens:
                 assert token.encode() not in key
-        rejections = cache._rejections
+        rejections = cache_rejections(cache)
         if rejections is not None:
             assert len(rejections) > 0, "the test should have remembered a rejection"
             self.assert_absent(repr(rejections), "the negative cache")

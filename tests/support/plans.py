@@ -25,7 +25,12 @@ from support.private import (
     bucket,
     encode_identity,
     entry_keys,
+    plan_codec,
+    plan_epochs,
+    plan_hex,
     rejection_body,
+    set_plan_epoch,
+    set_plan_wall,
 )
 
 CLIENT = "amzn1.application-oa2-client.plans"
@@ -50,11 +55,11 @@ def make(clock: FakeClock, **options: Any) -> _Plans:
         **options,
     )
     plans = _Plans(settings)
-    plans._wall = lambda: WALL
-    plans._epoch = EPOCH  # the data set's marker, as last seen
+    set_plan_wall(plans, lambda: WALL)
+    set_plan_epoch(plans, EPOCH)  # the data set's marker, as last seen
     for secret in settings.cache_key_secrets:
         # The marker of the token's bucket, as last seen.
-        plans._epochs[bucket(plans._hex(secret, TOKEN))] = EPOCH
+        plan_epochs(plans)[bucket(plan_hex(plans)(secret, TOKEN))] = EPOCH
     return plans
 
 
@@ -103,7 +108,7 @@ def calls(steps: list[_Call | _Sleep]) -> list[_Call]:
 
 
 def digest(plans: _Plans, secret: bytes = SECRET) -> str:
-    return plans._hex(secret, TOKEN)
+    return plan_hex(plans)(secret, TOKEN)
 
 
 def identity_value(
@@ -112,17 +117,17 @@ def identity_value(
     """A sealed identity, as a worker would have stored it under ``key``."""
     identity = Identity(user_id="amzn1.account.A", client_id=CLIENT, expires_at=expires_at)
     body = encode_identity(Resolved(identity, 0.0, has_profile=False))
-    return plans._codec.seal(secret, key or entry_keys(digest(plans, secret))[0], body, TOKEN)
+    return plan_codec(plans).seal(secret, key or entry_keys(digest(plans, secret))[0], body, TOKEN)
 
 
 def rejection_value(plans: _Plans, key: str, description: str) -> bytes:
-    return plans._codec.seal(SECRET, key, rejection_body(description), TOKEN)
+    return plan_codec(plans).seal(SECRET, key, rejection_body(description), TOKEN)
 
 
 def opened(plans: _Plans, key: str, value: object) -> bytes:
     """The body of a value a plan wrote under ``key`` (its MAC must hold)."""
     assert isinstance(value, bytes)
-    return plans._codec.unseal(SECRET, key, value, TOKEN)
+    return plan_codec(plans).unseal(SECRET, key, value, TOKEN)
 
 
 def resolved(clock: FakeClock, seconds: float) -> Resolved:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 from operator import attrgetter
+from typing import Any
 
 # name -> "module:attribute"
 WHERE: dict[str, str] = {
@@ -42,6 +43,10 @@ WHERE: dict[str, str] = {
     "token_digest": "lwa_middleware._engine.cache:token_digest",
     # the CLI's main(), run in-process
     "main": "lwa_middleware._engine.cli:main",
+    # the CLI's loopback-only rule for --host, tested on host names
+    "cli_is_loopback": "lwa_middleware._engine.cli:_is_loopback",
+    "cli_check_loopback": "lwa_middleware._engine.cli:_check_loopback",
+    "cli_origin": "lwa_middleware._engine.cli:_origin",
     # Settings: unit tests build the resolved options without a middleware
     "OPTIONS": "lwa_middleware._engine.config:OPTIONS",
     "Options": "lwa_middleware._engine.config:Options",
@@ -79,6 +84,9 @@ WHERE: dict[str, str] = {
     # engine internals the tests observe
     "OPTION_KEYS": "lwa_middleware.integrations._django_parts:OPTION_KEYS",
     "settings_from_django": "lwa_middleware.integrations._django_parts:settings_from_django",
+    # the unprotected paths the integrations already warned about (once each): a test forgets
+    # them to see its own warning
+    "unprotected_warned": "lwa_middleware.integrations._common:_warned",
     # whole engine modules: tests swap or inspect one of their attributes
     "cache": "lwa_middleware._engine:cache",
     "cli": "lwa_middleware._engine:cli",
@@ -204,3 +212,105 @@ private_task_flights = attrgetter("resolver._tasks")
 private_io_loop = attrgetter("resolver._sync_driver._aio._started")
 # The WSGI driver's I/O loop thread itself (its start lock across a fork).
 private_loop_thread = attrgetter("resolver._sync_driver._aio")
+
+# The shared cache's plans (sans-IO: each yields the Redis calls it would make), driven step by
+# step by tests/support/plans.py: each reader is one step or one piece of state a plan keeps,
+# which no public API shows (a middleware runs them all at once, against Redis).
+
+# a read: the lookup of a token (with or without taking the fill lease)
+plan_get = attrgetter("_get")
+# a write of a resolved identity or rejection
+plan_put = attrgetter("_put")
+# a revocation (the entry and its marker for the other workers)
+plan_revoke = attrgetter("_revoke")
+# a failed lookup's record (the lease freed, the back-off armed)
+plan_failure = attrgetter("_record_failure")
+# a lost-revocation check (the epochs a worker last saw)
+plan_check_lost = attrgetter("_check_lost")
+# the replay of revocations after a reconnect
+plan_replay = attrgetter("_replay_plan")
+# a revocation kept in memory for the replay
+plan_remember = attrgetter("_remember")
+# a discard of a token's entries
+plan_discard = attrgetter("_discard")
+# a token's keyed digest (the Redis key's part)
+plan_hex = attrgetter("_hex")
+# the codec that seals and opens values (to write what Redis would hold)
+plan_codec = attrgetter("_codec")
+# the key and MAC secret in use
+plan_secret = attrgetter("_secret")
+# the data set's marker, as last seen
+plan_epoch = attrgetter("_epoch")
+# the revocation epochs seen, by bucket
+plan_epochs = attrgetter("_epochs")
+# the fill leases held, by digest
+plan_leases = attrgetter("_leases")
+# the revocations remembered for the replay
+plan_revocations = attrgetter("_revocations")
+# the in-process copy the plans fall back on
+plan_memory = attrgetter("_memory")
+
+
+def set_plan_epoch(plans: object, epoch: bytes) -> None:
+    """The data set's marker, as if last seen: a plan starts from a known one."""
+    plans._epoch = epoch  # type: ignore[attr-defined]
+
+
+def set_plan_wall(plans: object, wall: object) -> None:
+    """The plans' wall clock (Redis TTLs are wall time), held still."""
+    plans._wall = wall  # type: ignore[attr-defined]
+
+
+def set_plan_jitter(plans: object, jitter: object) -> None:
+    """The back-off's jitter, at one end of its range."""
+    plans._jitter = jitter  # type: ignore[attr-defined]
+
+
+def end_plan_backoff(plans: object) -> None:
+    """Past the back-off after a Redis fault, without waiting it out."""
+    plans._skip_until = 0.0  # type: ignore[attr-defined]
+
+
+# A SignIn's sessions as its store holds them: tests plant a changed session (another worker's
+# renewal, a revoked refresh token) and read it back, which a user only does through requests.
+
+
+def session_key(signin: Any, session_id: str) -> str:
+    """The store key of a browser's session id (a keyed digest, never the id)."""
+    key: str = signin._key("session", session_id)
+    return key
+
+
+def load_session(signin: Any, key: str) -> Any:
+    """The session stored under ``key``, unsealed (``None`` if none, or ended)."""
+    return signin._load(key)
+
+
+def save_session(signin: Any, key: str, session: Any) -> None:
+    """Seal and store ``session`` under ``key``, as a refresh or a sign-in would."""
+    signin._save(key, session)
+
+
+# a memory session store's sealed values by key: what is kept at rest
+memory_store_items = attrgetter("_items")
+
+# The request gate and the in-process cache, tested as units (no public API shows their
+# inside: a middleware only answers requests, and counts in mw.stats()).
+
+# a gate's counters (hits, lookups), before any middleware sums them
+gate_stats = attrgetter("_stats")
+# the resolver a gate asks (its cache, to plant an entry)
+gate_resolver = attrgetter("_resolver")
+# an identity cache's entries: what it keeps, by token digest
+cache_entries = attrgetter("_entries")
+# an identity cache's rejections (None when the negative cache is off)
+cache_rejections = attrgetter("_rejections")
+# an identity cache's lock: its tables read while no request changes them
+cache_lock = attrgetter("_lock")
+# an ASGI middleware's judgement of a request past the fast path (wrapped to count calls)
+asgi_judge = attrgetter("_judge")
+
+
+def set_asgi_judge(mw: Any, judge: Any) -> None:
+    """Put ``judge`` in place of the middleware's, to see whether a request reaches it."""
+    mw._judge = judge

@@ -51,6 +51,7 @@ from ...signin._cookies import safe_next
 from ...signin.starlette import SignedInUser, signin_routes
 from ...testing._emulator import AUTHORIZE_PATH
 from ..asgi import LWAMiddleware
+from ..clock import Clock
 from ..identity import Identity, get_identity
 from .app import STATIC_DIR
 
@@ -236,7 +237,7 @@ def build_server_side_demo_app(
     url: str,
     *,
     session_secret: str | None = None,
-    clock: Callable[[], float] = time.time,
+    clock: Clock | Callable[[], float] = time,
     **options: Any,
 ) -> HtmlRefusals:
     """The server-side demo app on ``url`` (``http://127.0.0.1:8000``), signing in at ``emulator``.
@@ -248,7 +249,8 @@ def build_server_side_demo_app(
     :param emulator: a running :class:`~lwa_middleware.testing.LWAEmulator`.
     :param url: the app's own origin, where it is served.
     :param session_secret: the sessions' encryption key; a random one by default.
-    :param clock: the :class:`SignIn` clock (tests move it with the emulator's).
+    :param clock: the :class:`SignIn` clock, like the ``time`` module (tests move
+        it with the emulator's).
     :param options: more :class:`LWAMiddleware` keyword arguments.
     :returns: the ASGI app to serve; its ``signin`` is the :class:`SignIn`, its
         ``app`` the :class:`LWAMiddleware`.
