@@ -223,3 +223,17 @@ def test_the_package_docstring_names_real_modules() -> None:
         module = name if name.startswith("lwa_middleware") else f"lwa_middleware.{name}"
         path = ROOT / Path(*module.split("."))
         assert path.with_suffix(".py").is_file() or (path / "__init__.py").is_file(), module
+
+
+def test_the_readme_architecture_names_only_real_paths() -> None:
+    """Issue 19: the README draws the layout; every module or package it
+    names exists where it says (a move or a rename that forgets it fails)."""
+    text = README.read_text(encoding="utf-8")
+    drawing = text.split("## Architecture", 1)[1].split("```")[1]
+    package = ROOT / "lwa_middleware"
+    named = set(re.findall(r"\b([a-z_]+(?:\.py|/))", drawing)) - {"lwa_middleware/"}
+    assert {"_engine/", "signin/", "resolver.py"} <= named
+    engine_side = drawing.split("_engine/", 1)[1]
+    for name in sorted(named):
+        where = package / "_engine" if name in engine_side and name != "_engine/" else package
+        assert (where / name.rstrip("/")).exists(), f"README's Architecture names {name}"
