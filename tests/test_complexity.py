@@ -187,3 +187,13 @@ def test_a_cycle_is_found() -> None:
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
     assert cycles_through(graph, ("a",)) == [["a", "b", "c", "a"]]
     assert cycles_through(graph, ("d",)) == []
+
+
+def test_no_module_is_over_600_lines() -> None:
+    """A module a maintainer can hold in mind (the project's style guide)."""
+    long = {
+        str(path.relative_to(PACKAGE.parent)): n
+        for path in PACKAGE.rglob("*.py")
+        if (n := len(path.read_text(encoding="utf-8").splitlines())) > 600
+    }
+    assert long == {}

@@ -37,8 +37,6 @@ from __future__ import annotations
 import functools
 import threading
 import time
-from collections.abc import Callable, Generator
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import anyio
@@ -48,6 +46,16 @@ import sniffio
 from . import _observe, _otel
 from ._controls import AsyncControls, BlockingControls
 from ._observe import logger
+from ._plan_steps import (
+    AskLWA,
+    Plan,
+    Share,
+    advance,
+    ask,
+    flight_slot,
+    outcome,
+    sufficient,
+)
 from .breaker import CircuitBreaker, Throttle
 from .cache import Entry, IdentityCache, token_digest
 from .errors import AuthError, BreakerOpen, InvalidToken, Saturated, UpstreamUnavailable
@@ -59,7 +67,7 @@ from .tokens import looks_like_lwa_token
 
 if TYPE_CHECKING:
     from .config import Settings
-    from .shared_cache import AsyncSharedCache, Fleet, SharedHit, SharedTier, SyncSharedCache
+    from .shared_cache import AsyncSharedCache, Fleet, SharedHit, SyncSharedCache
     from .upstream import AsyncDriver, SyncDriver
 
 __all__ = ["AsyncControls", "BlockingControls", "Resolver"]
@@ -78,61 +86,6 @@ WARNING_INTERVAL = 10.0
 _T = TypeVar("_T")
 _F = TypeVar("_F")
 _D = TypeVar("_D")
-
-
-@dataclass(frozen=True, slots=True)
-class _AskLWA:
-    """Plan step: run this lookup against LWA; the plan is sent the
-    ``Resolved``, or the :class:`AuthError` the lookup raised."""
-
-    lookup: Lookup
-
-
-@dataclass(frozen=True, slots=True)
-class _Share:
-    """Plan step: one call on the shared cache, typed against
-    :class:`~.shared_cache.SharedTier` (so mypy checks it); the plan is sent
-    its result (awaited, from the async tier)."""
-
-    call: Callable[[SharedTier[Any, Any]], Any]
-
-
-_Plan = Generator[_AskLWA | _Share, Any, _T]
-
-
-def _advance(plan: _Plan[Any], reply: Any) -> tuple[bool, Any]:
-    """``(False, next step)`` of ``plan`` sent ``reply``, or ``(True, its result)``."""
-    try:
-        return False, plan.send(reply)
-    except StopIteration as stop:
-        return True, stop.value
-
-
-def _ask(tier: SharedTier[_F, _D] | None, step: _Share) -> Any:
-    """``step`` carried out on ``tier`` (typed, so mypy checks that each
-    driver is a :class:`SharedTier`): its answer, or its awaitable."""
-    if tier is None:  # a plan asks only when Redis is configured
-        raise RuntimeError("a plan asked the shared cache, and there is none")
-    return step.call(tier)
-
-
-def _outcome(run: Callable[[Lookup], Resolved], lookup: Lookup) -> Resolved | AuthError:
-    """What a lookup gives, failure included: plans are sent it, not thrown it."""
-    try:
-        return run(lookup)
-    except AuthError as error:
-        return error
-
-
-def _flight_slot(key: bytes, policy: Policy) -> bytes:
-    """The single-flight slot of a lookup: a ``revalidate()`` lookup only
-    joins others that also ask LWA, never one answered from Redis."""
-    return key + b"\0revalidate" if policy.revalidate else key
-
-
-def _sufficient(policy: Policy, entry: Entry) -> Entry | None:
-    """A joined lookup's entry, if it brought what ``policy`` needs."""
-    return entry if entry.has_profile or not policy.needs_profile else None
 
 
 class Resolver:
@@ -237,11 +190,11 @@ class Resolver:
 
     # -- the plans -----------------------------------------------------------
 
-    def _lookup_plan(self, token: str, key: bytes, policy: Policy) -> _Plan[Entry]:
+    def _lookup_plan(self, token: str, key: bytes, policy: Policy) -> Plan[Entry]:
         """Shared cache, then LWA, then write back: the one order of business."""
         shared = self.settings.uses_redis
         if shared:
-            found = yield _Share(lambda tier: tier.get(token, policy.revalidate))
+            found = yield Share(lambda tier: tier.get(token, policy.revalidate))
             entry = self._from_shared(key, found, policy)
             if entry is not None:
                 return entry
@@ -252,22 +205,22 @@ class Resolver:
             # once it holds one, for requests that queued while it opened).
             resolved: Resolved | AuthError = BreakerOpen(_BREAKER_OPEN, retry)
         else:
-            resolved = yield _AskLWA(self._lookup(token, policy))
+            resolved = yield AskLWA(self._lookup(token, policy))
         if isinstance(resolved, AuthError):
             if shared:
-                yield _Share(lambda tier: tier.record_failure(token, resolved))
+                yield Share(lambda tier: tier.record_failure(token, resolved))
             return self._failed(key, resolved, policy, started)
         if shared:
-            yield _Share(lambda tier: tier.put(token, resolved))
+            yield Share(lambda tier: tier.put(token, resolved))
         return self._succeeded(key, resolved, started)
 
-    def _shared_hit_plan(self, token: str, key: bytes, policy: Policy) -> _Plan[Entry | None]:
+    def _shared_hit_plan(self, token: str, key: bytes, policy: Policy) -> Plan[Entry | None]:
         """Redis alone, taking no lease: an entry, a shared rejection raised,
         or ``None`` (ask through :meth:`_lookup_plan`)."""
-        found = yield _Share(lambda tier: tier.get(token, lease=False))
+        found = yield Share(lambda tier: tier.get(token, lease=False))
         return self._from_shared(key, found, policy)
 
-    def _forget_plan(self, token: str, *, revoke: bool) -> _Plan[None]:
+    def _forget_plan(self, token: str, *, revoke: bool) -> Plan[None]:
         """``revoke``: refuse the token until it expires; else forget it. Here
         first, then on every worker (the shared write may raise
         :class:`~.errors.SharedCacheError` once it took effect here)."""
@@ -282,11 +235,11 @@ class Resolver:
             left = max(1.0, min(left, ACCESS_TOKEN_LIFETIME))
             self.cache.revoke(key, self.clock() + left)
             if self.settings.uses_redis:
-                yield _Share(lambda tier: tier.revoke(token, left))
+                yield Share(lambda tier: tier.revoke(token, left))
         else:
             self.cache.discard(key)
             if self.settings.uses_redis:
-                yield _Share(lambda tier: tier.discard(token))
+                yield Share(lambda tier: tier.discard(token))
 
     def _lookup(self, token: str, policy: Policy) -> Lookup:
         """The LWA lookup of ``token``, with its shape, which decides its share of slots."""
@@ -403,7 +356,7 @@ class Resolver:
             # revalidate() promises a revoked token stops at once: no stale copy.
             return None
         entry = self.cache.get(key)
-        if entry is not None and _sufficient(policy, entry) and entry.expires_mono > self.clock():
+        if entry is not None and sufficient(policy, entry) and entry.expires_mono > self.clock():
             self.stats.stale_served += 1
             _otel.annotate("stale")
             self.emit("stale_served")
@@ -461,14 +414,14 @@ class Resolver:
                     self._sync_shared = SyncSharedCache(self.settings, fleet=self._fleet)
         return self._sync_shared
 
-    def _drive(self, plan: _Plan[_T]) -> _T:
+    def _drive(self, plan: Plan[_T]) -> _T:
         shared = self._blocking_shared()
-        done, step = _advance(plan, None)
+        done, step = advance(plan, None)
         while not done:
-            if isinstance(step, _AskLWA):
-                done, step = _advance(plan, _outcome(self._sync_upstream().run, step.lookup))
+            if isinstance(step, AskLWA):
+                done, step = advance(plan, outcome(self._sync_upstream().run, step.lookup))
             else:
-                done, step = _advance(plan, _ask(shared, step))
+                done, step = advance(plan, ask(shared, step))
         return cast(_T, step)
 
     def resolve_sync(self, token: str, policy: Policy) -> Entry:
@@ -485,9 +438,9 @@ class Resolver:
 
     def _fly_sync(self, token: str, key: bytes, policy: Policy) -> Entry:
         return self._threads.run(
-            _flight_slot(key, policy),
+            flight_slot(key, policy),
             lambda: self._drive(self._lookup_plan(token, key, policy)),
-            functools.partial(_sufficient, policy),
+            functools.partial(sufficient, policy),
             self._joined,
         )
 
@@ -562,21 +515,21 @@ class Resolver:
         """:meth:`send_sync` on the async driver (the sign-in under ASGI)."""
         return await self._async_upstream().send(request)
 
-    async def _adrive(self, plan: _Plan[_T]) -> _T:
+    async def _adrive(self, plan: Plan[_T]) -> _T:
         shared = self._async_shared_cache()
-        done, step = _advance(plan, None)
+        done, step = advance(plan, None)
         while not done:
             reply: Any
-            if isinstance(step, _AskLWA):
+            if isinstance(step, AskLWA):
                 try:
                     reply = await self._async_upstream().run(step.lookup)
                 except AuthError as error:
                     reply = error
             elif shared is None:
-                reply = await anyio.to_thread.run_sync(_ask, self._blocking_shared(), step)
+                reply = await anyio.to_thread.run_sync(ask, self._blocking_shared(), step)
             else:
-                reply = await _ask(shared, step)
-            done, step = _advance(plan, reply)
+                reply = await ask(shared, step)
+            done, step = advance(plan, reply)
         return cast(_T, step)
 
     async def resolve_async(self, token: str, policy: Policy) -> Entry:
@@ -592,7 +545,7 @@ class Resolver:
             return await self._fly_async(token, key, policy)
 
     async def _fly_async(self, token: str, key: bytes, policy: Policy) -> Entry:
-        slot = _flight_slot(key, policy)
+        slot = flight_slot(key, policy)
         shared = self._async_shared
         if (
             shared is not None
@@ -610,7 +563,7 @@ class Resolver:
         return await self._tasks.run(
             slot,
             lambda: self._adrive(self._lookup_plan(token, key, policy)),
-            functools.partial(_sufficient, policy),
+            functools.partial(sufficient, policy),
             self._joined,
         )
 
