@@ -232,12 +232,14 @@ def tls_lwa() -> Iterator[LWAEmulator]:
 def test_the_wsgi_warm_start_opens_the_connections_the_first_token_uses(
     tls_lwa: LWAEmulator,
 ) -> None:
+    before = set(_io_threads())  # other tests' middlewares, in this worker
     mw = LWAWSGIMiddleware(wsgi_echo, **_options(tls_lwa))
     try:
         # TCP and TLS done at construction; not one request sent.
         assert _connections(tls_lwa, 2) == 2
         assert tls_lwa.requests == []
-        assert _io_threads() == []  # and still no thread: a server may fork next
+        # And still no thread of its own: a server may fork next.
+        assert set(_io_threads()) - before == set()
         assert _wsgi_status(mw, tls_lwa.issue_token(scopes=["profile"])) == 200
         # tokeninfo and profile went over those two: none was opened for them.
         assert dict(tls_lwa.calls) == {"tokeninfo": 1, "profile": 1}
@@ -282,5 +284,17 @@ def test_the_warm_start_resolves_a_host_name_and_leaves_no_thread(
         assert {t for t in made if "process_request" not in t.name} == set()
         assert _wsgi_status(mw, lwa_emulator.issue_token()) == 200
         assert lwa_emulator.connections == 2
+    finally:
+        mw.close()
+
+
+def test_warm_connections_off_opens_nothing_at_construction(tls_lwa: LWAEmulator) -> None:
+    """``warm_connections=False``: construction reaches no network (a test or a
+    tool); the first lookup opens what it needs and still answers."""
+    mw = LWAWSGIMiddleware(wsgi_echo, warm_connections=False, **_options(tls_lwa))
+    try:
+        assert tls_lwa.connections == 0
+        assert _wsgi_status(mw, tls_lwa.issue_token(scopes=["profile"])) == 200
+        assert tls_lwa.connections == 2
     finally:
         mw.close()

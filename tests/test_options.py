@@ -79,6 +79,7 @@ ENV_CASES = {
     "cache_ttl": ("soon", "not a number"),
     "cache_maxsize": ("0", "integer >= 1"),
     "redis_url": ("http://redis.example", "redis_url must be"),
+    "warm_connections": ("perhaps", "is not one of"),
 }
 
 
@@ -208,3 +209,11 @@ def test_config_depends_on_nothing_above_it(module: str) -> None:
             names += [alias.name for alias in getattr(node, "names", [])]
             assert not any(str(n).startswith("lwa_middleware") for n in names), names
     assert imported <= LOW, imported - LOW
+
+
+
+def test_warm_connections_reads_its_environment_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """LWA_WARM_CONNECTIONS keeps a test or tool off the network at warm start."""
+    for raw, expected in (("0", False), ("off", False), ("TRUE", True), ("yes", True)):
+        monkeypatch.setenv("LWA_WARM_CONNECTIONS", raw)
+        assert Settings.from_options(client_id=CLIENT).warm_connections is expected

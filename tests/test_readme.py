@@ -104,6 +104,10 @@ def _env(tmp: Path) -> dict[str, str]:
     # installed (an editable install of another checkout, say).
     env["PYTHONPATH"] = os.pathsep.join([str(guard), str(README.parent)])
     env["PYTHONDONTWRITEBYTECODE"] = "1"
+    # A block that builds a WSGI middleware on the real Amazon would open its
+    # warm connections there at construction: the documented way to keep a
+    # test or tool off the network.
+    env["LWA_WARM_CONNECTIONS"] = "0"
     return env
 
 

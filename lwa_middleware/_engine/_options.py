@@ -152,6 +152,15 @@ def whole(raw: str) -> int:
     return int(number(raw))
 
 
+def boolean(raw: str) -> bool:
+    word = raw.strip().lower()
+    if word in ("1", "true", "yes", "on"):
+        return True
+    if word in ("0", "false", "no", "off"):
+        return False
+    raise ConfigurationError(f"{raw!r} is not one of 1/true/yes/on or 0/false/no/off")
+
+
 def comma_list(raw: str) -> list[str]:
     return [part.strip() for part in raw.split(",") if part.strip()]
 

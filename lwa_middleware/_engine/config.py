@@ -23,6 +23,7 @@ from ._checks import _is_loopback as _is_loopback
 from ._options import (
     COMPUTED,
     Option,
+    boolean,
     checking,
     comma_list,
     count,
@@ -84,6 +85,13 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "negative_cache_maxsize", "`int`", 10_000, "rejections kept",
         count("negative_cache_maxsize"),
+    ),
+    Option(
+        "warm_connections", "`bool`", True,
+        "at warm start (WSGI: construction; ASGI: lifespan startup) open the first lookup's "
+        "TLS connections to LWA, sending nothing; off: the first lookup opens them (for "
+        "tests and tools that must not reach the network)",
+        flag("warm_connections"), env="LWA_WARM_CONNECTIONS", parse=boolean,
     ),
     Option(
         "stale_if_error", "`bool`", False,
@@ -265,6 +273,7 @@ class Options(TypedDict, total=False):
     max_response_bytes: int
     retry_after: int
     realm: str
+    warm_connections: bool
     stale_if_error: bool
     strip_credentials: bool
     allow_preflight: bool
@@ -315,6 +324,7 @@ class Settings:
     max_response_bytes: int = DEFAULTS["max_response_bytes"]
     retry_after: int = DEFAULTS["retry_after"]
     realm: str = DEFAULTS["realm"]
+    warm_connections: bool = DEFAULTS["warm_connections"]
     stale_if_error: bool = DEFAULTS["stale_if_error"]
     strip_credentials: bool = DEFAULTS["strip_credentials"]
     allow_preflight: bool = DEFAULTS["allow_preflight"]

@@ -110,7 +110,10 @@ def _client_options(settings: Settings, context: ssl.SSLContext) -> dict[str, ob
 
 
 def _first_batch(settings: Settings) -> list[str]:
-    """The URLs of a lookup's first batch: tokeninfo and profile, sent at once."""
+    """The URLs of a lookup's first batch (tokeninfo and profile, sent at once)
+    whose connections the warm start opens: none with ``warm_connections=False``."""
+    if not settings.warm_connections:
+        return []
     return [settings.tokeninfo_url, settings.profile_url]
 
 
