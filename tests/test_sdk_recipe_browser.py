@@ -101,13 +101,18 @@ def page_on(browser: Any, lwa_emulator: LWAEmulator) -> Iterator[tuple[str, Any,
             context.close()
 
 
+def to_consent(page: Any, lwa: LWAEmulator) -> None:
+    """Click the recipe's button: the SDK sends the browser to LWA's consent page, with PKCE."""
+    page.click("#LoginWithAmazon")
+    page.wait_for_url(lwa.base_url + "/ap/oa?**")
+    assert "code_challenge_method=S256" in page.url
+
+
 def test_the_recipe_signs_in_through_the_sdk_stand_in(
     page_on: tuple[str, Any, list[Any]], lwa_emulator: LWAEmulator
 ) -> None:
     url, page, requests = page_on
-    page.click("#LoginWithAmazon")
-    page.wait_for_url(lwa_emulator.base_url + "/ap/oa?**")
-    assert "code_challenge_method=S256" in page.url
+    to_consent(page, lwa_emulator)
     with page.expect_response(url + "/api/me") as answered:
         page.click("#lwa-signin")
     assert answered.value.status == 200
@@ -130,8 +135,7 @@ def test_the_recipe_takes_a_refusal_without_asking_for_a_token(
     page_on: tuple[str, Any, list[Any]], lwa_emulator: LWAEmulator
 ) -> None:
     url, page, requests = page_on
-    page.click("#LoginWithAmazon")
-    page.wait_for_url(lwa_emulator.base_url + "/ap/oa?**")
+    to_consent(page, lwa_emulator)
     page.click("#lwa-cancel")
     page.wait_for_url(url + "/")
     assert any("error=access_denied" in r.url for r in requests if r.url.startswith(url))
