@@ -13,6 +13,7 @@ refuses, and no token is asked for. ``test_readme.py`` only parses the block.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -113,6 +114,14 @@ def test_the_recipe_signs_in_through_the_sdk_stand_in(
 ) -> None:
     url, page, requests = page_on
     to_consent(page, lwa_emulator)
+    # SECURITY.md: the PKCE verifier waits in a first-party cookie, SameSite=Lax,
+    # for ten minutes at most (Secure too on https; this page is on http).
+    # Chromium's own record (Playwright reports a SameSite never set as Lax).
+    cdp = page.context.new_cdp_session(page)
+    stored = cdp.send("Network.getCookies", {"urls": [url]})["cookies"]
+    (verifier,) = [c for c in stored if c["name"] == "lwa_emulator_pkce"]
+    assert verifier.get("sameSite") == "Lax"
+    assert 0 < verifier["expires"] - time.time() <= 600
     with page.expect_response(url + "/api/me") as answered:
         page.click("#lwa-signin")
     assert answered.value.status == 200
@@ -129,6 +138,7 @@ def test_the_recipe_signs_in_through_the_sdk_stand_in(
     assert exchange.frame != page.main_frame
     assert "access-control-allow-origin" not in exchange.response().headers
     assert all(token not in r.url for r in requests)
+    assert not [c for c in page.context.cookies(url) if c["name"] == "lwa_emulator_pkce"]
 
 
 def test_the_recipe_takes_a_refusal_without_asking_for_a_token(
