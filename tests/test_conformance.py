@@ -118,6 +118,8 @@ class Deviations:
 
     profile_error_status: int = 400
     content_language: bool = True
+    content_language_value: str = "en-US"
+    content_type: str = "application/json;charset=UTF-8"
     request_id_header: bool = True
     exp_as_string: bool = False
     aud: str = CLIENT_ID
@@ -185,10 +187,10 @@ def _handler(fake: FakeLWA) -> type[BaseHTTPRequestHandler]:
             status, payload = _answer(fake, self.command, self.path, headers, body)
             raw = json.dumps(payload).encode()
             self.send_response(status)
-            self.send_header("Content-Type", "application/json;charset=UTF-8")
+            self.send_header("Content-Type", fake.deviations.content_type)
             self.send_header("Content-Length", str(len(raw)))
             if fake.deviations.content_language:
-                self.send_header("Content-Language", "en-US")
+                self.send_header("Content-Language", fake.deviations.content_language_value)
             if fake.deviations.request_id_header:
                 self.send_header("x-amzn-RequestId", str(uuid.uuid4()))
             self.end_headers()
@@ -292,6 +294,38 @@ def test_every_deviation_of_a_fake_is_reported(fake_lwa: FakeLWA) -> None:
     assert rows[("token, bogus code", "field error")]["actual"] == "string unauthorized_client"
     assert "7 differ on documented facts, 10 differ on assumptions" in run.out
     assert_hidden(run, TOKEN, CLIENT_SECRET, USER_ID, EMAIL)
+
+
+def test_wrong_header_values_are_differences(fake_lwa: FakeLWA) -> None:
+    # Present but wrong: S1 names the values (JSON, en-US), not just the headers.
+    fake_lwa.deviations = Deviations(
+        content_type="text/html;charset=UTF-8", content_language_value="de-DE"
+    )
+    run = against(fake_lwa)
+    assert run.code == 1, run.out + run.err
+    profile = ("profile", "profile, invalid token", "profile, no token")
+    others = ("tokeninfo", "tokeninfo, invalid token", "token, bogus code", "token, no code")
+    expected: dict[tuple[str, str], str] = {}
+    for name in ("header Content-Type", "header Content-Language"):
+        expected |= {(p, name): "DIFFERS" for p in profile}
+        expected |= {(p, name): "differs (assumed)" for p in others}
+    assert run.differences() == expected
+    rows = run.rows()
+    assert rows[("profile", "header Content-Type")]["actual"] == "text/html"
+    assert rows[("profile", "header Content-Language")]["actual"] == "de-DE"
+    assert_hidden(run, TOKEN, CLIENT_SECRET, USER_ID, EMAIL)
+
+
+def test_a_value_lwa_sends_back_is_shown_only_if_shaped_like_a_constant(
+    fake_lwa: FakeLWA,
+) -> None:
+    # An answer carrying personal data (or anything) where the model expects
+    # an error code: the difference is reported, the value is not printed.
+    fake_lwa.deviations = Deviations(bogus_code_error=EMAIL)
+    run = against(fake_lwa)
+    assert run.differences() == {("token, bogus code", "field error"): "differs (assumed)"}
+    assert run.rows()[("token, bogus code", "field error")]["actual"] == "string <redacted>"
+    assert_hidden(run, EMAIL, TOKEN, CLIENT_SECRET)
 
 
 def test_a_difference_on_an_assumption_fails_only_with_strict(fake_lwa: FakeLWA) -> None:

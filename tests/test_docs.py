@@ -237,3 +237,16 @@ def test_the_readme_architecture_names_only_real_paths() -> None:
     for name in sorted(named):
         where = package / "_engine" if name in engine_side and name != "_engine/" else package
         assert (where / name.rstrip("/")).exists(), f"README's Architecture names {name}"
+
+
+def test_every_package_path_the_docs_name_exists() -> None:
+    """A path such as ``lwa_middleware/_engine/_conformance.py`` named in the
+    README, SECURITY.md or a docs page is where it says: the move to
+    ``_engine/`` (issue 19) left three pointing at nothing."""
+    missing = []
+    for page in (README, ROOT / "SECURITY.md", *sorted((ROOT / "docs").rglob("*.md"))):
+        text = page.read_text(encoding="utf-8")
+        for name in sorted(set(re.findall(r"lwa_middleware/[\w./-]*[\w/]", text))):
+            if not (ROOT / name).exists():
+                missing.append(f"{page.relative_to(ROOT)}: {name}")
+    assert missing == []

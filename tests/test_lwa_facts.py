@@ -20,16 +20,19 @@ _REFERENCE = re.compile(r"(tests/[\w/]+\.py)::(test_\w+)")
 _ROW = re.compile(r"^\|\s*([A-Z]\d+)\s*\|")
 
 
-def _rows() -> list[tuple[str, str]]:
-    """``(fact id, test column)`` of every fact row of every table."""
+def _cells() -> list[list[str]]:
+    """The cells of every fact row of every table."""
     rows = []
     for line in TABLE.read_text(encoding="utf-8").splitlines():
-        match = _ROW.match(line)
-        if match:
+        if _ROW.match(line):
             # Escaped pipes (\|) belong to a cell, not between cells.
-            cells = re.split(r"(?<!\\)\|", line.strip().strip("|"))
-            rows.append((match.group(1), cells[-1].strip()))
+            rows.append([c.strip() for c in re.split(r"(?<!\\)\|", line.strip().strip("|"))])
     return rows
+
+
+def _rows() -> list[tuple[str, str]]:
+    """``(fact id, test column)`` of every fact row of every table."""
+    return [(cells[0], cells[-1]) for cells in _cells()]
 
 
 def _test_names(path: Path) -> set[str]:
@@ -65,3 +68,19 @@ def test_every_referenced_test_exists(fact: str, column: str) -> None:
         path = ROOT / match.group(1)
         assert path.is_file(), f"{fact}: {match.group(1)} does not exist"
         assert match.group(2) in _test_names(path), f"{fact}: {item} is not a test in that file"
+
+
+#: The facts Amazon's pages leave vague, contradictory or unsaid (the "docs"
+#: column of /work/shared/LWA-FACTS.md): what the code does about each is an
+#: assumption, and the table must say so.
+VAGUE = ("A4", "A8", "A9", "T6", "T8", "T9", "R2", "R5", "I3", "I4", "I5", "I6", "I7", "P10", "J4")
+
+
+def test_every_fact_is_definite_or_marked_as_an_assumption() -> None:
+    docs = {cells[0]: cells[-2] for cells in _cells()}
+    for fact, column in docs.items():
+        assert column.startswith("definite") or "assumption" in column, (
+            f"{fact}: the docs column must start with 'definite' or name the assumption"
+        )
+    for fact in VAGUE:
+        assert "assumption" in docs[fact], f"{fact}: Amazon's pages are vague here"

@@ -17,11 +17,12 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from conftest import ROUTES
 from starlette.testclient import TestClient
 from support.lwa_proxy import Answer, RewritingProxy, dead_profile_token, json_answer
 from werkzeug.test import Client
 
-from lwa_middleware import LWAMiddleware, LWAWSGIMiddleware
+from lwa_middleware import LWAMiddleware, LWAWSGIMiddleware, revalidate
 from lwa_middleware.testing import Fault, LWAEmulator
 
 
@@ -88,6 +89,54 @@ def test_profile_400_invalid_token_is_a_401_rejection_not_an_outage(
     asked = lwa_emulator.calls["tokeninfo"]
     assert c.get(tokens[0])[0] == 401
     assert lwa_emulator.calls["tokeninfo"] == asked
+
+
+def test_profile_400_invalid_token_evicts_a_cached_identity(
+    lwa_emulator: LWAEmulator, proxy: RewritingProxy, caller: Callable[..., Caller]
+) -> None:
+    # Fact P7, "evicts the token like any rejection": a cached identity whose
+    # token dies (profile's 400 invalid_token on a revalidate() route) is
+    # gone, so stale_if_error cannot serve it when LWA goes down. Before the
+    # fix the 400 was an outage, and the stale identity was served.
+    c = caller(
+        stale_if_error=True,
+        negative_cache_ttl=0,
+        routes={**ROUTES, "/pay": revalidate()},
+    )
+    token = lwa_emulator.issue_token(scopes=["profile"])
+    assert c.get(token)[0] == 200  # cached
+    proxy.rewrite_request = dead_profile_token
+    status, _, body = c.get(token, "/pay")
+    assert status == 401, body
+    assert body["error"] == "invalid_token"
+    proxy.rewrite_request = None
+    lwa_emulator.inject(Fault.UNAVAILABLE)
+    status, _, body = c.get(token)
+    assert status == 503, body
+    assert (c.mw.stats.stale_served, c.mw.stats.breaker_opened) == (0, 0)
+
+
+def test_the_profile_call_asks_for_json_with_the_token_in_a_header(
+    lwa_emulator: LWAEmulator, proxy: RewritingProxy, caller: Callable[..., Caller]
+) -> None:
+    # Fact P3 ("JSON only; clients may send Accept: application/json") and P1,
+    # on the wire: the headers each middleware's HTTP stack really sent.
+    seen: list[tuple[str, dict[str, str]]] = []
+
+    def record(path: str, headers: dict[str, str]) -> dict[str, str]:
+        seen.append((path, headers))
+        return headers
+
+    proxy.rewrite_request = record
+    c = caller()
+    token = lwa_emulator.issue_token(scopes=["profile"])
+    assert c.get(token)[0] == 200
+    (prof,) = [headers for path, headers in seen if path.startswith("/user/profile")]
+    assert prof["accept"] == "application/json"
+    assert prof["authorization"] == f"Bearer {token}"
+    (info,) = [headers for path, headers in seen if path.startswith("/auth/o2/tokeninfo")]
+    assert info["x-amz-access-token"] == token
+    assert all(token not in path for path, _ in seen)
 
 
 def _legacy_401(path: str, answer: Answer) -> Answer:

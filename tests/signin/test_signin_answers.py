@@ -86,6 +86,26 @@ def _expires_in(value: Any) -> Any:
 _MISSING = object()
 
 
+def test_expires_in_as_amazons_string_on_the_code_and_the_refresh(
+    lwa_emulator: LWAEmulator, proxy: RewritingProxy
+) -> None:
+    # Fact T8, Amazon's own shape through the rewriting proxy: S8's
+    # "expires_in": "3600" on every successful token answer, the code
+    # exchange and the refresh (the same /auth/o2/token).
+    proxy.rewrite_answer = _expires_in("3600")
+    clock = FakeClock.starting_now()
+    signin = _signin(lwa_emulator, proxy.base_url, clock=clock)
+    app = starlette_app(lwa_emulator, signin)
+    with TestClient(app, base_url=ORIGIN, follow_redirects=False) as client:
+        session_id = session_cookie(sign_in(client, lwa_emulator, "/me"))
+        assert session_id is not None
+        assert session_of(signin, session_id).expires_at == pytest.approx(clock.now + 3600)
+        clock.advance(3600)  # the access token is due: SignIn refreshes it
+        assert client.get("/me").status_code == 200
+        assert session_of(signin, session_id).expires_at == pytest.approx(clock.now + 3600)
+    assert lwa_emulator.calls["token"] == 2  # the code, then the refresh
+
+
 @pytest.mark.parametrize(
     "value", ["soon", "", "NaN", "1e3", "-3600", 0, -5, None, True, [3600], {"s": 3600}, _MISSING]
 )

@@ -61,6 +61,7 @@ def test_code_grant_with_the_secret_in_the_body(signin: LWAEmulator, client: htt
     assert response.status_code == 200
     assert response.headers["content-type"] == "application/json;charset=UTF-8"
     assert response.headers["cache-control"] == "no-store"
+    assert response.headers["pragma"] == "no-cache"
     body = response.json()
     assert list(body) == ["access_token", "refresh_token", "token_type", "expires_in"]
     assert body["token_type"] == "bearer"
@@ -317,6 +318,7 @@ def test_code_of_another_client_is_invalid_grant(
     secret = signin.add_client(OTHER_CLIENT, redirect_uris=[REDIRECT])
     code = get_code(client, signin)
     response = exchange(client, signin, code, client_id=OTHER_CLIENT, client_secret=secret)
+    assert response.status_code == 400  # S8: code-exchange errors are HTTP 400
     assert error_of(response) == "invalid_grant"
 
 
@@ -345,6 +347,7 @@ def test_refresh_token_grant(signin: LWAEmulator, client: httpx2.Client) -> None
     renewed = refresh(client, signin, body["refresh_token"])
     assert renewed.status_code == 200
     assert renewed.headers["cache-control"] == "no-store"
+    assert renewed.headers["pragma"] == "no-cache"
     new = renewed.json()
     assert list(new) == ["access_token", "refresh_token", "token_type", "expires_in"]
     assert new["refresh_token"] == body["refresh_token"]
