@@ -328,14 +328,30 @@ def test_a_value_lwa_sends_back_is_shown_only_if_shaped_like_a_constant(
     assert_hidden(run, EMAIL, TOKEN, CLIENT_SECRET)
 
 
-def test_a_difference_on_an_assumption_fails_only_with_strict(fake_lwa: FakeLWA) -> None:
+def test_a_difference_on_an_assumption_fails_unless_definite_only(fake_lwa: FakeLWA) -> None:
+    # The issue: the command "exits non-zero on a difference". An assumed fact
+    # that the real LWA contradicts is a place where the emulator is wrong.
     fake_lwa.deviations = Deviations(exp_as_string=True)
-    lenient = against(fake_lwa)
+    default = against(fake_lwa)
+    assert default.code == 1, default.out + default.err
+    assert default.differences() == {("tokeninfo", "field exp"): "differs (assumed)"}
+    assert against(fake_lwa, "--strict").code == 1
+    lenient = against(fake_lwa, "--definite-only")
     assert lenient.code == 0, lenient.out + lenient.err
-    assert lenient.differences() == {("tokeninfo", "field exp"): "differs (assumed)"}
-    strict = against(fake_lwa, "--strict")
-    assert strict.code == 1
-    assert strict.differences() == lenient.differences()
+    assert lenient.differences() == default.differences()
+
+
+def test_definite_only_still_fails_on_a_definite_difference(fake_lwa: FakeLWA) -> None:
+    fake_lwa.deviations = Deviations(profile_error_status=401)
+    run = against(fake_lwa, "--definite-only")
+    assert run.code == 1, run.out + run.err
+    assert run.differences()[("profile, invalid token", "status")] == "DIFFERS"
+
+
+def test_strict_and_definite_only_cannot_be_combined(fake_lwa: FakeLWA) -> None:
+    run = against(fake_lwa, "--strict", "--definite-only")
+    assert run.code == 2
+    assert "not allowed with argument" in run.err
 
 
 def test_an_aud_of_another_client_is_a_difference(fake_lwa: FakeLWA) -> None:

@@ -14,7 +14,7 @@ of the project's LWA facts table, P7 being its ``400 invalid_token`` row)
 and says whether the pages are ``definite`` about it or
 whether it is ``assumed`` (the pages are vague, or silent, and the value
 comes from captured answers or RFC 6749). A difference on an assumed fact is
-reported as such and fails the command only with ``--strict``.
+reported as such; it fails the command too unless ``--definite-only`` is given.
 
 Nothing here ever shows a value that could be a secret: fields are shown by
 JSON type, and only the values the model itself names (``invalid_token``,
