@@ -281,9 +281,13 @@ def test_after_the_generated_secret_is_deleted_a_revocation_on_any_worker_reache
     old[0][0].revoke(earlier)
     before = rclient.get(SECRET_KEY)
     rclient.delete(SECRET_KEY)
+    deleted = time.monotonic()
     [fresh] = fleet_of(1)  # a worker started meanwhile: it mints no secret of its own
     # ... so it reads the revocations made before under the secret they share.
     assert status(http, fresh[1], earlier) == 401
+    wait_for(lambda: all(status(http, u, earlier) == 401 for _, u in [*old, fresh]), TARGET)
+    print(f"secret deleted: a token revoked before was refused by every worker, the new "
+          f"one included, {time.monotonic() - deleted:.2f} s after the deletion")
     hold(http, [fresh], first)
     hold(http, [fresh], second)
     assert rclient.get(SECRET_KEY) == before
