@@ -19,13 +19,21 @@ import contextlib
 import time
 import tracemalloc
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx2
 import pytest
 import redis
 from shared_cache_support import RedisServer, redis_binary, wsgi_server
-from support.private import CHANNEL, STREAM, private_fleet, token_digest
+from support.private import (
+    CATCH_UP_PAGE,
+    CHANNEL,
+    MAX_MESSAGE,
+    STREAM,
+    private_fleet,
+    token_digest,
+)
 
 from lwa_middleware.testing import LWAEmulator
 
@@ -242,6 +250,15 @@ def test_catching_up_past_junk_entries_is_bounded_in_memory(
     assert subscriber.malformed >= 153
     assert b.resolver.cache.rejection(token_digest(token.encode())) is not None
     assert status(http, ub, token) == 401
+
+
+def test_security_md_states_the_catch_up_page_and_message_bound() -> None:
+    """SECURITY.md ("The revocation channel") gives the page the subscriber
+    reads the stream by, and the most bytes an entry it reads may have."""
+    text = (Path(__file__).resolve().parents[1] / "SECURITY.md").read_text(encoding="utf-8")
+    section = text[text.index("### The revocation channel") : text.index("### Data loss")]
+    assert f"{CATCH_UP_PAGE} entries a round trip" in section
+    assert f"of at most {MAX_MESSAGE} bytes" in section
 
 
 # -- item 5: data loss -----------------------------------------------------------
