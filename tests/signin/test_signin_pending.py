@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 import tracemalloc
 from collections import Counter
 from pathlib import Path
@@ -217,3 +218,17 @@ def test_security_md_states_what_a_flood_of_long_nexts_costs() -> None:
     assert f"under {BYTES_PER_PENDING_LOGIN} bytes" in section
     assert f"under {BYTES_PER_LONGEST_PENDING_LOGIN:,} bytes" in section
     assert "2,048" in section
+
+
+def test_a_refused_login_flood_is_logged_once_not_once_a_request(
+    lwa_emulator: LWAEmulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    """SECURITY.md: beyond the bound, ``/login`` is a 503 "logged once a
+    minute": a flood must not flood the logs as well."""
+    signin = make_signin(lwa_emulator, max_pending_logins=2)
+    starlette_app(lwa_emulator, signin)  # wired (session=signin): login() refuses otherwise
+    caplog.set_level(logging.WARNING, "lwa_middleware.signin")
+    statuses = [signin.login().status for _ in range(50)]
+    assert statuses == [302, 302] + [503] * 48
+    said = [r for r in caplog.records if "too many sign-ins" in r.getMessage()]
+    assert len(said) == 1
