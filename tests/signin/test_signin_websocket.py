@@ -351,10 +351,9 @@ def flask_socket_app(request: pytest.FixtureRequest, lwa_emulator: LWAEmulator) 
         }
         if request.param == "extension":
             made["app"] = app
-            LWA(app, **options)
-            yield url
-            return
-        made["app"] = guarded = LWAWSGIMiddleware(app.wsgi_app, **options)
+            guarded = LWA(app, **options).middleware(app)
+        else:
+            made["app"] = guarded = LWAWSGIMiddleware(app.wsgi_app, **options)
         try:
             yield url
         finally:
