@@ -19,13 +19,21 @@ import contextlib
 import time
 import tracemalloc
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx2
 import pytest
 import redis
 from shared_cache_support import RedisServer, redis_binary, wsgi_server
-from support.private import CHANNEL, STREAM, private_fleet, token_digest
+from support.private import (
+    CATCH_UP_PAGE,
+    CHANNEL,
+    MAX_MESSAGE,
+    STREAM,
+    private_fleet,
+    token_digest,
+)
 
 from lwa_middleware.testing import LWAEmulator
 
@@ -244,6 +252,15 @@ def test_catching_up_past_junk_entries_is_bounded_in_memory(
     assert status(http, ub, token) == 401
 
 
+def test_security_md_states_the_catch_up_page_and_message_bound() -> None:
+    """SECURITY.md ("The revocation channel") gives the page the subscriber
+    reads the stream by, and the most bytes an entry it reads may have."""
+    text = (Path(__file__).resolve().parents[1] / "SECURITY.md").read_text(encoding="utf-8")
+    section = text[text.index("### The revocation channel") : text.index("### Data loss")]
+    assert f"{CATCH_UP_PAGE} entries a round trip" in section
+    assert f"of at most {MAX_MESSAGE} bytes" in section
+
+
 # -- item 5: data loss -----------------------------------------------------------
 
 
@@ -281,9 +298,13 @@ def test_after_the_generated_secret_is_deleted_a_revocation_on_any_worker_reache
     old[0][0].revoke(earlier)
     before = rclient.get(SECRET_KEY)
     rclient.delete(SECRET_KEY)
+    deleted = time.monotonic()
     [fresh] = fleet_of(1)  # a worker started meanwhile: it mints no secret of its own
     # ... so it reads the revocations made before under the secret they share.
     assert status(http, fresh[1], earlier) == 401
+    wait_for(lambda: all(status(http, u, earlier) == 401 for _, u in [*old, fresh]), TARGET)
+    print(f"secret deleted: a token revoked before was refused by every worker, the new "
+          f"one included, {time.monotonic() - deleted:.2f} s after the deletion")
     hold(http, [fresh], first)
     hold(http, [fresh], second)
     assert rclient.get(SECRET_KEY) == before

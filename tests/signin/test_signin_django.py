@@ -191,6 +191,24 @@ def test_cookie_authenticated_posts_need_the_apps_origin(
     assert body(allowed)["type"] == "User"
 
 
+
+def test_a_cookie_websocket_handshake_needs_the_apps_origin(
+    signin: SignIn, lwa_emulator: LWAEmulator
+) -> None:
+    """A ``GET`` with ``Upgrade: websocket`` (how a WSGI WebSocket library
+    sees a handshake) is judged by origin, as under ASGI (SECURITY.md)."""
+    client = browser()
+    sign_in(client, lwa_emulator)
+    upgrade = {"Upgrade": "websocket", "Connection": "Upgrade"}
+    for refused in ({}, {"Origin": "https://evil.example"}, {"Sec-Fetch-Site": "same-origin"}):
+        answer = client.get("/me", headers={**upgrade, **refused})
+        assert answer.status_code == 403, refused
+        assert body(answer)["error"] == "cross_site_request"
+    assert client.get("/me").status_code == 200  # a plain GET needs no Origin
+    allowed = client.get("/me", headers={**upgrade, "Origin": ORIGIN})
+    assert allowed.status_code == 200
+    assert body(allowed)["identity"] == ADA.user_id
+
 def test_a_missing_scope_is_refused_for_the_session_too(
     signin: SignIn, lwa_emulator: LWAEmulator
 ) -> None:

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 import tracemalloc
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -36,8 +38,14 @@ from tests.signin.signin_support import (
 )
 
 #: What SECURITY.md promises a pending login costs, at most (measured: about
-#: 480 bytes in memory, about 520 in Redis by MEMORY USAGE).
+#: 480 bytes in memory, about 520 in Redis by MEMORY USAGE) ...
 BYTES_PER_PENDING_LOGIN = 640
+#: ... and at most when its ``next`` is the longest kept (2,048 characters):
+#: what a flood can make each one cost (measured: about 2.6 KB either way).
+BYTES_PER_LONGEST_PENDING_LOGIN = 3_200
+LONGEST_NEXT = "/" + "x" * 2047
+#: (next=, bound) of the memory tests.
+NEXTS = [(None, BYTES_PER_PENDING_LOGIN), (LONGEST_NEXT, BYTES_PER_LONGEST_PENDING_LOGIN)]
 INDEX = "lwa:signin:v1:logins"
 
 
@@ -155,7 +163,10 @@ def test_expired_pending_logins_free_their_place_in_redis(
         store.close()
 
 
-def test_memory_per_pending_login_in_memory(lwa_emulator: LWAEmulator) -> None:
+@pytest.mark.parametrize(("next_path", "bound"), NEXTS, ids=["plain", "longest-next"])
+def test_memory_per_pending_login_in_memory(
+    lwa_emulator: LWAEmulator, next_path: str | None, bound: int
+) -> None:
     store = MemorySessionStore()
     signin = make_signin(lwa_emulator, store=store)
     starlette_app(lwa_emulator, signin)  # wired (session=signin): login() refuses otherwise
@@ -166,28 +177,58 @@ def test_memory_per_pending_login_in_memory(lwa_emulator: LWAEmulator) -> None:
     try:
         before = tracemalloc.get_traced_memory()[0]
         for _ in range(count):
-            assert signin.login().status == 302
+            assert signin.login(next_path).status == 302
         gc.collect()
         grown = tracemalloc.get_traced_memory()[0] - before
     finally:
         tracemalloc.stop()
     per_login = grown / count
-    print(f"memory store: {per_login:.0f} bytes per pending login")
-    assert 0 < per_login < BYTES_PER_PENDING_LOGIN
+    print(f"memory store, next={len(next_path or '')} chars: {per_login:.0f} bytes a pending login")
+    assert 0 < per_login < bound
 
 
 @pytest.mark.redis
+@pytest.mark.parametrize(("next_path", "bound"), NEXTS, ids=["plain", "longest-next"])
 def test_memory_per_pending_login_in_redis(
-    lwa_emulator: LWAEmulator, redis_server: RedisServer, rclient: redis.Redis
+    lwa_emulator: LWAEmulator,
+    redis_server: RedisServer,
+    rclient: redis.Redis,
+    next_path: str | None,
+    bound: int,
 ) -> None:
     signin = make_signin(lwa_emulator, redis_url=redis_server.url)
     starlette_app(lwa_emulator, signin)  # wired (session=signin): login() refuses otherwise
     count = 2_000
     for _ in range(count):
-        assert signin.login().status == 302
+        assert signin.login(next_path).status == 302
     keys = list(rclient.scan_iter("lwa:signin:v1:login:*"))
     assert len(keys) == count
     per_key = sum(rclient.memory_usage(key) for key in keys) / count
     per_index_entry = rclient.memory_usage(INDEX, samples=0) / count
-    print(f"redis: {per_key:.0f} bytes a key + {per_index_entry:.0f} in the index")
-    assert 0 < per_key + per_index_entry < BYTES_PER_PENDING_LOGIN
+    print(f"redis, next={len(next_path or '')} chars: {per_key:.0f} bytes a key "
+          f"+ {per_index_entry:.0f} in the index")
+    assert 0 < per_key + per_index_entry < bound
+
+
+def test_security_md_states_what_a_flood_of_long_nexts_costs() -> None:
+    """The table in SECURITY.md ("Pending logins") gives the worst case too:
+    a flood chooses its ``next``, and the longest kept is 2,048 characters."""
+    text = (Path(__file__).resolve().parents[2] / "SECURITY.md").read_text(encoding="utf-8")
+    section = text[text.index("**Pending logins.**") : text.index("**Redis ACL.**")]
+    assert f"under {BYTES_PER_PENDING_LOGIN} bytes" in section
+    assert f"under {BYTES_PER_LONGEST_PENDING_LOGIN:,} bytes" in section
+    assert "2,048" in section
+
+
+def test_a_refused_login_flood_is_logged_once_not_once_a_request(
+    lwa_emulator: LWAEmulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    """SECURITY.md: beyond the bound, ``/login`` is a 503 "logged once a
+    minute": a flood must not flood the logs as well."""
+    signin = make_signin(lwa_emulator, max_pending_logins=2)
+    starlette_app(lwa_emulator, signin)  # wired (session=signin): login() refuses otherwise
+    caplog.set_level(logging.WARNING, "lwa_middleware.signin")
+    statuses = [signin.login().status for _ in range(50)]
+    assert statuses == [302, 302] + [503] * 48
+    said = [r for r in caplog.records if "too many sign-ins" in r.getMessage()]
+    assert len(said) == 1

@@ -12,6 +12,7 @@ of 127.0.0.1: the same *site*, so ``SameSite=Lax`` still sends the cookie).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -300,3 +301,98 @@ def test_a_cross_site_cookie_handshake_through_the_wsgi_middleware_is_refused(
             assert _wsgi_handshake(url, headers) == (200, ADA.encode())
     finally:
         app.close()
+
+
+
+@pytest.fixture(params=["extension", "middleware"])
+def flask_socket_app(request: pytest.FixtureRequest, lwa_emulator: LWAEmulator) -> Iterator[str]:
+    """A Flask app whose ``/ws`` is a real WebSocket (flask-sock, as WSGI users
+    write one), guarded by the Flask extension or by ``LWAWSGIMiddleware``
+    around it; ``/page`` opens that socket. Served by real werkzeug, whose
+    address (the app's origin) is known only once it listens. Its URL."""
+    pytest.importorskip("flask_sock")
+    from flask import Flask
+    from flask import request as flask_request
+    from flask_sock import Sock
+    from support.servers import serve_werkzeug
+
+    from lwa_middleware import LWAWSGIMiddleware
+    from lwa_middleware.integrations.flask import LWA
+    from lwa_middleware.signin.flask import signin_blueprint
+
+    made: dict[str, Any] = {}
+
+    def later(environ: dict[str, Any], start_response: Any) -> Any:
+        return made["app"](environ, start_response)
+
+    with serve_werkzeug(later) as url:
+        signin = make_signin(lwa_emulator, origin=url)
+        app = Flask(__name__)
+
+        @app.route("/page")
+        def page() -> Any:
+            return _opener_page(url.replace("http", "ws", 1) + "/ws").body
+
+        @Sock(app).route("/ws")
+        def ws(socket: Any) -> None:
+            identity = get_identity(flask_request.environ)
+            socket.send(identity.user_id if identity else "anonymous")
+            # Kept open until the page has it: closed at once, the message
+            # never reached Chromium's page here. The page never closes it.
+            with contextlib.suppress(Exception):
+                socket.receive(timeout=10)
+
+        app.register_blueprint(signin_blueprint(signin))
+        options = {
+            "client_id": lwa_emulator.client_id,
+            "api_base_url": lwa_emulator.base_url,
+            "session": signin,
+            "routes": {**signin.route_policies(), "/page": "public", "/ws": "required"},
+        }
+        if request.param == "extension":
+            made["app"] = app
+            guarded = LWA(app, **options).middleware(app)
+        else:
+            made["app"] = guarded = LWAWSGIMiddleware(app.wsgi_app, **options)
+        try:
+            yield url
+        finally:
+            guarded.close()
+
+
+@pytest.mark.browser
+def test_chromium_on_another_origin_cannot_open_the_victims_wsgi_socket(
+    flask_socket_app: str, lwa_emulator: LWAEmulator, browser: Any
+) -> None:
+    """As the ASGI test above, on the WSGI side: flask-sock on real werkzeug,
+    the Flask extension or the WSGI middleware judging the handshake."""
+    url = flask_socket_app
+    with httpx2.Client(timeout=10) as http:
+        login = http.get(url + "/login")
+        assert login.status_code == 302, login.text
+        back = http.get(authorize(lwa_emulator, login.headers["location"]))
+        assert back.status_code == 303, back.text
+        cookie = http.cookies["lwa_session"]
+    attacker_sock = bind_socket("127.0.0.1", 0)
+
+    async def evil(request: Request) -> HTMLResponse:
+        return _opener_page(url.replace("http", "ws", 1) + "/ws")
+
+    context = browser.new_context()
+    try:
+        context.add_cookies(
+            [{"name": "lwa_session", "value": cookie, "url": url, "sameSite": "Lax",
+              "httpOnly": True}]
+        )
+        page = context.new_page()
+        page.set_default_timeout(20_000)
+        with serve_in_thread(Starlette(routes=[Route("/", evil)]), sock=attacker_sock):
+            page.goto(url_for(attacker_sock) + "/")
+            page.wait_for_function("document.title !== 'waiting'")
+            assert page.title() == "refused"
+        # The app's own page, same browser and cookie, gets in: the socket works.
+        page.goto(url + "/page")
+        page.wait_for_function("document.title !== 'waiting'")
+        assert page.title() == f"in:{ADA}"
+    finally:
+        context.close()

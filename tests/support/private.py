@@ -103,6 +103,8 @@ WHERE: dict[str, str] = {
     "BACKOFF": "lwa_middleware._engine.shared_cache._health:BACKOFF",
     "BACKOFF_MAX": "lwa_middleware._engine.shared_cache._health:BACKOFF_MAX",
     "CHANNEL": "lwa_middleware._engine.shared_cache:CHANNEL",
+    "CATCH_UP_PAGE": "lwa_middleware._engine.shared_cache._fleet:_BATCH",
+    "MAX_MESSAGE": "lwa_middleware._engine.shared_cache._channel:MAX_MESSAGE",
     "CLUSTER_INIT_TIMEOUT": "lwa_middleware._engine.shared_cache._drivers:CLUSTER_INIT_TIMEOUT",
     "COLD_START": "lwa_middleware._engine.shared_cache._health:COLD_START",
     "Codec": "lwa_middleware._engine.shared_cache._codec:Codec",
