@@ -237,3 +237,41 @@ def test_the_readme_architecture_names_only_real_paths() -> None:
     for name in sorted(named):
         where = package / "_engine" if name in engine_side and name != "_engine/" else package
         assert (where / name.rstrip("/")).exists(), f"README's Architecture names {name}"
+
+
+def _installed_by(specs: list[str]) -> set[str]:
+    """The distributions ``pip install <specs>`` of this project brings by name: each
+    spec's own, and those its extras list (lower case, no version)."""
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    extras: dict[str, list[str]] = project["optional-dependencies"]
+    names: set[str] = set()
+    for spec in specs:
+        name, _, wanted = spec.partition("[")
+        names.add(name.lower())
+        for extra in filter(None, wanted.rstrip("]").split(",")):
+            names |= {re.split(r"[<>=!~\[; ]", dep, maxsplit=1)[0].lower()
+                      for dep in extras[extra]}
+    return names
+
+
+def test_the_tutorial_installs_every_command_it_runs() -> None:
+    """A newcomer following the tutorial in a fresh virtualenv (issue 22, "Done when")
+    had no pytest in it: step 4's ``pytest`` was another Python's, which cannot import
+    the app's packages (``No module named 'starlette'``). Each command the tutorial
+    runs that a Python package provides comes from its install line."""
+    page = (ROOT / "docs" / "tutorial.md").read_text(encoding="utf-8")
+    blocks = [b for b in BLOCKS if b.path == "docs/tutorial.md" and b.lang == "sh"]
+    (install,) = [b for b in blocks if "pip install" in b.code]
+    words = shlex.split(install.code.split("pip install", 1)[1], comments=True)
+    provided = _installed_by([w for w in words if not w.startswith("-")])
+    commands = set(re.findall(r"run `([\w-]+)`", page))
+    for block in blocks:
+        for line in block.code.splitlines():
+            argv = [w for w in shlex.split(line, comments=True) if "=" not in w]  # VAR=value
+            commands |= set(argv[:1])
+    commands -= {"python3", "curl"}  # the system's
+    assert {"lwa-middleware", "uvicorn", "pytest"} <= commands, commands
+    assert commands <= provided, f"the tutorial runs {sorted(commands - provided)} " \
+        f"but its install line ({install.where}) does not install them"
