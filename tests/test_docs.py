@@ -275,3 +275,82 @@ def test_the_tutorial_installs_every_command_it_runs() -> None:
     assert {"lwa-middleware", "uvicorn", "pytest"} <= commands, commands
     assert commands <= provided, f"the tutorial runs {sorted(commands - provided)} " \
         f"but its install line ({install.where}) does not install them"
+
+
+# -- every lwa_middleware.* path the docs name is current ------------------------------------
+
+#: A dotted path; not a file name (``lwa_middleware.md``) nor a Django check id (``.E001``).
+_DOTTED = re.compile(r"\blwa_middleware(?:\.(?!md\b|[EW]\d{3}\b)\w+)+")
+
+
+def _logger_names() -> set[str]:
+    source = "".join(p.read_text(encoding="utf-8") for p in (ROOT / "lwa_middleware").rglob("*.py"))
+    return set(re.findall(r"getLogger\(\"([\w.]+)\"\)", source))
+
+
+def _stale(dotted: str) -> str | None:
+    """Why ``dotted`` is not a current path (``None``: it is): no such module or
+    name, or a deprecated module (the redesign's shims), or a read that warns."""
+    import importlib
+    import warnings
+
+    parts = dotted.split(".")
+    for cut in range(len(parts), 0, -1):
+        try:
+            module = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        if (module.__doc__ or "").startswith("Deprecated import path"):
+            return f"{module.__name__} is a deprecated import path"
+        value: object = module
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            try:
+                for name in parts[cut:]:
+                    value = getattr(value, name)
+            except (AttributeError, DeprecationWarning) as problem:
+                return f"{type(problem).__name__}: {problem}"
+        return None
+    return "no such module"
+
+
+def _public_docstrings() -> dict[str, str]:
+    """What the API reference renders: each ``::: module``'s docstrings (module,
+    public names, their public members); and the docstrings of examples/*.py."""
+    import ast
+    import importlib
+    import inspect
+
+    reference = "".join(
+        p.read_text(encoding="utf-8") for p in (ROOT / "docs" / "reference").glob("*.md"))
+    texts: dict[str, str] = {}
+    for dotted in re.findall(r"^::: ([\w.]+)$", reference, re.MULTILINE):
+        module = importlib.import_module(dotted)
+        texts[dotted] = module.__doc__ or ""
+        for name in getattr(module, "__all__", ()):
+            value = getattr(module, name)
+            texts[f"{dotted}.{name}"] = inspect.getdoc(value) or ""
+            for member, attr in vars(value).items() if inspect.isclass(value) else ():
+                if not member.startswith("_") or member == "__init__":
+                    texts[f"{dotted}.{name}.{member}"] = inspect.getdoc(attr) or ""
+    for path in sorted((ROOT / "examples").rglob("*.py")):
+        texts[path.relative_to(ROOT).as_posix()] = ast.get_docstring(
+            ast.parse(path.read_text(encoding="utf-8"))) or ""
+    return texts
+
+
+def test_the_docs_name_only_current_module_paths() -> None:
+    """The redesign (issue 19) moved the engine to ``_engine/`` and left shims that
+    warn; a page or a rendered docstring naming a shim (``lwa_middleware.config``,
+    ``from lwa_middleware.prometheus import …``) sends a newcomer to a path that
+    goes away. Logger names are not paths (``lwa_middleware.config`` is one)."""
+    pages = {p.relative_to(ROOT).as_posix(): p.read_text(encoding="utf-8")
+             for p in [README, ROOT / "SECURITY.md", *(ROOT / "docs").rglob("*.md")]}
+    loggers = _logger_names()
+    stale = {
+        f"{where}: {dotted} ({why})"
+        for where, text in {**pages, **_public_docstrings()}.items()
+        for dotted in set(_DOTTED.findall(text)) - loggers
+        if (why := _stale(dotted)) is not None
+    }
+    assert not stale, "\n".join(sorted(stale))
