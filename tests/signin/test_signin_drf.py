@@ -118,11 +118,35 @@ async def plain_async(request: HttpRequest) -> JsonResponse:
     return JsonResponse(answer)
 
 
+class TaskProbe:
+    """Async only, outermost: the task the request arrived in (``request.probe``)."""
+
+    sync_capable = False
+    async_capable = True
+
+    def __init__(self, get_response: Any) -> None:
+        from asgiref.sync import markcoroutinefunction
+
+        self.get_response = get_response
+        markcoroutinefunction(self)
+
+    async def __call__(self, request: HttpRequest) -> Any:
+        request.probe = asyncio.current_task()  # type: ignore[attr-defined]
+        return await self.get_response(request)
+
+
+async def same_task(request: HttpRequest) -> JsonResponse:
+    user = await request.auser()
+    probe = getattr(request, "probe", None)
+    return JsonResponse({"pk": user.pk, "same_task": probe is asyncio.current_task()})
+
+
 URLS = [
     path("api/me", Me.as_view()),
     path("api/scoped", Scoped.as_view()),
     path("me", plain),
     path("async/me", plain_async),
+    path("async/task", same_task),
 ]
 ROUTES = {"/api/**": "optional", "/me": "optional", "/async/**": "optional"}
 
@@ -336,6 +360,25 @@ def test_async_views_get_the_session_user(project: Any, lwa_emulator: LWAEmulato
 
     me = body(asyncio.run(call()))
     assert (me["type"], me["pk"], me["auth"]) == ("User", linked_user(ADA.user_id).pk, ADA.user_id)
+
+
+def test_the_async_path_keeps_the_view_in_the_requests_task(
+    project: Any, lwa_emulator: LWAEmulator
+) -> None:
+    # Issue 22: both Django middlewares are async capable. A sync-only one in an
+    # async chain would run in a thread and await the view in another task.
+    project()
+    client = browser()
+    sign_in(client, lwa_emulator)
+    cookie = f"lwa_session={session_id(client)}"
+
+    async def call() -> Any:
+        async_client = AsyncClient(SERVER_NAME="127.0.0.1", SERVER_PORT="8000")
+        return await async_client.get("/async/task", headers={"Cookie": cookie})
+
+    with override_settings(MIDDLEWARE=[f"{__name__}.TaskProbe", *AUTH_MIDDLEWARE]):
+        me = body(asyncio.run(call()))
+    assert me == {"pk": linked_user(ADA.user_id).pk, "same_task": True}
 
 
 @pytest.mark.parametrize("kind", ["uvicorn", "waitress"])
