@@ -346,8 +346,8 @@ def test_a_sessions_unsafe_requests_must_come_from_the_app(
     assert body(allowed)["pk"] == linked_user(ADA.user_id).pk
 
 
-def test_async_views_get_the_session_user(project: Any, lwa_emulator: LWAEmulator) -> None:
-    project()
+def _signed_in_async_get(lwa_emulator: LWAEmulator, url: str) -> Any:
+    """Sign Ada in, then GET ``url`` with her session through Django's ``AsyncClient``."""
     client = browser()
     sign_in(client, lwa_emulator)
     cookie = f"lwa_session={session_id(client)}"
@@ -356,9 +356,14 @@ def test_async_views_get_the_session_user(project: Any, lwa_emulator: LWAEmulato
         # Its own (empty) cookie header and this one reach the view joined by
         # "," (Django's ASGIRequest): SignedInUserMiddleware reads it as the gate does.
         async_client = AsyncClient(SERVER_NAME="127.0.0.1", SERVER_PORT="8000")
-        return await async_client.get("/async/me", headers={"Cookie": cookie})
+        return await async_client.get(url, headers={"Cookie": cookie})
 
-    me = body(asyncio.run(call()))
+    return body(asyncio.run(call()))
+
+
+def test_async_views_get_the_session_user(project: Any, lwa_emulator: LWAEmulator) -> None:
+    project()
+    me = _signed_in_async_get(lwa_emulator, "/async/me")
     assert (me["type"], me["pk"], me["auth"]) == ("User", linked_user(ADA.user_id).pk, ADA.user_id)
 
 
@@ -368,16 +373,8 @@ def test_the_async_path_keeps_the_view_in_the_requests_task(
     # Issue 22: both Django middlewares are async capable. A sync-only one in an
     # async chain would run in a thread and await the view in another task.
     project()
-    client = browser()
-    sign_in(client, lwa_emulator)
-    cookie = f"lwa_session={session_id(client)}"
-
-    async def call() -> Any:
-        async_client = AsyncClient(SERVER_NAME="127.0.0.1", SERVER_PORT="8000")
-        return await async_client.get("/async/task", headers={"Cookie": cookie})
-
     with override_settings(MIDDLEWARE=[f"{__name__}.TaskProbe", *AUTH_MIDDLEWARE]):
-        me = body(asyncio.run(call()))
+        me = _signed_in_async_get(lwa_emulator, "/async/task")
     assert me == {"pk": linked_user(ADA.user_id).pk, "same_task": True}
 
 
