@@ -354,3 +354,41 @@ def test_the_docs_name_only_current_module_paths() -> None:
         if (why := _stale(dotted)) is not None
     }
     assert not stale, "\n".join(sorted(stale))
+
+
+def _literal_blocks(doc: str) -> list[str]:
+    """The reST literal blocks (``::`` then an indented block) of a docstring."""
+    import textwrap
+
+    lines = doc.splitlines()
+    blocks = []
+    for i, line in enumerate(lines):
+        if line.rstrip().endswith("::"):
+            body = []
+            for following in lines[i + 1:]:
+                if following.strip() and not following.startswith((" ", "\t")):
+                    break
+                body.append(following)
+            if code := textwrap.dedent("\n".join(body)).strip():
+                blocks.append(code)
+    return blocks
+
+
+def test_the_references_examples_parse_and_import_real_names() -> None:
+    """The API reference renders the docstrings' examples, which no test runs (the
+    pages' blocks are run by test_readme.py): each at least parses as Python, and
+    every name it imports from this package is there."""
+    import ast
+    import importlib
+
+    examples = [(where, code) for where, doc in _public_docstrings().items()
+                for code in _literal_blocks(doc)]
+    assert len(examples) >= 20, len(examples)
+    for where, code in examples:
+        tree = ast.parse(code, filename=where)  # a SyntaxError names the docstring
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
+                    "lwa_middleware"):
+                module = importlib.import_module(node.module or "")
+                for alias in node.names:
+                    assert hasattr(module, alias.name), (where, node.module, alias.name)
