@@ -3,7 +3,7 @@
     python scripts/options_table.py           # rewrite docs/options.md
     python scripts/options_table.py --check   # exit 1 if it is out of date
 
-The tables are :data:`lwa_middleware.config.OPTIONS` (the middlewares) and
+The tables are :data:`lwa_middleware._engine.config.OPTIONS` (the middlewares) and
 :data:`lwa_middleware.signin._options.SIGNIN_OPTIONS`; tests/test_options.py
 fails while the page differs from them.
 """

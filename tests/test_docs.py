@@ -250,3 +250,158 @@ def test_every_package_path_the_docs_name_exists() -> None:
             if not (ROOT / name).exists():
                 missing.append(f"{page.relative_to(ROOT)}: {name}")
     assert missing == []
+
+
+def _installed_by(specs: list[str]) -> set[str]:
+    """The distributions ``pip install <specs>`` of this project brings by name: each
+    spec's own, and those its extras list (lower case, no version)."""
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    extras: dict[str, list[str]] = project["optional-dependencies"]
+    names: set[str] = set()
+    for spec in specs:
+        name, _, wanted = spec.partition("[")
+        names.add(name.lower())
+        for extra in filter(None, wanted.rstrip("]").split(",")):
+            names |= {re.split(r"[<>=!~\[; ]", dep, maxsplit=1)[0].lower()
+                      for dep in extras[extra]}
+    return names
+
+
+def test_the_tutorial_installs_every_command_it_runs() -> None:
+    """A newcomer following the tutorial in a fresh virtualenv (issue 22, "Done when")
+    had no pytest in it: step 4's ``pytest`` was another Python's, which cannot import
+    the app's packages (``No module named 'starlette'``). Each command the tutorial
+    runs that a Python package provides comes from its install line."""
+    page = (ROOT / "docs" / "tutorial.md").read_text(encoding="utf-8")
+    blocks = [b for b in BLOCKS if b.path == "docs/tutorial.md" and b.lang == "sh"]
+    (install,) = [b for b in blocks if "pip install" in b.code]
+    words = shlex.split(install.code.split("pip install", 1)[1], comments=True)
+    provided = _installed_by([w for w in words if not w.startswith("-")])
+    commands = set(re.findall(r"run `([\w-]+)`", page))
+    for block in blocks:
+        for line in block.code.splitlines():
+            argv = [w for w in shlex.split(line, comments=True) if "=" not in w]  # VAR=value
+            commands |= set(argv[:1])
+    commands -= {"python3", "curl"}  # the system's
+    assert {"lwa-middleware", "uvicorn", "pytest"} <= commands, commands
+    assert commands <= provided, f"the tutorial runs {sorted(commands - provided)} " \
+        f"but its install line ({install.where}) does not install them"
+
+
+# -- every lwa_middleware.* path the docs name is current ------------------------------------
+
+#: A dotted path; not a file name (``lwa_middleware.md``) nor a Django check id (``.E001``).
+_DOTTED = re.compile(r"\blwa_middleware(?:\.(?!md\b|[EW]\d{3}\b)\w+)+")
+
+
+def _logger_names() -> set[str]:
+    source = "".join(p.read_text(encoding="utf-8") for p in (ROOT / "lwa_middleware").rglob("*.py"))
+    return set(re.findall(r"getLogger\(\"([\w.]+)\"\)", source))
+
+
+def _stale(dotted: str) -> str | None:
+    """Why ``dotted`` is not a current path (``None``: it is): no such module or
+    name, or a deprecated module (the redesign's shims), or a read that warns."""
+    import importlib
+    import warnings
+
+    parts = dotted.split(".")
+    for cut in range(len(parts), 0, -1):
+        try:
+            module = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        if (module.__doc__ or "").startswith("Deprecated import path"):
+            return f"{module.__name__} is a deprecated import path"
+        value: object = module
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            try:
+                for name in parts[cut:]:
+                    value = getattr(value, name)
+            except (AttributeError, DeprecationWarning) as problem:
+                return f"{type(problem).__name__}: {problem}"
+        return None
+    return "no such module"
+
+
+def _public_docstrings() -> dict[str, str]:
+    """What the API reference renders: each ``::: module``'s docstrings (module,
+    public names, their public members); and the docstrings of examples/*.py."""
+    import ast
+    import importlib
+    import inspect
+
+    reference = "".join(
+        p.read_text(encoding="utf-8") for p in (ROOT / "docs" / "reference").glob("*.md"))
+    texts: dict[str, str] = {}
+    for dotted in re.findall(r"^::: ([\w.]+)$", reference, re.MULTILINE):
+        module = importlib.import_module(dotted)
+        texts[dotted] = module.__doc__ or ""
+        for name in getattr(module, "__all__", ()):
+            value = getattr(module, name)
+            texts[f"{dotted}.{name}"] = inspect.getdoc(value) or ""
+            for member, attr in vars(value).items() if inspect.isclass(value) else ():
+                if not member.startswith("_") or member == "__init__":
+                    texts[f"{dotted}.{name}.{member}"] = inspect.getdoc(attr) or ""
+    for path in sorted((ROOT / "examples").rglob("*.py")):
+        texts[path.relative_to(ROOT).as_posix()] = ast.get_docstring(
+            ast.parse(path.read_text(encoding="utf-8"))) or ""
+    return texts
+
+
+def test_the_docs_name_only_current_module_paths() -> None:
+    """The redesign (issue 19) moved the engine to ``_engine/`` and left shims that
+    warn; a page or a rendered docstring naming a shim (``lwa_middleware.config``,
+    ``from lwa_middleware.prometheus import …``) sends a newcomer to a path that
+    goes away. Logger names are not paths (``lwa_middleware.config`` is one)."""
+    pages = {p.relative_to(ROOT).as_posix(): p.read_text(encoding="utf-8")
+             for p in [README, ROOT / "SECURITY.md", *(ROOT / "docs").rglob("*.md")]}
+    loggers = _logger_names()
+    stale = {
+        f"{where}: {dotted} ({why})"
+        for where, text in {**pages, **_public_docstrings()}.items()
+        for dotted in set(_DOTTED.findall(text)) - loggers
+        if (why := _stale(dotted)) is not None
+    }
+    assert not stale, "\n".join(sorted(stale))
+
+
+def _literal_blocks(doc: str) -> list[str]:
+    """The reST literal blocks (``::`` then an indented block) of a docstring."""
+    import textwrap
+
+    lines = doc.splitlines()
+    blocks = []
+    for i, line in enumerate(lines):
+        if line.rstrip().endswith("::"):
+            body = []
+            for following in lines[i + 1:]:
+                if following.strip() and not following.startswith((" ", "\t")):
+                    break
+                body.append(following)
+            if code := textwrap.dedent("\n".join(body)).strip():
+                blocks.append(code)
+    return blocks
+
+
+def test_the_references_examples_parse_and_import_real_names() -> None:
+    """The API reference renders the docstrings' examples, which no test runs (the
+    pages' blocks are run by test_readme.py): each at least parses as Python, and
+    every name it imports from this package is there."""
+    import ast
+    import importlib
+
+    examples = [(where, code) for where, doc in _public_docstrings().items()
+                for code in _literal_blocks(doc)]
+    assert len(examples) >= 20, len(examples)
+    for where, code in examples:
+        tree = ast.parse(code, filename=where)  # a SyntaxError names the docstring
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
+                    "lwa_middleware"):
+                module = importlib.import_module(node.module or "")
+                for alias in node.names:
+                    assert hasattr(module, alias.name), (where, node.module, alias.name)

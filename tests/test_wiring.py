@@ -153,6 +153,31 @@ def test_fastapi_docs_public_through_a_wrapper_and_under_other_urls(
         assert client.get("/redoc").status_code == 401
 
 
+def test_fastapi_docs_public_when_added_with_add_middleware(lwa_emulator: LWAEmulator) -> None:
+    # FastAPI's own way (docs/how-to/frameworks.md, CORS): Starlette builds the
+    # middleware around the app's inner layers, not around the FastAPI app.
+    api = _fastapi()
+    api.add_middleware(
+        LWAMiddleware, client_id=lwa_emulator.client_id, api_base_url=lwa_emulator.base_url
+    )
+    token = lwa_emulator.issue_token(scopes=["profile"])
+    with TestClient(api) as client:
+        for path in ("/docs", "/redoc", "/openapi.json", "/docs/oauth2-redirect"):
+            assert client.get(path).status_code == 200, path
+        assert client.get("/me").status_code == 401
+        assert client.get("/me", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    custom = FastAPI(docs_url="/api/docs", openapi_url="/api/schema.json", redoc_url=None)
+    custom.add_middleware(LWAMiddleware, client_id=lwa_emulator.client_id)
+    off = _fastapi()
+    off.add_middleware(LWAMiddleware, client_id=lwa_emulator.client_id, public_docs=False)
+    with TestClient(custom) as client:
+        assert client.get("/api/docs").status_code == 200
+        assert client.get("/api/schema.json").status_code == 200
+        assert client.get("/redoc").status_code == 401
+    with TestClient(off) as client:
+        assert client.get("/docs").status_code == 401
+
+
 def test_public_docs_false_and_explicit_routes_win(lwa_emulator: LWAEmulator) -> None:
     off = LWAMiddleware(_fastapi(), client_id=lwa_emulator.client_id, public_docs=False)
     explicit = LWAMiddleware(

@@ -56,9 +56,9 @@ class LWAMiddleware(AsyncControls):
 
     :param app: the ASGI app to protect.
     :param settings: options validated elsewhere (:meth:`Settings.from_options`).
-    :param options: every option, typed and documented in
-        :class:`~lwa_middleware.config.Options`: ``client_id``, ``routes``,
-        ``default``, ``cache_ttl``, ``redis_url``, ...
+    :param options: every option, typed (the ``Options`` ``TypedDict``) and
+        listed in docs/options.md: ``client_id``, ``routes``, ``default``,
+        ``cache_ttl``, ``redis_url``, ...
 
     Example::
 

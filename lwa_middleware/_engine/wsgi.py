@@ -180,7 +180,7 @@ class LWAWSGIMiddleware(BlockingControls):
     """Protects a WSGI app (Flask, Django, Pyramid, bare PEP 3333) with LWA tokens.
 
     It mirrors :class:`~lwa_middleware.LWAMiddleware` option for option (see
-    its docstring and :class:`~lwa_middleware.config.Options`) and puts the
+    its docstring and docs/options.md) and puts the
     identity in ``environ["lwa.identity"]`` (``None`` when anonymous). Threads
     asking for one new token share one lookup, of at most ``timeout`` seconds.
 

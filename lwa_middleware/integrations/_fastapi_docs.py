@@ -18,6 +18,10 @@ __all__ = ["docs_paths"]
 _MAX_DEPTH = 8
 
 
+#: FastAPI.setup() serves the docs pages with endpoints defined inside it.
+_SETUP_ENDPOINT = "FastAPI.setup.<locals>."
+
+
 def docs_paths(app: Any) -> list[str]:
     """The docs paths of the FastAPI app ``app`` is or wraps (through ``.app``); else ``[]``."""
     fastapi = sys.modules.get("fastapi")
@@ -26,6 +30,10 @@ def docs_paths(app: Any) -> list[str]:
     for _ in range(_MAX_DEPTH):
         if isinstance(app, fastapi.FastAPI):
             return _paths(app)
+        if isinstance(app, fastapi.APIRouter):
+            # api.add_middleware(LWAMiddleware, ...): Starlette builds the middleware
+            # around the app's inner layers, whose chain ends at the app's router.
+            return _setup_paths(app)
         app = getattr(app, "app", None)
         if app is None:
             return []
@@ -44,3 +52,13 @@ def _paths(api: Any) -> list[str]:
             paths.append(api.redoc_url)
     prefix = (api.root_path or "").rstrip("/")
     return [prefix + path if prefix and not path.startswith(prefix) else path for path in paths]
+
+
+def _setup_paths(router: Any) -> list[str]:
+    return [
+        route.path
+        for route in router.routes
+        if getattr(getattr(route, "endpoint", None), "__qualname__", "").startswith(
+            _SETUP_ENDPOINT
+        )
+    ]

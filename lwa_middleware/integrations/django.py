@@ -19,7 +19,7 @@ middleware's options in upper case)::
 Every key maps to the option of the same name in lower case (``CLIENT_ID``,
 ``API_BASE_URL``, ``REGION``, ``ROUTES``, ``DEFAULT``, ``CACHE_TTL``,
 ``CACHE_MAXSIZE``, ``REDIS_URL``, ``REALM``, ``TIMEOUT``, …, see
-:class:`~lwa_middleware.config.Settings`), plus ``SET_USER`` and
+docs/options.md), plus ``SET_USER`` and
 ``BEARER_USERS`` (DRF: see :mod:`lwa_middleware.integrations.drf`). Environment
 variables (``LWA_CLIENT_ID``, ``LWA_API_BASE_URL``, …) fill what is not given.
 A mistake raises :class:`~django.core.exceptions.ImproperlyConfigured` when

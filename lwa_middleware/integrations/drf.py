@@ -88,7 +88,7 @@ __all__ = ["HasLWAScopes", "LWAAuthentication", "exception_handler"]
 
 
 class LWAAPIException(APIException):  # type: ignore[misc]
-    """An :class:`~lwa_middleware.errors.AuthError` as DRF renders errors.
+    """An :class:`~lwa_middleware.AuthError` as DRF renders errors.
 
     DRF's exception handler turns ``auth_header`` into ``WWW-Authenticate``
     and a dict ``detail`` into the body, so the answer matches the middleware's.

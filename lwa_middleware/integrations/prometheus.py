@@ -3,12 +3,12 @@
 Needs ``prometheus_client`` (the ``prometheus`` extra)::
 
     from prometheus_client import REGISTRY
-    from lwa_middleware.prometheus import LWACollector
+    from lwa_middleware.integrations.prometheus import LWACollector
 
     REGISTRY.register(LWACollector(middleware))
 
 Nothing is counted twice and nothing runs on the request path: the collector
-reads :class:`~lwa_middleware.stats.Stats` (and the circuit breaker) when
+reads the middleware's counters (and the circuit breaker) when
 Prometheus scrapes. Several middlewares in one process each get a collector
 with their own ``const_labels`` (``{"app": "api"}``) to tell them apart.
 

@@ -51,7 +51,7 @@ class Page:
 
 Pages = Mapping[str, str] | Callable[[Page], str | bytes]
 
-# The demo's look (lwa_middleware/demo/static/style.css), inlined: the page
+# The demo's look (lwa_middleware/_engine/demo/static/style.css), inlined: the page
 # must not depend on the app serving a stylesheet.
 _DEFAULT: Final = Template("""<!DOCTYPE html>
 <html lang="en">

@@ -253,3 +253,25 @@ def test_replayed_code_is_refused(tab: Tab) -> None:
     assert replay.status == 400
     expect(tab.page.locator("h1")).to_have_text("Sign-in refused")
     assert tab.lwa.calls["token"] == 1
+
+
+def test_the_back_button_after_signing_in_stays_signed_in(tab: Tab) -> None:
+    """Issue 22: Back after a successful sign-in said "Sign-in expired". With the
+    browser's own Back button: it returns to LWA's consent page (the callback's
+    303 is not a history entry); consenting there again sends that used
+    sign-in's answer back, and the live session carries on, signed in."""
+    from playwright.sync_api import expect
+
+    _sign_in(tab)
+    expect(tab.page.locator("#name")).to_have_text(BUILTIN_CUSTOMERS[0].name)
+    first = tab.session()
+    tab.page.go_back()
+    tab.page.wait_for_url(tab.lwa.authorize_url + "?**")
+    with tab.page.expect_navigation(url=tab.url + "/**") as navigation:
+        tab.page.click("#lwa-signin")
+    assert navigation.value.ok
+    assert len(_callback_urls(tab)) == 2  # the answer to the used sign-in came back
+    expect(tab.page.locator("h1")).not_to_have_text("Sign-in expired")
+    expect(tab.page.locator("#to-profile")).to_be_visible()  # the signed-in home
+    assert tab.lwa.calls["token"] == 1  # the second code was never exchanged
+    assert tab.session().access_token == first.access_token

@@ -118,11 +118,35 @@ async def plain_async(request: HttpRequest) -> JsonResponse:
     return JsonResponse(answer)
 
 
+class TaskProbe:
+    """Async only, outermost: the task the request arrived in (``request.probe``)."""
+
+    sync_capable = False
+    async_capable = True
+
+    def __init__(self, get_response: Any) -> None:
+        from asgiref.sync import markcoroutinefunction
+
+        self.get_response = get_response
+        markcoroutinefunction(self)
+
+    async def __call__(self, request: HttpRequest) -> Any:
+        request.probe = asyncio.current_task()  # type: ignore[attr-defined]
+        return await self.get_response(request)
+
+
+async def same_task(request: HttpRequest) -> JsonResponse:
+    user = await request.auser()
+    probe = getattr(request, "probe", None)
+    return JsonResponse({"pk": user.pk, "same_task": probe is asyncio.current_task()})
+
+
 URLS = [
     path("api/me", Me.as_view()),
     path("api/scoped", Scoped.as_view()),
     path("me", plain),
     path("async/me", plain_async),
+    path("async/task", same_task),
 ]
 ROUTES = {"/api/**": "optional", "/me": "optional", "/async/**": "optional"}
 
@@ -322,8 +346,8 @@ def test_a_sessions_unsafe_requests_must_come_from_the_app(
     assert body(allowed)["pk"] == linked_user(ADA.user_id).pk
 
 
-def test_async_views_get_the_session_user(project: Any, lwa_emulator: LWAEmulator) -> None:
-    project()
+def _signed_in_async_get(lwa_emulator: LWAEmulator, url: str) -> Any:
+    """Sign Ada in, then GET ``url`` with her session through Django's ``AsyncClient``."""
     client = browser()
     sign_in(client, lwa_emulator)
     cookie = f"lwa_session={session_id(client)}"
@@ -332,10 +356,26 @@ def test_async_views_get_the_session_user(project: Any, lwa_emulator: LWAEmulato
         # Its own (empty) cookie header and this one reach the view joined by
         # "," (Django's ASGIRequest): SignedInUserMiddleware reads it as the gate does.
         async_client = AsyncClient(SERVER_NAME="127.0.0.1", SERVER_PORT="8000")
-        return await async_client.get("/async/me", headers={"Cookie": cookie})
+        return await async_client.get(url, headers={"Cookie": cookie})
 
-    me = body(asyncio.run(call()))
+    return body(asyncio.run(call()))
+
+
+def test_async_views_get_the_session_user(project: Any, lwa_emulator: LWAEmulator) -> None:
+    project()
+    me = _signed_in_async_get(lwa_emulator, "/async/me")
     assert (me["type"], me["pk"], me["auth"]) == ("User", linked_user(ADA.user_id).pk, ADA.user_id)
+
+
+def test_the_async_path_keeps_the_view_in_the_requests_task(
+    project: Any, lwa_emulator: LWAEmulator
+) -> None:
+    # Issue 22: both Django middlewares are async capable. A sync-only one in an
+    # async chain would run in a thread and await the view in another task.
+    project()
+    with override_settings(MIDDLEWARE=[f"{__name__}.TaskProbe", *AUTH_MIDDLEWARE]):
+        me = _signed_in_async_get(lwa_emulator, "/async/task")
+    assert me == {"pk": linked_user(ADA.user_id).pk, "same_task": True}
 
 
 @pytest.mark.parametrize("kind", ["uvicorn", "waitress"])

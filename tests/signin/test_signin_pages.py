@@ -67,6 +67,22 @@ def test_default_pages_are_styled(lwa_emulator: LWAEmulator, kind: str) -> None:
     assert 'href="/"' in page
 
 
+def test_the_unavailable_page_is_styled_too(lwa_emulator: LWAEmulator) -> None:
+    # The docs list it with the others: a session store that does not answer
+    # (a Redis nothing listens on) gives it at /login.
+    from support.redis_servers import free_port
+
+    signin = make_signin(lwa_emulator, redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    with _client(lwa_emulator, signin) as client:
+        answer = client.get("/login")
+    assert answer.status_code == 503
+    assert answer.headers["retry-after"]
+    assert answer.headers["content-type"] == "text/html; charset=utf-8"
+    assert "<style>" in answer.text
+    assert 'id="lwa-unavailable"' in answer.text
+    assert 'href="/login"' in answer.text
+
+
 def test_pages_as_templates_replace_some_kinds(lwa_emulator: LWAEmulator) -> None:
     pages = {"expired": "<p lang=fr>$title: $message <a href='$login_url'>encore</a></p>"}
     signin = make_signin(lwa_emulator, pages=pages, login_path="/entrer")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 import httpx2
 import pytest
@@ -146,6 +147,8 @@ def test_a_wrong_client_secret_says_check_client_secret(
     assert [(r.lwa_event, r.lwa_reason) for r in said] == [("signin_failed", "invalid_client")]
     assert all(hasattr(r, "lwa_event") for r in caplog.records if r.name.startswith("lwa_"))
     assert "0" * 64 not in answer.text + caplog.text  # the secret itself never
+    code = dict(parse_qsl(urlsplit(back).query))["code"]  # nor the code (SECURITY.md)
+    assert code not in answer.text + caplog.text
     # Issue 21: LWA's x-amzn-RequestId in every warning/error log about that call,
     # field and text; the token endpoint's too (the emulator sends one on every
     # answer, as "Obtain Customer Profile Information" shows, LWA-FACTS.md).
