@@ -392,16 +392,37 @@ def stranger_ca() -> Iterator[str]:
         yield stranger.ca_file
 
 
-@pytest.mark.parametrize("adapter", ["asgi", "wsgi"])
+def _stranger_client(ca_file: str) -> Any:
+    """An ``http_client`` factory whose clients trust ``ca_file`` only."""
+    import ssl
+
+    context = ssl.create_default_context(cafile=ca_file)
+    return lambda asyncio: (httpx2.AsyncClient if asyncio else httpx2.Client)(verify=context)
+
+
+#: (adapter, how it sends): aiohttp on asyncio and in the WSGI I/O thread;
+#: httpx2 on trio and through the ``http_client`` hook (sync and async).
+TRANSPORTS = [
+    ("asgi", "aiohttp"),
+    ("asgi", "trio"),
+    ("asgi", "http_client"),
+    ("wsgi", "aiohttp"),
+    ("wsgi", "http_client"),
+]
+
+
+@pytest.mark.parametrize(("adapter", "transport"), TRANSPORTS)
 def test_an_untrusted_certificate_is_named(
     tls_lwa: LWAEmulator,
     stranger_ca: str,
     spans: Recorder,
     caplog: pytest.LogCaptureFixture,
     adapter: str,
+    transport: str,
 ) -> None:
     """Not "connection failed": ``certificate`` in the log, the event, the
-    stats and the span; still a fail-closed 503."""
+    stats and the span; still a fail-closed 503. On every transport: aiohttp
+    and httpx2 wrap the ``ssl`` error differently."""
     events: list[tuple[str, dict[str, Any]]] = []
     token = tls_lwa.issue_token(scopes=["profile"])
     options: dict[str, Any] = {
@@ -410,12 +431,16 @@ def test_an_untrusted_certificate_is_named(
         "verify": stranger_ca,
         "on_event": lambda name, data: events.append((name, dict(data))),
     }
+    if transport == "http_client":
+        del options["verify"]  # the application's client checks the certificate
+        options["http_client"] = _stranger_client(stranger_ca)
     caplog.set_level(logging.WARNING, logger="lwa_middleware")
     if adapter == "asgi":
         import anyio
 
         app: Any = LWAMiddleware(_ok_asgi(), **options)
-        response = anyio.run(_asgi_get, app, token)
+        backend = "trio" if transport == "trio" else "asyncio"
+        response = anyio.run(_asgi_get, app, token, backend=backend)
     else:
         app = LWAWSGIMiddleware(_ok_wsgi, **options)
         response = _wsgi_get(app, token)
