@@ -465,6 +465,30 @@ def test_an_untrusted_certificate_is_named(
     app.resolver.close()
 
 
+@pytest.mark.parametrize(
+    ("adapter", "transport"), [("asgi", "aiohttp"), ("asgi", "trio"), ("wsgi", "aiohttp")]
+)
+def test_ssl_cert_file_names_the_cas_to_trust(
+    tls_lwa: LWAEmulator, monkeypatch: pytest.MonkeyPatch, adapter: str, transport: str
+) -> None:
+    """What docs/observability.md says of ``verify=True`` (the default): the
+    system's CAs, unless ``SSL_CERT_FILE`` points elsewhere, on every transport."""
+    monkeypatch.setenv("SSL_CERT_FILE", tls_lwa.ca_file)
+    token = tls_lwa.issue_token(scopes=["profile"])
+    options: dict[str, Any] = {"client_id": tls_lwa.client_id, "api_base_url": tls_lwa.base_url}
+    if adapter == "asgi":
+        import anyio
+
+        app: Any = LWAMiddleware(_ok_asgi(), **options)
+        backend = "trio" if transport == "trio" else "asyncio"
+        response = anyio.run(_asgi_get, app, token, backend=backend)
+    else:
+        app = LWAWSGIMiddleware(_ok_wsgi, **options)
+        response = _wsgi_get(app, token)
+    assert response.status_code == 200
+    app.resolver.close()
+
+
 # -- the http_client hook --------------------------------------------------------
 
 
