@@ -26,6 +26,8 @@ import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from support.clock import FakeClock
+from support.fleet import _module_redis, redis_bin, redis_srv  # noqa: F401  (fixtures)
+from support.redis_servers import RedisServer
 
 from lwa_middleware import ConfigurationError, LWAMiddleware, LWAWSGIMiddleware
 from lwa_middleware.testing import Fault, LWAEmulator
@@ -195,7 +197,48 @@ def test_wsgi_cold_request_keeps_the_pool_thread_in_the_callers_trace(
     )
     assert _wsgi_get(_traced_wsgi(lwa), token).status_code == 200
     _check_cold_trace(spans, token)
+
+    spans.spans.clear()
+    assert _wsgi_get(_traced_wsgi(lwa), token).status_code == 200
+    (hit,) = spans.named("lwa.lookup")
+    assert hit.attributes is not None
+    assert hit.attributes["lwa.cache.outcome"] == "hit"
+    assert hit.context.trace_id == spans.named("request")[0].context.trace_id
     lwa.close()
+
+
+def test_an_answer_of_the_shared_cache_is_outcome_shared(
+    spans: Recorder,
+    lwa_emulator: LWAEmulator,
+    redis_srv: RedisServer,  # noqa: F811  (the fixture imported above)
+) -> None:
+    """Two workers on one Redis: the second's lookup is answered by the
+    shared cache (``shared``), asks LWA nothing, and stays in its request's trace."""
+    token = lwa_emulator.issue_token(scopes=["profile"])
+    workers = [
+        LWAWSGIMiddleware(
+            _ok_wsgi,
+            client_id=lwa_emulator.client_id,
+            api_base_url=lwa_emulator.base_url,
+            redis_url=redis_srv.url,
+        )
+        for _ in range(2)
+    ]
+    assert _wsgi_get(_traced_wsgi(workers[0]), token).status_code == 200
+    assert _outcomes(spans) == ["miss"]
+
+    spans.spans.clear()
+    assert _wsgi_get(_traced_wsgi(workers[1]), token).status_code == 200
+    assert workers[1].stats.shared_hits == 1
+    (lookup,) = spans.named("lwa.lookup")
+    assert lookup.attributes is not None
+    assert lookup.attributes["lwa.cache.outcome"] == "shared"
+    assert lookup.context.trace_id == spans.named("request")[0].context.trace_id
+    assert not spans.named("lwa.tokeninfo")
+    assert not spans.named("lwa.profile")
+    _assert_no_secret(spans.spans, token)
+    for worker in workers:
+        worker.close()
 
 
 @pytest.mark.anyio
