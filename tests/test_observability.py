@@ -35,6 +35,16 @@ from lwa_middleware.testing import Fault, LWAEmulator
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 FIELDS = ("lwa_event", "lwa_reason", "lwa_route", "lwa_status", "lwa_request_id", "lwa_latency")
 
+#: (adapter, how it sends): aiohttp on asyncio and in the WSGI I/O thread;
+#: httpx2 on trio and through the ``http_client`` hook (sync and async).
+TRANSPORTS = [
+    ("asgi", "aiohttp"),
+    ("asgi", "trio"),
+    ("asgi", "http_client"),
+    ("wsgi", "aiohttp"),
+    ("wsgi", "http_client"),
+]
+
 
 class Recorder(SpanProcessor):
     """Keeps the spans that end while :attr:`on` (only this module's tests)."""
@@ -119,14 +129,29 @@ def _wsgi_get(app: Any, token: str, path: str = "/") -> httpx2.Response:
         return client.get(path, headers={"Authorization": f"Bearer {token}"})
 
 
-def _assert_no_secret(spans: list[ReadableSpan], token: str) -> None:
-    """Neither the token, nor a digest of it, in any name, attribute or event."""
+def _forbidden(token: str) -> list[str]:
+    """The token, the part a cut-short line keeps, and its digest in any form."""
     digest = hashlib.sha256(token.encode()).digest()
-    forbidden = [token, token[-40:], digest.hex(), digest.hex()[:16], digest.decode("latin-1")]
+    return [
+        token,
+        token[-40:],
+        digest.hex(),
+        digest.hex()[:16],
+        digest.decode("latin-1"),
+        repr(digest)[2:-1],
+    ]
+
+
+def _assert_no_secret(spans: list[ReadableSpan], token: str) -> None:
+    """Neither the token, nor a digest of it, in any name, attribute, event or status."""
     for span in spans:
-        events = [dict(e.attributes or {}) for e in span.events]
-        text = json.dumps([span.name, dict(span.attributes or {}), events], default=str)
-        for secret in forbidden:
+        events = [(e.name, dict(e.attributes or {})) for e in span.events]
+        links = [dict(link.attributes or {}) for link in span.links]
+        text = json.dumps(
+            [span.name, dict(span.attributes or {}), events, links, span.status.description],
+            default=str,
+        )
+        for secret in _forbidden(token):
             assert secret not in text, span.name
 
 
@@ -339,6 +364,78 @@ def test_without_a_provider_or_the_api_nothing_is_traced() -> None:
 # -- logs, events, the request id ------------------------------------------------
 
 
+def _assert_records_clean(records: list[logging.LogRecord], tokens: list[str]) -> None:
+    """Every attribute of every record (its ``extra=`` fields included), its
+    message and its formatted traceback: no token, no digest of one."""
+    formatter = logging.Formatter()
+    for record in records:
+        text = " ".join(f"{name}={value!r} {value}" for name, value in vars(record).items())
+        text += record.getMessage()
+        text += formatter.format(record)
+        for token in tokens:
+            for secret in _forbidden(token):
+                assert secret not in text, (record.name, record.getMessage())
+
+
+@pytest.mark.parametrize(("adapter", "transport"), TRANSPORTS)
+def test_no_token_in_any_log_record_or_span(
+    lwa_emulator: LWAEmulator,
+    spans: Recorder,
+    caplog: pytest.LogCaptureFixture,
+    adapter: str,
+    transport: str,
+) -> None:
+    """A lookup that succeeds, one LWA refuses, one LWA fails and an
+    ``on_event`` hook that raises, logged at DEBUG by every logger (aiohttp's
+    and httpx2's included) and traced: no token or digest anywhere."""
+
+    def hook(name: str, data: dict[str, Any]) -> None:
+        raise RuntimeError("the application's hook failed")
+
+    options: dict[str, Any] = {
+        "client_id": lwa_emulator.client_id,
+        "api_base_url": lwa_emulator.base_url,
+        "on_event": hook,
+    }
+    if transport == "http_client":
+        options["http_client"] = lambda asyncio: (
+            httpx2.AsyncClient() if asyncio else httpx2.Client()
+        )
+    good = lwa_emulator.issue_token(scopes=["profile"])
+    refused = lwa_emulator.issue_token(scopes=["profile"])
+    lwa_emulator.revoke(refused)
+    failed = lwa_emulator.issue_token(scopes=["profile"])
+    caplog.set_level(logging.DEBUG)
+    statuses: list[int] = []
+    if adapter == "asgi":
+        import anyio
+
+        app: Any = LWAMiddleware(_ok_asgi(), **options)
+
+        async def run() -> None:
+            for token in (good, good, refused):
+                statuses.append((await _asgi_get(_traced_asgi(app), token)).status_code)
+            lwa_emulator.inject(Fault.SERVER_ERROR, endpoint="tokeninfo")
+            statuses.append((await _asgi_get(_traced_asgi(app), failed)).status_code)
+
+        anyio.run(run, backend="trio" if transport == "trio" else "asyncio")
+    else:
+        app = LWAWSGIMiddleware(_ok_wsgi, **options)
+        for token in (good, good, refused):
+            statuses.append(_wsgi_get(_traced_wsgi(app), token).status_code)
+        lwa_emulator.inject(Fault.SERVER_ERROR, endpoint="tokeninfo")
+        statuses.append(_wsgi_get(_traced_wsgi(app), failed).status_code)
+    assert statuses == [200, 200, 401, 503]
+    assert _record(caplog, "upstream_error")  # the records were captured
+    assert _record(caplog, "hook_failed").exc_info is not None
+    assert len(spans.named("lwa.lookup")) == 4
+    _assert_records_clean(caplog.records, [good, refused, failed])
+    for token in (good, refused, failed):
+        _assert_no_secret(spans.spans, token)
+    app.resolver.close()
+
+
+
 def _record(caplog: pytest.LogCaptureFixture, event: str) -> logging.LogRecord:
     found = [r for r in caplog.records if getattr(r, "lwa_event", None) == event]
     assert found, [r.getMessage() for r in caplog.records]
@@ -441,17 +538,6 @@ def _stranger_client(ca_file: str) -> Any:
 
     context = ssl.create_default_context(cafile=ca_file)
     return lambda asyncio: (httpx2.AsyncClient if asyncio else httpx2.Client)(verify=context)
-
-
-#: (adapter, how it sends): aiohttp on asyncio and in the WSGI I/O thread;
-#: httpx2 on trio and through the ``http_client`` hook (sync and async).
-TRANSPORTS = [
-    ("asgi", "aiohttp"),
-    ("asgi", "trio"),
-    ("asgi", "http_client"),
-    ("wsgi", "aiohttp"),
-    ("wsgi", "http_client"),
-]
 
 
 @pytest.mark.parametrize(("adapter", "transport"), TRANSPORTS)
