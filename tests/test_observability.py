@@ -722,6 +722,55 @@ def test_http_client_hook_keeps_the_librarys_deadline(
     app.resolver.close()
 
 
+@pytest.mark.parametrize("adapter", ["asgi", "wsgi"])
+def test_an_http_client_that_breaks_is_a_transport_failure(
+    lwa_emulator: LWAEmulator, caplog: pytest.LogCaptureFixture, adapter: str
+) -> None:
+    """An application's client that raises something else than httpx2's
+    errors (OpenTelemetry's httpx instrumentor on an httpx2 client raises
+    IndexError on every call): a 503 whose reason is ``transport``, naming
+    the exception's type, never "LWA answered something unusable" (LWA was
+    never reached) nor the exception's text."""
+
+    class Broken(httpx2.BaseTransport, httpx2.AsyncBaseTransport):
+        def handle_request(self, request: httpx2.Request) -> httpx2.Response:
+            raise IndexError("tuple index out of range at http://proxy.internal")
+
+        async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+            raise IndexError("tuple index out of range at http://proxy.internal")
+
+    events: list[tuple[str, dict[str, Any]]] = []
+    token = lwa_emulator.issue_token(scopes=["profile"])
+    options: dict[str, Any] = {
+        "client_id": lwa_emulator.client_id,
+        "api_base_url": lwa_emulator.base_url,
+        "http_client": lambda asyncio: (httpx2.AsyncClient if asyncio else httpx2.Client)(
+            transport=Broken()
+        ),
+        "on_event": lambda name, data: events.append((name, dict(data))),
+    }
+    caplog.set_level(logging.WARNING, logger="lwa_middleware")
+    if adapter == "asgi":
+        import anyio
+
+        app: Any = LWAMiddleware(_ok_asgi(), **options)
+        response = anyio.run(_asgi_get, app, token)
+    else:
+        app = LWAWSGIMiddleware(_ok_wsgi, **options)
+        response = _wsgi_get(app, token)
+    assert response.status_code == 503
+    record = _record(caplog, "upstream_error")
+    assert record.lwa_reason == "transport"  # type: ignore[attr-defined]
+    assert "IndexError" in record.getMessage()
+    assert "unusable" not in record.getMessage()
+    assert "proxy.internal" not in record.getMessage() + response.text
+    (data,) = [d for n, d in events if n == "upstream_error"]
+    assert data["reason"] == "transport"
+    assert app.stats.upstream_error_reasons == {"transport": 1}
+    assert sum(lwa_emulator.calls.values()) == 0
+    app.resolver.close()
+
+
 def test_http_client_of_the_wrong_kind_fails_at_construction() -> None:
     cid = "amzn1.application-oa2-client.0123"
 
