@@ -266,6 +266,45 @@ def test_an_answer_of_the_shared_cache_is_outcome_shared(
         worker.close()
 
 
+@pytest.mark.parametrize("adapter", ["asgi", "wsgi"])
+def test_the_aiohttp_client_instrumentor_composes(
+    spans: Recorder, lwa_emulator: LWAEmulator, adapter: str
+) -> None:
+    """OpenTelemetry's aiohttp client instrumentation, on the default
+    transport (aiohttp, on asyncio and in the WSGI I/O thread): its HTTP
+    spans are children of ``lwa.tokeninfo`` / ``lwa.profile``, in the
+    request's one trace, and carry no token."""
+    instrumentation = pytest.importorskip("opentelemetry.instrumentation.aiohttp_client")
+    instrumentor = instrumentation.AioHttpClientInstrumentor()
+    instrumentor.instrument()  # before the middleware makes its session
+    try:
+        token = lwa_emulator.issue_token(scopes=["profile"])
+        options: dict[str, Any] = {
+            "client_id": lwa_emulator.client_id,
+            "api_base_url": lwa_emulator.base_url,
+        }
+        if adapter == "asgi":
+            import anyio
+
+            app: Any = LWAMiddleware(_ok_asgi(), **options)
+            response = anyio.run(_asgi_get, _traced_asgi(app), token)
+        else:
+            app = LWAWSGIMiddleware(_ok_wsgi, **options)
+            response = _wsgi_get(_traced_wsgi(app), token)
+        assert response.status_code == 200
+        app.resolver.close()
+    finally:
+        instrumentor.uninstrument()
+    (request,) = spans.named("request")
+    calls = {s.context.span_id: s.name for s in spans.spans if s.name.startswith("lwa.")}
+    http = [s for s in spans.spans if not s.name.startswith("lwa.") and s is not request]
+    assert len(http) == 2
+    parents = sorted(calls[s.parent.span_id] for s in http if s.parent is not None)
+    assert parents == ["lwa.profile", "lwa.tokeninfo"]
+    assert {s.context.trace_id for s in spans.spans} == {request.context.trace_id}
+    _assert_no_secret(spans.spans, token)
+
+
 @pytest.mark.anyio
 async def test_failed_lookup_span_names_the_failure(
     spans: Recorder, lwa_emulator: LWAEmulator
