@@ -4,7 +4,7 @@ Run it: ``python examples/metrics_prometheus.py`` (needs ``uvicorn`` and the
 ``prometheus`` extra: ``pip install 'lwa-middleware[prometheus]'``), call
 ``/me`` a few times with the printed token, then read ``/metrics``.
 
-:class:`lwa_middleware.prometheus.LWACollector` reads the middleware's
+:class:`lwa_middleware.integrations.prometheus.LWACollector` reads the middleware's
 counters when Prometheus scrapes: lookups, cache hits and misses, joins,
 rejections, LWA failures by reason (``certificate``, ``timeout``, …), the
 circuit breaker, saturation, Redis faults and the lookup latency histogram
