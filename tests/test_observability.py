@@ -527,6 +527,41 @@ def test_upstream_error_log_event_and_answer(
     app.resolver.close()
 
 
+def test_the_docs_log_line_is_what_an_outage_logs(
+    lwa_emulator: LWAEmulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    """docs/observability.md's JSON formatter, given the record of a real
+    outage (LWA's tokeninfo answering 500), prints the line the page shows:
+    the same fields in the same order, the same values but LWA's request id
+    and the latency."""
+    from support.doc_blocks import ROOT, parse_readme
+
+    page = "docs/observability.md"
+    blocks = parse_readme((ROOT / page).read_text(encoding="utf-8"), page)
+    formatter_code = next(b.code for b in blocks if "class JSONFormatter" in b.code)
+    shown = json.loads(next(b.code for b in blocks if b.lang == "json"))
+    namespace: dict[str, Any] = {}
+    exec(formatter_code, namespace)  # the page's own code
+    logging.getLogger("lwa_middleware").removeHandler(namespace["handler"])
+
+    lwa_emulator.inject(Fault.SERVER_ERROR, endpoint="tokeninfo")
+    caplog.set_level(logging.WARNING, logger="lwa_middleware")
+    app = LWAWSGIMiddleware(
+        _ok_wsgi, client_id=lwa_emulator.client_id, api_base_url=lwa_emulator.base_url
+    )
+    assert _wsgi_get(app, lwa_emulator.issue_token(scopes=["profile"])).status_code == 503
+    line = json.loads(namespace["JSONFormatter"]().format(_record(caplog, "upstream_error")))
+    assert list(line) == list(shown)
+    request_id = line["lwa_request_id"]
+    assert UUID.fullmatch(request_id)
+    assert line["message"] == shown["message"].replace(shown["lwa_request_id"], request_id)
+    assert isinstance(line["lwa_latency"], float)
+    for varies in ("message", "lwa_request_id", "lwa_latency"):
+        del line[varies], shown[varies]
+    assert line == shown
+    app.close()
+
+
 def test_resolved_event_carries_the_request_id(lwa_emulator: LWAEmulator) -> None:
     events: list[tuple[str, dict[str, Any]]] = []
     token = lwa_emulator.issue_token(scopes=["profile"])
