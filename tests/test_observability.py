@@ -765,6 +765,78 @@ def test_http_client_hook_carries_every_call(
     app.resolver.close()
 
 
+class _ForwardProxy:
+    """A plain-HTTP forward proxy on loopback (absolute-form requests), as a
+    corporate proxy is: it relays each GET and notes the URLs it relayed."""
+
+    def __init__(self) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        relayed = self.relayed = []
+
+        class Relay(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                relayed.append(self.path)
+                hop = ("host", "connection", "proxy-connection", "keep-alive")
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in hop}
+                answer = httpx2.get(self.path, headers=headers)
+                self.send_response(answer.status_code)
+                for name in ("content-type", "x-amzn-requestid"):
+                    if name in answer.headers:
+                        self.send_header(name, answer.headers[name])
+                self.send_header("content-length", str(len(answer.content)))
+                self.end_headers()
+                self.wfile.write(answer.content)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Relay)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def __enter__(self) -> _ForwardProxy:
+        import threading
+
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.parametrize("adapter", ["asgi", "wsgi"])
+def test_http_client_hook_goes_through_a_proxy(lwa_emulator: LWAEmulator, adapter: str) -> None:
+    """``http_client`` with ``proxy=``: both calls go through a real proxy,
+    and the request id reported is the one LWA sent through it."""
+    events: list[tuple[str, dict[str, Any]]] = []
+    token = lwa_emulator.issue_token(scopes=["profile"])
+    with _ForwardProxy() as proxy:
+        options: dict[str, Any] = {
+            "client_id": lwa_emulator.client_id,
+            "api_base_url": lwa_emulator.base_url,
+            "http_client": lambda asyncio: (httpx2.AsyncClient if asyncio else httpx2.Client)(
+                proxy=proxy.url
+            ),
+            "on_event": lambda name, data: events.append((name, dict(data))),
+        }
+        if adapter == "asgi":
+            import anyio
+
+            app: Any = LWAMiddleware(_ok_asgi(), **options)
+            response = anyio.run(_asgi_get, app, token)
+        else:
+            app = LWAWSGIMiddleware(_ok_wsgi, **options)
+            response = _wsgi_get(app, token)
+        app.resolver.close()
+    assert response.status_code == 200
+    base = lwa_emulator.base_url
+    assert sorted(proxy.relayed) == [f"{base}/auth/o2/tokeninfo", f"{base}/user/profile"]
+    (data,) = [d for n, d in events if n == "resolved"]
+    assert UUID.fullmatch(data["request_id"])
+    assert token not in json.dumps(proxy.relayed)
+
+
 @pytest.mark.parametrize("adapter", ["asgi", "wsgi"])
 def test_http_client_hook_keeps_the_librarys_deadline(
     lwa_emulator: LWAEmulator, adapter: str
