@@ -363,6 +363,35 @@ def test_resolved_event_carries_the_request_id(lwa_emulator: LWAEmulator) -> Non
     app.close()
 
 
+def test_every_log_call_of_the_library_passes_the_fields() -> None:
+    """docs/observability.md: "Every record of the library carries these
+    ``extra=`` fields". Each logging call in the package passes ``extra=``,
+    made by ``_observe.fields`` (or ``error_fields``, which calls it), or is
+    ``_observe.warn``'s own, whose ``extra`` its callers made so."""
+    import ast
+    from pathlib import Path
+
+    import lwa_middleware
+
+    package = Path(lwa_middleware.__file__).parent
+    levels = {"debug", "info", "warning", "error", "exception", "critical", "log"}
+    makers = {"fields", "log_fields", "error_fields"}
+    missing = []
+    for path in sorted(package.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+                continue
+            owner = ast.unparse(node.func.value)
+            if node.func.attr not in levels or "log" not in owner.lower():
+                continue
+            extra = next((k.value for k in node.keywords if k.arg == "extra"), None)
+            made = isinstance(extra, ast.Call) and ast.unparse(extra.func).split(".")[-1] in makers
+            passed_on = path.name == "_observe.py" and isinstance(extra, ast.Name)
+            if not (made or passed_on):
+                missing.append(f"{path.relative_to(package)}:{node.lineno}")
+    assert missing == []
+
+
 def test_library_loggers_have_no_handlers(lwa_emulator: LWAEmulator) -> None:
     import lwa_middleware.integrations.prometheus
     import lwa_middleware.shared_cache  # noqa: F401

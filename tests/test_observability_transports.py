@@ -16,6 +16,7 @@ import httpx2
 import pytest
 from opentelemetry import trace
 from support.otel import (  # noqa: F401  (recorder, spans: fixtures)
+    FIELDS,
     TRANSPORTS,
     UUID,
     Recorder,
@@ -101,6 +102,9 @@ def test_no_token_in_any_log_record_or_span(
     assert record_of(caplog, "upstream_error")  # the records were captured
     assert record_of(caplog, "hook_failed").exc_info is not None
     assert len(spans.named("lwa.lookup")) == 4
+    ours = [r for r in caplog.records if r.name.split(".")[0] == "lwa_middleware"]
+    for record in ours:  # every record of the library has every structured field
+        assert all(hasattr(record, name) for name in FIELDS), record.getMessage()
     _assert_records_clean(caplog.records, [good, refused, failed])
     for token in (good, refused, failed):
         assert_no_secret(spans.spans, token)
