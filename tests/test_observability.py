@@ -26,11 +26,14 @@ from support.clock import FakeClock
 from support.fleet import _module_redis, redis_bin, redis_srv  # noqa: F401  (fixtures)
 from support.otel import (  # noqa: F401  (recorder, spans: fixtures)
     FIELDS,
+    TRANSPORTS,
     UUID,
     Recorder,
     asgi_get,
     assert_no_secret,
     check_cold_trace,
+    get_once,
+    middleware,
     ok_asgi,
     ok_wsgi,
     record_of,
@@ -147,15 +150,8 @@ def test_the_aiohttp_client_instrumentor_composes(
             "client_id": lwa_emulator.client_id,
             "api_base_url": lwa_emulator.base_url,
         }
-        if adapter == "asgi":
-            import anyio
-
-            app: Any = LWAMiddleware(ok_asgi(), **options)
-            response = anyio.run(asgi_get, traced_asgi(app), token)
-        else:
-            app = LWAWSGIMiddleware(ok_wsgi, **options)
-            response = wsgi_get(traced_wsgi(app), token)
-        assert response.status_code == 200
+        app = middleware(adapter, "aiohttp", options)
+        assert get_once(app, "aiohttp", token, traced=True).status_code == 200
         app.resolver.close()
     finally:
         instrumentor.uninstrument()
@@ -264,15 +260,58 @@ def test_without_a_provider_or_the_api_nothing_is_traced() -> None:
         assert result.stdout.strip() == "untraced", (mode, result.stderr)
 
 
+def test_a_provider_set_after_the_middleware_traces_its_lookups(
+    lwa_emulator: LWAEmulator,
+) -> None:
+    """docs/observability.md: lookups look for the provider again each time,
+    so one set after the middleware was built still gets their spans (in a
+    child process: a provider can be set once per process)."""
+    script = textwrap.dedent(
+        """
+        import sys
+        import httpx2
+        from opentelemetry import trace
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+        from lwa_middleware import LWAWSGIMiddleware
+
+        def ok(environ, start_response):
+            start_response("200 OK", [])
+            return [b"ok"]
+
+        base, client_id, token = sys.argv[1:4]
+        app = LWAWSGIMiddleware(ok, client_id=client_id, api_base_url=base)
+        exporter = InMemorySpanExporter()
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        trace.set_tracer_provider(provider)  # after the middleware
+        with httpx2.Client(transport=httpx2.WSGITransport(app=app), base_url="http://a") as c:
+            assert c.get("/", headers={"Authorization": "Bearer " + token}).status_code == 200
+        print(sorted(span.name for span in exporter.get_finished_spans()))
+        app.close()
+        """
+    )
+    token = lwa_emulator.issue_token(scopes=["profile"])
+    result = subprocess.run(
+        [sys.executable, "-c", script, lwa_emulator.base_url, lwa_emulator.client_id, token],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.stdout.strip() == "['lwa.lookup', 'lwa.profile', 'lwa.tokeninfo']", result.stderr
+
+
 # -- logs, events, the request id ------------------------------------------------
 
 
-@pytest.mark.parametrize("adapter", ["asgi", "wsgi"])
+@pytest.mark.parametrize(("adapter", "transport"), TRANSPORTS)
 def test_upstream_error_log_event_and_answer(
-    lwa_emulator: LWAEmulator, caplog: pytest.LogCaptureFixture, adapter: str
+    lwa_emulator: LWAEmulator, caplog: pytest.LogCaptureFixture, adapter: str, transport: str
 ) -> None:
     """LWA's request id is in the log (field and text) and the event, never
-    in what the client gets; the record has every structured field."""
+    in what the client gets; the record has every structured field. On each
+    transport: each reads the header from its own kind of answer."""
     events: list[tuple[str, dict[str, Any]]] = []
     token = lwa_emulator.issue_token(scopes=["profile"])
     lwa_emulator.inject(Fault.SERVER_ERROR, endpoint="tokeninfo")
@@ -282,14 +321,8 @@ def test_upstream_error_log_event_and_answer(
         "on_event": lambda name, data: events.append((name, dict(data))),
     }
     caplog.set_level(logging.WARNING, logger="lwa_middleware")
-    if adapter == "asgi":
-        import anyio
-
-        app: Any = LWAMiddleware(ok_asgi(), **options)
-        response = anyio.run(asgi_get, app, token)
-    else:
-        app = LWAWSGIMiddleware(ok_wsgi, **options)
-        response = wsgi_get(app, token)
+    app = middleware(adapter, transport, options)
+    response = get_once(app, transport, token)
     assert response.status_code == 503
 
     record = record_of(caplog, "upstream_error")

@@ -23,6 +23,8 @@ from support.otel import (  # noqa: F401  (recorder, spans: fixtures)
     asgi_get,
     assert_no_secret,
     forbidden,
+    get_once,
+    middleware,
     ok_asgi,
     ok_wsgi,
     record_of,
@@ -70,34 +72,15 @@ def test_no_token_in_any_log_record_or_span(
         "api_base_url": lwa_emulator.base_url,
         "on_event": hook,
     }
-    if transport == "http_client":
-        options["http_client"] = lambda asyncio: (
-            httpx2.AsyncClient() if asyncio else httpx2.Client()
-        )
     good = lwa_emulator.issue_token(scopes=["profile"])
     refused = lwa_emulator.issue_token(scopes=["profile"])
     lwa_emulator.revoke(refused)
     failed = lwa_emulator.issue_token(scopes=["profile"])
     caplog.set_level(logging.DEBUG)
-    statuses: list[int] = []
-    if adapter == "asgi":
-        import anyio
-
-        app: Any = LWAMiddleware(ok_asgi(), **options)
-
-        async def run() -> None:
-            for token in (good, good, refused):
-                statuses.append((await asgi_get(traced_asgi(app), token)).status_code)
-            lwa_emulator.inject(Fault.SERVER_ERROR, endpoint="tokeninfo")
-            statuses.append((await asgi_get(traced_asgi(app), failed)).status_code)
-
-        anyio.run(run, backend="trio" if transport == "trio" else "asyncio")
-    else:
-        app = LWAWSGIMiddleware(ok_wsgi, **options)
-        for token in (good, good, refused):
-            statuses.append(wsgi_get(traced_wsgi(app), token).status_code)
-        lwa_emulator.inject(Fault.SERVER_ERROR, endpoint="tokeninfo")
-        statuses.append(wsgi_get(traced_wsgi(app), failed).status_code)
+    app = middleware(adapter, transport, options)
+    statuses = [get_once(app, transport, t, traced=True).status_code for t in (good, good, refused)]
+    lwa_emulator.inject(Fault.SERVER_ERROR, endpoint="tokeninfo")
+    statuses.append(get_once(app, transport, failed, traced=True).status_code)
     assert statuses == [200, 200, 401, 503]
     assert record_of(caplog, "upstream_error")  # the records were captured
     assert record_of(caplog, "hook_failed").exc_info is not None
@@ -161,15 +144,8 @@ def test_an_untrusted_certificate_is_named(
         del options["verify"]  # the application's client checks the certificate
         options["http_client"] = _stranger_client(stranger_ca)
     caplog.set_level(logging.WARNING, logger="lwa_middleware")
-    if adapter == "asgi":
-        import anyio
-
-        app: Any = LWAMiddleware(ok_asgi(), **options)
-        backend = "trio" if transport == "trio" else "asyncio"
-        response = anyio.run(asgi_get, app, token, backend=backend)
-    else:
-        app = LWAWSGIMiddleware(ok_wsgi, **options)
-        response = wsgi_get(app, token)
+    app = middleware(adapter, transport, options)
+    response = get_once(app, transport, token)
     assert response.status_code == 503
     assert "certificate" in response.json()["error_description"]
 
@@ -202,16 +178,8 @@ def test_ssl_cert_file_names_the_cas_to_trust(
     monkeypatch.setenv("SSL_CERT_FILE", tls_lwa.ca_file)
     token = tls_lwa.issue_token(scopes=["profile"])
     options: dict[str, Any] = {"client_id": tls_lwa.client_id, "api_base_url": tls_lwa.base_url}
-    if adapter == "asgi":
-        import anyio
-
-        app: Any = LWAMiddleware(ok_asgi(), **options)
-        backend = "trio" if transport == "trio" else "asyncio"
-        response = anyio.run(asgi_get, app, token, backend=backend)
-    else:
-        app = LWAWSGIMiddleware(ok_wsgi, **options)
-        response = wsgi_get(app, token)
-    assert response.status_code == 200
+    app = middleware(adapter, transport, options)
+    assert get_once(app, transport, token).status_code == 200
     app.resolver.close()
 
 
@@ -343,14 +311,8 @@ def test_http_client_hook_goes_through_a_proxy(lwa_emulator: LWAEmulator, adapte
             ),
             "on_event": lambda name, data: events.append((name, dict(data))),
         }
-        if adapter == "asgi":
-            import anyio
-
-            app: Any = LWAMiddleware(ok_asgi(), **options)
-            response = anyio.run(asgi_get, app, token)
-        else:
-            app = LWAWSGIMiddleware(ok_wsgi, **options)
-            response = wsgi_get(app, token)
+        app = middleware(adapter, "asyncio", options)
+        response = get_once(app, "asyncio", token)
         app.resolver.close()
     assert response.status_code == 200
     base = lwa_emulator.base_url
@@ -419,14 +381,8 @@ def test_an_http_client_that_breaks_is_a_transport_failure(
         "on_event": lambda name, data: events.append((name, dict(data))),
     }
     caplog.set_level(logging.WARNING, logger="lwa_middleware")
-    if adapter == "asgi":
-        import anyio
-
-        app: Any = LWAMiddleware(ok_asgi(), **options)
-        response = anyio.run(asgi_get, app, token)
-    else:
-        app = LWAWSGIMiddleware(ok_wsgi, **options)
-        response = wsgi_get(app, token)
+    app = middleware(adapter, "asyncio", options)
+    response = get_once(app, "asyncio", token)
     assert response.status_code == 503
     record = record_of(caplog, "upstream_error")
     assert record.lwa_reason == "transport"  # type: ignore[attr-defined]

@@ -170,3 +170,36 @@ def record_of(caplog: pytest.LogCaptureFixture, event: str) -> logging.LogRecord
     found = [r for r in caplog.records if getattr(r, "lwa_event", None) == event]
     assert found, [r.getMessage() for r in caplog.records]
     return found[-1]
+
+
+def plain_http_client(asyncio: bool) -> Any:
+    """An ``http_client`` factory of default httpx2 clients (the httpx2 path)."""
+    return (httpx2.AsyncClient if asyncio else httpx2.Client)()
+
+
+def middleware(adapter: str, transport: str, options: dict[str, Any]) -> Any:
+    """The ASGI or WSGI middleware over a plain app; ``transport``
+    ``http_client`` sends through default httpx2 clients unless ``options``
+    names a factory."""
+    from lwa_middleware import LWAMiddleware, LWAWSGIMiddleware
+
+    if transport == "http_client":
+        options = {"http_client": plain_http_client, **options}
+    if adapter == "asgi":
+        return LWAMiddleware(ok_asgi(), **options)
+    return LWAWSGIMiddleware(ok_wsgi, **options)
+
+
+def get_once(app: Any, transport: str, token: str, traced: bool = False) -> httpx2.Response:
+    """One GET with ``token`` through ``app`` (from :func:`middleware`): an
+    ASGI app on trio when ``transport`` is ``trio``, else on asyncio;
+    ``traced``: in a server span of its own."""
+    from lwa_middleware import LWAMiddleware
+
+    if isinstance(app, LWAMiddleware):
+        import anyio
+
+        target = traced_asgi(app) if traced else app
+        backend = "trio" if transport == "trio" else "asyncio"
+        return anyio.run(asgi_get, target, token, backend=backend)  # type: ignore[no-any-return]
+    return wsgi_get(traced_wsgi(app) if traced else app, token)
