@@ -240,14 +240,8 @@ def test_http_client_hook_carries_every_call(
         "http_client": _factory(seen),
         "on_event": lambda name, data: events.append((name, dict(data))),
     }
-    if adapter == "asgi":
-        import anyio
-
-        app: Any = LWAMiddleware(ok_asgi(), **options)
-        response = anyio.run(asgi_get, app, token)
-    else:
-        app = LWAWSGIMiddleware(ok_wsgi, **options)
-        response = wsgi_get(app, token)
+    app = middleware(adapter, "asyncio", options)
+    response = get_once(app, "asyncio", token)
     assert response.status_code == 200
     assert sorted(seen.paths) == ["/auth/o2/tokeninfo", "/user/profile"]
     assert seen.parents == {"/auth/o2/tokeninfo": "lwa.tokeninfo", "/user/profile": "lwa.profile"}
@@ -337,14 +331,8 @@ def test_http_client_hook_keeps_the_librarys_deadline(
     import time
 
     started = time.monotonic()
-    if adapter == "asgi":
-        import anyio
-
-        app: Any = LWAMiddleware(ok_asgi(), **options)
-        response = anyio.run(asgi_get, app, token)
-    else:
-        app = LWAWSGIMiddleware(ok_wsgi, **options)
-        response = wsgi_get(app, token)
+    app = middleware(adapter, "asyncio", options)
+    response = get_once(app, "asyncio", token)
     assert response.status_code == 503
     assert "timed out" in response.json()["error_description"]
     assert app.stats.upstream_error_reasons == {"timeout": 1}
