@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import subprocess
 import sys
 import textwrap
@@ -423,6 +424,21 @@ def test_every_log_call_of_the_library_passes_the_fields() -> None:
             if not (made or passed_on):
                 missing.append(f"{path.relative_to(package)}:{node.lineno}")
     assert missing == []
+
+
+def test_every_logger_name_is_documented() -> None:
+    """docs/observability.md names each logger the package logs to."""
+    from pathlib import Path
+
+    import lwa_middleware
+
+    package = Path(lwa_middleware.__file__).parent
+    source = "".join(path.read_text(encoding="utf-8") for path in package.rglob("*.py"))
+    names = set(re.findall(r"getLogger\(\"([\w.]+)\"\)", source))
+    assert "lwa_middleware" in names
+    docs = (package.parent / "docs" / "observability.md").read_text(encoding="utf-8")
+    loggers = docs.split("**Loggers.**")[1].split("\n\n")[0]
+    assert sorted(n for n in names if f"`{n}`" not in loggers) == []
 
 
 def test_library_loggers_have_no_handlers(lwa_emulator: LWAEmulator) -> None:
