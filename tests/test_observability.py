@@ -134,14 +134,25 @@ def test_an_answer_of_the_shared_cache_is_outcome_shared(
         worker.close()
 
 
-@pytest.mark.parametrize("adapter", ["asgi", "wsgi"])
+@pytest.mark.parametrize(("adapter", "headers"), [("asgi", False), ("wsgi", False), ("wsgi", True)])
 def test_the_aiohttp_client_instrumentor_composes(
-    spans: Recorder, lwa_emulator: LWAEmulator, adapter: str
+    spans: Recorder,
+    lwa_emulator: LWAEmulator,
+    monkeypatch: pytest.MonkeyPatch,
+    adapter: str,
+    headers: bool,
 ) -> None:
     """OpenTelemetry's aiohttp client instrumentation, on the default
     transport (aiohttp, on asyncio and in the WSGI I/O thread): its HTTP
     spans are children of ``lwa.tokeninfo`` / ``lwa.profile``, in the
-    request's one trace, and carry no token."""
+    request's one trace, and carry no token; ``headers``: every request
+    header captured, the two holding the token sanitized as the docs say."""
+    if headers:
+        monkeypatch.setenv("OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_CLIENT_REQUEST", ".*")
+        monkeypatch.setenv(
+            "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SANITIZE_FIELDS",
+            "x-amz-access-token,authorization",
+        )
     instrumentation = pytest.importorskip("opentelemetry.instrumentation.aiohttp_client")
     instrumentor = instrumentation.AioHttpClientInstrumentor()
     instrumentor.instrument()  # before the middleware makes its session
@@ -163,6 +174,8 @@ def test_the_aiohttp_client_instrumentor_composes(
     parents = sorted(calls[s.parent.span_id] for s in http if s.parent is not None)
     assert parents == ["lwa.profile", "lwa.tokeninfo"]
     assert {s.context.trace_id for s in spans.spans} == {request.context.trace_id}
+    captured = {k for s in http for k in (s.attributes or {}) if k.startswith("http.request.h")}
+    assert ("http.request.header.x_amz_access_token" in captured) is headers
     assert_no_secret(spans.spans, token)
 
 
