@@ -247,6 +247,12 @@ def test_http_client_hook_carries_every_call(
     assert seen.parents == {"/auth/o2/tokeninfo": "lwa.tokeninfo", "/user/profile": "lwa.profile"}
     (data,) = [d for n, d in events if n == "resolved"]
     assert data["request_id"] == seen.request_ids["/user/profile"]
+    # The spans carry the ids the wire carried (httpx2's answers, read by the library).
+    (lookup,) = spans.named("lwa.lookup")
+    assert (lookup.attributes or {})["lwa.request_id"] == seen.request_ids["/user/profile"]
+    for path, name in (("/auth/o2/tokeninfo", "lwa.tokeninfo"), ("/user/profile", "lwa.profile")):
+        (call,) = spans.named(name)
+        assert (call.attributes or {})["lwa.request_id"] == seen.request_ids[path]
     app.resolver.close()
 
 
