@@ -139,17 +139,24 @@ def measure(
     return samples
 
 
+def _spread(values: list[float]) -> str:
+    return f"{min(values):.2f} / {statistics.median(values):.2f} / {max(values):.2f}"
+
+
 def table(samples: dict[str, dict[str, list[float]]]) -> str:
+    """Each mode's µs per hit (min / median / max of every round) and the
+    ratio of its median to ``no provider``'s, ASGI and WSGI side by side."""
     base = {a: statistics.median(samples["no provider"][a]) for a in ("asgi", "wsgi")}
     lines = [
-        "| mode | ASGI hit µs (median) | ÷ no provider | WSGI hit µs (median) | ÷ no provider |",
+        "| mode | ASGI hit µs (min / median / max) | ÷ no provider "
+        "| WSGI hit µs (min / median / max) | ÷ no provider |",
         "|---|---:|---:|---:|---:|",
     ]
     for label, by in samples.items():
         asgi, wsgi = statistics.median(by["asgi"]), statistics.median(by["wsgi"])
         lines.append(
-            f"| {label} | {asgi:.2f} | {asgi / base['asgi']:.2f} | "
-            f"{wsgi:.2f} | {wsgi / base['wsgi']:.2f} |"
+            f"| {label} | {_spread(by['asgi'])} | {asgi / base['asgi']:.2f} | "
+            f"{_spread(by['wsgi'])} | {wsgi / base['wsgi']:.2f} |"
         )
     return "\n".join(lines)
 

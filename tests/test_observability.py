@@ -1,6 +1,8 @@
-"""Observable in production (issue 21): LWA's request id, OpenTelemetry spans,
-structured logs, certificate failures by name, the Prometheus collector, and
-the ``http_client`` hook.
+# ruff: noqa: F811  (the fixtures recorder, spans are imported from support.otel)
+"""Observable in production (issue 21): LWA's request id, OpenTelemetry spans
+and structured logs. Certificate failures and the ``http_client`` hook, on
+each transport: test_observability_transports.py; the Prometheus collector:
+test_prometheus.py.
 
 Amazon facts: every profile answer carries ``x-amzn-RequestId``, and Amazon's
 support may ask for it ("Obtain Customer Profile Information",
@@ -11,148 +13,41 @@ library keeps it whenever an answer has one.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import re
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from typing import Any
 
-import httpx2
 import pytest
 from opentelemetry import trace
-from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from support.clock import FakeClock
+from support.fleet import _module_redis, redis_bin, redis_srv  # noqa: F401  (fixtures)
+from support.otel import (  # noqa: F401  (recorder, spans: fixtures)
+    FIELDS,
+    TRANSPORTS,
+    UUID,
+    Recorder,
+    asgi_get,
+    assert_no_secret,
+    check_cold_trace,
+    get_once,
+    middleware,
+    ok_asgi,
+    ok_wsgi,
+    record_of,
+    recorder,
+    spans,
+    traced_asgi,
+    traced_wsgi,
+    wsgi_get,
+)
+from support.redis_servers import RedisServer
 
-from lwa_middleware import ConfigurationError, LWAMiddleware, LWAWSGIMiddleware
+from lwa_middleware import LWAMiddleware, LWAWSGIMiddleware
 from lwa_middleware.testing import Fault, LWAEmulator
-
-UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-FIELDS = ("lwa_event", "lwa_reason", "lwa_route", "lwa_status", "lwa_request_id", "lwa_latency")
-
-
-class Recorder(SpanProcessor):
-    """Keeps the spans that end while :attr:`on` (only this module's tests)."""
-
-    def __init__(self) -> None:
-        self.spans: list[ReadableSpan] = []
-        self.on = False
-
-    def on_end(self, span: ReadableSpan) -> None:
-        if self.on:
-            self.spans.append(span)
-
-    def named(self, name: str) -> list[ReadableSpan]:
-        return [span for span in self.spans if span.name == name]
-
-
-@pytest.fixture(scope="module")
-def recorder() -> Iterator[Recorder]:
-    """An OpenTelemetry SDK provider, set as the global one (once per process)."""
-    provider = trace.get_tracer_provider()
-    if not isinstance(provider, TracerProvider):
-        provider = TracerProvider()
-        trace.set_tracer_provider(provider)
-    recorder = Recorder()
-    provider.add_span_processor(recorder)
-    yield recorder
-    recorder.on = False
-    recorder.spans.clear()
-
-
-@pytest.fixture
-def spans(recorder: Recorder) -> Iterator[Recorder]:
-    recorder.spans.clear()
-    recorder.on = True
-    yield recorder
-    recorder.on = False
-    recorder.spans.clear()
-
-
-def _ok_asgi(inner: Any = None) -> Any:
-    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        await send({"type": "http.response.start", "status": 200, "headers": []})
-        await send({"type": "http.response.body", "body": b"ok"})
-
-    return app
-
-
-def _ok_wsgi(environ: dict[str, Any], start_response: Any) -> list[bytes]:
-    start_response("200 OK", [("Content-Type", "text/plain")])
-    return [b"ok"]
-
-
-def _traced_asgi(app: Any) -> Any:
-    """What a server instrumentation does: the request runs in a span of its own."""
-    tracer = trace.get_tracer("test-server")
-
-    async def outer(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        with tracer.start_as_current_span("request"):
-            await app(scope, receive, send)
-
-    return outer
-
-
-def _traced_wsgi(app: Any) -> Any:
-    tracer = trace.get_tracer("test-server")
-
-    def outer(environ: dict[str, Any], start_response: Any) -> Any:
-        with tracer.start_as_current_span("request"):
-            return list(app(environ, start_response))
-
-    return outer
-
-
-async def _asgi_get(app: Any, token: str, path: str = "/") -> httpx2.Response:
-    transport = httpx2.ASGITransport(app=app)
-    async with httpx2.AsyncClient(transport=transport, base_url="http://app") as client:
-        return await client.get(path, headers={"Authorization": f"Bearer {token}"})
-
-
-def _wsgi_get(app: Any, token: str, path: str = "/") -> httpx2.Response:
-    with httpx2.Client(transport=httpx2.WSGITransport(app=app), base_url="http://app") as client:
-        return client.get(path, headers={"Authorization": f"Bearer {token}"})
-
-
-def _assert_no_secret(spans: list[ReadableSpan], token: str) -> None:
-    """Neither the token, nor a digest of it, in any name, attribute or event."""
-    digest = hashlib.sha256(token.encode()).digest()
-    forbidden = [token, token[-40:], digest.hex(), digest.hex()[:16], digest.decode("latin-1")]
-    for span in spans:
-        events = [dict(e.attributes or {}) for e in span.events]
-        text = json.dumps([span.name, dict(span.attributes or {}), events], default=str)
-        for secret in forbidden:
-            assert secret not in text, span.name
-
-
-def _check_cold_trace(spans: Recorder, token: str) -> None:
-    (request,) = spans.named("request")
-    (lookup,) = spans.named("lwa.lookup")
-    (info,) = spans.named("lwa.tokeninfo")
-    (profile,) = spans.named("lwa.profile")
-    trace_id = request.context.trace_id
-    # One trace per request: everything the request emitted is in the caller's.
-    assert {s.context.trace_id for s in spans.spans} == {trace_id}
-    assert lookup.parent is not None
-    assert lookup.parent.span_id == request.context.span_id
-    for call in (info, profile):
-        assert call.parent is not None
-        assert call.parent.span_id == lookup.context.span_id
-        assert call.kind is trace.SpanKind.CLIENT
-        assert call.attributes is not None
-        assert call.attributes["http.response.status_code"] == 200
-        assert UUID.fullmatch(str(call.attributes["lwa.request_id"]))
-    assert lookup.attributes is not None
-    assert lookup.attributes["lwa.cache.outcome"] == "miss"
-    assert lookup.attributes["lwa.status"] == 200
-    assert lookup.attributes["lwa.route.policy"] == "required scopes=profile"
-    assert profile.attributes is not None
-    assert lookup.attributes["lwa.request_id"] == profile.attributes["lwa.request_id"]
-    _assert_no_secret(spans.spans, token)
-
 
 # -- OpenTelemetry ---------------------------------------------------------------
 
@@ -163,17 +58,17 @@ async def test_asgi_cold_request_is_one_trace_with_lookup_and_calls(
 ) -> None:
     token = lwa_emulator.issue_token(scopes=["profile"])
     lwa = LWAMiddleware(
-        _ok_asgi(),
+        ok_asgi(),
         client_id=lwa_emulator.client_id,
         api_base_url=lwa_emulator.base_url,
         default=["profile"],
     )
-    response = await _asgi_get(_traced_asgi(lwa), token)
+    response = await asgi_get(traced_asgi(lwa), token)
     assert response.status_code == 200
-    _check_cold_trace(spans, token)
+    check_cold_trace(spans, token)
 
     spans.spans.clear()
-    assert (await _asgi_get(_traced_asgi(lwa), token)).status_code == 200
+    assert (await asgi_get(traced_asgi(lwa), token)).status_code == 200
     (hit,) = spans.named("lwa.lookup")
     assert hit.attributes is not None
     assert hit.attributes["lwa.cache.outcome"] == "hit"
@@ -188,14 +83,100 @@ def test_wsgi_cold_request_keeps_the_pool_thread_in_the_callers_trace(
     be a child of the lookup, in the request's trace (the context is copied)."""
     token = lwa_emulator.issue_token(scopes=["profile"])
     lwa = LWAWSGIMiddleware(
-        _ok_wsgi,
+        ok_wsgi,
         client_id=lwa_emulator.client_id,
         api_base_url=lwa_emulator.base_url,
         default=["profile"],
     )
-    assert _wsgi_get(_traced_wsgi(lwa), token).status_code == 200
-    _check_cold_trace(spans, token)
+    assert wsgi_get(traced_wsgi(lwa), token).status_code == 200
+    check_cold_trace(spans, token)
+
+    spans.spans.clear()
+    assert wsgi_get(traced_wsgi(lwa), token).status_code == 200
+    (hit,) = spans.named("lwa.lookup")
+    assert hit.attributes is not None
+    assert hit.attributes["lwa.cache.outcome"] == "hit"
+    assert hit.context.trace_id == spans.named("request")[0].context.trace_id
     lwa.close()
+
+
+def test_an_answer_of_the_shared_cache_is_outcome_shared(
+    spans: Recorder,
+    lwa_emulator: LWAEmulator,
+    redis_srv: RedisServer,
+) -> None:
+    """Two workers on one Redis: the second's lookup is answered by the
+    shared cache (``shared``), asks LWA nothing, and stays in its request's trace."""
+    token = lwa_emulator.issue_token(scopes=["profile"])
+    workers = [
+        LWAWSGIMiddleware(
+            ok_wsgi,
+            client_id=lwa_emulator.client_id,
+            api_base_url=lwa_emulator.base_url,
+            redis_url=redis_srv.url,
+        )
+        for _ in range(2)
+    ]
+    assert wsgi_get(traced_wsgi(workers[0]), token).status_code == 200
+    assert _outcomes(spans) == ["miss"]
+
+    spans.spans.clear()
+    assert wsgi_get(traced_wsgi(workers[1]), token).status_code == 200
+    assert workers[1].stats.shared_hits == 1
+    (lookup,) = spans.named("lwa.lookup")
+    assert lookup.attributes is not None
+    assert lookup.attributes["lwa.cache.outcome"] == "shared"
+    assert lookup.context.trace_id == spans.named("request")[0].context.trace_id
+    assert not spans.named("lwa.tokeninfo")
+    assert not spans.named("lwa.profile")
+    assert_no_secret(spans.spans, token)
+    for worker in workers:
+        worker.close()
+
+
+@pytest.mark.parametrize(("adapter", "headers"), [("asgi", False), ("wsgi", False), ("wsgi", True)])
+def test_the_aiohttp_client_instrumentor_composes(
+    spans: Recorder,
+    lwa_emulator: LWAEmulator,
+    monkeypatch: pytest.MonkeyPatch,
+    adapter: str,
+    headers: bool,
+) -> None:
+    """OpenTelemetry's aiohttp client instrumentation, on the default
+    transport (aiohttp, on asyncio and in the WSGI I/O thread): its HTTP
+    spans are children of ``lwa.tokeninfo`` / ``lwa.profile``, in the
+    request's one trace, and carry no token; ``headers``: every request
+    header captured, the two holding the token sanitized as the docs say."""
+    if headers:
+        monkeypatch.setenv("OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_CLIENT_REQUEST", ".*")
+        monkeypatch.setenv(
+            "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SANITIZE_FIELDS",
+            "x-amz-access-token,authorization",
+        )
+    instrumentation = pytest.importorskip("opentelemetry.instrumentation.aiohttp_client")
+    instrumentor = instrumentation.AioHttpClientInstrumentor()
+    instrumentor.instrument()  # before the middleware makes its session
+    try:
+        token = lwa_emulator.issue_token(scopes=["profile"])
+        options: dict[str, Any] = {
+            "client_id": lwa_emulator.client_id,
+            "api_base_url": lwa_emulator.base_url,
+        }
+        app = middleware(adapter, "aiohttp", options)
+        assert get_once(app, "aiohttp", token, traced=True).status_code == 200
+        app.resolver.close()
+    finally:
+        instrumentor.uninstrument()
+    (request,) = spans.named("request")
+    calls = {s.context.span_id: s.name for s in spans.spans if s.name.startswith("lwa.")}
+    http = [s for s in spans.spans if not s.name.startswith("lwa.") and s is not request]
+    assert len(http) == 2
+    parents = sorted(calls[s.parent.span_id] for s in http if s.parent is not None)
+    assert parents == ["lwa.profile", "lwa.tokeninfo"]
+    assert {s.context.trace_id for s in spans.spans} == {request.context.trace_id}
+    captured = {k for s in http for k in (s.attributes or {}) if k.startswith("http.request.h")}
+    assert ("http.request.header.x_amz_access_token" in captured) is headers
+    assert_no_secret(spans.spans, token)
 
 
 @pytest.mark.anyio
@@ -205,9 +186,9 @@ async def test_failed_lookup_span_names_the_failure(
     token = lwa_emulator.issue_token(scopes=["profile"])
     lwa_emulator.inject(Fault.SERVER_ERROR, endpoint="tokeninfo")
     lwa = LWAMiddleware(
-        _ok_asgi(), client_id=lwa_emulator.client_id, api_base_url=lwa_emulator.base_url
+        ok_asgi(), client_id=lwa_emulator.client_id, api_base_url=lwa_emulator.base_url
     )
-    assert (await _asgi_get(lwa, token)).status_code == 503
+    assert (await asgi_get(lwa, token)).status_code == 503
     (lookup,) = spans.named("lwa.lookup")
     assert lookup.attributes is not None
     assert lookup.attributes["lwa.status"] == 500
@@ -216,7 +197,7 @@ async def test_failed_lookup_span_names_the_failure(
     assert UUID.fullmatch(str(lookup.attributes["lwa.request_id"]))
     assert lookup.status.status_code is trace.StatusCode.ERROR
     assert not lookup.events  # no exception text or stack recorded
-    _assert_no_secret(spans.spans, token)
+    assert_no_secret(spans.spans, token)
     await lwa.aclose()
 
 
@@ -233,7 +214,7 @@ def test_joined_and_stale_outcomes(spans: Recorder, lwa_emulator: LWAEmulator) -
 
     clock = FakeClock()
     lwa = LWAWSGIMiddleware(
-        _ok_wsgi,
+        ok_wsgi,
         client_id=lwa_emulator.client_id,
         api_base_url=lwa_emulator.base_url,
         stale_if_error=True,
@@ -244,7 +225,7 @@ def test_joined_and_stale_outcomes(spans: Recorder, lwa_emulator: LWAEmulator) -
     lwa_emulator.set_latency(1.0)  # long enough for the others to find the flight
     statuses: list[int] = []
     threads = [
-        threading.Thread(target=lambda: statuses.append(_wsgi_get(lwa, token).status_code))
+        threading.Thread(target=lambda: statuses.append(wsgi_get(lwa, token).status_code))
         for _ in range(3)
     ]
     for thread in threads:
@@ -259,7 +240,7 @@ def test_joined_and_stale_outcomes(spans: Recorder, lwa_emulator: LWAEmulator) -
     lwa_emulator.set_latency(0)
     clock.advance(61)  # stale, the token still live
     lwa_emulator.inject(Fault.DOWN)
-    assert _wsgi_get(lwa, token).status_code == 200
+    assert wsgi_get(lwa, token).status_code == 200
     assert _outcomes(spans) == ["stale"]
     (stale,) = spans.named("lwa.lookup")
     assert stale.attributes is not None
@@ -293,21 +274,58 @@ def test_without_a_provider_or_the_api_nothing_is_traced() -> None:
         assert result.stdout.strip() == "untraced", (mode, result.stderr)
 
 
+def test_a_provider_set_after_the_middleware_traces_its_lookups(
+    lwa_emulator: LWAEmulator,
+) -> None:
+    """docs/observability.md: lookups look for the provider again each time,
+    so one set after the middleware was built still gets their spans (in a
+    child process: a provider can be set once per process)."""
+    script = textwrap.dedent(
+        """
+        import sys
+        import httpx2
+        from opentelemetry import trace
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+        from lwa_middleware import LWAWSGIMiddleware
+
+        def ok(environ, start_response):
+            start_response("200 OK", [])
+            return [b"ok"]
+
+        base, client_id, token = sys.argv[1:4]
+        app = LWAWSGIMiddleware(ok, client_id=client_id, api_base_url=base)
+        exporter = InMemorySpanExporter()
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        trace.set_tracer_provider(provider)  # after the middleware
+        with httpx2.Client(transport=httpx2.WSGITransport(app=app), base_url="http://a") as c:
+            assert c.get("/", headers={"Authorization": "Bearer " + token}).status_code == 200
+        print(sorted(span.name for span in exporter.get_finished_spans()))
+        app.close()
+        """
+    )
+    token = lwa_emulator.issue_token(scopes=["profile"])
+    result = subprocess.run(
+        [sys.executable, "-c", script, lwa_emulator.base_url, lwa_emulator.client_id, token],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.stdout.strip() == "['lwa.lookup', 'lwa.profile', 'lwa.tokeninfo']", result.stderr
+
+
 # -- logs, events, the request id ------------------------------------------------
 
 
-def _record(caplog: pytest.LogCaptureFixture, event: str) -> logging.LogRecord:
-    found = [r for r in caplog.records if getattr(r, "lwa_event", None) == event]
-    assert found, [r.getMessage() for r in caplog.records]
-    return found[-1]
-
-
-@pytest.mark.parametrize("adapter", ["asgi", "wsgi"])
+@pytest.mark.parametrize(("adapter", "transport"), TRANSPORTS)
 def test_upstream_error_log_event_and_answer(
-    lwa_emulator: LWAEmulator, caplog: pytest.LogCaptureFixture, adapter: str
+    lwa_emulator: LWAEmulator, caplog: pytest.LogCaptureFixture, adapter: str, transport: str
 ) -> None:
     """LWA's request id is in the log (field and text) and the event, never
-    in what the client gets; the record has every structured field."""
+    in what the client gets; the record has every structured field. On each
+    transport: each reads the header from its own kind of answer."""
     events: list[tuple[str, dict[str, Any]]] = []
     token = lwa_emulator.issue_token(scopes=["profile"])
     lwa_emulator.inject(Fault.SERVER_ERROR, endpoint="tokeninfo")
@@ -317,17 +335,11 @@ def test_upstream_error_log_event_and_answer(
         "on_event": lambda name, data: events.append((name, dict(data))),
     }
     caplog.set_level(logging.WARNING, logger="lwa_middleware")
-    if adapter == "asgi":
-        import anyio
-
-        app: Any = LWAMiddleware(_ok_asgi(), **options)
-        response = anyio.run(_asgi_get, app, token)
-    else:
-        app = LWAWSGIMiddleware(_ok_wsgi, **options)
-        response = _wsgi_get(app, token)
+    app = middleware(adapter, transport, options)
+    response = get_once(app, transport, token)
     assert response.status_code == 503
 
-    record = _record(caplog, "upstream_error")
+    record = record_of(caplog, "upstream_error")
     assert all(hasattr(record, name) for name in FIELDS)
     request_id = record.lwa_request_id  # type: ignore[attr-defined]
     assert UUID.fullmatch(request_id)
@@ -348,250 +360,107 @@ def test_upstream_error_log_event_and_answer(
     app.resolver.close()
 
 
+def test_the_docs_log_line_is_what_an_outage_logs(
+    lwa_emulator: LWAEmulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    """docs/observability.md's JSON formatter, given the record of a real
+    outage (LWA's tokeninfo answering 500), prints the line the page shows:
+    the same fields in the same order, the same values but LWA's request id
+    and the latency."""
+    from support.doc_blocks import ROOT, parse_readme
+
+    page = "docs/observability.md"
+    blocks = parse_readme((ROOT / page).read_text(encoding="utf-8"), page)
+    formatter_code = next(b.code for b in blocks if "class JSONFormatter" in b.code)
+    shown = json.loads(next(b.code for b in blocks if b.lang == "json"))
+    namespace: dict[str, Any] = {}
+    exec(formatter_code, namespace)  # the page's own code
+    logging.getLogger("lwa_middleware").removeHandler(namespace["handler"])
+
+    lwa_emulator.inject(Fault.SERVER_ERROR, endpoint="tokeninfo")
+    caplog.set_level(logging.WARNING, logger="lwa_middleware")
+    app = LWAWSGIMiddleware(
+        ok_wsgi, client_id=lwa_emulator.client_id, api_base_url=lwa_emulator.base_url
+    )
+    assert wsgi_get(app, lwa_emulator.issue_token(scopes=["profile"])).status_code == 503
+    line = json.loads(namespace["JSONFormatter"]().format(record_of(caplog, "upstream_error")))
+    assert list(line) == list(shown)
+    request_id = line["lwa_request_id"]
+    assert UUID.fullmatch(request_id)
+    assert line["message"] == shown["message"].replace(shown["lwa_request_id"], request_id)
+    assert isinstance(line["lwa_latency"], float)
+    for varies in ("message", "lwa_request_id", "lwa_latency"):
+        del line[varies], shown[varies]
+    assert line == shown
+    app.close()
+
+
 def test_resolved_event_carries_the_request_id(lwa_emulator: LWAEmulator) -> None:
     events: list[tuple[str, dict[str, Any]]] = []
     token = lwa_emulator.issue_token(scopes=["profile"])
     app = LWAWSGIMiddleware(
-        _ok_wsgi,
+        ok_wsgi,
         client_id=lwa_emulator.client_id,
         api_base_url=lwa_emulator.base_url,
         on_event=lambda name, data: events.append((name, dict(data))),
     )
-    assert _wsgi_get(app, token).status_code == 200
+    assert wsgi_get(app, token).status_code == 200
     ((_, data),) = [(n, d) for n, d in events if n == "resolved"]
     assert UUID.fullmatch(data["request_id"])
     app.close()
+
+
+def test_every_log_call_of_the_library_passes_the_fields() -> None:
+    """docs/observability.md: "Every record of the library carries these
+    ``extra=`` fields". Each logging call in the package passes ``extra=``,
+    made by ``_observe.fields`` (or ``error_fields``, which calls it), or is
+    ``_observe.warn``'s own, whose ``extra`` its callers made so."""
+    import ast
+    from pathlib import Path
+
+    import lwa_middleware
+
+    package = Path(lwa_middleware.__file__).parent
+    levels = {"debug", "info", "warning", "error", "exception", "critical", "log"}
+    makers = {"fields", "log_fields", "error_fields"}
+    missing = []
+    for path in sorted(package.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+                continue
+            owner = ast.unparse(node.func.value)
+            if node.func.attr not in levels or "log" not in owner.lower():
+                continue
+            extra = next((k.value for k in node.keywords if k.arg == "extra"), None)
+            made = isinstance(extra, ast.Call) and ast.unparse(extra.func).split(".")[-1] in makers
+            passed_on = path.name == "_observe.py" and isinstance(extra, ast.Name)
+            if not (made or passed_on):
+                missing.append(f"{path.relative_to(package)}:{node.lineno}")
+    assert missing == []
+
+
+def test_every_logger_name_is_documented() -> None:
+    """docs/observability.md names each logger the package logs to."""
+    from pathlib import Path
+
+    import lwa_middleware
+
+    package = Path(lwa_middleware.__file__).parent
+    source = "".join(path.read_text(encoding="utf-8") for path in package.rglob("*.py"))
+    names = set(re.findall(r"getLogger\(\"([\w.]+)\"\)", source))
+    assert "lwa_middleware" in names
+    docs = (package.parent / "docs" / "observability.md").read_text(encoding="utf-8")
+    loggers = docs.split("**Loggers.**")[1].split("\n\n")[0]
+    assert sorted(n for n in names if f"`{n}`" not in loggers) == []
 
 
 def test_library_loggers_have_no_handlers(lwa_emulator: LWAEmulator) -> None:
     import lwa_middleware.integrations.prometheus
     import lwa_middleware.shared_cache  # noqa: F401
 
-    LWAWSGIMiddleware(_ok_wsgi, client_id=lwa_emulator.client_id).close()
+    LWAWSGIMiddleware(ok_wsgi, client_id=lwa_emulator.client_id).close()
     names = [n for n in logging.root.manager.loggerDict if n.split(".")[0] == "lwa_middleware"]
     assert "lwa_middleware" in names
     for name in names:
         logger = logging.getLogger(name)
         assert logger.handlers == [], name
-
-
-# -- certificates ----------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def tls_lwa() -> Iterator[LWAEmulator]:
-    pytest.importorskip("cryptography")
-    with LWAEmulator(tls=True) as lwa:
-        yield lwa
-
-
-@pytest.fixture(scope="module")
-def stranger_ca() -> Iterator[str]:
-    pytest.importorskip("cryptography")
-    with LWAEmulator(tls=True) as stranger:
-        yield stranger.ca_file
-
-
-@pytest.mark.parametrize("adapter", ["asgi", "wsgi"])
-def test_an_untrusted_certificate_is_named(
-    tls_lwa: LWAEmulator,
-    stranger_ca: str,
-    spans: Recorder,
-    caplog: pytest.LogCaptureFixture,
-    adapter: str,
-) -> None:
-    """Not "connection failed": ``certificate`` in the log, the event, the
-    stats and the span; still a fail-closed 503."""
-    events: list[tuple[str, dict[str, Any]]] = []
-    token = tls_lwa.issue_token(scopes=["profile"])
-    options: dict[str, Any] = {
-        "client_id": tls_lwa.client_id,
-        "api_base_url": tls_lwa.base_url,
-        "verify": stranger_ca,
-        "on_event": lambda name, data: events.append((name, dict(data))),
-    }
-    caplog.set_level(logging.WARNING, logger="lwa_middleware")
-    if adapter == "asgi":
-        import anyio
-
-        app: Any = LWAMiddleware(_ok_asgi(), **options)
-        response = anyio.run(_asgi_get, app, token)
-    else:
-        app = LWAWSGIMiddleware(_ok_wsgi, **options)
-        response = _wsgi_get(app, token)
-    assert response.status_code == 503
-    assert "certificate" in response.json()["error_description"]
-
-    record = _record(caplog, "upstream_error")
-    assert record.lwa_reason == "certificate"  # type: ignore[attr-defined]
-    assert "certificate verification failed" in record.getMessage()
-    (data,) = [d for n, d in events if n == "upstream_error"]
-    assert data["reason"] == "certificate"
-    assert app.stats.upstream_error_reasons == {"certificate": 1}
-    (lookup,) = spans.named("lwa.lookup")
-    assert lookup.attributes is not None
-    assert lookup.attributes["lwa.failure.reason"] == "certificate"
-    calls = spans.named("lwa.tokeninfo")
-    assert calls
-    assert all(
-        c.attributes is not None and c.attributes["lwa.failure.reason"] == "certificate"
-        for c in calls
-    )
-    app.resolver.close()
-
-
-# -- the http_client hook --------------------------------------------------------
-
-
-class _Seen:
-    """What a user's transport saw: paths, LWA's request ids, the span current."""
-
-    def __init__(self) -> None:
-        self.paths: list[str] = []
-        self.request_ids: dict[str, str] = {}
-        self.parents: dict[str, str] = {}
-
-    def saw(self, request: httpx2.Request, response: httpx2.Response) -> None:
-        self.paths.append(request.url.path)
-        self.request_ids[request.url.path] = response.headers["x-amzn-requestid"]
-        current = trace.get_current_span()
-        self.parents[request.url.path] = getattr(current, "name", "")
-
-
-def _factory(seen: _Seen) -> Any:
-    class Sync(httpx2.HTTPTransport):
-        def handle_request(self, request: httpx2.Request) -> httpx2.Response:
-            response = super().handle_request(request)
-            seen.saw(request, response)
-            return response
-
-    class Async(httpx2.AsyncHTTPTransport):
-        async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
-            response = await super().handle_async_request(request)
-            seen.saw(request, response)
-            return response
-
-    def http_client(asyncio: bool) -> Any:
-        # No timeout of its own: the library's deadlines must still hold.
-        if asyncio:
-            return httpx2.AsyncClient(transport=Async(), timeout=None)
-        return httpx2.Client(transport=Sync(), timeout=None)
-
-    return http_client
-
-
-@pytest.mark.parametrize("adapter", ["asgi", "wsgi"])
-def test_http_client_hook_carries_every_call(
-    lwa_emulator: LWAEmulator, spans: Recorder, adapter: str
-) -> None:
-    """The user's client (here a custom transport, as a proxy or an
-    instrumentation would be) makes both calls; an instrumentation at that
-    level sees the library's call span as its parent; the request id the
-    library reports is the one on the wire."""
-    seen = _Seen()
-    events: list[tuple[str, dict[str, Any]]] = []
-    token = lwa_emulator.issue_token(scopes=["profile"])
-    options: dict[str, Any] = {
-        "client_id": lwa_emulator.client_id,
-        "api_base_url": lwa_emulator.base_url,
-        "http_client": _factory(seen),
-        "on_event": lambda name, data: events.append((name, dict(data))),
-    }
-    if adapter == "asgi":
-        import anyio
-
-        app: Any = LWAMiddleware(_ok_asgi(), **options)
-        response = anyio.run(_asgi_get, app, token)
-    else:
-        app = LWAWSGIMiddleware(_ok_wsgi, **options)
-        response = _wsgi_get(app, token)
-    assert response.status_code == 200
-    assert sorted(seen.paths) == ["/auth/o2/tokeninfo", "/user/profile"]
-    assert seen.parents == {"/auth/o2/tokeninfo": "lwa.tokeninfo", "/user/profile": "lwa.profile"}
-    (data,) = [d for n, d in events if n == "resolved"]
-    assert data["request_id"] == seen.request_ids["/user/profile"]
-    app.resolver.close()
-
-
-@pytest.mark.parametrize("adapter", ["asgi", "wsgi"])
-def test_http_client_hook_keeps_the_librarys_deadline(
-    lwa_emulator: LWAEmulator, adapter: str
-) -> None:
-    lwa_emulator.set_latency(5.0)
-    token = lwa_emulator.issue_token(scopes=["profile"])
-    options: dict[str, Any] = {
-        "client_id": lwa_emulator.client_id,
-        "api_base_url": lwa_emulator.base_url,
-        "http_client": _factory(_Seen()),
-        "timeout": 0.5,
-    }
-    import time
-
-    started = time.monotonic()
-    if adapter == "asgi":
-        import anyio
-
-        app: Any = LWAMiddleware(_ok_asgi(), **options)
-        response = anyio.run(_asgi_get, app, token)
-    else:
-        app = LWAWSGIMiddleware(_ok_wsgi, **options)
-        response = _wsgi_get(app, token)
-    assert response.status_code == 503
-    assert "timed out" in response.json()["error_description"]
-    assert app.stats.upstream_error_reasons == {"timeout": 1}
-    assert time.monotonic() - started < 4.0  # well before LWA's 5 s answer
-    lwa_emulator.clear_faults()
-    app.resolver.close()
-
-
-def test_http_client_of_the_wrong_kind_fails_at_construction() -> None:
-    cid = "amzn1.application-oa2-client.0123"
-
-    def both_async(asyncio: bool) -> Any:
-        return httpx2.AsyncClient()
-
-    def transport(asyncio: bool) -> Any:
-        return httpx2.HTTPTransport()
-
-    def sync_only(asyncio: bool) -> Any:
-        return httpx2.Client()
-
-    cases = [
-        (both_async, r"http_client\(asyncio=False\) returned AsyncClient, not an httpx2.Client"),
-        (transport, r"returned HTTPTransport"),
-        (sync_only, r"http_client\(asyncio=True\) returned Client, not an httpx2.AsyncClient"),
-        (lambda: httpx2.Client(), r"must accept asyncio="),
-        (httpx2.Client(), r"must be a factory"),
-        (httpx2.Client, r"must be a factory"),
-    ]
-    for factory, message in cases:
-        with pytest.raises(ConfigurationError, match=message):
-            LWAMiddleware(_ok_asgi(), client_id=cid, http_client=factory)
-        with pytest.raises(ConfigurationError, match=message):
-            LWAWSGIMiddleware(_ok_wsgi, client_id=cid, http_client=factory)
-
-
-def test_a_request_id_not_shaped_like_one_is_dropped(lwa_emulator: LWAEmulator) -> None:
-    """LWA's answer (here rewritten on its way in, through the hook) cannot
-    put text of its choosing in logs: an odd ``x-amzn-RequestId`` is dropped."""
-
-    class Rewriting(httpx2.HTTPTransport):
-        def handle_request(self, request: httpx2.Request) -> httpx2.Response:
-            response = super().handle_request(request)
-            response.headers["x-amzn-RequestId"] = "fake id] user=admin " + "x" * 200
-            return response
-
-    events: list[tuple[str, dict[str, Any]]] = []
-    app = LWAWSGIMiddleware(
-        _ok_wsgi,
-        client_id=lwa_emulator.client_id,
-        api_base_url=lwa_emulator.base_url,
-        http_client=lambda asyncio: (
-            httpx2.AsyncClient() if asyncio else httpx2.Client(transport=Rewriting())
-        ),
-        on_event=lambda name, data: events.append((name, dict(data))),
-    )
-    assert _wsgi_get(app, lwa_emulator.issue_token(scopes=["profile"])).status_code == 200
-    (data,) = [d for n, d in events if n == "resolved"]
-    assert data["request_id"] is None
-    app.close()

@@ -3,6 +3,7 @@ own registry and text exposition (issue 21)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import httpx2
@@ -83,3 +84,38 @@ def test_a_scrape_reads_the_counters(lwa_emulator: LWAEmulator) -> None:
 def test_the_collector_wants_a_middleware() -> None:
     with pytest.raises(TypeError, match="needs a middleware of lwa_middleware"):
         LWACollector(object())
+
+
+#: Every plain counter of the docs' table (docs/observability.md) and the
+#: ``Stats`` field it must read.
+DOCUMENTED = {
+    "lwa_lookups_total": "lookups",
+    "lwa_cache_hits_total": "hits",
+    "lwa_cache_misses_total": "misses",
+    "lwa_shared_cache_hits_total": "shared_hits",
+    "lwa_lookups_joined_total": "coalesced",
+    "lwa_stale_served_total": "stale_served",
+    "lwa_rejections_total": "rejected",
+    "lwa_rejections_cached_total": "rejections_cached",
+    "lwa_saturated_total": "saturated",
+    "lwa_breaker_opened_total": "breaker_opened",
+    "lwa_redis_errors_total": "redis_errors",
+    "lwa_redis_faults_total": "redis_faults",
+}
+
+
+def test_each_counter_reads_its_own_stat(lwa_emulator: LWAEmulator) -> None:
+    """Joins, saturation, Redis faults…: the scenario above leaves most at 0,
+    so each counter is given a value of its own and must report that one."""
+    app = LWAWSGIMiddleware(_ok, client_id=lwa_emulator.client_id)
+    for number, field in enumerate(DOCUMENTED.values(), start=11):
+        setattr(app.stats, field, number)
+    app.stats.upstream_error_reasons["timeout"] = 7
+    registry = CollectorRegistry()
+    registry.register(LWACollector(app))
+    for number, name in enumerate(DOCUMENTED, start=11):
+        assert registry.get_sample_value(name) == number, name
+    assert registry.get_sample_value("lwa_upstream_errors_total", {"reason": "timeout"}) == 7
+    app.close()
+    docs = (Path(__file__).parent.parent / "docs" / "observability.md").read_text()
+    assert all(f"`{name}`" in docs for name in DOCUMENTED)

@@ -318,7 +318,9 @@ class SyncDriver:
                 return body.outcome(response)
         except TooLarge:
             return TOO_LARGE
-        except (httpx2.HTTPError, OSError, TimeoutError) as exc:
+        except Exception as exc:  # an application's client may raise anything
+            # (OpenTelemetry's httpx instrumentor on an httpx2 client: IndexError).
+            # LWA was not reached: a transport failure named by type, not "unusable".
             return failure(exc)
         finally:
             self._seats.give(client, seated)
@@ -486,7 +488,9 @@ class AsyncDriver:
                     return body.outcome(response)
         except TooLarge:
             return TOO_LARGE
-        except (httpx2.HTTPError, OSError, TimeoutError) as exc:
+        except Exception as exc:  # an application's client may raise anything
+            # (OpenTelemetry's httpx instrumentor on an httpx2 client: IndexError).
+            # LWA was not reached: a transport failure named by type, not "unusable".
             return failure(exc)
         finally:
             seats.give(client, seated)

@@ -47,7 +47,7 @@ try:
     from prometheus_client.registry import Collector
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError(
-        "lwa_middleware.prometheus needs prometheus_client: "
+        "lwa_middleware.integrations.prometheus needs prometheus_client: "
         "pip install 'lwa-middleware[prometheus]'"
     ) from exc
 

@@ -22,6 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Final
 from urllib.parse import parse_qsl, urlsplit
 
+from lwa_middleware._engine._observe import fields
 from lwa_middleware.testing._api import _mint, _profile, _tokeninfo
 from lwa_middleware.testing._faults import _DRIP_INTERVAL, Fault, _Injection, _transport_fault
 from lwa_middleware.testing._sdk import _sdk_popup, _sdk_relay, _sdk_script
@@ -81,7 +82,11 @@ class _Server(ThreadingHTTPServer):
         if isinstance(exc, OSError):
             return
         # Only the type: a message or traceback could quote a token.
-        _log.error("LWA emulator: unexpected %s in a handler", type(exc).__name__)
+        _log.error(
+            "LWA emulator: unexpected %s in a handler",
+            type(exc).__name__,
+            extra=fields("emulator_error", reason=type(exc).__name__),
+        )
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -60,8 +60,11 @@ def test_no_secret_in_responses_urls_logs_or_reprs(lwa_emulator, caplog):
     sent_to_browser = "\n".join(f"{r.status_code} {r.headers.multi_items()} {r.text}" for r in seen)
     # The test client (the browser) logs the URLs it requests, the callback's
     # code included, as a browser keeps it in its history; the server must not.
+    # Every attribute of a record too: its extra= fields reach a JSON formatter (issue 21).
     server_logs = "\n".join(
-        r.getMessage() for r in caplog.records if f" {ORIGIN}/" not in r.getMessage()
+        r.getMessage() + " ".join(f"{k}={v!r} {v}" for k, v in vars(r).items())
+        for r in caplog.records
+        if f" {ORIGIN}/" not in r.getMessage()
     )
     assert "auth/o2/token" in server_logs  # the server side's own logs were captured
     urls = [url for _, url, _ in recorder.sent] + [r.target for r in lwa_emulator.requests]
