@@ -33,6 +33,7 @@ above is still applied per request.
 from __future__ import annotations
 
 import contextvars
+import http.cookiejar
 import itertools
 import os
 import ssl
@@ -106,6 +107,9 @@ def _client_options(settings: Settings, context: ssl.SSLContext) -> dict[str, ob
         ),
         "follow_redirects": False,
         "headers": {"user-agent": USER_AGENT},
+        # A jar that keeps nothing, as the aiohttp transport's: a cookie LWA
+        # sets about one customer's token must not travel with the next one's.
+        "cookies": http.cookiejar.CookieJar(http.cookiejar.DefaultCookiePolicy(allowed_domains=[])),
     }
 
 
