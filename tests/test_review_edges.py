@@ -7,14 +7,22 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 import anyio
 import pytest
-from support.lwa_proxy import Answer, RewritingProxy
+from support.clock import FakeClock
+from support.lwa_proxy import Answer, RewritingProxy, json_answer
 from werkzeug.test import Client
 
-from lwa_middleware import LWAMiddleware, LWAWSGIMiddleware
+from lwa_middleware import LWAMiddleware, LWAWSGIMiddleware, get_identity
+from lwa_middleware.signin import SignIn
 from lwa_middleware.testing import BUILTIN_CUSTOMERS, LWAEmulator
+from tests.signin.signin_support import (
+    ORIGIN,
+    SESSION_SECRET,
+    session_of,
+)
 
 
 class _CookieWatch:
@@ -93,3 +101,117 @@ def test_a_cookie_lwa_sets_never_travels_with_another_customers_lookup(
             anyio.run(main, backend=backend)
     assert lwa_emulator.calls["tokeninfo"] == 2
     assert watch.sent == []
+
+
+# -- logout against a refresh, on the middleware's own HTTP drivers -------------------
+
+#: Well under the middleware's deadline (below): the refresh is still at LWA
+#: when the logout is done, and the test releases it then.
+_HOLD = 20.0
+
+
+class _Issued:
+    """The access tokens LWA's token endpoint gave (seen from a proxy in front of it)."""
+
+    def __init__(self, proxy: RewritingProxy) -> None:
+        self.tokens: list[str] = []
+        proxy.rewrite_answer = self._answer
+
+    def _answer(self, path: str, answer: Answer) -> Answer:
+        if path.split("?")[0] == "/auth/o2/token" and answer[0] == 200:
+            self.tokens.append(json_answer(answer)["access_token"])
+        return answer
+
+
+def _wsgi_signin(lwa: LWAEmulator, base_url: str, clock: FakeClock) -> LWAWSGIMiddleware:
+    """A SignIn without an ``http=`` client, wired into a WSGI middleware: its
+    token calls go out on that middleware's I/O thread."""
+    lwa.add_redirect_uri(ORIGIN + "/callback")
+    signin = SignIn(
+        client_id=lwa.client_id,
+        client_secret=lwa.client_secret,
+        redirect_uri=ORIGIN + "/callback",
+        session_secret=SESSION_SECRET,
+        api_base_url=base_url,
+        authorize_url=lwa.authorize_url,
+        clock=clock,
+        timeout=_HOLD + 30,
+    )
+
+    def hello(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        identity = get_identity(environ)
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [(identity.user_id if identity else "anonymous").encode()]
+
+    return LWAWSGIMiddleware(
+        hello,
+        client_id=lwa.client_id,
+        api_base_url=base_url,
+        session=signin,
+        routes={**signin.route_policies(), "/": "optional"},
+        timeout=_HOLD + 30,  # the driver's deadline is the middleware's
+    )
+
+
+def _signed_in(signin: SignIn, lwa: LWAEmulator) -> str:
+    """The browser flow, through SignIn's steps (what every glue calls): a session id."""
+    login = signin.login()
+    login_cookie = (login.header("Set-Cookie") or "").split(";")[0]
+    back = urlsplit(lwa.consent(login.header("Location") or ""))
+    done = signin.callback(parse_qsl(back.query), [login_cookie])
+    assert done.status == 303, done.body
+    cookies = dict(v.split(";")[0].split("=", 1) for k, v in done.headers if k == "Set-Cookie")
+    return cookies["lwa_session"]
+
+
+def test_a_logout_while_a_refresh_is_at_lwa_stays_won_on_the_wsgi_io_thread(
+    lwa_emulator: LWAEmulator,
+) -> None:
+    """The race tests of issue 18 (tests/signin/test_signin_races.py) give
+    SignIn its own ``http=`` client; here the refresh goes out on the WSGI
+    middleware's I/O thread, as it does by default, and the logout lands
+    while LWA holds it. The refreshed token must end refused too."""
+    clock = FakeClock.starting_now()
+    with RewritingProxy(lwa_emulator) as proxy:
+        issued = _Issued(proxy)
+        wsgi = _wsgi_signin(lwa_emulator, proxy.base_url, clock)
+        signin = wsgi.settings.session
+        assert isinstance(signin, SignIn)
+        try:
+            session_id = _signed_in(signin, lwa_emulator)
+            browser = Client(wsgi)
+            browser.set_cookie("lwa_session", session_id)
+            assert browser.get("/").data == BUILTIN_CUSTOMERS[0].user_id.encode()
+            clock.advance(3600)  # the access token expired: the next request refreshes
+            before = lwa_emulator.calls["token"]
+            lwa_emulator.set_latency(_HOLD, "token")
+            answers: list[tuple[int, bytes]] = []
+
+            def refresh() -> None:
+                answer = browser.get("/")
+                answers.append((answer.status_code, answer.data))
+
+            refreshing = threading.Thread(target=refresh)
+            refreshing.start()
+            try:
+                assert lwa_emulator.wait_for_calls("token", before + 1, 30), "no refresh at LWA"
+                headers = [
+                    (b"origin", ORIGIN.encode()),
+                    (b"cookie", f"lwa_session={session_id}".encode()),
+                ]
+                assert signin.logout("POST", headers).status == 303
+                assert refreshing.is_alive()  # still held at LWA
+            finally:
+                lwa_emulator.set_latency(0, "token")
+                lwa_emulator.clear_faults()
+                refreshing.join(60)
+            assert answers == [(200, b"anonymous")]
+            assert session_of(signin, session_id) is None
+            first, refreshed = issued.tokens  # LWA did answer the refresh
+            for token in (first, refreshed):
+                bearer = {"Authorization": f"Bearer {token}"}
+                assert Client(wsgi).get("/", headers=bearer).status_code == 401
+            assert lwa_emulator.customer_for(refreshed) is not None  # LWA still vouches
+        finally:
+            wsgi.close()
+            signin.close()
