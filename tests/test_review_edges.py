@@ -11,12 +11,15 @@ from urllib.parse import parse_qsl, urlsplit
 
 import anyio
 import pytest
+from starlette.applications import Starlette
+from starlette.testclient import TestClient
 from support.clock import FakeClock
 from support.lwa_proxy import Answer, RewritingProxy, json_answer
 from werkzeug.test import Client
 
 from lwa_middleware import LWAMiddleware, LWAWSGIMiddleware, get_identity
 from lwa_middleware.signin import SignIn
+from lwa_middleware.signin.starlette import SignedInUser, signin_routes
 from lwa_middleware.testing import BUILTIN_CUSTOMERS, LWAEmulator
 from tests.signin.signin_support import (
     ORIGIN,
@@ -215,3 +218,57 @@ def test_a_logout_while_a_refresh_is_at_lwa_stays_won_on_the_wsgi_io_thread(
         finally:
             wsgi.close()
             signin.close()
+
+
+# -- SignIn's timeout on the middleware's drivers ---------------------------------------
+
+
+@pytest.mark.parametrize("adapter", ["wsgi", "asgi"])
+def test_signins_timeout_bounds_its_token_calls_on_the_middlewares_drivers(
+    adapter: str, lwa_emulator: LWAEmulator
+) -> None:
+    """``SignIn(timeout=...)`` is "the deadline of each call to LWA", and its
+    refresh lease and waiters are sized on it; since its calls went out on the
+    middleware's drivers, the middleware's ``timeout`` bounded them instead,
+    so a token call could outlive SignIn's lease (and SignIn's deadline was
+    silently ignored). Here LWA takes 3 s, SignIn allows 0.5 s, the
+    middleware 30 s: the sign-in must give up (503), not wait for LWA."""
+    lwa_emulator.add_redirect_uri(ORIGIN + "/callback")
+    signin = SignIn(
+        client_id=lwa_emulator.client_id,
+        client_secret=lwa_emulator.client_secret,
+        redirect_uri=ORIGIN + "/callback",
+        session_secret=SESSION_SECRET,
+        api_base_url=lwa_emulator.base_url,
+        authorize_url=lwa_emulator.authorize_url,
+        timeout=0.5,
+    )
+    options: dict[str, Any] = {
+        "client_id": lwa_emulator.client_id,
+        "api_base_url": lwa_emulator.base_url,
+        "session": signin,
+        "routes": {**signin.route_policies(), "/": "optional"},
+        "timeout": 30.0,
+    }
+    try:
+        if adapter == "wsgi":
+            wsgi = LWAWSGIMiddleware(lambda environ, start_response: [], **options)
+            login = signin.login()
+            lwa_emulator.set_latency(3.0, "token")
+            back = urlsplit(lwa_emulator.consent(login.header("Location") or ""))
+            cookie = (login.header("Set-Cookie") or "").split(";")[0]
+            status = signin.callback(parse_qsl(back.query), [cookie]).status
+            wsgi.close()
+        else:
+            asgi = LWAMiddleware(
+                SignedInUser(Starlette(routes=signin_routes(signin)), signin), **options
+            )
+            with TestClient(asgi, base_url=ORIGIN, follow_redirects=False) as browser:
+                login = browser.get("/login")
+                lwa_emulator.set_latency(3.0, "token")
+                back = urlsplit(lwa_emulator.consent(login.headers["location"]))
+                status = browser.get(f"{back.path}?{back.query}").status_code
+    finally:
+        lwa_emulator.set_latency(0, "token")
+        signin.close()
+    assert status == 503

@@ -267,7 +267,7 @@ class SignIn(Exchanging, Refreshing):
     def _post(self, form: Mapping[str, str]) -> _Grant:
         """POST to the token endpoint; :class:`_Refused` on 4xx, 503 on anything else odd."""
         request = token_request(self.token_url, form)
-        outcome = send_token(self._http, self._resolver(), request)
+        outcome = send_token(self._http, self._resolver(), request, self.timeout)
         if isinstance(outcome, UpstreamFailure):
             raise token_unreachable(outcome, self.retry_after)
         return grant_of(outcome, self.retry_after)

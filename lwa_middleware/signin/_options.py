@@ -100,7 +100,9 @@ SIGNIN_OPTIONS: tuple[Option, ...] = (
         seconds_or_zero("refresh_margin"),
     ),
     Option(
-        "timeout", _S, 5.0, "deadline of each call to LWA (token, tokeninfo, profile)",
+        "timeout", _S, 5.0,
+        "deadline of each call to LWA's token endpoint (the new token's lookup keeps the "
+        "middleware's `timeout`); the refresh lease lasts twice this",
         seconds("timeout"),
     ),
     Option(
