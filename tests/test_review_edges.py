@@ -4,6 +4,8 @@ each test here is an attack that worked on ``main`` before its fix.
 
 from __future__ import annotations
 
+import collections
+import logging
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -24,6 +26,7 @@ from lwa_middleware.testing import BUILTIN_CUSTOMERS, LWAEmulator
 from tests.signin.signin_support import (
     ORIGIN,
     SESSION_SECRET,
+    make_signin,
     session_of,
 )
 
@@ -272,3 +275,52 @@ def test_signins_timeout_bounds_its_token_calls_on_the_middlewares_drivers(
         lwa_emulator.set_latency(0, "token")
         signin.close()
     assert status == 503
+
+
+# -- forged callbacks and the log ------------------------------------------------------
+
+
+def test_a_flood_of_forged_callbacks_does_not_drown_the_log(
+    lwa_emulator: LWAEmulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Anyone can start a sign-in and come back to the callback with a wrong
+    ``state``, an ``error=`` or a made-up code, as often as they like (each
+    callback frees the pending login it used). Each such callback logged a
+    warning: one log line per two anonymous requests. Like the middleware's
+    own warnings (an outage, a flood), they are now throttled, each telling
+    how many it stands for."""
+    signin = make_signin(lwa_emulator)
+    wsgi = LWAWSGIMiddleware(
+        lambda environ, start_response: [],
+        client_id=lwa_emulator.client_id,
+        api_base_url=lwa_emulator.base_url,
+        session=signin,
+        routes=signin.route_policies(),
+    )
+
+    def forged(query: list[tuple[str, str]]) -> int:
+        login_cookie = (signin.login().header("Set-Cookie") or "").split(";")[0]
+        return signin.callback(query, [login_cookie]).status
+
+    def pending_state() -> tuple[str, str]:
+        login = signin.login()
+        state = dict(parse_qsl(urlsplit(login.header("Location") or "").query))["state"]
+        return state, (login.header("Set-Cookie") or "").split(";")[0]
+
+    try:
+        with caplog.at_level(logging.INFO, logger="lwa_middleware"):
+            for _ in range(30):
+                assert forged([("state", "x" * 43), ("code", "c")]) == 400
+                state, cookie = pending_state()
+                answer = signin.callback([("state", state), ("error", "server_error")], [cookie])
+                assert answer.status == 400
+                state, cookie = pending_state()
+                answer = signin.callback([("state", state), ("code", "made-up")], [cookie])
+                assert answer.status == 400
+    finally:
+        wsgi.close()
+        signin.close()
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    by_reason = collections.Counter(getattr(r, "lwa_reason", None) for r in warnings)
+    # Each kind is still logged (once here: the test takes far less than the interval).
+    assert by_reason == {"state": 1, "authorize_error": 1, "code_refused": 1}

@@ -12,7 +12,7 @@ from .._engine._observe import fields, text, with_request_id
 from .._engine.errors import AuthError, UpstreamUnavailable
 from .._engine.identity import Identity
 from ._pages import PageKind
-from ._parts import Reply, _Grant, _Refused
+from ._parts import RefusalLog, Reply, _Grant, _Refused
 from ._transport import identity_of
 
 if TYPE_CHECKING:
@@ -32,6 +32,7 @@ class Exchanging:
         redirect_uri: str
         retry_after: int
         _secret: str
+        _refusal_log: RefusalLog
 
         def _post(self, form: Mapping[str, str]) -> _Grant: ...
         def _resolver(self) -> Resolver: ...
@@ -73,12 +74,12 @@ class Exchanging:
                 return self._failed(
                     502, "Amazon refused this site's credentials: check client_secret.", clear
                 )
-            logger.warning(
-                "%s",
+            self._refusal_log.warning(
                 with_request_id(
                     f"sign-in: LWA refused the code ({refused.error!r:.40})", refused.request_id
                 ),
-                extra=fields("signin_failed", reason="code_refused", request_id=refused.request_id),
+                "code_refused",
+                refused.request_id,
             )
             status = 400 if refused.error == "invalid_grant" else 502
             return self._failed(status, "Amazon refused this sign-in.", clear)
@@ -104,8 +105,5 @@ class Exchanging:
                 ("Retry-After", wait),
             )
         except AuthError:
-            logger.warning(
-                "sign-in: LWA refused the new access token",
-                extra=fields("signin_failed", reason="token_refused"),
-            )
+            self._refusal_log.warning("sign-in: LWA refused the new access token", "token_refused")
             return self._failed(400, "Amazon refused this sign-in.", clear)

@@ -10,10 +10,13 @@ import contextlib
 import hashlib
 import html
 import json
+import logging
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from .._engine._observe import fields
+from .._engine.breaker import Throttle
 from .._engine.config import _is_loopback
 from .._engine.errors import ConfigurationError, UpstreamUnavailable
 from .._engine.flow import UpstreamFailure, UpstreamResponse, seconds_field
@@ -84,6 +87,36 @@ class _Grant:
 
     def __repr__(self) -> str:
         return f"_Grant(expires_in={self.expires_in!r})"
+
+
+class RefusalLog:
+    """Warnings about one anonymous request each (a forged ``state``, an
+    ``error=`` or a made-up code at the callback): at most one per
+    :attr:`INTERVAL` seconds per reason, saying how many it stands for, as
+    the middleware's own warnings. Anyone can send such callbacks as fast as
+    they like; one line each would let them drown the log."""
+
+    #: As the middleware's (``resolver.WARNING_INTERVAL``).
+    INTERVAL = 10.0
+
+    def __init__(self, logger: logging.Logger) -> None:
+        self._logger = logger
+        self._throttles: dict[str, Throttle] = {}
+
+    def warning(self, message: str, reason: str, request_id: str | None = None) -> None:
+        throttle = self._throttles.get(reason)
+        if throttle is None:
+            throttle = self._throttles.setdefault(reason, Throttle(self.INTERVAL))
+        held = throttle.allow()
+        if held is None:
+            return
+        more = f" ({held} more since the last warning)" if held else ""
+        extra = fields(
+            "signin_refused" if reason == "state" else "signin_failed",
+            reason=reason,
+            request_id=request_id,
+        )
+        self._logger.warning("%s%s", message, more, extra=extra)
 
 
 class _Refused(Exception):
