@@ -5,8 +5,10 @@ each test here is an attack that worked on ``main`` before its fix.
 from __future__ import annotations
 
 import collections
+import gc
 import logging
 import threading
+import tracemalloc
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -20,7 +22,7 @@ from support.lwa_proxy import Answer, RewritingProxy, json_answer
 from werkzeug.test import Client
 
 from lwa_middleware import LWAMiddleware, LWAWSGIMiddleware, get_identity
-from lwa_middleware.signin import SignIn
+from lwa_middleware.signin import MemorySessionStore, SignIn
 from lwa_middleware.signin.starlette import SignedInUser, signin_routes
 from lwa_middleware.testing import BUILTIN_CUSTOMERS, LWAEmulator
 from tests.signin.signin_support import (
@@ -324,3 +326,41 @@ def test_a_flood_of_forged_callbacks_does_not_drown_the_log(
     by_reason = collections.Counter(getattr(r, "lwa_reason", None) for r in warnings)
     # Each kind is still logged (once here: the test takes far less than the interval).
     assert by_reason == {"state": 1, "authorize_error": 1, "code_refused": 1}
+
+
+# -- the pending logins of a flood that sends the longest next= --------------------------
+
+
+def test_memory_per_pending_login_with_the_longest_next(lwa_emulator: LWAEmulator) -> None:
+    """SECURITY.md gives the memory of a pending login measured without
+    ``next``; a flood chooses its ``next``, and the longest one kept costs
+    about five times as much. This bounds that worst case, as documented."""
+    signin = make_signin(lwa_emulator, store=MemorySessionStore())
+    wsgi = LWAWSGIMiddleware(
+        lambda environ, start_response: [],
+        client_id=lwa_emulator.client_id,
+        api_base_url=lwa_emulator.base_url,
+        session=signin,
+        routes=signin.route_policies(),
+    )
+    longest = "/" + "a" * 2047  # safe_next keeps up to 2,048 characters
+    try:
+        signin.login(longest)  # imports and first-use caches out of the way
+        count = 2_000
+        gc.collect()
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            for _ in range(count):
+                login = signin.login(longest)
+                assert login.status == 302
+            gc.collect()
+            grown = tracemalloc.get_traced_memory()[0] - before
+        finally:
+            tracemalloc.stop()
+    finally:
+        wsgi.close()
+        signin.close()
+    per_login = grown / count
+    print(f"memory store, longest next=: {per_login:.0f} bytes per pending login")
+    assert 2_048 < per_login < 3_000
