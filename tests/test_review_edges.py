@@ -21,7 +21,7 @@ from support.clock import FakeClock
 from support.lwa_proxy import Answer, RewritingProxy, json_answer
 from werkzeug.test import Client
 
-from lwa_middleware import LWAMiddleware, LWAWSGIMiddleware, get_identity
+from lwa_middleware import ConfigurationError, LWAMiddleware, LWAWSGIMiddleware, get_identity
 from lwa_middleware.signin import MemorySessionStore, SignIn
 from lwa_middleware.signin.starlette import SignedInUser, signin_routes
 from lwa_middleware.testing import BUILTIN_CUSTOMERS, LWAEmulator
@@ -364,3 +364,28 @@ def test_memory_per_pending_login_with_the_longest_next(lwa_emulator: LWAEmulato
     per_login = grown / count
     print(f"memory store, longest next=: {per_login:.0f} bytes per pending login")
     assert 2_048 < per_login < 3_000
+
+
+# -- a SignIn of another client --------------------------------------------------------
+
+
+@pytest.mark.parametrize("adapter", [LWAMiddleware, LWAWSGIMiddleware])
+def test_a_signin_of_a_client_the_middleware_refuses_fails_at_construction(
+    adapter: Any, lwa_emulator: LWAEmulator
+) -> None:
+    """The middleware checks every new token's ``aud`` against its own
+    ``client_id``: wired to a SignIn of another client, every sign-in went
+    through at LWA, then was refused here as "LWA refused the new access
+    token", a silent wiring mistake."""
+    signin = make_signin(lwa_emulator)
+    try:
+        with pytest.raises(ConfigurationError, match=r"SignIn's client_id .* not among"):
+            adapter(
+                lambda *args: None,
+                client_id="amzn1.application-oa2-client.another",
+                api_base_url=lwa_emulator.base_url,
+                session=signin,
+                routes=signin.route_policies(),
+            )
+    finally:
+        signin.close()

@@ -204,6 +204,13 @@ class SignIn(Exchanging, Refreshing):
         """Called by each middleware given ``session=signin``: its sign-in
         endpoints must be public there, or nobody could ever sign in."""
         refuse_guarded_endpoints(self._endpoints(), resolver.settings.routes)
+        if self.client_id not in resolver.settings.client_ids:
+            # Else every sign-in completes at LWA and its new token is refused
+            # here (its aud), logged as if LWA had refused it.
+            raise ConfigurationError(
+                f"SignIn's client_id {self.client_id!r} is not among the middleware's "
+                "client_id: give the middleware that client id too (client_id=[...])"
+            )
         if resolver not in self._resolvers:
             self._resolvers.append(resolver)
 
