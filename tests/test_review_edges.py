@@ -5,10 +5,8 @@ each test here is an attack that worked on ``main`` before its fix.
 from __future__ import annotations
 
 import collections
-import gc
 import logging
 import threading
-import tracemalloc
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -19,10 +17,11 @@ from starlette.applications import Starlette
 from starlette.testclient import TestClient
 from support.clock import FakeClock
 from support.lwa_proxy import Answer, RewritingProxy, json_answer
+from test_aio_transport import _asgi_status
 from werkzeug.test import Client
 
 from lwa_middleware import ConfigurationError, LWAMiddleware, LWAWSGIMiddleware, get_identity
-from lwa_middleware.signin import MemorySessionStore, SignIn
+from lwa_middleware.signin import SignIn
 from lwa_middleware.signin.starlette import SignedInUser, signin_routes
 from lwa_middleware.testing import BUILTIN_CUSTOMERS, LWAEmulator
 from tests.signin.signin_support import (
@@ -53,27 +52,6 @@ class _CookieWatch:
         status, headers, body = answer
         # A load balancer's or a session cookie of LWA's: bound to the customer asked about.
         return status, {**headers, "set-cookie": "amz-session=first-customer; Path=/"}, body
-
-
-async def _asgi_status(mw: LWAMiddleware, token: str) -> int:
-    statuses: list[int] = []
-    scope = {
-        "type": "http",
-        "method": "GET",
-        "path": "/me",
-        "query_string": b"",
-        "headers": [(b"authorization", f"Bearer {token}".encode())],
-    }
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        if message["type"] == "http.response.start":
-            statuses.append(message["status"])
-
-    await mw(scope, receive, send)
-    return statuses[0]
 
 
 @pytest.mark.parametrize("backend", ["asyncio", "trio", "wsgi"])
@@ -238,16 +216,7 @@ def test_signins_timeout_bounds_its_token_calls_on_the_middlewares_drivers(
     so a token call could outlive SignIn's lease (and SignIn's deadline was
     silently ignored). Here LWA takes 3 s, SignIn allows 0.5 s, the
     middleware 30 s: the sign-in must give up (503), not wait for LWA."""
-    lwa_emulator.add_redirect_uri(ORIGIN + "/callback")
-    signin = SignIn(
-        client_id=lwa_emulator.client_id,
-        client_secret=lwa_emulator.client_secret,
-        redirect_uri=ORIGIN + "/callback",
-        session_secret=SESSION_SECRET,
-        api_base_url=lwa_emulator.base_url,
-        authorize_url=lwa_emulator.authorize_url,
-        timeout=0.5,
-    )
+    signin = make_signin(lwa_emulator, timeout=0.5)
     options: dict[str, Any] = {
         "client_id": lwa_emulator.client_id,
         "api_base_url": lwa_emulator.base_url,
@@ -326,44 +295,6 @@ def test_a_flood_of_forged_callbacks_does_not_drown_the_log(
     by_reason = collections.Counter(getattr(r, "lwa_reason", None) for r in warnings)
     # Each kind is still logged (once here: the test takes far less than the interval).
     assert by_reason == {"state": 1, "authorize_error": 1, "code_refused": 1}
-
-
-# -- the pending logins of a flood that sends the longest next= --------------------------
-
-
-def test_memory_per_pending_login_with_the_longest_next(lwa_emulator: LWAEmulator) -> None:
-    """SECURITY.md gives the memory of a pending login measured without
-    ``next``; a flood chooses its ``next``, and the longest one kept costs
-    about five times as much. This bounds that worst case, as documented."""
-    signin = make_signin(lwa_emulator, store=MemorySessionStore())
-    wsgi = LWAWSGIMiddleware(
-        lambda environ, start_response: [],
-        client_id=lwa_emulator.client_id,
-        api_base_url=lwa_emulator.base_url,
-        session=signin,
-        routes=signin.route_policies(),
-    )
-    longest = "/" + "a" * 2047  # safe_next keeps up to 2,048 characters
-    try:
-        signin.login(longest)  # imports and first-use caches out of the way
-        count = 2_000
-        gc.collect()
-        tracemalloc.start()
-        try:
-            before = tracemalloc.get_traced_memory()[0]
-            for _ in range(count):
-                login = signin.login(longest)
-                assert login.status == 302
-            gc.collect()
-            grown = tracemalloc.get_traced_memory()[0] - before
-        finally:
-            tracemalloc.stop()
-    finally:
-        wsgi.close()
-        signin.close()
-    per_login = grown / count
-    print(f"memory store, longest next=: {per_login:.0f} bytes per pending login")
-    assert 2_048 < per_login < 3_000
 
 
 # -- a SignIn of another client --------------------------------------------------------
