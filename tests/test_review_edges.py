@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import anyio
+import httpx2
 import pytest
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
@@ -54,21 +55,32 @@ class _CookieWatch:
         return status, {**headers, "set-cookie": "amz-session=first-customer; Path=/"}, body
 
 
-@pytest.mark.parametrize("backend", ["asyncio", "trio", "wsgi"])
+def _own_client(asyncio: bool) -> httpx2.Client | httpx2.AsyncClient:
+    """An ``http_client`` factory as the docs show one (a proxy would go here)."""
+    return (httpx2.AsyncClient if asyncio else httpx2.Client)(trust_env=False)
+
+
+@pytest.mark.parametrize(
+    ("backend", "hook"),
+    [("asyncio", False), ("trio", False), ("wsgi", False), ("asyncio", True), ("wsgi", True)],
+)
 def test_a_cookie_lwa_sets_never_travels_with_another_customers_lookup(
     backend: str,
+    hook: bool,
     lwa_emulator: LWAEmulator,
     make_asgi: Callable[..., LWAMiddleware],
     make_wsgi: Callable[..., LWAWSGIMiddleware],
 ) -> None:
     """The aiohttp transport keeps no cookie jar; the httpx2 clients (trio, and
-    any fallback) kept one per client, so a ``Set-Cookie`` in the answer about
-    one customer's token went back to LWA with the next customer's lookups."""
+    the clients of an ``http_client`` factory) kept one per client, so a
+    ``Set-Cookie`` in the answer about one customer's token went back to LWA
+    with the next customer's lookups."""
     ada, grace = (lwa_emulator.issue_token(customer=c) for c in BUILTIN_CUSTOMERS[:2])
+    options: dict[str, Any] = {"http_client": _own_client} if hook else {}
     with RewritingProxy(lwa_emulator) as proxy:
         watch = _CookieWatch(proxy)
         if backend == "wsgi":
-            wsgi = make_wsgi(api_base_url=proxy.base_url)
+            wsgi = make_wsgi(api_base_url=proxy.base_url, **options)
             try:
                 for token in (ada, grace):
                     answer = Client(wsgi).get("/me", headers={"Authorization": f"Bearer {token}"})
@@ -76,7 +88,7 @@ def test_a_cookie_lwa_sets_never_travels_with_another_customers_lookup(
             finally:
                 wsgi.close()
         else:
-            asgi = make_asgi(api_base_url=proxy.base_url)
+            asgi = make_asgi(api_base_url=proxy.base_url, **options)
 
             async def main() -> None:
                 try:

@@ -107,10 +107,14 @@ def _client_options(settings: Settings, context: ssl.SSLContext) -> dict[str, ob
         ),
         "follow_redirects": False,
         "headers": {"user-agent": USER_AGENT},
-        # A jar that keeps nothing, as the aiohttp transport's: a cookie LWA
-        # sets about one customer's token must not travel with the next one's.
-        "cookies": http.cookiejar.CookieJar(http.cookiejar.DefaultCookiePolicy(allowed_domains=[])),
+        "cookies": _no_cookies(),
     }
+
+
+def _no_cookies() -> http.cookiejar.CookieJar:
+    """A jar that keeps nothing, as the aiohttp transport's: a cookie LWA sets
+    about one customer's token must not travel with the next customer's."""
+    return http.cookiejar.CookieJar(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
 
 
 def _first_batch(settings: Settings) -> list[str]:
@@ -133,7 +137,9 @@ def _own_clients(settings: Settings, asyncio: bool) -> list[Any]:
     """``[settings.http_client(asyncio=...)]``, checked to be the kind asked for."""
     factory = settings.http_client
     assert factory is not None
-    return [checked_client(factory(asyncio=asyncio), asyncio)]
+    client = checked_client(factory(asyncio=asyncio), asyncio)
+    client.cookies = _no_cookies()  # the application's client too (see _no_cookies)
+    return [client]
 
 
 def checked_client(client: object, asyncio: bool) -> Any:
