@@ -332,3 +332,38 @@ def test_a_signin_of_a_client_the_middleware_refuses_fails_at_construction(
             )
     finally:
         signin.close()
+
+
+def test_a_cookie_lwa_sets_never_travels_with_another_customers_sign_in(
+    lwa_emulator: LWAEmulator,
+) -> None:
+    """The same for the token endpoint's calls through a client given to
+    ``SignIn(http=...)``: one customer's code exchange must not carry a cookie
+    LWA set in answer to another's."""
+    with RewritingProxy(lwa_emulator) as proxy:
+        watch = _CookieWatch(proxy)
+        lwa_emulator.add_redirect_uri(ORIGIN + "/callback")
+        signin = SignIn(
+            client_id=lwa_emulator.client_id,
+            client_secret=lwa_emulator.client_secret,
+            redirect_uri=ORIGIN + "/callback",
+            session_secret=SESSION_SECRET,
+            api_base_url=proxy.base_url,
+            authorize_url=lwa_emulator.authorize_url,
+            http=httpx2.Client(trust_env=False),
+        )
+        wsgi = LWAWSGIMiddleware(
+            lambda environ, start_response: [],
+            client_id=lwa_emulator.client_id,
+            api_base_url=proxy.base_url,
+            session=signin,
+            routes=signin.route_policies(),
+        )
+        try:
+            for _ in range(2):
+                _signed_in(signin, lwa_emulator)
+        finally:
+            wsgi.close()
+            signin.close()
+    assert lwa_emulator.calls["token"] == 2
+    assert watch.sent == []

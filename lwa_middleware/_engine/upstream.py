@@ -33,7 +33,6 @@ above is still applied per request.
 from __future__ import annotations
 
 import contextvars
-import http.cookiejar
 import itertools
 import os
 import ssl
@@ -58,6 +57,7 @@ from ._http import (
     Body,
     TooLarge,
     failure,
+    no_cookies,
     pool_shape,
 )
 from ._loopbound import keep_until_shutdown
@@ -107,14 +107,8 @@ def _client_options(settings: Settings, context: ssl.SSLContext) -> dict[str, ob
         ),
         "follow_redirects": False,
         "headers": {"user-agent": USER_AGENT},
-        "cookies": _no_cookies(),
+        "cookies": no_cookies(),
     }
-
-
-def _no_cookies() -> http.cookiejar.CookieJar:
-    """A jar that keeps nothing, as the aiohttp transport's: a cookie LWA sets
-    about one customer's token must not travel with the next customer's."""
-    return http.cookiejar.CookieJar(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
 
 
 def _first_batch(settings: Settings) -> list[str]:
@@ -138,7 +132,7 @@ def _own_clients(settings: Settings, asyncio: bool) -> list[Any]:
     factory = settings.http_client
     assert factory is not None
     client = checked_client(factory(asyncio=asyncio), asyncio)
-    client.cookies = _no_cookies()  # the application's client too (see _no_cookies)
+    client.cookies = no_cookies()  # the application's client too (see no_cookies)
     return [client]
 
 

@@ -132,7 +132,7 @@ SIGNIN_OPTIONS: tuple[Option, ...] = (
     Option(
         "http", "`httpx2.Client`", None,
         "your client for the token endpoint's POSTs (none: the middleware's own pool, "
-        "which `http_client=` customises)",
+        "which `http_client=` customises); its cookie jar is replaced by one that keeps nothing",
     ),
     Option(
         "pages", "mapping or callable", None,
