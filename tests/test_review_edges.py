@@ -16,9 +16,9 @@ import httpx2
 import pytest
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
+from support.callers import asgi_call, asgi_scope, bearer
 from support.clock import FakeClock
 from support.lwa_proxy import Answer, RewritingProxy, json_answer
-from test_aio_transport import _asgi_status
 from werkzeug.test import Client
 
 from lwa_middleware import ConfigurationError, LWAMiddleware, LWAWSGIMiddleware, get_identity
@@ -53,6 +53,12 @@ class _CookieWatch:
         status, headers, body = answer
         # A load balancer's or a session cookie of LWA's: bound to the customer asked about.
         return status, {**headers, "set-cookie": "amz-session=first-customer; Path=/"}, body
+
+
+async def _asgi_status(mw: LWAMiddleware, token: str) -> int:
+    sent = await asgi_call(mw, asgi_scope("/me", bearer(token)))
+    status: int = sent[0]["status"]
+    return status
 
 
 def _own_client(asyncio: bool) -> httpx2.Client | httpx2.AsyncClient:
@@ -121,20 +127,35 @@ class _Issued:
         return answer
 
 
-def _wsgi_signin(lwa: LWAEmulator, base_url: str, clock: FakeClock) -> LWAWSGIMiddleware:
-    """A SignIn without an ``http=`` client, wired into a WSGI middleware: its
-    token calls go out on that middleware's I/O thread."""
+def _signin(lwa: LWAEmulator, base_url: str, **options: Any) -> SignIn:
+    """A SignIn of the emulator's client whose LWA API is ``base_url`` (a proxy)."""
     lwa.add_redirect_uri(ORIGIN + "/callback")
-    signin = SignIn(
+    return SignIn(
         client_id=lwa.client_id,
         client_secret=lwa.client_secret,
         redirect_uri=ORIGIN + "/callback",
         session_secret=SESSION_SECRET,
         api_base_url=base_url,
         authorize_url=lwa.authorize_url,
-        clock=clock,
-        timeout=_HOLD + 30,
+        **options,
     )
+
+
+def _wired(signin: SignIn, client_id: str, base_url: str) -> LWAWSGIMiddleware:
+    """A WSGI middleware wired to ``signin`` (``login()`` refuses a SignIn wired to none)."""
+    return LWAWSGIMiddleware(
+        lambda environ, start_response: [],
+        client_id=client_id,
+        api_base_url=base_url,
+        session=signin,
+        routes=signin.route_policies(),
+    )
+
+
+def _wsgi_signin(lwa: LWAEmulator, base_url: str, clock: FakeClock) -> LWAWSGIMiddleware:
+    """A SignIn without an ``http=`` client, wired into a WSGI middleware: its
+    token calls go out on that middleware's I/O thread."""
+    signin = _signin(lwa, base_url, clock=clock, timeout=_HOLD + 30)
 
     def hello(environ: dict[str, Any], start_response: Any) -> list[bytes]:
         identity = get_identity(environ)
@@ -273,13 +294,7 @@ def test_a_flood_of_forged_callbacks_does_not_drown_the_log(
     own warnings (an outage, a flood), they are now throttled, each telling
     how many it stands for."""
     signin = make_signin(lwa_emulator)
-    wsgi = LWAWSGIMiddleware(
-        lambda environ, start_response: [],
-        client_id=lwa_emulator.client_id,
-        api_base_url=lwa_emulator.base_url,
-        session=signin,
-        routes=signin.route_policies(),
-    )
+    wsgi = _wired(signin, lwa_emulator.client_id, lwa_emulator.base_url)
 
     def forged(query: list[tuple[str, str]]) -> int:
         login_cookie = (signin.login().header("Set-Cookie") or "").split(";")[0]
@@ -342,23 +357,8 @@ def test_a_cookie_lwa_sets_never_travels_with_another_customers_sign_in(
     LWA set in answer to another's."""
     with RewritingProxy(lwa_emulator) as proxy:
         watch = _CookieWatch(proxy)
-        lwa_emulator.add_redirect_uri(ORIGIN + "/callback")
-        signin = SignIn(
-            client_id=lwa_emulator.client_id,
-            client_secret=lwa_emulator.client_secret,
-            redirect_uri=ORIGIN + "/callback",
-            session_secret=SESSION_SECRET,
-            api_base_url=proxy.base_url,
-            authorize_url=lwa_emulator.authorize_url,
-            http=httpx2.Client(trust_env=False),
-        )
-        wsgi = LWAWSGIMiddleware(
-            lambda environ, start_response: [],
-            client_id=lwa_emulator.client_id,
-            api_base_url=proxy.base_url,
-            session=signin,
-            routes=signin.route_policies(),
-        )
+        signin = _signin(lwa_emulator, proxy.base_url, http=httpx2.Client(trust_env=False))
+        wsgi = _wired(signin, lwa_emulator.client_id, proxy.base_url)
         try:
             for _ in range(2):
                 _signed_in(signin, lwa_emulator)

@@ -22,6 +22,7 @@ import json
 import logging
 import secrets
 import time
+import weakref
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlencode, urlsplit
@@ -178,7 +179,8 @@ class SignIn(Exchanging, Refreshing):
         self._http = http
         if http is not None:
             http.cookies = no_cookies()  # see no_cookies
-        self._resolvers: list[Resolver] = []
+        self._resolvers: list[weakref.ref[Resolver]] = []
+        self._wired = False  # attach()ed once: login() works
         self._own_resolver: Resolver | None = None
         self._threads: ThreadFlights[tuple[str | None]] = ThreadFlights(
             self.timeout * 2 + 1, self.retry_after
@@ -214,8 +216,16 @@ class SignIn(Exchanging, Refreshing):
                 f"SignIn's client_id {self.client_id!r} is not among the middleware's "
                 "client_id: give the middleware that client id too (client_id=[...])"
             )
-        if resolver not in self._resolvers:
-            self._resolvers.append(resolver)
+        live = self._attached()
+        if resolver not in live:
+            self._resolvers = [*map(weakref.ref, live), weakref.ref(resolver)]
+        self._wired = True
+
+    def _attached(self) -> list[Resolver]:
+        """The resolvers of the live middlewares wired to this SignIn, latest
+        last. Held weakly: a middleware dropped (Django builds one per test
+        client) goes, with its pool and I/O thread (none left: SignIn's own)."""
+        return [resolver for ref in self._resolvers if (resolver := ref()) is not None]
 
     def _page(
         self, kind: PageKind, status: int, title: str, message: str, *extra: tuple[str, str]
@@ -224,8 +234,9 @@ class SignIn(Exchanging, Refreshing):
         return render_page(self.pages, page, *extra)
 
     def _resolver(self) -> Resolver:
-        if self._resolvers:
-            return self._resolvers[0]
+        live = self._attached()
+        if live:
+            return live[-1]
         if self._own_resolver is None:
             from .._engine.resolver import Resolver
 
@@ -285,7 +296,7 @@ class SignIn(Exchanging, Refreshing):
         return grant_of(outcome, self.retry_after)
 
     def _revoke(self, token: str) -> None:
-        for resolver in self._resolvers or [self._resolver()]:
+        for resolver in self._attached() or [self._resolver()]:
             try:
                 revoke(resolver, token)
             except SharedCacheError:
@@ -314,7 +325,7 @@ class SignIn(Exchanging, Refreshing):
 
         :raises ConfigurationError: no middleware was given ``session=signin``:
             the sign-in would succeed and every page still answer 401."""
-        if not self._resolvers:
+        if not self._wired:
             raise ConfigurationError(
                 "SignIn is not wired into a middleware: pass session=signin to LWAMiddleware, "
                 "LWAWSGIMiddleware or the framework integration (LWA(app, session=signin), "
