@@ -45,7 +45,7 @@ from ._options import AUTHORIZE_URL, authorize_url_of, check_signin_options
 from ._origins import origin_matches
 from ._pages import Page, PageKind, Pages, check_pages, render_page
 from ._parts import (
-    RefusalLog,
+    Refusals,
     Reply,
     _challenge,
     _Grant,
@@ -187,7 +187,7 @@ class SignIn(Exchanging, Refreshing):
         )
         self._tasks: TaskFlights[tuple[str | None]] = TaskFlights()
         self._refusals_logged = -60.0
-        self._refusal_log = RefusalLog(logger)
+        self._refusals = Refusals(logger)
 
     def __repr__(self) -> str:  # never the secrets
         return (
@@ -420,7 +420,7 @@ class SignIn(Exchanging, Refreshing):
         target = safe_next(pending.get("n"), self.after_login)
         state = params.get("state", "")
         if not hmac.compare_digest(state.encode(), pending["s"].encode()):
-            self._refusal_log.warning("sign-in refused: state mismatch", "state")
+            self._refusals.warn("sign-in refused: state mismatch", "state")
             return self._page(
                 "refused", 400, "Sign-in refused", "This sign-in was not started here.", clear
             )
@@ -430,7 +430,7 @@ class SignIn(Exchanging, Refreshing):
                 return self._page(
                     "cancelled", 403, "Sign-in cancelled", "You cancelled the sign-in.", clear
                 )
-            self._refusal_log.warning(f"sign-in failed at LWA: {error!r:.40}", "authorize_error")
+            self._refusals.warn(f"sign-in failed at LWA: {error!r:.40}", "authorize_error")
             return self._failed(400, "Amazon did not sign you in.", clear)
         code = params.get("code", "")
         if not code:

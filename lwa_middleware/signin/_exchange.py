@@ -12,7 +12,7 @@ from .._engine._observe import fields, text, with_request_id
 from .._engine.errors import AuthError, UpstreamUnavailable
 from .._engine.identity import Identity
 from ._pages import PageKind
-from ._parts import RefusalLog, Reply, _Grant, _Refused
+from ._parts import Refusals, Reply, _Grant, _Refused
 from ._transport import identity_of
 
 if TYPE_CHECKING:
@@ -32,7 +32,7 @@ class Exchanging:
         redirect_uri: str
         retry_after: int
         _secret: str
-        _refusal_log: RefusalLog
+        _refusals: Refusals
 
         def _post(self, form: Mapping[str, str]) -> _Grant: ...
         def _resolver(self) -> Resolver: ...
@@ -74,7 +74,7 @@ class Exchanging:
                 return self._failed(
                     502, "Amazon refused this site's credentials: check client_secret.", clear
                 )
-            self._refusal_log.warning(
+            self._refusals.warn(
                 with_request_id(
                     f"sign-in: LWA refused the code ({refused.error!r:.40})", refused.request_id
                 ),
@@ -105,5 +105,5 @@ class Exchanging:
                 ("Retry-After", wait),
             )
         except AuthError:
-            self._refusal_log.warning("sign-in: LWA refused the new access token", "token_refused")
+            self._refusals.warn("sign-in: LWA refused the new access token", "token_refused")
             return self._failed(400, "Amazon refused this sign-in.", clear)

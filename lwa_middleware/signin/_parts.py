@@ -89,7 +89,7 @@ class _Grant:
         return f"_Grant(expires_in={self.expires_in!r})"
 
 
-class RefusalLog:
+class Refusals:
     """Warnings about one anonymous request each (a forged ``state``, an
     ``error=`` or a made-up code at the callback): at most one per
     :attr:`INTERVAL` seconds per reason, saying how many it stands for, as
@@ -103,7 +103,7 @@ class RefusalLog:
         self._logger = logger
         self._throttles: dict[str, Throttle] = {}
 
-    def warning(self, message: str, reason: str, request_id: str | None = None) -> None:
+    def warn(self, message: str, reason: str, request_id: str | None = None) -> None:
         throttle = self._throttles.get(reason)
         if throttle is None:
             throttle = self._throttles.setdefault(reason, Throttle(self.INTERVAL))
@@ -111,12 +111,10 @@ class RefusalLog:
         if held is None:
             return
         more = f" ({held} more since the last warning)" if held else ""
-        extra = fields(
-            "signin_refused" if reason == "state" else "signin_failed",
-            reason=reason,
-            request_id=request_id,
+        event = "signin_refused" if reason == "state" else "signin_failed"
+        self._logger.warning(
+            "%s%s", message, more, extra=fields(event, reason=reason, request_id=request_id)
         )
-        self._logger.warning("%s%s", message, more, extra=extra)
 
 
 class _Refused(Exception):
