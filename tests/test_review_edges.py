@@ -367,3 +367,22 @@ def test_a_cookie_lwa_sets_never_travels_with_another_customers_sign_in(
             signin.close()
     assert lwa_emulator.calls["token"] == 2
     assert watch.sent == []
+
+
+def test_a_flood_of_logins_while_the_session_store_is_down_does_not_drown_the_log(
+    lwa_emulator: LWAEmulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The same during a session store outage: every anonymous ``/login``
+    logged "the session store did not answer"."""
+    from support.redis_servers import free_port
+
+    signin = make_signin(lwa_emulator, redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    wsgi = _wired(signin, lwa_emulator.client_id, lwa_emulator.base_url)
+    try:
+        with caplog.at_level(logging.INFO, logger="lwa_middleware"):
+            assert [signin.login().status for _ in range(30)] == [503] * 30
+    finally:
+        wsgi.close()
+        signin.close()
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert [getattr(r, "lwa_event", None) for r in warnings] == ["signin_unavailable"]

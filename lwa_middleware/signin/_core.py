@@ -334,9 +334,10 @@ class SignIn(Exchanging, Refreshing):
         try:
             return self._login(next_path)
         except UpstreamUnavailable as down:
-            logger.warning(
+            self._refusals.warn(
                 "sign-in unavailable: the session store did not answer",
-                extra=fields("signin_unavailable", reason="store"),
+                "store",
+                event="signin_unavailable",
             )
             return self._unavailable(down)
 
@@ -397,9 +398,10 @@ class SignIn(Exchanging, Refreshing):
         try:
             return self._callback(query, list(cookies))
         except UpstreamUnavailable as down:  # the store; LWA's own 503 is handled inside
-            logger.warning(
+            self._refusals.warn(
                 "sign-in unavailable: the session store did not answer",
-                extra=fields("signin_unavailable", reason="store"),
+                "store",
+                event="signin_unavailable",
             )
             return self._unavailable(down, ("Set-Cookie", self.cookies.clear(self.cookies.login)))
 
@@ -420,7 +422,7 @@ class SignIn(Exchanging, Refreshing):
         target = safe_next(pending.get("n"), self.after_login)
         state = params.get("state", "")
         if not hmac.compare_digest(state.encode(), pending["s"].encode()):
-            self._refusals.warn("sign-in refused: state mismatch", "state")
+            self._refusals.warn("sign-in refused: state mismatch", "state", event="signin_refused")
             return self._page(
                 "refused", 400, "Sign-in refused", "This sign-in was not started here.", clear
             )
@@ -507,9 +509,10 @@ class SignIn(Exchanging, Refreshing):
         try:
             return self._logout(method, list(headers))
         except UpstreamUnavailable as down:
-            logger.warning(
+            self._refusals.warn(
                 "logout unavailable: the session store did not answer",
-                extra=fields("logout_unavailable", reason="store"),
+                "store",
+                event="logout_unavailable",
             )
             return self._unavailable(down)
 

@@ -85,15 +85,12 @@ class Exchanging:
             return self._failed(status, "Amazon refused this sign-in.", clear)
         except UpstreamUnavailable as down:
             if down.lwa_endpoint == "token":  # the lookup's failures are logged by the resolver
-                logger.warning(
-                    "sign-in: %s",
-                    text(down),
-                    extra=fields(
-                        "signin_unavailable",
-                        reason=down.lwa_reason,
-                        status=down.lwa_status,
-                        request_id=down.lwa_request_id,
-                    ),
+                self._refusals.warn(
+                    f"sign-in: {text(down)}",
+                    down.lwa_reason,
+                    down.lwa_request_id,
+                    event="signin_unavailable",
+                    status=down.lwa_status,
                 )
             wait = str(down.retry_after or self.retry_after)
             return self._page(

@@ -91,10 +91,11 @@ class _Grant:
 
 class Refusals:
     """Warnings about one anonymous request each (a forged ``state``, an
-    ``error=`` or a made-up code at the callback): at most one per
-    :attr:`INTERVAL` seconds per reason, saying how many it stands for, as
-    the middleware's own warnings. Anyone can send such callbacks as fast as
-    they like; one line each would let them drown the log."""
+    ``error=`` or a made-up code at the callback; a ``/login`` while the
+    store or LWA is down): at most one per :attr:`INTERVAL` seconds per
+    event and reason, saying how many it stands for, as the middleware's own
+    warnings. Anyone can send such requests as fast as they like; one line
+    each would let them drown the log."""
 
     #: As the middleware's (``resolver.WARNING_INTERVAL``).
     INTERVAL = 10.0
@@ -103,17 +104,30 @@ class Refusals:
         self._logger = logger
         self._throttles: dict[str, Throttle] = {}
 
-    def warn(self, message: str, reason: str, request_id: str | None = None) -> None:
-        throttle = self._throttles.get(reason)
+    def warn(
+        self,
+        message: str,
+        reason: str | None,
+        request_id: str | None = None,
+        *,
+        event: str = "signin_failed",
+        status: int | None = None,
+    ) -> None:
+        """Log ``message`` unless one of the same ``event`` and ``reason`` was
+        logged less than :attr:`INTERVAL` ago (then count it)."""
+        key = f"{event}:{reason}"
+        throttle = self._throttles.get(key)
         if throttle is None:
-            throttle = self._throttles.setdefault(reason, Throttle(self.INTERVAL))
+            throttle = self._throttles.setdefault(key, Throttle(self.INTERVAL))
         held = throttle.allow()
         if held is None:
             return
         more = f" ({held} more since the last warning)" if held else ""
-        event = "signin_refused" if reason == "state" else "signin_failed"
         self._logger.warning(
-            "%s%s", message, more, extra=fields(event, reason=reason, request_id=request_id)
+            "%s%s",
+            message,
+            more,
+            extra=fields(event, reason=reason, status=status, request_id=request_id),
         )
 
 
