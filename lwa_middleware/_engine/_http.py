@@ -6,6 +6,7 @@ phrases. Both import it; neither imports the other at module level.
 
 from __future__ import annotations
 
+import http.cookiejar
 import re
 import ssl
 import time
@@ -30,6 +31,14 @@ USER_AGENT = "lwa-middleware (+https://pypi.org/project/lwa-middleware/)"
 #: 2 -> ~1.65 ms; 4 keeps the client count (each sync Client costs ~1 ms to
 #: build) at 50 for the default 100 lookups in flight.
 SHARD_CONNECTIONS = 4
+
+def no_cookies() -> http.cookiejar.CookieJar:
+    """A jar that keeps nothing, for every httpx2 client that calls LWA (ours,
+    ``http_client``'s, ``SignIn(http=)``), as the aiohttp transport has none:
+    a cookie LWA sets in answer about one customer must not travel with the
+    next customer's call."""
+    return http.cookiejar.CookieJar(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
+
 
 def pool_shape(settings: Settings) -> tuple[int, int]:
     """``(clients, connections each)``: room for every lookup in flight to send

@@ -463,10 +463,11 @@ class Resolver:
         self._sync_upstream().warm()
         self._blocking_shared()
 
-    def send_sync(self, request: UpstreamRequest) -> Outcome:
+    def send_sync(self, request: UpstreamRequest, within: float | None = None) -> Outcome:
         """One request to LWA on this middleware's blocking driver (the
-        sign-in's token endpoint under WSGI): its pool, TLS, deadline, body cap."""
-        return self._sync_upstream().send(request)
+        sign-in's token endpoint under WSGI): its pool, TLS and body cap, and
+        ``within`` seconds (the sign-in's own deadline) or else its deadline."""
+        return self._sync_upstream().send(request, within)
 
     def close(self) -> None:
         """Close pooled connections; a later request builds fresh ones."""
@@ -511,9 +512,9 @@ class Resolver:
         self._async_shared_cache()
         await self._async_upstream().start()
 
-    async def send_async(self, request: UpstreamRequest) -> Outcome:
+    async def send_async(self, request: UpstreamRequest, within: float | None = None) -> Outcome:
         """:meth:`send_sync` on the async driver (the sign-in under ASGI)."""
-        return await self._async_upstream().send(request)
+        return await self._async_upstream().send(request, within)
 
     async def _adrive(self, plan: Plan[_T]) -> _T:
         shared = self._async_shared_cache()

@@ -57,6 +57,7 @@ from ._http import (
     Body,
     TooLarge,
     failure,
+    no_cookies,
     pool_shape,
 )
 from ._loopbound import keep_until_shutdown
@@ -106,6 +107,7 @@ def _client_options(settings: Settings, context: ssl.SSLContext) -> dict[str, ob
         ),
         "follow_redirects": False,
         "headers": {"user-agent": USER_AGENT},
+        "cookies": no_cookies(),
     }
 
 
@@ -129,7 +131,9 @@ def _own_clients(settings: Settings, asyncio: bool) -> list[Any]:
     """``[settings.http_client(asyncio=...)]``, checked to be the kind asked for."""
     factory = settings.http_client
     assert factory is not None
-    return [checked_client(factory(asyncio=asyncio), asyncio)]
+    client = checked_client(factory(asyncio=asyncio), asyncio)
+    client.cookies = no_cookies()  # the application's client too (see no_cookies)
+    return [client]
 
 
 def checked_client(client: object, asyncio: bool) -> Any:
@@ -282,13 +286,17 @@ class SyncDriver:
         first = self._send(batch[0], deadline)
         return [first, *(future.result() for future in others)]
 
-    def send(self, request: UpstreamRequest) -> Outcome:
+    def send(self, request: UpstreamRequest, within: float | None = None) -> Outcome:
         """One request outside any lookup (the sign-in's token endpoint): the
-        same clients, TLS, deadline and body cap, and an in-flight slot."""
-        if not self._slots.acquire(timeout=self._settings.timeout):
+        same clients, TLS and body cap, and an in-flight slot, all within
+        ``within`` seconds (the caller's own deadline: the sign-in's refresh lease is
+        sized on it) or else the lookups' deadline."""
+        seconds = self._settings.timeout if within is None else within
+        give_up = time.monotonic() + seconds
+        if not self._slots.acquire(timeout=seconds):
             raise _saturated(self._settings)
         try:
-            return self._send_batch([request], time.monotonic() + self._settings.timeout)[0]
+            return self._send_batch([request], give_up)[0]
         finally:
             self._slots.release()
 
@@ -436,15 +444,16 @@ class AsyncDriver:
             for slots in held:
                 slots.release()
 
-    async def send(self, request: UpstreamRequest) -> Outcome:
+    async def send(self, request: UpstreamRequest, within: float | None = None) -> Outcome:
         """:meth:`SyncDriver.send` on this event loop."""
         seats, every, _ = await self._bind()
-        with anyio.move_on_after(self._settings.timeout) as waiting:
+        seconds = self._settings.timeout if within is None else within
+        deadline = time.monotonic() + seconds
+        with anyio.move_on_after(seconds) as waiting:
             await every.acquire()
         if waiting.cancelled_caught:
             raise _saturated(self._settings)
         try:
-            deadline = time.monotonic() + self._settings.timeout
             if not isinstance(seats, _Seats):
                 return (await seats.batch([request], deadline))[0]
             outcomes: list[Outcome] = [UpstreamFailure("not sent")]

@@ -22,6 +22,7 @@ import json
 import logging
 import secrets
 import time
+import weakref
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlencode, urlsplit
@@ -29,6 +30,7 @@ from urllib.parse import urlencode, urlsplit
 import anyio
 import httpx2
 
+from .._engine._http import no_cookies
 from .._engine._observe import fields
 from .._engine.clock import Clock, epoch_of
 from .._engine.config import Settings
@@ -43,6 +45,7 @@ from ._options import AUTHORIZE_URL, authorize_url_of, check_signin_options
 from ._origins import origin_matches
 from ._pages import Page, PageKind, Pages, check_pages, render_page
 from ._parts import (
+    Refusals,
     Reply,
     _challenge,
     _Grant,
@@ -174,13 +177,17 @@ class SignIn(Exchanging, Refreshing):
         #: Epoch seconds: the ``time()`` face of ``clock=``.
         self.clock = epoch_of(clock, "SignIn")
         self._http = http
-        self._resolvers: list[Resolver] = []
+        if http is not None:
+            http.cookies = no_cookies()  # see no_cookies
+        self._resolvers: list[weakref.ref[Resolver]] = []
+        self._wired = False  # attach()ed once: login() works
         self._own_resolver: Resolver | None = None
         self._threads: ThreadFlights[tuple[str | None]] = ThreadFlights(
             self.timeout * 2 + 1, self.retry_after
         )
         self._tasks: TaskFlights[tuple[str | None]] = TaskFlights()
         self._refusals_logged = -60.0
+        self._refusals = Refusals(logger)
 
     def __repr__(self) -> str:  # never the secrets
         return (
@@ -202,8 +209,23 @@ class SignIn(Exchanging, Refreshing):
         """Called by each middleware given ``session=signin``: its sign-in
         endpoints must be public there, or nobody could ever sign in."""
         refuse_guarded_endpoints(self._endpoints(), resolver.settings.routes)
-        if resolver not in self._resolvers:
-            self._resolvers.append(resolver)
+        if self.client_id not in resolver.settings.client_ids:
+            # Else every sign-in completes at LWA and its new token is refused
+            # here (its aud), logged as if LWA had refused it.
+            raise ConfigurationError(
+                f"SignIn's client_id {self.client_id!r} is not among the middleware's "
+                "client_id: give the middleware that client id too (client_id=[...])"
+            )
+        live = self._attached()
+        if resolver not in live:
+            self._resolvers = [*map(weakref.ref, live), weakref.ref(resolver)]
+        self._wired = True
+
+    def _attached(self) -> list[Resolver]:
+        """The resolvers of the live middlewares wired to this SignIn, latest
+        last. Held weakly: a middleware dropped (Django builds one per test
+        client) goes, with its pool and I/O thread (none left: SignIn's own)."""
+        return [resolver for ref in self._resolvers if (resolver := ref()) is not None]
 
     def _page(
         self, kind: PageKind, status: int, title: str, message: str, *extra: tuple[str, str]
@@ -212,8 +234,9 @@ class SignIn(Exchanging, Refreshing):
         return render_page(self.pages, page, *extra)
 
     def _resolver(self) -> Resolver:
-        if self._resolvers:
-            return self._resolvers[0]
+        live = self._attached()
+        if live:
+            return live[-1]
         if self._own_resolver is None:
             from .._engine.resolver import Resolver
 
@@ -267,13 +290,13 @@ class SignIn(Exchanging, Refreshing):
     def _post(self, form: Mapping[str, str]) -> _Grant:
         """POST to the token endpoint; :class:`_Refused` on 4xx, 503 on anything else odd."""
         request = token_request(self.token_url, form)
-        outcome = send_token(self._http, self._resolver(), request)
+        outcome = send_token(self._http, self._resolver(), request, self.timeout)
         if isinstance(outcome, UpstreamFailure):
             raise token_unreachable(outcome, self.retry_after)
         return grant_of(outcome, self.retry_after)
 
     def _revoke(self, token: str) -> None:
-        for resolver in self._resolvers or [self._resolver()]:
+        for resolver in self._attached() or [self._resolver()]:
             try:
                 revoke(resolver, token)
             except SharedCacheError:
@@ -302,7 +325,7 @@ class SignIn(Exchanging, Refreshing):
 
         :raises ConfigurationError: no middleware was given ``session=signin``:
             the sign-in would succeed and every page still answer 401."""
-        if not self._resolvers:
+        if not self._wired:
             raise ConfigurationError(
                 "SignIn is not wired into a middleware: pass session=signin to LWAMiddleware, "
                 "LWAWSGIMiddleware or the framework integration (LWA(app, session=signin), "
@@ -311,9 +334,10 @@ class SignIn(Exchanging, Refreshing):
         try:
             return self._login(next_path)
         except UpstreamUnavailable as down:
-            logger.warning(
+            self._refusals.warn(
                 "sign-in unavailable: the session store did not answer",
-                extra=fields("signin_unavailable", reason="store"),
+                "store",
+                event="signin_unavailable",
             )
             return self._unavailable(down)
 
@@ -374,9 +398,10 @@ class SignIn(Exchanging, Refreshing):
         try:
             return self._callback(query, list(cookies))
         except UpstreamUnavailable as down:  # the store; LWA's own 503 is handled inside
-            logger.warning(
+            self._refusals.warn(
                 "sign-in unavailable: the session store did not answer",
-                extra=fields("signin_unavailable", reason="store"),
+                "store",
+                event="signin_unavailable",
             )
             return self._unavailable(down, ("Set-Cookie", self.cookies.clear(self.cookies.login)))
 
@@ -397,9 +422,7 @@ class SignIn(Exchanging, Refreshing):
         target = safe_next(pending.get("n"), self.after_login)
         state = params.get("state", "")
         if not hmac.compare_digest(state.encode(), pending["s"].encode()):
-            logger.warning(
-                "sign-in refused: state mismatch", extra=fields("signin_refused", reason="state")
-            )
+            self._refusals.warn("sign-in refused: state mismatch", "state", event="signin_refused")
             return self._page(
                 "refused", 400, "Sign-in refused", "This sign-in was not started here.", clear
             )
@@ -409,11 +432,7 @@ class SignIn(Exchanging, Refreshing):
                 return self._page(
                     "cancelled", 403, "Sign-in cancelled", "You cancelled the sign-in.", clear
                 )
-            logger.warning(
-                "sign-in failed at LWA: %.40r",
-                error,
-                extra=fields("signin_failed", reason="authorize_error"),
-            )
+            self._refusals.warn(f"sign-in failed at LWA: {error!r:.40}", "authorize_error")
             return self._failed(400, "Amazon did not sign you in.", clear)
         code = params.get("code", "")
         if not code:
@@ -490,9 +509,10 @@ class SignIn(Exchanging, Refreshing):
         try:
             return self._logout(method, list(headers))
         except UpstreamUnavailable as down:
-            logger.warning(
+            self._refusals.warn(
                 "logout unavailable: the session store did not answer",
-                extra=fields("logout_unavailable", reason="store"),
+                "store",
+                event="logout_unavailable",
             )
             return self._unavailable(down)
 

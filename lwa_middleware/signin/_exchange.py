@@ -12,7 +12,7 @@ from .._engine._observe import fields, text, with_request_id
 from .._engine.errors import AuthError, UpstreamUnavailable
 from .._engine.identity import Identity
 from ._pages import PageKind
-from ._parts import Reply, _Grant, _Refused
+from ._parts import Refusals, Reply, _Grant, _Refused
 from ._transport import identity_of
 
 if TYPE_CHECKING:
@@ -32,6 +32,7 @@ class Exchanging:
         redirect_uri: str
         retry_after: int
         _secret: str
+        _refusals: Refusals
 
         def _post(self, form: Mapping[str, str]) -> _Grant: ...
         def _resolver(self) -> Resolver: ...
@@ -73,26 +74,23 @@ class Exchanging:
                 return self._failed(
                     502, "Amazon refused this site's credentials: check client_secret.", clear
                 )
-            logger.warning(
-                "%s",
+            self._refusals.warn(
                 with_request_id(
                     f"sign-in: LWA refused the code ({refused.error!r:.40})", refused.request_id
                 ),
-                extra=fields("signin_failed", reason="code_refused", request_id=refused.request_id),
+                "code_refused",
+                refused.request_id,
             )
             status = 400 if refused.error == "invalid_grant" else 502
             return self._failed(status, "Amazon refused this sign-in.", clear)
         except UpstreamUnavailable as down:
             if down.lwa_endpoint == "token":  # the lookup's failures are logged by the resolver
-                logger.warning(
-                    "sign-in: %s",
-                    text(down),
-                    extra=fields(
-                        "signin_unavailable",
-                        reason=down.lwa_reason,
-                        status=down.lwa_status,
-                        request_id=down.lwa_request_id,
-                    ),
+                self._refusals.warn(
+                    f"sign-in: {text(down)}",
+                    down.lwa_reason,
+                    down.lwa_request_id,
+                    event="signin_unavailable",
+                    status=down.lwa_status,
                 )
             wait = str(down.retry_after or self.retry_after)
             return self._page(
@@ -104,8 +102,5 @@ class Exchanging:
                 ("Retry-After", wait),
             )
         except AuthError:
-            logger.warning(
-                "sign-in: LWA refused the new access token",
-                extra=fields("signin_failed", reason="token_refused"),
-            )
+            self._refusals.warn("sign-in: LWA refused the new access token", "token_refused")
             return self._failed(400, "Amazon refused this sign-in.", clear)

@@ -100,7 +100,9 @@ SIGNIN_OPTIONS: tuple[Option, ...] = (
         seconds_or_zero("refresh_margin"),
     ),
     Option(
-        "timeout", _S, 5.0, "deadline of each call to LWA (token, tokeninfo, profile)",
+        "timeout", _S, 5.0,
+        "deadline of each call to LWA's token endpoint (the new token's lookup keeps the "
+        "middleware's `timeout`); the refresh lease lasts twice this",
         seconds("timeout"),
     ),
     Option(
@@ -130,7 +132,7 @@ SIGNIN_OPTIONS: tuple[Option, ...] = (
     Option(
         "http", "`httpx2.Client`", None,
         "your client for the token endpoint's POSTs (none: the middleware's own pool, "
-        "which `http_client=` customises)",
+        "which `http_client=` customises); its cookie jar is replaced by one that keeps nothing",
     ),
     Option(
         "pages", "mapping or callable", None,

@@ -10,10 +10,13 @@ import contextlib
 import hashlib
 import html
 import json
+import logging
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from .._engine._observe import fields
+from .._engine.breaker import Throttle
 from .._engine.config import _is_loopback
 from .._engine.errors import ConfigurationError, UpstreamUnavailable
 from .._engine.flow import UpstreamFailure, UpstreamResponse, seconds_field
@@ -84,6 +87,48 @@ class _Grant:
 
     def __repr__(self) -> str:
         return f"_Grant(expires_in={self.expires_in!r})"
+
+
+class Refusals:
+    """Warnings about one anonymous request each (a forged ``state``, an
+    ``error=`` or a made-up code at the callback; a ``/login`` while the
+    store or LWA is down): at most one per :attr:`INTERVAL` seconds per
+    event and reason, saying how many it stands for, as the middleware's own
+    warnings. Anyone can send such requests as fast as they like; one line
+    each would let them drown the log."""
+
+    #: As the middleware's (``resolver.WARNING_INTERVAL``).
+    INTERVAL = 10.0
+
+    def __init__(self, logger: logging.Logger) -> None:
+        self._logger = logger
+        self._throttles: dict[str, Throttle] = {}
+
+    def warn(
+        self,
+        message: str,
+        reason: str | None,
+        request_id: str | None = None,
+        *,
+        event: str = "signin_failed",
+        status: int | None = None,
+    ) -> None:
+        """Log ``message`` unless one of the same ``event`` and ``reason`` was
+        logged less than :attr:`INTERVAL` ago (then count it)."""
+        key = f"{event}:{reason}"
+        throttle = self._throttles.get(key)
+        if throttle is None:
+            throttle = self._throttles.setdefault(key, Throttle(self.INTERVAL))
+        held = throttle.allow()
+        if held is None:
+            return
+        more = f" ({held} more since the last warning)" if held else ""
+        self._logger.warning(
+            "%s%s",
+            message,
+            more,
+            extra=fields(event, reason=reason, status=status, request_id=request_id),
+        )
 
 
 class _Refused(Exception):

@@ -54,15 +54,17 @@ def _behind_a_loop() -> bool:
 
 
 def send_token(
-    client: httpx2.Client | None, resolver: Resolver, request: UpstreamRequest
+    client: httpx2.Client | None, resolver: Resolver, request: UpstreamRequest, within: float
 ) -> Outcome:
     """``request``'s answer, or why there is none: on ``client`` if the
-    application gave one, else on ``resolver``'s driver (see the module)."""
+    application gave one, else on ``resolver``'s driver (see the module),
+    ``within`` seconds (SignIn's ``timeout``, not the middleware's: its refresh lease
+    and waiters are sized on it)."""
     if client is not None:
         return _on_own_client(client, request)
     if _behind_a_loop():
-        return anyio.from_thread.run(resolver.send_async, request)
-    return resolver.send_sync(request)
+        return anyio.from_thread.run(resolver.send_async, request, within)
+    return resolver.send_sync(request, within)
 
 
 def _on_own_client(client: httpx2.Client, request: UpstreamRequest) -> Outcome:
