@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 import anyio
+from starlette.authentication import UnauthenticatedUser
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -62,7 +63,10 @@ class SignedInUser:
     when the identity came from the session. Other requests keep the
     middleware's user (the :class:`~lwa_middleware.Identity`), and so does
     every request when the ``SignIn`` has no ``link=``: ``request.user`` is
-    then always the Identity, never ``None``."""
+    then always the Identity, never ``None``. When ``load_user`` returns
+    ``None`` (the app's user was deleted since), ``request.user`` is
+    Starlette's ``UnauthenticatedUser``, as Django's ``AnonymousUser``: never
+    ``None``, whose ``is_authenticated`` would fail the request."""
 
     def __init__(self, app: ASGIApp, signin: SignIn, load_user: Any = None) -> None:
         self.app, self.signin, self.load_user = app, signin, load_user
@@ -81,8 +85,14 @@ class SignedInUser:
                 await _unavailable(down, scope, send)
                 return
             if user is not None:
-                scope["user"] = self.load_user(user) if self.load_user else user
+                scope["user"] = self._loaded(user)
         await self.app(scope, receive, send)
+
+    def _loaded(self, user: Any) -> Any:
+        if self.load_user is None:
+            return user
+        loaded = self.load_user(user)
+        return UnauthenticatedUser() if loaded is None else loaded
 
 
 async def _unavailable(down: UpstreamUnavailable, scope: Scope, send: Send) -> None:

@@ -60,3 +60,29 @@ def test_fastapi_sign_in_identity_user_and_logout(lwa_emulator: LWAEmulator) -> 
         assert out.status_code in (302, 303)
         assert client.get("/me").status_code == 401
     signin.close()
+
+
+def test_a_user_load_user_no_longer_finds_is_anonymous_not_a_500(lwa_emulator: LWAEmulator) -> None:
+    # Review: load_user returning None (the app deleted the user since) put
+    # None in scope["user"], and request.user.is_authenticated answered 500.
+    signin = make_signin(lwa_emulator)
+    api = FastAPI()
+    api.router.routes.extend(signin_routes(signin))
+
+    @api.get("/me")
+    def me(request: Request) -> dict[str, Any]:
+        return {"authenticated": request.user.is_authenticated}
+
+    app = LWAMiddleware(
+        SignedInUser(api, signin, load_user=lambda linked: None),
+        client_id=lwa_emulator.client_id,
+        api_base_url=lwa_emulator.base_url,
+        session=signin,
+        routes={**signin.route_policies(), "/me": "optional"},
+    )
+    with TestClient(app, base_url=ORIGIN, follow_redirects=False) as client:
+        assert sign_in(client, lwa_emulator).status_code == 303
+        me = client.get("/me")
+        assert me.status_code == 200, me.text
+        assert me.json() == {"authenticated": False}
+    signin.close()
