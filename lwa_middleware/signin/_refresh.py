@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Final
 
 from .._engine._observe import fields, text, with_request_id
-from .._engine.errors import UpstreamUnavailable
+from .._engine.errors import BreakerOpen, UpstreamUnavailable
 from ._parts import _Grant, _Refused, _Session
 
 if TYPE_CHECKING:
@@ -111,16 +111,17 @@ class Refreshing:
                 "The session could not be refreshed.", self.retry_after
             ) from None
         except UpstreamUnavailable as down:
-            logger.warning(
-                "session refresh: %s",
-                text(down),
-                extra=fields(
-                    "refresh_failed",
-                    reason=down.lwa_reason,
-                    status=down.lwa_status,
-                    request_id=down.lwa_request_id,
-                ),
-            )
+            if not isinstance(down, BreakerOpen):  # the resolver logged the outage
+                logger.warning(
+                    "session refresh: %s",
+                    text(down),
+                    extra=fields(
+                        "refresh_failed",
+                        reason=down.lwa_reason,
+                        status=down.lwa_status,
+                        request_id=down.lwa_request_id,
+                    ),
+                )
             if session.expires_at - self.clock() > 5:  # still valid: use it meanwhile
                 return session.access_token
             raise

@@ -22,6 +22,7 @@ import anyio.from_thread
 import httpx2
 
 from .._engine._http import failure, request_id
+from .._engine.errors import BreakerOpen
 from .._engine.flow import Outcome, UpstreamRequest, UpstreamResponse
 from .._engine.identity import Identity
 from .._engine.routes import Access, Policy
@@ -59,7 +60,15 @@ def send_token(
     """``request``'s answer, or why there is none: on ``client`` if the
     application gave one, else on ``resolver``'s driver (see the module),
     ``within`` seconds (SignIn's ``timeout``, not the middleware's: its refresh lease
-    and waiters are sized on it)."""
+    and waiters are sized on it).
+
+    :raises BreakerOpen: the middleware's circuit breaker is open. LWA failed
+        its lookups repeatedly; a token call now would only hold this thread
+        for ``within`` and end in a 503 anyway (issue 18 review: WSGI threads
+        piled up behind refreshes during an outage)."""
+    wait = resolver.breaker.refusing()
+    if wait is not None:
+        raise BreakerOpen("LWA is failing; not asking its token endpoint for a moment.", wait)
     if client is not None:
         return _on_own_client(client, request)
     if _behind_a_loop():

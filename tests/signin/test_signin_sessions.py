@@ -233,3 +233,28 @@ def test_a_store_without_delete_if_warns_and_a_refused_refresh_still_ends_the_se
         assert client.get("/me").status_code == 401
         assert session_of(signin, session_id) is None
         assert client.get("/me").status_code == 401
+
+
+def test_an_open_breaker_refuses_a_refresh_without_calling_lwa(lwa_emulator):
+    # Review: the refresh did not look at the lookups' circuit breaker. During
+    # an outage each request on a session due for a refresh held its thread
+    # for SignIn's timeout before its 503; now it is refused at once.
+    clock = FakeClock.starting_now()
+    recorder = Recorder()
+    signin = make_signin(lwa_emulator, clock=clock, http=httpx2.Client(transport=recorder))
+    app = starlette_app(lwa_emulator, signin, breaker_threshold=2, breaker_cooldown=600)
+    with TestClient(app, base_url=ORIGIN, follow_redirects=False) as client:
+        assert session_cookie(sign_in(client, lwa_emulator)) is not None
+        lwa_emulator.inject(Fault.DOWN)
+        for _ in range(2):  # two new tokens LWA cannot vouch for open the breaker
+            bearer = {"Authorization": f"Bearer {lwa_emulator.issue_token()}"}
+            assert client.get("/me", headers=bearer).status_code == 503
+        lwa_emulator.clear_faults()
+        clock.advance(3600)  # the session's access token is due for a refresh
+        sent = len(recorder.sent)
+        answer = client.get("/me")
+        assert answer.status_code == 503
+        assert answer.json()["error"] == "temporarily_unavailable"
+        assert 500 < int(answer.headers["retry-after"]) <= 600  # the breaker's cooldown
+        assert len(recorder.sent) == sent  # LWA's token endpoint was not asked
+    signin.close()
