@@ -373,3 +373,21 @@ def test_the_route_memo_is_bounded_and_skips_long_paths() -> None:
     long = "/users/" + "x" * 600
     assert table.lookup(long) == PUBLIC
     assert table.memo_get(long) is None
+
+
+@pytest.mark.parametrize(
+    ("spec", "says", "never"),
+    [
+        ("requried", "did you mean 'required'?", "['requried']"),
+        ("Optinal", "did you mean 'optional'?", "['Optinal']"),
+        ("postal_code", "a scope goes in a list: ['postal_code']", "did you mean"),
+        ("zzz", "a list of scopes such as ['profile']", "['zzz']"),
+    ],
+)
+def test_an_unknown_policy_says_what_was_probably_meant(spec: str, says: str, never: str) -> None:
+    # A new user's typo used to be answered with "a list of scopes such as
+    # ['requried']", a scope LWA cannot prove (refused in turn).
+    with pytest.raises(ConfigurationError) as refused:
+        Policy.parse(spec, "default")
+    assert says in str(refused.value)
+    assert never not in str(refused.value)

@@ -101,10 +101,7 @@ class Policy:
             try:
                 return _NAMED[spec.lower()]
             except KeyError:
-                raise ConfigurationError(
-                    f"{where}: unknown policy {spec!r}; use 'public', 'optional', "
-                    f"'required' or a list of scopes such as [{spec!r}]"
-                ) from None
+                raise ConfigurationError(_unknown_policy(spec, where)) from None
         if not isinstance(spec, Collection):
             raise ConfigurationError(f"{where}: a policy is a string or a list of scopes")
         scopes = frozenset(spec)
@@ -366,3 +363,15 @@ class RouteTable:
             resolved = _fold(posixpath.normpath(path)) if path.startswith("/") else path
             return self._match(path).stricter(self._match(resolved))
         return self._match(path)
+
+
+def _unknown_policy(spec: str, where: str) -> str:
+    """Says what ``spec`` probably meant: a misspelt name, or a scope that
+    belongs in a list (``"postal_code"`` is not a policy, ``["postal_code"]`` is)."""
+    if spec in PROVABLE_SCOPES:
+        hint = f"a scope goes in a list: [{spec!r}]"
+    else:
+        near = difflib.get_close_matches(spec.lower(), sorted(_NAMED), n=1)
+        hint = f"did you mean {near[0]!r}? " if near else ""
+        hint += "use 'public', 'optional', 'required' or a list of scopes such as ['profile']"
+    return f"{where}: unknown policy {spec!r}; {hint}"
