@@ -70,18 +70,23 @@ def send_token(
     if wait is not None:
         raise BreakerOpen("LWA is failing; not asking its token endpoint for a moment.", wait)
     if client is not None:
-        return _on_own_client(client, request)
+        return _on_own_client(client, request, within)
     if _behind_a_loop():
         return anyio.from_thread.run(resolver.send_async, request, within)
     return resolver.send_sync(request, within)
 
 
-def _on_own_client(client: httpx2.Client, request: UpstreamRequest) -> Outcome:
+def _on_own_client(client: httpx2.Client, request: UpstreamRequest, within: float) -> Outcome:
+    """On the application's client, within SignIn's deadline, not the client's own."""
     try:
         response = client.request(
-            request.method, request.url, content=request.body, headers=dict(request.headers)
+            request.method,
+            request.url,
+            content=request.body,
+            headers=dict(request.headers),
+            timeout=within,
         )
-    except httpx2.HTTPError as exc:
+    except Exception as exc:  # anything, as an http_client's on the middleware's drivers
         return failure(exc)
     return UpstreamResponse(
         response.status_code,
