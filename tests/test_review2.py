@@ -1,0 +1,137 @@
+"""Second hostile review (rev2) of this session's fixes. Each test but the
+controls is an attack that worked on ``main``.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qsl, urlsplit
+
+import httpx2
+from starlette.applications import Starlette
+from starlette.authentication import requires
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+from starlette.testclient import TestClient
+
+from lwa_middleware import LWAMiddleware, LWAWSGIMiddleware
+from lwa_middleware.signin import SignIn
+from lwa_middleware.signin.starlette import SignedInUser, signin_routes
+from lwa_middleware.testing import LWAEmulator
+from tests.signin.signin_support import ORIGIN, make_signin, sign_in
+
+
+def _callback_status(signin: SignIn, lwa: LWAEmulator, latency: float = 0.0) -> int:
+    """A sign-in through a WSGI middleware wired to ``signin``: the callback's status."""
+    wsgi = LWAWSGIMiddleware(
+        lambda environ, start_response: [],
+        client_id=lwa.client_id,
+        api_base_url=lwa.base_url,
+        session=signin,
+        routes={**signin.route_policies(), "/": "optional"},
+        timeout=30.0,
+    )
+    try:
+        login = signin.login()
+        lwa.set_latency(latency, "token")
+        back = urlsplit(lwa.consent(login.header("Location") or ""))
+        cookie = (login.header("Set-Cookie") or "").split(";")[0]
+        return signin.callback(parse_qsl(back.query), [cookie]).status
+    finally:
+        lwa.set_latency(0, "token")
+        wsgi.close()
+        signin.close()
+
+
+def test_signins_timeout_bounds_the_token_calls_of_its_own_http_client(
+    lwa_emulator: LWAEmulator,
+) -> None:
+    """``SignIn(timeout=)`` is "the deadline of each call to LWA's token
+    endpoint", and the refresh lease (twice it) is sized on it. On the
+    middleware's drivers it now holds (send(request, within)); an ``http=``
+    client's calls still took that client's own timeout (here 30 s, as an
+    application's shared client may have), so a refresh could outlive its
+    lease and a second worker refresh the same token meanwhile. LWA takes
+    3 s, SignIn allows 0.5 s: the sign-in must give up (503)."""
+    signin = make_signin(lwa_emulator, timeout=0.5, http=httpx2.Client(timeout=30.0))
+    assert _callback_status(signin, lwa_emulator, latency=3.0) == 503
+
+
+def test_an_http_client_that_raises_something_else_is_a_503_not_a_500(
+    lwa_emulator: LWAEmulator,
+) -> None:
+    """The middleware's drivers read any exception of an application's client
+    as a transport failure (OpenTelemetry's httpx instrumentor on an httpx2
+    client raises ``IndexError``); ``SignIn(http=)``'s client, instrumented the
+    same way, still let it through: the callback failed with a 500 instead of
+    the styled "try again" page (503)."""
+
+    def instrumented(request: httpx2.Request) -> None:
+        raise IndexError("tuple index out of range")
+
+    client = httpx2.Client(event_hooks={"request": [instrumented]})
+    signin = make_signin(lwa_emulator, http=client)
+    assert _callback_status(signin, lwa_emulator) == 503
+
+
+def test_a_working_http_client_still_signs_in(lwa_emulator: LWAEmulator) -> None:
+    """The control of the two tests above: the same set-up signs in (303)."""
+    signin = make_signin(lwa_emulator, timeout=5.0, http=httpx2.Client(timeout=30.0))
+    assert _callback_status(signin, lwa_emulator) == 303
+
+
+def test_a_user_load_user_no_longer_finds_passes_no_scope_check(
+    lwa_emulator: LWAEmulator,
+) -> None:
+    """A ``load_user`` that finds no user (the application deleted or banned
+    it since) leaves ``UnauthenticatedUser`` in ``request.user``; but
+    ``request.auth`` kept the signed-in customer's scopes, so Starlette's own
+    ``@requires("profile")`` (docs/quickstart.md's way to guard a view)
+    still let that customer in. Django's ``AnonymousUser`` fails
+    ``login_required``; this must fail ``requires`` too (403)."""
+    signin = make_signin(lwa_emulator)
+
+    @requires("profile")
+    async def private(request: Request) -> JSONResponse:
+        return JSONResponse({"user": str(request.user.is_authenticated)})
+
+    routes = [*signin_routes(signin), Route("/private", private)]
+    app = LWAMiddleware(
+        SignedInUser(Starlette(routes=routes), signin, load_user=lambda linked: None),
+        client_id=lwa_emulator.client_id,
+        api_base_url=lwa_emulator.base_url,
+        session=signin,
+        routes={**signin.route_policies(), "/private": "required"},
+    )
+    try:
+        with TestClient(app, base_url=ORIGIN, follow_redirects=False) as client:
+            assert sign_in(client, lwa_emulator).status_code == 303
+            assert client.get("/private").status_code == 403
+    finally:
+        signin.close()
+
+
+def test_a_user_load_user_finds_passes_the_scope_check(
+    lwa_emulator: LWAEmulator,
+) -> None:
+    """The control: the same app with the user found answers 200."""
+    signin = make_signin(lwa_emulator)
+
+    @requires("profile")
+    async def private(request: Request) -> JSONResponse:
+        return JSONResponse({"user": str(request.user["id"])})
+
+    routes = [*signin_routes(signin), Route("/private", private)]
+    app = LWAMiddleware(
+        SignedInUser(Starlette(routes=routes), signin, load_user=lambda linked: linked),
+        client_id=lwa_emulator.client_id,
+        api_base_url=lwa_emulator.base_url,
+        session=signin,
+        routes={**signin.route_policies(), "/private": "required"},
+    )
+    try:
+        with TestClient(app, base_url=ORIGIN, follow_redirects=False) as client:
+            assert sign_in(client, lwa_emulator).status_code == 303
+            assert client.get("/private").status_code == 200
+    finally:
+        signin.close()
