@@ -7,6 +7,7 @@ from __future__ import annotations
 from urllib.parse import parse_qsl, urlsplit
 
 import httpx2
+import pytest
 from starlette.applications import Starlette
 from starlette.authentication import requires
 from starlette.requests import Request
@@ -135,3 +136,31 @@ def test_a_user_load_user_finds_passes_the_scope_check(
             assert client.get("/private").status_code == 200
     finally:
         signin.close()
+
+
+def test_another_apps_docs_copied_into_the_router_stay_under_the_route_table() -> None:
+    """With ``api.add_middleware(LWAMiddleware, ...)`` the middleware finds the
+    docs pages on the app's router by their endpoints' ``FastAPI.setup``
+    qualname, whichever app's ``setup`` made them. ``include_router`` (FastAPI
+    0.110, the floor, and later) copies each plain Route with
+    ``add_route(prefix + route.path, route.endpoint)``: an internal app
+    included under ``/admin`` brought its ``/admin/openapi.json`` and
+    ``/admin/docs`` along, and they became public, describing every admin
+    route to anyone, though the route table requires a token for ``/admin``.
+    The app's own docs stay public (the control)."""
+    fastapi = pytest.importorskip("fastapi")
+    internal = fastapi.FastAPI(title="internal admin")
+    api = fastapi.FastAPI()
+    for route in internal.router.routes:  # what include_router(internal.router, prefix=...) does
+        api.router.add_route("/admin" + route.path, route.endpoint, include_in_schema=False)
+    api.add_middleware(
+        LWAMiddleware,
+        client_id="amzn1.application-oa2-client.review",
+        api_base_url="http://127.0.0.1:9",
+        routes={"/admin": "required", "/": "required"},
+    )
+    with TestClient(api) as client:
+        assert client.get("/openapi.json").status_code == 200
+        assert client.get("/docs").status_code == 200
+        assert client.get("/admin/openapi.json").status_code == 401
+        assert client.get("/admin/docs").status_code == 401
