@@ -4,6 +4,9 @@ controls is an attack that worked on ``main``.
 
 from __future__ import annotations
 
+import sys
+import threading
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import httpx2
@@ -14,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
+from support.private import Resolver, Settings, wired_resolvers
 
 from lwa_middleware import LWAMiddleware, LWAWSGIMiddleware
 from lwa_middleware.signin import SignIn
@@ -164,3 +168,41 @@ def test_another_apps_docs_copied_into_the_router_stay_under_the_route_table() -
         assert client.get("/docs").status_code == 200
         assert client.get("/admin/openapi.json").status_code == 401
         assert client.get("/admin/docs").status_code == 401
+
+
+def test_middlewares_wired_in_several_threads_at_once_are_all_kept(
+    lwa_emulator: LWAEmulator,
+) -> None:
+    """``SignIn.attach`` rebuilds its list of (weakly held) middlewares: two
+    built at once in two threads kept only one of theirs, and a logout then
+    revoked the token on the other's cache no more (it was served there
+    until its cache entry expired). Eight threads wire 400 middlewares'
+    resolvers; every one must be kept. (On main a few hundred were lost.)"""
+    signin = make_signin(lwa_emulator)
+    settings = Settings.from_options(
+        client_id=lwa_emulator.client_id,
+        api_base_url=lwa_emulator.base_url,
+        routes=signin.route_policies(),
+    )
+    resolvers = [Resolver(settings) for _ in range(400)]
+    start = threading.Barrier(8)
+
+    def wire(share: list[Any]) -> None:
+        start.wait()
+        for resolver in share:
+            signin.attach(resolver)
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads often: the race, if any, shows
+    try:
+        threads = [threading.Thread(target=wire, args=(resolvers[i::8],)) for i in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert len(wired_resolvers(signin)) == len(resolvers)
+    for resolver in resolvers:
+        resolver.close()
+    signin.close()
