@@ -206,3 +206,22 @@ def test_middlewares_wired_in_several_threads_at_once_are_all_kept(
     for resolver in resolvers:
         resolver.close()
     signin.close()
+
+
+def test_signin_leaves_the_jar_of_a_client_the_application_shares_alone(
+    lwa_emulator: LWAEmulator,
+) -> None:
+    """``SignIn(http=client)`` replaced the client's cookie jar with one that
+    keeps nothing, to keep LWA's cookies off other customers' token calls.
+    An application that shares that client with other code (a partner API
+    with a session cookie) lost its cookies at SignIn's construction, and
+    the client kept none after: the partner's calls went out without them.
+    The jar must be left alone (LWA's cookies stay off the token calls all
+    the same: tests/test_review_edges.py)."""
+    client = httpx2.Client(trust_env=False)
+    client.cookies.set("partner_session", "kept", domain="partner.example")
+    signin = make_signin(lwa_emulator, http=client)
+    assert client.cookies.get("partner_session", domain="partner.example") == "kept"
+    request = client.build_request("GET", "https://partner.example/orders")
+    assert request.headers.get("cookie") == "partner_session=kept"
+    assert _callback_status(signin, lwa_emulator) == 303  # signs in on it meanwhile

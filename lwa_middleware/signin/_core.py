@@ -31,7 +31,6 @@ from urllib.parse import urlencode, urlsplit
 import anyio
 import httpx2
 
-from .._engine._http import no_cookies
 from .._engine._observe import fields
 from .._engine.clock import Clock, epoch_of
 from .._engine.config import Settings
@@ -178,8 +177,6 @@ class SignIn(Exchanging, Refreshing):
         #: Epoch seconds: the ``time()`` face of ``clock=``.
         self.clock = epoch_of(clock, "SignIn")
         self._http = http
-        if http is not None:
-            http.cookies = no_cookies()  # see no_cookies
         self._resolvers: list[weakref.ref[Resolver]] = []
         self._attaching = threading.Lock()  # middlewares built in several threads at once
         self._wired = False  # attach()ed once: login() works

@@ -77,15 +77,21 @@ def send_token(
 
 
 def _on_own_client(client: httpx2.Client, request: UpstreamRequest, within: float) -> Outcome:
-    """On the application's client, within SignIn's deadline, not the client's own."""
+    """On the application's client, within SignIn's deadline, not the client's own.
+
+    No cookie goes with it: one LWA set in answer to another customer's call
+    would (see ``_http.no_cookies``). The client's jar itself is left alone:
+    the application may share that client with code that needs its cookies."""
     try:
-        response = client.request(
+        sent = client.build_request(
             request.method,
             request.url,
             content=request.body,
             headers=dict(request.headers),
             timeout=within,
         )
+        sent.headers.pop("cookie", None)
+        response = client.send(sent)
     except Exception as exc:  # anything, as an http_client's on the middleware's drivers
         return failure(exc)
     return UpstreamResponse(
