@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import sys
 import threading
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+import anyio
 import httpx2
 import pytest
 from starlette.applications import Starlette
@@ -17,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
+from support.callers import asgi_call, asgi_scope, bearer
 from support.private import Resolver, Settings, wired_resolvers
 
 from lwa_middleware import LWAMiddleware, LWAWSGIMiddleware
@@ -225,3 +228,33 @@ def test_signin_leaves_the_jar_of_a_client_the_application_shares_alone(
     request = client.build_request("GET", "https://partner.example/orders")
     assert request.headers.get("cookie") == "partner_session=kept"
     assert _callback_status(signin, lwa_emulator) == 303  # signs in on it meanwhile
+
+
+def test_the_asgi_middleware_leaves_the_jar_of_an_http_client_alone(
+    lwa_emulator: LWAEmulator, make_asgi: Callable[..., LWAMiddleware]
+) -> None:
+    """The same for ``http_client=``: a factory handing out the application's
+    shared ``AsyncClient`` had its jar replaced on the middleware's first
+    lookup, and the application's other calls lost their cookies. Lookups
+    work on it, and it keeps its cookies. (A shared *sync* client cannot be
+    handed out: the middleware closes the one its construction-time check
+    gets, as before this session.)"""
+    shared = httpx2.AsyncClient(trust_env=False)
+    shared.cookies.set("partner_session", "kept", domain="partner.example")
+    token = lwa_emulator.issue_token()
+
+    def factory(asyncio: bool) -> httpx2.Client | httpx2.AsyncClient:
+        return shared if asyncio else httpx2.Client(trust_env=False)
+
+    asgi = make_asgi(http_client=factory)
+
+    async def main() -> int:
+        try:
+            sent = await asgi_call(asgi, asgi_scope("/me", bearer(token)))
+            status: int = sent[0]["status"]
+            return status
+        finally:
+            await asgi.aclose()
+
+    assert anyio.run(main) == 200
+    assert shared.cookies.get("partner_session", domain="partner.example") == "kept"

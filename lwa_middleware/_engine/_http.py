@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import httpx2
 
-from .flow import UpstreamFailure, UpstreamResponse
+from .flow import UpstreamFailure, UpstreamRequest, UpstreamResponse
 
 if TYPE_CHECKING:
     from .config import Settings
@@ -33,11 +33,25 @@ USER_AGENT = "lwa-middleware (+https://pypi.org/project/lwa-middleware/)"
 SHARD_CONNECTIONS = 4
 
 def no_cookies() -> http.cookiejar.CookieJar:
-    """A jar that keeps nothing, for every httpx2 client that calls LWA (ours,
-    ``http_client``'s, ``SignIn(http=)``), as the aiohttp transport has none:
-    a cookie LWA sets in answer about one customer must not travel with the
-    next customer's call."""
+    """A jar that keeps nothing, for our own httpx2 clients, as the aiohttp
+    transport has none: a cookie LWA sets in answer about one customer must
+    not travel with the next customer's call (an application's client keeps
+    its jar: see :func:`cookieless`)."""
     return http.cookiejar.CookieJar(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
+
+
+def cookieless(
+    client: httpx2.Client | httpx2.AsyncClient, request: UpstreamRequest, timeout: float
+) -> httpx2.Request:
+    """``request`` built on an application's httpx2 client (``http_client``'s,
+    ``SignIn(http=)``) with no ``Cookie`` header: its jar is left alone (the
+    application may share the client with code that needs its cookies), but
+    none of it, nor a cookie LWA set about another customer, goes to LWA."""
+    built = client.build_request(
+        request.method, request.url, headers=request.headers, content=request.body, timeout=timeout
+    )
+    built.headers.pop("cookie", None)
+    return built
 
 
 def pool_shape(settings: Settings) -> tuple[int, int]:

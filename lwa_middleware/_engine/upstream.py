@@ -56,6 +56,7 @@ from ._http import (
     USER_AGENT,
     Body,
     TooLarge,
+    cookieless,
     failure,
     no_cookies,
     pool_shape,
@@ -131,9 +132,7 @@ def _own_clients(settings: Settings, asyncio: bool) -> list[Any]:
     """``[settings.http_client(asyncio=...)]``, checked to be the kind asked for."""
     factory = settings.http_client
     assert factory is not None
-    client = checked_client(factory(asyncio=asyncio), asyncio)
-    client.cookies = no_cookies()  # the application's client too (see no_cookies)
-    return [client]
+    return [checked_client(factory(asyncio=asyncio), asyncio)]
 
 
 def checked_client(client: object, asyncio: bool) -> Any:
@@ -312,18 +311,15 @@ class SyncDriver:
             return TIMED_OUT
         client, seated = self._seats.take()
         try:
-            with client.stream(
-                request.method,
-                request.url,
-                headers=request.headers,
-                content=request.body,
-                timeout=remaining,
-                follow_redirects=False,
-            ) as response:
+            sent = cookieless(client, request, remaining)
+            response = client.send(sent, stream=True, follow_redirects=False)
+            try:
                 body = Body(response, self._settings.max_response_bytes, deadline)
                 for chunk in response.iter_bytes():
                     body.feed(chunk)
                 return body.outcome(response)
+            finally:
+                response.close()
         except TooLarge:
             return TOO_LARGE
         except Exception as exc:  # an application's client may raise anything
@@ -483,18 +479,15 @@ class AsyncDriver:
         client, seated = seats.take()
         try:
             with anyio.fail_after(remaining):
-                async with client.stream(
-                    request.method,
-                    request.url,
-                    headers=request.headers,
-                    content=request.body,
-                    timeout=remaining,
-                    follow_redirects=False,
-                ) as response:
+                sent = cookieless(client, request, remaining)
+                response = await client.send(sent, stream=True, follow_redirects=False)
+                try:
                     body = Body(response, self._settings.max_response_bytes, deadline)
                     async for chunk in response.aiter_bytes():
                         body.feed(chunk)
                     return body.outcome(response)
+                finally:
+                    await response.aclose()
         except TooLarge:
             return TOO_LARGE
         except Exception as exc:  # an application's client may raise anything

@@ -21,7 +21,7 @@ from urllib.parse import urlencode
 import anyio.from_thread
 import httpx2
 
-from .._engine._http import failure, request_id
+from .._engine._http import cookieless, failure, request_id
 from .._engine.errors import BreakerOpen
 from .._engine.flow import Outcome, UpstreamRequest, UpstreamResponse
 from .._engine.identity import Identity
@@ -77,21 +77,10 @@ def send_token(
 
 
 def _on_own_client(client: httpx2.Client, request: UpstreamRequest, within: float) -> Outcome:
-    """On the application's client, within SignIn's deadline, not the client's own.
-
-    No cookie goes with it: one LWA set in answer to another customer's call
-    would (see ``_http.no_cookies``). The client's jar itself is left alone:
-    the application may share that client with code that needs its cookies."""
+    """On the application's client (no cookie: see ``cookieless``), within
+    SignIn's deadline, not the client's own."""
     try:
-        sent = client.build_request(
-            request.method,
-            request.url,
-            content=request.body,
-            headers=dict(request.headers),
-            timeout=within,
-        )
-        sent.headers.pop("cookie", None)
-        response = client.send(sent)
+        response = client.send(cookieless(client, request, within))
     except Exception as exc:  # anything, as an http_client's on the middleware's drivers
         return failure(exc)
     return UpstreamResponse(
