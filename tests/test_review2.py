@@ -4,6 +4,7 @@ controls is an attack that worked on ``main``.
 
 from __future__ import annotations
 
+import json
 import sys
 import threading
 from collections.abc import Callable
@@ -20,13 +21,14 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 from support.callers import asgi_call, asgi_scope, bearer
+from support.lwa_proxy import Answer, RewritingProxy, json_answer
 from support.private import Resolver, Settings, wired_resolvers
 
 from lwa_middleware import LWAMiddleware, LWAWSGIMiddleware
 from lwa_middleware.signin import SignIn
 from lwa_middleware.signin.starlette import SignedInUser, signin_routes
 from lwa_middleware.testing import LWAEmulator
-from tests.signin.signin_support import ORIGIN, make_signin, sign_in
+from tests.signin.signin_support import ORIGIN, SESSION_SECRET, make_signin, sign_in
 
 
 def _callback_status(signin: SignIn, lwa: LWAEmulator, latency: float = 0.0) -> int:
@@ -242,3 +244,33 @@ def test_the_asgi_middleware_leaves_the_jar_of_an_http_client_alone(
 
     assert anyio.run(main) == 200
     assert shared.cookies.get("partner_session", domain="partner.example") == "kept"
+
+
+def test_signins_http_client_keeps_the_body_cap(lwa_emulator: LWAEmulator) -> None:
+    """``max_response_bytes`` refuses larger LWA answers unread (503), on the
+    middleware's drivers and so on SignIn's calls through them; through an
+    ``http=`` client, the token endpoint's answer was read whole, however
+    large (a proxy gone wrong, a captive portal). Here the token answer is
+    valid JSON padded past 64 KiB: the sign-in must refuse it (503), as it
+    does without ``http=``."""
+
+    def padded(path: str, answer: Answer) -> Answer:
+        if not path.startswith("/auth/o2/token"):
+            return answer
+        status, headers, _ = answer
+        body = json.dumps({**json_answer(answer), "pad": "x" * 100_000}).encode()
+        return status, {**headers, "content-length": str(len(body))}, body
+
+    with RewritingProxy(lwa_emulator) as proxy:
+        proxy.rewrite_answer = padded
+        lwa_emulator.add_redirect_uri(ORIGIN + "/callback")
+        signin = SignIn(
+            client_id=lwa_emulator.client_id,
+            client_secret=lwa_emulator.client_secret,
+            redirect_uri=ORIGIN + "/callback",
+            session_secret=SESSION_SECRET,
+            api_base_url=proxy.base_url,
+            authorize_url=lwa_emulator.authorize_url,
+            http=httpx2.Client(trust_env=False),
+        )
+        assert _callback_status(signin, lwa_emulator) == 503

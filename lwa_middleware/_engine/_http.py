@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import httpx2
 
-from .flow import UpstreamFailure, UpstreamRequest, UpstreamResponse
+from .flow import Outcome, UpstreamFailure, UpstreamRequest, UpstreamResponse
 
 if TYPE_CHECKING:
     from .config import Settings
@@ -145,3 +145,30 @@ class TooLarge(Exception):
 
 
 TOO_LARGE = UpstreamFailure("response too large", "too_large")
+
+
+def fetch_blocking(
+    client: httpx2.Client, request: UpstreamRequest, deadline: float, cap: int
+) -> Outcome:
+    """``request``'s answer on a blocking httpx2 client (ours, or an
+    application's: see :func:`cookieless`), its body capped at ``cap`` bytes
+    and read by ``deadline``; or why there is none."""
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        return TIMED_OUT
+    try:
+        sent = cookieless(client, request, remaining)
+        response = client.send(sent, stream=True, follow_redirects=False)
+        try:
+            body = Body(response, cap, deadline)
+            for chunk in response.iter_bytes():
+                body.feed(chunk)
+            return body.outcome(response)
+        finally:
+            response.close()
+    except TooLarge:
+        return TOO_LARGE
+    except Exception as exc:  # an application's client may raise anything
+        # (OpenTelemetry's httpx instrumentor on an httpx2 client: IndexError).
+        # LWA was not reached: a transport failure named by type, not "unusable".
+        return failure(exc)

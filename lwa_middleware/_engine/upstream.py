@@ -58,6 +58,7 @@ from ._http import (
     TooLarge,
     cookieless,
     failure,
+    fetch_blocking,
     no_cookies,
     pool_shape,
 )
@@ -306,26 +307,11 @@ class SyncDriver:
             return outcome
 
     def _fetch(self, request: UpstreamRequest, deadline: float) -> Outcome:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
+        if deadline <= time.monotonic():
             return TIMED_OUT
         client, seated = self._seats.take()
         try:
-            sent = cookieless(client, request, remaining)
-            response = client.send(sent, stream=True, follow_redirects=False)
-            try:
-                body = Body(response, self._settings.max_response_bytes, deadline)
-                for chunk in response.iter_bytes():
-                    body.feed(chunk)
-                return body.outcome(response)
-            finally:
-                response.close()
-        except TooLarge:
-            return TOO_LARGE
-        except Exception as exc:  # an application's client may raise anything
-            # (OpenTelemetry's httpx instrumentor on an httpx2 client: IndexError).
-            # LWA was not reached: a transport failure named by type, not "unusable".
-            return failure(exc)
+            return fetch_blocking(client, request, deadline, self._settings.max_response_bytes)
         finally:
             self._seats.give(client, seated)
 
