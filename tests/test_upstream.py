@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import httpx2
 import pytest
 from starlette.testclient import TestClient
 from support.clock import FakeClock
@@ -458,10 +459,11 @@ def test_a_cancelled_request_gives_its_seat_back(backend: str) -> None:
     from support.private import AsyncDriver, Settings, _Seats
 
     class Hanging:
-        @contextlib.asynccontextmanager
-        async def stream(self, *args: Any, **kwargs: Any) -> Any:
+        def build_request(self, method: str, url: str, **kwargs: Any) -> Any:
+            return httpx2.Request(method, url)
+
+        async def send(self, *args: Any, **kwargs: Any) -> Any:
             await anyio.sleep(3600)
-            yield None
 
     @dataclass
     class Request:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import httpx2
 
-from .flow import UpstreamFailure, UpstreamResponse
+from .flow import Outcome, UpstreamFailure, UpstreamRequest, UpstreamResponse
 
 if TYPE_CHECKING:
     from .config import Settings
@@ -33,11 +33,25 @@ USER_AGENT = "lwa-middleware (+https://pypi.org/project/lwa-middleware/)"
 SHARD_CONNECTIONS = 4
 
 def no_cookies() -> http.cookiejar.CookieJar:
-    """A jar that keeps nothing, for every httpx2 client that calls LWA (ours,
-    ``http_client``'s, ``SignIn(http=)``), as the aiohttp transport has none:
-    a cookie LWA sets in answer about one customer must not travel with the
-    next customer's call."""
+    """A jar that keeps nothing, for our own httpx2 clients, as the aiohttp
+    transport has none: a cookie LWA sets in answer about one customer must
+    not travel with the next customer's call (an application's client keeps
+    its jar: see :func:`cookieless`)."""
     return http.cookiejar.CookieJar(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
+
+
+def cookieless(
+    client: httpx2.Client | httpx2.AsyncClient, request: UpstreamRequest, timeout: float
+) -> httpx2.Request:
+    """``request`` built on an application's httpx2 client (``http_client``'s,
+    ``SignIn(http=)``) with no ``Cookie`` header: its jar is left alone (the
+    application may share the client with code that needs its cookies), but
+    none of it, nor a cookie LWA set about another customer, goes to LWA."""
+    built = client.build_request(
+        request.method, request.url, headers=request.headers, content=request.body, timeout=timeout
+    )
+    built.headers.pop("cookie", None)
+    return built
 
 
 def pool_shape(settings: Settings) -> tuple[int, int]:
@@ -131,3 +145,30 @@ class TooLarge(Exception):
 
 
 TOO_LARGE = UpstreamFailure("response too large", "too_large")
+
+
+def fetch_blocking(
+    client: httpx2.Client, request: UpstreamRequest, deadline: float, cap: int
+) -> Outcome:
+    """``request``'s answer on a blocking httpx2 client (ours, or an
+    application's: see :func:`cookieless`), its body capped at ``cap`` bytes
+    and read by ``deadline``; or why there is none."""
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        return TIMED_OUT
+    try:
+        sent = cookieless(client, request, remaining)
+        response = client.send(sent, stream=True, follow_redirects=False)
+        try:
+            body = Body(response, cap, deadline)
+            for chunk in response.iter_bytes():
+                body.feed(chunk)
+            return body.outcome(response)
+        finally:
+            response.close()
+    except TooLarge:
+        return TOO_LARGE
+    except Exception as exc:  # an application's client may raise anything
+        # (OpenTelemetry's httpx instrumentor on an httpx2 client: IndexError).
+        # LWA was not reached: a transport failure named by type, not "unusable".
+        return failure(exc)

@@ -222,8 +222,8 @@ OPTIONS: tuple[Option, ...] = (
         "http_client", "callable", None,
         "a factory called as `http_client(asyncio=False)` / `(asyncio=True)` returning an "
         "`httpx2.Client` / `httpx2.AsyncClient`: a proxy, mTLS, a corporate CA, your "
-        "instrumentation ([Observability](observability.md)); its cookie jar is replaced by "
-        "one that keeps nothing (no cookie of LWA's goes with another customer's lookup)",
+        "instrumentation ([Observability](observability.md)); no cookie of its jar goes to LWA "
+        "(nor one LWA set about another customer), and the jar is left as it is",
         check.check_http_client,
     ),
     Option(

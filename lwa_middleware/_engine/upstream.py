@@ -56,7 +56,9 @@ from ._http import (
     USER_AGENT,
     Body,
     TooLarge,
+    cookieless,
     failure,
+    fetch_blocking,
     no_cookies,
     pool_shape,
 )
@@ -131,9 +133,7 @@ def _own_clients(settings: Settings, asyncio: bool) -> list[Any]:
     """``[settings.http_client(asyncio=...)]``, checked to be the kind asked for."""
     factory = settings.http_client
     assert factory is not None
-    client = checked_client(factory(asyncio=asyncio), asyncio)
-    client.cookies = no_cookies()  # the application's client too (see no_cookies)
-    return [client]
+    return [checked_client(factory(asyncio=asyncio), asyncio)]
 
 
 def checked_client(client: object, asyncio: bool) -> Any:
@@ -307,29 +307,11 @@ class SyncDriver:
             return outcome
 
     def _fetch(self, request: UpstreamRequest, deadline: float) -> Outcome:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
+        if deadline <= time.monotonic():
             return TIMED_OUT
         client, seated = self._seats.take()
         try:
-            with client.stream(
-                request.method,
-                request.url,
-                headers=request.headers,
-                content=request.body,
-                timeout=remaining,
-                follow_redirects=False,
-            ) as response:
-                body = Body(response, self._settings.max_response_bytes, deadline)
-                for chunk in response.iter_bytes():
-                    body.feed(chunk)
-                return body.outcome(response)
-        except TooLarge:
-            return TOO_LARGE
-        except Exception as exc:  # an application's client may raise anything
-            # (OpenTelemetry's httpx instrumentor on an httpx2 client: IndexError).
-            # LWA was not reached: a transport failure named by type, not "unusable".
-            return failure(exc)
+            return fetch_blocking(client, request, deadline, self._settings.max_response_bytes)
         finally:
             self._seats.give(client, seated)
 
@@ -483,18 +465,15 @@ class AsyncDriver:
         client, seated = seats.take()
         try:
             with anyio.fail_after(remaining):
-                async with client.stream(
-                    request.method,
-                    request.url,
-                    headers=request.headers,
-                    content=request.body,
-                    timeout=remaining,
-                    follow_redirects=False,
-                ) as response:
+                sent = cookieless(client, request, remaining)
+                response = await client.send(sent, stream=True, follow_redirects=False)
+                try:
                     body = Body(response, self._settings.max_response_bytes, deadline)
                     async for chunk in response.aiter_bytes():
                         body.feed(chunk)
                     return body.outcome(response)
+                finally:
+                    await response.aclose()
         except TooLarge:
             return TOO_LARGE
         except Exception as exc:  # an application's client may raise anything

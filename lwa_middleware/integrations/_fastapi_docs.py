@@ -9,6 +9,7 @@ the route table names them).
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from typing import Any
 
@@ -33,7 +34,7 @@ def docs_paths(app: Any) -> list[str]:
         if isinstance(app, fastapi.APIRouter):
             # api.add_middleware(LWAMiddleware, ...): Starlette builds the middleware
             # around the app's inner layers, whose chain ends at the app's router.
-            return _setup_paths(app)
+            return _setup_paths(app, fastapi.FastAPI)
         app = getattr(app, "app", None)
         if app is None:
             return []
@@ -54,11 +55,18 @@ def _paths(api: Any) -> list[str]:
     return [prefix + path if prefix and not path.startswith(prefix) else path for path in paths]
 
 
-def _setup_paths(router: Any) -> list[str]:
-    return [
-        route.path
-        for route in router.routes
-        if getattr(getattr(route, "endpoint", None), "__qualname__", "").startswith(
-            _SETUP_ENDPOINT
-        )
-    ]
+def _setup_paths(router: Any, app_type: Any) -> list[str]:
+    """The docs paths of the app whose ``setup()`` made endpoints of ``router``
+    and whose router it is (its ``self``, in their closure). Another app's
+    docs endpoints copied in (``include_router`` copies them, prefixed) stay
+    under the route table: their paths are not this app's docs."""
+    for route in router.routes:
+        endpoint = getattr(route, "endpoint", None)
+        if not getattr(endpoint, "__qualname__", "").startswith(_SETUP_ENDPOINT):
+            continue
+        for cell in getattr(endpoint, "__closure__", None) or ():
+            with contextlib.suppress(ValueError):  # an empty cell
+                owner: Any = cell.cell_contents
+                if isinstance(owner, app_type) and owner.router is router:
+                    return _paths(owner)
+    return []

@@ -21,6 +21,7 @@ import hmac
 import json
 import logging
 import secrets
+import threading
 import time
 import weakref
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
@@ -30,7 +31,6 @@ from urllib.parse import urlencode, urlsplit
 import anyio
 import httpx2
 
-from .._engine._http import no_cookies
 from .._engine._observe import fields
 from .._engine.clock import Clock, epoch_of
 from .._engine.config import Settings
@@ -177,9 +177,8 @@ class SignIn(Exchanging, Refreshing):
         #: Epoch seconds: the ``time()`` face of ``clock=``.
         self.clock = epoch_of(clock, "SignIn")
         self._http = http
-        if http is not None:
-            http.cookies = no_cookies()  # see no_cookies
         self._resolvers: list[weakref.ref[Resolver]] = []
+        self._attaching = threading.Lock()  # middlewares built in several threads at once
         self._wired = False  # attach()ed once: login() works
         self._own_resolver: Resolver | None = None
         self._threads: ThreadFlights[tuple[str | None]] = ThreadFlights(
@@ -216,9 +215,10 @@ class SignIn(Exchanging, Refreshing):
                 f"SignIn's client_id {self.client_id!r} is not among the middleware's "
                 "client_id: give the middleware that client id too (client_id=[...])"
             )
-        live = self._attached()
-        if resolver not in live:
-            self._resolvers = [*map(weakref.ref, live), weakref.ref(resolver)]
+        with self._attaching:  # else two attach() at once keep only one of theirs
+            live = self._attached()
+            if resolver not in live:
+                self._resolvers = [*map(weakref.ref, live), weakref.ref(resolver)]
         self._wired = True
 
     def _attached(self) -> list[Resolver]:

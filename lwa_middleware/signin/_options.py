@@ -132,7 +132,8 @@ SIGNIN_OPTIONS: tuple[Option, ...] = (
     Option(
         "http", "`httpx2.Client`", None,
         "your client for the token endpoint's POSTs (none: the middleware's own pool, "
-        "which `http_client=` customises); its cookie jar is replaced by one that keeps nothing",
+        "which `http_client=` customises); `timeout` and the middleware's `max_response_bytes` "
+        "bound them, and no cookie of its jar goes with them (the jar is left as it is)",
     ),
     Option(
         "pages", "mapping or callable", None,

@@ -14,6 +14,7 @@ An ``http=`` client given to ``SignIn`` still sends the token POSTs itself.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 from urllib.parse import urlencode
@@ -21,9 +22,9 @@ from urllib.parse import urlencode
 import anyio.from_thread
 import httpx2
 
-from .._engine._http import failure, request_id
+from .._engine._http import fetch_blocking
 from .._engine.errors import BreakerOpen
-from .._engine.flow import Outcome, UpstreamRequest, UpstreamResponse
+from .._engine.flow import Outcome, UpstreamRequest
 from .._engine.identity import Identity
 from .._engine.routes import Access, Policy
 
@@ -70,25 +71,12 @@ def send_token(
     if wait is not None:
         raise BreakerOpen("LWA is failing; not asking its token endpoint for a moment.", wait)
     if client is not None:
-        return _on_own_client(client, request)
+        # No Cookie header, SignIn's deadline (not the client's own), the body cap.
+        cap = resolver.settings.max_response_bytes
+        return fetch_blocking(client, request, time.monotonic() + within, cap)
     if _behind_a_loop():
         return anyio.from_thread.run(resolver.send_async, request, within)
     return resolver.send_sync(request, within)
-
-
-def _on_own_client(client: httpx2.Client, request: UpstreamRequest) -> Outcome:
-    try:
-        response = client.request(
-            request.method, request.url, content=request.body, headers=dict(request.headers)
-        )
-    except httpx2.HTTPError as exc:
-        return failure(exc)
-    return UpstreamResponse(
-        response.status_code,
-        response.content,
-        response.headers.get("retry-after"),
-        request_id(response),
-    )
 
 
 def identity_of(resolver: Resolver, token: str) -> Identity:

@@ -20,6 +20,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from .._engine._asgi_parts import FrozenCredentials
 from .._engine.errors import UpstreamUnavailable
 from .._engine.identity import IDENTITY_KEY
 from ._core import Reply, SignIn
@@ -66,7 +67,8 @@ class SignedInUser:
     then always the Identity, never ``None``. When ``load_user`` returns
     ``None`` (the app's user was deleted since), ``request.user`` is
     Starlette's ``UnauthenticatedUser``, as Django's ``AnonymousUser``: never
-    ``None``, whose ``is_authenticated`` would fail the request."""
+    ``None``, whose ``is_authenticated`` would fail the request; and
+    ``request.auth`` holds no scope, so Starlette's ``requires`` refuses it."""
 
     def __init__(self, app: ASGIApp, signin: SignIn, load_user: Any = None) -> None:
         self.app, self.signin, self.load_user = app, signin, load_user
@@ -85,14 +87,18 @@ class SignedInUser:
                 await _unavailable(down, scope, send)
                 return
             if user is not None:
-                scope["user"] = self._loaded(user)
+                scope["user"] = self._loaded(user, scope)
         await self.app(scope, receive, send)
 
-    def _loaded(self, user: Any) -> Any:
+    def _loaded(self, user: Any, scope: Scope) -> Any:
         if self.load_user is None:
             return user
         loaded = self.load_user(user)
-        return UnauthenticatedUser() if loaded is None else loaded
+        if loaded is None:
+            # No user any more: no scopes either, or requires("profile") lets them in.
+            scope["auth"] = FrozenCredentials()
+            return UnauthenticatedUser()
+        return loaded
 
 
 async def _unavailable(down: UpstreamUnavailable, scope: Scope, send: Send) -> None:

@@ -316,3 +316,9 @@ asgi_judge = attrgetter("_judge")
 def set_asgi_judge(mw: Any, judge: Any) -> None:
     """Put ``judge`` in place of the middleware's, to see whether a request reaches it."""
     mw._judge = judge
+
+
+def wired_resolvers(signin: Any) -> list[Any]:
+    """The resolvers of the live middlewares a SignIn is wired into (its logout revokes on each)."""
+    resolvers: list[Any] = signin._attached()
+    return resolvers
