@@ -441,3 +441,22 @@ def test_a_request_id_not_shaped_like_one_is_dropped(lwa_emulator: LWAEmulator) 
     (data,) = [d for n, d in events if n == "resolved"]
     assert data["request_id"] is None
     app.close()
+
+
+def test_a_factory_handing_out_one_shared_client_still_works(lwa_emulator: LWAEmulator) -> None:
+    """Review: the construction check closed the blocking client the factory
+    gave it, so a factory that returns the application's one shared client
+    left every lookup failing (``transport error: RuntimeError``)."""
+    shared = httpx2.Client()
+    token = lwa_emulator.issue_token(scopes=["profile"])
+    options: dict[str, Any] = {
+        "client_id": lwa_emulator.client_id,
+        "api_base_url": lwa_emulator.base_url,
+        "http_client": lambda asyncio: httpx2.AsyncClient() if asyncio else shared,
+    }
+    app = middleware("wsgi", "asyncio", options)
+    try:
+        assert get_once(app, "asyncio", token).status_code == 200
+    finally:
+        app.resolver.close()
+        shared.close()
