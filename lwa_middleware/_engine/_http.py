@@ -32,6 +32,7 @@ USER_AGENT = "lwa-middleware (+https://pypi.org/project/lwa-middleware/)"
 #: build) at 50 for the default 100 lookups in flight.
 SHARD_CONNECTIONS = 4
 
+
 def no_cookies() -> http.cookiejar.CookieJar:
     """A jar that keeps nothing, for our own httpx2 clients, as the aiohttp
     transport has none: a cookie LWA sets in answer about one customer must
